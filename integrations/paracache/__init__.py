@@ -1,0 +1,39 @@
+"""paracache: a semantic cache for LLM applications on Redis vector search.
+
+One framework-free core, :class:`SemanticIndex` (exact layer in front of a semantic
+layer, scoped pre-filtered lookups, TTL policy, metrics, fail-open), and thin adapters:
+:mod:`paracache.langchain` and :mod:`paracache.llama_index`.
+
+Example:
+    >>> from paracache import SemanticIndex, Scope
+    >>> cache = SemanticIndex(namespace="faq")  # doctest: +SKIP
+    >>> cache.store("What's your refund policy?", "30 days.", Scope(tenant="a"))  # doctest: +SKIP
+    >>> cache.lookup("Can I get a refund?", Scope(tenant="acme"))  # doctest: +SKIP
+"""
+
+from .core import DEFAULT_MIN_SIMILARITY, CacheError, CacheHit, Verdict, last_verdict
+from .index import RedisSearchUnavailable, SemanticIndex
+from .metrics import CacheStats
+from .policy import CircuitBreaker, Normalizer, TTLPolicy
+from .schema import HNSW
+from .scope import Scope, digest
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DEFAULT_MIN_SIMILARITY",
+    "HNSW",
+    "CacheError",
+    "CacheHit",
+    "CacheStats",
+    "CircuitBreaker",
+    "Normalizer",
+    "RedisSearchUnavailable",
+    "Scope",
+    "SemanticIndex",
+    "TTLPolicy",
+    "Verdict",
+    "__version__",
+    "digest",
+    "last_verdict",
+]

@@ -1,0 +1,355 @@
+"""LangChain adapter: ``SemanticCache``, a ``BaseCache`` over :class:`paracache.SemanticIndex`.
+
+It only translates. LangChain hands a cache two strings: ``prompt`` (for chat models,
+the JSON of all messages) and ``llm_string`` (the model's class, settings and call
+parameters). The adapter embeds only the last human message's text; the system
+prompt, earlier turns, tools, response format and the full ``llm_string`` become the
+entry's scope, so a hit needs the same conversation context and model settings.
+Generations are stored as plain JSON (no pickle, no ``langchain_core.load.loads`` of
+Redis data) and rebuilt as fresh objects on every hit.
+
+Example:
+    >>> from langchain_core.globals import set_llm_cache
+    >>> from paracache.langchain import SemanticCache
+    >>> set_llm_cache(SemanticCache())      # embedded Redis + offline embeddings  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from langchain_core.caches import RETURN_VAL_TYPE, BaseCache
+from langchain_core.messages import message_to_dict, messages_from_dict
+from langchain_core.outputs import ChatGeneration, Generation
+
+from .core import Verdict
+from .index import SemanticIndex
+from .scope import Scope, digest
+
+__all__ = ["SemanticCache", "parse_llm_string", "split_prompt"]
+
+logger = logging.getLogger("paracache")
+
+#: ``llm_string`` keys that name the model, in order of preference.
+MODEL_KEYS = ("model", "model_name", "model_id", "deployment_name", "azure_deployment", "repo_id")
+#: Sampling parameters copied into the scope (for TTL rules, clearing and display).
+#: Everything else in ``llm_string`` still scopes through its digest. Keys holding
+#: secrets are never read.
+PARAM_KEYS = (
+    "temperature", "top_p", "top_k", "max_tokens", "max_completion_tokens",
+    "max_output_tokens", "max_new_tokens", "n", "seed", "frequency_penalty",
+    "presence_penalty", "repetition_penalty", "reasoning_effort", "stop",
+)
+
+
+def _is_scalar(value: Any) -> bool:
+    return isinstance(value, (str, int, float, bool)) or value is None
+
+
+def parse_llm_string(llm_string: str) -> tuple[str, dict[str, Any]]:
+    """Best-effort ``(model, sampling params)`` from LangChain's ``llm_string``.
+
+    Never fails: an unparseable string gives ``("", {})`` (its digest still scopes).
+
+    Example:
+        >>> parse_llm_string("[('_type', 'openai-chat'), ('model_name', 'gpt-4o'), "
+        ...                  "('temperature', 0.2), ('openai_api_key', 'sk-...')]")
+        ('gpt-4o', {'temperature': 0.2})
+    """
+    settings: dict[str, Any] = {}
+    rest = llm_string
+    try:
+        obj, end = json.JSONDecoder().raw_decode(llm_string)
+        if isinstance(obj, dict):
+            kwargs = obj.get("kwargs")
+            if isinstance(kwargs, dict):
+                settings.update(kwargs)
+            ident = obj.get("id")
+            if isinstance(ident, list) and ident and isinstance(ident[-1], str):
+                settings.setdefault("_type", ident[-1])
+            rest = llm_string[end:]
+            rest = rest[3:] if rest.startswith("---") else ""
+    except ValueError:
+        pass
+    if rest.startswith("["):
+        try:
+            pairs = ast.literal_eval(rest)
+            if isinstance(pairs, list):
+                for pair in pairs:
+                    if isinstance(pair, tuple) and len(pair) == 2 and isinstance(pair[0], str):
+                        settings[pair[0]] = pair[1]
+        except (ValueError, SyntaxError, MemoryError, RecursionError):
+            pass
+    model = next(
+        (settings[k] for k in MODEL_KEYS if isinstance(settings.get(k), str) and settings[k]),
+        "",
+    )
+    if not model and isinstance(settings.get("_type"), str):
+        model = settings["_type"]
+    params: dict[str, Any] = {}
+    for key in PARAM_KEYS:
+        value = settings.get(key)
+        if value is None:
+            continue
+        if _is_scalar(value) and not (isinstance(value, float) and value != value):
+            params[key] = value
+        elif isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+            params[key] = list(value)
+    return model, params
+
+
+def _content_text(content: Any) -> tuple[str, list[Any]]:
+    """A message content's text, and whatever else it holds (images, files...)."""
+    if isinstance(content, str):
+        return content, []
+    texts: list[str] = []
+    other: list[Any] = []
+    if isinstance(content, list):
+        for block in content:
+            if isinstance(block, str):
+                texts.append(block)
+            elif (
+                isinstance(block, dict)
+                and block.get("type") == "text"
+                and isinstance(block.get("text"), str)
+            ):
+                texts.append(block["text"])
+            else:
+                other.append(block)
+    else:
+        other.append(content)
+    return "\n".join(texts), other
+
+
+def split_prompt(prompt: str) -> tuple[str, str, bool]:
+    """Split LangChain's ``prompt`` into ``(text to match, context digest, semantic)``.
+
+    For a chat prompt the text is the last human message's text; everything else
+    (system prompt, earlier turns, non-text content) goes into the context digest.
+    If the last message is not from the human (e.g. a tool result), only the exact
+    layer may answer. A plain-LLM prompt is matched as it is.
+
+    Example:
+        >>> text, ctx, semantic = split_prompt('[{"lc": 1, "type": "constructor", '
+        ...     '"id": ["langchain", "schema", "messages", "HumanMessage"], '
+        ...     '"kwargs": {"content": "Hi there", "type": "human"}}]')
+        >>> text, semantic
+        ('Hi there', True)
+    """
+    if not prompt.startswith("[{"):
+        return prompt, "", True
+    try:
+        messages = json.loads(prompt)
+    except ValueError:
+        return prompt, "", True
+    if not (
+        isinstance(messages, list)
+        and messages
+        and all(isinstance(m, dict) and isinstance(m.get("kwargs"), dict) for m in messages)
+    ):
+        return prompt, "", True
+    last = messages[-1]["kwargs"]
+    if last.get("type") != "human":
+        return "", digest("chat/v1", messages), False
+    text, other = _content_text(last.get("content"))
+    rest = {k: v for k, v in last.items() if k != "content"}
+    return text, digest("chat/v1", messages[:-1], rest, other), True
+
+
+def _dump_generations(generations: Sequence[Generation]) -> tuple[str, int]:
+    """Serialise generations as plain JSON; also the tokens they cost, if known."""
+    items: list[dict[str, Any]] = []
+    tokens = 0
+    for gen in generations:
+        if not isinstance(gen, Generation):
+            raise TypeError(f"return_val must hold Generation objects, got {type(gen).__name__}")
+        if isinstance(gen, ChatGeneration):
+            usage = getattr(gen.message, "usage_metadata", None) or {}
+            tokens += int(usage.get("total_tokens", 0) or 0)
+            items.append({
+                "kind": "chat",
+                "message": message_to_dict(gen.message),
+                "generation_info": gen.generation_info,
+            })
+        else:
+            items.append({
+                "kind": "text", "text": gen.text, "generation_info": gen.generation_info,
+            })
+    return json.dumps({"v": 1, "generations": items}, ensure_ascii=False), tokens
+
+
+def _load_generations(payload: str) -> list[Generation]:
+    """Rebuild fresh generations from :func:`_dump_generations` output."""
+    data = json.loads(payload)
+    if not isinstance(data, dict) or data.get("v") != 1:
+        raise ValueError("not a paracache LangChain entry")
+    out: list[Generation] = []
+    for item in data["generations"]:
+        if item["kind"] == "chat":
+            message = messages_from_dict([item["message"]])[0]
+            if getattr(message, "id", None) is not None:
+                message = message.model_copy(update={"id": None})
+            out.append(ChatGeneration(message=message, generation_info=item["generation_info"]))
+        elif item["kind"] == "text":
+            out.append(Generation(text=item["text"], generation_info=item["generation_info"]))
+        else:
+            raise ValueError(f"unknown generation kind {item['kind']!r}")
+    return out
+
+
+class SemanticCache(BaseCache):
+    """A LangChain LLM cache answering paraphrases from Redis, scoped and fail-open.
+
+    Args:
+        index: A :class:`paracache.SemanticIndex` to share (e.g. with LlamaIndex).
+            Otherwise one is built from ``redis_url``, ``namespace`` and ``**options``.
+        redis_url: Redis URL (default: env ``PARACACHE_REDIS_URL``/``REDIS_URL``, else
+            an embedded Redis).
+        namespace: Isolates a whole cache (default ``"langchain"``).
+        tenant: Bound to this instance: entries it writes and reads are this tenant's.
+        corpus_version: Bump after re-indexing whatever grounds the answers.
+        fields: Further user scope fields.
+        min_similarity: Semantic threshold (cosine similarity, higher is stricter).
+        on_verdict: Called with each lookup's :class:`paracache.Verdict`.
+        **options: Any other :class:`paracache.SemanticIndex` option (``ttl``,
+            ``ttl_policy``, ``vectorizer``, ``dtype``...).
+
+    Example:
+        >>> from langchain_core.globals import set_llm_cache
+        >>> cache = SemanticCache(namespace="support", tenant="acme", ttl=3600)  # doctest: +SKIP
+        >>> set_llm_cache(cache)                                                # doctest: +SKIP
+        >>> # or on one model: ChatOpenAI(model="gpt-4o-mini", cache=cache)
+    """
+
+    def __init__(
+        self,
+        index: SemanticIndex | None = None,
+        *,
+        redis_url: str | None = None,
+        namespace: str | None = None,
+        tenant: str = "",
+        corpus_version: str = "",
+        fields: Mapping[str, Any] | None = None,
+        min_similarity: float | None = None,
+        on_verdict: Callable[[Verdict], None] | None = None,
+        **options: Any,
+    ) -> None:
+        if index is not None:
+            if not isinstance(index, SemanticIndex):
+                raise TypeError(f"index must be a SemanticIndex, got {type(index).__name__}")
+            if redis_url is not None or namespace is not None or options:
+                raise ValueError(
+                    "give either index= or the options to build one "
+                    "(redis_url, namespace, ...), not both"
+                )
+        else:
+            index = SemanticIndex(redis_url, namespace=namespace or "langchain", **options)
+        if on_verdict is not None and not callable(on_verdict):
+            raise TypeError("on_verdict must be callable")
+        self.index = index
+        self.min_similarity = min_similarity
+        self.on_verdict = on_verdict
+        # Validated once here, so a bad tenant fails at construction, not per call.
+        self._base = Scope(tenant=tenant, corpus_version=corpus_version, fields=fields or {})
+
+    @property
+    def tenant(self) -> str:
+        """The tenant this instance reads and writes as."""
+        return self._base.tenant
+
+    def for_tenant(self, tenant: str) -> SemanticCache:
+        """The same cache (same index and connections) bound to another tenant.
+
+        Example:
+            >>> acme = cache.for_tenant("acme")  # doctest: +SKIP
+        """
+        clone = SemanticCache(
+            self.index, min_similarity=self.min_similarity, on_verdict=self.on_verdict,
+            tenant=tenant, corpus_version=self._base.corpus_version, fields=self._base.fields,
+        )
+        return clone
+
+    def _request(self, prompt: str, llm_string: str) -> tuple[str, Scope, bool]:
+        if not isinstance(prompt, str) or not isinstance(llm_string, str):
+            raise TypeError("prompt and llm_string must be str")
+        text, context, semantic = split_prompt(prompt)
+        model, params = parse_llm_string(llm_string)
+        scope = self._base.replace(
+            model=model, params=params, context=digest("lc/v1", llm_string, context)
+        )
+        return text, scope, semantic
+
+    def _to_generations(self, verdict: Verdict) -> list[Generation] | None:
+        if self.on_verdict is not None:
+            try:
+                self.on_verdict(verdict)
+            except Exception as exc:
+                logger.warning("paracache: on_verdict callback raised: %r", exc)
+        if verdict.hit is None:
+            return None
+        try:
+            return _load_generations(verdict.hit.response)
+        except (ValueError, KeyError, TypeError) as exc:
+            self.index.core.recorder.error("corrupt_entry")
+            logger.warning("paracache: unreadable LangChain entry %s: %r",
+                           verdict.hit.entry_id, exc)
+            return None
+
+    def lookup(self, prompt: str, llm_string: str) -> RETURN_VAL_TYPE | None:
+        """Look up generations for ``prompt`` under ``llm_string``; ``None`` on a miss."""
+        text, scope, semantic = self._request(prompt, llm_string)
+        verdict = self.index.lookup_verdict(
+            text, scope, min_similarity=self.min_similarity, semantic=semantic
+        )
+        return self._to_generations(verdict)
+
+    async def alookup(self, prompt: str, llm_string: str) -> RETURN_VAL_TYPE | None:
+        """Async :meth:`lookup`, without blocking the event loop."""
+        text, scope, semantic = self._request(prompt, llm_string)
+        verdict = await self.index.alookup_verdict(
+            text, scope, min_similarity=self.min_similarity, semantic=semantic
+        )
+        return self._to_generations(verdict)
+
+    def update(self, prompt: str, llm_string: str, return_val: RETURN_VAL_TYPE) -> None:
+        """Store generations for ``prompt`` under ``llm_string``."""
+        text, scope, semantic = self._request(prompt, llm_string)
+        payload, tokens = _dump_generations(return_val)
+        self.index.store(
+            text, payload, scope, tokens=tokens, semantic=semantic,
+            metadata={"source": "langchain"},
+        )
+
+    async def aupdate(self, prompt: str, llm_string: str, return_val: RETURN_VAL_TYPE) -> None:
+        """Async :meth:`update`."""
+        text, scope, semantic = self._request(prompt, llm_string)
+        payload, tokens = _dump_generations(return_val)
+        await self.index.astore(
+            text, payload, scope, tokens=tokens, semantic=semantic,
+            metadata={"source": "langchain"},
+        )
+
+    def _clear_args(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+        unknown = set(kwargs) - {"tenant", "model", "corpus_version"}
+        if unknown:
+            raise TypeError(f"clear() got unexpected arguments {sorted(unknown)}")
+        if self.tenant:  # a tenant-bound cache clears only its own tenant's entries
+            if kwargs.get("tenant", self.tenant) != self.tenant:
+                raise ValueError("this cache is bound to another tenant")
+            kwargs["tenant"] = self.tenant
+        return kwargs
+
+    def clear(self, **kwargs: Any) -> None:
+        """Clear the cache: all of it, or by ``tenant=``, ``model=``, ``corpus_version=``.
+
+        A tenant-bound instance only ever clears its own tenant's entries.
+        """
+        self.index.clear(**self._clear_args(kwargs))
+
+    async def aclear(self, **kwargs: Any) -> None:
+        """Async :meth:`clear`."""
+        await self.index.aclear(**self._clear_args(kwargs))

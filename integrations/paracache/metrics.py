@@ -1,0 +1,162 @@
+"""Counters and latency percentiles of one cache instance, thread-safe and in-process.
+
+Example:
+    >>> from paracache.metrics import Recorder
+    >>> r = Recorder()
+    >>> r.lookup("semantic", 0.004); r.lookup("miss", 0.006)
+    >>> s = r.snapshot()
+    >>> s.lookups, s.semantic_hits, s.misses, s.hit_rate
+    (2, 1, 1, 0.5)
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import threading
+from collections.abc import Iterable
+from typing import Any
+
+__all__ = ["CacheStats", "Recorder"]
+
+#: How many recent latencies are kept per outcome for the percentiles.
+WINDOW = 10_000
+
+
+def _percentiles(values: Iterable[float]) -> dict[str, float]:
+    data = sorted(values)
+    if not data:
+        return {"p50": 0.0, "p95": 0.0, "p99": 0.0}
+
+    def pick(q: float) -> float:
+        return data[min(len(data) - 1, int(q * len(data)))] * 1000.0
+
+    return {"p50": pick(0.50), "p95": pick(0.95), "p99": pick(0.99)}
+
+
+@dataclasses.dataclass(frozen=True)
+class CacheStats:
+    """A snapshot of a cache's metrics since it was created (or last :meth:`reset`).
+
+    Latencies are in milliseconds over the last 10,000 lookups of each kind.
+    ``bypasses`` are requests the TTL policy kept away from the cache (e.g. a high
+    temperature); ``errors`` are Redis or embedding failures turned into misses;
+    ``rejections`` are candidates a guard refused; ``writes_dropped`` are stores that
+    failed (fail-open) and ``writes_skipped`` stores the policy declined.
+    """
+
+    lookups: int = 0
+    exact_hits: int = 0
+    semantic_hits: int = 0
+    misses: int = 0
+    bypasses: int = 0
+    errors: int = 0
+    rejections: int = 0
+    writes: int = 0
+    writes_dropped: int = 0
+    writes_skipped: int = 0
+    tokens_saved: int = 0
+    breaker_state: str = "closed"
+    hit_latency_ms: dict[str, float] = dataclasses.field(default_factory=dict)
+    miss_latency_ms: dict[str, float] = dataclasses.field(default_factory=dict)
+    errors_by_kind: dict[str, int] = dataclasses.field(default_factory=dict)
+    rejections_by_reason: dict[str, int] = dataclasses.field(default_factory=dict)
+
+    @property
+    def hits(self) -> int:
+        """Exact plus semantic hits."""
+        return self.exact_hits + self.semantic_hits
+
+    @property
+    def hit_rate(self) -> float:
+        """Hits over lookups that reached the cache (bypasses excluded)."""
+        served = self.lookups - self.bypasses
+        return self.hits / served if served else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain data, for JSON or a table."""
+        out = dataclasses.asdict(self)
+        out["hits"] = self.hits
+        out["hit_rate"] = self.hit_rate
+        return out
+
+
+class Recorder:
+    """Collects the metrics; one per cache instance, safe to share across threads."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget everything recorded so far."""
+        with self._lock:
+            self._counts: collections.Counter[str] = collections.Counter()
+            self._errors: collections.Counter[str] = collections.Counter()
+            self._rejections: collections.Counter[str] = collections.Counter()
+            self._hit_lat: collections.deque[float] = collections.deque(maxlen=WINDOW)
+            self._miss_lat: collections.deque[float] = collections.deque(maxlen=WINDOW)
+
+    def lookup(self, outcome: str, seconds: float, tokens: int = 0) -> None:
+        """Record one lookup: ``outcome`` is exact, semantic, miss or bypass."""
+        with self._lock:
+            self._counts["lookups"] += 1
+            if outcome == "exact":
+                self._counts["exact_hits"] += 1
+            elif outcome == "semantic":
+                self._counts["semantic_hits"] += 1
+            elif outcome == "bypass":
+                self._counts["bypasses"] += 1
+                return
+            else:
+                self._counts["misses"] += 1
+                self._miss_lat.append(seconds)
+                return
+            self._counts["tokens_saved"] += max(0, tokens)
+            self._hit_lat.append(seconds)
+
+    def error(self, kind: str) -> None:
+        """Record a failure turned into a miss or a dropped write."""
+        with self._lock:
+            self._counts["errors"] += 1
+            self._errors[kind] += 1
+
+    def rejection(self, reason: str) -> None:
+        """Record a candidate refused by a guard."""
+        with self._lock:
+            self._counts["rejections"] += 1
+            self._rejections[reason] += 1
+
+    def write(self, outcome: str) -> None:
+        """Record a store: ``outcome`` is written, dropped or skipped."""
+        key = {"written": "writes", "dropped": "writes_dropped", "skipped": "writes_skipped"}
+        with self._lock:
+            self._counts[key[outcome]] += 1
+
+    def snapshot(self, breaker_state: str = "closed") -> CacheStats:
+        """The current numbers as an immutable :class:`CacheStats`."""
+        with self._lock:
+            counts = dict(self._counts)
+            return CacheStats(
+                **{f: counts.get(f, 0) for f in _COUNT_FIELDS},
+                breaker_state=breaker_state,
+                hit_latency_ms=_percentiles(self._hit_lat),
+                miss_latency_ms=_percentiles(self._miss_lat),
+                errors_by_kind=dict(self._errors),
+                rejections_by_reason=dict(self._rejections),
+            )
+
+
+_COUNT_FIELDS = (
+    "lookups",
+    "exact_hits",
+    "semantic_hits",
+    "misses",
+    "bypasses",
+    "errors",
+    "rejections",
+    "writes",
+    "writes_dropped",
+    "writes_skipped",
+    "tokens_saved",
+)

@@ -1,0 +1,232 @@
+"""Pure decisions: how text is normalised, what is cached for how long, when to stop trying.
+
+Nothing here does I/O; every rule can be read and tested on its own.
+
+Example:
+    >>> from paracache.policy import Normalizer, TTLPolicy
+    >>> Normalizer()("  What's   your REFUND policy?? ")
+    "what's your refund policy"
+    >>> TTLPolicy().decide("What is the exchange rate today?", temperature=0.0).ttl
+    300
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import threading
+import time
+import unicodedata
+from collections.abc import Callable
+
+__all__ = ["CircuitBreaker", "Normalizer", "TTLDecision", "TTLPolicy"]
+
+_WS = re.compile(r"\s+")
+_EDGE_CHARS = "\\s\"'`.,;:!?\u00bf\u00a1\u2026\u2018\u2019\u201c\u201d"
+_EDGE_PUNCT = re.compile(f"^[{_EDGE_CHARS}]+|[{_EDGE_CHARS}]+$")
+_UUID = re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b", re.I)
+_TIMESTAMP = re.compile(
+    r"\b\d{4}-\d{2}-\d{2}(?:[t ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:z|[+-]\d{2}:?\d{2})?)?\b"
+    r"|\b\d{1,2}:\d{2}(?::\d{2})?\s?(?:am|pm)?\b",
+    re.I,
+)
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+@dataclasses.dataclass(frozen=True)
+class Normalizer:
+    """Turns a prompt into the text the exact layer fingerprints and the embedder sees.
+
+    By default: Unicode NFKC, lowercase, control characters dropped, whitespace
+    collapsed, punctuation and quotes trimmed from both ends. Numbers, names and
+    inner punctuation are kept: they change the answer. ``strip_volatile`` also
+    replaces timestamps, clock times and UUIDs with placeholders, for prompts that
+    embed a request id or the current time.
+
+    Example:
+        >>> Normalizer(strip_volatile=True)("Order 7 at 2026-11-22T10:00:00Z, id "
+        ...     "123e4567-e89b-12d3-a456-426614174000?")
+        'order 7 at <time>, id <uuid>'
+    """
+
+    lowercase: bool = True
+    strip_edge_punctuation: bool = True
+    strip_volatile: bool = False
+
+    def __call__(self, text: str) -> str:
+        out = unicodedata.normalize("NFKC", text)
+        out = _CONTROL.sub(" ", out)
+        if self.lowercase:
+            out = out.lower()
+        if self.strip_volatile:
+            out = _UUID.sub("<uuid>", out)
+            out = _TIMESTAMP.sub("<time>", out)
+        out = _WS.sub(" ", out).strip()
+        if self.strip_edge_punctuation:
+            out = _EDGE_PUNCT.sub("", out)
+        return out
+
+
+#: Words that make an answer depend on when it is asked.
+DEFAULT_VOLATILE_PATTERN = (
+    r"\b(today|tonight|tomorrow|yesterday|now|right now|currently|current|latest|"
+    r"at the moment|this (?:morning|afternoon|evening|week|month|year)|"
+    r"recent|recently|breaking|live|so far)\b"
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class TTLDecision:
+    """Whether to cache and for how long (``ttl`` in whole seconds, ``None``: forever)."""
+
+    cache: bool
+    ttl: int | None
+    reason: str
+
+
+@dataclasses.dataclass(frozen=True)
+class TTLPolicy:
+    """Maps a request to a time-to-live, or to no caching at all.
+
+    Attributes:
+        default_ttl: Seconds an entry lives (``None``: until cleared). Absolute: a hit
+            does not extend it unless ``sliding`` is set.
+        max_temperature: Requests sampled hotter than this are neither looked up nor
+            stored: the caller asked for variety. ``None`` disables the rule.
+        volatile_ttl: TTL for prompts that name the present ("today", "now", "latest");
+            ``0`` means do not cache them. ``None`` disables the rule.
+        volatile_pattern: The regular expression (case-insensitive) for such prompts.
+        sliding: Refresh an entry's TTL on every hit (off by default).
+
+    Example:
+        >>> p = TTLPolicy(default_ttl=3600, max_temperature=0.7)
+        >>> p.decide("hello", temperature=1.2).cache
+        False
+        >>> p.decide("hello", temperature=0.0, ttl=60).ttl
+        60
+    """
+
+    default_ttl: float | None = 7 * 24 * 3600
+    max_temperature: float | None = 1.0
+    volatile_ttl: float | None = 300
+    volatile_pattern: str = DEFAULT_VOLATILE_PATTERN
+    sliding: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("default_ttl", "max_temperature", "volatile_ttl"):
+            value = getattr(self, name)
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0
+            ):
+                raise ValueError(f"TTLPolicy.{name} must be a number >= 0 or None, got {value!r}")
+        object.__setattr__(self, "_volatile", re.compile(self.volatile_pattern, re.I))
+
+    def bypass(self, temperature: float | None) -> str | None:
+        """The reason to skip the cache entirely for this request, or ``None``."""
+        if (
+            self.max_temperature is not None
+            and temperature is not None
+            and temperature > self.max_temperature
+        ):
+            return f"temperature {temperature:g} > max_temperature {self.max_temperature:g}"
+        return None
+
+    def decide(
+        self, text: str, *, temperature: float | None = None, ttl: float | bool | None = True
+    ) -> TTLDecision:
+        """Decide for one write. ``ttl=True`` means "use the policy"; a number overrides it;
+        ``None`` stores without expiry."""
+        reason = self.bypass(temperature)
+        if reason:
+            return TTLDecision(False, None, reason)
+        if ttl is not True:
+            if ttl is None:
+                return TTLDecision(True, None, "per-call ttl: none")
+            if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or ttl <= 0:
+                raise ValueError(f"ttl must be a positive number of seconds or None, got {ttl!r}")
+            return TTLDecision(True, max(1, round(ttl)), "per-call ttl")
+        pattern: re.Pattern[str] = object.__getattribute__(self, "_volatile")
+        if self.volatile_ttl is not None and pattern.search(text):
+            if self.volatile_ttl == 0:
+                return TTLDecision(False, None, "time-sensitive prompt")
+            return TTLDecision(True, max(1, round(self.volatile_ttl)), "time-sensitive prompt")
+        if self.default_ttl is None:
+            return TTLDecision(True, None, "default ttl: none")
+        return TTLDecision(True, max(1, round(self.default_ttl)), "default ttl")
+
+
+class CircuitBreaker:
+    """Stops paying timeouts on every call while a dependency is down.
+
+    Closed: calls go through. After ``failures`` consecutive failures it opens: calls are
+    refused (a cache miss) for ``cooldown`` seconds. Then one trial call is let through
+    (half-open); its success closes the breaker, its failure opens it again.
+
+    Example:
+        >>> t = [0.0]
+        >>> b = CircuitBreaker(failures=2, cooldown=5, clock=lambda: t[0])
+        >>> b.record_failure(); b.record_failure(); b.allow()
+        False
+        >>> t[0] = 6; b.allow(), b.allow()   # one trial call only
+        (True, False)
+        >>> b.record_success(); b.allow()
+        True
+    """
+
+    def __init__(
+        self,
+        failures: int = 3,
+        cooldown: float = 2.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if failures < 1:
+            raise ValueError("failures must be >= 1")
+        if cooldown < 0:
+            raise ValueError("cooldown must be >= 0")
+        self.failures = failures
+        self.cooldown = cooldown
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._count = 0
+        self._opened_at: float | None = None
+        self._trial = False
+        self._trial_at = 0.0
+
+    @property
+    def state(self) -> str:
+        """``"closed"``, ``"open"`` or ``"half-open"``."""
+        with self._lock:
+            if self._opened_at is None:
+                return "closed"
+            if self._trial or self._clock() - self._opened_at >= self.cooldown:
+                return "half-open"
+            return "open"
+
+    def allow(self) -> bool:
+        """May a call go through now?"""
+        with self._lock:
+            if self._opened_at is None:
+                return True
+            now = self._clock()
+            # A trial whose caller never reported back must not wedge the breaker.
+            since = now - (self._trial_at if self._trial else self._opened_at)
+            if since >= self.cooldown:
+                self._trial = True
+                self._trial_at = now
+                return True
+            return False
+
+    def record_success(self) -> None:
+        """A call succeeded: close the breaker."""
+        with self._lock:
+            self._count = 0
+            self._opened_at = None
+            self._trial = False
+
+    def record_failure(self) -> None:
+        """A call failed: count it, and open (or re-open) the breaker."""
+        with self._lock:
+            self._count += 1
+            if self._trial or self._count >= self.failures:
+                self._opened_at = self._clock()
+                self._trial = False

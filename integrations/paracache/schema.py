@@ -1,0 +1,143 @@
+"""Where entries live in Redis and how they are indexed: key layout and the RedisVL schema.
+
+One namespace isolates one cache from another on the same Redis. Inside it, each
+embedding model (and vector type) gets its own index and key prefix, so vectors of
+two models never share an index:
+
+    paracache:{namespace}:v1:{model-slug}:e:{entry-id}    one hash per entry
+    paracache:{namespace}:v1:{model-slug}                 its search index
+
+Example:
+    >>> from paracache.schema import Layout
+    >>> lay = Layout.build("shop", "onnx:all-MiniLM-L6-v2:384", dims=384)
+    >>> lay.index_name.startswith("paracache:shop:v1:")
+    True
+    >>> lay.key("abc") == lay.prefix + "abc"
+    True
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import re
+from typing import Any
+
+__all__ = ["HNSW", "SCHEMA_VERSION", "Layout"]
+
+SCHEMA_VERSION = "1"
+_NAMESPACE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_DTYPES = ("float32", "float16")
+
+
+@dataclasses.dataclass(frozen=True)
+class HNSW:
+    """HNSW graph parameters of the semantic layer (RediSearch defaults are 16/200/10).
+
+    Example:
+        >>> HNSW(m=32, ef_runtime=50).m
+        32
+    """
+
+    m: int = 16
+    ef_construction: int = 200
+    ef_runtime: int = 20
+
+    def __post_init__(self) -> None:
+        for name in ("m", "ef_construction", "ef_runtime"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"HNSW.{name} must be a positive int, got {value!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Layout:
+    """The key layout and index definition of one namespace and embedding model."""
+
+    namespace: str
+    vectorizer_id: str
+    dims: int
+    dtype: str = "float32"
+    hnsw: HNSW = dataclasses.field(default_factory=HNSW)
+
+    @classmethod
+    def build(
+        cls,
+        namespace: str,
+        vectorizer_id: str,
+        *,
+        dims: int,
+        dtype: str = "float32",
+        hnsw: HNSW | None = None,
+    ) -> Layout:
+        """Validate and build a layout; raises ``ValueError`` on a bad namespace or dtype."""
+        if not isinstance(namespace, str) or not _NAMESPACE.match(namespace):
+            raise ValueError(
+                "namespace must be 1-64 characters of letters, digits, '_', '.', '-' "
+                f"starting with a letter or digit, got {namespace!r}"
+            )
+        if dtype not in _DTYPES:
+            raise ValueError(f"dtype must be one of {_DTYPES}, got {dtype!r}")
+        if isinstance(dims, bool) or not isinstance(dims, int) or dims < 1:
+            raise ValueError(f"the vectorizer's dims must be a positive int, got {dims!r}")
+        return cls(namespace, vectorizer_id, dims, dtype, hnsw or HNSW())
+
+    @property
+    def slug(self) -> str:
+        """Short, stable id of (embedding model, dims, vector type)."""
+        raw = f"{self.vectorizer_id}|{self.dims}|{self.dtype}".encode()
+        return hashlib.blake2b(raw, digest_size=6).hexdigest()
+
+    @property
+    def namespace_prefix(self) -> str:
+        """Every key of the namespace, all models, starts with this."""
+        return f"paracache:{self.namespace}:"
+
+    @property
+    def index_name(self) -> str:
+        """The RediSearch index of this namespace and model."""
+        return f"paracache:{self.namespace}:v{SCHEMA_VERSION}:{self.slug}"
+
+    @property
+    def prefix(self) -> str:
+        """The key prefix of this index's entries."""
+        return f"{self.index_name}:e:"
+
+    def key(self, entry_id: str) -> str:
+        """The Redis key of one entry."""
+        return self.prefix + entry_id
+
+    def schema_dict(self) -> dict[str, Any]:
+        """The RedisVL ``IndexSchema`` definition (hash storage).
+
+        All TAG fields hold hex digests, so no user text ever becomes query syntax.
+        The prompt and response are stored but not indexed.
+        """
+        return {
+            "index": {
+                "name": self.index_name,
+                "prefix": self.prefix,
+                "key_separator": ":",
+                "storage_type": "hash",
+            },
+            "fields": [
+                {"name": "scope", "type": "tag"},
+                {"name": "tenant", "type": "tag"},
+                {"name": "model", "type": "tag"},
+                {"name": "corpus", "type": "tag"},
+                {"name": "created_at", "type": "numeric", "attrs": {"sortable": True}},
+                {
+                    "name": "embedding",
+                    "type": "vector",
+                    "attrs": {
+                        "dims": self.dims,
+                        "algorithm": "hnsw",
+                        "distance_metric": "cosine",
+                        "datatype": self.dtype,
+                        "m": self.hnsw.m,
+                        "ef_construction": self.hnsw.ef_construction,
+                        "ef_runtime": self.hnsw.ef_runtime,
+                    },
+                },
+            ],
+        }
