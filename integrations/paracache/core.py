@@ -566,8 +566,8 @@ class Core:
     def _failure(self, what: str, exc: BaseException) -> None:
         self.breaker.record_failure()
         self.recorder.error("redis")
-        if _missing_index(exc):
-            self.index_ready = False
+        # Whatever failed, the server may have restarted without its index: check again.
+        self.index_ready = False
         logger.warning("paracache: %s failed, continuing without the cache: %r", what, exc)
 
     # ------------------------------------------------------------------ writes

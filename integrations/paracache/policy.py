@@ -27,7 +27,7 @@ _EDGE_PUNCT = re.compile(f"^[{_EDGE_CHARS}]+|[{_EDGE_CHARS}]+$")
 _UUID = re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b", re.I)
 _TIMESTAMP = re.compile(
     r"\b\d{4}-\d{2}-\d{2}(?:[t ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:z|[+-]\d{2}:?\d{2})?)?\b"
-    r"|\b\d{1,2}:\d{2}(?::\d{2})?\s?(?:am|pm)?\b",
+    r"|\b\d{1,2}:\d{2}(?::\d{2})?(?:\s?(?:am|pm)\b)?",
     re.I,
 )
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")

@@ -1,0 +1,59 @@
+"""Shared fixtures: one real embedded Redis (with RediSearch) per test session, the real
+offline embedder, and a fresh namespace per test. Nothing here is mocked."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+from paracache import SemanticIndex  # noqa: E402
+from paracache.embedded import EmbeddedRedis  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[EmbeddedRedis]:
+    """A private embedded Redis for the session (tests may stop and restart it)."""
+    server = EmbeddedRedis().start()
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="session")
+def redis_url(redis_server: EmbeddedRedis) -> str:
+    return redis_server.url
+
+
+@pytest.fixture
+def namespace() -> str:
+    return "t-" + uuid.uuid4().hex[:12]
+
+
+@pytest.fixture
+def make_index(redis_url: str, namespace: str) -> Iterator[object]:
+    """Build SemanticIndex instances on the session server in this test's namespace."""
+    made: list[SemanticIndex] = []
+
+    def make(**options: object) -> SemanticIndex:
+        options.setdefault("namespace", namespace)
+        index = SemanticIndex(redis_url, **options)  # type: ignore[arg-type]
+        made.append(index)
+        return index
+
+    yield make
+    for index in made:
+        try:
+            index.clear()
+        except Exception:
+            pass
+        index.close()
+
+
+@pytest.fixture
+def index(make_index: object) -> SemanticIndex:
+    return make_index()  # type: ignore[operator,no-any-return]

@@ -1,0 +1,480 @@
+"""SemanticIndex against the real embedded Redis and the real offline embedder."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import subprocess
+import threading
+import time
+from typing import Any
+
+import pytest
+import redis
+
+from paracache import (
+    CacheError,
+    CircuitBreaker,
+    Normalizer,
+    RedisSearchUnavailable,
+    Scope,
+    SemanticIndex,
+    TTLPolicy,
+    last_verdict,
+)
+from paracache.embedded import EmbeddedRedis
+from paracache.scope import digest
+
+HOSTILE = [
+    'ac{me}|@*-:"\' x',
+    "tenant with spaces",
+    "*",
+    "a|b",
+    "@tenant:{x}",
+    "-acme",
+    "acme)",
+    "x' OR '1'='1",
+    "ünïcødé 租户",
+    "",
+]
+
+
+def raw_client(url: str) -> redis.Redis:
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    return redis.Redis.from_url(url, retry=Retry(NoBackoff(), 0), protocol=2)
+
+
+# ---------------------------------------------------------------- the two layers
+
+
+def test_exact_semantic_and_miss(index: SemanticIndex) -> None:
+    scope = Scope(model="m1")
+    entry = index.store("What's your refund policy?", "Refunds within 30 days.", scope)
+    assert entry is not None
+
+    exact = index.lookup_verdict("  what's your REFUND policy ", scope)
+    assert exact.outcome == "exact" and exact.hit is not None
+    assert exact.hit.similarity == 1.0 and exact.hit.response == "Refunds within 30 days."
+    assert exact.hit.entry_id == entry
+
+    para = index.lookup_verdict("What is your refund policy?", scope)
+    assert para.outcome == "semantic" and para.hit is not None
+    assert para.hit.prompt == "What's your refund policy?"
+    assert 0.9 <= para.hit.similarity < 1.0
+
+    miss = index.lookup_verdict("How do I reset my router?", scope)
+    assert miss.outcome == "miss" and miss.hit is None
+    assert miss.similarity is not None and miss.similarity < 0.5
+    assert last_verdict() == miss
+
+
+class CountingVectorizer:
+    """Passes through to the real vectorizer, counting calls."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner, self.calls = inner, []
+        self.dims, self.model, self.type = inner.dims, inner.model, inner.type
+
+    def embed(self, text: str, **kw: Any) -> Any:
+        self.calls.append(text)
+        return self.inner.embed(text, **kw)
+
+    async def aembed(self, text: str, **kw: Any) -> Any:
+        self.calls.append(text)
+        return await self.inner.aembed(text, **kw)
+
+
+def test_exact_layer_needs_no_embedding(make_index: Any) -> None:
+    base = make_index()
+    counting = CountingVectorizer(base.vectorizer)
+    idx = make_index(vectorizer=counting)
+    idx.store("Where is my card?", "On its way.")
+    assert counting.calls == ["where is my card"]
+    assert idx.lookup("  WHERE is my card ") is not None
+    assert len(counting.calls) == 1  # answered by the exact layer, nothing embedded
+    idx.lookup("Where has my card got to?")
+    idx.lookup("where has my card got to")  # same normalised text: memoised
+    assert len(counting.calls) == 2
+
+
+def test_per_call_threshold(index: SemanticIndex) -> None:
+    index.store("How do I change my PIN?", "In the app, under Card.")
+    assert index.lookup("How can I change my PIN number?", min_similarity=0.8) is not None
+    assert index.lookup("How can I change my PIN number?", min_similarity=0.999) is None
+    with pytest.raises(ValueError):
+        index.lookup("x", min_similarity=1.5)
+    with pytest.raises(TypeError):
+        index.lookup("x", min_similarity="high")  # type: ignore[arg-type]
+
+
+def test_top_k_considers_the_best_in_scope(index: SemanticIndex) -> None:
+    for i, q in enumerate(["How do I top up?", "What are the fees?", "Where is my card?"]):
+        index.store(q, f"a{i}")
+    hit = index.lookup("Where's my card?")
+    assert hit is not None and hit.response == "a2"
+
+
+# ---------------------------------------------------------------- scoping
+
+
+@pytest.mark.parametrize(
+    "a, b",
+    [
+        (Scope(model="gpt-4o"), Scope(model="gpt-4o-mini")),
+        (Scope(params={"temperature": 0}), Scope(params={"temperature": 0.2})),
+        (Scope(tenant="acme"), Scope(tenant="globex")),
+        (Scope(context=digest("You are terse.")), Scope(context=digest("You are verbose."))),
+        (Scope(corpus_version="1"), Scope(corpus_version="2")),
+        (Scope(fields={"lang": "en"}), Scope(fields={"lang": "de"})),
+    ],
+)
+def test_same_prompt_two_scopes_two_entries(index: SemanticIndex, a: Scope, b: Scope) -> None:
+    ida = index.store("What is the exchange rate fee?", "answer A", a)
+    idb = index.store("What is the exchange rate fee?", "answer B", b)
+    assert ida != idb
+    for scope, answer in ((a, "answer A"), (b, "answer B")):
+        exact = index.lookup("What is the exchange rate fee?", scope)
+        para = index.lookup("What fee do you charge for the exchange rate?", scope)
+        assert exact is not None and exact.response == answer
+        assert para is None or para.response == answer
+
+
+@pytest.mark.parametrize("tenant", HOSTILE)
+def test_hostile_tenant_and_model_names_are_data(index: SemanticIndex, tenant: str) -> None:
+    mine = Scope(tenant=tenant, model=tenant + " model}")
+    index.store("Can I cancel a transfer?", f"for {tenant!r}", mine)
+    for other in HOSTILE:
+        if other == tenant:
+            continue
+        theirs = Scope(tenant=other, model=other + " model}")
+        assert index.lookup("Can I cancel a transfer?", theirs) is None
+        assert index.lookup("Is it possible to cancel a transfer?", theirs) is None
+    hit = index.lookup("Is it possible to cancel a transfer?", mine, min_similarity=0.7)
+    assert hit is not None and hit.response == f"for {tenant!r}"
+
+
+def test_query_syntax_in_prompts_is_harmless(index: SemanticIndex) -> None:
+    nasty = '@scope:{*} | -(x) => [KNN 100 @embedding $vec] "\' \\ %%% ~ \x00 \ud800'
+    assert index.store(nasty, "ok") is not None
+    hit = index.lookup(nasty)
+    assert hit is not None and hit.response == "ok"
+    assert index.lookup("", Scope()) is None
+    assert index.store("", "empty") is not None
+    assert (hit := index.lookup("   ")) is not None and hit.response == "empty"
+
+
+def test_huge_prompt(index: SemanticIndex) -> None:
+    big = "Please explain my statement. " * 40_000  # ~1.2 MB
+    assert index.store(big, "long answer") is not None
+    hit = index.lookup(big)
+    assert hit is not None and hit.layer == "exact"
+
+
+# ---------------------------------------------------------------- TTL policy
+
+
+def test_ttl_expires_and_hits_do_not_extend_it(make_index: Any, redis_url: str) -> None:
+    idx = make_index(ttl=2)
+    entry = idx.store("How long does a transfer take?", "One day.")
+    key = idx.layout.key(entry)
+    r = raw_client(redis_url)
+    assert 0 < r.ttl(key) <= 2
+    time.sleep(1.1)
+    assert idx.lookup("How long does a transfer take?") is not None
+    assert r.ttl(key) <= 1  # absolute: the hit did not refresh it
+    fields = r.hgetall(key)
+    assert fields[b"hit_count"] == b"1" and float(fields[b"last_hit_at"]) > 0
+    time.sleep(1.5)
+    assert idx.lookup("How long does a transfer take?") is None
+
+
+def test_sliding_ttl_is_an_option(make_index: Any, redis_url: str) -> None:
+    idx = make_index(ttl_policy=TTLPolicy(default_ttl=3, sliding=True))
+    key = idx.layout.key(idx.store("What is my balance limit?", "1000"))
+    r = raw_client(redis_url)
+    time.sleep(1.2)
+    assert idx.lookup("What is my balance limit?") is not None
+    assert r.ttl(key) == 3
+
+
+def test_policy_bypasses_hot_temperature_and_shortens_time_sensitive(
+    make_index: Any, redis_url: str
+) -> None:
+    idx = make_index(ttl_policy=TTLPolicy(default_ttl=3600, max_temperature=0.7, volatile_ttl=60))
+    hot = Scope(params={"temperature": 1.2})
+    assert idx.store("Tell me a joke", "ha", hot) is None
+    assert idx.lookup_verdict("Tell me a joke", hot).outcome == "bypass"
+    r = raw_client(redis_url)
+    key = idx.layout.key(idx.store("What is the exchange rate today?", "1.1"))
+    assert 0 < r.ttl(key) <= 60
+    key = idx.layout.key(idx.store("What is the exchange rate?", "1.1"))
+    assert 60 < r.ttl(key) <= 3600
+    key = idx.layout.key(idx.store("Pinned answer", "x", ttl=None))
+    assert r.ttl(key) == -1
+    s = idx.stats()
+    assert s.bypasses == 1 and s.writes_skipped == 1
+
+
+# ---------------------------------------------------------------- invalidation
+
+
+def test_clear_by_scope_and_delete(index: SemanticIndex) -> None:
+    a = Scope(tenant="a", model="m1", corpus_version="1")
+    b = Scope(tenant="b", model="m1", corpus_version="2")
+    c = Scope(tenant="a", model="m2", corpus_version="2")
+    for s in (a, b, c):
+        index.store("How do I verify my identity?", "v", s)
+        index.store("Why was my card declined?", "d", s)
+    assert index.count() == 6
+    assert index.clear(tenant="b") == 2
+    assert index.lookup("Why was my card declined?", b) is None
+    assert index.lookup("Why was my card declined?", a) is not None
+    assert index.clear(model="m2") == 2
+    assert index.clear(tenant="a", corpus_version="2") == 0
+    assert index.clear(corpus_version="1") == 2
+    assert index.count() == 0
+    entry = index.store("x y z", "w", a)
+    assert entry is not None and index.delete(entry) is True and index.delete(entry) is False
+    index.store("one", "1")
+    assert index.clear() == 1 and index.count() == 0
+    with pytest.raises(ValueError):
+        index.delete("../../etc")
+
+
+async def test_async_twins(index: SemanticIndex) -> None:
+    scope = Scope(tenant="t")
+    entry = await index.astore("How do I freeze my card?", "Tap Freeze.", scope)
+    assert entry is not None
+    hit = await index.alookup("How can I freeze my card?", scope)
+    assert hit is not None and hit.layer == "semantic"
+    assert (await index.alookup("how do i freeze my card", scope)).layer == "exact"  # type: ignore[union-attr]
+    assert await index.acount() == 1
+    assert await index.adelete(entry) is True
+    await index.astore("a", "b", scope)
+    assert await index.aclear(tenant="t") == 1
+
+
+def test_stats(index: SemanticIndex) -> None:
+    index.store("What are your opening hours?", "9 to 5", tokens=120)
+    index.lookup("What are your opening hours?")
+    index.lookup("When are you open?", min_similarity=0.5)
+    index.lookup("Completely unrelated question about the weather on Mars")
+    s = index.stats()
+    assert (s.lookups, s.exact_hits, s.semantic_hits, s.misses) == (3, 1, 1, 1)
+    assert s.tokens_saved == 240 and s.writes == 1 and s.errors == 0
+    assert s.hit_latency_ms["p50"] > 0 and s.miss_latency_ms["p95"] > 0
+    assert s.hit_rate == pytest.approx(2 / 3)
+
+
+# ---------------------------------------------------------------- bad input
+
+
+def test_bad_input_is_refused_at_the_boundary(redis_url: str, index: SemanticIndex) -> None:
+    with pytest.raises(TypeError):
+        index.lookup(b"bytes")  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        index.store("q", 42)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        index.lookup("q", {"tenant": "x"})  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        Scope(tenant=3)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        Scope(params={"temperature": object()})
+    with pytest.raises(ValueError):
+        Scope(params={"temperature": float("nan")})
+    with pytest.raises(ValueError):
+        SemanticIndex(redis_url, namespace="bad namespace!")
+    with pytest.raises(ValueError):
+        SemanticIndex(redis_url, namespace="ok", top_k=0)
+    with pytest.raises(ValueError):
+        SemanticIndex(redis_url, namespace="ok", min_similarity=2)
+    with pytest.raises(ValueError):
+        index.store("q", "a", ttl=-5)
+
+
+def test_scope_is_frozen_against_caller_mutation() -> None:
+    params = {"temperature": 0.0}
+    s = Scope(params=params)
+    before = s.digest()
+    params["temperature"] = 1.0
+    assert s.digest() == before
+
+
+# ---------------------------------------------------------------- fail-open
+
+
+class BrokenVectorizer:
+    """A vectorizer whose output is unusable (wrong dims, NaN) or that raises."""
+
+    def __init__(self, inner: Any, mode: str) -> None:
+        self.inner, self.mode = inner, mode
+        self.dims, self.model, self.type = inner.dims, inner.model, inner.type
+
+    def embed(self, text: str, **kw: Any) -> list[float]:
+        if self.mode == "raise":
+            raise RuntimeError("embedding service down")
+        if self.mode == "nan":
+            return [float("nan")] * self.dims
+        return [0.1] * (self.dims - 1)
+
+    async def aembed(self, text: str, **kw: Any) -> list[float]:
+        return self.embed(text)
+
+
+@pytest.mark.parametrize("mode", ["raise", "nan", "dims"])
+async def test_embedding_faults_are_misses_never_corrupt_entries(
+    make_index: Any, mode: str, redis_url: str
+) -> None:
+    good = make_index()
+    good.store("Is there a fee for top ups?", "No fee.")
+    bad = make_index(vectorizer=BrokenVectorizer(good.vectorizer, mode))
+    assert bad.layout.index_name == good.layout.index_name
+    assert bad.lookup("Do you charge for topping up?") is None
+    assert await bad.alookup("Do you charge for topping up?") is None
+    assert bad.lookup("is there a fee for top ups") is not None  # exact layer still works
+    assert bad.store("Can I top up by cheque?", "No.") is not None  # stored exact-only
+    assert bad.stats().errors_by_kind.get("embedding", 0) >= 3
+    hit = good.lookup("can i top up by cheque")
+    assert hit is not None and hit.response == "No."
+    r = raw_client(redis_url)
+    assert b"embedding" not in r.hgetall(good.layout.key(hit.entry_id))
+
+
+def test_redis_down_mid_test_then_back(
+    make_index: Any, redis_server: EmbeddedRedis
+) -> None:
+    idx = make_index(breaker=CircuitBreaker(failures=2, cooldown=0.5), timeout=0.2)
+    idx.store("How do I close my account?", "Settings > Close.")
+    assert idx.lookup("How do I close my account?") is not None
+    redis_server.stop()
+    try:
+        t0 = time.perf_counter()
+        for _ in range(20):
+            assert idx.lookup("How do I close my account?") is None
+            assert idx.store("Another question?", "x") is None
+        assert time.perf_counter() - t0 < 5  # the breaker spares the timeouts
+        s = idx.stats()
+        assert s.errors >= 2 and s.writes_dropped == 20
+        assert s.errors_by_kind.get("breaker_open", 0) > 0
+        assert s.breaker_state in ("open", "half-open")
+        with pytest.raises(CacheError):
+            idx.clear()
+    finally:
+        redis_server.start()
+    time.sleep(0.6)
+    # The server came back empty (no persistence): the index is rebuilt on its own.
+    deadline = time.time() + 5
+    while idx.store("How do I close my account?", "Settings > Close.") is None:
+        assert time.time() < deadline
+        time.sleep(0.2)
+    assert idx.lookup("How can I close my account?") is not None
+    assert idx.stats().breaker_state == "closed"
+
+
+def test_unreachable_redis_at_start_is_fail_open(redis_url: str) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    idx = SemanticIndex(f"redis://127.0.0.1:{port}", namespace="nowhere", timeout=0.1)
+    assert idx.lookup("anything") is None
+    assert idx.store("anything", "x") is None
+    assert idx.stats().errors >= 1
+
+
+def test_server_without_search_module_is_a_clear_error(redis_server: EmbeddedRedis) -> None:
+    binary = redis_server.server_binary
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(
+        [str(binary), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+         "--appendonly", "no"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        url = f"redis://127.0.0.1:{port}"
+        for _ in range(50):
+            try:
+                raw_client(url).ping()
+                break
+            except redis.ConnectionError:
+                time.sleep(0.05)
+        if b"search" in str(raw_client(url).execute_command("MODULE", "LIST")).encode():
+            pytest.skip("this redis-server has search built in")
+        with pytest.raises(RedisSearchUnavailable, match="no search module"):
+            SemanticIndex(url, namespace="plain")
+    finally:
+        proc.terminate()
+        proc.wait(5)
+
+
+# ---------------------------------------------------------------- concurrency
+
+
+def test_threads_share_one_instance(index: SemanticIndex) -> None:
+    errors: list[BaseException] = []
+    questions = [f"How do I order card number {i}?" for i in range(8)]
+
+    def worker(n: int) -> None:
+        try:
+            for i in range(15):
+                q = questions[(n + i) % len(questions)]
+                index.store(q, q.upper(), Scope(tenant=f"t{n % 2}"))
+                hit = index.lookup(q, Scope(tenant=f"t{n % 2}"))
+                assert hit is None or hit.response == q.upper()
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    s = index.stats()
+    assert s.lookups == 90 and s.writes == 90 and s.errors == 0
+
+
+async def test_tasks_share_one_instance(index: SemanticIndex) -> None:
+    async def worker(n: int) -> None:
+        for i in range(10):
+            q = f"Why is my transfer number {i % 4} pending?"
+            await index.astore(q, q[::-1], Scope(tenant=str(n % 3)))
+            hit = await index.alookup(q, Scope(tenant=str(n % 3)))
+            assert hit is not None and hit.response == q[::-1]
+
+    await asyncio.gather(*(worker(n) for n in range(8)))
+    s = index.stats()
+    assert s.lookups == 80 and s.errors == 0
+
+
+# ---------------------------------------------------------------- pure parts
+
+
+def test_normalizer_keeps_what_changes_the_answer() -> None:
+    n = Normalizer()
+    assert n("Where is parcel 1047?") != n("Where is parcel 1074?")
+    assert n("Please DON'T cancel my order.") == "please don't cancel my order"
+    assert n("\tHello\n\nWorld!!") == "hello world"
+    vol = Normalizer(strip_volatile=True)
+    assert vol("at 10:30 id 123e4567-e89b-12d3-a456-426614174000") == "at <time> id <uuid>"
+
+
+def test_breaker_state_machine() -> None:
+    now = [0.0]
+    b = CircuitBreaker(failures=2, cooldown=1.0, clock=lambda: now[0])
+    assert b.allow() and b.state == "closed"
+    b.record_failure()
+    assert b.allow()
+    b.record_failure()
+    assert not b.allow() and b.state == "open"
+    now[0] = 1.5
+    assert b.allow() and not b.allow()  # one trial
+    b.record_failure()
+    assert not b.allow()
+    now[0] = 3.0
+    assert b.allow()
+    b.record_success()
+    assert b.state == "closed" and b.allow()

@@ -1,0 +1,311 @@
+"""The LangChain adapter: standard suites, chat models through the cache, exact round trips."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+import redis
+from langchain_core.caches import BaseCache
+from langchain_core.globals import get_llm_cache, set_llm_cache
+from langchain_core.language_models import BaseChatModel, FakeListLLM
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
+from langchain_core.outputs import ChatGeneration, ChatResult, Generation
+from langchain_tests.integration_tests import AsyncCacheTestSuite, SyncCacheTestSuite
+
+from paracache import Scope, SemanticIndex, Verdict
+from paracache.langchain import SemanticCache, parse_llm_string, split_prompt
+
+
+class SupportModel(BaseChatModel):
+    """A chat model that answers from a counter, so every real call is visible."""
+
+    model_name: str = "support-1"
+    temperature: float = 0.0
+    api_key: str = "sk-test-SECRET-do-not-store"
+    calls: int = 0
+    with_tool_call: bool = False
+
+    @property
+    def _llm_type(self) -> str:
+        return "support"
+
+    @property
+    def _identifying_params(self) -> dict[str, Any]:
+        return {"model_name": self.model_name, "temperature": self.temperature}
+
+    def _generate(
+        self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None, **kw: Any
+    ) -> ChatResult:
+        self.calls += 1
+        question = messages[-1].content
+        message = AIMessage(
+            content=f"answer #{self.calls} to {question!r} by {self.model_name}@{self.temperature}",
+            id=f"run-{self.calls}",
+            usage_metadata={"input_tokens": 20, "output_tokens": 30, "total_tokens": 50},
+            response_metadata={"model_name": self.model_name, "finish_reason": "stop"},
+            tool_calls=(
+                [{"name": "lookup_card", "args": {"last4": "1234"}, "id": "call_1"}]
+                if self.with_tool_call
+                else []
+            ),
+        )
+        return ChatResult(
+            generations=[ChatGeneration(message=message, generation_info={"finish_reason": "stop"})]
+        )
+
+
+@pytest.fixture
+def lc_cache(make_index: Any) -> SemanticCache:
+    return SemanticCache(make_index())
+
+
+@pytest.fixture
+def global_cache(lc_cache: SemanticCache) -> Iterator[SemanticCache]:
+    before = get_llm_cache()
+    set_llm_cache(lc_cache)
+    yield lc_cache
+    set_llm_cache(before)
+
+
+# ---------------------------------------------------------------- langchain-tests suites
+
+
+class TestSyncStandard(SyncCacheTestSuite):
+    @pytest.fixture
+    def cache(self, make_index: Any) -> BaseCache:
+        return SemanticCache(make_index())
+
+
+class TestAsyncStandard(AsyncCacheTestSuite):
+    @pytest.fixture
+    async def cache(self, make_index: Any) -> AsyncIterator[BaseCache]:
+        index = make_index()
+        yield SemanticCache(index)
+        await index.aclose()
+
+
+# ---------------------------------------------------------------- chat models
+
+
+def test_paraphrase_served_from_cache_through_set_llm_cache(global_cache: SemanticCache) -> None:
+    model = SupportModel()
+    system = SystemMessage("You are a helpful bank assistant.")
+    first = model.invoke([system, HumanMessage("How do I activate my new card?")])
+    again = model.invoke([system, HumanMessage("How can I activate my new card?")])
+    assert model.calls == 1 and again.content == first.content
+    other = model.invoke([system, HumanMessage("What is the fee for international transfers?")])
+    assert model.calls == 2 and other.content != first.content
+
+
+def test_cache_on_one_model(lc_cache: SemanticCache) -> None:
+    cached = SupportModel(cache=lc_cache)
+    plain = SupportModel()
+    for _ in range(2):
+        cached.invoke("Why was my card declined?")
+        plain.invoke("Why was my card declined?")
+    assert cached.calls == 1 and plain.calls == 2
+
+
+@pytest.mark.parametrize(
+    "a, b",
+    [
+        ({"model_name": "support-1"}, {"model_name": "support-2"}),
+        ({"temperature": 0.0}, {"temperature": 0.5}),
+    ],
+)
+def test_two_models_or_temperatures_keep_their_own_answers(
+    lc_cache: SemanticCache, a: dict[str, Any], b: dict[str, Any]
+) -> None:
+    ma, mb = SupportModel(cache=lc_cache, **a), SupportModel(cache=lc_cache, **b)
+    ra = ma.invoke("Can I change my PIN online?")
+    rb = mb.invoke("Can I change my PIN online?")
+    assert ra.content != rb.content and ma.calls == mb.calls == 1
+    assert ma.invoke("Can I change my PIN online?").content == ra.content
+    assert mb.invoke("Can I change my PIN online?").content == rb.content
+    assert ma.calls == mb.calls == 1
+
+
+def test_system_prompt_history_and_tools_scope_the_answer(lc_cache: SemanticCache) -> None:
+    model = SupportModel(cache=lc_cache)
+    q = HumanMessage("What documents do I need to verify my identity?")
+    model.invoke([SystemMessage("Answer in English."), q])
+    model.invoke([SystemMessage("Answer in French."), q])
+    assert model.calls == 2
+    model.invoke([SystemMessage("Answer in English."), HumanMessage("hi"), AIMessage("hello"), q])
+    assert model.calls == 3
+    tool = {"type": "function", "function": {"name": "lookup_card", "parameters": {}}}
+    model.bind(tools=[tool]).invoke([SystemMessage("Answer in English."), q])
+    assert model.calls == 4
+    model.invoke([SystemMessage("Answer in English."), q])
+    assert model.calls == 4
+
+
+def test_tool_calls_usage_and_ids_round_trip(lc_cache: SemanticCache) -> None:
+    model = SupportModel(cache=lc_cache, with_tool_call=True)
+    first = model.invoke("Block the card ending 1234")
+    hit = model.invoke("Block the card ending 1234")
+    assert model.calls == 1
+    assert hit.tool_calls == first.tool_calls and hit.tool_calls[0]["args"] == {"last4": "1234"}
+    assert hit.usage_metadata is not None and hit.usage_metadata["total_tokens"] == 50
+    assert hit.response_metadata["finish_reason"] == "stop"
+    assert hit.id != "run-1"  # the stored message id is not replayed
+    assert lc_cache.index.stats().tokens_saved == 50
+
+
+def test_multiple_generations_and_generation_info_round_trip(lc_cache: SemanticCache) -> None:
+    gens = [
+        ChatGeneration(
+            message=AIMessage("one", tool_calls=[{"name": "f", "args": {"x": [1, 2]}, "id": "c"}]),
+            generation_info={"finish_reason": "tool_calls", "logprobs": None},
+        ),
+        Generation(text="two", generation_info={"n": 2}),
+    ]
+    lc_cache.update("prompt text", "llm", gens)
+    out = lc_cache.lookup("prompt text", "llm")
+    assert out == gens
+    assert out is not None and out[0] is not gens[0]
+    again = lc_cache.lookup("prompt text", "llm")
+    assert again is not None and again[0] is not out[0]  # fresh objects every hit
+
+
+def test_plain_llm_and_verdicts(make_index: Any) -> None:
+    seen: list[Verdict] = []
+    cache = SemanticCache(make_index(), on_verdict=seen.append)
+    llm = FakeListLLM(responses=["first", "second", "third"], cache=cache)
+    assert llm.invoke("How do I report a stolen card?") == "first"
+    assert llm.invoke("How can I report a stolen card?") == "first"
+    assert llm.invoke("What is the weather like on Mars?") == "second"
+    assert [v.outcome for v in seen] == ["miss", "semantic", "miss"]
+    assert seen[1].similarity is not None and seen[1].similarity >= 0.9
+    assert seen[1].hit is not None and seen[1].hit.prompt == "How do I report a stolen card?"
+
+
+def test_tenants_never_see_each_other(make_index: Any) -> None:
+    index = make_index()
+    acme = SemanticCache(index, tenant="acme")
+    evil = acme.for_tenant('acme"} | @tenant:{*')
+    model_a, model_e = SupportModel(cache=acme), SupportModel(cache=evil)
+    model_a.invoke("What is my account balance?")
+    model_e.invoke("What is my account balance?")
+    model_e.invoke("what's my account balance")
+    assert model_a.calls == 1 and model_e.calls == 1
+    model_a.invoke("What's my account balance?")
+    assert model_a.calls == 1
+    evil.clear()
+    model_a.invoke("What is my account balance?")
+    assert model_a.calls == 1  # the other tenant's clear() left acme's entries alone
+    with pytest.raises(ValueError):
+        acme.clear(tenant="globex")
+
+
+def test_secrets_never_reach_redis(lc_cache: SemanticCache, redis_url: str) -> None:
+    model = SupportModel(cache=lc_cache, api_key="sk-live-TOPSECRET-123")
+    model.invoke("How do I get a refund?")
+    r = redis.Redis.from_url(redis_url)
+    keys = r.keys(lc_cache.index.layout.namespace_prefix + "*")
+    assert keys
+    for key in keys:
+        for value in r.hgetall(key).values():
+            assert b"TOPSECRET" not in value
+
+
+def test_batch_is_thread_safe(lc_cache: SemanticCache) -> None:
+    model = SupportModel(cache=lc_cache)
+    distinct = [
+        "How do I order a new card?",
+        "Why is my transfer still pending?",
+        "Can I top up with Apple Pay?",
+        "What is the exchange rate fee?",
+        "How do I close my account?",
+    ]
+    questions = distinct * 4
+    out = model.batch(questions, config={"max_concurrency": 8})
+    assert len(out) == 20 and 5 <= model.calls <= 20
+    calls = model.calls
+    again = model.batch(questions, config={"max_concurrency": 8})
+    assert model.calls == calls  # everything answered from the cache
+    for q in distinct:
+        answers = {m.content for m, asked in zip(again, questions) if asked == q}
+        assert len(answers) == 1 and q in next(iter(answers))
+    assert lc_cache.index.stats().errors == 0
+
+
+async def test_async_invoke_and_concurrency(lc_cache: SemanticCache) -> None:
+    model = SupportModel(cache=lc_cache)
+    first = await model.ainvoke("How long do transfers take?")
+    again = await model.ainvoke("How long does a transfer take?")
+    assert model.calls == 1 and again.content == first.content
+    results = await asyncio.gather(
+        *(model.ainvoke(f"Is there a fee for payment {i}?") for i in range(10))
+    )
+    assert len(results) == 10
+    assert lc_cache.index.stats().errors == 0
+
+
+def test_high_temperature_is_not_cached(lc_cache: SemanticCache) -> None:
+    model = SupportModel(cache=lc_cache, temperature=1.5)
+    model.invoke("Write me a poem about banking")
+    model.invoke("Write me a poem about banking")
+    assert model.calls == 2
+    assert lc_cache.index.stats().bypasses == 2
+
+
+def test_clear_by_model(lc_cache: SemanticCache) -> None:
+    a, b = SupportModel(cache=lc_cache), SupportModel(cache=lc_cache, model_name="support-2")
+    a.invoke("Can I open a joint account?")
+    b.invoke("Can I open a joint account?")
+    lc_cache.clear(model="support-2")
+    a.invoke("Can I open a joint account?")
+    b.invoke("Can I open a joint account?")
+    assert a.calls == 1 and b.calls == 2
+
+
+def test_constructor_checks(make_index: Any, redis_url: str) -> None:
+    index = make_index()
+    with pytest.raises(ValueError):
+        SemanticCache(index, namespace="other")
+    with pytest.raises(TypeError):
+        SemanticCache("redis://x")  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        SemanticCache(index, tenant=5)  # type: ignore[arg-type]
+    cache = SemanticCache(redis_url=redis_url, namespace="lc-ctor", tenant="t", ttl=60)
+    assert isinstance(cache.index, SemanticIndex) and cache.index.namespace == "lc-ctor"
+    cache.index.clear()
+
+
+# ---------------------------------------------------------------- parsing
+
+
+def test_split_prompt_embeds_only_the_last_human_text() -> None:
+    from langchain_core.load import dumps
+
+    msgs = [SystemMessage("sys"), HumanMessage("first"), AIMessage("ok"), HumanMessage("last?")]
+    text, ctx, semantic = split_prompt(dumps(msgs))
+    assert text == "last?" and semantic
+    text2, ctx2, _ = split_prompt(dumps([SystemMessage("other"), *msgs[1:]]))
+    assert text2 == text and ctx2 != ctx
+    blocks = HumanMessage(content=[{"type": "text", "text": "what is this"},
+                                   {"type": "image_url", "image_url": {"url": "data:x"}}])
+    text3, ctx3, _ = split_prompt(dumps([blocks]))
+    assert text3 == "what is this" and ctx3 != split_prompt(dumps([HumanMessage("what is this")]))[1]
+    tool_turn = [*msgs, AIMessage("", tool_calls=[{"name": "f", "args": {}, "id": "1"}])]
+    assert split_prompt(dumps(tool_turn))[2] is False  # not a human turn: exact layer only
+    assert split_prompt("plain prompt") == ("plain prompt", "", True)
+    assert split_prompt("[{not json") == ("[{not json", "", True)
+
+
+def test_parse_llm_string_whitelists_fields() -> None:
+    model, params = parse_llm_string(
+        '{"id": ["langchain", "chat_models", "openai", "ChatOpenAI"], "kwargs": '
+        '{"model_name": "gpt-4o-mini", "temperature": 0.3, "openai_api_key": '
+        '{"id": ["OPENAI_API_KEY"], "lc": 1, "type": "secret"}}, "lc": 1, "type": "constructor"}'
+        "---[('stop', None), ('top_p', 0.9), ('api_key', 'sk-xyz')]"
+    )
+    assert model == "gpt-4o-mini" and params == {"temperature": 0.3, "top_p": 0.9}
+    assert parse_llm_string("Sample LLM string configuration.") == ("", {})
+    assert parse_llm_string("[('_type', 'fake-list')]") == ("fake-list", {})
+    scope = Scope(model=model, params=params)
+    assert scope.temperature == 0.3
