@@ -167,7 +167,7 @@ class Candidate:
 
     key: str
     similarity: float
-    fields: dict[str, bytes]
+    fields: dict[bytes, bytes]
 
 
 @dataclasses.dataclass(frozen=True)

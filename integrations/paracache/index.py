@@ -22,8 +22,8 @@ import logging
 import os
 import threading
 import weakref
-from collections.abc import Callable, Generator, Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar, cast
 
 import redis
 import redis.asyncio as aioredis
@@ -39,6 +39,7 @@ from .core import (
     Core,
     Embed,
     EnsureIndex,
+    Flow,
     LookupRequest,
     Settings,
     Verdict,
@@ -55,6 +56,7 @@ __all__ = ["RedisSearchUnavailable", "SemanticIndex"]
 logger = logging.getLogger("paracache")
 
 _UNSET: Any = object()
+T = TypeVar("T")
 
 
 class RedisSearchUnavailable(RuntimeError):
@@ -403,7 +405,7 @@ class SemanticIndex:
 
     # ------------------------------------------------------------------ drivers
 
-    def _run(self, flow: Generator[Any, Any, Any]) -> Any:
+    def _run(self, flow: Flow[T]) -> T:
         """Run a flow, performing its I/O with blocking calls."""
         try:
             op = next(flow)
@@ -415,9 +417,9 @@ class SemanticIndex:
                 else:
                     op = flow.send(result)
         except StopIteration as stop:
-            return stop.value
+            return cast(T, stop.value)
 
-    async def _arun(self, flow: Generator[Any, Any, Any], admin: bool = False) -> Any:
+    async def _arun(self, flow: Flow[T], admin: bool = False) -> T:
         """Run a flow, performing its I/O without blocking the event loop."""
         client, admin_client = self._async_clients()
         target = admin_client if admin else client
@@ -431,38 +433,38 @@ class SemanticIndex:
                 else:
                     op = flow.send(result)
         except StopIteration as stop:
-            return stop.value
+            return cast(T, stop.value)
 
-    def _admin_run(self, flow: Generator[Any, Any, Any]) -> Any:
+    def _admin_run(self, flow: Flow[T]) -> T:
         try:
             op = next(flow)
             while True:
                 op = flow.send(self._perform(op, self._admin))
         except StopIteration as stop:
-            return stop.value
+            return cast(T, stop.value)
         except redis.RedisError as exc:
             raise CacheError(f"paracache: {exc}") from exc
 
-    async def _admin_arun(self, flow: Generator[Any, Any, Any]) -> Any:
+    async def _admin_arun(self, flow: Flow[T]) -> T:
         _, admin = self._async_clients()
         try:
             op = next(flow)
             while True:
                 op = flow.send(await self._aperform(op, admin))
         except StopIteration as stop:
-            return stop.value
+            return cast(T, stop.value)
         except redis.RedisError as exc:
             raise CacheError(f"paracache: {exc}") from exc
 
     def _perform(self, op: Any, client: redis.Redis) -> Any:
         if isinstance(op, Call):
-            return client.execute_command(*op.args)
+            return cast(Any, client).execute_command(*op.args)
         if isinstance(op, Embed):
             return self._embed_sync(op.text)
         if isinstance(op, Batch):
             pipe = client.pipeline(transaction=op.transaction)
             for args in op.calls:
-                pipe.execute_command(*args)
+                cast(Any, pipe).execute_command(*args)
             return pipe.execute()
         if isinstance(op, EnsureIndex):
             from redisvl.index import SearchIndex
@@ -474,13 +476,13 @@ class SemanticIndex:
 
     async def _aperform(self, op: Any, client: aioredis.Redis) -> Any:
         if isinstance(op, Call):
-            return await client.execute_command(*op.args)
+            return await cast(Any, client).execute_command(*op.args)
         if isinstance(op, Embed):
             return await self._embed_async(op.text)
         if isinstance(op, Batch):
             pipe = client.pipeline(transaction=op.transaction)
             for args in op.calls:
-                pipe.execute_command(*args)
+                cast(Any, pipe).execute_command(*args)
             return await pipe.execute()
         if isinstance(op, EnsureIndex):
             from redisvl.index import AsyncSearchIndex
@@ -548,7 +550,7 @@ class SemanticIndex:
         """Check the server once: a server without search is a configuration error;
         an unreachable one is not (the cache starts fail-open and retries later)."""
         try:
-            self._admin.execute_command("FT._LIST")
+            cast(Any, self._admin).execute_command("FT._LIST")
         except redis.ResponseError as exc:
             if "unknown command" in str(exc).lower():
                 raise RedisSearchUnavailable(
