@@ -3,6 +3,7 @@ offline embedder, and a fresh namespace per test. Nothing here is mocked."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import Iterator
@@ -12,8 +13,8 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-from paracache import SemanticIndex  # noqa: E402
-from paracache.embedded import EmbeddedRedis  # noqa: E402
+from paracache import SemanticIndex
+from paracache.embedded import EmbeddedRedis
 
 
 @pytest.fixture(scope="session")
@@ -47,10 +48,8 @@ def make_index(redis_url: str, namespace: str) -> Iterator[object]:
 
     yield make
     for index in made:
-        try:
+        with contextlib.suppress(Exception):
             index.clear()
-        except Exception:
-            pass
         index.close()
 
 

@@ -228,7 +228,7 @@ def test_batch_is_thread_safe(lc_cache: SemanticCache) -> None:
     again = model.batch(questions, config={"max_concurrency": 8})
     assert model.calls == calls  # everything answered from the cache
     for q in distinct:
-        answers = {m.content for m, asked in zip(again, questions) if asked == q}
+        answers = {m.content for m, asked in zip(again, questions, strict=True) if asked == q}
         assert len(answers) == 1 and q in next(iter(answers))
     assert lc_cache.index.stats().errors == 0
 
@@ -290,7 +290,8 @@ def test_split_prompt_embeds_only_the_last_human_text() -> None:
     blocks = HumanMessage(content=[{"type": "text", "text": "what is this"},
                                    {"type": "image_url", "image_url": {"url": "data:x"}}])
     text3, ctx3, _ = split_prompt(dumps([blocks]))
-    assert text3 == "what is this" and ctx3 != split_prompt(dumps([HumanMessage("what is this")]))[1]
+    assert text3 == "what is this"
+    assert ctx3 != split_prompt(dumps([HumanMessage("what is this")]))[1]
     tool_turn = [*msgs, AIMessage("", tool_calls=[{"name": "f", "args": {}, "id": "1"}])]
     assert split_prompt(dumps(tool_turn))[2] is False  # not a human turn: exact layer only
     assert split_prompt("plain prompt") == ("plain prompt", "", True)
