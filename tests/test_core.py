@@ -478,3 +478,34 @@ def test_breaker_state_machine() -> None:
     assert b.allow()
     b.record_success()
     assert b.state == "closed" and b.allow()
+
+
+class SlowVectorizer(CountingVectorizer):
+    def embed(self, text: str, **kw: Any) -> Any:
+        time.sleep(1.0)
+        return super().embed(text, **kw)
+
+    async def aembed(self, text: str, **kw: Any) -> Any:
+        await asyncio.sleep(1.0)
+        return await super().aembed(text, **kw)
+
+
+async def test_embedding_timeout_is_a_miss(make_index: Any) -> None:
+    base = make_index()
+    base.store("How do I dispute a charge?", "Open the transaction.")
+    slow = make_index(vectorizer=SlowVectorizer(base.vectorizer), embed_timeout=0.1)
+    t0 = time.perf_counter()
+    assert slow.lookup("How can I dispute a charge?") is None
+    assert await slow.alookup("Can I dispute a charge?") is None
+    assert time.perf_counter() - t0 < 1.0
+    assert slow.stats().errors_by_kind == {"embedding": 2}
+    assert slow.lookup("how do i dispute a charge") is not None  # the exact layer still answers
+
+
+def test_float16_vectors(make_index: Any, redis_url: str) -> None:
+    idx = make_index(dtype="float16")
+    key = idx.layout.key(idx.store("How do I set up a direct debit?", "In Payments."))
+    assert len(raw_client(redis_url).hget(key, "embedding") or b"") == 384 * 2
+    hit = idx.lookup("How can I set up a direct debit?")
+    assert hit is not None and hit.layer == "semantic"
+    assert idx.layout.index_name != make_index().layout.index_name  # never shares an index

@@ -18,6 +18,7 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import os
 import threading
@@ -101,6 +102,8 @@ class SemanticIndex:
         hnsw: HNSW graph parameters.
         timeout: Seconds a hot-path Redis call may take before it counts as a failure.
         admin_timeout: Seconds for clear/count and other administrative calls.
+        embed_timeout: Seconds an embedding may take before the lookup gives up on it
+            (a miss) and a write is stored for the exact layer only; ``None``: no limit.
         breaker: The circuit breaker (default: open after 3 failures for 2 s).
         track_hits: Record ``hit_count`` and ``last_hit_at`` on each hit.
         on_verdict: Called with every lookup's :class:`Verdict`.
@@ -126,6 +129,7 @@ class SemanticIndex:
         hnsw: HNSW | None = None,
         timeout: float = 0.25,
         admin_timeout: float = 10.0,
+        embed_timeout: float | None = 5.0,
         breaker: CircuitBreaker | None = None,
         track_hits: bool = True,
         on_verdict: Callable[[Verdict], None] | None = None,
@@ -144,8 +148,17 @@ class SemanticIndex:
         for name, value in (("timeout", timeout), ("admin_timeout", admin_timeout)):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
                 raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
+        if embed_timeout is not None and (
+            isinstance(embed_timeout, bool)
+            or not isinstance(embed_timeout, (int, float))
+            or embed_timeout <= 0
+        ):
+            raise ValueError(
+                f"embed_timeout must be a positive number or None, got {embed_timeout!r}"
+            )
         if on_verdict is not None and not callable(on_verdict):
             raise TypeError("on_verdict must be callable")
+        self._embed_timeout = None if embed_timeout is None else float(embed_timeout)
 
         self.vectorizer = default_vectorizer() if vectorizer is None else vectorizer
         vid = vectorizer_id(self.vectorizer)
@@ -164,7 +177,10 @@ class SemanticIndex:
         )
         self._semantic = bool(semantic)
         self._core = Core(
-            layout, settings, recorder=Recorder(), breaker=breaker or CircuitBreaker(),
+            layout,
+            settings,
+            recorder=Recorder(),
+            breaker=breaker or CircuitBreaker(),
             on_verdict=on_verdict,
         )
         self.redis_url = resolve_redis_url(redis_url)
@@ -287,7 +303,12 @@ class SemanticIndex:
             >>> cache.store("What's your refund policy?", "30 days.", tokens=42)  # doctest: +SKIP
         """
         req = self._core.prepare_store(
-            prompt, response, scope, ttl=ttl, metadata=metadata, tokens=tokens,
+            prompt,
+            response,
+            scope,
+            ttl=ttl,
+            metadata=metadata,
+            tokens=tokens,
             semantic=semantic and self._semantic,
         )
         return self._run(self._core.store_flow(req))
@@ -305,7 +326,12 @@ class SemanticIndex:
     ) -> str | None:
         """Async :meth:`store`."""
         req = self._core.prepare_store(
-            prompt, response, scope, ttl=ttl, metadata=metadata, tokens=tokens,
+            prompt,
+            response,
+            scope,
+            ttl=ttl,
+            metadata=metadata,
+            tokens=tokens,
             semantic=semantic and self._semantic,
         )
         return await self._arun(self._core.store_flow(req))
@@ -501,15 +527,22 @@ class SemanticIndex:
     def _embed_sync(self, text: str) -> Sequence[float]:
         vec = self._memo.get(text)
         if vec is None:
-            vec = self.vectorizer.embed(text)
+            if self._embed_timeout is None:
+                vec = self.vectorizer.embed(text)
+            else:  # a stuck embedder costs the caller embed_timeout, never more
+                future = _embed_pool().submit(self.vectorizer.embed, text)
+                vec = future.result(timeout=self._embed_timeout)
             self._memo.put(text, vec)
         return vec
 
     async def _embed_async(self, text: str) -> Sequence[float]:
         vec = self._memo.get(text)
         if vec is None:
-            vec = await self.vectorizer.aembed(text)
-            self._memo.put(text, vec)
+            fresh: Sequence[float] = await asyncio.wait_for(
+                self.vectorizer.aembed(text), self._embed_timeout
+            )
+            self._memo.put(text, fresh)
+            return fresh
         return vec
 
     # ------------------------------------------------------------------ connections
@@ -562,7 +595,8 @@ class SemanticIndex:
         except redis.RedisError as exc:
             logger.warning(
                 "paracache: Redis at %s is unreachable (%r); starting fail-open",
-                _safe_url(self.redis_url), exc,
+                _safe_url(self.redis_url),
+                exc,
             )
             return
         try:
@@ -570,6 +604,21 @@ class SemanticIndex:
             self._core.index_ready = True
         except redis.RedisError as exc:
             logger.warning("paracache: could not create the index yet: %r", exc)
+
+
+_POOL: concurrent.futures.ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
+
+
+def _embed_pool() -> concurrent.futures.ThreadPoolExecutor:
+    """Threads that run blocking embeddings under a time limit (shared, created lazily)."""
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = concurrent.futures.ThreadPoolExecutor(
+                max_workers=4, thread_name_prefix="paracache-embed"
+            )
+        return _POOL
 
 
 def _create_quietly(create: Callable[..., Any]) -> None:
