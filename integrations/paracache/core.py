@@ -134,7 +134,8 @@ class Verdict:
     """What one lookup decided, for logs, callbacks and tests.
 
     ``outcome`` is ``exact``, ``semantic``, ``miss``, ``bypass`` or ``error``;
-    ``similarity`` is the best in-scope candidate's, even on a miss.
+    ``similarity`` is the best in-scope candidate's, even on a miss; ``scope`` is the
+    scope the lookup was made in.
     """
 
     outcome: Literal["exact", "semantic", "miss", "bypass", "error"]
@@ -143,6 +144,7 @@ class Verdict:
     latency_ms: float
     similarity: float | None = None
     hit: CacheHit | None = None
+    scope: Scope | None = None
 
 
 _last_verdict: contextvars.ContextVar[Verdict | None] = contextvars.ContextVar(
@@ -554,6 +556,7 @@ class Core:
             latency_ms=seconds * 1000.0,
             similarity=None if similarity is None else round(similarity, 6),
             hit=hit,
+            scope=req.scope,
         )
         _last_verdict.set(verdict)
         if self.on_verdict is not None:
