@@ -1,0 +1,248 @@
+"""CachedLLM: exact caching of any LlamaIndex LLM's complete/chat calls."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any
+
+from llama_index.core.base.llms.types import (
+    ChatMessage,
+    ChatResponse,
+    ChatResponseAsyncGen,
+    ChatResponseGen,
+    CompletionResponse,
+    CompletionResponseAsyncGen,
+    CompletionResponseGen,
+    LLMMetadata,
+)
+from llama_index.core.bridge.pydantic import Field, PrivateAttr
+from llama_index.core.llms import LLM
+
+from ..core import Verdict
+from ..index import SemanticIndex
+from ..scope import Scope, canonical_json, digest
+from ._shared import (
+    _MIRRORED,
+    _R,
+    PARAM_KEYS,
+    _attr,
+    _emit,
+    _json_dict,
+    _resolve_index,
+    llm_scope,
+)
+
+logger = logging.getLogger("paracache")
+
+# --------------------------------------------------------------------------- LLM
+
+
+class CachedLLM(LLM):
+    """An LLM whose ``complete``/``chat`` (sync and async) are cached exactly.
+
+    The key is the full prompt (every message) and the wrapped LLM's model and sampling
+    settings; only the exact layer is used. Streaming calls pass through uncached, and
+    calls with non-JSON arguments (e.g. ``tools``) are not cached. It does not claim
+    function calling: use the wrapped LLM directly for tool use.
+
+    Example:
+        >>> from llama_index.core import Settings
+        >>> Settings.llm = CachedLLM(OpenAI(model="gpt-4o-mini"), namespace="llm")  # doctest: +SKIP
+    """
+
+    llm: LLM = Field(description="The wrapped LLM.")
+    tenant: str = Field(default="", description="Whose entries these are.")
+    scope_fields: dict[str, Any] = Field(default_factory=dict)
+    _cache: SemanticIndex = PrivateAttr()
+
+    def __init__(
+        self,
+        llm: LLM,
+        index: SemanticIndex | None = None,
+        *,
+        tenant: str = "",
+        scope_fields: Mapping[str, Any] | None = None,
+        redis_url: str | None = None,
+        namespace: str | None = None,
+        **options: Any,
+    ) -> None:
+        if not isinstance(llm, LLM):
+            raise TypeError(f"llm must be a LlamaIndex LLM, got {type(llm).__name__}")
+        cache = _resolve_index(index, redis_url, namespace, options)
+        scope_fields = dict(Scope(tenant=tenant, fields=scope_fields or {}).fields)  # validated
+        # Mirror what LLM.predict() applies on the caller's side (system prompt, templates).
+        mirrored = {k: getattr(llm, k) for k in _MIRRORED}
+        fields: dict[str, Any] = {"llm": llm, "tenant": tenant, "scope_fields": scope_fields}
+        super().__init__(**fields, **mirrored)
+        self._cache = cache
+
+    @classmethod
+    def class_name(cls) -> str:
+        """LlamaIndex's name for this class."""
+        return "CachedLLM"
+
+    @property
+    def index(self) -> SemanticIndex:
+        """The :class:`paracache.SemanticIndex` the calls are cached in."""
+        return self._cache
+
+    @property
+    def metadata(self) -> LLMMetadata:
+        """The wrapped LLM's metadata, without function calling."""
+        return self.llm.metadata.model_copy(update={"is_function_calling_model": False})
+
+    def _key(self, kind: str, text: str, payload: Any, kwargs: Any) -> tuple[str, Scope] | None:
+        """``(text, scope)`` of a call: exact on every message and setting, or ``None``
+        (not cacheable, e.g. ``tools=`` or other non-JSON arguments)."""
+        try:
+            canonical_json([payload, dict(kwargs)])
+        except (TypeError, ValueError):
+            return None
+        try:
+            model, params, context = llm_scope(self.llm)
+            params.update({k: v for k, v in kwargs.items() if k in PARAM_KEYS})
+            return text, Scope(
+                model=model,
+                tenant=self.tenant,
+                params=params,
+                fields=self.scope_fields,
+                context=digest("li-llm-call/v1", kind, context, payload, dict(kwargs)),
+            )
+        except Exception as exc:
+            logger.warning("paracache: not caching this %s call: %r", kind, exc)
+            return None
+
+    def _chat_key(self, messages: Sequence[ChatMessage], kwargs: Any) -> tuple[str, Scope] | None:
+        try:
+            payload = [m.model_dump(mode="json") for m in messages]
+        except Exception:
+            return None
+        return self._key("chat", (messages[-1].content or "") if messages else "", payload, kwargs)
+
+    def _hit(self, key: tuple[str, Scope], verdict: Verdict) -> Any:
+        _emit("llm", key[0], self.tenant, verdict)
+        if verdict.hit is None:
+            return None
+        try:
+            data = json.loads(verdict.hit.response)
+            extra = {
+                **data["additional_kwargs"],
+                "paracache": {"layer": verdict.hit.layer, "entry_id": verdict.hit.entry_id},
+            }
+            if data["kind"] == "chat":
+                message = ChatMessage.model_validate(data["message"])
+                return ChatResponse(message=message, additional_kwargs=extra)
+            return CompletionResponse(text=data["text"], additional_kwargs=extra)
+        except (ValueError, KeyError, TypeError) as exc:
+            self._cache.core.recorder.error("corrupt_entry")
+            logger.warning("paracache: unreadable LLM entry %s: %r", verdict.hit.entry_id, exc)
+            return None
+
+    @staticmethod
+    def _entry(
+        key: tuple[str, Scope], response: ChatResponse | CompletionResponse
+    ) -> dict[str, Any]:
+        raw = response.raw
+        usage = raw.get("usage") if isinstance(raw, Mapping) else _attr(raw, "usage")
+        total = (
+            usage.get("total_tokens")
+            if isinstance(usage, Mapping)
+            else _attr(usage, "total_tokens")
+        )
+        if isinstance(response, ChatResponse):
+            data = {"kind": "chat", "message": response.message.model_dump(mode="json")}
+        else:
+            data = {"kind": "complete", "text": response.text}
+        data["additional_kwargs"] = _json_dict(response.additional_kwargs)
+        return {
+            "prompt": key[0],
+            "scope": key[1],
+            "semantic": False,
+            "response": json.dumps(data, ensure_ascii=False),
+            "tokens": total if isinstance(total, int) and total > 0 else 0,
+        }
+
+    def _store(self, key: tuple[str, Scope] | None, response: Any) -> None:
+        try:
+            if key is not None:
+                self._cache.store(**self._entry(key, response))
+        except Exception as exc:
+            logger.warning("paracache: could not store the LLM answer: %r", exc)
+
+    def _call(self, key: tuple[str, Scope] | None, kind: type[_R], call: Callable[[], _R]) -> _R:
+        if key is not None:
+            verdict = self._cache.lookup_verdict(key[0], key[1], semantic=False)
+            if isinstance(cached := self._hit(key, verdict), kind):
+                return cached
+        response = call()
+        self._store(key, response)
+        return response
+
+    async def _acall(
+        self, key: tuple[str, Scope] | None, kind: type[_R], call: Callable[[], Awaitable[_R]]
+    ) -> _R:
+        if key is not None:
+            verdict = await self._cache.alookup_verdict(key[0], key[1], semantic=False)
+            if isinstance(cached := self._hit(key, verdict), kind):
+                return cached
+        response = await call()
+        try:
+            if key is not None:
+                await self._cache.astore(**self._entry(key, response))
+        except Exception as exc:
+            logger.warning("paracache: could not store the LLM answer: %r", exc)
+        return response
+
+    def chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
+        """Cached :meth:`LLM.chat`."""
+        key = self._chat_key(messages, kwargs)
+        return self._call(key, ChatResponse, lambda: self.llm.chat(messages, **kwargs))
+
+    def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
+        """Cached :meth:`LLM.complete`."""
+        key = self._key("complete", prompt, [prompt, formatted], kwargs)
+        return self._call(
+            key,
+            CompletionResponse,
+            lambda: self.llm.complete(prompt, formatted=formatted, **kwargs),
+        )
+
+    async def achat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
+        """Cached :meth:`LLM.achat`."""
+        key = self._chat_key(messages, kwargs)
+        return await self._acall(key, ChatResponse, lambda: self.llm.achat(messages, **kwargs))
+
+    async def acomplete(
+        self, prompt: str, formatted: bool = False, **kwargs: Any
+    ) -> CompletionResponse:
+        """Cached :meth:`LLM.acomplete`."""
+        key = self._key("complete", prompt, [prompt, formatted], kwargs)
+        return await self._acall(
+            key,
+            CompletionResponse,
+            lambda: self.llm.acomplete(prompt, formatted=formatted, **kwargs),
+        )
+
+    def stream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseGen:
+        """Passes through, uncached."""
+        return self.llm.stream_chat(messages, **kwargs)
+
+    def stream_complete(
+        self, prompt: str, formatted: bool = False, **kwargs: Any
+    ) -> CompletionResponseGen:
+        """Passes through, uncached."""
+        return self.llm.stream_complete(prompt, formatted=formatted, **kwargs)
+
+    async def astream_chat(
+        self, messages: Sequence[ChatMessage], **kwargs: Any
+    ) -> ChatResponseAsyncGen:
+        """Passes through, uncached."""
+        return await self.llm.astream_chat(messages, **kwargs)
+
+    async def astream_complete(
+        self, prompt: str, formatted: bool = False, **kwargs: Any
+    ) -> CompletionResponseAsyncGen:
+        """Passes through, uncached."""
+        return await self.llm.astream_complete(prompt, formatted=formatted, **kwargs)
