@@ -310,3 +310,28 @@ def test_parse_llm_string_whitelists_fields() -> None:
     assert parse_llm_string("[('_type', 'fake-list')]") == ("fake-list", {})
     scope = Scope(model=model, params=params)
     assert scope.temperature == 0.3
+
+
+def test_app_keeps_working_while_redis_is_down(make_index: Any, redis_server: Any) -> None:
+    from paracache import CircuitBreaker
+
+    cache = SemanticCache(make_index(breaker=CircuitBreaker(failures=1, cooldown=0.3)))
+    model = SupportModel(cache=cache)
+    model.invoke("How do I change my address?")
+    redis_server.stop()
+    try:
+        answers = [model.invoke("How do I change my address?").content for _ in range(5)]
+        assert all(a.startswith("answer #") for a in answers) and model.calls == 6
+    finally:
+        redis_server.start()
+    import time
+
+    deadline = time.time() + 10
+    while True:  # the breaker closes by itself and caching resumes
+        model.invoke("How do I update my home address?")
+        calls = model.calls
+        model.invoke("How do I update my home address?")
+        if model.calls == calls:
+            break
+        assert time.time() < deadline
+        time.sleep(0.3)
