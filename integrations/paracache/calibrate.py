@@ -1,0 +1,698 @@
+"""Calibration: measure precision and recall of the cache on your own labelled data, and
+pick ``min_similarity`` for a target precision.
+
+Two kinds of labelled data (JSON Lines, one object a line):
+
+* **pairs** ``{"q1": ..., "q2": ..., "same": true|false}``: each ``q1`` is stored (every
+  pair in a scope of its own, so a query only ever sees its partner) and ``q2`` asked;
+  a hit is correct when ``same`` is true.
+* **clusters** ``{"text": ..., "intent": ...}``: questions that share an intent share an
+  answer. They are shuffled with a fixed seed and split: ``fill_share`` of them fill the
+  cache, the rest are asked; a hit is correct when the stored question has the asker's
+  intent.
+
+Everything goes through a real :class:`~paracache.SemanticIndex` (its normaliser, exact
+layer, HNSW KNN pre-filtered by scope, top-k re-ranking and guards) in a temporary
+namespace that is removed afterwards. Each query is looked up once at the lowest
+threshold of the sweep; the candidates the guards see give both curves at once: without
+guards a hit is the nearest candidate, with guards the nearest one that passes them.
+
+For every threshold the report gives the hit rate (hits / queries), the precision of
+hits (correct / hits), the recall (correct / queries that have a correct answer in the
+cache) and the false-hit rate (wrong hits / queries). It recommends the loosest
+threshold whose precision meets the target there and at every stricter threshold (those
+with fewer than 10 hits, or 1 in 50 queries on small data, do not count: noise).
+
+Example:
+    >>> from paracache.calibrate import calibrate
+    >>> report = calibrate("support_pairs.jsonl", target_precision=0.97)  # doctest: +SKIP
+    >>> report.recommended, report.at(report.recommended).hit_rate  # doctest: +SKIP
+    (0.88, 0.41)
+    >>> report.write_config("paracache.toml")  # doctest: +SKIP
+    >>> cache = SemanticIndex.from_config("paracache.toml")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import random
+import sys
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+from .core import Candidate, LookupRequest, check_similarity, check_thresholds
+from .guards import Guards
+from .policy import TTLPolicy
+from .scope import Scope
+
+__all__ = [
+    "CalibrationReport",
+    "SweepRow",
+    "calibrate",
+    "load_config",
+    "load_labelled",
+    "load_threshold",
+    "split_clusters",
+    "write_config",
+]
+
+Kind = Literal["pairs", "clusters"]
+
+#: Thresholds swept by default: 0.50, 0.51, ..., 0.99.
+DEFAULT_SWEEP = tuple(round(0.50 + i / 100, 2) for i in range(50))
+#: Texts embedded, stored and looked up per step (the index memoises 1,024 embeddings).
+CHUNK = 512
+
+
+# --------------------------------------------------------------------------- data
+
+
+def load_labelled(
+    source: str | os.PathLike[str] | Iterable[Mapping[str, Any]], kind: Kind | None = None
+) -> tuple[Kind, list[dict[str, Any]]]:
+    """Read labelled rows (a JSONL path or an iterable of dicts) and tell their kind.
+
+    Example:
+        >>> load_labelled([{"q1": "a", "q2": "b", "same": True}])[0]
+        'pairs'
+    """
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        rows = []
+        with path.open(encoding="utf-8") as fh:
+            for number, line in enumerate(fh, 1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except ValueError as exc:
+                    raise ValueError(f"{path}:{number}: not JSON: {exc}") from None
+                if not isinstance(row, dict):
+                    raise ValueError(f"{path}:{number}: expected a JSON object")
+                rows.append(row)
+    else:
+        rows = [dict(r) for r in source]
+    if not rows:
+        raise ValueError("no labelled rows")
+    first = rows[0]
+    guessed: Kind = "pairs" if {"q1", "q2", "same"} <= set(first) else "clusters"
+    kind = kind or guessed
+    if kind not in ("pairs", "clusters"):
+        raise ValueError(f"kind must be 'pairs' or 'clusters', got {kind!r}")
+    need = ("q1", "q2", "same") if kind == "pairs" else ("text", "intent")
+    for i, row in enumerate(rows, 1):
+        missing = [k for k in need if k not in row]
+        if missing:
+            raise ValueError(
+                f"row {i}: {kind} rows need {', '.join(need)}; missing {', '.join(missing)}"
+            )
+        if kind == "pairs" and not isinstance(row["same"], bool):
+            raise ValueError(f"row {i}: 'same' must be true or false, got {row['same']!r}")
+        for k in need[:2]:
+            if not isinstance(row[k], str) or not row[k].strip():
+                raise ValueError(f"row {i}: {k!r} must be a non-empty string")
+    return kind, rows
+
+
+def split_clusters(
+    rows: Sequence[Mapping[str, Any]], seed: int = 77, fill_share: float = 0.5
+) -> tuple[list[Mapping[str, Any]], list[Mapping[str, Any]]]:
+    """Shuffle clusters rows with ``seed`` and split them into (fill, ask) parts, as
+    :func:`calibrate` does (benchmarks use it to give other caches the same split).
+
+    Example:
+        >>> fill, ask = split_clusters([{"text": str(i), "intent": "x"} for i in range(10)])
+        >>> len(fill), len(ask)
+        (5, 5)
+    """
+    shuffled = list(rows)
+    random.Random(seed).shuffle(shuffled)
+    cut = max(1, min(len(shuffled) - 1, int(len(shuffled) * fill_share)))
+    return shuffled[:cut], shuffled[cut:]
+
+
+# --------------------------------------------------------------------------- report
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepRow:
+    """The cache's answers at one threshold.
+
+    Attributes:
+        min_similarity: The threshold.
+        hits: Queries answered from the cache.
+        correct: Hits with a correct answer.
+        hit_rate: ``hits / queries``.
+        precision: ``correct / hits`` (1.0 when there are no hits).
+        recall: ``correct / answerable`` (queries whose correct answer is in the cache).
+        false_hit_rate: ``wrong hits / queries``.
+    """
+
+    min_similarity: float
+    hits: int
+    correct: int
+    hit_rate: float
+    precision: float
+    recall: float
+    false_hit_rate: float
+
+    @property
+    def wrong(self) -> int:
+        """Hits with a wrong answer."""
+        return self.hits - self.correct
+
+
+@dataclasses.dataclass(frozen=True)
+class CalibrationReport:
+    """What :func:`calibrate` measured.
+
+    Attributes:
+        kind: ``"pairs"`` or ``"clusters"``.
+        stored: Entries stored in the cache.
+        queries: Questions asked.
+        answerable: Questions whose correct answer was in the cache.
+        seed: The seed of the split (clusters).
+        target_precision: The precision the recommendation must reach.
+        guards: The guard settings of the "with guards" sweep (all off: no guards).
+        with_guards: The sweep with guards (the same as ``without_guards`` if none).
+        without_guards: The sweep on similarity alone.
+        recommended: The loosest threshold meeting ``target_precision`` with the
+            guards (``None``: none does).
+        recommended_without_guards: The same without guards.
+        rejections_by_reason: Candidates the guards rejected, by guard.
+        seconds: How long it took.
+        source: Where the data came from.
+    """
+
+    kind: Kind
+    stored: int
+    queries: int
+    answerable: int
+    seed: int
+    target_precision: float
+    guards: dict[str, bool]
+    with_guards: tuple[SweepRow, ...]
+    without_guards: tuple[SweepRow, ...]
+    recommended: float | None
+    recommended_without_guards: float | None
+    rejections_by_reason: dict[str, int]
+    seconds: float
+    source: str = ""
+
+    def at(self, threshold: float | None, guards: bool = True) -> SweepRow:
+        """The sweep row for ``threshold`` (the nearest swept value).
+
+        Example:
+            >>> report.at(0.9).precision  # doctest: +SKIP
+            0.975
+        """
+        rows = self.with_guards if guards else self.without_guards
+        if threshold is None:
+            raise ValueError("no threshold (the target precision was not reached)")
+        return min(rows, key=lambda r: abs(r.min_similarity - threshold))
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain data, for JSON."""
+        return dataclasses.asdict(self)
+
+    def format(self, every: float = 0.02) -> str:
+        """A text table of both sweeps (every ``every`` and at the recommendations)."""
+        marks = {self.recommended, self.recommended_without_guards}
+        guard_names = [n for n, on in self.guards.items() if on]
+        lines = [
+            f"{self.kind}: {self.stored} stored, {self.queries} asked "
+            f"({self.answerable} with a correct answer in the cache)"
+            + (f", seed {self.seed}" if self.kind == "clusters" else ""),
+            f"guards: {', '.join(guard_names) if guard_names else 'none'}",
+            "",
+            f"{'':>6} {'with guards':^38}   {'without guards':^38}",
+            f"{'min_sim':>7} {'hit rate':>9} {'precision':>9} {'recall':>8} {'wrong/100':>9}"
+            f"   {'hit rate':>9} {'precision':>9} {'recall':>8} {'wrong/100':>9}",
+        ]
+        step = max(1, round(every / 0.01))
+        for i, (g, n) in enumerate(zip(self.with_guards, self.without_guards, strict=True)):
+            if i % step and g.min_similarity not in marks:
+                continue
+            if n.hits == 0 and g.hits == 0 and g.min_similarity not in marks:
+                continue
+            mark = " <" if g.min_similarity in marks else ""
+            lines.append(
+                f"{g.min_similarity:>7.2f} {g.hit_rate:>9.1%} {g.precision:>9.1%} "
+                f"{g.recall:>8.1%} {100 * g.false_hit_rate:>9.2f}   {n.hit_rate:>9.1%} "
+                f"{n.precision:>9.1%} {n.recall:>8.1%} {100 * n.false_hit_rate:>9.2f}{mark}"
+            )
+        lines.append("")
+        for label, value, guarded in (
+            ("with guards", self.recommended, True),
+            ("without guards", self.recommended_without_guards, False),
+        ):
+            if value is None:
+                lines.append(
+                    f"recommended ({label}): none reaches precision {self.target_precision:.1%}"
+                )
+            else:
+                row = self.at(value, guarded)
+                lines.append(
+                    f"recommended ({label}): min_similarity = {value:.2f}  (precision "
+                    f"{row.precision:.1%}, hit rate {row.hit_rate:.1%}, recall {row.recall:.1%}; "
+                    f"target {self.target_precision:.1%})"
+                )
+        if self.rejections_by_reason:
+            parts = ", ".join(f"{k} {v}" for k, v in sorted(self.rejections_by_reason.items()))
+            lines.append(f"guard rejections: {parts}")
+        lines.append(f"took {self.seconds:.1f} s")
+        return "\n".join(lines)
+
+    def write_config(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        scope_field: str | None = None,
+        scope_value: str | None = None,
+    ) -> Path:
+        """Write the recommended threshold and the guard settings to a TOML or JSON file
+        (by its suffix) that :meth:`SemanticIndex.from_config` and :func:`load_config`
+        read. With ``scope_field``/``scope_value`` it is written as that scope's threshold
+        instead (e.g. ``tenant``/``medical``), keeping the rest of an existing file.
+        """
+        if self.recommended is None:
+            raise ValueError(
+                f"no threshold reaches precision {self.target_precision:.1%}; nothing to write"
+            )
+        row = self.at(self.recommended)
+        calibration = {
+            "source": self.source,
+            "kind": self.kind,
+            "target_precision": self.target_precision,
+            "precision": round(row.precision, 4),
+            "hit_rate": round(row.hit_rate, 4),
+            "recall": round(row.recall, 4),
+            "queries": self.queries,
+            "seed": self.seed,
+            "date": time.strftime("%Y-%m-%d"),
+        }
+        if scope_field is not None:
+            if not scope_value:
+                raise ValueError("scope_value is needed with scope_field")
+            return write_config(path, thresholds={scope_field: {scope_value: self.recommended}})
+        return write_config(
+            path,
+            min_similarity=self.recommended,
+            guards=Guards.from_dict(self.guards),
+            calibration=calibration,
+        )
+
+    def plot(self, path: str | os.PathLike[str]) -> Path:
+        """Draw precision and hit rate against the threshold, and precision against
+        recall, with and without guards, to a PNG. Needs matplotlib
+        (``pip install 'paracache[plot]'``); raises ``ImportError`` without it."""
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+        series = [
+            ("with guards", self.with_guards, "-"),
+            ("without guards", self.without_guards, "--"),
+        ]
+        for label, rows, style in series:
+            xs = [r.min_similarity for r in rows]
+            left.plot(xs, [r.precision for r in rows], style, color="C0",
+                      label=f"precision, {label}")
+            left.plot(xs, [r.hit_rate for r in rows], style, color="C1",
+                      label=f"hit rate, {label}")
+            right.plot([r.recall for r in rows], [r.precision for r in rows], style, label=label)
+        if self.recommended is not None:
+            left.axvline(self.recommended, color="grey", linewidth=0.8)
+            row = self.at(self.recommended)
+            right.plot([row.recall], [row.precision], "o", color="C3",
+                       label=f"recommended {self.recommended:.2f}")
+        left.axhline(self.target_precision, color="C3", linewidth=0.8, linestyle=":")
+        left.set_xlabel("min_similarity (cosine)")
+        left.set_ylim(0, 1.02)
+        left.legend(fontsize=7, loc="lower left")
+        left.set_title("precision and hit rate by threshold")
+        right.set_xlabel("recall")
+        right.set_ylabel("precision")
+        right.set_title("precision / recall")
+        right.legend(fontsize=7, loc="lower left")
+        name = Path(self.source).name if self.source else self.kind
+        fig.suptitle(f"paracache calibration: {name}", fontsize=10)
+        fig.tight_layout()
+        out = Path(path)
+        fig.savefig(out, dpi=110)
+        plt.close(fig)
+        return out
+
+
+# --------------------------------------------------------------------------- the run
+
+
+@dataclasses.dataclass
+class _Outcome:
+    """One query: its best candidate without and with guards (similarity, correct)."""
+
+    plain: tuple[float, bool] | None = None
+    guarded: tuple[float, bool] | None = None
+
+
+def _sweep(
+    outcomes: Sequence[tuple[float, bool] | None],
+    thresholds: Sequence[float],
+    answerable: int,
+) -> tuple[SweepRow, ...]:
+    rows = []
+    n = len(outcomes)
+    for t in thresholds:
+        hits = correct = 0
+        for o in outcomes:
+            if o is not None and o[0] >= t - 1e-9:
+                hits += 1
+                correct += o[1]
+        rows.append(
+            SweepRow(
+                min_similarity=t,
+                hits=hits,
+                correct=correct,
+                hit_rate=hits / n if n else 0.0,
+                precision=correct / hits if hits else 1.0,
+                recall=correct / answerable if answerable else 0.0,
+                false_hit_rate=(hits - correct) / n if n else 0.0,
+            )
+        )
+    return tuple(rows)
+
+
+def _recommend(rows: Sequence[SweepRow], target: float, min_hits: int = 1) -> float | None:
+    """The loosest threshold whose precision meets ``target`` there and at every stricter
+    threshold with at least ``min_hits`` hits (one wrong hit among three is noise)."""
+    best = None
+    for row in sorted(rows, key=lambda r: -r.min_similarity):
+        if row.hits < min_hits:
+            continue
+        if row.precision < target:
+            break
+        best = row.min_similarity
+    return best
+
+
+def _progress(total: int, desc: str, enabled: bool) -> Any:
+    if not enabled:
+        return None
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # pragma: no cover - tqdm is a dependency
+        return None
+    return tqdm(total=total, desc=desc, unit="text", leave=False)
+
+
+def calibrate(
+    data: str | os.PathLike[str] | Iterable[Mapping[str, Any]],
+    *,
+    kind: Kind | None = None,
+    redis_url: str | None = None,
+    vectorizer: Any = None,
+    guards: Guards | None = None,
+    target_precision: float = 0.95,
+    thresholds: Sequence[float] = DEFAULT_SWEEP,
+    seed: int = 77,
+    fill_share: float = 0.5,
+    limit: int | None = None,
+    top_k: int = 4,
+    progress: bool = True,
+    index_options: Mapping[str, Any] | None = None,
+) -> CalibrationReport:
+    """Measure the cache on labelled data and recommend ``min_similarity``.
+
+    Args:
+        data: A JSONL path or rows: pairs ``{"q1", "q2", "same"}`` or clusters
+            ``{"text", "intent"}`` (see the module docs).
+        kind: ``"pairs"`` or ``"clusters"`` (default: guessed from the first row).
+        redis_url: The Redis to run on (default: as :class:`SemanticIndex`; a temporary
+            namespace is used and removed).
+        vectorizer: The embedder (default: the cache's default).
+        guards: The guards of the "with guards" sweep (default: ``Guards()``, all on).
+        target_precision: Precision of hits the recommendation must reach.
+        thresholds: The ``min_similarity`` values to sweep.
+        seed: Seed of the shuffle and split (clusters) and of the sample (``limit``).
+        fill_share: Share of clusters rows that fill the cache.
+        limit: Use at most this many rows (a seeded sample), for a quick run.
+        top_k: Candidates the semantic layer considers (as ``SemanticIndex(top_k=)``).
+        progress: Show a progress bar while embedding.
+        index_options: Further :class:`SemanticIndex` options (``normalizer``, ``hnsw``...).
+
+    Example:
+        >>> rows = [{"text": "refund policy?", "intent": "refund"}, ...]  # doctest: +SKIP
+        >>> calibrate(rows, kind="clusters").recommended  # doctest: +SKIP
+        0.88
+    """
+    from .index import SemanticIndex
+
+    target = check_similarity(target_precision, "target_precision")
+    sweep = tuple(sorted({round(check_similarity(t, "thresholds"), 4) for t in thresholds}))
+    if not sweep:
+        raise ValueError("thresholds is empty")
+    if not 0.0 < fill_share < 1.0:
+        raise ValueError(f"fill_share must be in (0, 1), got {fill_share!r}")
+    guards = Guards() if guards is None else guards
+    kind, rows = load_labelled(data, kind)
+    source = str(data) if isinstance(data, (str, os.PathLike)) else ""
+    if limit is not None and limit < len(rows):
+        rows = random.Random(seed).sample(rows, limit)
+
+    if kind == "pairs":
+        stores = [(r["q1"], str(i), Scope(fields={"pair": i})) for i, r in enumerate(rows)]
+        asks = [(r["q2"], str(i) if r["same"] else "", Scope(fields={"pair": i}))
+                for i, r in enumerate(rows)]
+    else:
+        fill, ask = split_clusters(rows, seed, fill_share)
+        stores = [(r["text"], str(r["intent"]), Scope()) for r in fill]
+        stored_intents = {s[1] for s in stores}
+        asks = [(r["text"], str(r["intent"]) if str(r["intent"]) in stored_intents else "",
+                 Scope()) for r in ask]
+    answerable = sum(1 for _, label, _ in asks if label)
+
+    options: dict[str, Any] = {
+        "namespace": f"paracache-calibrate-{uuid.uuid4().hex[:10]}",
+        "vectorizer": vectorizer,
+        "guards": guards if guards.active else None,
+        "min_similarity": sweep[0],
+        "top_k": top_k,
+        "ttl_policy": TTLPolicy(default_ttl=6 * 3600, volatile_ttl=None, max_temperature=None),
+        "track_hits": False,
+        "embed_timeout": None,
+        "timeout": 5.0,
+    }
+    options.update(index_options or {})
+    t0 = time.perf_counter()
+    index = SemanticIndex(redis_url, **options)
+    seen: list[tuple[float, bytes | None, str | None]] = []
+    rejections: Counter[str] = Counter()
+
+    def observe(req: LookupRequest, cand: Candidate) -> str | None:
+        reason = guards.accept(req, cand) if guards.active else None
+        seen.append((cand.similarity, cand.fields.get(b"response"), reason))
+        if reason:
+            rejections[reason] += 1
+        return reason
+
+    index.core.accept = observe
+    bar = _progress(len(stores) + len(asks), "calibrate: embed + store", progress)
+    outcomes: list[_Outcome] = []
+    try:
+        for start in range(0, len(stores), CHUNK):
+            chunk = stores[start : start + CHUNK]
+            index.embed_many([text for text, _, _ in chunk])
+            for text, label, scope in chunk:
+                if index.store(text, label, scope) is None:
+                    raise RuntimeError("calibrate: a store failed (is Redis reachable?)")
+            if bar is not None:
+                bar.update(len(chunk))
+        if bar is not None:
+            bar.set_description("calibrate: embed + ask")
+        for start in range(0, len(asks), CHUNK):
+            chunk_asks = asks[start : start + CHUNK]
+            index.embed_many([text for text, _, _ in chunk_asks])
+            for text, label, scope in chunk_asks:
+                seen.clear()
+                verdict = index.lookup_verdict(text, scope)
+                if verdict.outcome == "error":
+                    raise RuntimeError(f"calibrate: a lookup failed: {verdict.reason}")
+                outcome = _Outcome()
+                if verdict.hit is not None and verdict.hit.layer == "exact":
+                    right = bool(label) and verdict.hit.response == label
+                    outcome.plain = outcome.guarded = (1.0, right)
+                else:
+                    if seen:
+                        sim, response, _ = seen[0]
+                        outcome.plain = (sim, bool(label) and response == label.encode())
+                    for sim, response, reason in seen:
+                        if reason is None:
+                            outcome.guarded = (sim, bool(label) and response == label.encode())
+                            break
+                outcomes.append(outcome)
+            if bar is not None:
+                bar.update(len(chunk_asks))
+    finally:
+        if bar is not None:
+            bar.close()
+        try:
+            index.clear()
+        finally:
+            index.close()
+    min_hits = max(1, min(10, len(asks) // 50))
+    without = _sweep([o.plain for o in outcomes], sweep, answerable)
+    with_ = _sweep([o.guarded for o in outcomes], sweep, answerable) if guards.active else without
+    return CalibrationReport(
+        kind=kind,
+        stored=len(stores),
+        queries=len(asks),
+        answerable=answerable,
+        seed=seed,
+        target_precision=target,
+        guards=guards.as_dict(),
+        with_guards=with_,
+        without_guards=without,
+        recommended=_recommend(with_, target, min_hits),
+        recommended_without_guards=_recommend(without, target, min_hits),
+        rejections_by_reason=dict(rejections),
+        seconds=time.perf_counter() - t0,
+        source=source,
+    )
+
+
+# --------------------------------------------------------------------------- config files
+
+
+def _read(path: Path) -> dict[str, Any]:
+    text = path.read_text(encoding="utf-8")
+    if path.suffix.lower() == ".json":
+        data = json.loads(text)
+    else:
+        if sys.version_info >= (3, 11):
+            import tomllib
+        else:  # pragma: no cover - Python 3.10
+            try:
+                import tomli as tomllib
+            except ImportError:
+                raise ImportError(
+                    "reading a TOML config on Python 3.10 needs `pip install tomli`; "
+                    "or write the config as JSON"
+                ) from None
+        data = tomllib.loads(text)
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a table/object at the top")
+    section = data.get("paracache", data)
+    if not isinstance(section, dict):
+        raise ValueError(f"{path}: [paracache] must be a table")
+    return section
+
+
+def load_config(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The :class:`SemanticIndex` options in a config file: ``min_similarity``,
+    ``thresholds`` and ``guards`` (a :class:`Guards`), whichever it sets.
+
+    Example:
+        >>> SemanticIndex(**load_config("paracache.toml"), namespace="faq")  # doctest: +SKIP
+    """
+    p = Path(path)
+    section = _read(p)
+    known = {"min_similarity", "thresholds", "guards", "calibration"}
+    unknown = set(section) - known
+    if unknown:
+        raise ValueError(f"{p}: unknown setting(s) {sorted(unknown)}; known: {sorted(known)}")
+    out: dict[str, Any] = {}
+    if "min_similarity" in section:
+        out["min_similarity"] = check_similarity(section["min_similarity"])
+    if "thresholds" in section:
+        out["thresholds"] = check_thresholds(section["thresholds"])
+    if "guards" in section:
+        out["guards"] = Guards.from_dict(section["guards"])
+    return out
+
+
+def load_threshold(path: str | os.PathLike[str]) -> float:
+    """The global ``min_similarity`` of a config file.
+
+    Example:
+        >>> SemanticIndex(min_similarity=load_threshold("paracache.toml"))  # doctest: +SKIP
+    """
+    config = load_config(path)
+    if "min_similarity" not in config:
+        raise ValueError(f"{path}: no min_similarity")
+    value: float = config["min_similarity"]
+    return value
+
+
+def _toml_key(key: str) -> str:
+    bare = key.replace("_", "").replace("-", "").isalnum() and key.isascii()
+    return key if bare else json.dumps(key, ensure_ascii=False)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    return json.dumps(str(value), ensure_ascii=False)
+
+
+def write_config(
+    path: str | os.PathLike[str],
+    *,
+    min_similarity: float | None = None,
+    guards: Guards | None = None,
+    thresholds: Mapping[str, Mapping[str, float]] | None = None,
+    calibration: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write (or update) a config file: TOML unless the name ends in ``.json``.
+
+    Settings already in the file are kept unless given here; per-scope thresholds are
+    merged value by value.
+
+    Example:
+        >>> write_config("paracache.toml", min_similarity=0.9)  # doctest: +SKIP
+    """
+    p = Path(path)
+    current: dict[str, Any] = _read(p) if p.exists() else {}
+    if min_similarity is not None:
+        current["min_similarity"] = check_similarity(min_similarity)
+    if guards is not None:
+        current["guards"] = guards.as_dict()
+    if thresholds:
+        merged = {f: dict(t) for f, t in dict(current.get("thresholds", {})).items()}
+        for field, table in check_thresholds(thresholds).items():
+            merged.setdefault(field, {}).update(table)
+        current["thresholds"] = merged
+    if calibration:
+        current["calibration"] = dict(calibration)
+    load_check = {k: v for k, v in current.items() if k != "calibration"}
+    if "thresholds" in load_check:
+        check_thresholds(load_check["thresholds"])
+    if p.suffix.lower() == ".json":
+        p.write_text(json.dumps({"paracache": current}, indent=2) + "\n", encoding="utf-8")
+        return p
+    lines = ["# paracache settings (SemanticIndex.from_config); written by paracache calibrate",
+             "[paracache]"]
+    if "min_similarity" in current:
+        lines.append(f"min_similarity = {_toml_value(current['min_similarity'])}")
+    if "guards" in current:
+        lines += ["", "[paracache.guards]"]
+        lines += [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in current["guards"].items()]
+    for field, table in current.get("thresholds", {}).items():
+        lines += ["", f"[paracache.thresholds.{_toml_key(field)}]"]
+        lines += [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in table.items()]
+    if "calibration" in current:
+        lines += ["", "# how the threshold was measured (informational)",
+                  "[paracache.calibration]"]
+        lines += [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in current["calibration"].items()]
+    p.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return p
+

@@ -1,0 +1,1199 @@
+"""Guards: a cheap check between the nearest cached question and a hit.
+
+Embedding similarity cannot tell "Please cancel my order" from "Please don't cancel my
+order", "Where is parcel 1047?" from "Where is parcel 1074?" or "Can I pay with Apple
+Pay?" from "Can I pay with Google Pay?": the vectors are nearly the same, the right
+answers are not. A guard compares the *answer-changing details* of the query and of a
+candidate's stored prompt and rejects the candidate when they conflict; the semantic
+layer then tries the next candidate of its top-k, or misses.
+
+Pure code, no I/O: one tokenising pass, precompiled regular expressions that only run
+when a text has digits or the words they look for, and small word lists; English only.
+A text's features are extracted once and kept in an LRU keyed by text, so the query is
+analysed once per lookup however many candidates it is compared with, and popular
+stored prompts are not analysed again (tens of microseconds for a new text).
+
+Details mentioned on one side only ("my card hasn't arrived *after 2 weeks*" vs "my card
+hasn't arrived") are usually context, not a different question, so most guards fire on a
+*conflict*: both texts state the detail, differently. Identifiers are the exception: an
+answer about order 1047 is never the answer about "my order".
+
+The guards (each on by default, each switchable):
+
+``identifiers``
+    Different order/parcel/account numbers, codes mixing letters and digits, e-mail
+    addresses, URLs, UUIDs, or an identifier on one side only.
+``amounts``
+    Different sums of money ("$50" vs "$500", "20 euros" vs "20 dollars") or currencies
+    ("pay in euros" vs "pay in dollars").
+``dates``
+    Different dates, months, weekdays, years, clock times or relative days ("today" vs
+    "yesterday", "this month" vs "next month").
+``numbers``
+    Different numbers, counts ("twice" = "two times"), ordinals, percentages or
+    durations ("2 weeks" = "14 days" = "fourteen days"; "a week" = "7 days").
+``negation``
+    A word negated in one text ("don't *cancel*", "has not *arrived*", "no *fee*") and
+    stated in the other, which has no negation ("cancel my order"). Not a conflict: a
+    reported problem against a how/where/when question about the same thing ("I can't
+    find the top-up option" vs "Where do I find the top-up option?").
+``opposites``
+    Opposite actions or states, one side each: "activate"/"deactivate", "lock"/
+    "unlock", "increase"/"decrease", "open"/"close", "deposit"/"withdraw",
+    "approved"/"declined", ... ("not approved" is left to the negation guard: it does
+    not conflict with "declined").
+``quantifiers``
+    Exclusive scope words, one side each: "all" vs "one of"/"some of", "minimum" vs
+    "maximum", "first" vs "last", "before" vs "after", "domestic" vs "international",
+    "personal" vs "business", "daily" vs "monthly", "virtual" vs "physical", ...
+``entities``
+    Swapped names: each side names something (a capitalised name, an acronym, a brand)
+    that the other does not mention ("Apple Pay" vs "Google Pay", "France" vs "Spain").
+
+Example:
+    >>> from paracache.guards import Guards
+    >>> g = Guards()
+    >>> g.check("Please cancel my order", "Please don't cancel my order")
+    'negation'
+    >>> g.check("Where is parcel 1047?", "Where is parcel 1074?")
+    'identifiers'
+    >>> g.check("What's your refund policy?", "Can I get my money back?") is None
+    True
+    >>> Guards(negation=False).check("Please cancel my order", "Please don't cancel my order")
+    >>> Guards.off().active
+    False
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import re
+import unicodedata
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .core import Candidate, LookupRequest
+
+__all__ = ["GUARD_NAMES", "Features", "Guards", "features"]
+
+#: The guards, in the order they are checked (the first that fails names the rejection).
+GUARD_NAMES = (
+    "identifiers",
+    "amounts",
+    "dates",
+    "numbers",
+    "negation",
+    "opposites",
+    "quantifiers",
+    "entities",
+)
+
+#: Characters of a text the guards look at (the default embedder sees about as many).
+MAX_GUARD_CHARS = 2_000
+
+# --------------------------------------------------------------------------- word lists
+
+_UNITS = {
+    "zero": 0, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7,
+    "eight": 8, "nine": 9, "ten": 10, "eleven": 11, "twelve": 12, "thirteen": 13,
+    "fourteen": 14, "fifteen": 15, "sixteen": 16, "seventeen": 17, "eighteen": 18,
+    "nineteen": 19,
+}
+_TENS = {
+    "twenty": 20, "thirty": 30, "forty": 40, "fifty": 50, "sixty": 60, "seventy": 70,
+    "eighty": 80, "ninety": 90,
+}
+_SCALES = {"hundred": 100, "thousand": 1_000, "million": 1_000_000, "billion": 1_000_000_000}
+_MULTIPLIERS = {"once": 1, "twice": 2, "thrice": 3}
+_ORDINALS = {
+    "first": 1, "third": 3, "fourth": 4, "fifth": 5, "sixth": 6, "seventh": 7,
+    "eighth": 8, "ninth": 9, "tenth": 10,
+}  # "second" is left out: it is also a unit of time and a verb
+#: Duration units in minutes (a month counted as 30 days, a year as 365).
+_DURATIONS = {
+    "minute": 1, "min": 1, "hour": 60, "hr": 60, "day": 1_440, "night": 1_440,
+    "week": 10_080, "fortnight": 20_160, "month": 43_200, "year": 525_600,
+}
+_MONTHS = {
+    "january": 1, "february": 2, "march": 3, "april": 4, "may": 5, "june": 6, "july": 7,
+    "august": 8, "september": 9, "october": 10, "november": 11, "december": 12,
+    "jan": 1, "feb": 2, "mar": 3, "apr": 4, "jun": 6, "jul": 7, "aug": 8, "sep": 9,
+    "sept": 9, "oct": 10, "nov": 11, "dec": 12,
+}
+#: Month spellings that are also ordinary words: a month only next to a day or a year.
+_AMBIGUOUS_MONTHS = {"may", "march", "mar", "jan", "dec", "sep", "oct", "nov", "aug", "jun",
+                     "jul", "apr", "feb"}
+_WEEKDAYS = {
+    "monday": 1, "tuesday": 2, "wednesday": 3, "thursday": 4, "friday": 5, "saturday": 6,
+    "sunday": 7, "mondays": 1, "tuesdays": 2, "wednesdays": 3, "thursdays": 4,
+    "fridays": 5, "saturdays": 6, "sundays": 7, "weekend": 8, "weekends": 8,
+}
+_CURRENCY_SYMBOLS = {
+    "$": "usd", "€": "eur", "£": "gbp", "¥": "jpy", "₹": "inr", "₽": "rub", "₩": "krw",
+    "₿": "btc", "฿": "thb", "₺": "try", "₪": "ils", "₫": "vnd", "₦": "ngn", "₱": "php",
+}
+_CURRENCY_WORDS = {
+    "usd": "usd", "dollar": "usd", "dollars": "usd", "buck": "usd", "bucks": "usd",
+    "cent": "usd-cent", "cents": "usd-cent",
+    "eur": "eur", "euro": "eur", "euros": "eur",
+    "gbp": "gbp", "pound": "gbp", "pounds": "gbp", "quid": "gbp", "sterling": "gbp",
+    "pence": "gbp-pence", "penny": "gbp-pence",
+    "jpy": "jpy", "yen": "jpy", "inr": "inr", "rupee": "inr", "rupees": "inr",
+    "chf": "chf", "franc": "chf", "francs": "chf", "cad": "cad", "aud": "aud",
+    "nzd": "nzd", "hkd": "hkd", "sgd": "sgd",
+    "cny": "cny", "rmb": "cny", "yuan": "cny", "rub": "rub", "ruble": "rub", "rubles": "rub",
+    "rouble": "rub", "roubles": "rub", "sek": "sek", "nok": "nok", "dkk": "dkk",
+    "krona": "sek", "kronor": "sek", "krone": "nok", "kroner": "nok", "pln": "pln",
+    "zloty": "pln", "mxn": "mxn", "peso": "mxn", "pesos": "mxn", "brl": "brl",
+    "reais": "brl", "btc": "btc", "bitcoin": "btc", "bitcoins": "btc", "eth": "eth",
+}
+#: Currency words too ambiguous to count as a currency without a number next to them.
+_WEAK_CURRENCIES = {"cent", "cents", "pence", "penny", "pound", "franc", "buck", "bucks"}
+_CURRENCY_ADJ = {  # "US dollars", "Canadian dollars", "Swiss francs"
+    "us": "usd", "american": "usd", "canadian": "cad", "australian": "aud",
+    "swiss": "chf", "hong kong": "hkd", "new zealand": "nzd", "singapore": "sgd",
+    "mexican": "mxn", "swedish": "sek", "norwegian": "nok", "danish": "dkk",
+    "indian": "inr", "british": "gbp", "uk": "gbp",
+}
+#: Words that introduce an identifier: "order 1047", "parcel #1047", "account no. 55".
+_ID_NOUNS = (
+    "order|parcel|package|shipment|ticket|invoice|account|acct|reference|ref|case|tracking|"
+    "booking|reservation|confirmation|transaction|claim|policy|id|serial|item|sku|flight|"
+    "room|seat|gate|platform|route|bus|train|extension|ext|ending(?: in)?|number|no|nr|num"
+)
+
+#: Negation cues. Contractions ("don't", "dont", "can't", "cant") are caught by their
+#: ``n't``/``nt`` ending too.
+_NEGATORS = {
+    "not", "no", "never", "without", "none", "nothing", "nobody", "nowhere", "neither",
+    "nor", "cannot", "unable", "dont", "doesnt", "didnt", "isnt", "arent", "wasnt",
+    "werent", "havent", "hasnt", "hadnt", "wont", "wouldnt", "cant", "couldnt",
+    "shouldnt", "mustnt", "neednt", "aint",
+}
+#: Words that negate the verb after "to": "I have yet to receive", "it failed to arrive".
+_IMPLICIT_NEGATORS = {"yet", "fail", "fails", "failed", "failing", "refuse", "refused",
+                      "refuses", "neglected", "forgot", "forget"}
+#: Verbs of wanting: "I don't want to cancel" is a different request, not a problem report.
+_VOLITION = {"want", "need", "wish", "like", "intend", "plan", "mean", "prefer", "require",
+             "ask", "agree", "authoriz", "authoris", "allow", "accept", "consent"}
+#: Words skipped when looking for the word a negation applies to ("hasn't *yet* arrived").
+_NEG_SKIP = {
+    "a", "an", "the", "any", "be", "been", "being", "is", "are", "was", "were", "am", "do",
+    "does", "did", "have", "has", "had", "yet", "even", "ever", "really", "actually",
+    "still", "also", "quite", "at", "all", "to", "so", "very", "too", "longer", "more",
+    "able", "i", "you", "we", "they", "he", "she", "it", "me", "my", "your", "our", "their",
+    "his", "her", "its", "this", "that", "these", "those", "just", "always",
+    "necessarily", "exactly", "fully", "properly", "correctly", "anymore", "please",
+    "currently", "seem", "seems", "seemed",
+}
+#: Words that end the reach of a negation.
+_CLAUSE_END = {"but", "and", "or", "because", "since", "though", "although", "if", "when",
+               "while", "then", "which", "who", "until", "unless", "so"}
+#: Function words never taken as the content of either side.
+_STOP = _NEG_SKIP | _CLAUSE_END | {
+    "of", "in", "on", "for", "with", "from", "by", "about", "as", "into", "can", "could",
+    "will", "would", "should", "shall", "may", "might", "must", "what", "why", "how",
+    "where", "who", "whom", "whose", "which", "there", "here", "some", "not", "no", "i'm",
+    "i've", "i'd", "i'll", "it's", "that's", "there's", "what's", "you're", "we're",
+}
+_WH = {"how", "where", "when", "what", "which", "who", "whom", "whose", "what's", "where's",
+       "how's", "when's", "who's", "whats", "wheres", "hows"}
+_WHY = {"why", "why's", "whys", "how come"}
+
+#: Groups of mutually exclusive scope words: each group lists its sides.
+_QUANTIFIER_GROUPS: dict[str, tuple[tuple[str, ...], ...]] = {
+    "extent": (
+        ("all", "every", "each", "entire", "whole", "both", "everything", "everyone",
+         "everybody", "all of"),
+        ("some of", "one of", "part of", "partial", "partially", "only one", "just one",
+         "a single", "one single", "a few of", "several of", "either", "half"),
+    ),
+    "bound": (
+        ("minimum", "min", "least", "lowest", "smallest", "fewest", "less than",
+         "fewer than", "below", "under", "at least", "lower limit"),
+        ("maximum", "max", "most", "highest", "largest", "biggest", "more than", "above",
+         "over", "at most", "upper limit", "up to"),
+    ),
+    "order": (
+        ("first", "earliest", "oldest", "initial"),
+        ("last", "latest", "newest", "most recent", "final"),
+    ),
+    "time": (("before", "prior to", "earlier than"), ("after", "later than")),
+    "reach": (
+        ("domestic", "domestically", "local", "locally", "inland", "within the country",
+         "in the country", "national", "nationally"),
+        ("international", "internationally", "abroad", "overseas", "foreign",
+         "cross-border", "worldwide", "outside the country"),
+    ),
+    "holder": (
+        ("personal", "individual", "private"),
+        ("business", "company", "corporate", "commercial", "joint"),
+    ),
+    "period": (
+        ("daily", "per day", "a day", "each day", "every day"),
+        ("weekly", "per week", "a week", "each week", "every week"),
+        ("monthly", "per month", "a month", "each month", "every month"),
+        ("yearly", "annual", "annually", "per year", "a year", "each year", "every year"),
+    ),
+    "form": (("physical", "plastic"), ("virtual", "digital", "disposable")),
+    "speed": (("standard", "regular"), ("express", "instant", "expedited", "same-day")),
+}
+#: Words of the "bound" group that only count in front of a number or an amount.
+_NUMERIC_BOUNDS = {"below", "under", "over", "above"}
+#: "a day", "a week" are periods only in "N times a day", "per", or next to a limit or fee.
+_PERIOD_PHRASES = {"a day", "a week", "a month", "a year"}
+
+#: Opposite actions and states: (side A, side B), as words (stemmed when loaded).
+_OPPOSITES: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...] = (
+    (("activate", "activation", "enable", "reactivate", "reactivation", "turn on",
+      "switch on"),
+     ("deactivate", "deactivation", "disable", "turn off", "switch off")),
+    (("lock",), ("unlock",)),
+    (("block",), ("unblock",)),
+    (("freeze", "frozen", "froze"), ("unfreeze", "unfrozen")),
+    (("pause", "suspend", "suspension"), ("resume", "unpause", "reinstate")),
+    (("subscribe", "subscription", "sign up", "opt in", "enrol", "enroll", "register",
+      "registration"),
+     ("unsubscribe", "opt out", "deregister", "unregister")),
+    (("open", "opening"), ("close", "closing", "closure", "shut")),
+    (("add", "link", "attach", "include", "install"),
+     ("remove", "removal", "delete", "unlink", "detach", "exclude", "uninstall")),
+    (("increase", "raise", "upgrade", "extend", "extension"),
+     ("decrease", "reduce", "reduction", "lower", "downgrade", "shorten")),
+    (("deposit", "top up", "topup", "top-up", "pay in"),
+     ("withdraw", "withdrawal", "take out", "cash out", "pay out")),
+    (("buy", "purchase"), ("sell", "sale")),
+    (("accept", "acceptance", "approve", "approval", "grant", "succeed", "success",
+      "successful", "successfully", "pass"),
+     ("decline", "reject", "rejection", "deny", "denial", "refuse", "refusal",
+      "fail", "failure", "unsuccessful")),
+    (("incoming", "inbound"), ("outgoing", "outbound")),
+    (("import",), ("export",)),
+    (("log in", "login", "sign in", "signin"), ("log out", "logout", "sign out", "signout")),
+    (("gain", "profit"), ("loss", "lose")),
+    (("overpay", "overpaid", "overcharge"), ("underpay", "underpaid", "undercharge")),
+)
+
+#: Capitalised words that are not names: sentence starters, greetings, common words.
+_NOT_NAMES = {
+    "i", "i'm", "i've", "i'd", "i'll", "ok", "okay", "hi", "hello", "hey", "dear", "thanks",
+    "thank", "please", "yes", "no", "mr", "mrs", "ms", "dr", "sir", "madam", "am", "pm",
+    "ps", "fyi", "asap", "lol", "ty", "pls", "plz", "btw", "omg", "faq", "a", "the", "my",
+    "your", "our", "it", "this", "that", "is", "are", "can", "could", "will", "would",
+    "do", "does", "did", "how", "why", "what", "where", "when", "which", "who", "help",
+    "urgent", "important", "note", "update", "question", "issue", "problem", "re", "fw",
+    "fwd", "hmm", "um", "uh", "oh", "wow", "so", "and", "but", "or", "if", "also", "then",
+    "now", "today", "yesterday", "tomorrow", "last", "next", "morning", "evening",
+    "in", "on", "at", "for", "with", "to", "from", "of", "by", "after", "before", "as",
+    "there", "here", "we", "you", "they", "he", "she", "me", "us", "them", "not", "any",
+    "all", "some", "one", "just", "still", "why's", "what's", "it's", "that's",
+}
+#: Common spellings of the same name, reduced to one.
+_ALIASES = {
+    "usa": "us", "u.s": "us", "u.s.a": "us", "united states": "us", "america": "us",
+    "american": "us", "states": "us", "uk": "uk", "u.k": "uk", "united kingdom": "uk",
+    "britain": "uk", "great britain": "uk", "british": "uk", "england": "uk",
+    "eu": "eu", "european union": "eu", "europe": "eu", "european": "eu",
+    "uae": "uae", "emirates": "uae", "united arab emirates": "uae",
+    "nyc": "new york", "ny": "new york", "la": "los angeles", "sf": "san francisco",
+    "amex": "american express", "mc": "mastercard", "master card": "mastercard",
+}
+
+_ALIAS_FIRST = frozenset(k.split()[0] for k in _ALIASES if " " in k)
+
+_IRREGULAR = {
+    "sent": "send", "got": "get", "gotten": "get", "paid": "pay", "made": "make",
+    "took": "take", "taken": "take", "gave": "give", "given": "give", "bought": "buy",
+    "sold": "sell", "lost": "lose", "stolen": "steal", "stole": "steal", "broke": "break",
+    "broken": "break", "went": "go", "gone": "go", "came": "come", "left": "leave",
+    "saw": "see", "seen": "see", "knew": "know", "known": "know", "found": "find",
+    "told": "tell", "said": "say", "held": "hold", "kept": "keep", "spent": "spend",
+    "won": "win", "began": "begin", "begun": "begin", "ran": "run", "chose": "choose",
+    "chosen": "choose", "froze": "freeze", "frozen": "freeze", "wrote": "write",
+    "written": "write", "drew": "draw", "drawn": "draw", "withdrew": "withdraw",
+    "withdrawn": "withdraw", "shut": "shut", "overpaid": "overpay", "underpaid": "underpay",
+}
+
+
+@functools.lru_cache(maxsize=16384)
+def _stem(word: str) -> str:
+    """A crude English stem: enough to match "arrive", "arrived", "arriving", "arrives".
+
+    Example:
+        >>> [_stem(w) for w in ("arrived", "arriving", "cancelled", "stopped", "sent")]
+        ['arriv', 'arriv', 'cancel', 'stop', 'send']
+    """
+    w = word.lower().replace("\u2019", "'")
+    if w.endswith("'s"):
+        w = w[:-2]
+    w = _IRREGULAR.get(w, w)
+    if len(w) > 5 and w.endswith("ies"):
+        w = w[:-3] + "y"
+    elif len(w) > 5 and w.endswith("ing"):
+        w = w[:-3]
+    elif (len(w) > 4 and w.endswith("ed")) or (len(w) > 4 and w.endswith("es") and w[-3] in "sxz"):
+        w = w[:-2]
+    elif len(w) > 3 and w.endswith("s") and not w.endswith(("ss", "us", "is")):
+        w = w[:-1]
+    if len(w) > 3 and w[-1] == w[-2] and w[-1] not in "aeiousz":  # stopped -> stopp -> stop
+        w = w[:-1]
+    if len(w) > 3 and w.endswith("e"):
+        w = w[:-1]
+    return w
+
+
+def _phrase_key(phrase: str) -> str:
+    return " ".join(_stem(w) for w in re.split(r"[\s-]+", phrase))
+
+
+def _alt(words: Iterable[str]) -> str:
+    """A regex alternation of words or phrases, longest first, blanks matching any space."""
+    items = sorted(set(words), key=len, reverse=True)
+    return "|".join(re.escape(w).replace(r"\ ", r"[\s-]+") for w in items)
+
+
+_QUANT_INDEX: dict[str, tuple[str, int]] = {}
+for _group, _sides in _QUANTIFIER_GROUPS.items():
+    for _side, _words in enumerate(_sides):
+        for _w in _words:
+            _QUANT_INDEX[_w.replace("-", " ")] = (_group, _side)
+
+_QUANT_FIRST = frozenset(k.split()[0] for k in _QUANT_INDEX)
+
+_OPP_INDEX: dict[str, tuple[int, int]] = {}
+for _pair, (_side_a, _side_b) in enumerate(_OPPOSITES):
+    for _side, _words in enumerate((_side_a, _side_b)):
+        for _w in _words:
+            _OPP_INDEX.setdefault(_phrase_key(_w), (_pair, _side))
+_OPP_FIRST = frozenset(k.split()[0] for k in _OPP_INDEX if " " in k)
+
+# --------------------------------------------------------------------------- patterns
+
+_NUMBER = r"\d+(?:[.,]\d+)*"
+_NUMBER_WORD = _alt([*_UNITS, *_TENS, "a", "an", "a couple of", "couple of", "a few"])
+
+_RE_TOKEN = re.compile(r"[^\W\d_]+(?:['\u2019][^\W\d_]+)*|\d+(?:[.,:]\d+)*|[.!?;:\n]|\S")
+_RE_DIGIT = re.compile(r"\d")
+_RE_SPACES = re.compile(r"\s+")
+_NON_WORD = re.compile(r"[^\w]+")
+
+_RE_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+_RE_URL = re.compile(r"\b(?:https?://|www\.)\S+", re.I)
+_RE_UUID = re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b", re.I)
+_RE_CODE = re.compile(  # letters and digits mixed, e.g. AB123, X7-99Q, 4111-XXXX
+    r"(?<![\w$€£¥₹.,])(?=[a-z0-9-]*\d)(?=[a-z0-9-]*[a-z])[a-z0-9]+(?:-[a-z0-9]+)*(?![\w])",
+    re.I,
+)
+_RE_NOT_CODE = re.compile(  # "2nd", "5pm", "24h", "10k", "3x", "7days", "2fa", "4g"
+    r"^\d+(?:st|nd|rd|th|am|pm|h|hr|hrs|hour|hours|min|mins|s|sec|secs|d|day|days|"
+    r"w|wk|wks|week|weeks|m|mo|mos|month|months|y|yr|yrs|year|years|k|mn|bn|x|fa|g|gb|mb|"
+    r"kb|tb|kg|km|mi|ml|l|p|pc|pcs|eur|usd|gbp)$|^(?:mp3|mp4|h264|x86|a4|b2b|b2c|p2p|g7)$"
+    r"|^\d+-[a-z]+$",  # "4-person", "2-day", "3-pack": a count and a word, not a code
+    re.I,
+)
+_RE_HASH_ID = re.compile(r"#\s?([a-z0-9][a-z0-9-]*)", re.I)
+_RE_NOUN_ID = re.compile(
+    rf"\b(?:{_ID_NOUNS})\.?\s*(?:#|no\.?|number|nr\.?|num\.?)?\s*:?\s*(\d[\d-]+\d|\d{{2,}})\b"
+    r"(?!\s*(?:%|percent|per cent|hours?|hrs?|days?|nights?|weeks?|months?|years?|minutes?|"
+    r"mins?|items?|times|people|persons?|guests?|pieces?|units?)\b)",  # "booking 48 hours"
+    re.I,
+)
+_RE_LONG_DIGITS = re.compile(r"(?<![\d.,])\d{5,}(?![\d.,]\d)")
+
+_CUR_SYM = "".join(re.escape(s) for s in _CURRENCY_SYMBOLS)
+_RE_SYMBOL = re.compile(f"[{_CUR_SYM}]")
+_RE_AMOUNT_PRE = re.compile(
+    rf"([{_CUR_SYM}])\s?({_NUMBER})(\s?(?:k|m|bn|million|thousand)\b)?", re.I
+)
+_RE_DOLLAR_PREFIX = re.compile(r"\b(ca|cad|au|aud|nz|nzd|hk|hkd|s|sg|sgd|mx|mxn)\s?$", re.I)
+_RE_AMOUNT_POST = re.compile(
+    rf"(?<![\w.,])({_NUMBER})(\s?(?:k|m|bn|million|thousand)\b)?\s?"
+    rf"(?:({_alt(_CURRENCY_ADJ)})\s)?({_alt(_CURRENCY_WORDS)})\b",
+    re.I,
+)
+_RE_AMOUNT_CODE_PRE = re.compile(rf"\b({_alt(w for w in _CURRENCY_WORDS if len(w) == 3)})"
+                                 rf"\s?({_NUMBER})\b", re.I)
+_RE_CURRENCY = re.compile(
+    rf"(?:\b({_alt(_CURRENCY_ADJ)})\s)?\b({_alt(_CURRENCY_WORDS)})\b", re.I
+)
+
+_RE_ISO_DATE = re.compile(r"\b(\d{4})[-/.](\d{1,2})[-/.](\d{1,2})\b")
+_RE_NUM_DATE = re.compile(r"\b(\d{1,2})[/.](\d{1,2})(?:[/.](\d{2,4}))?\b")
+_RE_MONTH_DAY = re.compile(
+    rf"\b(?:(\d{{1,2}})(?:st|nd|rd|th)?\s+(?:of\s+)?)?({_alt(_MONTHS)})\.?\b"
+    rf"(?:\s+(\d{{1,2}})(?:st|nd|rd|th)?\b)?(?:,?\s+(\d{{4}})\b)?",
+    re.I,
+)
+_RE_RELATIVE = re.compile(
+    r"\b(today|tonight|tomorrow|yesterday|"
+    r"(?:last|next|this|previous|coming)\s+(?:week|weekend|month|year|quarter))\b",
+    re.I,
+)
+_RE_TIME = re.compile(
+    r"\b(\d{1,2})(?::(\d{2}))?\s?(am|pm|a\.m\.|p\.m\.)(?!\w)|\b(\d{1,2}):(\d{2})\b", re.I
+)
+_RE_YEAR = re.compile(r"\b(?:in|of|since|from|during|for|year|until|till)\s+((?:19|20)\d{2})\b",
+                      re.I)
+#: A count right before a unit ("2 ", "two ", "twenty-five ", "a "), matched backwards
+#: from each unit word found (cheaper than scanning the whole text for the pair).
+_RE_COUNT_BEFORE = re.compile(
+    rf"(?<![\w.,])({_NUMBER}|(?:{_NUMBER_WORD})(?:[\s-]+(?:{_alt(_UNITS)}))?)[\s-]*$", re.I
+)
+_RE_TIMES_BEFORE = re.compile(
+    rf"(?<![\w.,])({_NUMBER}|{_alt([*_UNITS, *_TENS])})\s+(?:[a-z]+\s+)?$", re.I
+)
+_RE_WORD_AT: dict[str, re.Pattern[str]] = {}
+
+
+def _word_at(word: str) -> re.Pattern[str]:
+    """A compiled ``\\bword\\b`` (a literal search, fast), memoised."""
+    pattern = _RE_WORD_AT.get(word)
+    if pattern is None:
+        pattern = _RE_WORD_AT[word] = re.compile(rf"\b{re.escape(word)}\b", re.I)
+    return pattern
+_RE_NUMBER = re.compile(
+    rf"(?<![\w.,]){_NUMBER}(?:st|nd|rd|th)?(?:\s?%|\s(?:percent|per cent|pct)\b)?(?![\w])", re.I
+)
+_RE_PERCENT_AFTER = re.compile(r"\s*(?:%|percent\b|per cent\b|pct\b)", re.I)
+_RE_NUMBER_WORDS = re.compile(
+    rf"\b(?:{_alt([*_UNITS, *_TENS])})(?:[\s-]+(?:{_alt(_UNITS)}))?"
+    rf"(?:\s+(?:{_alt(_SCALES)}))?\b|\b(?:{_alt(_MULTIPLIERS)})\b|\b(?:{_alt(_ORDINALS)})\b",
+    re.I,
+)
+_RE_NUMERIC_AHEAD = re.compile(
+    rf"\s*(?:than\s+)?(?:[{_CUR_SYM}]\s?)?(?:\d|(?:{_alt([*_UNITS, *_TENS])})\b)", re.I
+)
+_RE_PERIOD_CONTEXT = re.compile(
+    r"\b(?:limit|limits|fee|fees|cost|costs|charge|charges|withdraw\w*|spend\w*|times|per|"
+    r"transfer\w*|top[\s-]?ups?|payments?|allowance|max\w*|min\w*)\b"
+)
+
+_CURRENCY_KEYS = frozenset(_CURRENCY_WORDS)
+_ID_NOUN_KEYS = frozenset(w for w in re.split(r"[|()?: ]+", _ID_NOUNS) if w)
+_MONTH_KEYS = frozenset(_MONTHS)
+_WEEKDAY_KEYS = frozenset(_WEEKDAYS)
+_RELATIVE_DAYS = frozenset(["today", "tonight", "tomorrow", "yesterday"])
+_RELATIVE_KEYS = frozenset(["last", "next", "this", "previous", "coming"])
+_PERIOD_UNITS = frozenset(["week", "weekend", "month", "year", "quarter"])
+_DURATION_KEYS = frozenset([*_DURATIONS, *(u + "s" for u in _DURATIONS), "mins", "hrs"])
+_NUMBER_GATE = frozenset([*_UNITS, *_TENS, *_MULTIPLIERS, *_ORDINALS, *_SCALES]) - {"one"}
+#: Words whose presence makes a text worth the numeric and date patterns.
+_NUMERIC_WORDS = frozenset(
+    [*_UNITS, *_TENS, *_SCALES, *_MULTIPLIERS, *_ORDINALS, *_MONTHS, *_WEEKDAYS,
+     *_CURRENCY_WORDS, "today", "tonight", "tomorrow", "yesterday", "noon", "midnight",
+     "week", "weeks", "month", "months", "year", "years", "day", "days", "hour", "hours",
+     "minute", "minutes", "fortnight", "night", "nights", "dozen", "couple", "times"]
+)
+
+
+# --------------------------------------------------------------------------- features
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Features:
+    """The answer-changing details of one text, as the guards compare them.
+
+    Attributes:
+        identifiers: Normalised ids, codes, e-mail addresses, URLs.
+        amounts: ``currency:value`` sums of money.
+        currencies: Currencies named (with or without an amount).
+        dates: ``month:3``, ``day:14``, ``weekday:5``, ``rel:yesterday``, ``time:17:00``, ...
+        numbers: Numbers that are not sums of money, counts (``x2`` for "twice"),
+            ordinals (``#3``), percentages and durations in minutes (``10080min``).
+        negated: Stems of words under a negation ("don't *cancel*").
+        negated_groups: Stems negated together, one of which is the negated verb
+            ("why didn't *my transfer go* through": transfer, go).
+        asserted: Stems of content words not under a negation.
+        negations: How many negation cues the text has.
+        firm_negation: A negation of wanting or an order ("I don't want", "Don't ...").
+        wh_question: Asks how, where, when, what or which (not why).
+        opposites: ``(pair, side)`` of opposite actions or states used.
+        quantifiers: ``(group, side)`` of scope words used.
+        entities: Lowercased names (capitalised words, acronyms, CamelCase brands).
+        words: Every lowercased word, singular forms and aliases (to look names up in).
+        lowered: The lowercased words joined by single spaces, padded with a space.
+    """
+
+    identifiers: frozenset[str]
+    amounts: frozenset[str]
+    currencies: frozenset[str]
+    dates: frozenset[str]
+    numbers: frozenset[str]
+    negated: frozenset[str]
+    negated_groups: frozenset[frozenset[str]]
+    asserted: frozenset[str]
+    negations: int
+    firm_negation: bool
+    wh_question: bool
+    opposites: frozenset[tuple[int, int]]
+    quantifiers: frozenset[tuple[str, int]]
+    entities: frozenset[str]
+    words: frozenset[str]
+    lowered: str
+
+
+def _number_value(text: str) -> float | None:
+    """The value of a number written in digits or words ("1,000", "twenty five", "a")."""
+    t = text.lower().strip()
+    if t[:1].isdigit():
+        t = re.sub(r"(?:st|nd|rd|th)$", "", t)
+        if re.fullmatch(r"\d{1,3}(?:,\d{3})+(?:\.\d+)?", t):
+            t = t.replace(",", "")
+        elif t.count(",") == 1 and "." not in t:
+            t = t.replace(",", ".")  # 2,50 (a decimal comma)
+        try:
+            return float(t)
+        except ValueError:
+            return None
+    words = [w for w in re.split(r"[\s-]+", t) if w]
+    if words in (["a"], ["an"]):
+        return 1.0
+    if "couple" in words:
+        return 2.0
+    if "few" in words:
+        return None  # vague
+    total = 0.0
+    current = 0.0
+    seen = False
+    for w in words:
+        if w in _UNITS:
+            current += _UNITS[w]
+        elif w in _TENS:
+            current += _TENS[w]
+        elif w in _SCALES:
+            current = max(current, 1.0) * _SCALES[w]
+            if _SCALES[w] >= 1000:
+                total += current
+                current = 0.0
+        elif w in ("a", "an", "and", "of"):
+            continue
+        else:
+            return None
+        seen = True
+    return total + current if seen else None
+
+
+def _fmt(value: float) -> str:
+    return str(int(value)) if value == int(value) else f"{value:g}"
+
+
+def _scale(suffix: str | None) -> float:
+    s = (suffix or "").strip().lower()
+    return {"k": 1e3, "thousand": 1e3, "m": 1e6, "million": 1e6, "bn": 1e9}.get(s, 1.0)
+
+
+def _blank(text: str, spans: list[tuple[int, int]]) -> str:
+    """``text`` with the given spans replaced by spaces (so later passes skip them)."""
+    if not spans:
+        return text
+    chars = list(text)
+    for start, end in spans:
+        chars[start:end] = " " * (end - start)
+    return "".join(chars)
+
+
+def _identifiers(text: str, words: frozenset[str]) -> tuple[set[str], list[tuple[int, int]]]:
+    found: set[str] = set()
+    spans: list[tuple[int, int]] = []
+    if "@" in text or "www" in text or "://" in text or "-" in text:
+        for pattern in (_RE_EMAIL, _RE_URL, _RE_UUID):
+            for m in pattern.finditer(text):
+                found.add(m.group(0).lower().rstrip(".,;:!?)"))
+                spans.append(m.span())
+        text = _blank(text, spans)
+    if "#" in text:
+        for m in _RE_HASH_ID.finditer(text):
+            found.add(m.group(1).lower().replace("-", ""))
+            spans.append(m.span())
+        text = _blank(text, spans)
+    if not _RE_DIGIT.search(text):
+        return found, spans
+    for m in _RE_NOUN_ID.finditer(text) if not _ID_NOUN_KEYS.isdisjoint(words) else ():
+        found.add(m.group(1).replace("-", ""))
+        spans.append(m.span(1))
+    text = _blank(text, spans)
+    for m in _RE_CODE.finditer(text):
+        token = m.group(0)
+        if _RE_NOT_CODE.match(token):
+            continue
+        found.add(token.lower().replace("-", ""))
+        spans.append(m.span())
+    text = _blank(text, spans)
+    for m in _RE_LONG_DIGITS.finditer(text):
+        found.add(m.group(0))
+        spans.append(m.span())
+    return found, spans
+
+
+def _amounts(
+    text: str, digits: bool, words: frozenset[str]
+) -> tuple[set[str], set[str], list[tuple[int, int]]]:
+    amounts: set[str] = set()
+    currencies: set[str] = set()
+    spans: list[tuple[int, int]] = []
+    symbol = bool(_RE_SYMBOL.search(text))
+    named = not _CURRENCY_KEYS.isdisjoint(words)
+    if not (symbol or named):
+        return amounts, currencies, spans
+    if digits:
+        for m in _RE_AMOUNT_PRE.finditer(text) if symbol else ():
+            cur = _CURRENCY_SYMBOLS[m.group(1)]
+            if cur == "usd":  # CA$, AU$, S$, MX$ ...
+                prefix = _RE_DOLLAR_PREFIX.search(text[max(0, m.start() - 4) : m.start()])
+                if prefix:
+                    code = prefix.group(1).lower()
+                    cur = {"ca": "cad", "au": "aud", "nz": "nzd", "hk": "hkd", "s": "sgd",
+                           "sg": "sgd", "mx": "mxn"}.get(code, code)
+            value = _number_value(m.group(2))
+            if value is not None:
+                amounts.add(f"{cur}:{_fmt(value * _scale(m.group(3)))}")
+                currencies.add(cur)
+                spans.append(m.span())
+        text = _blank(text, spans)
+        for m in _RE_AMOUNT_POST.finditer(text) if named else ():
+            cur = _CURRENCY_WORDS[m.group(4).lower()]
+            if m.group(3):
+                cur = _CURRENCY_ADJ[_RE_SPACES.sub(" ", m.group(3).lower())]
+            value = _number_value(m.group(1))
+            if value is not None:
+                amounts.add(f"{cur}:{_fmt(value * _scale(m.group(2)))}")
+                currencies.add(cur.split("-")[0])
+                spans.append(m.span())
+        text = _blank(text, spans)
+        for m in _RE_AMOUNT_CODE_PRE.finditer(text) if named else ():
+            value = _number_value(m.group(2))
+            if value is not None:
+                cur = _CURRENCY_WORDS[m.group(1).lower()]
+                amounts.add(f"{cur}:{_fmt(value)}")
+                currencies.add(cur)
+                spans.append(m.span())
+        text = _blank(text, spans)
+    if symbol:
+        currencies.update(_CURRENCY_SYMBOLS[c] for c in _RE_SYMBOL.findall(text))
+    if named:
+        for m in _RE_CURRENCY.finditer(text):
+            word = m.group(2).lower()
+            if word in _WEAK_CURRENCIES and not m.group(1):
+                continue  # "pound" (weight), "cents" (opinion): too ambiguous alone
+            cur = _CURRENCY_WORDS[word]
+            if m.group(1):
+                cur = _CURRENCY_ADJ[_RE_SPACES.sub(" ", m.group(1).lower())]
+            currencies.add(cur.split("-")[0])
+    return amounts, currencies, spans
+
+
+def _dates(
+    text: str, digits: bool, words: frozenset[str]
+) -> tuple[set[str], list[tuple[int, int]]]:
+    found: set[str] = set()
+    spans: list[tuple[int, int]] = []
+    if digits:
+        for m in _RE_ISO_DATE.finditer(text):
+            y, mo, d = m.groups()
+            found.add(f"date:{int(y)}-{int(mo)}-{int(d)}")
+            spans.append(m.span())
+        text = _blank(text, spans)
+    found.update(f"time:{w}" for w in words & {"noon", "midnight"})
+    for m in _RE_TIME.finditer(text) if digits else ():
+        if m.group(3):
+            hour = int(m.group(1)) % 12 + (12 if m.group(3).lower().startswith("p") else 0)
+            found.add(f"time:{hour}:{m.group(2) or '00'}")
+        else:
+            found.add(f"time:{int(m.group(4))}:{m.group(5)}")
+        spans.append(m.span())
+    text = _blank(text, spans)
+    if digits:
+        for m in _RE_NUM_DATE.finditer(text):
+            a, b, y = m.groups()
+            if int(a) > 31 or int(b) > 31 or (int(a) > 12 and int(b) > 12):
+                continue
+            found.add(f"date:{int(a)}/{int(b)}" + (f"/{int(y) % 100}" if y else ""))
+            spans.append(m.span())
+        text = _blank(text, spans)
+    named = words & _MONTH_KEYS
+    months = bool(named) and (digits or not named <= _AMBIGUOUS_MONTHS)
+    for m in _RE_MONTH_DAY.finditer(text) if months else ():
+        month_word = m.group(2).lower()
+        day = m.group(1) or m.group(3)
+        if month_word in _AMBIGUOUS_MONTHS and not (day or m.group(4)):
+            continue  # "may I", "march on", "sep": a month only with a day or a year
+        found.add(f"month:{_MONTHS[month_word]}")
+        if day and 1 <= int(day) <= 31:
+            found.add(f"day:{int(day)}")
+        if m.group(4):
+            found.add(f"year:{m.group(4)}")
+        spans.append(m.span())
+    text = _blank(text, spans)
+    found.update(f"weekday:{_WEEKDAYS[w]}" for w in words & _WEEKDAY_KEYS)
+    relative = not _RELATIVE_DAYS.isdisjoint(words) or (
+        not _RELATIVE_KEYS.isdisjoint(words) and not _PERIOD_UNITS.isdisjoint(words)
+    )
+    for m in _RE_RELATIVE.finditer(text) if relative else ():
+        found.add("rel:" + _RE_SPACES.sub(" ", m.group(1).lower()).replace("previous", "last"))
+        spans.append(m.span())
+    if digits:
+        for m in _RE_YEAR.finditer(text):
+            found.add(f"year:{m.group(1)}")
+            spans.append(m.span(1))
+    return found, spans
+
+
+def _numbers(text: str, digits: bool, words: frozenset[str]) -> set[str]:
+    found: set[str] = set()
+    spans: list[tuple[int, int]] = []
+    for unit_word in sorted(words & _DURATION_KEYS):
+        unit = unit_word.lower()
+        minutes = 1 if unit in ("mins", "min") else (
+            _DURATIONS.get(unit) or _DURATIONS.get(unit[:-1], 0)
+        )
+        for m in _word_at(unit_word).finditer(text):
+            window_start = max(0, m.start() - 32)
+            head = _RE_COUNT_BEFORE.search(text, window_start, m.start())
+            value = _number_value(head.group(1)) if head else None
+            if head is None or value is None or not minutes:
+                continue
+            found.add(f"{_fmt(value * minutes)}min")
+            spans.append((head.start(1), m.end()))
+    text = _blank(text, spans)
+    for m in _word_at("times").finditer(text) if "times" in words else ():
+        head = _RE_TIMES_BEFORE.search(text, max(0, m.start() - 32), m.start())
+        value = _number_value(head.group(1)) if head else None
+        if head is not None and value is not None:
+            found.add(f"x{_fmt(value)}")
+            spans.append((head.start(1), m.end()))
+    text = _blank(text, spans)
+    if digits:
+        for m in _RE_NUMBER.finditer(text):
+            token = m.group(0).strip()
+            if token.endswith(("%", "percent", "per cent", "pct")):
+                value = _number_value(re.split(r"\s|%", token, maxsplit=1)[0])
+                if value is not None:
+                    found.add(f"{_fmt(value)}%")
+                continue
+            ordinal = token[-2:].lower() in ("st", "nd", "rd", "th")
+            value = _number_value(token)
+            if value is not None:
+                found.add(("#" if ordinal else "") + _fmt(value))
+    spelled = not _NUMBER_GATE.isdisjoint(words)  # "one" alone is never counted
+    for m in _RE_NUMBER_WORDS.finditer(text) if spelled else ():
+        word = _RE_SPACES.sub(" ", m.group(0).lower())
+        if word in _MULTIPLIERS:
+            if not text[max(0, m.start() - 5) : m.start()].lower().endswith("than "):
+                found.add(f"x{_MULTIPLIERS[word]}")  # not "more than once"
+        elif word in _ORDINALS:
+            found.add(f"#{_ORDINALS[word]}")
+        elif word == "one":
+            continue  # "one of", "this one", "the one": too often not a count
+        else:
+            value = _number_value(word)
+            if value is not None:
+                percent = _RE_PERCENT_AFTER.match(text, m.end())
+                found.add(_fmt(value) + ("%" if percent else ""))
+    return found
+
+
+def _clauses(tokens: list[str]) -> list[list[str]]:
+    out: list[list[str]] = [[]]
+    for token in tokens:
+        if token in ".!?;:\n":
+            if out[-1]:
+                out.append([])
+        elif token != "-":  # "top-up" is "top up"
+            out[-1].append(token)
+    return [c for c in out if c]
+
+
+#: Function words that are neither a negation cue nor the start of one.
+_PLAIN_STOP = frozenset(_STOP - _NEGATORS - _IMPLICIT_NEGATORS)
+_DETERMINERS = {"my", "the", "your", "this", "that", "a", "an", "our", "his", "her", "their",
+                "its", "these", "those", "any", "some"}
+
+
+def _polarity(
+    clauses: list[list[str]],
+) -> tuple[set[str], set[frozenset[str]], set[str], int, bool, bool, set[tuple[int, int]]]:
+    """Negated stems, negated groups, other content stems, negation cues, firm negation,
+    wh-question, opposites.
+
+    A contraction before a noun phrase ("why didn't *my transfer go* through") negates a
+    verb somewhere after the noun: its first two content words form a group, which only
+    conflicts with a text that states both.
+    """
+    negated: set[str] = set()
+    groups: set[frozenset[str]] = set()
+    asserted: set[str] = set()
+    cues = 0
+    firm = False
+    wh = False
+    opposites: set[tuple[int, int]] = set()
+    for clause in clauses:
+        lead = [w for w in clause[:3] if w not in ("hi", "hello", "hey", "so", "and", "but",
+                                                   "please", "ok", "okay", "um", "well")]
+        if lead and (lead[0] in _WH or (lead[:2] == ["tell", "me"] and lead[2:3] in (
+            ["how"], ["where"], ["when"], ["what"], ["which"]))
+        ):
+            wh = True
+        pending = False
+        cue_at = -1
+        group: list[str] | None = None
+        for i, word in enumerate(clause):
+            if not pending and word in _PLAIN_STOP:
+                continue  # the most common case, first
+            if not word[0].isalpha():
+                if word not in (",", "'", '"', "-", "(", ")"):
+                    if group:
+                        groups.add(frozenset(group))
+                    pending, group = False, None
+                continue
+            if word in _NEGATORS or word.endswith("n't") or (
+                word in _IMPLICIT_NEGATORS and clause[i + 1 : i + 2] == ["to"]
+            ):
+                pending = True  # "not", "don't", "without", "have yet to", "failed to"
+                cue_at = i
+                cues += 1
+                inverted = word.endswith("n't") and clause[i + 1 : i + 2] != [] and (
+                    clause[i + 1] in _DETERMINERS
+                )
+                group = [] if inverted else None
+                continue
+            if word in _CLAUSE_END:
+                if group:
+                    groups.add(frozenset(group))
+                pending, group = False, None
+                continue
+            stem = _stem(word)
+            # opposite words; a negated one ("not approved") is left to the negation guard
+            hit = None
+            if stem in _OPP_FIRST and i + 1 < len(clause):
+                hit = _OPP_INDEX.get(stem + " " + _stem(clause[i + 1]))
+            hit = hit or _OPP_INDEX.get(stem)
+            if hit is not None and not pending:
+                opposites.add(hit)
+            if pending and word in _NEG_SKIP:
+                continue
+            if word in _STOP or len(stem) < 2:
+                continue
+            if pending and group is not None:
+                group.append(stem)
+                if len(group) == 2:
+                    groups.add(frozenset(group))
+                    pending, group = False, None
+                continue
+            if pending:
+                negated.add(stem)
+                # an order ("Don't ...", "please do not ...") or a change of mind
+                # ("I don't want to ...") is a different request, never a problem report
+                if stem in _VOLITION or cue_at == 0 or clause[cue_at - 1] == "please":
+                    firm = True
+                # "don't want to *cancel*": the wanted action is negated too
+                pending = stem in _VOLITION and clause[i + 1 : i + 2] == ["to"]
+            else:
+                asserted.add(stem)
+        if group:
+            groups.add(frozenset(group))
+    return negated, groups, asserted, cues, firm, wh, opposites
+
+
+def _quantifiers(lowered_words: list[str], text: str) -> set[tuple[str, int]]:
+    found: set[tuple[str, int]] = set()
+    n = len(lowered_words)
+    i = 0
+    while i < n:
+        if lowered_words[i] not in _QUANT_FIRST:
+            i += 1
+            continue
+        for size in (3, 2, 1):
+            if i + size > n:
+                continue
+            phrase = " ".join(lowered_words[i : i + size])
+            hit = _QUANT_INDEX.get(phrase)
+            if hit is None:
+                continue
+            ahead = " ".join(lowered_words[i + size : i + size + 3])
+            if phrase in _NUMERIC_BOUNDS and not _RE_NUMERIC_AHEAD.match(" " + ahead):
+                break  # "over the phone", "under my name": not a bound
+            if phrase in _PERIOD_PHRASES:
+                before = " ".join(lowered_words[max(0, i - 2) : i])
+                if not (_RE_PERIOD_CONTEXT.search(before) or _RE_PERIOD_CONTEXT.search(text)):
+                    break  # "for a week": a duration, not a period
+            found.add(hit)
+            i += size - 1
+            break
+        i += 1
+    return found
+
+
+def _entities(text: str, tokens: list[str]) -> set[str]:
+    """Names: capitalised words not opening a sentence, acronyms, CamelCase; runs of them
+    are one name ("Apple Pay"), known aliases are reduced to one spelling."""
+    found: set[str] = set()
+    run: list[str] = []
+    sentence_start = True
+    for token in tokens:
+        if not token[0].isalpha():
+            if token in ".!?;:\n" or token in ('"', "(", "-"):
+                sentence_start = True
+            if run and token not in (".",):
+                found.add(" ".join(run))
+                run = []
+            continue
+        plain = token.lower()
+        at_start = sentence_start
+        sentence_start = False
+        if token == plain:
+            if run:
+                found.add(" ".join(run))
+                run = []
+            continue
+        tail = token[1:]
+        acronym = len(token) >= 2 and token.isupper()
+        camel = tail != tail.lower() and not acronym  # iPhone, PayPal
+        capitalised = not at_start and token[0].isupper()
+        if (acronym or camel or capitalised) and plain not in _NOT_NAMES and not (
+            plain in _MONTHS or plain in _WEEKDAYS or plain in _CURRENCY_WORDS
+        ):
+            run.append(plain)
+            continue
+        if run:
+            found.add(" ".join(run))
+            run = []
+    if run:
+        found.add(" ".join(run))
+    out: set[str] = set()
+    for name in found:
+        out.add(_ALIASES.get(name, name))
+    return out
+
+
+def _word_forms(words: list[str]) -> set[str]:
+    """Words plus their singular forms and the aliases of words and word pairs."""
+    out = set(words)
+    out.update(w[:-1] for w in words if len(w) > 3 and w[-1] == "s")
+    for i, w in enumerate(words):
+        if w in _ALIASES:
+            out.add(_ALIASES[w])
+        if w in _ALIAS_FIRST and i + 1 < len(words):
+            pair = f"{w} {words[i + 1]}"
+            triple = f"{pair} {words[i + 2]}" if i + 2 < len(words) else ""
+            for phrase in (pair, triple):
+                if phrase in _ALIASES:
+                    out.add(_ALIASES[phrase])
+    return out
+
+
+@functools.lru_cache(maxsize=4096)
+def features(text: str) -> Features:
+    """The :class:`Features` of ``text`` (memoised: each text is analysed once).
+
+    Example:
+        >>> f = features("Refund $50 for order #A1047 by Friday, please don't wait")
+        >>> sorted(f.amounts), sorted(f.identifiers), sorted(f.dates), sorted(f.negated)
+        (['usd:50'], ['a1047'], ['weekday:5'], ['wait'])
+    """
+    text = unicodedata.normalize("NFKC", text[:MAX_GUARD_CHARS]).replace("\u2019", "'")
+    tokens = _RE_TOKEN.findall(text)
+    lowered_tokens = [t.lower() for t in tokens]
+    words = [t for t in lowered_tokens if t[0].isalpha()]
+    wordset = frozenset(words)
+    digits = bool(_RE_DIGIT.search(text))
+    numeric = digits or not _NUMERIC_WORDS.isdisjoint(wordset) or bool(_RE_SYMBOL.search(text))
+    ids: set[str] = set()
+    amounts: set[str] = set()
+    currencies: set[str] = set()
+    dates: set[str] = set()
+    numbers: set[str] = set()
+    if numeric or "#" in text or "@" in text or "://" in text:
+        ids, spans = _identifiers(text, wordset)
+        rest = _blank(text, spans)
+        amounts, currencies, spans = _amounts(rest, digits, wordset)
+        rest = _blank(rest, spans)
+        dates, spans = _dates(rest, digits, wordset)
+        rest = _blank(rest, spans)
+        numbers = _numbers(rest, digits, wordset)
+    negated, groups, asserted, cues, firm, wh, opposites = _polarity(_clauses(lowered_tokens))
+    lowered = " ".join(words)
+    name_tokens = [t for t in tokens if t[0].isalpha() or t in ".!?;:\n\"(-"]
+    entities = _entities(text, name_tokens) if text != text.lower() else set()
+    return Features(
+        identifiers=frozenset(ids),
+        amounts=frozenset(amounts),
+        currencies=frozenset(currencies),
+        dates=frozenset(dates),
+        numbers=frozenset(numbers),
+        negated=frozenset(negated),
+        negated_groups=frozenset(groups),
+        asserted=frozenset(asserted),
+        negations=cues,
+        firm_negation=firm,
+        wh_question=wh,
+        opposites=frozenset(opposites),
+        quantifiers=frozenset(_quantifiers(words, lowered)),
+        entities=frozenset(entities),
+        words=frozenset(_word_forms(words)),
+        lowered=f" {lowered} ",
+    )
+
+
+# --------------------------------------------------------------------------- comparisons
+
+
+def _exclusive_sides(a: frozenset[tuple[Any, int]], b: frozenset[tuple[Any, int]]) -> bool:
+    """Both texts use the same group of exclusive words, on disjoint sides."""
+    for group in {g for g, _ in a} & {g for g, _ in b}:
+        if {s for g, s in a if g == group}.isdisjoint({s for g, s in b if g == group}):
+            return True
+    return False
+
+
+def _values(amounts: frozenset[str]) -> frozenset[str]:
+    return frozenset(a.split(":", 1)[1] for a in amounts)
+
+
+def _conflict(a: frozenset[str], b: frozenset[str]) -> bool:
+    """Both texts state the detail, differently."""
+    return bool(a) and bool(b) and a != b
+
+
+def _negation_flip(neg: Features, other: Features) -> bool:
+    """A word negated in ``neg`` is stated in ``other``, which negates nothing."""
+    if other.negations:
+        return False
+    if not (neg.negated & other.asserted) and not any(
+        g <= other.asserted for g in neg.negated_groups
+    ):
+        return False
+    # "I can't find the X option" against "Where do I find the X option?": the same
+    # question, unless the negation is an order or a change of mind.
+    return not (other.wh_question and not neg.firm_negation)
+
+
+def _unmatched(names: frozenset[str], other: Features) -> bool:
+    """Some name is not mentioned (in any case, singular or plural) in the other text."""
+    for name in names:
+        if " " in name:
+            if f" {name} " in other.lowered or (
+                name.endswith("s") and f" {name[:-1]} " in other.lowered
+            ):
+                continue
+            if name in other.words:  # an alias of a name in the other text
+                continue
+            return True
+        if name in other.words or (name.endswith("s") and name[:-1] in other.words):
+            continue
+        return True
+    return False
+
+
+def _differs(name: str, q: Features, c: Features) -> bool:
+    if name == "identifiers":
+        return q.identifiers != c.identifiers
+    if name == "amounts":
+        return _conflict(q.amounts, c.amounts) or _conflict(q.currencies, c.currencies)
+    if name == "dates":
+        return _conflict(q.dates, c.dates)
+    if name == "numbers":
+        if not (q.numbers or c.numbers):
+            return False  # sums of money only: the amounts guard's business
+        # a bare number against a sum ("only got 20" vs "only got $30") compares values
+        return _conflict(q.numbers | _values(q.amounts), c.numbers | _values(c.amounts))
+    if name == "negation":
+        return _negation_flip(q, c) or _negation_flip(c, q)
+    if name == "opposites":
+        return _exclusive_sides(q.opposites, c.opposites)
+    if name == "quantifiers":
+        return _exclusive_sides(q.quantifiers, c.quantifiers)
+    if name == "entities":
+        return _unmatched(q.entities, c) and _unmatched(c.entities, q)
+    raise ValueError(f"unknown guard {name!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Guards:
+    """Which guards run between the nearest candidates and a hit (all on by default).
+
+    Pass it as ``SemanticIndex(guards=Guards(...))``; ``guards=None`` or
+    :meth:`Guards.off` turns them all off. A rejected candidate is counted in
+    ``stats().rejections_by_reason`` under the guard's name, and the next candidate of
+    the top-k is tried.
+
+    Example:
+        >>> Guards(entities=False).enabled
+        ('identifiers', 'amounts', 'dates', 'numbers', 'negation', 'opposites', 'quantifiers')
+        >>> Guards().check("Can I pay with Apple Pay?", "Can I pay with Google Pay?")
+        'entities'
+    """
+
+    negation: bool = True
+    numbers: bool = True
+    dates: bool = True
+    amounts: bool = True
+    identifiers: bool = True
+    entities: bool = True
+    quantifiers: bool = True
+    opposites: bool = True
+
+    def __post_init__(self) -> None:
+        for name in GUARD_NAMES:
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"Guards.{name} must be a bool, got {getattr(self, name)!r}")
+
+    @classmethod
+    def off(cls) -> Guards:
+        """All guards off (the same as ``guards=None``)."""
+        return cls(**dict.fromkeys(GUARD_NAMES, False))
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Guards:
+        """Guards from a mapping of guard names to bools (unknown names are an error).
+
+        Example:
+            >>> Guards.from_dict({"numbers": False}).numbers
+            False
+        """
+        if not isinstance(data, Mapping):
+            raise TypeError(f"guards must be a mapping of names to bools, got {data!r}")
+        unknown = set(data) - set(GUARD_NAMES)
+        if unknown:
+            raise ValueError(
+                f"unknown guard(s) {sorted(unknown)}; known: {', '.join(GUARD_NAMES)}"
+            )
+        return cls(**dict(data))
+
+    def as_dict(self) -> dict[str, bool]:
+        """The settings as a plain mapping."""
+        return {name: getattr(self, name) for name in GUARD_NAMES}
+
+    @property
+    def enabled(self) -> tuple[str, ...]:
+        """The names of the guards that are on, in checking order."""
+        return tuple(name for name in GUARD_NAMES if getattr(self, name))
+
+    @property
+    def active(self) -> bool:
+        """Whether any guard is on."""
+        return bool(self.enabled)
+
+    def check(self, query: str, candidate: str) -> str | None:
+        """The name of the first guard that refuses to serve ``candidate``'s answer to
+        ``query``, or ``None`` when no checked detail conflicts.
+
+        Example:
+            >>> Guards().check("Transfer $50 to Anna", "Transfer $500 to Anna")
+            'amounts'
+        """
+        q = features(query)
+        c = features(candidate)
+        for name in self.enabled:
+            if _differs(name, q, c):
+                return name
+        return None
+
+    def accept(self, req: LookupRequest, cand: Candidate) -> str | None:
+        """The :class:`~paracache.core.Core` hook: a rejection reason, or ``None``."""
+        raw = cand.fields.get(b"prompt")
+        if raw is None:
+            return None  # nothing to compare with: similarity alone decides
+        stored = raw.decode("utf-8", "replace")
+        return self.check(req.prompt or req.text, stored)
