@@ -1,0 +1,169 @@
+"""Hostile and odd input: empty and 1 MB prompts, lone surrogates and control characters,
+RediSearch query syntax in prompts, tenants, models, corpus versions and user fields.
+No injection, no error, no cross-scope hit, checked by hand and by property tests."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+from langchain_core.messages import HumanMessage, SystemMessage
+from reliability_helpers import EchoChatModel, raw, torn_entries
+
+from paracache import Scope, SemanticIndex
+from paracache.core import MAX_STORED_PROMPT
+from paracache.langchain import SemanticCache
+
+SYNTAX = [
+    "@scope:{*}", "*", "|", "-", "=>[KNN 100 @embedding $vec AS d]", '"', "'", "\\", "{", "}",
+    "(", ")", "%%", "~", "$vec", "@tenant:{acme}", "\x00", "\x1b[31m", "\ud800", "\udfff",
+    "\u202e", "\ufeff", "\r\n", "ä", "租户", "🙂",
+]
+
+
+class Recording:
+    """Passes through to the real embedder, recording what it was asked to embed."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner, self.texts = inner, []
+        self.dims, self.model, self.type = inner.dims, inner.model, inner.type
+
+    def embed(self, text: str, **kw: Any) -> Any:
+        self.texts.append(text)
+        return self.inner.embed(text, **kw)
+
+    async def aembed(self, text: str, **kw: Any) -> Any:
+        self.texts.append(text)
+        return await self.inner.aembed(text, **kw)
+
+
+def test_megabyte_prompt_embeds_a_prefix_and_keeps_the_exact_layer(make_index: Any) -> None:
+    base = make_index()
+    rec = Recording(base.vectorizer)
+    idx = make_index(vectorizer=rec)
+    big = "Why was I charged twice for my order? " + "x" * (1 << 20)
+    other = big[:-1] + "y"  # differs only at the end, a megabyte in
+    t0 = time.perf_counter()
+    assert idx.store(big, "refund issued") is not None
+    hit = idx.lookup(big)
+    assert time.perf_counter() - t0 < 5
+    assert hit is not None and hit.layer == "exact" and hit.response == "refund issued"
+    assert len(hit.prompt) == MAX_STORED_PROMPT
+    assert all(len(t) <= idx.settings.max_embed_chars for t in rec.texts)
+    miss = idx.lookup_verdict(other, min_similarity=1.0)
+    assert miss.hit is None or miss.hit.layer == "semantic"  # never an exact match
+
+
+@pytest.mark.parametrize(
+    "text", ["", " ", "\x00", "\ud800", "\udfff lone", "\x1b[2J\x07", "\u202e"]
+)
+def test_odd_prompts_round_trip(index: SemanticIndex, text: str) -> None:
+    index.store(text, f"answer to {text!r}", metadata={"k\ud800": "v\x00"})
+    hit = index.lookup(text)
+    assert hit is not None and hit.layer == "exact"
+
+
+@pytest.mark.parametrize("nasty", SYNTAX)
+def test_query_syntax_in_every_scope_field(index: SemanticIndex, nasty: str) -> None:
+    mine = Scope(
+        model=f"m{nasty}", tenant=f"t{nasty}", corpus_version=f"c{nasty}",
+        fields={f"f{nasty}": f"v{nasty}", "plain": nasty},
+    )
+    neighbours = [
+        Scope(model=f"m{nasty}", tenant="t", corpus_version=f"c{nasty}", fields=mine.fields),
+        mine.replace(fields={f"f{nasty}": f"v{nasty}", "plain": nasty + " "}),
+        Scope(),
+        Scope(tenant="*"),
+    ]
+    question = f"How do I top up {nasty} my account?"
+    assert index.store(question, "mine", mine) is not None
+    for other in neighbours:
+        assert index.store(question, "theirs", other) is not None
+    hit = index.lookup(question, mine)
+    assert hit is not None and hit.response == "mine"
+    para = index.lookup(f"How can I top up {nasty} my account?", mine, min_similarity=0.0)
+    assert para is not None and para.response == "mine"
+    # the tenant filter is data, not syntax: it clears mine and its same-tenant neighbour
+    assert index.clear(tenant=f"t{nasty}") == 2
+    assert index.lookup(question, mine) is None
+    assert index.clear(corpus_version=f"c{nasty}") == 1
+    assert index.stats().errors == 0
+
+
+def test_hostile_langchain_calls(make_index: Any, redis_url: str) -> None:
+    idx = make_index()
+    llm = EchoChatModel(model_name='gpt"} @scope:{*} | -x', cache=SemanticCache(index=idx))
+    for nasty in ["", *SYNTAX]:
+        msgs = [SystemMessage(f"system {nasty}"), HumanMessage(f"{nasty} what are the fees?")]
+        first = llm.invoke(msgs)
+        assert first.content == f"answer: {nasty} what are the fees?"
+        assert llm.invoke(msgs).content == first.content
+    assert idx.stats().errors == 0
+    assert torn_entries(redis_url, idx.namespace, idx.layout.vector_bytes) == []
+
+
+# ---------------------------------------------------------------- property tests
+
+hostile_text = st.lists(
+    st.one_of(st.sampled_from(SYNTAX), st.text(st.characters(codec=None), max_size=8)),
+    max_size=5,
+).map("".join)
+scopes = st.builds(
+    Scope,
+    model=st.one_of(st.sampled_from(["gpt-4o", "gpt-4o-mini"]), hostile_text),
+    tenant=st.one_of(st.sampled_from(["", "acme", "globex"]), hostile_text),
+    corpus_version=st.sampled_from(["", "1", "2"]),
+    params=st.fixed_dictionaries({"temperature": st.sampled_from([0, 0.5, 1.0])}),
+    fields=st.dictionaries(
+        st.text(max_size=4), st.one_of(hostile_text, st.integers(-3, 3), st.none()), max_size=2
+    ),
+)
+questions = st.one_of(
+    st.sampled_from(
+        ["How do I reset my PIN?", "Where is my card?", "What are the fees?", "Refund please"]
+    ),
+    hostile_text,
+)
+
+
+@pytest.fixture(scope="module")
+def shared_index(redis_url: str) -> Iterator[SemanticIndex]:
+    idx = SemanticIndex(redis_url, namespace="prop-" + uuid.uuid4().hex[:8])
+    yield idx
+    idx.clear()
+    idx.close()
+
+
+@settings(
+    max_examples=40, deadline=None, database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(a=scopes, b=scopes, text=questions, probe=questions)
+def test_a_lookup_never_returns_another_scopes_entry(
+    shared_index: SemanticIndex, a: Scope, b: Scope, text: str, probe: str
+) -> None:
+    """For any two scopes and texts: with the threshold at 0 (any in-scope neighbour is a
+    hit), every hit is an entry of the asking scope, and each scope finds its own."""
+    assume(a.digest() != b.digest())
+    for scope in (a, b):
+        assert shared_index.store(text, f"for {scope.digest()}", scope) is not None
+    for scope in (a, b):
+        for q in (text, probe):
+            hit = shared_index.lookup(q, scope, min_similarity=0.0)
+            assert hit is None or hit.response == f"for {scope.digest()}"
+        own = shared_index.lookup(text, scope)
+        assert own is not None and own.layer == "exact"
+        assert own.response == f"for {scope.digest()}"
+
+
+def test_property_run_left_no_torn_entries(
+    shared_index: SemanticIndex, redis_url: str
+) -> None:
+    assert shared_index.stats().errors == 0
+    assert torn_entries(redis_url, shared_index.namespace, shared_index.layout.vector_bytes) == []
+    assert raw(redis_url).ping()
