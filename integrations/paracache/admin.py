@@ -1,0 +1,305 @@
+"""Namespace-wide administration straight from Redis: what ``paracache stats``,
+``inspect`` and ``clear`` show and do.
+
+These work without an embedding model: a namespace's indexes (one per embedding model)
+are found by name (``FT._LIST``), so the command line can report on and clear caches
+written by any process with any vectorizer. What Redis knows is reported (entries,
+hits recorded on them, age, memory); hit rates and latencies are in-process counters of
+each application (``SemanticIndex.stats()``, the service's ``/metrics``).
+
+Like :mod:`paracache.core`, the operations are flows; :func:`run` performs them with a
+blocking client.
+
+Example:
+    >>> import redis                                                     # doctest: +SKIP
+    >>> client = redis.Redis.from_url("redis://localhost:6379", protocol=2)  # doctest: +SKIP
+    >>> run(client, namespaces_flow())                                   # doctest: +SKIP
+    ['faq', 'langchain']
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from collections.abc import Mapping
+from typing import Any, TypeVar, cast
+
+import redis
+
+from .core import Batch, CacheError, Call, EntryInfo, Flow, entries_flow, search_rows
+from .scope import digest
+
+__all__ = [
+    "IndexSummary",
+    "clear_flow",
+    "count_flow",
+    "entries_flow",
+    "index_summary_flow",
+    "indexes_flow",
+    "namespaces_flow",
+    "run",
+]
+
+T = TypeVar("T")
+
+_INDEX = re.compile(r"^paracache:([A-Za-z0-9][A-Za-z0-9_.-]{0,63}):v(\d+):([0-9a-f]+)$")
+#: Entries sampled with ``MEMORY USAGE`` for the memory estimate.
+MEMORY_SAMPLE = 16
+
+
+@dataclasses.dataclass(frozen=True)
+class IndexSummary:
+    """What Redis knows about one index (one namespace and embedding model).
+
+    Attributes:
+        namespace: The namespace.
+        index: The RediSearch index name.
+        entries: Entries it holds.
+        hits: Sum of the entries' ``hit_count`` (hits served from them since stored).
+        tokens: Sum of the LLM tokens the entries stand for.
+        oldest: Unix time of the oldest entry (``None`` when empty).
+        newest: Unix time of the newest entry.
+        memory_bytes: Estimated memory of entries plus index (sampled ``MEMORY USAGE``
+            times entries, plus RediSearch's own sizes).
+        by_tenant: ``{"tenant": ..., "entries": n, "hits": n}``, largest first (up to 20).
+        by_model: The same per model.
+    """
+
+    namespace: str
+    index: str
+    entries: int
+    hits: int
+    tokens: int
+    oldest: float | None
+    newest: float | None
+    memory_bytes: int | None
+    by_tenant: list[dict[str, Any]]
+    by_model: list[dict[str, Any]]
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain data, for JSON."""
+        return dataclasses.asdict(self)
+
+
+def _s(value: Any) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+def _pairs(raw: Any) -> dict[str, Any]:
+    """A flat ``[k, v, k, v]`` (RESP2) or dict (RESP3) reply as a ``str``-keyed dict."""
+    if isinstance(raw, Mapping):
+        return {_s(k): v for k, v in raw.items()}
+    items = list(raw)
+    return {_s(items[i]): items[i + 1] for i in range(0, len(items) - 1, 2)}
+
+
+def _float(value: Any) -> float | None:
+    try:
+        out = float(_s(value))
+    except (TypeError, ValueError):
+        return None
+    return out if out == out else None  # NaN -> None
+
+
+def indexes_flow(namespace: str | None = None) -> Flow[list[str]]:
+    """The paracache index names (of one namespace, or all), sorted."""
+    names = yield Call(("FT._LIST",))
+    out = []
+    for raw in names:
+        name = _s(raw)
+        m = _INDEX.match(name)
+        if m and (namespace is None or m.group(1) == namespace):
+            out.append(name)
+    return sorted(out)
+
+
+def namespaces_flow() -> Flow[list[str]]:
+    """Every namespace that has a paracache index on this server."""
+    names = yield from indexes_flow()
+    return sorted({_namespace(n) for n in names})
+
+
+def _namespace(index_name: str) -> str:
+    m = _INDEX.match(index_name)
+    if not m:
+        raise ValueError(f"not a paracache index: {index_name!r}")
+    return m.group(1)
+
+
+def _aggregate_rows(raw: Any) -> list[dict[str, Any]]:
+    if isinstance(raw, Mapping):  # RESP3
+        results = _pairs(raw).get("results", [])
+        return [_pairs(_pairs(r).get("extra_attributes", {})) for r in results]
+    return [_pairs(row) for row in list(raw)[1:]]
+
+
+def _group(raw: Any, field: str) -> list[dict[str, Any]]:
+    out = []
+    for row in _aggregate_rows(raw):
+        try:
+            sample = json.loads(_s(row.get("sample", b"{}")))
+        except ValueError:
+            sample = {}
+        name = sample.get(field) if isinstance(sample, dict) else None
+        out.append({
+            field.removesuffix("_version"): name if isinstance(name, str) else "?",
+            "entries": int(_float(row.get("n")) or 0),
+            "hits": int(_float(row.get("hits")) or 0),
+        })
+    return out
+
+
+def index_summary_flow(index_name: str, breakdown: int = 20) -> Flow[IndexSummary]:
+    """Entries, hits, age, memory and the largest tenants and models of one index."""
+    info = _pairs((yield Call(("FT.INFO", index_name))))
+    entries = int(_float(info.get("num_docs")) or 0)
+    hits = tokens = 0
+    oldest = newest = None
+    by_tenant: list[dict[str, Any]] = []
+    by_model: list[dict[str, Any]] = []
+    memory: int | None = None
+    if entries:
+        total = yield Call((
+            "FT.AGGREGATE", index_name, "*", "LOAD", 2, "@hit_count", "@tokens",
+            "GROUPBY", 0,
+            "REDUCE", "SUM", 1, "@hit_count", "AS", "hits",
+            "REDUCE", "SUM", 1, "@tokens", "AS", "tokens",
+            "REDUCE", "MIN", 1, "@created_at", "AS", "oldest",
+            "REDUCE", "MAX", 1, "@created_at", "AS", "newest",
+            "DIALECT", 2,
+        ))
+        rows = _aggregate_rows(total)
+        if rows:
+            hits = int(_float(rows[0].get("hits")) or 0)
+            tokens = int(_float(rows[0].get("tokens")) or 0)
+            oldest = _float(rows[0].get("oldest"))
+            newest = _float(rows[0].get("newest"))
+        for field, tag, out in (
+            ("tenant", "@tenant", by_tenant),
+            ("model", "@model", by_model),
+        ):
+            grouped = yield Call((
+                "FT.AGGREGATE", index_name, "*", "LOAD", 2, "@hit_count", "@scope_json",
+                "GROUPBY", 1, tag,
+                "REDUCE", "COUNT", 0, "AS", "n",
+                "REDUCE", "SUM", 1, "@hit_count", "AS", "hits",
+                "REDUCE", "FIRST_VALUE", 1, "@scope_json", "AS", "sample",
+                "SORTBY", 2, "@n", "DESC", "MAX", breakdown,
+                "DIALECT", 2,
+            ))
+            out.extend(_group(grouped, field))
+        sample = yield Call((
+            "FT.SEARCH", index_name, "*", "NOCONTENT", "LIMIT", 0, MEMORY_SAMPLE, "DIALECT", 2,
+        ))
+        keys = [key for key, _ in search_rows(sample)[1]]
+        if keys:
+            sizes = yield Batch(tuple(("MEMORY", "USAGE", k, "SAMPLES", "0") for k in keys))
+            known = [int(x) for x in sizes if x is not None]
+            if known:
+                index_mb = sum(
+                    _float(info.get(f)) or 0.0
+                    for f in ("total_index_memory_sz_mb", "vector_index_sz_mb")
+                )
+                memory = round(sum(known) / len(known) * entries + index_mb * 1024 * 1024)
+    return IndexSummary(
+        namespace=_namespace(index_name),
+        index=index_name,
+        entries=entries,
+        hits=hits,
+        tokens=tokens,
+        oldest=oldest,
+        newest=newest,
+        memory_bytes=memory,
+        by_tenant=by_tenant,
+        by_model=by_model,
+    )
+
+
+def _filter_query(tenant: str | None, model: str | None, corpus_version: str | None) -> str:
+    """The same digest terms :meth:`paracache.core.Core.clear_flow` filters on."""
+    terms = []
+    for field, name, value in (
+        ("tenant", "tenant", tenant),
+        ("model", "model", model),
+        ("corpus", "corpus", corpus_version),
+    ):
+        if value is not None:
+            terms.append(f"@{field}:{{{digest(name, value, size=16)}}}")
+    return " ".join(terms) or "*"
+
+
+def count_flow(
+    index_names: list[str],
+    *,
+    tenant: str | None = None,
+    model: str | None = None,
+    corpus_version: str | None = None,
+) -> Flow[int]:
+    """How many entries of these indexes match the filters (all, without filters)."""
+    query = _filter_query(tenant, model, corpus_version)
+    total = 0
+    for name in index_names:
+        raw = yield Call(("FT.SEARCH", name, query, "LIMIT", 0, 0, "DIALECT", 2))
+        total += search_rows(raw)[0]
+    return total
+
+
+def clear_flow(
+    namespace: str,
+    *,
+    tenant: str | None = None,
+    model: str | None = None,
+    corpus_version: str | None = None,
+) -> Flow[int]:
+    """Delete a namespace's entries (every embedding model's), or those matching the
+    filters; returns how many were deleted. Indexes are kept."""
+    if not _INDEX.match(f"paracache:{namespace}:v1:0"):
+        raise ValueError(f"not a namespace: {namespace!r}")
+    deleted = 0
+    if tenant is None and model is None and corpus_version is None:
+        cursor: Any = 0
+        while True:
+            cursor, keys = yield Call(
+                ("SCAN", cursor, "MATCH", f"paracache:{namespace}:*", "COUNT", 1000)
+            )
+            if keys:
+                deleted += int((yield Call(("UNLINK", *keys))))
+            if int(cursor) == 0:
+                return deleted
+    query = _filter_query(tenant, model, corpus_version)
+    for name in (yield from indexes_flow(namespace)):
+        while True:
+            raw = yield Call(
+                ("FT.SEARCH", name, query, "NOCONTENT", "LIMIT", 0, 1000, "DIALECT", 2)
+            )
+            keys = [key for key, _ in search_rows(raw)[1]]
+            if not keys:
+                break
+            deleted += int((yield Call(("UNLINK", *keys))))
+    return deleted
+
+
+def run(client: redis.Redis, flow: Flow[T]) -> T:
+    """Perform a flow's Redis calls with a blocking client; ``CacheError`` on failure."""
+    try:
+        op = next(flow)
+        while True:
+            if isinstance(op, Call):
+                result = cast(Any, client).execute_command(*op.args)
+            elif isinstance(op, Batch):
+                pipe = client.pipeline(transaction=op.transaction)
+                for args in op.calls:
+                    cast(Any, pipe).execute_command(*args)
+                result = pipe.execute()
+            else:
+                raise TypeError(f"admin flows only talk to Redis, got {op!r}")
+            op = flow.send(result)
+    except StopIteration as stop:
+        return cast(T, stop.value)
+    except redis.RedisError as exc:
+        raise CacheError(f"paracache: {exc}") from exc
+
+
+# Re-exported: the entries of one index, newest first.
+_ = (entries_flow, EntryInfo)

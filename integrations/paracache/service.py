@@ -1,0 +1,531 @@
+"""``paracache serve``: the cache as an HTTP service in front of a chat model.
+
+For applications that are not written in Python: they ``POST /v1/answer`` a question
+(with system prompt, model, temperature and tenant) and get the answer, from the cache
+when it is safe to, else from the chat model (and then cached). The service answers
+with how: which layer served it, at what similarity, how long it took.
+
+==============================  ===================================================
+``POST /v1/answer``             the answer (cached or not); ``X-Paracache-Min-Similarity``
+                                overrides the threshold for one request
+``GET /v1/stats``               this process's counters and the entries in Redis
+``GET /metrics``                Prometheus text (``paracache_*`` and process metrics)
+``GET /healthz``                Redis reachability and the circuit breaker's state
+``GET /docs``, ``/openapi.json``  the API, interactive (FastAPI)
+==============================  ===================================================
+
+The chat model: an OpenAI-compatible API through ``langchain_openai.ChatOpenAI`` when
+``OPENAI_API_KEY`` or ``OPENAI_BASE_URL`` is set (``pip install 'paracache[openai]'``),
+else the demo's simulated model (canned Banking77 support answers, API-like latency).
+Or pass your own to :func:`create_app`: a LangChain chat model, or a function of an
+:class:`AnswerRequest` returning the answer text (or an :class:`LLMReply`).
+
+Example:
+    >>> from paracache.service import create_app
+    >>> app = create_app(namespace="support")      # doctest: +SKIP
+    >>> # uvicorn.run(app, host="127.0.0.1", port=8000), or: paracache serve --port 8000
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import importlib.util
+import inspect
+import logging
+import os
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Annotated, Any, Literal
+
+import redis.asyncio as aioredis
+from fastapi import FastAPI, Header, HTTPException, Query, Response
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from . import __version__
+from .core import Verdict, check_similarity
+from .index import SemanticIndex
+from .scope import Scope, digest
+
+__all__ = [
+    "THRESHOLD_HEADER",
+    "AnswerRequest",
+    "AnswerResponse",
+    "HealthResponse",
+    "LLMReply",
+    "StatsResponse",
+    "create_app",
+    "default_llm",
+    "serve",
+]
+
+logger = logging.getLogger("paracache.service")
+
+#: The header that overrides ``min_similarity`` for one request.
+THRESHOLD_HEADER = "X-Paracache-Min-Similarity"
+DEFAULT_MODEL = "gpt-4o-mini"
+DEFAULT_NAMESPACE = "service"
+MAX_PROMPT_CHARS = 16_384
+MAX_SYSTEM_CHARS = 32_768
+
+
+# --------------------------------------------------------------------------- API models
+
+
+class AnswerRequest(BaseModel):
+    """A question for the model, and everything its answer depends on."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "prompt": "How do I activate my new card?",
+                    "system": "You are a helpful banking support assistant.",
+                    "model": "gpt-4o-mini",
+                    "temperature": 0,
+                    "tenant": "acme",
+                }
+            ]
+        },
+    )
+
+    prompt: str = Field(
+        min_length=1, max_length=MAX_PROMPT_CHARS,
+        description="The user's message: what the semantic layer matches on.",
+    )
+    system: str = Field(
+        "", max_length=MAX_SYSTEM_CHARS,
+        description="System prompt. Part of the cache scope: a different one never shares "
+        "answers.",
+    )
+    model: str = Field(
+        DEFAULT_MODEL, min_length=1, max_length=200,
+        description="Chat model name, passed to the model and part of the scope.",
+    )
+    temperature: float = Field(
+        0.0, ge=0.0, le=2.0,
+        description="Sampling temperature, part of the scope. Above the cache's "
+        "max_temperature (1.0) requests bypass the cache.",
+    )
+    tenant: str = Field(
+        "", max_length=200,
+        description="Whose request this is. Tenants never see each other's entries.",
+    )
+
+
+class AnswerResponse(BaseModel):
+    """The answer and how it was found."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "answer": "Open the app, choose Cards and tap Activate.",
+                    "cached": True,
+                    "outcome": "semantic",
+                    "layer": "semantic",
+                    "similarity": 0.942,
+                    "min_similarity": 0.9,
+                    "latency_ms": 6.1,
+                    "lookup_ms": 5.8,
+                    "tokens": 142,
+                    "entry_id": "9f2c4b1de0a34c5e8f7a6b5c4d3e2f10",
+                }
+            ]
+        }
+    )
+
+    answer: str = Field(description="The model's answer (possibly from the cache).")
+    cached: bool = Field(description="Whether the answer came from the cache.")
+    outcome: Literal["exact", "semantic", "miss", "bypass", "error"] = Field(
+        description="What the lookup decided: a hit by layer, a miss, a bypass (not cacheable, "
+        "e.g. high temperature) or an error (Redis unavailable: answered by the model)."
+    )
+    layer: Literal["exact", "semantic"] | None = Field(
+        description="The layer that served a cached answer, else null."
+    )
+    similarity: float | None = Field(
+        description="Cosine similarity of the best in-scope cached question (1.0 for an "
+        "exact hit), also on a miss; null if there was none."
+    )
+    min_similarity: float = Field(description="The threshold this request used.")
+    latency_ms: float = Field(description="Time to answer, in the service.")
+    lookup_ms: float = Field(description="Of which the cache lookup.")
+    tokens: int = Field(description="LLM tokens of the answer (saved, if cached).")
+    entry_id: str | None = Field(description="The cache entry that served or stores it.")
+
+
+class StatsResponse(BaseModel):
+    """This process's cache counters (since start) and the entries Redis holds."""
+
+    namespace: str
+    min_similarity: float
+    entries: int | None = Field(description="Entries in Redis; null if unreachable.")
+    lookups: int
+    hits: int
+    exact_hits: int
+    semantic_hits: int
+    misses: int
+    bypasses: int
+    errors: int
+    rejections: int
+    writes: int
+    writes_dropped: int
+    writes_skipped: int
+    tokens_saved: int
+    hit_rate: float
+    breaker_state: str
+    hit_latency_ms: dict[str, float]
+    miss_latency_ms: dict[str, float]
+    errors_by_kind: dict[str, int]
+
+
+class HealthResponse(BaseModel):
+    """Whether the service can reach its Redis. It answers either way (fail-open)."""
+
+    status: Literal["ok", "degraded"] = Field(
+        description="degraded: Redis is unreachable, answers come from the model only."
+    )
+    redis: Literal["reachable", "unreachable"]
+    breaker: str = Field(description="The circuit breaker: closed, open or half-open.")
+    namespace: str
+    version: str
+
+
+class ErrorResponse(BaseModel):
+    """A request the service refused."""
+
+    detail: str
+
+
+# --------------------------------------------------------------------------- the model
+
+
+@dataclasses.dataclass(frozen=True)
+class LLMReply:
+    """What the chat model answered and the tokens it cost (0 if unknown)."""
+
+    text: str
+    tokens: int = 0
+
+
+LLM = Callable[[AnswerRequest], Awaitable[LLMReply]]
+
+
+def _langchain_llm(model: Any, pass_settings: bool) -> LLM:
+    """Call a LangChain chat model with the request's messages (and model/temperature)."""
+    from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
+
+    async def call(req: AnswerRequest) -> LLMReply:
+        messages: list[BaseMessage] = [SystemMessage(req.system)] if req.system else []
+        messages.append(HumanMessage(req.prompt))
+        kwargs: dict[str, Any] = (
+            {"model": req.model, "temperature": req.temperature} if pass_settings else {}
+        )
+        message = await model.ainvoke(messages, **kwargs)
+        usage = getattr(message, "usage_metadata", None) or {}
+        return LLMReply(str(message.text), int(usage.get("total_tokens", 0) or 0))
+
+    return call
+
+
+def _as_llm(llm: Any) -> LLM:
+    if hasattr(llm, "ainvoke"):
+        return _langchain_llm(llm, pass_settings=False)
+    if not callable(llm):
+        raise TypeError("llm must be a LangChain chat model or a function of an AnswerRequest")
+
+    async def call(req: AnswerRequest) -> LLMReply:
+        out = llm(req)
+        if inspect.isawaitable(out):
+            out = await out
+        if isinstance(out, LLMReply):
+            return out
+        if isinstance(out, str):
+            return LLMReply(out)
+        raise TypeError(f"the llm function must return str or LLMReply, got {type(out)!r}")
+
+    return call
+
+
+def default_llm(*, simulate: bool | None = None, latency_scale: float = 1.0) -> tuple[LLM, str]:
+    """The chat model ``paracache serve`` uses, and a description of it.
+
+    An OpenAI-compatible API (``langchain_openai.ChatOpenAI``; the request's model and
+    temperature are passed through) when ``OPENAI_API_KEY`` or ``OPENAI_BASE_URL`` is set
+    and ``simulate`` is not true; otherwise the demo's simulated model.
+    """
+    key = os.environ.get("OPENAI_API_KEY")
+    base_url = os.environ.get("OPENAI_BASE_URL")
+    if simulate is None:
+        simulate = not (key or base_url)
+        if not simulate and importlib.util.find_spec("langchain_openai") is None:
+            logger.warning(
+                "paracache serve: OPENAI_API_KEY/OPENAI_BASE_URL is set but langchain-openai "
+                "is not installed (pip install 'paracache[openai]'); using the simulated model"
+            )
+            simulate = True
+    if not simulate:
+        from langchain_openai import ChatOpenAI  # type: ignore[import-not-found,unused-ignore]
+
+        # A local OpenAI-compatible server may need no key; the client insists on one.
+        chat = ChatOpenAI(
+            model=DEFAULT_MODEL, base_url=base_url or None, api_key=SecretStr(key or "unused"),
+            cache=False,
+        )
+        where = f"OpenAI-compatible API at {base_url}" if base_url else "OpenAI API"
+        return _langchain_llm(chat, pass_settings=True), where
+    from .demo import SimulatedChatModel, _normalize, load_questions
+
+    intents = {_normalize(q.text): q.intent for q in load_questions()}
+    sim = SimulatedChatModel(intents=intents, latency_scale=latency_scale, cache=False)
+    return _langchain_llm(sim, pass_settings=False), "simulated chat model (no API key)"
+
+
+# --------------------------------------------------------------------------- the app
+
+
+def _threshold(header: str | None, default: float) -> float:
+    if header is None:
+        return default
+    try:
+        return check_similarity(float(header.strip()), THRESHOLD_HEADER)
+    except (TypeError, ValueError) as exc:
+        raise HTTPException(
+            status_code=400,
+            detail=f"{THRESHOLD_HEADER} must be a number in [0, 1] (cosine similarity), "
+            f"got {header[:40]!r}",
+        ) from exc
+
+
+def _response(
+    verdict: Verdict, answer: str, tokens: int, threshold: float, t0: float,
+    entry_id: str | None,
+) -> AnswerResponse:
+    hit = verdict.hit
+    return AnswerResponse(
+        answer=answer,
+        cached=hit is not None,
+        outcome=verdict.outcome,
+        layer=hit.layer if hit else None,
+        similarity=verdict.similarity,
+        min_similarity=threshold,
+        latency_ms=round((time.perf_counter() - t0) * 1000.0, 3),
+        lookup_ms=round(verdict.latency_ms, 3),
+        tokens=tokens,
+        entry_id=entry_id,
+    )
+
+
+async def _redis_reachable(url: str, timeout: float = 1.0) -> bool:
+    client = aioredis.Redis.from_url(
+        url, socket_timeout=timeout, socket_connect_timeout=timeout,
+        retry=Retry(NoBackoff(), 0), protocol=2,
+    )
+    try:
+        return bool(await client.ping())
+    except Exception:
+        return False
+    finally:
+        await client.aclose()
+
+
+def create_app(
+    index: SemanticIndex | None = None,
+    llm: Any = None,
+    *,
+    redis_url: str | None = None,
+    namespace: str = DEFAULT_NAMESPACE,
+    min_similarity: float | None = None,
+    metrics: bool = True,
+    simulate: bool | None = None,
+    latency_scale: float = 1.0,
+) -> FastAPI:
+    """The FastAPI app of the cache service.
+
+    Args:
+        index: The cache (default: a :class:`SemanticIndex` on ``redis_url`` in
+            ``namespace``, closed when the app shuts down).
+        llm: The chat model: a LangChain chat model, or a function (sync or async) of an
+            :class:`AnswerRequest` returning ``str`` or :class:`LLMReply`. Default:
+            :func:`default_llm`.
+        redis_url: For the default index (default: ``PARACACHE_REDIS_URL``, ``REDIS_URL``,
+            else an embedded Redis).
+        namespace: For the default index.
+        min_similarity: For the default index (default 0.90).
+        metrics: Export Prometheus metrics (``GET /metrics``).
+        simulate: For the default model: force (``True``) or forbid (``False``) the
+            simulated model.
+        latency_scale: The simulated model's latency factor (0: instant).
+
+    Example:
+        >>> from fastapi.testclient import TestClient  # doctest: +SKIP
+        >>> client = TestClient(create_app(llm=lambda req: "42"))  # doctest: +SKIP
+        >>> client.post("/v1/answer", json={"prompt": "?"}).json()["cached"]  # doctest: +SKIP
+        False
+    """
+    owned = index is None
+    if index is None:
+        index = SemanticIndex(redis_url, namespace=namespace, min_similarity=min_similarity)
+    elif not isinstance(index, SemanticIndex):
+        raise TypeError(f"index must be a SemanticIndex, got {type(index).__name__}")
+    if llm is None:
+        call, described = default_llm(simulate=simulate, latency_scale=latency_scale)
+    else:
+        call, described = _as_llm(llm), type(llm).__name__
+    if metrics:
+        from .observability import instrument
+
+        instrument(index)
+    cache = index
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        warmup = getattr(cache.vectorizer, "warmup", None)
+        if callable(warmup):  # load the embedding model before the first request
+            await asyncio.to_thread(warmup)
+        yield
+        if owned:
+            await cache.aclose()
+            cache.close()
+
+    app = FastAPI(
+        title="paracache",
+        version=__version__,
+        summary="A semantic cache in front of a chat model.",
+        description=(
+            "Ask `POST /v1/answer`: the answer comes from the cache when a question with "
+            "the same scope (model, temperature, system prompt, tenant) and a similar "
+            f"enough meaning was answered before, else from the model ({described}). "
+            f"`{THRESHOLD_HEADER}` overrides the similarity threshold for one request."
+        ),
+        lifespan=lifespan,
+    )
+    app.state.index = index
+    app.state.llm_description = described
+
+    @app.post(
+        "/v1/answer",
+        response_model=AnswerResponse,
+        tags=["cache"],
+        summary="Answer a question, from the cache when safe",
+        responses={
+            400: {"model": ErrorResponse, "description": "A bad header value"},
+            422: {"description": "The body is not a valid AnswerRequest"},
+            502: {"model": ErrorResponse, "description": "The chat model failed"},
+        },
+    )
+    async def answer(
+        body: AnswerRequest,
+        min_similarity: Annotated[
+            str | None,
+            Header(
+                alias=THRESHOLD_HEADER,
+                description="Cosine similarity in [0, 1] a semantic hit needs, for this "
+                "request only (higher is stricter).",
+            ),
+        ] = None,
+    ) -> AnswerResponse:
+        threshold = _threshold(min_similarity, cache.settings.min_similarity)
+        t0 = time.perf_counter()
+        scope = Scope(
+            model=body.model,
+            tenant=body.tenant,
+            params={"temperature": body.temperature},
+            context=digest("service/v1", body.system),
+        )
+        verdict = await cache.alookup_verdict(body.prompt, scope, min_similarity=threshold)
+        if verdict.hit is not None:
+            hit = verdict.hit
+            return _response(verdict, hit.response, hit.tokens, threshold, t0, hit.entry_id)
+        try:
+            reply = await call(body)
+        except Exception as exc:
+            logger.warning("paracache service: the chat model failed: %r", exc)
+            raise HTTPException(
+                status_code=502, detail=f"the chat model failed: {type(exc).__name__}"
+            ) from exc
+        entry_id = await cache.astore(
+            body.prompt, reply.text, scope, tokens=reply.tokens, metadata={"source": "service"}
+        )
+        return _response(verdict, reply.text, reply.tokens, threshold, t0, entry_id)
+
+    @app.get("/v1/stats", response_model=StatsResponse, tags=["operations"],
+             summary="This process's counters and the entries in Redis")
+    async def stats() -> StatsResponse:
+        entries = await _entries(cache, metrics)
+        data = cache.stats().as_dict()
+        return StatsResponse(
+            namespace=cache.namespace,
+            min_similarity=cache.settings.min_similarity,
+            entries=entries,
+            **{k: v for k, v in data.items() if k in StatsResponse.model_fields},
+        )
+
+    @app.get("/healthz", response_model=HealthResponse, tags=["operations"],
+             summary="Redis reachability and the circuit breaker",
+             responses={503: {"model": HealthResponse,
+                              "description": "strict=true and Redis is unreachable"}})
+    async def healthz(
+        response: Response,
+        strict: Annotated[
+            bool, Query(description="Answer 503 (not 200) while Redis is unreachable.")
+        ] = False,
+    ) -> HealthResponse:
+        reachable = await _redis_reachable(cache.redis_url)
+        if strict and not reachable:
+            response.status_code = 503
+        return HealthResponse(
+            status="ok" if reachable else "degraded",
+            redis="reachable" if reachable else "unreachable",
+            breaker=cache.core.breaker.state,
+            namespace=cache.namespace,
+            version=__version__,
+        )
+
+    if metrics:
+        @app.get("/metrics", tags=["operations"], summary="Prometheus metrics",
+                 response_class=Response,
+                 responses={200: {"content": {"text/plain": {}}}})
+        async def prometheus() -> Response:
+            from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+
+            from .observability import arefresh_entries
+
+            await arefresh_entries(cache)
+            return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+async def _entries(index: SemanticIndex, metrics: bool) -> int | None:
+    if metrics:
+        from .observability import arefresh_entries
+
+        return await arefresh_entries(index)
+    if index.core.breaker.state == "open":
+        return None
+    try:
+        return await asyncio.wait_for(index.acount(), 2.0)
+    except Exception:
+        return None
+
+
+def serve(
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    log_level: str = "info",
+    **options: Any,
+) -> None:
+    """Run the service with uvicorn until interrupted (``paracache serve``)."""
+    import uvicorn
+
+    app = create_app(**options)
+    logger.info("paracache service on http://%s:%d (model: %s)", host, port,
+                app.state.llm_description)
+    uvicorn.run(app, host=host, port=port, log_level=log_level)

@@ -1,0 +1,242 @@
+"""The ``paracache`` command's admin subcommands (stats, inspect, clear) and exit codes,
+against the real embedded Redis; and ``SemanticIndex.entries``."""
+
+from __future__ import annotations
+
+import io
+import itertools
+import json
+import socket
+from typing import Any
+
+import pytest
+
+from paracache import Scope, SemanticIndex
+from paracache.cli import main
+
+
+@pytest.fixture
+def filled(make_index: Any) -> SemanticIndex:
+    """Five entries of tenant acme (gpt-4o-mini), two of globex (another model), one hit."""
+    index: SemanticIndex = make_index()
+    acme = Scope(model="gpt-4o-mini", tenant="acme")
+    for i in range(5):
+        index.store(f"How do I order card number {i}?", f"answer {i}", acme, tokens=100)
+    globex = Scope(model="claude", tenant="globex", corpus_version="2026-10")
+    index.store("What is the fee for transfers?", "1 EUR", globex, ttl=None)
+    index.store("Can I freeze my card?", "Yes", globex, ttl=60)
+    assert index.lookup("How do I order card number 1?", acme) is not None
+    return index
+
+
+def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    """The exit code as the shell sees it (argparse exits for --help and usage errors)."""
+    try:
+        code = main(list(argv))
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# --------------------------------------------------------------------------- usage
+
+
+def test_help_and_usage_errors_exit_0_and_2(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = _run(capsys, "--help")
+    assert code == 0
+    for command in ("stats", "inspect", "clear", "serve", "demo"):
+        assert command in out
+    code, out, _ = _run(capsys, "clear", "--help")
+    assert code == 0 and "--corpus-version" in out and "--yes" in out
+    assert _run(capsys, "stats", "--bogus")[0] == 2
+    assert _run(capsys, "inspect", "--limit", "0")[0] == 2
+    assert _run(capsys, "serve", "--port", "70000")[0] == 2
+    assert _run(capsys)[0] == 2  # no command: help, usage error
+
+
+def test_no_redis_url_is_a_usage_error(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("PARACACHE_REDIS_URL", raising=False)
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    code, _, err = _run(capsys, "stats")
+    assert code == 2
+    assert "--redis-url" in err and "PARACACHE_REDIS_URL" in err
+
+
+def test_unreachable_redis_exits_1_with_a_clear_message(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    url = f"redis://:secret-pw@127.0.0.1:{_closed_port()}"
+    for command in ("stats", "inspect"):
+        code, out, err = _run(capsys, command, "--redis-url", url)
+        assert code == 1
+        assert "cannot reach Redis" in err and "127.0.0.1" in err
+        assert "secret-pw" not in err + out  # the password is never printed
+    code, _, err = _run(capsys, "clear", "--redis-url", url, "--namespace", "x", "--yes")
+    assert code == 1 and "cannot reach Redis" in err
+    assert _run(capsys, "stats", "--redis-url", "http://nope")[0] == 2
+
+
+# --------------------------------------------------------------------------- stats
+
+
+def test_stats_reports_what_redis_knows(
+    filled: SemanticIndex, redis_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ns = filled.namespace
+    code, out, _ = _run(capsys, "stats", "--redis-url", redis_url, "--namespace", ns, "--json")
+    assert code == 0
+    data = json.loads(out)
+    assert [n["namespace"] for n in data["namespaces"]] == [ns]
+    group = data["namespaces"][0]
+    assert group["entries"] == 7 and group["hits"] == 1
+    (idx,) = group["indexes"]
+    assert idx["index"] == filled.layout.index_name
+    assert idx["tokens"] == 500
+    assert idx["oldest"] <= idx["newest"]
+    assert idx["memory_bytes"] > 0
+    assert {r["tenant"]: (r["entries"], r["hits"]) for r in idx["by_tenant"]} == {
+        "acme": (5, 1),
+        "globex": (2, 0),
+    }
+    assert {r["model"]: r["entries"] for r in idx["by_model"]} == {"gpt-4o-mini": 5, "claude": 2}
+
+    code, out, _ = _run(capsys, "stats", "--redis-url", redis_url, "--namespace", ns)
+    assert code == 0
+    assert f"namespace {ns}: 7 entries" in out
+    assert "acme 5 (hits 1)" in out and "gpt-4o-mini 5" in out
+    assert "in each application process" in out
+
+    # Without --namespace: every namespace, this one included.
+    code, out, _ = _run(capsys, "stats", "--redis-url", redis_url, "--json")
+    assert code == 0 and ns in {n["namespace"] for n in json.loads(out)["namespaces"]}
+
+
+def test_stats_of_an_unknown_namespace_is_empty(
+    redis_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = _run(capsys, "stats", "--redis-url", redis_url, "--namespace", "no-such-ns")
+    assert code == 0 and "no paracache index" in out
+    code, out, _ = _run(
+        capsys, "stats", "--redis-url", redis_url, "--namespace", "no-such-ns", "--json"
+    )
+    assert json.loads(out)["namespaces"] == []
+
+
+# --------------------------------------------------------------------------- inspect
+
+
+def test_inspect_lists_newest_entries_with_scope_age_hits_ttl(
+    filled: SemanticIndex, redis_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ns = filled.namespace
+    code, out, _ = _run(
+        capsys, "inspect", "--redis-url", redis_url, "--namespace", ns, "--limit", "3", "--json"
+    )
+    assert code == 0
+    rows = json.loads(out)
+    assert len(rows) == 3
+    assert rows[0]["prompt"] == "Can I freeze my card?"  # newest first
+    first = rows[0]
+    assert first["namespace"] == ns
+    assert first["scope"]["tenant"] == "globex" and first["scope"]["model"] == "claude"
+    assert first["scope"]["corpus_version"] == "2026-10"
+    assert 0 < first["ttl_left"] <= 60 and first["ttl"] == 60
+    assert rows[1]["ttl_left"] is None  # stored with ttl=None: never expires
+    assert first["age"] >= 0
+
+    code, out, _ = _run(capsys, "inspect", "--redis-url", redis_url, "--namespace", ns)
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0].split()[:3] == ["AGE", "HITS", "TTL"]
+    assert len(lines) == 1 + 7
+    hit_row = next(line for line in lines if "card number 1" in line)
+    assert hit_row.split()[1] == "1"  # one hit recorded
+    assert "never" in next(line for line in lines if "fee for transfers" in line)
+
+
+def test_inspect_never_prints_control_characters(
+    make_index: Any, redis_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    index = make_index()
+    index.store("evil \x1b[2J\x1b[31mprompt\r\nsecond line", "x", Scope(tenant="t\x07"))
+    code, out, _ = _run(capsys, "inspect", "--redis-url", redis_url, "--namespace", index.namespace)
+    assert code == 0
+    assert "\x1b" not in out and "\x07" not in out and "\r" not in out
+    assert "second line" in out
+
+
+def test_index_entries_sync_and_async(filled: SemanticIndex) -> None:
+    import asyncio
+
+    entries = filled.entries(10)
+    assert len(entries) == 7
+    assert entries[0].prompt == "Can I freeze my card?"
+    assert all(a.created_at >= b.created_at for a, b in itertools.pairwise(entries))
+    hit = next(e for e in entries if e.prompt == "How do I order card number 1?")
+    assert hit.hit_count == 1 and hit.last_hit_at is not None and hit.tokens == 100
+    assert hit.ttl == 7 * 24 * 3600 and hit.ttl_left is not None
+    assert [e.entry_id for e in filled.entries(2)] == [e.entry_id for e in entries[:2]]
+    assert [e.entry_id for e in asyncio.run(filled.aentries(3))] == [
+        e.entry_id for e in entries[:3]
+    ]
+    with pytest.raises(ValueError):
+        filled.entries(0)
+
+
+# --------------------------------------------------------------------------- clear
+
+
+def test_clear_asks_then_deletes_by_scope(
+    filled: SemanticIndex,
+    redis_url: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    ns = filled.namespace
+    base = ("clear", "--redis-url", redis_url, "--namespace", ns)
+    # No terminal to ask on and no --yes: refuse, delete nothing.
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))
+    code, _, err = _run(capsys, *base, "--tenant", "acme")
+    assert code == 2 and "would delete 5 entries" in err and "--yes" in err
+    assert filled.count() == 7
+    # --clear needs a namespace.
+    assert _run(capsys, "clear", "--redis-url", redis_url, "--yes")[0] == 2
+
+    code, out, _ = _run(capsys, *base, "--model", "claude", "--corpus-version", "old", "--yes")
+    assert code == 0 and "deleted 0 entries" in out
+    code, out, _ = _run(capsys, *base, "--tenant", "acme", "--yes", "--json")
+    assert code == 0 and json.loads(out) == {
+        "namespace": ns, "filters": {"tenant": "acme"}, "deleted": 5
+    }
+    assert filled.count() == 2
+    assert filled.lookup("What is the fee for transfers?",
+                         Scope(model="claude", tenant="globex", corpus_version="2026-10"))
+    code, out, _ = _run(capsys, *base, "--yes")
+    assert code == 0 and "deleted 2 entries" in out
+    assert filled.count() == 0
+
+
+def test_clear_matches_semantic_index_clear(
+    make_index: Any, redis_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The CLI's digest filters are the core's: a tenant name full of query syntax works."""
+    index = make_index()
+    odd = 'globex"} | @tenant:{*'
+    index.store("q1", "a", Scope(tenant=odd, model="m"))
+    index.store("q2", "a", Scope(tenant="acme", model="m"))
+    code, out, _ = _run(
+        capsys, "clear", "--redis-url", redis_url, "--namespace", index.namespace,
+        "--tenant", odd, "--yes",
+    )
+    assert code == 0 and "deleted 1 entries" in out
+    assert index.lookup("q2", Scope(tenant="acme", model="m")) is not None
+    assert index.lookup("q1", Scope(tenant=odd, model="m")) is None

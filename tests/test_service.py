@@ -1,0 +1,326 @@
+"""The HTTP service: FastAPI's TestClient against the real embedded Redis, and once as a
+real ``paracache serve`` process over loopback."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+pytest.importorskip("fastapi")
+pytest.importorskip("prometheus_client")
+import httpx
+from fastapi import FastAPI, Request  # module level: the fake API's annotations resolve here
+from fastapi.testclient import TestClient
+
+from paracache import SemanticIndex
+from paracache.service import THRESHOLD_HEADER, AnswerRequest, LLMReply, create_app
+
+CARD = "How do I activate my new card?"
+CARD_PARAPHRASE = "how can I activate my new card"
+
+
+class CountingLLM:
+    """A stand-in chat model: counts calls, answers with what it was asked."""
+
+    def __init__(self) -> None:
+        self.calls: list[AnswerRequest] = []
+
+    def __call__(self, req: AnswerRequest) -> LLMReply:
+        self.calls.append(req)
+        return LLMReply(f"[{req.model} t={req.temperature}] answer to: {req.prompt}", 150)
+
+
+@pytest.fixture
+def llm() -> CountingLLM:
+    return CountingLLM()
+
+
+@pytest.fixture
+def client(make_index: Any, llm: CountingLLM) -> Iterator[TestClient]:
+    index: SemanticIndex = make_index()
+    with TestClient(create_app(index, llm)) as c:
+        yield c
+
+
+def ask(client: TestClient, prompt: str, **fields: Any) -> dict[str, Any]:
+    headers = fields.pop("headers", {})
+    r = client.post("/v1/answer", json={"prompt": prompt, **fields}, headers=headers)
+    assert r.status_code == 200, r.text
+    return r.json()  # type: ignore[no-any-return]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# --------------------------------------------------------------------------- answers
+
+
+def test_miss_then_exact_then_semantic_hit(client: TestClient, llm: CountingLLM) -> None:
+    first = ask(client, CARD, tenant="acme", system="You are a bank assistant.")
+    assert first["cached"] is False and first["outcome"] == "miss" and first["layer"] is None
+    assert first["answer"].endswith(CARD) and first["tokens"] == 150
+    assert first["entry_id"] and first["latency_ms"] >= first["lookup_ms"] > 0
+
+    again = ask(client, CARD, tenant="acme", system="You are a bank assistant.")
+    assert again["cached"] is True and again["layer"] == "exact" and again["similarity"] == 1.0
+    assert again["answer"] == first["answer"] and again["entry_id"] == first["entry_id"]
+
+    para = ask(client, CARD_PARAPHRASE, tenant="acme", system="You are a bank assistant.")
+    assert para["cached"] is True and para["layer"] == "semantic"
+    assert para["min_similarity"] <= para["similarity"] < 1.0
+    assert para["answer"] == first["answer"]
+    assert len(llm.calls) == 1
+
+
+def test_scope_keeps_answers_apart(client: TestClient, llm: CountingLLM) -> None:
+    ask(client, CARD, tenant="acme")
+    for fields in (
+        {"tenant": "globex"},
+        {"tenant": "acme", "model": "other-model"},
+        {"tenant": "acme", "temperature": 0.5},
+        {"tenant": "acme", "system": "Answer in French."},
+    ):
+        assert ask(client, CARD, **fields)["cached"] is False, fields
+    assert len(llm.calls) == 5
+    # A temperature above the policy's maximum is never cached.
+    hot = [ask(client, "Write a poem", temperature=1.5) for _ in range(2)]
+    assert [h["outcome"] for h in hot] == ["bypass", "bypass"]
+
+
+def test_threshold_header_overrides_per_request(client: TestClient) -> None:
+    ask(client, CARD)
+    strict = ask(client, CARD_PARAPHRASE, headers={THRESHOLD_HEADER: "0.999"})
+    assert strict["cached"] is False and strict["min_similarity"] == 0.999
+    assert strict["similarity"] is not None and strict["similarity"] < 0.999  # best candidate
+    loose = ask(client, "Why was my card declined?", headers={THRESHOLD_HEADER: " 0.0 "})
+    assert loose["cached"] is True and loose["layer"] == "semantic"
+    assert ask(client, CARD_PARAPHRASE)["min_similarity"] == 0.9  # the default again
+
+
+@pytest.mark.parametrize("value", ["abc", "1.5", "-0.1", "nan", ""])
+def test_bad_threshold_header_is_400(client: TestClient, value: str) -> None:
+    r = client.post("/v1/answer", json={"prompt": CARD}, headers={THRESHOLD_HEADER: value})
+    assert r.status_code == 400
+    assert THRESHOLD_HEADER in r.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {},
+        {"prompt": ""},
+        {"prompt": 42},
+        {"prompt": "x" * 20_000},
+        {"prompt": "hi", "temperature": 5},
+        {"prompt": "hi", "temperature": "hot"},
+        {"prompt": "hi", "model": ""},
+        {"prompt": "hi", "unknown_field": 1},
+        {"prompt": "hi", "tenant": None},
+    ],
+)
+def test_invalid_bodies_are_422(client: TestClient, body: dict[str, Any]) -> None:
+    r = client.post("/v1/answer", json=body)
+    assert r.status_code == 422, body
+    assert r.json()["detail"]
+
+
+def test_not_json_is_422(client: TestClient) -> None:
+    r = client.post(
+        "/v1/answer", content=b"{not json", headers={"content-type": "application/json"}
+    )
+    assert r.status_code == 422
+
+
+def test_a_failing_model_is_502_and_nothing_is_cached(make_index: Any) -> None:
+    index: SemanticIndex = make_index()
+
+    async def broken(req: AnswerRequest) -> str:
+        raise ConnectionError("upstream down, key sk-secret")
+
+    with TestClient(create_app(index, broken)) as c:
+        r = c.post("/v1/answer", json={"prompt": CARD})
+        assert r.status_code == 502
+        assert "ConnectionError" in r.json()["detail"] and "sk-secret" not in r.text
+    assert index.count() == 0
+
+
+def test_async_llm_function_and_langchain_model(make_index: Any) -> None:
+    from paracache.demo import SimulatedChatModel
+
+    async def async_llm(req: AnswerRequest) -> str:
+        return "async answer"
+
+    with TestClient(create_app(make_index(), async_llm)) as c:
+        assert ask(c, "hello")["answer"] == "async answer"
+    sim = SimulatedChatModel(latency_scale=0, cache=False)
+    with TestClient(create_app(make_index(namespace="t-svc-sim"), sim)) as c:
+        out = ask(c, CARD)
+        assert out["answer"].startswith("[general_enquiry]") and out["tokens"] > 0
+        assert ask(c, CARD)["cached"] is True
+    assert sim.calls == 1
+
+
+# --------------------------------------------------------------------------- operations
+
+
+def test_stats_metrics_health_and_docs(client: TestClient) -> None:
+    ask(client, CARD, tenant="acme-private")
+    ask(client, CARD, tenant="acme-private")
+    stats = client.get("/v1/stats").json()
+    ns = stats["namespace"]
+    assert stats["entries"] == 1 and stats["lookups"] == 2
+    assert stats["exact_hits"] == 1 and stats["misses"] == 1 and stats["hit_rate"] == 0.5
+    assert stats["tokens_saved"] == 150 and stats["breaker_state"] == "closed"
+
+    r = client.get("/metrics")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
+    assert f'paracache_lookups_total{{namespace="{ns}",outcome="exact"}} 1.0' in r.text
+    assert f'paracache_entries{{namespace="{ns}"}} 1.0' in r.text
+    assert "acme-private" not in r.text
+
+    health = client.get("/healthz").json()
+    assert health == {
+        "status": "ok", "redis": "reachable", "breaker": "closed", "namespace": ns,
+        "version": health["version"],
+    }
+    spec = client.get("/openapi.json").json()
+    assert {"/v1/answer", "/v1/stats", "/metrics", "/healthz"} <= set(spec["paths"])
+    post = spec["paths"]["/v1/answer"]["post"]
+    assert THRESHOLD_HEADER in [p["name"] for p in post["parameters"]]
+    assert {"200", "400", "422", "502"} <= set(post["responses"])
+    assert spec["components"]["schemas"]["AnswerRequest"]["examples"]
+    assert client.get("/docs").status_code == 200
+
+
+def test_redis_down_the_service_still_answers(namespace: str, llm: CountingLLM) -> None:
+    url = f"redis://127.0.0.1:{_free_port()}"  # nothing listens there
+    index = SemanticIndex(url, namespace=namespace, timeout=0.1)
+    try:
+        with TestClient(create_app(index, llm)) as c:
+            out = ask(c, CARD)
+            assert out["outcome"] == "error" and out["cached"] is False
+            assert out["answer"].endswith(CARD)
+            health = c.get("/healthz")
+            assert health.status_code == 200
+            assert health.json()["status"] == "degraded"
+            assert health.json()["redis"] == "unreachable"
+            assert c.get("/healthz?strict=true").status_code == 503
+            assert c.get("/v1/stats").json()["entries"] is None
+            assert c.get("/metrics").status_code == 200
+    finally:
+        index.close()
+
+
+# --------------------------------------------------------------------------- a real process
+
+
+def test_paracache_serve_as_a_real_process(redis_url: str, namespace: str) -> None:
+    port = _free_port()
+    env = {**os.environ, "PARACACHE_REDIS_URL": redis_url, "HF_HUB_OFFLINE": "1"}
+    env.pop("OPENAI_API_KEY", None)
+    env.pop("OPENAI_BASE_URL", None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "paracache.cli", "serve", "--port", str(port),
+         "--namespace", namespace, "--latency-scale", "0", "--log-level", "warning"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        with httpx.Client(base_url=base, timeout=10) as http:
+            while True:
+                assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else ""
+                try:
+                    health = http.get("/healthz")
+                    if health.status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                assert time.monotonic() < deadline, "paracache serve did not come up"
+                time.sleep(0.2)
+            assert health.json()["redis"] == "reachable"
+            body = {"prompt": CARD, "tenant": "acme"}
+            first = http.post("/v1/answer", json=body).json()
+            second = http.post("/v1/answer", json=body).json()
+            assert first["cached"] is False
+            assert second["cached"] is True and second["layer"] == "exact"
+            assert second["answer"] == first["answer"]
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        SemanticIndex(redis_url, namespace=namespace).clear()
+
+
+# --------------------------------------------------------------------------- OpenAI-compatible
+
+
+def test_openai_compatible_model_via_base_url(
+    make_index: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With OPENAI_BASE_URL the default model is ChatOpenAI against that API: here a fake
+    OpenAI-compatible server on loopback that echoes the model and temperature it got."""
+    pytest.importorskip("langchain_openai", reason="needs paracache[openai]")
+    import threading
+
+    import uvicorn
+
+    from paracache.service import default_llm
+
+    seen: list[dict[str, Any]] = []
+    fake = FastAPI()
+
+    @fake.post("/v1/chat/completions")
+    async def completions(request: Request) -> dict[str, Any]:
+        body = await request.json()
+        seen.append({**body, "auth": request.headers.get("authorization")})
+        return {
+            "id": "chatcmpl-1", "object": "chat.completion", "created": 0,
+            "model": body["model"],
+            "choices": [{
+                "index": 0, "finish_reason": "stop",
+                "message": {"role": "assistant",
+                            "content": f"{body['model']} t={body['temperature']}"},
+            }],
+            "usage": {"prompt_tokens": 20, "completion_tokens": 10, "total_tokens": 30},
+        }
+
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(fake, host="127.0.0.1", port=port, log_level="error"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 20
+        while not server.started:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+        monkeypatch.setenv("OPENAI_BASE_URL", f"http://127.0.0.1:{port}/v1")
+        _, described = default_llm()
+        assert "OpenAI-compatible" in described
+        index: SemanticIndex = make_index()
+        with TestClient(create_app(index)) as c:
+            out = ask(c, CARD, model="local-llama", temperature=0.3, system="Be brief.")
+            assert out["answer"] == "local-llama t=0.3" and out["tokens"] == 30
+            assert ask(c, CARD, model="local-llama", temperature=0.3, system="Be brief.")[
+                "cached"
+            ]
+        assert len(seen) == 1
+        assert seen[0]["model"] == "local-llama" and seen[0]["temperature"] == 0.3
+        assert [m["role"] for m in seen[0]["messages"]] == ["system", "user"]
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
