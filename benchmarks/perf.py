@@ -1,0 +1,983 @@
+"""Speed, memory and scale: paracache against langchain-redis and RedisVL, one run.
+
+All three systems share one embedded Redis (started here: redis-server 8.2 + RediSearch
+2.10, loopback) and one embedder (paracache's offline int8 MiniLM; the peers get it as
+their vectorizer, langchain-redis through a LangChain ``Embeddings`` adapter). Systems
+are alternated query by query, so machine noise hits all alike; results are medians
+and ratios. Stored entries are bulk-loaded with precomputed vectors (each system with
+its own key and field layout; the peers through their index's ``load()``); queries go
+through the embedder end to end, except at 1 M entries, where query vectors are
+precomputed too (the embedder taken out).
+
+    python benchmarks/perf.py --quick          # development: small sizes, ~2 min
+    python benchmarks/perf.py                  # the full run (10 k, 100 k, 1 M entries)
+    python benchmarks/perf.py --write-results  # ... and update benchmarks/RESULTS.md
+
+Stored questions: Banking77 (shared data, 10,003 questions, CC BY 4.0), then templated
+variations (greeting prefixes, closing suffixes, number substitutions) up to 100 k; at
+1 M, noisy copies of those vectors. Paraphrase hits and misses are held-out Banking77
+questions whose nearest stored question is at cosine similarity >= 0.90 (a hit at the
+default threshold) or < 0.85 (a clear miss); exact repeats are stored questions asked
+verbatim. Needs ``pip install -e '.[bench]'``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import dataclasses
+import gc
+import hashlib
+import io
+import json
+import os
+import platform
+import pstats
+import random
+import statistics
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import contextlib
+
+import redis
+from langchain_core.embeddings import Embeddings
+from langchain_core.outputs import Generation
+from redisvl.extensions.cache.llm import SemanticCache as RVLSemanticCache
+from redisvl.extensions.cache.llm.schema import CacheEntry
+
+from paracache import Normalizer, Scope, SemanticIndex, TTLPolicy
+from paracache.core import search_rows
+from paracache.embedded import EmbeddedRedis
+from paracache.vectorizers import MiniLMVectorizer
+
+HERE = Path(__file__).resolve().parent
+OUT = HERE / "out"
+DATA = HERE.parent.parent / "shared" / "data" / "banking77_train.jsonl"
+RESULTS = HERE / "RESULTS.md"
+PLOT = HERE / "latency_vs_size.png"
+SYSTEMS = ("paracache", "langchain-redis", "redisvl")
+LLM_STRING = "gpt-4o-mini|temperature=0"
+SCOPE = Scope(model="gpt-4o-mini", params={"temperature": 0})
+
+PREFIXES = ["", "Hi, ", "Hello, ", "Hey, ", "Quick question: ", "Please help: ",
+            "Excuse me, ", "Good morning, ", "Sorry to bother you, ", "I need help: "]
+SUFFIXES = ["", " Thanks", " Thank you so much", " Please advise", " Any ideas",
+            " Cheers", " This is urgent", " Thanks in advance", " Help me out here",
+            " Kind regards"]
+# Query-side variations for the async run (never stored).
+ASYNC_PREFIXES = ["Hiya, ", "Yo, ", "Dear support, ", "One more thing: ", "Hi team, ",
+                  "Good evening, ", "Question: ", "Help please: "]
+
+
+# --------------------------------------------------------------------------- data
+
+
+def load_questions() -> list[str]:
+    with DATA.open(encoding="utf-8") as f:
+        rows = [json.loads(line) for line in f if line.strip()]
+    seen: set[str] = set()
+    out = []
+    for r in rows:
+        t = r["text"].strip()
+        if t.lower() not in seen:
+            seen.add(t.lower())
+            out.append(t)
+    return out
+
+
+def _substitute_numbers(text: str, k: int) -> str:
+    digits = "0123456789"
+    return "".join(digits[(digits.index(c) + k) % 10] if c.isdigit() else c for c in text)
+
+
+def variants(base: Sequence[str], n: int, seed: int = 5) -> list[str]:
+    """``n`` distinct texts: ``base`` first, then prefix/suffix/number variations."""
+    return variants_with_sources(base, n, seed)[0]
+
+
+def variants_with_sources(base: Sequence[str], n: int,
+                          seed: int = 5) -> tuple[list[str], list[int]]:
+    """:func:`variants` and, for each text, the index of the base question it varies."""
+    combos = [(p, s) for p in range(len(PREFIXES)) for s in range(len(SUFFIXES))][1:]
+    random.Random(seed).shuffle(combos)
+    out = list(base[:n])
+    sources = list(range(len(out)))
+    seen = {t.lower() for t in out}
+    for k, (p, s) in enumerate(combos):
+        for j, q in enumerate(base):
+            if len(out) >= n:
+                return out, sources
+            text = PREFIXES[p] + (q[0].lower() + q[1:] if PREFIXES[p] else q) + SUFFIXES[s]
+            text = _substitute_numbers(text, k % 9 + 1) if any(c.isdigit() for c in q) else text
+            if text.lower() not in seen:
+                seen.add(text.lower())
+                out.append(text)
+                sources.append(j)
+    if len(out) >= n:
+        return out, sources
+    raise ValueError(f"cannot make {n} variants from {len(base)} questions")
+
+
+#: Texts embedded for real; beyond, a variation's vector is its source question's plus
+#: noise calibrated on the real ones (``--embed-all`` embeds everything).
+REAL_EMBEDDED = 10_000
+
+
+def corpus_vectors(store: VectorStore, base: Sequence[str], n: int, embed_all: bool,
+                   info: dict[str, Any]) -> tuple[list[str], np.ndarray]:
+    texts, sources = variants_with_sources(base, n)
+    if embed_all or n <= REAL_EMBEDDED:
+        return texts, store.vectors(texts, "stored")
+    real = store.vectors(texts[:REAL_EMBEDDED], "stored")
+    nb = len(base)
+    # how close a real variation is to its source question
+    cos = [float(real[i] @ real[sources[i]]) for i in range(nb, REAL_EMBEDDED)]
+    target = statistics.median(cos)
+    dims = real.shape[1]
+    sigma = float(np.sqrt((1 / target**2 - 1) / dims))
+    rng = np.random.default_rng(11)
+    src = real[np.asarray(sources[REAL_EMBEDDED:]) % REAL_EMBEDDED]
+    synth = src + rng.standard_normal(src.shape).astype(np.float32) * sigma
+    synth /= np.linalg.norm(synth, axis=1, keepdims=True)
+    info["variation_vectors"] = {"real": REAL_EMBEDDED, "synthetic": n - REAL_EMBEDDED,
+                                 "median_cos_real_variation": target, "sigma": sigma}
+    return texts, np.concatenate([real, synth]).astype(np.float32)
+
+
+class VectorStore:
+    """Embeddings of texts, computed once with the offline model and kept on disk."""
+
+    def __init__(self, embedder: MiniLMVectorizer) -> None:
+        self.embedder = embedder
+        OUT.mkdir(exist_ok=True)
+
+    def vectors(self, texts: Sequence[str], label: str) -> np.ndarray:
+        h = hashlib.sha1("\n".join(texts).encode()).hexdigest()[:12]
+        path = OUT / f"vectors-{label}-{len(texts)}-{h}.npy"
+        if path.exists():
+            return np.load(path)
+        print(f"  embedding {len(texts):,} texts once (cached in {path.name}) ...", flush=True)
+        t0 = time.perf_counter()
+        chunks = []
+        for start in range(0, len(texts), 2048):
+            chunks.append(np.asarray(
+                self.embedder.embed_many(list(texts[start:start + 2048]), batch_size=32),
+                dtype=np.float32))
+            done = min(len(texts), start + 2048)
+            rate = done / (time.perf_counter() - t0)
+            print(f"    {done:,}/{len(texts):,} ({rate:.0f}/s)", flush=True)
+        arr = np.concatenate(chunks)
+        np.save(path, arr)
+        return arr
+
+
+# --------------------------------------------------------------------------- embedder
+
+
+class BenchVectorizer(MiniLMVectorizer):  # type: ignore[misc]
+    """The offline MiniLM, plus (1) precomputed vectors for known texts (bulk loads, the
+    1 M tier) and (2) a clock of the time spent in the real model, so each lookup can
+    be split into embedder and cache. Same model id: same index identity as MiniLM."""
+
+    def __init__(self, **kw: Any) -> None:
+        super().__init__(**kw)
+        object.__setattr__(self, "_known", {})
+        object.__setattr__(self, "_clock", [0.0])
+        object.__setattr__(self, "_lock", threading.Lock())
+
+    def know(self, texts: Sequence[str], vectors: np.ndarray) -> None:
+        """Answer these texts (as given, and as paracache normalises them) from memory."""
+        norm = Normalizer()
+        for t, v in zip(texts, vectors, strict=True):
+            self._known[t] = v
+            self._known[norm(t)] = v
+
+    def forget(self) -> None:
+        self._known.clear()
+
+    @property
+    def seconds(self) -> float:
+        return float(self._clock[0])
+
+    def _embed(self, content: Any, **kw: Any) -> list[float]:
+        known = self._known.get(content)
+        if known is not None:
+            return [float(x) for x in known]
+        t0 = time.perf_counter()
+        try:
+            return super()._embed(content, **kw)
+        finally:
+            with self._lock:
+                self._clock[0] += time.perf_counter() - t0
+
+    def _embed_many(self, contents: list[Any], batch_size: int = 10, **kw: Any) -> Any:
+        out: list[Any] = [self._known.get(c) for c in contents]
+        todo = [i for i, v in enumerate(out) if v is None]
+        if todo:
+            t0 = time.perf_counter()
+            fresh = super()._embed_many([contents[i] for i in todo], batch_size=batch_size)
+            with self._lock:
+                self._clock[0] += time.perf_counter() - t0
+            for i, v in zip(todo, fresh, strict=True):
+                out[i] = v
+        return [list(map(float, v)) for v in out]
+
+
+class LangChainAdapter(Embeddings):
+    """LangChain ``Embeddings`` over the same vectorizer, for langchain-redis."""
+
+    def __init__(self, vectorizer: BenchVectorizer) -> None:
+        self.vectorizer = vectorizer
+
+    def embed_query(self, text: str) -> list[float]:
+        return list(self.vectorizer.embed(text))
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        return [list(v) for v in self.vectorizer.embed_many(texts, batch_size=32)]
+
+    async def aembed_query(self, text: str) -> list[float]:
+        return list(await self.vectorizer.aembed(text))
+
+
+# --------------------------------------------------------------------------- systems
+
+
+@dataclasses.dataclass
+class Systems:
+    para: SemanticIndex
+    rvl: RVLSemanticCache
+    lc: Any
+    client: redis.Redis
+
+    def lookup(self, name: str, text: str) -> bool:
+        if name == "paracache":
+            return self.para.lookup(text, SCOPE) is not None
+        if name == "redisvl":
+            return bool(self.rvl.check(prompt=text))
+        return self.lc.lookup(text, LLM_STRING) is not None
+
+    async def alookup(self, name: str, text: str) -> bool:
+        if name == "paracache":
+            return (await self.para.alookup(text, SCOPE)) is not None
+        if name == "redisvl":
+            return bool(await self.rvl.acheck(prompt=text))
+        return (await self.lc.alookup(text, LLM_STRING)) is not None
+
+    def store(self, name: str, text: str, answer: str) -> None:
+        if name == "paracache":
+            self.para.store(text, answer, SCOPE)
+        elif name == "redisvl":
+            self.rvl.store(prompt=text, response=answer)
+        else:
+            self.lc.update(text, LLM_STRING, [Generation(text=answer)])
+
+
+def make_systems(url: str, tag: str, vec: BenchVectorizer, dtype: str = "float16",
+                 **para_kw: Any) -> Systems:
+    from langchain_redis import RedisSemanticCache
+
+    client = redis.Redis.from_url(url)
+    # paracache's default 7-day TTL, without the 300 s TTL for prompts that name the
+    # present ("now", "today"): a 15-minute bulk load would see those expire mid-run.
+    policy = TTLPolicy(default_ttl=7 * 24 * 3600, volatile_ttl=None)
+    para = SemanticIndex(url, namespace=f"bench-{tag}", vectorizer=vec, dtype=dtype,
+                         ttl_policy=policy, **para_kw)
+    rvl = RVLSemanticCache(name=f"rvl-{tag}", vectorizer=vec, distance_threshold=0.10,
+                           redis_client=redis.Redis.from_url(url))
+    lc = RedisSemanticCache(embeddings=LangChainAdapter(vec),
+                            redis_client=redis.Redis.from_url(url),
+                            distance_threshold=0.10, name=f"lcr-{tag}")
+    return Systems(para, rvl, lc, client)
+
+
+def answer_for(text: str) -> str:
+    return f"Here is how to handle that: {text[:60]}. Contact support if it persists."
+
+
+def used_memory(client: redis.Redis) -> int:
+    time.sleep(0.2)
+    return int(client.info("memory")["used_memory"])
+
+
+def load_paracache(s: Systems, texts: Sequence[str], vectors: np.ndarray,
+                   vec: BenchVectorizer) -> float:
+    vec.know(texts, vectors)
+    t0 = time.perf_counter()
+    s.para.warm(((t, answer_for(t)) for t in texts), SCOPE, batch_size=512, progress=False)
+    vec.forget()
+    return time.perf_counter() - t0
+
+
+def load_redisvl(cache: RVLSemanticCache, texts: Sequence[str], vectors: np.ndarray,
+                 response: Callable[[str], str], metadata: dict[str, Any] | None) -> float:
+    t0 = time.perf_counter()
+    dtype = cache._vectorizer.dtype
+    for start in range(0, len(texts), 2000):
+        rows = [
+            CacheEntry(prompt=t, response=response(t), prompt_vector=v.tolist(),
+                       metadata=metadata).to_dict(dtype)
+            for t, v in zip(texts[start:start + 2000], vectors[start:start + 2000], strict=True)
+        ]
+        cache._index.load(data=rows, id_field="entry_id", batch_size=500)
+    return time.perf_counter() - t0
+
+
+def lc_response(text: str) -> str:
+    from langchain_core.load import dumps
+
+    return json.dumps([dumps(Generation(text=answer_for(text)))])
+
+
+def load_all(s: Systems, texts: Sequence[str], vectors: np.ndarray,
+             vec: BenchVectorizer) -> dict[str, dict[str, float]]:
+    """Bulk-load every system, measuring used_memory per entry for each."""
+    out: dict[str, dict[str, float]] = {}
+    for name in SYSTEMS:
+        gc.collect()
+        before = used_memory(s.client)
+        if name == "paracache":
+            seconds = load_paracache(s, texts, vectors, vec)
+        elif name == "redisvl":
+            seconds = load_redisvl(s.rvl, texts, vectors, answer_for, None)
+        else:
+            seconds = load_redisvl(s.lc.cache, texts, vectors, lc_response,
+                                   {"llm_string": LLM_STRING})
+        wait_indexed(s, name)
+        delta = used_memory(s.client) - before
+        entries = count_docs(s, name)  # texts that normalise alike share an entry
+        out[name] = {"load_s": seconds, "bytes_per_entry": delta / max(1, entries),
+                     "entries": entries}
+        print(f"    loaded {name}: {entries:,} entries in {seconds:.1f} s, "
+              f"{delta / max(1, entries):,.0f} B/entry", flush=True)
+    return out
+
+
+def index_name(s: Systems, name: str) -> str:
+    if name == "paracache":
+        return s.para.layout.index_name
+    if name == "redisvl":
+        return s.rvl._index.name
+    return s.lc.cache._index.name
+
+
+def ft_info(s: Systems, name: str) -> dict[str, Any]:
+    raw = s.client.execute_command("FT.INFO", index_name(s, name))
+    if isinstance(raw, dict):
+        return {k.decode() if isinstance(k, bytes) else k: v for k, v in raw.items()}
+    return {raw[i].decode(): raw[i + 1] for i in range(0, len(raw) - 1, 2)}
+
+
+def count_docs(s: Systems, name: str) -> int:
+    return int(ft_info(s, name)["num_docs"])
+
+
+def wait_indexed(s: Systems, name: str) -> None:
+    for _ in range(600):
+        info = ft_info(s, name)
+        if int(info.get("indexing", 0)) == 0:
+            return
+        time.sleep(0.5)
+
+
+# --------------------------------------------------------------------------- measuring
+
+
+def pct(values: Sequence[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    idx = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[idx]
+
+
+@dataclasses.dataclass
+class Samples:
+    total: list[float] = dataclasses.field(default_factory=list)
+    embed: list[float] = dataclasses.field(default_factory=list)
+    hits: int = 0
+
+    def add(self, total: float, embed: float, hit: bool) -> None:
+        self.total.append(total)
+        self.embed.append(embed)
+        self.hits += int(hit)
+
+    @property
+    def own(self) -> list[float]:
+        return [t - e for t, e in zip(self.total, self.embed, strict=True)]
+
+    def summary(self) -> dict[str, float]:
+        ms = [x * 1e3 for x in self.total]
+        own = [x * 1e3 for x in self.own]
+        emb = [x * 1e3 for x in self.embed]
+        return {"p50": pct(ms, 50), "p95": pct(ms, 95), "p99": pct(ms, 99),
+                "own_p50": pct(own, 50), "own_p95": pct(own, 95),
+                "embed_p50": pct(emb, 50), "n": len(ms), "hit_rate": self.hits / max(1, len(ms))}
+
+
+def measure_lookups(s: Systems, vec: BenchVectorizer, queries: dict[str, list[str]],
+                    embedder_alone: bool = True) -> dict[str, dict[str, dict[str, float]]]:
+    """Per kind of query, per system: latency percentiles, split embedder/cache.
+    Systems take turns on each query (rotating who goes first)."""
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for kind, texts in queries.items():
+        samples = {name: Samples() for name in (*SYSTEMS, "embedder alone")}
+        order = list(SYSTEMS) + (["embedder alone"] if embedder_alone else [])
+        for i, text in enumerate(texts):
+            rot = order[i % len(order):] + order[:i % len(order)]
+            for name in rot:
+                e0 = vec.seconds
+                t0 = time.perf_counter()
+                if name == "embedder alone":
+                    vec.embed(text)
+                    hit = False
+                else:
+                    hit = s.lookup(name, text)
+                total = time.perf_counter() - t0
+                samples[name].add(total, vec.seconds - e0, hit)
+        out[kind] = {name: smp.summary() for name, smp in samples.items() if smp.total}
+    return out
+
+
+def measure_writes(s: Systems, texts: Sequence[str]) -> dict[str, float]:
+    times: dict[str, list[float]] = {name: [] for name in SYSTEMS}
+    for i, text in enumerate(texts):
+        rot = SYSTEMS[i % 3:] + SYSTEMS[:i % 3]
+        for name in rot:
+            t0 = time.perf_counter()
+            s.store(name, text, answer_for(text))
+            times[name].append(time.perf_counter() - t0)
+    return {name: len(ts) / sum(ts) for name, ts in times.items()}
+
+
+def measure_warm(s: Systems, vec: BenchVectorizer, texts: Sequence[str],
+                 chunk: int) -> dict[str, float]:
+    """paracache.warm against the embedder's own embed_many on the same texts,
+    alternating chunk by chunk."""
+    t_embed = t_warm = 0.0
+    for start in range(0, len(texts), chunk):
+        part = list(texts[start:start + chunk])
+        if (start // chunk) % 2:
+            t0 = time.perf_counter()
+            s.para.warm([(t, answer_for(t)) for t in part], SCOPE, progress=False)
+            t_warm += time.perf_counter() - t0
+            t0 = time.perf_counter()
+            vec.embed_many(part, batch_size=16)
+            t_embed += time.perf_counter() - t0
+        else:
+            t0 = time.perf_counter()
+            vec.embed_many(part, batch_size=16)
+            t_embed += time.perf_counter() - t0
+            t0 = time.perf_counter()
+            s.para.warm([(t, answer_for(t)) for t in part], SCOPE, progress=False)
+            t_warm += time.perf_counter() - t0
+    return {"warm_per_s": len(texts) / t_warm, "embed_many_per_s": len(texts) / t_embed,
+            "share": t_embed / t_warm}
+
+
+def measure_async(s: Systems, mixes: list[list[str]], concurrency: int) -> dict[str, float]:
+    """Lookups/s with ``concurrency`` tasks on one event loop; each system runs each
+    mix once (a fresh mix per round, systems rotated)."""
+    rates: dict[str, list[float]] = {name: [] for name in SYSTEMS}
+
+    async def run(name: str, texts: list[str]) -> float:
+        queue = list(texts)
+
+        async def worker() -> None:
+            while queue:
+                await s.alookup(name, queue.pop())
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        return len(texts) / (time.perf_counter() - t0)
+
+    async def main() -> None:
+        for r, mix in enumerate(mixes):
+            for name in SYSTEMS[r % 3:] + SYSTEMS[:r % 3]:
+                rates[name].append(await run(name, mix))
+            await s.para.aclose()
+
+    asyncio.run(main())
+    return {name: statistics.median(v) for name, v in rates.items()}
+
+
+def measure_recall(s: Systems, stored_vectors: np.ndarray, stored_keys: list[str],
+                   query_vectors: np.ndarray, efs: Sequence[int]) -> list[dict[str, float]]:
+    """Recall@1 of paracache's HNSW KNN (scope-filtered, as lookups run it) against
+    exact brute force, and the query's round trip, for several EF_RUNTIME values."""
+    core = s.para.core
+    stored16 = stored_vectors.astype(np.float16).astype(np.float32)
+    truth = []
+    for start in range(0, len(query_vectors), 64):
+        sims = query_vectors[start:start + 64] @ stored16.T
+        truth.extend(stored_keys[j] for j in sims.argmax(axis=1))
+    req = core.prepare_lookup("recall probe", SCOPE)
+    rows = []
+    for policy in ("BATCHES", None):
+        for ef in efs:
+            found, times = 0, []
+            for qv, want in zip(query_vectors, truth, strict=True):
+                args = list(core.knn_args(req, qv.astype(np.float16).tobytes(), policy))
+                args[2] = args[2].replace(" AS __dist", f" EF_RUNTIME {ef} AS __dist")
+                t0 = time.perf_counter()
+                raw = s.client.execute_command(*args)
+                times.append(time.perf_counter() - t0)
+                hits = search_rows(raw)[1]
+                got = hits[0][0] if hits else None
+                found += int(got == want)
+            rows.append({"policy": policy or "auto", "ef_runtime": ef,
+                         "recall_at_1": found / len(truth),
+                         "p50_ms": pct(times, 50) * 1e3})
+    return rows
+
+
+def profile_lookups(s: Systems, texts: Sequence[str]) -> str:
+    """cProfile of paracache lookups (paraphrase hits), top functions by own time."""
+    prof = cProfile.Profile()
+    prof.enable()
+    for t in texts:
+        s.para.lookup(t, SCOPE)
+    prof.disable()
+    buf = io.StringIO()
+    pstats.Stats(prof, stream=buf).sort_stats("tottime").print_stats(14)
+    return buf.getvalue()
+
+
+# --------------------------------------------------------------------------- plan
+
+
+@dataclasses.dataclass
+class Plan:
+    sizes: list[int]
+    big: int | None
+    n_queries: int
+    n_writes: int
+    n_warm: int
+    n_async: int
+    concurrency: int
+    recall_queries: int
+    embed_all: bool = False
+
+
+def choose_queries(stored_vecs: np.ndarray, held: list[str], held_vecs: np.ndarray,
+                   stored: list[str], n: int, rng: random.Random) -> dict[str, list[str]]:
+    s16 = stored_vecs.astype(np.float16).astype(np.float32)
+    best = np.concatenate([(held_vecs[i:i + 256] @ s16.T).max(axis=1)
+                           for i in range(0, len(held_vecs), 256)])
+    para = [t for t, b in zip(held, best, strict=True) if b >= 0.91]
+    miss = [t for t, b in zip(held, best, strict=True) if b < 0.85]
+    rng.shuffle(para)
+    rng.shuffle(miss)
+    exact = rng.sample(stored[: min(len(stored), 10_000)], n)
+    return {"exact repeat": exact, "paraphrase hit": para[:n], "miss": miss[:n]}
+
+
+def run(plan: Plan, out: dict[str, Any]) -> None:
+    rng = random.Random(2026)
+    questions = load_questions()
+    rng.shuffle(questions)
+    held, base = questions[:1500], questions[1500:]
+    vec = BenchVectorizer()
+    vec.warmup()
+    store = VectorStore(MiniLMVectorizer())
+    max_size = max(plan.sizes)
+    corpus, corpus_vecs = corpus_vectors(store, base, max_size, plan.embed_all, out)
+    held_vecs = store.vectors(held, "held")
+    server = EmbeddedRedis().start()
+    probe = redis.Redis.from_url(server.url, protocol=2)
+    modules = {m[1]: m[3] for m in probe.execute_command("MODULE", "LIST")}
+    out["server"] = {"redis": probe.info("server")["redis_version"],
+                     "search_module": modules.get(b"search")}
+    probe.close()
+    tiers: dict[str, Any] = {}
+    out["tiers"] = tiers
+    try:
+        for size in plan.sizes:
+            print(f"== {size:,} entries", flush=True)
+            s = make_systems(server.url, f"t{size}", vec)
+            texts, vecs = corpus[:size], corpus_vecs[:size]
+            tier: dict[str, Any] = {"load": load_all(s, texts, vecs, vec)}
+            queries = choose_queries(vecs, held, held_vecs, texts, plan.n_queries, rng)
+            print("    lookups ...", flush=True)
+            tier["lookups"] = measure_lookups(s, vec, queries)
+            vec.know(held, held_vecs)
+            where = {t: i for i, t in enumerate(texts)}
+            vec.know(queries["exact repeat"], vecs[[where[t] for t in queries["exact repeat"]]])
+            tier["lookups_cache_only"] = measure_lookups(s, vec, queries, embedder_alone=False)
+            vec.forget()
+            if size == plan.sizes[0]:
+                print("    profile, writes, warm-up, async, threads, memory ...", flush=True)
+                tier["profile"] = profile_lookups(s, [f"Hi team, {q}" for q in
+                                                      queries["paraphrase hit"]])
+                s.para.core.settings = dataclasses.replace(s.para.core.settings,
+                                                           knn_policy="auto")
+                tier["lookups_rediSearch_policy"] = measure_lookups(
+                    s, vec, {"paraphrase hit": [f"Hey team, {q}" for q in
+                                                queries["paraphrase hit"]]},
+                    embedder_alone=False)
+                s.para.core.settings = dataclasses.replace(s.para.core.settings,
+                                                           knn_policy="adaptive")
+                fresh = variants(held, len(held) + plan.n_writes * 2)[len(held):]
+                tier["writes"] = measure_writes(s, fresh[: plan.n_writes])
+                warm_texts = variants(held, len(held) * 3)[-plan.n_warm:]
+                tier["warm"] = measure_warm(s, vec, warm_texts, chunk=256)
+                tier["async"] = async_runs(s, queries, plan, held)
+                tier["threads"] = thread_runs(server.url, queries, plan, held)
+                tier["memory_dtypes"] = memory_dtypes(server.url, texts, vecs, vec)
+            if plan.recall_queries and size == max(plan.sizes):
+                qv = held_vecs[: plan.recall_queries]
+                keys = [s.para.core.prepare_lookup(t, SCOPE).key for t in texts]
+                tier["recall"] = measure_recall(s, vecs, keys, qv, (10, 20, 50, 100))
+            tiers[str(size)] = tier
+            save(out)
+            drop(s)
+        if plan.big:
+            tiers[str(plan.big)] = big_tier(server.url, plan, corpus, corpus_vecs, held,
+                                            held_vecs, vec, rng)
+            save(out)
+    finally:
+        server.close()
+
+
+def save(out: dict[str, Any]) -> None:
+    """Keep what was measured so far (a long run that dies still leaves its data)."""
+    OUT.mkdir(exist_ok=True)
+    name = "perf-quick.json" if out.get("quick") else "perf.json"
+    (OUT / name).write_text(json.dumps(_plain(out), indent=1, default=str), encoding="utf-8")
+
+
+def _plain(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {(k.decode() if isinstance(k, bytes) else k): _plain(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_plain(v) for v in x]
+    return x.decode("utf-8", "replace") if isinstance(x, bytes) else x
+
+
+def async_runs(s: Systems, queries: dict[str, list[str]], plan: Plan,
+               held: list[str]) -> dict[str, Any]:
+    n = plan.n_async
+    mixes = []
+    for r in range(3):
+        pre = ASYNC_PREFIXES[r]
+        mix = ([q for q in queries["exact repeat"]][: n // 3]
+               + [pre + q for q in queries["paraphrase hit"]][: n // 3]
+               + [pre + q for q in queries["miss"]][: n // 3])
+        random.Random(r).shuffle(mix)
+        mixes.append(mix)
+    # paracache would answer the exact repeats of later rounds from its memo-free
+    # exact layer anyway; the peers embed them every time.
+    errors = s.para.stats().errors
+    rates = measure_async(s, mixes, plan.concurrency)
+    return {"concurrency": plan.concurrency, "lookups_per_s": rates,
+            "paracache_errors": s.para.stats().errors - errors,
+            "lookups_each": sum(len(m) for m in mixes)}
+
+
+def thread_runs(url: str, queries: dict[str, list[str]], plan: Plan,
+                held: list[str]) -> dict[str, Any]:
+    """The embedder with 1 and 2 onnxruntime threads: one query at a time, and paracache
+    lookups/s under concurrency."""
+    out: dict[str, Any] = {}
+    texts = queries["paraphrase hit"]
+    v1, v2 = MiniLMVectorizer(intra_op_num_threads=1), MiniLMVectorizer(intra_op_num_threads=2)
+    v1.warmup()
+    v2.warmup()
+    single: dict[int, list[float]] = {1: [], 2: []}
+    for i, t in enumerate(texts):
+        for th, v in ((1, v1), (2, v2)) if i % 2 else ((2, v2), (1, v1)):
+            t0 = time.perf_counter()
+            v.embed(t)
+            single[th].append(time.perf_counter() - t0)
+    out["single_p50_ms"] = {str(th): pct(ts, 50) * 1e3 for th, ts in single.items()}
+    rates: dict[int, list[float]] = {1: [], 2: []}
+    for r in range(2):
+        for th, v in ((1, v1), (2, v2)) if r % 2 == 0 else ((2, v2), (1, v1)):
+            idx = SemanticIndex(url, namespace="bench-threads", vectorizer=v, dtype="float16")
+            mix = [f"{ASYNC_PREFIXES[4 + r + 2 * (th - 1)]}{q}" for q in texts]
+
+            async def go(idx: SemanticIndex = idx, mix: list[str] = mix) -> float:
+                queue = list(mix)
+
+                async def worker() -> None:
+                    while queue:
+                        await idx.alookup(queue.pop(), SCOPE)
+
+                t0 = time.perf_counter()
+                await asyncio.gather(*(worker() for _ in range(plan.concurrency)))
+                await idx.aclose()
+                return len(mix) / (time.perf_counter() - t0)
+
+            rates[th].append(asyncio.run(go()))
+            idx.close()
+    out["async_per_s"] = {str(th): statistics.median(v) for th, v in rates.items()}
+    return out
+
+
+def memory_dtypes(url: str, texts: Sequence[str], vecs: np.ndarray,
+                  vec: BenchVectorizer) -> dict[str, float]:
+    """paracache bytes/entry in float32 and float16, and on Redis' default
+    hash-max-listpack-value (64) for comparison."""
+    client = redis.Redis.from_url(url)
+    out = {}
+    n = min(len(texts), 10_000)
+    for label, dtype, listpack in (("float16", "float16", None), ("float32", "float32", None),
+                                   ("float16, listpack 64", "float16", 64),
+                                   ("float32, listpack 64", "float32", 64)):
+        old = client.config_get("hash-max-listpack-value")["hash-max-listpack-value"]
+        if listpack:
+            client.config_set("hash-max-listpack-value", listpack)
+        try:
+            idx = SemanticIndex(url, namespace=f"bench-mem-{abs(hash(label))}",
+                                vectorizer=vec, dtype=dtype)
+            before = used_memory(client)
+            vec.know(texts[:n], vecs[:n])
+            idx.warm(((t, answer_for(t)) for t in texts[:n]), SCOPE, batch_size=512,
+                     progress=False)
+            vec.forget()
+            out[label] = (used_memory(client) - before) / n
+            idx.clear()
+            client.execute_command("FT.DROPINDEX", idx.layout.index_name)
+            idx.close()
+        finally:
+            client.config_set("hash-max-listpack-value", old)
+    return out
+
+
+def drop(s: Systems) -> None:
+    for name in SYSTEMS:
+        with contextlib.suppress(redis.ResponseError):
+            s.client.execute_command("FT.DROPINDEX", index_name(s, name), "DD")
+    s.para.close()
+    s.client.close()
+    time.sleep(1)
+
+
+def big_tier(url: str, plan: Plan, corpus: list[str], corpus_vecs: np.ndarray,
+             held: list[str], held_vecs: np.ndarray, vec: BenchVectorizer,
+             rng: random.Random) -> dict[str, Any]:
+    """The 1 M tier: stored vectors are the real ones plus noisy copies (cosine ~0.8 to
+    their source); query vectors precomputed (the embedder is out of the lookup)."""
+    size = plan.big or 0
+    print(f"== {size:,} entries (precomputed vectors)", flush=True)
+    base_n = len(corpus)
+    texts = list(corpus)
+    vecs = [corpus_vecs]
+    nrng = np.random.default_rng(7)
+    k = 0
+    while sum(len(v) for v in vecs) < size:
+        n = min(base_n, size - sum(len(v) for v in vecs))
+        noise = nrng.standard_normal((n, corpus_vecs.shape[1])).astype(np.float32) * 0.035
+        copy = corpus_vecs[:n] + noise
+        copy /= np.linalg.norm(copy, axis=1, keepdims=True)
+        vecs.append(copy)
+        k += 1
+        texts.extend(f"{t} (#{k})" for t in corpus[:n])
+    allv = np.concatenate(vecs)
+    del vecs
+    s = make_systems(url, f"t{size}", vec)
+    tier: dict[str, Any] = {"load": load_all(s, texts, allv, vec), "embedder_out": True}
+    queries = choose_queries(corpus_vecs, held, held_vecs, corpus, plan.n_queries // 2, rng)
+    vec.know(held, held_vecs)
+    where = {t: i for i, t in enumerate(texts)}
+    exact_vecs = allv[[where[t] for t in queries["exact repeat"]]]
+    vec.know(queries["exact repeat"], exact_vecs)
+    print("    lookups (embedder out) ...", flush=True)
+    tier["lookups"] = measure_lookups(s, vec, queries, embedder_alone=False)
+    vec.forget()
+    if plan.recall_queries:
+        keys = [s.para.core.prepare_lookup(t, SCOPE).key for t in texts]
+        tier["recall"] = measure_recall(s, allv, keys, held_vecs[: plan.recall_queries // 2],
+                                        (20, 50, 100))
+    drop(s)
+    return tier
+
+
+# --------------------------------------------------------------------------- report
+
+
+def fmt_size(n: int) -> str:
+    return f"{n // 1_000_000} M" if n >= 1_000_000 else f"{n // 1000} k"
+
+
+def report(out: dict[str, Any]) -> str:
+    tiers = out["tiers"]
+    lines = [f"Run: {out['when']}, {out['machine']}; load average {out['load_before']} before, "
+             f"{out.get('load_after', '(unfinished run)')} after. Redis "
+             f"{out['server']['redis']}, RediSearch {out['server']['search_module']}. "
+             f"Command: `{out['command']}`.", ""]
+    lines += ["### Lookup latency (ms; p50 / p95 / p99; *cache* = lookup minus embedder, p50)",
+              "", "| entries | query | system | p50 | p95 | p99 | cache p50 | embedder p50 | "
+              "hits | vs peers (p50) |", "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for size, tier in tiers.items():
+        for kind, rows in tier["lookups"].items():
+            peers = [rows[p]["p50"] for p in ("langchain-redis", "redisvl") if p in rows]
+            for name, r in rows.items():
+                ratio = (f"{r['p50'] / statistics.median(peers):.2f}x"
+                         if name == "paracache" and peers else "")
+                lines.append(
+                    f"| {fmt_size(int(size))} | {kind} | {name} | {r['p50']:.2f} | "
+                    f"{r['p95']:.2f} | {r['p99']:.2f} | {r['own_p50']:.2f} | "
+                    f"{r['embed_p50']:.2f} | {r['hit_rate']:.0%} | {ratio} |")
+    lines += ["", "### The cache alone (query vectors precomputed: embedder out), p50 / p95 ms",
+              "", "| entries | query | paracache | langchain-redis | redisvl | paracache vs "
+              "peers (p50) |", "|---:|---|---:|---:|---:|---:|"]
+    for size, tier in tiers.items():
+        rows_by_kind = tier.get("lookups_cache_only") or (
+            tier["lookups"] if tier.get("embedder_out") else {})
+        for kind, rows in rows_by_kind.items():
+            cells = [f"{rows[n]['p50']:.2f} / {rows[n]['p95']:.2f}" for n in SYSTEMS]
+            peer = statistics.median([rows[n]["p50"] for n in SYSTEMS[1:]])
+            lines.append(f"| {fmt_size(int(size))} | {kind} | {' | '.join(cells)} | "
+                         f"{rows['paracache']['p50'] / peer:.2f}x |")
+    first = tiers[next(iter(tiers))]
+    lines += ["", "### Writes and memory", "",
+              "Bytes per entry: `used_memory` grown by the bulk load / entries indexed.", "",
+              "| system | single writes / s | bytes per entry " +
+              " | ".join(fmt_size(int(s)) for s in tiers) + " | load time (s) at each size |",
+              "|---|---:|" + "---:|" * len(tiers) + "---|"]
+    for name in SYSTEMS:
+        mem = " | ".join(f"{t['load'][name]['bytes_per_entry']:,.0f}" for t in tiers.values())
+        loads = ", ".join(f"{t['load'][name]['load_s']:.0f}" for t in tiers.values())
+        lines.append(f"| {name} | {first['writes'][name]:.0f} | {mem} | {loads} |")
+    w = first["warm"]
+    lines += ["", f"Bulk warm-up (`SemanticIndex.warm`, batch 64): **{w['warm_per_s']:.0f} "
+              f"entries/s**; the embedder's own `embed_many` (batch 16, its fastest) on the "
+              "same texts: "
+              f"{w['embed_many_per_s']:.0f} texts/s, so warm-up runs at "
+              f"**{w['share']:.0%}** of the embedder's speed.", ""]
+    md = first["memory_dtypes"]
+    lines += ["paracache bytes per entry at 10 k by vector type and hash encoding: " +
+              ", ".join(f"{k}: {v:,.0f}" for k, v in md.items()) + ".", ""]
+    a = first["async"]
+    lines += [f"### Async throughput ({a['concurrency']} concurrent tasks, mixed exact/paraphrase"
+              "/miss lookups, one event loop)", "", "| system | lookups / s |", "|---|---:|"]
+    lines += [f"| {k} | {v:.0f} |" for k, v in a["lookups_per_s"].items()]
+    lines += ["", f"(paracache lookups that failed open, e.g. on its 100 ms Redis timeout: "
+              f"{a.get('paracache_errors', 0)} of {a.get('lookups_each', 0)}.)"]
+    th = first["threads"]
+    lines += ["", "Embedder threads (onnxruntime `intra_op_num_threads`): one query at a time "
+              f"p50 {th['single_p50_ms']['1']:.2f} ms (1 thread) vs {th['single_p50_ms']['2']:.2f} "
+              f"ms (2); paracache async lookups/s {th['async_per_s']['1']:.0f} (1) vs "
+              f"{th['async_per_s']['2']:.0f} (2).", ""]
+    pol = first.get("lookups_rediSearch_policy", {}).get("paraphrase hit", {})
+    if pol:
+        lines += [f"Paraphrase hits at {fmt_size(int(next(iter(tiers))))} with RediSearch choosing "
+                  f"the hybrid policy alone (`knn_policy=\"auto\"`): p50 "
+                  f"{pol['paracache']['p50']:.2f} ms, cache {pol['paracache']['own_p50']:.2f} ms "
+                  "(adaptive, above: see the table).", ""]
+    for size, tier in tiers.items():
+        if "recall" in tier:
+            lines += [f"### HNSW recall@1 vs EF_RUNTIME at {fmt_size(int(size))} (scope-filtered "
+                      "KNN as lookups run it, against exact search)", "",
+                      "| policy | EF_RUNTIME | recall@1 | query p50 (ms) |", "|---|---:|---:|---:|"]
+            lines += [f"| {r['policy']} | {r['ef_runtime']} | {r['recall_at_1']:.1%} | "
+                      f"{r['p50_ms']:.2f} |" for r in tier["recall"]]
+            lines.append("")
+    lines += [f"![lookup latency against cache size]({PLOT.name})", ""]
+    return "\n".join(lines)
+
+
+def plot(out: dict[str, Any], path: Path = PLOT) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tiers = out["tiers"]
+    sizes = [int(s) for s in tiers]
+    kinds = ["exact repeat", "paraphrase hit", "miss"]
+    fig, axes = plt.subplots(1, 3, figsize=(13, 4), sharey=True)
+    for ax, kind in zip(axes, kinds, strict=True):
+        for name, style in zip(SYSTEMS, ("o-", "s--", "^:"), strict=True):
+            ys = [(tiers[str(s)].get("lookups_cache_only") or tiers[str(s)]["lookups"])
+                  [kind][name]["p50"] for s in sizes]
+            ax.plot(sizes, ys, style, label=name)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_title(kind)
+        ax.set_xlabel("entries stored")
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0].set_ylabel("lookup p50 (ms)")
+    axes[0].legend()
+    fig.suptitle("Lookup latency (p50) against cache size: the cache alone (query vectors "
+                 "precomputed), one machine, one Redis")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def write_results(text: str) -> None:
+    begin, end = "<!-- perf:begin -->", "<!-- perf:end -->"
+    current = RESULTS.read_text(encoding="utf-8") if RESULTS.exists() else "# Results\n"
+    block = f"{begin}\n{text}\n{end}"
+    if begin in current and end in current:
+        head, rest = current.split(begin, 1)
+        current = head + block + rest.split(end, 1)[1]
+    else:
+        current = current.rstrip() + "\n\n## Speed and memory\n\n" + block + "\n"
+    RESULTS.write_text(current, encoding="utf-8")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="small sizes, for development")
+    ap.add_argument("--sizes", type=str, default=None, help="e.g. 10000,100000")
+    ap.add_argument("--big", type=int, default=None, help="precomputed-vector tier (1000000)")
+    ap.add_argument("--write-results", action="store_true",
+                    help="update the generated part of benchmarks/RESULTS.md and the plot")
+    ap.add_argument("--embed-all", action="store_true",
+                    help="embed every stored text (default: the first 10 k; see REAL_EMBEDDED)")
+    ap.add_argument("--from-json", type=Path, default=None,
+                    help="only report (and plot) a previous run's out/perf.json")
+    args = ap.parse_args()
+    if args.from_json:
+        out = json.loads(args.from_json.read_text(encoding="utf-8"))
+        print(report(out))
+        plot(out, PLOT if args.write_results else OUT / PLOT.name)
+        if args.write_results:
+            write_results(report(out))
+        return
+    if args.quick:
+        plan = Plan([2_000, 10_000], None, 40, 40, 512, 150, 16, 30)
+    else:
+        plan = Plan([10_000, 100_000], 1_000_000, 200, 150, 2048, 600, 32, 200)
+    if args.sizes:
+        plan.sizes = [int(x) for x in args.sizes.split(",")]
+    if args.big is not None:
+        plan.big = args.big or None
+    plan.embed_all = args.embed_all
+    out: dict[str, Any] = {
+        "when": time.strftime("%Y-%m-%d %H:%M"),
+        "machine": f"{os.cpu_count()} cores, {platform.machine()}, Python "
+                   f"{platform.python_version()}",
+        "load_before": " ".join(f"{x:.2f}" for x in os.getloadavg()),
+        "command": "python benchmarks/perf.py " + " ".join(sys.argv[1:]),
+        "quick": args.quick,
+    }
+    t0 = time.perf_counter()
+    run(plan, out)
+    out["load_after"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    out["seconds"] = time.perf_counter() - t0
+    save(out)
+    text = report(out)
+    print(text)
+    print(out["tiers"][next(iter(out["tiers"]))].get("profile", ""))
+    where = PLOT if args.write_results else OUT / PLOT.name
+    plot(out, where)
+    if args.write_results:
+        write_results(text)
+    print(f"done in {out['seconds'] / 60:.1f} min; plot: {where}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,223 @@
+"""The fast paths (issue 5): one-round-trip exact hits, cheap hit bookkeeping, bulk
+warm-up, a caller's own Redis client, and the hybrid-policy tuner. Real Redis, real
+embedder; nothing mocked."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+import redis
+
+from paracache import CacheError, Scope, SemanticIndex
+from paracache.core import EXACT, Call, Embed, EmbedMany, HybridTuner
+from paracache.embedded import EmbeddedRedis
+
+PAIRS = [
+    ("What's your refund policy?", "Refunds within 30 days."),
+    ("How do I reset my card PIN?", "In the app, under Card > PIN."),
+    ("Can I pay with Apple Pay?", "Yes, with any of our cards."),
+    ("Why was my transfer declined?", "Usually a limit or a typo in the IBAN."),
+    ("Do you charge for top-ups?", "Top-ups by card are free."),
+]
+
+
+def raw_client(url: str) -> redis.Redis:
+    return redis.Redis.from_url(url)
+
+
+class Counting:
+    """A vectorizer passing through to the real one, counting calls."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner, self.single, self.batches = inner, 0, []
+        self.dims, self.model, self.type = inner.dims, inner.model, inner.type
+
+    def embed(self, text: str, **kw: Any) -> Any:
+        self.single += 1
+        return self.inner.embed(text, **kw)
+
+    async def aembed(self, text: str, **kw: Any) -> Any:
+        self.single += 1
+        return await self.inner.aembed(text, **kw)
+
+    def embed_many(self, texts: list[str], **kw: Any) -> Any:
+        self.batches.append(len(texts))
+        return self.inner.embed_many(texts, **kw)
+
+    async def aembed_many(self, texts: list[str], **kw: Any) -> Any:
+        self.batches.append(len(texts))
+        return await self.inner.aembed_many(texts, **kw)
+
+
+def test_exact_hit_is_one_round_trip_and_counted(index: SemanticIndex, redis_url: str) -> None:
+    scope = Scope(model="m")
+    entry = index.store("What's your refund policy?", "30 days.", scope)
+    assert entry is not None
+    assert index.lookup("How do I reset my PIN?", scope) is None  # loads the script
+    req = index.core.prepare_lookup("what's your refund policy", scope)
+    flow = index.core.lookup_flow(req)
+    ops = []
+    op = next(flow)
+    try:
+        while True:
+            ops.append(op)
+            op = flow.send(index._perform(op, index._client))
+    except StopIteration as stop:
+        verdict = stop.value
+    assert verdict.outcome == "exact" and verdict.hit.hit_count == 0
+    assert [o for o in ops if isinstance(o, Call)] == ops  # no embedding
+    assert len(ops) == 1 and ops[0].args[0] in ("EVALSHA", "EVAL")
+    fields = raw_client(redis_url).hgetall(index.layout.key(entry))
+    assert fields[b"hit_count"] == b"1" and float(fields[b"last_hit_at"]) > 0
+    hit = index.lookup("What's your refund policy?", scope)
+    assert hit is not None and hit.hit_count == 1  # hits before this one
+
+
+def test_exact_script_survives_script_flush(index: SemanticIndex, redis_url: str) -> None:
+    index.store("How do I reset my card PIN?", "In the app.")
+    raw_client(redis_url).script_flush()
+    assert not raw_client(redis_url).script_exists(EXACT.sha)[0]
+    hit = index.lookup("How do I reset my card PIN?")
+    assert hit is not None and hit.layer == "exact"  # NOSCRIPT -> EVAL, no error
+    assert index.stats().errors == 0
+
+
+def test_semantic_hit_bookkeeping_is_immediate(index: SemanticIndex, redis_url: str) -> None:
+    entry = index.store("What's your refund policy?", "30 days.")
+    hit = index.lookup("What is your refund policy?")
+    assert hit is not None and hit.layer == "semantic"
+    fields = raw_client(redis_url).hgetall(index.layout.key(str(entry)))
+    assert fields[b"hit_count"] == b"1"
+
+
+def test_hit_bookkeeping_does_not_reindex(redis_server: EmbeddedRedis) -> None:
+    """The embedded server skips re-indexing when only non-indexed fields change."""
+    r = raw_client(redis_server.url)
+    assert r.execute_command("FT.CONFIG", "GET", "PARTIAL_INDEXED_DOCS") in (
+        [[b"PARTIAL_INDEXED_DOCS", b"true"]],
+        {b"PARTIAL_INDEXED_DOCS": b"true"},
+    )
+    assert int(r.config_get("hash-max-listpack-value")["hash-max-listpack-value"]) >= 2048
+
+
+def test_warm_batches_embeddings_and_writes(make_index: Any) -> None:
+    from paracache.vectorizers import default_vectorizer
+
+    vec = Counting(default_vectorizer())
+    idx = make_index(vectorizer=vec, ttl=600)
+    scope = Scope(model="m", tenant="acme")
+    assert idx.warm(PAIRS, scope, batch_size=2, progress=False) == len(PAIRS)
+    assert vec.batches == [2, 2, 1] and vec.single == 0
+    assert idx.count() == len(PAIRS)
+    hit = idx.lookup("what is your refund policy", scope)
+    assert hit is not None and hit.response == "Refunds within 30 days."
+    exact = idx.lookup("Can I pay with Apple Pay?", scope)
+    assert exact is not None and exact.layer == "exact" and exact.ttl == 600
+    assert idx.lookup("Can I pay with Apple Pay?", Scope(model="m", tenant="b")) is None
+    info = {e.prompt: e for e in idx.entries(10)}
+    assert set(info) == {p for p, _ in PAIRS}
+    assert all(0 < (e.ttl_left or 0) <= 600 for e in info.values())
+    assert idx.stats().writes == len(PAIRS)
+
+
+def test_warm_skips_what_the_policy_declines_and_takes_generators(make_index: Any) -> None:
+    idx = make_index()
+    hot = Scope(params={"temperature": 1.5})
+    assert idx.warm(iter(PAIRS), hot, progress=False) == 0
+    assert idx.stats().writes_skipped == len(PAIRS)
+    assert idx.warm((p for p in PAIRS[:2]), progress=False) == 2
+
+
+def test_warm_validates(index: SemanticIndex) -> None:
+    with pytest.raises(ValueError):
+        index.warm(PAIRS, batch_size=0, progress=False)
+    with pytest.raises(TypeError):
+        index.warm([("prompt", 42)], progress=False)  # type: ignore[list-item]
+
+
+def test_warm_raises_when_redis_is_down(make_index: Any, redis_server: EmbeddedRedis) -> None:
+    idx = make_index()
+    redis_server.stop()
+    try:
+        with pytest.raises(CacheError):
+            idx.warm(PAIRS, progress=False)
+    finally:
+        redis_server.start()
+
+
+async def test_awarm(make_index: Any) -> None:
+    idx = make_index()
+    assert await idx.awarm(PAIRS, batch_size=3, progress=False) == len(PAIRS)
+    hit = await idx.alookup("Why was my transfer declined?")
+    assert hit is not None and hit.layer == "exact"
+    await idx.aclose()
+
+
+def test_warm_flow_asks_for_batches() -> None:
+    from paracache.core import Core, Settings
+    from paracache.schema import Layout
+
+    core = Core(Layout.build("t", "m:4", dims=4), Settings())
+    core.index_ready = True
+    reqs = [core.prepare_store(p, r, None) for p, r in PAIRS[:3]]
+    flow = core.warm_flow(iter(reqs), batch_size=2)
+    op = next(flow)
+    assert isinstance(op, EmbedMany) and len(op.texts) == 2
+    op = flow.send([[1.0, 0.0, 0.0, 0.0]] * 2)
+    assert op.calls[0][0] == "EVAL" and len(op.calls) == 2  # type: ignore[union-attr]
+    op = flow.send([1, 1])
+    assert isinstance(op, EmbedMany) and len(op.texts) == 1
+    assert not isinstance(op, Embed)
+
+
+def test_callers_redis_client(redis_url: str, namespace: str) -> None:
+    client = redis.Redis.from_url(redis_url)
+    idx = SemanticIndex(redis_client=client, namespace=namespace)
+    try:
+        assert idx.redis_url.startswith("redis://127.0.0.1:") and "@" not in idx.redis_url
+        assert idx.store("What's your refund policy?", "30 days.") is not None
+        hit = idx.lookup("What is your refund policy?")
+        assert hit is not None and hit.layer == "semantic"
+
+        async def twin() -> Any:
+            try:
+                return await idx.alookup("What's your refund policy?")
+            finally:
+                await idx.aclose()
+
+        hit = asyncio.run(twin())  # the async twin derived from the sync client
+        assert hit is not None and hit.layer == "exact"
+        idx.close()
+        assert client.ping()  # the caller's client stays open
+    finally:
+        idx.clear()
+        client.close()
+
+
+def test_callers_clients_are_checked(redis_url: str) -> None:
+    with pytest.raises(TypeError):
+        SemanticIndex(redis_client="redis://x")  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        SemanticIndex(redis_client=redis.Redis.from_url(redis_url, decode_responses=True))
+    with pytest.raises(ValueError):
+        SemanticIndex(redis_url, redis_client=redis.Redis.from_url(redis_url))
+
+
+def test_hybrid_tuner() -> None:
+    tuner = HybridTuner(slow=0.001, min_samples=3, recheck=10)
+    for _ in range(3):  # fast: RediSearch keeps choosing
+        tuner.record("small", tuner.choose("small"), 0.0002)
+    assert tuner.choose("small") is None
+    for _ in range(3):  # slow: try batches
+        tuner.record("big", tuner.choose("big"), 0.002)
+    assert tuner.choose("big") == "BATCHES"
+    tuner.record("big", "BATCHES", 0.0003)
+    assert all(tuner.choose("big") == "BATCHES" for _ in range(5))
+    # batches turn out slower for another scope: back to RediSearch's choice
+    for _ in range(3):
+        tuner.record("mid", tuner.choose("mid"), 0.0015)
+    assert tuner.choose("mid") == "BATCHES"
+    tuner.record("mid", "BATCHES", 0.01)
+    assert tuner.choose("mid") is None
