@@ -508,4 +508,6 @@ def test_float16_vectors(make_index: Any, redis_url: str) -> None:
     assert len(raw_client(redis_url).hget(key, "embedding") or b"") == 384 * 2
     hit = idx.lookup("How can I set up a direct debit?")
     assert hit is not None and hit.layer == "semantic"
-    assert idx.layout.index_name != make_index().layout.index_name  # never shares an index
+    other = make_index(dtype="float32").layout.index_name
+    assert idx.layout.index_name != other  # never shares an index
+    assert make_index().layout.dtype == "float16"  # the default

@@ -12,6 +12,7 @@ Example:
 """
 
 from .core import DEFAULT_MIN_SIMILARITY, CacheError, CacheHit, Verdict, last_verdict
+from .guards import Guards
 from .index import RedisSearchUnavailable, SemanticIndex
 from .metrics import CacheStats
 from .policy import CircuitBreaker, Normalizer, TTLPolicy
@@ -27,6 +28,7 @@ __all__ = [
     "CacheHit",
     "CacheStats",
     "CircuitBreaker",
+    "Guards",
     "Normalizer",
     "RedisSearchUnavailable",
     "Scope",

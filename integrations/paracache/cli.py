@@ -15,7 +15,9 @@ Example:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -128,6 +130,527 @@ def _run_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- calibrate
+
+
+def _add_calibrate(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "calibrate",
+        help="measure precision/recall on labelled data and recommend min_similarity",
+        description=(
+            "Run labelled questions through a real cache (embedder, Redis, guards) in a "
+            "temporary namespace and report hit rate, precision, recall and false hits "
+            "over a sweep of min_similarity, with and without guards; recommend the "
+            "loosest threshold that meets the target precision. DATA is JSON Lines: pairs "
+            '{"q1", "q2", "same"} or intent clusters {"text", "intent"}.'
+        ),
+    )
+    parser.add_argument("data", metavar="DATA", help="labelled JSONL file")
+    parser.add_argument(
+        "--kind", choices=("pairs", "clusters"), default=None,
+        help="kind of data (default: guessed from the first row)",
+    )
+    parser.add_argument(
+        "--target-precision", type=_similarity, default=0.95, metavar="P",
+        help="precision of hits the recommendation must reach (default: 0.95)",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=77, help="seed of the split and sample (default: 77)"
+    )
+    parser.add_argument(
+        "--fill-share", type=_similarity, default=0.5, metavar="F",
+        help="share of clusters rows stored; the rest are asked (default: 0.5)",
+    )
+    parser.add_argument(
+        "--limit", type=_positive_int, default=None, metavar="N",
+        help="use a seeded sample of N rows (a quick run)",
+    )
+    parser.add_argument(
+        "--top-k", type=_positive_int, default=4, metavar="K",
+        help="candidates the semantic layer considers (default: 4)",
+    )
+    parser.add_argument(
+        "--no-guards", action="store_true", help="sweep and recommend without guards"
+    )
+    parser.add_argument(
+        "--write-config", metavar="PATH", default=None,
+        help="write the recommendation to a TOML (or .json) file for "
+        "SemanticIndex.from_config(PATH); an existing file is updated",
+    )
+    parser.add_argument(
+        "--for", dest="scope", metavar="FIELD=VALUE", default=None,
+        help="write the threshold for one scope instead, e.g. tenant=medical",
+    )
+    parser.add_argument(
+        "--plot", metavar="PNG", default=None,
+        help="draw precision/recall curves to a PNG (needs paracache[plot])",
+    )
+    parser.add_argument(
+        "--redis-url", default=None, metavar="URL",
+        help="Redis with the search module (default: $PARACACHE_REDIS_URL, $REDIS_URL, "
+        "else an embedded server)",
+    )
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.set_defaults(handler=_run_calibrate)
+
+
+def _run_calibrate(args: argparse.Namespace) -> int:
+    from .calibrate import calibrate
+    from .guards import Guards
+
+    scope_field = scope_value = None
+    if args.scope is not None:
+        scope_field, sep, scope_value = args.scope.partition("=")
+        if not sep or not scope_field or not scope_value:
+            print(f"--for needs FIELD=VALUE, got {args.scope!r}", file=sys.stderr)
+            return 2
+    try:
+        report = calibrate(
+            args.data,
+            kind=args.kind,
+            redis_url=args.redis_url,
+            guards=Guards.off() if args.no_guards else Guards(),
+            target_precision=args.target_precision,
+            seed=args.seed,
+            fill_share=args.fill_share,
+            limit=args.limit,
+            top_k=args.top_k,
+            progress=not args.no_progress,
+        )
+    except (OSError, ValueError) as exc:
+        print(f"paracache calibrate: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(report.as_dict(), indent=2) if args.json else report.format())
+    status = 0
+    if args.write_config:
+        if report.recommended is None:
+            print("no threshold reaches the target precision: config not written",
+                  file=sys.stderr)
+            status = 1
+        else:
+            path = report.write_config(
+                args.write_config, scope_field=scope_field, scope_value=scope_value
+            )
+            where = f" for {scope_field}={scope_value}" if scope_field else ""
+            print(f"wrote min_similarity {report.recommended:.2f}{where} to {path}",
+                  file=sys.stderr if args.json else sys.stdout)
+    if args.plot:
+        try:
+            report.plot(args.plot)
+        except ImportError:
+            print("no plot: matplotlib is not installed (pip install 'paracache[plot]')",
+                  file=sys.stderr)
+        else:
+            print(f"wrote {args.plot}", file=sys.stderr if args.json else sys.stdout)
+    return status
+
+
+# --------------------------------------------------------------------------- shared
+
+
+class CommandError(Exception):
+    """A command failed in a way the user can fix: printed, then exit with ``code``."""
+
+    def __init__(self, message: str, code: int = 1) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _add_common(parser: argparse.ArgumentParser, *, namespace_help: str) -> None:
+    """``--redis-url``, ``--namespace`` and ``--json``, the options every admin command has."""
+    parser.add_argument(
+        "--redis-url", default=None, metavar="URL",
+        help="Redis with the search module (default: $PARACACHE_REDIS_URL, else $REDIS_URL)",
+    )
+    parser.add_argument("--namespace", default=None, metavar="NS", help=namespace_help)
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+
+@dataclasses.dataclass(frozen=True)
+class _Connection:
+    client: Any
+    url: str  # without its password, for messages
+
+
+def _connect(args: argparse.Namespace) -> _Connection:
+    """A blocking Redis client for an admin command; :class:`CommandError` if unusable."""
+    import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    from .index import _safe_url
+
+    url = args.redis_url or os.environ.get("PARACACHE_REDIS_URL") or os.environ.get("REDIS_URL")
+    if not url:
+        raise CommandError(
+            "no Redis to talk to: pass --redis-url or set PARACACHE_REDIS_URL (an embedded "
+            "server lives only inside the process that started it)", 2,
+        )
+    try:
+        client = redis.Redis.from_url(
+            url, protocol=2, socket_timeout=10, socket_connect_timeout=3,
+            retry=Retry(NoBackoff(), 0), client_name="paracache-cli",
+        )
+    except ValueError as exc:
+        raise CommandError(f"not a Redis URL: {exc}", 2) from None
+    try:
+        client.execute_command("FT._LIST")  # type: ignore[no-untyped-call]
+    except redis.ResponseError as exc:
+        if "unknown command" in str(exc).lower():
+            raise CommandError(
+                f"the Redis at {_safe_url(url)} has no search module (FT.* commands)"
+            ) from None
+        raise CommandError(f"Redis at {_safe_url(url)} refused: {exc}") from None
+    except redis.RedisError as exc:
+        raise CommandError(f"cannot reach Redis at {_safe_url(url)}: {exc}") from None
+    return _Connection(client, _safe_url(url))
+
+
+def _printable(text: str, width: int | None = None) -> str:
+    """One line of text safe to print to a terminal (no control characters), clipped."""
+    text = "".join(c if c.isprintable() else " " for c in " ".join(text.split()))
+    if width is not None and len(text) > width:
+        text = text[: width - 1] + "…"
+    return text
+
+
+def _ago(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    for unit, size in (("d", 86400.0), ("h", 3600.0), ("m", 60.0)):
+        if seconds >= size:
+            return f"{seconds / size:.1f}{unit}"
+    return f"{seconds:.0f}s"
+
+
+def _when(ts: float | None, now: float) -> str:
+    if ts is None:
+        return "-"
+    import datetime as dt
+
+    stamp = dt.datetime.fromtimestamp(ts, dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return f"{stamp} ({_ago(max(0.0, now - ts))} ago)"
+
+
+def _mib(n: int | None) -> str:
+    return "-" if n is None else f"~{n / 1024 / 1024:,.1f} MiB (estimate)"
+
+
+# --------------------------------------------------------------------------- stats
+
+
+def _add_stats(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "stats",
+        help="what Redis holds per namespace: entries, hits, age, memory",
+        description=(
+            "Report what Redis knows about paracache namespaces: entries, the hits recorded "
+            "on them, oldest and newest entry, memory (estimated), largest tenants and models. "
+            "Hit rates and latencies are counted inside each application process: see its "
+            "SemanticIndex.stats() or the service's /v1/stats and /metrics."
+        ),
+    )
+    _add_common(parser, namespace_help="only this namespace (default: all)")
+    parser.set_defaults(handler=_run_stats)
+
+
+def _run_stats(args: argparse.Namespace) -> int:
+    import time
+
+    from . import admin
+
+    conn = _connect(args)
+    names = admin.run(conn.client, admin.indexes_flow(args.namespace))
+    summaries = [admin.run(conn.client, admin.index_summary_flow(name)) for name in names]
+    namespaces: dict[str, list[Any]] = {}
+    for s in summaries:
+        namespaces.setdefault(s.namespace, []).append(s)
+    if args.json:
+        print(json.dumps({
+            "redis_url": conn.url,
+            "namespaces": [
+                {
+                    "namespace": ns,
+                    "entries": sum(s.entries for s in group),
+                    "hits": sum(s.hits for s in group),
+                    "indexes": [s.as_dict() for s in group],
+                }
+                for ns, group in namespaces.items()
+            ],
+        }, indent=2, ensure_ascii=False))
+        return 0
+    print(f"Redis {conn.url}")
+    if not summaries:
+        which = f"namespace {args.namespace!r}" if args.namespace else "any namespace"
+        print(f"  no paracache index for {which}")
+        return 0
+    now = time.time()
+    for ns, group in namespaces.items():
+        entries = sum(s.entries for s in group)
+        hits = sum(s.hits for s in group)
+        print(f"\nnamespace {ns}: {entries:,} entries, {hits:,} hits served from them")
+        for s in group:
+            print(f"  index {s.index}")
+            print(f"    entries   {s.entries:,}")
+            print(f"    hits      {s.hits:,} (sum of the entries' hit counts)")
+            print(f"    tokens    {s.tokens:,} (LLM tokens the entries stand for)")
+            print(f"    oldest    {_when(s.oldest, now)}")
+            print(f"    newest    {_when(s.newest, now)}")
+            print(f"    memory    {_mib(s.memory_bytes)}")
+            for label, key, rows in (("tenants", "tenant", s.by_tenant),
+                                     ("models", "model", s.by_model)):
+                if rows:
+                    shown = ", ".join(
+                        f"{_printable(r[key] or '(none)', 24)} {r['entries']:,}"
+                        f" (hits {r['hits']:,})" for r in rows[:5]
+                    )
+                    more = f", +{len(rows) - 5} more" if len(rows) > 5 else ""
+                    print(f"    {label:<9} {shown}{more}")
+    print("\nHit rates and latencies live in each application process "
+          "(SemanticIndex.stats(), the service's /v1/stats and /metrics).")
+    return 0
+
+
+# --------------------------------------------------------------------------- inspect
+
+
+def _add_inspect(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "inspect",
+        help="list the newest entries: scope, age, hits, TTL left",
+        description="List the newest cache entries with their scope (tenant, model, corpus "
+        "version), age, hit count and time to live left.",
+    )
+    _add_common(parser, namespace_help="only this namespace (default: all)")
+    parser.add_argument(
+        "--limit", type=_positive_int, default=20, metavar="N",
+        help="entries to show (default: 20, newest first)",
+    )
+    parser.set_defaults(handler=_run_inspect)
+
+
+def _run_inspect(args: argparse.Namespace) -> int:
+    import time
+
+    from . import admin
+
+    conn = _connect(args)
+    limit = min(args.limit, 10_000)
+    rows: list[tuple[str, Any]] = []
+    for name in admin.run(conn.client, admin.indexes_flow(args.namespace)):
+        ns = name.split(":")[1]
+        rows.extend((ns, e) for e in admin.run(conn.client, admin.entries_flow(name, limit)))
+    rows.sort(key=lambda r: -r[1].created_at)
+    rows = rows[:limit]
+    now = time.time()
+    if args.json:
+        out = [{"namespace": ns, **e.as_dict(), "age": round(e.age(now), 3)} for ns, e in rows]
+        print(json.dumps(out, indent=2, ensure_ascii=False))
+        return 0
+    if not rows:
+        print("no entries")
+        return 0
+    header = f"{'AGE':>9} {'HITS':>6} {'TTL LEFT':>9}  {'NAMESPACE':<14} {'TENANT':<14} " \
+             f"{'MODEL':<18} PROMPT"
+    print(header)
+    for ns, e in rows:
+        ttl = "never" if e.ttl_left is None else _ago(e.ttl_left)
+        scope = e.scope
+        print(
+            f"{_ago(e.age(now)):>9} {e.hit_count:>6} {ttl:>9}  {_printable(ns, 14):<14} "
+            f"{_printable(str(scope.get('tenant') or '-'), 14):<14} "
+            f"{_printable(str(scope.get('model') or '-'), 18):<18} {_printable(e.prompt, 60)}"
+        )
+    return 0
+
+
+# --------------------------------------------------------------------------- clear
+
+
+def _add_clear(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "clear",
+        help="delete a namespace's entries, or those of a tenant, model or corpus version",
+        description="Delete the entries of a namespace (every embedding model's), or only "
+        "those matching all of --tenant, --model and --corpus-version. Asks first unless "
+        "--yes is given.",
+    )
+    _add_common(parser, namespace_help="the namespace to clear (required)")
+    parser.add_argument("--tenant", default=None, help="only this tenant's entries")
+    parser.add_argument("--model", default=None, help="only this model's entries")
+    parser.add_argument(
+        "--corpus-version", default=None, metavar="V", help="only this corpus version's entries"
+    )
+    parser.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
+    parser.set_defaults(handler=_run_clear)
+
+
+def _run_clear(args: argparse.Namespace) -> int:
+    from . import admin
+
+    if not args.namespace:
+        raise CommandError("clear needs --namespace (the namespace to clear)", 2)
+    filters = {
+        k: v for k, v in (
+            ("tenant", args.tenant), ("model", args.model), ("corpus_version", args.corpus_version)
+        ) if v is not None
+    }
+    conn = _connect(args)
+    names = admin.run(conn.client, admin.indexes_flow(args.namespace))
+    matching = admin.run(conn.client, admin.count_flow(names, **filters))
+    what = f"{matching:,} entries of namespace {args.namespace!r}" + (
+        " matching " + ", ".join(f"{k}={v!r}" for k, v in filters.items()) if filters else ""
+    )
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise CommandError(f"would delete {what}; pass --yes to confirm", 2)
+        if input(f"Delete {what}? [y/N] ").strip().lower() not in ("y", "yes"):
+            print("nothing deleted")
+            return 0
+    deleted = admin.run(conn.client, admin.clear_flow(args.namespace, **filters))
+    if args.json:
+        print(json.dumps({"namespace": args.namespace, "filters": filters, "deleted": deleted}))
+    else:
+        print(f"deleted {deleted:,} entries of namespace {args.namespace!r}")
+    return 0
+
+
+# --------------------------------------------------------------------------- serve
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 < value < 65536:
+        raise argparse.ArgumentTypeError(f"must be in 1..65535, got {value}")
+    return value
+
+
+def _add_serve(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "serve",
+        help="run the cache as an HTTP service in front of a chat model",
+        description=(
+            "Serve POST /v1/answer (answers from the cache when safe, else from the chat "
+            "model), GET /v1/stats, /metrics (Prometheus), /healthz and the OpenAPI docs at "
+            "/docs. The model: an OpenAI-compatible API if OPENAI_API_KEY or OPENAI_BASE_URL "
+            "is set (needs paracache[openai]), else a simulated one. Needs paracache[service]."
+        ),
+    )
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)"
+    )
+    parser.add_argument("--port", type=_port, default=8000, help="port (default: 8000)")
+    parser.add_argument(
+        "--redis-url", default=None, metavar="URL",
+        help="Redis with the search module (default: $PARACACHE_REDIS_URL, $REDIS_URL, "
+        "else an embedded server living as long as the service)",
+    )
+    parser.add_argument(
+        "--namespace", default="service", metavar="NS", help="cache namespace (default: service)"
+    )
+    parser.add_argument(
+        "--min-similarity", type=_similarity, default=None, metavar="F",
+        help="default semantic threshold, cosine similarity in [0, 1] (default: 0.90); "
+        "requests may override it with the X-Paracache-Min-Similarity header",
+    )
+    parser.add_argument(
+        "--simulate", action="store_true",
+        help="use the simulated model even if OPENAI_API_KEY or OPENAI_BASE_URL is set",
+    )
+    parser.add_argument(
+        "--latency-scale", type=_non_negative, default=1.0, metavar="F",
+        help="the simulated model's latency factor (median 200 ms); 0 = instant (default: 1)",
+    )
+    parser.add_argument(
+        "--log-level", default="info",
+        choices=["critical", "error", "warning", "info", "debug"],
+        help="uvicorn's log level (default: info)",
+    )
+    parser.set_defaults(handler=_run_serve)
+
+
+def _run_serve(args: argparse.Namespace) -> int:
+    import logging
+
+    try:
+        import uvicorn
+
+        from .service import create_app
+    except ImportError as exc:
+        raise CommandError(
+            f"paracache serve needs FastAPI and uvicorn ({exc}); "
+            "install them with `pip install 'paracache[service]'`"
+        ) from None
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    app = create_app(
+        redis_url=args.redis_url,
+        namespace=args.namespace,
+        min_similarity=args.min_similarity,
+        simulate=True if args.simulate else None,
+        latency_scale=args.latency_scale,
+    )
+    from .index import _safe_url
+
+    print(
+        f"paracache serve: namespace {args.namespace!r} on "
+        f"{_safe_url(app.state.index.redis_url)}, model: {app.state.llm_description}; "
+        f"API docs at http://{args.host}:{args.port}/docs",
+        file=sys.stderr, flush=True,
+    )
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+    return 0
+
+
+# --------------------------------------------------------------------------- repair
+
+
+def _add_repair(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "repair",
+        help="find and delete corrupt, foreign or old-schema entries of a namespace",
+        description="Scan a namespace's keys and validate every entry (all fields present "
+        "and readable, the vector the size its index expects, the current schema "
+        "version); delete those that fail, unless --dry-run. Lookups already skip such "
+        "entries (counted as corrupt_entry); this removes them. Keys that are not cache "
+        "entries are left alone. Exit code 0: clean (or repaired), 1: --dry-run found "
+        "entries to delete.",
+    )
+    _add_common(parser, namespace_help="the namespace to repair (required)")
+    parser.add_argument(
+        "--dry-run", action="store_true", help="report what would be deleted, delete nothing"
+    )
+    parser.set_defaults(handler=_run_repair)
+
+
+def _run_repair(args: argparse.Namespace) -> int:
+    from . import admin
+    from .repair import repair_flow
+
+    if not args.namespace:
+        raise CommandError("repair needs --namespace (the namespace to scan)", 2)
+    conn = _connect(args)
+    report = admin.run(conn.client, repair_flow(args.namespace, dry_run=args.dry_run))
+    if args.json:
+        print(json.dumps(report.as_dict(), indent=2, ensure_ascii=False))
+    else:
+        verb = "would delete" if args.dry_run else "deleted"
+        print(
+            f"namespace {args.namespace!r} on {conn.url}: {report.scanned:,} keys scanned, "
+            f"{report.valid:,} valid entries, {report.invalid:,} invalid, "
+            f"{verb} {report.invalid if args.dry_run else report.deleted:,}"
+            + (f", {report.other_keys:,} other keys left alone" if report.other_keys else "")
+        )
+        for problem, n in sorted(report.problems.items(), key=lambda kv: -kv[1]):
+            print(f"  {n:>8,}  {_printable(problem, 80)}")
+        for key, problem in report.samples[:5]:
+            print(f"  e.g. {_printable(key, 90)}: {_printable(problem, 60)}")
+    return 0 if report.clean else 1
+
+
 # --------------------------------------------------------------------------- entry point
 
 
@@ -142,6 +665,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"paracache {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_demo(subparsers)
+    _add_calibrate(subparsers)
+    _add_stats(subparsers)
+    _add_inspect(subparsers)
+    _add_clear(subparsers)
+    _add_serve(subparsers)
+    _add_repair(subparsers)
     return parser
 
 
@@ -153,13 +682,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         paracache 0.1.0
     """
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(argv)  # --help and usage errors: SystemExit(0) / (2)
     handler: Handler | None = getattr(args, "handler", None)
     if handler is None:
         parser.print_help()
         return 2
+    from .core import CacheError
+
     try:
         return handler(args)
+    except CommandError as exc:
+        print(f"paracache {args.command}: {exc}", file=sys.stderr)
+        return exc.code
+    except CacheError as exc:  # Redis failed in the middle of a command
+        print(f"paracache {args.command}: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

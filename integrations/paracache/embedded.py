@@ -56,6 +56,9 @@ logger = logging.getLogger("paracache.embedded")
 
 SERVER_ENV = "PARACACHE_REDIS_SERVER"
 MODULE_ENV = "PARACACHE_REDISEARCH_MODULE"
+#: A directory for the shared embedded server's append-only file (persistence).
+DIR_ENV = "PARACACHE_EMBEDDED_DIR"
+_FSYNC = ("always", "everysec", "no")
 
 _HOST = "127.0.0.1"
 _INSTALL_HINT = (
@@ -270,8 +273,12 @@ class EmbeddedRedis:
 
     ``port=None`` picks a free port; ``password=None`` generates one; ``data_dir=None``
     uses a fresh temporary directory removed by :meth:`close`. ``persist=True``
-    enables the append-only file so entries survive a restart. After
-    :meth:`stop`, :meth:`start` reuses the same port, password and data directory.
+    enables the append-only file so entries survive a restart (``appendfsync``:
+    ``"everysec"`` may lose the last second on a crash, ``"always"`` nothing that was
+    acknowledged). ``maxmemory``/``maxmemory_policy`` bound memory (e.g. ``"64mb"``,
+    ``"allkeys-lru"``). ``enable_debug_command=True`` allows ``DEBUG`` (e.g.
+    ``DEBUG SLEEP``) from loopback clients, for fault tests; it is off by default.
+    After :meth:`stop`, :meth:`start` reuses the same port, password and data directory.
 
     Example:
         >>> with EmbeddedRedis() as server:  # doctest: +SKIP
@@ -289,7 +296,11 @@ class EmbeddedRedis:
         maxmemory: str | None = None,
         maxmemory_policy: str | None = None,
         startup_timeout: float = 10.0,
+        appendfsync: str = "everysec",
+        enable_debug_command: bool = False,
     ) -> None:
+        if appendfsync not in _FSYNC:
+            raise ValueError(f"appendfsync must be one of {_FSYNC}, got {appendfsync!r}")
         self._server_binary = _find_server_binary()
         self._module_path = _find_search_module()
         self._auto_port = port is None
@@ -298,6 +309,8 @@ class EmbeddedRedis:
         self._persist = persist
         self._maxmemory = maxmemory
         self._maxmemory_policy = maxmemory_policy
+        self._appendfsync = appendfsync
+        self._debug = bool(enable_debug_command)
         self._startup_timeout = startup_timeout
         self._lock = threading.RLock()
         self._started_once = False
@@ -445,16 +458,24 @@ class EmbeddedRedis:
             "--logfile", str(state.data_dir / _LOG_NAME),
             "--loglevel", "notice",
             "--save", "",
-            "--loadmodule", str(self._module_path),
+            # PARTIAL_INDEXED_DOCS: writing fields the index does not cover (hit_count,
+            # last_hit_at on a hit) does not re-index the entry (about 1 ms of server time
+            # with HNSW). hash-max-listpack-value: an entry with its vector (768 bytes in
+            # float16, 1,536 in float32 at 384 dims) stays a compact listpack (about 0.6 KB
+            # less per entry). See docs/scaling.md.
+            "--loadmodule", str(self._module_path), "PARTIAL_INDEXED_DOCS", "1",
+            "--hash-max-listpack-value", "2048",
         ]  # fmt: skip
         if self._persist:
-            cmd += ["--appendonly", "yes", "--appendfsync", "everysec"]
+            cmd += ["--appendonly", "yes", "--appendfsync", self._appendfsync]
         else:
             cmd += ["--appendonly", "no"]
         if self._maxmemory is not None:
             cmd += ["--maxmemory", str(self._maxmemory)]
         if self._maxmemory_policy is not None:
             cmd += ["--maxmemory-policy", str(self._maxmemory_policy)]
+        if self._debug:
+            cmd += ["--enable-debug-command", "local"]
         return cmd
 
     def _write_conf(self) -> None:
@@ -632,6 +653,23 @@ class EmbeddedRedis:
             self._state.proc = None
             logger.info("embedded redis-server on %s:%d stopped", _HOST, self._port)
 
+    def kill(self) -> None:
+        """Kill the server with ``SIGKILL`` (a crash, for fault tests); :meth:`start` revives it.
+
+        Example:
+            >>> server.kill(); server.start()  # doctest: +SKIP
+        """
+        with self._lock:
+            proc = self._state.proc
+            if proc is None:
+                return
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            self._paused_until = 0.0
+            self._state.proc = None
+            logger.info("embedded redis-server on %s:%d killed", _HOST, self._port)
+
     def close(self) -> None:
         """Stop the server and remove its data directory if this object created it.
 
@@ -703,6 +741,7 @@ def _module_name(entry: object) -> str:
 
 
 _shared: EmbeddedRedis | None = None
+_shared_dirs: dict[Path, EmbeddedRedis] = {}
 _shared_lock = threading.Lock()
 _atexit_registered = False
 
@@ -710,37 +749,52 @@ _atexit_registered = False
 def _close_shared() -> None:
     global _shared
     with _shared_lock:
-        inst, _shared = _shared, None
-    if inst is not None and inst._state.owner_pid == os.getpid():
-        inst.close()
+        instances = [_shared, *_shared_dirs.values()]
+        _shared = None
+        _shared_dirs.clear()
+    for inst in instances:
+        if inst is not None and inst._state.owner_pid == os.getpid():
+            inst.close()
 
 
-def shared_embedded() -> EmbeddedRedis:
+def shared_embedded(data_dir: str | os.PathLike[str] | None = None) -> EmbeddedRedis:
     """The process-wide embedded server, started on first use and closed at exit.
 
-    If it was stopped on purpose (e.g. to simulate an outage) it is returned as is;
-    if it was closed, a new one is started.
+    With ``data_dir`` (or ``$PARACACHE_EMBEDDED_DIR``), one server per directory that
+    persists there (append-only file, fsync every second): entries survive a restart of
+    the application. A directory must be used by one process at a time.
+    If a server was stopped on purpose (e.g. to simulate an outage) it is returned as
+    is; if it was closed, a new one is started.
 
     Example:
         >>> shared_embedded().is_running()  # doctest: +SKIP
         True
     """
     global _shared, _atexit_registered
+    if data_dir is None:
+        data_dir = os.environ.get(DIR_ENV) or None
     with _shared_lock:
+        if not _atexit_registered:
+            atexit.register(_close_shared)
+            _atexit_registered = True
+        if data_dir is not None:
+            path = Path(data_dir).expanduser().resolve()
+            inst = _shared_dirs.get(path)
+            if inst is None or inst.closed:
+                inst = EmbeddedRedis(data_dir=path, persist=True).start()
+                _shared_dirs[path] = inst
+            return inst
         if _shared is None or _shared.closed:
-            inst = EmbeddedRedis().start()
-            _shared = inst
-            if not _atexit_registered:
-                atexit.register(_close_shared)
-                _atexit_registered = True
+            _shared = EmbeddedRedis().start()
         return _shared
 
 
-def embedded_url() -> str:
-    """URL of the process-wide embedded server (started on first call).
+def embedded_url(data_dir: str | os.PathLike[str] | None = None) -> str:
+    """URL of the process-wide embedded server (started on first call); see
+    :func:`shared_embedded` for ``data_dir``.
 
     Example:
         >>> embedded_url()  # doctest: +SKIP
         'redis://:...@127.0.0.1:41234/0'
     """
-    return shared_embedded().url
+    return shared_embedded(data_dir).url

@@ -22,8 +22,9 @@ import concurrent.futures
 import logging
 import os
 import threading
+import time
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence, Sized
 from typing import Any, TypeVar, cast
 
 import redis
@@ -39,18 +40,23 @@ from .core import (
     Candidate,
     Core,
     Embed,
+    EmbedMany,
     EnsureIndex,
+    EntryInfo,
     Flow,
     LookupRequest,
     Settings,
     Verdict,
     check_similarity,
+    check_thresholds,
 )
+from .guards import Guards
 from .metrics import CacheStats, Recorder
 from .policy import CircuitBreaker, Normalizer, TTLPolicy
+from .repair import RepairReport
 from .schema import HNSW, Layout
 from .scope import Scope
-from .vectorizers import EmbeddingMemo, default_vectorizer, vectorizer_id
+from .vectorizers import EmbeddingMemo, MiniLMVectorizer, default_vectorizer, vectorizer_id
 
 __all__ = ["RedisSearchUnavailable", "SemanticIndex"]
 
@@ -64,20 +70,28 @@ class RedisSearchUnavailable(RuntimeError):
     """The Redis server has no search module (``FT.*`` commands)."""
 
 
-def resolve_redis_url(redis_url: str | None) -> str:
-    """An explicit URL, else ``PARACACHE_REDIS_URL`` or ``REDIS_URL``, else the embedded server.
+def resolve_redis_url(
+    redis_url: str | None, embedded_dir: str | os.PathLike[str] | None = None
+) -> str:
+    """An explicit URL, else an embedded server persisting to ``embedded_dir`` if given,
+    else ``PARACACHE_REDIS_URL`` or ``REDIS_URL``, else the embedded server (persisting
+    to ``$PARACACHE_EMBEDDED_DIR`` if set, in memory otherwise).
 
     Example:
         >>> resolve_redis_url("redis://localhost:6379")
         'redis://localhost:6379'
     """
     if redis_url:
+        if embedded_dir is not None:
+            raise ValueError("give either redis_url= or embedded_dir=, not both")
         return redis_url
+    from .embedded import embedded_url
+
+    if embedded_dir is not None:
+        return embedded_url(embedded_dir)
     env = os.environ.get("PARACACHE_REDIS_URL") or os.environ.get("REDIS_URL")
     if env:
         return env
-    from .embedded import embedded_url
-
     return embedded_url()
 
 
@@ -93,22 +107,52 @@ class SemanticIndex:
             Its model id is part of the index identity.
         min_similarity: Cosine similarity in [0, 1] a semantic hit needs (higher is
             stricter); overridable per call.
+        thresholds: Per-scope thresholds, ``{scope field: {value: min_similarity}}``, e.g.
+            ``{"tenant": {"medical": 0.97}, "model": {"gpt-4o": 0.92}}``; a field is
+            ``tenant``, ``model``, ``corpus_version``, ``context`` or a ``Scope.fields``
+            key. Precedence: per-call ``min_similarity`` > the strictest matching
+            per-scope threshold > ``min_similarity``.
+        guards: Checks between the nearest candidates and a hit that reject a candidate
+            whose answer-changing details (negation, numbers, dates, amounts,
+            identifiers, names, scope words, opposite actions) conflict with the
+            query's; see :class:`paracache.guards.Guards`. On by default; ``None`` or
+            ``Guards.off()`` turns them off. Rejections are counted in
+            ``stats().rejections_by_reason``.
         ttl: Default seconds an entry lives (``None``: no expiry). Shorthand for
             ``ttl_policy=TTLPolicy(default_ttl=...)``.
         ttl_policy: Full TTL and no-cache rules.
         normalizer: How prompts are normalised for both layers.
         top_k: In-scope neighbours the semantic layer considers.
-        dtype: ``"float32"`` or ``"float16"`` vectors.
+        dtype: ``"float16"`` (default) or ``"float32"`` vectors. float16 halves the
+            vectors' memory and moves cosine similarities by at most 0.0001 (Banking77:
+            same nearest neighbours, same hit rate and precision); part of the index
+            identity, so changing it starts an empty index.
         hnsw: HNSW graph parameters.
-        timeout: Seconds a hot-path Redis call may take before it counts as a failure.
+        timeout: Seconds each Redis command of a lookup or store may take (default
+            0.1). Once twice this has gone into one call's Redis commands, no further
+            command is started (a miss or a dropped write), so a hot-path call waits on
+            Redis at most about three times this, plus a connect on a fresh connection
+            (``max(timeout, 0.5)``). Embedding has its own budget, ``embed_timeout``.
         admin_timeout: Seconds for clear/count and other administrative calls.
         embed_timeout: Seconds an embedding may take before the lookup gives up on it
             (a miss) and a write is stored for the exact layer only; ``None``: no limit.
+            Blocking calls enforce it with a worker thread, except for the offline
+            default model (bounded CPU work, run in the calling thread); async calls
+            always.
+        max_entries: Cap on this index's entries (``None``: no cap). Checked every
+            ``max_entries // 10`` writes (1 to 1000) of this instance; the oldest entries
+            by ``created_at`` beyond the cap are deleted then (see :meth:`trim`).
+        embedded_dir: With no ``redis_url``: use an embedded Redis that persists to this
+            directory (append-only file), so entries survive a restart. The same as
+            setting ``PARACACHE_EMBEDDED_DIR``.
         breaker: The circuit breaker (default: open after 3 failures for 2 s).
         track_hits: Record ``hit_count`` and ``last_hit_at`` on each hit.
         on_verdict: Called with every lookup's :class:`Verdict`.
         exact: Use the exact layer (on by default).
         semantic: Use the semantic layer (on by default).
+        metrics: Export metrics: ``"prometheus"`` (counters and histograms through
+            ``prometheus_client``), ``"otel"`` (OpenTelemetry spans), or both as a
+            list; see :mod:`paracache.observability`. Default: none (no cost).
 
     Example:
         >>> cache = SemanticIndex(namespace="faq", min_similarity=0.92, ttl=3600)  # doctest: +SKIP
@@ -121,19 +165,26 @@ class SemanticIndex:
         namespace: str = "default",
         vectorizer: Any = None,
         min_similarity: float | None = None,
+        thresholds: dict[str, dict[str, float]] | None = None,
+        guards: Guards | None = _UNSET,
         ttl: float | None = _UNSET,
         ttl_policy: TTLPolicy | None = None,
         normalizer: Normalizer | None = None,
         top_k: int = 4,
-        dtype: str = "float32",
+        dtype: str = "float16",
         hnsw: HNSW | None = None,
-        timeout: float = 0.25,
+        timeout: float = 0.1,
         admin_timeout: float = 10.0,
         embed_timeout: float | None = 5.0,
         breaker: CircuitBreaker | None = None,
         track_hits: bool = True,
         on_verdict: Callable[[Verdict], None] | None = None,
         semantic: bool = True,
+        metrics: str | Sequence[str] | None = None,
+        max_entries: int | None = None,
+        embedded_dir: str | os.PathLike[str] | None = None,
+        redis_client: redis.Redis | redis.cluster.RedisCluster | None = None,
+        async_redis_client: aioredis.Redis | aioredis.cluster.RedisCluster | None = None,
     ) -> None:
         if redis_url is not None and not isinstance(redis_url, str):
             raise TypeError(f"redis_url must be a str, got {type(redis_url).__name__}")
@@ -159,6 +210,10 @@ class SemanticIndex:
         if on_verdict is not None and not callable(on_verdict):
             raise TypeError("on_verdict must be callable")
         self._embed_timeout = None if embed_timeout is None else float(embed_timeout)
+        if max_entries is not None and (
+            isinstance(max_entries, bool) or not isinstance(max_entries, int) or max_entries < 1
+        ):
+            raise ValueError(f"max_entries must be a positive int or None, got {max_entries!r}")
 
         self.vectorizer = default_vectorizer() if vectorizer is None else vectorizer
         vid = vectorizer_id(self.vectorizer)
@@ -174,7 +229,14 @@ class SemanticIndex:
             policy=ttl_policy,
             normalizer=normalizer or Normalizer(),
             track_hits=bool(track_hits),
+            max_entries=max_entries,
+            thresholds=check_thresholds(thresholds),
         )
+        if guards is _UNSET:
+            guards = Guards()
+        elif guards is not None and not isinstance(guards, Guards):
+            raise TypeError(f"guards must be a paracache.Guards or None, got {guards!r}")
+        self.guards: Guards = guards if guards is not None else Guards.off()
         self._semantic = bool(semantic)
         self._core = Core(
             layout,
@@ -182,17 +244,34 @@ class SemanticIndex:
             recorder=Recorder(),
             breaker=breaker or CircuitBreaker(),
             on_verdict=on_verdict,
+            accept=self.guards.accept if self.guards.active else None,
         )
-        self.redis_url = resolve_redis_url(redis_url)
+        self._own_clients = redis_client is None
+        if redis_client is not None:
+            if redis_url is not None or embedded_dir is not None:
+                raise ValueError("give either redis_client= or redis_url=/embedded_dir=")
+            self._user_clients = _check_user_clients(redis_client, async_redis_client)
+            self.redis_url = _client_url(redis_client)
+        else:
+            if async_redis_client is not None:
+                raise ValueError("async_redis_client= needs redis_client= as well")
+            self.redis_url = resolve_redis_url(redis_url, embedded_dir)
         self._timeout = float(timeout)
         self._admin_timeout = float(admin_timeout)
         self._memo = EmbeddingMemo(1024)
-        self._client = self._sync_client(self._timeout)
-        self._admin = self._sync_client(self._admin_timeout)
+        if redis_client is not None:  # the caller's client and its timeouts, for both
+            self._client = self._admin = cast(redis.Redis, redis_client)
+        else:
+            self._client = self._sync_client(self._timeout)
+            self._admin = self._sync_client(self._admin_timeout)
         self._aclients: weakref.WeakKeyDictionary[
             asyncio.AbstractEventLoop, tuple[aioredis.Redis, aioredis.Redis]
         ] = weakref.WeakKeyDictionary()
         self._alock = threading.Lock()
+        if metrics is not None:
+            from .observability import instrument_option
+
+            instrument_option(self, metrics)
         self._probe()
 
     # ------------------------------------------------------------------ properties
@@ -216,6 +295,21 @@ class SemanticIndex:
     def core(self) -> Core:
         """The sans-IO core (for adapters that add guards or observers)."""
         return self._core
+
+    @classmethod
+    def from_config(cls, path: str | os.PathLike[str], **overrides: Any) -> SemanticIndex:
+        """A cache with the settings of a config file written by ``paracache calibrate
+        --write-config`` (TOML or JSON): ``min_similarity``, ``thresholds`` and
+        ``guards``. Keyword arguments override the file and add everything else.
+
+        Example:
+            >>> cache = SemanticIndex.from_config("paracache.toml", ttl=3600)  # doctest: +SKIP
+        """
+        from .calibrate import load_config
+
+        options: dict[str, Any] = load_config(path)
+        options.update(overrides)
+        return cls(**options)
 
     # ------------------------------------------------------------------ public API
 
@@ -311,7 +405,13 @@ class SemanticIndex:
             tokens=tokens,
             semantic=semantic and self._semantic,
         )
-        return self._run(self._core.store_flow(req))
+        entry = self._run(self._core.store_flow(req))
+        if entry is not None and self._core.trim_due():
+            try:
+                self.trim()
+            except Exception as exc:  # the write stands; trimming waits for the next check
+                logger.warning("paracache: trimming to max_entries failed: %r", exc)
+        return entry
 
     async def astore(
         self,
@@ -334,7 +434,13 @@ class SemanticIndex:
             tokens=tokens,
             semantic=semantic and self._semantic,
         )
-        return await self._arun(self._core.store_flow(req))
+        entry = await self._arun(self._core.store_flow(req))
+        if entry is not None and self._core.trim_due():
+            try:
+                await self.atrim()
+            except Exception as exc:  # the write stands; trimming waits for the next check
+                logger.warning("paracache: trimming to max_entries failed: %r", exc)
+        return entry
 
     def clear(
         self,
@@ -387,6 +493,60 @@ class SemanticIndex:
         """Async :meth:`count`."""
         return await self._admin_arun(self._core.count_flow())
 
+    def trim(self) -> int:
+        """Delete the oldest entries (by ``created_at``) beyond ``max_entries``; returns
+        how many. Stores call it every ``max_entries // 10`` writes; call it yourself
+        after lowering the cap. No-op without ``max_entries``.
+
+        Example:
+            >>> SemanticIndex(namespace="faq", max_entries=10_000).trim()  # doctest: +SKIP
+            0
+        """
+        return self._admin_run(self._core.trim_flow())
+
+    async def atrim(self) -> int:
+        """Async :meth:`trim`."""
+        return await self._admin_arun(self._core.trim_flow())
+
+    def repair(self, dry_run: bool = False) -> RepairReport:
+        """Scan the namespace for entries a lookup would skip (missing or unreadable
+        fields, a vector of the wrong size, an older schema version, not a hash) and
+        delete them unless ``dry_run``. Keys that are not entries are left alone.
+        Raises :class:`CacheError` if Redis is unreachable.
+
+        Example:
+            >>> report = cache.repair(dry_run=True)  # doctest: +SKIP
+            >>> report.invalid, report.problems      # doctest: +SKIP
+            (1, {'no response field': 1})
+        """
+        return self._admin_run(self._repair_flow(dry_run))
+
+    async def arepair(self, dry_run: bool = False) -> RepairReport:
+        """Async :meth:`repair`."""
+        return await self._admin_arun(self._repair_flow(dry_run))
+
+    def _repair_flow(self, dry_run: bool) -> Flow[RepairReport]:
+        from .repair import repair_flow
+
+        return repair_flow(
+            self.namespace,
+            dry_run=bool(dry_run),
+            vector_sizes={self.layout.prefix: self.layout.vector_bytes},
+        )
+
+    def entries(self, limit: int = 20) -> list[EntryInfo]:
+        """The ``limit`` newest entries of this index (scope, age, hits, TTL left).
+
+        Example:
+            >>> [e.prompt for e in cache.entries(5)]  # doctest: +SKIP
+            ["What's your refund policy?"]
+        """
+        return self._admin_run(self._core.entries_flow(limit))
+
+    async def aentries(self, limit: int = 20) -> list[EntryInfo]:
+        """Async :meth:`entries`."""
+        return await self._admin_arun(self._core.entries_flow(limit))
+
     def stats(self) -> CacheStats:
         """Counters and latency percentiles of this instance.
 
@@ -404,16 +564,111 @@ class SemanticIndex:
         """The (normalised, memoised) embedding the semantic layer uses for ``text``."""
         return list(self._embed_sync(self._core.settings.normalizer(text)))
 
+    def embed_many(self, texts: Sequence[str], *, batch_size: int = 64) -> list[list[float]]:
+        """Embed prompts in batches, as the semantic layer would, and memoise them, so
+        storing or looking them up next does not embed them one by one. The memo keeps
+        the last 1,024 texts: bulk loads go in chunks of at most that many.
+
+        Example:
+            >>> vectors = cache.embed_many(["What's your refund policy?", "Hi"])  # doctest: +SKIP
+        """
+        limit = self._core.settings.max_embed_chars
+        keys = [self._core.settings.normalizer(t)[:limit] for t in texts]
+        todo = sorted({k for k in keys if self._memo.get(k) is None})
+        if todo:
+            fresh = self.vectorizer.embed_many(todo, batch_size=batch_size)
+            for key, vector in zip(todo, fresh, strict=True):
+                self._memo.put(key, vector)
+        out: list[list[float]] = []
+        for key in keys:
+            vector = self._memo.get(key)
+            out.append(list(vector) if vector is not None else list(self._embed_sync(key)))
+        return out
+
+    def warm(
+        self,
+        pairs: Iterable[tuple[str, str]],
+        scope: Scope | None = None,
+        *,
+        batch_size: int = 64,
+        progress: bool = True,
+        ttl: float | bool | None = True,
+        tokens: int = 0,
+        semantic: bool = True,
+    ) -> int:
+        """Bulk-load ``(prompt, response)`` pairs under ``scope``: the prompts are embedded
+        ``batch_size`` at a time (``vectorizer.embed_many``) and each batch is written in
+        one pipelined round trip, each entry atomically. Several times faster than
+        :meth:`store` in a loop. Shows a tqdm progress bar unless ``progress=False``.
+
+        Returns how many entries were written (pairs the TTL policy declines are
+        skipped). Unlike :meth:`store` it is not fail-open: it raises
+        :class:`CacheError` if Redis fails, and embedding errors propagate; entries
+        written before an error stay.
+
+        Example:
+            >>> faq = [("What's your refund policy?", "30 days."), ("Do you ship abroad?", "Yes.")]
+            >>> cache.warm(faq, Scope(model="gpt-4o-mini"), progress=False)  # doctest: +SKIP
+            2
+        """
+        flow, bar = self._warm_flow(pairs, scope, batch_size, progress, ttl, tokens, semantic)
+        try:
+            return self._admin_run(flow)
+        finally:
+            bar.close()
+
+    async def awarm(
+        self,
+        pairs: Iterable[tuple[str, str]],
+        scope: Scope | None = None,
+        *,
+        batch_size: int = 64,
+        progress: bool = True,
+        ttl: float | bool | None = True,
+        tokens: int = 0,
+        semantic: bool = True,
+    ) -> int:
+        """Async :meth:`warm` (embeddings run in a worker thread)."""
+        flow, bar = self._warm_flow(pairs, scope, batch_size, progress, ttl, tokens, semantic)
+        try:
+            return await self._admin_arun(flow)
+        finally:
+            bar.close()
+
+    def _warm_flow(
+        self,
+        pairs: Iterable[tuple[str, str]],
+        scope: Scope | None,
+        batch_size: int,
+        progress: bool,
+        ttl: float | bool | None,
+        tokens: int,
+        semantic: bool,
+    ) -> tuple[Flow[int], Any]:
+        from tqdm.auto import tqdm
+
+        total = len(pairs) if isinstance(pairs, Sized) else None
+        bar = tqdm(total=total, disable=not progress, unit="entry", desc="paracache warm")
+        prepare = self._core.prepare_store
+        requests = (
+            prepare(p, r, scope, ttl=ttl, tokens=tokens, semantic=semantic and self._semantic)
+            for p, r in pairs
+        )
+        flow = self._core.warm_flow(requests, batch_size=batch_size, on_batch=bar.update)
+        return flow, bar
+
     def close(self) -> None:
-        """Release connections (the embedded server, if any, stops at exit)."""
-        self._client.close()
-        self._admin.close()
+        """Release connections (the embedded server, if any, stops at exit). A client
+        passed as ``redis_client=`` is the caller's to close."""
+        if self._own_clients:
+            self._client.close()
+            self._admin.close()
 
     async def aclose(self) -> None:
         """Release this event loop's connections."""
         loop = asyncio.get_running_loop()
         clients = self._aclients.pop(loop, None)
-        if clients:
+        if clients and self._own_clients:
             for c in clients:
                 await c.aclose()
 
@@ -432,12 +687,23 @@ class SemanticIndex:
     # ------------------------------------------------------------------ drivers
 
     def _run(self, flow: Flow[T]) -> T:
-        """Run a flow, performing its I/O with blocking calls."""
+        """Run a flow, performing its I/O with blocking calls, within the time budget:
+        once ``2 * timeout`` seconds have gone into Redis calls, the next one fails at once."""
+        spent = 0.0
         try:
             op = next(flow)
             while True:
                 try:
-                    result = self._perform(op, self._client)
+                    if isinstance(op, Embed):  # bounded by embed_timeout instead
+                        result = self._perform(op, self._client)
+                    else:
+                        if spent >= 2 * self._timeout:
+                            raise redis.TimeoutError("paracache: time budget spent")
+                        started = time.perf_counter()
+                        try:
+                            result = self._perform(op, self._client)
+                        finally:
+                            spent += time.perf_counter() - started
                 except Exception as exc:
                     op = flow.throw(exc)
                 else:
@@ -446,14 +712,25 @@ class SemanticIndex:
             return cast(T, stop.value)
 
     async def _arun(self, flow: Flow[T], admin: bool = False) -> T:
-        """Run a flow, performing its I/O without blocking the event loop."""
+        """Run a flow, performing its I/O without blocking the event loop (within the
+        time budget, as :meth:`_run`)."""
         client, admin_client = self._async_clients()
         target = admin_client if admin else client
+        spent = 0.0
         try:
             op = next(flow)
             while True:
                 try:
-                    result = await self._aperform(op, target)
+                    if admin or isinstance(op, Embed):
+                        result = await self._aperform(op, target)
+                    else:
+                        if spent >= 2 * self._timeout:
+                            raise redis.TimeoutError("paracache: time budget spent")
+                        started = time.perf_counter()
+                        try:
+                            result = await self._aperform(op, target)
+                        finally:
+                            spent += time.perf_counter() - started
                 except Exception as exc:
                     op = flow.throw(exc)
                 else:
@@ -487,6 +764,8 @@ class SemanticIndex:
             return cast(Any, client).execute_command(*op.args)
         if isinstance(op, Embed):
             return self._embed_sync(op.text)
+        if isinstance(op, EmbedMany):
+            return self.vectorizer.embed_many(list(op.texts), batch_size=_EMBED_BATCH)
         if isinstance(op, Batch):
             pipe = client.pipeline(transaction=op.transaction)
             for args in op.calls:
@@ -505,6 +784,8 @@ class SemanticIndex:
             return await cast(Any, client).execute_command(*op.args)
         if isinstance(op, Embed):
             return await self._embed_async(op.text)
+        if isinstance(op, EmbedMany):
+            return await self.vectorizer.aembed_many(list(op.texts), batch_size=_EMBED_BATCH)
         if isinstance(op, Batch):
             pipe = client.pipeline(transaction=op.transaction)
             for args in op.calls:
@@ -518,7 +799,7 @@ class SemanticIndex:
                 await index.create(overwrite=False)
             except Exception as exc:
                 if not _already_exists(exc):
-                    raise
+                    raise _as_redis_error(exc) from exc
             return None
         raise TypeError(f"unknown operation {op!r}")
 
@@ -527,11 +808,13 @@ class SemanticIndex:
     def _embed_sync(self, text: str) -> Sequence[float]:
         vec = self._memo.get(text)
         if vec is None:
-            if self._embed_timeout is None:
+            if self._embed_timeout is None or isinstance(self.vectorizer, MiniLMVectorizer):
+                # The offline model does bounded CPU work (input capped at max_chars) and
+                # cannot hang on I/O: run it here. A hop to a pool thread would cost more
+                # (about 0.1 ms, several ms on a busy machine) than the bound protects.
                 vec = self.vectorizer.embed(text)
             else:  # a stuck embedder costs the caller embed_timeout, never more
-                future = _embed_pool().submit(self.vectorizer.embed, text)
-                vec = future.result(timeout=self._embed_timeout)
+                vec = _embed_bounded(self.vectorizer.embed, text, self._embed_timeout)
             self._memo.put(text, vec)
         return vec
 
@@ -567,6 +850,10 @@ class SemanticIndex:
         if clients is None:
             with self._alock:
                 clients = self._aclients.get(loop)
+                if clients is None and not self._own_clients:
+                    user = self._user_clients[1] or _derive_async(self._user_clients[0])
+                    clients = (user, user)
+                    self._aclients[loop] = clients
                 if clients is None:
                     clients = (
                         aioredis.Redis.from_url(
@@ -602,9 +889,14 @@ class SemanticIndex:
         try:
             self._perform(EnsureIndex(), self._admin)
             self._core.index_ready = True
-        except redis.RedisError as exc:
+        except Exception as exc:  # e.g. redisvl's RedisSearchError on an ACL refusal
             logger.warning("paracache: could not create the index yet: %r", exc)
 
+
+#: Texts per model call in a warm-up: the offline model sorts by length, and small
+#: batches of similar length waste the least padding (175 texts/s at 16 against 115 at
+#: 64 and 26 as one unsorted batch of 768, on the benchmark machine).
+_EMBED_BATCH = 16
 
 _POOL: concurrent.futures.ThreadPoolExecutor | None = None
 _POOL_LOCK = threading.Lock()
@@ -616,9 +908,101 @@ def _embed_pool() -> concurrent.futures.ThreadPoolExecutor:
     with _POOL_LOCK:
         if _POOL is None:
             _POOL = concurrent.futures.ThreadPoolExecutor(
-                max_workers=4, thread_name_prefix="paracache-embed"
+                max_workers=_EMBED_WORKERS, thread_name_prefix="paracache-embed"
             )
         return _POOL
+
+
+_EMBED_WORKERS = 4
+#: One slot per pool thread: a job is only queued when a thread is free to run it, so
+#: stuck embeddings never pile up behind each other (a caller waits for a slot within
+#: its own embed_timeout, then gives up: a miss).
+_EMBED_SLOTS = threading.BoundedSemaphore(_EMBED_WORKERS)
+
+
+def _embed_bounded(embed: Callable[[str], Any], text: str, timeout: float) -> Any:
+    started = time.monotonic()
+    if not _EMBED_SLOTS.acquire(timeout=timeout):
+        raise TimeoutError(f"no embedding slot free within {timeout:g}s (embedder stuck?)")
+    try:
+        future = _embed_pool().submit(embed, text)
+    except BaseException:
+        _EMBED_SLOTS.release()
+        raise
+    future.add_done_callback(lambda _: _EMBED_SLOTS.release())
+    return future.result(timeout=max(0.0, timeout - (time.monotonic() - started)))
+
+
+def _check_user_clients(sync: Any, async_: Any) -> tuple[Any, Any]:
+    """Validate ``redis_client=``/``async_redis_client=`` (byte replies needed: entries
+    hold binary vectors)."""
+    from redis.asyncio.cluster import RedisCluster as AsyncCluster
+    from redis.cluster import RedisCluster
+
+    if not isinstance(sync, (redis.Redis, RedisCluster)):
+        raise TypeError(
+            f"redis_client must be a redis.Redis or redis.cluster.RedisCluster, got {sync!r}"
+        )
+    if async_ is not None and not isinstance(async_, (aioredis.Redis, AsyncCluster)):
+        raise TypeError(
+            "async_redis_client must be a redis.asyncio.Redis or "
+            f"redis.asyncio.cluster.RedisCluster, got {async_!r}"
+        )
+    for client in (sync, async_):
+        if client is not None and _connection_kwargs(client).get("decode_responses"):
+            raise ValueError("paracache needs a client with decode_responses=False")
+    return sync, async_
+
+
+def _connection_kwargs(client: Any) -> dict[str, Any]:
+    pool = getattr(client, "connection_pool", None)
+    if pool is not None:
+        return dict(pool.connection_kwargs)
+    manager = getattr(client, "nodes_manager", None)  # a cluster client
+    return dict(getattr(manager, "connection_kwargs", None) or {})
+
+
+def _client_url(client: Any) -> str:
+    """A password-free URL naming where ``client`` connects (for messages and logs)."""
+    kwargs = _connection_kwargs(client)
+    if "host" not in kwargs and hasattr(client, "get_default_node"):
+        node = client.get_default_node()
+        kwargs = {**kwargs, "host": node.host, "port": node.port}
+    if "path" in kwargs:
+        return f"unix://{kwargs['path']}"
+    scheme = "rediss" if kwargs.get("ssl") or "ssl_keyfile" in kwargs else "redis"
+    return f"{scheme}://{kwargs.get('host', 'localhost')}:{kwargs.get('port', 6379)}"
+
+
+def _derive_async(client: Any) -> Any:
+    """An asyncio twin of a caller's sync client: same server, credentials and options.
+
+    For a ``redis.cluster.RedisCluster`` this starts from its default node and lets the
+    async cluster client discover the rest (not tested against a real cluster).
+    """
+    import inspect
+
+    from redis.asyncio.cluster import RedisCluster as AsyncCluster
+
+    kwargs = _connection_kwargs(client)
+    for sync_only in ("retry", "redis_connect_func", "connection_pool"):
+        kwargs.pop(sync_only, None)  # async clients take their own
+    if hasattr(client, "get_default_node"):
+        node = client.get_default_node()
+        accepted = inspect.signature(AsyncCluster.__init__).parameters
+        options = {k: v for k, v in kwargs.items() if k in accepted and k not in ("host", "port")}
+        return AsyncCluster(host=node.host, port=node.port, **options)
+    sync_class = client.connection_pool.connection_class
+    async_class = {
+        redis.SSLConnection: aioredis.SSLConnection,
+        redis.UnixDomainSocketConnection: aioredis.UnixDomainSocketConnection,
+    }.get(sync_class, aioredis.Connection)
+    names: set[str] = set()
+    for base in cast(Any, async_class).__mro__:
+        names |= set(inspect.signature(base.__init__).parameters)
+    options = {k: v for k, v in kwargs.items() if k in names}
+    pool = aioredis.ConnectionPool(connection_class=async_class, **options)
+    return aioredis.Redis(connection_pool=pool)
 
 
 def _create_quietly(create: Callable[..., Any]) -> None:
@@ -626,7 +1010,18 @@ def _create_quietly(create: Callable[..., Any]) -> None:
         create(overwrite=False)
     except Exception as exc:
         if not _already_exists(exc):
-            raise
+            raise _as_redis_error(exc) from exc
+
+
+def _as_redis_error(exc: Exception) -> Exception:
+    """RedisVL wraps Redis failures in its own errors: unwrap them, so administrative
+    calls raise :class:`CacheError` for them like for any other Redis failure."""
+    if isinstance(exc, redis.RedisError):
+        return exc
+    cause = exc.__cause__
+    if isinstance(cause, redis.RedisError):
+        return cause
+    return redis.RedisError(str(exc))
 
 
 def _already_exists(exc: BaseException) -> bool:

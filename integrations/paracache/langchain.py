@@ -179,7 +179,12 @@ def _dump_generations(generations: Sequence[Generation]) -> tuple[str, int]:
             items.append({
                 "kind": "text", "text": gen.text, "generation_info": gen.generation_info,
             })
-    return json.dumps({"v": 1, "generations": items}, ensure_ascii=False), tokens
+    payload = json.dumps({"v": 1, "generations": items}, ensure_ascii=False)
+    try:
+        payload.encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates survive as \ud800 escapes, exactly
+        payload = json.dumps({"v": 1, "generations": items})
+    return payload, tokens
 
 
 def _load_generations(payload: str) -> list[Generation]:

@@ -13,11 +13,14 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import logging
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
-__all__ = ["CacheStats", "Recorder"]
+__all__ = ["CacheStats", "MetricEvent", "Recorder"]
+
+logger = logging.getLogger("paracache")
 
 #: How many recent latencies are kept per outcome for the percentiles.
 WINDOW = 10_000
@@ -81,12 +84,68 @@ class CacheStats:
         return out
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class MetricEvent:
+    """One thing a :class:`Recorder` counted, as handed to its listeners.
+
+    ``kind`` is ``lookup`` (``outcome``: exact, semantic, miss, bypass, error), ``error``
+    (``outcome``: the error kind), ``rejection`` (``outcome``: the guard's reason) or
+    ``write`` (``outcome``: written, dropped, skipped). ``seconds`` is the operation's
+    duration when known, ``tokens`` what a hit saved, ``similarity`` a lookup's best
+    in-scope similarity (``None`` when there was no candidate).
+    """
+
+    kind: str
+    outcome: str
+    seconds: float = 0.0
+    tokens: int = 0
+    similarity: float | None = None
+
+
+Listener = Callable[[MetricEvent], None]
+
+
 class Recorder:
-    """Collects the metrics; one per cache instance, safe to share across threads."""
+    """Collects the metrics; one per cache instance, safe to share across threads.
+
+    Listeners (:meth:`add_listener`) see every event as it is recorded, e.g. to export
+    it to Prometheus or OpenTelemetry (:mod:`paracache.observability`). With none
+    attached, recording costs nothing extra.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        self._listeners: tuple[Listener, ...] = ()
         self.reset()
+
+    def add_listener(self, listener: Listener) -> None:
+        """Call ``listener`` with a :class:`MetricEvent` for everything recorded.
+
+        Listeners run synchronously in the caller's thread (or task), so they must be
+        quick; one that raises is logged and otherwise ignored.
+        """
+        if not callable(listener):
+            raise TypeError("listener must be callable")
+        with self._lock:
+            if listener not in self._listeners:
+                self._listeners = (*self._listeners, listener)
+
+    def remove_listener(self, listener: Listener) -> None:
+        """Stop calling ``listener`` (no error if it was not attached)."""
+        with self._lock:
+            self._listeners = tuple(x for x in self._listeners if x != listener)
+
+    @property
+    def listeners(self) -> tuple[Listener, ...]:
+        """The attached listeners."""
+        return self._listeners
+
+    def _emit(self, event: MetricEvent) -> None:
+        for listener in self._listeners:
+            try:
+                listener(event)
+            except Exception as exc:  # an exporter must never break the cache
+                logger.warning("paracache: metrics listener raised: %r", exc)
 
     def reset(self) -> None:
         """Forget everything recorded so far."""
@@ -97,8 +156,15 @@ class Recorder:
             self._hit_lat: collections.deque[float] = collections.deque(maxlen=WINDOW)
             self._miss_lat: collections.deque[float] = collections.deque(maxlen=WINDOW)
 
-    def lookup(self, outcome: str, seconds: float, tokens: int = 0) -> None:
-        """Record one lookup: ``outcome`` is exact, semantic, miss or bypass."""
+    def lookup(
+        self, outcome: str, seconds: float, tokens: int = 0, similarity: float | None = None
+    ) -> None:
+        """Record one lookup: ``outcome`` is exact, semantic, miss, bypass or error."""
+        self._lookup(outcome, seconds, tokens)
+        if self._listeners:
+            self._emit(MetricEvent("lookup", outcome, seconds, max(0, tokens), similarity))
+
+    def _lookup(self, outcome: str, seconds: float, tokens: int) -> None:
         with self._lock:
             self._counts["lookups"] += 1
             if outcome == "exact":
@@ -120,18 +186,24 @@ class Recorder:
         with self._lock:
             self._counts["errors"] += 1
             self._errors[kind] += 1
+        if self._listeners:
+            self._emit(MetricEvent("error", kind))
 
     def rejection(self, reason: str) -> None:
         """Record a candidate refused by a guard."""
         with self._lock:
             self._counts["rejections"] += 1
             self._rejections[reason] += 1
+        if self._listeners:
+            self._emit(MetricEvent("rejection", reason))
 
-    def write(self, outcome: str) -> None:
+    def write(self, outcome: str, seconds: float = 0.0) -> None:
         """Record a store: ``outcome`` is written, dropped or skipped."""
         key = {"written": "writes", "dropped": "writes_dropped", "skipped": "writes_skipped"}
         with self._lock:
             self._counts[key[outcome]] += 1
+        if self._listeners:
+            self._emit(MetricEvent("write", outcome, seconds))
 
     def snapshot(self, breaker_state: str = "closed") -> CacheStats:
         """The current numbers as an immutable :class:`CacheStats`."""

@@ -20,10 +20,13 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
+import math
 import re
+from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["HNSW", "SCHEMA_VERSION", "Layout"]
+__all__ = ["HNSW", "SCHEMA_VERSION", "Layout", "entry_problem"]
 
 SCHEMA_VERSION = "1"
 _NAMESPACE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -107,6 +110,11 @@ class Layout:
         """The Redis key of one entry."""
         return self.prefix + entry_id
 
+    @property
+    def vector_bytes(self) -> int:
+        """Size of one stored vector in bytes."""
+        return self.dims * (2 if self.dtype == "float16" else 4)
+
     def schema_dict(self) -> dict[str, Any]:
         """The RedisVL ``IndexSchema`` definition (hash storage).
 
@@ -141,3 +149,76 @@ class Layout:
                 },
             ],
         }
+
+
+# --------------------------------------------------------------------------- validation
+
+_HEX32 = re.compile(rb"^[0-9a-f]{32}$")
+_HEX16 = re.compile(rb"^[0-9a-f]{16}$")
+_NUMBER_FIELDS = ("created_at", "hit_count", "tokens", "ttl")
+_DIGEST_FIELDS = ("tenant", "model", "corpus")
+
+
+def _json_object(value: bytes | None) -> bool:
+    if value is None:
+        return False
+    try:
+        return isinstance(json.loads(value.decode("utf-8")), dict)
+    except (ValueError, RecursionError):
+        return False
+
+
+def _number(value: bytes | None) -> bool:
+    if value is None:
+        return False
+    try:
+        number = float(value)
+    except ValueError:
+        return False
+    return math.isfinite(number) and number >= 0
+
+
+def entry_problem(
+    fields: Mapping[bytes, bytes], *, full: bool = True, vector_bytes: int | None = None
+) -> str | None:
+    """Why a stored entry (its hash fields, as bytes) cannot be served, or ``None``.
+
+    ``full=False`` checks what a lookup reads back (the KNN query returns a subset of
+    the fields); ``full=True`` also checks the scope JSON. Given ``vector_bytes``, a
+    vector present must have that size. Extra fields are allowed; an entry without a
+    vector is valid (it serves the exact layer only).
+    Lookups skip a failing entry (counted as ``corrupt_entry``);
+    :meth:`paracache.SemanticIndex.repair` deletes it.
+
+    Example:
+        >>> entry_problem({b"v": b"0"})
+        'schema version 0'
+    """
+    version = fields.get(b"v")
+    if version != SCHEMA_VERSION.encode():
+        shown = "missing" if version is None else version[:16].decode("utf-8", "replace")
+        return f"schema version {shown}"
+    for name in ("prompt", "response"):
+        value = fields.get(name.encode())
+        if value is None:
+            return f"no {name} field"
+        try:
+            value.decode("utf-8")
+        except UnicodeDecodeError:
+            return f"undecodable {name}"
+    if not _HEX32.match(fields.get(b"scope", b"")):
+        return "bad scope digest"
+    if not _json_object(fields.get(b"metadata", b"{}")):
+        return "metadata is not a JSON object"
+    for name in _NUMBER_FIELDS:
+        if not _number(fields.get(name.encode())):
+            return f"bad {name}"
+    for name in _DIGEST_FIELDS:
+        if not _HEX16.match(fields.get(name.encode(), b"")):
+            return f"bad {name} digest"
+    if full and not _json_object(fields.get(b"scope_json")):
+        return "scope_json is not a JSON object"
+    vector = fields.get(b"embedding")
+    if vector is not None and vector_bytes is not None and len(vector) != vector_bytes:
+        return f"vector of {len(vector)} bytes, the index needs {vector_bytes}"
+    return None

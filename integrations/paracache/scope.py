@@ -160,7 +160,11 @@ class Scope:
 
     def digest(self) -> str:
         """The digest every lookup filters on: equal digests mean equal scopes."""
-        return digest("scope/v1", self.as_dict())
+        cached: str | None = self.__dict__.get("_digest")
+        if cached is None:  # a scope is frozen (private copies), so its digest is too
+            cached = digest("scope/v1", self.as_dict())
+            object.__setattr__(self, "_digest", cached)
+        return cached
 
     def replace(self, **changes: Any) -> Scope:
         """A copy with some attributes changed.
