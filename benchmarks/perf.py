@@ -57,8 +57,8 @@ from redisvl.extensions.cache.llm import SemanticCache as RVLSemanticCache
 from redisvl.extensions.cache.llm.schema import CacheEntry
 
 from paracache import Normalizer, Scope, SemanticIndex, TTLPolicy
-from paracache.core import search_rows
 from paracache.embedded import EmbeddedRedis
+from paracache.protocol import search_rows
 from paracache.vectorizers import MiniLMVectorizer
 
 HERE = Path(__file__).resolve().parent

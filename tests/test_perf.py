@@ -11,8 +11,9 @@ import pytest
 import redis
 
 from paracache import CacheError, Scope, SemanticIndex
-from paracache.core import EXACT, Call, Embed, EmbedMany, HybridTuner
 from paracache.embedded import EmbeddedRedis
+from paracache.policy import HybridTuner
+from paracache.protocol import EXACT, Call, Embed, EmbedMany
 
 PAIRS = [
     ("What's your refund policy?", "Refunds within 30 days."),

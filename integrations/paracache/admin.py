@@ -27,7 +27,8 @@ from typing import Any, TypeVar, cast
 
 import redis
 
-from .core import Batch, CacheError, Call, EntryInfo, Flow, entries_flow, search_rows
+from .core import CacheError, EntryInfo, entries_flow
+from .protocol import Batch, Call, Flow, search_rows
 from .scope import digest
 
 __all__ = [

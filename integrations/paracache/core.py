@@ -1,10 +1,11 @@
 """The cache's logic without I/O: what to ask Redis and the embedder, and what answers mean.
 
-Every operation is a *flow*: a generator that yields the I/O it needs (:class:`Call`,
-:class:`Batch`, :class:`Embed`, :class:`EnsureIndex`) and receives the result (or has the
-error thrown into it). :mod:`paracache.index` runs the same flows with a blocking
-driver and an asyncio driver, so the sync and async twins cannot drift apart, and all
-decisions (scoping, thresholds, fail-open, the circuit breaker, metrics) live here once.
+Every operation is a *flow*: a generator that yields the I/O it needs (the requests of
+:mod:`paracache.protocol`: ``Call``, ``Batch``, ``Embed``, ``EnsureIndex``) and receives
+the result (or has the error thrown into it). :mod:`paracache.index` runs the same flows
+with a blocking driver and an asyncio driver, so the sync and async twins cannot drift
+apart, and all decisions (scoping, thresholds, fail-open, the circuit breaker, metrics)
+live here once.
 
 Example (driving a flow by hand, as the tests do):
     >>> # flow = core.lookup_flow(core.prepare_lookup("hi", Scope()))
@@ -16,20 +17,35 @@ from __future__ import annotations
 
 import contextvars
 import dataclasses
-import hashlib
 import itertools
 import json
 import logging
 import math
 import threading
 import time
-from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Literal, TypeVar, cast
 
 import numpy as np
 
 from .metrics import Recorder
-from .policy import CircuitBreaker, Normalizer, TTLPolicy
+from .policy import CircuitBreaker, HybridTuner, Normalizer, TTLPolicy
+from .protocol import (
+    EXACT,
+    PUT,
+    Batch,
+    Call,
+    Embed,
+    EmbedMany,
+    EnsureIndex,
+    Flow,
+    _as_fields,
+    _flatten,
+    _missing_index,
+    run_script,
+    search_rows,
+    write_refused,
+)
 from .schema import SCHEMA_VERSION, Layout, entry_problem
 from .scope import Scope, canonical_json, digest
 
@@ -66,48 +82,6 @@ class CacheError(RuntimeError):
 
 class EmbeddingError(RuntimeError):
     """The vectorizer failed or returned something that is not a usable vector."""
-
-
-# --------------------------------------------------------------------------- I/O requests
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Call:
-    """One Redis command, e.g. ``Call(("HGETALL", key))``."""
-
-    args: tuple[Any, ...]
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Batch:
-    """Several Redis commands in one round trip (``MULTI``/``EXEC`` if ``transaction``)."""
-
-    calls: tuple[tuple[Any, ...], ...]
-    transaction: bool = False
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Embed:
-    """Embed one text with the cache's vectorizer; the answer is a sequence of floats."""
-
-    text: str
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class EmbedMany:
-    """Embed several texts in one batch (``vectorizer.embed_many``); the answer is a
-    sequence of vectors in the same order."""
-
-    texts: tuple[str, ...]
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class EnsureIndex:
-    """Create the search index if it does not exist yet."""
-
-
-Op = Call | Batch | Embed | EmbedMany | EnsureIndex
-Flow = Generator[Op, Any, T]
 
 
 # --------------------------------------------------------------------------- results
@@ -332,136 +306,6 @@ def _text(raw: Mapping[bytes, bytes], field: str, default: str = "") -> str:
 def _num(raw: Mapping[bytes, bytes], field: str) -> float:
     value = raw.get(field.encode())
     return float(value) if value not in (None, b"") else 0.0
-
-
-# Reading an entry and counting its hit in one round trip (the exact layer, and the
-# winner of the semantic layer): read the entry and, if it is an entry of this schema
-# version and of the asker's scope, count the hit. A key that expired in between reads
-# as empty and is not touched (a bare HINCRBY would create a torn, TTL-less hash).
-# Returns the fields as they were before the hit (``hit_count`` = hits before this one).
-# ARGV: scope digest, now, sliding ('1' refreshes the entry's own TTL), schema version.
-_EXACT = """
-local fields = redis.call('HGETALL', KEYS[1])
-local scope, ttl, v
-for i = 1, #fields, 2 do
-  local name = fields[i]
-  if name == 'scope' then scope = fields[i + 1]
-  elseif name == 'ttl' then ttl = tonumber(fields[i + 1])
-  elseif name == 'v' then v = fields[i + 1] end
-end
-if scope == ARGV[1] and v == ARGV[4] then
-  redis.call('HINCRBY', KEYS[1], 'hit_count', 1)
-  redis.call('HSET', KEYS[1], 'last_hit_at', ARGV[2])
-  if ARGV[3] == '1' and ttl and ttl > 0 then redis.call('EXPIRE', KEYS[1], ttl) end
-end
-return fields
-"""
-
-
-class Script:
-    """A Lua script run with ``EVALSHA`` (falling back to ``EVAL`` on ``NOSCRIPT``)."""
-
-    __slots__ = ("sha", "source")
-
-    def __init__(self, source: str) -> None:
-        self.source = source
-        self.sha = hashlib.sha1(source.encode()).hexdigest()
-
-
-# One entry written atomically (a bulk warm-up pipelines many): ARGV[1] is the TTL in
-# seconds (0: none), then field/value pairs.
-_PUT = """
-redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[1], unpack(ARGV, 2))
-local ttl = tonumber(ARGV[1])
-if ttl and ttl > 0 then redis.call('EXPIRE', KEYS[1], ttl) end
-return 1
-"""
-
-EXACT = Script(_EXACT)
-PUT = Script(_PUT)
-
-
-def run_script(script: Script, keys: Sequence[str], *args: Any) -> Flow[Any]:
-    """Run ``script`` by its SHA (no script text on the wire); load it on ``NOSCRIPT``."""
-    try:
-        return (yield Call(("EVALSHA", script.sha, len(keys), *keys, *args)))
-    except Exception as exc:  # redis-py: NoScriptError("No matching script...")
-        if "noscript" not in f"{type(exc).__name__} {exc}".lower().replace(" ", ""):
-            raise
-    return (yield Call(("EVAL", script.source, len(keys), *keys, *args)))
-
-
-class HybridTuner:
-    """Per scope, whether to ask RediSearch for filtered HNSW batches, learned from timings.
-
-    A KNN query pre-filtered on a scope runs either as brute force over the scope's
-    entries (``ADHOC_BF``) or as HNSW search in batches, filtered as it goes
-    (``BATCHES``); RediSearch picks one with a built-in model. When one scope holds most
-    of a small or mid-sized index (one model, one system prompt: a common case) it picks
-    brute force, several times slower than batches here (about 2 ms against 0.2-0.5 ms
-    at 10 k entries); for a scope that holds a small share, batches are far worse
-    (10-25 ms). So RediSearch chooses until a scope's searches are slow (moving average
-    above ``slow`` seconds over at least ``min_samples``), which can only happen for a
-    large scope; then batches are tried and kept while they are faster, and the other
-    policy is measured again every ``recheck`` lookups of that scope.
-
-    Example:
-        >>> tuner = HybridTuner(slow=0.001, min_samples=2)
-        >>> for _ in range(2):
-        ...     tuner.record("s", tuner.choose("s"), 0.002)
-        >>> tuner.choose("s")
-        'BATCHES'
-    """
-
-    _ALPHA = 0.2
-
-    def __init__(
-        self,
-        slow: float = 0.0008,
-        *,
-        min_samples: int = 5,
-        recheck: int = 1000,
-        maxsize: int = 4096,
-    ) -> None:
-        self.slow = slow
-        self.min_samples = min_samples
-        self.recheck = recheck
-        self.maxsize = maxsize
-        # scope -> [ewma without a policy, samples, ewma with BATCHES, lookups]
-        self._stats: dict[str, list[Any]] = {}
-        self._lock = threading.Lock()
-
-    def choose(self, scope: str) -> str | None:
-        """``"BATCHES"`` or ``None`` (RediSearch chooses) for the next search in ``scope``."""
-        with self._lock:
-            st = self._stats.get(scope)
-            if st is None:
-                return None
-            st[3] += 1
-            auto, samples, batches, n = st
-            if samples < self.min_samples or auto <= self.slow:
-                return None
-            if batches is None:
-                return "BATCHES"
-            faster = "BATCHES" if batches < auto else None
-            if n % self.recheck == 0:  # measure the other one again
-                return None if faster else "BATCHES"
-            return faster
-
-    def record(self, scope: str, policy: str | None, seconds: float) -> None:
-        """Account one search's round trip."""
-        with self._lock:
-            st = self._stats.get(scope)
-            if st is None:
-                if len(self._stats) >= self.maxsize:
-                    self._stats.pop(next(iter(self._stats)))
-                st = self._stats[scope] = [None, 0, None, 0]
-            slot = 2 if policy else 0
-            old = st[slot]
-            st[slot] = seconds if old is None else old + self._ALPHA * (seconds - old)
-            if not policy:
-                st[1] += 1
 
 
 class Core:
@@ -1200,69 +1044,9 @@ def entries_flow(index_name: str, limit: int = 20) -> Flow[list[EntryInfo]]:
     return out
 
 
-def _flatten(mapping: Mapping[str, Any]) -> list[Any]:
-    out: list[Any] = []
-    for k, v in mapping.items():
-        out.extend((k, v))
-    return out
-
-
-def _as_fields(raw: Any) -> dict[bytes, bytes]:
-    if isinstance(raw, dict):
-        return {_b(k): _b(v) for k, v in raw.items()}
-    items = list(raw)
-    return {_b(items[i]): _b(items[i + 1]) for i in range(0, len(items) - 1, 2)}
-
-
-def _b(value: Any) -> bytes:
-    return value if isinstance(value, bytes) else str(value).encode("utf-8", "surrogatepass")
-
-
-def search_rows(raw: Any) -> tuple[int, list[tuple[str, dict[bytes, bytes]]]]:
-    """``(total, [(key, fields), ...])`` from an ``FT.SEARCH`` reply, RESP2 or RESP3."""
-    if isinstance(raw, dict):  # RESP3: {total_results, results: [{id, extra_attributes}]}
-        raw = {_b(k).decode(): v for k, v in raw.items()}
-        rows = [
-            (
-                _b(r[b"id"] if b"id" in r else r["id"]).decode(),
-                _as_fields(r.get(b"extra_attributes", r.get("extra_attributes")) or {}),
-            )
-            for r in raw.get("results", [])
-        ]
-        return int(raw.get("total_results", 0)), rows
-    total, rest = int(raw[0]), list(raw[1:])
-    if rest and all(not isinstance(x, list) for x in rest):  # NOCONTENT: keys only
-        return total, [(_b(k).decode(), {}) for k in rest]
-    return total, [
-        (_b(rest[i]).decode(), _as_fields(rest[i + 1])) for i in range(0, len(rest) - 1, 2)
-    ]
-
-
 def parse_search(raw: Any) -> list[Candidate]:
     """The KNN candidates of an ``FT.SEARCH`` reply (similarity = 1 - cosine distance)."""
     return [
         Candidate(key=key, similarity=1.0 - float(fields.get(b"__dist", b"2")), fields=fields)
         for key, fields in search_rows(raw)[1]
     ]
-
-
-def write_refused(exc: BaseException) -> str | None:
-    """``"oom"``, ``"readonly"`` or ``"misconf"`` if Redis refused a write while up.
-
-    Out of memory under ``noeviction``, a read-only replica, a failing persistence
-    (``MISCONF``): the server still answers lookups, so these are not breaker failures.
-    """
-    names = {cls.__name__ for cls in type(exc).__mro__}  # redis-py's classes, by name
-    text = str(exc)
-    if "OutOfMemoryError" in names or "command not allowed when used memory" in text:
-        return "oom"
-    if "ReadOnlyError" in names or "read only replica" in text:
-        return "readonly"
-    if "MISCONF" in text:
-        return "misconf"
-    return None
-
-
-def _missing_index(exc: BaseException) -> bool:
-    text = str(exc).lower()
-    return "no such index" in text or "unknown index name" in text

@@ -33,17 +33,11 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from .core import (
-    Batch,
     CacheError,
     CacheHit,
-    Call,
     Candidate,
     Core,
-    Embed,
-    EmbedMany,
-    EnsureIndex,
     EntryInfo,
-    Flow,
     LookupRequest,
     Settings,
     Verdict,
@@ -53,6 +47,7 @@ from .core import (
 from .guards import Guards
 from .metrics import CacheStats, Recorder
 from .policy import CircuitBreaker, Normalizer, TTLPolicy
+from .protocol import Batch, Call, Embed, EmbedMany, EnsureIndex, Flow
 from .repair import RepairReport
 from .schema import HNSW, Layout
 from .scope import Scope

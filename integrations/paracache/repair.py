@@ -27,7 +27,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from .core import Batch, Call, Flow
+from .protocol import Batch, Call, Flow
 from .schema import SCHEMA_VERSION, entry_problem
 
 __all__ = ["RepairReport", "repair_flow"]

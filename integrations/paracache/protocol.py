@@ -1,0 +1,203 @@
+"""The vocabulary between the core and its drivers: I/O requests, Lua scripts, replies.
+
+The core's flows yield these requests; :mod:`paracache.index` performs them (blocking or
+asyncio) and sends back Redis's raw replies, which the helpers here read. Nothing here
+decides anything about caching.
+
+Example:
+    >>> Call(("HGETALL", "paracache:faq:v1:abc:e:123")).args[0]
+    'HGETALL'
+    >>> search_rows([1, b"k", [b"prompt", b"hi"]])
+    (1, [('k', {b'prompt': b'hi'})])
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from collections.abc import Generator, Mapping, Sequence
+from typing import Any, TypeVar
+
+__all__ = [
+    "EXACT",
+    "PUT",
+    "Batch",
+    "Call",
+    "Embed",
+    "EmbedMany",
+    "EnsureIndex",
+    "Flow",
+    "Op",
+    "Script",
+    "run_script",
+    "search_rows",
+    "write_refused",
+]
+
+T = TypeVar("T")
+
+
+# --------------------------------------------------------------------------- I/O requests
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Call:
+    """One Redis command, e.g. ``Call(("HGETALL", key))``."""
+
+    args: tuple[Any, ...]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Batch:
+    """Several Redis commands in one round trip (``MULTI``/``EXEC`` if ``transaction``)."""
+
+    calls: tuple[tuple[Any, ...], ...]
+    transaction: bool = False
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Embed:
+    """Embed one text with the cache's vectorizer; the answer is a sequence of floats."""
+
+    text: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class EmbedMany:
+    """Embed several texts in one batch (``vectorizer.embed_many``); the answer is a
+    sequence of vectors in the same order."""
+
+    texts: tuple[str, ...]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class EnsureIndex:
+    """Create the search index if it does not exist yet."""
+
+
+Op = Call | Batch | Embed | EmbedMany | EnsureIndex
+Flow = Generator[Op, Any, T]
+
+
+# --------------------------------------------------------------------------- Lua scripts
+
+
+# Reading an entry and counting its hit in one round trip (the exact layer, and the
+# winner of the semantic layer): read the entry and, if it is an entry of this schema
+# version and of the asker's scope, count the hit. A key that expired in between reads
+# as empty and is not touched (a bare HINCRBY would create a torn, TTL-less hash).
+# Returns the fields as they were before the hit (``hit_count`` = hits before this one).
+# ARGV: scope digest, now, sliding ('1' refreshes the entry's own TTL), schema version.
+_EXACT = """
+local fields = redis.call('HGETALL', KEYS[1])
+local scope, ttl, v
+for i = 1, #fields, 2 do
+  local name = fields[i]
+  if name == 'scope' then scope = fields[i + 1]
+  elseif name == 'ttl' then ttl = tonumber(fields[i + 1])
+  elseif name == 'v' then v = fields[i + 1] end
+end
+if scope == ARGV[1] and v == ARGV[4] then
+  redis.call('HINCRBY', KEYS[1], 'hit_count', 1)
+  redis.call('HSET', KEYS[1], 'last_hit_at', ARGV[2])
+  if ARGV[3] == '1' and ttl and ttl > 0 then redis.call('EXPIRE', KEYS[1], ttl) end
+end
+return fields
+"""
+
+
+class Script:
+    """A Lua script run with ``EVALSHA`` (falling back to ``EVAL`` on ``NOSCRIPT``)."""
+
+    __slots__ = ("sha", "source")
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.sha = hashlib.sha1(source.encode()).hexdigest()
+
+
+# One entry written atomically (a bulk warm-up pipelines many): ARGV[1] is the TTL in
+# seconds (0: none), then field/value pairs.
+_PUT = """
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+local ttl = tonumber(ARGV[1])
+if ttl and ttl > 0 then redis.call('EXPIRE', KEYS[1], ttl) end
+return 1
+"""
+
+EXACT = Script(_EXACT)
+PUT = Script(_PUT)
+
+
+def run_script(script: Script, keys: Sequence[str], *args: Any) -> Flow[Any]:
+    """Run ``script`` by its SHA (no script text on the wire); load it on ``NOSCRIPT``."""
+    try:
+        return (yield Call(("EVALSHA", script.sha, len(keys), *keys, *args)))
+    except Exception as exc:  # redis-py: NoScriptError("No matching script...")
+        if "noscript" not in f"{type(exc).__name__} {exc}".lower().replace(" ", ""):
+            raise
+    return (yield Call(("EVAL", script.source, len(keys), *keys, *args)))
+
+
+# --------------------------------------------------------------------------- replies
+
+
+def _flatten(mapping: Mapping[str, Any]) -> list[Any]:
+    out: list[Any] = []
+    for k, v in mapping.items():
+        out.extend((k, v))
+    return out
+
+
+def _as_fields(raw: Any) -> dict[bytes, bytes]:
+    if isinstance(raw, dict):
+        return {_b(k): _b(v) for k, v in raw.items()}
+    items = list(raw)
+    return {_b(items[i]): _b(items[i + 1]) for i in range(0, len(items) - 1, 2)}
+
+
+def _b(value: Any) -> bytes:
+    return value if isinstance(value, bytes) else str(value).encode("utf-8", "surrogatepass")
+
+
+def search_rows(raw: Any) -> tuple[int, list[tuple[str, dict[bytes, bytes]]]]:
+    """``(total, [(key, fields), ...])`` from an ``FT.SEARCH`` reply, RESP2 or RESP3."""
+    if isinstance(raw, dict):  # RESP3: {total_results, results: [{id, extra_attributes}]}
+        raw = {_b(k).decode(): v for k, v in raw.items()}
+        rows = [
+            (
+                _b(r[b"id"] if b"id" in r else r["id"]).decode(),
+                _as_fields(r.get(b"extra_attributes", r.get("extra_attributes")) or {}),
+            )
+            for r in raw.get("results", [])
+        ]
+        return int(raw.get("total_results", 0)), rows
+    total, rest = int(raw[0]), list(raw[1:])
+    if rest and all(not isinstance(x, list) for x in rest):  # NOCONTENT: keys only
+        return total, [(_b(k).decode(), {}) for k in rest]
+    return total, [
+        (_b(rest[i]).decode(), _as_fields(rest[i + 1])) for i in range(0, len(rest) - 1, 2)
+    ]
+
+
+def write_refused(exc: BaseException) -> str | None:
+    """``"oom"``, ``"readonly"`` or ``"misconf"`` if Redis refused a write while up.
+
+    Out of memory under ``noeviction``, a read-only replica, a failing persistence
+    (``MISCONF``): the server still answers lookups, so these are not breaker failures.
+    """
+    names = {cls.__name__ for cls in type(exc).__mro__}  # redis-py's classes, by name
+    text = str(exc)
+    if "OutOfMemoryError" in names or "command not allowed when used memory" in text:
+        return "oom"
+    if "ReadOnlyError" in names or "read only replica" in text:
+        return "readonly"
+    if "MISCONF" in text:
+        return "misconf"
+    return None
+
+
+def _missing_index(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return "no such index" in text or "unknown index name" in text
