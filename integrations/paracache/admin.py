@@ -29,7 +29,7 @@ import redis
 
 from .core import CacheError, EntryInfo, entries_flow
 from .protocol import Batch, Call, Flow, search_rows
-from .scope import digest
+from .schema import filter_terms
 
 __all__ = [
     "IndexSummary",
@@ -143,11 +143,13 @@ def _group(raw: Any, field: str) -> list[dict[str, Any]]:
         except ValueError:
             sample = {}
         name = sample.get(field) if isinstance(sample, dict) else None
-        out.append({
-            field.removesuffix("_version"): name if isinstance(name, str) else "?",
-            "entries": int(_float(row.get("n")) or 0),
-            "hits": int(_float(row.get("hits")) or 0),
-        })
+        out.append(
+            {
+                field.removesuffix("_version"): name if isinstance(name, str) else "?",
+                "entries": int(_float(row.get("n")) or 0),
+                "hits": int(_float(row.get("hits")) or 0),
+            }
+        )
     return out
 
 
@@ -161,15 +163,45 @@ def index_summary_flow(index_name: str, breakdown: int = 20) -> Flow[IndexSummar
     by_model: list[dict[str, Any]] = []
     memory: int | None = None
     if entries:
-        total = yield Call((
-            "FT.AGGREGATE", index_name, "*", "LOAD", 2, "@hit_count", "@tokens",
-            "GROUPBY", 0,
-            "REDUCE", "SUM", 1, "@hit_count", "AS", "hits",
-            "REDUCE", "SUM", 1, "@tokens", "AS", "tokens",
-            "REDUCE", "MIN", 1, "@created_at", "AS", "oldest",
-            "REDUCE", "MAX", 1, "@created_at", "AS", "newest",
-            "DIALECT", 2,
-        ))
+        total = yield Call(
+            (
+                "FT.AGGREGATE",
+                index_name,
+                "*",
+                "LOAD",
+                2,
+                "@hit_count",
+                "@tokens",
+                "GROUPBY",
+                0,
+                "REDUCE",
+                "SUM",
+                1,
+                "@hit_count",
+                "AS",
+                "hits",
+                "REDUCE",
+                "SUM",
+                1,
+                "@tokens",
+                "AS",
+                "tokens",
+                "REDUCE",
+                "MIN",
+                1,
+                "@created_at",
+                "AS",
+                "oldest",
+                "REDUCE",
+                "MAX",
+                1,
+                "@created_at",
+                "AS",
+                "newest",
+                "DIALECT",
+                2,
+            )
+        )
         rows = _aggregate_rows(total)
         if rows:
             hits = int(_float(rows[0].get("hits")) or 0)
@@ -180,19 +212,59 @@ def index_summary_flow(index_name: str, breakdown: int = 20) -> Flow[IndexSummar
             ("tenant", "@tenant", by_tenant),
             ("model", "@model", by_model),
         ):
-            grouped = yield Call((
-                "FT.AGGREGATE", index_name, "*", "LOAD", 2, "@hit_count", "@scope_json",
-                "GROUPBY", 1, tag,
-                "REDUCE", "COUNT", 0, "AS", "n",
-                "REDUCE", "SUM", 1, "@hit_count", "AS", "hits",
-                "REDUCE", "FIRST_VALUE", 1, "@scope_json", "AS", "sample",
-                "SORTBY", 2, "@n", "DESC", "MAX", breakdown,
-                "DIALECT", 2,
-            ))
+            grouped = yield Call(
+                (
+                    "FT.AGGREGATE",
+                    index_name,
+                    "*",
+                    "LOAD",
+                    2,
+                    "@hit_count",
+                    "@scope_json",
+                    "GROUPBY",
+                    1,
+                    tag,
+                    "REDUCE",
+                    "COUNT",
+                    0,
+                    "AS",
+                    "n",
+                    "REDUCE",
+                    "SUM",
+                    1,
+                    "@hit_count",
+                    "AS",
+                    "hits",
+                    "REDUCE",
+                    "FIRST_VALUE",
+                    1,
+                    "@scope_json",
+                    "AS",
+                    "sample",
+                    "SORTBY",
+                    2,
+                    "@n",
+                    "DESC",
+                    "MAX",
+                    breakdown,
+                    "DIALECT",
+                    2,
+                )
+            )
             out.extend(_group(grouped, field))
-        sample = yield Call((
-            "FT.SEARCH", index_name, "*", "NOCONTENT", "LIMIT", 0, MEMORY_SAMPLE, "DIALECT", 2,
-        ))
+        sample = yield Call(
+            (
+                "FT.SEARCH",
+                index_name,
+                "*",
+                "NOCONTENT",
+                "LIMIT",
+                0,
+                MEMORY_SAMPLE,
+                "DIALECT",
+                2,
+            )
+        )
         keys = [key for key, _ in search_rows(sample)[1]]
         if keys:
             sizes = yield Batch(tuple(("MEMORY", "USAGE", k, "SAMPLES", "0") for k in keys))
@@ -219,15 +291,7 @@ def index_summary_flow(index_name: str, breakdown: int = 20) -> Flow[IndexSummar
 
 def _filter_query(tenant: str | None, model: str | None, corpus_version: str | None) -> str:
     """The same digest terms :meth:`paracache.core.Core.clear_flow` filters on."""
-    terms = []
-    for field, name, value in (
-        ("tenant", "tenant", tenant),
-        ("model", "model", model),
-        ("corpus", "corpus", corpus_version),
-    ):
-        if value is not None:
-            terms.append(f"@{field}:{{{digest(name, value, size=16)}}}")
-    return " ".join(terms) or "*"
+    return " ".join(filter_terms(tenant=tenant, model=model, corpus_version=corpus_version)) or "*"
 
 
 def count_flow(

@@ -46,7 +46,7 @@ from .protocol import (
     search_rows,
     write_refused,
 )
-from .schema import SCHEMA_VERSION, Layout, entry_problem
+from .schema import SCHEMA_VERSION, Layout, entry_problem, filter_terms, tag_digest
 from .scope import Scope, canonical_json, digest
 
 __all__ = [
@@ -401,9 +401,9 @@ class Core:
             "prompt": _clean(prompt[:MAX_STORED_PROMPT]),
             "response": _clean(response),
             "scope": req.scope_digest,
-            "tenant": digest("tenant", s.tenant, size=16),
-            "model": digest("model", s.model, size=16),
-            "corpus": digest("corpus", s.corpus_version, size=16),
+            "tenant": tag_digest("tenant", s.tenant),
+            "model": tag_digest("model", s.model),
+            "corpus": tag_digest("corpus", s.corpus_version),
             "scope_json": _clean(canonical_json(s.as_dict())),
             "metadata": _clean(canonical_json(dict(metadata))),
             "tokens": tokens,
@@ -886,16 +886,7 @@ class Core:
         scope: Scope | None = None,
     ) -> Flow[int]:
         """Delete every entry of the namespace, or those matching the given scope parts."""
-        terms = []
-        for field, name, value in (
-            ("tenant", "tenant", tenant),
-            ("model", "model", model),
-            ("corpus", "corpus", corpus_version),
-        ):
-            if value is not None:
-                if not isinstance(value, str):
-                    raise TypeError(f"{name} must be a str, got {type(value).__name__}")
-                terms.append(f"@{field}:{{{digest(name, value, size=16)}}}")
+        terms = filter_terms(tenant=tenant, model=model, corpus_version=corpus_version)
         if scope is not None:
             if not isinstance(scope, Scope):
                 raise TypeError(f"scope must be a paracache.Scope, got {type(scope).__name__}")

@@ -26,6 +26,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from .scope import digest
+
 __all__ = ["HNSW", "SCHEMA_VERSION", "Layout", "entry_problem"]
 
 SCHEMA_VERSION = "1"
@@ -222,3 +224,38 @@ def entry_problem(
     if vector is not None and vector_bytes is not None and len(vector) != vector_bytes:
         return f"vector of {len(vector)} bytes, the index needs {vector_bytes}"
     return None
+
+
+def tag_digest(name: str, value: str) -> str:
+    """What the ``name`` TAG field holds for ``value``: a digest, never the text itself.
+
+    Example:
+        >>> len(tag_digest("tenant", 'acme"} | @tenant:{*'))
+        16
+    """
+    return digest(name, value, size=16)
+
+
+def filter_terms(
+    *,
+    tenant: str | None = None,
+    model: str | None = None,
+    corpus_version: str | None = None,
+) -> list[str]:
+    """RediSearch terms selecting entries by tenant, model and corpus version.
+
+    Example:
+        >>> filter_terms(tenant="acme")[0].startswith("@tenant:{")
+        True
+    """
+    terms = []
+    for field, name, value in (
+        ("tenant", "tenant", tenant),
+        ("model", "model", model),
+        ("corpus", "corpus", corpus_version),
+    ):
+        if value is not None:
+            if not isinstance(value, str):
+                raise TypeError(f"{name} must be a str, got {type(value).__name__}")
+            terms.append(f"@{field}:{{{tag_digest(name, value)}}}")
+    return terms
