@@ -13,7 +13,7 @@ import redis
 from paracache import CacheError, Scope, SemanticIndex
 from paracache.embedded import EmbeddedRedis
 from paracache.policy import HybridTuner
-from paracache.protocol import EXACT, Call, Embed, EmbedMany
+from paracache.protocol import EXACT, Call, Embed, EmbedMany, Join, Submit
 
 PAIRS = [
     ("What's your refund policy?", "Refunds within 30 days."),
@@ -167,10 +167,38 @@ def test_warm_flow_asks_for_batches() -> None:
     op = next(flow)
     assert isinstance(op, EmbedMany) and len(op.texts) == 2
     op = flow.send([[1.0, 0.0, 0.0, 0.0]] * 2)
-    assert op.calls[0][0] == "EVAL" and len(op.calls) == 2  # type: ignore[union-attr]
-    op = flow.send([1, 1])
+    # The first batch's writes start without waiting ...
+    assert isinstance(op, Submit) and len(op.batch.calls) == 2
+    assert op.batch.calls[0][0] == "EVAL"
+    op = flow.send("handle-1")
+    # ... while the second batch is embedded; only then are they awaited.
     assert isinstance(op, EmbedMany) and len(op.texts) == 1
     assert not isinstance(op, Embed)
+    op = flow.send([[0.0, 1.0, 0.0, 0.0]])
+    assert op == Join("handle-1")
+    op = flow.send([1, 1])
+    assert isinstance(op, Submit) and len(op.batch.calls) == 1
+    assert flow.send("handle-2") == Join("handle-2")
+    with pytest.raises(StopIteration) as done:
+        flow.send([1])
+    assert done.value.value == 3
+
+
+def test_warm_write_errors_surface(make_index: Any, redis_url: str) -> None:
+    """A failed background write is raised by warm() (as CacheError), not lost."""
+    idx = make_index()
+    r = raw_client(redis_url)
+    assert idx.warm(PAIRS[:1], progress=False) == 1  # creates the index
+    old = r.config_get("maxmemory")["maxmemory"]
+    policy = r.config_get("maxmemory-policy")["maxmemory-policy"]
+    r.config_set("maxmemory-policy", "noeviction")
+    r.config_set("maxmemory", 1)
+    try:
+        with pytest.raises(CacheError, match="(?i)memory"):
+            idx.warm(PAIRS, batch_size=2, progress=False)
+    finally:
+        r.config_set("maxmemory", old)
+        r.config_set("maxmemory-policy", policy)
 
 
 def test_callers_redis_client(redis_url: str, namespace: str) -> None:
@@ -222,3 +250,85 @@ def test_hybrid_tuner() -> None:
     assert tuner.choose("mid") == "BATCHES"
     tuner.record("mid", "BATCHES", 0.01)
     assert tuner.choose("mid") is None
+
+
+def _run_counting(index: SemanticIndex, flow: Any) -> tuple[Any, list[Any]]:
+    """Run a flow with the blocking driver's I/O, keeping the operations it asked for."""
+    ops: list[Any] = []
+    op = next(flow)
+    try:
+        while True:
+            ops.append(op)
+            op = flow.send(index._perform(op, index._client))
+    except StopIteration as stop:
+        return stop.value, ops
+
+
+def test_semantic_hit_is_one_round_trip_after_the_exact_layer(
+    index: SemanticIndex, redis_url: str
+) -> None:
+    scope = Scope(model="m")
+    entry = index.store("What's your refund policy?", "30 days.", scope)
+    assert index.lookup("What is your refund policy?", scope) is not None  # loads scripts
+    req = index.core.prepare_lookup("What is the refund policy?", scope)
+    verdict, ops = _run_counting(index, index.core.lookup_flow(req))
+    assert verdict.outcome == "semantic" and verdict.hit.hit_count == 1
+    calls = [o for o in ops if isinstance(o, Call)]
+    assert len(calls) == 2 and all(c.args[0] == "EVALSHA" for c in calls)  # exact, search
+    fields = raw_client(redis_url).hgetall(index.layout.key(str(entry)))
+    assert fields[b"hit_count"] == b"2" and float(fields[b"last_hit_at"]) > 0
+    # A miss costs the same two calls and counts nothing.
+    req = index.core.prepare_lookup("Do you ship to Canada?", scope)
+    verdict, ops = _run_counting(index, index.core.lookup_flow(req))
+    assert verdict.outcome == "miss" and len([o for o in ops if isinstance(o, Call)]) == 2
+    assert raw_client(redis_url).hget(index.layout.key(str(entry)), "hit_count") == b"2"
+
+
+def test_a_guard_rejected_candidate_is_not_counted(make_index: Any, redis_url: str) -> None:
+    """The search script counts the most similar candidate; when a guard rejects it and
+    another wins, the count moves (hit_count, last_hit_at and a sliding TTL restored)."""
+    from paracache import TTLPolicy
+
+    idx = make_index(ttl_policy=TTLPolicy(default_ttl=600, sliding=True))
+    scope = Scope(model="m")
+    wrong = idx.store("Please don't cancel my order", "Kept.", scope)  # the nearest
+    right = idx.store("I want to cancel my order", "Cancelled.", scope)
+    r = raw_client(redis_url)
+    r.expire(idx.layout.key(str(wrong)), 100)  # the sliding TTL would reset it to 600
+    hit = idx.lookup("Please cancel my order", scope, min_similarity=0.5)
+    assert hit is not None and hit.response == "Cancelled."
+    wrong_fields = r.hgetall(idx.layout.key(str(wrong)))
+    assert wrong_fields.get(b"hit_count", b"0") == b"0"
+    assert wrong_fields.get(b"last_hit_at", b"0") in (b"0", b"")
+    assert 0 < r.ttl(idx.layout.key(str(wrong))) <= 100
+    assert r.hget(idx.layout.key(str(right)), "hit_count") == b"1"
+    assert idx.stats().rejections  # counted, with its reason
+
+
+def test_semantic_layer_falls_back_when_scripts_are_refused(
+    make_index: Any, redis_server: EmbeddedRedis
+) -> None:
+    """A server that refuses the search script (here an ACL user allowed FT.SEARCH but
+    not scripts) gets the two-call semantic layer, with the same answers."""
+    admin = raw_client(redis_server.url)
+    user, password = "noscript-app", "pw-" + "x" * 20
+    admin.execute_command(
+        "ACL", "SETUSER", user, "reset", "on", f">{password}", "resetkeys", "~paracache:*",
+        "resetchannels", "-@all", "+ping", "+client|setname", "+hgetall", "+hset", "+del",
+        "+unlink", "+expire", "+type", "+scan", "+multi", "+exec", "+FT.SEARCH",
+        "+FT.CREATE", "+FT.INFO", "+FT._LIST", "+hincrby",
+    )
+    try:
+        url = f"redis://{user}:{password}@127.0.0.1:{redis_server.port}/0"
+        idx = SemanticIndex(url, namespace="noscript")
+        try:
+            assert idx.store("What's your refund policy?", "30 days.") is not None
+            hit = idx.lookup("What is your refund policy?")
+            assert hit is not None and hit.layer == "semantic" and hit.response == "30 days."
+            assert not idx.core.scripted_search  # fell back once, for good
+            assert idx.lookup("What is the refund policy?") is not None
+        finally:
+            idx.clear()
+            idx.close()
+    finally:
+        admin.execute_command("ACL", "DELUSER", user)

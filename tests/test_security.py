@@ -28,8 +28,9 @@ from paracache.langchain import SemanticCache
 
 #: Every command paracache sends (hot path, administration, repair): the ACL in the README.
 ACL_COMMANDS = [
-    "+ping", "+client|setname", "+hgetall", "+hget", "+hset", "+hincrby", "+del", "+unlink",
-    "+expire", "+type", "+scan", "+multi", "+exec", "+eval", "+evalsha",
+    "+ping", "+client|setname", "+hgetall", "+hget", "+hset", "+hincrby", "+hdel", "+del",
+    "+unlink", "+hmget", "+expire", "+pexpire", "+pttl", "+type", "+scan", "+multi", "+exec",
+    "+eval", "+evalsha",
     "+FT.SEARCH", "+FT.CREATE", "+FT.INFO", "+FT._LIST",
 ]
 
@@ -92,6 +93,8 @@ def test_acl_user_limited_to_its_namespace(server: EmbeddedRedis) -> None:
         assert idx.store("How do I reset my PIN?", "In the app.") is not None
         hit = idx.lookup("How do I reset my PIN?")
         assert hit is not None and hit.response == "In the app."
+        # The semantic layer's script runs under this ACL (no fallback, no error).
+        assert idx.lookup("Where is my parcel?") is None and idx.core.scripted_search
         assert idx.count() == 1 and idx.repair(dry_run=True).valid == 1
         assert idx.stats().errors == 0
         with pytest.raises(redis.exceptions.NoPermissionError):

@@ -23,7 +23,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Literal, TypeVar, cast
 
 import numpy as np
@@ -33,13 +33,18 @@ from .policy import CircuitBreaker, HybridTuner, Normalizer, TTLPolicy
 from .protocol import (
     EXACT,
     PUT,
+    SEARCH,
+    UNCOUNT,
     Batch,
     Call,
     Embed,
     EmbedMany,
     EnsureIndex,
     Flow,
+    Join,
+    Submit,
     _as_fields,
+    _b,
     _flatten,
     _missing_index,
     run_script,
@@ -308,6 +313,51 @@ def _num(raw: Mapping[bytes, bytes], field: str) -> float:
     return float(value) if value not in (None, b"") else 0.0
 
 
+@dataclasses.dataclass
+class _Searched:
+    """What the semantic layer's query found: candidates, most similar first, and the
+    entry the search script counted a hit on (``""``: none) with its state before."""
+
+    candidates: list[Candidate]
+    counted: str = ""
+    before: tuple[bytes, ...] = ()
+    now: str = ""
+    #: Count a hit on a winner that carries its fields but was not counted yet.
+    count_winner: bool = True
+
+    @classmethod
+    def from_script(cls, raw: Any, now: str) -> _Searched:
+        """Read the ``SEARCH`` script's reply."""
+        counted, before, rows = raw
+        candidates = [
+            Candidate(
+                key=_b(key).decode(),
+                similarity=1.0 - float(dist),
+                fields=_as_fields(fields) if fields else {},
+            )
+            for key, dist, fields in rows
+        ]
+        return cls(candidates, _b(counted).decode(), tuple(_b(x) for x in before), now)
+
+
+def _batches(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    """``items`` in lists of ``size`` (the last one shorter)."""
+    iterator = iter(items)
+    while batch := list(itertools.islice(iterator, size)):
+        yield batch
+
+
+def _distance_arg(distance: float) -> str:
+    """A cosine distance for the search script, a hair wide so float text rounding can
+    never drop a candidate exactly at the threshold (the core compares again)."""
+    return repr(distance + 1e-9)
+
+
+def _answered(exc: BaseException) -> bool:
+    """Redis answered with an error (a refusal, not a failure of the server)."""
+    return "ResponseError" in {cls.__name__ for cls in type(exc).__mro__}
+
+
 class Core:
     """The decisions of one cache instance, shared by its sync and async shells."""
 
@@ -331,6 +381,11 @@ class Core:
         self.index_ready = False
         self._np_dtype = np.float16 if layout.dtype == "float16" else np.float32
         self.tuner = HybridTuner()
+        #: Run the semantic layer as one Lua script (KNN query, candidates read, hit
+        #: counted: one round trip). Off for cluster clients (a script's ``FT.SEARCH``
+        #: would search one shard) and after a server refused it (an ACL without
+        #: scripting, a proxy): then the query and the winner's read are two calls.
+        self.scripted_search = True
         self._warned: dict[str, float] = {}
         self._trim_lock = threading.Lock()
         self._writes_since_trim = 0
@@ -439,8 +494,8 @@ class Core:
                 if vector is None:
                     self.breaker.record_success()
                     return self._verdict(req, t0, "error", "embedding failed")
-                candidates = yield from self._search(req, vector)
-                hit, best, reason = yield from self._choose_flow(req, candidates)
+                found = yield from self._search(req, vector)
+                hit, best, reason = yield from self._choose_flow(req, found)
             else:
                 reason = "exact match" if hit else "no exact match (semantic layer off)"
         except Exception as exc:
@@ -449,7 +504,7 @@ class Core:
         self.breaker.record_success()
         if hit is None:
             return self._verdict(req, t0, "miss", reason, best)
-        # Both layers counted the hit when they read the entry (EXACT script).
+        # Both layers counted the hit when they read the entry (EXACT, SEARCH scripts).
         return self._verdict(req, t0, hit.layer, reason, hit.similarity, hit)
 
     def _exact_read(self, req: LookupRequest) -> Flow[Any]:
@@ -470,7 +525,7 @@ class Core:
                 )
             )
         except Exception as exc:
-            if "ResponseError" not in {cls.__name__ for cls in type(exc).__mro__}:
+            if not _answered(exc):
                 raise  # the server did not answer: a failure
             # It answered but refused the script's writes (out of memory, a read-only
             # replica, an ACL) or choked on a damaged entry: read without bookkeeping.
@@ -547,26 +602,68 @@ class Core:
             return self.tuner.choose(scope_digest)
         return None if mode == "auto" else mode.upper()
 
-    def _search(self, req: LookupRequest, vector: bytes) -> Flow[list[Candidate]]:
+    def _search(self, req: LookupRequest, vector: bytes) -> Flow[_Searched]:
+        """The KNN candidates in scope, most similar first (with their entries' fields
+        where they are within ``min_similarity``), retrying once if the index vanished."""
         policy = self._hybrid_policy(req.scope_digest)
+        started = time.perf_counter()
         try:
-            started = time.perf_counter()
-            raw = yield Call(self.knn_args(req, vector, policy))
-            self.tuner.record(req.scope_digest, policy, time.perf_counter() - started)
+            found = yield from self._search_once(req, vector, policy)
         except Exception as exc:
             if not _missing_index(exc):
                 raise
             # The index went away (FLUSHALL, a restarted server): build it and retry once.
             self.index_ready = False
             yield from self._ensure_index()
-            raw = yield Call(self.knn_args(req, vector, policy))
-        return parse_search(raw)
+            found = yield from self._search_once(req, vector, policy)
+        self.tuner.record(req.scope_digest, policy, time.perf_counter() - started)
+        return found
+
+    def _search_once(
+        self, req: LookupRequest, vector: bytes, policy: str | None
+    ) -> Flow[_Searched]:
+        args = self.knn_args(req, vector, policy)
+        if not self.scripted_search:
+            return _Searched(parse_search((yield Call(args))))
+        hit_dist = 1.0 - req.min_similarity if self.settings.track_hits else -1.0
+        now = repr(time.time())
+        try:
+            raw = yield from run_script(
+                SEARCH,
+                (),
+                self.layout.index_name,
+                args[2],  # the query, with its HYBRID_POLICY
+                vector,
+                self.settings.top_k,
+                _distance_arg(1.0 - req.min_similarity),
+                _distance_arg(hit_dist),
+                req.scope_digest,
+                now,
+                "1" if self.settings.policy.sliding else "",
+                SCHEMA_VERSION,
+            )
+        except Exception as exc:
+            if _missing_index(exc) or not _answered(exc):
+                raise
+            if write_refused(exc) is None:
+                # The server will not run the search as a script (an ACL, a proxy, a
+                # module that forbids it): query and read in two calls from now on.
+                self.scripted_search = False
+                logger.warning(
+                    "paracache: the semantic layer's script was refused (%r); using two "
+                    "round trips per lookup instead",
+                    exc,
+                )
+            # Out of memory or a read-only replica refused the hit count: this lookup
+            # reads without it.
+            return _Searched(parse_search((yield Call(args))))
+        return _Searched.from_script(raw, now)
 
     def _choose(
         self, req: LookupRequest, candidates: Sequence[Candidate]
     ) -> tuple[CacheHit | None, float | None, str]:
         """:meth:`_choose_flow` for candidates that carry all their fields (no I/O)."""
-        flow = self._choose_flow(req, candidates)
+        flow = self._choose_flow(req, _Searched(list(candidates), count_winner=False))
         try:
             op = next(flow)
         except StopIteration as stop:
@@ -575,20 +672,26 @@ class Core:
         raise ValueError(f"candidates without their entry's fields need I/O: {op!r}")
 
     def _choose_flow(
-        self, req: LookupRequest, candidates: Sequence[Candidate]
+        self, req: LookupRequest, found: _Searched
     ) -> Flow[tuple[CacheHit | None, float | None, str]]:
         """The hit among the KNN candidates, and the best similarity and why.
 
-        The KNN query returns only what choosing needs (``_RETURN``); the winner's entry
-        is then read whole, its hit counted in the same round trip (``EXACT``). A
-        candidate that expired in between is skipped.
+        Top-k re-ranking: the most similar candidate that passes the guards wins. The
+        search script read the candidates within ``min_similarity`` whole and counted a
+        hit on the first of them; if another one wins (a guard rejected the first), that
+        count is undone and the winner's counted. Without the script, the candidates
+        carry only what choosing needs and the winner is read (and counted) afterwards.
         """
+        candidates = found.candidates
         best = max((c.similarity for c in candidates), default=None)
         rejected: list[str] = []
-        # Top-k re-ranking: the most similar candidate that passes the guards wins.
+        hit: CacheHit | None = None
+        winner = ""
         for cand in sorted(candidates, key=lambda c: -c.similarity):
             if cand.similarity < req.min_similarity:
                 break
+            if not cand.fields:
+                continue  # expired since the search
             if cand.fields.get(b"scope") != req.scope_digest.encode():
                 self._corrupt(cand.key, "scope does not match the pre-filter")
                 continue  # cannot happen with the pre-filter; never serve it if it does
@@ -598,7 +701,7 @@ class Core:
                 rejected.append(f"{cand.similarity:.3f} ({rejection})")
                 continue
             fields = cand.fields
-            if b"v" not in fields:  # a KNN row: read the entry (and count the hit)
+            if b"v" not in fields:  # a plain KNN row: read the entry (and count the hit)
                 raw = yield from self._read_entry(cand.key, req.scope_digest)
                 if not raw:
                     continue  # expired since the search
@@ -606,17 +709,47 @@ class Core:
                 if fields.get(b"scope") != req.scope_digest.encode():
                     self._corrupt(cand.key, "scope does not match the pre-filter")
                     continue
+            elif cand.key != found.counted and found.count_winner and self.settings.track_hits:
+                yield from self._count_hit(cand.key, req.scope_digest)
             hit = self._decode(cand.key, fields, "semantic", cand.similarity)
             if hit is not None:
-                reason = f"similarity {cand.similarity:.3f} >= {req.min_similarity:.3f}"
-                if rejected:
-                    reason += f"; rejected before it: {', '.join(rejected)}"
-                return hit, best, reason
+                winner = cand.key
+                break
+        if found.counted and winner != found.counted:
+            yield from self._uncount(found)
+        if hit is not None:
+            reason = f"similarity {hit.similarity:.3f} >= {req.min_similarity:.3f}"
+            if rejected:
+                reason += f"; rejected before it: {', '.join(rejected)}"
+            return hit, best, reason
         if best is None:
             return None, None, "no candidate in scope"
         if rejected:
             return None, best, f"rejected by guards: {', '.join(rejected)}"
         return None, best, f"best similarity {best:.3f} < {req.min_similarity:.3f}"
+
+    def _count_hit(self, key: str, scope_digest: str) -> Flow[None]:
+        """Count a hit on an entry the search script read but did not count."""
+        try:
+            yield from self._read_entry(key, scope_digest)
+        except Exception as exc:  # bookkeeping: the answer is served regardless
+            logger.debug("paracache: counting a hit failed: %r", exc)
+
+    def _uncount(self, found: _Searched) -> Flow[None]:
+        """Undo the search script's hit count on an entry that was not served."""
+        created, last, pttl = (*found.before, b"", b"", b"-1")[:3]
+        try:
+            yield from run_script(
+                UNCOUNT,
+                (found.counted,),
+                created,
+                last,
+                pttl,
+                found.now,
+                "1" if self.settings.policy.sliding else "",
+            )
+        except Exception as exc:  # bookkeeping: a count too many is harmless
+            logger.debug("paracache: undoing a hit count failed: %r", exc)
 
     def _check(self, req: LookupRequest, cand: Candidate) -> str | None:
         """The ``accept`` hook's verdict on a candidate; a hook that raises rejects it."""
@@ -788,27 +921,28 @@ class Core:
             raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
         yield from self._ensure_index()
         written = 0
-        batch: list[StoreRequest] = []
-        for req in itertools.chain(requests, (None,)):
-            if req is not None:
-                batch.append(req)
-                if len(batch) < batch_size:
-                    continue
-            if not batch:
-                break
-            written += yield from self._warm_batch(batch)
-            if on_batch is not None:
-                on_batch(len(batch))
-            batch = []
+        pending: tuple[Any, list[StoreRequest], float] | None = None
+        for batch in _batches(requests, batch_size):
+            # Embed this batch while Redis still writes and indexes the previous one.
+            started = time.perf_counter()
+            calls, live = yield from self._warm_calls(batch)
+            if pending is not None:
+                written += yield from self._warm_join(pending, on_batch)
+            handle = (yield Submit(Batch(tuple(calls)))) if calls else None
+            pending = (handle, batch, started) if handle is not None else None
+            if handle is None:
+                self._warm_count(batch, live, started, on_batch)
+        if pending is not None:
+            written += yield from self._warm_join(pending, on_batch)
         if written and self.settings.max_entries is not None:
             yield from self.trim_flow()
         return written
 
-    def _warm_batch(self, batch: Sequence[StoreRequest]) -> Flow[int]:
-        t0 = time.perf_counter()
+    def _warm_calls(
+        self, batch: Sequence[StoreRequest]
+    ) -> Flow[tuple[list[tuple[Any, ...]], list[StoreRequest]]]:
+        """One batch's writes (the ``PUT`` script per entry), its prompts embedded at once."""
         live = [r for r in batch if not r.skip]
-        for _ in range(len(batch) - len(live)):
-            self.recorder.write("skipped")
         semantic = [r for r in live if r.lookup.semantic]
         vectors: dict[int, bytes] = {}
         if semantic:
@@ -825,12 +959,33 @@ class Core:
                 mapping["embedding"] = vectors[id(r)]
             ttl = 0 if r.ttl is None else r.ttl
             calls.append(("EVAL", PUT.source, 1, r.lookup.key, ttl, *_flatten(mapping)))
-        if calls:
-            yield Batch(tuple(calls))
-        seconds = (time.perf_counter() - t0) / max(1, len(live))
+        return calls, live
+
+    def _warm_join(
+        self,
+        pending: tuple[Any, list[StoreRequest], float],
+        on_batch: Callable[[int], None] | None,
+    ) -> Flow[int]:
+        handle, batch, started = pending
+        yield Join(handle)
+        live = [r for r in batch if not r.skip]
+        self._warm_count(batch, live, started, on_batch)
+        return len(live)
+
+    def _warm_count(
+        self,
+        batch: Sequence[StoreRequest],
+        live: Sequence[StoreRequest],
+        started: float,
+        on_batch: Callable[[int], None] | None,
+    ) -> None:
+        for _ in range(len(batch) - len(live)):
+            self.recorder.write("skipped")
+        seconds = (time.perf_counter() - started) / max(1, len(live))
         for _ in live:
             self.recorder.write("written", seconds)
-        return len(live)
+        if on_batch is not None:
+            on_batch(len(batch))
 
     # ------------------------------------------------------------------ size cap
 

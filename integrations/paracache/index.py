@@ -47,7 +47,7 @@ from .core import (
 from .guards import Guards
 from .metrics import CacheStats, Recorder
 from .policy import CircuitBreaker, Normalizer, TTLPolicy
-from .protocol import Batch, Call, Embed, EmbedMany, EnsureIndex, Flow
+from .protocol import Batch, Call, Embed, EmbedMany, EnsureIndex, Flow, Join, Submit
 from .repair import RepairReport
 from .schema import HNSW, Layout
 from .scope import Scope
@@ -256,6 +256,8 @@ class SemanticIndex:
         self._memo = EmbeddingMemo(1024)
         if redis_client is not None:  # the caller's client and its timeouts, for both
             self._client = self._admin = cast(redis.Redis, redis_client)
+            # A script's FT.SEARCH would search one shard: query and read in two calls.
+            self._core.scripted_search = not hasattr(redis_client, "nodes_manager")
         else:
             self._client = self._sync_client(self._timeout)
             self._admin = self._sync_client(self._admin_timeout)
@@ -608,7 +610,9 @@ class SemanticIndex:
         """
         flow, bar = self._warm_flow(pairs, scope, batch_size, progress, ttl, tokens, semantic)
         try:
-            return self._admin_run(flow)
+            # One writer thread: a batch is written while the next one is embedded.
+            with concurrent.futures.ThreadPoolExecutor(1, "paracache-warm") as writer:
+                return self._admin_run(flow, writer)
         finally:
             bar.close()
 
@@ -733,11 +737,13 @@ class SemanticIndex:
         except StopIteration as stop:
             return cast(T, stop.value)
 
-    def _admin_run(self, flow: Flow[T]) -> T:
+    def _admin_run(
+        self, flow: Flow[T], writer: concurrent.futures.Executor | None = None
+    ) -> T:
         try:
             op = next(flow)
             while True:
-                op = flow.send(self._perform(op, self._admin))
+                op = flow.send(self._perform(op, self._admin, writer))
         except StopIteration as stop:
             return cast(T, stop.value)
         except redis.RedisError as exc:
@@ -754,9 +760,22 @@ class SemanticIndex:
         except redis.RedisError as exc:
             raise CacheError(f"paracache: {exc}") from exc
 
-    def _perform(self, op: Any, client: redis.Redis) -> Any:
+    def _perform(
+        self, op: Any, client: redis.Redis, writer: concurrent.futures.Executor | None = None
+    ) -> Any:
         if isinstance(op, Call):
             return cast(Any, client).execute_command(*op.args)
+        if isinstance(op, Submit):
+            if writer is not None:
+                return writer.submit(self._perform, op.batch, client)
+            done: concurrent.futures.Future[Any] = concurrent.futures.Future()
+            try:
+                done.set_result(self._perform(op.batch, client))
+            except Exception as exc:
+                done.set_exception(exc)
+            return done
+        if isinstance(op, Join):
+            return op.handle.result()
         if isinstance(op, Embed):
             return self._embed_sync(op.text)
         if isinstance(op, EmbedMany):
@@ -777,6 +796,10 @@ class SemanticIndex:
     async def _aperform(self, op: Any, client: aioredis.Redis) -> Any:
         if isinstance(op, Call):
             return await cast(Any, client).execute_command(*op.args)
+        if isinstance(op, Submit):  # runs while the flow embeds the next batch
+            return asyncio.ensure_future(self._aperform(op.batch, client))
+        if isinstance(op, Join):
+            return await op.handle
         if isinstance(op, Embed):
             return await self._embed_async(op.text)
         if isinstance(op, EmbedMany):

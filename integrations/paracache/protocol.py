@@ -21,14 +21,18 @@ from typing import Any, TypeVar
 __all__ = [
     "EXACT",
     "PUT",
+    "SEARCH",
+    "UNCOUNT",
     "Batch",
     "Call",
     "Embed",
     "EmbedMany",
     "EnsureIndex",
     "Flow",
+    "Join",
     "Op",
     "Script",
+    "Submit",
     "run_script",
     "search_rows",
     "write_refused",
@@ -75,7 +79,22 @@ class EnsureIndex:
     """Create the search index if it does not exist yet."""
 
 
-Op = Call | Batch | Embed | EmbedMany | EnsureIndex
+@dataclasses.dataclass(frozen=True, slots=True)
+class Submit:
+    """Start a :class:`Batch` and go on without waiting; the answer is a handle for
+    :class:`Join`. Lets a bulk load embed the next batch while Redis indexes this one."""
+
+    batch: Batch
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Join:
+    """Wait for a :class:`Submit`'s batch; the answer is its replies (or its error)."""
+
+    handle: Any
+
+
+Op = Call | Batch | Embed | EmbedMany | EnsureIndex | Submit | Join
 Flow = Generator[Op, Any, T]
 
 
@@ -117,8 +136,10 @@ class Script:
 
 
 # One entry written atomically (a bulk warm-up pipelines many): ARGV[1] is the TTL in
-# seconds (0: none), then field/value pairs.
-_PUT = """
+# seconds (0: none), then field/value pairs. The shebang line makes Redis refuse the
+# script up front when it is out of memory (``noeviction``); without it, the leading DEL
+# would count as the script's first write and let the rest past ``maxmemory``.
+_PUT = """#!lua
 redis.call('DEL', KEYS[1])
 redis.call('HSET', KEYS[1], unpack(ARGV, 2))
 local ttl = tonumber(ARGV[1])
@@ -126,8 +147,73 @@ if ttl and ttl > 0 then redis.call('EXPIRE', KEYS[1], ttl) end
 return 1
 """
 
+# The semantic layer in one round trip: the scope-filtered KNN query, then each
+# candidate at distance <= ARGV[5] read whole, and the hit counted (as EXACT does) on the
+# first of them at distance <= ARGV[6] that is an entry of this schema version and
+# scope: the candidate the core serves unless a guard rejects it (then UNCOUNT undoes
+# it). Returns {counted key or '', {created_at, last_hit_at, pttl} before the hit,
+# {{key, distance, fields}, ...}} with fields empty for candidates beyond ARGV[5].
+# ARGV: index, query, vector, k, read distance, hit distance, scope digest, now,
+# sliding ('1' refreshes the counted entry's TTL), schema version.
+_SEARCH = """
+local res = redis.call('FT.SEARCH', ARGV[1], ARGV[2], 'PARAMS', 2, 'vec', ARGV[3],
+  'SORTBY', '__dist', 'RETURN', 1, '__dist', 'LIMIT', 0, tonumber(ARGV[4]), 'DIALECT', 2)
+local read_dist, hit_dist = tonumber(ARGV[5]), tonumber(ARGV[6])
+local rows, counted, before = {}, '', {}
+for i = 2, #res, 2 do
+  local key, row = res[i], res[i + 1]
+  local dist = '2'
+  for j = 1, #row, 2 do if row[j] == '__dist' then dist = row[j + 1] end end
+  local fields = {}
+  local d = tonumber(dist) or 2
+  if d <= read_dist then
+    fields = redis.call('HGETALL', key)
+    if counted == '' and d <= hit_dist then
+      local scope, ttl, v, last, created
+      for j = 1, #fields, 2 do
+        local name = fields[j]
+        if name == 'scope' then scope = fields[j + 1]
+        elseif name == 'ttl' then ttl = tonumber(fields[j + 1])
+        elseif name == 'v' then v = fields[j + 1]
+        elseif name == 'created_at' then created = fields[j + 1]
+        elseif name == 'last_hit_at' then last = fields[j + 1] end
+      end
+      if scope == ARGV[7] and v == ARGV[10] then
+        before = {created or '', last or '', redis.call('PTTL', key)}
+        redis.call('HINCRBY', key, 'hit_count', 1)
+        redis.call('HSET', key, 'last_hit_at', ARGV[8])
+        if ARGV[9] == '1' and ttl and ttl > 0 then redis.call('EXPIRE', key, ttl) end
+        counted = key
+      end
+    end
+  end
+  rows[#rows + 1] = {key, dist, fields}
+end
+return {counted, before, rows}
+"""
+
+# Undo SEARCH's count on an entry the core did not serve (a guard rejected it): one hit
+# fewer, ``last_hit_at`` back if no other hit came since, the TTL back if it was
+# refreshed; nothing if the key now holds another entry (cleared and written again:
+# another ``created_at``). ARGV: the ``before`` triple from SEARCH, the ``now`` SEARCH
+# wrote, sliding.
+_UNCOUNT = """
+local fields = redis.call('HMGET', KEYS[1], 'created_at', 'hit_count', 'last_hit_at')
+if fields[1] ~= ARGV[1] or (tonumber(fields[2]) or 0) < 1 then return 0 end
+redis.call('HINCRBY', KEYS[1], 'hit_count', -1)
+if fields[3] == ARGV[4] then
+  if ARGV[2] == '' then redis.call('HDEL', KEYS[1], 'last_hit_at')
+  else redis.call('HSET', KEYS[1], 'last_hit_at', ARGV[2]) end
+end
+local pttl = tonumber(ARGV[3])
+if ARGV[5] == '1' and pttl and pttl > 0 then redis.call('PEXPIRE', KEYS[1], pttl) end
+return 1
+"""
+
 EXACT = Script(_EXACT)
 PUT = Script(_PUT)
+SEARCH = Script(_SEARCH)
+UNCOUNT = Script(_UNCOUNT)
 
 
 def run_script(script: Script, keys: Sequence[str], *args: Any) -> Flow[Any]:
