@@ -598,6 +598,7 @@ def run(plan: Plan, out: dict[str, Any]) -> None:
     modules = {m[1]: m[3] for m in probe.execute_command("MODULE", "LIST")}
     out["server"] = {"redis": probe.info("server")["redis_version"],
                      "search_module": modules.get(b"search")}
+    out["wakeup"] = measure_wakeup(probe)
     probe.close()
     tiers: dict[str, Any] = {}
     out["tiers"] = tiers
@@ -647,6 +648,25 @@ def run(plan: Plan, out: dict[str, Any]) -> None:
             save(out)
     finally:
         server.close()
+
+
+def measure_wakeup(client: redis.Redis, rounds: int = 200) -> dict[str, float]:
+    """PING p50 (ms) right after another PING, and after the client spun 1, 2 and 10 ms
+    (the server idle meanwhile): what one round trip costs once the server has been
+    idle, e.g. during an embedding. On a virtual machine that wakes idle vCPUs slowly
+    this is paid once per round trip that follows the embedder."""
+    out: dict[str, float] = {}
+    for idle_ms in (0, 1, 2, 10):
+        times = []
+        for _ in range(rounds):
+            end = time.perf_counter() + idle_ms / 1000
+            while time.perf_counter() < end:
+                pass
+            t0 = time.perf_counter()
+            client.ping()
+            times.append(time.perf_counter() - t0)
+        out[str(idle_ms)] = statistics.median(times) * 1000
+    return out
 
 
 def save(out: dict[str, Any]) -> None:
@@ -829,6 +849,13 @@ def report(out: dict[str, Any]) -> str:
                     f"| {fmt_size(int(size))} | {kind} | {name} | {r['p50']:.2f} | "
                     f"{r['p95']:.2f} | {r['p99']:.2f} | {r['own_p50']:.2f} | "
                     f"{r['embed_p50']:.2f} | {r['hit_rate']:.0%} | {ratio} |")
+    wake = out.get("wakeup")
+    if wake:
+        lines += ["", "Round trip after the server sat idle (PING p50, ms; the client spinning "
+                  "meanwhile): " + ", ".join(f"{k} ms idle: {v:.3f}" for k, v in wake.items())
+                  + ". Every call that follows the embedder pays the last figure once: "
+                  "paracache's semantic layer makes two calls (exact layer, then search), "
+                  "the peers one."]
     lines += ["", "### The cache alone (query vectors precomputed: embedder out), p50 / p95 ms",
               "", "| entries | query | paracache | langchain-redis | redisvl | paracache vs "
               "peers (p50) |", "|---:|---|---:|---:|---:|---:|"]

@@ -194,7 +194,7 @@ def test_warm_write_errors_surface(make_index: Any, redis_url: str) -> None:
     r.config_set("maxmemory-policy", "noeviction")
     r.config_set("maxmemory", 1)
     try:
-        with pytest.raises(CacheError, match="(?i)memory"):
+        with pytest.raises(CacheError, match=r"(?i)memory"):
             idx.warm(PAIRS, batch_size=2, progress=False)
     finally:
         r.config_set("maxmemory", old)
@@ -332,3 +332,18 @@ def test_semantic_layer_falls_back_when_scripts_are_refused(
             idx.close()
     finally:
         admin.execute_command("ACL", "DELUSER", user)
+
+
+def test_search_script_can_be_switched_off(make_index: Any) -> None:
+    """search_script=False (a sharded database behind a proxy) serves the same answers
+    with the plain query and a read of the winner."""
+    idx = make_index(search_script=False)
+    entry = idx.store("What's your refund policy?", "30 days.")
+    req = idx.core.prepare_lookup("What is your refund policy?", None)
+    verdict, ops = _run_counting(idx, idx.core.lookup_flow(req))
+    assert verdict.outcome == "semantic" and verdict.hit.response == "30 days."
+    calls = [o.args[0] for o in ops if isinstance(o, Call)]
+    assert calls == ["EVALSHA", "FT.SEARCH", "EVALSHA"]  # exact, query, winner read
+    assert idx.entries(5)[0].hit_count == 1 and entry
+    with pytest.raises(TypeError):
+        make_index(search_script="yes")

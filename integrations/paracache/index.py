@@ -148,6 +148,12 @@ class SemanticIndex:
         metrics: Export metrics: ``"prometheus"`` (counters and histograms through
             ``prometheus_client``), ``"otel"`` (OpenTelemetry spans), or both as a
             list; see :mod:`paracache.observability`. Default: none (no cost).
+        search_script: Run the semantic layer as one Lua script (KNN query, candidates
+            read, hit counted: one round trip). ``None`` (default): on, except with a
+            ``RedisCluster`` client. Set ``False`` for a sharded database behind a proxy
+            (Redis Software / Redis Cloud with several shards), where a script sees one
+            shard's index: the query and the winner's read then take two calls. A server
+            that refuses the script (an ACL without scripting) switches it off by itself.
 
     Example:
         >>> cache = SemanticIndex(namespace="faq", min_similarity=0.92, ttl=3600)  # doctest: +SKIP
@@ -180,6 +186,7 @@ class SemanticIndex:
         embedded_dir: str | os.PathLike[str] | None = None,
         redis_client: redis.Redis | redis.cluster.RedisCluster | None = None,
         async_redis_client: aioredis.Redis | aioredis.cluster.RedisCluster | None = None,
+        search_script: bool | None = None,
     ) -> None:
         if redis_url is not None and not isinstance(redis_url, str):
             raise TypeError(f"redis_url must be a str, got {type(redis_url).__name__}")
@@ -261,6 +268,10 @@ class SemanticIndex:
         else:
             self._client = self._sync_client(self._timeout)
             self._admin = self._sync_client(self._admin_timeout)
+        if search_script is not None:
+            if not isinstance(search_script, bool):
+                raise TypeError(f"search_script must be a bool or None, got {search_script!r}")
+            self._core.scripted_search = search_script
         self._aclients: weakref.WeakKeyDictionary[
             asyncio.AbstractEventLoop, tuple[aioredis.Redis, aioredis.Redis]
         ] = weakref.WeakKeyDictionary()
