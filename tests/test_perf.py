@@ -167,8 +167,11 @@ def test_warm_flow_asks_for_batches() -> None:
     op = next(flow)
     assert isinstance(op, EmbedMany) and len(op.texts) == 2
     op = flow.send([[1.0, 0.0, 0.0, 0.0]] * 2)
-    assert op.calls[0][0] == "EVAL" and len(op.calls) == 2  # type: ignore[union-attr]
-    op = flow.send([1, 1])
+    calls = op.calls  # type: ignore[union-attr]
+    # The batch's one scope registered once, before its two entries (PUT scripts).
+    assert [c[0] for c in calls] == ["EVAL"] * 3 and len({c[3] for c in calls}) == 3
+    assert calls[0][3] == core.layout.scopes_key and calls[0][4] == reqs[0].lookup.scope_digest
+    op = flow.send([1, 1, 1])
     assert isinstance(op, EmbedMany) and len(op.texts) == 1
     assert not isinstance(op, Embed)
 
