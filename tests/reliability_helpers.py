@@ -24,7 +24,7 @@ from langchain_core.outputs import ChatGeneration, ChatResult
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from paracache.schema import entry_problem
+from paracache.schema import entry_problem, scopes_key
 
 
 def raw(url: str, timeout: float = 5.0) -> redis.Redis:
@@ -132,12 +132,18 @@ async def assert_no_pending_tasks(before: set[asyncio.Task[Any]], grace: float =
 
 
 def torn_entries(url: str, namespace: str, vector_bytes: int | None = None) -> list[str]:
-    """Keys of the namespace whose hash is not a whole, valid entry."""
+    """Keys of the namespace whose hash is not a whole, valid entry (its scope registry
+    must be a hash)."""
     client = raw(url)
     bad = []
+    registry = scopes_key(namespace).encode()
     for key in client.scan_iter(match=f"paracache:{namespace}:*", count=1000):
         kind = client.type(key)
         if kind == b"none":  # expired or evicted meanwhile
+            continue
+        if key == registry:
+            if kind != b"hash":
+                bad.append(key.decode())
             continue
         if kind != b"hash":
             bad.append(key.decode())

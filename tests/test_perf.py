@@ -167,20 +167,23 @@ def test_warm_flow_asks_for_batches() -> None:
     op = next(flow)
     assert isinstance(op, EmbedMany) and len(op.texts) == 2
     op = flow.send([[1.0, 0.0, 0.0, 0.0]] * 2)
-    # The first batch's writes start without waiting ...
-    assert isinstance(op, Submit) and len(op.batch.calls) == 2
-    assert op.batch.calls[0][0] == "EVAL"
+    # The first batch's writes start without waiting: its one scope registered once,
+    # then its two entries (PUT scripts) ...
+    assert isinstance(op, Submit)
+    calls = op.batch.calls
+    assert [c[0] for c in calls] == ["EVAL"] * 3 and len({c[3] for c in calls}) == 3
+    assert calls[0][3] == core.layout.scopes_key and calls[0][4] == reqs[0].lookup.scope_digest
     op = flow.send("handle-1")
     # ... while the second batch is embedded; only then are they awaited.
     assert isinstance(op, EmbedMany) and len(op.texts) == 1
     assert not isinstance(op, Embed)
     op = flow.send([[0.0, 1.0, 0.0, 0.0]])
     assert op == Join("handle-1")
-    op = flow.send([1, 1])
-    assert isinstance(op, Submit) and len(op.batch.calls) == 1
+    op = flow.send([1, 1, 1])
+    assert isinstance(op, Submit) and len(op.batch.calls) == 2
     assert flow.send("handle-2") == Join("handle-2")
     with pytest.raises(StopIteration) as done:
-        flow.send([1])
+        flow.send([1, 1])
     assert done.value.value == 3
 
 

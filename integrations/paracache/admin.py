@@ -20,16 +20,15 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import json
 import re
 from collections.abc import Mapping
 from typing import Any, TypeVar, cast
 
 import redis
 
-from .core import CacheError, EntryInfo, entries_flow
-from .protocol import Batch, Call, Flow, search_rows
-from .schema import filter_terms
+from .core import CacheError, EntryInfo, entries_flow, unlink_namespace
+from .protocol import Batch, Call, Flow, read_scopes_call, scope_rows, search_rows
+from .schema import filter_terms, scopes_key
 
 __all__ = [
     "IndexSummary",
@@ -135,13 +134,14 @@ def _aggregate_rows(raw: Any) -> list[dict[str, Any]]:
     return [_pairs(row) for row in list(raw)[1:]]
 
 
-def _group(raw: Any, field: str) -> list[dict[str, Any]]:
+def _group(
+    rows: list[dict[str, Any]], field: str, scopes: Mapping[str, Any]
+) -> list[dict[str, Any]]:
+    """One ``{field: name, entries, hits}`` per aggregated row; the name is read from a
+    sample entry's scope (``scopes``: digest -> scope data, from the scope registry)."""
     out = []
-    for row in _aggregate_rows(raw):
-        try:
-            sample = json.loads(_s(row.get("sample", b"{}")))
-        except ValueError:
-            sample = {}
+    for row in rows:
+        sample = scopes.get(_s(row.get("sample", b"")), {})
         name = sample.get(field) if isinstance(sample, dict) else None
         out.append(
             {
@@ -220,7 +220,7 @@ def index_summary_flow(index_name: str, breakdown: int = 20) -> Flow[IndexSummar
                     "LOAD",
                     2,
                     "@hit_count",
-                    "@scope_json",
+                    "@scope",
                     "GROUPBY",
                     1,
                     tag,
@@ -238,7 +238,7 @@ def index_summary_flow(index_name: str, breakdown: int = 20) -> Flow[IndexSummar
                     "REDUCE",
                     "FIRST_VALUE",
                     1,
-                    "@scope_json",
+                    "@scope",
                     "AS",
                     "sample",
                     "SORTBY",
@@ -251,7 +251,13 @@ def index_summary_flow(index_name: str, breakdown: int = 20) -> Flow[IndexSummar
                     2,
                 )
             )
-            out.extend(_group(grouped, field))
+            grouped_rows = _aggregate_rows(grouped)
+            digests = sorted({_s(row.get("sample", b"")) for row in grouped_rows})
+            scopes: dict[str, Any] = {}
+            if digests:
+                registry = scopes_key(_namespace(index_name))
+                scopes = scope_rows(digests, (yield Call(read_scopes_call(registry, digests))))
+            out.extend(_group(grouped_rows, field, scopes))
         sample = yield Call(
             (
                 "FT.SEARCH",
@@ -318,20 +324,14 @@ def clear_flow(
     corpus_version: str | None = None,
 ) -> Flow[int]:
     """Delete a namespace's entries (every embedding model's), or those matching the
-    filters; returns how many were deleted. Indexes are kept."""
+    filters; returns how many were deleted. Indexes are kept; so is the namespace's
+    scope registry, unless the whole namespace is cleared."""
     if not _INDEX.match(f"paracache:{namespace}:v1:0"):
         raise ValueError(f"not a namespace: {namespace!r}")
     deleted = 0
     if tenant is None and model is None and corpus_version is None:
-        cursor: Any = 0
-        while True:
-            cursor, keys = yield Call(
-                ("SCAN", cursor, "MATCH", f"paracache:{namespace}:*", "COUNT", 1000)
-            )
-            if keys:
-                deleted += int((yield Call(("UNLINK", *keys))))
-            if int(cursor) == 0:
-                return deleted
+        # Every key of the namespace, its scope registry too (not counted).
+        return (yield from unlink_namespace(namespace))
     query = _filter_query(tenant, model, corpus_version)
     for name in (yield from indexes_flow(namespace)):
         while True:

@@ -33,6 +33,7 @@ from .policy import CircuitBreaker, HybridTuner, Normalizer, TTLPolicy
 from .protocol import (
     EXACT,
     PUT,
+    REGISTER_SCOPE,
     SEARCH,
     UNCOUNT,
     Batch,
@@ -47,11 +48,21 @@ from .protocol import (
     _b,
     _flatten,
     _missing_index,
+    read_scopes_call,
     run_script,
+    scope_rows,
     search_rows,
     write_refused,
 )
-from .schema import SCHEMA_VERSION, Layout, entry_problem, filter_terms, tag_digest
+from .schema import (
+    SCHEMA_VERSION,
+    Layout,
+    entry_problem,
+    filter_terms,
+    namespace_of,
+    scopes_key,
+    tag_digest,
+)
 from .scope import Scope, canonical_json, digest
 
 __all__ = [
@@ -77,6 +88,9 @@ logger = logging.getLogger("paracache")
 DEFAULT_MIN_SIMILARITY = 0.90
 #: How much of a prompt is kept in the entry (for inspection and guards).
 MAX_STORED_PROMPT = 16_384
+#: Seconds a cache instance trusts that a scope it registered is still in the scope
+#: registry (another process may clear the namespace); single writes re-register after.
+REGISTER_EVERY = 60.0
 
 T = TypeVar("T")
 
@@ -222,12 +236,14 @@ class LookupRequest:
 
 @dataclasses.dataclass(frozen=True)
 class StoreRequest:
-    """A validated write."""
+    """A validated write: the entry's fields (but its vector) and, for the namespace's
+    scope registry, its scope's canonical JSON (stored once per scope, not per entry)."""
 
     lookup: LookupRequest
     mapping: dict[str, Any]
     ttl: int | None
     skip: str | None
+    scope_json: str = "{}"
 
 
 def check_similarity(value: Any, name: str = "min_similarity") -> float:
@@ -389,6 +405,8 @@ class Core:
         self._warned: dict[str, float] = {}
         self._trim_lock = threading.Lock()
         self._writes_since_trim = 0
+        #: Scope digest -> when this instance last registered it (``store_flow``).
+        self._registered: dict[str, float] = {}
 
     # ------------------------------------------------------------------ preparing
 
@@ -449,8 +467,11 @@ class Core:
             raise TypeError(f"tokens must be an int >= 0, got {tokens!r}")
         req = self.prepare_lookup(prompt, scope, semantic=semantic)
         decision = self.settings.policy.decide(req.text, temperature=req.scope.temperature, ttl=ttl)
-        now = time.time()
         s = req.scope
+        # Only what an entry must have is always written (see schema.entry_problem);
+        # readers take a missing number as 0 and missing metadata as {}. hit_count and
+        # last_hit_at appear on the first hit (the EXACT script's HINCRBY/HSET). The
+        # scope's JSON goes to the namespace's scope registry, once per scope.
         mapping: dict[str, Any] = {
             "v": SCHEMA_VERSION,
             "prompt": _clean(prompt[:MAX_STORED_PROMPT]),
@@ -459,19 +480,20 @@ class Core:
             "tenant": tag_digest("tenant", s.tenant),
             "model": tag_digest("model", s.model),
             "corpus": tag_digest("corpus", s.corpus_version),
-            "scope_json": _clean(canonical_json(s.as_dict())),
-            "metadata": _clean(canonical_json(dict(metadata))),
-            "tokens": tokens,
-            "created_at": now,
-            "last_hit_at": 0,
-            "hit_count": 0,
-            "ttl": decision.ttl or 0,
+            "created_at": int(time.time()),  # whole seconds: 10 digits, not 18 chars
         }
+        if metadata:
+            mapping["metadata"] = _clean(canonical_json(dict(metadata)))
+        if tokens:
+            mapping["tokens"] = tokens
+        if decision.ttl:
+            mapping["ttl"] = decision.ttl
         return StoreRequest(
             lookup=req,
             mapping=mapping,
             ttl=decision.ttl,
             skip=None if decision.cache else decision.reason,
+            scope_json=_clean(canonical_json(s.as_dict())),
         )
 
     # ------------------------------------------------------------------ lookups
@@ -851,8 +873,14 @@ class Core:
     # ------------------------------------------------------------------ writes
 
     def store_flow(self, req: StoreRequest) -> Flow[str | None]:
-        """Write one entry atomically (``DEL``+``HSET``+``EXPIRE`` in ``MULTI``).
+        """Write one entry atomically (``DEL``+``HSET``+``EXPIRE`` in ``MULTI``), its
+        scope first registered in the namespace's scope registry (``REGISTER_SCOPE``).
 
+        Each command touches one key (a cluster routes them apart). The registration is
+        best effort and costs a round trip only the first time this instance writes a
+        scope in :data:`REGISTER_EVERY` seconds: an entry whose scope row is missing
+        (the registry cleared by another process meanwhile) still serves lookups, which
+        never read the registry; only its listing shows no scope until the next write.
         Returns the entry id, or ``None`` when the policy skipped it or it was dropped.
         """
         t0 = time.perf_counter()
@@ -876,6 +904,18 @@ class Core:
             calls.append(("EXPIRE", key, req.ttl))
         try:
             yield from self._ensure_index()
+            if self._register_due(req.lookup.scope_digest):
+                try:
+                    yield Call(self._register_call(req))
+                except Exception as exc:
+                    if not _answered(exc):
+                        raise
+                    # Refused (an ACL without scripting, out of memory): the entry is
+                    # written anyway; only its listing lacks the scope.
+                    logger.debug("paracache: scope registry write refused: %r", exc)
+            # MULTI, not the PUT script: under allkeys-* eviction, RediSearch 2.10 was
+            # seen to keep evicted entries in the index when entries are written by a
+            # script while other keys are written too (tests/test_memory.py).
             yield Batch(tuple(calls), transaction=True)
         except Exception as exc:
             refused = write_refused(exc)
@@ -890,6 +930,30 @@ class Core:
         self.breaker.record_success()
         self.recorder.write("written", time.perf_counter() - t0)
         return req.lookup.entry_id
+
+    def _register_due(self, scope_digest: str) -> bool:
+        """Should this write register its scope? Yes unless this instance did so in the
+        last :data:`REGISTER_EVERY` seconds (and has not cleared the namespace since)."""
+        now = time.monotonic()
+        with self._trim_lock:
+            if now - self._registered.get(scope_digest, -math.inf) < REGISTER_EVERY:
+                return False
+            if len(self._registered) >= 10_000:  # many scopes: forget, re-register
+                self._registered.clear()
+            self._registered[scope_digest] = now
+            return True
+
+    def _register_call(self, req: StoreRequest) -> tuple[Any, ...]:
+        """The command that records ``req``'s scope JSON in the scope registry."""
+        return (
+            "EVAL", REGISTER_SCOPE.source, 1, self.layout.scopes_key,
+            req.lookup.scope_digest, req.scope_json,
+        )  # fmt: skip
+
+    def _put_call(self, req: StoreRequest, mapping: Mapping[str, Any]) -> tuple[Any, ...]:
+        """The command that writes one entry atomically (replacing any old one)."""
+        ttl = 0 if req.ttl is None else req.ttl
+        return ("EVAL", PUT.source, 1, req.lookup.key, ttl, *_flatten(mapping))
 
     def _warn_throttled(self, kind: str, msg: str, *args: Any) -> None:
         """Log a warning at most once per 10 s per kind (faults can last a while)."""
@@ -953,12 +1017,16 @@ class Core:
             for r, vec in zip(semantic, raw, strict=True):
                 vectors[id(r)] = self.encode_vector(vec)
         calls = []
+        registered: set[str] = set()
+        for r in live:  # each scope of the batch registered once, before its entries
+            if r.lookup.scope_digest not in registered:
+                registered.add(r.lookup.scope_digest)
+                calls.append(self._register_call(r))
         for r in live:
             mapping = dict(r.mapping)
             if id(r) in vectors:
                 mapping["embedding"] = vectors[id(r)]
-            ttl = 0 if r.ttl is None else r.ttl
-            calls.append(("EVAL", PUT.source, 1, r.lookup.key, ttl, *_flatten(mapping)))
+            calls.append(self._put_call(r, mapping))
         return calls, live
 
     def _warm_join(
@@ -1040,7 +1108,11 @@ class Core:
         corpus_version: str | None = None,
         scope: Scope | None = None,
     ) -> Flow[int]:
-        """Delete every entry of the namespace, or those matching the given scope parts."""
+        """Delete every entry of the namespace, or those matching the given scope parts.
+
+        Without filters every key of the namespace goes, its scope registry too (not
+        counted: the count is of entries). With filters, the registry keeps its rows.
+        """
         terms = filter_terms(tenant=tenant, model=model, corpus_version=corpus_version)
         if scope is not None:
             if not isinstance(scope, Scope):
@@ -1048,14 +1120,10 @@ class Core:
             terms.append(f"@scope:{{{scope.digest()}}}")
         deleted = 0
         if not terms:
-            cursor: Any = 0
-            pattern = self.layout.namespace_prefix + "*"
-            while True:
-                cursor, keys = yield Call(("SCAN", cursor, "MATCH", pattern, "COUNT", 1000))
-                if keys:
-                    deleted += int((yield Call(("UNLINK", *keys))))
-                if int(cursor) == 0:
-                    return deleted
+            deleted = yield from unlink_namespace(self.layout.namespace)
+            with self._trim_lock:
+                self._registered.clear()  # the registry went too: register anew
+            return deleted
         yield from self._ensure_index()
         query = " ".join(terms)
         while True:
@@ -1098,6 +1166,23 @@ class Core:
         return (yield from entries_flow(self.layout.index_name, limit))
 
 
+def unlink_namespace(namespace: str) -> Flow[int]:
+    """Delete every key of ``namespace`` (``SCAN``, ``UNLINK``); returns how many were
+    deleted, not counting its scope registry (which goes too)."""
+    registry = scopes_key(namespace).encode()
+    deleted = 0
+    cursor: Any = 0
+    pattern = f"paracache:{namespace}:*"
+    while True:
+        cursor, keys = yield Call(("SCAN", cursor, "MATCH", pattern, "COUNT", 1000))
+        if keys:
+            deleted += int((yield Call(("UNLINK", *keys))))
+            if any(k == registry or k == registry.decode() for k in keys):
+                deleted -= 1  # the registry, not an entry
+        if int(cursor) == 0:
+            return max(0, deleted)
+
+
 @dataclasses.dataclass(frozen=True)
 class EntryInfo:
     """One stored entry as :meth:`SemanticIndex.entries` and ``paracache inspect`` show it.
@@ -1106,7 +1191,8 @@ class EntryInfo:
         entry_id: The entry's id (for :meth:`SemanticIndex.delete`).
         key: Its Redis key.
         prompt: The prompt it was stored under.
-        scope: Its scope as plain data (model, tenant, corpus version, params, ...).
+        scope: Its scope as plain data (model, tenant, corpus version, params, ...),
+            from the namespace's scope registry (``{}`` if its row is missing).
         created_at: Unix time it was stored.
         last_hit_at: Unix time of its last hit (``None``: never hit).
         hit_count: How often it was served.
@@ -1135,11 +1221,12 @@ class EntryInfo:
         return dataclasses.asdict(self)
 
 
-_ENTRY_FIELDS = ("prompt", "scope_json", "created_at", "last_hit_at", "hit_count", "tokens", "ttl")
+_ENTRY_FIELDS = ("prompt", "scope", "created_at", "last_hit_at", "hit_count", "tokens", "ttl")
 
 
 def entries_flow(index_name: str, limit: int = 20) -> Flow[list[EntryInfo]]:
-    """The ``limit`` newest entries of the index ``index_name`` with their TTL left."""
+    """The ``limit`` newest entries of the index ``index_name`` with their TTL left and
+    their scope (from the namespace's scope registry, read in the same round trip)."""
     if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 10_000:
         raise ValueError(f"limit must be an int in [1, 10000], got {limit!r}")
     raw = yield Call(
@@ -1163,22 +1250,27 @@ def entries_flow(index_name: str, limit: int = 20) -> Flow[list[EntryInfo]]:
     rows = search_rows(raw)[1]
     if not rows:
         return []
-    pttls = yield Batch(tuple(("PTTL", key) for key, _ in rows))
+    digests = sorted({fields.get(b"scope", b"").decode("utf-8", "replace") for _, fields in rows})
+    replies = yield Batch(
+        (
+            *(("PTTL", key) for key, _ in rows),
+            read_scopes_call(scopes_key(namespace_of(index_name)), digests),
+        )
+    )
+    pttls = replies[: len(rows)]
+    scopes = scope_rows(digests, replies[len(rows)])
     out: list[EntryInfo] = []
     for (key, fields), pttl in zip(rows, pttls, strict=True):
         if int(pttl) == -2:
             continue  # expired in between
-        try:
-            scope = json.loads(_text(fields, "scope_json", "{}"))
-        except ValueError:
-            scope = {}
+        scope = scopes.get(fields.get(b"scope", b"").decode("utf-8", "replace"), {})
         last_hit = _num(fields, "last_hit_at")
         out.append(
             EntryInfo(
                 entry_id=key.rsplit(":", 1)[-1],
                 key=key,
                 prompt=_text(fields, "prompt"),
-                scope=scope if isinstance(scope, dict) else {},
+                scope=scope,
                 created_at=_num(fields, "created_at"),
                 last_hit_at=last_hit or None,
                 hit_count=int(_num(fields, "hit_count")),

@@ -15,12 +15,15 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 from collections.abc import Generator, Mapping, Sequence
 from typing import Any, TypeVar
 
 __all__ = [
     "EXACT",
     "PUT",
+    "READ_SCOPES",
+    "REGISTER_SCOPE",
     "SEARCH",
     "UNCOUNT",
     "Batch",
@@ -33,7 +36,9 @@ __all__ = [
     "Op",
     "Script",
     "Submit",
+    "read_scopes_call",
     "run_script",
+    "scope_rows",
     "search_rows",
     "write_refused",
 ]
@@ -210,10 +215,58 @@ if ARGV[5] == '1' and pttl and pttl > 0 then redis.call('PEXPIRE', KEYS[1], pttl
 return 1
 """
 
+# A scope's canonical JSON into the namespace's scope registry (KEYS[1]), once: ARGV is
+# the scope digest and the JSON. Best effort, never an error: a registry key that is not
+# a hash (someone else's data, a damaged key) must not fail the entry written with it in
+# the same round trip; the entry then lists with an unknown scope. Returns 1 if added,
+# 0 if known, -1 if the registry refused it.
+_REGISTER_SCOPE = """
+local added = redis.pcall('HSETNX', KEYS[1], ARGV[1], ARGV[2])
+if type(added) == 'table' then return -1 end
+return added
+"""
+
+# The scope JSON of each digest in ARGV from the scope registry (KEYS[1]), nil where
+# unknown; all nil if the registry is not a hash (listing entries never fails on it).
+_READ_SCOPES = """
+local found = redis.pcall('HMGET', KEYS[1], unpack(ARGV))
+if found['err'] then return {} end
+return found
+"""
+
 EXACT = Script(_EXACT)
 PUT = Script(_PUT)
 SEARCH = Script(_SEARCH)
 UNCOUNT = Script(_UNCOUNT)
+REGISTER_SCOPE = Script(_REGISTER_SCOPE)
+READ_SCOPES = Script(_READ_SCOPES)
+
+
+def read_scopes_call(registry: str, digests: Sequence[str]) -> tuple[Any, ...]:
+    """The command that reads these scope digests' JSON from the registry ``registry``
+    (its reply goes to :func:`scope_rows`)."""
+    return ("EVAL", READ_SCOPES.source, 1, registry, *digests)
+
+
+def scope_rows(digests: Sequence[str], reply: Any) -> dict[str, dict[str, Any]]:
+    """``{digest: scope as plain data}`` from a :func:`read_scopes_call` reply; digests
+    without a readable row are left out.
+
+    Example:
+        >>> scope_rows(["ab", "cd"], [b'{"tenant":"acme"}', None])
+        {'ab': {'tenant': 'acme'}}
+    """
+    out: dict[str, dict[str, Any]] = {}
+    for name, raw in zip(digests, reply or [], strict=False):
+        if raw is None:
+            continue
+        try:
+            value = json.loads(raw)
+        except (ValueError, TypeError, RecursionError):
+            continue
+        if isinstance(value, dict):
+            out[name] = value
+    return out
 
 
 def run_script(script: Script, keys: Sequence[str], *args: Any) -> Flow[Any]:

@@ -10,7 +10,9 @@ It scans the namespace's keys (``SCAN``, never ``KEYS``), reads each entry atomi
 size its index expects, the current schema version) and, unless ``dry_run``, deletes it
 with a script that checks the entry is still the one it read, so an entry rewritten
 meanwhile by a store is never lost. Keys of the namespace that are not entries (not
-``paracache:{namespace}:v{N}:{model}:e:{id}``) are counted and left alone.
+``paracache:{namespace}:v{N}:{model}:e:{id}``) are counted and left alone, except the
+namespace's scope registry (``paracache:{namespace}:scopes``): it is not counted when it
+is a hash, and deleted as invalid when it is not (stores could not register scopes).
 
 Example:
     >>> from paracache import SemanticIndex
@@ -28,7 +30,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .protocol import Batch, Call, Flow
-from .schema import SCHEMA_VERSION, entry_problem
+from .schema import SCHEMA_VERSION, entry_problem, scopes_key
 
 __all__ = ["RepairReport", "repair_flow"]
 
@@ -41,24 +43,41 @@ _ENTRY_KEY = re.compile(
     r"^paracache:[A-Za-z0-9][A-Za-z0-9_.-]{0,63}:v(\d+):([0-9a-f]+):e:[0-9a-z]+$"
 )
 
-# Type and fields of one key, read atomically (no WRONGTYPE race with a writer).
-_READ = """
-local t = redis.call('TYPE', KEYS[1])['ok']
-if t == 'hash' then return {t, redis.call('HGETALL', KEYS[1])} end
-return {t}
+# A fingerprint of a hash's fields and values (SHA-1 of each length-prefixed name and
+# value in listpack order): any write to the hash changes it.
+_FINGERPRINT = """
+local function fingerprint(fields)
+  local parts = {}
+  for i = 1, #fields do parts[i] = #fields[i] .. ':' .. fields[i] end
+  return redis.sha1hex(table.concat(parts))
+end
 """
 
-# Delete a key only if it is still what was judged: same type and, for a hash, the
-# same created_at (a store in between rewrites the whole entry with a new one).
-_DELETE_IF_SAME = """
+# Type, fields and fingerprint of one key, read atomically (no WRONGTYPE race with a
+# writer).
+_READ = (
+    _FINGERPRINT
+    + """
+local t = redis.call('TYPE', KEYS[1])['ok']
+if t == 'hash' then
+  local fields = redis.call('HGETALL', KEYS[1])
+  return {t, fields, fingerprint(fields)}
+end
+return {t}
+"""
+)
+
+# Delete a key only if it is still what was judged: same type and, for a hash, the same
+# fingerprint (a store in between rewrites the whole entry; a hit changes its counters).
+_DELETE_IF_SAME = (
+    _FINGERPRINT
+    + """
 local t = redis.call('TYPE', KEYS[1])['ok']
 if t ~= ARGV[1] then return 0 end
-if t == 'hash' then
-  local c = redis.call('HGET', KEYS[1], 'created_at')
-  if (c or '') ~= ARGV[2] then return 0 end
-end
+if t == 'hash' and fingerprint(redis.call('HGETALL', KEYS[1])) ~= ARGV[2] then return 0 end
 return redis.call('UNLINK', KEYS[1])
 """
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,16 +138,24 @@ def _vector_bytes(info: Any) -> int | None:
     return None
 
 
-def _judge(key: str, reply: Any, vector_sizes: Mapping[str, int]) -> tuple[str, str | None, str]:
-    """``(kind, problem, created_at)``; kind is ``entry``, ``other`` or ``gone``."""
+def _judge(
+    key: str, reply: Any, vector_sizes: Mapping[str, int], registry: str = ""
+) -> tuple[str, str | None, str]:
+    """``(kind, problem, fingerprint)``; kind is ``entry``, ``other``, ``registry`` (the
+    scope registry, a hash: nothing to judge) or ``gone``."""
     kind = _s(reply[0]) if reply else "none"
     if kind == "none":
         return "gone", None, ""
+    fingerprint = _s(reply[2]) if kind == "hash" and len(reply) > 2 else ""
+    if key == registry:
+        if kind == "hash":
+            return "registry", None, ""
+        return "entry", f"scope registry not a hash ({kind})", ""
     match = _ENTRY_KEY.match(key)
     if match is None:
         return "other", None, ""
     if match.group(1) != SCHEMA_VERSION:
-        return "entry", f"schema version {match.group(1)} key", ""
+        return "entry", f"schema version {match.group(1)} key", fingerprint
     if kind != "hash":
         return "entry", f"not a hash ({kind})", ""
     flat = reply[1] if len(reply) > 1 else []
@@ -140,7 +167,7 @@ def _judge(key: str, reply: Any, vector_sizes: Mapping[str, int]) -> tuple[str, 
     }
     prefix = key[: key.rindex(":e:") + 3]
     problem = entry_problem(fields, full=True, vector_bytes=vector_sizes.get(prefix))
-    return "entry", problem, _s(fields.get(b"created_at", b""))
+    return "entry", problem, fingerprint
 
 
 def repair_flow(
@@ -153,6 +180,7 @@ def repair_flow(
     """
     sizes: dict[str, int] = dict(vector_sizes or {})
     ns_prefix = f"paracache:{namespace}:"
+    registry = scopes_key(namespace)
     for raw_name in (yield Call(("FT._LIST",))) or []:
         name = _s(raw_name)
         if name.startswith(ns_prefix) and f"{name}:e:" not in sizes:
@@ -175,8 +203,8 @@ def repair_flow(
             replies = yield Batch(tuple(("EVAL", _READ, 1, k) for k in keys))
             doomed: list[tuple[str, str, str]] = []
             for key, reply in zip(keys, replies, strict=True):
-                kind, problem, created = _judge(key, reply, sizes)
-                if kind == "gone":
+                kind, problem, fingerprint = _judge(key, reply, sizes, registry)
+                if kind in ("gone", "registry"):
                     continue
                 scanned += 1
                 if kind == "other":
@@ -188,7 +216,7 @@ def repair_flow(
                     problems[problem] = problems.get(problem, 0) + 1
                     if len(samples) < SAMPLES:
                         samples.append((key, problem))
-                    doomed.append((key, _s(reply[0]), created))
+                    doomed.append((key, _s(reply[0]), fingerprint))
             if doomed and not dry_run:
                 results = yield Batch(
                     tuple(("EVAL", _DELETE_IF_SAME, 1, k, t, c) for k, t, c in doomed)

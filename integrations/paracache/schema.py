@@ -4,14 +4,20 @@ One namespace isolates one cache from another on the same Redis. Inside it, each
 embedding model (and vector type) gets its own index and key prefix, so vectors of
 two models never share an index:
 
-    paracache:{namespace}:v1:{model-slug}:e:{entry-id}    one hash per entry
-    paracache:{namespace}:v1:{model-slug}                 its search index
+    paracache:{namespace}:v2:{model-slug}:e:{entry-id}    one hash per entry
+    paracache:{namespace}:v2:{model-slug}                 its search index
+    paracache:{namespace}:scopes                          scope digest -> scope JSON
+
+The scope registry holds each scope's JSON once (``inspect`` and ``entries()`` show it),
+instead of a copy in every entry: entries carry only the scope's digest.
 
 Example:
     >>> from paracache.schema import Layout
     >>> lay = Layout.build("shop", "onnx:all-MiniLM-L6-v2:384", dims=384)
-    >>> lay.index_name.startswith("paracache:shop:v1:")
+    >>> lay.index_name.startswith("paracache:shop:v2:")
     True
+    >>> lay.scopes_key
+    'paracache:shop:scopes'
     >>> lay.key("abc") == lay.prefix + "abc"
     True
 """
@@ -28,9 +34,13 @@ from typing import Any
 
 from .scope import digest
 
-__all__ = ["HNSW", "SCHEMA_VERSION", "Layout", "entry_problem"]
+__all__ = ["HNSW", "SCHEMA_VERSION", "Layout", "entry_problem", "scopes_key"]
 
-SCHEMA_VERSION = "1"
+#: Version of the stored layout; entries of another version are foreign to the core
+#: (another index, another key prefix) and ``repair()`` deletes them.
+#: 2: no per-entry ``scope_json`` (the namespace's scope registry holds it), optional
+#: fields written only when set, ``created_at`` in whole seconds.
+SCHEMA_VERSION = "2"
 _NAMESPACE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _DTYPES = ("float32", "float16")
 
@@ -99,6 +109,11 @@ class Layout:
         return f"paracache:{self.namespace}:"
 
     @property
+    def scopes_key(self) -> str:
+        """The namespace's scope registry (a hash: scope digest -> canonical scope JSON)."""
+        return scopes_key(self.namespace)
+
+    @property
     def index_name(self) -> str:
         """The RediSearch index of this namespace and model."""
         return f"paracache:{self.namespace}:v{SCHEMA_VERSION}:{self.slug}"
@@ -157,7 +172,11 @@ class Layout:
 
 _HEX32 = re.compile(rb"^[0-9a-f]{32}$")
 _HEX16 = re.compile(rb"^[0-9a-f]{16}$")
-_NUMBER_FIELDS = ("created_at", "hit_count", "tokens", "ttl")
+#: Numbers an entry must have.
+_NUMBER_FIELDS = ("created_at",)
+#: Numbers written only when not 0 (a reader takes a missing one as 0): ``hit_count``
+#: and ``last_hit_at`` appear on the first hit, ``tokens`` and ``ttl`` when given.
+_OPTIONAL_NUMBER_FIELDS = ("hit_count", "tokens", "ttl")
 _DIGEST_FIELDS = ("tenant", "model", "corpus")
 
 
@@ -185,8 +204,12 @@ def entry_problem(
 ) -> str | None:
     """Why a stored entry (its hash fields, as bytes) cannot be served, or ``None``.
 
+    An entry must have ``v`` (the schema version), ``prompt`` and ``response`` (UTF-8),
+    the ``scope``, ``tenant``, ``model`` and ``corpus`` digests and ``created_at``.
+    ``metadata`` (a JSON object), ``tokens``, ``ttl``, ``hit_count`` and ``last_hit_at``
+    (numbers) are optional, written only when set, but must be well-formed when present.
     ``full=False`` checks what a lookup reads back (the KNN query returns a subset of
-    the fields); ``full=True`` also checks the scope JSON. Given ``vector_bytes``, a
+    the fields); ``full=True`` also checks ``last_hit_at``. Given ``vector_bytes``, a
     vector present must have that size. Extra fields are allowed; an entry without a
     vector is valid (it serves the exact layer only).
     Lookups skip a failing entry (counted as ``corrupt_entry``);
@@ -195,6 +218,13 @@ def entry_problem(
     Example:
         >>> entry_problem({b"v": b"0"})
         'schema version 0'
+        >>> entry = {b"v": b"2", b"prompt": b"hi", b"response": b"hello", b"scope": b"0" * 32,
+        ...          b"tenant": b"1" * 16, b"model": b"2" * 16, b"corpus": b"3" * 16,
+        ...          b"created_at": b"1700000000"}
+        >>> entry_problem(entry) is None
+        True
+        >>> entry_problem({**entry, b"hit_count": b"-1"})
+        'bad hit_count'
     """
     version = fields.get(b"v")
     if version != SCHEMA_VERSION.encode():
@@ -215,15 +245,40 @@ def entry_problem(
     for name in _NUMBER_FIELDS:
         if not _number(fields.get(name.encode())):
             return f"bad {name}"
+    optional = _OPTIONAL_NUMBER_FIELDS + (("last_hit_at",) if full else ())
+    for name in optional:
+        value = fields.get(name.encode())
+        if value is not None and not _number(value):
+            return f"bad {name}"
     for name in _DIGEST_FIELDS:
         if not _HEX16.match(fields.get(name.encode(), b"")):
             return f"bad {name} digest"
-    if full and not _json_object(fields.get(b"scope_json")):
-        return "scope_json is not a JSON object"
     vector = fields.get(b"embedding")
     if vector is not None and vector_bytes is not None and len(vector) != vector_bytes:
         return f"vector of {len(vector)} bytes, the index needs {vector_bytes}"
     return None
+
+
+def scopes_key(namespace: str) -> str:
+    """The scope registry of ``namespace``: one hash, scope digest -> canonical scope JSON,
+    written (``HSETNX``) with each entry, read by ``entries()``/``inspect``/``stats``.
+    A scope's row may outlive its entries; clearing the whole namespace removes it.
+
+    Example:
+        >>> scopes_key("faq")
+        'paracache:faq:scopes'
+    """
+    return f"paracache:{namespace}:scopes"
+
+
+def namespace_of(index_name: str) -> str:
+    """The namespace of a paracache index or entry key (``paracache:{ns}:...``).
+
+    Example:
+        >>> namespace_of("paracache:faq:v2:0a1b2c3d4e5f")
+        'faq'
+    """
+    return index_name.split(":", 2)[1]
 
 
 def tag_digest(name: str, value: str) -> str:
