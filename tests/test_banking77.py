@@ -37,7 +37,9 @@ def test_paraphrases_hit_and_other_intents_do_not(make_index: Any) -> None:
             if hit is not None:
                 hits += 1
                 correct += hit.response == intent
-                assert hit.similarity >= index.settings.min_similarity
+                # below the threshold only within the margin, when a detail corroborates
+                floor = index.settings.min_similarity - index.settings.corroboration_margin
+                assert hit.similarity >= floor
     assert asked >= 150
     assert hits / asked >= 0.10  # paraphrases are served...
     assert correct / hits >= 0.90  # ...and almost always with the right intent

@@ -15,7 +15,9 @@ Everything goes through a real :class:`~paracache.SemanticIndex` (its normaliser
 layer, HNSW KNN pre-filtered by scope, top-k re-ranking and guards) in a temporary
 namespace that is removed afterwards. Each query is looked up once at the lowest
 threshold of the sweep; the candidates the guards see give both curves at once: without
-guards a hit is the nearest candidate, with guards the nearest one that passes them.
+guards a hit is the nearest candidate, with guards the nearest one that passes them and is
+at or above the threshold, or corroborated within the index's ``corroboration_margin``
+below it (as the semantic layer serves them).
 
 For every threshold the report gives the hit rate (hits / queries), the precision of
 hits (correct / hits), the recall (correct / queries that have a correct answer in the
@@ -355,25 +357,41 @@ class CalibrationReport:
 # --------------------------------------------------------------------------- the run
 
 
+#: A candidate a query could be served: (similarity, correct, corroborated).
+_Served = tuple[float, bool, bool]
+
+
 @dataclasses.dataclass
 class _Outcome:
-    """One query: its best candidate without and with guards (similarity, correct)."""
+    """One query: the candidates that could serve it, most similar first, without guards
+    (the nearest) and with guards (those that pass them)."""
 
-    plain: tuple[float, bool] | None = None
-    guarded: tuple[float, bool] | None = None
+    plain: list[_Served] = dataclasses.field(default_factory=list)
+    guarded: list[_Served] = dataclasses.field(default_factory=list)
+
+
+def _served(candidates: Sequence[_Served], threshold: float, margin: float) -> _Served | None:
+    """The candidate served at ``threshold``, as the core chooses: the most similar at or
+    above it, or a corroborated one at most ``margin`` below it."""
+    for cand in candidates:
+        if cand[0] >= threshold - 1e-9 or (cand[2] and cand[0] >= threshold - margin - 1e-9):
+            return cand
+    return None
 
 
 def _sweep(
-    outcomes: Sequence[tuple[float, bool] | None],
+    outcomes: Sequence[Sequence[_Served]],
     thresholds: Sequence[float],
     answerable: int,
+    margin: float = 0.0,
 ) -> tuple[SweepRow, ...]:
     rows = []
     n = len(outcomes)
     for t in thresholds:
         hits = correct = 0
-        for o in outcomes:
-            if o is not None and o[0] >= t - 1e-9:
+        for candidates in outcomes:
+            o = _served(candidates, t, margin)
+            if o is not None:
                 hits += 1
                 correct += o[1]
         rows.append(
@@ -493,12 +511,16 @@ def calibrate(
     options.update(index_options or {})
     t0 = time.perf_counter()
     index = SemanticIndex(redis_url, **options)
-    seen: list[tuple[float, bytes | None, str | None]] = []
+    seen: list[tuple[float, bytes | None, str | None, bool]] = []
     rejections: Counter[str] = Counter()
+    # Candidates below the threshold but corroborated are served too (the sweep's
+    # "with guards" side models it; the core asks ``corroborate`` before ``accept``).
+    margin = index.core.settings.corroboration_margin if index.core.corroborate else 0.0
 
     def observe(req: LookupRequest, cand: Candidate) -> str | None:
         reason = guards.accept(req, cand) if guards.active else None
-        seen.append((cand.similarity, cand.fields.get(b"response"), reason))
+        vouched = margin > 0 and guards.corroborate(req, cand)
+        seen.append((cand.similarity, cand.fields.get(b"response"), reason, vouched))
         if reason:
             rejections[reason] += 1
         return reason
@@ -528,15 +550,17 @@ def calibrate(
                 outcome = _Outcome()
                 if verdict.hit is not None and verdict.hit.layer == "exact":
                     right = bool(label) and verdict.hit.response == label
-                    outcome.plain = outcome.guarded = (1.0, right)
+                    outcome.plain = outcome.guarded = [(1.0, right, False)]
                 else:
+                    seen.sort(key=lambda s: -s[0])
                     if seen:
-                        sim, response, _ = seen[0]
-                        outcome.plain = (sim, bool(label) and response == label.encode())
-                    for sim, response, reason in seen:
-                        if reason is None:
-                            outcome.guarded = (sim, bool(label) and response == label.encode())
-                            break
+                        sim, response, _, _ = seen[0]
+                        outcome.plain = [(sim, bool(label) and response == label.encode(), False)]
+                    outcome.guarded = [
+                        (sim, bool(label) and response == label.encode(), vouched)
+                        for sim, response, reason, vouched in seen
+                        if reason is None
+                    ]
                 outcomes.append(outcome)
             if bar is not None:
                 bar.update(len(chunk_asks))
@@ -549,7 +573,11 @@ def calibrate(
             index.close()
     min_hits = max(1, min(10, len(asks) // 50))
     without = _sweep([o.plain for o in outcomes], sweep, answerable)
-    with_ = _sweep([o.guarded for o in outcomes], sweep, answerable) if guards.active else without
+    with_ = (
+        _sweep([o.guarded for o in outcomes], sweep, answerable, margin)
+        if guards.active
+        else without
+    )
     return CalibrationReport(
         kind=kind,
         stored=len(stores),

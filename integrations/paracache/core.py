@@ -29,7 +29,7 @@ from typing import Any, Literal, TypeVar, cast
 import numpy as np
 
 from .metrics import Recorder
-from .policy import CircuitBreaker, HybridTuner, Normalizer, TTLPolicy
+from .policy import CircuitBreaker, HybridTuner, Normalizer, TTLPolicy, strip_pleasantries
 from .protocol import (
     EXACT,
     PUT,
@@ -86,6 +86,8 @@ logger = logging.getLogger("paracache")
 
 #: Cosine similarity a semantic hit needs by default. Chosen on Banking77 (see README).
 DEFAULT_MIN_SIMILARITY = 0.90
+#: Default ``corroboration_margin``: corroborated candidates down to 0.85 at 0.90.
+DEFAULT_CORROBORATION_MARGIN = 0.05
 #: How much of a prompt is kept in the entry (for inspection and guards).
 MAX_STORED_PROMPT = 16_384
 #: Seconds a cache instance trusts that a scope it registered is still in the scope
@@ -200,6 +202,16 @@ class Settings:
     #: see :class:`HybridTuner`), ``"auto"`` (RediSearch always chooses), ``"batches"`` or
     #: ``"adhoc_bf"`` (forced).
     knn_policy: Literal["adaptive", "auto", "batches", "adhoc_bf"] = "adaptive"
+    #: Embed prompts without greetings, politeness frames and sign-offs
+    #: (:func:`~paracache.policy.strip_pleasantries`); the exact layer's key is unchanged.
+    strip_pleasantries: bool = True
+    #: How far below the threshold a candidate may be when the ``corroborate`` hook
+    #: vouches for it (a shared specific detail, every guard passed); 0: never.
+    corroboration_margin: float = DEFAULT_CORROBORATION_MARGIN
+
+    def embed_text(self, text: str) -> str:
+        """The text the embedder sees for the normalised prompt ``text``."""
+        return strip_pleasantries(text) if self.strip_pleasantries else text
 
     def threshold_for(self, scope: Scope) -> float:
         """The threshold a lookup under ``scope`` needs when the call gives none: the
@@ -232,6 +244,8 @@ class LookupRequest:
     bypass: str | None
     #: The prompt as given (case kept), for guards; ``text`` is its normalised form.
     prompt: str = ""
+    #: What the semantic layer embeds: ``text`` without pleasantries (``Settings.embed_text``).
+    embed_text: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -386,6 +400,7 @@ class Core:
         breaker: CircuitBreaker | None = None,
         on_verdict: Callable[[Verdict], None] | None = None,
         accept: Callable[[LookupRequest, Candidate], str | None] | None = None,
+        corroborate: Callable[[LookupRequest, Candidate], bool] | None = None,
     ) -> None:
         self.layout = layout
         self.settings = settings
@@ -394,6 +409,9 @@ class Core:
         self.on_verdict = on_verdict
         #: Optional guard: returns a rejection reason for a candidate, or ``None``.
         self.accept = accept
+        #: Optional: may a candidate within ``corroboration_margin`` below the threshold
+        #: be served (it still has to pass ``accept``)?
+        self.corroborate = corroborate
         self.index_ready = False
         self._np_dtype = np.float16 if layout.dtype == "float16" else np.float32
         self.tuner = HybridTuner()
@@ -443,6 +461,7 @@ class Core:
             semantic=bool(semantic) and bool(text),
             bypass=self.settings.policy.bypass(scope.temperature),
             prompt=prompt,
+            embed_text=self.settings.embed_text(text),
         )
 
     def prepare_store(
@@ -512,7 +531,7 @@ class Core:
             raw = yield from self._exact_read(req)
             hit = self._exact_hit(req, raw)
             if hit is None and req.semantic:
-                vector = yield from self._embed(req.text)
+                vector = yield from self._embed(req.embed_text or req.text)
                 if vector is None:
                     self.breaker.record_success()
                     return self._verdict(req, t0, "error", "embedding failed")
@@ -657,7 +676,7 @@ class Core:
                 args[2],  # the query, with its HYBRID_POLICY
                 vector,
                 self.settings.top_k,
-                _distance_arg(1.0 - req.min_similarity),
+                _distance_arg(1.0 - self._floor(req)),
                 _distance_arg(hit_dist),
                 req.scope_digest,
                 now,
@@ -709,14 +728,19 @@ class Core:
         rejected: list[str] = []
         hit: CacheHit | None = None
         winner = ""
+        below = False
+        floor = self._floor(req)
         for cand in sorted(candidates, key=lambda c: -c.similarity):
-            if cand.similarity < req.min_similarity:
+            if cand.similarity < floor:
                 break
             if not cand.fields:
                 continue  # expired since the search
             if cand.fields.get(b"scope") != req.scope_digest.encode():
                 self._corrupt(cand.key, "scope does not match the pre-filter")
                 continue  # cannot happen with the pre-filter; never serve it if it does
+            below = cand.similarity < req.min_similarity
+            if below and not self._corroborated(req, cand):
+                continue  # below the threshold, and nothing vouches for it
             rejection = self._check(req, cand)
             if rejection:
                 self.recorder.rejection(rejection)
@@ -741,6 +765,11 @@ class Core:
             yield from self._uncount(found)
         if hit is not None:
             reason = f"similarity {hit.similarity:.3f} >= {req.min_similarity:.3f}"
+            if below:
+                reason = (
+                    f"similarity {hit.similarity:.3f} >= {floor:.3f}, corroborated "
+                    f"(a shared detail; threshold {req.min_similarity:.3f})"
+                )
             if rejected:
                 reason += f"; rejected before it: {', '.join(rejected)}"
             return hit, best, reason
@@ -772,6 +801,29 @@ class Core:
             )
         except Exception as exc:  # bookkeeping: a count too many is harmless
             logger.debug("paracache: undoing a hit count failed: %r", exc)
+
+    def _floor(self, req: LookupRequest) -> float:
+        """The lowest similarity a candidate may have: the threshold, or with a
+        ``corroborate`` hook the threshold less ``corroboration_margin`` (never for a
+        threshold of 1.0, which asks for the same meaning exactly)."""
+        if (
+            self.corroborate is None
+            or self.settings.corroboration_margin <= 0
+            or req.min_similarity >= 1.0
+        ):
+            return req.min_similarity
+        return req.min_similarity - self.settings.corroboration_margin
+
+    def _corroborated(self, req: LookupRequest, cand: Candidate) -> bool:
+        """The ``corroborate`` hook's verdict; a hook that raises does not vouch."""
+        if self.corroborate is None:
+            return False
+        try:
+            return bool(self.corroborate(req, cand))
+        except Exception as exc:
+            self.recorder.error("guard")
+            logger.warning("paracache: corroborate hook raised: %r", exc)
+            return False
 
     def _check(self, req: LookupRequest, cand: Candidate) -> str | None:
         """The ``accept`` hook's verdict on a candidate; a hook that raises rejects it."""
@@ -894,7 +946,7 @@ class Core:
             return None
         mapping = dict(req.mapping)
         if req.lookup.semantic:
-            vector = yield from self._embed(req.lookup.text)
+            vector = yield from self._embed(req.lookup.embed_text or req.lookup.text)
             if vector is not None:
                 mapping["embedding"] = vector
             # Without a vector the entry still serves the exact layer.
@@ -1010,7 +1062,10 @@ class Core:
         semantic = [r for r in live if r.lookup.semantic]
         vectors: dict[int, bytes] = {}
         if semantic:
-            texts = tuple(_clean(r.lookup.text[: self.settings.max_embed_chars]) for r in semantic)
+            texts = tuple(
+                _clean((r.lookup.embed_text or r.lookup.text)[: self.settings.max_embed_chars])
+                for r in semantic
+            )
             raw = yield EmbedMany(texts)
             if len(raw) != len(semantic):
                 raise EmbeddingError(f"{len(raw)} vectors for {len(semantic)} texts")

@@ -113,6 +113,16 @@ class SemanticIndex:
             query's; see :class:`paracache.guards.Guards`. On by default; ``None`` or
             ``Guards.off()`` turns them off. Rejections are counted in
             ``stats().rejections_by_reason``.
+        corroboration_margin: How far below the threshold in effect a candidate may be
+            and still be served when it is *corroborated*: it names the same identifier,
+            sum, date, number or name as the query, no such detail on either side is
+            missing from the other (:func:`paracache.guards.corroborates`), and it
+            passes every guard. Default 0.05 (at the default threshold 0.90: down to
+            0.85); 0 turns it off, as do ``guards=None``.
+        strip_pleasantries: Embed prompts without greetings, politeness and hedge frames
+            and sign-offs ("Hi, can you tell me ...", "..., thanks in advance"), stored
+            and asked alike (:func:`paracache.policy.strip_pleasantries`). On by
+            default; the exact layer's key is unchanged either way.
         ttl: Default seconds an entry lives (``None``: no expiry). Shorthand for
             ``ttl_policy=TTLPolicy(default_ttl=...)``.
         ttl_policy: Full TTL and no-cache rules.
@@ -168,6 +178,8 @@ class SemanticIndex:
         min_similarity: float | None = None,
         thresholds: dict[str, dict[str, float]] | None = None,
         guards: Guards | None = _UNSET,
+        corroboration_margin: float | None = None,
+        strip_pleasantries: bool = True,
         ttl: float | None = _UNSET,
         ttl_policy: TTLPolicy | None = None,
         normalizer: Normalizer | None = None,
@@ -233,6 +245,12 @@ class SemanticIndex:
             track_hits=bool(track_hits),
             max_entries=max_entries,
             thresholds=check_thresholds(thresholds),
+            strip_pleasantries=bool(strip_pleasantries),
+            corroboration_margin=(
+                Settings.corroboration_margin
+                if corroboration_margin is None
+                else check_similarity(corroboration_margin, "corroboration_margin")
+            ),
         )
         if guards is _UNSET:
             guards = Guards()
@@ -247,6 +265,7 @@ class SemanticIndex:
             breaker=breaker or CircuitBreaker(),
             on_verdict=on_verdict,
             accept=self.guards.accept if self.guards.active else None,
+            corroborate=self.guards.corroborate if self.guards.active else None,
         )
         self._own_clients = redis_client is None
         if redis_client is not None:
@@ -570,7 +589,8 @@ class SemanticIndex:
 
     def embed(self, text: str) -> list[float]:
         """The (normalised, memoised) embedding the semantic layer uses for ``text``."""
-        return list(self._embed_sync(self._core.settings.normalizer(text)))
+        settings = self._core.settings
+        return list(self._embed_sync(settings.embed_text(settings.normalizer(text))))
 
     def embed_many(self, texts: Sequence[str], *, batch_size: int = 64) -> list[list[float]]:
         """Embed prompts in batches, as the semantic layer would, and memoise them, so
@@ -581,7 +601,8 @@ class SemanticIndex:
             >>> vectors = cache.embed_many(["What's your refund policy?", "Hi"])  # doctest: +SKIP
         """
         limit = self._core.settings.max_embed_chars
-        keys = [self._core.settings.normalizer(t)[:limit] for t in texts]
+        settings = self._core.settings
+        keys = [settings.embed_text(settings.normalizer(t))[:limit] for t in texts]
         todo = sorted({k for k in keys if self._memo.get(k) is None})
         if todo:
             fresh = self.vectorizer.embed_many(todo, batch_size=batch_size)

@@ -20,7 +20,14 @@ import unicodedata
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["CircuitBreaker", "HybridTuner", "Normalizer", "TTLDecision", "TTLPolicy"]
+__all__ = [
+    "CircuitBreaker",
+    "HybridTuner",
+    "Normalizer",
+    "TTLDecision",
+    "TTLPolicy",
+    "strip_pleasantries",
+]
 
 _WS = re.compile(r"\s+")
 _EDGE_CHARS = "\\s\"'`.,;:!?\u00bf\u00a1\u2026\u2018\u2019\u201c\u201d"
@@ -66,6 +73,66 @@ class Normalizer:
         if self.strip_edge_punctuation:
             out = _EDGE_PUNCT.sub("", out)
         return out
+
+
+# Pleasantries: greetings, politeness and hedge frames, sign-offs. Only ever removed at the
+# start or the end of a text (and a lone "please" inside it): negations, numbers and names
+# are never touched, and a text that would keep fewer than two words is left as it is.
+_P_SEP = r"[\s,!.:;\-]*"
+_P_LEAD = (
+    r"(?:hi|hello|hey|hiya|howdy|greetings|good (?:morning|afternoon|evening|day))"
+    r"(?: there| all| team| guys| folks| everyone| support)?\b",
+    r"dear (?:sir or madam|sir|madam|team|support team|support|all)\b",
+    r"(?:ok|okay|so|um|uh|hmm|oh)\b(?=[\s,])",
+    r"(?:please|pls|plz|kindly)\b",
+    r"(?:can|could|would|will) you (?:please |kindly )?(?:tell|let|show) me(?: know)?\b",
+    r"(?:please )?(?:tell|let) me know\b",
+    r"(?:please )?tell me\b(?= (?:how|what|where|when|which|who|why|if|whether)\b)",
+    r"(?:can|could|would|will) you (?:please|kindly)\b",
+    r"(?:i was|i am|i'm|im) (?:just )?wondering(?: if| whether)?\b",
+    r"(?:i would|i'd|id) like to (?:know|ask)(?: if| whether)?\b",
+    r"i (?:want|need) to know(?: if| whether)?\b",
+    r"(?:i have a |quick |a quick |i've got a )?question(?: for you)?\b(?=[:,\-])",
+)
+_P_TRAIL = (
+    r"(?:please|pls|plz|kindly)",
+    r"(?:many |thanks? )?(?:thanks|thank you|thx|ty|cheers)"
+    r"(?: (?:so|very) much| a lot| a bunch)?(?: in advance| for your help| for the help)?",
+    r"(?:kind |best |warm )?regards",
+    r"(?:i )?(?:would |will )?(?:much |really )?appreciate(?:d)? (?:it|your help|any help)",
+    r"any help (?:is|would be) (?:much |greatly )?appreciated",
+)
+_RE_P_LEAD = re.compile(r"^(?:" + "|".join(_P_LEAD) + r")" + _P_SEP, re.I)
+_RE_P_TRAIL = re.compile(r"[\s,!.:;\-]*\b(?:" + "|".join(_P_TRAIL) + r")[\s,!.:;\-]*$", re.I)
+_RE_P_INNER = re.compile(r"(?<=\s)(?:please|pls|plz|kindly)\b,?\s", re.I)
+_RE_P_EDGE = re.compile(r"^[\s,!.:;\-?]+|[\s,!.:;\-?]+$")
+
+
+def strip_pleasantries(text: str) -> str:
+    """The text the embedder sees: ``text`` without the greetings, politeness and hedge
+    frames and sign-offs that carry nothing for the answer ("Hi, can you tell me ...",
+    "I was wondering if ...", "..., thanks in advance").
+
+    Applied to the (normalised) text of stored and asked prompts alike, and only to what
+    is embedded: the exact layer's key is unchanged. Negations, numbers and names are
+    kept; a text that would keep fewer than two words is returned unchanged.
+
+    Example:
+        >>> strip_pleasantries("hi, can you tell me how do i top up my card? thanks!")
+        'how do i top up my card'
+        >>> strip_pleasantries("please don't cancel my order")
+        "don't cancel my order"
+        >>> strip_pleasantries("hello there")
+        'hello there'
+    """
+    out = text
+    for _ in range(4):
+        stripped = _RE_P_TRAIL.sub("", _RE_P_LEAD.sub("", out))
+        if stripped == out:
+            break
+        out = stripped
+    out = _RE_P_EDGE.sub("", _RE_P_INNER.sub("", out))
+    return out if len(out.split()) >= 2 else text
 
 
 #: Words that make an answer depend on when it is asked.

@@ -315,6 +315,7 @@ class SemanticCacheQueryEngine(BaseQueryEngine):
             and isinstance(emb, LlamaIndexEmbedding)
             and vectorizer_id(emb.vectorizer) == self._vid
             and emb.query_text(qb.query_str) == text
+            and settings.embed_text(text) == text  # the cache embeds no other text
             and len(text) <= settings.max_embed_chars
         ):
             try:
