@@ -118,7 +118,8 @@ class SemanticIndex:
             sum, date, number or name as the query, no such detail on either side is
             missing from the other (:func:`paracache.guards.corroborates`), and it
             passes every guard. Default 0.05 (at the default threshold 0.90: down to
-            0.85); 0 turns it off, as do ``guards=None``.
+            0.85); 0 turns it off, as do ``guards=None``. A threshold of 1.0 (per call
+            or per scope) gets no margin.
         strip_pleasantries: Embed prompts without greetings, politeness and hedge frames
             and sign-offs ("Hi, can you tell me ...", "..., thanks in advance"), stored
             and asked alike (:func:`paracache.policy.strip_pleasantries`). On by
