@@ -58,6 +58,7 @@ from redisvl.extensions.cache.llm.schema import CacheEntry
 
 from paracache import Normalizer, Scope, SemanticIndex, TTLPolicy
 from paracache.embedded import EmbeddedRedis
+from paracache.policy import strip_pleasantries
 from paracache.protocol import search_rows
 from paracache.vectorizers import MiniLMVectorizer
 
@@ -202,6 +203,7 @@ class BenchVectorizer(MiniLMVectorizer):  # type: ignore[misc]
         for t, v in zip(texts, vectors, strict=True):
             self._known[t] = v
             self._known[norm(t)] = v
+            self._known.setdefault(strip_pleasantries(norm(t)), v)  # what paracache embeds
 
     def forget(self) -> None:
         self._known.clear()
