@@ -156,6 +156,15 @@ def test_features_normalise_equivalent_spellings() -> None:
     assert features("Due on 3 May").dates == {"month:5", "day:3"}
 
 
+def test_ascii_and_unicode_texts_are_analysed_alike() -> None:
+    # ASCII texts take a faster tokeniser; a curly apostrophe or a non-ASCII letter
+    # takes the general one, which must find the same details
+    assert features("I don\u2019t want to cancel Apple Pay") == features(
+        "I don't want to cancel Apple Pay"
+    )
+    assert features("Pay 20 € to Zoë in Zürich").entities == {"zoë", "zürich"}
+
+
 def test_long_and_odd_inputs_are_safe() -> None:
     for text in ["", "   ", "???", "\u2019\u2019", "x" * 100_000, "1" * 5000, "€€€ $ £",
                  "n't not no never", "\ud800 broken surrogate", "Ünïcödé Ñame İstanbul"]:

@@ -302,6 +302,7 @@ _ALIASES = {
 }
 
 _ALIAS_FIRST = frozenset(k.split()[0] for k in _ALIASES if " " in k)
+_ALIAS_KEYS = frozenset(_ALIASES)
 
 _IRREGULAR = {
     "sent": "send", "got": "get", "gotten": "get", "paid": "pay", "made": "make",
@@ -375,6 +376,8 @@ _NUMBER = r"\d+(?:[.,]\d+)*"
 _NUMBER_WORD = _alt([*_UNITS, *_TENS, "a", "an", "a couple of", "couple of", "a few"])
 
 _RE_TOKEN = re.compile(r"[^\W\d_]+(?:['\u2019][^\W\d_]+)*|\d+(?:[.,:]\d+)*|[.!?;:\n]|\S")
+#: ``_RE_TOKEN`` for ASCII texts (the same tokens, with cheaper character classes).
+_RE_TOKEN_ASCII = re.compile(r"[A-Za-z]+(?:'[A-Za-z]+)*|[0-9]+(?:[.,:][0-9]+)*|[.!?;:\n]|\S")
 _RE_DIGIT = re.compile(r"\d")
 _RE_SPACES = re.compile(r"\s+")
 _NON_WORD = re.compile(r"[^\w]+")
@@ -794,21 +797,69 @@ def _numbers(text: str, digits: bool, words: frozenset[str]) -> set[str]:
     return found
 
 
+#: Tokens that end a clause (``_clauses``) and tokens that open a sentence (``_entities``).
+_CLAUSE_BREAKS = frozenset(".!?;:\n")
+_NAME_BREAKS = frozenset(".!?;:\n\"(-")
+
+
 def _clauses(tokens: list[str]) -> list[list[str]]:
-    out: list[list[str]] = [[]]
-    for token in tokens:
-        if token in ".!?;:\n":
-            if out[-1]:
-                out.append([])
-        elif token != "-":  # "top-up" is "top up"
-            out[-1].append(token)
-    return [c for c in out if c]
+    out: list[list[str]] = []
+    start = 0
+    for i, token in enumerate(tokens):
+        if token in _CLAUSE_BREAKS:
+            if i > start:
+                out.append(tokens[start:i])
+            start = i + 1
+    if start < len(tokens):
+        out.append(tokens[start:])
+    if "-" in tokens:  # "top-up" is "top up"
+        out = [c for c in ([t for t in c if t != "-"] for c in out) if c]
+    return out
 
 
 #: Function words that are neither a negation cue nor the start of one.
 _PLAIN_STOP = frozenset(_STOP - _NEGATORS - _IMPLICIT_NEGATORS)
-_DETERMINERS = {"my", "the", "your", "this", "that", "a", "an", "our", "his", "her", "their",
-                "its", "these", "those", "any", "some"}
+_DETERMINERS = frozenset({"my", "the", "your", "this", "that", "a", "an", "our", "his", "her",
+                          "their", "its", "these", "those", "any", "some"})
+#: Words skipped when looking at how a clause starts ("Hi, how do I ...").
+_LEAD_SKIP = frozenset({"hi", "hello", "hey", "so", "and", "but", "please", "ok", "okay", "um",
+                        "well"})
+_TELL_ME_WH = frozenset({"how", "where", "when", "what", "which"})
+#: Punctuation that neither ends the reach of a negation nor is a word.
+_NEG_TRANSPARENT = frozenset({",", "'", '"', "-", "(", ")"})
+
+#: What ``_polarity`` needs to know about a lowercased token: starts with a letter,
+#: negation cue, implicit negation cue, "n't" contraction, clause end, stem, first word of
+#: a two-word opposite, opposite hit, skipped after a negation, not a content word, verb
+#: of wanting. Memoised in a bounded dict (cleared when full).
+_WordInfo = tuple[bool, bool, bool, bool, bool, str, bool, "tuple[int, int] | None", bool,
+                  bool, bool]
+_WORD_INFO: dict[str, _WordInfo] = {}
+_WORD_INFO_MAX = 32_768
+
+
+def _word_info(word: str) -> _WordInfo:
+    info = _WORD_INFO.get(word)
+    if info is None:
+        contraction = word.endswith("n't")
+        stem = _stem(word)
+        info = (
+            word[0].isalpha(),
+            word in _NEGATORS or contraction,
+            word in _IMPLICIT_NEGATORS,
+            contraction,
+            word in _CLAUSE_END,
+            stem,
+            stem in _OPP_FIRST,
+            _OPP_INDEX.get(stem),
+            word in _NEG_SKIP,
+            word in _STOP or len(stem) < 2,
+            stem in _VOLITION,
+        )
+        if len(_WORD_INFO) >= _WORD_INFO_MAX:
+            _WORD_INFO.clear()
+        _WORD_INFO[word] = info
+    return info
 
 
 def _polarity(
@@ -828,52 +879,52 @@ def _polarity(
     firm = False
     wh = False
     opposites: set[tuple[int, int]] = set()
+    info_of = _WORD_INFO.get
     for clause in clauses:
-        lead = [w for w in clause[:3] if w not in ("hi", "hello", "hey", "so", "and", "but",
-                                                   "please", "ok", "okay", "um", "well")]
-        if lead and (lead[0] in _WH or (lead[:2] == ["tell", "me"] and lead[2:3] in (
-            ["how"], ["where"], ["when"], ["what"], ["which"]))
-        ):
-            wh = True
+        if not wh:
+            lead = [w for w in clause[:3] if w not in _LEAD_SKIP]
+            if lead and (lead[0] in _WH or (
+                len(lead) == 3 and lead[0] == "tell" and lead[1] == "me"
+                and lead[2] in _TELL_ME_WH
+            )):
+                wh = True
         pending = False
         cue_at = -1
         group: list[str] | None = None
+        last = len(clause) - 1
         for i, word in enumerate(clause):
             if not pending and word in _PLAIN_STOP:
                 continue  # the most common case, first
-            if not word[0].isalpha():
-                if word not in (",", "'", '"', "-", "(", ")"):
+            (alpha, negator, implicit, contraction, clause_end, stem, opp_first, opp_hit,
+             neg_skip, not_content, volition) = info_of(word) or _word_info(word)
+            if not alpha:
+                if word not in _NEG_TRANSPARENT:
                     if group:
                         groups.add(frozenset(group))
                     pending, group = False, None
                 continue
-            if word in _NEGATORS or word.endswith("n't") or (
-                word in _IMPLICIT_NEGATORS and clause[i + 1 : i + 2] == ["to"]
-            ):
+            if negator or (implicit and i < last and clause[i + 1] == "to"):
                 pending = True  # "not", "don't", "without", "have yet to", "failed to"
                 cue_at = i
                 cues += 1
-                inverted = word.endswith("n't") and clause[i + 1 : i + 2] != [] and (
-                    clause[i + 1] in _DETERMINERS
-                )
+                inverted = contraction and i < last and clause[i + 1] in _DETERMINERS
                 group = [] if inverted else None
                 continue
-            if word in _CLAUSE_END:
+            if clause_end:
                 if group:
                     groups.add(frozenset(group))
                 pending, group = False, None
                 continue
-            stem = _stem(word)
             # opposite words; a negated one ("not approved") is left to the negation guard
             hit = None
-            if stem in _OPP_FIRST and i + 1 < len(clause):
+            if opp_first and i < last:
                 hit = _OPP_INDEX.get(stem + " " + _stem(clause[i + 1]))
-            hit = hit or _OPP_INDEX.get(stem)
+            hit = hit or opp_hit
             if hit is not None and not pending:
                 opposites.add(hit)
-            if pending and word in _NEG_SKIP:
+            if pending and neg_skip:
                 continue
-            if word in _STOP or len(stem) < 2:
+            if not_content:
                 continue
             if pending and group is not None:
                 group.append(stem)
@@ -885,10 +936,10 @@ def _polarity(
                 negated.add(stem)
                 # an order ("Don't ...", "please do not ...") or a change of mind
                 # ("I don't want to ...") is a different request, never a problem report
-                if stem in _VOLITION or cue_at == 0 or clause[cue_at - 1] == "please":
+                if volition or cue_at == 0 or clause[cue_at - 1] == "please":
                     firm = True
                 # "don't want to *cancel*": the wanted action is negated too
-                pending = stem in _VOLITION and clause[i + 1 : i + 2] == ["to"]
+                pending = volition and i < last and clause[i + 1] == "to"
             else:
                 asserted.add(stem)
         if group:
@@ -899,47 +950,47 @@ def _polarity(
 def _quantifiers(lowered_words: list[str], text: str) -> set[tuple[str, int]]:
     found: set[tuple[str, int]] = set()
     n = len(lowered_words)
-    i = 0
-    while i < n:
-        if lowered_words[i] not in _QUANT_FIRST:
-            i += 1
+    resume = 0  # after a phrase, its words are not looked at again
+    for i, word in enumerate(lowered_words):
+        if word not in _QUANT_FIRST or i < resume:
             continue
         for size in (3, 2, 1):
             if i + size > n:
                 continue
-            phrase = " ".join(lowered_words[i : i + size])
+            phrase = " ".join(lowered_words[i : i + size]) if size > 1 else word
             hit = _QUANT_INDEX.get(phrase)
             if hit is None:
                 continue
-            ahead = " ".join(lowered_words[i + size : i + size + 3])
-            if phrase in _NUMERIC_BOUNDS and not _RE_NUMERIC_AHEAD.match(" " + ahead):
-                break  # "over the phone", "under my name": not a bound
+            if phrase in _NUMERIC_BOUNDS:
+                ahead = " ".join(lowered_words[i + size : i + size + 3])
+                if not _RE_NUMERIC_AHEAD.match(" " + ahead):
+                    break  # "over the phone", "under my name": not a bound
             if phrase in _PERIOD_PHRASES:
                 before = " ".join(lowered_words[max(0, i - 2) : i])
                 if not (_RE_PERIOD_CONTEXT.search(before) or _RE_PERIOD_CONTEXT.search(text)):
                     break  # "for a week": a duration, not a period
             found.add(hit)
-            i += size - 1
+            resume = i + size
             break
-        i += 1
     return found
 
 
-def _entities(text: str, tokens: list[str]) -> set[str]:
+def _entities(tokens: list[str], lowered_tokens: list[str]) -> set[str]:
     """Names: capitalised words not opening a sentence, acronyms, CamelCase; runs of them
-    are one name ("Apple Pay"), known aliases are reduced to one spelling."""
+    are one name ("Apple Pay"), known aliases are reduced to one spelling.
+
+    ``lowered_tokens`` are ``tokens`` lowercased, one for one."""
     found: set[str] = set()
     run: list[str] = []
     sentence_start = True
-    for token in tokens:
+    for token, plain in zip(tokens, lowered_tokens, strict=True):
         if not token[0].isalpha():
-            if token in ".!?;:\n" or token in ('"', "(", "-"):
+            if token in _NAME_BREAKS:
                 sentence_start = True
-            if run and token not in (".",):
-                found.add(" ".join(run))
-                run = []
-            continue
-        plain = token.lower()
+                if run and token != ".":
+                    found.add(" ".join(run))
+                    run = []
+            continue  # other punctuation and numbers neither open nor end a name
         at_start = sentence_start
         sentence_start = False
         if token == plain:
@@ -961,25 +1012,42 @@ def _entities(text: str, tokens: list[str]) -> set[str]:
             run = []
     if run:
         found.add(" ".join(run))
-    out: set[str] = set()
-    for name in found:
-        out.add(_ALIASES.get(name, name))
-    return out
+    return {_ALIASES.get(name, name) for name in found}
 
 
-def _word_forms(words: list[str]) -> set[str]:
-    """Words plus their singular forms and the aliases of words and word pairs."""
-    out = set(words)
-    out.update(w[:-1] for w in words if len(w) > 3 and w[-1] == "s")
-    for i, w in enumerate(words):
-        if w in _ALIASES:
-            out.add(_ALIASES[w])
-        if w in _ALIAS_FIRST and i + 1 < len(words):
-            pair = f"{w} {words[i + 1]}"
-            triple = f"{pair} {words[i + 2]}" if i + 2 < len(words) else ""
-            for phrase in (pair, triple):
-                if phrase in _ALIASES:
-                    out.add(_ALIASES[phrase])
+def _word_forms(words: list[str], wordset: frozenset[str] | None = None) -> frozenset[str]:
+    """Words plus their singular forms and the aliases of words and word pairs
+    (``wordset``: ``frozenset(words)``, when the caller has it)."""
+    out = frozenset(words) if wordset is None else wordset
+    extra = [w[:-1] for w in out if w[-1] == "s" and len(w) > 3]
+    extra.extend(_ALIASES[w] for w in _ALIAS_KEYS.intersection(out))
+    if not _ALIAS_FIRST.isdisjoint(out):
+        n = len(words)
+        for i, w in enumerate(words):
+            if w in _ALIAS_FIRST and i + 1 < n:
+                pair = f"{w} {words[i + 1]}"
+                triple = f"{pair} {words[i + 2]}" if i + 2 < n else ""
+                for phrase in (pair, triple):
+                    if phrase in _ALIASES:
+                        extra.append(_ALIASES[phrase])
+    return out.union(extra) if extra else out
+
+
+_EMPTY: frozenset[Any] = frozenset()
+#: Lowercased capitalised words that never start or extend a name (see ``_entities``).
+_NEVER_NAMES = frozenset([*_NOT_NAMES, *_MONTHS, *_WEEKDAYS, *_CURRENCY_WORDS])
+#: The slot setters of :class:`Features`, in field order: a frozen dataclass's
+#: ``__init__`` goes through ``object.__setattr__`` once per field, which is slower.
+_FEATURE_SETTERS = tuple(
+    getattr(Features, f.name).__set__ for f in dataclasses.fields(Features)
+)
+
+
+def _new_features(*values: Any) -> Features:
+    """``Features(*values)``, without the frozen dataclass's ``__init__`` overhead."""
+    out = object.__new__(Features)
+    for setter, value in zip(_FEATURE_SETTERS, values, strict=True):
+        setter(out, value)
     return out
 
 
@@ -992,9 +1060,21 @@ def features(text: str) -> Features:
         >>> sorted(f.amounts), sorted(f.identifiers), sorted(f.dates), sorted(f.negated)
         (['usd:50'], ['a1047'], ['weekday:5'], ['wait'])
     """
-    text = unicodedata.normalize("NFKC", text[:MAX_GUARD_CHARS]).replace("\u2019", "'")
-    tokens = _RE_TOKEN.findall(text)
-    lowered_tokens = [t.lower() for t in tokens]
+    text = text[:MAX_GUARD_CHARS]
+    if text.isascii():  # ASCII is already NFKC and has no curly apostrophe
+        tokens = _RE_TOKEN_ASCII.findall(text)
+    else:
+        text = unicodedata.normalize("NFKC", text).replace("\u2019", "'")
+        tokens = _RE_TOKEN.findall(text)
+    cased = text != text.lower()
+    if not cased:
+        lowered_tokens = tokens
+    elif tokens:
+        # one lower() for all tokens: no token holds a space, and a space stops the
+        # context of a final sigma like the end of a token does
+        lowered_tokens = " ".join(tokens).lower().split(" ")
+    else:
+        lowered_tokens = []
     words = [t for t in lowered_tokens if t[0].isalpha()]
     wordset = frozenset(words)
     digits = bool(_RE_DIGIT.search(text))
@@ -1014,25 +1094,29 @@ def features(text: str) -> Features:
         numbers = _numbers(rest, digits, wordset)
     negated, groups, asserted, cues, firm, wh, opposites = _polarity(_clauses(lowered_tokens))
     lowered = " ".join(words)
-    name_tokens = [t for t in tokens if t[0].isalpha() or t in ".!?;:\n\"(-"]
-    entities = _entities(text, name_tokens) if text != text.lower() else set()
-    return Features(
-        identifiers=frozenset(ids),
-        amounts=frozenset(amounts),
-        currencies=frozenset(currencies),
-        dates=frozenset(dates),
-        numbers=frozenset(numbers),
-        negated=frozenset(negated),
-        negated_groups=frozenset(groups),
-        asserted=frozenset(asserted),
-        negations=cues,
-        firm_negation=firm,
-        wh_question=wh,
-        opposites=frozenset(opposites),
-        quantifiers=frozenset(_quantifiers(words, lowered)),
-        entities=frozenset(entities),
-        words=frozenset(_word_forms(words)),
-        lowered=f" {lowered} ",
+    entities: set[str] = set()
+    # a capitalised word that cannot be a name ("I", "Hi", "What") never starts one
+    if cased and not _NEVER_NAMES.issuperset(
+        [p for t, p in zip(tokens, lowered_tokens, strict=True) if t != p]
+    ):
+        entities = _entities(tokens, lowered_tokens)
+    return _new_features(
+        frozenset(ids) if ids else _EMPTY,
+        frozenset(amounts) if amounts else _EMPTY,
+        frozenset(currencies) if currencies else _EMPTY,
+        frozenset(dates) if dates else _EMPTY,
+        frozenset(numbers) if numbers else _EMPTY,
+        frozenset(negated) if negated else _EMPTY,
+        frozenset(groups) if groups else _EMPTY,
+        frozenset(asserted) if asserted else _EMPTY,
+        cues,
+        firm,
+        wh,
+        frozenset(opposites) if opposites else _EMPTY,
+        frozenset(_quantifiers(words, lowered)),
+        frozenset(entities) if entities else _EMPTY,
+        _word_forms(words, wordset),
+        f" {lowered} ",
     )
 
 
@@ -1185,8 +1269,8 @@ class Guards:
         """
         q = features(query)
         c = features(candidate)
-        for name in self.enabled:
-            if _differs(name, q, c):
+        for name in GUARD_NAMES:  # the order of ``enabled``, without building it
+            if getattr(self, name) and _differs(name, q, c):
                 return name
         return None
 
