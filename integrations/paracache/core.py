@@ -244,8 +244,6 @@ class LookupRequest:
     bypass: str | None
     #: The prompt as given (case kept), for guards; ``text`` is its normalised form.
     prompt: str = ""
-    #: What the semantic layer embeds: ``text`` without pleasantries (``Settings.embed_text``).
-    embed_text: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -461,7 +459,6 @@ class Core:
             semantic=bool(semantic) and bool(text),
             bypass=self.settings.policy.bypass(scope.temperature),
             prompt=prompt,
-            embed_text=self.settings.embed_text(text),
         )
 
     def prepare_store(
@@ -531,7 +528,7 @@ class Core:
             raw = yield from self._exact_read(req)
             hit = self._exact_hit(req, raw)
             if hit is None and req.semantic:
-                vector = yield from self._embed(req.embed_text or req.text)
+                vector = yield from self._embed(self.settings.embed_text(req.text))
                 if vector is None:
                     self.breaker.record_success()
                     return self._verdict(req, t0, "error", "embedding failed")
@@ -946,7 +943,7 @@ class Core:
             return None
         mapping = dict(req.mapping)
         if req.lookup.semantic:
-            vector = yield from self._embed(req.lookup.embed_text or req.lookup.text)
+            vector = yield from self._embed(self.settings.embed_text(req.lookup.text))
             if vector is not None:
                 mapping["embedding"] = vector
             # Without a vector the entry still serves the exact layer.
@@ -1063,7 +1060,7 @@ class Core:
         vectors: dict[int, bytes] = {}
         if semantic:
             texts = tuple(
-                _clean((r.lookup.embed_text or r.lookup.text)[: self.settings.max_embed_chars])
+                _clean(self.settings.embed_text(r.lookup.text)[: self.settings.max_embed_chars])
                 for r in semantic
             )
             raw = yield EmbedMany(texts)
