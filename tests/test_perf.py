@@ -58,15 +58,7 @@ def test_exact_hit_is_one_round_trip_and_counted(index: SemanticIndex, redis_url
     assert entry is not None
     assert index.lookup("How do I reset my PIN?", scope) is None  # loads the script
     req = index.core.prepare_lookup("what's your refund policy", scope)
-    flow = index.core.lookup_flow(req)
-    ops = []
-    op = next(flow)
-    try:
-        while True:
-            ops.append(op)
-            op = flow.send(index._perform(op, index._client))
-    except StopIteration as stop:
-        verdict = stop.value
+    verdict, ops = _run_counting(index, index.core.lookup_flow(req))
     assert verdict.outcome == "exact" and verdict.hit.hit_count == 0
     assert [o for o in ops if isinstance(o, Call)] == ops  # no embedding
     assert len(ops) == 1 and ops[0].args[0] in ("EVALSHA", "EVAL")
