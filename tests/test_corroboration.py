@@ -267,3 +267,10 @@ def test_no_margin_below_a_threshold_of_one() -> None:
     assert core._floor(strict) == 1.0
     default = core.prepare_lookup("Where is parcel 1047?", Scope())
     assert core._floor(default) == pytest.approx(0.85)
+
+
+def test_option_types_are_checked(make_index: Any) -> None:
+    with pytest.raises(TypeError):
+        make_index(strip_pleasantries="yes")
+    with pytest.raises((TypeError, ValueError)):
+        make_index(corroboration_margin=2)

@@ -209,6 +209,8 @@ class SemanticIndex:
             raise ValueError("give either ttl= or ttl_policy=, not both")
         if not isinstance(ttl_policy, TTLPolicy):
             raise TypeError("ttl_policy must be a paracache.TTLPolicy")
+        if not isinstance(strip_pleasantries, bool):
+            raise TypeError(f"strip_pleasantries must be a bool, got {strip_pleasantries!r}")
         if isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= 100:
             raise ValueError(f"top_k must be an int in [1, 100], got {top_k!r}")
         for name, value in (("timeout", timeout), ("admin_timeout", admin_timeout)):
@@ -246,7 +248,7 @@ class SemanticIndex:
             track_hits=bool(track_hits),
             max_entries=max_entries,
             thresholds=check_thresholds(thresholds),
-            strip_pleasantries=bool(strip_pleasantries),
+            strip_pleasantries=strip_pleasantries,
             corroboration_margin=(
                 Settings.corroboration_margin
                 if corroboration_margin is None
