@@ -157,7 +157,8 @@ return 1
 # first of them at distance <= ARGV[6] that is an entry of this schema version and
 # scope: the candidate the core serves unless a guard rejects it (then UNCOUNT undoes
 # it). Returns {counted key or '', {created_at, last_hit_at, pttl} before the hit,
-# {{key, distance, fields}, ...}} with fields empty for candidates beyond ARGV[5].
+# {{key, distance, fields}, ...}} with fields empty for candidates beyond ARGV[5] and
+# without the vector (768+ bytes a candidate the core has no use for).
 # ARGV: index, query, vector, k, read distance, hit distance, scope digest, now,
 # sliding ('1' refreshes the counted entry's TTL), schema version.
 _SEARCH = """
@@ -172,7 +173,13 @@ for i = 2, #res, 2 do
   local fields = {}
   local d = tonumber(dist) or 2
   if d <= read_dist then
-    fields = redis.call('HGETALL', key)
+    local all = redis.call('HGETALL', key)
+    for j = 1, #all, 2 do  -- all but the vector: the index has it, the core needs none
+      if all[j] ~= 'embedding' then
+        fields[#fields + 1] = all[j]
+        fields[#fields + 1] = all[j + 1]
+      end
+    end
     if counted == '' and d <= hit_dist then
       local scope, ttl, v, last, created
       for j = 1, #fields, 2 do
