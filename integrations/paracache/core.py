@@ -368,6 +368,10 @@ class _Searched:
         return cls(candidates, _b(counted).decode(), tuple(_b(x) for x in before), now)
 
 
+#: A warm-up batch whose writes are under way: (handle, batch, its live requests, start).
+_PendingWrite = tuple[Any, list["StoreRequest"], list["StoreRequest"], float]
+
+
 def _batches(items: Iterable[T], size: int) -> Iterator[list[T]]:
     """``items`` in lists of ``size`` (the last one shorter)."""
     iterator = iter(items)
@@ -962,9 +966,6 @@ class Core:
                     # Refused (an ACL without scripting, out of memory): the entry is
                     # written anyway; only its listing lacks the scope.
                     logger.debug("paracache: scope registry write refused: %r", exc)
-            # MULTI, not the PUT script: under allkeys-* eviction, RediSearch 2.10 was
-            # seen to keep evicted entries in the index when entries are written by a
-            # script while other keys are written too (tests/test_memory.py).
             yield Batch(tuple(calls), transaction=True)
         except Exception as exc:
             refused = write_refused(exc)
@@ -1034,16 +1035,17 @@ class Core:
             raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
         yield from self._ensure_index()
         written = 0
-        pending: tuple[Any, list[StoreRequest], float] | None = None
+        pending: _PendingWrite | None = None
         for batch in _batches(requests, batch_size):
             # Embed this batch while Redis still writes and indexes the previous one.
             started = time.perf_counter()
             calls, live = yield from self._warm_calls(batch)
             if pending is not None:
                 written += yield from self._warm_join(pending, on_batch)
-            handle = (yield Submit(Batch(tuple(calls)))) if calls else None
-            pending = (handle, batch, started) if handle is not None else None
-            if handle is None:
+                pending = None
+            if calls:
+                pending = ((yield Submit(Batch(tuple(calls)))), batch, live, started)
+            else:
                 self._warm_count(batch, live, started, on_batch)
         if pending is not None:
             written += yield from self._warm_join(pending, on_batch)
@@ -1082,13 +1084,11 @@ class Core:
         return calls, live
 
     def _warm_join(
-        self,
-        pending: tuple[Any, list[StoreRequest], float],
-        on_batch: Callable[[int], None] | None,
+        self, pending: _PendingWrite, on_batch: Callable[[int], None] | None
     ) -> Flow[int]:
-        handle, batch, started = pending
+        """Wait for a submitted batch's writes, then count them."""
+        handle, batch, live, started = pending
         yield Join(handle)
-        live = [r for r in batch if not r.skip]
         self._warm_count(batch, live, started, on_batch)
         return len(live)
 
