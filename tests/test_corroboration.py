@@ -11,12 +11,14 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from paracache import Scope
 from paracache.calibrate import _served, _sweep
 from paracache.core import Candidate, Core, LookupRequest, Settings
 from paracache.guards import Guards, corroborates
-from paracache.policy import strip_pleasantries
+from paracache.policy import _RE_P_TRAIL, _may_trail, strip_pleasantries
 from paracache.schema import Layout
 
 # --------------------------------------------------------------------------- corroborates
@@ -196,6 +198,23 @@ def test_strip_pleasantries(text: str, expected: str) -> None:
 def test_strip_pleasantries_keeps_meaning(text: str) -> None:
     out = strip_pleasantries(text)
     assert out == text or (text.startswith("please ") and out == text[len("please "):])
+
+
+_WORDS = ["thanks", "thank", "you", "please", "kindly", "much", "so", "a", "lot", "in",
+          "advance", "any", "help", "would", "be", "appreciated", "regards", "it", "ty",
+          "card", "THANKS", "Thank", "\u017fo", "k\u0131ndly", "\u0131t", "\u212aindly"]
+_SEPS = [" ", ", ", "!", ".", " - ", "\u2003", "\t", ";", "?", ""]
+
+
+@given(st.lists(st.tuples(st.sampled_from(_WORDS), st.sampled_from(_SEPS)), max_size=8))
+@settings(max_examples=3000, deadline=None)
+def test_trailing_pleasantry_precheck_never_skips_a_match(parts: list[tuple[str, str]]) -> None:
+    """The cheap test in front of the trailing-pleasantry pattern may say "maybe" too
+    often, never "no" when the pattern would strip something (so the output is the
+    pattern's own)."""
+    text = "".join(word + sep for word, sep in parts)
+    if _RE_P_TRAIL.search(text):
+        assert _may_trail(text)
 
 
 # --------------------------------------------------------------------------- on real Redis

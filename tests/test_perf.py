@@ -5,6 +5,7 @@ embedder; nothing mocked."""
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import pytest
@@ -342,3 +343,80 @@ def test_search_script_can_be_switched_off(make_index: Any) -> None:
     assert idx.entries(5)[0].hit_count == 1 and entry
     with pytest.raises(TypeError):
         make_index(search_script="yes")
+
+
+def _clients_named(url: str, name: str) -> list[dict[str, Any]]:
+    return [c for c in raw_client(url).client_list() if c.get("name") == name]
+
+
+def test_lookups_use_one_connection_per_thread(make_index: Any, redis_url: str) -> None:
+    """Lookups on paracache's own client use one direct connection per thread: reused
+    call after call, one per concurrent thread, closed with the thread or at close()."""
+    import gc
+    import threading
+
+    idx = make_index()
+    name = f"paracache:{idx.namespace}"
+    idx.store("What's your refund policy?", "30 days.")  # opens this thread's connection
+    mine = {c["id"] for c in _clients_named(redis_url, name)}
+    for _ in range(5):
+        assert idx.lookup("What's your refund policy?") is not None
+    assert {c["id"] for c in _clients_named(redis_url, name)} == mine  # no new one
+
+    barrier = threading.Barrier(3)
+    during: list[int] = []
+    seen: list[bool] = []
+
+    def worker() -> None:
+        seen.append(idx.lookup("What's your refund policy?") is not None)
+        barrier.wait()  # all three connected at once
+        during.append(len(_clients_named(redis_url, name)))
+
+    threads = [threading.Thread(target=worker) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert seen == [True, True, True] and max(during) == len(mine) + 3
+    gc.collect()  # the ended threads' connections went with them
+    deadline = time.monotonic() + 5
+    while {c["id"] for c in _clients_named(redis_url, name)} != mine:
+        assert time.monotonic() < deadline, "a thread's connection outlived it"
+        time.sleep(0.05)
+    idx.close()
+    while _clients_named(redis_url, name):
+        assert time.monotonic() < deadline + 5, "close() left connections open"
+        time.sleep(0.05)
+
+
+def test_direct_connection_recovers_from_a_killed_connection(
+    make_index: Any, redis_url: str
+) -> None:
+    """A connection the server dropped costs one failed-open lookup, never an exception;
+    the next lookup reconnects. An error reply (NOSCRIPT) keeps the connection."""
+    idx = make_index()
+    name = f"paracache:{idx.namespace}"
+    idx.store("What's your refund policy?", "30 days.")
+    assert idx.lookup("What's your refund policy?") is not None
+    (conn,) = [c["id"] for c in _clients_named(redis_url, name) if c["cmd"] == "evalsha"]
+    raw_client(redis_url).script_flush()
+    assert idx.lookup("What's your refund policy?") is not None  # NOSCRIPT, then EVAL
+    assert conn in {c["id"] for c in _clients_named(redis_url, name)}
+    raw_client(redis_url).client_kill_filter(_id=conn)
+    verdicts = [idx.lookup_verdict("What's your refund policy?") for _ in range(3)]
+    assert verdicts[-1].outcome == "exact"
+    assert {v.outcome for v in verdicts} <= {"exact", "error"}
+
+
+def test_spin_is_checked(make_index: Any) -> None:
+    idx = make_index(spin=0)
+    idx.store("What's your refund policy?", "30 days.")
+    assert idx.lookup("What's your refund policy?") is not None
+    with pytest.raises(TypeError):
+        make_index(spin="fast")
+    with pytest.raises(TypeError):
+        make_index(spin=True)
+    with pytest.raises(ValueError):
+        make_index(spin=-0.001)
+    with pytest.raises(ValueError):
+        make_index(spin=1.0)

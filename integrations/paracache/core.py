@@ -598,10 +598,13 @@ class Core:
             raise EmbeddingError(f"not a vector: {type(raw).__name__}") from exc
         if arr.shape[0] != self.layout.dims:
             raise EmbeddingError(f"vector has {arr.shape[0]} dims, the index {self.layout.dims}")
-        if not np.isfinite(arr).all():
-            raise EmbeddingError("vector contains NaN or infinity")
-        if not np.any(arr):
-            raise EmbeddingError("vector is all zeros")
+        # One dot product vouches for the common case: finite and not all zeros.
+        norm2 = float(np.dot(arr, arr))
+        if not (0.0 < norm2 < math.inf):
+            if not np.isfinite(arr).all():
+                raise EmbeddingError("vector contains NaN or infinity")
+            if not np.any(arr):
+                raise EmbeddingError("vector is all zeros")
         return arr.astype(self._np_dtype).tobytes()
 
     #: What the KNN query returns per candidate: what choosing needs (the guards read

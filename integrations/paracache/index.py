@@ -19,8 +19,11 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import logging
 import os
+import select
+import ssl
 import threading
 import time
 import weakref
@@ -165,6 +168,12 @@ class SemanticIndex:
             (Redis Software / Redis Cloud with several shards), where a script sees one
             shard's index: the query and the winner's read then take two calls. A server
             that refuses the script (an ACL without scripting) switches it off by itself.
+        spin: How long a blocking call may busy-wait for Redis's reply before its
+            thread sleeps (seconds; default 0.002, 0 turns it off). A reply usually
+            comes within a millisecond; waiting awake saves waking a sleeping thread,
+            0.03-0.2 ms per call on a virtual machine. Only while one call at a time
+            is in flight, only on paracache's own plain (not TLS) connections; with
+            concurrent calls each sleeps as usual.
 
     Example:
         >>> cache = SemanticIndex(namespace="faq", min_similarity=0.92, ttl=3600)  # doctest: +SKIP
@@ -200,6 +209,7 @@ class SemanticIndex:
         redis_client: redis.Redis | redis.cluster.RedisCluster | None = None,
         async_redis_client: aioredis.Redis | aioredis.cluster.RedisCluster | None = None,
         search_script: bool | None = None,
+        spin: float = 0.002,
     ) -> None:
         if redis_url is not None and not isinstance(redis_url, str):
             raise TypeError(f"redis_url must be a str, got {type(redis_url).__name__}")
@@ -290,6 +300,15 @@ class SemanticIndex:
         else:
             self._client = self._sync_client(self._timeout)
             self._admin = self._sync_client(self._admin_timeout)
+        if isinstance(spin, bool) or not isinstance(spin, (int, float)):
+            raise TypeError(f"spin must be a number of seconds, got {spin!r}")
+        if not 0 <= spin <= 0.1:
+            raise ValueError(f"spin must be between 0 and 0.1 seconds, got {spin!r}")
+        # Lookups and stores on paracache's own client use one connection per thread
+        # directly; a caller's client keeps its pool and wrappers (instrumentation).
+        self._direct = (
+            _ThreadConnections(self._client, float(spin)) if self._own_clients else None
+        )
         if search_script is not None:
             if not isinstance(search_script, bool):
                 raise TypeError(f"search_script must be a bool or None, got {search_script!r}")
@@ -695,6 +714,8 @@ class SemanticIndex:
         """Release connections (the embedded server, if any, stops at exit). A client
         passed as ``redis_client=`` is the caller's to close."""
         if self._own_clients:
+            if self._direct is not None:
+                self._direct.close()
             self._client.close()
             self._admin.close()
 
@@ -799,6 +820,8 @@ class SemanticIndex:
         self, op: Any, client: redis.Redis, writer: concurrent.futures.Executor | None = None
     ) -> Any:
         if isinstance(op, Call):
+            if client is self._client and self._direct is not None:
+                return self._direct.call(op.args)
             return cast(Any, client).execute_command(*op.args)
         if isinstance(op, Submit):
             if writer is not None:
@@ -957,6 +980,81 @@ _EMBED_BATCH = 16
 
 _POOL: concurrent.futures.ThreadPoolExecutor | None = None
 _POOL_LOCK = threading.Lock()
+
+
+class _ThreadConnections:
+    """One connection per thread to a client's server, used directly: a command is
+    sent and its reply read, without redis-py's pool checkout, retry wrapper and
+    per-command bookkeeping (about 0.05 ms a call, a quarter of an exact hit).
+
+    For plain commands on clients paracache made itself (no retries configured, no
+    caller's instrumentation to honour). A connection is dropped on any failure but
+    an error reply, reopened on the next call, and replaced in a forked child; a
+    thread's connection closes when the thread ends (or at :meth:`close`).
+
+    While a call is the only one in flight it polls for its reply for up to ``spin``
+    seconds before blocking in the kernel: a thread that sleeps for a sub-millisecond
+    reply pays a wake-up, slow on virtual machines.
+    """
+
+    def __init__(self, client: redis.Redis, spin: float = 0.0) -> None:
+        pool = client.connection_pool
+        self._make = functools.partial(pool.connection_class, **pool.connection_kwargs)
+        self._callbacks = cast(dict[Any, Any], client.response_callbacks)
+        self._spin = spin if hasattr(select, "poll") else 0.0
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._all: weakref.WeakSet[Any] = weakref.WeakSet()
+        self._in_flight = 0
+
+    def call(self, args: Sequence[Any]) -> Any:
+        local = self._local
+        conn = getattr(local, "conn", None)
+        if conn is None or local.pid != os.getpid():
+            conn = local.conn = self._make()
+            local.pid = os.getpid()
+            local.poller = None
+            with self._lock:
+                self._all.add(conn)
+        with self._lock:
+            self._in_flight += 1
+            alone = self._in_flight == 1
+        try:
+            conn.send_command(*args, check_health=False)
+            if alone and self._spin:
+                self._await_reply(local, conn)
+            reply = conn.read_response()
+        except redis.ResponseError:
+            raise  # the server answered: the connection is fine
+        except BaseException:
+            conn.disconnect()  # a reply may be in flight: never reuse the socket
+            raise
+        finally:
+            with self._lock:
+                self._in_flight -= 1
+        callback = self._callbacks.get(args[0])
+        return reply if callback is None else callback(reply)
+
+    def _await_reply(self, local: threading.local, conn: Any) -> None:
+        """Poll ``conn``'s socket until it is readable or ``spin`` seconds have passed."""
+        sock = conn._sock
+        if sock is None or isinstance(sock, ssl.SSLSocket):
+            return  # TLS: readable bytes may not make a record; just block
+        poller = local.poller
+        if poller is None or local.polled is not sock:
+            poller = local.poller = select.poll()
+            poller.register(sock, select.POLLIN)
+            local.polled = sock
+        deadline = time.perf_counter() + self._spin
+        while not poller.poll(0):
+            if time.perf_counter() >= deadline:
+                return
+
+    def close(self) -> None:
+        with self._lock:
+            conns = list(self._all)
+        for conn in conns:
+            conn.disconnect()
 
 
 def _embed_pool() -> concurrent.futures.ThreadPoolExecutor:

@@ -106,6 +106,22 @@ _RE_P_LEAD = re.compile(r"^(?:" + "|".join(_P_LEAD) + r")" + _P_SEP, re.I)
 _RE_P_TRAIL = re.compile(r"[\s,!.:;\-]*\b(?:" + "|".join(_P_TRAIL) + r")[\s,!.:;\-]*$", re.I)
 _RE_P_INNER = re.compile(r"(?<=\s)(?:please|pls|plz|kindly)\b,?\s", re.I)
 _RE_P_EDGE = re.compile(r"^[\s,!.:;\-?]+|[\s,!.:;\-?]+$")
+#: Every trailing pleasantry ends with one of these words (a cheap test before the
+#: trailing pattern, which Python's ``re`` would try at every position of the text).
+_P_TRAIL_LAST = (
+    "please", "pls", "plz", "kindly", "thanks", "you", "thx", "ty", "cheers", "much",
+    "lot", "bunch", "advance", "help", "regards", "it", "appreciated",
+)  # fmt: skip
+
+
+def _may_trail(text: str) -> bool:
+    """Could :data:`_RE_P_TRAIL` match ``text``? (never ``False`` when it could)."""
+    end = len(text)
+    while end and (text[end - 1].isspace() or text[end - 1] in ",!.:;-"):
+        end -= 1
+    tail = text[max(0, end - 16) : end]
+    # Outside ASCII, re.IGNORECASE knows equivalences lower() does not (long s, dotless i).
+    return not tail.isascii() or tail.lower().endswith(_P_TRAIL_LAST)
 
 
 def strip_pleasantries(text: str) -> str:
@@ -127,7 +143,9 @@ def strip_pleasantries(text: str) -> str:
     """
     out = text
     for _ in range(4):
-        stripped = _RE_P_TRAIL.sub("", _RE_P_LEAD.sub("", out))
+        stripped = _RE_P_LEAD.sub("", out)
+        if _may_trail(stripped):
+            stripped = _RE_P_TRAIL.sub("", stripped)
         if stripped == out:
             break
         out = stripped

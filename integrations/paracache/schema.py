@@ -25,6 +25,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import math
@@ -97,7 +98,7 @@ class Layout:
             raise ValueError(f"the vectorizer's dims must be a positive int, got {dims!r}")
         return cls(namespace, vectorizer_id, dims, dtype, hnsw or HNSW())
 
-    @property
+    @functools.cached_property
     def slug(self) -> str:
         """Short, stable id of (embedding model, dims, vector type)."""
         raw = f"{self.vectorizer_id}|{self.dims}|{self.dtype}".encode()
@@ -113,12 +114,12 @@ class Layout:
         """The namespace's scope registry (a hash: scope digest -> canonical scope JSON)."""
         return scopes_key(self.namespace)
 
-    @property
+    @functools.cached_property
     def index_name(self) -> str:
         """The RediSearch index of this namespace and model."""
         return f"paracache:{self.namespace}:v{SCHEMA_VERSION}:{self.slug}"
 
-    @property
+    @functools.cached_property
     def prefix(self) -> str:
         """The key prefix of this index's entries."""
         return f"{self.index_name}:e:"

@@ -31,6 +31,9 @@ from typing import Any
 
 __all__ = ["Scope", "canonical_json", "digest"]
 
+#: One encoder for every digest (``json.dumps`` with options builds a new one per call).
+_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
 #: Scalar types allowed as sampling-parameter and user-field values.
 _SCALARS = (str, int, float, bool, type(None))
 
@@ -67,9 +70,7 @@ def canonical_json(value: Any) -> str:
         >>> canonical_json({"b": 1.0, "a": [True, None]})
         '{"a":[true,null],"b":1}'
     """
-    return json.dumps(
-        _canon(value, "value"), sort_keys=True, separators=(",", ":"), ensure_ascii=False
-    )
+    return _ENCODER.encode(_canon(value, "value"))
 
 
 def digest(*parts: Any, size: int = 32) -> str:
