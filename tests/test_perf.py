@@ -180,6 +180,31 @@ def test_warm_flow_asks_for_batches() -> None:
     assert done.value.value == 3
 
 
+def test_warm_orders_by_length_and_the_later_duplicate_wins(make_index: Any) -> None:
+    """warm() embeds prompts of similar length together (a window of them sorted by
+    length: less padding), and a prompt given twice keeps its later answer."""
+    from paracache.core import _by_length
+    from paracache.vectorizers import default_vectorizer
+
+    idx = make_index()
+    reqs = [idx.core.prepare_store("x" * n, str(n), None) for n in (9, 1, 5, 3, 7, 2)]
+    batches = list(_by_length(iter(reqs), 2, 4))
+    assert [[len(r.lookup.text) for r in b] for b in batches] == [[1, 3], [5, 9], [2, 7]]
+
+    vec = Counting(default_vectorizer())
+    idx = make_index(vectorizer=vec)
+    pairs = [
+        ("Do you ship abroad?", "first"),
+        ("How long does a refund take to reach my account after I return the item?", "r"),
+        ("Hi", "h"),
+        ("Do you ship abroad?", "second"),
+    ]
+    assert idx.warm(pairs, batch_size=2, progress=False) == 4
+    hit = idx.lookup("Do you ship abroad?")
+    assert hit is not None and hit.layer == "exact" and hit.response == "second"
+    assert idx.count() == 3
+
+
 def test_warm_write_errors_surface(make_index: Any, redis_url: str) -> None:
     """A failed background write is raised by warm() (as CacheError), not lost."""
     idx = make_index()
