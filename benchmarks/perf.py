@@ -600,7 +600,10 @@ def run(plan: Plan, out: dict[str, Any]) -> None:
     corpus, corpus_vecs = corpus_vectors(store, base, max_size, plan.embed_all, out)
     held_vecs = store.vectors(held, "held")
     server = EmbeddedRedis().start()
-    probe = redis.Redis.from_url(server.url, protocol=2)
+    # Every system connects the way paracache does by default: the Unix socket.
+    url = server.unix_url or server.url
+    out["transport"] = "unix socket" if server.unix_url else "tcp loopback"
+    probe = redis.Redis.from_url(url, protocol=2)
     modules = {m[1]: m[3] for m in probe.execute_command("MODULE", "LIST")}
     out["server"] = {"redis": probe.info("server")["redis_version"],
                      "search_module": modules.get(b"search")}
@@ -611,7 +614,7 @@ def run(plan: Plan, out: dict[str, Any]) -> None:
     try:
         for size in plan.sizes:
             print(f"== {size:,} entries", flush=True)
-            s = make_systems(server.url, f"t{size}", vec)
+            s = make_systems(url, f"t{size}", vec)
             texts, vecs = corpus[:size], corpus_vecs[:size]
             tier: dict[str, Any] = {"load": load_all(s, texts, vecs, vec)}
             queries = choose_queries(vecs, held, held_vecs, texts, plan.n_queries, rng)
@@ -639,8 +642,8 @@ def run(plan: Plan, out: dict[str, Any]) -> None:
                 warm_texts = variants(held, len(held) * 3)[-plan.n_warm:]
                 tier["warm"] = measure_warm(s, vec, warm_texts, chunk=256)
                 tier["async"] = async_runs(s, queries, plan, held)
-                tier["threads"] = thread_runs(server.url, queries, plan, held)
-                tier["memory_dtypes"] = memory_dtypes(server.url, texts, vecs, vec)
+                tier["threads"] = thread_runs(url, queries, plan, held)
+                tier["memory_dtypes"] = memory_dtypes(url, texts, vecs, vec)
             if plan.recall_queries and size == max(plan.sizes):
                 qv = held_vecs[: plan.recall_queries]
                 keys = [s.para.core.prepare_lookup(t, SCOPE).key for t in texts]
@@ -649,7 +652,7 @@ def run(plan: Plan, out: dict[str, Any]) -> None:
             save(out)
             drop(s)
         if plan.big:
-            tiers[str(plan.big)] = big_tier(server.url, plan, corpus, corpus_vecs, held,
+            tiers[str(plan.big)] = big_tier(url, plan, corpus, corpus_vecs, held,
                                             held_vecs, vec, rng)
             save(out)
     finally:
@@ -840,7 +843,8 @@ def report(out: dict[str, Any]) -> str:
     tiers = out["tiers"]
     lines = [f"Run: {out['when']}, {out['machine']}; load average {out['load_before']} before, "
              f"{out.get('load_after', '(unfinished run)')} after. Redis "
-             f"{out['server']['redis']}, RediSearch {out['server']['search_module']}. "
+             f"{out['server']['redis']}, RediSearch {out['server']['search_module']}, "
+             f"every system over its {out.get('transport', 'tcp loopback')}. "
              f"Command: `{out['command']}`.", ""]
     lines += ["### Lookup latency (ms; p50 / p95 / p99; *cache* = lookup minus embedder, p50)",
               "", "| entries | query | system | p50 | p95 | p99 | cache p50 | embedder p50 | "

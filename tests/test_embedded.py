@@ -147,8 +147,36 @@ def test_explicit_port_taken_reports_log(server: EmbeddedRedis) -> None:
 def test_shared_instance() -> None:
     url = embedded_url()
     assert embedded_url() == url
-    assert shared_embedded().url == url
+    assert shared_embedded().unix_url == url  # the socket, by default
     assert redis.Redis.from_url(url).ping()
+    assert redis.Redis.from_url(shared_embedded().url).ping()  # and loopback TCP
+
+
+def test_unix_socket_is_private(server: EmbeddedRedis) -> None:
+    """The socket lives in the server's private directory, owner-only, and asks for
+    the password like the TCP port."""
+    import stat
+
+    url = server.unix_url
+    assert url is not None and url.startswith("unix://")
+    path = server.data_dir / "redis.sock"
+    assert stat.S_ISSOCK(path.stat().st_mode)
+    assert stat.S_IMODE(path.stat().st_mode) & 0o077 == 0
+    assert stat.S_IMODE(server.data_dir.stat().st_mode) & 0o077 == 0
+    assert redis.Redis.from_url(url).ping()
+    with pytest.raises((redis.AuthenticationError, redis.ResponseError)):
+        redis.Redis(unix_socket_path=str(path)).ping()
+
+
+def test_no_socket_when_the_path_is_too_long(tmp_path: Path) -> None:
+    deep = tmp_path / ("d" * 120)
+    srv = EmbeddedRedis(data_dir=deep)
+    try:
+        srv.start()
+        assert srv.unix_url is None and not (deep / "redis.sock").exists()
+        assert redis.Redis.from_url(srv.url).ping()
+    finally:
+        srv.close()
 
 
 def test_bad_server_override(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -69,6 +69,10 @@ _INSTALL_HINT = (
 _LOG_NAME = "redis.log"
 _OUT_NAME = "redis.out"
 _CONF_NAME = "paracache-redis.conf"
+#: The server's Unix socket, in its private data directory (mode 0700 socket).
+_SOCKET_NAME = "redis.sock"
+#: Longest socket path every platform takes (sun_path is 104-108 bytes).
+_SOCKET_PATH_MAX = 100
 _TAIL_LINES = 20
 _PORT_ATTEMPTS = 3
 _STOP_TIMEOUT = 5.0
@@ -397,6 +401,26 @@ class EmbeddedRedis:
         return f"redis://:{quote(self._password, safe='')}@{_HOST}:{self._port}/0"
 
     @property
+    def unix_url(self) -> str | None:
+        """Connection URL over the server's Unix socket (in its private data directory,
+        owner-only), or ``None`` where the directory's path is too long for a socket.
+        Cheaper per call than TCP on loopback (about 0.01-0.06 ms); what
+        :func:`embedded_url` and a :class:`~paracache.SemanticIndex` without a URL use.
+
+        Example:
+            >>> redis.Redis.from_url(EmbeddedRedis().start().unix_url).ping()  # doctest: +SKIP
+            True
+        """
+        path = self._socket_path()
+        if path is None:
+            return None
+        return f"unix://{quote(str(path))}?db=0&password={quote(self._password, safe='')}"
+
+    def _socket_path(self) -> Path | None:
+        path = self._state.data_dir / _SOCKET_NAME
+        return path if len(os.fsencode(path)) <= _SOCKET_PATH_MAX else None
+
+    @property
     def closed(self) -> bool:
         """True after :meth:`close` (a later :meth:`start` uses a new temp dir).
 
@@ -466,6 +490,9 @@ class EmbeddedRedis:
             "--loadmodule", str(self._module_path), "PARTIAL_INDEXED_DOCS", "1",
             "--hash-max-listpack-value", "2048",
         ]  # fmt: skip
+        socket_path = self._socket_path()
+        if socket_path is not None:
+            cmd += ["--unixsocket", str(socket_path), "--unixsocketperm", "700"]
         if self._persist:
             cmd += ["--appendonly", "yes", "--appendfsync", self._appendfsync]
         else:
@@ -790,11 +817,13 @@ def shared_embedded(data_dir: str | os.PathLike[str] | None = None) -> EmbeddedR
 
 
 def embedded_url(data_dir: str | os.PathLike[str] | None = None) -> str:
-    """URL of the process-wide embedded server (started on first call); see
-    :func:`shared_embedded` for ``data_dir``.
+    """URL of the process-wide embedded server (started on first call): its Unix socket
+    (:attr:`EmbeddedRedis.unix_url`), or its loopback TCP port if the socket's path
+    would be too long; see :func:`shared_embedded` for ``data_dir``.
 
     Example:
         >>> embedded_url()  # doctest: +SKIP
-        'redis://:...@127.0.0.1:41234/0'
+        'unix:///tmp/paracache-redis-x1y2/redis.sock?db=0&password=...'
     """
-    return shared_embedded(data_dir).url
+    server = shared_embedded(data_dir)
+    return server.unix_url or server.url
