@@ -457,6 +457,7 @@ def measure_transport(s: Systems, unix_url: str,
     embedded server's Unix socket: same entries, query vectors known, turns alternated."""
     sock = SemanticIndex(unix_url, namespace=s.para.namespace, vectorizer=s.para.vectorizer,
                          dtype=s.para.layout.dtype, ttl_policy=s.para.settings.policy)
+    sock.core.tuner = s.para.core.tuner  # the hybrid policy already learnt, for both
     out: dict[str, dict[str, float]] = {}
     for kind, texts in queries.items():
         times: dict[str, list[float]] = {"tcp": [], "unix": []}

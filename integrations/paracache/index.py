@@ -213,6 +213,10 @@ class SemanticIndex:
     ) -> None:
         if redis_url is not None and not isinstance(redis_url, str):
             raise TypeError(f"redis_url must be a str, got {type(redis_url).__name__}")
+        if isinstance(spin, bool) or not isinstance(spin, (int, float)):
+            raise TypeError(f"spin must be a number of seconds, got {spin!r}")
+        if not 0 <= spin <= 0.1:
+            raise ValueError(f"spin must be between 0 and 0.1 seconds, got {spin!r}")
         if ttl_policy is None:
             ttl_policy = TTLPolicy() if ttl is _UNSET else TTLPolicy(default_ttl=ttl)
         elif ttl is not _UNSET:
@@ -300,10 +304,6 @@ class SemanticIndex:
         else:
             self._client = self._sync_client(self._timeout)
             self._admin = self._sync_client(self._admin_timeout)
-        if isinstance(spin, bool) or not isinstance(spin, (int, float)):
-            raise TypeError(f"spin must be a number of seconds, got {spin!r}")
-        if not 0 <= spin <= 0.1:
-            raise ValueError(f"spin must be between 0 and 0.1 seconds, got {spin!r}")
         # Lookups and stores on paracache's own client use one connection per thread
         # directly; a caller's client keeps its pool and wrappers (instrumentation).
         self._direct = (

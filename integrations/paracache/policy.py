@@ -94,7 +94,7 @@ _P_LEAD = (
     r"i (?:want|need) to know(?: if| whether)?\b",
     r"(?:i have a |quick |a quick |i've got a )?question(?: for you)?\b(?=[:,\-])",
 )
-_P_TRAIL = (
+_P_TRAIL = (  # each ends with a word of _P_TRAIL_LAST: keep the two in step
     r"(?:please|pls|plz|kindly)",
     r"(?:many |thanks? )?(?:thanks|thank you|thx|ty|cheers)"
     r"(?: (?:so|very) much| a lot| a bunch)?(?: in advance| for your help| for the help)?",
