@@ -624,7 +624,6 @@ def run(plan: Plan, out: dict[str, Any]) -> None:
     # Every system over loopback TCP (RedisVL's async path cannot take a Unix socket
     # client); paracache's default, the embedded server's Unix socket, is measured apart.
     url = server.url
-    out["transport"] = "tcp loopback"
     probe = redis.Redis.from_url(url, protocol=2)
     modules = {m[1]: m[3] for m in probe.execute_command("MODULE", "LIST")}
     out["server"] = {"redis": probe.info("server")["redis_version"],
@@ -868,7 +867,7 @@ def report(out: dict[str, Any]) -> str:
     lines = [f"Run: {out['when']}, {out['machine']}; load average {out['load_before']} before, "
              f"{out.get('load_after', '(unfinished run)')} after. Redis "
              f"{out['server']['redis']}, RediSearch {out['server']['search_module']}, "
-             f"every system over its {out.get('transport', 'tcp loopback')}. "
+             "every system over loopback TCP. "
              f"Command: `{out['command']}`.", ""]
     lines += ["### Lookup latency (ms; p50 / p95 / p99; *cache* = lookup minus embedder, p50)",
               "", "| entries | query | system | p50 | p95 | p99 | cache p50 | embedder p50 | "

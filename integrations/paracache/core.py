@@ -549,7 +549,7 @@ class Core:
             raw = yield from self._exact_read(req)
             hit = self._exact_hit(req, raw)
             if hit is None and req.semantic:
-                vector = yield from self._embed(self.settings.embed_text(req.text))
+                vector = yield from self._embed(req.text)
                 if vector is None:
                     self.breaker.record_success()
                     return self._verdict(req, t0, "error", "embedding failed")
@@ -596,11 +596,17 @@ class Core:
             yield EnsureIndex()
             self.index_ready = True
 
+    def _embed_input(self, text: str) -> str:
+        """What the model sees for a normalised prompt: pleasantries stripped (if on),
+        capped at ``max_embed_chars``, lone surrogates (which break tokenizers) replaced
+        by U+FFFD."""
+        return _clean(self.settings.embed_text(text)[: self.settings.max_embed_chars])
+
     def _embed(self, text: str) -> Flow[bytes | None]:
-        """Embed ``text`` and encode it for Redis; ``None`` (counted, logged) on failure."""
+        """Embed a normalised prompt (:meth:`_embed_input`) and encode it for Redis;
+        ``None`` (counted, logged) on failure."""
         try:
-            # Lone surrogates break tokenizers: embed their U+FFFD stand-ins.
-            raw = yield Embed(_clean(text[: self.settings.max_embed_chars]))
+            raw = yield Embed(self._embed_input(text))
             return self.encode_vector(raw)
         except Exception as exc:
             self.recorder.error("embedding")
@@ -967,7 +973,7 @@ class Core:
             return None
         mapping = dict(req.mapping)
         if req.lookup.semantic:
-            vector = yield from self._embed(self.settings.embed_text(req.lookup.text))
+            vector = yield from self._embed(req.lookup.text)
             if vector is not None:
                 mapping["embedding"] = vector
             # Without a vector the entry still serves the exact layer.
@@ -1081,10 +1087,7 @@ class Core:
         semantic = [r for r in live if r.lookup.semantic]
         vectors: dict[int, bytes] = {}
         if semantic:
-            texts = tuple(
-                _clean(self.settings.embed_text(r.lookup.text)[: self.settings.max_embed_chars])
-                for r in semantic
-            )
+            texts = tuple(self._embed_input(r.lookup.text) for r in semantic)
             raw = yield EmbedMany(texts)
             if len(raw) != len(semantic):
                 raise EmbeddingError(f"{len(raw)} vectors for {len(semantic)} texts")
