@@ -335,3 +335,28 @@ def test_app_keeps_working_while_redis_is_down(make_index: Any, redis_server: An
             break
         assert time.time() < deadline
         time.sleep(0.3)
+
+
+def test_parse_llm_string_from_many_threads() -> None:
+    """The adapter parses llm_string on every call, from the caller's threads: the same
+    answer each time and never an exception (CPython 3.11 raised SystemError once in CI
+    when threads built ASTs for ``ast.literal_eval`` at once)."""
+    import threading
+
+    llm_string = "[('_type', 'fake-chat'), ('model_name', 'gpt-4o'), ('temperature', 0.2)]"
+    expected = parse_llm_string(llm_string)
+    results: list[object] = []
+
+    def work() -> None:
+        for _ in range(300):
+            try:
+                results.append(parse_llm_string(llm_string))
+            except BaseException as exc:  # reported below
+                results.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(results) == 2400 and all(r == expected for r in results)

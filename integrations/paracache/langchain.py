@@ -19,6 +19,7 @@ from __future__ import annotations
 import ast
 import json
 import logging
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -44,6 +45,11 @@ PARAM_KEYS = (
     "max_output_tokens", "max_new_tokens", "n", "seed", "frequency_penalty",
     "presence_penalty", "repetition_penalty", "reasoning_effort", "stop",
 )
+
+
+#: CPython 3.11 can raise SystemError ("AST constructor recursion depth mismatch") when
+#: threads build ASTs at once (cpython gh-106905); ``ast.literal_eval`` builds one.
+_AST_LOCK = threading.Lock()
 
 
 def _is_scalar(value: Any) -> bool:
@@ -77,7 +83,8 @@ def parse_llm_string(llm_string: str) -> tuple[str, dict[str, Any]]:
         pass
     if rest.startswith("["):
         try:
-            pairs = ast.literal_eval(rest)
+            with _AST_LOCK:
+                pairs = ast.literal_eval(rest)
             if isinstance(pairs, list):
                 for pair in pairs:
                     if isinstance(pair, tuple) and len(pair) == 2 and isinstance(pair[0], str):
