@@ -42,6 +42,10 @@ def make_index(redis_url: str, namespace: str) -> Iterator[object]:
 
     def make(**options: object) -> SemanticIndex:
         options.setdefault("namespace", namespace)
+        # The product's 100 ms Redis timeout fails fast in production; on CI's two cores,
+        # shared by the server, the embedder and the suite, a reply can take longer now
+        # and then. Tests of timeouts and faults set their own.
+        options.setdefault("timeout", 1.0)
         index = SemanticIndex(redis_url, **options)  # type: ignore[arg-type]
         made.append(index)
         return index

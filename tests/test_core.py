@@ -450,6 +450,26 @@ async def test_tasks_share_one_instance(index: SemanticIndex) -> None:
     assert s.lookups == 80 and s.errors == 0
 
 
+async def test_a_busy_event_loop_is_not_a_redis_timeout(index: SemanticIndex) -> None:
+    """Replies that arrive while the loop is blocked (CPU work in other tasks) are read,
+    not timed out: the timeout measures the server, not the event loop."""
+    questions = [f"Where is my parcel number {i}?" for i in range(12)]
+    for q in questions:
+        await index.astore(q, q.upper())
+    index.reset_stats()
+
+    async def block_loop() -> None:
+        for _ in range(3):  # the lookups send their commands meanwhile
+            await asyncio.sleep(0)
+        time.sleep(0.15)  # then the loop is stuck for 1.5x the timeout, replies arriving
+
+    for _ in range(3):
+        *hits, _ = await asyncio.gather(*(index.alookup(q) for q in questions), block_loop())
+        assert all(h is not None and h.response == h.prompt.upper() for h in hits)
+    s = index.stats()
+    assert s.errors == 0 and s.exact_hits == 36, s.errors_by_kind
+
+
 # ---------------------------------------------------------------- pure parts
 
 

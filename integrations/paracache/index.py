@@ -783,7 +783,10 @@ class SemanticIndex:
                             raise redis.TimeoutError("paracache: time budget spent")
                         started = time.perf_counter()
                         try:
-                            result = await self._aperform(op, target)
+                            if self._own_clients:  # the bound that tolerates a busy loop
+                                result = await _within(self._aperform(op, target), self._timeout)
+                            else:
+                                result = await self._aperform(op, target)
                         finally:
                             spent += time.perf_counter() - started
                 except Exception as exc:
@@ -935,10 +938,11 @@ class SemanticIndex:
                     clients = (user, user)
                     self._aclients[loop] = clients
                 if clients is None:
+                    # Lookups and stores are bounded by _within (which tolerates a busy
+                    # loop); the socket timeout is only a backstop behind it.
+                    backstop = _backstop(self._timeout)
                     clients = (
-                        aioredis.Redis.from_url(
-                            self.redis_url, **self._client_kwargs(self._timeout)
-                        ),
+                        aioredis.Redis.from_url(self.redis_url, **self._client_kwargs(backstop)),
                         aioredis.Redis.from_url(
                             self.redis_url, **self._client_kwargs(self._admin_timeout)
                         ),
@@ -1055,6 +1059,58 @@ class _ThreadConnections:
             conns = list(self._all)
         for conn in conns:
             conn.disconnect()
+
+
+async def _within(work: Any, timeout: float) -> Any:
+    """Await ``work`` for at most ``timeout`` seconds of the server's time, not the loop's.
+
+    redis-py's asyncio socket timeout is a timer on the event loop. When the loop is busy
+    (other tasks' CPU work, embedding threads on few cores), the timer and a reply that
+    arrived long before become ready in the same pass, and the timer runs first: the call
+    fails although its answer is in. Here, time the loop spent unable to run us (it woke
+    us late) is given back to the call, up to :func:`_backstop` in all; when the loop was
+    responsive and the time is up, a reply already received still gets a few passes to
+    be read before the call counts as timed out.
+    """
+    loop = asyncio.get_running_loop()
+    task = asyncio.ensure_future(work)
+    give_up = loop.time() + _backstop(timeout)
+    remaining = timeout
+    try:
+        while True:
+            asked = loop.time()
+            await asyncio.wait((task,), timeout=remaining)
+            if task.done():
+                break
+            now = loop.time()
+            late = now - asked - remaining
+            if late < _LAG_SLACK or now >= give_up:  # the server is slow, not the loop
+                for _ in range(_GRACE_PASSES):
+                    await asyncio.sleep(0)
+                    if task.done():
+                        break
+                break
+            remaining = min(late, give_up - now)
+    except BaseException:  # the caller was cancelled
+        task.cancel()
+        raise
+    if task.done():
+        return task.result()
+    task.cancel()  # redis-py drops the connection: a late reply never reaches another call
+    raise redis.TimeoutError(f"paracache: no reply within {timeout:g}s")
+
+
+def _backstop(timeout: float) -> float:
+    """The most a bounded async call may take while the event loop is busy, and the
+    socket timeout behind :func:`_within`."""
+    return max(4 * timeout, 1.0)
+
+
+#: A timer that fires later than this was held up by a busy loop.
+_LAG_SLACK = 0.01
+#: Loop passes a reply that is already in may take to be parsed: the read's wakeup, the
+#: parse, the task's completion.
+_GRACE_PASSES = 4
 
 
 def _embed_pool() -> concurrent.futures.ThreadPoolExecutor:
