@@ -142,6 +142,8 @@ class SemanticIndex:
             command is started (a miss or a dropped write), so a hot-path call waits on
             Redis at most about three times this, plus a connect on a fresh connection
             (``max(timeout, 0.5)``). Embedding has its own budget, ``embed_timeout``.
+            On async calls, time the event loop was too busy to run the call is not
+            counted against it (up to ``max(4 * timeout, 1.0)`` in all).
         admin_timeout: Seconds for clear/count and other administrative calls.
         embed_timeout: Seconds an embedding may take before the lookup gives up on it
             (a miss) and a write is stored for the exact layer only; ``None``: no limit.
