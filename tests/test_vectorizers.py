@@ -153,6 +153,25 @@ def test_embed_many_equals_one_by_one_in_order(vec: MiniLMVectorizer) -> None:
     np.testing.assert_allclose(reversed_many, singles[::-1], atol=1e-5)
 
 
+def test_embed_many_batches_on_threads_keep_order_and_values(vec: MiniLMVectorizer) -> None:
+    texts = [f"{t} ({i})" for i in range(6) for t in MIXED]
+    one = MiniLMVectorizer(bulk_threads=1)
+    alone = _arr(one.embed_many(texts, batch_size=4))
+    for threads in (2, 3, None):
+        threaded = MiniLMVectorizer(bulk_threads=threads)
+        many = _arr(threaded.embed_many(texts, batch_size=4))
+        np.testing.assert_allclose(many, alone, atol=1e-5)
+    # The texts come back in input order, not the order their batches finished in.
+    singles = _arr([vec.embed(t) for t in texts[::7]])
+    np.testing.assert_allclose(many[::7], singles, atol=1e-5)
+    for bad in (0, -1):
+        with pytest.raises(ValueError):
+            MiniLMVectorizer(bulk_threads=bad)
+    for wrong in (True, "2", 2.0):
+        with pytest.raises(TypeError):
+            MiniLMVectorizer(bulk_threads=wrong)  # type: ignore[arg-type]
+
+
 def test_embed_many_duplicates_and_preprocess(vec: MiniLMVectorizer) -> None:
     out = vec.embed_many(["hi", "HI", "hi"], batch_size=2)
     np.testing.assert_allclose(_arr(out[0]), _arr(out[2]), atol=1e-6)

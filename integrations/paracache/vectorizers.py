@@ -21,6 +21,7 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import hashlib
 import importlib.util
 import os
@@ -191,6 +192,10 @@ class MiniLMVectorizer(BaseVectorizer):  # type: ignore[misc]
             0 lets onnxruntime choose (one per core).
         max_chars: Characters kept from the start of each input (after leading whitespace).
         cache: An optional RedisVL ``EmbeddingsCache``.
+        bulk_threads: Threads that run the batches of one ``embed_many`` call side by side
+            (each batch on one thread, so every text gets the vector it gets alone in its
+            batch). ``None`` (default): one per core, at most 4; 1 runs them one after
+            another. Single ``embed`` calls always run in the caller's thread.
 
     Example:
         >>> v = MiniLMVectorizer()
@@ -200,11 +205,14 @@ class MiniLMVectorizer(BaseVectorizer):  # type: ignore[misc]
         >>> buf = MiniLMVectorizer(dtype="float16").embed("hi", as_buffer=True)
         >>> len(buf)
         768
+        >>> len(MiniLMVectorizer(bulk_threads=2).embed_many(["a", "b"] * 20, batch_size=16))
+        40
     """
 
     model: str = MINILM_MODEL_ID
     intra_op_num_threads: int = Field(default=1, ge=0)
     max_chars: int = Field(default=MINILM_MAX_CHARS, ge=1)
+    bulk_threads: int | None = Field(default=None, ge=1)
 
     _runtime: _Runtime | None = PrivateAttr(default=None)
     _load_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
@@ -216,7 +224,12 @@ class MiniLMVectorizer(BaseVectorizer):  # type: ignore[misc]
         intra_op_num_threads: int = 1,
         max_chars: int = MINILM_MAX_CHARS,
         cache: Any = None,
+        bulk_threads: int | None = None,
     ) -> None:
+        if bulk_threads is not None and (
+            isinstance(bulk_threads, bool) or not isinstance(bulk_threads, int)
+        ):
+            raise TypeError(f"bulk_threads must be an int or None, got {bulk_threads!r}")
         super().__init__(
             model=MINILM_MODEL_ID,
             dims=MINILM_DIMS,
@@ -224,6 +237,7 @@ class MiniLMVectorizer(BaseVectorizer):  # type: ignore[misc]
             cache=cache,
             intra_op_num_threads=intra_op_num_threads,
             max_chars=max_chars,
+            bulk_threads=bulk_threads,
         )
 
     @field_validator("dtype")
@@ -296,11 +310,23 @@ class MiniLMVectorizer(BaseVectorizer):  # type: ignore[misc]
             id_lists = [enc.ids for enc in tokenizer.encode_batch(texts)]
         size = len(texts) if batch_size is None else max(1, int(batch_size))
         order = sorted(range(len(texts)), key=lambda i: len(id_lists[i]))
+        chunks = [order[start : start + size] for start in range(0, len(order), size)]
         out = np.empty((len(texts), MINILM_DIMS), dtype=np.float32)
-        for start in range(0, len(order), size):
-            chunk = order[start : start + size]
-            out[chunk] = self._run(runtime, [id_lists[i] for i in chunk])
+
+        def run(chunk: list[int]) -> npt.NDArray[np.float32]:
+            return self._run(runtime, [id_lists[i] for i in chunk])
+
+        threads = self._threads_for(len(chunks))
+        # onnxruntime releases the GIL while it runs: batches on several threads use the
+        # cores side by side. Each batch is still run whole, as it would be alone.
+        results = map(run, chunks) if threads == 1 else _bulk_pool(threads).map(run, chunks)
+        for chunk, vectors in zip(chunks, results, strict=True):
+            out[chunk] = vectors
         return out
+
+    def _threads_for(self, batches: int) -> int:
+        wanted = self.bulk_threads or min(os.cpu_count() or 1, _BULK_THREADS_MAX)
+        return max(1, min(wanted, batches))
 
     # ------------------------------------------------------------------ RedisVL hooks
 
@@ -330,6 +356,23 @@ class MiniLMVectorizer(BaseVectorizer):  # type: ignore[misc]
     ) -> list[list[float]]:
         """Embed texts in a worker thread (RedisVL hook behind :meth:`aembed_many`)."""
         return await asyncio.to_thread(self._embed_many, contents, batch_size)
+
+
+#: ``bulk_threads=None`` uses one thread per core, up to this many.
+_BULK_THREADS_MAX = 4
+_bulk_pools: dict[int, concurrent.futures.ThreadPoolExecutor] = {}
+_bulk_lock = threading.Lock()
+
+
+def _bulk_pool(threads: int) -> concurrent.futures.ThreadPoolExecutor:
+    """The shared pool that runs ``embed_many`` batches on ``threads`` threads."""
+    with _bulk_lock:
+        pool = _bulk_pools.get(threads)
+        if pool is None:
+            pool = _bulk_pools[threads] = concurrent.futures.ThreadPoolExecutor(
+                max_workers=threads, thread_name_prefix="paracache-bulk-embed"
+            )
+        return pool
 
 
 # --------------------------------------------------------------------------- shared instance
