@@ -790,7 +790,10 @@ class SemanticIndex:
                             else:
                                 result = await self._aperform(op, target)
                         finally:
-                            spent += time.perf_counter() - started
+                            took = time.perf_counter() - started
+                            # _within gives a call at most `timeout` of the server's time;
+                            # beyond that it was the loop's, which the budget does not count.
+                            spent += min(took, self._timeout) if self._own_clients else took
                 except Exception as exc:
                     op = flow.throw(exc)
                 else:
