@@ -220,6 +220,28 @@ def test_paused_server(make: Callable[..., SemanticIndex], server: EmbeddedRedis
     _recovers(idx)
 
 
+async def test_cancelling_a_lookup_cancels_it(
+    make: Callable[..., SemanticIndex], server: EmbeddedRedis
+) -> None:
+    """The caller's cancellation stays a cancellation (never a miss or a TimeoutError),
+    on a paused server and while the call's own time bound is running; the next lookup
+    works."""
+    idx = make(breaker=CircuitBreaker(failures=100, cooldown=0.3))
+    idx.store(QUESTIONS[4], "cached")
+    before = set(asyncio.all_tasks())
+    server.pause(0.6)
+    for delay in (0.01, 0.05):
+        call = asyncio.ensure_future(idx.alookup(QUESTIONS[4]))
+        await asyncio.sleep(delay)
+        call.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await call
+    await assert_no_pending_tasks(before)
+    time.sleep(0.6)
+    hit = await idx.alookup(QUESTIONS[4])
+    assert hit is not None and hit.response == "cached"
+
+
 async def test_slow_server(make: Callable[..., SemanticIndex], server: EmbeddedRedis) -> None:
     idx = make()
     idx.store(QUESTIONS[1], "cached")
