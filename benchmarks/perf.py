@@ -490,11 +490,12 @@ def measure_warm(s: Systems, vec: BenchVectorizer, texts: Sequence[str],
     chunk and rotating which goes first."""
     def embed_on(threads: int | None) -> Callable[[list[str]], None]:
         def go(part: list[str]) -> None:
+            before = vec.bulk_threads
             object.__setattr__(vec, "bulk_threads", threads)
             try:
                 vec.embed_many(part, batch_size=16)
             finally:
-                object.__setattr__(vec, "bulk_threads", None)
+                object.__setattr__(vec, "bulk_threads", before)
         return go
 
     def warm(part: list[str]) -> None:

@@ -317,9 +317,16 @@ class MiniLMVectorizer(BaseVectorizer):  # type: ignore[misc]
             return self._run(runtime, [id_lists[i] for i in chunk])
 
         threads = self._threads_for(len(chunks))
-        # onnxruntime releases the GIL while it runs: batches on several threads use the
-        # cores side by side. Each batch is still run whole, as it would be alone.
-        results = map(run, chunks) if threads == 1 else _bulk_pool(threads).map(run, chunks)
+        if threads == 1:
+            results = list(map(run, chunks))
+        else:
+            # onnxruntime releases the GIL while it runs: batches on several threads use
+            # the cores side by side. Each batch is still run whole, as it would be alone.
+            # Starting the threads costs well under a millisecond against a batch's tens.
+            with concurrent.futures.ThreadPoolExecutor(
+                threads, thread_name_prefix="paracache-bulk-embed"
+            ) as pool:
+                results = list(pool.map(run, chunks))
         for chunk, vectors in zip(chunks, results, strict=True):
             out[chunk] = vectors
         return out
@@ -360,19 +367,6 @@ class MiniLMVectorizer(BaseVectorizer):  # type: ignore[misc]
 
 #: ``bulk_threads=None`` uses one thread per core, up to this many.
 _BULK_THREADS_MAX = 4
-_bulk_pools: dict[int, concurrent.futures.ThreadPoolExecutor] = {}
-_bulk_lock = threading.Lock()
-
-
-def _bulk_pool(threads: int) -> concurrent.futures.ThreadPoolExecutor:
-    """The shared pool that runs ``embed_many`` batches on ``threads`` threads."""
-    with _bulk_lock:
-        pool = _bulk_pools.get(threads)
-        if pool is None:
-            pool = _bulk_pools[threads] = concurrent.futures.ThreadPoolExecutor(
-                max_workers=threads, thread_name_prefix="paracache-bulk-embed"
-            )
-        return pool
 
 
 # --------------------------------------------------------------------------- shared instance
