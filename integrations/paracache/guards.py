@@ -68,15 +68,19 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import re
 import unicodedata
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from .spelling import known_words as _known_words
 
 if TYPE_CHECKING:
     from .core import Candidate, LookupRequest
 
-__all__ = ["GUARD_NAMES", "Features", "Guards", "corroborates", "features"]
+__all__ = ["GUARD_NAMES", "Features", "Guards", "corroborates", "features", "typo_repeat"]
 
 #: The guards, in the order they are checked (the first that fails names the rejection).
 GUARD_NAMES = (
@@ -92,6 +96,10 @@ GUARD_NAMES = (
 
 #: Characters of a text the guards look at (the default embedder sees about as many).
 MAX_GUARD_CHARS = 2_000
+#: How far below the threshold a candidate that shares a specific detail with the
+#: question may be served (:func:`corroborates`); typo'd repeats are served further down,
+#: to the core's ``corroboration_margin``.
+DETAIL_MARGIN = 0.05
 
 # --------------------------------------------------------------------------- word lists
 
@@ -370,6 +378,56 @@ for _pair, (_side_a, _side_b) in enumerate(_OPPOSITES):
             _OPP_INDEX.setdefault(_phrase_key(_w), (_pair, _side))
 _OPP_FIRST = frozenset(k.split()[0] for k in _OPP_INDEX if " " in k)
 
+#: WordNet 3.0's antonyms, distilled by ``tools/build_antonyms.py`` (see the asset's
+#: notice): a word or two-word phrase to its opposites.
+_ANTONYMS_PATH = Path(__file__).resolve().parent / "assets" / "antonyms.json"
+
+
+@functools.cache
+def _antonym_lexicon() -> tuple[dict[str, frozenset[str]], frozenset[str]]:
+    """The antonym lexicon as stems (stem -> opposite stems) and the first stems of its
+    two-word phrases; loaded on first use (about 10 k words)."""
+    with _ANTONYMS_PATH.open(encoding="utf-8") as fh:
+        raw: dict[str, list[str]] = json.load(fh)["antonyms"]
+    table: dict[str, set[str]] = {}
+    for word, opposites in raw.items():
+        key = _phrase_key(word)
+        mine = table.setdefault(key, set())
+        mine.update(_phrase_key(o) for o in opposites)
+    lexicon = {k: frozenset(v - {k}) for k, v in table.items() if v - {k}}
+    first = frozenset(k.split()[0] for k in lexicon if " " in k)
+    return lexicon, first
+
+
+def _lexicon_words(words: list[str], asserted: Iterable[str]) -> frozenset[str]:
+    """The stems of ``words`` (and of their two-word phrases) that the antonym lexicon
+    knows, among the ``asserted`` ones (a negated word is the negation guard's)."""
+    lexicon, first = _antonym_lexicon()
+    asserted = set(asserted)
+    found = {a for a in asserted if a in lexicon}
+    if not first.isdisjoint(asserted):
+        for i in range(len(words) - 1):
+            head = _stem(words[i])
+            if head in first and head in asserted:
+                phrase = f"{head} {_stem(words[i + 1])}"
+                if phrase in lexicon:
+                    found.add(phrase)
+    return frozenset(found) if found else _EMPTY
+
+
+def _lexicon_opposed(q: Features, c: Features) -> bool:
+    """A word of one text has its WordNet opposite in the other, and neither text has
+    both ("open" / "closed", "legal" / "illegal", "inflate" / "deflate")."""
+    if not (q.antonyms and c.antonyms):
+        return False
+    lexicon = _antonym_lexicon()[0]
+    for word in q.antonyms:
+        opposed = lexicon[word] & c.antonyms
+        if opposed and word not in c.antonyms and opposed.isdisjoint(q.antonyms):
+            return True
+    return False
+
+
 # --------------------------------------------------------------------------- patterns
 
 _NUMBER = r"\d+(?:[.,]\d+)*"
@@ -517,6 +575,9 @@ class Features:
         entities: Lowercased names (capitalised words, acronyms, CamelCase brands).
         words: Every lowercased word, singular forms and aliases (to look names up in).
         lowered: The lowercased words joined by single spaces, padded with a space.
+        antonyms: Stems of words and two-word phrases, not under a negation, that have
+            opposites in the WordNet lexicon (``assets/antonyms.json``).
+        tokens: The lowercased words and numbers, in order (punctuation dropped).
     """
 
     identifiers: frozenset[str]
@@ -535,6 +596,8 @@ class Features:
     entities: frozenset[str]
     words: frozenset[str]
     lowered: str
+    antonyms: frozenset[str] = frozenset()
+    tokens: tuple[str, ...] = ()
 
 
 def _number_value(text: str) -> float | None:
@@ -1117,6 +1180,8 @@ def features(text: str) -> Features:
         frozenset(entities) if entities else _EMPTY,
         _word_forms(words, wordset),
         f" {lowered} ",
+        _lexicon_words(words, asserted) if asserted else _EMPTY,
+        tuple(t for t in lowered_tokens if t[0].isalnum()),
     )
 
 
@@ -1166,8 +1231,68 @@ def _unmatched(names: frozenset[str], other: Features) -> bool:
             return True
         if name in other.words or (name.endswith("s") and name[:-1] in other.words):
             continue
+        if len(name) >= 4 and any(_misspelt(name, w, substitution=False) for w in other.words):
+            continue  # "Japn" / "Japan", "Chorme" / "Chrome": a typo, not another name
         return True
     return False
+
+
+def _one_edit(a: str, b: str, substitution: bool = True) -> bool:
+    """``a`` and ``b`` differ by one edit: two neighbours swapped, a letter added or
+    dropped, or (with ``substitution``) a letter changed. Never for digits: "1047" and
+    "1074" are different numbers, and "Iran" / "Iraq" (a changed letter) different names
+    when ``substitution`` is false."""
+    la, lb = len(a), len(b)
+    if a == b or abs(la - lb) > 1 or min(la, lb) < 3 or a[0] != b[0]:
+        return False
+    if any(ch.isdigit() for ch in a) or any(ch.isdigit() for ch in b):
+        return False
+    i = 0
+    while i < min(la, lb) and a[i] == b[i]:
+        i += 1
+    if la == lb:
+        if a[i + 2 :] == b[i + 2 :] and i + 1 < la and a[i] == b[i + 1] and a[i + 1] == b[i]:
+            return True  # a swap
+        return substitution and a[i + 1 :] == b[i + 1 :]
+    return a[i + 1 :] == b[i:] if la > lb else a[i:] == b[i + 1 :]
+
+
+def _misspelt(a: str, b: str, substitution: bool = True) -> bool:
+    """One of ``a`` and ``b`` is a misspelling of the other: one edit apart, and one of
+    them is not a word the embedder's vocabulary knows ("cat" / "car" are two words)."""
+    if not _one_edit(a, b, substitution):
+        return False
+    known = _known_words()
+    return a not in known or b not in known
+
+
+def typo_repeat(query: str, candidate: str) -> bool:
+    """Whether ``query`` is ``candidate`` asked again with typos: the same words in the
+    same order, a few of them (at most one in three) one edit away and not a known word
+    ("chnage the email adress" / "change the email address"; "cat" / "car" are two
+    words, not a typo). Numbers must match exactly, so "parcel 1047"
+    is never a typo of "parcel 1074"; words are never added or dropped ("not").
+
+    Example:
+        >>> typo_repeat("How do I chnage my email adress?", "How do I change my email address?")
+        True
+        >>> typo_repeat("Where is parcel 1074?", "Where is parcel 1047?")
+        False
+        >>> typo_repeat("Is my cat covered?", "Is my car covered?")
+        False
+    """
+    a = features(query).tokens
+    b = features(candidate).tokens
+    if len(a) != len(b) or not a:
+        return False
+    differ = 0
+    for x, y in zip(a, b, strict=True):
+        if x == y:
+            continue
+        if not _misspelt(x, y):
+            return False
+        differ += 1
+    return 0 < differ <= max(1, len(a) // 3)
 
 
 def _differs(name: str, q: Features, c: Features) -> bool:
@@ -1185,7 +1310,7 @@ def _differs(name: str, q: Features, c: Features) -> bool:
     if name == "negation":
         return _negation_flip(q, c) or _negation_flip(c, q)
     if name == "opposites":
-        return _exclusive_sides(q.opposites, c.opposites)
+        return _exclusive_sides(q.opposites, c.opposites) or _lexicon_opposed(q, c)
     if name == "quantifiers":
         return _exclusive_sides(q.quantifiers, c.quantifiers)
     if name == "entities":
@@ -1293,13 +1418,36 @@ class Guards:
         """
         return corroborates(query, candidate)
 
+    @staticmethod
+    def vouches(query: str, candidate: str, similarity: float, threshold: float) -> bool:
+        """Whether a candidate ``similarity`` below ``threshold`` may still be served (if
+        it passes every guard): it is the query asked again with typos
+        (:func:`typo_repeat`, at any similarity the core lets through), or it shares a
+        specific detail with the query (:func:`corroborates`) and is at most
+        :data:`DETAIL_MARGIN` below the threshold.
+
+        Example:
+            >>> Guards.vouches("Do you accept Apple Pay?", "Can I pay with Apple Pay?", 0.87, 0.9)
+            True
+            >>> Guards.vouches("How do I chnage my adress?", "How do I change my address?", 0.7, 0.9)
+            True
+            >>> Guards.vouches("How do I reset my password?", "I forgot my password", 0.87, 0.9)
+            False
+        """
+        if similarity >= threshold:
+            return True
+        if typo_repeat(query, candidate):
+            return True
+        return threshold - similarity <= DETAIL_MARGIN + 1e-9 and corroborates(query, candidate)
+
     def corroborate(self, req: LookupRequest, cand: Candidate) -> bool:
-        """The :class:`~paracache.core.Core` hook for candidates just below the
-        threshold (within ``corroboration_margin``): may it be served?"""
+        """The :class:`~paracache.core.Core` hook for candidates below the threshold
+        (within ``corroboration_margin``): may it be served? See :meth:`vouches`."""
         raw = cand.fields.get(b"prompt")
         if raw is None:
             return False  # nothing to compare with: the threshold stands
-        return corroborates(req.prompt or req.text, raw.decode("utf-8", "replace"))
+        return self.vouches(req.prompt or req.text, raw.decode("utf-8", "replace"),
+                            cand.similarity, req.min_similarity)
 
 
 def corroborates(query: str, candidate: str) -> bool:
