@@ -98,7 +98,7 @@ def default_decide(threshold: float = 0.90, margin: float = DEFAULT_CORROBORATIO
                 break
             if sim < threshold and not g.vouches(query, prompt, sim, threshold):
                 continue
-            if g.check(query, prompt) is None:
+            if g.check(query, prompt, sim) is None:
                 return c
         return None
 

@@ -90,7 +90,7 @@ DEFAULT_MIN_SIMILARITY = 0.90
 #: Default ``corroboration_margin``: how far below the threshold the ``corroborate`` hook
 #: is asked about candidates (the guards vouch for typo'd repeats down to it, for
 #: candidates sharing a specific detail within 0.05: see ``paracache.guards``).
-DEFAULT_CORROBORATION_MARGIN = 0.30
+DEFAULT_CORROBORATION_MARGIN = 0.35
 #: How much of a prompt is kept in the entry (for inspection and guards).
 MAX_STORED_PROMPT = 16_384
 #: Seconds a cache instance trusts that a scope it registered is still in the scope

@@ -49,6 +49,11 @@ The guards (each on by default, each switchable):
 ``entities``
     Swapped names: each side names something (a capitalised name, an acronym, a brand)
     that the other does not mention ("Apple Pay" vs "Google Pay", "France" vs "Spain").
+``learned``
+    The learned pair check (:func:`same_question`, a logistic regression on the
+    similarity and the word overlap of the two questions) finds the pair very unlikely to
+    be the same question, typically one content word swapped for another ("safe for
+    *adults*" vs "safe for *children*", "*men's* sizes" vs "*women's* sizes").
 
 Example:
     >>> from paracache.guards import Guards
@@ -69,6 +74,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import math
 import re
 import unicodedata
 from collections.abc import Iterable, Mapping
@@ -92,6 +98,7 @@ GUARD_NAMES = (
     "opposites",
     "quantifiers",
     "entities",
+    "learned",
 )
 
 #: Characters of a text the guards look at (the default embedder sees about as many).
@@ -100,6 +107,9 @@ MAX_GUARD_CHARS = 2_000
 #: question may be served (:func:`corroborates`); typo'd repeats are served further down,
 #: to the core's ``corroboration_margin``.
 DETAIL_MARGIN = 0.05
+#: How far below the threshold the learned pair check (:func:`same_question`) may vouch
+#: for a candidate.
+LEARNED_MARGIN = 0.10
 
 # --------------------------------------------------------------------------- word lists
 
@@ -1295,6 +1305,86 @@ def typo_repeat(query: str, candidate: str) -> bool:
     return 0 < differ <= max(1, len(a) // 3)
 
 
+#: The learned pair check's weights (``assets/pair_check.json``), trained by
+#: ``benchmarks/train_pair_check.py``.
+_PAIR_CHECK_PATH = Path(__file__).resolve().parent / "assets" / "pair_check.json"
+#: The names of :func:`pair_features`, in order.
+PAIR_FEATURES = ("similarity", "overlap", "only_query", "only_candidate", "one_swap",
+                 "corroborated", "same_kind", "negation_differs", "length_ratio")
+
+
+def _one_swap(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
+    """The two token sequences are the same but for one content word (or two) replaced
+    by others ("for *adults*" / "for *children*", "phone battery" / "laptop battery")."""
+    if abs(len(a) - len(b)) > 1 or len(a) < 3:
+        return False
+    i = 0
+    n = min(len(a), len(b))
+    while i < n and a[i] == b[i]:
+        i += 1
+    j = 0
+    while j < n - i and a[-1 - j] == b[-1 - j]:
+        j += 1
+    mid_a, mid_b = a[i : len(a) - j], b[i : len(b) - j]
+    if not mid_a or not mid_b or len(mid_a) > 2 or len(mid_b) > 2:
+        return False
+    ca = {_stem(t) for t in mid_a if t not in _STOP and t.isalpha()}
+    cb = {_stem(t) for t in mid_b if t not in _STOP and t.isalpha()}
+    return bool(ca) and bool(cb) and ca.isdisjoint(cb)
+
+
+def pair_features(query: str, candidate: str, similarity: float) -> tuple[float, ...]:
+    """What the learned pair check sees of two questions: their embedding similarity and
+    how their content words (stems, as the guards read them) overlap.
+
+    Example:
+        >>> [round(x, 2) for x in pair_features("Is coffee bad for you?",
+        ...                                     "Is drinking coffee unhealthy?", 0.877)]
+        [0.88, 0.2, 0.5, 0.67, 0.0, 0.0, 1.0, 0.0, 0.8]
+    """
+    q, c = features(query), features(candidate)
+    qs, cs = q.asserted | q.negated, c.asserted | c.negated
+    shared = len(qs & cs)
+    only_q, only_c = len(qs) - shared, len(cs) - shared
+    nq, nc = len(q.tokens) or 1, len(c.tokens) or 1
+    return (
+        similarity,
+        shared / (len(qs | cs) or 1),
+        only_q / (len(qs) or 1),
+        only_c / (len(cs) or 1),
+        float(_one_swap(q.tokens, c.tokens)),
+        float(corroborates(query, candidate)),
+        float(q.wh_question == c.wh_question),
+        float(bool(q.negations) != bool(c.negations)),
+        min(nq, nc) / max(nq, nc),
+    )
+
+
+@functools.cache
+def _pair_model() -> tuple[tuple[float, ...], float, float, float]:
+    """(weights, bias, vouching threshold, veto threshold) of the learned pair check."""
+    with _PAIR_CHECK_PATH.open(encoding="utf-8") as fh:
+        doc = json.load(fh)
+    if tuple(doc["features"]) != PAIR_FEATURES:
+        raise ValueError("assets/pair_check.json was trained on other features: retrain it")
+    return tuple(doc["weights"]), float(doc["bias"]), float(doc["threshold"]), float(doc["veto"])
+
+
+def same_question(query: str, candidate: str, similarity: float) -> float:
+    """The learned pair check: the probability that ``candidate``'s answer answers
+    ``query`` (a logistic regression on :func:`pair_features`).
+
+    Example:
+        >>> same_question("Is it bad to eat late at night?",
+        ...               "Is eating late at night unhealthy?", 0.889) > 0.5
+        True
+    """
+    weights, bias = _pair_model()[:2]
+    z = bias + sum(w * x for w, x in zip(weights, pair_features(query, candidate, similarity),
+                                         strict=True))
+    return 1.0 / (1.0 + math.exp(-max(-30.0, min(30.0, z))))
+
+
 def _differs(name: str, q: Features, c: Features) -> bool:
     if name == "identifiers":
         return q.identifiers != c.identifiers
@@ -1342,6 +1432,7 @@ class Guards:
     entities: bool = True
     quantifiers: bool = True
     opposites: bool = True
+    learned: bool = True
 
     def __post_init__(self) -> None:
         for name in GUARD_NAMES:
@@ -1384,9 +1475,12 @@ class Guards:
         """Whether any guard is on."""
         return bool(self.enabled)
 
-    def check(self, query: str, candidate: str) -> str | None:
+    def check(
+        self, query: str, candidate: str, similarity: float | None = None
+    ) -> str | None:
         """The name of the first guard that refuses to serve ``candidate``'s answer to
-        ``query``, or ``None`` when no checked detail conflicts.
+        ``query``, or ``None`` when no checked detail conflicts. The ``learned`` guard
+        needs the pair's embedding ``similarity`` (it is skipped without it).
 
         Example:
             >>> Guards().check("Transfer $50 to Anna", "Transfer $500 to Anna")
@@ -1395,7 +1489,16 @@ class Guards:
         q = features(query)
         c = features(candidate)
         for name in GUARD_NAMES:  # the order of ``enabled``, without building it
-            if getattr(self, name) and _differs(name, q, c):
+            if not getattr(self, name):
+                continue
+            if name == "learned":
+                if (
+                    similarity is not None
+                    and same_question(query, candidate, similarity) < _pair_model()[3]
+                    and not typo_repeat(query, candidate)  # the model never saw typos
+                ):
+                    return name
+            elif _differs(name, q, c):
                 return name
         return None
 
@@ -1405,7 +1508,7 @@ class Guards:
         if raw is None:
             return None  # nothing to compare with: similarity alone decides
         stored = raw.decode("utf-8", "replace")
-        return self.check(req.prompt or req.text, stored)
+        return self.check(req.prompt or req.text, stored, cand.similarity)
 
     @staticmethod
     def corroborates(query: str, candidate: str) -> bool:
@@ -1422,9 +1525,11 @@ class Guards:
     def vouches(query: str, candidate: str, similarity: float, threshold: float) -> bool:
         """Whether a candidate ``similarity`` below ``threshold`` may still be served (if
         it passes every guard): it is the query asked again with typos
-        (:func:`typo_repeat`, at any similarity the core lets through), or it shares a
+        (:func:`typo_repeat`, at any similarity the core lets through); or it shares a
         specific detail with the query (:func:`corroborates`) and is at most
-        :data:`DETAIL_MARGIN` below the threshold.
+        :data:`DETAIL_MARGIN` below the threshold; or the learned pair check
+        (:func:`same_question`) vouches for it and it is at most :data:`LEARNED_MARGIN`
+        below.
 
         Example:
             >>> Guards.vouches("Do you accept Apple Pay?", "Can I pay with Apple Pay?", 0.87, 0.9)
@@ -1438,7 +1543,12 @@ class Guards:
             return True
         if typo_repeat(query, candidate):
             return True
-        return threshold - similarity <= DETAIL_MARGIN + 1e-9 and corroborates(query, candidate)
+        gap = threshold - similarity
+        if gap <= DETAIL_MARGIN + 1e-9 and corroborates(query, candidate):
+            return True
+        return gap <= LEARNED_MARGIN + 1e-9 and (
+            same_question(query, candidate, similarity) >= _pair_model()[2]
+        )
 
     def corroborate(self, req: LookupRequest, cand: Candidate) -> bool:
         """The :class:`~paracache.core.Core` hook for candidates below the threshold

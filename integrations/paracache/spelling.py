@@ -44,8 +44,8 @@ _RE_WORD = re.compile(r"(?<![\w'])[a-z]+(?:'[a-z]+)?(?![\w'])")
 #: oil, bit, big...).
 MIN_LENGTH = 4
 #: Suffixes a known word may take and still be known ("vaccinating", "leases").
-_SUFFIXES = ("s", "es", "ed", "d", "ing", "er", "ers", "ly", "ness", "ment", "ments",
-             "ation", "ations", "able")
+_SUFFIXES = ("s", "es", "ed", "ing", "er", "ers", "ly", "ness", "ment", "ments", "ation",
+             "ations", "able")
 
 
 @functools.cache
@@ -61,14 +61,14 @@ def _vocabulary() -> dict[str, int]:
         known.setdefault(word, rank)
     extra: dict[str, int] = {}
     for word, rank in known.items():
-        stems = {word}
-        if word.endswith("e"):
-            stems.add(word[:-1])  # "vaccinate" -> "vaccinat" + "ing"
-        if word.endswith("y"):
-            stems.add(word[:-1] + "i")  # "policy" -> "polici" + "es"
-        for stem in stems:
-            for suffix in _SUFFIXES:
-                extra.setdefault(stem + suffix, rank + len(words))
+        for suffix in _SUFFIXES:
+            if word.endswith("e") and suffix[0] in "aeiou":
+                form = word[:-1] + suffix  # "vaccinate" + "ing"
+            elif word.endswith("y") and suffix in ("es", "ed"):
+                form = word[:-1] + "i" + suffix  # "policy" + "es"
+            else:
+                form = word + suffix
+            extra.setdefault(form, rank + len(words))
     for word, rank in extra.items():
         known.setdefault(word, rank)
     return known
