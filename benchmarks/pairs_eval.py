@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from paracache.guards import Guards
+from paracache.guards import Guards, neighbours_disagree
 from paracache.core import DEFAULT_CORROBORATION_MARGIN, Settings
 from paracache.policy import Normalizer
 
@@ -99,6 +99,9 @@ def default_decide(threshold: float = 0.90, margin: float = DEFAULT_CORROBORATIO
             if sim < threshold and not g.vouches(query, prompt, sim, threshold):
                 continue
             if g.check(query, prompt, sim) is None:
+                others = [o for o in cands if o is not c]
+                if g.neighbours and neighbours_disagree(c, others, threshold):
+                    return None
                 return c
         return None
 

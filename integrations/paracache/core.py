@@ -427,6 +427,8 @@ class Core:
         on_verdict: Callable[[Verdict], None] | None = None,
         accept: Callable[[LookupRequest, Candidate], str | None] | None = None,
         corroborate: Callable[[LookupRequest, Candidate], bool] | None = None,
+        contest: Callable[[LookupRequest, Candidate, Sequence[Candidate]], str | None]
+        | None = None,
     ) -> None:
         self.layout = layout
         self.settings = settings
@@ -438,6 +440,9 @@ class Core:
         #: Optional: may a candidate within ``corroboration_margin`` below the threshold
         #: be served (it still has to pass ``accept``)?
         self.corroborate = corroborate
+        #: Optional: a reason not to serve the winner given the other candidates (a
+        #: neighbour with another answer within a hair of it), or ``None``.
+        self.contest = contest
         self.index_ready = False
         self._np_dtype = np.float16 if layout.dtype == "float16" else np.float32
         self.tuner = HybridTuner()
@@ -775,10 +780,12 @@ class Core:
             below = cand.similarity < req.min_similarity
             if below and not self._corroborated(req, cand):
                 continue  # below the threshold, and nothing vouches for it
-            rejection = self._check(req, cand)
+            rejection = self._check(req, cand) or self._contested(req, cand, candidates)
             if rejection:
                 self.recorder.rejection(rejection)
                 rejected.append(f"{cand.similarity:.3f} ({rejection})")
+                if rejection == "neighbours":
+                    break  # the nearest answers disagree: none of them is served
                 continue
             fields = cand.fields
             if b"v" not in fields:  # a plain KNN row: read the entry (and count the hit)
@@ -858,6 +865,19 @@ class Core:
             self.recorder.error("guard")
             logger.warning("paracache: corroborate hook raised: %r", exc)
             return False
+
+    def _contested(
+        self, req: LookupRequest, cand: Candidate, candidates: Sequence[Candidate]
+    ) -> str | None:
+        """The ``contest`` hook's verdict; a hook that raises does not serve."""
+        if self.contest is None:
+            return None
+        try:
+            return self.contest(req, cand, candidates)
+        except Exception as exc:
+            self.recorder.error("guard")
+            logger.warning("paracache: contest hook raised, not serving: %r", exc)
+            return "guard_error"
 
     def _check(self, req: LookupRequest, cand: Candidate) -> str | None:
         """The ``accept`` hook's verdict on a candidate; a hook that raises rejects it."""

@@ -49,6 +49,11 @@ The guards (each on by default, each switchable):
 ``entities``
     Swapped names: each side names something (a capitalised name, an acronym, a brand)
     that the other does not mention ("Apple Pay" vs "Google Pay", "France" vs "Spain").
+``neighbours``
+    Not a pair check: the best candidate is not served when another candidate with a
+    different answer (and another prompt) is within :data:`NEIGHBOUR_GAP` of its
+    similarity: the nearest stored questions disagree (Banking77's ``card_arrival`` /
+    ``card_delivery_estimate``), so the cache abstains.
 ``learned``
     The learned pair check (:func:`same_question`, a logistic regression on the
     similarity and the word overlap of the two questions) finds the pair very unlikely to
@@ -77,7 +82,7 @@ import json
 import math
 import re
 import unicodedata
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -86,7 +91,18 @@ from .spelling import known_words as _known_words
 if TYPE_CHECKING:
     from .core import Candidate, LookupRequest
 
-__all__ = ["GUARD_NAMES", "Features", "Guards", "corroborates", "features", "typo_repeat"]
+__all__ = [
+    "GUARD_NAMES",
+    "PAIR_FEATURES",
+    "Features",
+    "Guards",
+    "corroborates",
+    "features",
+    "neighbours_disagree",
+    "pair_features",
+    "same_question",
+    "typo_repeat",
+]
 
 #: The guards, in the order they are checked (the first that fails names the rejection).
 GUARD_NAMES = (
@@ -99,6 +115,7 @@ GUARD_NAMES = (
     "quantifiers",
     "entities",
     "learned",
+    "neighbours",
 )
 
 #: Characters of a text the guards look at (the default embedder sees about as many).
@@ -107,6 +124,9 @@ MAX_GUARD_CHARS = 2_000
 #: question may be served (:func:`corroborates`); typo'd repeats are served further down,
 #: to the core's ``corroboration_margin``.
 DETAIL_MARGIN = 0.05
+#: Two candidates with different answers this close in similarity: the cache abstains
+#: (the ``neighbours`` guard).
+NEIGHBOUR_GAP = 0.03
 #: How far below the threshold the learned pair check (:func:`same_question`) may vouch
 #: for a candidate.
 LEARNED_MARGIN = 0.10
@@ -1340,7 +1360,7 @@ def pair_features(query: str, candidate: str, similarity: float) -> tuple[float,
     Example:
         >>> [round(x, 2) for x in pair_features("Is coffee bad for you?",
         ...                                     "Is drinking coffee unhealthy?", 0.877)]
-        [0.88, 0.2, 0.5, 0.67, 0.0, 0.0, 1.0, 0.0, 0.8]
+        [0.88, 0.25, 0.5, 0.67, 0.0, 0.0, 1.0, 0.0, 0.8]
     """
     q, c = features(query), features(candidate)
     qs, cs = q.asserted | q.negated, c.asserted | c.negated
@@ -1419,7 +1439,9 @@ class Guards:
 
     Example:
         >>> Guards(entities=False).enabled
-        ('identifiers', 'amounts', 'dates', 'numbers', 'negation', 'opposites', 'quantifiers')
+        ... # doctest: +NORMALIZE_WHITESPACE
+        ('identifiers', 'amounts', 'dates', 'numbers', 'negation', 'opposites', 'quantifiers',
+         'learned', 'neighbours')
         >>> Guards().check("Can I pay with Apple Pay?", "Can I pay with Google Pay?")
         'entities'
     """
@@ -1433,6 +1455,7 @@ class Guards:
     quantifiers: bool = True
     opposites: bool = True
     learned: bool = True
+    neighbours: bool = True
 
     def __post_init__(self) -> None:
         for name in GUARD_NAMES:
@@ -1489,8 +1512,8 @@ class Guards:
         q = features(query)
         c = features(candidate)
         for name in GUARD_NAMES:  # the order of ``enabled``, without building it
-            if not getattr(self, name):
-                continue
+            if not getattr(self, name) or name == "neighbours":
+                continue  # ``neighbours`` compares candidates: see :meth:`contest`
             if name == "learned":
                 if (
                     similarity is not None
@@ -1536,7 +1559,7 @@ class Guards:
             True
             >>> Guards.vouches("How do I chnage my adress?", "How do I change my address?", 0.7, 0.9)
             True
-            >>> Guards.vouches("How do I reset my password?", "I forgot my password", 0.87, 0.9)
+            >>> Guards.vouches("How do I reset my password?", "I forgot my password", 0.82, 0.9)
             False
         """
         if similarity >= threshold:
@@ -1550,6 +1573,22 @@ class Guards:
             same_question(query, candidate, similarity) >= _pair_model()[2]
         )
 
+    def contest(
+        self, req: LookupRequest, cand: Candidate, candidates: Sequence[Candidate]
+    ) -> str | None:
+        """The :class:`~paracache.core.Core` hook run on a candidate about to be served:
+        ``"neighbours"`` when another candidate within :data:`NEIGHBOUR_GAP` of its
+        similarity (and at most :data:`DETAIL_MARGIN` below the threshold) has another
+        prompt and another answer, else ``None``."""
+        if not self.neighbours:
+            return None
+        return "neighbours" if neighbours_disagree(
+            (cand.similarity, _field(cand, b"prompt"), _field(cand, b"response")),
+            [(c.similarity, _field(c, b"prompt"), _field(c, b"response"))
+             for c in candidates if c is not cand and c.fields],
+            req.min_similarity,
+        ) else None
+
     def corroborate(self, req: LookupRequest, cand: Candidate) -> bool:
         """The :class:`~paracache.core.Core` hook for candidates below the threshold
         (within ``corroboration_margin``): may it be served? See :meth:`vouches`."""
@@ -1558,6 +1597,38 @@ class Guards:
             return False  # nothing to compare with: the threshold stands
         return self.vouches(req.prompt or req.text, raw.decode("utf-8", "replace"),
                             cand.similarity, req.min_similarity)
+
+
+def _field(cand: Candidate, name: bytes) -> str:
+    raw = cand.fields.get(name)
+    return "" if raw is None else raw.decode("utf-8", "replace")
+
+
+def neighbours_disagree(
+    winner: tuple[float, str, str], others: Iterable[tuple[float, str, str]],
+    threshold: float,
+) -> bool:
+    """Whether another candidate ``(similarity, prompt, response)`` sits within
+    :data:`NEIGHBOUR_GAP` of the ``winner``'s similarity (and no more than
+    :data:`DETAIL_MARGIN` below ``threshold``) with another prompt and another answer.
+
+    Example:
+        >>> neighbours_disagree((0.93, "when will my card arrive", "It takes 3 days"),
+        ...                     [(0.92, "how long does card delivery take", "Track it")], 0.9)
+        True
+        >>> neighbours_disagree((0.93, "when will my card arrive", "It takes 3 days"),
+        ...                     [(0.85, "where is my card", "Track it")], 0.9)
+        False
+    """
+    sim, prompt, response = winner
+    floor = max(sim - NEIGHBOUR_GAP, threshold - DETAIL_MARGIN) - 1e-9
+    key = " ".join(features(prompt).tokens)
+    for other_sim, other_prompt, other_response in others:
+        if other_sim < floor or other_response == response:
+            continue
+        if " ".join(features(other_prompt).tokens) != key:
+            return True
+    return False
 
 
 def corroborates(query: str, candidate: str) -> bool:

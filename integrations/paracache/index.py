@@ -285,6 +285,7 @@ class SemanticIndex:
             on_verdict=on_verdict,
             accept=self.guards.accept if self.guards.active else None,
             corroborate=self.guards.corroborate if self.guards.active else None,
+            contest=self.guards.contest if self.guards.neighbours else None,
         )
         self._own_clients = redis_client is None
         if redis_client is not None:
