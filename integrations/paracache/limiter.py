@@ -53,7 +53,7 @@ from .redisflow import Failure, Flow, Link, Script, Sleep
 from .schema import _NAMESPACE
 from .scope import digest
 
-__all__ = ["Decision", "Limit", "LimiterStats", "RateLimiter"]
+__all__ = ["Decision", "Limit", "LimiterStats", "RateLimitExceeded", "RateLimiter"]
 
 ALGORITHMS = ("token_bucket", "sliding_window")
 
@@ -167,6 +167,11 @@ for i = 1, n do
 end
 return {1, 0}
 """
+
+
+class RateLimitExceeded(RuntimeError):
+    """Raised by wrappers that cannot pass a refusal on as ``False`` (e.g.
+    :class:`paracache.llama_index.RateLimitedLLM`); ``acquire`` itself never raises it."""
 
 
 def _number(name: str, value: Any, *, positive: bool = True) -> float:

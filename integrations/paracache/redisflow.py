@@ -215,6 +215,8 @@ class Link:
                 elif isinstance(step, Call):
                     reply = step.fn(*step.args)
                     if inspect.isawaitable(reply):
+                        if inspect.iscoroutine(reply):
+                            reply.close()
                         raise TypeError("this call is blocking: pass a plain function, or use "
                                         "the async method")
                 else:
