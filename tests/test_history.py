@@ -200,9 +200,10 @@ def test_hostile_session_ids_and_tenants_are_data(
     for i, session in enumerate(HOSTILE):
         assert [m.content for m in _history(store, session).messages] == [f"m{i}"]
     assert sorted(store.sessions()) == sorted(HOSTILE)
-    keys = {k.decode() for k in raw.scan_iter(match=f"paracache:{ns}:*", count=1000)}
+    keys = {k.decode() for k in raw.scan_iter(match=f"paracache:_chat:{ns}:*", count=1000)}
     assert len(keys) == len(HOSTILE) + 1  # the lists and the tenant's session registry
     assert all(len(k) < 120 and "*" not in k and "{" not in k for k in keys)
+    assert not list(raw.scan_iter(match=f"paracache:{ns}:*"))  # a cache's clear() spares them
     other = make_store(tenant="*")
     assert all(_history(other, s).messages == [] for s in HOSTILE[:3])
 
@@ -396,3 +397,18 @@ async def test_rate_limited_llm_behind_the_cache(redis_url: str, ns: str, index:
     with pytest.raises(RateLimitExceeded):
         await cached.acomplete("Something new")
     await limiter.aclose()
+
+
+def test_clearing_the_cache_keeps_conversations_and_limits(
+    make_store: Any, make_index: Any, redis_url: str, ns: str
+) -> None:
+    store = make_store()
+    _history(store, "kept").add_messages([HumanMessage("still here")])
+    limiter = RateLimiter([Limit("kept", 1, window=3600)], redis_url=redis_url, namespace=ns)
+    assert limiter.decide().admitted
+    cache = make_index(namespace=ns)
+    cache.store("What is the refund policy?", "30 days.")
+    cache.clear()
+    assert [m.content for m in _history(store, "kept").messages] == ["still here"]
+    assert not limiter.decide().admitted  # the bucket survived too
+    limiter.close()

@@ -296,9 +296,10 @@ def test_hostile_keys_are_data(make: Any, redis_url: str, ns: str) -> None:
     assert not any(limiter.decide().admitted for limiter in limiters)
     client = redis.Redis.from_url(redis_url)
     try:
-        keys = [k.decode() for k in client.scan_iter(match=f"paracache:{ns}:*", count=1000)]
+        keys = [k.decode() for k in client.scan_iter(match=f"paracache:_rl:{{{ns}}}:*",
+                                                     count=1000)]
         assert len(keys) == len(HOSTILE)
-        prefix = f"paracache:{ns}:rl:{{{ns}}}:tb:"
+        prefix = f"paracache:_rl:{{{ns}}}:tb:"
         assert all(k.startswith(prefix) and len(k) == len(prefix) + 32 for k in keys)
         assert client.dbsize() > 0  # nothing was flushed
     finally:

@@ -21,9 +21,10 @@ Redis unreachable (or slow beyond ``timeout``): ``fail_open=True`` (the default)
 logs a warning on the ``paracache`` logger and counts it (``stats().failed_open``);
 ``fail_open=False`` refuses (``stats().failed_closed``). Neither raises.
 
-Keys: ``paracache:<namespace>:rl:{<namespace>}:<algorithm>:<digest of the tier key>``
-(the braces are a Redis Cluster hash tag: all tiers of a namespace live in one slot,
-so a multi-tier check stays one atomic script). Tier keys are digested, so any text
+Keys: ``paracache:_rl:{<namespace>}:<algorithm>:<digest of the tier key>`` (the braces
+are a Redis Cluster hash tag: all tiers of a namespace live in one slot, so a multi-tier
+check stays one atomic script; ``_rl`` is no cache namespace, so clearing a cache never
+touches rate limits). Tier keys are digested, so any text
 (RediSearch, Lua or glob syntax, an API key, a megabyte) is data, never syntax, and
 never reaches Redis in clear.
 
@@ -351,7 +352,7 @@ class RateLimiter:
 
     def _tier_keys(self, limit: Limit) -> tuple[str, str]:
         algo = "tb" if limit.algorithm == "token_bucket" else "sw"
-        base = f"paracache:{self.namespace}:rl:{{{self.namespace}}}:{algo}:{digest(limit.key)}"
+        base = f"paracache:_rl:{{{self.namespace}}}:{algo}:{digest(limit.key)}"
         return base, base + ":sum"
 
     def _args(self, mode: str, amount: float) -> tuple[Any, ...]:

@@ -7,9 +7,10 @@ form of the message (content blocks, tool calls) with its metadata (``ts``: when
 stored, ``tok``: its token count). Nothing is pickled and nothing read back is turned
 into objects other than through ``json.loads`` and the adapter's plain constructors.
 
-* **Keys.** ``paracache:<namespace>:chat:<digest of (tenant, session id)>`` (the list)
-  and ``...:sum`` (cached summaries); ``paracache:<namespace>:chat:<digest of tenant>:sessions``
-  lists a tenant's session ids. Session ids and tenants are digested: any text (query,
+* **Keys.** ``paracache:_chat:<namespace>:<digest of (tenant, session id)>`` (the list)
+  and ``...:sum`` (cached summaries); ``paracache:_chat:<namespace>:<digest of tenant>:sessions``
+  lists a tenant's session ids (``_chat`` is no cache namespace: clearing a cache never
+  touches conversations). Session ids and tenants are digested: any text (query,
   Lua or glob syntax, a megabyte) is data, and one tenant's session id can never name
   another tenant's conversation.
 * **TTL.** With ``ttl`` every read or write of a conversation renews it; an idle one
@@ -193,7 +194,8 @@ class SessionStore:
             timeout=timeout,
             name=f"paracache:{namespace}:chat",
         )
-        self._registry = f"paracache:{namespace}:chat:{digest('tenant', tenant)}:sessions"
+        self._prefix = f"paracache:_chat:{namespace}:"
+        self._registry = f"{self._prefix}{digest('tenant', tenant)}:sessions"
         self._lock = threading.Lock()
         self._counts: dict[str, int] = {}
         self._kinds: dict[str, int] = {}
@@ -203,7 +205,7 @@ class SessionStore:
     def _ids(self, session_id: str) -> tuple[str, str, str]:
         """(registry field, list key, summaries key) of a session."""
         field = digest("session", self.tenant, _check_session(session_id))
-        key = f"paracache:{self.namespace}:chat:{field}"
+        key = self._prefix + field
         return field, key, key + ":sum"
 
     def _renew(self, *keys: str) -> list[tuple[Any, ...]]:
@@ -399,7 +401,7 @@ class SessionStore:
         items = list(pairs.items()) if isinstance(pairs, dict) else []
         if not items:
             return []
-        lists = [f"paracache:{self.namespace}:chat:{_text(f)}" for f, _ in items]
+        lists = [self._prefix + _text(f) for f, _ in items]
         alive = yield Batch(tuple(("EXISTS", k) for k in lists), transaction=False)
         if isinstance(alive, Failure):
             self._failed(alive, "listing")
