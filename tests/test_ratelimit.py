@@ -395,5 +395,10 @@ def test_usage_charger_reads_llm_output_and_custom_cost(make: Any) -> None:
     charger.on_llm_end(result)  # 1.5 USD of 1.0
     assert not limiter.decide().admitted
     assert total_tokens({"input_tokens": 3, "output_tokens": 4}) == 7.0
+    fresh = make([Limit("r2", 100), Limit("usd2", 1.0, window=HOUR, charged=True)])
+    hit = AIMessage("x", usage_metadata={"input_tokens": 500, "output_tokens": 1,
+                                         "total_tokens": 501, "total_cost": 0})  # type: ignore
+    UsageCharger(fresh).on_llm_end(LLMResult(generations=[[ChatGeneration(message=hit)]]))
+    assert fresh.decide().admitted and fresh.stats().charges == 0  # a cache hit is free
     with pytest.raises(TypeError):
         UsageCharger(limiter, cost="tokens")  # type: ignore[arg-type]

@@ -285,10 +285,8 @@ class RateLimiter:
         namespace: Key prefix, as for the cache (letters, digits, ``_.-``).
         fail_open: Admit (``True``) or refuse (``False``) while Redis is unreachable.
         check_every_n_seconds: How often a blocking :meth:`acquire` retries while Redis
-            is unreachable and ``fail_open`` is ``False``; also the longest a waiter
-            sleeps before asking again (another process may have been refunded nothing,
-            but the server's answer is re-checked at least this often). ``None``: sleep
-            exactly the wait the server answered.
+            is unreachable and ``fail_open`` is ``False`` (default 1 s). A refused request
+            does not poll: it sleeps the wait the server computed, then asks again.
         max_wait: The longest a blocking :meth:`acquire` waits before giving up and
             returning ``False`` (``None``: no bound).
         timeout: Seconds each Redis call may take before it counts as a failure.
@@ -424,8 +422,6 @@ class RateLimiter:
             if not blocking or math.isinf(decision.retry_after):
                 return False
             pause = decision.retry_after
-            if self.check_every_n_seconds is not None:
-                pause = min(pause, self.check_every_n_seconds)
             pause += random.uniform(0, min(0.002, pause / 10))  # no lockstep wake-ups
             if self.max_wait is not None:
                 left = self.max_wait - (time.monotonic() - started)

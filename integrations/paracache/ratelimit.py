@@ -50,8 +50,9 @@ class RedisRateLimiter(BaseRateLimiter):
 
     Args:
         requests_per_second: The primary tier's rate (``key``).
-        check_every_n_seconds: The longest a waiter sleeps before asking Redis again (it
-            otherwise sleeps the wait the server computed; it never spins).
+        check_every_n_seconds: How often a blocking acquire retries while Redis is
+            unreachable and ``fail_open`` is ``False``. A refused request does not poll: it
+            sleeps the wait the server computed (never spins), then asks again.
         max_bucket_size: Burst: the token bucket's size (a sliding window: ignored; its
             window holds ``requests_per_second * window`` requests).
         redis_url: Where Redis is (default: ``PARACACHE_REDIS_URL``, ``REDIS_URL``, else
@@ -157,7 +158,8 @@ class UsageCharger(BaseCallbackHandler):
     """Charges a limiter's budget tiers with each chat model call's reported usage.
 
     Reads ``AIMessage.usage_metadata`` of every generation (falling back to
-    ``llm_output["token_usage"]``); calls without usage are not charged. A failure to
+    ``llm_output["token_usage"]``); calls without usage, and cache hits (whose usage
+    langchain-core marks with ``total_cost: 0``), are not charged. A failure to
     charge (Redis down) is logged and counted, never raised into the call.
 
     Example:
@@ -183,6 +185,9 @@ class UsageCharger(BaseCallbackHandler):
             for generation in generations:
                 if isinstance(generation, ChatGeneration):
                     usage = getattr(generation.message, "usage_metadata", None)
+                    if usage and usage.get("total_cost") == 0:
+                        seen = True  # a cache hit (langchain-core zeroes its cost): free
+                        continue
                     if usage:
                         total += float(self.cost(dict(usage)))
                         seen = True
