@@ -6,11 +6,12 @@ The rate limiter (:mod:`paracache.limiter`) and the conversation store
 results. A :class:`Link` runs such a flow with blocking calls (:meth:`Link.run`) or on
 asyncio (:meth:`Link.arun`), so the sync and async APIs share one body.
 
-A Redis failure (connection refused or lost, timeout, loading, out of memory,
-read-only replica, a foreign value of the wrong type at a key) is not raised into the
-flow: the flow receives a :class:`Failure` with a short ``kind`` and decides (fail open
-or closed). A circuit breaker stops paying timeouts while Redis is down. Anything else
-(a bug, a script error) propagates.
+A Redis failure is translated at this boundary, like the cache's drivers do
+(:func:`paracache.transport.translate`: a :class:`paracache.errors.BackendError` kind) and
+is not raised into the flow: the flow receives a :class:`Failure` with that ``kind`` and
+decides (fail open or closed). A circuit breaker stops paying timeouts while Redis is
+down (error replies, e.g. a foreign value of the wrong type at a key, do not open it).
+Anything else (a bug in paracache) propagates.
 
 Example:
     >>> def ping_flow():
@@ -39,7 +40,9 @@ from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from .errors import BackendError
 from .policy import CircuitBreaker
+from .transport import client_url, derive_async, resolve_redis_url, safe_url, translate
 
 __all__ = ["Batch", "Call", "Failure", "Flow", "Link", "Script", "Sleep"]
 
@@ -84,8 +87,9 @@ class Call:
 
 @dataclasses.dataclass(frozen=True)
 class Failure:
-    """Sent instead of a reply when Redis failed: ``kind`` is ``connection``, ``timeout``,
-    ``loading``, ``oom``, ``readonly``, ``wrongtype`` or ``breaker_open``."""
+    """Sent instead of a reply when Redis failed: ``kind`` is a
+    :data:`paracache.errors.Kind` (``timeout``, ``unavailable``, ``oom``, ``readonly``,
+    ``refused``, ...) or ``breaker_open``."""
 
     kind: str
     error: str
@@ -93,29 +97,6 @@ class Failure:
 
 Step = Script | Batch | Sleep | Call
 Flow = Generator[Step, Any, T]
-
-
-def _kind(exc: BaseException) -> str | None:
-    """The failure kind of a Redis error, or ``None`` for one that is a bug."""
-    if isinstance(exc, (redis.TimeoutError, asyncio.TimeoutError, TimeoutError)):
-        return "timeout"
-    if isinstance(exc, redis.exceptions.BusyLoadingError):
-        return "loading"
-    if isinstance(exc, redis.exceptions.ReadOnlyError):
-        return "readonly"
-    if isinstance(exc, (redis.ConnectionError, OSError)):
-        return "connection"
-    if isinstance(exc, redis.ResponseError):
-        text = str(exc)
-        if text.startswith("OOM"):
-            return "oom"
-        if text.startswith("WRONGTYPE"):
-            return "wrongtype"
-        if text.startswith("READONLY"):
-            return "readonly"
-        if text.startswith("LOADING"):
-            return "loading"
-    return None
 
 
 class Link:
@@ -140,8 +121,6 @@ class Link:
         name: str = "paracache",
         breaker: CircuitBreaker | None = None,
     ) -> None:
-        from .index import _client_url, _derive_async, _safe_url, resolve_redis_url
-
         if redis_url is not None and not isinstance(redis_url, str):
             raise TypeError(f"redis_url must be a str, got {type(redis_url).__name__}")
         if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
@@ -157,13 +136,12 @@ class Link:
                 raise ValueError("give either redis_client= or redis_url=, not both")
             if not isinstance(redis_client, redis.Redis):
                 raise TypeError(f"redis_client must be a redis.Redis, got {redis_client!r}")
-            self.url = _client_url(redis_client)
+            self.url = client_url(redis_client)
             self._client: redis.Redis = redis_client
-            self._derive = _derive_async
         else:
             self.url = resolve_redis_url(redis_url)
             self._client = redis.Redis.from_url(self.url, **self._kwargs())
-        self._safe = _safe_url(self.url)
+        self._safe = safe_url(self.url)
         self._aclients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aioredis.Redis] = (
             weakref.WeakKeyDictionary()
         )
@@ -189,7 +167,7 @@ class Link:
                     client = (
                         aioredis.Redis.from_url(self.url, **self._kwargs(asynchronous=True))
                         if self._own
-                        else cast(aioredis.Redis, self._derive(self._client))
+                        else cast(aioredis.Redis, derive_async(self._client))
                     )
                     self._aclients[loop] = client
         return client
@@ -289,16 +267,16 @@ class Link:
         return reply
 
     def _failed(self, exc: Exception) -> Failure:
-        kind = _kind(exc)
-        if kind is None:
-            raise exc
-        if kind in ("wrongtype",):
-            # Someone else's value at our key: Redis works, the data does not.
+        err = translate(exc)
+        if not isinstance(err, BackendError):
+            raise exc  # a bug in paracache, not a Redis failure
+        if err.answered:
+            # An error reply (e.g. someone else's value at our key): Redis is up.
             self.breaker.record_success()
         else:
             self.breaker.record_failure()
-        logger.warning("paracache: Redis at %s failed (%s): %s", self._safe, kind, exc)
-        return Failure(kind, str(exc))
+        logger.warning("paracache: Redis at %s failed (%s): %s", self._safe, err.kind, exc)
+        return Failure(err.kind, str(exc))
 
     # ------------------------------------------------------------------ lifecycle
 

@@ -46,7 +46,7 @@ from typing import Any
 
 import redis
 
-from .core import CacheError
+from .errors import CacheError
 from .redisflow import Batch, Call, Failure, Flow, Link, Script
 from .schema import _NAMESPACE
 from .scope import digest
