@@ -96,6 +96,9 @@ REGISTER_EVERY = 60.0
 
 T = TypeVar("T")
 
+#: What a lookup decided (see :class:`Verdict`).
+Outcome = Literal["exact", "semantic", "miss", "bypass", "error", "unreadable"]
+
 
 class CacheError(RuntimeError):
     """An administrative operation (clear, delete, count) could not be carried out."""
@@ -141,12 +144,14 @@ class CacheHit:
 class Verdict:
     """What one lookup decided, for logs, callbacks and tests.
 
-    ``outcome`` is ``exact``, ``semantic``, ``miss``, ``bypass`` or ``error``;
+    ``outcome`` is ``exact``, ``semantic``, ``miss``, ``bypass``, ``error`` or
+    ``unreadable`` (no exact match, and the embedding model cannot read the text, so it
+    was not matched by similarity);
     ``similarity`` is the best in-scope candidate's, even on a miss; ``scope`` is the
     scope the lookup was made in.
     """
 
-    outcome: Literal["exact", "semantic", "miss", "bypass", "error"]
+    outcome: Outcome
     reason: str
     scope_digest: str
     latency_ms: float
@@ -244,6 +249,8 @@ class LookupRequest:
     bypass: str | None
     #: The prompt as given (case kept), for guards; ``text`` is its normalised form.
     prompt: str = ""
+    #: Why the embedding model cannot read the text (then ``semantic`` is off), or None.
+    unreadable: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -420,6 +427,7 @@ class Core:
         on_verdict: Callable[[Verdict], None] | None = None,
         accept: Callable[[LookupRequest, Candidate], str | None] | None = None,
         corroborate: Callable[[LookupRequest, Candidate], bool] | None = None,
+        unreadable: Callable[[str], str | None] | None = None,
     ) -> None:
         self.layout = layout
         self.settings = settings
@@ -431,6 +439,9 @@ class Core:
         #: Optional: may a candidate within ``corroboration_margin`` below the threshold
         #: be served (it still has to pass ``accept``)?
         self.corroborate = corroborate
+        #: Optional: why the embedding model cannot read a text it would embed (``None``:
+        #: it can). Such text is looked up and stored in the exact layer only.
+        self.unreadable = unreadable
         self.index_ready = False
         self._np_dtype = np.float16 if layout.dtype == "float16" else np.float32
         self.tuner = HybridTuner()
@@ -470,6 +481,8 @@ class Core:
         text = self.settings.normalizer(prompt)
         scope_digest = scope.digest()
         entry_id = digest("entry/v1", scope_digest, text)
+        semantic = bool(semantic) and bool(text)
+        unreadable = self._unreadable(text) if semantic else None
         return LookupRequest(
             text=text,
             scope=scope,
@@ -477,10 +490,24 @@ class Core:
             entry_id=entry_id,
             key=self.layout.key(entry_id),
             min_similarity=threshold,
-            semantic=bool(semantic) and bool(text),
+            semantic=semantic and unreadable is None,
             bypass=self.settings.policy.bypass(scope.temperature),
             prompt=prompt,
+            unreadable=unreadable,
         )
+
+    def _unreadable(self, text: str) -> str | None:
+        """Why the model cannot read what it would embed for ``text`` (see the
+        ``unreadable`` hook); a failing hook (the model did not load) counts as an
+        embedding error and keeps the text to the exact layer."""
+        if self.unreadable is None:
+            return None
+        try:
+            return self.unreadable(self._embed_input(text))
+        except Exception as exc:
+            self.recorder.error("embedding")
+            logger.warning("paracache: readability check failed, exact layer only: %r", exc)
+            return f"readability check failed: {type(exc).__name__}"
 
     def prepare_store(
         self,
@@ -555,8 +582,18 @@ class Core:
                     return self._verdict(req, t0, "error", "embedding failed")
                 found = yield from self._search(req, vector)
                 hit, best, reason = yield from self._choose_flow(req, found)
+            elif hit is not None:
+                reason = "exact match"
+            elif req.unreadable is not None:
+                self.breaker.record_success()
+                return self._verdict(
+                    req,
+                    t0,
+                    "unreadable",
+                    f"no exact match; not matched by similarity: {req.unreadable}",
+                )
             else:
-                reason = "exact match" if hit else "no exact match (semantic layer off)"
+                reason = "no exact match (semantic layer off)"
         except Exception as exc:
             self._failure("lookup", exc)
             return self._verdict(req, t0, "error", f"redis: {type(exc).__name__}")
@@ -918,7 +955,7 @@ class Core:
         self,
         req: LookupRequest,
         t0: float,
-        outcome: Literal["exact", "semantic", "miss", "bypass", "error"],
+        outcome: Outcome,
         reason: str,
         similarity: float | None = None,
         hit: CacheHit | None = None,
