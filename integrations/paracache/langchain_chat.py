@@ -115,10 +115,13 @@ def _tool_call_chunks(message: AIMessage) -> list[Any]:
     return chunks
 
 
-def replay_generation(generation: Generation, meta: dict[str, Any]) -> list[ChatGenerationChunk]:
-    """A stored generation as the chunks of a stream: its text by words (content blocks
-    in one chunk), message metadata and ``meta`` on the first chunk, tool calls and usage
-    on the last (``chunk_position="last"``). The chunks add up to the stored message.
+def replay_generation(
+    generation: Generation, meta: dict[str, Any]
+) -> Iterator[ChatGenerationChunk]:
+    """A stored generation as the chunks of a stream, made one at a time: its text by
+    words (content blocks in one chunk), message metadata and ``meta`` on the first
+    chunk, tool calls and usage on the last (``chunk_position="last"``). The chunks add
+    up to the stored message.
 
     Example:
         >>> from langchain_core.outputs import ChatGeneration
@@ -131,9 +134,12 @@ def replay_generation(generation: Generation, meta: dict[str, Any]) -> list[Chat
         message = AIMessage(content=generation.text)
     content = message.content
     pieces: list[Any] = replay_chunks(content) if isinstance(content, str) else [content]
-    out = []
+    last_i = len(pieces) - 1
     for i, piece in enumerate(pieces):
-        first, last = i == 0, i == len(pieces) - 1
+        if 0 < i < last_i:
+            yield ChatGenerationChunk(message=AIMessageChunk(content=piece))
+            continue
+        first, last = i == 0, i == last_i
         chunk = AIMessageChunk(
             content=piece,
             additional_kwargs=dict(message.additional_kwargs) if first else {},
@@ -143,8 +149,7 @@ def replay_generation(generation: Generation, meta: dict[str, Any]) -> list[Chat
             chunk_position="last" if last else None,
         )
         info = generation.generation_info if first else None
-        out.append(ChatGenerationChunk(message=chunk, generation_info=info))
-    return out
+        yield ChatGenerationChunk(message=chunk, generation_info=info)
 
 
 class CachedChatModel(BaseChatModel):
