@@ -27,11 +27,11 @@ from langchain_core.caches import RETURN_VAL_TYPE, BaseCache
 from langchain_core.messages import message_to_dict, messages_from_dict
 from langchain_core.outputs import ChatGeneration, Generation
 
-from .core import Verdict
 from .index import SemanticIndex
 from .langchain_chat import CachedChatModel
 from .scope import Scope, digest
 from .singleflight import Claim, SingleFlight
+from .values import Verdict
 
 __all__ = ["CachedChatModel", "SemanticCache", "parse_llm_string", "split_prompt"]
 

@@ -39,8 +39,7 @@ import time
 from collections.abc import Generator
 from typing import Any
 
-import redis
-
+from .errors import BackendError
 from .index import SemanticIndex
 from .protocol import Call, Flow
 from .scope import Scope
@@ -358,7 +357,7 @@ class SingleFlight:
         hit = getattr(verdict, "hit", None)
         return hit.response if hit is not None else None
 
-    def _failed(self, exc: BaseException) -> Any:
+    def _failed(self, exc: BackendError) -> Any:
         self.index.core.recorder.error("singleflight")
         logger.warning("paracache: single-flight lock unavailable, not coordinating: %r", exc)
         return _FAILED
@@ -366,13 +365,13 @@ class SingleFlight:
     def _redis(self, args: tuple[Any, ...]) -> Any:
         try:
             return self.index._run(_one(args))
-        except (redis.RedisError, OSError) as exc:
+        except BackendError as exc:
             return self._failed(exc)
 
     async def _aredis(self, args: tuple[Any, ...]) -> Any:
         try:
             return await self.index._arun(_one(args))
-        except (redis.RedisError, OSError, asyncio.TimeoutError) as exc:
+        except BackendError as exc:
             return self._failed(exc)
 
     def _release(self, lock: tuple[str, str]) -> None:
