@@ -86,6 +86,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from . import lexicon
 from .spelling import known_words as _known_words
 
 if TYPE_CHECKING:
@@ -1311,6 +1312,8 @@ def typo_repeat(query: str, candidate: str) -> bool:
         >>> typo_repeat("Is my cat covered?", "Is my car covered?")
         False
     """
+    if not (query.isascii() and candidate.isascii()):
+        return False  # the vocabulary that tells a typo from a word is English
     a = features(query).tokens
     b = features(candidate).tokens
     if len(a) != len(b) or not a:
@@ -1517,13 +1520,16 @@ class Guards:
             if name == "learned":
                 if (
                     similarity is not None
+                    and query.isascii()
+                    and candidate.isascii()  # trained on English
                     and same_question(query, candidate, similarity) < _pair_model()[3]
                     and not typo_repeat(query, candidate)  # the model never saw typos
                 ):
                     return name
             elif _differs(name, q, c):
                 return name
-        return None
+        # Spanish, French, German, Portuguese, Italian: paracache.lexicon.
+        return lexicon.conflict(query, candidate, self.enabled)
 
     def accept(self, req: LookupRequest, cand: Candidate) -> str | None:
         """The :class:`~paracache.core.Core` hook: a rejection reason, or ``None``."""
@@ -1569,8 +1575,11 @@ class Guards:
         gap = threshold - similarity
         if gap <= DETAIL_MARGIN + 1e-9 and corroborates(query, candidate):
             return True
-        return gap <= LEARNED_MARGIN + 1e-9 and (
-            same_question(query, candidate, similarity) >= _pair_model()[2]
+        return (
+            gap <= LEARNED_MARGIN + 1e-9
+            and query.isascii()
+            and candidate.isascii()  # trained on English
+            and same_question(query, candidate, similarity) >= _pair_model()[2]
         )
 
     def contest(
