@@ -99,7 +99,7 @@ def default_decide(threshold: float = 0.90, margin: float = DEFAULT_CORROBORATIO
             if sim < threshold and not g.vouches(query, prompt, sim, threshold):
                 continue
             if g.check(query, prompt, sim) is None:
-                others = [o for o in cands if o is not c]
+                others = [o for o in cands if o is not c and g.check(query, o[1], o[0]) is None]
                 if g.neighbours and neighbours_disagree(c, others, threshold):
                     return None
                 return c

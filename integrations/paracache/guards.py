@@ -425,7 +425,10 @@ def _antonym_lexicon() -> tuple[dict[str, frozenset[str]], frozenset[str]]:
         key = _phrase_key(word)
         mine = table.setdefault(key, set())
         mine.update(_phrase_key(o) for o in opposites)
-    lexicon = {k: frozenset(v - {k}) for k, v in table.items() if v - {k}}
+    # the scope words of the quantifiers guard stay its own ("minimum" / "maximum")
+    own = {_phrase_key(w) for w in _QUANT_INDEX}
+    lexicon = {k: frozenset(v - {k} - own) for k, v in table.items() if k not in own}
+    lexicon = {k: v for k, v in lexicon.items() if v}
     first = frozenset(k.split()[0] for k in lexicon if " " in k)
     return lexicon, first
 
@@ -1587,16 +1590,20 @@ class Guards:
     ) -> str | None:
         """The :class:`~paracache.core.Core` hook run on a candidate about to be served:
         ``"neighbours"`` when another candidate within :data:`NEIGHBOUR_GAP` of its
-        similarity (and at most :data:`DETAIL_MARGIN` below the threshold) has another
-        prompt and another answer, else ``None``."""
+        similarity (and at most :data:`DETAIL_MARGIN` below the threshold) that the
+        guards would pass has another prompt and another answer, else ``None``."""
         if not self.neighbours:
             return None
-        return "neighbours" if neighbours_disagree(
-            (cand.similarity, _field(cand, b"prompt"), _field(cand, b"response")),
-            [(c.similarity, _field(c, b"prompt"), _field(c, b"response"))
-             for c in candidates if c is not cand and c.fields],
-            req.min_similarity,
-        ) else None
+        query = req.prompt or req.text
+        others = []
+        for c in candidates:
+            if c is cand or not c.fields or c.similarity < cand.similarity - NEIGHBOUR_GAP:
+                continue
+            prompt = _field(c, b"prompt")
+            if self.check(query, prompt, c.similarity) is None:  # a near miss is no rival
+                others.append((c.similarity, prompt, _field(c, b"response")))
+        winner = (cand.similarity, _field(cand, b"prompt"), _field(cand, b"response"))
+        return "neighbours" if neighbours_disagree(winner, others, req.min_similarity) else None
 
     def corroborate(self, req: LookupRequest, cand: Candidate) -> bool:
         """The :class:`~paracache.core.Core` hook for candidates below the threshold
