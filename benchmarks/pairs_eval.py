@@ -14,17 +14,16 @@ measures the same data through the real index; this one is for quick iterations 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import random
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from paracache.guards import Guards, neighbours_disagree
 from paracache.core import DEFAULT_CORROBORATION_MARGIN, Settings
+from paracache.guards import Guards, neighbours_disagree
 from paracache.policy import Normalizer
 
 HERE = Path(__file__).resolve().parent
@@ -96,7 +95,7 @@ def default_decide(threshold: float = 0.90, margin: float = DEFAULT_CORROBORATIO
             sim, prompt, _ = c
             if sim < threshold - margin:
                 break
-            if sim < threshold and not g.vouches(query, prompt, sim, threshold):
+            if sim < threshold and not g.vouches(query, prompt, sim, threshold, g.learned):
                 continue
             if g.check(query, prompt, sim) is None:
                 others = [o for o in cands if o is not c and g.check(query, o[1], o[0]) is None]

@@ -28,9 +28,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from pairs_eval import BANKING, DATA, Vectors, banking_split, load  # noqa: E402
+from pairs_eval import BANKING, DATA, Vectors, banking_split, load
 
-from paracache.guards import _PAIR_CHECK_PATH, PAIR_FEATURES, pair_features  # noqa: E402
+from paracache.guards import _PAIR_CHECK_PATH, PAIR_FEATURES, pair_features
 
 SEED = 14
 

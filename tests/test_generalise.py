@@ -11,11 +11,11 @@ import pytest
 from paracache import Scope
 from paracache.core import Candidate, Core, Settings
 from paracache.guards import (
+    _PAIR_CHECK_PATH,
     NEIGHBOUR_GAP,
     PAIR_FEATURES,
     Guards,
     _antonym_lexicon,
-    _PAIR_CHECK_PATH,
     neighbours_disagree,
     pair_features,
     same_question,

