@@ -128,6 +128,9 @@ DETAIL_MARGIN = 0.05
 #: Two candidates with different answers this close in similarity: the cache abstains
 #: (the ``neighbours`` guard).
 NEIGHBOUR_GAP = 0.03
+#: How far below the threshold a typo'd repeat of the question may be served (the core
+#: asks only down to its ``corroboration_margin``).
+TYPO_MARGIN = 0.35
 #: How far below the threshold the learned pair check (:func:`same_question`) may vouch
 #: for a candidate.
 LEARNED_MARGIN = 0.10
@@ -1559,11 +1562,12 @@ class Guards:
     ) -> bool:
         """Whether a candidate ``similarity`` below ``threshold`` may still be served (if
         it passes every guard): it is the query asked again with typos
-        (:func:`typo_repeat`, at any similarity the core lets through); or it shares a
-        specific detail with the query (:func:`corroborates`) and is at most
-        :data:`DETAIL_MARGIN` below the threshold; or the learned pair check
-        (:func:`same_question`) vouches for it and it is at most :data:`LEARNED_MARGIN`
-        below (unless ``learned`` is false).
+        (:func:`typo_repeat`) at most :data:`TYPO_MARGIN` below the threshold; or it
+        shares a specific detail with the query (:func:`corroborates`) and is at most
+        :data:`DETAIL_MARGIN` below; or the learned pair check (:func:`same_question`)
+        vouches for it and it is at most :data:`LEARNED_MARGIN` below (unless ``learned``
+        is false). The margins are for the default threshold 0.90; a stricter one shrinks
+        them in proportion to its distance (at 0.95 they are halved).
 
         Example:
             >>> Guards.vouches("Do you accept Apple Pay?", "Can I pay with Apple Pay?", 0.87, 0.9)
@@ -1576,14 +1580,17 @@ class Guards:
         """
         if similarity >= threshold:
             return True
-        if typo_repeat(query, candidate):
+        # The margins are set for the default threshold (distance 0.10); a stricter
+        # threshold shrinks them in proportion (0.999 leaves a hundredth of each).
+        scale = min(1.0, max(0.0, 1.0 - threshold) / 0.10)
+        gap = threshold - similarity + 1e-9
+        if gap <= TYPO_MARGIN * scale and typo_repeat(query, candidate):
             return True
-        gap = threshold - similarity
-        if gap <= DETAIL_MARGIN + 1e-9 and corroborates(query, candidate):
+        if gap <= DETAIL_MARGIN * scale and corroborates(query, candidate):
             return True
         return (
             learned
-            and gap <= LEARNED_MARGIN + 1e-9
+            and gap <= LEARNED_MARGIN * scale
             and query.isascii()
             and candidate.isascii()  # trained on English
             and same_question(query, candidate, similarity) >= _pair_model()[2]
