@@ -1303,6 +1303,13 @@ def _misspelt(a: str, b: str, substitution: bool = True) -> bool:
     return a not in known or b not in known
 
 
+def _maybe_typo(query: str, candidate: str) -> bool:
+    """A cheap test before :func:`typo_repeat`: as many words, lengths a few letters
+    apart (one letter per edited word at most)."""
+    words = query.count(" ")
+    return words == candidate.count(" ") and abs(len(query) - len(candidate)) <= 1 + words // 3
+
+
 def typo_repeat(query: str, candidate: str) -> bool:
     """Whether ``query`` is ``candidate`` asked again with typos: the same words in the
     same order, a few of them (at most one in three) one edit away and not a known word
@@ -1566,8 +1573,8 @@ class Guards:
         shares a specific detail with the query (:func:`corroborates`) and is at most
         :data:`DETAIL_MARGIN` below; or the learned pair check (:func:`same_question`)
         vouches for it and it is at most :data:`LEARNED_MARGIN` below (unless ``learned``
-        is false). The margins are for the default threshold 0.90; a stricter one shrinks
-        them in proportion to its distance (at 0.95 they are halved).
+        is false). The typo and learned margins are for the default threshold 0.90; a
+        stricter one shrinks them with the square of its distance (at 0.95 to a quarter).
 
         Example:
             >>> Guards.vouches("Do you accept Apple Pay?", "Can I pay with Apple Pay?", 0.87, 0.9)
@@ -1580,13 +1587,16 @@ class Guards:
         """
         if similarity >= threshold:
             return True
-        # The margins are set for the default threshold (distance 0.10); a stricter
-        # threshold shrinks them in proportion (0.999 leaves a hundredth of each).
-        scale = min(1.0, max(0.0, 1.0 - threshold) / 0.10)
-        gap = threshold - similarity + 1e-9
-        if gap <= TYPO_MARGIN * scale and typo_repeat(query, candidate):
+        # The typo and learned margins are set for the default threshold (distance
+        # 0.10); a stricter threshold shrinks them with the square of its distance (at
+        # 0.95 to a quarter, at 0.97 to a tenth): who asks for 0.97 wants near-exact.
+        scale = min(1.0, max(0.0, 1.0 - threshold) / 0.10) ** 2
+        gap = threshold - similarity - 1e-9
+        if gap <= TYPO_MARGIN * scale and _maybe_typo(query, candidate) and typo_repeat(
+            query, candidate
+        ):
             return True
-        if gap <= DETAIL_MARGIN * scale and corroborates(query, candidate):
+        if gap <= DETAIL_MARGIN and corroborates(query, candidate):
             return True
         return (
             learned
