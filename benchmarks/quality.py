@@ -42,6 +42,7 @@ from typing import Any
 
 from langchain_core.embeddings import Embeddings
 from langchain_core.outputs import Generation
+from pairs_eval import INTENT_SEED, banking_split, wilson
 from pydantic import PrivateAttr
 from tqdm import tqdm
 
@@ -276,18 +277,6 @@ NEARMISS = {"tune": HERE / "data" / "nearmiss_tune.jsonl",
             "heldout": HERE / "data" / "nearmiss_heldout.jsonl"}
 DUPLICATES = {"tune": HERE / "data" / "duplicates_tune.jsonl",
               "heldout": HERE / "data" / "duplicates_heldout.jsonl"}
-INTENT_SEED = 14  # Banking77's intents: half for tuning, half held out
-
-
-def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """The Wilson score interval (95 %) of ``k`` successes in ``n`` trials."""
-    if n == 0:
-        return 0.0, 1.0
-    p = k / n
-    d = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / d
-    half = z * ((p * (1 - p) / n + z * z / (4 * n * n)) ** 0.5) / d
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def ci(k: int, n: int) -> str:
@@ -296,10 +285,9 @@ def ci(k: int, n: int) -> str:
 
 
 def intent_halves(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
-    """Banking77 split by intent (seed 14): the tuning half and the held-out half."""
-    intents = sorted({r["intent"] for r in rows})
-    random.Random(INTENT_SEED).shuffle(intents)
-    tune = set(intents[: len(intents) // 2])
+    """Banking77 split by intent (``pairs_eval.banking_split``, seed 14): the tuning half
+    and the held-out half."""
+    tune, _ = banking_split(rows)
     return {"tune": [r for r in rows if r["intent"] in tune],
             "heldout": [r for r in rows if r["intent"] not in tune]}
 
