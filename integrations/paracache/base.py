@@ -74,6 +74,10 @@ class FlowBase:
         #: would search one shard) and after a server refused it (an ACL without
         #: scripting, a proxy): then the query and the winner's read are two calls.
         self.scripted_search = True
+        #: After a refusal of the search script: two calls until then (monotonic time),
+        #: and the current pause (see :meth:`paracache.lookup.Lookups._pause_script`).
+        self._script_paused_until = 0.0
+        self._script_backoff = 0.0
         self._warned: dict[str, float] = {}
         self._trim_lock = threading.Lock()
         self._writes_since_trim = 0

@@ -145,8 +145,10 @@ class SemanticIndex:
             read, hit counted: one round trip). ``None`` (default): on, except with a
             ``RedisCluster`` client. Set ``False`` for a sharded database behind a proxy
             (Redis Software / Redis Cloud with several shards), where a script sees one
-            shard's index: the query and the winner's read then take two calls. A server
-            that refuses the script (an ACL without scripting) switches it off by itself.
+            shard's index: the query and the winner's read then take two calls. When the
+            server refuses the script (``BUSY`` with another client's script, an ACL
+            without scripting), lookups take two calls for a while and try the script
+            again (after 1 s, doubling while refusals go on, up to 5 minutes).
         spin: How long a blocking call may busy-wait for Redis's reply before its
             thread sleeps (seconds; default 0.002, 0 turns it off). A reply usually
             comes within a millisecond; waiting awake saves waking a sleeping thread,

@@ -31,6 +31,12 @@ __all__ = ["Lookups", "parse_search"]
 
 logger = logging.getLogger("paracache")
 
+#: Seconds the semantic layer runs as two calls after the server refused its script
+#: once (``BUSY``, an ACL); the pause doubles while refusals go on, up to
+#: :data:`SCRIPT_RETRY_MAX`.
+SCRIPT_RETRY_AFTER = 1.0
+SCRIPT_RETRY_MAX = 300.0
+
 
 @dataclasses.dataclass
 class _Searched:
@@ -199,7 +205,7 @@ class Lookups(FlowBase):
         self, req: LookupRequest, vector: bytes, policy: str | None
     ) -> Flow[_Searched]:
         args = self.knn_args(req, vector, policy)
-        if not self.scripted_search:
+        if not self.scripted_search or time.monotonic() < self._script_paused_until:
             return _Searched(parse_search((yield Call(args))))
         hit_dist = 1.0 - req.min_similarity if self.settings.track_hits else -1.0
         now = repr(time.time())
@@ -222,18 +228,28 @@ class Lookups(FlowBase):
             if exc.kind == "no_index" or not exc.answered:
                 raise
             if exc.write_refused is None:
-                # The server will not run the search as a script (an ACL, a proxy, a
-                # module that forbids it): query and read in two calls from now on.
-                self.scripted_search = False
-                logger.warning(
-                    "paracache: the semantic layer's script was refused (%r); using two "
-                    "round trips per lookup instead",
-                    exc,
-                )
+                self._pause_script(exc)
             # Out of memory or a read-only replica refused the hit count: this lookup
             # reads without it.
             return _Searched(parse_search((yield Call(args))))
+        self._script_backoff = 0.0
         return _Searched.from_script(raw, now)
+
+    def _pause_script(self, exc: BackendError) -> None:
+        """The server would not run the search script (``BUSY`` with another client's
+        script, an ACL, a proxy, a module that forbids it): query and read in two calls
+        for a while, then try the script again; the pause doubles while it keeps being
+        refused (from :data:`SCRIPT_RETRY_AFTER` up to :data:`SCRIPT_RETRY_MAX` seconds)."""
+        backoff = min(SCRIPT_RETRY_MAX, max(SCRIPT_RETRY_AFTER, 2 * self._script_backoff))
+        self._script_backoff = backoff
+        self._script_paused_until = time.monotonic() + backoff
+        self._warn_throttled(
+            "search_script",
+            "paracache: the semantic layer's script was refused (%r); two round trips per "
+            "lookup for the next %g s",
+            exc,
+            backoff,
+        )
 
     def _choose(
         self, req: LookupRequest, candidates: Sequence[Candidate]
