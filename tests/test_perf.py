@@ -152,6 +152,26 @@ async def test_awarm(make_index: Any) -> None:
     await idx.aclose()
 
 
+class FailsOnSecondBatch(Counting):
+    """The real vectorizer, failing from its second batch on."""
+
+    async def aembed_many(self, texts: list[str], **kw: Any) -> Any:
+        if self.batches:
+            raise RuntimeError("embedder down")
+        return await super().aembed_many(texts, **kw)
+
+
+async def test_awarm_lands_the_previous_batch_when_embedding_fails(make_index: Any) -> None:
+    """The first batch is written while the second is embedded; when that embedding
+    fails, awarm waits for the write before raising, never leaving it running."""
+    idx = make_index(vectorizer=FailsOnSecondBatch(make_index().vectorizer))
+    with pytest.raises(CacheError, match="embedder down"):
+        await idx.awarm(PAIRS, batch_size=3, progress=False)
+    assert [t for t in asyncio.all_tasks() if t is not asyncio.current_task()] == []
+    assert await idx.acount() == 3  # the first batch's entries
+    await idx.aclose()
+
+
 def test_warm_flow_asks_for_batches() -> None:
     from paracache.core import Core, Settings
     from paracache.schema import Layout

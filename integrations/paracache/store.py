@@ -176,7 +176,8 @@ class Stores(FlowBase):
         ``on_batch`` is called with the number of requests each batch consumed (for a
         progress bar). Returns how many entries were written; entries the policy skips
         are counted as skipped writes. Redis and embedding errors propagate: a warm-up
-        is an explicit, administrative operation.
+        is an explicit, administrative operation. A batch's writes are waited for before
+        an error propagates (none is left running behind the caller's back).
         """
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
@@ -186,7 +187,12 @@ class Stores(FlowBase):
         for batch in _by_length(requests, batch_size, _WARM_WINDOW):
             # Embed this batch while Redis still writes and indexes the previous one.
             started = time.perf_counter()
-            calls, live = yield from self._warm_calls(batch)
+            try:
+                calls, live = yield from self._warm_calls(batch)
+            except Exception:
+                if pending is not None:  # the previous batch's writes land (or fail) first
+                    yield from self._warm_join(pending, on_batch)
+                raise
             if pending is not None:
                 written += yield from self._warm_join(pending, on_batch)
                 pending = None
