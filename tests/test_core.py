@@ -536,3 +536,35 @@ def test_float16_vectors(make_index: Any, redis_url: str) -> None:
     other = make_index(dtype="float32").layout.index_name
     assert idx.layout.index_name != other  # never shares an index
     assert make_index().layout.dtype == "float16"  # the default
+
+
+def test_close_releases_async_connections_of_every_loop(
+    make_index: Any, redis_url: str, namespace: str
+) -> None:
+    """close() closes the async clients made on other event loops too: one running in
+    another thread, one stopped."""
+    idx = make_index()
+    r = raw_client(redis_url)
+
+    def mine() -> list[Any]:
+        return [c for c in r.client_list() if c.get("name") == f"paracache:{namespace}"]
+
+    running = asyncio.new_event_loop()
+    thread = threading.Thread(target=running.run_forever, daemon=True)
+    thread.start()
+    stopped = asyncio.new_event_loop()
+    try:
+        asyncio.run_coroutine_threadsafe(idx.alookup("Where is my card?"), running).result(60)
+        stopped.run_until_complete(idx.alookup("Where is my card?"))
+        assert len(mine()) >= 3  # this thread's, and each loop's
+        idx.close()
+        deadline = time.monotonic() + 30
+        while mine() and time.monotonic() < deadline:  # the server sees them go
+            time.sleep(0.05)
+        assert mine() == []
+    finally:
+        running.call_soon_threadsafe(running.stop)
+        thread.join(30)
+        running.close()
+        stopped.close()
+        r.close()

@@ -48,6 +48,7 @@ from .transport import (
     check_user_clients,
     client_kwargs,
     client_url,
+    close_async_client,
     derive_async,
     resolve_redis_url,
     safe_url,
@@ -684,13 +685,20 @@ class SemanticIndex:
         return flow, bar
 
     def close(self) -> None:
-        """Release connections (the embedded server, if any, stops at exit). A client
-        passed as ``redis_client=`` is the caller's to close."""
+        """Release connections, those of async calls made on any event loop too (the
+        embedded server, if any, stops at exit). A client passed as ``redis_client=`` is
+        the caller's to close."""
         if self._own_clients:
             if self._direct is not None:
                 self._direct.close()
             self._client.close()
             self._admin.close()
+            with self._alock:
+                loops = list(self._aclients.items())
+                self._aclients.clear()
+            for loop, ios in loops:
+                for io in ios:
+                    close_async_client(io.client, loop)
 
     async def aclose(self) -> None:
         """Release this event loop's connections."""

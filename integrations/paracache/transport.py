@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import functools
+import logging
 import os
 import re
 import select
@@ -46,12 +47,15 @@ __all__ = [
     "check_user_clients",
     "client_kwargs",
     "client_url",
+    "close_async_client",
     "derive_async",
     "resolve_redis_url",
     "safe_url",
     "translate",
     "within",
 ]
+
+logger = logging.getLogger("paracache")
 
 
 def resolve_redis_url(
@@ -495,3 +499,27 @@ class Embedder:
     async def aembed_many(self, texts: Sequence[str], batch_size: int = _EMBED_BATCH) -> Any:
         """Async :meth:`embed_many`."""
         return await self.vectorizer.aembed_many(list(texts), batch_size=batch_size)
+
+
+def close_async_client(client: Any, loop: asyncio.AbstractEventLoop) -> None:
+    """Close an asyncio client made on ``loop`` from outside it: on that loop if it runs
+    in another thread (waiting up to 5 s), by running it if it is stopped, as a task if
+    it is the caller's own. A closed loop's connections cannot be closed through it;
+    they close when they are garbage-collected.
+
+    Example:
+        >>> # close_async_client(client, loop_of_another_thread)
+    """
+    try:
+        current: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+    except RuntimeError:
+        current = None
+    try:
+        if loop is current:
+            loop.create_task(client.aclose())
+        elif loop.is_running():
+            asyncio.run_coroutine_threadsafe(client.aclose(), loop).result(timeout=5.0)
+        elif not loop.is_closed():
+            loop.run_until_complete(client.aclose())
+    except Exception as exc:  # closing is best effort: the connections are dropped anyway
+        logger.debug("paracache: closing an async client failed: %r", exc)
