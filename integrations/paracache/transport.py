@@ -176,12 +176,17 @@ async def within(work: Awaitable[Any], timeout: float) -> Any:
     fails although its answer is in. Here a timer that fires late (the loop could not run
     it in time) gives the call that much time again, up to :func:`backstop` in all, so
     replies that arrived meanwhile are read; a timer that fires on time cancels the call,
-    which becomes a ``TimeoutError``. One timer, no extra task (about 20 us a call; a
-    task per call cost 50).
+    which becomes a ``TimeoutError``. One timer on the calling task, no extra task
+    (cheaper per call; see ``benchmarks/RESULTS.md``), where the task can take its own
+    cancellation back (``Task.uncancel``, Python 3.11+), so a caller's cancellation is
+    never mistaken for a timeout; on Python 3.10 the work runs as its own task, which the
+    timer cancels instead (:func:`_within_task`).
     """
     task = asyncio.current_task()
     if task is None:  # not inside a task: nothing to cancel, redis-py's backstop bounds it
         return await work
+    if not _CAN_UNCANCEL:
+        return await _within_task(work, timeout)
     deadline = _Deadline(task, timeout)
     try:
         return await work
@@ -191,6 +196,35 @@ async def within(work: Awaitable[Any], timeout: float) -> Any:
         raise
     finally:
         deadline.stop()
+
+
+#: Tasks count cancellations and can take one back (Python 3.11+).
+_CAN_UNCANCEL = hasattr(asyncio.Task, "uncancel")
+
+
+async def _within_task(work: Awaitable[Any], timeout: float) -> Any:
+    """:func:`within` without ``Task.uncancel`` (Python 3.10): ``work`` runs as its own
+    task and the timer cancels that task, never the caller's, so a cancellation of the
+    caller is always the caller's (it cancels ``work`` too and propagates)."""
+    loop = asyncio.get_running_loop()
+    inner = asyncio.ensure_future(work)
+    start = loop.time()
+    due, give_up = start + timeout, start + backstop(timeout)
+    try:
+        while True:
+            done, _ = await asyncio.wait({inner}, timeout=max(0.0, due - loop.time()))
+            if done:
+                return inner.result()
+            now = loop.time()
+            late = now - due
+            if late >= _LAG_SLACK and now < give_up:  # a busy loop: give the time back
+                due = min(now + late, give_up)
+                continue
+            inner.cancel()  # redis-py drops the connection: a late reply reaches no one
+            raise redis.TimeoutError(f"paracache: no reply within {timeout:g}s")
+    except asyncio.CancelledError:
+        inner.cancel()
+        raise
 
 
 class _Deadline:
@@ -204,8 +238,8 @@ class _Deadline:
         self._task = task
         now = self._loop.time()
         self._give_up = now + backstop(timeout)
-        # Python 3.11+ counts cancellations: ours must not swallow anyone else's.
-        self._cancelling = task.cancelling() if hasattr(task, "cancelling") else 0
+        # Tasks count cancellations: ours must not swallow anyone else's.
+        self._cancelling = task.cancelling()
         self.fired = False
         self._handle = self._loop.call_at(now + timeout, self._fire, now + timeout)
 
@@ -225,9 +259,7 @@ class _Deadline:
 
     def withdraw(self) -> bool:
         """Take back this timer's cancellation; False if someone else cancelled too."""
-        if hasattr(self._task, "uncancel"):
-            return bool(self._task.uncancel() <= self._cancelling)
-        return True
+        return bool(self._task.uncancel() <= self._cancelling)
 
 
 def backstop(timeout: float) -> float:
