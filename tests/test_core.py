@@ -568,3 +568,33 @@ def test_close_releases_async_connections_of_every_loop(
         running.close()
         stopped.close()
         r.close()
+
+
+def test_exact_layer_can_be_turned_off(make_index: Any) -> None:
+    """exact=False (documented): lookups go to the semantic layer only."""
+    idx = make_index(exact=False)
+    idx.store("Where is my card?", "On its way.")
+    hit = idx.lookup("Where is my card?")
+    assert hit is not None and hit.layer == "semantic" and hit.similarity > 0.99
+    with pytest.raises(TypeError, match="exact"):
+        make_index(exact="no")
+
+
+def test_store_result_tells_declined_from_dropped(
+    make_index: Any, redis_server: EmbeddedRedis
+) -> None:
+    idx = make_index()
+    hot = Scope(params={"temperature": 1.5})
+    skipped = idx.store_result("Tell me a joke", "...", hot)
+    assert (skipped.outcome, skipped.entry_id, skipped.written) == ("skipped", None, False)
+    assert "temperature" in skipped.reason
+    written = idx.store_result("Where is my card?", "On its way.", tokens=3)
+    assert written.written and written.entry_id == idx.store("Where is my card?", "On its way.")
+    redis_server.stop()
+    try:
+        dropped = idx.store_result("Where is my parcel?", "Tomorrow.")
+    finally:
+        redis_server.start()
+    assert dropped.outcome == "dropped" and dropped.reason.startswith("redis: ")
+    with pytest.raises(TypeError, match="unexpected store options"):
+        idx.store_result("Hi", "Hello", ttl_seconds=3)

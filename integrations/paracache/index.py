@@ -53,7 +53,16 @@ from .transport import (
     resolve_redis_url,
     safe_url,
 )
-from .values import CacheHit, EntryInfo, Settings, Verdict, check_similarity, check_thresholds
+from .values import (
+    CacheHit,
+    EntryInfo,
+    Settings,
+    StoreRequest,
+    StoreResult,
+    Verdict,
+    check_similarity,
+    check_thresholds,
+)
 from .vectorizers import default_vectorizer, vectorizer_id
 
 __all__ = ["RedisSearchUnavailable", "SemanticIndex", "resolve_redis_url"]
@@ -62,6 +71,12 @@ logger = logging.getLogger("paracache")
 
 _UNSET: Any = object()
 T = TypeVar("T")
+
+def _flag(value: Any, name: str) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be a bool, got {value!r}")
+    return value
+
 
 # Kept importable from here (the CLI and older code import them from this module).
 _safe_url = safe_url
@@ -82,7 +97,11 @@ class SemanticIndex:
         vectorizer: Any RedisVL vectorizer. Default: offline all-MiniLM-L6-v2 (int8 ONNX).
             Its model id is part of the index identity.
         min_similarity: Cosine similarity in [0, 1] a semantic hit needs (higher is
-            stricter); overridable per call.
+            stricter); overridable per call. Not a hard floor while guards corroborate:
+            a candidate that shares a specific detail with the query (an order number,
+            a sum, a name) is served down to ``corroboration_margin`` (0.05) below it,
+            so a hit's ``similarity`` can be below ``min_similarity`` (its verdict says
+            "corroborated"). ``corroboration_margin=0`` or ``guards=None`` make it one.
         thresholds: Per-scope thresholds, ``{scope field: {value: min_similarity}}``, e.g.
             ``{"tenant": {"medical": 0.97}, "model": {"gpt-4o": 0.92}}``; a field is
             ``tenant``, ``model``, ``corpus_version``, ``context`` or a ``Scope.fields``
@@ -137,7 +156,9 @@ class SemanticIndex:
         breaker: The circuit breaker (default: open after 3 failures for 2 s).
         track_hits: Record ``hit_count`` and ``last_hit_at`` on each hit.
         on_verdict: Called with every lookup's :class:`Verdict`.
-        exact: Use the exact layer (on by default).
+        exact: Look the exact layer up first (on by default). Off, every lookup embeds
+            and goes to the semantic layer (an identical prompt is still found there, at
+            similarity 1.0); entries are written the same either way.
         semantic: Use the semantic layer (on by default).
         metrics: Export metrics: ``"prometheus"`` (counters and histograms through
             ``prometheus_client``), ``"otel"`` (OpenTelemetry spans), or both as a
@@ -191,6 +212,7 @@ class SemanticIndex:
         breaker: CircuitBreaker | None = None,
         track_hits: bool = True,
         on_verdict: Callable[[Verdict], None] | None = None,
+        exact: bool = True,
         semantic: bool = True,
         metrics: str | Sequence[str] | None = None,
         max_entries: int | None = None,
@@ -250,6 +272,7 @@ class SemanticIndex:
             policy=ttl_policy,
             normalizer=normalizer or Normalizer(),
             track_hits=bool(track_hits),
+            exact=_flag(exact, "exact"),
             max_entries=max_entries,
             thresholds=check_thresholds(thresholds),
             strip_pleasantries=strip_pleasantries,
@@ -430,24 +453,15 @@ class SemanticIndex:
         ``ttl=True`` applies the TTL policy, a number overrides it, ``None`` never
         expires. ``tokens`` is what the LLM call cost (counted as saved on each hit).
         ``semantic=False`` stores for the exact layer only. Returns ``None`` when the
-        policy declines (e.g. high temperature) or Redis is unavailable (fail-open).
+        policy declines (e.g. high temperature) or Redis is unavailable (fail-open);
+        :meth:`store_result` tells which.
 
         Example:
             >>> cache.store("What's your refund policy?", "30 days.", tokens=42)  # doctest: +SKIP
         """
-        req = self._core.prepare_store(
-            prompt,
-            response,
-            scope,
-            ttl=ttl,
-            metadata=metadata,
-            tokens=tokens,
-            semantic=semantic and self._semantic,
-        )
-        entry = self._run(self._core.store_flow(req))
-        if (trim := self._core.trim_after(entry)) is not None:
-            self._admin_run(trim)
-        return entry
+        return self.store_result(
+            prompt, response, scope, ttl=ttl, metadata=metadata, tokens=tokens, semantic=semantic
+        ).entry_id
 
     async def astore(
         self,
@@ -461,19 +475,48 @@ class SemanticIndex:
         semantic: bool = True,
     ) -> str | None:
         """Async :meth:`store`."""
-        req = self._core.prepare_store(
-            prompt,
-            response,
-            scope,
-            ttl=ttl,
-            metadata=metadata,
-            tokens=tokens,
-            semantic=semantic and self._semantic,
+        result = await self.astore_result(
+            prompt, response, scope, ttl=ttl, metadata=metadata, tokens=tokens, semantic=semantic
         )
-        entry = await self._arun(self._core.store_flow(req))
-        if (trim := self._core.trim_after(entry)) is not None:
+        return result.entry_id
+
+    def store_result(
+        self, prompt: str, response: str, scope: Scope | None = None, **options: Any
+    ) -> StoreResult:
+        """Like :meth:`store` (same arguments), but returns what the write did: a
+        :class:`~paracache.values.StoreResult` that is ``written`` (with the entry id),
+        ``skipped`` (the TTL policy declined) or ``dropped`` (Redis failed: fail-open).
+
+        Example:
+            >>> hot = Scope(params={"temperature": 1.5})
+            >>> cache.store_result("Tell me a joke", "...", hot).outcome  # doctest: +SKIP
+            'skipped'
+        """
+        result = self._run(
+            self._core.store_flow(self._prepare_store(prompt, response, scope, options))
+        )
+        if (trim := self._core.trim_after(result.entry_id)) is not None:
+            self._admin_run(trim)
+        return result
+
+    async def astore_result(
+        self, prompt: str, response: str, scope: Scope | None = None, **options: Any
+    ) -> StoreResult:
+        """Async :meth:`store_result`."""
+        req = self._prepare_store(prompt, response, scope, options)
+        result = await self._arun(self._core.store_flow(req))
+        if (trim := self._core.trim_after(result.entry_id)) is not None:
             await self._admin_arun(trim)
-        return entry
+        return result
+
+    def _prepare_store(
+        self, prompt: Any, response: Any, scope: Any, options: dict[str, Any]
+    ) -> StoreRequest:
+        unknown = set(options) - {"ttl", "metadata", "tokens", "semantic"}
+        if unknown:
+            raise TypeError(f"unexpected store options: {sorted(unknown)}")
+        options["semantic"] = bool(options.get("semantic", True)) and self._semantic
+        return self._core.prepare_store(prompt, response, scope, **options)
 
     def clear(
         self,

@@ -105,8 +105,9 @@ class Lookups(FlowBase):
         best: float | None = None
         try:
             yield from self._ensure_index()
-            raw = yield from self._exact_read(req)
-            hit = self._exact_hit(req, raw)
+            hit = None
+            if self.settings.exact:
+                hit = self._exact_hit(req, (yield from self._exact_read(req)))
             if hit is None and req.semantic:
                 vector = yield from self._embed(req.text)
                 if vector is None:
@@ -125,7 +126,11 @@ class Lookups(FlowBase):
                     f"no exact match; not matched by similarity: {req.unreadable}",
                 )
             else:
-                reason = "no exact match (semantic layer off)"
+                reason = (
+                    "no exact match (semantic layer off)"
+                    if self.settings.exact
+                    else "both layers off"
+                )
         except BackendError as exc:
             self._failure("lookup", exc)
             return self._verdict(req, t0, "error", f"redis: {exc.kind}")

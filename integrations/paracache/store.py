@@ -34,7 +34,7 @@ from .protocol import (
     _flatten,
     search_rows,
 )
-from .values import StoreRequest
+from .values import StoreRequest, StoreResult
 
 __all__ = ["REGISTER_EVERY", "Stores"]
 
@@ -77,7 +77,7 @@ def _by_length(
 class Stores(FlowBase):
     """The write flows of one cache instance."""
 
-    def store_flow(self, req: StoreRequest) -> Flow[str | None]:
+    def store_flow(self, req: StoreRequest) -> Flow[StoreResult]:
         """Write one entry atomically (``DEL``+``HSET``+``EXPIRE`` in ``MULTI``), its
         scope first registered in the namespace's scope registry (``REGISTER_SCOPE``).
 
@@ -86,17 +86,18 @@ class Stores(FlowBase):
         scope in :data:`REGISTER_EVERY` seconds: an entry whose scope row is missing
         (the registry cleared by another process meanwhile) still serves lookups, which
         never read the registry; only its listing shows no scope until the next write.
-        Returns the entry id, or ``None`` when the policy skipped it or it was dropped.
+        Returns what it did: written (with the entry id), skipped by the TTL policy, or
+        dropped (Redis failed or refused, the breaker is open).
         """
         t0 = time.perf_counter()
         if req.skip:
             self.recorder.write("skipped")
             logger.debug("paracache: not caching: %s", req.skip)
-            return None
+            return StoreResult("skipped", None, req.skip)
         if not self.breaker.allow():
             self.recorder.write("dropped")
             self.recorder.error("breaker_open")
-            return None
+            return StoreResult("dropped", None, "circuit breaker open")
         mapping = dict(req.mapping)
         if req.lookup.semantic:
             vector = yield from self._embed(req.lookup.text)
@@ -128,14 +129,15 @@ class Stores(FlowBase):
             else:
                 self._failure("store", exc)
             self.recorder.write("dropped", time.perf_counter() - t0)
-            return None
+            why = f"write refused: {refused}" if refused else f"redis: {exc.kind}"
+            return StoreResult("dropped", None, why)
         except Exception as exc:  # a bug of paracache's own, not a Redis failure
             self._internal("store", exc)
             self.recorder.write("dropped", time.perf_counter() - t0)
-            return None
+            return StoreResult("dropped", None, f"internal: {type(exc).__name__}")
         self.breaker.record_success()
         self.recorder.write("written", time.perf_counter() - t0)
-        return req.lookup.entry_id
+        return StoreResult("written", req.lookup.entry_id, "written")
 
     def _register_due(self, scope_digest: str) -> bool:
         """Should this write register its scope? Yes unless this instance did so in the
