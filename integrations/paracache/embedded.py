@@ -447,7 +447,7 @@ class EmbeddedRedis:
     def unix_url(self) -> str | None:
         """Connection URL over the server's Unix socket (in its private data directory,
         owner-only), or ``None`` where the directory's path is too long for a socket.
-        Cheaper per call than TCP on loopback (about 0.01-0.06 ms); what
+        Cheaper per call than TCP on loopback (benchmarks/RESULTS.md); what
         :func:`embedded_url` and a :class:`~paracache.SemanticIndex` without a URL use.
 
         Example:

@@ -174,7 +174,7 @@ class SemanticIndex:
         spin: How long a blocking call may busy-wait for Redis's reply before its
             thread sleeps (seconds; default 0.002, 0 turns it off). A reply usually
             comes within a millisecond; waiting awake saves waking a sleeping thread,
-            0.03-0.2 ms per call on a virtual machine. Only while one call at a time
+            slow on virtual machines (see benchmarks/RESULTS.md). Only while one call at a time
             is in flight, only on paracache's own plain (not TLS) connections; with
             concurrent calls each sleeps as usual.
         check_readability: Ask the vectorizer (if it has an ``unreadable(text)`` method,

@@ -170,8 +170,8 @@ class Lookups(FlowBase):
 
     #: What the KNN query returns per candidate: what choosing needs (the guards read
     #: ``prompt``, calibration ``response``). Each returned field costs RediSearch a
-    #: read of the hash: 4 fields instead of 13 halve the query (0.26 ms against 0.47 ms
-    #: at 10 k entries); the winner is read whole afterwards.
+    #: read of the hash: 4 fields instead of 13 about halve the query (measured in
+    #: benchmarks/RESULTS.md); the winner is read whole afterwards.
     _RETURN = ("scope", "prompt", "response", "__dist")
 
     def knn_args(

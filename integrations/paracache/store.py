@@ -58,8 +58,7 @@ def _batches(items: Iterable[T], size: int) -> Iterator[list[T]]:
 
 
 #: How many warm-up requests are ordered by length together: batches of similar
-#: lengths pad less in the model (on the benchmark machine 100 texts/s sorted 64 at a
-#: time, 130 sorted 256 at a time, 145 sorted 1,024 at a time).
+#: lengths pad less in the model (larger windows measured faster: benchmarks/RESULTS.md).
 _WARM_WINDOW = 1024
 
 

@@ -84,8 +84,8 @@ def resolve_redis_url(
 
 
 #: Texts per model call in a warm-up: the offline model sorts by length, and small
-#: batches of similar length waste the least padding (175 texts/s at 16 against 115 at
-#: 64 and 26 as one unsorted batch of 768, on the benchmark machine).
+#: batches of similar length waste the least padding (the fastest size measured:
+#: benchmarks/RESULTS.md).
 _EMBED_BATCH = 16
 
 _POOL: concurrent.futures.ThreadPoolExecutor | None = None
@@ -95,7 +95,7 @@ _POOL_LOCK = threading.Lock()
 class ThreadConnections:
     """One connection per thread to a client's server, used directly: a command is
     sent and its reply read, without redis-py's pool checkout, retry wrapper and
-    per-command bookkeeping (about 0.05 ms a call, a quarter of an exact hit).
+    per-command bookkeeping (a sizeable share of an exact hit: benchmarks/RESULTS.md).
 
     For plain commands on clients paracache made itself (no retries configured, no
     caller's instrumentation to honour). A connection is dropped on any failure but
@@ -502,9 +502,9 @@ class Embedder:
             if isinstance(vectorizer, MiniLMVectorizer) and vectorizer.cache is None:
                 # The offline model does bounded CPU work (input capped at max_chars) and
                 # cannot hang on I/O: run it here. A hop to a pool thread would cost more
-                # (about 0.1 ms, several ms on a busy machine) than the bound protects.
+                # (a thread wake-up, slow on a busy machine) than the bound protects.
                 # Its own hook directly: RedisVL's embed() wrapper (argument checks, an
-                # embeddings cache this instance does not have) adds about 0.05 ms.
+                # embeddings cache this instance does not have) costs time per call.
                 vec = vectorizer._embed(text)
             elif self.timeout is None or isinstance(vectorizer, MiniLMVectorizer):
                 vec = vectorizer.embed(text)
