@@ -598,3 +598,23 @@ def test_store_result_tells_declined_from_dropped(
     assert dropped.outcome == "dropped" and dropped.reason.startswith("redis: ")
     with pytest.raises(TypeError, match="unexpected store options"):
         idx.store_result("Hi", "Hello", ttl_seconds=3)
+
+
+def test_embed_sees_what_lookups_embed(make_index: Any) -> None:
+    """embed()/embed_many() apply the max_embed_chars cap lookups apply: a long prompt
+    embedded ahead is not embedded again by its lookup (one memo key for both)."""
+    class Counting(CountingVectorizer):
+        def embed_many(self, texts: list[str], **kw: Any) -> Any:
+            self.calls.extend(texts)
+            return self.inner.embed_many(texts, **kw)
+
+    counting = Counting(make_index().vectorizer)
+    idx = make_index(vectorizer=counting, embed_timeout=None)  # a loaded CI machine
+    parcel = "where is the parcel I ordered last week " * 100  # 4,000 characters
+    card = "my new card has still not arrived, what now " * 100
+    idx.embed(parcel)
+    idx.embed_many([card])
+    assert len(counting.calls) == 2 and all(len(t) <= 2_000 for t in counting.calls)
+    idx.lookup(parcel)
+    idx.lookup(card)
+    assert len(counting.calls) == 2  # both lookups found their vectors in the memo
