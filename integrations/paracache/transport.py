@@ -422,7 +422,7 @@ def translate(exc: BaseException, *, embedding: bool = False) -> BaseException:
     kind: Kind | None = "embedding" if embedding else _kind(exc)
     if kind is None:
         return exc
-    err = BackendError(kind, str(exc) or type(exc).__name__)
+    err = BackendError(kind, str(exc).removeprefix("paracache: ") or type(exc).__name__)
     err.__cause__ = exc
     return err
 
