@@ -452,3 +452,36 @@ def test_an_acl_user_limited_to_these_keys_and_commands(
         limiter.close()
         store.close()
         raw.execute_command("ACL", "DELUSER", user)
+
+
+HISTORY_PROCESS = """
+import sys
+from langchain_core.messages import HumanMessage
+from paracache.history import RedisChatMessageHistory
+url, ns, n = sys.argv[1], sys.argv[2], sys.argv[3]
+history = RedisChatMessageHistory("shared", redis_url=url, namespace=ns, tenant="t", timeout=5.0)
+for i in range(20):
+    history.add_messages([HumanMessage(f"{n}-{i}")])
+print(history.store.stats().errors)
+"""
+
+
+def test_processes_append_to_one_conversation(redis_url: str, ns: str) -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    procs = [
+        subprocess.Popen([sys.executable, "-c", HISTORY_PROCESS, redis_url, ns, str(n)],
+                         stdout=subprocess.PIPE, text=True, env=env)
+        for n in range(3)
+    ]
+    outputs = [p.communicate(timeout=120)[0].strip() for p in procs]
+    assert outputs == ["0", "0", "0"]
+    history = RedisChatMessageHistory("shared", redis_url=redis_url, namespace=ns, tenant="t")
+    contents = [str(m.content) for m in history.messages]
+    assert sorted(contents) == sorted(f"{n}-{i}" for n in range(3) for i in range(20))
+    for n in range(3):
+        assert [c for c in contents if c.startswith(f"{n}-")] == [f"{n}-{i}" for i in range(20)]
+    history.store.close()
