@@ -28,6 +28,7 @@ from typing import Any, Literal, TypeVar, cast
 
 import numpy as np
 
+from .bookkeeping import SCRIPT_MODE, HitPlace, ServerFeatures, detect_flow
 from .metrics import Recorder
 from .policy import CircuitBreaker, HybridTuner, Normalizer, TTLPolicy, strip_pleasantries
 from .protocol import (
@@ -439,6 +440,11 @@ class Core:
         #: would search one shard) and after a server refused it (an ACL without
         #: scripting, a proxy): then the query and the winner's read are two calls.
         self.scripted_search = True
+        #: Where hits are counted (:mod:`paracache.bookkeeping`): asked of the server
+        #: when the index is first used (``None`` until then); a driver may fix it.
+        self.hit_place: HitPlace | None = None
+        #: What the server said then (``None``: not asked yet).
+        self.server_features: ServerFeatures | None = None
         self._warned: dict[str, float] = {}
         self._trim_lock = threading.Lock()
         self._writes_since_trim = 0
@@ -546,6 +552,7 @@ class Core:
         best: float | None = None
         try:
             yield from self._ensure_index()
+            yield from self._ensure_hit_place()
             raw = yield from self._exact_read(req)
             hit = self._exact_hit(req, raw)
             if hit is None and req.semantic:
@@ -580,7 +587,13 @@ class Core:
         try:
             return (
                 yield from run_script(
-                    EXACT, (key,), scope_digest, time.time(), sliding, SCHEMA_VERSION
+                    EXACT,
+                    (key,),
+                    scope_digest,
+                    time.time(),
+                    sliding,
+                    SCHEMA_VERSION,
+                    self._hits_mode(),
                 )
             )
         except Exception as exc:
@@ -595,6 +608,15 @@ class Core:
         if not self.index_ready:
             yield EnsureIndex()
             self.index_ready = True
+
+    def _ensure_hit_place(self) -> Flow[None]:
+        """Ask the server, once, where hits are best counted (:mod:`.bookkeeping`)."""
+        if self.hit_place is None:
+            self.server_features = yield from detect_flow()
+            self.hit_place = self.server_features.hit_place
+
+    def _hits_mode(self) -> str:
+        return SCRIPT_MODE[self.hit_place or "companion"]
 
     def _embed_input(self, text: str) -> str:
         """What the model sees for a normalised prompt: pleasantries stripped (if on),
@@ -709,6 +731,7 @@ class Core:
                 now,
                 "1" if self.settings.policy.sliding else "",
                 SCHEMA_VERSION,
+                self._hits_mode(),
             )
         except Exception as exc:
             if _missing_index(exc) or not _answered(exc):
@@ -825,6 +848,7 @@ class Core:
                 pttl,
                 found.now,
                 "1" if self.settings.policy.sliding else "",
+                self._hits_mode(),
             )
         except Exception as exc:  # bookkeeping: a count too many is harmless
             logger.debug("paracache: undoing a hit count failed: %r", exc)

@@ -285,7 +285,8 @@ class EmbeddedRedis:
     ``tuned=False`` starts the server as most users run theirs (a ``redis-stack``
     container, Redis 8 with nothing but the search module): without
     ``PARTIAL_INDEXED_DOCS`` and with Redis' default ``hash-max-listpack-value`` (tests
-    and benchmarks of that case). After :meth:`stop`, :meth:`start` reuses the same port, password and data directory.
+    and benchmarks of that case). After :meth:`stop`, :meth:`start` reuses the same
+    port, password and data directory.
 
     Example:
         >>> with EmbeddedRedis() as server:  # doctest: +SKIP

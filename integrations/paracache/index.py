@@ -35,6 +35,7 @@ import redis.asyncio as aioredis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from .bookkeeping import detect_flow
 from .core import (
     CacheError,
     CacheHit,
@@ -303,6 +304,8 @@ class SemanticIndex:
             self._client = self._admin = cast(redis.Redis, redis_client)
             # A script's FT.SEARCH would search one shard: query and read in two calls.
             self._core.scripted_search = not hasattr(redis_client, "nodes_manager")
+            if not self._core.scripted_search:  # scripts touch their declared key only
+                self._core.hit_place = "entry"
         else:
             self._client = self._sync_client(self._timeout)
             self._admin = self._sync_client(self._admin_timeout)
@@ -978,6 +981,9 @@ class SemanticIndex:
         try:
             self._perform(EnsureIndex(), self._admin)
             self._core.index_ready = True
+            if self._core.hit_place is None:  # where hits are counted (bookkeeping.py)
+                self._core.server_features = self._admin_run(detect_flow())
+                self._core.hit_place = self._core.server_features.hit_place
         except Exception as exc:  # e.g. redisvl's RedisSearchError on an ACL refusal
             logger.warning("paracache: could not create the index yet: %r", exc)
 
