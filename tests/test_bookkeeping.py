@@ -123,3 +123,41 @@ def test_companion_key_shape() -> None:
     assert companion_key("paracache:a:v2:ff:e:01") == "paracache:a:v2:ff:h:01"
     with pytest.raises(ValueError):
         companion_key("paracache:a:v2:ff")
+
+
+def test_inspect_entries_delete_and_trim_see_companions(
+    stock_url: str, stock_index: SemanticIndex
+) -> None:
+    from paracache import admin
+
+    idx = stock_index
+    client = redis.Redis.from_url(stock_url)
+    ids = [
+        idx.store(q, "answer", Scope(model="m", tenant=t))
+        for q, t in (
+            ("How do I reset my card PIN?", "acme"),
+            ("Can I pay with Apple Pay?", "globex"),
+        )
+    ]
+    for _ in range(3):
+        idx.lookup("How do I reset my card PIN?", Scope(model="m", tenant="acme"))
+    idx.lookup("Can I pay with Apple Pay?", Scope(model="m", tenant="globex"))
+    listed = {e.entry_id: e for e in idx.entries()}
+    assert listed[ids[0] or ""].hit_count == 3 and listed[ids[1] or ""].hit_count == 1
+    assert listed[ids[0] or ""].last_hit_at is not None
+    summary = admin.run(client, admin.index_summary_flow(idx.layout.index_name))
+    assert summary.entries == 2 and summary.hits == 4
+    assert sorted((t["tenant"], t["hits"]) for t in summary.by_tenant) == [
+        ("acme", 3),
+        ("globex", 1),
+    ]
+    # Deleting an entry takes its counts with it (and counts entries, not keys).
+    assert idx.delete(ids[0] or "")
+    assert not client.exists(companion_key(idx.layout.key(ids[0] or "")))
+    assert idx.clear(tenant="globex") == 1
+    assert not client.keys(f"{idx.layout.index_name}:h:*")
+    idx.store("How do I reset my card PIN?", "again", SCOPE)
+    idx.lookup("How do I reset my card PIN?", SCOPE)
+    assert client.keys(f"{idx.layout.index_name}:h:*")
+    assert idx.clear() == 1  # the entry; its companion goes too, uncounted
+    assert not client.keys(f"paracache:{idx.namespace}:*")

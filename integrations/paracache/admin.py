@@ -26,6 +26,7 @@ from typing import Any, TypeVar, cast
 
 import redis
 
+from .bookkeeping import companion_hits_flow, unlink_entries_flow
 from .core import CacheError, EntryInfo, entries_flow, unlink_namespace
 from .protocol import Batch, Call, Flow, read_scopes_call, scope_rows, search_rows
 from .schema import filter_terms, scopes_key
@@ -203,8 +204,10 @@ def index_summary_flow(index_name: str, breakdown: int = 20) -> Flow[IndexSummar
             )
         )
         rows = _aggregate_rows(total)
+        companion = yield from companion_hits_flow(index_name)
+        hits = companion.total
         if rows:
-            hits = int(_float(rows[0].get("hits")) or 0)
+            hits += int(_float(rows[0].get("hits")) or 0)
             tokens = int(_float(rows[0].get("tokens")) or 0)
             oldest = _float(rows[0].get("oldest"))
             newest = _float(rows[0].get("newest"))
@@ -252,6 +255,11 @@ def index_summary_flow(index_name: str, breakdown: int = 20) -> Flow[IndexSummar
                 )
             )
             grouped_rows = _aggregate_rows(grouped)
+            extra = companion.by_tenant if field == "tenant" else companion.by_model
+            for row in grouped_rows:  # hits counted beside the entries (bookkeeping.py)
+                more = extra.get(_s(row.get(field, b"")), 0)
+                if more:
+                    row["hits"] = (_float(row.get("hits")) or 0) + more
             digests = sorted({_s(row.get("sample", b"")) for row in grouped_rows})
             scopes: dict[str, Any] = {}
             if digests:
@@ -341,7 +349,7 @@ def clear_flow(
             keys = [key for key, _ in search_rows(raw)[1]]
             if not keys:
                 break
-            deleted += int((yield Call(("UNLINK", *keys))))
+            deleted += yield from unlink_entries_flow(keys)
     return deleted
 
 

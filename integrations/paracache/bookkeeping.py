@@ -27,12 +27,22 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
-from .protocol import Call, Flow
+from .protocol import Batch, Call, Flow
 
-__all__ = ["HitPlace", "ServerFeatures", "companion_key", "detect_flow", "is_companion"]
+__all__ = [
+    "CompanionHits",
+    "HitPlace",
+    "ServerFeatures",
+    "companion_hits_flow",
+    "companion_key",
+    "detect_flow",
+    "is_companion",
+    "merged_fields",
+    "unlink_entries_flow",
+]
 
 logger = logging.getLogger("paracache")
 
@@ -169,3 +179,76 @@ def _answered(exc: BaseException) -> bool:
     if isinstance(answered, bool):
         return answered
     return "ResponseError" in {cls.__name__ for cls in type(exc).__mro__}
+
+
+def unlink_entries_flow(keys: Sequence[str]) -> Flow[int]:
+    """Delete entries and their companion hashes in one round trip; returns how many
+    entries were deleted (companions not counted)."""
+    if not keys:
+        return 0
+    replies = yield Batch((("UNLINK", *keys), ("UNLINK", *(companion_key(_text(k)) for k in keys))))
+    return int(replies[0])
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+@dataclasses.dataclass
+class CompanionHits:
+    """Hits counted in companion hashes of one index: in all, and by the tenant and
+    model digests of their entries."""
+
+    total: int = 0
+    by_tenant: dict[str, int] = dataclasses.field(default_factory=dict)
+    by_model: dict[str, int] = dataclasses.field(default_factory=dict)
+
+
+def companion_hits_flow(index_name: str) -> Flow[CompanionHits]:
+    """Add up the companion hashes of the index ``index_name`` (``SCAN``, then their
+    counts read a thousand at a time): for ``inspect``, never on the request path."""
+    out = CompanionHits()
+    cursor: Any = 0
+    while True:
+        cursor, keys = yield Call(("SCAN", cursor, "MATCH", f"{index_name}:h:*", "COUNT", 1000))
+        if keys:
+            rows = yield Batch(tuple(("HMGET", k, "hit_count", "tenant", "model") for k in keys))
+            for row in rows:
+                try:
+                    n = int(row[0] or 0)
+                except (TypeError, ValueError):
+                    continue
+                out.total += n
+                for digest, into in ((row[1], out.by_tenant), (row[2], out.by_model)):
+                    if digest is not None:
+                        name = _text(digest)
+                        into[name] = into.get(name, 0) + n
+        if int(cursor) == 0:
+            return out
+
+
+def companion_read(entry_key: str) -> tuple[str, ...]:
+    """The call that reads an entry's companion counts (for :func:`merged_fields`)."""
+    return ("HMGET", companion_key(entry_key), "hit_count", "last_hit_at")
+
+
+def merged_fields(fields: Mapping[bytes, bytes], companion: Sequence[Any]) -> dict[bytes, bytes]:
+    """An entry's fields with its companion's counts added (``companion``: the reply of
+    ``HMGET <companion> hit_count last_hit_at``).
+
+    Example:
+        >>> merged_fields({b"hit_count": b"2", b"last_hit_at": b"5"}, [b"3", b"9"])
+        {b'hit_count': b'5', b'last_hit_at': b'9'}
+        >>> merged_fields({b"prompt": b"hi"}, [None, None])
+        {b'prompt': b'hi'}
+    """
+    out = dict(fields)
+    count, last = [*companion, None, None][:2]
+    try:
+        if count is not None:
+            out[b"hit_count"] = str(int(out.get(b"hit_count", b"0")) + int(count)).encode()
+        if last is not None and float(last) > float(out.get(b"last_hit_at", b"0")):
+            out[b"last_hit_at"] = last if isinstance(last, bytes) else str(last).encode()
+    except (TypeError, ValueError):
+        pass  # a damaged count reads as it is stored; repair() deals with the entry
+    return out

@@ -28,7 +28,16 @@ from typing import Any, Literal, TypeVar, cast
 
 import numpy as np
 
-from .bookkeeping import SCRIPT_MODE, HitPlace, ServerFeatures, detect_flow
+from .bookkeeping import (
+    SCRIPT_MODE,
+    HitPlace,
+    ServerFeatures,
+    companion_read,
+    detect_flow,
+    is_companion,
+    merged_fields,
+    unlink_entries_flow,
+)
 from .metrics import Recorder
 from .policy import CircuitBreaker, HybridTuner, Normalizer, TTLPolicy, strip_pleasantries
 from .protocol import (
@@ -1191,7 +1200,7 @@ class Core:
             keys = [key for key, _ in search_rows(raw)[1]]
             if not keys:
                 break
-            deleted += int((yield Call(("UNLINK", *keys))))
+            deleted += yield from unlink_entries_flow(keys)
             excess -= len(keys)
         if deleted:
             logger.info("paracache: trimmed %d oldest entries (max_entries=%d)", deleted, cap)
@@ -1242,7 +1251,7 @@ class Core:
             keys = [key for key, _ in search_rows(raw)[1]]
             if not keys:
                 return deleted
-            removed = int((yield Call(("UNLINK", *keys))))
+            removed = yield from unlink_entries_flow(keys)
             deleted += removed
             if not removed:  # the index lists keys that are gone (it lags): no progress
                 return deleted
@@ -1251,7 +1260,7 @@ class Core:
         """Delete one entry by id."""
         if not isinstance(entry_id, str) or not entry_id.isalnum():
             raise ValueError(f"not an entry id: {entry_id!r}")
-        return bool((yield Call(("UNLINK", self.layout.key(entry_id)))))
+        return bool((yield from unlink_entries_flow([self.layout.key(entry_id)])))
 
     def count_flow(self) -> Flow[int]:
         """How many entries this index holds."""
@@ -1265,6 +1274,10 @@ class Core:
         return (yield from entries_flow(self.layout.index_name, limit))
 
 
+def _str(value: Any) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
 def unlink_namespace(namespace: str) -> Flow[int]:
     """Delete every key of ``namespace`` (``SCAN``, ``UNLINK``); returns how many were
     deleted, not counting its scope registry (which goes too)."""
@@ -1275,9 +1288,13 @@ def unlink_namespace(namespace: str) -> Flow[int]:
     while True:
         cursor, keys = yield Call(("SCAN", cursor, "MATCH", pattern, "COUNT", 1000))
         if keys:
-            deleted += int((yield Call(("UNLINK", *keys))))
-            if any(k == registry or k == registry.decode() for k in keys):
-                deleted -= 1  # the registry, not an entry
+            yield Call(("UNLINK", *keys))
+            # Entries only: not the registry, not the entries' companion hit counts.
+            deleted += sum(
+                1
+                for k in keys
+                if k not in (registry, registry.decode()) and not is_companion(_str(k))
+            )
         if int(cursor) == 0:
             return max(0, deleted)
 
@@ -1353,11 +1370,16 @@ def entries_flow(index_name: str, limit: int = 20) -> Flow[list[EntryInfo]]:
     replies = yield Batch(
         (
             *(("PTTL", key) for key, _ in rows),
+            *(companion_read(key) for key, _ in rows),
             read_scopes_call(scopes_key(namespace_of(index_name)), digests),
         )
     )
-    pttls = replies[: len(rows)]
-    scopes = scope_rows(digests, replies[len(rows)])
+    n = len(rows)
+    pttls = replies[:n]
+    rows = [
+        (key, merged_fields(f, c)) for (key, f), c in zip(rows, replies[n : 2 * n], strict=True)
+    ]
+    scopes = scope_rows(digests, replies[2 * n])
     out: list[EntryInfo] = []
     for (key, fields), pttl in zip(rows, pttls, strict=True):
         if int(pttl) == -2:

@@ -35,7 +35,6 @@ import redis.asyncio as aioredis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from .bookkeeping import detect_flow
 from .core import (
     CacheError,
     CacheHit,
@@ -981,9 +980,6 @@ class SemanticIndex:
         try:
             self._perform(EnsureIndex(), self._admin)
             self._core.index_ready = True
-            if self._core.hit_place is None:  # where hits are counted (bookkeeping.py)
-                self._core.server_features = self._admin_run(detect_flow())
-                self._core.hit_place = self._core.server_features.hit_place
         except Exception as exc:  # e.g. redisvl's RedisSearchError on an ACL refusal
             logger.warning("paracache: could not create the index yet: %r", exc)
 
