@@ -66,7 +66,8 @@ def test_hits_on_a_stock_server_never_reindex(stock_url: str, stock_index: Seman
     idx = stock_index
     key = idx.layout.key(idx.store("How do I reset my card PIN?", "In the app.", SCOPE) or "")
     idx.store("Can I pay with Apple Pay?", "Yes.", SCOPE)
-    assert idx.core.hit_place == "companion"
+    assert idx.core.hit_place == "companion"  # asked when the index was created
+    assert idx.core.server_features and idx.core.server_features.partial_indexing is False
     before = int(_info(stock_url, idx)["max_doc_id"])
     exact = [idx.lookup("How do I reset my card PIN?", SCOPE) for _ in range(3)]
     semantic = idx.lookup("how can I reset the PIN of my card", SCOPE)
