@@ -181,13 +181,16 @@ def _answered(exc: BaseException) -> bool:
     return "ResponseError" in {cls.__name__ for cls in type(exc).__mro__}
 
 
-def unlink_entries_flow(keys: Sequence[str]) -> Flow[int]:
-    """Delete entries and their companion hashes in one round trip; returns how many
-    entries were deleted (companions not counted)."""
+def unlink_entries_flow(keys: Sequence[Any]) -> Flow[int]:
+    """Delete entries, then their companion hashes (administration, not the request
+    path); returns how many entries were deleted (companions not counted)."""
     if not keys:
         return 0
-    replies = yield Batch((("UNLINK", *keys), ("UNLINK", *(companion_key(_text(k)) for k in keys))))
-    return int(replies[0])
+    deleted = int((yield Call(("UNLINK", *keys))))
+    companions = [companion_key(k) for k in map(_text, keys) if ":e:" in k]
+    if companions:
+        yield Call(("UNLINK", *companions))
+    return deleted
 
 
 def _text(value: Any) -> str:
