@@ -7,7 +7,9 @@ with how: which layer served it, at what similarity, how long it took.
 
 ==============================  ===================================================
 ``POST /v1/answer``             the answer (cached or not); ``X-Paracache-Min-Similarity``
-                                overrides the threshold for one request
+                                overrides the threshold for one request; ``"stream": true``
+                                answers with server-sent events
+                                (:mod:`paracache.service_stream`)
 ``GET /v1/stats``               this process's counters and the entries in Redis
 ``GET /metrics``                Prometheus text (``paracache_*`` and process metrics)
 ``GET /healthz``                Redis reachability and the circuit breaker's state
