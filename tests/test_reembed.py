@@ -137,3 +137,25 @@ def test_reembed_async_and_bad_arguments(make_index: Any) -> None:
         new.reembed("not-a-model", progress=False)
     with pytest.raises(ValueError, match="batch_size"):
         new.reembed(MODEL, batch_size=0, progress=False)
+
+
+def test_cli_reembed(make_index: Any, redis_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from paracache.cli import main
+
+    old = make_index(dtype="float32")
+    scope = Scope(tenant="t")
+    old.warm(FAQ[:4], scope, progress=False)
+    ns = old.namespace
+    code = main(["reembed", "--redis-url", redis_url, "--namespace", ns, "--from", MODEL,
+                 "--json"])  # fmt: skip
+    out = capsys.readouterr().out
+    assert code == 0 and '"copied": 4' in out
+    new = make_index()  # the default model at float16: what the command wrote into
+    assert new.lookup(FAQ[3][0], scope) is not None
+    code = main(["reembed", "--redis-url", redis_url, "--namespace", ns, "--from", MODEL,
+                 "--drop-old"])  # fmt: skip
+    out = capsys.readouterr().out
+    assert code == 0 and "0 entries copied" in out and "4 already present" in out
+    code = main(["reembed", "--redis-url", redis_url, "--namespace", ns, "--from", MODEL])
+    err = capsys.readouterr().err
+    assert code == 2 and "no index" in err
