@@ -238,9 +238,15 @@ def reembed_flow(
                 if entry_id is not None and entry_id not in seen:
                     seen.add(entry_id)
                     ids.append(entry_id)
-            for start in range(0, len(ids), batch_size):
-                chunk = ids[start : start + batch_size]
-                calls = yield from _copy_calls(core, prefix, chunk, tally)
+            # A page of keys read in one round trip, its live entries sorted by length
+            # (as warm() does: less padding per embedding batch), then embedded and
+            # written a batch at a time, each batch written while the next is embedded.
+            live, read_at = yield from _read_page(core, prefix, ids, tally)
+            if on_batch is not None:
+                on_batch(len(ids) - len(live))
+            for start in range(0, len(live), batch_size):
+                chunk = live[start : start + batch_size]
+                calls = yield from _copy_calls(core, chunk, read_at, tally)
                 if pending is not None:
                     yield from _join(pending, tally)
                     pending = None
@@ -268,11 +274,16 @@ def reembed_flow(
     return report()
 
 
-def _copy_calls(
+_Live = tuple[str, dict[bytes, bytes], int, str]
+
+
+def _read_page(
     core: Core, prefix: str, ids: Sequence[str], tally: _Tally
-) -> Flow[list[tuple[tuple[Any, ...], str]]]:
-    """Read a chunk of source entries (and whether the target has them), embed the live
-    ones, and build their write-if-absent calls."""
+) -> Flow[tuple[list[_Live], float]]:
+    """Read source entries (and whether the target has them) in one round trip: the live
+    ones, shortest normalised prompt first, and when they were read."""
+    if not ids:
+        return [], time.monotonic()
     target = core.layout
     reads: list[tuple[Any, ...]] = []
     for entry_id in ids:
@@ -280,7 +291,7 @@ def _copy_calls(
                   ("EXISTS", target.key(entry_id))]  # fmt: skip
     read_at = time.monotonic()
     replies = yield Batch(tuple(reads))
-    live: list[tuple[str, dict[bytes, bytes], int, str]] = []
+    live: list[_Live] = []
     for n, entry_id in enumerate(ids):
         fields, pttl, present = replies[3 * n : 3 * n + 3]
         if int(present):
@@ -295,6 +306,15 @@ def _copy_calls(
             continue
         text = core.settings.normalizer(fields[b"prompt"].decode("utf-8"))
         live.append((entry_id, fields, int(pttl), text))
+    live.sort(key=lambda e: len(e[3]))
+    return live, read_at
+
+
+def _copy_calls(
+    core: Core, live: Sequence[_Live], read_at: float, tally: _Tally
+) -> Flow[list[tuple[tuple[Any, ...], str]]]:
+    """Embed a batch of live entries and build their write-if-absent calls."""
+    target = core.layout
     problems = [core.readable_problem(text) if text else "empty" for *_, text in live]
     texts = tuple(
         core.embed_input(text) for (*_, text), p in zip(live, problems, strict=True) if p is None
