@@ -245,6 +245,6 @@ def measure(
         accented=accented,
         scripts=tuple(s for s, _ in scripts.most_common()),
         whole=sum(1 for n in per_word.values() if n == 1),
-        guarded=lexicon.read(text).marked,
+        guarded=lexicon.marked(text),
         english_words=sum(1 for w in _LETTERS.findall(text.lower()) if w in _ENGLISH),
     )
