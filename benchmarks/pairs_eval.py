@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from paracache.calibrate import wilson_interval as wilson
 from paracache.core import DEFAULT_CORROBORATION_MARGIN, Settings
 from paracache.guards import Guards, neighbours_disagree
 from paracache.policy import Normalizer
@@ -105,17 +106,6 @@ def default_decide(threshold: float = 0.90, margin: float = DEFAULT_CORROBORATIO
         return None
 
     return decide
-
-
-def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """Wilson score interval of k successes in n trials."""
-    if n == 0:
-        return 0.0, 1.0
-    p = k / n
-    d = 1 + z * z / n
-    c = (p + z * z / (2 * n)) / d
-    h = z * ((p * (1 - p) / n + z * z / (4 * n * n)) ** 0.5) / d
-    return max(0.0, c - h), min(1.0, c + h)
 
 
 def nearmiss(cases: list[dict[str, Any]], vec: Vectors, decide: Decide,

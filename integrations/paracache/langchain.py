@@ -17,6 +17,7 @@ Example:
 from __future__ import annotations
 
 import ast
+import functools
 import json
 import logging
 import threading
@@ -43,9 +44,20 @@ MODEL_KEYS = ("model", "model_name", "model_id", "deployment_name", "azure_deplo
 #: Everything else in ``llm_string`` still scopes through its digest. Keys holding
 #: secrets are never read.
 PARAM_KEYS = (
-    "temperature", "top_p", "top_k", "max_tokens", "max_completion_tokens",
-    "max_output_tokens", "max_new_tokens", "n", "seed", "frequency_penalty",
-    "presence_penalty", "repetition_penalty", "reasoning_effort", "stop",
+    "temperature",
+    "top_p",
+    "top_k",
+    "max_tokens",
+    "max_completion_tokens",
+    "max_output_tokens",
+    "max_new_tokens",
+    "n",
+    "seed",
+    "frequency_penalty",
+    "presence_penalty",
+    "repetition_penalty",
+    "reasoning_effort",
+    "stop",
 )
 
 
@@ -63,12 +75,25 @@ def parse_llm_string(llm_string: str) -> tuple[str, dict[str, Any]]:
     """Best-effort ``(model, sampling params)`` from LangChain's ``llm_string``.
 
     Never fails: an unparseable string gives ``("", {})`` (its digest still scopes).
+    Memoised per ``llm_string`` (the last :data:`PARSED_LLM_STRINGS` of them): a model's
+    string is parsed once, not on every lookup.
 
     Example:
         >>> parse_llm_string("[('_type', 'openai-chat'), ('model_name', 'gpt-4o'), "
         ...                  "('temperature', 0.2), ('openai_api_key', 'sk-...')]")
         ('gpt-4o', {'temperature': 0.2})
     """
+    model, params = _parse_llm_string(llm_string)
+    return model, {k: list(v) if isinstance(v, list) else v for k, v in params}
+
+
+#: How many distinct ``llm_string`` values :func:`parse_llm_string` remembers.
+PARSED_LLM_STRINGS = 256
+
+
+@functools.lru_cache(maxsize=PARSED_LLM_STRINGS)
+def _parse_llm_string(llm_string: str) -> tuple[str, tuple[tuple[str, Any], ...]]:
+    """:func:`parse_llm_string`, memoised (its params as a tuple: shared, not mutated)."""
     settings: dict[str, Any] = {}
     rest = llm_string
     try:
@@ -92,8 +117,8 @@ def parse_llm_string(llm_string: str) -> tuple[str, dict[str, Any]]:
                 for pair in pairs:
                     if isinstance(pair, tuple) and len(pair) == 2 and isinstance(pair[0], str):
                         settings[pair[0]] = pair[1]
-        except (ValueError, SyntaxError, MemoryError, RecursionError):
-            pass
+        except (ValueError, SyntaxError, MemoryError, RecursionError, SystemError):
+            pass  # SystemError: CPython's AST checks on some deeply nested input
     model = next(
         (settings[k] for k in MODEL_KEYS if isinstance(settings.get(k), str) and settings[k]),
         "",
@@ -109,7 +134,7 @@ def parse_llm_string(llm_string: str) -> tuple[str, dict[str, Any]]:
             params[key] = value
         elif isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
             params[key] = list(value)
-    return model, params
+    return model, tuple(params.items())
 
 
 def _content_text(content: Any) -> tuple[str, list[Any]]:
@@ -180,15 +205,21 @@ def _dump_generations(generations: Sequence[Generation]) -> tuple[str, int]:
         if isinstance(gen, ChatGeneration):
             usage = getattr(gen.message, "usage_metadata", None) or {}
             tokens += int(usage.get("total_tokens", 0) or 0)
-            items.append({
-                "kind": "chat",
-                "message": message_to_dict(gen.message),
-                "generation_info": gen.generation_info,
-            })
+            items.append(
+                {
+                    "kind": "chat",
+                    "message": message_to_dict(gen.message),
+                    "generation_info": gen.generation_info,
+                }
+            )
         else:
-            items.append({
-                "kind": "text", "text": gen.text, "generation_info": gen.generation_info,
-            })
+            items.append(
+                {
+                    "kind": "text",
+                    "text": gen.text,
+                    "generation_info": gen.generation_info,
+                }
+            )
     payload = json.dumps({"v": 1, "generations": items}, ensure_ascii=False)
     try:
         payload.encode("utf-8")
@@ -284,8 +315,12 @@ class SemanticCache(BaseCache):
             >>> acme = cache.for_tenant("acme")  # doctest: +SKIP
         """
         clone = SemanticCache(
-            self.index, min_similarity=self.min_similarity, on_verdict=self.on_verdict,
-            tenant=tenant, corpus_version=self._base.corpus_version, fields=self._base.fields,
+            self.index,
+            min_similarity=self.min_similarity,
+            on_verdict=self.on_verdict,
+            tenant=tenant,
+            corpus_version=self._base.corpus_version,
+            fields=self._base.fields,
         )
         clone._flights = self.flights  # the scope (tenant) is part of each flight's key
         return clone
@@ -312,8 +347,9 @@ class SemanticCache(BaseCache):
             return _load_generations(verdict.hit.response)
         except (ValueError, KeyError, TypeError) as exc:
             self.index.core.recorder.error("corrupt_entry")
-            logger.warning("paracache: unreadable LangChain entry %s: %r",
-                           verdict.hit.entry_id, exc)
+            logger.warning(
+                "paracache: unreadable LangChain entry %s: %r", verdict.hit.entry_id, exc
+            )
             return None
 
     def lookup(self, prompt: str, llm_string: str) -> RETURN_VAL_TYPE | None:
@@ -365,7 +401,11 @@ class SemanticCache(BaseCache):
         text, scope, semantic = self._request(prompt, llm_string)
         payload, tokens = _dump_generations(generations)
         self.index.store(
-            text, payload, scope, tokens=tokens, semantic=semantic,
+            text,
+            payload,
+            scope,
+            tokens=tokens,
+            semantic=semantic,
             metadata={"source": "langchain"},
         )
         return payload
@@ -377,7 +417,11 @@ class SemanticCache(BaseCache):
         text, scope, semantic = self._request(prompt, llm_string)
         payload, tokens = _dump_generations(generations)
         await self.index.astore(
-            text, payload, scope, tokens=tokens, semantic=semantic,
+            text,
+            payload,
+            scope,
+            tokens=tokens,
+            semantic=semantic,
             metadata={"source": "langchain"},
         )
         return payload
