@@ -74,6 +74,8 @@ def test_correct_typos() -> None:
     assert correct_typos("ibuprofen and paracetamol") == "ibuprofen and paracetamol"
     assert correct_typos("¿dónde está mi tarjeta?") == "¿dónde está mi tarjeta?"
     assert "address" in known_words() and "adress" not in known_words()
+    long_word = "adress" * 20_000  # a hostile prompt: left as it is, in linear time
+    assert correct_typos(f"my {long_word} please") == f"my {long_word} please"
 
 
 @pytest.mark.parametrize(("query", "stored", "same"), [

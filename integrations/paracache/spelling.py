@@ -11,8 +11,8 @@ typo first, then the word that keeps the first letter, then the most frequent).
 Only what is embedded changes (stored and asked prompts alike); the exact layer's key and
 the text the guards compare are the prompts as written, so a detail changed by a "typo"
 ("parcel 1047" / "parcel 1074", "Venmo" / "PayPal") is still a different question.
-Words with digits, words of fewer than four letters and words with an apostrophe are
-never touched.
+Words with digits, words of fewer than four or more than 24 letters and words with an
+apostrophe are never touched.
 
 The vocabulary is the embedder's own: the whole words of the all-MiniLM-L6-v2 tokenizer
 shipped with paracache (``assets/tokenizer.json``, ordered by frequency) and their
@@ -43,6 +43,9 @@ _RE_WORD = re.compile(r"(?<![\w'])[a-z]+(?:'[a-z]+)?(?![\w'])")
 #: Shortest word that is corrected: shorter ones have too many neighbours ("bil": bill,
 #: oil, bit, big...).
 MIN_LENGTH = 4
+#: Longest word that is corrected: a word's edits are about 54 per letter, each as long as
+#: the word; no English word needs more.
+MAX_LENGTH = 24
 #: Suffixes a known word may take and still be known ("vaccinating", "leases").
 _SUFFIXES = ("s", "es", "ed", "ing", "er", "ers", "ly", "ness", "ment", "ments", "ation",
              "ations", "able")
@@ -126,7 +129,7 @@ def correct_typos(text: str) -> str:
 
     def fix(m: re.Match[str]) -> str:
         word = m.group(0)
-        if len(word) < MIN_LENGTH or "'" in word or word in known:
+        if not MIN_LENGTH <= len(word) <= MAX_LENGTH or "'" in word or word in known:
             return word
         return _correct(word)
 
