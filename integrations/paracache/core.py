@@ -244,6 +244,8 @@ class LookupRequest:
     bypass: str | None
     #: The prompt as given (case kept), for guards; ``text`` is its normalised form.
     prompt: str = ""
+    #: ``min_similarity`` was learned by the error bound (no corroboration margin then).
+    learned: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -444,6 +446,9 @@ class Core:
         self._writes_since_trim = 0
         #: Scope digest -> when this instance last registered it (``store_flow``).
         self._registered: dict[str, float] = {}
+        #: The error bound's in-process side (:class:`paracache.learning.Learner`), or
+        #: ``None`` for the static rules.
+        self.learner: Any = None
 
     # ------------------------------------------------------------------ preparing
 
@@ -462,13 +467,15 @@ class Core:
             scope = Scope()
         elif not isinstance(scope, Scope):
             raise TypeError(f"scope must be a paracache.Scope, got {type(scope).__name__}")
-        threshold = (
-            self.settings.threshold_for(scope)
-            if min_similarity is None
-            else check_similarity(min_similarity)
-        )
-        text = self.settings.normalizer(prompt)
+        learned = False
         scope_digest = scope.digest()
+        if min_similarity is not None:
+            threshold = check_similarity(min_similarity)
+        else:
+            threshold = self.settings.threshold_for(scope)
+            if self.learner is not None:
+                threshold, learned = self.learner.threshold(scope_digest, scope, threshold)
+        text = self.settings.normalizer(prompt)
         entry_id = digest("entry/v1", scope_digest, text)
         return LookupRequest(
             text=text,
@@ -480,6 +487,7 @@ class Core:
             semantic=bool(semantic) and bool(text),
             bypass=self.settings.policy.bypass(scope.temperature),
             prompt=prompt,
+            learned=learned,
         )
 
     def prepare_store(
@@ -703,7 +711,7 @@ class Core:
                 args[2],  # the query, with its HYBRID_POLICY
                 vector,
                 self.settings.top_k,
-                _distance_arg(1.0 - self._floor(req)),
+                _distance_arg(1.0 - self._read_floor(req)),
                 _distance_arg(hit_dist),
                 req.scope_digest,
                 now,
@@ -757,9 +765,16 @@ class Core:
         winner = ""
         below = False
         floor = self._floor(req)
+        learner = self.learner
+        unserved: Candidate | None = None  # the nearest one not served, for a label
+        explored = False
         for cand in sorted(candidates, key=lambda c: -c.similarity):
             if cand.similarity < floor:
-                break
+                if learner is None or cand.similarity < learner.read_floor:
+                    break
+                if unserved is None and cand.fields and self._labellable(req, cand):
+                    unserved = cand
+                continue
             if not cand.fields:
                 continue  # expired since the search
             if cand.fields.get(b"scope") != req.scope_digest.encode():
@@ -768,11 +783,14 @@ class Core:
             below = cand.similarity < req.min_similarity
             if below and not self._corroborated(req, cand):
                 continue  # below the threshold, and nothing vouches for it
-            rejection = self._check(req, cand)
+            rejection = self._check(req, cand) or self._vetoed(cand)
             if rejection:
                 self.recorder.rejection(rejection)
                 rejected.append(f"{cand.similarity:.3f} ({rejection})")
                 continue
+            if learner is not None and unserved is None and learner.explore():
+                unserved, explored = cand, True  # a labelled miss instead of a hit
+                break
             fields = cand.fields
             if b"v" not in fields:  # a plain KNN row: read the entry (and count the hit)
                 raw = yield from self._read_entry(cand.key, req.scope_digest)
@@ -790,6 +808,10 @@ class Core:
                 break
         if found.counted and winner != found.counted:
             yield from self._uncount(found)
+        if learner is not None:
+            self._observe(req, hit, unserved, explored)
+        if explored:
+            return None, best, f"explored: {unserved.similarity:.3f} labelled, not served"  # type: ignore[union-attr]
         if hit is not None:
             reason = f"similarity {hit.similarity:.3f} >= {req.min_similarity:.3f}"
             if below:
@@ -829,12 +851,64 @@ class Core:
         except Exception as exc:  # bookkeeping: a count too many is harmless
             logger.debug("paracache: undoing a hit count failed: %r", exc)
 
+    def _observe(
+        self,
+        req: LookupRequest,
+        hit: CacheHit | None,
+        unserved: Candidate | None,
+        explored: bool,
+    ) -> None:
+        """Tell the learner what this lookup found (it never fails the lookup)."""
+        similarity = hit.similarity if hit is not None else None
+        if unserved is not None:
+            similarity = unserved.similarity
+        try:
+            self.learner.observe(
+                req.key, req.scope_digest, req.scope, similarity, unserved, explored
+            )
+        except Exception as exc:  # pragma: no cover - the learner is memory only
+            self.recorder.error("learning")
+            logger.warning("paracache: learner failed to observe a lookup: %r", exc)
+
+    def _labellable(self, req: LookupRequest, cand: Candidate) -> bool:
+        """May ``cand`` (below the floor) be labelled: in scope and past the guards."""
+        return cand.fields.get(b"scope") == req.scope_digest.encode() and not self._check(
+            req, cand
+        )
+
+    def _vetoed(self, cand: Candidate) -> str | None:
+        """With the bound on: the candidate was judged wrong at this similarity or
+        above (its ``lw`` label field) - or that field is unreadable."""
+        if self.learner is None:
+            return None
+        from .bound import entry_floor
+
+        try:
+            worst = entry_floor(cand.fields)
+        except ValueError as exc:
+            self.recorder.error("stats_corrupt")
+            logger.warning("paracache: unreadable label field on %s: %s", cand.key, exc)
+            return "labels_unreadable"
+        if worst is not None and cand.similarity <= worst + 0.005:
+            return "labelled_wrong"
+        return None
+
+    def _read_floor(self, req: LookupRequest) -> float:
+        """The lowest similarity a candidate is read at: :meth:`_floor`, or lower with
+        the bound on (nearest unserved candidates are labelled)."""
+        floor = self._floor(req)
+        if self.learner is None:
+            return floor
+        return min(floor, float(self.learner.read_floor))
+
     def _floor(self, req: LookupRequest) -> float:
         """The lowest similarity a candidate may have: the threshold, or with a
         ``corroborate`` hook the threshold less ``corroboration_margin`` (never for a
-        threshold of 1.0, which asks for the same meaning exactly)."""
+        threshold of 1.0, which asks for the same meaning exactly, nor for a learned
+        threshold)."""
         if (
-            self.corroborate is None
+            req.learned
+            or self.corroborate is None
             or self.settings.corroboration_margin <= 0
             or req.min_similarity >= 1.0
         ):
@@ -963,6 +1037,8 @@ class Core:
         Returns the entry id, or ``None`` when the policy skipped it or it was dropped.
         """
         t0 = time.perf_counter()
+        if self.learner is not None:  # a fresh answer: a label for a remembered candidate
+            self.learner.on_store(req.lookup.key, req.mapping["response"])
         if req.skip:
             self.recorder.write("skipped")
             logger.debug("paracache: not caching: %s", req.skip)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import dataclasses
 import functools
 import logging
 import os
@@ -28,7 +29,7 @@ import threading
 import time
 import weakref
 from collections.abc import Awaitable, Callable, Iterable, Sequence, Sized
-from typing import Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import redis
 import redis.asyncio as aioredis
@@ -55,6 +56,9 @@ from .repair import RepairReport
 from .schema import HNSW, Layout
 from .scope import Scope
 from .vectorizers import EmbeddingMemo, MiniLMVectorizer, default_vectorizer, vectorizer_id
+
+if TYPE_CHECKING:
+    from .learning import Learner
 
 __all__ = ["RedisSearchUnavailable", "SemanticIndex"]
 
@@ -176,6 +180,25 @@ class SemanticIndex:
             0.03-0.2 ms per call on a virtual machine. Only while one call at a time
             is in flight, only on paracache's own plain (not TLS) connections; with
             concurrent calls each sleeps as usual.
+        max_error_rate: δ, the share of lookups that may get a wrong answer (in (0, 1),
+            e.g. 0.02); ``None`` (default): the static rules. With it the cache learns
+            from live traffic, per scope, the lowest similarity at which serving keeps
+            wrong answers per lookup under δ (a 95 % upper confidence bound), labelling
+            its misses with the fresh answers that ``store`` receives next; see
+            :mod:`paracache.bound` and :mod:`paracache.learning`. Cold scopes keep the
+            static rules. ``stats().learning`` shows what it learned.
+        judge: With ``max_error_rate``: what says a fresh answer and a cached one are
+            interchangeable, a callable ``(cached, fresh) -> bool``. Default:
+            :class:`paracache.judge.ExactJudge` (equal after normalisation; lookups
+            under a temperature above 0 are then not labelled);
+            :class:`paracache.judge.EmbeddingJudge` for reworded answers, or an LLM.
+        explore_rate: With ``max_error_rate``: the share of would-be semantic hits
+            served as labelled misses instead (default ``2 * max_error_rate`` within
+            [0.01, 0.1]; at most that many extra model calls per semantic hit).
+        judge_timeout: Seconds a judge call may take before its label is dropped
+            (counted as ``judge_timeout``); default 10.
+        label_worker: Count labels in a worker thread of this process (default). Set
+            ``False`` when ``paracache worker`` processes do it.
 
     Example:
         >>> cache = SemanticIndex(namespace="faq", min_similarity=0.92, ttl=3600)  # doctest: +SKIP
@@ -212,6 +235,11 @@ class SemanticIndex:
         async_redis_client: aioredis.Redis | aioredis.cluster.RedisCluster | None = None,
         search_script: bool | None = None,
         spin: float = 0.002,
+        max_error_rate: float | None = None,
+        judge: Callable[[str, str], bool] | None = None,
+        explore_rate: float | None = None,
+        judge_timeout: float = 10.0,
+        label_worker: bool = True,
     ) -> None:
         if redis_url is not None and not isinstance(redis_url, str):
             raise TypeError(f"redis_url must be a str, got {type(redis_url).__name__}")
@@ -247,6 +275,11 @@ class SemanticIndex:
             isinstance(max_entries, bool) or not isinstance(max_entries, int) or max_entries < 1
         ):
             raise ValueError(f"max_entries must be a positive int or None, got {max_entries!r}")
+        from .bound import check_delta
+
+        delta = check_delta(max_error_rate)
+        if delta is None and (judge is not None or explore_rate is not None):
+            raise ValueError("judge= and explore_rate= need max_error_rate=")
 
         self.vectorizer = default_vectorizer() if vectorizer is None else vectorizer
         vid = vectorizer_id(self.vectorizer)
@@ -323,6 +356,23 @@ class SemanticIndex:
             from .observability import instrument_option
 
             instrument_option(self, metrics)
+        self.learner: Learner | None = None
+        if delta is not None:
+            from .learning import Learner
+
+            self.learner = self._core.learner = Learner(
+                self._admin,
+                namespace=layout.namespace,
+                index_name=layout.index_name,
+                delta=delta,
+                static=settings.threshold_for,
+                judge=judge,
+                explore_rate=explore_rate,
+                judge_timeout=judge_timeout,
+                stats_ttl=ttl_policy.default_ttl,
+                worker=bool(label_worker),
+                recorder=self._core.recorder,
+            )
         self._probe()
 
     # ------------------------------------------------------------------ properties
@@ -512,7 +562,11 @@ class SemanticIndex:
         flow = self._core.clear_flow(
             tenant=tenant, model=model, corpus_version=corpus_version, scope=scope
         )
-        return self._admin_run(flow)
+        try:
+            return self._admin_run(flow)
+        finally:
+            if self.learner is not None:
+                self.learner.forget()
 
     async def aclear(
         self,
@@ -526,7 +580,11 @@ class SemanticIndex:
         flow = self._core.clear_flow(
             tenant=tenant, model=model, corpus_version=corpus_version, scope=scope
         )
-        return await self._admin_arun(flow)
+        try:
+            return await self._admin_arun(flow)
+        finally:
+            if self.learner is not None:
+                self.learner.forget()
 
     def delete(self, entry_id: str) -> bool:
         """Delete one entry by its id (from :class:`CacheHit` or :meth:`store`)."""
@@ -605,7 +663,10 @@ class SemanticIndex:
             >>> cache.stats().hit_rate  # doctest: +SKIP
             0.62
         """
-        return self._core.recorder.snapshot(self._core.breaker.state)
+        stats = self._core.recorder.snapshot(self._core.breaker.state)
+        if self.learner is not None:
+            stats = dataclasses.replace(stats, learning=self.learner.stats().as_dict())
+        return stats
 
     def reset_stats(self) -> None:
         """Zero the counters."""
@@ -715,6 +776,8 @@ class SemanticIndex:
     def close(self) -> None:
         """Release connections (the embedded server, if any, stops at exit). A client
         passed as ``redis_client=`` is the caller's to close."""
+        if self.learner is not None:
+            self.learner.close()
         if self._own_clients:
             if self._direct is not None:
                 self._direct.close()

@@ -31,7 +31,7 @@ from .core import Verdict
 from .index import SemanticIndex
 from .scope import Scope, digest
 
-__all__ = ["SemanticCache", "parse_llm_string", "split_prompt"]
+__all__ = ["SemanticCache", "generations_text", "parse_llm_string", "split_prompt"]
 
 logger = logging.getLogger("paracache")
 
@@ -194,6 +194,21 @@ def _dump_generations(generations: Sequence[Generation]) -> tuple[str, int]:
     return payload, tokens
 
 
+def generations_text(payload: str) -> str:
+    """The text of the generations stored by this adapter (what a judge compares);
+    anything else is returned as it is.
+
+    Example:
+        >>> generations_text(_dump_generations([Generation(text="Yes.")])[0])
+        'Yes.'
+    """
+    try:
+        generations = _load_generations(payload)
+    except (ValueError, KeyError, TypeError):
+        return payload
+    return "\n".join(g.text for g in generations)
+
+
 def _load_generations(payload: str) -> list[Generation]:
     """Rebuild fresh generations from :func:`_dump_generations` output."""
     data = json.loads(payload)
@@ -226,6 +241,11 @@ class SemanticCache(BaseCache):
         corpus_version: Bump after re-indexing whatever grounds the answers.
         fields: Further user scope fields.
         min_similarity: Semantic threshold (cosine similarity, higher is stricter).
+        max_error_rate: δ, the share of lookups that may be answered wrongly, in (0, 1)
+            (``None``: the static rules). The cache labels its misses with the answers
+            LangChain passes to ``update`` and learns per scope where serving stays
+            under δ; see ``SemanticIndex(max_error_rate=...)``. Give it here or on
+            ``index=``, not both.
         on_verdict: Called with each lookup's :class:`paracache.Verdict`.
         **options: Any other :class:`paracache.SemanticIndex` option (``ttl``,
             ``ttl_policy``, ``vectorizer``, ``dtype``...).
@@ -247,9 +267,14 @@ class SemanticCache(BaseCache):
         corpus_version: str = "",
         fields: Mapping[str, Any] | None = None,
         min_similarity: float | None = None,
+        max_error_rate: float | None = None,
         on_verdict: Callable[[Verdict], None] | None = None,
         **options: Any,
     ) -> None:
+        if max_error_rate is not None:
+            if index is not None:
+                raise ValueError("give max_error_rate= to the SemanticIndex passed as index=")
+            options["max_error_rate"] = max_error_rate
         if index is not None:
             if not isinstance(index, SemanticIndex):
                 raise TypeError(f"index must be a SemanticIndex, got {type(index).__name__}")
@@ -263,6 +288,8 @@ class SemanticCache(BaseCache):
         if on_verdict is not None and not callable(on_verdict):
             raise TypeError("on_verdict must be callable")
         self.index = index
+        if index.learner is not None:  # judges compare the answers' text, not their JSON
+            index.learner.answer_text = generations_text
         self.min_similarity = min_similarity
         self.on_verdict = on_verdict
         # Validated once here, so a bad tenant fails at construction, not per call.

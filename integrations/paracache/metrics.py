@@ -16,7 +16,7 @@ import dataclasses
 import logging
 import threading
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, cast
 
 __all__ = ["CacheStats", "MetricEvent", "Recorder"]
 
@@ -64,6 +64,9 @@ class CacheStats:
     miss_latency_ms: dict[str, float] = dataclasses.field(default_factory=dict)
     errors_by_kind: dict[str, int] = dataclasses.field(default_factory=dict)
     rejections_by_reason: dict[str, int] = dataclasses.field(default_factory=dict)
+    #: With ``max_error_rate``: the learner's counters and thresholds
+    #: (:class:`paracache.learning.LearningStats` as a dict); empty otherwise.
+    learning: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     @property
     def hits(self) -> int:
@@ -210,7 +213,7 @@ class Recorder:
         with self._lock:
             counts = dict(self._counts)
             return CacheStats(
-                **{f: counts.get(f, 0) for f in _COUNT_FIELDS},
+                **cast(dict[str, Any], {f: counts.get(f, 0) for f in _COUNT_FIELDS}),
                 breaker_state=breaker_state,
                 hit_latency_ms=_percentiles(self._hit_lat),
                 miss_latency_ms=_percentiles(self._miss_lat),
