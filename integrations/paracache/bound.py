@@ -17,13 +17,15 @@ over all lookups of the scope. Serving every candidate at similarity ``>= t`` gi
 
     E(t) = sum over bins b >= t of traffic_b * error_b / lookups
 
-where ``error_b`` is estimated from the labels near bin ``b`` (neighbouring bins are
-pooled until :data:`POOL_LABELS` labels are in, lightly smoothed, then made
-non-increasing in similarity: a candidate is never assumed more often right than a
-more similar one). :func:`learned_threshold` returns the lowest bin edge ``t`` whose
-one-sided upper confidence bound (normal approximation of the stratified estimator at
-``z``) on ``E(t)`` is at most ``delta`` and where no bin at or above ``t`` is estimated
-wrong more often than right (:data:`MAX_POINT_ERROR`).
+where ``error_b`` is estimated from the labels of bin ``b`` (with too few, the labels of
+less similar bins are pooled in until :data:`POOL_LABELS` are: never more optimistic
+than the bin itself), lightly smoothed, then made non-increasing in similarity (a
+candidate is never assumed more often right than a more similar one).
+:func:`learned_threshold` returns the lowest bin edge ``t`` whose one-sided upper
+confidence bound on ``E(t)`` is at most ``delta`` and where no bin at or above ``t`` is
+estimated wrong more often than right (:data:`MAX_POINT_ERROR`); ``z`` standard errors
+of the estimate, whose variance counts each label with its whole weight however many
+bins' pools share it.
 
 **Cold start.** With fewer than ``min_labels`` labels the scope keeps the static rules
 (:class:`Decision` ``learned=False``). An unreadable statistics record gives a decision
@@ -65,7 +67,7 @@ __all__ = [
 BIN_WIDTH = 0.01
 #: Bins span [0, 1]: bin i holds similarities in [i * BIN_WIDTH, (i + 1) * BIN_WIDTH).
 BINS = round(1 / BIN_WIDTH)
-#: Labels pooled (over neighbouring bins) for one bin's error estimate.
+#: Labels pooled (from less similar bins) for one bin's error estimate.
 POOL_LABELS = 20
 #: Wrong labels (and as many right ones) assumed in each bin before any is seen.
 PRIOR = 0.1
@@ -100,6 +102,13 @@ def check_delta(value: object, name: str = "max_error_rate") -> float | None:
     if not 0.0 < value < 1.0:
         raise ValueError(f"{name} must be in (0, 1) (a share of lookups), got {value!r}")
     return float(value)
+
+
+#: Exploration rate just above a threshold (within :data:`NEAR_BAND`): where the bound
+#: is least sure, labels are worth the most.
+NEAR_RATE = 0.15
+#: How far above the threshold exploration runs at :data:`NEAR_RATE`.
+NEAR_BAND = 0.03
 
 
 def explore_rate(delta: float) -> float:
@@ -244,31 +253,27 @@ class Decision:
 NO_SEMANTIC = Decision(threshold=1.0, learned=True, estimate=0.0, upper=0.0)
 
 
-def _bin_errors(stats: ScopeStats, pool: int) -> dict[int, tuple[float, float, float]]:
-    """Per bin: ``(error estimate, the error its variance is taken at, labels it rests
-    on)``, pooled over neighbouring bins, lightly smoothed (a tenth of a wrong label of
-    prior), then made non-increasing in similarity. The variance is taken at the
+def _bin_errors(stats: ScopeStats, pool: int) -> list[tuple[float, float, int, int]]:
+    """Per bin: ``(error estimate, the error its variance is taken at, the lowest bin
+    of its pool, labels in the pool)``: the bin's labels, with those of less similar
+    bins pooled in while fewer than ``pool``, lightly smoothed (a tenth of a wrong label
+    of prior), then made non-increasing in similarity. The variance is taken at the
     Laplace estimate, never 0 for a bin with no wrong label yet."""
-    out: dict[int, tuple[float, float, float]] = {}
+    out: list[tuple[float, float, int, int]] = []
     for b in range(BINS):
         n, w = stats.labels.get(b, (0, 0))
-        lo = hi = b
-        while n < pool and (lo > 0 or hi < BINS - 1):
-            if lo > 0:
-                lo -= 1
-                dn, dw = stats.labels.get(lo, (0, 0))
-                n, w = n + dn, w + dw
-            if hi < BINS - 1 and n < pool:
-                hi += 1
-                dn, dw = stats.labels.get(hi, (0, 0))
-                n, w = n + dn, w + dw
-        out[b] = ((w + PRIOR) / (n + 2 * PRIOR), (w + 1.0) / (n + 2.0), float(n))
+        lo = b
+        while n < pool and lo > 0:  # only less similar bins: as often wrong, or more
+            lo -= 1
+            dn, dw = stats.labels.get(lo, (0, 0))
+            n, w = n + dn, w + dw
+        out.append(((w + PRIOR) / (n + 2 * PRIOR), (w + 1.0) / (n + 2.0), lo, n))
     # Non-increasing in similarity: from the top bin down, keep the running maximum.
     running = running_var = 0.0
     for b in range(BINS - 1, -1, -1):
-        e, ev, support = out[b]
+        e, ev, lo, n = out[b]
         running, running_var = max(running, e), max(running_var, ev)
-        out[b] = (running, running_var, support)
+        out[b] = (running, running_var, lo, n)
     return out
 
 
@@ -284,9 +289,13 @@ def learned_threshold(
 ) -> Decision:
     """The lowest threshold whose upper bound on wrong answers per lookup is <= delta.
 
-    Cold (``stats`` has fewer than ``min_labels`` labels): the static threshold,
-    ``learned=False``. If no threshold in [``lowest``, 1] meets the bound, 1.0 (only
-    identical meanings: in practice no semantic hits until the labels say otherwise).
+    ``E(t)`` is a weighted sum of label outcomes (each bin's estimate averages the
+    labels of its pool), so its variance is the sum over labels of their squared
+    weights times their variance: labels shared by several bins' pools count with
+    their whole weight. Cold (``stats`` has fewer than ``min_labels`` labels): the
+    static threshold, ``learned=False``. If no threshold in [``lowest``, 1] meets the
+    bound, 1.0 (only identical meanings: in practice no semantic hits until the
+    labels say otherwise).
 
     Example:
         >>> learned_threshold(ScopeStats(), 0.02, static=0.9)
@@ -297,18 +306,27 @@ def learned_threshold(
         return Decision(threshold=static, learned=False, labels=labels)
     errors = _bin_errors(stats, pool)
     total = float(stats.lookups)
-    mean = var = 0.0
+    weight = [0.0] * BINS  # per label bin: the weight of each of its labels in E(t)
+    mean = 0.0
     best = Decision(threshold=1.0, learned=True, labels=labels)
     low_bin = bin_of(lowest)
     for b in range(BINS - 1, low_bin - 1, -1):
-        e, ev, n = errors[b]
+        e, _, lo, n = errors[b]
         if e > MAX_POINT_ERROR:
             break  # more often wrong than right here, however little traffic it gets
         t = stats.traffic.get(b, 0)
         if t:
             share = t / total
             mean += share * e
-            var += share * share * ev * (1.0 - ev) / max(n, 1.0)
+            if n:
+                for j in range(lo, b + 1):
+                    weight[j] += share / n
+        var = 0.0
+        for j in range(BINS):
+            if weight[j]:
+                count = stats.labels.get(j, (0, 0))[0]
+                ev = errors[j][1]
+                var += weight[j] * weight[j] * count * ev * (1.0 - ev)
         upper = mean + z * math.sqrt(var)
         if upper > delta:
             break

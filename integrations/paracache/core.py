@@ -788,7 +788,11 @@ class Core:
                 self.recorder.rejection(rejection)
                 rejected.append(f"{cand.similarity:.3f} ({rejection})")
                 continue
-            if learner is not None and unserved is None and learner.explore():
+            if (
+                learner is not None
+                and unserved is None
+                and learner.explore(cand.similarity, req.min_similarity)
+            ):
                 unserved, explored = cand, True  # a labelled miss instead of a hit
                 break
             fields = cand.fields

@@ -78,6 +78,9 @@ PENDING_SECONDS = 600.0
 REFRESH_SECONDS = 1.0
 #: A pending message idle this long (its worker died) is claimed by another worker.
 CLAIM_IDLE_MS = 30_000
+#: Lookups of a scope after which its traffic counts are halved (so the shares the
+#: bound weighs errors by are those of roughly the last one to two thousand lookups).
+TRAFFIC_WINDOW = 2_000
 #: Characters of each answer a label job carries to the judge.
 MAX_ANSWER = 32_768
 #: Seconds the background threads wait between passes when idle.
@@ -119,19 +122,33 @@ return 1
 """
 
 # Apply one batch of traffic counts: KEYS stream, stats hash; ARGV group, message id,
-# stats TTL, lookups, then bin/count pairs. Returns as _LABEL.
+# stats TTL, window, lookups, then bin/count pairs. Once the lookups counted pass the
+# window, every traffic count is halved: the traffic shares follow recent lookups (a
+# filling cache's candidates grow more similar over time), while labels, which say how
+# often a candidate at a similarity is right, keep accumulating. Returns as _LABEL.
 _TRAFFIC = """
 if redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end
 local kind = redis.call('TYPE', KEYS[2])['ok']
 if kind ~= 'hash' and kind ~= 'none' then return -1 end
 local v = redis.call('HGET', KEYS[2], 'v')
 if v and v ~= '1' then return -1 end
-local ok = redis.pcall('HINCRBY', KEYS[2], 'N', tonumber(ARGV[4]))
+local ok = redis.pcall('HINCRBY', KEYS[2], 'N', tonumber(ARGV[5]))
 if type(ok) == 'table' and ok['err'] then return -1 end
 redis.call('HSET', KEYS[2], 'v', '1')
-for i = 5, #ARGV, 2 do
+for i = 6, #ARGV, 2 do
   ok = redis.pcall('HINCRBY', KEYS[2], 't' .. ARGV[i], tonumber(ARGV[i + 1]))
   if type(ok) == 'table' and ok['err'] then return -1 end
+end
+if tonumber(redis.call('HGET', KEYS[2], 'N')) > tonumber(ARGV[4]) then
+  local all = redis.call('HGETALL', KEYS[2])
+  for i = 1, #all, 2 do
+    local name = all[i]
+    if name == 'N' or string.match(name, '^t%d+$') then
+      local n = tonumber(all[i + 1])
+      if not n then return -1 end
+      redis.call('HSET', KEYS[2], name, math.floor(n / 2))
+    end
+  end
 end
 local ttl = tonumber(ARGV[3])
 if ttl and ttl > 0 then redis.call('EXPIRE', KEYS[2], ttl) end
@@ -297,9 +314,15 @@ class Learner:
         temperature = getattr(scope, "temperature", None)
         return temperature is None or temperature <= 0
 
-    def explore(self) -> bool:
-        """Turn this would-be semantic hit into a labelled miss?"""
-        if self.explore_rate and self._random.random() < self.explore_rate:
+    def explore(self, similarity: float, threshold: float) -> bool:
+        """Turn this would-be semantic hit at ``similarity`` into a labelled miss?
+        Sampled at ``explore_rate``, or at :data:`paracache.bound.NEAR_RATE` within
+        :data:`paracache.bound.NEAR_BAND` above the threshold (if ``explore_rate`` is
+        not 0)."""
+        rate = self.explore_rate
+        if rate and similarity < threshold + bound.NEAR_BAND:
+            rate = max(rate, bound.NEAR_RATE)
+        if rate and self._random.random() < rate:
             with self._lock:
                 self._counts["explorations"] += 1
             return True
@@ -664,8 +687,9 @@ class LabelWorker:
             self._report(None, "learn_message")
             return
         done = self._script(
-            TRAFFIC, (self.stream, stats_key), GROUP, message_id, self.stats_ttl, lookups, *pairs
-        )
+            TRAFFIC, (self.stream, stats_key), GROUP, message_id, self.stats_ttl,
+            TRAFFIC_WINDOW, lookups, *pairs,
+        )  # fmt: skip
         if done == -1:
             self._corrupt(stats_key)
 
