@@ -135,7 +135,7 @@ def run_stream(
         if judge is not None:
             options["judge"] = judge
     index = SemanticIndex(url, namespace="online-" + uuid.uuid4().hex[:10], **options)
-    index._memo = memo  # precomputed vectors: the same the embedder gives
+    index._embedder.memo = memo  # precomputed vectors: the same the embedder gives
     cache = SemanticCache(index)
     intents = {r["text"]: r["intent"] for r in stream}
     model = IntentModel(intents=intents, reworded=reworded, cache=cache)
@@ -205,7 +205,7 @@ def main() -> None:
     vectorizer = MiniLMVectorizer()
     server = EmbeddedRedis().start()
     probe = SemanticIndex(server.url, namespace="online-probe")
-    keys = [probe.core._embed_input(probe.settings.normalizer(r["text"])) for r in stream]
+    keys = [probe.core.embed_input(probe.settings.normalizer(r["text"])) for r in stream]
     t0 = time.perf_counter()
     vectors = vectorizer.embed_many(keys, batch_size=64)
     memo = EmbeddingMemo(len(keys) + 16)

@@ -225,7 +225,6 @@ class Learner:
         namespace: str,
         index_name: str,
         delta: float,
-        static: Callable[[Any], float],
         judge: Judge | None = None,
         explore_rate: float | None = None,
         judge_timeout: float = 10.0,
@@ -255,7 +254,6 @@ class Learner:
         self.namespace = namespace
         self.index_name = index_name
         self.stream = stream_key(namespace)
-        self._static = static
         self._client = client
         self._recorder = recorder
         self._random = random.Random(seed)
