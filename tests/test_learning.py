@@ -4,6 +4,7 @@ thresholds, exploration, fail-open. Only the LLM is fake."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from typing import Any
@@ -259,3 +260,56 @@ def test_langchain_update_labels_the_remembered_candidate(make_index: Any) -> No
         assert built.index.learner is not None and built.index.learner.delta == 0.03
     finally:
         built.index.close()
+
+
+def test_paracache_worker_and_stats_commands(
+    make_index: Any, redis_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from paracache.cli import main
+
+    index = make_index(max_error_rate=0.02, min_similarity=0.99, label_worker=False)
+    index.store(STORED, "Open the app and tap Activate.", SCOPE)
+    assert index.lookup_verdict(NEAR, SCOPE).outcome == "miss"
+    index.store(NEAR, "Call us.", SCOPE)
+    assert index.learner.wait_idle(30)
+    assert b"n93" not in _stats(index)  # nobody counted it yet
+    ns = index.namespace
+    code = main(["worker", "--redis-url", redis_url, "--namespace", ns, "--once", "--json"])
+    out = capsys.readouterr().out
+    assert code == 0 and json.loads(out.strip().splitlines()[-1])["labels"] == 1
+    assert _stats(index)[b"w93"] == b"1"
+    code = main(["stats", "--redis-url", redis_url, "--namespace", ns, "--json"])
+    data = json.loads(capsys.readouterr().out)
+    learning = data["namespaces"][0]["learning"]
+    assert learning["labels"] == 1 and learning["wrong"] == 1 and learning["scopes"] == 1
+    assert learning["queue"]["pending"] == 0
+    code = main(["stats", "--redis-url", redis_url, "--namespace", ns])
+    assert code == 0 and "labels    1 (1 wrong)" in capsys.readouterr().out
+
+
+def test_prometheus_shows_labels_explorations_and_observed_error(make_index: Any) -> None:
+    from prometheus_client import REGISTRY
+
+    index = make_index(
+        max_error_rate=0.02, min_similarity=0.8, explore_rate=0.5, metrics="prometheus"
+    )
+    ns = index.namespace
+    index.store(STORED, "Open the app and tap Activate.", SCOPE)
+    explored = 0
+    for _ in range(40):
+        if index.lookup_verdict(NEAR, SCOPE).reason.startswith("explored"):
+            explored += 1
+            break
+    assert explored
+    index.store(NEAR, "Call us.", SCOPE)  # judged wrong: an explored would-be hit
+    assert index.learner.wait_idle(30)
+
+    def sample(name: str, **labels: str) -> float:
+        return REGISTRY.get_sample_value(name, {"namespace": ns, **labels}) or 0.0
+
+    assert sample("paracache_learning_events_total", event="exploration") >= 1
+    assert sample("paracache_learning_events_total", event="explored_wrong") == 1
+    assert sample("paracache_observed_error_rate", stat="estimate") == 1.0
+    assert 0.0 < sample("paracache_observed_error_rate", stat="low") < 1.0
+    observed = index.stats().learning["observed_error"]
+    assert observed[0] == 1.0 and observed[2] == 1.0

@@ -359,6 +359,7 @@ def _run_stats(args: argparse.Namespace) -> int:
     import time
 
     from . import admin
+    from .learning import learning_summary
 
     conn = _connect(args)
     names = admin.run(conn.client, admin.indexes_flow(args.namespace))
@@ -375,6 +376,7 @@ def _run_stats(args: argparse.Namespace) -> int:
                     "entries": sum(s.entries for s in group),
                     "hits": sum(s.hits for s in group),
                     "indexes": [s.as_dict() for s in group],
+                    "learning": learning_summary(conn.client, ns),
                 }
                 for ns, group in namespaces.items()
             ],
@@ -407,8 +409,107 @@ def _run_stats(args: argparse.Namespace) -> int:
                     )
                     more = f", +{len(rows) - 5} more" if len(rows) > 5 else ""
                     print(f"    {label:<9} {shown}{more}")
+        _print_learning(conn.client, ns)
     print("\nHit rates and latencies live in each application process "
           "(SemanticIndex.stats(), the service's /v1/stats and /metrics).")
+    return 0
+
+
+def _print_learning(client: Any, namespace: str) -> None:
+    """The error bound's statistics of a namespace (``max_error_rate``), if any."""
+    from .learning import learning_summary
+
+    s = learning_summary(client, namespace)
+    if s is None:
+        return
+    print(f"  error bound (max_error_rate): {s['scopes']:,} scopes learning, "
+          f"{s['lookups']:,} lookups counted (recent window)")
+    print(f"    labels    {s['labels']:,} ({s['wrong']:,} wrong)")
+    observed = s["observed_error"]
+    shown = "-" if observed is None else (
+        f"{observed[0]:.2%} (95% CI {observed[1]:.2%}-{observed[2]:.2%})"
+    )
+    print(f"    explored  {s['explored_labels']:,} labelled would-be hits, "
+          f"{s['explored_wrong']:,} wrong: observed error {shown}")
+    q = s["queue"]
+    print(f"    queue     {q['length']:,} messages, {q.get('pending', 0):,} pending, "
+          f"lag {q.get('lag', 0):,}")
+    if s["unreadable"]:
+        print(f"    unreadable statistics records: {s['unreadable']:,}")
+
+
+# --------------------------------------------------------------------------- worker
+
+
+def _add_worker(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "worker",
+        help="count the error bound's labels (max_error_rate) in a separate process",
+        description=(
+            "Consume a namespace's label stream in its consumer group: judge each label job "
+            "and count it in Redis (acknowledged and counted in one step; jobs a dead worker "
+            "left pending are claimed after 30 s). Run any number of them; give the "
+            "applications label_worker=False. The judge: exact (equal after normalisation, "
+            "the default) or embedding (answers' cosine similarity, offline model)."
+        ),
+    )
+    _add_common(parser, namespace_help="the namespace whose labels to count (required)")
+    parser.add_argument("--judge", choices=("exact", "embedding"), default="exact")
+    parser.add_argument(
+        "--judge-similarity", type=_similarity, default=0.9, metavar="S",
+        help="embedding judge: answers at least this similar are the same (default 0.9)",
+    )
+    parser.add_argument(
+        "--judge-timeout", type=_non_negative, default=10.0, metavar="SECONDS",
+        help="seconds a judge call may take before its label is dropped (default 10)",
+    )
+    parser.add_argument(
+        "--stats-ttl", type=_positive_int, default=7 * 24 * 3600, metavar="SECONDS",
+        help="statistics expire this long after their last update (default: 7 days)",
+    )
+    parser.add_argument(
+        "--once", action="store_true", help="handle what is queued now, then exit"
+    )
+    parser.set_defaults(handler=_run_worker)
+
+
+def _run_worker(args: argparse.Namespace) -> int:
+    from .judge import EmbeddingJudge, ExactJudge, Judge
+    from .learning import LabelWorker
+
+    if not args.namespace:
+        raise CommandError("worker needs --namespace", 2)
+    if not args.judge_timeout > 0:
+        raise CommandError("--judge-timeout must be > 0", 2)
+    conn = _connect(args)
+    judge: Judge = (
+        EmbeddingJudge(min_similarity=args.judge_similarity)
+        if args.judge == "embedding" else ExactJudge()
+    )
+    counted = {"labels": 0, "wrong": 0, "dropped": 0}
+
+    def report(wrong: bool | None, kind: str, explored: bool) -> None:
+        if wrong is None:
+            counted["dropped"] += 1
+        else:
+            counted["labels"] += 1
+            counted["wrong"] += wrong
+
+    worker = LabelWorker(
+        conn.client, args.namespace, judge, judge_timeout=args.judge_timeout,
+        stats_ttl=args.stats_ttl, on_label=report,
+    )
+    print(f"paracache worker: namespace {args.namespace!r} on {conn.url}, judge {judge!r}",
+          file=sys.stderr)
+    while True:
+        handled = worker.run_once(block_ms=0 if args.once else 1000)
+        if args.once and not handled:
+            break
+    if args.json:
+        print(json.dumps(counted))
+    else:
+        print(f"counted {counted['labels']:,} labels ({counted['wrong']:,} wrong), "
+              f"dropped {counted['dropped']:,}")
     return 0
 
 
@@ -671,6 +772,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_clear(subparsers)
     _add_serve(subparsers)
     _add_repair(subparsers)
+    _add_worker(subparsers)
     return parser
 
 

@@ -60,7 +60,7 @@ from . import bound
 from .judge import Judge, JudgeFailed, call_judge, check_judge
 from .protocol import Script
 
-__all__ = ["GROUP", "LabelWorker", "Learner", "LearningStats"]
+__all__ = ["GROUP", "LabelWorker", "Learner", "LearningStats", "learning_summary", "stream_key"]
 
 logger = logging.getLogger("paracache")
 
@@ -176,14 +176,29 @@ class LearningStats:
     labels: int = 0
     wrong: int = 0
     explorations: int = 0
+    explored_labels: int = 0
+    explored_wrong: int = 0
     labels_skipped: int = 0
     dropped: int = 0
     judge_failures: int = 0
     thresholds: dict[str, float] = dataclasses.field(default_factory=dict)
 
+    @property
+    def observed_error(self) -> tuple[float, float, float] | None:
+        """Of the would-be hits explored and labelled here, the share judged wrong, with
+        its 95 % Clopper-Pearson interval: ``(estimate, low, high)``; ``None`` before
+        the first. (The share of *served* answers that are wrong, as far as exploration
+        samples them.)"""
+        if not self.explored_labels:
+            return None
+        low, high = bound.clopper_pearson(self.explored_wrong, self.explored_labels)
+        return self.explored_wrong / self.explored_labels, low, high
+
     def as_dict(self) -> dict[str, Any]:
-        """Plain data, for JSON."""
-        return dataclasses.asdict(self)
+        """Plain data, for JSON (with ``observed_error``)."""
+        out = dataclasses.asdict(self)
+        out["observed_error"] = self.observed_error
+        return out
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -323,6 +338,8 @@ class Learner:
         if rate and self._random.random() < rate:
             with self._lock:
                 self._counts["explorations"] += 1
+            if self._recorder is not None:
+                self._recorder.learning("exploration")
             return True
         return False
 
@@ -487,7 +504,7 @@ class Learner:
             stats, self.delta, static=1.0
         )
 
-    def _count_label(self, wrong: bool | None, kind: str) -> None:
+    def _count_label(self, wrong: bool | None, kind: str, explored: bool = False) -> None:
         with self._lock:
             if wrong is None:
                 self._counts["dropped"] += 1
@@ -496,8 +513,15 @@ class Learner:
             else:
                 self._counts["labels"] += 1
                 self._counts["wrong"] += wrong
+                if explored:
+                    self._counts["explored_labels"] += 1
+                    self._counts["explored_wrong"] += wrong
         if wrong is None:
             self._error(kind)
+        elif self._recorder is not None:
+            self._recorder.learning("label_wrong" if wrong else "label_right")
+            if explored:
+                self._recorder.learning("explored_wrong" if wrong else "explored_right")
 
     def _drop(self, kind: str, exc: BaseException) -> None:
         with self._lock:
@@ -553,6 +577,8 @@ class Learner:
             labels=counts.get("labels", 0),
             wrong=counts.get("wrong", 0),
             explorations=counts.get("explorations", 0),
+            explored_labels=counts.get("explored_labels", 0),
+            explored_wrong=counts.get("explored_wrong", 0),
             labels_skipped=counts.get("labels_skipped", 0),
             dropped=counts.get("dropped", 0),
             judge_failures=counts.get("judge_failures", 0),
@@ -598,7 +624,7 @@ class LabelWorker:
         judge_timeout: float = 10.0,
         stats_ttl: int = 7 * 24 * 3600,
         consumer: str | None = None,
-        on_label: Callable[[bool | None, str], None] | None = None,
+        on_label: Callable[[bool | None, str, bool], None] | None = None,
         claim_idle_ms: int = CLAIM_IDLE_MS,
     ) -> None:
         self.client = client
@@ -724,7 +750,7 @@ class LabelWorker:
             self.stats_ttl,
         )
         if done == 1:
-            self._report(not right, "label")
+            self._report(not right, "label", data.get("x") == "1")
         elif done == -1:
             self._corrupt(stats_key)
 
@@ -746,9 +772,58 @@ class LabelWorker:
     def _ack(self, message_id: Any) -> None:
         self.client.xack(self.stream, GROUP, message_id)
 
-    def _report(self, wrong: bool | None, kind: str) -> None:
+    def _report(self, wrong: bool | None, kind: str, explored: bool = False) -> None:
         if self.on_label is not None:
-            self.on_label(wrong, kind)
+            self.on_label(wrong, kind, explored)
+
+
+def learning_summary(client: Any, namespace: str) -> dict[str, Any] | None:
+    """What the error bound recorded for a namespace, summed over its scopes (for
+    ``paracache stats``): scopes, lookups counted, labels, wrong labels, explored labels
+    and wrong ones with the observed error of explored would-be hits (95 %
+    Clopper-Pearson), unreadable records, and the label queue (length, pending, lag).
+    ``None`` if the namespace has no learning data.
+
+    Example:
+        >>> # learning_summary(redis.Redis(...), "faq")["observed_error"]  -> (0.01, 0.002, 0.03)
+    """
+    out: dict[str, Any] = {
+        "scopes": 0, "lookups": 0, "labels": 0, "wrong": 0, "explored_labels": 0,
+        "explored_wrong": 0, "unreadable": 0,
+    }  # fmt: skip
+    for key in client.scan_iter(match=f"paracache:{namespace}:v*:*:q:*", count=1000):
+        name = _s(key)
+        if not _STATS_KEY.match(name):
+            continue
+        try:
+            stats = bound.ScopeStats.from_record(_as_bytes_map(client.hgetall(name)))
+        except (ValueError, redis.ResponseError):
+            out["unreadable"] += 1
+            continue
+        out["scopes"] += 1
+        out["lookups"] += stats.lookups
+        out["labels"] += stats.label_count
+        out["wrong"] += stats.wrong_count
+        out["explored_labels"] += stats.explored[0]
+        out["explored_wrong"] += stats.explored[1]
+    stream = stream_key(namespace)
+    queue: dict[str, int] = {"length": int(client.xlen(stream) or 0)}
+    try:
+        for group in client.xinfo_groups(stream):
+            info = {_s(k): v for k, v in group.items()}
+            if _s(info.get("name", "")) == GROUP:
+                queue["pending"] = int(info.get("pending") or 0)
+                queue["lag"] = int(info.get("lag") or 0)
+    except redis.ResponseError:
+        pass  # no stream
+    out["queue"] = queue
+    if not out["scopes"] and not out["unreadable"] and not queue["length"]:
+        return None
+    n, wrong = out["explored_labels"], out["explored_wrong"]
+    out["observed_error"] = (
+        (wrong / n, *bound.clopper_pearson(wrong, n)) if n else None
+    )
+    return out
 
 
 def _identity(text: str) -> str:

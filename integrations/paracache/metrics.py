@@ -96,7 +96,8 @@ class MetricEvent:
 
     ``kind`` is ``lookup`` (``outcome``: exact, semantic, miss, bypass, error, unreadable),
     ``error`` (``outcome``: the error kind), ``rejection`` (``outcome``: the guard's reason) or
-    ``write`` (``outcome``: written, dropped, skipped). ``seconds`` is the operation's
+    ``write`` (``outcome``: written, dropped, skipped) or ``learning`` (see
+    :meth:`Recorder.learning`). ``seconds`` is the operation's
     duration when known, ``tokens`` what a hit saved, ``similarity`` a lookup's best
     in-scope similarity (``None`` when there was no candidate).
     """
@@ -208,6 +209,13 @@ class Recorder:
             self._rejections[reason] += 1
         if self._listeners:
             self._emit(MetricEvent("rejection", reason))
+
+    def learning(self, event: str) -> None:
+        """Tell listeners about the error bound's work (``max_error_rate``): ``event`` is
+        ``exploration``, ``label_right``, ``label_wrong``, ``explored_right`` or
+        ``explored_wrong`` (the learner keeps its own counts: ``stats().learning``)."""
+        if self._listeners:
+            self._emit(MetricEvent("learning", event))
 
     def write(self, outcome: str, seconds: float = 0.0) -> None:
         """Record a store: ``outcome`` is written, dropped or skipped."""
