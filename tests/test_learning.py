@@ -313,3 +313,25 @@ def test_prometheus_shows_labels_explorations_and_observed_error(make_index: Any
     assert 0.0 < sample("paracache_observed_error_rate", stat="low") < 1.0
     observed = index.stats().learning["observed_error"]
     assert observed[0] == 1.0 and observed[2] == 1.0
+
+
+def test_service_labels_misses_with_the_model_answer(make_index: Any) -> None:
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from paracache.service import AnswerRequest, create_app
+
+    index = make_index(max_error_rate=0.02, min_similarity=0.99)
+
+    def llm(req: AnswerRequest) -> str:
+        return "Open the app and tap Activate."
+
+    with TestClient(create_app(index, llm, metrics=False)) as client:
+        for prompt in (STORED, NEAR):
+            r = client.post("/v1/answer", json={"prompt": prompt, "temperature": 0})
+            assert r.status_code == 200 and r.json()["cached"] is False
+            assert r.json()["min_similarity"] == 0.99  # cold: the static threshold
+    assert index.learner.wait_idle(30)
+    assert index.stats().learning["labels"] == 1
+    with pytest.raises(ValueError):
+        create_app(index, llm, max_error_rate=0.02)

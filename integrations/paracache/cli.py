@@ -47,6 +47,16 @@ def _non_negative(text: str) -> float:
     return value
 
 
+def _error_rate(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1), got {value}")
+    return value
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -659,6 +669,11 @@ def _add_serve(subparsers: Any) -> None:
         "requests may override it with the X-Paracache-Min-Similarity header",
     )
     parser.add_argument(
+        "--max-error-rate", type=_error_rate, default=None, metavar="DELTA",
+        help="learn each scope's threshold from traffic, keeping wrong answers per lookup "
+        "under DELTA, in (0, 1) (default: the static threshold)",
+    )
+    parser.add_argument(
         "--simulate", action="store_true",
         help="use the simulated model even if OPENAI_API_KEY or OPENAI_BASE_URL is set",
     )
@@ -691,6 +706,7 @@ def _run_serve(args: argparse.Namespace) -> int:
         redis_url=args.redis_url,
         namespace=args.namespace,
         min_similarity=args.min_similarity,
+        max_error_rate=args.max_error_rate,
         simulate=True if args.simulate else None,
         latency_scale=args.latency_scale,
     )

@@ -302,6 +302,8 @@ class Lookups(FlowBase):
                 continue  # cannot happen with the pre-filter; never serve it if it does
             below = cand.similarity < req.min_similarity
             if below and not self._corroborated(req, cand):
+                if learner is not None and unserved is None and self._labellable(req, cand):
+                    unserved = cand
                 continue  # below the threshold, and nothing vouches for it
             rejection = self._check(req, cand) or self._vetoed(cand)
             self._tell_listeners(req, cand, rejection)

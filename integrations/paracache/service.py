@@ -343,6 +343,7 @@ def create_app(
     redis_url: str | None = None,
     namespace: str = DEFAULT_NAMESPACE,
     min_similarity: float | None = None,
+    max_error_rate: float | None = None,
     metrics: bool = True,
     simulate: bool | None = None,
     latency_scale: float = 1.0,
@@ -359,6 +360,9 @@ def create_app(
             else an embedded Redis).
         namespace: For the default index.
         min_similarity: For the default index (default 0.90).
+        max_error_rate: For the default index: δ, the error bound learned from traffic
+            (``SemanticIndex(max_error_rate=...)``); each miss's fresh answer labels it.
+            Requests without the threshold header then use the learned threshold.
         metrics: Export Prometheus metrics (``GET /metrics``).
         simulate: For the default model: force (``True``) or forbid (``False``) the
             simulated model.
@@ -372,7 +376,12 @@ def create_app(
     """
     owned = index is None
     if index is None:
-        index = SemanticIndex(redis_url, namespace=namespace, min_similarity=min_similarity)
+        index = SemanticIndex(
+            redis_url, namespace=namespace, min_similarity=min_similarity,
+            max_error_rate=max_error_rate,
+        )  # fmt: skip
+    elif max_error_rate is not None:
+        raise ValueError("give max_error_rate= to the SemanticIndex passed as index=")
     elif not isinstance(index, SemanticIndex):
         raise TypeError(f"index must be a SemanticIndex, got {type(index).__name__}")
     if llm is None:
@@ -440,7 +449,11 @@ def create_app(
             params={"temperature": body.temperature},
             context=digest("service/v1", body.system),
         )
-        verdict = await cache.alookup_verdict(body.prompt, scope, min_similarity=threshold)
+        per_request: float | None = threshold
+        if min_similarity is None and cache.learner is not None:  # the learned threshold
+            per_request = None
+            threshold = cache.learner.threshold(scope.digest(), scope, threshold)[0]
+        verdict = await cache.alookup_verdict(body.prompt, scope, min_similarity=per_request)
         if verdict.hit is not None:
             hit = verdict.hit
             return _response(verdict, hit.response, hit.tokens, threshold, t0, hit.entry_id)
