@@ -228,7 +228,7 @@ def test_tenants_never_share_statistics(make_index: Any) -> None:
 
 
 def test_redis_down_is_fail_open(make_index: Any, redis_server: Any) -> None:
-    index = make_index(max_error_rate=0.02, min_similarity=0.99, timeout=0.2)
+    index = make_index(max_error_rate=0.02, min_similarity=0.99)
     index.store(STORED, "Open the app and tap Activate.", SCOPE)
     assert index.lookup_verdict(NEAR, SCOPE).outcome == "miss"
     # The learner's own connection points at a port nothing listens on.
@@ -307,10 +307,10 @@ def test_prometheus_shows_labels_explorations_and_observed_error(make_index: Any
     def sample(name: str, **labels: str) -> float:
         return REGISTRY.get_sample_value(name, {"namespace": ns, **labels}) or 0.0
 
-    assert sample("paracache_learning_events_total", event="exploration") >= 1
-    assert sample("paracache_learning_events_total", event="explored_wrong") == 1
-    assert sample("paracache_observed_error_rate", stat="estimate") == 1.0
-    assert 0.0 < sample("paracache_observed_error_rate", stat="low") < 1.0
+    assert sample("paracache_learning_events_total", outcome="exploration") >= 1
+    assert sample("paracache_learning_events_total", outcome="explored_wrong") == 1
+    assert sample("paracache_observed_error_rate", kind="estimate") == 1.0
+    assert 0.0 < sample("paracache_observed_error_rate", kind="low") < 1.0
     observed = index.stats().learning["observed_error"]
     assert observed[0] == 1.0 and observed[2] == 1.0
 

@@ -18,9 +18,9 @@ Prometheus (``prometheus_client``, registered once per process in its default re
 ``paracache_cost_saved_usd_total``          those tokens at ``usd_per_million_tokens``
 ``paracache_entries``                       entries in Redis (set by :func:`refresh_entries`)
 ``paracache_learning_events_total``         with ``max_error_rate``: explorations and labels
-                                            by ``event``
+                                            by ``outcome``
 ``paracache_observed_error_rate``           share of explored would-be hits judged wrong,
-                                            ``stat``: estimate, low, high (Clopper-Pearson)
+                                            ``kind``: estimate, low, high (Clopper-Pearson)
 ==========================================  ============================================
 
 Every metric is labelled by ``namespace`` and at most one of ``outcome``/``kind``, whose
@@ -209,14 +209,14 @@ def prometheus_metrics() -> PrometheusMetrics:
                     "The error bound's work (max_error_rate): explorations and labels "
                     "counted by this process (label_right, label_wrong, explored_right, "
                     "explored_wrong).",
-                    (*ns, "event"),
+                    (*ns, "outcome"),
                 ),
                 observed_error=_collector(
                     Gauge,
                     "paracache_observed_error_rate",
                     "Share of explored would-be hits judged wrong in this process, with its "
-                    "95 % Clopper-Pearson interval (stat: estimate, low, high).",
-                    (*ns, "stat"),
+                    "95 % Clopper-Pearson interval (kind: estimate, low, high).",
+                    (*ns, "kind"),
                 ),
             )
     assert _metrics is not None
