@@ -282,7 +282,11 @@ class EmbeddedRedis:
     acknowledged). ``maxmemory``/``maxmemory_policy`` bound memory (e.g. ``"64mb"``,
     ``"allkeys-lru"``). ``enable_debug_command=True`` allows ``DEBUG`` (e.g.
     ``DEBUG SLEEP``) from loopback clients, for fault tests; it is off by default.
-    After :meth:`stop`, :meth:`start` reuses the same port, password and data directory.
+    ``tuned=False`` starts the server as most users run theirs (a ``redis-stack``
+    container, Redis 8 with nothing but the search module): without
+    ``PARTIAL_INDEXED_DOCS`` and with Redis' default ``hash-max-listpack-value`` (tests
+    and benchmarks of that case). After :meth:`stop`, :meth:`start` reuses the same
+    port, password and data directory.
 
     Example:
         >>> with EmbeddedRedis() as server:  # doctest: +SKIP
@@ -302,7 +306,10 @@ class EmbeddedRedis:
         startup_timeout: float = 10.0,
         appendfsync: str = "everysec",
         enable_debug_command: bool = False,
+        tuned: bool = True,
     ) -> None:
+        if not isinstance(tuned, bool):
+            raise TypeError(f"tuned must be a bool, got {tuned!r}")
         if appendfsync not in _FSYNC:
             raise ValueError(f"appendfsync must be one of {_FSYNC}, got {appendfsync!r}")
         self._server_binary = _find_server_binary()
@@ -315,6 +322,7 @@ class EmbeddedRedis:
         self._maxmemory_policy = maxmemory_policy
         self._appendfsync = appendfsync
         self._debug = bool(enable_debug_command)
+        self._tuned = tuned
         self._startup_timeout = startup_timeout
         self._lock = threading.RLock()
         self._started_once = False
@@ -487,9 +495,10 @@ class EmbeddedRedis:
             # with HNSW). hash-max-listpack-value: an entry with its vector (768 bytes in
             # float16, 1,536 in float32 at 384 dims) stays a compact listpack (about 0.6 KB
             # less per entry). See docs/scaling.md.
-            "--loadmodule", str(self._module_path), "PARTIAL_INDEXED_DOCS", "1",
-            "--hash-max-listpack-value", "2048",
+            "--loadmodule", str(self._module_path),
         ]  # fmt: skip
+        if self._tuned:
+            cmd += ["PARTIAL_INDEXED_DOCS", "1", "--hash-max-listpack-value", "2048"]
         socket_path = self._socket_path()
         if socket_path is not None:
             cmd += ["--unixsocket", str(socket_path), "--unixsocketperm", "700"]

@@ -31,10 +31,12 @@ from typing import Any, TypeVar, cast
 import redis
 import redis.asyncio as aioredis
 
+from .bookkeeping import detect_flow
 from .bound import check_delta
 from .config import load_config
 from .core import Core
 from .driver import AsyncIO, SyncIO, arun, run
+from .errors import BackendError
 from .guards import Guards
 from .learning import Learner
 from .metrics import CacheStats, Recorder
@@ -320,6 +322,8 @@ class SemanticIndex:
             self._client = self._admin = cast(redis.Redis, redis_client)
             # A script's FT.SEARCH would search one shard: query and read in two calls.
             self._core.scripted_search = not hasattr(redis_client, "nodes_manager")
+            if not self._core.scripted_search:  # scripts touch their declared key only
+                self._core.hit_place = "entry"
         else:
             self._client = self._sync_client(self._timeout)
             self._admin = self._sync_client(self._admin_timeout)
@@ -865,6 +869,13 @@ class SemanticIndex:
             self._core.index_ready = True
         except Exception as exc:  # e.g. redisvl's RedisSearchError on an ACL refusal
             logger.warning("paracache: could not create the index yet: %r", exc)
+            return
+        if self._core.hit_place is None:  # where hits are counted (bookkeeping.py)
+            try:
+                self._core.server_features = self._admin_run(detect_flow())
+                self._core.hit_place = self._core.server_features.hit_place
+            except BackendError as exc:  # asked again on the first lookup
+                logger.warning("paracache: could not ask the server about indexing: %r", exc)
 
 
 def _unreadable_hook(vectorizer: Any) -> Callable[[str], str | None] | None:
