@@ -455,7 +455,10 @@ def test_service_answers_429_with_retry_after_per_caller(make_index: Any, ns: st
         assert calls == ["one", "two"]  # the refused request reached neither cache nor model
         assert ask("globex", "three").status_code == 200  # another caller, its own tier
         assert ask("acme", "one").status_code == 429  # even a would-be cache hit
-    assert app.state.limits.stats().refused == 2
+        streamed = client.post("/v1/answer",
+                               json={"prompt": "four", "tenant": "acme", "stream": True})
+        assert streamed.status_code == 429 and "Retry-After" in streamed.headers
+    assert app.state.limits.stats().refused == 3
 
 
 def test_service_rate_limits_fail_open(ns: str) -> None:
