@@ -490,3 +490,27 @@ def test_serve_rate_limit_flag() -> None:
     assert _rate_limits(None) is None
     (limit,) = _rate_limits(0.5) or []
     assert limit.rate == 0.5 and limit.capacity == 1.0
+
+
+def test_service_limits_each_api_key(make_index: Any, ns: str) -> None:
+    from fastapi.testclient import TestClient
+
+    from paracache.service import caller_id, create_app
+
+    k1, k2 = "k1-" + "a" * 20, "k2-" + "b" * 20
+    app = create_app(make_index(namespace=ns), lambda req: "42", metrics=False,
+                     api_keys=f"{k1}:acme,{k2}:acme",
+                     rate_limits=[Limit("answer", 1, window=HOUR)])
+    with TestClient(app) as client:
+        def ask(key: str | None, prompt: str) -> int:
+            headers = {"Authorization": f"Bearer {key}"} if key else {}
+            response = client.post("/v1/answer", json={"prompt": prompt}, headers=headers)
+            return response.status_code
+
+        assert ask(None, "x") == 401  # not authenticated: takes nothing from any limit
+        assert ask(k1, "one") == 200
+        assert ask(k1, "two") == 429
+        assert ask(k2, "two") == 200  # the same tenant's other key has its own limit
+        assert ask(k2, "three") == 429
+    assert app.state.limits.stats().admitted == 2
+    assert caller_id(None, "acme") == "tenant:acme"
