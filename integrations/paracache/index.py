@@ -348,6 +348,8 @@ class SemanticIndex:
                 raise ValueError("async_redis_client= needs redis_client= as well")
             self.redis_url = resolve_redis_url(redis_url, embedded_dir)
         self._timeout = float(timeout)
+        #: Seconds of Redis time one lookup or store may use (see ``timeout``).
+        self._budget = 2 * self._timeout
         self._admin_timeout = float(admin_timeout)
         self._embedder = Embedder(self.vectorizer, self._embed_timeout)
         self._memo = self._embedder.memo
@@ -930,14 +932,14 @@ class SemanticIndex:
 
     def _run(self, flow: Flow[T]) -> T:
         """Run a lookup or store flow blocking, within the time budget (``2 * timeout``)."""
-        return run(flow, self._io, 2 * self._timeout)
+        return run(flow, self._io, self._budget)
 
     async def _arun(self, flow: Flow[T]) -> T:
         """Run a lookup or store flow on the event loop, within the time budget; on
         paracache's own clients each request is bounded by :func:`transport.within`."""
         io, _ = self._async_io()
         bound = self._timeout if self._own_clients else None
-        return await arun(flow, io, 2 * self._timeout, bound)
+        return await arun(flow, io, self._budget, bound)
 
     def _admin_run(self, flow: Flow[T], writer: concurrent.futures.Executor | None = None) -> T:
         """Run an administrative flow blocking (``admin_timeout`` per command); a failure
