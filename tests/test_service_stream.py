@@ -164,3 +164,21 @@ async def test_a_client_gone_midway_stores_nothing(make_index: Any) -> None:
     last = [e async for e in events_out][-1]
     assert last.startswith(b"event: done") and ANSWER.encode() in last
     assert await index.acount() == 1 and model.calls == 2
+
+
+def test_streamed_answers_keep_to_the_api_keys_tenant(make_index: Any) -> None:
+    acme, globex = "key-acme-" + "a1" * 12, "key-globex-" + "g2" * 12
+    model = StreamingModel()
+    app = create_app(make_index(), model, api_keys=f"{acme}:acme, {globex}:globex")
+    body = {"prompt": CARD, "stream": True}
+    with TestClient(app) as c:
+
+        def ask(key: str) -> list[tuple[str, dict[str, Any]]]:
+            headers = {"Authorization": f"Bearer {key}"}
+            return events(c.post("/v1/answer", json=body, headers=headers).text)
+
+        r = c.post("/v1/answer", json=body)
+        assert r.status_code == 401  # no key, no stream
+        first, other, again = ask(acme), ask(globex), ask(acme)
+    assert first[0][1]["cached"] is False and other[0][1]["cached"] is False
+    assert again[0][1]["cached"] is True and model.calls == 2
