@@ -182,6 +182,26 @@ class CachedLLM(LLM, WrapsLLM):
             "tokens": total if isinstance(total, int) and total > 0 else 0,
         }
 
+    def _save(self, key: tuple[str, Scope], response: Any) -> str | None:
+        """Store a complete answer; its payload, for waiters (``None``: not storable)."""
+        try:
+            entry = self._entry(key, response)
+            self._cache.store(**entry)
+        except Exception as exc:
+            logger.warning("paracache: could not store the LLM answer: %r", exc)
+            return None
+        return str(entry["response"])
+
+    async def _asave(self, key: tuple[str, Scope], response: Any) -> str | None:
+        """Async :meth:`_save`."""
+        try:
+            entry = self._entry(key, response)
+            await self._cache.astore(**entry)
+        except Exception as exc:
+            logger.warning("paracache: could not store the LLM answer: %r", exc)
+            return None
+        return str(entry["response"])
+
     def _call(self, key: tuple[str, Scope] | None, kind: type[_R], call: Callable[[], _R]) -> _R:
         claim = None
         if key is not None:
@@ -196,12 +216,7 @@ class CachedLLM(LLM, WrapsLLM):
         try:
             response = call()
             if key is not None:
-                entry = self._entry(key, response)
-                payload = entry["response"]
-                try:
-                    self._cache.store(**entry)
-                except Exception as exc:
-                    logger.warning("paracache: could not store the LLM answer: %r", exc)
+                payload = self._save(key, response)
         finally:
             if claim is not None:
                 claim.done(payload)
@@ -223,12 +238,7 @@ class CachedLLM(LLM, WrapsLLM):
         try:
             response = await call()
             if key is not None:
-                entry = self._entry(key, response)
-                payload = entry["response"]
-                try:
-                    await self._cache.astore(**entry)
-                except Exception as exc:
-                    logger.warning("paracache: could not store the LLM answer: %r", exc)
+                payload = await self._asave(key, response)
         finally:
             if claim is not None:
                 await asyncio.shield(claim.adone(payload))
@@ -254,13 +264,8 @@ class CachedLLM(LLM, WrapsLLM):
         try:
             for last in start():
                 yield last
-            if last is not None:
-                entry = self._entry(key, last)
-                payload = entry["response"]
-                try:
-                    self._cache.store(**entry)
-                except Exception as exc:
-                    logger.warning("paracache: could not store the streamed answer: %r", exc)
+            if last is not None:  # the stream ended cleanly: its last response is whole
+                payload = self._save(key, last)
         finally:  # an abandoned or failing stream stores nothing and hands nothing on
             if claim is not None:
                 claim.done(payload)
@@ -287,12 +292,7 @@ class CachedLLM(LLM, WrapsLLM):
             async for last in await start():
                 yield last
             if last is not None:
-                entry = self._entry(key, last)
-                payload = entry["response"]
-                try:
-                    await self._cache.astore(**entry)
-                except Exception as exc:
-                    logger.warning("paracache: could not store the streamed answer: %r", exc)
+                payload = await self._asave(key, last)
         finally:
             if claim is not None:
                 await asyncio.shield(claim.adone(payload))
