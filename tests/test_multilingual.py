@@ -169,3 +169,16 @@ def test_normalisation_keeps_meaning_across_scripts() -> None:
     assert n("¿Está abierto?") == n("está abierto")
     assert n("هل أنتم مفتوحون؟") == n("هل أنتم مفتوحون")
     assert n("क्या आप खुले हैं।") == n("क्या आप खुले हैं")
+
+
+def test_unreadable_is_its_own_prometheus_outcome(make_index) -> None:  # type: ignore[no-untyped-def]
+    from prometheus_client import REGISTRY
+
+    cache: SemanticIndex = make_index(metrics="prometheus")
+    labels = {"namespace": cache.namespace, "outcome": "unreadable"}
+    before = REGISTRY.get_sample_value("paracache_lookups_total", labels) or 0.0
+    cache.store("你们星期日营业吗", "sunday", Scope())
+    assert cache.lookup("你们星期一营业吗", Scope()) is None
+    assert cache.lookup("你们星期日营业吗", Scope()) is not None  # exact: not unreadable
+    after = REGISTRY.get_sample_value("paracache_lookups_total", labels)
+    assert after == before + 1
