@@ -106,6 +106,17 @@ class Verdict:
     hit: CacheHit | None = None
     scope: Scope | None = None
 
+    @property
+    def missed(self) -> bool:
+        """Nothing served and nothing failed: ``miss``, or ``unreadable`` (a miss of text
+        the embedding model cannot read). The caller asks the model (and stores it).
+
+        Example:
+            >>> Verdict("unreadable", "no exact match", "0" * 32, 1.0).missed
+            True
+        """
+        return self.outcome in ("miss", "unreadable")
+
 
 _last_verdict: contextvars.ContextVar[Verdict | None] = contextvars.ContextVar(
     "paracache_last_verdict", default=None

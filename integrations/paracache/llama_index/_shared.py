@@ -94,7 +94,7 @@ class CacheHitEvent(BaseEvent):
 
 
 class CacheMissEvent(BaseEvent):
-    """Emitted when paracache cannot answer (``outcome``: miss, bypass or error)."""
+    """Emitted when paracache cannot answer (``outcome``: miss, unreadable, bypass or error)."""
 
     source: str
     query: str

@@ -208,7 +208,7 @@ class CachedLLM(LLM, WrapsLLM):
             verdict = self._cache.lookup_verdict(key[0], key[1], semantic=False)
             if isinstance(cached := self._hit(key, verdict), kind):
                 return cached
-            if verdict.outcome == "miss":
+            if verdict.missed:
                 claim = self._flights.claim(key[0], key[1])
                 if isinstance(shared := self._shared(claim), kind):
                     return shared
@@ -230,7 +230,7 @@ class CachedLLM(LLM, WrapsLLM):
             verdict = await self._cache.alookup_verdict(key[0], key[1], semantic=False)
             if isinstance(cached := self._hit(key, verdict), kind):
                 return cached
-            if verdict.outcome == "miss":
+            if verdict.missed:
                 claim = await self._flights.aclaim(key[0], key[1])
                 if isinstance(shared := self._shared(claim), kind):
                     return shared
@@ -254,7 +254,7 @@ class CachedLLM(LLM, WrapsLLM):
             return
         verdict = self._cache.lookup_verdict(key[0], key[1], semantic=False)
         cached, claim = self._hit(key, verdict), None
-        if cached is None and verdict.outcome == "miss":
+        if cached is None and verdict.missed:
             claim = self._flights.claim(key[0], key[1])
             cached = self._shared(claim)
         if isinstance(cached, ChatResponse):
@@ -280,7 +280,7 @@ class CachedLLM(LLM, WrapsLLM):
             return
         verdict = await self._cache.alookup_verdict(key[0], key[1], semantic=False)
         cached, claim = self._hit(key, verdict), None
-        if cached is None and verdict.outcome == "miss":
+        if cached is None and verdict.missed:
             claim = await self._flights.aclaim(key[0], key[1])
             cached = self._shared(claim)
         if isinstance(cached, ChatResponse):

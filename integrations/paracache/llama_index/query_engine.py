@@ -432,7 +432,7 @@ class SemanticCacheQueryEngine(BaseQueryEngine):
                 )
                 if (served := self._serve(plan, verdict, is_async=False)) is not None:
                     return served
-                if verdict.outcome == "miss":
+                if verdict.missed:
                     claim = self._flights.claim(plan.text, plan.scope)
                     if (served := self._shared(plan, claim, is_async=False)) is not None:
                         return served
@@ -467,7 +467,7 @@ class SemanticCacheQueryEngine(BaseQueryEngine):
                 )
                 if (served := self._serve(plan, verdict, is_async=True)) is not None:
                     return served
-                if verdict.outcome == "miss":
+                if verdict.missed:
                     claim = await self._flights.aclaim(plan.text, plan.scope)
                     if (served := self._shared(plan, claim, is_async=True)) is not None:
                         return served
