@@ -84,11 +84,10 @@ class Core(Lookups, Stores, Administration):
     def prepare_lookup(self, prompt: Any, scope: Any, **options: Any) -> LookupRequest:
         """Validate a lookup (``TypeError``/``ValueError`` on bad input) and derive its
         ids: :func:`paracache.values.prepare_lookup` with this instance's settings
-        (options: ``min_similarity``, ``semantic``)."""
-        hook = self.readable_problem if self.unreadable is not None else None
-        return prepare_lookup(
-            self.layout, self.settings, prompt, scope, unreadable=hook, **options
-        )
+        (options: ``min_similarity``, ``semantic``). Whether the model can read the text
+        is asked by the lookup itself, once the exact layer missed (an exact hit never
+        pays the tokenizer)."""
+        return prepare_lookup(self.layout, self.settings, prompt, scope, **options)
 
     def prepare_store(self, prompt: Any, response: Any, scope: Any, **options: Any) -> StoreRequest:
         """Validate a write and build the entry's fields (except its vector):
