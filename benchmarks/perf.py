@@ -734,6 +734,7 @@ def user_path(url: str, stored: Sequence[str], queries: Sequence[str],
             exact[name].add(time.perf_counter() - t0, 0.0, hit)
     out["lookups"] = {name: smp.summary() for name, smp in samples.items()}
     out["exact"] = {name: smp.summary() for name, smp in exact.items()}
+    out["server"]["cost"] = server_costs(client, para_own, lc_own, queries, asked)
     for cache in (para_shared, para_own):
         cache.index.clear()
     para_shared.index.close()
@@ -742,6 +743,47 @@ def user_path(url: str, stored: Sequence[str], queries: Sequence[str],
         client.execute_command("FT.DROPINDEX", lc_name, "DD")
     client.close()
     return out
+
+
+#: Commands a lookup sends itself (its round trips); what scripts run inside is in them.
+TOP_LEVEL = {"paracache": ("evalsha", "eval", "hgetall", "ft.search"),
+             "langchain-redis": ("ft.search", "hgetall", "hmget", "expire", "json.get")}
+
+
+def _commandstats(client: redis.Redis) -> dict[str, tuple[int, int]]:
+    raw = client.info("commandstats")
+    return {k.removeprefix("cmdstat_"): (int(v["calls"]), int(v["usec"])) for k, v in raw.items()}
+
+
+def server_costs(client: redis.Redis, para: Any, lc: Any, queries: Sequence[str],
+                 exact: Sequence[str], n: int = 150) -> dict[str, dict[str, dict[str, float]]]:
+    """What each lookup costs the server, from ``INFO commandstats`` around it (robust
+    to a loaded client machine): round trips (commands the client sent) and server
+    microseconds, by outcome. Counted per lookup, systems alternated."""
+    from paracache.langchain import SemanticCache
+
+    acc: dict[str, dict[str, list[tuple[int, int]]]] = {}
+    for i in range(min(n, len(queries))):
+        pairs = [(name, cache, text) for name, cache in (("paracache", para),
+                                                         ("langchain-redis", lc))
+                 for text in (queries[i], exact[i])]
+        for name, cache, text in pairs if i % 2 else pairs[::-1]:
+            if isinstance(cache, SemanticCache):
+                cache.index._memo.clear()
+            before = _commandstats(client)
+            hit = cache.lookup(text, USER_LLM_STRING) is not None
+            after = _commandstats(client)
+            kind = ("exact repeat" if text == exact[i] else
+                    "semantic hit" if hit else "miss")
+            calls = sum(after.get(c, (0, 0))[0] - before.get(c, (0, 0))[0]
+                        for c in TOP_LEVEL[name])
+            usec = sum(after[c][1] - before.get(c, (0, 0))[1] for c in after
+                       if c != "info" and c in TOP_LEVEL[name])
+            acc.setdefault(name, {}).setdefault(kind, []).append((calls, usec))
+    return {name: {kind: {"round_trips": statistics.mean(c for c, _ in rows),
+                          "server_us_p50": statistics.median(u for _, u in rows),
+                          "n": len(rows)} for kind, rows in kinds.items()}
+            for name, kinds in acc.items()}
 
 
 def _pairs_of(raw: Any) -> dict[str, Any]:
@@ -1105,6 +1147,15 @@ def user_report(out: dict[str, Any]) -> list[str]:
         lambda u, n: u["load"][n]["bytes_per_entry"], "{:,.0f}")
     row("entries in Redis after the load (FT.INFO num_docs)",
         lambda u, n: u["load"][n]["entries"], "{:,.0f}", False)
+    lines += ["", "What a lookup costs the server (`INFO commandstats` around each lookup; "
+              "round trips = commands the client sent, scripts counted once; server time "
+              "p50 in µs; by outcome):", "",
+              "| server | system | exact repeat | semantic hit | miss |", "|---|---|---|---|---|"]
+    for kind, u in runs.items():
+        for name, by in (u["server"].get("cost") or {}).items():
+            cells = [f"{by[k]['round_trips']:.1f} RT, {by[k]['server_us_p50']:.0f} µs"
+                     if k in by else "" for k in ("exact repeat", "semantic hit", "miss")]
+            lines.append(f"| {kind} | {name} | " + " | ".join(cells) + " |")
     lines += ["", "paracache's embedding memo is cleared before each of its lookups: every "
               "lookup of either cache embeds its question. Systems take turns query by query.",
               ""]
