@@ -745,14 +745,17 @@ def user_path(url: str, stored: Sequence[str], queries: Sequence[str],
     return out
 
 
-#: Commands a lookup sends itself (its round trips); what scripts run inside is in them.
-TOP_LEVEL = {"paracache": ("evalsha", "eval", "hgetall", "ft.search"),
-             "langchain-redis": ("ft.search", "hgetall", "hmget", "expire", "json.get")}
+#: Commands a lookup sends itself (its round trips), ``None``: every command (a system
+#: without scripts). paracache's lookups are scripts: what runs inside one (its
+#: ``FT.SEARCH``, ``HGETALL``s) is counted in it, not as round trips of their own.
+TOP_LEVEL: dict[str, tuple[str, ...] | None] = {"paracache": ("evalsha", "eval"),
+                                                "langchain-redis": None}
 
 
 def _commandstats(client: redis.Redis) -> dict[str, tuple[int, int]]:
     raw = client.info("commandstats")
-    return {k.removeprefix("cmdstat_"): (int(v["calls"]), int(v["usec"])) for k, v in raw.items()}
+    return {k.removeprefix("cmdstat_").lower(): (int(v["calls"]), int(v["usec"]))
+            for k, v in raw.items()}
 
 
 def server_costs(client: redis.Redis, para: Any, lc: Any, queries: Sequence[str],
@@ -775,10 +778,9 @@ def server_costs(client: redis.Redis, para: Any, lc: Any, queries: Sequence[str]
             after = _commandstats(client)
             kind = ("exact repeat" if text == exact[i] else
                     "semantic hit" if hit else "miss")
-            calls = sum(after.get(c, (0, 0))[0] - before.get(c, (0, 0))[0]
-                        for c in TOP_LEVEL[name])
-            usec = sum(after[c][1] - before.get(c, (0, 0))[1] for c in after
-                       if c != "info" and c in TOP_LEVEL[name])
+            mine = TOP_LEVEL[name] or tuple(c for c in after if c != "info")
+            calls = sum(after.get(c, (0, 0))[0] - before.get(c, (0, 0))[0] for c in mine)
+            usec = sum(after.get(c, (0, 0))[1] - before.get(c, (0, 0))[1] for c in mine)
             acc.setdefault(name, {}).setdefault(kind, []).append((calls, usec))
     return {name: {kind: {"round_trips": statistics.mean(c for c, _ in rows),
                           "server_us_p50": statistics.median(u for _, u in rows),
@@ -1163,7 +1165,7 @@ def user_report(out: dict[str, Any]) -> list[str]:
 
 
 def report(out: dict[str, Any]) -> str:
-    tiers = out["tiers"]
+    tiers = out.get("tiers") or {}
     if not tiers:
         return "\n".join([f"Run: {out['when']}, {out['machine']}; load average "
                           f"{out['load_before']} before, {out.get('load_after', '?')} after. "
@@ -1242,15 +1244,7 @@ def report(out: dict[str, Any]) -> str:
     lines += [f"| {k} | {v:.0f} |" for k, v in a["lookups_per_s"].items()]
     lines += ["", f"(paracache lookups that failed open, e.g. on its 100 ms Redis timeout: "
               f"{a.get('paracache_errors', 0)} of {a.get('lookups_each', 0)}.)"]
-    th = first["threads"]
-    lines += ["", "### The embedder on the request path (same model, same vectors; "
-              "`intra_op_num_threads`)", "",
-              "| setting | one query at a time, p50 ms | texts/s, 1 caller | 2 callers | "
-              "4 callers |", "|---|---:|---:|---:|---:|"]
-    for name, p50 in th["single_p50_ms"].items():
-        r = th["per_s"][name]
-        lines.append(f"| {name} | {p50:.2f} | {r['1']:.0f} | {r['2']:.0f} | {r['4']:.0f} |")
-    lines.append("")
+    lines += thread_table(first["threads"])
     pol = first.get("lookups_rediSearch_policy", {}).get("paraphrase hit", {})
     if pol:
         lines += [f"Paraphrase hits at {fmt_size(int(next(iter(tiers))))} with RediSearch choosing "
@@ -1269,13 +1263,24 @@ def report(out: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def thread_table(th: dict[str, Any]) -> list[str]:
+    lines = ["", "### The embedder on the request path (same model, same vectors; "
+             "`intra_op_num_threads`)", "",
+             "| setting | one query at a time, p50 ms | texts/s, 1 caller | 2 callers | "
+             "4 callers |", "|---|---:|---:|---:|---:|"]
+    for name, p50 in th["single_p50_ms"].items():
+        r = th["per_s"][name]
+        lines.append(f"| {name} | {p50:.2f} | {r['1']:.0f} | {r['2']:.0f} | {r['4']:.0f} |")
+    return [*lines, ""]
+
+
 def plot(out: dict[str, Any], path: Path = PLOT) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    tiers = out["tiers"]
+    tiers = out.get("tiers") or {}
     sizes = [int(s) for s in tiers]
     kinds = ["exact repeat", "paraphrase hit", "miss"]
     fig, axes = plt.subplots(1, 3, figsize=(13, 4), sharey=True)
@@ -1324,15 +1329,25 @@ def main() -> None:
                          "tuned embedded one; the user's path runs on both")
     ap.add_argument("--user-only", action="store_true",
                     help="only the user's path (LangChain caches, both servers)")
+    ap.add_argument("--embedder-only", action="store_true",
+                    help="only the embedder's request-path settings (no Redis)")
     ap.add_argument("--from-json", type=Path, default=None,
                     help="only report (and plot) a previous run's out/perf.json")
     args = ap.parse_args()
     if args.from_json:
         out = json.loads(args.from_json.read_text(encoding="utf-8"))
         print(report(out))
-        plot(out, PLOT if args.write_results else OUT / PLOT.name)
+        if out.get("tiers"):
+            plot(out, PLOT if args.write_results else OUT / PLOT.name)
         if args.write_results:
             write_results(report(out))
+        return
+    if args.embedder_only:
+        _, asked = user_split(0, 400)
+        th = thread_runs("", {"paraphrase hit": asked[:200], "miss": asked[200:]},
+                         Plan([], None, 0, 0, 0, 0, 0, 0), [])
+        print(json.dumps(th, indent=1))
+        print("\n".join(thread_table(th)))
         return
     if args.quick:
         plan = Plan([2_000, 10_000], None, 40, 40, 512, 150, 16, 30)
