@@ -84,9 +84,8 @@ class Core(Lookups, Stores, Administration):
     def prepare_lookup(self, prompt: Any, scope: Any, **options: Any) -> LookupRequest:
         """Validate a lookup (``TypeError``/``ValueError`` on bad input) and derive its
         ids: :func:`paracache.values.prepare_lookup` with this instance's settings
-        (options: ``min_similarity``, ``semantic``). Whether the model can read the text
-        is asked by the lookup itself, once the exact layer missed (an exact hit never
-        pays the tokenizer)."""
+        (options: ``min_similarity``, ``semantic``)."""
+        # Readability is checked by lookup_flow, after an exact miss (exact hits skip it).
         return prepare_lookup(self.layout, self.settings, prompt, scope, **options)
 
     def prepare_store(self, prompt: Any, response: Any, scope: Any, **options: Any) -> StoreRequest:

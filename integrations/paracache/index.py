@@ -40,6 +40,7 @@ from .guards import Guards
 from .metrics import CacheStats, Recorder
 from .policy import CircuitBreaker, Normalizer, TTLPolicy
 from .protocol import EnsureIndex, Flow
+from .reembed import ReembedReport
 from .repair import RepairReport, repair_flow
 from .schema import HNSW, Layout
 from .scope import Scope
@@ -50,11 +51,21 @@ from .transport import (
     check_user_clients,
     client_kwargs,
     client_url,
+    close_async_client,
     derive_async,
     resolve_redis_url,
     safe_url,
 )
-from .values import CacheHit, EntryInfo, Settings, Verdict, check_similarity, check_thresholds
+from .values import (
+    CacheHit,
+    EntryInfo,
+    Settings,
+    StoreRequest,
+    StoreResult,
+    Verdict,
+    check_similarity,
+    check_thresholds,
+)
 from .vectorizers import default_vectorizer, vectorizer_id
 
 __all__ = ["RedisSearchUnavailable", "SemanticIndex", "resolve_redis_url"]
@@ -63,6 +74,12 @@ logger = logging.getLogger("paracache")
 
 _UNSET: Any = object()
 T = TypeVar("T")
+
+def _flag(value: Any, name: str) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be a bool, got {value!r}")
+    return value
+
 
 # Kept importable from here (the CLI and older code import them from this module).
 _safe_url = safe_url
@@ -83,7 +100,11 @@ class SemanticIndex:
         vectorizer: Any RedisVL vectorizer. Default: offline all-MiniLM-L6-v2 (int8 ONNX).
             Its model id is part of the index identity.
         min_similarity: Cosine similarity in [0, 1] a semantic hit needs (higher is
-            stricter); overridable per call.
+            stricter); overridable per call. Not a hard floor while guards corroborate:
+            a candidate that shares a specific detail with the query (an order number,
+            a sum, a name) is served down to ``corroboration_margin`` (0.05) below it,
+            so a hit's ``similarity`` can be below ``min_similarity`` (its verdict says
+            "corroborated"). ``corroboration_margin=0`` or ``guards=None`` make it one.
         thresholds: Per-scope thresholds, ``{scope field: {value: min_similarity}}``, e.g.
             ``{"tenant": {"medical": 0.97}, "model": {"gpt-4o": 0.92}}``; a field is
             ``tenant``, ``model``, ``corpus_version``, ``context`` or a ``Scope.fields``
@@ -138,7 +159,9 @@ class SemanticIndex:
         breaker: The circuit breaker (default: open after 3 failures for 2 s).
         track_hits: Record ``hit_count`` and ``last_hit_at`` on each hit.
         on_verdict: Called with every lookup's :class:`Verdict`.
-        exact: Use the exact layer (on by default).
+        exact: Look the exact layer up first (on by default). Off, every lookup embeds
+            and goes to the semantic layer (an identical prompt is still found there, at
+            similarity 1.0); entries are written the same either way.
         semantic: Use the semantic layer (on by default).
         metrics: Export metrics: ``"prometheus"`` (counters and histograms through
             ``prometheus_client``), ``"otel"`` (OpenTelemetry spans), or both as a
@@ -147,12 +170,14 @@ class SemanticIndex:
             read, hit counted: one round trip). ``None`` (default): on, except with a
             ``RedisCluster`` client. Set ``False`` for a sharded database behind a proxy
             (Redis Software / Redis Cloud with several shards), where a script sees one
-            shard's index: the query and the winner's read then take two calls. A server
-            that refuses the script (an ACL without scripting) switches it off by itself.
+            shard's index: the query and the winner's read then take two calls. When the
+            server refuses the script (``BUSY`` with another client's script, an ACL
+            without scripting), lookups take two calls for a while and try the script
+            again (after 1 s, doubling while refusals go on, up to 5 minutes).
         spin: How long a blocking call may busy-wait for Redis's reply before its
             thread sleeps (seconds; default 0.002, 0 turns it off). A reply usually
             comes within a millisecond; waiting awake saves waking a sleeping thread,
-            0.03-0.2 ms per call on a virtual machine. Only while one call at a time
+            slow on virtual machines (see benchmarks/RESULTS.md). Only while one call at a time
             is in flight, only on paracache's own plain (not TLS) connections; with
             concurrent calls each sleeps as usual.
         check_readability: Ask the vectorizer (if it has an ``unreadable(text)`` method,
@@ -190,6 +215,7 @@ class SemanticIndex:
         breaker: CircuitBreaker | None = None,
         track_hits: bool = True,
         on_verdict: Callable[[Verdict], None] | None = None,
+        exact: bool = True,
         semantic: bool = True,
         metrics: str | Sequence[str] | None = None,
         max_entries: int | None = None,
@@ -249,6 +275,7 @@ class SemanticIndex:
             policy=ttl_policy,
             normalizer=normalizer or Normalizer(),
             track_hits=bool(track_hits),
+            exact=_flag(exact, "exact"),
             max_entries=max_entries,
             thresholds=check_thresholds(thresholds),
             strip_pleasantries=strip_pleasantries,
@@ -431,24 +458,15 @@ class SemanticIndex:
         ``ttl=True`` applies the TTL policy, a number overrides it, ``None`` never
         expires. ``tokens`` is what the LLM call cost (counted as saved on each hit).
         ``semantic=False`` stores for the exact layer only. Returns ``None`` when the
-        policy declines (e.g. high temperature) or Redis is unavailable (fail-open).
+        policy declines (e.g. high temperature) or Redis is unavailable (fail-open);
+        :meth:`store_result` tells which.
 
         Example:
             >>> cache.store("What's your refund policy?", "30 days.", tokens=42)  # doctest: +SKIP
         """
-        req = self._core.prepare_store(
-            prompt,
-            response,
-            scope,
-            ttl=ttl,
-            metadata=metadata,
-            tokens=tokens,
-            semantic=semantic and self._semantic,
-        )
-        entry = self._run(self._core.store_flow(req))
-        if (trim := self._core.trim_after(entry)) is not None:
-            self._admin_run(trim)
-        return entry
+        return self.store_result(
+            prompt, response, scope, ttl=ttl, metadata=metadata, tokens=tokens, semantic=semantic
+        ).entry_id
 
     async def astore(
         self,
@@ -462,19 +480,48 @@ class SemanticIndex:
         semantic: bool = True,
     ) -> str | None:
         """Async :meth:`store`."""
-        req = self._core.prepare_store(
-            prompt,
-            response,
-            scope,
-            ttl=ttl,
-            metadata=metadata,
-            tokens=tokens,
-            semantic=semantic and self._semantic,
+        result = await self.astore_result(
+            prompt, response, scope, ttl=ttl, metadata=metadata, tokens=tokens, semantic=semantic
         )
-        entry = await self._arun(self._core.store_flow(req))
-        if (trim := self._core.trim_after(entry)) is not None:
+        return result.entry_id
+
+    def store_result(
+        self, prompt: str, response: str, scope: Scope | None = None, **options: Any
+    ) -> StoreResult:
+        """Like :meth:`store` (same arguments), but returns what the write did: a
+        :class:`~paracache.values.StoreResult` that is ``written`` (with the entry id),
+        ``skipped`` (the TTL policy declined) or ``dropped`` (Redis failed: fail-open).
+
+        Example:
+            >>> hot = Scope(params={"temperature": 1.5})
+            >>> cache.store_result("Tell me a joke", "...", hot).outcome  # doctest: +SKIP
+            'skipped'
+        """
+        result = self._run(
+            self._core.store_flow(self._prepare_store(prompt, response, scope, options))
+        )
+        if (trim := self._core.trim_after(result.entry_id)) is not None:
+            self._admin_run(trim)
+        return result
+
+    async def astore_result(
+        self, prompt: str, response: str, scope: Scope | None = None, **options: Any
+    ) -> StoreResult:
+        """Async :meth:`store_result`."""
+        req = self._prepare_store(prompt, response, scope, options)
+        result = await self._arun(self._core.store_flow(req))
+        if (trim := self._core.trim_after(result.entry_id)) is not None:
             await self._admin_arun(trim)
-        return entry
+        return result
+
+    def _prepare_store(
+        self, prompt: Any, response: Any, scope: Any, options: dict[str, Any]
+    ) -> StoreRequest:
+        unknown = set(options) - {"ttl", "metadata", "tokens", "semantic"}
+        if unknown:
+            raise TypeError(f"unexpected store options: {sorted(unknown)}")
+        options["semantic"] = bool(options.get("semantic", True)) and self._semantic
+        return self._core.prepare_store(prompt, response, scope, **options)
 
     def clear(
         self,
@@ -647,12 +694,7 @@ class SemanticIndex:
             2
         """
         flow, bar = self._warm_flow(pairs, scope, batch_size, progress, ttl, tokens, semantic)
-        try:
-            # One writer thread: a batch is written while the next one is embedded.
-            with concurrent.futures.ThreadPoolExecutor(1, "paracache-warm") as writer:
-                return self._admin_run(flow, writer)
-        finally:
-            bar.close()
+        return self._bulk_run(flow, bar)
 
     async def awarm(
         self,
@@ -667,10 +709,7 @@ class SemanticIndex:
     ) -> int:
         """Async :meth:`warm` (embeddings run in a worker thread)."""
         flow, bar = self._warm_flow(pairs, scope, batch_size, progress, ttl, tokens, semantic)
-        try:
-            return await self._admin_arun(flow)
-        finally:
-            bar.close()
+        return await self._abulk_run(flow, bar)
 
     def _warm_flow(
         self,
@@ -694,14 +733,114 @@ class SemanticIndex:
         flow = self._core.warm_flow(requests, batch_size=batch_size, on_batch=bar.update)
         return flow, bar
 
+    def reembed(
+        self,
+        from_model: Any,
+        *,
+        batch_size: int = 64,
+        progress: bool = True,
+        drop_old: bool = False,
+    ) -> ReembedReport:
+        """Copy every live entry of another embedding model's index of this namespace into
+        this cache's index, its prompt embedded with this cache's vectorizer (in batches,
+        as :meth:`warm`), keeping scope, answer, metadata, TTL left, ``created_at`` and
+        hit counters. Entries this index already has are left alone; an interrupted run
+        finishes when run again; lookups keep working meanwhile (an entry is served by
+        this model once it is copied). See :mod:`paracache.reembed`.
+
+        Args:
+            from_model: The old model: a vectorizer, its id (``vectorizer_id(v)``, e.g.
+                ``"onnx:sentence-transformers/all-MiniLM-L6-v2@onnx-int8:384"``; of the
+                same model in another ``dtype`` too) or the old index's name.
+            batch_size: Prompts embedded per batch.
+            progress: Show a tqdm progress bar.
+            drop_old: After a successful copy, delete the old index and its entries
+                (without it they expire on their own).
+
+        Raises :class:`~paracache.reembed.ReembedError` (a :class:`CacheError`, with the
+        report so far) when Redis or the embedder fails; ``ValueError`` when there is no
+        such index.
+
+        Example:
+            >>> new = SemanticIndex(namespace="faq", vectorizer=new_model)   # doctest: +SKIP
+            >>> report = new.reembed(from_model=default_vectorizer())      # doctest: +SKIP
+            >>> report.copied + report.skipped_present == report.seen     # doctest: +SKIP
+            True
+        """
+        flow, bar = self._reembed_flow(from_model, batch_size, progress, drop_old)
+        return self._bulk_run(flow, bar)
+
+    async def areembed(
+        self,
+        from_model: Any,
+        *,
+        batch_size: int = 64,
+        progress: bool = True,
+        drop_old: bool = False,
+    ) -> ReembedReport:
+        """Async :meth:`reembed` (embeddings run in a worker thread)."""
+        flow, bar = self._reembed_flow(from_model, batch_size, progress, drop_old)
+        return await self._abulk_run(flow, bar)
+
+    def _bulk_run(self, flow: Flow[T], bar: Any) -> T:
+        """Run a bulk flow (warm-up, re-embedding) with one writer thread, so a batch is
+        written while the next one is embedded; close its progress bar."""
+        try:
+            with concurrent.futures.ThreadPoolExecutor(1, "paracache-bulk") as writer:
+                return self._admin_run(flow, writer)
+        finally:
+            bar.close()
+
+    async def _abulk_run(self, flow: Flow[T], bar: Any) -> T:
+        """Async :meth:`_bulk_run`."""
+        try:
+            return await self._admin_arun(flow)
+        finally:
+            bar.close()
+
+    def _reembed_flow(
+        self, from_model: Any, batch_size: int, progress: bool, drop_old: bool
+    ) -> tuple[Flow[ReembedReport], Any]:
+        from tqdm.auto import tqdm
+
+        from .admin import indexes_flow
+        from .reembed import drop_index_flow, reembed_flow, resolve_source
+
+        if not isinstance(from_model, str):
+            from_model = vectorizer_id(from_model)
+        bar = tqdm(disable=not progress, unit="entry", desc="paracache reembed")
+
+        def total(n: int) -> None:
+            bar.total = n
+            bar.refresh()
+
+        def flow() -> Flow[ReembedReport]:
+            source = resolve_source(self.layout, (yield from indexes_flow(self.namespace)),
+                                    from_model)  # fmt: skip
+            report = yield from reembed_flow(
+                self._core, source, batch_size=batch_size, on_total=total, on_batch=bar.update
+            )
+            if drop_old:
+                report = dataclasses.replace(report, dropped=(yield from drop_index_flow(source)))
+            return report
+
+        return flow(), bar
+
     def close(self) -> None:
-        """Release connections (the embedded server, if any, stops at exit). A client
-        passed as ``redis_client=`` is the caller's to close."""
+        """Release connections, those of async calls made on any event loop too (the
+        embedded server, if any, stops at exit). A client passed as ``redis_client=`` is
+        the caller's to close."""
         if self._own_clients:
             if self._direct is not None:
                 self._direct.close()
             self._client.close()
             self._admin.close()
+            with self._alock:
+                loops = list(self._aclients.items())
+                self._aclients.clear()
+            for loop, ios in loops:
+                for io in ios:
+                    close_async_client(io.client, loop)
 
     async def aclose(self) -> None:
         """Release this event loop's connections."""

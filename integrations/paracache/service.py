@@ -7,12 +7,22 @@ with how: which layer served it, at what similarity, how long it took.
 
 ==============================  ===================================================
 ``POST /v1/answer``             the answer (cached or not); ``X-Paracache-Min-Similarity``
-                                overrides the threshold for one request
+                                overrides the threshold for one request; ``"stream": true``
+                                answers with server-sent events
+                                (:mod:`paracache.service_stream`)
 ``GET /v1/stats``               this process's counters and the entries in Redis
 ``GET /metrics``                Prometheus text (``paracache_*`` and process metrics)
 ``GET /healthz``                Redis reachability and the circuit breaker's state
 ``GET /docs``, ``/openapi.json``  the API, interactive (FastAPI)
 ==============================  ===================================================
+
+Who is asking: with API keys configured (``PARACACHE_API_KEYS`` or ``api_keys=``:
+``key:tenant`` pairs, see :mod:`paracache.auth`), ``POST /v1/answer`` and ``GET /v1/stats``
+need ``Authorization: Bearer <key>`` (401 without it or with an unknown key); the key's
+tenant scopes every lookup and store, and a body naming another tenant gets 403.
+``/healthz`` and ``/metrics`` stay open (for probes and scrapers; they carry no tenant
+data). Without keys the body's ``tenant`` is trusted: bind to loopback only (``paracache
+serve`` refuses another address without keys unless given ``--no-auth``).
 
 The chat model: an OpenAI-compatible API through ``langchain_openai.ChatOpenAI`` when
 ``OPENAI_API_KEY`` or ``OPENAI_BASE_URL`` is set (``pip install 'paracache[openai]'``),
@@ -31,6 +41,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import hmac
 import importlib.util
 import inspect
 import logging
@@ -40,14 +51,18 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, Any, Literal
 
 import redis.asyncio as aioredis
-from fastapi import FastAPI, Header, HTTPException, Query, Response
+from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request, Response
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from ._version import __version__
+from .auth import ApiKeys, Principal
 from .index import SemanticIndex
 from .scope import Scope, digest
+from .service_stream import Piece, answer_events
+from .singleflight import SingleFlight
 from .values import Verdict, check_similarity
 
 __all__ = [
@@ -59,6 +74,7 @@ __all__ = [
     "StatsResponse",
     "create_app",
     "default_llm",
+    "exposure",
     "serve",
 ]
 
@@ -120,6 +136,12 @@ class AnswerRequest(BaseModel):
         "",
         max_length=200,
         description="Whose request this is. Tenants never see each other's entries.",
+    )
+    stream: bool = Field(
+        False,
+        description="Answer as server-sent events (text/event-stream): `meta`, then "
+        "`delta` pieces (a cached answer replayed word by word, a miss as the model "
+        "streams it), then `done` with the full response, or `error`.",
     )
 
 
@@ -222,6 +244,7 @@ class LLMReply:
 
 
 LLM = Callable[[AnswerRequest], Awaitable[LLMReply]]
+StreamLLM = Callable[[AnswerRequest], AsyncIterator[Piece]]
 
 
 def _langchain_llm(model: Any, pass_settings: bool) -> LLM:
@@ -239,6 +262,40 @@ def _langchain_llm(model: Any, pass_settings: bool) -> LLM:
         return LLMReply(str(message.text), int(usage.get("total_tokens", 0) or 0))
 
     return call
+
+
+def _langchain_stream(model: Any, pass_settings: bool) -> StreamLLM:
+    """Stream a LangChain chat model's answer: text pieces, then ``(text, tokens)``."""
+    from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
+
+    async def stream(req: AnswerRequest) -> AsyncIterator[Piece]:
+        messages: list[BaseMessage] = [SystemMessage(req.system)] if req.system else []
+        messages.append(HumanMessage(req.prompt))
+        kwargs: dict[str, Any] = (
+            {"model": req.model, "temperature": req.temperature} if pass_settings else {}
+        )
+        parts: list[str] = []
+        tokens = 0
+        async for chunk in model.astream(messages, **kwargs):
+            usage = getattr(chunk, "usage_metadata", None) or {}
+            tokens += int(usage.get("total_tokens", 0) or 0)
+            if piece := str(chunk.text):
+                parts.append(piece)
+                yield piece
+        yield "".join(parts), tokens
+
+    return stream
+
+
+def _call_stream(call: LLM) -> StreamLLM:
+    """A model that cannot stream, streamed as one piece."""
+
+    async def stream(req: AnswerRequest) -> AsyncIterator[Piece]:
+        reply = await call(req)
+        yield reply.text
+        yield reply.text, reply.tokens
+
+    return stream
 
 
 def _as_llm(llm: Any) -> LLM:
@@ -267,6 +324,13 @@ def default_llm(*, simulate: bool | None = None, latency_scale: float = 1.0) -> 
     temperature are passed through) when ``OPENAI_API_KEY`` or ``OPENAI_BASE_URL`` is set
     and ``simulate`` is not true; otherwise the demo's simulated model.
     """
+    model, pass_settings, described = _default_model(simulate, latency_scale)
+    return _langchain_llm(model, pass_settings), described
+
+
+def _default_model(simulate: bool | None, latency_scale: float) -> tuple[Any, bool, str]:
+    """:func:`default_llm`'s LangChain chat model, whether the request's model and
+    temperature are passed to it, and its description."""
     key = os.environ.get("OPENAI_API_KEY")
     base_url = os.environ.get("OPENAI_BASE_URL")
     if simulate is None:
@@ -288,15 +352,36 @@ def default_llm(*, simulate: bool | None = None, latency_scale: float = 1.0) -> 
             cache=False,
         )
         where = f"OpenAI-compatible API at {base_url}" if base_url else "OpenAI API"
-        return _langchain_llm(chat, pass_settings=True), where
+        return chat, True, where
     from .demo import SimulatedChatModel, _normalize, load_questions
 
     intents = {_normalize(q.text): q.intent for q in load_questions()}
     sim = SimulatedChatModel(intents=intents, latency_scale=latency_scale, cache=False)
-    return _langchain_llm(sim, pass_settings=False), "simulated chat model (no API key)"
+    return sim, False, "simulated chat model (no API key)"
 
 
 # --------------------------------------------------------------------------- the app
+
+
+def _caller(request: Request) -> Principal | None:
+    """Who is asking: the principal of the request's API key (``None`` when the app has
+    no keys); 401 when it has keys and the request presents none or an unknown one. The
+    place for per-key limits: they key on ``Principal.key_id``. Keys are never logged."""
+    keys: ApiKeys | None = request.app.state.api_keys
+    if keys is None:
+        return None
+    principal = keys.authenticate(request.headers.get("authorization"))
+    if principal is None:
+        raise HTTPException(
+            status_code=401,
+            detail="an API key is needed: Authorization: Bearer <key>",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    return principal
+
+
+#: A route parameter: the request's :class:`~paracache.auth.Principal` (or ``None``).
+Caller = Annotated[Principal | None, Depends(_caller)]
 
 
 def _threshold(header: str | None, default: float) -> float:
@@ -355,6 +440,7 @@ def create_app(
     index: SemanticIndex | None = None,
     llm: Any = None,
     *,
+    api_keys: ApiKeys | str | None = None,
     redis_url: str | None = None,
     namespace: str = DEFAULT_NAMESPACE,
     min_similarity: float | None = None,
@@ -370,6 +456,10 @@ def create_app(
         llm: The chat model: a LangChain chat model, or a function (sync or async) of an
             :class:`AnswerRequest` returning ``str`` or :class:`LLMReply`. Default:
             :func:`default_llm`.
+        api_keys: Who may ask, and as which tenant: an :class:`~paracache.auth.ApiKeys`
+            or its text (``key:tenant`` pairs, comma-separated). Default: the
+            ``PARACACHE_API_KEYS`` environment variable; unset, nobody is asked for a
+            key (the body's ``tenant`` is trusted: keep the service on loopback).
         redis_url: For the default index (default: ``PARACACHE_REDIS_URL``, ``REDIS_URL``,
             else an embedded Redis).
         namespace: For the default index.
@@ -385,15 +475,26 @@ def create_app(
         >>> client.post("/v1/answer", json={"prompt": "?"}).json()["cached"]  # doctest: +SKIP
         False
     """
+    keys = ApiKeys.parse(api_keys) if isinstance(api_keys, str) else api_keys
+    if keys is None:
+        keys = ApiKeys.from_env()
+    elif not isinstance(keys, ApiKeys):
+        raise TypeError(f"api_keys must be ApiKeys or str, got {type(api_keys).__name__}")
     owned = index is None
     if index is None:
         index = SemanticIndex(redis_url, namespace=namespace, min_similarity=min_similarity)
     elif not isinstance(index, SemanticIndex):
         raise TypeError(f"index must be a SemanticIndex, got {type(index).__name__}")
     if llm is None:
-        call, described = default_llm(simulate=simulate, latency_scale=latency_scale)
+        model, pass_settings, described = _default_model(simulate, latency_scale)
+        call = _langchain_llm(model, pass_settings)
+        streamer = _langchain_stream(model, pass_settings)
     else:
         call, described = _as_llm(llm), type(llm).__name__
+        streamer = (
+            _langchain_stream(llm, False) if hasattr(llm, "astream") else _call_stream(call)
+        )
+    flights = SingleFlight(index)
     if metrics:
         from .observability import instrument
 
@@ -424,6 +525,7 @@ def create_app(
     )
     app.state.index = index
     app.state.llm_description = described
+    app.state.api_keys = keys
 
     @app.post(
         "/v1/answer",
@@ -431,13 +533,22 @@ def create_app(
         tags=["cache"],
         summary="Answer a question, from the cache when safe",
         responses={
+            200: {
+                "description": "The answer; with `\"stream\": true`, server-sent events "
+                "(`meta`, `delta`..., `done` or `error`)",
+                "content": {"text/event-stream": {}},
+            },
             400: {"model": ErrorResponse, "description": "A bad header value"},
+            401: {"model": ErrorResponse, "description": "No API key, or an unknown one"},
+            403: {"model": ErrorResponse, "description": "The body names another tenant "
+                  "than the API key's"},
             422: {"description": "The body is not a valid AnswerRequest"},
             502: {"model": ErrorResponse, "description": "The chat model failed"},
         },
     )
     async def answer(
         body: AnswerRequest,
+        principal: Caller,
         min_similarity: Annotated[
             str | None,
             Header(
@@ -446,15 +557,34 @@ def create_app(
                 "request only (higher is stricter).",
             ),
         ] = None,
-    ) -> AnswerResponse:
+    ) -> AnswerResponse | StreamingResponse:
+        tenant = body.tenant
+        if principal is not None:
+            if tenant and not _same(tenant, principal.tenant):
+                raise HTTPException(
+                    status_code=403, detail="the body names another tenant than the API key's"
+                )
+            tenant = principal.tenant
         threshold = _threshold(min_similarity, cache.settings.min_similarity)
         t0 = time.perf_counter()
         scope = Scope(
             model=body.model,
-            tenant=body.tenant,
+            tenant=tenant,
             params={"temperature": body.temperature},
             context=digest("service/v1", body.system),
         )
+        if body.stream:
+            events = answer_events(
+                cache, flights, body.prompt, scope, threshold,
+                lambda: streamer(body),
+                lambda v, text, tokens, entry, t: _response(
+                    v, text, tokens, threshold, t, entry
+                ).model_dump(mode="json"),
+            )
+            return StreamingResponse(
+                events, media_type="text/event-stream",
+                headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+            )
         verdict = await cache.alookup_verdict(body.prompt, scope, min_similarity=threshold)
         if verdict.hit is not None:
             hit = verdict.hit
@@ -477,7 +607,7 @@ def create_app(
         tags=["operations"],
         summary="This process's counters and the entries in Redis",
     )
-    async def stats() -> StatsResponse:
+    async def stats(principal: Caller) -> StatsResponse:
         entries = await _entries(cache, metrics)
         data = cache.stats().as_dict()
         return StatsResponse(
@@ -533,6 +663,11 @@ def create_app(
     return app
 
 
+def _same(a: str, b: str) -> bool:
+    """Tenant names compared in constant time (as keys are)."""
+    return hmac.compare_digest(a.encode("utf-8", "replace"), b.encode("utf-8", "replace"))
+
+
 async def _entries(index: SemanticIndex, metrics: bool) -> int | None:
     if metrics:
         from .observability import arefresh_entries
@@ -546,18 +681,65 @@ async def _entries(index: SemanticIndex, metrics: bool) -> int | None:
         return None
 
 
+def exposure(host: str, keys: ApiKeys | None, *, no_auth: bool = False) -> str:
+    """What the service tells at start-up about who may ask it; ``ValueError`` for an
+    address other than loopback without API keys, unless ``no_auth`` says so on purpose.
+
+    Example:
+        >>> exposure("127.0.0.1", None)[:39]
+        'no API keys: requests are not authentic'
+        >>> exposure("0.0.0.0", None)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ValueError: no API keys configured: refusing to listen on 0.0.0.0, where anyone ...
+    """
+    if keys is not None:
+        return (
+            f"API keys: {len(keys)} keys for {len(keys.tenants)} tenants; requests need "
+            "Authorization: Bearer <key>, and each key's tenant scopes its requests"
+        )
+    if not _loopback(host) and not no_auth:
+        raise ValueError(
+            f"no API keys configured: refusing to listen on {host}, where anyone who can "
+            "reach it could read any tenant's cached answers; set PARACACHE_API_KEYS or "
+            "--api-keys FILE, or pass --no-auth"
+        )
+    where = "loopback only" if _loopback(host) else f"{host}, WITHOUT authentication (--no-auth)"
+    return (
+        "no API keys: requests are not authenticated and the body's tenant is trusted; "
+        f"listening on {where}"
+    )
+
+
+def _loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 def serve(
     *,
     host: str = "127.0.0.1",
     port: int = 8000,
     log_level: str = "info",
+    no_auth: bool = False,
     **options: Any,
 ) -> None:
-    """Run the service with uvicorn until interrupted (``paracache serve``)."""
+    """Run the service with uvicorn until interrupted (``paracache serve``). Without API
+    keys it listens on loopback only unless ``no_auth`` (see :func:`exposure`)."""
     import uvicorn
 
-    app = create_app(**options)
-    logger.info(
-        "paracache service on http://%s:%d (model: %s)", host, port, app.state.llm_description
+    keys = options.pop("api_keys", None)
+    keys = ApiKeys.parse(keys) if isinstance(keys, str) else keys or ApiKeys.from_env()
+    told = exposure(host, keys, no_auth=no_auth)
+    app = create_app(api_keys=keys, **options)
+    logger.warning(
+        "paracache service on http://%s:%d (model: %s); %s",
+        host, port, app.state.llm_description, told,
     )
     uvicorn.run(app, host=host, port=port, log_level=log_level)
