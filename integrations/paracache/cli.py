@@ -640,6 +640,15 @@ def _add_serve(subparsers: Any) -> None:
         help="the simulated model's latency factor (median 200 ms); 0 = instant (default: 1)",
     )
     parser.add_argument(
+        "--rate-limit",
+        type=_positive,
+        default=None,
+        metavar="RPS",
+        help="requests per second each caller (API key; tenant without keys) may send to "
+        "/v1/answer, with bursts "
+        "of as many; beyond it: 429 with Retry-After; kept in Redis (default: no limit)",
+    )
+    parser.add_argument(
         "--log-level",
         default="info",
         choices=["critical", "error", "warning", "info", "debug"],
@@ -657,6 +666,26 @@ def _add_serve(subparsers: Any) -> None:
         "reaches it can read any tenant's answers)",
     )
     parser.set_defaults(handler=_run_serve)
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+def _rate_limits(rps: float | None) -> list[Any] | None:
+    """``--rate-limit RPS``: one token bucket per caller, ``RPS`` per second, bursts of
+    ``max(1, RPS)``."""
+    if rps is None:
+        return None
+    from .limiter import Limit
+
+    return [Limit("serve", rps, burst=max(1.0, rps))]
 
 
 def _run_serve(args: argparse.Namespace) -> int:
@@ -687,6 +716,7 @@ def _run_serve(args: argparse.Namespace) -> int:
         min_similarity=args.min_similarity,
         simulate=True if args.simulate else None,
         latency_scale=args.latency_scale,
+        rate_limits=_rate_limits(args.rate_limit),
     )
     from .transport import safe_url as _safe_url
 

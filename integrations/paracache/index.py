@@ -35,7 +35,7 @@ from .bookkeeping import detect_flow
 from .config import load_config
 from .core import Core
 from .driver import AsyncIO, SyncIO, arun, run
-from .errors import BackendError
+from .errors import BackendError, CacheError
 from .guards import Guards
 from .metrics import CacheStats, Recorder
 from .policy import CircuitBreaker, Normalizer, TTLPolicy
@@ -74,6 +74,12 @@ logger = logging.getLogger("paracache")
 
 _UNSET: Any = object()
 T = TypeVar("T")
+
+def _admin_error(exc: BackendError) -> CacheError:
+    """What an administrative call raises for a driver's failure: the documented
+    :class:`CacheError`, with the failure's kind (the :class:`BackendError` is its cause)."""
+    return CacheError(str(exc), kind=exc.kind)
+
 
 def _flag(value: Any, name: str) -> bool:
     if not isinstance(value, bool):
@@ -877,16 +883,22 @@ class SemanticIndex:
 
     def _admin_run(self, flow: Flow[T], writer: concurrent.futures.Executor | None = None) -> T:
         """Run an administrative flow blocking (``admin_timeout`` per command); a failure
-        raises :class:`~paracache.errors.BackendError`, a :class:`CacheError`."""
+        of Redis or the embedder raises :class:`CacheError` with its ``kind``."""
         io = (
             self._admin_io if writer is None else dataclasses.replace(self._admin_io, writer=writer)
         )
-        return run(flow, io)
+        try:
+            return run(flow, io)
+        except BackendError as exc:
+            raise _admin_error(exc) from exc
 
     async def _admin_arun(self, flow: Flow[T]) -> T:
         """Async :meth:`_admin_run`."""
         _, io = self._async_io()
-        return await arun(flow, io)
+        try:
+            return await arun(flow, io)
+        except BackendError as exc:
+            raise _admin_error(exc) from exc
 
     # ------------------------------------------------------------------ connections
 
