@@ -268,6 +268,10 @@ def _load_generations(payload: str) -> list[Generation]:
     return out
 
 
+#: Scopes an adapter keeps parsed (one per model setup and conversation context).
+_SCOPES_KEPT = 256
+
+
 class SemanticCache(BaseCache):
     """A LangChain LLM cache answering paraphrases from Redis, scoped and fail-open.
 
@@ -334,6 +338,8 @@ class SemanticCache(BaseCache):
         self.on_verdict = on_verdict
         # Validated once here, so a bad tenant fails at construction, not per call.
         self._base = Scope(tenant=tenant, corpus_version=corpus_version, fields=fields or {})
+        #: (llm_string, context) -> scope: what every call would parse and digest again.
+        self._scopes: dict[tuple[str, str], Scope] = {}
         self._flights: SingleFlight | None = None
 
     @property
@@ -362,10 +368,16 @@ class SemanticCache(BaseCache):
         if not isinstance(prompt, str) or not isinstance(llm_string, str):
             raise TypeError("prompt and llm_string must be str")
         text, context, semantic = split_prompt(prompt)
-        model, params = parse_llm_string(llm_string)
-        scope = self._base.replace(
-            model=model, params=params, context=digest("lc/v1", llm_string, context)
-        )
+        key = (llm_string, context)
+        scope = self._scopes.get(key)
+        if scope is None:  # parsed once per model and context (a scope is frozen)
+            model, params = parse_llm_string(llm_string)
+            scope = self._base.replace(
+                model=model, params=params, context=digest("lc/v1", llm_string, context)
+            )
+            if len(self._scopes) >= _SCOPES_KEPT:
+                self._scopes.clear()
+            self._scopes[key] = scope
         return text, scope, semantic
 
     def _to_generations(self, verdict: Verdict) -> list[Generation] | None:
