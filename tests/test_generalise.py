@@ -140,6 +140,21 @@ def test_learned_pair_check_vetoes_a_swapped_word() -> None:
     assert same_question(*para, 0.91) > same_question(a, b, 0.93)
 
 
+def test_learned_veto_judges_words_not_a_looser_threshold(make_index: Any) -> None:
+    # A looser threshold the user sets is honoured: the veto does not act as a second
+    # threshold at low similarity ...
+    far = ("Why was my card declined?", "How do I activate my new card?")
+    assert Guards().check(*far, 0.39) is None
+    index = make_index()
+    index.store(far[1], "Tap Activate.", Scope())
+    assert index.lookup(far[0], Scope()) is None  # the default threshold holds
+    hit = index.lookup(far[0], Scope(), min_similarity=0.0)
+    assert hit is not None and hit.response == "Tap Activate."
+    # ... but a swapped word is still vetoed there, as at the threshold
+    swap = ("Is this recipe safe for adults?", "Is this recipe safe for children?")
+    assert Guards().check(*swap, 0.5) == Guards().check(*swap, 0.93) == "learned"
+
+
 def test_learned_pair_check_vouches_in_its_band_only() -> None:
     q, c = "How do I reset my password?", "I forgot my password"
     assert Guards.vouches(q, c, 0.87, 0.90)
@@ -177,6 +192,20 @@ def test_neighbours_with_other_answers_make_the_cache_abstain() -> None:
     plain = Core(Layout.build("t", "m:1", dims=4), Settings(), accept=off.accept,
                  corroborate=off.corroborate, contest=off.contest)
     assert plain._choose(req, [arrival, estimate])[0] is not None
+
+
+def test_the_same_question_stored_twice_is_no_neighbour() -> None:
+    # an LLM words its answer differently each time: two answers to one question
+    winner = (0.93, "How do I activate my new card?", "Open the app and tap Activate.")
+    twice = [(0.92, "how can I activate my new card", "In the app, tap Activate.")]
+    assert not neighbours_disagree(winner, twice, 0.90)
+    other = [(0.92, "How do I deactivate my new card?", "Tap Freeze.")]
+    assert neighbours_disagree(winner, other, 0.90)  # an opposite: another question
+    longer = [(0.92, "How do I activate my new card abroad?", "Call us.")]
+    assert not neighbours_disagree(winner, longer, 0.90)  # context on one side only
+    two = (0.93, "How do I activate my 2 new cards?", "One at a time.")
+    assert neighbours_disagree(two, [(0.92, "How do I activate my 3 new cards?", "Call.")],
+                               0.90)  # a detail differs
 
 
 def test_a_rejected_near_miss_is_no_neighbour() -> None:

@@ -51,7 +51,7 @@ The guards (each on by default, each switchable):
     that the other does not mention ("Apple Pay" vs "Google Pay", "France" vs "Spain").
 ``neighbours``
     Not a pair check: the best candidate is not served when another candidate with a
-    different answer (and another prompt) is within :data:`NEIGHBOUR_GAP` of its
+    different answer (to another question) is within :data:`NEIGHBOUR_GAP` of its
     similarity: the nearest stored questions disagree (Banking77's ``card_arrival`` /
     ``card_delivery_estimate``), so the cache abstains.
 ``learned``
@@ -134,6 +134,10 @@ TYPO_MARGIN = 0.35
 #: How far below the threshold the learned pair check (:func:`same_question`) may vouch
 #: for a candidate.
 LEARNED_MARGIN = 0.10
+#: The ``learned`` guard reads a pair's similarity as at least this (the default
+#: threshold): how similar is enough is the threshold's business (a looser one the user
+#: sets is honoured); the veto judges the words, as if the pair sat at the threshold.
+VETO_SIMILARITY = 0.90
 
 # --------------------------------------------------------------------------- word lists
 
@@ -2218,7 +2222,8 @@ class Guards:
                     similarity is not None
                     and query.isascii()
                     and candidate.isascii()  # trained on English
-                    and same_question(query, candidate, similarity) < _pair_model()[3]
+                    and same_question(query, candidate, max(similarity, VETO_SIMILARITY))
+                    < _pair_model()[3]
                     and not typo_repeat(query, candidate)  # the model never saw typos
                 ):
                     return name
@@ -2295,7 +2300,7 @@ class Guards:
         """The :class:`~paracache.core.Core` hook run on a candidate about to be served:
         ``"neighbours"`` when another candidate within :data:`NEIGHBOUR_GAP` of its
         similarity (and at most :data:`DETAIL_MARGIN` below the threshold) that the
-        guards would pass has another prompt and another answer, else ``None``."""
+        guards would pass asks another question and has another answer, else ``None``."""
         if not self.neighbours:
             return None
         query = req.prompt or req.text
@@ -2330,7 +2335,7 @@ def neighbours_disagree(
 ) -> bool:
     """Whether another candidate ``(similarity, prompt, response)`` sits within
     :data:`NEIGHBOUR_GAP` of the ``winner``'s similarity (and no more than
-    :data:`DETAIL_MARGIN` below ``threshold``) with another prompt and another answer.
+    :data:`DETAIL_MARGIN` below ``threshold``) asking another question with another answer.
 
     Example:
         >>> neighbours_disagree((0.93, "when will my card arrive", "It takes 3 days"),
@@ -2342,13 +2347,29 @@ def neighbours_disagree(
     """
     sim, prompt, response = winner
     floor = max(sim - NEIGHBOUR_GAP, threshold - DETAIL_MARGIN) - 1e-9
-    key = " ".join(features(prompt).tokens)
     for other_sim, other_prompt, other_response in others:
         if other_sim < floor or other_response == response:
             continue
-        if " ".join(features(other_prompt).tokens) != key:
+        if _another_question(prompt, other_prompt):
             return True
     return False
+
+
+#: The guards that compare details (not ``learned``, which needs a similarity).
+_DETAIL_GUARDS = tuple(n for n in GUARD_NAMES if n not in ("learned", "neighbours"))
+
+
+def _another_question(a: str, b: str) -> bool:
+    """Whether two stored prompts ask different questions: each has a content word the
+    other lacks ("when will my card *arrive*" / "how *long* does card *delivery* take"),
+    or a detail differs. The same question stored twice with two answers (an LLM words
+    it differently each time: "How do I activate my new card?" / "how can I activate
+    my new card") is no disagreement."""
+    fa, fb = features(a), features(b)
+    wa, wb = fa.asserted | fa.negated, fb.asserted | fb.negated
+    if not (wa <= wb or wb <= wa):
+        return True
+    return any(_differs(name, fa, fb) for name in _DETAIL_GUARDS)
 
 
 def corroborates(query: str, candidate: str) -> bool:
