@@ -466,6 +466,10 @@ def _reply_kind(exc: redis.ResponseError) -> Kind:
     lowered = text.lower()
     if "no such index" in lowered or "unknown index name" in lowered:
         return "no_index"
+    if "index already exists" in lowered:
+        return "exists"
+    if "unknown command" in lowered:
+        return "unknown_command"
     if _BUSY.search(text):
         return "busy"
     return "refused"
