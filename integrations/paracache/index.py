@@ -984,11 +984,13 @@ class SemanticIndex:
                         clients = (
                             aioredis.Redis.from_url(
                                 self.redis_url,
-                                **client_kwargs(self.namespace, backstop(self._timeout)),
+                                **client_kwargs(
+                                    self.namespace, backstop(self._timeout), asyncio=True
+                                ),
                             ),
                             aioredis.Redis.from_url(
                                 self.redis_url,
-                                **client_kwargs(self.namespace, self._admin_timeout),
+                                **client_kwargs(self.namespace, self._admin_timeout, asyncio=True),
                             ),
                         )
                     ios = tuple(  # type: ignore[assignment]
