@@ -57,6 +57,7 @@ from .transport import (
     derive_async,
     resolve_redis_url,
     safe_url,
+    translate,
 )
 from .values import (
     CacheHit,
@@ -992,11 +993,13 @@ class SemanticIndex:
                         clients = (
                             aioredis.Redis.from_url(
                                 self.redis_url,
-                                **client_kwargs(self.namespace, backstop(self._timeout)),
+                                **client_kwargs(
+                                    self.namespace, backstop(self._timeout), asyncio=True
+                                ),
                             ),
                             aioredis.Redis.from_url(
                                 self.redis_url,
-                                **client_kwargs(self.namespace, self._admin_timeout),
+                                **client_kwargs(self.namespace, self._admin_timeout, asyncio=True),
                             ),
                         )
                     ios = tuple(  # type: ignore[assignment]
@@ -1012,7 +1015,7 @@ class SemanticIndex:
         try:
             cast(Any, self._admin).execute_command("FT._LIST")
         except redis.ResponseError as exc:
-            if "unknown command" in str(exc).lower():
+            if getattr(translate(exc), "kind", None) == "unknown_command":
                 raise RedisSearchUnavailable(
                     f"the Redis server at {safe_url(self.redis_url)} has no search module "
                     "(FT.* commands). Use Redis 8, Redis Stack, or leave redis_url unset for "
