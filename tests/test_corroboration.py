@@ -221,7 +221,7 @@ def test_trailing_pleasantry_precheck_never_skips_a_match(parts: list[tuple[str,
 
 
 def test_corroboration_on_the_real_index(make_index: Any) -> None:
-    index = make_index()  # the defaults: 0.90, guards on, margin 0.05
+    index = make_index()  # the defaults: 0.90, guards on
     scope = Scope(tenant="shop")
     pairs = [
         ("Can I pay my phone bill with PayPal?", "Do you accept PayPal for phone bills?"),
@@ -247,7 +247,13 @@ def test_corroboration_on_the_real_index(make_index: Any) -> None:
                         strict=True)
     )
     assert 0.85 <= sim < 0.90
-    assert index.lookup(asked, scope) is None
+    # Nothing specific shared: no shared detail vouches, the threshold stands (the learned
+    # pair check, which finds it the same question, is off here) ...
+    unlearned = make_index(guards=Guards(learned=False))
+    assert unlearned.lookup(asked, scope) is None
+    # ... with it on (the default), the password reset answers it.
+    hit = index.lookup(asked, scope)
+    assert hit is not None and hit.response == "answer: reset"
     # Without guards nothing vouches: the threshold stands too.
     assert make_index(guards=None).lookup(pairs[0][1], scope) is None
     with pytest.raises(ValueError, match="corroboration_margin"):

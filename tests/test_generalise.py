@@ -158,7 +158,7 @@ def test_learned_veto_judges_words_not_a_looser_threshold(make_index: Any) -> No
 def test_learned_pair_check_vouches_in_its_band_only() -> None:
     q, c = "How do I reset my password?", "I forgot my password"
     assert Guards.vouches(q, c, 0.87, 0.90)
-    assert not Guards.vouches(q, c, 0.78, 0.90)  # more than 0.10 below: the threshold holds
+    assert not Guards.vouches(q, c, 0.74, 0.90)  # more than 0.15 below: the threshold holds
 
 
 # --------------------------------------------------------------------------- neighbours

@@ -133,7 +133,7 @@ NEIGHBOUR_GAP = 0.03
 TYPO_MARGIN = 0.35
 #: How far below the threshold the learned pair check (:func:`same_question`) may vouch
 #: for a candidate.
-LEARNED_MARGIN = 0.10
+LEARNED_MARGIN = 0.15
 #: The ``learned`` guard reads a pair's similarity as at least this (the default
 #: threshold): how similar is enough is the threshold's business (a looser one the user
 #: sets is honoured); the veto judges the words, as if the pair sat at the threshold.
@@ -2095,6 +2095,7 @@ def _pair_model() -> tuple[tuple[float, ...], float, float, float]:
     return tuple(doc["weights"]), float(doc["bias"]), float(doc["threshold"]), float(doc["veto"])
 
 
+@functools.lru_cache(maxsize=1024)  # a pair is asked to vouch, then checked
 def same_question(query: str, candidate: str, similarity: float) -> float:
     """The learned pair check: the probability that ``candidate``'s answer answers
     ``query`` (a logistic regression on :func:`pair_features`).
@@ -2270,7 +2271,9 @@ class Guards:
             >>> Guards.vouches("How do I chnage my adress?", "How do I change my address?",
             ...                0.7, 0.9)
             True
-            >>> Guards.vouches("How do I reset my password?", "I forgot my password", 0.82, 0.9)
+            >>> Guards.vouches("How do I reset my password?", "I forgot my password", 0.86, 0.9)
+            True
+            >>> Guards.vouches("How do I reset my password?", "I forgot my password", 0.74, 0.9)
             False
         """
         if similarity >= threshold:
@@ -2304,13 +2307,19 @@ class Guards:
         if not self.neighbours:
             return None
         query = req.prompt or req.text
+        floor = _neighbour_floor(cand.similarity, req.min_similarity)
+        answer = cand.fields.get(b"response")
         others = []
-        for c in candidates:
-            if c is cand or not c.fields or c.similarity < cand.similarity - NEIGHBOUR_GAP:
+        for c in candidates:  # the cheap tests first: the guards only for a possible rival
+            if c is cand or not c.fields or c.similarity < floor:
+                continue
+            if c.fields.get(b"response") == answer:
                 continue
             prompt = _field(c, b"prompt")
             if self.check(query, prompt, c.similarity) is None:  # a near miss is no rival
                 others.append((c.similarity, prompt, _field(c, b"response")))
+        if not others:
+            return None
         winner = (cand.similarity, _field(cand, b"prompt"), _field(cand, b"response"))
         return "neighbours" if neighbours_disagree(winner, others, req.min_similarity) else None
 
@@ -2346,13 +2355,18 @@ def neighbours_disagree(
         False
     """
     sim, prompt, response = winner
-    floor = max(sim - NEIGHBOUR_GAP, threshold - DETAIL_MARGIN) - 1e-9
+    floor = _neighbour_floor(sim, threshold)
     for other_sim, other_prompt, other_response in others:
         if other_sim < floor or other_response == response:
             continue
         if _another_question(prompt, other_prompt):
             return True
     return False
+
+
+def _neighbour_floor(similarity: float, threshold: float) -> float:
+    """The lowest similarity a rival of a winner at ``similarity`` may have."""
+    return max(similarity - NEIGHBOUR_GAP, threshold - DETAIL_MARGIN) - 1e-9
 
 
 #: The guards that compare details (not ``learned``, which needs a similarity).
