@@ -53,7 +53,8 @@ The guards (each on by default, each switchable):
     Not a pair check: the best candidate is not served when another candidate with a
     different answer (to another question) is within :data:`NEIGHBOUR_GAP` of its
     similarity: the nearest stored questions disagree (Banking77's ``card_arrival`` /
-    ``card_delivery_estimate``), so the cache abstains.
+    ``card_delivery_estimate``), so the cache abstains. A candidate served below the
+    threshold (vouched for) needs a lead of :data:`VOUCHED_GAP` over such a rival.
 ``learned``
     The learned pair check (:func:`same_question`, a logistic regression on the
     similarity and the word overlap of the two questions) finds the pair very unlikely to
@@ -128,12 +129,16 @@ DETAIL_MARGIN = 0.05
 #: Two candidates with different answers this close in similarity: the cache abstains
 #: (the ``neighbours`` guard).
 NEIGHBOUR_GAP = 0.03
+#: A candidate served below the threshold (the guards vouched for it) needs this lead over
+#: any other candidate with another answer to another question (the ``neighbours`` guard):
+#: on Banking77, vouched hits with a rival closer than this were right about half the time.
+VOUCHED_GAP = 0.05
 #: How far below the threshold a typo'd repeat of the question may be served (the core
 #: asks only down to its ``corroboration_margin``).
 TYPO_MARGIN = 0.35
 #: How far below the threshold the learned pair check (:func:`same_question`) may vouch
 #: for a candidate.
-LEARNED_MARGIN = 0.15
+LEARNED_MARGIN = 0.10
 #: The ``learned`` guard reads a pair's similarity as at least this (the default
 #: threshold): how similar is enough is the threshold's business (a looser one the user
 #: sets is honoured); the veto judges the words, as if the pair sat at the threshold.
@@ -2302,8 +2307,9 @@ class Guards:
     ) -> str | None:
         """The :class:`~paracache.core.Core` hook run on a candidate about to be served:
         ``"neighbours"`` when another candidate within :data:`NEIGHBOUR_GAP` of its
-        similarity (and at most :data:`DETAIL_MARGIN` below the threshold) that the
-        guards would pass asks another question and has another answer, else ``None``."""
+        similarity (and at most :data:`DETAIL_MARGIN` below the threshold; within
+        :data:`VOUCHED_GAP` if ``cand`` is below the threshold) that the guards would
+        pass asks another question and has another answer, else ``None``."""
         if not self.neighbours:
             return None
         query = req.prompt or req.text
@@ -2365,7 +2371,11 @@ def neighbours_disagree(
 
 
 def _neighbour_floor(similarity: float, threshold: float) -> float:
-    """The lowest similarity a rival of a winner at ``similarity`` may have."""
+    """The lowest similarity a rival of a winner at ``similarity`` may have: within
+    :data:`NEIGHBOUR_GAP` (and :data:`DETAIL_MARGIN` below the threshold), or within
+    :data:`VOUCHED_GAP` for a winner below the threshold the guards vouched for."""
+    if similarity < threshold:
+        return similarity - VOUCHED_GAP - 1e-9
     return max(similarity - NEIGHBOUR_GAP, threshold - DETAIL_MARGIN) - 1e-9
 
 
