@@ -213,9 +213,11 @@ class StatsResponse(BaseModel):
     bypasses: int
     errors: int
     rejections: int
+    unreadable: int = Field(0, description="Lookups of text the embedder cannot read.")
     writes: int
     writes_dropped: int
     writes_skipped: int
+    coalesced: int = Field(0, description="Misses answered by another caller's model call.")
     tokens_saved: int
     hit_rate: float
     breaker_state: str
