@@ -407,7 +407,7 @@ def guard_overhead(fill: list[dict[str, Any]], ask: list[dict[str, Any]],
     import numpy as np
 
     from paracache.core import Candidate, Core
-    from paracache.guards import _pair_model, same_question
+    from paracache.guards import _pair_model, _pair_words, same_question
     from paracache.schema import Layout
 
     guards = Guards()
@@ -434,7 +434,7 @@ def guard_overhead(fill: list[dict[str, Any]], ask: list[dict[str, Any]],
         cands = [Candidate(key=f"k:{i}", similarity=float(sims[i]), fields=fields[i])
                  for i in top]
         features.cache_clear()
-        same_question.cache_clear()
+        _pair_words.cache_clear()
         t0 = time.thread_time()  # CPU time: robust to other processes on the machine
         core._choose(req, cands)
         timings.append((time.thread_time() - t0) * 1e6)
@@ -658,16 +658,18 @@ def main() -> None:
         "heldout": {"cases": len(heldout), "rows": heldout_res} if heldout else None,
         "guard_cost": cost,
         "notes": [
-            "Notes: paracache's rows with guards on include corroborated candidates: down to "
-            f"{DEFAULT_CORROBORATION_MARGIN:.2f} below the threshold when they share a "
-            "specific detail with the question (an identifier, amount, date, number or name; "
-            "nothing specific on one side only) and pass every guard. Every cache gets the "
+            "Notes: paracache's rows with guards on include candidates below the threshold "
+            "that the guards vouch for (`Guards.vouches`: a typo'd repeat down to "
+            f"{DEFAULT_CORROBORATION_MARGIN:.2f} below, a shared specific detail down to 0.05, "
+            "the learned pair check down to 0.10) and that pass every guard; the Banking77 "
+            "rows come from `paracache.calibrate`, which models them per threshold (the "
+            "neighbour check as at its lowest threshold). Every cache gets the "
             "same vectors of the text paracache embeds (normalised, pleasantries stripped). "
             "RedisVL's default distance 0.10 is cosine similarity 0.90, paracache's "
             "default threshold, so without guards the two serve the same answers. On Banking77 "
-            "the guards alone barely move precision: its wrong hits are neighbouring intents "
-            "(card_arrival vs card_delivery_estimate), not conflicting details; so the peers' "
-            "threshold matched to paracache's precision is their 0.10 too. langchain-redis "
+            "the guards add hits at the same precision (the vouched-for candidates; its wrong "
+            "hits are neighbouring intents, card_arrival vs card_delivery_estimate, not "
+            "conflicting details). langchain-redis "
             "reports no similarity for a hit: its matched threshold is RedisVL's (both serve the "
             "top-1 by cosine distance). langchain-redis filters `llm_string` after a top-1 "
             "search, so for the traps it runs one case at a time on a cleared cache; RedisVL "

@@ -2072,13 +2072,18 @@ def pair_features(query: str, candidate: str, similarity: float) -> tuple[float,
         ...                                     "Is drinking coffee unhealthy?", 0.877)]
         [0.88, 0.25, 0.5, 0.67, 0.0, 0.0, 1.0, 0.0, 0.8]
     """
+    return (similarity, *_pair_words(query, candidate))
+
+
+@functools.lru_cache(maxsize=1024)  # one lookup asks about a pair to vouch, then to check
+def _pair_words(query: str, candidate: str) -> tuple[float, ...]:
+    """:func:`pair_features` but the similarity: what the two texts' words say."""
     q, c = features(query), features(candidate)
     qs, cs = q.asserted | q.negated, c.asserted | c.negated
     shared = len(qs & cs)
     only_q, only_c = len(qs) - shared, len(cs) - shared
     nq, nc = len(q.tokens) or 1, len(c.tokens) or 1
     return (
-        similarity,
         shared / (len(qs | cs) or 1),
         only_q / (len(qs) or 1),
         only_c / (len(cs) or 1),
@@ -2100,7 +2105,6 @@ def _pair_model() -> tuple[tuple[float, ...], float, float, float]:
     return tuple(doc["weights"]), float(doc["bias"]), float(doc["threshold"]), float(doc["veto"])
 
 
-@functools.lru_cache(maxsize=1024)  # a pair is asked to vouch, then checked
 def same_question(query: str, candidate: str, similarity: float) -> float:
     """The learned pair check: the probability that ``candidate``'s answer answers
     ``query`` (a logistic regression on :func:`pair_features`).
