@@ -299,17 +299,27 @@ class SemanticIndex:
         self._timeout = float(timeout)
         self._admin_timeout = float(admin_timeout)
         self._memo = EmbeddingMemo(1024)
+        #: A Redis Cluster: index commands go through a ClusterTransport (paracache.cluster).
+        self._cluster = (
+            hasattr(redis_client, "nodes_manager")
+            if redis_client is not None
+            else _is_cluster_url(self.redis_url, max(float(timeout), 0.5))
+        )
+        self._transports: dict[int, Any] = {}
         if redis_client is not None:  # the caller's client and its timeouts, for both
             self._client = self._admin = cast(redis.Redis, redis_client)
-            # A script's FT.SEARCH would search one shard: query and read in two calls.
-            self._core.scripted_search = not hasattr(redis_client, "nodes_manager")
         else:
             self._client = self._sync_client(self._timeout)
             self._admin = self._sync_client(self._admin_timeout)
+        if self._cluster:
+            # A script's FT.SEARCH would search one shard: query and read in two calls.
+            self._core.scripted_search = False
         # Lookups and stores on paracache's own client use one connection per thread
         # directly; a caller's client keeps its pool and wrappers (instrumentation).
         self._direct = (
-            _ThreadConnections(self._client, float(spin)) if self._own_clients else None
+            _ThreadConnections(self._client, float(spin))
+            if self._own_clients and not self._cluster
+            else None
         )
         if search_script is not None:
             if not isinstance(search_script, bool):
@@ -827,6 +837,12 @@ class SemanticIndex:
     def _perform(
         self, op: Any, client: redis.Redis, writer: concurrent.futures.Executor | None = None
     ) -> Any:
+        if self._cluster and isinstance(op, (Call, EnsureIndex)):
+            transport = self._transport(client)
+            if isinstance(op, EnsureIndex):
+                return transport.ensure_index(self.layout.schema_dict())
+            if transport.handles(op.args):
+                return transport.execute(op.args)
         if isinstance(op, Call):
             if client is self._client and self._direct is not None:
                 return self._direct.call(op.args)
@@ -860,6 +876,12 @@ class SemanticIndex:
         raise TypeError(f"unknown operation {op!r}")
 
     async def _aperform(self, op: Any, client: aioredis.Redis) -> Any:
+        if self._cluster and isinstance(op, (Call, EnsureIndex)):
+            transport = self._transport(self._admin)
+            if isinstance(op, EnsureIndex):
+                return await transport.aensure_index(self.layout.schema_dict())
+            if transport.handles(op.args):
+                return await transport.aexecute(op.args, client)
         if isinstance(op, Call):
             return await cast(Any, client).execute_command(*op.args)
         if isinstance(op, Submit):  # runs while the flow embeds the next batch
@@ -929,7 +951,25 @@ class SemanticIndex:
         }
 
     def _sync_client(self, timeout: float) -> redis.Redis:
+        if self._cluster:
+            from redis.cluster import RedisCluster
+
+            return cast(
+                redis.Redis,
+                RedisCluster.from_url(
+                    self.redis_url, require_full_coverage=False, **self._client_kwargs(timeout)
+                ),
+            )
         return redis.Redis.from_url(self.redis_url, **self._client_kwargs(timeout))
+
+    def _transport(self, client: Any) -> Any:
+        """The :class:`paracache.cluster.ClusterTransport` of a cluster client."""
+        transport = self._transports.get(id(client))
+        if transport is None:
+            from .cluster import ClusterTransport
+
+            transport = self._transports.setdefault(id(client), ClusterTransport(client))
+        return transport
 
     def _async_clients(self) -> tuple[aioredis.Redis, aioredis.Redis]:
         """One pair of async clients per event loop (connections cannot cross loops)."""
@@ -947,19 +987,29 @@ class SemanticIndex:
                     # loop); the socket timeout is only a backstop behind it.
                     backstop = _backstop(self._timeout)
                     clients = (
-                        aioredis.Redis.from_url(self.redis_url, **self._client_kwargs(backstop)),
-                        aioredis.Redis.from_url(
-                            self.redis_url, **self._client_kwargs(self._admin_timeout)
-                        ),
+                        self._async_client(backstop),
+                        self._async_client(self._admin_timeout),
                     )
                     self._aclients[loop] = clients
         return clients
+
+    def _async_client(self, timeout: float) -> aioredis.Redis:
+        if self._cluster:
+            from redis.asyncio.cluster import RedisCluster as AsyncCluster
+            from redis.asyncio.retry import Retry as AsyncRetry
+
+            options = {**self._client_kwargs(timeout), "retry": AsyncRetry(NoBackoff(), 0)}
+            return cast(
+                aioredis.Redis,
+                AsyncCluster.from_url(self.redis_url, require_full_coverage=False, **options),
+            )
+        return aioredis.Redis.from_url(self.redis_url, **self._client_kwargs(timeout))
 
     def _probe(self) -> None:
         """Check the server once: a server without search is a configuration error;
         an unreachable one is not (the cache starts fail-open and retries later)."""
         try:
-            cast(Any, self._admin).execute_command("FT._LIST")
+            self._perform(Call(("FT._LIST",)), self._admin)
         except redis.ResponseError as exc:
             if "unknown command" in str(exc).lower():
                 raise RedisSearchUnavailable(
@@ -1240,6 +1290,12 @@ def _derive_async(client: Any) -> Any:
     options = {k: v for k, v in kwargs.items() if k in names}
     pool = aioredis.ConnectionPool(connection_class=async_class, **options)
     return aioredis.Redis(connection_pool=pool)
+
+
+def _is_cluster_url(url: str, timeout: float) -> bool:
+    from .cluster import is_cluster_url
+
+    return is_cluster_url(url, timeout)
 
 
 def _create_quietly(create: Callable[..., Any]) -> None:

