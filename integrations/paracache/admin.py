@@ -346,11 +346,20 @@ def clear_flow(
 
 
 def run(client: redis.Redis, flow: Flow[T]) -> T:
-    """Perform a flow's Redis calls with a blocking client; ``CacheError`` on failure."""
+    """Perform a flow's Redis calls with a blocking client (a ``RedisCluster`` too: its
+    index commands go through :class:`paracache.cluster.ClusterTransport`);
+    ``CacheError`` on failure."""
+    transport = None
+    if hasattr(client, "nodes_manager"):
+        from .cluster import ClusterTransport
+
+        transport = ClusterTransport(cast(Any, client))
     try:
         op = next(flow)
         while True:
-            if isinstance(op, Call):
+            if isinstance(op, Call) and transport is not None and transport.handles(op.args):
+                result = transport.execute(op.args)
+            elif isinstance(op, Call):
                 result = cast(Any, client).execute_command(*op.args)
             elif isinstance(op, Batch):
                 pipe = client.pipeline(transaction=op.transaction)

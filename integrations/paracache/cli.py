@@ -287,6 +287,7 @@ def _connect(args: argparse.Namespace) -> _Connection:
             "no Redis to talk to: pass --redis-url or set PARACACHE_REDIS_URL (an embedded "
             "server lives only inside the process that started it)", 2,
         )
+    client: Any
     try:
         client = redis.Redis.from_url(
             url, protocol=2, socket_timeout=10, socket_connect_timeout=3,
@@ -294,8 +295,22 @@ def _connect(args: argparse.Namespace) -> _Connection:
         )
     except ValueError as exc:
         raise CommandError(f"not a Redis URL: {exc}", 2) from None
+    from .cluster import ClusterTransport, is_cluster_url
+
+    if is_cluster_url(url, 3):  # any node of a Redis Cluster: talk to all of them
+        from redis.cluster import RedisCluster
+
+        client.close()
+        client = RedisCluster.from_url(
+            url, protocol=2, socket_timeout=10, socket_connect_timeout=3,
+            retry=Retry(NoBackoff(), 0), client_name="paracache-cli",
+            require_full_coverage=False,
+        )
     try:
-        client.execute_command("FT._LIST")  # type: ignore[no-untyped-call]
+        if isinstance(client, redis.cluster.RedisCluster):
+            ClusterTransport(client).execute(("FT._LIST",))
+        else:
+            client.execute_command("FT._LIST")
     except redis.ResponseError as exc:
         if "unknown command" in str(exc).lower():
             raise CommandError(

@@ -22,7 +22,8 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import dataclasses
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .protocol import Script
@@ -30,6 +31,7 @@ from .protocol import Script
 __all__ = [
     "SHARDED_COMMANDS",
     "SHARD_SEARCH",
+    "aggregate_command",
     "index_base",
     "merge",
     "scan_step",
@@ -152,6 +154,8 @@ def shard_command(args: Sequence[Any], name: str) -> tuple[Any, ...]:
     """
     out = list(args)
     out[1] = name
+    if _upper(out[0]) == "FT.AGGREGATE":
+        return aggregate_command(args, name)
     if _upper(out[0]) != "FT.SEARCH":
         return tuple(out)
     limit = _find(out, "LIMIT")
@@ -288,21 +292,27 @@ def _number(value: Any) -> float:
         return 0.0
 
 
-_REDUCERS: dict[str, Callable[[Any, Any], Any]] = {
-    "SUM": lambda a, b: _number(a) + _number(b),
-    "COUNT": lambda a, b: _number(a) + _number(b),
-    "MIN": lambda a, b: min(_number(a), _number(b)),
-    "MAX": lambda a, b: max(_number(a), _number(b)),
-    "FIRST_VALUE": lambda a, b: a,
-}
+@dataclasses.dataclass(frozen=True)
+class _Aggregate:
+    """What an ``FT.AGGREGATE`` of :mod:`paracache.admin` asks: the query, the fields
+    grouped by, each reducer ``(alias, function, field)``, and the final sort."""
+
+    query: Any
+    groups: tuple[str, ...]
+    reducers: tuple[tuple[str, str, str], ...]
+    sort: tuple[str, bool, int]
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        wanted = [*self.groups, *(field for _, _, field in self.reducers if field)]
+        return tuple(dict.fromkeys(wanted))
 
 
-def _aggregate_plan(args: Sequence[Any]) -> tuple[list[str], dict[str, str], tuple[str, bool, int]]:
-    """Group fields, ``{alias: reducer}``, and ``(sort property, descending, max)``."""
+def _aggregate_plan(args: Sequence[Any]) -> _Aggregate:
     groups: list[str] = []
-    reducers: dict[str, str] = {}
+    reducers: list[tuple[str, str, str]] = []
     sort = ("", False, 0)
-    i = 2
+    i = 3
     while i < len(args):
         word = _upper(args[i]) if isinstance(args[i], (str, bytes)) else ""
         if word == "GROUPBY":
@@ -311,10 +321,13 @@ def _aggregate_plan(args: Sequence[Any]) -> tuple[list[str], dict[str, str], tup
             i += 2 + n
         elif word == "REDUCE":
             name, n = _upper(args[i + 1]), int(args[i + 2])
+            field = _s(args[i + 3]).lstrip("@") if n else ""
             i += 3 + n
-            if i < len(args) and _upper(args[i]) == "AS":
-                reducers[_s(args[i + 1])] = name
+            alias = f"__{len(reducers)}"
+            if i + 1 < len(args) and _upper(args[i]) == "AS":
+                alias = _s(args[i + 1])
                 i += 2
+            reducers.append((alias, name, field))
         elif word == "SORTBY":
             n = int(args[i + 1])
             props = [_s(a) for a in args[i + 2 : i + 2 + n]]
@@ -326,48 +339,75 @@ def _aggregate_plan(args: Sequence[Any]) -> tuple[list[str], dict[str, str], tup
             if props:
                 desc = len(props) > 1 and props[1].upper() == "DESC"
                 sort = (props[0].lstrip("@"), desc, top)
+        elif word in ("LOAD", "PARAMS"):
+            i += 2 + int(args[i + 1])
         else:
             i += 1
-    return groups, reducers, sort
+    return _Aggregate(args[2], tuple(groups), tuple(reducers), sort)
+
+
+#: Rows an emulated aggregate reads from one shard (admin reports; beyond it they are
+#: partial, and say so in the log).
+AGGREGATE_ROWS = 1_000_000
+
+
+def aggregate_command(args: Sequence[Any], name: str) -> tuple[Any, ...]:
+    """One shard's part of an ``FT.AGGREGATE`` (``GROUPBY``/``REDUCE``/``SORTBY``/``MAX``):
+    its matching entries' fields, read by :data:`SHARD_SEARCH` (the module cannot load
+    them in cluster mode); :func:`merge` reduces them.
+
+    Example:
+        >>> aggregate_command(("FT.AGGREGATE", "i", "*", "GROUPBY", 0, "REDUCE", "SUM", 1,
+        ...                    "@hits", "AS", "h"), "i{0}")[3:6]
+        (1, 'hits', '')
+    """
+    plan = _aggregate_plan(args)
+    search = ("FT.SEARCH", name, plan.query, "RETURN", len(plan.fields), *plan.fields,
+              "LIMIT", 0, AGGREGATE_ROWS, "DIALECT", 2)  # fmt: skip
+    return shard_command(search, name)
+
+
+def _reduce(function: str, values: list[Any]) -> Any:
+    numbers = [_number(v) for v in values if v is not None]
+    if function == "COUNT":
+        return len(values)
+    if function == "FIRST_VALUE":
+        return next((v for v in values if v is not None), None)
+    if not numbers:
+        return None
+    if function == "SUM":
+        return sum(numbers)
+    if function == "MIN":
+        return min(numbers)
+    if function == "MAX":
+        return max(numbers)
+    if function == "AVG":
+        return sum(numbers) / len(numbers)
+    raise ValueError(f"reducer {function} is not emulated on a cluster")
 
 
 def _merge_aggregate(args: Sequence[Any], replies: Sequence[Any]) -> Any:
-    groups, reducers, (prop, descending, top) = _aggregate_plan(args)
-    merged: dict[tuple[Any, ...], dict[str, Any]] = {}
+    plan = _aggregate_plan(args)
+    groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
     for reply in replies:
-        rows = (
-            [r.get(b"extra_attributes", r.get("extra_attributes", {})) for r in _rows3(reply)]
-            if isinstance(reply, Mapping)
-            else list(reply)[1:]
-        )
-        for raw in rows:
-            row = _pairs(raw)
-            group = tuple(row.get(g) for g in groups)
-            if group not in merged:
-                merged[group] = dict(row)
-                continue
-            into = merged[group]
-            for alias, reducer in reducers.items():
-                if alias not in row:
-                    continue
-                if alias not in into:
-                    into[alias] = row[alias]
-                    continue
-                combine = _REDUCERS.get(reducer, _REDUCERS["FIRST_VALUE"])
-                into[alias] = combine(into[alias], row[alias])
-    out_rows = list(merged.values())
+        for _, _, fields in _search_rows(("FT.SEARCH",), reply, False):
+            row = _pairs(fields or [])
+            groups.setdefault(tuple(row.get(g) for g in plan.groups), []).append(row)
+    out_rows = []
+    for key, rows in groups.items():
+        row = dict(zip(plan.groups, key, strict=True))
+        for alias, function, field in plan.reducers:
+            row[alias] = _reduce(function, [r.get(field) for r in rows] if field else rows)
+        out_rows.append(row)
+    prop, descending, top = plan.sort
     if prop:
         out_rows.sort(key=lambda r: _number(r.get(prop)), reverse=descending)
     if top:
         out_rows = out_rows[:top]
     flat: list[Any] = [len(out_rows)]
     for row in out_rows:
-        flat.append([x for pair in row.items() for x in (pair[0].encode(), _b(pair[1]))])
+        flat.append([x for k, v in row.items() if v is not None for x in (k.encode(), _b(v))])
     return flat
-
-
-def _rows3(reply: Mapping[Any, Any]) -> list[Any]:
-    return list(reply.get(b"results", reply.get("results", [])))
 
 
 def _b(value: Any) -> Any:
