@@ -12,6 +12,9 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# Strict mode: a bug in paracache's own code raises out of a lookup or store (in
+# production it is logged, counted as ``internal`` and the call is a miss).
+os.environ.setdefault("PARACACHE_STRICT", "1")
 
 from paracache import SemanticIndex
 from paracache.embedded import EmbeddedRedis

@@ -84,7 +84,8 @@ def test_without_a_coordinator_each_primary_gets_its_own_index(
         assert len(own) == 1, names
         # The name's hash tag puts it in a slot this primary owns (else: MOVED).
         assert client.nodes_manager.slots_cache[key_slot(own[0].encode())][0].name == node.name
-    transport = idx._transport(client)
+    transport = idx._shards
+    assert transport is not None
     assert transport.coordinator is False
     assert idx.layout.index_name.encode() in transport.execute(("FT._LIST",))
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from reliability_helpers import HashVectorizer, raw, torn_entries
 
-import paracache.core
+import paracache.store
 from paracache import Scope, SemanticIndex
 from paracache.schema import SCHEMA_VERSION, entry_problem, scopes_key
 from paracache.scope import canonical_json
@@ -96,7 +96,7 @@ def test_clearing_the_namespace_removes_the_registry(make_index: Any, redis_url:
 def test_a_damaged_registry_never_fails_a_write_or_a_listing(
     make_index: Any, redis_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(paracache.core, "REGISTER_EVERY", 0.0)
+    monkeypatch.setattr(paracache.store, "REGISTER_EVERY", 0.0)
     idx = make_index(vectorizer=HashVectorizer())
     client = raw(redis_url)
     client.set(scopes_key(idx.namespace), "not a hash")

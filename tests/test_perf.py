@@ -280,7 +280,7 @@ def _run_counting(index: SemanticIndex, flow: Any) -> tuple[Any, list[Any]]:
     try:
         while True:
             ops.append(op)
-            op = flow.send(index._perform(op, index._client))
+            op = flow.send(index._io(op))
     except StopIteration as stop:
         return stop.value, ops
 

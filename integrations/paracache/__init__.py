@@ -11,26 +11,31 @@ Example:
     >>> cache.lookup("Can I get a refund?", Scope(tenant="acme"))  # doctest: +SKIP
 """
 
-from .core import DEFAULT_MIN_SIMILARITY, CacheError, CacheHit, Verdict, last_verdict
+from ._version import __version__
+from .errors import BackendError, CacheError, EmbeddingError
 from .guards import Guards
 from .index import RedisSearchUnavailable, SemanticIndex
 from .metrics import CacheStats
 from .policy import CircuitBreaker, Normalizer, TTLPolicy
+from .repair import RepairReport
 from .schema import HNSW
 from .scope import Scope, digest
-
-__version__ = "0.1.0"
+from .values import DEFAULT_MIN_SIMILARITY, CacheHit, EntryInfo, Verdict, last_verdict
 
 __all__ = [
     "DEFAULT_MIN_SIMILARITY",
     "HNSW",
+    "BackendError",
     "CacheError",
     "CacheHit",
     "CacheStats",
     "CircuitBreaker",
+    "EmbeddingError",
+    "EntryInfo",
     "Guards",
     "Normalizer",
     "RedisSearchUnavailable",
+    "RepairReport",
     "Scope",
     "SemanticIndex",
     "TTLPolicy",

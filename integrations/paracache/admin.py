@@ -7,8 +7,11 @@ written by any process with any vectorizer. What Redis knows is reported (entrie
 hits recorded on them, age, memory); hit rates and latencies are in-process counters of
 each application (``SemanticIndex.stats()``, the service's ``/metrics``).
 
-Like :mod:`paracache.core`, the operations are flows; :func:`run` performs them with a
-blocking client.
+The same flows serve one cache instance (:class:`Administration`, the administrative
+third of :class:`paracache.core.Core`: ``clear``, ``count``, ``delete``, ``entries``), so
+clearing by tenant has one loop, with one no-progress guard, for both. Like every flow
+they yield requests; :func:`run` performs them with a blocking client
+(:func:`paracache.driver.run`).
 
 Example:
     >>> import redis                                                     # doctest: +SKIP
@@ -20,17 +23,24 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar, cast
 
 import redis
 
-from .core import CacheError, EntryInfo, entries_flow, unlink_namespace
+from .base import FlowBase
+from .cluster import ClusterTransport
+from .driver import SyncIO
+from .driver import run as drive
 from .protocol import Batch, Call, Flow, read_scopes_call, scope_rows, search_rows
-from .schema import filter_terms, scopes_key
+from .schema import filter_terms, namespace_of, scopes_key
+from .scope import Scope
+from .values import EntryInfo, _num, _text
 
 __all__ = [
+    "Administration",
     "IndexSummary",
     "clear_flow",
     "count_flow",
@@ -39,7 +49,10 @@ __all__ = [
     "indexes_flow",
     "namespaces_flow",
     "run",
+    "unlink_namespace",
 ]
+
+logger = logging.getLogger("paracache")
 
 T = TypeVar("T")
 
@@ -296,7 +309,7 @@ def index_summary_flow(index_name: str, breakdown: int = 20) -> Flow[IndexSummar
 
 
 def _filter_query(tenant: str | None, model: str | None, corpus_version: str | None) -> str:
-    """The same digest terms :meth:`paracache.core.Core.clear_flow` filters on."""
+    """The digest terms entries are filtered on (``*``: all)."""
     return " ".join(filter_terms(tenant=tenant, model=model, corpus_version=corpus_version)) or "*"
 
 
@@ -308,7 +321,10 @@ def count_flow(
     corpus_version: str | None = None,
 ) -> Flow[int]:
     """How many entries of these indexes match the filters (all, without filters)."""
-    query = _filter_query(tenant, model, corpus_version)
+    return (yield from _count(index_names, _filter_query(tenant, model, corpus_version)))
+
+
+def _count(index_names: Sequence[str], query: str) -> Flow[int]:
     total = 0
     for name in index_names:
         raw = yield Call(("FT.SEARCH", name, query, "LIMIT", 0, 0, "DIALECT", 2))
@@ -328,12 +344,21 @@ def clear_flow(
     scope registry, unless the whole namespace is cleared."""
     if not _INDEX.match(f"paracache:{namespace}:v1:0"):
         raise ValueError(f"not a namespace: {namespace!r}")
-    deleted = 0
     if tenant is None and model is None and corpus_version is None:
         # Every key of the namespace, its scope registry too (not counted).
         return (yield from unlink_namespace(namespace))
     query = _filter_query(tenant, model, corpus_version)
-    for name in (yield from indexes_flow(namespace)):
+    return (yield from _delete_matching((yield from indexes_flow(namespace)), query))
+
+
+def _delete_matching(index_names: Sequence[str], query: str) -> Flow[int]:
+    """Delete the entries of these indexes that match ``query``, 1,000 at a time.
+
+    Stops on an index when a round deletes nothing: the index may list keys that are
+    gone (expired, deleted; it lags), and asking again would list them again forever.
+    """
+    deleted = 0
+    for name in index_names:
         while True:
             raw = yield Call(
                 ("FT.SEARCH", name, query, "NOCONTENT", "LIMIT", 0, 1000, "DIALECT", 2)
@@ -341,39 +366,142 @@ def clear_flow(
             keys = [key for key, _ in search_rows(raw)[1]]
             if not keys:
                 break
-            deleted += int((yield Call(("UNLINK", *keys))))
+            removed = int((yield Call(("UNLINK", *keys))))
+            deleted += removed
+            if not removed:  # the index lists keys that are gone: no progress
+                break
     return deleted
 
 
+def unlink_namespace(namespace: str) -> Flow[int]:
+    """Delete every key of ``namespace`` (``SCAN``, ``UNLINK``); returns how many were
+    deleted, not counting its scope registry (which goes too)."""
+    registry = scopes_key(namespace).encode()
+    deleted = 0
+    cursor: Any = 0
+    pattern = f"paracache:{namespace}:*"
+    while True:
+        cursor, keys = yield Call(("SCAN", cursor, "MATCH", pattern, "COUNT", 1000))
+        if keys:
+            deleted += int((yield Call(("UNLINK", *keys))))
+            if any(k == registry or k == registry.decode() for k in keys):
+                deleted -= 1  # the registry, not an entry
+        if int(cursor) == 0:
+            return max(0, deleted)
+
+
+_ENTRY_FIELDS = ("prompt", "scope", "created_at", "last_hit_at", "hit_count", "tokens", "ttl")
+
+
+def entries_flow(index_name: str, limit: int = 20) -> Flow[list[EntryInfo]]:
+    """The ``limit`` newest entries of the index ``index_name`` with their TTL left and
+    their scope (from the namespace's scope registry, read in the same round trip)."""
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 10_000:
+        raise ValueError(f"limit must be an int in [1, 10000], got {limit!r}")
+    raw = yield Call(
+        (
+            "FT.SEARCH",
+            index_name,
+            "*",
+            "SORTBY",
+            "created_at",
+            "DESC",
+            "RETURN",
+            len(_ENTRY_FIELDS),
+            *_ENTRY_FIELDS,
+            "LIMIT",
+            0,
+            limit,
+            "DIALECT",
+            2,
+        )
+    )
+    rows = search_rows(raw)[1]
+    if not rows:
+        return []
+    digests = sorted({fields.get(b"scope", b"").decode("utf-8", "replace") for _, fields in rows})
+    replies = yield Batch(
+        (
+            *(("PTTL", key) for key, _ in rows),
+            read_scopes_call(scopes_key(namespace_of(index_name)), digests),
+        )
+    )
+    pttls = replies[: len(rows)]
+    scopes = scope_rows(digests, replies[len(rows)])
+    out: list[EntryInfo] = []
+    for (key, fields), pttl in zip(rows, pttls, strict=True):
+        if int(pttl) == -2:
+            continue  # expired in between
+        scope = scopes.get(fields.get(b"scope", b"").decode("utf-8", "replace"), {})
+        last_hit = _num(fields, "last_hit_at")
+        out.append(
+            EntryInfo(
+                entry_id=key.rsplit(":", 1)[-1],
+                key=key,
+                prompt=_text(fields, "prompt"),
+                scope=scope,
+                created_at=_num(fields, "created_at"),
+                last_hit_at=last_hit or None,
+                hit_count=int(_num(fields, "hit_count")),
+                tokens=int(_num(fields, "tokens")),
+                ttl=int(_num(fields, "ttl")) or None,
+                ttl_left=None if int(pttl) < 0 else int(pttl) / 1000.0,
+            )
+        )
+    return out
+
+
+class Administration(FlowBase):
+    """The administrative flows of one cache instance (its own index, or its whole
+    namespace), built on the namespace-wide flows above."""
+
+    def clear_flow(
+        self,
+        *,
+        tenant: str | None = None,
+        model: str | None = None,
+        corpus_version: str | None = None,
+        scope: Scope | None = None,
+    ) -> Flow[int]:
+        """Delete every entry of the namespace, or those of this index matching the
+        given scope parts.
+
+        Without filters every key of the namespace goes, its scope registry too (not
+        counted: the count is of entries). With filters, the registry keeps its rows.
+        """
+        terms = filter_terms(tenant=tenant, model=model, corpus_version=corpus_version)
+        if scope is not None:
+            if not isinstance(scope, Scope):
+                raise TypeError(f"scope must be a paracache.Scope, got {type(scope).__name__}")
+            terms.append(f"@scope:{{{scope.digest()}}}")
+        if not terms:
+            deleted = yield from unlink_namespace(self.layout.namespace)
+            with self._trim_lock:
+                self._registered.clear()  # the registry went too: register anew
+            return deleted
+        yield from self._ensure_index()
+        return (yield from _delete_matching([self.layout.index_name], " ".join(terms)))
+
+    def delete_flow(self, entry_id: str) -> Flow[bool]:
+        """Delete one entry by id."""
+        if not isinstance(entry_id, str) or not entry_id.isalnum():
+            raise ValueError(f"not an entry id: {entry_id!r}")
+        return bool((yield Call(("UNLINK", self.layout.key(entry_id)))))
+
+    def count_flow(self) -> Flow[int]:
+        """How many entries this index holds."""
+        yield from self._ensure_index()
+        return (yield from _count([self.layout.index_name], "*"))
+
+    def entries_flow(self, limit: int = 20) -> Flow[list[EntryInfo]]:
+        """The ``limit`` newest entries of this index, for inspection."""
+        yield from self._ensure_index()
+        return (yield from entries_flow(self.layout.index_name, limit))
+
+
 def run(client: redis.Redis, flow: Flow[T]) -> T:
-    """Perform a flow's Redis calls with a blocking client (a ``RedisCluster`` too: its
-    index commands go through :class:`paracache.cluster.ClusterTransport`);
-    ``CacheError`` on failure."""
-    transport = None
-    if hasattr(client, "nodes_manager"):
-        from .cluster import ClusterTransport
-
-        transport = ClusterTransport(cast(Any, client))
-    try:
-        op = next(flow)
-        while True:
-            if isinstance(op, Call) and transport is not None and transport.handles(op.args):
-                result = transport.execute(op.args)
-            elif isinstance(op, Call):
-                result = cast(Any, client).execute_command(*op.args)
-            elif isinstance(op, Batch):
-                pipe = client.pipeline(transaction=op.transaction)
-                for args in op.calls:
-                    cast(Any, pipe).execute_command(*args)
-                result = pipe.execute()
-            else:
-                raise TypeError(f"admin flows only talk to Redis, got {op!r}")
-            op = flow.send(result)
-    except StopIteration as stop:
-        return cast(T, stop.value)
-    except redis.RedisError as exc:
-        raise CacheError(f"paracache: {exc}") from exc
-
-
-# Re-exported: the entries of one index, newest first.
-_ = (entries_flow, EntryInfo)
+    """Perform a flow's Redis calls with a blocking client (:func:`paracache.driver.run`);
+    :class:`~paracache.errors.BackendError` (a ``CacheError``) on failure."""
+    if hasattr(client, "nodes_manager"):  # a RedisCluster: index commands on every shard
+        return drive(flow, SyncIO(client, cluster=ClusterTransport(cast(Any, client))))
+    return drive(flow, SyncIO(client))

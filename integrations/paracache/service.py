@@ -45,10 +45,10 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from . import __version__
-from .core import Verdict, check_similarity
+from ._version import __version__
 from .index import SemanticIndex
 from .scope import Scope, digest
+from .values import Verdict, check_similarity
 
 __all__ = [
     "THRESHOLD_HEADER",

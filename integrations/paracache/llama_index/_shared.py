@@ -27,9 +27,9 @@ from llama_index.core.schema import (
     TextNode,
 )
 
-from ..core import Verdict
 from ..index import SemanticIndex
 from ..scope import canonical_json, digest
+from ..values import Verdict
 
 logger = logging.getLogger("paracache")
 
@@ -206,6 +206,12 @@ def _prompt_fingerprint(prompt: BasePromptTemplate, llm: Any) -> Any:
     ]
 
 
+class WrapsLLM:
+    """Marks paracache's own LLM wrappers (:class:`paracache.llama_index.CachedLLM`):
+    their scope is the wrapped model's (``.llm``). A plain mixin, so this module need
+    not import the wrapper's."""
+
+
 def llm_scope(llm: Any) -> tuple[str, dict[str, Any], str]:
     """``(model, sampling params, digest of its other settings)`` of a LlamaIndex LLM.
 
@@ -217,10 +223,8 @@ def llm_scope(llm: Any) -> tuple[str, dict[str, Any], str]:
         >>> llm_scope(MockLLM(max_tokens=8))[:2]
         ('MockLLM', {'max_tokens': 8})
     """
-    from .llm import CachedLLM  # late: llm.py builds on this module
-
-    if isinstance(llm, CachedLLM):
-        llm = llm.llm
+    if isinstance(llm, WrapsLLM):
+        llm = getattr(llm, "llm")  # noqa: B009 - the wrapped model
     try:
         meta: dict[str, Any] = llm.metadata.model_dump(mode="json")
     except Exception:

@@ -20,13 +20,14 @@ from llama_index.core.base.llms.types import (
 from llama_index.core.bridge.pydantic import Field, PrivateAttr
 from llama_index.core.llms import LLM
 
-from ..core import Verdict
 from ..index import SemanticIndex
 from ..scope import Scope, canonical_json, digest
+from ..values import Verdict
 from ._shared import (
     _MIRRORED,
     _R,
     PARAM_KEYS,
+    WrapsLLM,
     _attr,
     _emit,
     _json_dict,
@@ -39,7 +40,7 @@ logger = logging.getLogger("paracache")
 # --------------------------------------------------------------------------- LLM
 
 
-class CachedLLM(LLM):
+class CachedLLM(LLM, WrapsLLM):
     """An LLM whose ``complete``/``chat`` (sync and async) are cached exactly.
 
     The key is the full prompt (every message) and the wrapped LLM's model and sampling

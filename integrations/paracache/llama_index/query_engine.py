@@ -20,9 +20,9 @@ from llama_index.core.schema import (
     QueryBundle,
 )
 
-from ..core import Verdict
 from ..index import SemanticIndex
 from ..scope import Scope, digest
+from ..values import Verdict
 from ..vectorizers import vectorizer_id
 from ._shared import (
     _NOT_ANSWER_KWARGS,

@@ -1,0 +1,172 @@
+"""The state of one cache instance and the steps every flow shares.
+
+:class:`FlowBase` holds what the flows of :mod:`paracache.lookup`, :mod:`paracache.store`
+and :mod:`paracache.admin` decide with (layout, settings, recorder, circuit breaker,
+hooks) and the steps they share: making sure the index exists, embedding a prompt,
+checking a vector, and accounting for failures by kind
+(:class:`~paracache.errors.BackendError`) or as a bug of paracache's own (``internal``).
+No I/O: flows yield requests (:mod:`paracache.protocol`) that a driver performs.
+
+Example:
+    >>> from paracache.schema import Layout
+    >>> base = FlowBase(Layout.build("docs", "m", dims=2), Settings())
+    >>> [round(float(x), 2) for x in np.frombuffer(base.encode_vector([0.6, 0.8]), base._np_dtype)]
+    [0.6, 0.8]
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from .errors import BackendError, EmbeddingError, strict
+from .metrics import Recorder
+from .policy import CircuitBreaker, HybridTuner
+from .protocol import Embed, EnsureIndex, Flow
+from .schema import Layout
+from .values import Candidate, LookupRequest, Settings, Verdict, embed_input
+
+__all__ = ["CandidateListener", "FlowBase"]
+
+logger = logging.getLogger("paracache")
+
+#: Called with each semantic candidate a lookup puts before the guards, and their
+#: verdict (a rejection reason or ``None``): see :meth:`FlowBase.add_candidate_listener`.
+CandidateListener = Callable[[LookupRequest, Candidate, "str | None"], None]
+
+
+class FlowBase:
+    """The decisions' state of one cache instance, shared by its sync and async shells."""
+
+    def __init__(
+        self,
+        layout: Layout,
+        settings: Settings,
+        *,
+        recorder: Recorder | None = None,
+        breaker: CircuitBreaker | None = None,
+        on_verdict: Callable[[Verdict], None] | None = None,
+        accept: Callable[[LookupRequest, Candidate], str | None] | None = None,
+        corroborate: Callable[[LookupRequest, Candidate], bool] | None = None,
+    ) -> None:
+        self.layout = layout
+        self.settings = settings
+        self.recorder = recorder or Recorder()
+        self.breaker = breaker or CircuitBreaker()
+        self.on_verdict = on_verdict
+        #: Optional guard: returns a rejection reason for a candidate, or ``None``.
+        self.accept = accept
+        #: Optional: may a candidate within ``corroboration_margin`` below the threshold
+        #: be served (it still has to pass ``accept``)?
+        self.corroborate = corroborate
+        self.candidate_listeners: list[CandidateListener] = []
+        self.index_ready = False
+        self._np_dtype = np.float16 if layout.dtype == "float16" else np.float32
+        self.tuner = HybridTuner()
+        #: Run the semantic layer as one Lua script (KNN query, candidates read, hit
+        #: counted: one round trip). Off for cluster clients (a script's ``FT.SEARCH``
+        #: would search one shard) and after a server refused it (an ACL without
+        #: scripting, a proxy): then the query and the winner's read are two calls.
+        self.scripted_search = True
+        self._warned: dict[str, float] = {}
+        self._trim_lock = threading.Lock()
+        self._writes_since_trim = 0
+        #: Scope digest -> when this instance last registered it (``store_flow``).
+        self._registered: dict[str, float] = {}
+
+    def add_candidate_listener(self, listener: CandidateListener) -> None:
+        """Call ``listener(request, candidate, rejection)`` for every semantic candidate
+        a lookup checks with its guards (``rejection``: the guards' reason, ``None`` if
+        it passed), e.g. to record a threshold sweep (:func:`paracache.calibrate.calibrate`).
+        A listener that raises is logged and ignored.
+
+        Example:
+            >>> from paracache.schema import Layout
+            >>> base = FlowBase(Layout.build("docs", "m", dims=2), Settings())
+            >>> base.add_candidate_listener(lambda req, cand, rejection: None)
+        """
+        self.candidate_listeners.append(listener)
+
+    # ------------------------------------------------------------------ shared steps
+
+    def _ensure_index(self) -> Flow[None]:
+        if not self.index_ready:
+            yield EnsureIndex()
+            self.index_ready = True
+
+    def embed_input(self, text: str) -> str:
+        """What the model sees for a normalised prompt (:func:`paracache.values.embed_input`)."""
+        return embed_input(self.settings, text)
+
+    def _embed(self, text: str) -> Flow[bytes | None]:
+        """Embed a normalised prompt (:meth:`embed_input`) and encode it for Redis;
+        ``None`` (counted, logged) when the embedder failed."""
+        try:
+            raw = yield Embed(self.embed_input(text))
+            return self.encode_vector(raw)
+        except BackendError as exc:
+            if exc.kind != "embedding":
+                raise
+            self.recorder.error("embedding")
+            logger.warning("paracache: embedding failed, treating as a miss: %r", exc)
+            return None
+
+    def encode_vector(self, raw: Any) -> bytes:
+        """Check a vectorizer's output (dims, finite) and encode it for the index;
+        :class:`~paracache.errors.EmbeddingError` if it is not a usable vector."""
+        try:
+            arr = np.asarray(raw, dtype=np.float32).reshape(-1)
+        except (TypeError, ValueError) as exc:
+            raise EmbeddingError(f"not a vector: {type(raw).__name__}") from exc
+        if arr.shape[0] != self.layout.dims:
+            raise EmbeddingError(f"vector has {arr.shape[0]} dims, the index {self.layout.dims}")
+        # One dot product vouches for the common case: finite and not all zeros.
+        norm2 = float(np.dot(arr, arr))
+        if not (0.0 < norm2 < math.inf):
+            if not np.isfinite(arr).all():
+                raise EmbeddingError("vector contains NaN or infinity")
+            if not np.any(arr):
+                raise EmbeddingError("vector is all zeros")
+        return arr.astype(self._np_dtype).tobytes()
+
+    # ------------------------------------------------------------------ accounting
+
+    def _failure(self, what: str, exc: BackendError) -> None:
+        """Redis failed (not merely refused a write): count it, tell the breaker."""
+        self.breaker.record_failure()
+        self.recorder.error("redis")
+        # Whatever failed, the server may have restarted without its index: check again.
+        self.index_ready = False
+        logger.warning("paracache: %s failed, continuing without the cache: %r", what, exc)
+
+    def _internal(self, what: str, exc: Exception) -> None:
+        """A bug in paracache's own code: not a Redis failure (the breaker and the index
+        state are left alone); logged with its traceback, counted as ``internal``, and
+        raised in strict mode (``PARACACHE_STRICT=1``, as the test suite runs)."""
+        self.recorder.error("internal")
+        logger.error("paracache: internal error in %s (a bug; a miss): %r", what, exc, exc_info=exc)
+        if strict():
+            raise exc
+
+    def _corrupt(self, key: str, problem: str) -> None:
+        self.recorder.error("corrupt_entry")
+        logger.warning(
+            "paracache: skipping unreadable entry %s: %s (paracache repair removes it)",
+            key,
+            problem,
+        )
+
+    def _warn_throttled(self, kind: str, msg: str, *args: Any) -> None:
+        """Log a warning at most once per 10 s per kind (faults can last a while)."""
+        now = time.monotonic()
+        if now - self._warned.get(kind, -1e9) >= 10.0:
+            self._warned[kind] = now
+            logger.warning(msg, *args)
+        else:
+            logger.debug(msg, *args)

@@ -1,0 +1,120 @@
+"""paracache's exceptions: the one failure type the flows reason about, and its kinds.
+
+The drivers (:mod:`paracache.driver`, :mod:`paracache.transport`) translate what redis-py,
+RedisVL and the embedder raise into a :class:`BackendError` with a :data:`Kind` before it
+reaches a flow; the flows (:mod:`paracache.lookup`, :mod:`paracache.store`,
+:mod:`paracache.admin`) decide on the kind alone. Any other exception in a flow is a bug
+in paracache itself: it is logged with its traceback and counted as ``internal`` (a
+lookup is still a miss), never taken for a Redis failure; with ``PARACACHE_STRICT=1``
+(the test suite sets it) it is raised instead.
+
+Example:
+    >>> err = BackendError("oom", "command not allowed when used memory > 'maxmemory'")
+    >>> err.kind, err.answered, err.write_refused
+    ('oom', True, 'oom')
+    >>> isinstance(err, CacheError)
+    True
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Literal, get_args
+
+__all__ = [
+    "ANSWERED",
+    "BackendError",
+    "CacheError",
+    "EmbeddingError",
+    "Kind",
+    "strict",
+]
+
+#: What went wrong outside paracache:
+#:
+#: - ``timeout``: no reply in time (a command's ``timeout``, the call's time budget);
+#: - ``unavailable``: no connection (refused, reset, authentication, the server loading);
+#: - ``oom``, ``readonly``, ``misconf``: the server is up but refuses writes (out of
+#:   memory under ``noeviction``, a read-only replica, failing persistence);
+#: - ``busy``: another client's script is running (``BUSY``);
+#: - ``noscript``: ``EVALSHA`` of a script the server does not know;
+#: - ``no_index``: the search index does not exist (a flushed or restarted server);
+#: - ``refused``: any other error reply (an ACL, a proxy, a damaged key);
+#: - ``bad_reply``: a reply that cannot be read;
+#: - ``embedding``: the vectorizer failed, timed out or returned no usable vector.
+Kind = Literal[
+    "timeout",
+    "unavailable",
+    "oom",
+    "readonly",
+    "misconf",
+    "busy",
+    "noscript",
+    "no_index",
+    "refused",
+    "bad_reply",
+    "embedding",
+]
+KINDS: frozenset[str] = frozenset(get_args(Kind))
+
+#: Kinds in which Redis answered (with an error reply): the server is up.
+ANSWERED: frozenset[str] = frozenset(
+    {"oom", "readonly", "misconf", "busy", "noscript", "no_index", "refused"}
+)
+
+
+class CacheError(RuntimeError):
+    """An administrative operation (clear, delete, count, warm, repair) could not be
+    carried out; lookups and stores never raise it (they fail open)."""
+
+
+class BackendError(CacheError):
+    """Redis or the embedder failed; ``kind`` says how (see :data:`Kind`).
+
+    The original exception is its ``__cause__``. Raised to the caller only by
+    administrative operations (it is a :class:`CacheError`).
+
+    Example:
+        >>> BackendError("timeout", "no reply within 0.1s").kind
+        'timeout'
+    """
+
+    def __init__(self, kind: Kind, message: str = "") -> None:
+        if kind not in KINDS:
+            raise ValueError(f"unknown failure kind {kind!r}")
+        super().__init__(f"paracache: {message or kind}")
+        self.kind: Kind = kind
+
+    @property
+    def answered(self) -> bool:
+        """Redis answered with an error reply (the server is up)."""
+        return self.kind in ANSWERED
+
+    @property
+    def write_refused(self) -> str | None:
+        """``"oom"``, ``"readonly"`` or ``"misconf"`` if the server is up but refuses
+        writes (not a breaker failure: lookups are still served), else ``None``."""
+        return self.kind if self.kind in ("oom", "readonly", "misconf") else None
+
+
+class EmbeddingError(BackendError):
+    """The vectorizer failed or returned something that is not a usable vector.
+
+    Example:
+        >>> EmbeddingError("vector is all zeros").kind
+        'embedding'
+    """
+
+    def __init__(self, message: str = "") -> None:
+        super().__init__("embedding", message)
+
+
+def strict() -> bool:
+    """Is strict mode on (``PARACACHE_STRICT=1``)? Then a bug in paracache's own code
+    raises out of a lookup or store instead of being logged and counted as ``internal``.
+
+    Example:
+        >>> isinstance(strict(), bool)
+        True
+    """
+    return os.environ.get("PARACACHE_STRICT", "") not in ("", "0")

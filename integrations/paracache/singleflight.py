@@ -1,0 +1,385 @@
+"""Single-flight: one model call per burst of identical cache misses.
+
+When several callers miss on the same entry at once (same normalised prompt, same
+scope: the exact layer's key), one of them, the *leader*, calls the model; the others
+wait for its answer and replay it instead of paying a call each. Framework-free: the
+adapters (:mod:`paracache.langchain`, :mod:`paracache.llama_index`, the service) call
+:meth:`SingleFlight.claim` after a miss and settle the :class:`Claim` they get.
+
+- Within a process, threads and asyncio tasks meet on one in-memory flight per key.
+- Across processes, the leader holds a short Redis lock (``SET key token NX PX ttl``,
+  the key derived from the entry's id); a process that finds it taken polls until it is
+  released or expired, then reads the entry the leader stored (one exact lookup).
+- Bounded: nobody waits longer than ``wait`` seconds, then it calls the model itself.
+  A leader that fails or whose stream is abandoned answers its waiters "no answer":
+  one of them becomes the next leader (at most ``retries`` times), the rest wait again.
+- Fail-open: a Redis error (or an open circuit breaker) while taking the lock makes the
+  caller a leader without a lock, so with Redis down every process calls the model
+  and nobody waits on Redis; a log line and an ``errors["singleflight"]`` count say so.
+
+Example:
+    >>> flights = SingleFlight(index)                       # doctest: +SKIP
+    >>> claim = flights.claim("What's your refund policy?", scope)  # doctest: +SKIP
+    >>> if claim.payload is not None:                        # doctest: +SKIP
+    ...     answer = claim.payload          # another caller's answer, just stored
+    ... else:
+    ...     answer = call_the_model()       # then store it, and:
+    ...     claim.done(answer)              # (claim.done(None) if the call failed)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import secrets
+import threading
+import time
+from collections.abc import Generator
+from typing import Any
+
+from .errors import BackendError
+from .index import SemanticIndex
+from .protocol import Call, Flow
+from .scope import Scope
+
+__all__ = ["Claim", "SingleFlight"]
+
+logger = logging.getLogger("paracache")
+
+#: What a waiter receives when the leader gave up (failed, abandoned, cancelled).
+_FAILED: Any = object()
+
+# Deletes the lock only if it is still ours (it may have expired and been re-taken).
+_RELEASE = (
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end "
+    "return 0"
+)
+
+
+class _Flight:
+    """One in-process computation of an answer, awaited by threads and asyncio tasks."""
+
+    __slots__ = ("_event", "_lock", "_waiters", "result", "started")
+
+    def __init__(self) -> None:
+        self.started = time.monotonic()
+        self._event = threading.Event()
+        self._lock = threading.Lock()
+        self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[Any]]] = []
+        self.result: Any = None
+
+    def settle(self, result: Any) -> None:
+        with self._lock:
+            if self._event.is_set():
+                return
+            self.result = result
+            self._event.set()
+            waiters, self._waiters = self._waiters, []
+        for loop, future in waiters:
+            # A closed loop (RuntimeError) has nobody waiting there any more.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(_set_result, future, result)
+
+    def wait(self, timeout: float) -> Any:
+        """The result, or ``None`` after ``timeout`` seconds."""
+        return self.result if self._event.wait(timeout) else None
+
+    async def await_(self, timeout: float) -> Any:
+        """:meth:`wait` without blocking the event loop."""
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        with self._lock:
+            if self._event.is_set():
+                return self.result
+            self._waiters.append((asyncio.get_running_loop(), future))
+        try:
+            return await asyncio.wait_for(future, timeout)
+        except asyncio.TimeoutError:
+            return None
+
+
+def _set_result(future: asyncio.Future[Any], result: Any) -> None:
+    if not future.done():
+        future.set_result(result)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Wait:
+    flight: _Flight
+    timeout: float
+
+
+@dataclasses.dataclass(frozen=True)
+class _Sleep:
+    seconds: float
+
+
+@dataclasses.dataclass(frozen=True)
+class _Redis:
+    args: tuple[Any, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class _Recheck:
+    pass
+
+
+_Step = _Wait | _Sleep | _Redis | _Recheck
+
+
+class Claim:
+    """What :meth:`SingleFlight.claim` decided for one caller.
+
+    - ``payload`` is not ``None``: another caller's answer (the stored response string):
+      serve it, call nothing, settle nothing.
+    - ``leader`` is true: call the model, store the answer, then :meth:`done` with the
+      stored response (``None`` if the call failed or the stream was not completed), in
+      every case (``try``/``finally``), so waiters never wait in vain.
+    - neither: waiting timed out; call the model yourself (:meth:`done` is a no-op).
+    """
+
+    __slots__ = ("_flight", "_flights", "_key", "_lock", "_settled", "leader", "payload")
+
+    def __init__(
+        self,
+        flights: SingleFlight | None = None,
+        key: str = "",
+        flight: _Flight | None = None,
+        *,
+        payload: str | None = None,
+    ) -> None:
+        self._flights = flights
+        self._key = key
+        self._flight = flight
+        self._lock: tuple[str, str] | None = None
+        self.payload = payload
+        self.leader = flight is not None
+        self._settled = flight is None
+
+    def __repr__(self) -> str:
+        role = "answered" if self.payload is not None else "leader" if self.leader else "alone"
+        return f"Claim({role})"
+
+    def _settle(self, payload: str | None) -> tuple[str, str] | None:
+        if self._settled:
+            return None
+        self._settled = True
+        assert self._flights is not None and self._flight is not None
+        self._flights._finish(self._key, self._flight, _FAILED if payload is None else payload)
+        lock, self._lock = self._lock, None
+        return lock
+
+    def done(self, payload: str | None) -> None:
+        """Hand the answer (or ``None``: no answer) to the waiters and release the lock.
+
+        Call it after storing the answer, so that other processes find it.
+        """
+        lock = self._settle(payload)
+        if lock is not None and self._flights is not None:
+            self._flights._release(lock)
+
+    async def adone(self, payload: str | None) -> None:
+        """:meth:`done` without blocking the event loop."""
+        lock = self._settle(payload)
+        if lock is not None and self._flights is not None:
+            await self._flights._arelease(lock)
+
+
+class SingleFlight:
+    """Coalesces identical concurrent misses on one :class:`paracache.SemanticIndex`.
+
+    Args:
+        index: The cache whose entries the flights are for (its Redis holds the locks).
+        wait: Seconds a caller waits for another's answer before calling the model
+            itself (default 30). Also the Redis lock's lifetime, so a crashed leader
+            delays other processes by at most this.
+        distributed: Coordinate across processes through Redis locks (default on);
+            off: within this process only.
+        retries: How many times waiters elect a new leader after one failed.
+        poll: First interval (seconds) at which a process waiting on another's lock
+            checks it; doubled up to 0.2 s.
+
+    Example:
+        >>> flights = SingleFlight(index, wait=10.0)  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        index: SemanticIndex,
+        *,
+        wait: float = 30.0,
+        distributed: bool = True,
+        retries: int = 2,
+        poll: float = 0.01,
+    ) -> None:
+        if not isinstance(index, SemanticIndex):
+            raise TypeError(f"index must be a SemanticIndex, got {type(index).__name__}")
+        for name, value in (("wait", wait), ("poll", poll)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+                raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
+        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+            raise ValueError(f"retries must be an int >= 0, got {retries!r}")
+        self.index = index
+        self.wait = float(wait)
+        self.distributed = bool(distributed)
+        self.retries = retries
+        self.poll = float(poll)
+        self._flights: dict[str, _Flight] = {}
+        self._mutex = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"SingleFlight({self.index.namespace!r}, wait={self.wait})"
+
+    # ------------------------------------------------------------------ public
+
+    def claim(self, prompt: str, scope: Scope | None = None) -> Claim:
+        """Join the flight for ``prompt`` under ``scope`` (after a miss); may wait.
+
+        Raises ``TypeError``/``ValueError`` for bad arguments, as a lookup does.
+        """
+        steps = self._steps(prompt, scope)
+        reply: Any = None
+        try:
+            while True:
+                step = steps.send(reply)
+                if isinstance(step, _Wait):
+                    reply = step.flight.wait(step.timeout)
+                elif isinstance(step, _Sleep):
+                    time.sleep(step.seconds)
+                elif isinstance(step, _Redis):
+                    reply = self._redis(step.args)
+                else:
+                    reply = self._payload(self.index.lookup_verdict(prompt, scope, semantic=False))
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+
+    async def aclaim(self, prompt: str, scope: Scope | None = None) -> Claim:
+        """:meth:`claim` without blocking the event loop."""
+        steps = self._steps(prompt, scope)
+        reply: Any = None
+        try:
+            while True:
+                step = steps.send(reply)
+                if isinstance(step, _Wait):
+                    reply = await step.flight.await_(step.timeout)
+                elif isinstance(step, _Sleep):
+                    await asyncio.sleep(step.seconds)
+                elif isinstance(step, _Redis):
+                    reply = await self._aredis(step.args)
+                else:
+                    verdict = await self.index.alookup_verdict(prompt, scope, semantic=False)
+                    reply = self._payload(verdict)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+
+    def in_flight(self) -> int:
+        """How many keys have a leader in this process right now."""
+        with self._mutex:
+            return len(self._flights)
+
+    # ------------------------------------------------------------------ the flow
+
+    def _steps(self, prompt: str, scope: Scope | None) -> Generator[_Step, Any, Claim]:
+        req = self.index.core.prepare_lookup(prompt, scope, semantic=False)
+        key = req.key
+        for _ in range(self.retries + 1):
+            with self._mutex:
+                flight = self._flights.get(key)
+                if flight is not None and time.monotonic() - flight.started > 2 * self.wait:
+                    flight = None  # a leader that never settled (a bug): do not wait on it
+                leader = flight is None
+                if flight is None:
+                    flight = self._flights[key] = _Flight()
+            if not leader:
+                result = yield _Wait(flight, self.wait)
+                if result is _FAILED:
+                    continue  # the leader gave up: elect another
+                return Claim(payload=result)  # an answer, or None: timed out, go alone
+            claim = Claim(self, key, flight)
+            if self.distributed:
+                yield from self._lock_or_wait(claim, req.entry_id, key)
+            return claim
+        return Claim()
+
+    def _lock_or_wait(
+        self, claim: Claim, entry_id: str, entry_key: str
+    ) -> Generator[_Step, Any, None]:
+        """Take the Redis lock, or wait for its holder's answer (settling the claim).
+
+        With the lock taken, a leader whose entry exists by now (another caller stored
+        it after this one's lookup) reads it instead of calling the model."""
+        if not self.index.core.breaker.allow():
+            return  # Redis is known to be down: lead without a lock
+        lock_key = f"{self.index.layout.namespace_prefix}flight:{entry_id}"
+        token = secrets.token_hex(8)
+        reply = yield _Redis(("SET", lock_key, token, "NX", "PX", int(self.wait * 1000)))
+        if reply is _FAILED:
+            return
+        if reply is not None:
+            exists = yield _Redis(("EXISTS", entry_key))
+            payload = (yield _Recheck()) if exists is not _FAILED and exists else None
+            if payload is None:
+                claim._lock = (lock_key, token)
+                return
+            yield _Redis(("EVAL", _RELEASE, 1, lock_key, token))
+            self._answered(claim, payload)
+            return
+        deadline = time.monotonic() + self.wait
+        delay = self.poll
+        while time.monotonic() < deadline:
+            yield _Sleep(min(delay, max(0.0, deadline - time.monotonic())))
+            delay = min(delay * 2, 0.2)
+            held = yield _Redis(("EXISTS", lock_key))
+            if held is _FAILED or not held:
+                break
+        payload = yield _Recheck()
+        if payload is not None:
+            self._answered(claim, payload)
+        # else: the other process failed or is slow: answer ourselves, still leading here
+
+    # ------------------------------------------------------------------ helpers
+
+    @staticmethod
+    def _answered(claim: Claim, payload: str) -> None:
+        """The leader found the answer stored by another: hand it to its waiters too."""
+        claim._settle(payload)
+        claim.payload, claim.leader = payload, False
+
+    def _finish(self, key: str, flight: _Flight, result: Any) -> None:
+        with self._mutex:
+            if self._flights.get(key) is flight:
+                del self._flights[key]
+        flight.settle(result)
+
+    @staticmethod
+    def _payload(verdict: Any) -> str | None:
+        hit = getattr(verdict, "hit", None)
+        return hit.response if hit is not None else None
+
+    def _failed(self, exc: BackendError) -> Any:
+        self.index.core.recorder.error("singleflight")
+        logger.warning("paracache: single-flight lock unavailable, not coordinating: %r", exc)
+        return _FAILED
+
+    def _redis(self, args: tuple[Any, ...]) -> Any:
+        try:
+            return self.index._run(_one(args))
+        except BackendError as exc:
+            return self._failed(exc)
+
+    async def _aredis(self, args: tuple[Any, ...]) -> Any:
+        try:
+            return await self.index._arun(_one(args))
+        except BackendError as exc:
+            return self._failed(exc)
+
+    def _release(self, lock: tuple[str, str]) -> None:
+        self._redis(("EVAL", _RELEASE, 1, *lock))
+
+    async def _arelease(self, lock: tuple[str, str]) -> None:
+        await self._aredis(("EVAL", _RELEASE, 1, *lock))
+
+
+def _one(args: tuple[Any, ...]) -> Flow[Any]:
+    return (yield Call(args))

@@ -1,0 +1,497 @@
+"""Transport: connections to Redis, time bounds, and the embedding worker threads.
+
+What the drivers (:mod:`paracache.driver`) stand on and nothing decides with: where to
+connect (:func:`resolve_redis_url`), the clients paracache makes (:func:`client_kwargs`)
+or accepts (:func:`check_user_clients`), one direct connection per thread for hot-path
+calls (:class:`ThreadConnections`), the asyncio deadline that tolerates a busy event
+loop (:func:`within`), the embedder with its memo and time limit (:class:`Embedder`),
+and the translation of redis-py's, RedisVL's and the embedder's exceptions into
+:class:`~paracache.errors.BackendError` kinds (:func:`translate`).
+
+Example:
+    >>> import redis
+    >>> translate(redis.TimeoutError("Timeout reading from socket")).kind
+    'timeout'
+    >>> translate(redis.ResponseError("BUSY Redis is busy running a script.")).kind
+    'busy'
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import functools
+import os
+import re
+import select
+import ssl
+import threading
+import time
+import weakref
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, cast
+
+import redis
+import redis.asyncio as aioredis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from .errors import BackendError, Kind
+from .vectorizers import EmbeddingMemo, MiniLMVectorizer
+
+__all__ = [
+    "Embedder",
+    "ThreadConnections",
+    "backstop",
+    "check_user_clients",
+    "client_kwargs",
+    "client_url",
+    "derive_async",
+    "resolve_redis_url",
+    "safe_url",
+    "translate",
+    "within",
+]
+
+
+def resolve_redis_url(
+    redis_url: str | None, embedded_dir: str | os.PathLike[str] | None = None
+) -> str:
+    """An explicit URL, else an embedded server persisting to ``embedded_dir`` if given,
+    else ``PARACACHE_REDIS_URL`` or ``REDIS_URL``, else the embedded server (persisting
+    to ``$PARACACHE_EMBEDDED_DIR`` if set, in memory otherwise).
+
+    Example:
+        >>> resolve_redis_url("redis://localhost:6379")
+        'redis://localhost:6379'
+    """
+    if redis_url:
+        if embedded_dir is not None:
+            raise ValueError("give either redis_url= or embedded_dir=, not both")
+        return redis_url
+    from .embedded import embedded_url
+
+    if embedded_dir is not None:
+        return embedded_url(embedded_dir)
+    env = os.environ.get("PARACACHE_REDIS_URL") or os.environ.get("REDIS_URL")
+    if env:
+        return env
+    return embedded_url()
+
+
+#: Texts per model call in a warm-up: the offline model sorts by length, and small
+#: batches of similar length waste the least padding (175 texts/s at 16 against 115 at
+#: 64 and 26 as one unsorted batch of 768, on the benchmark machine).
+_EMBED_BATCH = 16
+
+_POOL: concurrent.futures.ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
+
+
+class ThreadConnections:
+    """One connection per thread to a client's server, used directly: a command is
+    sent and its reply read, without redis-py's pool checkout, retry wrapper and
+    per-command bookkeeping (about 0.05 ms a call, a quarter of an exact hit).
+
+    For plain commands on clients paracache made itself (no retries configured, no
+    caller's instrumentation to honour). A connection is dropped on any failure but
+    an error reply, reopened on the next call, and replaced in a forked child; a
+    thread's connection closes when the thread ends (or at :meth:`close`).
+
+    While a call is the only one in flight it polls for its reply for up to ``spin``
+    seconds before blocking in the kernel: a thread that sleeps for a sub-millisecond
+    reply pays a wake-up, slow on virtual machines.
+    """
+
+    def __init__(self, client: redis.Redis, spin: float = 0.0) -> None:
+        pool = client.connection_pool
+        self._make = functools.partial(pool.connection_class, **pool.connection_kwargs)
+        self._callbacks = cast(dict[Any, Any], client.response_callbacks)
+        self._spin = spin if hasattr(select, "poll") else 0.0
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._all: weakref.WeakSet[Any] = weakref.WeakSet()
+        self._in_flight = 0
+
+    def call(self, args: Sequence[Any]) -> Any:
+        local = self._local
+        conn = getattr(local, "conn", None)
+        if conn is None or local.pid != os.getpid():
+            conn = local.conn = self._make()
+            local.pid = os.getpid()
+            local.poller = None
+            with self._lock:
+                self._all.add(conn)
+        with self._lock:
+            self._in_flight += 1
+            alone = self._in_flight == 1
+        try:
+            conn.send_command(*args, check_health=False)
+            if alone and self._spin:
+                self._await_reply(local, conn)
+            reply = conn.read_response()
+        except redis.ResponseError:
+            raise  # the server answered: the connection is fine
+        except BaseException:
+            conn.disconnect()  # a reply may be in flight: never reuse the socket
+            raise
+        finally:
+            with self._lock:
+                self._in_flight -= 1
+        callback = self._callbacks.get(args[0])
+        return reply if callback is None else callback(reply)
+
+    def _await_reply(self, local: threading.local, conn: Any) -> None:
+        """Poll ``conn``'s socket until it is readable or ``spin`` seconds have passed."""
+        sock = conn._sock
+        if sock is None or isinstance(sock, ssl.SSLSocket):
+            return  # TLS: readable bytes may not make a record; just block
+        poller = local.poller
+        if poller is None or local.polled is not sock:
+            poller = local.poller = select.poll()
+            poller.register(sock, select.POLLIN)
+            local.polled = sock
+        deadline = time.perf_counter() + self._spin
+        while not poller.poll(0):
+            if time.perf_counter() >= deadline:
+                return
+
+    def close(self) -> None:
+        with self._lock:
+            conns = list(self._all)
+        for conn in conns:
+            conn.disconnect()
+
+
+async def within(work: Awaitable[Any], timeout: float) -> Any:
+    """Await ``work`` for at most ``timeout`` seconds of the server's time, not the loop's.
+
+    redis-py's asyncio socket timeout is a timer on the event loop. When the loop is busy
+    (other tasks' CPU work, embedding threads on few cores), the timer and a reply that
+    arrived long before become ready in the same pass, and the timer runs first: the call
+    fails although its answer is in. Here a timer that fires late (the loop could not run
+    it in time) gives the call that much time again, up to :func:`backstop` in all, so
+    replies that arrived meanwhile are read; a timer that fires on time cancels the call,
+    which becomes a ``TimeoutError``. One timer, no extra task (about 20 us a call; a
+    task per call cost 50).
+    """
+    task = asyncio.current_task()
+    if task is None:  # not inside a task: nothing to cancel, redis-py's backstop bounds it
+        return await work
+    deadline = _Deadline(task, timeout)
+    try:
+        return await work
+    except asyncio.CancelledError:
+        if deadline.fired and deadline.withdraw():
+            raise redis.TimeoutError(f"paracache: no reply within {timeout:g}s") from None
+        raise
+    finally:
+        deadline.stop()
+
+
+class _Deadline:
+    """The timer behind :func:`within`: cancels ``task`` once ``timeout`` seconds have
+    passed while the loop was responsive."""
+
+    __slots__ = ("_cancelling", "_give_up", "_handle", "_loop", "_task", "fired")
+
+    def __init__(self, task: asyncio.Task[Any], timeout: float) -> None:
+        self._loop = task.get_loop()
+        self._task = task
+        now = self._loop.time()
+        self._give_up = now + backstop(timeout)
+        # Python 3.11+ counts cancellations: ours must not swallow anyone else's.
+        self._cancelling = task.cancelling() if hasattr(task, "cancelling") else 0
+        self.fired = False
+        self._handle = self._loop.call_at(now + timeout, self._fire, now + timeout)
+
+    def _fire(self, due: float) -> None:
+        now = self._loop.time()
+        late = now - due
+        if late >= _LAG_SLACK and now < self._give_up:
+            # The loop could not run this timer for `late` seconds: give them back.
+            again = min(now + late, self._give_up)
+            self._handle = self._loop.call_at(again, self._fire, again)
+            return
+        self.fired = True
+        self._task.cancel()  # redis-py drops the connection: a late reply reaches no one
+
+    def stop(self) -> None:
+        self._handle.cancel()
+
+    def withdraw(self) -> bool:
+        """Take back this timer's cancellation; False if someone else cancelled too."""
+        if hasattr(self._task, "uncancel"):
+            return bool(self._task.uncancel() <= self._cancelling)
+        return True
+
+
+def backstop(timeout: float) -> float:
+    """The most a bounded async call may take while the event loop is busy, and the
+    socket timeout behind :func:`within`."""
+    return max(4 * timeout, 1.0)
+
+
+#: A timer that fires later than this was held up by a busy loop.
+_LAG_SLACK = 0.01
+
+
+def _embed_pool() -> concurrent.futures.ThreadPoolExecutor:
+    """Threads that run blocking embeddings under a time limit (shared, created lazily)."""
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = concurrent.futures.ThreadPoolExecutor(
+                max_workers=_EMBED_WORKERS, thread_name_prefix="paracache-embed"
+            )
+        return _POOL
+
+
+_EMBED_WORKERS = 4
+#: One slot per pool thread: a job is only queued when a thread is free to run it, so
+#: stuck embeddings never pile up behind each other (a caller waits for a slot within
+#: its own embed_timeout, then gives up: a miss).
+_EMBED_SLOTS = threading.BoundedSemaphore(_EMBED_WORKERS)
+
+
+def _embed_bounded(embed: Callable[[str], Any], text: str, timeout: float) -> Any:
+    started = time.monotonic()
+    if not _EMBED_SLOTS.acquire(timeout=timeout):
+        raise TimeoutError(f"no embedding slot free within {timeout:g}s (embedder stuck?)")
+    try:
+        future = _embed_pool().submit(embed, text)
+    except BaseException:
+        _EMBED_SLOTS.release()
+        raise
+    future.add_done_callback(lambda _: _EMBED_SLOTS.release())
+    return future.result(timeout=max(0.0, timeout - (time.monotonic() - started)))
+
+
+def check_user_clients(sync: Any, async_: Any) -> tuple[Any, Any]:
+    """Validate ``redis_client=``/``async_redis_client=`` (byte replies needed: entries
+    hold binary vectors)."""
+    from redis.asyncio.cluster import RedisCluster as AsyncCluster
+    from redis.cluster import RedisCluster
+
+    if not isinstance(sync, (redis.Redis, RedisCluster)):
+        raise TypeError(
+            f"redis_client must be a redis.Redis or redis.cluster.RedisCluster, got {sync!r}"
+        )
+    if async_ is not None and not isinstance(async_, (aioredis.Redis, AsyncCluster)):
+        raise TypeError(
+            "async_redis_client must be a redis.asyncio.Redis or "
+            f"redis.asyncio.cluster.RedisCluster, got {async_!r}"
+        )
+    for client in (sync, async_):
+        if client is not None and _connection_kwargs(client).get("decode_responses"):
+            raise ValueError("paracache needs a client with decode_responses=False")
+    return sync, async_
+
+
+def _connection_kwargs(client: Any) -> dict[str, Any]:
+    pool = getattr(client, "connection_pool", None)
+    if pool is not None:
+        return dict(pool.connection_kwargs)
+    manager = getattr(client, "nodes_manager", None)  # a cluster client
+    return dict(getattr(manager, "connection_kwargs", None) or {})
+
+
+def client_url(client: Any) -> str:
+    """A password-free URL naming where ``client`` connects (for messages and logs)."""
+    kwargs = _connection_kwargs(client)
+    if "host" not in kwargs and hasattr(client, "get_default_node"):
+        node = client.get_default_node()
+        kwargs = {**kwargs, "host": node.host, "port": node.port}
+    if "path" in kwargs:
+        return f"unix://{kwargs['path']}"
+    scheme = "rediss" if kwargs.get("ssl") or "ssl_keyfile" in kwargs else "redis"
+    return f"{scheme}://{kwargs.get('host', 'localhost')}:{kwargs.get('port', 6379)}"
+
+
+def derive_async(client: Any) -> Any:
+    """An asyncio twin of a caller's sync client: same server, credentials and options.
+
+    For a ``redis.cluster.RedisCluster`` this starts from its default node and lets the
+    async cluster client discover the rest (not tested against a real cluster).
+    """
+    import inspect
+
+    from redis.asyncio.cluster import RedisCluster as AsyncCluster
+
+    kwargs = _connection_kwargs(client)
+    for sync_only in ("retry", "redis_connect_func", "connection_pool"):
+        kwargs.pop(sync_only, None)  # async clients take their own
+    if hasattr(client, "get_default_node"):
+        node = client.get_default_node()
+        accepted = inspect.signature(AsyncCluster.__init__).parameters
+        options = {k: v for k, v in kwargs.items() if k in accepted and k not in ("host", "port")}
+        return AsyncCluster(host=node.host, port=node.port, **options)
+    sync_class = client.connection_pool.connection_class
+    async_class = {
+        redis.SSLConnection: aioredis.SSLConnection,
+        redis.UnixDomainSocketConnection: aioredis.UnixDomainSocketConnection,
+    }.get(sync_class, aioredis.Connection)
+    names: set[str] = set()
+    for base in cast(Any, async_class).__mro__:
+        names |= set(inspect.signature(base.__init__).parameters)
+    options = {k: v for k, v in kwargs.items() if k in names}
+    pool = aioredis.ConnectionPool(connection_class=async_class, **options)
+    return aioredis.Redis(connection_pool=pool)
+
+
+def safe_url(url: str) -> str:
+    """The URL without its password, for messages and logs."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{host}{port}{parts.path}"
+
+
+def client_kwargs(namespace: str, timeout: float) -> dict[str, Any]:
+    """Options of the clients paracache makes: ``timeout`` per command, no retries (the
+    circuit breaker handles failures), RESP2, named after the namespace.
+
+    Example:
+        >>> client_kwargs("faq", 0.1)["client_name"]
+        'paracache:faq'
+    """
+    return {
+        "socket_timeout": timeout,
+        "socket_connect_timeout": max(timeout, 0.5),
+        "retry": Retry(NoBackoff(), 0),  # the breaker handles failures, not retries
+        "health_check_interval": 0,
+        "protocol": 2,
+        "client_name": f"paracache:{namespace}",
+    }
+
+
+# --------------------------------------------------------------------------- failures
+
+
+def translate(exc: BaseException, *, embedding: bool = False) -> BaseException:
+    """The :class:`~paracache.errors.BackendError` for an exception redis-py, RedisVL or
+    (``embedding=True``) the embedder raised; any other exception is returned as it is
+    (a bug in paracache's own code, for the flow to count as ``internal``).
+
+    Example:
+        >>> translate(ValueError("x"), embedding=True).kind
+        'embedding'
+        >>> type(translate(KeyError("x"))).__name__
+        'KeyError'
+    """
+    if isinstance(exc, BackendError):
+        return exc
+    kind: Kind | None = "embedding" if embedding else _kind(exc)
+    if kind is None:
+        return exc
+    err = BackendError(kind, str(exc) or type(exc).__name__)
+    err.__cause__ = exc
+    return err
+
+
+_BUSY = re.compile(r"\bBUSY\b")
+
+
+def _kind(exc: BaseException) -> Kind | None:
+    if isinstance(exc, (redis.TimeoutError, TimeoutError, asyncio.TimeoutError)):
+        return "timeout"
+    if isinstance(exc, redis.ResponseError):
+        return _reply_kind(exc)
+    if isinstance(exc, (redis.ConnectionError, OSError)):
+        return "unavailable"
+    if isinstance(exc, redis.exceptions.InvalidResponse):
+        return "bad_reply"
+    if isinstance(exc, redis.DataError):
+        return None  # arguments paracache built itself: a bug, not a failure
+    if isinstance(exc, (redis.RedisError, redis.exceptions.RedisClusterException)):
+        return "unavailable"  # a cluster client's own errors (no node for a slot, ...)
+    cause = exc.__cause__  # RedisVL wraps Redis's errors in its own
+    if isinstance(cause, redis.RedisError):
+        return _kind(cause)
+    return None
+
+
+def _reply_kind(exc: redis.ResponseError) -> Kind:
+    """What an error reply means (redis-py maps some error codes to classes; the rest
+    are told by their code, at the start of the message or after a pipeline's prefix)."""
+    text = str(exc)
+    if isinstance(exc, redis.exceptions.OutOfMemoryError) or (
+        "command not allowed when used memory" in text
+    ):
+        return "oom"
+    if isinstance(exc, redis.exceptions.ReadOnlyError) or "read only replica" in text:
+        return "readonly"
+    if "MISCONF" in text:
+        return "misconf"
+    if isinstance(exc, redis.exceptions.NoScriptError):
+        return "noscript"
+    lowered = text.lower()
+    if "no such index" in lowered or "unknown index name" in lowered:
+        return "no_index"
+    if _BUSY.search(text):
+        return "busy"
+    return "refused"
+
+
+# --------------------------------------------------------------------------- embedding
+
+
+class Embedder:
+    """A vectorizer behind a memo (the same text is not embedded twice in a row) and a
+    time limit (``timeout`` seconds; ``None``: none).
+
+    Blocking calls run the offline default model in the calling thread (bounded CPU
+    work that cannot hang on I/O) and any other vectorizer on a worker thread they
+    wait for at most ``timeout``; async calls run it without blocking the loop.
+
+    Example:
+        >>> from paracache.vectorizers import default_vectorizer
+        >>> e = Embedder(default_vectorizer(), timeout=5.0)   # doctest: +SKIP
+        >>> len(e.embed("hello"))                              # doctest: +SKIP
+        384
+    """
+
+    def __init__(self, vectorizer: Any, timeout: float | None, memo_size: int = 1024) -> None:
+        self.vectorizer = vectorizer
+        self.timeout = timeout
+        self.memo = EmbeddingMemo(memo_size)
+
+    def embed(self, text: str) -> Sequence[float]:
+        """The vector for ``text`` (already the model's input), memoised."""
+        vec = self.memo.get(text)
+        if vec is None:
+            vectorizer = self.vectorizer
+            if isinstance(vectorizer, MiniLMVectorizer) and vectorizer.cache is None:
+                # The offline model does bounded CPU work (input capped at max_chars) and
+                # cannot hang on I/O: run it here. A hop to a pool thread would cost more
+                # (about 0.1 ms, several ms on a busy machine) than the bound protects.
+                # Its own hook directly: RedisVL's embed() wrapper (argument checks, an
+                # embeddings cache this instance does not have) adds about 0.05 ms.
+                vec = vectorizer._embed(text)
+            elif self.timeout is None or isinstance(vectorizer, MiniLMVectorizer):
+                vec = vectorizer.embed(text)
+            else:  # a stuck embedder costs the caller embed_timeout, never more
+                vec = _embed_bounded(vectorizer.embed, text, self.timeout)
+            self.memo.put(text, vec)
+        return vec
+
+    async def aembed(self, text: str) -> Sequence[float]:
+        """Async :meth:`embed` (never blocks the event loop)."""
+        vec = self.memo.get(text)
+        if vec is None:
+            fresh: Sequence[float] = await asyncio.wait_for(
+                self.vectorizer.aembed(text), self.timeout
+            )
+            self.memo.put(text, fresh)
+            return fresh
+        return vec
+
+    def embed_many(self, texts: Sequence[str], batch_size: int = _EMBED_BATCH) -> Any:
+        """Vectors for ``texts`` in one batched call of the vectorizer (not memoised)."""
+        return self.vectorizer.embed_many(list(texts), batch_size=batch_size)
+
+    async def aembed_many(self, texts: Sequence[str], batch_size: int = _EMBED_BATCH) -> Any:
+        """Async :meth:`embed_many`."""
+        return await self.vectorizer.aembed_many(list(texts), batch_size=batch_size)
