@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, cast
 
@@ -51,6 +52,10 @@ from .shards import (
 __all__ = ["ClusterTransport", "has_coordinator", "is_cluster_url"]
 
 logger = logging.getLogger("paracache")
+
+#: Seconds between two readings of the slot map after failures (each costs a round
+#: trip to a node; a failover takes the node timeout, seconds).
+REFRESH_EVERY = 0.25
 
 #: A plan: the commands to send (a node's name, or ``None`` to route by key) and what
 #: makes one reply of theirs.
@@ -111,8 +116,17 @@ class ClusterTransport:
         True
     """
 
-    def __init__(self, client: RedisCluster) -> None:
+    def __init__(self, client: RedisCluster, *, partial: bool = False) -> None:
         self._client: Any = client  # redis-py's cluster client is untyped
+        #: Merge the shards that answered when others fail (lookups: a shard being
+        #: failed over costs only its own entries); else the command fails.
+        self._partial = partial
+        self._warned = 0.0
+        #: The slot map must be read again (a node failed, a slot moved), and when it
+        #: last was: redis-py refreshes it only when it retries, which paracache's
+        #: clients do not (the breaker handles failures).
+        self._slots_stale = False
+        self._slots_read = 0.0
         self._lock = threading.Lock()
         self._primaries: tuple[str, ...] = ()
         #: node name -> {index: that node's own index name}
@@ -219,6 +233,60 @@ class ClusterTransport:
             self._names.setdefault(node.name, {})[base] = name
             logger.info("paracache: created index %s on %s", name, node.name)
 
+    def failed(self, exc: BaseException) -> None:
+        """A command failed: if the cluster may have changed under it (a node gone, a
+        slot moved or down), read the slot map again before the next command.
+
+        Example:
+            >>> transport.failed(redis.ConnectionError("refused"))  # doctest: +SKIP
+        """
+        if isinstance(
+            exc,
+            (redis.ConnectionError, redis.TimeoutError, redis.exceptions.RedisClusterException,
+             redis.exceptions.ClusterError, redis.exceptions.AskError),
+        ) or "MOVED" in str(exc) or "ASK" in str(exc) or "CLUSTERDOWN" in str(exc):  # fmt: skip
+            self._slots_stale = True
+            self._stale = True
+
+    def maintain(self) -> None:
+        """Read the slot map again if a failure asked for it (at most every
+        :data:`REFRESH_EVERY` seconds; a failed read is retried on a later call).
+
+        Example:
+            >>> transport.maintain()  # doctest: +SKIP
+        """
+        if self._refresh_due():
+            try:
+                self._client.nodes_manager.initialize()
+                self._slots_stale = False
+            except Exception as exc:  # no node answers yet: the next call tries again
+                logger.debug("paracache: reading the cluster's slot map failed: %r", exc)
+
+    async def amaintain(self, client: Any) -> None:
+        """:meth:`maintain` for the asyncio cluster ``client`` (and the blocking one
+        behind the topology, in a worker thread).
+
+        Example:
+            >>> await transport.amaintain(aclient)  # doctest: +SKIP
+        """
+        if self._refresh_due():
+            try:
+                await client.nodes_manager.initialize()
+                await asyncio.to_thread(self._client.nodes_manager.initialize)
+                self._slots_stale = False
+            except Exception as exc:
+                logger.debug("paracache: reading the cluster's slot map failed: %r", exc)
+
+    def _refresh_due(self) -> bool:
+        if not self._slots_stale:
+            return False
+        now = time.monotonic()
+        with self._lock:
+            if now - self._slots_read < REFRESH_EVERY:
+                return False
+            self._slots_read = now
+        return True
+
     # ----------------------------------------------------------------- plans
 
     def _plan(self, args: tuple[Any, ...]) -> _Plan:
@@ -279,14 +347,14 @@ class ClusterTransport:
                 target = self._client.get_node(node_name=node)
                 cast(Any, pipe).execute_command(*command, target_nodes=target)
         try:
-            replies = pipe.execute()
+            replies = pipe.execute(raise_on_error=False)
+            return self._finish(args, list(replies), finish)
         except Exception as exc:
             if not _noscript(exc):
                 self._failed(exc)
                 raise
-            self._client.script_load(SHARD_SEARCH.source)  # on every primary
-            return self.execute(args)
-        return finish(list(replies))
+        self._client.script_load(SHARD_SEARCH.source)  # on every primary
+        return self.execute(args)
 
     async def aexecute(self, args: Sequence[Any], client: Any) -> Any:
         """Perform ``args`` with ``client``, the asyncio cluster client (every shard's
@@ -309,14 +377,37 @@ class ClusterTransport:
             return client.execute_command(*command, target_nodes=client.get_node(node_name=node))
 
         try:
-            replies = await asyncio.gather(*(send(node, command) for node, command in calls))
+            replies = await asyncio.gather(
+                *(send(node, command) for node, command in calls), return_exceptions=True
+            )
+            return self._finish(args, list(replies), finish)
         except Exception as exc:
             if not _noscript(exc):
                 self._failed(exc)
                 raise
-            await client.script_load(SHARD_SEARCH.source)  # on every primary
-            return await self.aexecute(args, client)
-        return finish(list(replies))
+        await client.script_load(SHARD_SEARCH.source)  # on every primary
+        return await self.aexecute(args, client)
+
+    def _finish(self, args: Sequence[Any], replies: list[Any], finish: Callable[..., Any]) -> Any:
+        """One reply from the shards' replies; a shard's failure fails the command,
+        unless partial results are allowed for it (an index query, some shard answered)."""
+        failed = [r for r in replies if isinstance(r, BaseException)]
+        if not failed:
+            return finish(replies)
+        sharded = _s(args[0]).upper() in SHARDED_COMMANDS
+        if not (self._partial and sharded and len(failed) < len(replies)) or any(
+            _noscript(e) for e in failed
+        ):
+            raise failed[0]
+        self._stale = True
+        now = time.monotonic()
+        if now - self._warned >= 10.0:
+            self._warned = now
+            logger.warning(
+                "paracache: %d of %d shards did not answer (%r); using the others",
+                len(failed), len(replies), failed[0],
+            )  # fmt: skip
+        return finish([r for r in replies if not isinstance(r, BaseException)])
 
     async def aensure_index(self, schema: Mapping[str, Any]) -> None:
         """:meth:`ensure_index` in a worker thread (it runs rarely: the first use, a new

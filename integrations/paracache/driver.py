@@ -127,11 +127,20 @@ class SyncIO:
     cluster: ClusterTransport | None = None
 
     def __call__(self, op: Any) -> Any:
-        if self.cluster is not None:
+        if self.cluster is None:
+            return self._perform(op)
+        self.cluster.maintain()
+        try:
             if isinstance(op, EnsureIndex):
                 return self.cluster.ensure_index(_need(self.layout, op).schema_dict())
             if isinstance(op, Call) and self.cluster.handles(op.args):
                 return self.cluster.execute(op.args)
+            return self._perform(op)
+        except Exception as exc:
+            self.cluster.failed(exc)  # a failover, a moved slot: read the slot map again
+            raise
+
+    def _perform(self, op: Any) -> Any:
         if isinstance(op, Call):
             if self.direct is not None:
                 return self.direct.call(op.args)
@@ -181,11 +190,20 @@ class AsyncIO:
     cluster: ClusterTransport | None = None
 
     async def __call__(self, op: Any) -> Any:
-        if self.cluster is not None:
+        if self.cluster is None:
+            return await self._perform(op)
+        await self.cluster.amaintain(self.client)
+        try:
             if isinstance(op, EnsureIndex):
                 return await self.cluster.aensure_index(_need(self.layout, op).schema_dict())
             if isinstance(op, Call) and self.cluster.handles(op.args):
                 return await self.cluster.aexecute(op.args, self.client)
+            return await self._perform(op)
+        except Exception as exc:
+            self.cluster.failed(exc)
+            raise
+
+    async def _perform(self, op: Any) -> Any:
         if isinstance(op, Call):
             return await cast(Any, self.client).execute_command(*op.args)
         if isinstance(op, Batch):

@@ -258,6 +258,33 @@ class EmbeddedCluster:
         ids = {r.node_id for r in rows if r.port == primary_port}
         return sorted(r.port for r in rows if r.primary in ids and "fail" not in r.flags)
 
+    def move_slots(self, slots: Sequence[int], source_port: int, target_port: int) -> int:
+        """Move ``slots`` and their keys from one primary to another, as resharding does
+        (``CLUSTER SETSLOT ... IMPORTING``/``MIGRATING``, ``MIGRATE`` in batches,
+        ``SETSLOT ... NODE`` on every primary); returns how many keys moved.
+
+        Example:
+            >>> ports = cluster.primary_ports()                 # doctest: +SKIP
+            >>> cluster.move_slots(range(0, 100), ports[0], ports[1])  # doctest: +SKIP
+            12
+        """
+        source_id = _text(self._call(source_port, "CLUSTER", "MYID"))
+        target_id = _text(self._call(target_port, "CLUSTER", "MYID"))
+        moved = 0
+        for slot in slots:
+            self._call(target_port, "CLUSTER", "SETSLOT", slot, "IMPORTING", source_id)
+            self._call(source_port, "CLUSTER", "SETSLOT", slot, "MIGRATING", target_id)
+            while True:
+                keys = self._call(source_port, "CLUSTER", "GETKEYSINSLOT", slot, 100)
+                if not keys:
+                    break
+                self._call(source_port, "MIGRATE", _HOST, target_port, "", 0, 5000,
+                           "AUTH", self._password, "KEYS", *keys)  # fmt: skip
+                moved += len(keys)
+            for port in (target_port, source_port, *self.primary_ports()):
+                self._call(port, "CLUSTER", "SETSLOT", slot, "NODE", target_id)
+        return moved
+
     def _topology(self) -> list[_Row]:
         for node in self.nodes:
             if not node.is_running():

@@ -306,9 +306,14 @@ class SemanticIndex:
                 raise TypeError(f"search_script must be a bool or None, got {search_script!r}")
             self._core.scripted_search = search_script
         self._shards = ClusterTransport(cast(Any, self._admin)) if self._cluster else None
+        # Lookups and stores merge the shards that answer (a shard failing over costs
+        # its own entries only); administration needs every shard.
+        self._lookup_shards = (
+            ClusterTransport(cast(Any, self._client), partial=True) if self._cluster else None
+        )
         self._io = SyncIO(
             self._client, self._direct, self._embedder, self._core.layout,
-            cluster=ClusterTransport(cast(Any, self._client)) if self._cluster else None,
+            cluster=self._lookup_shards,
         )  # fmt: skip
         self._admin_io = SyncIO(
             self._admin, None, self._embedder, self._core.layout, cluster=self._shards
@@ -797,10 +802,11 @@ class SemanticIndex:
                             self._async_client(backstop(self._timeout)),
                             self._async_client(self._admin_timeout),
                         )
-                    ios = tuple(  # type: ignore[assignment]
-                        AsyncIO(c, self._embedder, self.layout, self._shards) for c in clients
+                    ios = (
+                        AsyncIO(clients[0], self._embedder, self.layout, self._lookup_shards),
+                        AsyncIO(clients[1], self._embedder, self.layout, self._shards),
                     )
-                    self._aclients[loop] = ios  # type: ignore[assignment]
+                    self._aclients[loop] = ios
         assert ios is not None
         return ios
 

@@ -1,0 +1,157 @@
+"""Faults on a real Redis Cluster (its own 3 primaries + 3 replicas, a 1 s node timeout):
+a primary killed while lookups and stores run, and slots moved between primaries while
+serving. No exception reaches the caller, no answer crosses scopes, and the cache serves
+the failed or moved entries again without a restart."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from redis.crc import key_slot
+
+from paracache import Scope, SemanticIndex
+from paracache.embedded_cluster import EmbeddedCluster
+
+ACME = Scope(model="m", tenant="acme")
+GLOBEX = Scope(model="m", tenant="globex")
+QUESTIONS = [f"What is the status of order number {1000 + i}?" for i in range(60)]
+
+
+def _answer(question: str, scope: Scope) -> str:
+    return f"{scope.tenant}: {question[-6:-1]}"
+
+
+@pytest.fixture
+def cluster() -> Iterator[EmbeddedCluster]:
+    server = EmbeddedCluster(node_timeout=1000).start()
+    yield server
+    server.close()
+
+
+class Traffic:
+    """Lookups (exact and semantic, both tenants) and stores on threads until stopped;
+    every exception that reaches the caller and every answer of the wrong tenant kept."""
+
+    def __init__(self, cache: SemanticIndex, threads: int = 3) -> None:
+        self.cache = cache
+        self.errors: list[BaseException] = []
+        self.wrong: list[str] = []
+        self.hits: list[tuple[float, str]] = []  # (time, question)
+        self.calls = 0
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._run, args=(i,)) for i in range(threads)]
+
+    def _run(self, seed: int) -> None:
+        rng = random.Random(seed)
+        while not self._stop.is_set():
+            scope = rng.choice((ACME, GLOBEX))
+            question = rng.choice(QUESTIONS)
+            try:
+                if rng.random() < 0.15:
+                    self.cache.store(question, _answer(question, scope), scope)
+                    continue
+                ask = question if rng.random() < 0.5 else question.lower().rstrip("?")
+                hit = self.cache.lookup(ask, scope)
+            except BaseException as exc:  # what reached the application
+                self.errors.append(exc)
+                continue
+            finally:
+                self.calls += 1
+            if hit is not None:
+                if hit.response != _answer(hit.prompt, scope):
+                    self.wrong.append(f"{scope.tenant} got {hit.response!r}")
+                self.hits.append((time.monotonic(), question))
+
+    def __enter__(self) -> Traffic:
+        for t in self._threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(60)
+
+
+def _fill(cache: SemanticIndex) -> None:
+    for scope in (ACME, GLOBEX):
+        cache.warm([(q, _answer(q, scope)) for q in QUESTIONS], scope, progress=False)
+
+
+def _served(cache: SemanticIndex) -> float:
+    """Share of the stored questions (both tenants) a lookup serves right now."""
+    good = 0
+    for scope in (ACME, GLOBEX):
+        for q in QUESTIONS:
+            hit = cache.lookup(q, scope)
+            good += hit is not None and hit.response == _answer(q, scope)
+    return good / (2 * len(QUESTIONS))
+
+
+def _owner_port(cache: SemanticIndex, question: str, scope: Scope) -> int:
+    client: Any = cache._client
+    key = cache.layout.key(cache.core.prepare_lookup(question, scope).entry_id)
+    return int(client.nodes_manager.slots_cache[key_slot(key.encode())][0].port)
+
+
+def test_a_primary_killed_while_serving(cluster: EmbeddedCluster) -> None:
+    url = cluster.node_url(cluster.primary_ports()[0])
+    cache = SemanticIndex(url, namespace="failover", timeout=0.5)
+    _fill(cache)
+    assert _served(cache) == 1.0
+    victim = cluster.primary_ports()[-1]
+    on_victim = {q for q in QUESTIONS if _owner_port(cache, q, ACME) == victim}
+    assert on_victim and len(on_victim) < len(QUESTIONS)
+    with Traffic(cache) as traffic:
+        time.sleep(0.5)
+        killed_at = time.monotonic()
+        cluster.node(victim).kill()
+        deadline = time.monotonic() + 60
+        while victim in cluster.primary_ports() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert victim not in cluster.primary_ports(), "the replica was not promoted"
+        promoted_at = time.monotonic()
+        time.sleep(1.0)
+    # During the outage the other shards kept serving.
+    during = [q for t, q in traffic.hits if killed_at < t < promoted_at and q not in on_victim]
+    assert during, "no hit on the healthy shards while a primary was down"
+    assert traffic.errors == [] and traffic.wrong == []
+    assert traffic.calls > 50
+    # Once the replica is promoted, the failed shard's entries are served again.
+    deadline = time.monotonic() + 60
+    while _served(cache) < 0.9 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _served(cache) >= 0.9
+    cache.close()
+
+
+def _slot(cache: SemanticIndex, question: str, scope: Scope) -> int:
+    return key_slot(cache.layout.key(cache.core.prepare_lookup(question, scope).entry_id).encode())
+
+
+def test_slots_moved_while_serving(cluster: EmbeddedCluster) -> None:
+    cache = SemanticIndex(cluster.url, namespace="reshard", timeout=0.5)
+    _fill(cache)
+    source, target = cluster.primary_ports()[0], cluster.primary_ports()[1]
+    slots = sorted({_slot(cache, q, s) for q in QUESTIONS for s in (ACME, GLOBEX)
+                    if _owner_port(cache, q, s) == source})  # fmt: skip
+    assert slots
+    with Traffic(cache) as traffic:
+        time.sleep(0.3)
+        moved = cluster.move_slots(slots, source, target)
+        time.sleep(1.0)
+    assert moved >= len(slots)
+    assert traffic.errors == [] and traffic.wrong == []
+    # Every stored question is served again, from its new shard, each entry once.
+    deadline = time.monotonic() + 30
+    while _served(cache) < 1.0 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _served(cache) == 1.0
+    assert cache.count() == 2 * len(QUESTIONS)
+    assert all(_owner_port(cache, q, ACME) != source for q in QUESTIONS)
+    cache.close()
