@@ -247,6 +247,18 @@ class EmbeddedCluster:
         rows = [r for r in self._topology() if r.primary is None and r.slots]
         return [r.port for r in sorted(rows, key=lambda r: r.slots)]
 
+    def owner_port(self, slot: int) -> int:
+        """Port of the primary that serves ``slot`` now.
+
+        Example:
+            >>> cluster.owner_port(0) == cluster.primary_ports()[0]  # doctest: +SKIP
+            True
+        """
+        for row in self._topology():
+            if row.primary is None and any(a <= slot <= b for a, b in row.ranges):
+                return row.port
+        raise EmbeddedRedisError(f"no primary serves slot {slot}")
+
     def replica_ports(self, primary_port: int) -> list[int]:
         """Ports of the replicas of the primary on ``primary_port``.
 
@@ -376,6 +388,7 @@ class _Row:
     flags: str
     primary: str | None
     slots: tuple[int, ...]
+    ranges: tuple[tuple[int, int], ...] = ()
 
 
 def _parse_nodes(text: str) -> list[_Row]:
@@ -386,9 +399,13 @@ def _parse_nodes(text: str) -> list[_Row]:
             continue
         address = parts[1].split("@", 1)[0]
         port = int(address.rsplit(":", 1)[1] or 0)
-        starts = tuple(int(part.split("-", 1)[0]) for part in parts[8:] if part[:1].isdigit())
+        ranges = tuple(
+            (int(part.split("-", 1)[0]), int(part.split("-", 1)[-1]))
+            for part in parts[8:]
+            if part[:1].isdigit()
+        )
         primary = None if parts[3] == "-" else parts[3]
-        rows.append(_Row(parts[0], port, parts[2], primary, starts))
+        rows.append(_Row(parts[0], port, parts[2], primary, tuple(a for a, _ in ranges), ranges))
     return rows
 
 
