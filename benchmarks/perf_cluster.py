@@ -116,6 +116,21 @@ def _ms(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100)[int(q) - 1] * 1000 if len(values) > 1 else 0.0
 
 
+def _cpu(ports: Sequence[int], password: str) -> float:
+    """CPU seconds the servers on ``ports`` have used (``INFO cpu``: user + system)."""
+    import redis
+
+    total = 0.0
+    for port in ports:
+        client = redis.Redis(host="127.0.0.1", port=port, password=password)
+        try:
+            info = client.info("cpu")
+            total += float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+        finally:
+            client.close()
+    return total
+
+
 def _memory(port: int, password: str) -> int:
     import redis
 
@@ -142,11 +157,19 @@ def compare(n: int, samples: int, seconds: float) -> None:
             latencies(cache, 50)  # warm the connections
         lat: dict[str, list[float]] = {name: [] for name in caches}
         rps: dict[str, float] = dict.fromkeys(caches, 0.0)
+        ports = {"1 server": ([server.port], server.password),
+                 "3 shards": (cluster.primary_ports(), cluster.password)}  # fmt: skip
+        cpu: dict[str, list[float]] = {name: [0.0, 0.0, 0.0] for name in caches}
         for _ in range(2):  # alternate, twice: the machine is shared
             for name, cache in caches.items():
                 lat[name] += latencies(cache, samples // 2)
             for name, cache in caches.items():
-                rps[name] += throughput(cache, 32, seconds / 2) / 2
+                servers, client, wall = _cpu(*ports[name]), time.process_time(), time.time()
+                rate = throughput(cache, 32, seconds / 2)
+                done = rate * (time.time() - wall)
+                cpu[name][0] += (_cpu(*ports[name]) - servers) / max(done, 1) / 2
+                cpu[name][1] += (time.process_time() - client) / max(done, 1) / 2
+                rps[name] += rate / 2
         rows = [
             (name, _ms(lat[name], 50), _ms(lat[name], 99), rps[name], rates[name])
             for name in caches
@@ -158,6 +181,10 @@ def compare(n: int, samples: int, seconds: float) -> None:
         one, three = rows
         print(f"\nratios 3 shards / 1 server: p50 {three[1] / one[1]:.2f}x, "
               f"p99 {three[2] / one[2]:.2f}x, throughput {three[3] / one[3]:.2f}x")  # fmt: skip
+        print("\nCPU per lookup with 32 callers (servers' INFO cpu, this process's time):")
+        for name in caches:
+            print(f"  {name}: servers {cpu[name][0] * 1e3:.2f} ms, client "
+                  f"{cpu[name][1] * 1e3:.2f} ms")  # fmt: skip
         single = _memory(server.port, server.password)
         shards = [_memory(p, cluster.password) for p in cluster.primary_ports()]
         print(f"\nmemory: 1 server {single / 2**20:.1f} MiB; shards "
