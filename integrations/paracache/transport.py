@@ -312,7 +312,7 @@ def derive_async(client: Any) -> Any:
     """An asyncio twin of a caller's sync client: same server, credentials and options.
 
     For a ``redis.cluster.RedisCluster`` this starts from its default node and lets the
-    async cluster client discover the rest (not tested against a real cluster).
+    async cluster client discover the rest (tested on the embedded cluster: tests/test_cluster.py).
     """
     import inspect
 
