@@ -54,6 +54,7 @@ class FlowBase:
         on_verdict: Callable[[Verdict], None] | None = None,
         accept: Callable[[LookupRequest, Candidate], str | None] | None = None,
         corroborate: Callable[[LookupRequest, Candidate], bool] | None = None,
+        unreadable: Callable[[str], str | None] | None = None,
     ) -> None:
         self.layout = layout
         self.settings = settings
@@ -65,6 +66,9 @@ class FlowBase:
         #: Optional: may a candidate within ``corroboration_margin`` below the threshold
         #: be served (it still has to pass ``accept``)?
         self.corroborate = corroborate
+        #: Optional: why the embedding model cannot read a text it would embed (``None``:
+        #: it can). Such text is looked up and stored in the exact layer only.
+        self.unreadable = unreadable
         self.candidate_listeners: list[CandidateListener] = []
         self.index_ready = False
         self._np_dtype = np.float16 if layout.dtype == "float16" else np.float32
@@ -103,6 +107,19 @@ class FlowBase:
     def embed_input(self, text: str) -> str:
         """What the model sees for a normalised prompt (:func:`paracache.values.embed_input`)."""
         return embed_input(self.settings, text)
+
+    def readable_problem(self, text: str) -> str | None:
+        """Why the model cannot read what it would embed for the normalised ``text`` (the
+        ``unreadable`` hook), or ``None``. A hook that fails (the model did not load)
+        counts as an embedding error and keeps the text to the exact layer."""
+        if self.unreadable is None:
+            return None
+        try:
+            return self.unreadable(self.embed_input(text))
+        except Exception as exc:
+            self.recorder.error("embedding")
+            logger.warning("paracache: readability check failed, exact layer only: %r", exc)
+            return f"readability check failed: {type(exc).__name__}"
 
     def _embed(self, text: str) -> Flow[bytes | None]:
         """Embed a normalised prompt (:meth:`embed_input`) and encode it for Redis;

@@ -85,13 +85,19 @@ class Core(Lookups, Stores, Administration):
         """Validate a lookup (``TypeError``/``ValueError`` on bad input) and derive its
         ids: :func:`paracache.values.prepare_lookup` with this instance's settings
         (options: ``min_similarity``, ``semantic``)."""
-        return prepare_lookup(self.layout, self.settings, prompt, scope, **options)
+        hook = self.readable_problem if self.unreadable is not None else None
+        return prepare_lookup(
+            self.layout, self.settings, prompt, scope, unreadable=hook, **options
+        )
 
     def prepare_store(self, prompt: Any, response: Any, scope: Any, **options: Any) -> StoreRequest:
         """Validate a write and build the entry's fields (except its vector):
         :func:`paracache.values.prepare_store` with this instance's settings (options:
         ``ttl``, ``metadata``, ``tokens``, ``semantic``)."""
-        return prepare_store(self.layout, self.settings, prompt, response, scope, **options)
+        hook = self.readable_problem if self.unreadable is not None else None
+        return prepare_store(
+            self.layout, self.settings, prompt, response, scope, unreadable=hook, **options
+        )
 
 
 # Kept importable from here for code written against the single-module core.

@@ -73,6 +73,8 @@ import unicodedata
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from . import lexicon
+
 if TYPE_CHECKING:
     from .core import Candidate, LookupRequest
 
@@ -1272,7 +1274,8 @@ class Guards:
         for name in GUARD_NAMES:  # the order of ``enabled``, without building it
             if getattr(self, name) and _differs(name, q, c):
                 return name
-        return None
+        # Spanish, French, German, Portuguese, Italian: paracache.lexicon.
+        return lexicon.conflict(query, candidate, self.enabled)
 
     def accept(self, req: LookupRequest, cand: Candidate) -> str | None:
         """The :class:`~paracache.core.Core` hook: a rejection reason, or ``None``."""

@@ -155,6 +155,13 @@ class SemanticIndex:
             0.03-0.2 ms per call on a virtual machine. Only while one call at a time
             is in flight, only on paracache's own plain (not TLS) connections; with
             concurrent calls each sleeps as usual.
+        check_readability: Ask the vectorizer (if it has an ``unreadable(text)`` method,
+            as the default English model has) whether it can read a prompt; text it
+            cannot read (Chinese, Arabic, Russian, ... for the default model: see
+            :mod:`paracache.readability`) is looked up and stored in the exact layer
+            only, never matched by similarity; such misses are counted as
+            ``stats().unreadable`` and the verdict's outcome ``"unreadable"``. On by
+            default.
 
     Example:
         >>> cache = SemanticIndex(namespace="faq", min_similarity=0.92, ttl=3600)  # doctest: +SKIP
@@ -191,6 +198,7 @@ class SemanticIndex:
         async_redis_client: aioredis.Redis | aioredis.cluster.RedisCluster | None = None,
         search_script: bool | None = None,
         spin: float = 0.002,
+        check_readability: bool = True,
     ) -> None:
         if redis_url is not None and not isinstance(redis_url, str):
             raise TypeError(f"redis_url must be a str, got {type(redis_url).__name__}")
@@ -264,6 +272,7 @@ class SemanticIndex:
             on_verdict=on_verdict,
             accept=self.guards.accept if self.guards.active else None,
             corroborate=self.guards.corroborate if self.guards.active else None,
+            unreadable=_unreadable_hook(self.vectorizer) if check_readability else None,
         )
         self._own_clients = redis_client is None
         if redis_client is not None:
@@ -835,3 +844,9 @@ class SemanticIndex:
             self._core.index_ready = True
         except Exception as exc:  # e.g. redisvl's RedisSearchError on an ACL refusal
             logger.warning("paracache: could not create the index yet: %r", exc)
+
+
+def _unreadable_hook(vectorizer: Any) -> Callable[[str], str | None] | None:
+    """The vectorizer's ``unreadable(text)`` method, if it has one."""
+    hook = getattr(vectorizer, "unreadable", None)
+    return cast(Callable[[str], "str | None"], hook) if callable(hook) else None

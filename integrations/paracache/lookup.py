@@ -25,7 +25,16 @@ from .base import FlowBase
 from .errors import BackendError
 from .protocol import EXACT, SEARCH, UNCOUNT, Call, Flow, _as_fields, _b, run_script, search_rows
 from .schema import SCHEMA_VERSION, entry_problem
-from .values import CacheHit, Candidate, LookupRequest, Verdict, _last_verdict, _num, _text
+from .values import (
+    CacheHit,
+    Candidate,
+    LookupRequest,
+    Outcome,
+    Verdict,
+    _last_verdict,
+    _num,
+    _text,
+)
 
 __all__ = ["Lookups", "parse_search"]
 
@@ -99,8 +108,18 @@ class Lookups(FlowBase):
                     return self._verdict(req, t0, "error", "embedding failed")
                 found = yield from self._search(req, vector)
                 hit, best, reason = yield from self._choose_flow(req, found)
+            elif hit is not None:
+                reason = "exact match"
+            elif req.unreadable is not None:
+                self.breaker.record_success()
+                return self._verdict(
+                    req,
+                    t0,
+                    "unreadable",
+                    f"no exact match; not matched by similarity: {req.unreadable}",
+                )
             else:
-                reason = "exact match" if hit else "no exact match (semantic layer off)"
+                reason = "no exact match (semantic layer off)"
         except BackendError as exc:
             self._failure("lookup", exc)
             return self._verdict(req, t0, "error", f"redis: {exc.kind}")
@@ -426,7 +445,7 @@ class Lookups(FlowBase):
         self,
         req: LookupRequest,
         t0: float,
-        outcome: Literal["exact", "semantic", "miss", "bypass", "error"],
+        outcome: Outcome,
         reason: str,
         similarity: float | None = None,
         hit: CacheHit | None = None,

@@ -44,7 +44,9 @@ class CacheStats:
     Latencies are in milliseconds over the last 10,000 lookups of each kind.
     ``bypasses`` are requests the TTL policy kept away from the cache (e.g. a high
     temperature); ``errors`` are Redis or embedding failures turned into misses;
-    ``rejections`` are candidates a guard refused; ``writes_dropped`` are stores that
+    ``rejections`` are candidates a guard refused; ``unreadable`` are lookups of text the
+    embedding model cannot read that had no exact match (counted in ``misses`` too: such
+    text is never matched by similarity); ``writes_dropped`` are stores that
     failed (fail-open) and ``writes_skipped`` stores the policy declined.
     """
 
@@ -55,6 +57,7 @@ class CacheStats:
     bypasses: int = 0
     errors: int = 0
     rejections: int = 0
+    unreadable: int = 0
     writes: int = 0
     writes_dropped: int = 0
     writes_skipped: int = 0
@@ -88,8 +91,8 @@ class CacheStats:
 class MetricEvent:
     """One thing a :class:`Recorder` counted, as handed to its listeners.
 
-    ``kind`` is ``lookup`` (``outcome``: exact, semantic, miss, bypass, error), ``error``
-    (``outcome``: the error kind), ``rejection`` (``outcome``: the guard's reason) or
+    ``kind`` is ``lookup`` (``outcome``: exact, semantic, miss, bypass, error, unreadable),
+    ``error`` (``outcome``: the error kind), ``rejection`` (``outcome``: the guard's reason) or
     ``write`` (``outcome``: written, dropped, skipped). ``seconds`` is the operation's
     duration when known, ``tokens`` what a hit saved, ``similarity`` a lookup's best
     in-scope similarity (``None`` when there was no candidate).
@@ -159,7 +162,8 @@ class Recorder:
     def lookup(
         self, outcome: str, seconds: float, tokens: int = 0, similarity: float | None = None
     ) -> None:
-        """Record one lookup: ``outcome`` is exact, semantic, miss, bypass or error."""
+        """Record one lookup: ``outcome`` is exact, semantic, miss, bypass, error or
+        unreadable."""
         self._lookup(outcome, seconds, tokens)
         if self._listeners:
             self._emit(MetricEvent("lookup", outcome, seconds, max(0, tokens), similarity))
@@ -173,6 +177,11 @@ class Recorder:
                 self._counts["semantic_hits"] += 1
             elif outcome == "bypass":
                 self._counts["bypasses"] += 1
+                return
+            elif outcome == "unreadable":
+                self._counts["unreadable"] += 1
+                self._counts["misses"] += 1
+                self._miss_lat.append(seconds)
                 return
             else:
                 self._counts["misses"] += 1
@@ -227,6 +236,7 @@ _COUNT_FIELDS = (
     "bypasses",
     "errors",
     "rejections",
+    "unreadable",
     "writes",
     "writes_dropped",
     "writes_skipped",

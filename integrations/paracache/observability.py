@@ -67,7 +67,7 @@ DEFAULT_USD_PER_M_TOKENS = 0.375
 #: semantic lookup a few milliseconds, a timeout 250 ms.
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
-LOOKUP_OUTCOMES = ("exact", "semantic", "miss", "bypass", "error")
+LOOKUP_OUTCOMES = ("exact", "semantic", "miss", "bypass", "error", "unreadable")
 WRITE_OUTCOMES = ("written", "dropped", "skipped")
 #: At most this many distinct ``kind`` values per metric; later ones count as "other".
 MAX_KINDS = 32

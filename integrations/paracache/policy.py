@@ -30,7 +30,14 @@ __all__ = [
 ]
 
 _WS = re.compile(r"\s+")
-_EDGE_CHARS = "\\s\"'`.,;:!?\u00bf\u00a1\u2026\u2018\u2019\u201c\u201d"
+_EDGE_CHARS = (
+    "\\s\"'`.,;:!?\u00bf\u00a1\u2026\u2018\u2019\u201c\u201d"
+    # As other scripts type them: guillemets, low quotes, CJK stops, commas and
+    # brackets (full-width ASCII forms are already ASCII after NFKC), the Arabic
+    # question mark and comma, the Devanagari danda, the Ethiopic full stop.
+    "\u00ab\u00bb\u201e\u201a\u2039\u203a\u3001\u3002\u300c\u300d\u300e\u300f"
+    "\u061f\u060c\u06d4\u0964\u0965\u1362"
+)
 _EDGE_PUNCT = re.compile(f"^[{_EDGE_CHARS}]+|[{_EDGE_CHARS}]+$")
 _UUID = re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b", re.I)
 _TIMESTAMP = re.compile(
@@ -65,7 +72,7 @@ class Normalizer:
         out = unicodedata.normalize("NFKC", text)
         out = _CONTROL.sub(" ", out)
         if self.lowercase:
-            out = out.lower()
+            out = _lower(out)
         if self.strip_volatile:
             out = _UUID.sub("<uuid>", out)
             out = _TIMESTAMP.sub("<time>", out)
@@ -73,6 +80,26 @@ class Normalizer:
         if self.strip_edge_punctuation:
             out = _EDGE_PUNCT.sub("", out)
         return out
+
+
+#: Letters only Turkish and Azerbaijani write; their capital I is dotless (I -> ı, İ -> i).
+_TURKIC = frozenset("ıİşŞğĞ")
+_TURKIC_LOWER = str.maketrans({"I": "ı", "İ": "i"})
+
+
+def _lower(text: str) -> str:
+    """Lowercase as the text's language does where Unicode's default would change the
+    meaning: in Turkish and Azerbaijani text (recognised by ı, İ, ş or ğ) "I" is the
+    capital of "ı" and "İ" of "i" ("KIR" is "kır", countryside, not "kir", dirt). ß is
+    kept (``str.lower``, not ``casefold``: "Maße" is not "Masse").
+
+    Example:
+        >>> _lower("KIRMIZI IŞIK"), _lower("İSTANBUL"), _lower("MAßE"), _lower("I WANT")
+        ('kırmızı ışık', 'istanbul', 'maße', 'i want')
+    """
+    if not text.isascii() and not _TURKIC.isdisjoint(text):
+        text = text.translate(_TURKIC_LOWER)
+    return text.lower()
 
 
 # Pleasantries: greetings, politeness and hedge frames, sign-offs. Only ever removed at the

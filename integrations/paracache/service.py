@@ -141,9 +141,11 @@ class AnswerResponse(BaseModel):
 
     answer: str = Field(description="The model's answer (possibly from the cache).")
     cached: bool = Field(description="Whether the answer came from the cache.")
-    outcome: Literal["exact", "semantic", "miss", "bypass", "error"] = Field(
+    outcome: Literal["exact", "semantic", "miss", "bypass", "error", "unreadable"] = Field(
         description="What the lookup decided: a hit by layer, a miss, a bypass (not cacheable, "
-        "e.g. high temperature) or an error (Redis unavailable: answered by the model)."
+        "e.g. high temperature), an error (Redis unavailable: answered by the model) or "
+        "unreadable (no exact match, and text the embedding model cannot read is never "
+        "matched by similarity)."
     )
     layer: Literal["exact", "semantic"] | None = Field(
         description="The layer that served a cached answer, else null."

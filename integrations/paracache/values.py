@@ -17,7 +17,7 @@ import contextvars
 import dataclasses
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
 from .policy import Normalizer, TTLPolicy, strip_pleasantries
@@ -81,16 +81,22 @@ class CacheHit:
     ttl: int | None = None
 
 
+#: What a lookup decided (see :class:`Verdict`).
+Outcome = Literal["exact", "semantic", "miss", "bypass", "error", "unreadable"]
+
+
 @dataclasses.dataclass(frozen=True)
 class Verdict:
     """What one lookup decided, for logs, callbacks and tests.
 
-    ``outcome`` is ``exact``, ``semantic``, ``miss``, ``bypass`` or ``error``;
+    ``outcome`` is ``exact``, ``semantic``, ``miss``, ``bypass``, ``error`` or
+    ``unreadable`` (no exact match, and the embedding model cannot read the text, so it
+    was not matched by similarity);
     ``similarity`` is the best in-scope candidate's, even on a miss; ``scope`` is the
     scope the lookup was made in.
     """
 
-    outcome: Literal["exact", "semantic", "miss", "bypass", "error"]
+    outcome: Outcome
     reason: str
     scope_digest: str
     latency_ms: float
@@ -188,6 +194,8 @@ class LookupRequest:
     bypass: str | None
     #: The prompt as given (case kept), for guards; ``text`` is its normalised form.
     prompt: str = ""
+    #: Why the embedding model cannot read the text (then ``semantic`` is off), or None.
+    unreadable: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -331,9 +339,12 @@ def prepare_lookup(
     *,
     min_similarity: Any = None,
     semantic: bool = True,
+    unreadable: Callable[[str], str | None] | None = None,
 ) -> LookupRequest:
     """Validate a lookup's arguments (``TypeError``/``ValueError`` on bad input) and
-    derive its ids, threshold and TTL-policy bypass.
+    derive its ids, threshold and TTL-policy bypass. ``unreadable`` (the normalised text
+    -> why the embedding model cannot read it, or ``None``) keeps such text to the exact
+    layer.
 
     Example:
         >>> layout = Layout.build("docs", "m", dims=4)
@@ -355,6 +366,8 @@ def prepare_lookup(
     text = settings.normalizer(prompt)
     scope_digest = scope.digest()
     entry_id = digest("entry/v1", scope_digest, text)
+    semantic = bool(semantic) and bool(text)
+    problem = unreadable(text) if semantic and unreadable is not None else None
     return LookupRequest(
         text=text,
         scope=scope,
@@ -362,9 +375,10 @@ def prepare_lookup(
         entry_id=entry_id,
         key=layout.key(entry_id),
         min_similarity=threshold,
-        semantic=bool(semantic) and bool(text),
+        semantic=semantic and problem is None,
         bypass=settings.policy.bypass(scope.temperature),
         prompt=prompt,
+        unreadable=problem,
     )
 
 
@@ -379,6 +393,7 @@ def prepare_store(
     metadata: Any = None,
     tokens: Any = 0,
     semantic: bool = True,
+    unreadable: Callable[[str], str | None] | None = None,
 ) -> StoreRequest:
     """Validate a write and build the entry's fields (except its vector).
 
@@ -396,7 +411,7 @@ def prepare_store(
         raise TypeError(f"metadata must be a mapping, got {type(metadata).__name__}")
     if isinstance(tokens, bool) or not isinstance(tokens, int) or tokens < 0:
         raise TypeError(f"tokens must be an int >= 0, got {tokens!r}")
-    req = prepare_lookup(layout, settings, prompt, scope, semantic=semantic)
+    req = prepare_lookup(layout, settings, prompt, scope, semantic=semantic, unreadable=unreadable)
     decision = settings.policy.decide(req.text, temperature=req.scope.temperature, ttl=ttl)
     s = req.scope
     # Only what an entry must have is always written (see schema.entry_problem);

@@ -36,6 +36,8 @@ import numpy.typing as npt
 from pydantic import Field, PrivateAttr, field_validator
 from redisvl.utils.vectorize import BaseVectorizer
 
+from .readability import DEFAULT_LIMITS, Readability, ReadabilityLimits, measure
+
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
 
@@ -196,6 +198,8 @@ class MiniLMVectorizer(BaseVectorizer):  # type: ignore[misc]
             (each batch on one thread, so every text gets the vector it gets alone in its
             batch). ``None`` (default): one per core, at most 4; 1 runs them one after
             another. Single ``embed`` calls always run in the caller's thread.
+        readability_limits: Where :meth:`unreadable` says the model stops reading a text
+            (:class:`paracache.readability.ReadabilityLimits`).
 
     Example:
         >>> v = MiniLMVectorizer()
@@ -213,6 +217,8 @@ class MiniLMVectorizer(BaseVectorizer):  # type: ignore[misc]
     intra_op_num_threads: int = Field(default=1, ge=0)
     max_chars: int = Field(default=MINILM_MAX_CHARS, ge=1)
     bulk_threads: int | None = Field(default=None, ge=1)
+    #: Where :meth:`unreadable` says the model stops reading a text.
+    readability_limits: ReadabilityLimits = DEFAULT_LIMITS
 
     _runtime: _Runtime | None = PrivateAttr(default=None)
     _load_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
@@ -225,7 +231,10 @@ class MiniLMVectorizer(BaseVectorizer):  # type: ignore[misc]
         max_chars: int = MINILM_MAX_CHARS,
         cache: Any = None,
         bulk_threads: int | None = None,
+        readability_limits: ReadabilityLimits = DEFAULT_LIMITS,
     ) -> None:
+        if not isinstance(readability_limits, ReadabilityLimits):
+            raise TypeError("readability_limits must be a paracache.readability.ReadabilityLimits")
         if bulk_threads is not None and (
             isinstance(bulk_threads, bool) or not isinstance(bulk_threads, int)
         ):
@@ -238,6 +247,7 @@ class MiniLMVectorizer(BaseVectorizer):  # type: ignore[misc]
             intra_op_num_threads=intra_op_num_threads,
             max_chars=max_chars,
             bulk_threads=bulk_threads,
+            readability_limits=readability_limits,
         )
 
     @field_validator("dtype")
@@ -253,6 +263,32 @@ class MiniLMVectorizer(BaseVectorizer):  # type: ignore[misc]
     def type(self) -> str:
         """The vectorizer kind, ``"onnx"`` (the first part of :func:`vectorizer_id`)."""
         return "onnx"
+
+    def readability(self, text: str) -> Readability:
+        """What this model's tokenizer makes of ``text`` (see :mod:`paracache.readability`).
+
+        Example:
+            >>> MiniLMVectorizer().readability("Are you open on Sunday?").pieces_per_word
+            1.0
+        """
+        tokenizer = self._loaded().tokenizer
+        prepared = self._prepare(text)
+        enc = tokenizer.encode(prepared)
+        pieces, word_ids = enc.tokens[1:-1], enc.word_ids[1:-1]
+        return measure(prepared, lambda _: (pieces, word_ids))
+
+    def unreadable(self, text: str) -> str | None:
+        """Why this English model cannot read ``text`` (then similarity means nothing and
+        paracache serves it from the exact layer only), or ``None`` if it can.
+
+        Example:
+            >>> v = MiniLMVectorizer()
+            >>> v.unreadable("Are you open on Sunday?") is None
+            True
+            >>> v.unreadable("你们星期日营业吗")
+            'script Han (100 % of letters) is outside the model vocabulary'
+        """
+        return self.readability(text).problem(self.readability_limits)
 
     def warmup(self) -> None:
         """Load the model now (and run it once) instead of on the first request.

@@ -10,6 +10,9 @@ lives in :class:`paracache.SemanticIndex`.
   are stored as plain JSON (text, source nodes, metadata; never pickle) and rebuilt as
   real ``Response`` objects.
 * :class:`CachedLLM` caches exact ``complete``/``chat`` calls of any LLM.
+* :class:`RedisChatStore` keeps chat histories in Redis (a ``BaseChatStore`` for
+  ``ChatMemoryBuffer``); :class:`RateLimitedLLM` acquires from a shared Redis rate
+  limiter before each model call.
 * :class:`LlamaIndexEmbedding` lets a ``VectorStoreIndex`` embed with the cache's
   vectorizer (offline MiniLM by default), so a miss can hand the query embedding the
   cache already computed to the retriever instead of embedding the query twice.
@@ -25,15 +28,19 @@ Example:
 from __future__ import annotations
 
 from ._shared import CacheHitEvent, CacheMissEvent, llm_scope
+from .chat_store import RedisChatStore
 from .embedding import LlamaIndexEmbedding
 from .llm import CachedLLM
 from .query_engine import SemanticCacheQueryEngine
+from .ratelimit import RateLimitedLLM
 
 __all__ = [
     "CacheHitEvent",
     "CacheMissEvent",
     "CachedLLM",
     "LlamaIndexEmbedding",
+    "RateLimitedLLM",
+    "RedisChatStore",
     "SemanticCacheQueryEngine",
     "llm_scope",
 ]
