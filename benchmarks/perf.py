@@ -64,7 +64,10 @@ from paracache.vectorizers import MiniLMVectorizer
 
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "out"
-DATA = HERE.parent.parent / "shared" / "data" / "banking77_train.jsonl"
+#: Banking77 in the shared data folder beside the checkout (or a worktree's parent's).
+DATA = next((d / "shared" / "data" / "banking77_train.jsonl" for d in HERE.parents
+             if (d / "shared" / "data" / "banking77_train.jsonl").exists()),
+            HERE.parent.parent / "shared" / "data" / "banking77_train.jsonl")
 RESULTS = HERE / "RESULTS.md"
 PLOT = HERE / "latency_vs_size.png"
 SYSTEMS = ("paracache", "langchain-redis", "redisvl")
@@ -264,6 +267,9 @@ class Systems:
 
     def lookup(self, name: str, text: str) -> bool:
         if name == "paracache":
+            # No memo advantage: the peers embed every query, so paracache does too
+            # (the cache-alone pass re-asks the same queries).
+            self.para._memo.clear()
             return self.para.lookup(text, SCOPE) is not None
         if name == "redisvl":
             return bool(self.rvl.check(prompt=text))
@@ -271,6 +277,7 @@ class Systems:
 
     async def alookup(self, name: str, text: str) -> bool:
         if name == "paracache":
+            self.para._memo.clear()
             return (await self.para.alookup(text, SCOPE)) is not None
         if name == "redisvl":
             return bool(await self.rvl.acheck(prompt=text))
@@ -582,11 +589,152 @@ def profile_lookups(s: Systems, texts: Sequence[str]) -> str:
     prof = cProfile.Profile()
     prof.enable()
     for t in texts:
+        s.para._memo.clear()  # the prefixes it strips would make memo hits
         s.para.lookup(t, SCOPE)
     prof.disable()
     buf = io.StringIO()
     pstats.Stats(prof, stream=buf).sort_stats("tottime").print_stats(14)
     return buf.getvalue()
+
+
+# --------------------------------------------------------------------------- the user's path
+
+#: What LangChain passes as ``llm_string`` for a chat model (the same for both caches).
+USER_LLM_STRING = ("[('_type', 'openai-chat'), ('model_name', 'gpt-4o-mini'), "
+                   "('temperature', 0.0)]")
+
+
+class OnnxEmbeddings(Embeddings):
+    """The MiniLM ONNX model as a LangChain ``Embeddings``: langchain-redis's pipeline.
+    ``vectorizer`` defaults to onnxruntime's default session options (one thread per
+    core), what a user who loads the model with onnxruntime gets."""
+
+    def __init__(self, vectorizer: MiniLMVectorizer | None = None) -> None:
+        self.vectorizer = vectorizer or MiniLMVectorizer(intra_op_num_threads=0)
+
+    def embed_query(self, text: str) -> list[float]:
+        return list(self.vectorizer.embed(text))
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        return [list(self.vectorizer.embed(t)) for t in texts]
+
+
+def user_split(n_stored: int, n_queries: int) -> tuple[list[str], list[str]]:
+    """Banking77 questions split by a fixed seed: ``n_queries`` to ask, the next
+    ``n_stored`` to store (all the others at most)."""
+    questions = load_questions()
+    random.Random(13).shuffle(questions)
+    return questions[n_queries:n_queries + n_stored], questions[:n_queries]
+
+
+def user_path(url: str, stored: Sequence[str], queries: Sequence[str],
+              store: VectorStore) -> dict[str, Any]:
+    """paracache.langchain.SemanticCache against langchain-redis RedisSemanticCache, as a
+    LangChain app calls them (``update``, ``lookup``), side by side on one server.
+
+    (a) *shared embedder*: both on one clocked MiniLM, so each lookup splits into the
+    embedder's time and the cache's own share. (b) *own pipeline*: each on its default
+    embedding path end to end (paracache: its default vectorizer; langchain-redis: the
+    same model on onnxruntime's default session options, see :class:`OnnxEmbeddings`).
+    Entries are written through ``update`` (vectors of the stored questions known in
+    advance, so the load does not wait for the model). Systems take turns on each query;
+    paracache's embedding memo is cleared before each of its lookups (the peer has
+    none), so every lookup embeds. Exact repeats are stored questions asked verbatim.
+    """
+    from langchain_redis import RedisSemanticCache
+
+    from paracache.langchain import SemanticCache
+
+    client = redis.Redis.from_url(url)
+    tag = hashlib.sha1(url.encode()).hexdigest()[:6]
+    ns, lc_name = f"user-{tag}", f"lcr-user-{tag}"
+    shared = BenchVectorizer()
+    shared.warmup()
+    vecs = store.vectors(list(stored), "user-stored")
+    shared.know(stored, vecs)
+    para_shared = SemanticCache(redis_url=url, namespace=ns, vectorizer=shared)
+    lc_shared = RedisSemanticCache(embeddings=LangChainAdapter(shared), redis_client=client,
+                                   name=lc_name)
+    gen = [Generation(text=answer_for(t)) for t in stored]
+    modules = {m[b"name"] if isinstance(m, dict) else m[1]: m[b"ver"] if isinstance(m, dict)
+               else m[3] for m in client.execute_command("MODULE", "LIST")}
+    config = _pairs_of(client.execute_command("FT.CONFIG", "GET", "PARTIAL_INDEXED_DOCS"))
+    out: dict[str, Any] = {
+        "stored": len(stored), "queries": len(queries),
+        "server": {"redis": client.info("server")["redis_version"],
+                   "search_module": modules.get(b"search"),
+                   "partial_indexed_docs": _plain(config),
+                   "hash_max_listpack_value": client.config_get("hash-max-listpack-value")[
+                       "hash-max-listpack-value"]}}
+    for name, cache in (("paracache", para_shared), ("langchain-redis", lc_shared)):
+        gc.collect()
+        before = used_memory(client)
+        t0 = time.perf_counter()
+        for text, g in zip(stored, gen, strict=True):
+            cache.update(text, USER_LLM_STRING, [g])
+        seconds = time.perf_counter() - t0
+        index = (para_shared.index.layout.index_name if name == "paracache"
+                 else lc_shared.cache._index.name)
+        info = _pairs_of(client.execute_command("FT.INFO", index))
+        entries = int(info["num_docs"])
+        keys = sum(1 for _ in client.scan_iter(
+            match=(para_shared.index.layout.prefix if name == "paracache"
+                   else f"{lc_shared.cache._index.prefix}:") + "*", count=1000))
+        delta = used_memory(client) - before
+        out.setdefault("load", {})[name] = {
+            "seconds": seconds, "entries": entries, "keys": keys,
+            "bytes_per_entry": delta / max(1, entries)}
+        print(f"    {name}: {entries:,} entries ({keys:,} keys) through update() in "
+              f"{seconds:.0f} s, {delta / max(1, entries):,.0f} B/entry", flush=True)
+    shared.forget()
+    para_own = SemanticCache(redis_url=url, namespace=ns)
+    own_embeddings = OnnxEmbeddings()
+    lc_own = RedisSemanticCache(embeddings=own_embeddings, redis_client=client, name=lc_name)
+    para_own.index.vectorizer.warmup()
+    own_embeddings.vectorizer.warmup()
+    runs: dict[str, tuple[Any, BenchVectorizer | None]] = {
+        "paracache, shared embedder": (para_shared, shared),
+        "langchain-redis, shared embedder": (lc_shared, shared),
+        "paracache, own pipeline": (para_own, None),
+        "langchain-redis, own pipeline": (lc_own, None),
+    }
+    samples = {name: Samples() for name in runs}
+    exact = {name: Samples() for name in ("paracache", "langchain-redis")}
+    order = list(runs)
+    asked = list(stored[: len(queries)])
+    for i, text in enumerate(queries):
+        for name in order[i % len(order):] + order[: i % len(order)]:
+            cache, clock = runs[name]
+            if isinstance(cache, SemanticCache):
+                cache.index._memo.clear()
+            e0 = clock.seconds if clock else 0.0
+            t0 = time.perf_counter()
+            hit = cache.lookup(text, USER_LLM_STRING) is not None
+            total = time.perf_counter() - t0
+            samples[name].add(total, (clock.seconds - e0) if clock else 0.0, hit)
+        pair = (("paracache", para_own), ("langchain-redis", lc_own))
+        for name, cache in pair if i % 2 else pair[::-1]:
+            if isinstance(cache, SemanticCache):
+                cache.index._memo.clear()
+            t0 = time.perf_counter()
+            hit = cache.lookup(asked[i], USER_LLM_STRING) is not None
+            exact[name].add(time.perf_counter() - t0, 0.0, hit)
+    out["lookups"] = {name: smp.summary() for name, smp in samples.items()}
+    out["exact"] = {name: smp.summary() for name, smp in exact.items()}
+    for cache in (para_shared, para_own):
+        cache.index.clear()
+    para_shared.index.close()
+    para_own.index.close()
+    with contextlib.suppress(redis.ResponseError):
+        client.execute_command("FT.DROPINDEX", lc_name, "DD")
+    client.close()
+    return out
+
+
+def _pairs_of(raw: Any) -> dict[str, Any]:
+    if isinstance(raw, dict):
+        return {k.decode() if isinstance(k, bytes) else k: v for k, v in raw.items()}
+    return {raw[i].decode(): raw[i + 1] for i in range(0, len(raw) - 1, 2)}
 
 
 # --------------------------------------------------------------------------- plan
@@ -603,6 +751,10 @@ class Plan:
     concurrency: int
     recall_queries: int
     embed_all: bool = False
+    user_stored: int = 10_000
+    user_queries: int = 500
+    server: str = "stock"
+    user_only: bool = False
 
 
 def choose_queries(stored_vecs: np.ndarray, held: list[str], held_vecs: np.ndarray,
@@ -629,7 +781,19 @@ def run(plan: Plan, out: dict[str, Any]) -> None:
     max_size = max(plan.sizes)
     corpus, corpus_vecs = corpus_vectors(store, base, max_size, plan.embed_all, out)
     held_vecs = store.vectors(held, "held")
-    server = EmbeddedRedis().start()
+    user_stored, user_queries = user_split(plan.user_stored, plan.user_queries)
+    out["user_path"] = {}
+    for kind in ("stock", "tuned"):
+        print(f"== the user's path, {kind} server: {len(user_stored):,} stored through "
+              f"update(), {len(user_queries)} looked up", flush=True)
+        with EmbeddedRedis(tuned=kind == "tuned") as user_server:
+            out["user_path"][kind] = user_path(user_server.url, user_stored, user_queries,
+                                               store)
+        save(out)
+    if plan.user_only:
+        out["tiers"] = {}
+        return
+    server = EmbeddedRedis(tuned=plan.server == "tuned").start()
     # Every system over loopback TCP (RedisVL's async path cannot take a Unix socket
     # client); paracache's default, the embedded server's Unix socket, is measured apart.
     url = server.url
@@ -639,7 +803,7 @@ def run(plan: Plan, out: dict[str, Any]) -> None:
     probe.execute_command("FT.CONFIG", "SET", "TIMEOUT", "0")
     modules = {m[1]: m[3] for m in probe.execute_command("MODULE", "LIST")}
     out["server"] = {"redis": probe.info("server")["redis_version"],
-                     "search_module": modules.get(b"search")}
+                     "search_module": modules.get(b"search"), "kind": plan.server}
     out["wakeup"] = measure_wakeup(probe)
     probe.close()
     tiers: dict[str, Any] = {}
@@ -874,13 +1038,65 @@ def fmt_size(n: int) -> str:
     return f"{n // 1_000_000} M" if n >= 1_000_000 else f"{n // 1000} k"
 
 
+def user_report(out: dict[str, Any]) -> list[str]:
+    """The headline: what a LangChain user runs, stock server first."""
+    runs = out.get("user_path") or {}
+    if not runs:
+        return []
+    first = next(iter(runs.values()))
+    lines = [f"### What a LangChain app runs: `paracache.langchain.SemanticCache` against "
+             f"langchain-redis `RedisSemanticCache` ({first['stored']:,} Banking77 questions "
+             f"stored through `update`, {first['queries']} others looked up through `lookup`; "
+             "p50 ms)", ""]
+    for kind, u in runs.items():
+        srv = u["server"]
+        lines.append(f"- *{kind}* server: Redis {srv['redis']}, RediSearch "
+                     f"{srv['search_module']}, PARTIAL_INDEXED_DOCS "
+                     f"{next(iter(srv['partial_indexed_docs'].values()), '?')}, "
+                     f"hash-max-listpack-value {srv['hash_max_listpack_value']}")
+    lines += ["", "| measure | " + " | ".join(
+        f"paracache ({k}) | langchain-redis ({k}) | ratio ({k})" for k in runs) + " |",
+        "|---|" + "---:|---:|---:|" * len(runs)]
+
+    def row(label: str, get: Callable[[dict[str, Any], str], float], fmt: str = "{:.2f}",
+            ratio: bool = True) -> None:
+        cells = []
+        for u in runs.values():
+            a, b = get(u, "paracache"), get(u, "langchain-redis")
+            cells += [fmt.format(a), fmt.format(b), f"{a / b:.2f}x" if ratio and b else ""]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+
+    row("lookup end to end, each on its own embedding pipeline",
+        lambda u, n: u["lookups"][f"{n}, own pipeline"]["p50"])
+    row("... hit rate (paracache 0.90 + guards; langchain-redis distance 0.20)",
+        lambda u, n: 100 * u["lookups"][f"{n}, own pipeline"]["hit_rate"], "{:.0f} %", False)
+    row("lookup, one shared embedder", lambda u, n: u["lookups"][f"{n}, shared embedder"]["p50"])
+    row("... the cache's own share (lookup minus embedding)",
+        lambda u, n: u["lookups"][f"{n}, shared embedder"]["own_p50"])
+    row("... embedding inside the lookup",
+        lambda u, n: u["lookups"][f"{n}, shared embedder"]["embed_p50"])
+    row("exact repeat of a stored question, own pipeline", lambda u, n: u["exact"][n]["p50"])
+    row("bytes per entry (used_memory grown / entries)",
+        lambda u, n: u["load"][n]["bytes_per_entry"], "{:,.0f}")
+    row("entries in Redis after the load (FT.INFO num_docs)",
+        lambda u, n: u["load"][n]["entries"], "{:,.0f}", False)
+    lines += ["", "paracache's embedding memo is cleared before each of its lookups: every "
+              "lookup of either cache embeds its question. Systems take turns query by query.",
+              ""]
+    return lines
+
+
 def report(out: dict[str, Any]) -> str:
     tiers = out["tiers"]
+    if not tiers:
+        return "\n".join([f"Run: {out['when']}, {out['machine']}; load average "
+                          f"{out['load_before']} before, {out.get('load_after', '?')} after. "
+                          f"Command: `{out['command']}`.", "", *user_report(out)])
     lines = [f"Run: {out['when']}, {out['machine']}; load average {out['load_before']} before, "
              f"{out.get('load_after', '(unfinished run)')} after. Redis "
              f"{out['server']['redis']}, RediSearch {out['server']['search_module']}, "
              "every system over loopback TCP. "
-             f"Command: `{out['command']}`.", ""]
+             f"Command: `{out['command']}`.", "", *user_report(out)]
     lines += ["### Lookup latency (ms; p50 / p95 / p99; *cache* = lookup minus embedder, p50)",
               "", "| entries | query | system | p50 | p95 | p99 | cache p50 | embedder p50 | "
               "hits | vs peers (p50) |", "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|"]
@@ -1027,6 +1243,12 @@ def main() -> None:
                     help="update the generated part of benchmarks/RESULTS.md and the plot")
     ap.add_argument("--embed-all", action="store_true",
                     help="embed every stored text (default: the first 10 k; see REAL_EMBEDDED)")
+    ap.add_argument("--server", choices=("stock", "tuned"), default="stock",
+                    help="the server of the three-system tiers: stock (default: no "
+                         "PARTIAL_INDEXED_DOCS, Redis' default listpack limits) or paracache's "
+                         "tuned embedded one; the user's path runs on both")
+    ap.add_argument("--user-only", action="store_true",
+                    help="only the user's path (LangChain caches, both servers)")
     ap.add_argument("--from-json", type=Path, default=None,
                     help="only report (and plot) a previous run's out/perf.json")
     args = ap.parse_args()
@@ -1041,6 +1263,10 @@ def main() -> None:
         plan = Plan([2_000, 10_000], None, 40, 40, 512, 150, 16, 30)
     else:
         plan = Plan([10_000, 100_000], 1_000_000, 200, 150, 2048, 600, 32, 200)
+    if args.quick:
+        plan.user_stored, plan.user_queries = 2_000, 150
+    plan.server = args.server
+    plan.user_only = args.user_only
     if args.sizes:
         plan.sizes = [int(x) for x in args.sizes.split(",")]
     if args.big is not None:
@@ -1061,9 +1287,11 @@ def main() -> None:
     save(out)
     text = report(out)
     print(text)
-    print(out["tiers"][next(iter(out["tiers"]))].get("profile", ""))
+    if out["tiers"]:
+        print(out["tiers"][next(iter(out["tiers"]))].get("profile", ""))
     where = PLOT if args.write_results else OUT / PLOT.name
-    plot(out, where)
+    if out["tiers"]:
+        plot(out, where)
     if args.write_results:
         write_results(text)
     print(f"done in {out['seconds'] / 60:.1f} min; plot: {where}")

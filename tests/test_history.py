@@ -412,3 +412,76 @@ def test_clearing_the_cache_keeps_conversations_and_limits(
     assert [m.content for m in _history(store, "kept").messages] == ["still here"]
     assert not limiter.decide().admitted  # the bucket survived too
     limiter.close()
+
+
+def test_an_acl_user_limited_to_these_keys_and_commands(
+    redis_url: str, raw: redis.Redis, ns: str
+) -> None:
+    """The ACL the README gives for rate limits and conversations is enough."""
+    from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+    user, password = "u-" + uuid.uuid4().hex[:8], uuid.uuid4().hex
+    raw.execute_command(
+        "ACL", "SETUSER", user, "on", f">{password}", "resetkeys",
+        f"~paracache:_rl:{{{ns}}}:*", f"~paracache:_chat:{ns}:*", "resetchannels", "-@all",
+        "+ping", "+client|setname", "+evalsha", "+eval", "+time", "+hmget", "+hget", "+hset",
+        "+hincrby", "+hdel", "+hgetall", "+hkeys", "+pexpire", "+zrangebyscore", "+zcard",
+        "+zremrangebyscore", "+zadd", "+rpush", "+lrange", "+llen", "+lindex", "+lset", "+lrem",
+        "+del", "+exists", "+multi", "+exec",
+    )
+    parts = urlsplit(redis_url)
+    query = {**dict(parse_qsl(parts.query)), "username": user, "password": password}
+    url = urlunsplit(parts._replace(query=urlencode(query), netloc=parts.netloc.split("@")[-1]))
+    limiter = RateLimiter([Limit("acl", 1, window=3600),
+                           Limit("w", 5, window=60, algorithm="sliding_window"),
+                           Limit("b", 10, window=60, charged=True)],
+                          redis_url=url, namespace=ns, timeout=5.0, fail_open=False)
+    store = SessionStore(redis_url=url, namespace=ns, timeout=5.0, fail_open=False, ttl=60,
+                         segment=1)
+    try:
+        assert limiter.decide().admitted and not limiter.decide().admitted
+        assert limiter.charge(3)
+        history = _history(store, "acl")
+        history.add_messages([HumanMessage("a"), AIMessage("b"), HumanMessage("c")])
+        assert len(history.messages) == 3
+        assert history.window(5, lambda ms: "s")[0].content.endswith("s")
+        assert store.remove("acl", 0) is not None and store.sessions() == ["acl"]
+        store.replace("acl", [{"x": 1}], [1])
+        assert store.clear("acl") and limiter.stats().errors == 0
+    finally:
+        limiter.close()
+        store.close()
+        raw.execute_command("ACL", "DELUSER", user)
+
+
+HISTORY_PROCESS = """
+import sys
+from langchain_core.messages import HumanMessage
+from paracache.history import RedisChatMessageHistory
+url, ns, n = sys.argv[1], sys.argv[2], sys.argv[3]
+history = RedisChatMessageHistory("shared", redis_url=url, namespace=ns, tenant="t", timeout=5.0)
+for i in range(20):
+    history.add_messages([HumanMessage(f"{n}-{i}")])
+print(history.store.stats().errors)
+"""
+
+
+def test_processes_append_to_one_conversation(redis_url: str, ns: str) -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    procs = [
+        subprocess.Popen([sys.executable, "-c", HISTORY_PROCESS, redis_url, ns, str(n)],
+                         stdout=subprocess.PIPE, text=True, env=env)
+        for n in range(3)
+    ]
+    outputs = [p.communicate(timeout=120)[0].strip() for p in procs]
+    assert outputs == ["0", "0", "0"]
+    history = RedisChatMessageHistory("shared", redis_url=redis_url, namespace=ns, tenant="t")
+    contents = [str(m.content) for m in history.messages]
+    assert sorted(contents) == sorted(f"{n}-{i}" for n in range(3) for i in range(20))
+    for n in range(3):
+        assert [c for c in contents if c.startswith(f"{n}-")] == [f"{n}-{i}" for i in range(20)]
+    history.store.close()

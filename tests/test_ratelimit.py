@@ -402,3 +402,25 @@ def test_usage_charger_reads_llm_output_and_custom_cost(make: Any) -> None:
     assert fresh.decide().admitted and fresh.stats().charges == 0  # a cache hit is free
     with pytest.raises(TypeError):
         UsageCharger(limiter, cost="tokens")  # type: ignore[arg-type]
+
+
+def test_keyed_limits_give_each_caller_its_own_tier(redis_url: str, ns: str) -> None:
+    from paracache.limiter import KeyedLimits
+
+    limits = KeyedLimits([Limit("api", 2, window=HOUR)], shared=[Limit("all", 5, window=HOUR)],
+                         redis_url=redis_url, namespace=ns, timeout=5.0)
+    try:
+        assert [limits.decide("key-1").admitted for _ in range(3)] == [True, True, False]
+        assert limits.decide("key-2").admitted  # another caller: its own bucket
+        assert limits.decide("key-1\x00api").admitted  # no key collides with another's
+        assert limits.decide("key-3").admitted
+        refused = limits.decide("key-4")  # the shared tier (5) is spent now
+        assert not refused.admitted and refused.retry_after > 0
+        stats = limits.stats()
+        assert stats.admitted == 5 and stats.refused == 2
+        with pytest.raises(ValueError):
+            KeyedLimits([], redis_url=redis_url)
+        with pytest.raises(TypeError):
+            limits.decide(7)  # type: ignore[arg-type]
+    finally:
+        limits.close()

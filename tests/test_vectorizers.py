@@ -264,6 +264,45 @@ def test_intra_op_threads_configurable(vec: MiniLMVectorizer) -> None:
         MiniLMVectorizer(intra_op_num_threads=-1)
 
 
+def test_identical_vectors_on_every_single_query_path() -> None:
+    """The adaptive default runs a lone query on all cores and concurrent ones on one
+    thread each: the same vector whichever session, thread count or sync/async path."""
+    adaptive = MiniLMVectorizer()
+    assert adaptive.intra_op_num_threads is None
+    texts = [f"{t} ({i})" for i in range(4) for t in MIXED]
+    alone = [adaptive.embed(t) for t in texts]  # nothing else in flight: the wide session
+    runtime = adaptive._loaded()
+    if (os.cpu_count() or 1) > 1:
+        assert runtime.wide is not None and runtime.wide is not runtime.session
+    narrow = [adaptive._run(runtime, [runtime.tokenizer.encode(t).ids])[0].tolist() for t in texts]
+    assert narrow == alone  # bit for bit, not approximately
+    for threads in (1, 2, 0):
+        fixed = MiniLMVectorizer(intra_op_num_threads=threads)
+        assert fixed._loaded().wide is None
+        assert [fixed.embed(t) for t in texts] == alone
+    # Many callers at once: most run on the one-thread session while one holds the wide one.
+    got: dict[int, list[float]] = {}
+    start = threading.Barrier(4)
+
+    def work(k: int) -> None:
+        start.wait()
+        for i in range(k, len(texts), 4):
+            got[i] = adaptive.embed(texts[i])
+
+    workers = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    assert [got[i] for i in range(len(texts))] == alone
+    assert adaptive._in_flight == 0
+
+    async def many() -> list[list[float]]:
+        return list(await asyncio.gather(*(adaptive.aembed(t) for t in texts)))
+
+    assert asyncio.run(many()) == alone
+
+
 # --------------------------------------------------------------------------- loading
 
 

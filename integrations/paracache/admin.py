@@ -31,6 +31,13 @@ from typing import Any, TypeVar, cast
 import redis
 
 from .base import FlowBase
+from .bookkeeping import (
+    companion_hits_flow,
+    companion_read,
+    is_companion,
+    merged_fields,
+    unlink_entries_flow,
+)
 from .cluster import ClusterTransport
 from .driver import SyncIO
 from .driver import run as drive
@@ -216,8 +223,10 @@ def index_summary_flow(index_name: str, breakdown: int = 20) -> Flow[IndexSummar
             )
         )
         rows = _aggregate_rows(total)
+        companion = yield from companion_hits_flow(index_name)
+        hits = companion.total
         if rows:
-            hits = int(_float(rows[0].get("hits")) or 0)
+            hits += int(_float(rows[0].get("hits")) or 0)
             tokens = int(_float(rows[0].get("tokens")) or 0)
             oldest = _float(rows[0].get("oldest"))
             newest = _float(rows[0].get("newest"))
@@ -265,6 +274,11 @@ def index_summary_flow(index_name: str, breakdown: int = 20) -> Flow[IndexSummar
                 )
             )
             grouped_rows = _aggregate_rows(grouped)
+            extra = companion.by_tenant if field == "tenant" else companion.by_model
+            for row in grouped_rows:  # hits counted beside the entries (bookkeeping.py)
+                more = extra.get(_s(row.get(field, b"")), 0)
+                if more:
+                    row["hits"] = (_float(row.get("hits")) or 0) + more
             digests = sorted({_s(row.get("sample", b"")) for row in grouped_rows})
             scopes: dict[str, Any] = {}
             if digests:
@@ -366,7 +380,7 @@ def _delete_matching(index_names: Sequence[str], query: str) -> Flow[int]:
             keys = [key for key, _ in search_rows(raw)[1]]
             if not keys:
                 break
-            removed = int((yield Call(("UNLINK", *keys))))
+            removed = yield from unlink_entries_flow(keys)
             deleted += removed
             if not removed:  # the index lists keys that are gone: no progress
                 break
@@ -383,9 +397,13 @@ def unlink_namespace(namespace: str) -> Flow[int]:
     while True:
         cursor, keys = yield Call(("SCAN", cursor, "MATCH", pattern, "COUNT", 1000))
         if keys:
-            deleted += int((yield Call(("UNLINK", *keys))))
-            if any(k == registry or k == registry.decode() for k in keys):
-                deleted -= 1  # the registry, not an entry
+            yield Call(("UNLINK", *keys))
+            # Entries only: not the registry, not the entries' companion hit counts.
+            deleted += sum(
+                1
+                for k in keys
+                if k not in (registry, registry.decode()) and not is_companion(_s(k))
+            )
         if int(cursor) == 0:
             return max(0, deleted)
 
@@ -423,11 +441,16 @@ def entries_flow(index_name: str, limit: int = 20) -> Flow[list[EntryInfo]]:
     replies = yield Batch(
         (
             *(("PTTL", key) for key, _ in rows),
+            *(companion_read(key) for key, _ in rows),
             read_scopes_call(scopes_key(namespace_of(index_name)), digests),
         )
     )
-    pttls = replies[: len(rows)]
-    scopes = scope_rows(digests, replies[len(rows)])
+    n = len(rows)
+    pttls = replies[:n]
+    rows = [
+        (key, merged_fields(f, c)) for (key, f), c in zip(rows, replies[n : 2 * n], strict=True)
+    ]
+    scopes = scope_rows(digests, replies[2 * n])
     out: list[EntryInfo] = []
     for (key, fields), pttl in zip(rows, pttls, strict=True):
         if int(pttl) == -2:
@@ -486,7 +509,7 @@ class Administration(FlowBase):
         """Delete one entry by id."""
         if not isinstance(entry_id, str) or not entry_id.isalnum():
             raise ValueError(f"not an entry id: {entry_id!r}")
-        return bool((yield Call(("UNLINK", self.layout.key(entry_id)))))
+        return bool((yield from unlink_entries_flow([self.layout.key(entry_id)])))
 
     def count_flow(self) -> Flow[int]:
         """How many entries this index holds."""

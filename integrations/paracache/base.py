@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from .bookkeeping import SCRIPT_MODE, HitPlace, ServerFeatures, detect_flow
 from .errors import BackendError, EmbeddingError, strict
 from .metrics import Recorder
 from .policy import CircuitBreaker, HybridTuner
@@ -78,6 +79,11 @@ class FlowBase:
         #: would search one shard) and after a server refused it (an ACL without
         #: scripting, a proxy): then the query and the winner's read are two calls.
         self.scripted_search = True
+        #: Where hits are counted (:mod:`paracache.bookkeeping`): asked of the server
+        #: on the first lookup (``None`` until then); a driver may fix it beforehand.
+        self.hit_place: HitPlace | None = None
+        #: What the server said then (``None``: not asked yet).
+        self.server_features: ServerFeatures | None = None
         self._warned: dict[str, float] = {}
         self._trim_lock = threading.Lock()
         self._writes_since_trim = 0
@@ -103,6 +109,16 @@ class FlowBase:
         if not self.index_ready:
             yield EnsureIndex()
             self.index_ready = True
+
+    def _ensure_hit_place(self) -> Flow[None]:
+        """Ask the server, once, where hits are best counted (:mod:`.bookkeeping`)."""
+        if self.hit_place is None:
+            self.server_features = yield from detect_flow()
+            self.hit_place = self.server_features.hit_place
+
+    def _hits_mode(self) -> str:
+        """The lookup scripts' bookkeeping argument (companions until the server said)."""
+        return SCRIPT_MODE[self.hit_place or "companion"]
 
     def embed_input(self, text: str) -> str:
         """What the model sees for a normalised prompt (:func:`paracache.values.embed_input`)."""

@@ -326,16 +326,21 @@ class CalibrationReport:
         ]
         for label, rows, style in series:
             xs = [r.min_similarity for r in rows]
-            left.plot(xs, [r.precision for r in rows], style, color="C0",
-                      label=f"precision, {label}")
-            left.plot(xs, [r.hit_rate for r in rows], style, color="C1",
-                      label=f"hit rate, {label}")
+            left.plot(
+                xs, [r.precision for r in rows], style, color="C0", label=f"precision, {label}"
+            )
+            left.plot(xs, [r.hit_rate for r in rows], style, color="C1", label=f"hit rate, {label}")
             right.plot([r.recall for r in rows], [r.precision for r in rows], style, label=label)
         if self.recommended is not None:
             left.axvline(self.recommended, color="grey", linewidth=0.8)
             row = self.at(self.recommended)
-            right.plot([row.recall], [row.precision], "o", color="C3",
-                       label=f"recommended {self.recommended:.2f}")
+            right.plot(
+                [row.recall],
+                [row.precision],
+                "o",
+                color="C3",
+                label=f"recommended {self.recommended:.2f}",
+            )
         left.axhline(self.target_precision, color="C3", linewidth=0.8, linestyle=":")
         left.set_xlabel("min_similarity (cosine)")
         left.set_ylim(0, 1.02)
@@ -487,14 +492,18 @@ def calibrate(
 
     if kind == "pairs":
         stores = [(r["q1"], str(i), Scope(fields={"pair": i})) for i, r in enumerate(rows)]
-        asks = [(r["q2"], str(i) if r["same"] else "", Scope(fields={"pair": i}))
-                for i, r in enumerate(rows)]
+        asks = [
+            (r["q2"], str(i) if r["same"] else "", Scope(fields={"pair": i}))
+            for i, r in enumerate(rows)
+        ]
     else:
         fill, ask = split_clusters(rows, seed, fill_share)
         stores = [(r["text"], str(r["intent"]), Scope()) for r in fill]
         stored_intents = {s[1] for s in stores}
-        asks = [(r["text"], str(r["intent"]) if str(r["intent"]) in stored_intents else "",
-                 Scope()) for r in ask]
+        asks = [
+            (r["text"], str(r["intent"]) if str(r["intent"]) in stored_intents else "", Scope())
+            for r in ask
+        ]
     answerable = sum(1 for _, label, _ in asks if label)
 
     options: dict[str, Any] = {

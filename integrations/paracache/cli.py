@@ -72,22 +72,33 @@ def _add_demo(subparsers: Any) -> None:
         ),
     )
     parser.add_argument(
-        "--questions", type=_positive_int, default=300, metavar="N",
+        "--questions",
+        type=_positive_int,
+        default=300,
+        metavar="N",
         help="questions to ask (default: 300; about 10%% are asked twice)",
     )
     parser.add_argument(
-        "--latency-scale", type=_non_negative, default=1.0, metavar="F",
+        "--latency-scale",
+        type=_non_negative,
+        default=1.0,
+        metavar="F",
         help="multiply the simulated model's latency (median 200 ms); 0 = no sleep (default: 1)",
     )
     parser.add_argument(
-        "--min-similarity", type=_similarity, default=None, metavar="F",
+        "--min-similarity",
+        type=_similarity,
+        default=None,
+        metavar="F",
         help="semantic threshold, cosine similarity in [0, 1] (default: the cache's, 0.90)",
     )
     parser.add_argument(
         "--seed", type=int, default=7, help="seed of the question stream (default: 7)"
     )
     parser.add_argument(
-        "--redis-url", default=None, metavar="URL",
+        "--redis-url",
+        default=None,
+        metavar="URL",
         help="Redis with the search module (default: $PARACACHE_REDIS_URL, $REDIS_URL, "
         "else an embedded server)",
     )
@@ -95,7 +106,8 @@ def _add_demo(subparsers: Any) -> None:
         "--namespace", default="demo", help="cache namespace, cleared first (default: demo)"
     )
     parser.add_argument(
-        "--simulate", action="store_true",
+        "--simulate",
+        action="store_true",
         help="use the simulated model even if OPENAI_API_KEY is set",
     )
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -147,46 +159,69 @@ def _add_calibrate(subparsers: Any) -> None:
     )
     parser.add_argument("data", metavar="DATA", help="labelled JSONL file")
     parser.add_argument(
-        "--kind", choices=("pairs", "clusters"), default=None,
+        "--kind",
+        choices=("pairs", "clusters"),
+        default=None,
         help="kind of data (default: guessed from the first row)",
     )
     parser.add_argument(
-        "--target-precision", type=_similarity, default=0.95, metavar="P",
+        "--target-precision",
+        type=_similarity,
+        default=0.95,
+        metavar="P",
         help="precision of hits the recommendation must reach (default: 0.95)",
     )
     parser.add_argument(
         "--seed", type=int, default=77, help="seed of the split and sample (default: 77)"
     )
     parser.add_argument(
-        "--fill-share", type=_similarity, default=0.5, metavar="F",
+        "--fill-share",
+        type=_similarity,
+        default=0.5,
+        metavar="F",
         help="share of clusters rows stored; the rest are asked (default: 0.5)",
     )
     parser.add_argument(
-        "--limit", type=_positive_int, default=None, metavar="N",
+        "--limit",
+        type=_positive_int,
+        default=None,
+        metavar="N",
         help="use a seeded sample of N rows (a quick run)",
     )
     parser.add_argument(
-        "--top-k", type=_positive_int, default=4, metavar="K",
+        "--top-k",
+        type=_positive_int,
+        default=4,
+        metavar="K",
         help="candidates the semantic layer considers (default: 4)",
     )
     parser.add_argument(
         "--no-guards", action="store_true", help="sweep and recommend without guards"
     )
     parser.add_argument(
-        "--write-config", metavar="PATH", default=None,
+        "--write-config",
+        metavar="PATH",
+        default=None,
         help="write the recommendation to a TOML (or .json) file for "
         "SemanticIndex.from_config(PATH); an existing file is updated",
     )
     parser.add_argument(
-        "--for", dest="scope", metavar="FIELD=VALUE", default=None,
+        "--for",
+        dest="scope",
+        metavar="FIELD=VALUE",
+        default=None,
         help="write the threshold for one scope instead, e.g. tenant=medical",
     )
     parser.add_argument(
-        "--plot", metavar="PNG", default=None,
+        "--plot",
+        metavar="PNG",
+        default=None,
         help="draw precision/recall curves to a PNG (needs paracache[plot])",
     )
     parser.add_argument(
-        "--redis-url", default=None, metavar="URL",
+        "--redis-url",
+        default=None,
+        metavar="URL",
         help="Redis with the search module (default: $PARACACHE_REDIS_URL, $REDIS_URL, "
         "else an embedded server)",
     )
@@ -225,22 +260,25 @@ def _run_calibrate(args: argparse.Namespace) -> int:
     status = 0
     if args.write_config:
         if report.recommended is None:
-            print("no threshold reaches the target precision: config not written",
-                  file=sys.stderr)
+            print("no threshold reaches the target precision: config not written", file=sys.stderr)
             status = 1
         else:
             path = report.write_config(
                 args.write_config, scope_field=scope_field, scope_value=scope_value
             )
             where = f" for {scope_field}={scope_value}" if scope_field else ""
-            print(f"wrote min_similarity {report.recommended:.2f}{where} to {path}",
-                  file=sys.stderr if args.json else sys.stdout)
+            print(
+                f"wrote min_similarity {report.recommended:.2f}{where} to {path}",
+                file=sys.stderr if args.json else sys.stdout,
+            )
     if args.plot:
         try:
             report.plot(args.plot)
         except ImportError:
-            print("no plot: matplotlib is not installed (pip install 'paracache[plot]')",
-                  file=sys.stderr)
+            print(
+                "no plot: matplotlib is not installed (pip install 'paracache[plot]')",
+                file=sys.stderr,
+            )
         else:
             print(f"wrote {args.plot}", file=sys.stderr if args.json else sys.stdout)
     return status
@@ -260,7 +298,9 @@ class CommandError(Exception):
 def _add_common(parser: argparse.ArgumentParser, *, namespace_help: str) -> None:
     """``--redis-url``, ``--namespace`` and ``--json``, the options every admin command has."""
     parser.add_argument(
-        "--redis-url", default=None, metavar="URL",
+        "--redis-url",
+        default=None,
+        metavar="URL",
         help="Redis with the search module (default: $PARACACHE_REDIS_URL, else $REDIS_URL)",
     )
     parser.add_argument("--namespace", default=None, metavar="NS", help=namespace_help)
@@ -285,13 +325,18 @@ def _connect(args: argparse.Namespace) -> _Connection:
     if not url:
         raise CommandError(
             "no Redis to talk to: pass --redis-url or set PARACACHE_REDIS_URL (an embedded "
-            "server lives only inside the process that started it)", 2,
+            "server lives only inside the process that started it)",
+            2,
         )
     client: Any
     try:
         client = redis.Redis.from_url(
-            url, protocol=2, socket_timeout=10, socket_connect_timeout=3,
-            retry=Retry(NoBackoff(), 0), client_name="paracache-cli",
+            url,
+            protocol=2,
+            socket_timeout=10,
+            socket_connect_timeout=3,
+            retry=Retry(NoBackoff(), 0),
+            client_name="paracache-cli",
         )
     except ValueError as exc:
         raise CommandError(f"not a Redis URL: {exc}", 2) from None
@@ -382,18 +427,24 @@ def _run_stats(args: argparse.Namespace) -> int:
     for s in summaries:
         namespaces.setdefault(s.namespace, []).append(s)
     if args.json:
-        print(json.dumps({
-            "redis_url": conn.url,
-            "namespaces": [
+        print(
+            json.dumps(
                 {
-                    "namespace": ns,
-                    "entries": sum(s.entries for s in group),
-                    "hits": sum(s.hits for s in group),
-                    "indexes": [s.as_dict() for s in group],
-                }
-                for ns, group in namespaces.items()
-            ],
-        }, indent=2, ensure_ascii=False))
+                    "redis_url": conn.url,
+                    "namespaces": [
+                        {
+                            "namespace": ns,
+                            "entries": sum(s.entries for s in group),
+                            "hits": sum(s.hits for s in group),
+                            "indexes": [s.as_dict() for s in group],
+                        }
+                        for ns, group in namespaces.items()
+                    ],
+                },
+                indent=2,
+                ensure_ascii=False,
+            )
+        )
         return 0
     print(f"Redis {conn.url}")
     if not summaries:
@@ -413,17 +464,22 @@ def _run_stats(args: argparse.Namespace) -> int:
             print(f"    oldest    {_when(s.oldest, now)}")
             print(f"    newest    {_when(s.newest, now)}")
             print(f"    memory    {_mib(s.memory_bytes)}")
-            for label, key, rows in (("tenants", "tenant", s.by_tenant),
-                                     ("models", "model", s.by_model)):
+            for label, key, rows in (
+                ("tenants", "tenant", s.by_tenant),
+                ("models", "model", s.by_model),
+            ):
                 if rows:
                     shown = ", ".join(
                         f"{_printable(r[key] or '(none)', 24)} {r['entries']:,}"
-                        f" (hits {r['hits']:,})" for r in rows[:5]
+                        f" (hits {r['hits']:,})"
+                        for r in rows[:5]
                     )
                     more = f", +{len(rows) - 5} more" if len(rows) > 5 else ""
                     print(f"    {label:<9} {shown}{more}")
-    print("\nHit rates and latencies live in each application process "
-          "(SemanticIndex.stats(), the service's /v1/stats and /metrics).")
+    print(
+        "\nHit rates and latencies live in each application process "
+        "(SemanticIndex.stats(), the service's /v1/stats and /metrics)."
+    )
     return 0
 
 
@@ -439,7 +495,10 @@ def _add_inspect(subparsers: Any) -> None:
     )
     _add_common(parser, namespace_help="only this namespace (default: all)")
     parser.add_argument(
-        "--limit", type=_positive_int, default=20, metavar="N",
+        "--limit",
+        type=_positive_int,
+        default=20,
+        metavar="N",
         help="entries to show (default: 20, newest first)",
     )
     parser.set_defaults(handler=_run_inspect)
@@ -466,8 +525,10 @@ def _run_inspect(args: argparse.Namespace) -> int:
     if not rows:
         print("no entries")
         return 0
-    header = f"{'AGE':>9} {'HITS':>6} {'TTL LEFT':>9}  {'NAMESPACE':<14} {'TENANT':<14} " \
-             f"{'MODEL':<18} PROMPT"
+    header = (
+        f"{'AGE':>9} {'HITS':>6} {'TTL LEFT':>9}  {'NAMESPACE':<14} {'TENANT':<14} "
+        f"{'MODEL':<18} PROMPT"
+    )
     print(header)
     for ns, e in rows:
         ttl = "never" if e.ttl_left is None else _ago(e.ttl_left)
@@ -507,9 +568,13 @@ def _run_clear(args: argparse.Namespace) -> int:
     if not args.namespace:
         raise CommandError("clear needs --namespace (the namespace to clear)", 2)
     filters = {
-        k: v for k, v in (
-            ("tenant", args.tenant), ("model", args.model), ("corpus_version", args.corpus_version)
-        ) if v is not None
+        k: v
+        for k, v in (
+            ("tenant", args.tenant),
+            ("model", args.model),
+            ("corpus_version", args.corpus_version),
+        )
+        if v is not None
     }
     conn = _connect(args)
     names = admin.run(conn.client, admin.indexes_flow(args.namespace))
@@ -560,7 +625,9 @@ def _add_serve(subparsers: Any) -> None:
     )
     parser.add_argument("--port", type=_port, default=8000, help="port (default: 8000)")
     parser.add_argument(
-        "--redis-url", default=None, metavar="URL",
+        "--redis-url",
+        default=None,
+        metavar="URL",
         help="Redis with the search module (default: $PARACACHE_REDIS_URL, $REDIS_URL, "
         "else an embedded server living as long as the service)",
     )
@@ -568,20 +635,28 @@ def _add_serve(subparsers: Any) -> None:
         "--namespace", default="service", metavar="NS", help="cache namespace (default: service)"
     )
     parser.add_argument(
-        "--min-similarity", type=_similarity, default=None, metavar="F",
+        "--min-similarity",
+        type=_similarity,
+        default=None,
+        metavar="F",
         help="default semantic threshold, cosine similarity in [0, 1] (default: 0.90); "
         "requests may override it with the X-Paracache-Min-Similarity header",
     )
     parser.add_argument(
-        "--simulate", action="store_true",
+        "--simulate",
+        action="store_true",
         help="use the simulated model even if OPENAI_API_KEY or OPENAI_BASE_URL is set",
     )
     parser.add_argument(
-        "--latency-scale", type=_non_negative, default=1.0, metavar="F",
+        "--latency-scale",
+        type=_non_negative,
+        default=1.0,
+        metavar="F",
         help="the simulated model's latency factor (median 200 ms); 0 = instant (default: 1)",
     )
     parser.add_argument(
-        "--log-level", default="info",
+        "--log-level",
+        default="info",
         choices=["critical", "error", "warning", "info", "debug"],
         help="uvicorn's log level (default: info)",
     )
@@ -614,7 +689,8 @@ def _run_serve(args: argparse.Namespace) -> int:
         f"paracache serve: namespace {args.namespace!r} on "
         f"{_safe_url(app.state.index.redis_url)}, model: {app.state.llm_description}; "
         f"API docs at http://{args.host}:{args.port}/docs",
-        file=sys.stderr, flush=True,
+        file=sys.stderr,
+        flush=True,
     )
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
     return 0

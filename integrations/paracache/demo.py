@@ -73,8 +73,8 @@ __all__ = [
 DATA_PATH = Path(__file__).resolve().parent / "data" / "banking77_demo.jsonl"
 #: One line of attribution, printed with every run.
 ATTRIBUTION = (
-    "Questions: Banking77 (Casanueva et al. 2020, \"Efficient Intent Detection with Dual "
-    "Sentence Encoders\", PolyAI-LDN/task-specific-datasets), CC BY 4.0."
+    'Questions: Banking77 (Casanueva et al. 2020, "Efficient Intent Detection with Dual '
+    'Sentence Encoders", PolyAI-LDN/task-specific-datasets), CC BY 4.0.'
 )
 SYSTEM_PROMPT = (
     "You are a helpful banking support assistant. Answer the customer's question briefly, "
@@ -201,7 +201,7 @@ def canned_answer(intent: str) -> str:
     topic = intent.replace("_", " ")
     return (
         f"[{intent}] Thanks for asking about {topic}. In most cases you can sort this out "
-        f"yourself in the app: open Help, choose \"{topic.capitalize()}\" and follow the steps "
+        f'yourself in the app: open Help, choose "{topic.capitalize()}" and follow the steps '
         "shown there; changes usually take effect immediately. If anything still looks wrong, "
         "reply here with the date and amount involved (never your full card number or PIN) "
         "and one of our support agents will check your account and get back to you today."
@@ -466,7 +466,11 @@ def _run_stream(
     rows: list[_Row] = []
     hits = 0
     bar = tqdm(
-        stream, desc="questions", unit="q", file=sys.stderr, disable=not progress,
+        stream,
+        desc="questions",
+        unit="q",
+        file=sys.stderr,
+        disable=not progress,
         dynamic_ncols=True,
     )
     for i, question in enumerate(bar):
@@ -545,9 +549,9 @@ def _summarise(rows: list[_Row], tokens_saved: int, threshold: float) -> dict[st
         "errors": sum(r.outcome in ("error", "bypass") for r in rows),
         "hit_rate": round(len(hit_rows) / n, 4) if n else 0.0,
         "tail_questions": len(tail),
-        "tail_hit_rate": round(
-            sum(r.outcome in ("exact", "semantic") for r in tail) / len(tail), 4
-        ) if tail else 0.0,
+        "tail_hit_rate": round(sum(r.outcome in ("exact", "semantic") for r in tail) / len(tail), 4)
+        if tail
+        else 0.0,
         "latency_ms": {
             "hit": _lat(hit_ms),
             "exact": _lat([r.seconds * 1000 for r in by["exact"]]),
@@ -562,7 +566,8 @@ def _summarise(rows: list[_Row], tokens_saved: int, threshold: float) -> dict[st
         "usd_saved": round(usd_saved, 6),
         "usd_spent": round(usd_spent, 6),
         "usd_saved_share": round(usd_saved / (usd_saved + usd_spent), 4)
-        if usd_saved + usd_spent else 0.0,
+        if usd_saved + usd_spent
+        else 0.0,
         "price_note": PRICE_NOTE,
         "wrong_intent_hits": len(wrong),
         "wrong_intent_share": round(len(wrong) / len(hit_rows), 4) if hit_rows else 0.0,
@@ -602,14 +607,18 @@ def format_summary(s: dict[str, Any]) -> str:
         return f"{k / n:6.1%}" if n else ""
 
     rows: list[tuple[str, str, str]] = [
-        ("Questions asked", f"{n:,}",
-         f"({s['repeats_in_stream']} repeat an earlier one; case/punctuation may differ)"),
+        (
+            "Questions asked",
+            f"{n:,}",
+            f"({s['repeats_in_stream']} repeat an earlier one; case/punctuation may differ)",
+        ),
         ("Cache hits", f"{s['hits']:,}", pct(s["hits"])),
         ("  exact (same text)", f"{s['exact_hits']:,}", pct(s["exact_hits"])),
         ("  semantic (paraphrase)", f"{s['semantic_hits']:,}", pct(s["semantic_hits"])),
         ("Misses (answered by the LLM)", f"{s['misses']:,}", pct(s["misses"])),
         (
-            f"Hit rate, last {s['tail_questions']} questions", f"{s['tail_hit_rate']:.1%}",
+            f"Hit rate, last {s['tail_questions']} questions",
+            f"{s['tail_hit_rate']:.1%}",
             "(the cache warms up as it fills)",
         ),
     ]
@@ -635,15 +644,27 @@ def format_summary(s: dict[str, Any]) -> str:
     saved = s["llm_calls_saved"]
     total_calls = s["llm_calls"] + saved
     money = [
-        ("LLM calls", f"{s['llm_calls']:,} made, {saved:,} saved",
-         f"({saved / total_calls:.1%} saved)" if total_calls else ""),
-        ("LLM wait saved (est.)", f"{s['llm_time_saved_s']:,.1f} s",
-         "(hits x mean miss latency - hit latency)"),
-        ("Tokens saved", f"{s['tokens_saved']:,}",
-         f"({s['input_tokens_saved']:,} input + {s['output_tokens_saved']:,} output)"),
-        ("Cost saved (estimate)", f"${s['usd_saved']:.4f}",
-         f"of ${s['usd_saved'] + s['usd_spent']:.4f} without the cache "
-         f"({s['usd_saved_share']:.1%})"),
+        (
+            "LLM calls",
+            f"{s['llm_calls']:,} made, {saved:,} saved",
+            f"({saved / total_calls:.1%} saved)" if total_calls else "",
+        ),
+        (
+            "LLM wait saved (est.)",
+            f"{s['llm_time_saved_s']:,.1f} s",
+            "(hits x mean miss latency - hit latency)",
+        ),
+        (
+            "Tokens saved",
+            f"{s['tokens_saved']:,}",
+            f"({s['input_tokens_saved']:,} input + {s['output_tokens_saved']:,} output)",
+        ),
+        (
+            "Cost saved (estimate)",
+            f"${s['usd_saved']:.4f}",
+            f"of ${s['usd_saved'] + s['usd_spent']:.4f} without the cache "
+            f"({s['usd_saved_share']:.1%})",
+        ),
     ]
     for label, value, note in money:
         out.append(f"  {label:<{width}}{value}  {note}".rstrip())
@@ -655,22 +676,20 @@ def format_summary(s: dict[str, Any]) -> str:
         f"  {'Wrong-intent hits':<{width}}{wrong} of {s['hits']} hits "
         f"({s['wrong_intent_share']:.1%})"
     )
-    out.append(
-        f"  {'':<{width}}(the stored question that answered has another Banking77 intent)"
-    )
+    out.append(f"  {'':<{width}}(the stored question that answered has another Banking77 intent)")
     for ex in s["wrong_intent_examples"]:
-        out.append(f"    asked  \"{_clip(ex['asked'])}\" [{ex['asked_intent']}]")
+        out.append(f'    asked  "{_clip(ex["asked"])}" [{ex["asked_intent"]}]')
         out.append(
-            f"    served \"{_clip(ex['served'])}\" [{ex['served_intent']}], "
+            f'    served "{_clip(ex["served"])}" [{ex["served_intent"]}], '
             f"similarity {ex['similarity']:.3f}"
         )
     if s["semantic_examples"]:
         out.append("")
         out.append("  Paraphrases served, least similar first (correct intent):")
         for ex in s["semantic_examples"]:
-            out.append(f"    asked  \"{_clip(ex['asked'])}\"")
+            out.append(f'    asked  "{_clip(ex["asked"])}"')
             out.append(
-                f"    served \"{_clip(ex['served'])}\" [{ex['served_intent']}], "
+                f'    served "{_clip(ex["served"])}" [{ex["served_intent"]}], '
                 f"similarity {ex['similarity']:.3f}"
             )
     out.append("")

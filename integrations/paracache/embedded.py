@@ -285,7 +285,11 @@ class EmbeddedRedis:
     ``config`` adds ``redis.conf`` directives (name to value, written to the 0600 config
     file with the password), e.g. ``{"cluster-enabled": "yes"}`` for a cluster node
     (:class:`paracache.embedded_cluster.EmbeddedCluster`).
-    After :meth:`stop`, :meth:`start` reuses the same port, password and data directory.
+    ``tuned=False`` starts the server as most users run theirs (a ``redis-stack``
+    container, Redis 8 with nothing but the search module): without
+    ``PARTIAL_INDEXED_DOCS`` and with Redis' default ``hash-max-listpack-value`` (tests
+    and benchmarks of that case). After :meth:`stop`, :meth:`start` reuses the same
+    port, password and data directory.
 
     Example:
         >>> with EmbeddedRedis() as server:  # doctest: +SKIP
@@ -306,7 +310,10 @@ class EmbeddedRedis:
         appendfsync: str = "everysec",
         enable_debug_command: bool = False,
         config: Mapping[str, str] | None = None,
+        tuned: bool = True,
     ) -> None:
+        if not isinstance(tuned, bool):
+            raise TypeError(f"tuned must be a bool, got {tuned!r}")
         if appendfsync not in _FSYNC:
             raise ValueError(f"appendfsync must be one of {_FSYNC}, got {appendfsync!r}")
         self._server_binary = _find_server_binary()
@@ -320,6 +327,7 @@ class EmbeddedRedis:
         self._appendfsync = appendfsync
         self._debug = bool(enable_debug_command)
         self._config = dict(config or {})
+        self._tuned = tuned
         self._startup_timeout = startup_timeout
         self._lock = threading.RLock()
         self._started_once = False
@@ -492,9 +500,10 @@ class EmbeddedRedis:
             # with HNSW). hash-max-listpack-value: an entry with its vector (768 bytes in
             # float16, 1,536 in float32 at 384 dims) stays a compact listpack (about 0.6 KB
             # less per entry). See docs/scaling.md.
-            "--loadmodule", str(self._module_path), "PARTIAL_INDEXED_DOCS", "1",
-            "--hash-max-listpack-value", "2048",
+            "--loadmodule", str(self._module_path),
         ]  # fmt: skip
+        if self._tuned:
+            cmd += ["PARTIAL_INDEXED_DOCS", "1", "--hash-max-listpack-value", "2048"]
         socket_path = self._socket_path()
         if socket_path is not None:
             cmd += ["--unixsocket", str(socket_path), "--unixsocketperm", "700"]

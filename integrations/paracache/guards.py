@@ -98,66 +98,215 @@ MAX_GUARD_CHARS = 2_000
 # --------------------------------------------------------------------------- word lists
 
 _UNITS = {
-    "zero": 0, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7,
-    "eight": 8, "nine": 9, "ten": 10, "eleven": 11, "twelve": 12, "thirteen": 13,
-    "fourteen": 14, "fifteen": 15, "sixteen": 16, "seventeen": 17, "eighteen": 18,
+    "zero": 0,
+    "one": 1,
+    "two": 2,
+    "three": 3,
+    "four": 4,
+    "five": 5,
+    "six": 6,
+    "seven": 7,
+    "eight": 8,
+    "nine": 9,
+    "ten": 10,
+    "eleven": 11,
+    "twelve": 12,
+    "thirteen": 13,
+    "fourteen": 14,
+    "fifteen": 15,
+    "sixteen": 16,
+    "seventeen": 17,
+    "eighteen": 18,
     "nineteen": 19,
 }
 _TENS = {
-    "twenty": 20, "thirty": 30, "forty": 40, "fifty": 50, "sixty": 60, "seventy": 70,
-    "eighty": 80, "ninety": 90,
+    "twenty": 20,
+    "thirty": 30,
+    "forty": 40,
+    "fifty": 50,
+    "sixty": 60,
+    "seventy": 70,
+    "eighty": 80,
+    "ninety": 90,
 }
 _SCALES = {"hundred": 100, "thousand": 1_000, "million": 1_000_000, "billion": 1_000_000_000}
 _MULTIPLIERS = {"once": 1, "twice": 2, "thrice": 3}
 _ORDINALS = {
-    "first": 1, "third": 3, "fourth": 4, "fifth": 5, "sixth": 6, "seventh": 7,
-    "eighth": 8, "ninth": 9, "tenth": 10,
+    "first": 1,
+    "third": 3,
+    "fourth": 4,
+    "fifth": 5,
+    "sixth": 6,
+    "seventh": 7,
+    "eighth": 8,
+    "ninth": 9,
+    "tenth": 10,
 }  # "second" is left out: it is also a unit of time and a verb
 #: Duration units in minutes (a month counted as 30 days, a year as 365).
 _DURATIONS = {
-    "minute": 1, "min": 1, "hour": 60, "hr": 60, "day": 1_440, "night": 1_440,
-    "week": 10_080, "fortnight": 20_160, "month": 43_200, "year": 525_600,
+    "minute": 1,
+    "min": 1,
+    "hour": 60,
+    "hr": 60,
+    "day": 1_440,
+    "night": 1_440,
+    "week": 10_080,
+    "fortnight": 20_160,
+    "month": 43_200,
+    "year": 525_600,
 }
 _MONTHS = {
-    "january": 1, "february": 2, "march": 3, "april": 4, "may": 5, "june": 6, "july": 7,
-    "august": 8, "september": 9, "october": 10, "november": 11, "december": 12,
-    "jan": 1, "feb": 2, "mar": 3, "apr": 4, "jun": 6, "jul": 7, "aug": 8, "sep": 9,
-    "sept": 9, "oct": 10, "nov": 11, "dec": 12,
+    "january": 1,
+    "february": 2,
+    "march": 3,
+    "april": 4,
+    "may": 5,
+    "june": 6,
+    "july": 7,
+    "august": 8,
+    "september": 9,
+    "october": 10,
+    "november": 11,
+    "december": 12,
+    "jan": 1,
+    "feb": 2,
+    "mar": 3,
+    "apr": 4,
+    "jun": 6,
+    "jul": 7,
+    "aug": 8,
+    "sep": 9,
+    "sept": 9,
+    "oct": 10,
+    "nov": 11,
+    "dec": 12,
 }
 #: Month spellings that are also ordinary words: a month only next to a day or a year.
-_AMBIGUOUS_MONTHS = {"may", "march", "mar", "jan", "dec", "sep", "oct", "nov", "aug", "jun",
-                     "jul", "apr", "feb"}
+_AMBIGUOUS_MONTHS = {
+    "may",
+    "march",
+    "mar",
+    "jan",
+    "dec",
+    "sep",
+    "oct",
+    "nov",
+    "aug",
+    "jun",
+    "jul",
+    "apr",
+    "feb",
+}
 _WEEKDAYS = {
-    "monday": 1, "tuesday": 2, "wednesday": 3, "thursday": 4, "friday": 5, "saturday": 6,
-    "sunday": 7, "mondays": 1, "tuesdays": 2, "wednesdays": 3, "thursdays": 4,
-    "fridays": 5, "saturdays": 6, "sundays": 7, "weekend": 8, "weekends": 8,
+    "monday": 1,
+    "tuesday": 2,
+    "wednesday": 3,
+    "thursday": 4,
+    "friday": 5,
+    "saturday": 6,
+    "sunday": 7,
+    "mondays": 1,
+    "tuesdays": 2,
+    "wednesdays": 3,
+    "thursdays": 4,
+    "fridays": 5,
+    "saturdays": 6,
+    "sundays": 7,
+    "weekend": 8,
+    "weekends": 8,
 }
 _CURRENCY_SYMBOLS = {
-    "$": "usd", "€": "eur", "£": "gbp", "¥": "jpy", "₹": "inr", "₽": "rub", "₩": "krw",
-    "₿": "btc", "฿": "thb", "₺": "try", "₪": "ils", "₫": "vnd", "₦": "ngn", "₱": "php",
+    "$": "usd",
+    "€": "eur",
+    "£": "gbp",
+    "¥": "jpy",
+    "₹": "inr",
+    "₽": "rub",
+    "₩": "krw",
+    "₿": "btc",
+    "฿": "thb",
+    "₺": "try",
+    "₪": "ils",
+    "₫": "vnd",
+    "₦": "ngn",
+    "₱": "php",
 }
 _CURRENCY_WORDS = {
-    "usd": "usd", "dollar": "usd", "dollars": "usd", "buck": "usd", "bucks": "usd",
-    "cent": "usd-cent", "cents": "usd-cent",
-    "eur": "eur", "euro": "eur", "euros": "eur",
-    "gbp": "gbp", "pound": "gbp", "pounds": "gbp", "quid": "gbp", "sterling": "gbp",
-    "pence": "gbp-pence", "penny": "gbp-pence",
-    "jpy": "jpy", "yen": "jpy", "inr": "inr", "rupee": "inr", "rupees": "inr",
-    "chf": "chf", "franc": "chf", "francs": "chf", "cad": "cad", "aud": "aud",
-    "nzd": "nzd", "hkd": "hkd", "sgd": "sgd",
-    "cny": "cny", "rmb": "cny", "yuan": "cny", "rub": "rub", "ruble": "rub", "rubles": "rub",
-    "rouble": "rub", "roubles": "rub", "sek": "sek", "nok": "nok", "dkk": "dkk",
-    "krona": "sek", "kronor": "sek", "krone": "nok", "kroner": "nok", "pln": "pln",
-    "zloty": "pln", "mxn": "mxn", "peso": "mxn", "pesos": "mxn", "brl": "brl",
-    "reais": "brl", "btc": "btc", "bitcoin": "btc", "bitcoins": "btc", "eth": "eth",
+    "usd": "usd",
+    "dollar": "usd",
+    "dollars": "usd",
+    "buck": "usd",
+    "bucks": "usd",
+    "cent": "usd-cent",
+    "cents": "usd-cent",
+    "eur": "eur",
+    "euro": "eur",
+    "euros": "eur",
+    "gbp": "gbp",
+    "pound": "gbp",
+    "pounds": "gbp",
+    "quid": "gbp",
+    "sterling": "gbp",
+    "pence": "gbp-pence",
+    "penny": "gbp-pence",
+    "jpy": "jpy",
+    "yen": "jpy",
+    "inr": "inr",
+    "rupee": "inr",
+    "rupees": "inr",
+    "chf": "chf",
+    "franc": "chf",
+    "francs": "chf",
+    "cad": "cad",
+    "aud": "aud",
+    "nzd": "nzd",
+    "hkd": "hkd",
+    "sgd": "sgd",
+    "cny": "cny",
+    "rmb": "cny",
+    "yuan": "cny",
+    "rub": "rub",
+    "ruble": "rub",
+    "rubles": "rub",
+    "rouble": "rub",
+    "roubles": "rub",
+    "sek": "sek",
+    "nok": "nok",
+    "dkk": "dkk",
+    "krona": "sek",
+    "kronor": "sek",
+    "krone": "nok",
+    "kroner": "nok",
+    "pln": "pln",
+    "zloty": "pln",
+    "mxn": "mxn",
+    "peso": "mxn",
+    "pesos": "mxn",
+    "brl": "brl",
+    "reais": "brl",
+    "btc": "btc",
+    "bitcoin": "btc",
+    "bitcoins": "btc",
+    "eth": "eth",
 }
 #: Currency words too ambiguous to count as a currency without a number next to them.
 _WEAK_CURRENCIES = {"cent", "cents", "pence", "penny", "pound", "franc", "buck", "bucks"}
 _CURRENCY_ADJ = {  # "US dollars", "Canadian dollars", "Swiss francs"
-    "us": "usd", "american": "usd", "canadian": "cad", "australian": "aud",
-    "swiss": "chf", "hong kong": "hkd", "new zealand": "nzd", "singapore": "sgd",
-    "mexican": "mxn", "swedish": "sek", "norwegian": "nok", "danish": "dkk",
-    "indian": "inr", "british": "gbp", "uk": "gbp",
+    "us": "usd",
+    "american": "usd",
+    "canadian": "cad",
+    "australian": "aud",
+    "swiss": "chf",
+    "hong kong": "hkd",
+    "new zealand": "nzd",
+    "singapore": "sgd",
+    "mexican": "mxn",
+    "swedish": "sek",
+    "norwegian": "nok",
+    "danish": "dkk",
+    "indian": "inr",
+    "british": "gbp",
+    "uk": "gbp",
 }
 #: Words that introduce an identifier: "order 1047", "parcel #1047", "account no. 55".
 _ID_NOUNS = (
@@ -169,54 +318,288 @@ _ID_NOUNS = (
 #: Negation cues. Contractions ("don't", "dont", "can't", "cant") are caught by their
 #: ``n't``/``nt`` ending too.
 _NEGATORS = {
-    "not", "no", "never", "without", "none", "nothing", "nobody", "nowhere", "neither",
-    "nor", "cannot", "unable", "dont", "doesnt", "didnt", "isnt", "arent", "wasnt",
-    "werent", "havent", "hasnt", "hadnt", "wont", "wouldnt", "cant", "couldnt",
-    "shouldnt", "mustnt", "neednt", "aint",
+    "not",
+    "no",
+    "never",
+    "without",
+    "none",
+    "nothing",
+    "nobody",
+    "nowhere",
+    "neither",
+    "nor",
+    "cannot",
+    "unable",
+    "dont",
+    "doesnt",
+    "didnt",
+    "isnt",
+    "arent",
+    "wasnt",
+    "werent",
+    "havent",
+    "hasnt",
+    "hadnt",
+    "wont",
+    "wouldnt",
+    "cant",
+    "couldnt",
+    "shouldnt",
+    "mustnt",
+    "neednt",
+    "aint",
 }
 #: Words that negate the verb after "to": "I have yet to receive", "it failed to arrive".
-_IMPLICIT_NEGATORS = {"yet", "fail", "fails", "failed", "failing", "refuse", "refused",
-                      "refuses", "neglected", "forgot", "forget"}
+_IMPLICIT_NEGATORS = {
+    "yet",
+    "fail",
+    "fails",
+    "failed",
+    "failing",
+    "refuse",
+    "refused",
+    "refuses",
+    "neglected",
+    "forgot",
+    "forget",
+}
 #: Verbs of wanting: "I don't want to cancel" is a different request, not a problem report.
-_VOLITION = {"want", "need", "wish", "like", "intend", "plan", "mean", "prefer", "require",
-             "ask", "agree", "authoriz", "authoris", "allow", "accept", "consent"}
+_VOLITION = {
+    "want",
+    "need",
+    "wish",
+    "like",
+    "intend",
+    "plan",
+    "mean",
+    "prefer",
+    "require",
+    "ask",
+    "agree",
+    "authoriz",
+    "authoris",
+    "allow",
+    "accept",
+    "consent",
+}
 #: Words skipped when looking for the word a negation applies to ("hasn't *yet* arrived").
 _NEG_SKIP = {
-    "a", "an", "the", "any", "be", "been", "being", "is", "are", "was", "were", "am", "do",
-    "does", "did", "have", "has", "had", "yet", "even", "ever", "really", "actually",
-    "still", "also", "quite", "at", "all", "to", "so", "very", "too", "longer", "more",
-    "able", "i", "you", "we", "they", "he", "she", "it", "me", "my", "your", "our", "their",
-    "his", "her", "its", "this", "that", "these", "those", "just", "always",
-    "necessarily", "exactly", "fully", "properly", "correctly", "anymore", "please",
-    "currently", "seem", "seems", "seemed",
+    "a",
+    "an",
+    "the",
+    "any",
+    "be",
+    "been",
+    "being",
+    "is",
+    "are",
+    "was",
+    "were",
+    "am",
+    "do",
+    "does",
+    "did",
+    "have",
+    "has",
+    "had",
+    "yet",
+    "even",
+    "ever",
+    "really",
+    "actually",
+    "still",
+    "also",
+    "quite",
+    "at",
+    "all",
+    "to",
+    "so",
+    "very",
+    "too",
+    "longer",
+    "more",
+    "able",
+    "i",
+    "you",
+    "we",
+    "they",
+    "he",
+    "she",
+    "it",
+    "me",
+    "my",
+    "your",
+    "our",
+    "their",
+    "his",
+    "her",
+    "its",
+    "this",
+    "that",
+    "these",
+    "those",
+    "just",
+    "always",
+    "necessarily",
+    "exactly",
+    "fully",
+    "properly",
+    "correctly",
+    "anymore",
+    "please",
+    "currently",
+    "seem",
+    "seems",
+    "seemed",
 }
 #: Words that end the reach of a negation.
-_CLAUSE_END = {"but", "and", "or", "because", "since", "though", "although", "if", "when",
-               "while", "then", "which", "who", "until", "unless", "so"}
-#: Function words never taken as the content of either side.
-_STOP = _NEG_SKIP | _CLAUSE_END | {
-    "of", "in", "on", "for", "with", "from", "by", "about", "as", "into", "can", "could",
-    "will", "would", "should", "shall", "may", "might", "must", "what", "why", "how",
-    "where", "who", "whom", "whose", "which", "there", "here", "some", "not", "no", "i'm",
-    "i've", "i'd", "i'll", "it's", "that's", "there's", "what's", "you're", "we're",
+_CLAUSE_END = {
+    "but",
+    "and",
+    "or",
+    "because",
+    "since",
+    "though",
+    "although",
+    "if",
+    "when",
+    "while",
+    "then",
+    "which",
+    "who",
+    "until",
+    "unless",
+    "so",
 }
-_WH = {"how", "where", "when", "what", "which", "who", "whom", "whose", "what's", "where's",
-       "how's", "when's", "who's", "whats", "wheres", "hows"}
+#: Function words never taken as the content of either side.
+_STOP = (
+    _NEG_SKIP
+    | _CLAUSE_END
+    | {
+        "of",
+        "in",
+        "on",
+        "for",
+        "with",
+        "from",
+        "by",
+        "about",
+        "as",
+        "into",
+        "can",
+        "could",
+        "will",
+        "would",
+        "should",
+        "shall",
+        "may",
+        "might",
+        "must",
+        "what",
+        "why",
+        "how",
+        "where",
+        "who",
+        "whom",
+        "whose",
+        "which",
+        "there",
+        "here",
+        "some",
+        "not",
+        "no",
+        "i'm",
+        "i've",
+        "i'd",
+        "i'll",
+        "it's",
+        "that's",
+        "there's",
+        "what's",
+        "you're",
+        "we're",
+    }
+)
+_WH = {
+    "how",
+    "where",
+    "when",
+    "what",
+    "which",
+    "who",
+    "whom",
+    "whose",
+    "what's",
+    "where's",
+    "how's",
+    "when's",
+    "who's",
+    "whats",
+    "wheres",
+    "hows",
+}
 _WHY = {"why", "why's", "whys", "how come"}
 
 #: Groups of mutually exclusive scope words: each group lists its sides.
 _QUANTIFIER_GROUPS: dict[str, tuple[tuple[str, ...], ...]] = {
     "extent": (
-        ("all", "every", "each", "entire", "whole", "both", "everything", "everyone",
-         "everybody", "all of"),
-        ("some of", "one of", "part of", "partial", "partially", "only one", "just one",
-         "a single", "one single", "a few of", "several of", "either", "half"),
+        (
+            "all",
+            "every",
+            "each",
+            "entire",
+            "whole",
+            "both",
+            "everything",
+            "everyone",
+            "everybody",
+            "all of",
+        ),
+        (
+            "some of",
+            "one of",
+            "part of",
+            "partial",
+            "partially",
+            "only one",
+            "just one",
+            "a single",
+            "one single",
+            "a few of",
+            "several of",
+            "either",
+            "half",
+        ),
     ),
     "bound": (
-        ("minimum", "min", "least", "lowest", "smallest", "fewest", "less than",
-         "fewer than", "below", "under", "at least", "lower limit"),
-        ("maximum", "max", "most", "highest", "largest", "biggest", "more than", "above",
-         "over", "at most", "upper limit", "up to"),
+        (
+            "minimum",
+            "min",
+            "least",
+            "lowest",
+            "smallest",
+            "fewest",
+            "less than",
+            "fewer than",
+            "below",
+            "under",
+            "at least",
+            "lower limit",
+        ),
+        (
+            "maximum",
+            "max",
+            "most",
+            "highest",
+            "largest",
+            "biggest",
+            "more than",
+            "above",
+            "over",
+            "at most",
+            "upper limit",
+            "up to",
+        ),
     ),
     "order": (
         ("first", "earliest", "oldest", "initial"),
@@ -224,10 +607,27 @@ _QUANTIFIER_GROUPS: dict[str, tuple[tuple[str, ...], ...]] = {
     ),
     "time": (("before", "prior to", "earlier than"), ("after", "later than")),
     "reach": (
-        ("domestic", "domestically", "local", "locally", "inland", "within the country",
-         "in the country", "national", "nationally"),
-        ("international", "internationally", "abroad", "overseas", "foreign",
-         "cross-border", "worldwide", "outside the country"),
+        (
+            "domestic",
+            "domestically",
+            "local",
+            "locally",
+            "inland",
+            "within the country",
+            "in the country",
+            "national",
+            "nationally",
+        ),
+        (
+            "international",
+            "internationally",
+            "abroad",
+            "overseas",
+            "foreign",
+            "cross-border",
+            "worldwide",
+            "outside the country",
+        ),
     ),
     "holder": (
         ("personal", "individual", "private"),
@@ -249,28 +649,67 @@ _PERIOD_PHRASES = {"a day", "a week", "a month", "a year"}
 
 #: Opposite actions and states: (side A, side B), as words (stemmed when loaded).
 _OPPOSITES: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...] = (
-    (("activate", "activation", "enable", "reactivate", "reactivation", "turn on",
-      "switch on"),
-     ("deactivate", "deactivation", "disable", "turn off", "switch off")),
+    (
+        ("activate", "activation", "enable", "reactivate", "reactivation", "turn on", "switch on"),
+        ("deactivate", "deactivation", "disable", "turn off", "switch off"),
+    ),
     (("lock",), ("unlock",)),
     (("block",), ("unblock",)),
     (("freeze", "frozen", "froze"), ("unfreeze", "unfrozen")),
     (("pause", "suspend", "suspension"), ("resume", "unpause", "reinstate")),
-    (("subscribe", "subscription", "sign up", "opt in", "enrol", "enroll", "register",
-      "registration"),
-     ("unsubscribe", "opt out", "deregister", "unregister")),
+    (
+        (
+            "subscribe",
+            "subscription",
+            "sign up",
+            "opt in",
+            "enrol",
+            "enroll",
+            "register",
+            "registration",
+        ),
+        ("unsubscribe", "opt out", "deregister", "unregister"),
+    ),
     (("open", "opening"), ("close", "closing", "closure", "shut")),
-    (("add", "link", "attach", "include", "install"),
-     ("remove", "removal", "delete", "unlink", "detach", "exclude", "uninstall")),
-    (("increase", "raise", "upgrade", "extend", "extension"),
-     ("decrease", "reduce", "reduction", "lower", "downgrade", "shorten")),
-    (("deposit", "top up", "topup", "top-up", "pay in"),
-     ("withdraw", "withdrawal", "take out", "cash out", "pay out")),
+    (
+        ("add", "link", "attach", "include", "install"),
+        ("remove", "removal", "delete", "unlink", "detach", "exclude", "uninstall"),
+    ),
+    (
+        ("increase", "raise", "upgrade", "extend", "extension"),
+        ("decrease", "reduce", "reduction", "lower", "downgrade", "shorten"),
+    ),
+    (
+        ("deposit", "top up", "topup", "top-up", "pay in"),
+        ("withdraw", "withdrawal", "take out", "cash out", "pay out"),
+    ),
     (("buy", "purchase"), ("sell", "sale")),
-    (("accept", "acceptance", "approve", "approval", "grant", "succeed", "success",
-      "successful", "successfully", "pass"),
-     ("decline", "reject", "rejection", "deny", "denial", "refuse", "refusal",
-      "fail", "failure", "unsuccessful")),
+    (
+        (
+            "accept",
+            "acceptance",
+            "approve",
+            "approval",
+            "grant",
+            "succeed",
+            "success",
+            "successful",
+            "successfully",
+            "pass",
+        ),
+        (
+            "decline",
+            "reject",
+            "rejection",
+            "deny",
+            "denial",
+            "refuse",
+            "refusal",
+            "fail",
+            "failure",
+            "unsuccessful",
+        ),
+    ),
     (("incoming", "inbound"), ("outgoing", "outbound")),
     (("import",), ("export",)),
     (("log in", "login", "sign in", "signin"), ("log out", "logout", "sign out", "signout")),
@@ -280,43 +719,212 @@ _OPPOSITES: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...] = (
 
 #: Capitalised words that are not names: sentence starters, greetings, common words.
 _NOT_NAMES = {
-    "i", "i'm", "i've", "i'd", "i'll", "ok", "okay", "hi", "hello", "hey", "dear", "thanks",
-    "thank", "please", "yes", "no", "mr", "mrs", "ms", "dr", "sir", "madam", "am", "pm",
-    "ps", "fyi", "asap", "lol", "ty", "pls", "plz", "btw", "omg", "faq", "a", "the", "my",
-    "your", "our", "it", "this", "that", "is", "are", "can", "could", "will", "would",
-    "do", "does", "did", "how", "why", "what", "where", "when", "which", "who", "help",
-    "urgent", "important", "note", "update", "question", "issue", "problem", "re", "fw",
-    "fwd", "hmm", "um", "uh", "oh", "wow", "so", "and", "but", "or", "if", "also", "then",
-    "now", "today", "yesterday", "tomorrow", "last", "next", "morning", "evening",
-    "in", "on", "at", "for", "with", "to", "from", "of", "by", "after", "before", "as",
-    "there", "here", "we", "you", "they", "he", "she", "me", "us", "them", "not", "any",
-    "all", "some", "one", "just", "still", "why's", "what's", "it's", "that's",
+    "i",
+    "i'm",
+    "i've",
+    "i'd",
+    "i'll",
+    "ok",
+    "okay",
+    "hi",
+    "hello",
+    "hey",
+    "dear",
+    "thanks",
+    "thank",
+    "please",
+    "yes",
+    "no",
+    "mr",
+    "mrs",
+    "ms",
+    "dr",
+    "sir",
+    "madam",
+    "am",
+    "pm",
+    "ps",
+    "fyi",
+    "asap",
+    "lol",
+    "ty",
+    "pls",
+    "plz",
+    "btw",
+    "omg",
+    "faq",
+    "a",
+    "the",
+    "my",
+    "your",
+    "our",
+    "it",
+    "this",
+    "that",
+    "is",
+    "are",
+    "can",
+    "could",
+    "will",
+    "would",
+    "do",
+    "does",
+    "did",
+    "how",
+    "why",
+    "what",
+    "where",
+    "when",
+    "which",
+    "who",
+    "help",
+    "urgent",
+    "important",
+    "note",
+    "update",
+    "question",
+    "issue",
+    "problem",
+    "re",
+    "fw",
+    "fwd",
+    "hmm",
+    "um",
+    "uh",
+    "oh",
+    "wow",
+    "so",
+    "and",
+    "but",
+    "or",
+    "if",
+    "also",
+    "then",
+    "now",
+    "today",
+    "yesterday",
+    "tomorrow",
+    "last",
+    "next",
+    "morning",
+    "evening",
+    "in",
+    "on",
+    "at",
+    "for",
+    "with",
+    "to",
+    "from",
+    "of",
+    "by",
+    "after",
+    "before",
+    "as",
+    "there",
+    "here",
+    "we",
+    "you",
+    "they",
+    "he",
+    "she",
+    "me",
+    "us",
+    "them",
+    "not",
+    "any",
+    "all",
+    "some",
+    "one",
+    "just",
+    "still",
+    "why's",
+    "what's",
+    "it's",
+    "that's",
 }
 #: Common spellings of the same name, reduced to one.
 _ALIASES = {
-    "usa": "us", "u.s": "us", "u.s.a": "us", "united states": "us", "america": "us",
-    "american": "us", "states": "us", "uk": "uk", "u.k": "uk", "united kingdom": "uk",
-    "britain": "uk", "great britain": "uk", "british": "uk", "england": "uk",
-    "eu": "eu", "european union": "eu", "europe": "eu", "european": "eu",
-    "uae": "uae", "emirates": "uae", "united arab emirates": "uae",
-    "nyc": "new york", "ny": "new york", "la": "los angeles", "sf": "san francisco",
-    "amex": "american express", "mc": "mastercard", "master card": "mastercard",
+    "usa": "us",
+    "u.s": "us",
+    "u.s.a": "us",
+    "united states": "us",
+    "america": "us",
+    "american": "us",
+    "states": "us",
+    "uk": "uk",
+    "u.k": "uk",
+    "united kingdom": "uk",
+    "britain": "uk",
+    "great britain": "uk",
+    "british": "uk",
+    "england": "uk",
+    "eu": "eu",
+    "european union": "eu",
+    "europe": "eu",
+    "european": "eu",
+    "uae": "uae",
+    "emirates": "uae",
+    "united arab emirates": "uae",
+    "nyc": "new york",
+    "ny": "new york",
+    "la": "los angeles",
+    "sf": "san francisco",
+    "amex": "american express",
+    "mc": "mastercard",
+    "master card": "mastercard",
 }
 
 _ALIAS_FIRST = frozenset(k.split()[0] for k in _ALIASES if " " in k)
 _ALIAS_KEYS = frozenset(_ALIASES)
 
 _IRREGULAR = {
-    "sent": "send", "got": "get", "gotten": "get", "paid": "pay", "made": "make",
-    "took": "take", "taken": "take", "gave": "give", "given": "give", "bought": "buy",
-    "sold": "sell", "lost": "lose", "stolen": "steal", "stole": "steal", "broke": "break",
-    "broken": "break", "went": "go", "gone": "go", "came": "come", "left": "leave",
-    "saw": "see", "seen": "see", "knew": "know", "known": "know", "found": "find",
-    "told": "tell", "said": "say", "held": "hold", "kept": "keep", "spent": "spend",
-    "won": "win", "began": "begin", "begun": "begin", "ran": "run", "chose": "choose",
-    "chosen": "choose", "froze": "freeze", "frozen": "freeze", "wrote": "write",
-    "written": "write", "drew": "draw", "drawn": "draw", "withdrew": "withdraw",
-    "withdrawn": "withdraw", "shut": "shut", "overpaid": "overpay", "underpaid": "underpay",
+    "sent": "send",
+    "got": "get",
+    "gotten": "get",
+    "paid": "pay",
+    "made": "make",
+    "took": "take",
+    "taken": "take",
+    "gave": "give",
+    "given": "give",
+    "bought": "buy",
+    "sold": "sell",
+    "lost": "lose",
+    "stolen": "steal",
+    "stole": "steal",
+    "broke": "break",
+    "broken": "break",
+    "went": "go",
+    "gone": "go",
+    "came": "come",
+    "left": "leave",
+    "saw": "see",
+    "seen": "see",
+    "knew": "know",
+    "known": "know",
+    "found": "find",
+    "told": "tell",
+    "said": "say",
+    "held": "hold",
+    "kept": "keep",
+    "spent": "spend",
+    "won": "win",
+    "began": "begin",
+    "begun": "begin",
+    "ran": "run",
+    "chose": "choose",
+    "chosen": "choose",
+    "froze": "freeze",
+    "frozen": "freeze",
+    "wrote": "write",
+    "written": "write",
+    "drew": "draw",
+    "drawn": "draw",
+    "withdrew": "withdraw",
+    "withdrawn": "withdraw",
+    "shut": "shut",
+    "overpaid": "overpay",
+    "underpaid": "underpay",
 }
 
 
@@ -418,11 +1026,12 @@ _RE_AMOUNT_POST = re.compile(
     rf"(?:({_alt(_CURRENCY_ADJ)})\s)?({_alt(_CURRENCY_WORDS)})\b",
     re.I,
 )
-_RE_AMOUNT_CODE_PRE = re.compile(rf"\b({_alt(w for w in _CURRENCY_WORDS if len(w) == 3)})"
-                                 rf"\s?({_NUMBER})\b", re.I)
-_RE_CURRENCY = re.compile(
-    rf"(?:\b({_alt(_CURRENCY_ADJ)})\s)?\b({_alt(_CURRENCY_WORDS)})\b", re.I
+_RE_AMOUNT_CODE_PRE = re.compile(
+    rf"\b({_alt(w for w in _CURRENCY_WORDS if len(w) == 3)})"
+    rf"\s?({_NUMBER})\b",
+    re.I,
 )
+_RE_CURRENCY = re.compile(rf"(?:\b({_alt(_CURRENCY_ADJ)})\s)?\b({_alt(_CURRENCY_WORDS)})\b", re.I)
 
 _RE_ISO_DATE = re.compile(r"\b(\d{4})[-/.](\d{1,2})[-/.](\d{1,2})\b")
 _RE_NUM_DATE = re.compile(r"\b(\d{1,2})[/.](\d{1,2})(?:[/.](\d{2,4}))?\b")
@@ -439,8 +1048,9 @@ _RE_RELATIVE = re.compile(
 _RE_TIME = re.compile(
     r"\b(\d{1,2})(?::(\d{2}))?\s?(am|pm|a\.m\.|p\.m\.)(?!\w)|\b(\d{1,2}):(\d{2})\b", re.I
 )
-_RE_YEAR = re.compile(r"\b(?:in|of|since|from|during|for|year|until|till)\s+((?:19|20)\d{2})\b",
-                      re.I)
+_RE_YEAR = re.compile(
+    r"\b(?:in|of|since|from|during|for|year|until|till)\s+((?:19|20)\d{2})\b", re.I
+)
 #: A count right before a unit ("2 ", "two ", "twenty-five ", "a "), matched backwards
 #: from each unit word found (cheaper than scanning the whole text for the pair).
 _RE_COUNT_BEFORE = re.compile(
@@ -458,6 +1068,8 @@ def _word_at(word: str) -> re.Pattern[str]:
     if pattern is None:
         pattern = _RE_WORD_AT[word] = re.compile(rf"\b{re.escape(word)}\b", re.I)
     return pattern
+
+
 _RE_NUMBER = re.compile(
     rf"(?<![\w.,]){_NUMBER}(?:st|nd|rd|th)?(?:\s?%|\s(?:percent|per cent|pct)\b)?(?![\w])", re.I
 )
@@ -486,10 +1098,40 @@ _DURATION_KEYS = frozenset([*_DURATIONS, *(u + "s" for u in _DURATIONS), "mins",
 _NUMBER_GATE = frozenset([*_UNITS, *_TENS, *_MULTIPLIERS, *_ORDINALS, *_SCALES]) - {"one"}
 #: Words whose presence makes a text worth the numeric and date patterns.
 _NUMERIC_WORDS = frozenset(
-    [*_UNITS, *_TENS, *_SCALES, *_MULTIPLIERS, *_ORDINALS, *_MONTHS, *_WEEKDAYS,
-     *_CURRENCY_WORDS, "today", "tonight", "tomorrow", "yesterday", "noon", "midnight",
-     "week", "weeks", "month", "months", "year", "years", "day", "days", "hour", "hours",
-     "minute", "minutes", "fortnight", "night", "nights", "dozen", "couple", "times"]
+    [
+        *_UNITS,
+        *_TENS,
+        *_SCALES,
+        *_MULTIPLIERS,
+        *_ORDINALS,
+        *_MONTHS,
+        *_WEEKDAYS,
+        *_CURRENCY_WORDS,
+        "today",
+        "tonight",
+        "tomorrow",
+        "yesterday",
+        "noon",
+        "midnight",
+        "week",
+        "weeks",
+        "month",
+        "months",
+        "year",
+        "years",
+        "day",
+        "days",
+        "hour",
+        "hours",
+        "minute",
+        "minutes",
+        "fortnight",
+        "night",
+        "nights",
+        "dozen",
+        "couple",
+        "times",
+    ]
 )
 
 
@@ -649,8 +1291,15 @@ def _amounts(
                 prefix = _RE_DOLLAR_PREFIX.search(text[max(0, m.start() - 4) : m.start()])
                 if prefix:
                     code = prefix.group(1).lower()
-                    cur = {"ca": "cad", "au": "aud", "nz": "nzd", "hk": "hkd", "s": "sgd",
-                           "sg": "sgd", "mx": "mxn"}.get(code, code)
+                    cur = {
+                        "ca": "cad",
+                        "au": "aud",
+                        "nz": "nzd",
+                        "hk": "hkd",
+                        "s": "sgd",
+                        "sg": "sgd",
+                        "mx": "mxn",
+                    }.get(code, code)
             value = _number_value(m.group(2))
             if value is not None:
                 amounts.add(f"{cur}:{_fmt(value * _scale(m.group(3)))}")
@@ -750,8 +1399,8 @@ def _numbers(text: str, digits: bool, words: frozenset[str]) -> set[str]:
     spans: list[tuple[int, int]] = []
     for unit_word in sorted(words & _DURATION_KEYS):
         unit = unit_word.lower()
-        minutes = 1 if unit in ("mins", "min") else (
-            _DURATIONS.get(unit) or _DURATIONS.get(unit[:-1], 0)
+        minutes = (
+            1 if unit in ("mins", "min") else (_DURATIONS.get(unit) or _DURATIONS.get(unit[:-1], 0))
         )
         for m in _word_at(unit_word).finditer(text):
             window_start = max(0, m.start() - 32)
@@ -801,7 +1450,7 @@ def _numbers(text: str, digits: bool, words: frozenset[str]) -> set[str]:
 
 #: Tokens that end a clause (``_clauses``) and tokens that open a sentence (``_entities``).
 _CLAUSE_BREAKS = frozenset(".!?;:\n")
-_NAME_BREAKS = frozenset(".!?;:\n\"(-")
+_NAME_BREAKS = frozenset('.!?;:\n"(-')
 
 
 def _clauses(tokens: list[str]) -> list[list[str]]:
@@ -821,11 +1470,30 @@ def _clauses(tokens: list[str]) -> list[list[str]]:
 
 #: Function words that are neither a negation cue nor the start of one.
 _PLAIN_STOP = frozenset(_STOP - _NEGATORS - _IMPLICIT_NEGATORS)
-_DETERMINERS = frozenset({"my", "the", "your", "this", "that", "a", "an", "our", "his", "her",
-                          "their", "its", "these", "those", "any", "some"})
+_DETERMINERS = frozenset(
+    {
+        "my",
+        "the",
+        "your",
+        "this",
+        "that",
+        "a",
+        "an",
+        "our",
+        "his",
+        "her",
+        "their",
+        "its",
+        "these",
+        "those",
+        "any",
+        "some",
+    }
+)
 #: Words skipped when looking at how a clause starts ("Hi, how do I ...").
-_LEAD_SKIP = frozenset({"hi", "hello", "hey", "so", "and", "but", "please", "ok", "okay", "um",
-                        "well"})
+_LEAD_SKIP = frozenset(
+    {"hi", "hello", "hey", "so", "and", "but", "please", "ok", "okay", "um", "well"}
+)
 _TELL_ME_WH = frozenset({"how", "where", "when", "what", "which"})
 #: Punctuation that neither ends the reach of a negation nor is a word.
 _NEG_TRANSPARENT = frozenset({",", "'", '"', "-", "(", ")"})
@@ -834,8 +1502,9 @@ _NEG_TRANSPARENT = frozenset({",", "'", '"', "-", "(", ")"})
 #: negation cue, implicit negation cue, "n't" contraction, clause end, stem, first word of
 #: a two-word opposite, opposite hit, skipped after a negation, not a content word, verb
 #: of wanting. Memoised in a bounded dict (cleared when full).
-_WordInfo = tuple[bool, bool, bool, bool, bool, str, bool, "tuple[int, int] | None", bool,
-                  bool, bool]
+_WordInfo = tuple[
+    bool, bool, bool, bool, bool, str, bool, "tuple[int, int] | None", bool, bool, bool
+]
 _WORD_INFO: dict[str, _WordInfo] = {}
 _WORD_INFO_MAX = 32_768
 
@@ -885,10 +1554,15 @@ def _polarity(
     for clause in clauses:
         if not wh:
             lead = [w for w in clause[:3] if w not in _LEAD_SKIP]
-            if lead and (lead[0] in _WH or (
-                len(lead) == 3 and lead[0] == "tell" and lead[1] == "me"
-                and lead[2] in _TELL_ME_WH
-            )):
+            if lead and (
+                lead[0] in _WH
+                or (
+                    len(lead) == 3
+                    and lead[0] == "tell"
+                    and lead[1] == "me"
+                    and lead[2] in _TELL_ME_WH
+                )
+            ):
                 wh = True
         pending = False
         cue_at = -1
@@ -897,8 +1571,19 @@ def _polarity(
         for i, word in enumerate(clause):
             if not pending and word in _PLAIN_STOP:
                 continue  # the most common case, first
-            (alpha, negator, implicit, contraction, clause_end, stem, opp_first, opp_hit,
-             neg_skip, not_content, volition) = info_of(word) or _word_info(word)
+            (
+                alpha,
+                negator,
+                implicit,
+                contraction,
+                clause_end,
+                stem,
+                opp_first,
+                opp_hit,
+                neg_skip,
+                not_content,
+                volition,
+            ) = info_of(word) or _word_info(word)
             if not alpha:
                 if word not in _NEG_TRANSPARENT:
                     if group:
@@ -1004,8 +1689,10 @@ def _entities(tokens: list[str], lowered_tokens: list[str]) -> set[str]:
         acronym = len(token) >= 2 and token.isupper()
         camel = tail != tail.lower() and not acronym  # iPhone, PayPal
         capitalised = not at_start and token[0].isupper()
-        if (acronym or camel or capitalised) and plain not in _NOT_NAMES and not (
-            plain in _MONTHS or plain in _WEEKDAYS or plain in _CURRENCY_WORDS
+        if (
+            (acronym or camel or capitalised)
+            and plain not in _NOT_NAMES
+            and not (plain in _MONTHS or plain in _WEEKDAYS or plain in _CURRENCY_WORDS)
         ):
             run.append(plain)
             continue
@@ -1040,9 +1727,7 @@ _EMPTY: frozenset[Any] = frozenset()
 _NEVER_NAMES = frozenset([*_NOT_NAMES, *_MONTHS, *_WEEKDAYS, *_CURRENCY_WORDS])
 #: The slot setters of :class:`Features`, in field order: a frozen dataclass's
 #: ``__init__`` goes through ``object.__setattr__`` once per field, which is slower.
-_FEATURE_SETTERS = tuple(
-    getattr(Features, f.name).__set__ for f in dataclasses.fields(Features)
-)
+_FEATURE_SETTERS = tuple(getattr(Features, f.name).__set__ for f in dataclasses.fields(Features))
 
 
 def _new_features(*values: Any) -> Features:
@@ -1242,9 +1927,7 @@ class Guards:
             raise TypeError(f"guards must be a mapping of names to bools, got {data!r}")
         unknown = set(data) - set(GUARD_NAMES)
         if unknown:
-            raise ValueError(
-                f"unknown guard(s) {sorted(unknown)}; known: {', '.join(GUARD_NAMES)}"
-            )
+            raise ValueError(f"unknown guard(s) {sorted(unknown)}; known: {', '.join(GUARD_NAMES)}")
         return cls(**dict(data))
 
     def as_dict(self) -> dict[str, bool]:
@@ -1336,4 +2019,3 @@ def corroborates(query: str, candidate: str) -> bool:
     if _unmatched(q.entities, c) or _unmatched(c.entities, q):
         return False
     return shared or bool(q.entities & c.entities)
-

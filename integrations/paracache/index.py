@@ -32,10 +32,12 @@ import redis
 import redis.asyncio as aioredis
 from redis.backoff import NoBackoff
 
+from .bookkeeping import detect_flow
 from .cluster import ClusterTransport, is_cluster_url
 from .config import load_config
 from .core import Core
 from .driver import AsyncIO, SyncIO, arun, run
+from .errors import BackendError
 from .guards import Guards
 from .metrics import CacheStats, Recorder
 from .policy import CircuitBreaker, Normalizer, TTLPolicy
@@ -301,8 +303,10 @@ class SemanticIndex:
             self._client = self._sync_client(self._timeout)
             self._admin = self._sync_client(self._admin_timeout)
         if self._cluster:
-            # A script's FT.SEARCH would search one shard: query and read in two calls.
+            # A script's FT.SEARCH would search one shard: query and read in two calls;
+            # scripts touch their declared key only: hits are counted on the entry.
             self._core.scripted_search = False
+            self._core.hit_place = "entry"
         # Lookups and stores on paracache's own client use one connection per thread
         # directly; a caller's client keeps its pool and wrappers (instrumentation).
         self._direct = (
@@ -844,6 +848,13 @@ class SemanticIndex:
             self._core.index_ready = True
         except Exception as exc:  # e.g. redisvl's RedisSearchError on an ACL refusal
             logger.warning("paracache: could not create the index yet: %r", exc)
+            return
+        if self._core.hit_place is None:  # where hits are counted (bookkeeping.py)
+            try:
+                self._core.server_features = self._admin_run(detect_flow())
+                self._core.hit_place = self._core.server_features.hit_place
+            except BackendError as exc:  # asked again on the first lookup
+                logger.warning("paracache: could not ask the server about indexing: %r", exc)
 
 
 def _unreadable_hook(vectorizer: Any) -> Callable[[str], str | None] | None:

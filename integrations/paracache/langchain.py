@@ -43,9 +43,20 @@ MODEL_KEYS = ("model", "model_name", "model_id", "deployment_name", "azure_deplo
 #: Everything else in ``llm_string`` still scopes through its digest. Keys holding
 #: secrets are never read.
 PARAM_KEYS = (
-    "temperature", "top_p", "top_k", "max_tokens", "max_completion_tokens",
-    "max_output_tokens", "max_new_tokens", "n", "seed", "frequency_penalty",
-    "presence_penalty", "repetition_penalty", "reasoning_effort", "stop",
+    "temperature",
+    "top_p",
+    "top_k",
+    "max_tokens",
+    "max_completion_tokens",
+    "max_output_tokens",
+    "max_new_tokens",
+    "n",
+    "seed",
+    "frequency_penalty",
+    "presence_penalty",
+    "repetition_penalty",
+    "reasoning_effort",
+    "stop",
 )
 
 
@@ -180,15 +191,21 @@ def _dump_generations(generations: Sequence[Generation]) -> tuple[str, int]:
         if isinstance(gen, ChatGeneration):
             usage = getattr(gen.message, "usage_metadata", None) or {}
             tokens += int(usage.get("total_tokens", 0) or 0)
-            items.append({
-                "kind": "chat",
-                "message": message_to_dict(gen.message),
-                "generation_info": gen.generation_info,
-            })
+            items.append(
+                {
+                    "kind": "chat",
+                    "message": message_to_dict(gen.message),
+                    "generation_info": gen.generation_info,
+                }
+            )
         else:
-            items.append({
-                "kind": "text", "text": gen.text, "generation_info": gen.generation_info,
-            })
+            items.append(
+                {
+                    "kind": "text",
+                    "text": gen.text,
+                    "generation_info": gen.generation_info,
+                }
+            )
     payload = json.dumps({"v": 1, "generations": items}, ensure_ascii=False)
     try:
         payload.encode("utf-8")
@@ -284,8 +301,12 @@ class SemanticCache(BaseCache):
             >>> acme = cache.for_tenant("acme")  # doctest: +SKIP
         """
         clone = SemanticCache(
-            self.index, min_similarity=self.min_similarity, on_verdict=self.on_verdict,
-            tenant=tenant, corpus_version=self._base.corpus_version, fields=self._base.fields,
+            self.index,
+            min_similarity=self.min_similarity,
+            on_verdict=self.on_verdict,
+            tenant=tenant,
+            corpus_version=self._base.corpus_version,
+            fields=self._base.fields,
         )
         clone._flights = self.flights  # the scope (tenant) is part of each flight's key
         return clone
@@ -312,8 +333,9 @@ class SemanticCache(BaseCache):
             return _load_generations(verdict.hit.response)
         except (ValueError, KeyError, TypeError) as exc:
             self.index.core.recorder.error("corrupt_entry")
-            logger.warning("paracache: unreadable LangChain entry %s: %r",
-                           verdict.hit.entry_id, exc)
+            logger.warning(
+                "paracache: unreadable LangChain entry %s: %r", verdict.hit.entry_id, exc
+            )
             return None
 
     def lookup(self, prompt: str, llm_string: str) -> RETURN_VAL_TYPE | None:
@@ -365,7 +387,11 @@ class SemanticCache(BaseCache):
         text, scope, semantic = self._request(prompt, llm_string)
         payload, tokens = _dump_generations(generations)
         self.index.store(
-            text, payload, scope, tokens=tokens, semantic=semantic,
+            text,
+            payload,
+            scope,
+            tokens=tokens,
+            semantic=semantic,
             metadata={"source": "langchain"},
         )
         return payload
@@ -377,7 +403,11 @@ class SemanticCache(BaseCache):
         text, scope, semantic = self._request(prompt, llm_string)
         payload, tokens = _dump_generations(generations)
         await self.index.astore(
-            text, payload, scope, tokens=tokens, semantic=semantic,
+            text,
+            payload,
+            scope,
+            tokens=tokens,
+            semantic=semantic,
             metadata={"source": "langchain"},
         )
         return payload

@@ -52,9 +52,9 @@ import redis
 from .policy import CircuitBreaker
 from .redisflow import Failure, Flow, Link, Script, Sleep
 from .schema import _NAMESPACE
-from .scope import digest
+from .scope import canonical_json, digest
 
-__all__ = ["Decision", "Limit", "LimiterStats", "RateLimitExceeded", "RateLimiter"]
+__all__ = ["Decision", "KeyedLimits", "Limit", "LimiterStats", "RateLimitExceeded", "RateLimiter"]
 
 ALGORITHMS = ("token_bucket", "sliding_window")
 
@@ -497,3 +497,81 @@ class RateLimiter:
 
     def __repr__(self) -> str:
         return f"RateLimiter(namespace={self.namespace!r}, tiers={len(self.limits)})"
+
+
+class KeyedLimits:
+    """The same limits for each caller (API key, tenant, user): a tier per caller.
+
+    ``limits`` are templates: for caller ``c`` each becomes a tier keyed ``(key, c)``, so
+    every caller has its own bucket or window; ``shared`` tiers (e.g. a global limit) are
+    checked in the same round trip as they are. One connection for all callers.
+
+    Example:
+        >>> per_key = KeyedLimits([Limit("service", 5, burst=10)])  # doctest: +SKIP
+        >>> per_key.decide("key-1")  # doctest: +SKIP
+        Decision(admitted=True, retry_after=0.0, failure=None)
+    """
+
+    def __init__(
+        self,
+        limits: Sequence[Limit],
+        *,
+        shared: Sequence[Limit] = (),
+        redis_url: str | None = None,
+        redis_client: redis.Redis | None = None,
+        namespace: str = "default",
+        fail_open: bool = True,
+        timeout: float = 0.5,
+    ) -> None:
+        # Validates everything once, and holds the connection the per-caller limiters use.
+        self._base = RateLimiter(
+            [*limits, *shared],
+            redis_url=redis_url,
+            redis_client=redis_client,
+            namespace=namespace,
+            fail_open=fail_open,
+            timeout=timeout,
+        )
+        if not limits:
+            raise ValueError("give at least one per-caller Limit")
+        self.limits = tuple(limits)
+        self.shared = tuple(shared)
+
+    def for_caller(self, caller: str) -> RateLimiter:
+        """The limiter of one caller (cheap: no connection of its own)."""
+        if not isinstance(caller, str):
+            raise TypeError(f"caller must be a str, got {type(caller).__name__}")
+        tiers = [
+            dataclasses.replace(limit, key=canonical_json(["caller/v1", limit.key, caller]))
+            for limit in self.limits
+        ]
+        base = self._base
+        limiter = RateLimiter(
+            [*tiers, *self.shared],
+            namespace=base.namespace,
+            fail_open=base.fail_open,
+            link=base._link,
+        )
+        # Counted together: stats() covers every caller.
+        limiter._lock, limiter._counts, limiter._kinds = base._lock, base._counts, base._kinds
+        return limiter
+
+    def decide(self, caller: str) -> Decision:
+        """One attempt for ``caller``: admitted, or how long to wait."""
+        return self.for_caller(caller).decide()
+
+    async def adecide(self, caller: str) -> Decision:
+        """:meth:`decide` without blocking the event loop."""
+        return await self.for_caller(caller).adecide()
+
+    def stats(self) -> LimiterStats:
+        """Counters of all callers together (admitted, refused, failures)."""
+        return self._base.stats()
+
+    def close(self) -> None:
+        """Release the connection."""
+        self._base.close()
+
+    async def aclose(self) -> None:
+        """:meth:`close`, also for the running loop's async connection."""
+        await self._base.aclose()

@@ -99,6 +99,7 @@ class Lookups(FlowBase):
         best: float | None = None
         try:
             yield from self._ensure_index()
+            yield from self._ensure_hit_place()
             raw = yield from self._exact_read(req)
             hit = self._exact_hit(req, raw)
             if hit is None and req.semantic:
@@ -146,7 +147,13 @@ class Lookups(FlowBase):
         try:
             return (
                 yield from run_script(
-                    EXACT, (key,), scope_digest, time.time(), sliding, SCHEMA_VERSION
+                    EXACT,
+                    (key,),
+                    scope_digest,
+                    time.time(),
+                    sliding,
+                    SCHEMA_VERSION,
+                    self._hits_mode(),
                 )
             )
         except BackendError as exc:
@@ -236,6 +243,7 @@ class Lookups(FlowBase):
                 now,
                 "1" if self.settings.policy.sliding else "",
                 SCHEMA_VERSION,
+                self._hits_mode(),
             )
         except BackendError as exc:
             if exc.kind == "no_index" or not exc.answered:
@@ -353,6 +361,7 @@ class Lookups(FlowBase):
                 pttl,
                 found.now,
                 "1" if self.settings.policy.sliding else "",
+                self._hits_mode(),
             )
         except BackendError as exc:  # bookkeeping: a count too many is harmless
             logger.debug("paracache: undoing a hit count failed: %r", exc)

@@ -107,28 +107,75 @@ Flow = Generator[Op, Any, T]
 # --------------------------------------------------------------------------- Lua scripts
 
 
+# Hit bookkeeping, shared by the scripts below. A hit is counted in the entry's hash
+# (mode 'e': free where RediSearch indexes documents partially, PARTIAL_INDEXED_DOCS) or,
+# where any write to an indexed hash re-indexes the whole entry, HNSW vector included
+# (about 0.4 ms of server time a write), in its companion hash (mode 'c'): the entry's
+# key with ':e:' turned ':h:', outside the index, holding hit_count and last_hit_at (and
+# the entry's tenant and model digests, for inspect's breakdown), expiring with the entry.
+# Readers see the sum of both (a server restarted with the other setting loses nothing).
+_HITS = """
+local function companion(key) return (string.gsub(key, ':e:', ':h:', 1)) end
+local function merge_hits(key, fields)
+  local c = redis.call('HMGET', companion(key), 'hit_count', 'last_hit_at')
+  if not c[1] and not c[2] then return end
+  local hi, li
+  for i = 1, #fields, 2 do
+    if fields[i] == 'hit_count' then hi = i + 1
+    elseif fields[i] == 'last_hit_at' then li = i + 1 end
+  end
+  if c[1] then
+    if hi then fields[hi] = tostring((tonumber(fields[hi]) or 0) + (tonumber(c[1]) or 0))
+    else fields[#fields + 1] = 'hit_count'; fields[#fields + 1] = c[1] end
+  end
+  if c[2] then
+    if not li then fields[#fields + 1] = 'last_hit_at'; fields[#fields + 1] = c[2]
+    elseif (tonumber(c[2]) or 0) > (tonumber(fields[li]) or 0) then fields[li] = c[2] end
+  end
+end
+local function count_hit(key, mode, now, sliding, ttl, tenant, model)
+  if sliding == '1' and ttl and ttl > 0 then redis.call('EXPIRE', key, ttl) end
+  if mode ~= 'c' then
+    redis.call('HINCRBY', key, 'hit_count', 1)
+    redis.call('HSET', key, 'last_hit_at', now)
+    return
+  end
+  local hk = companion(key)
+  redis.call('HSET', hk, 'last_hit_at', now, 'tenant', tenant or '', 'model', model or '')
+  redis.call('HINCRBY', hk, 'hit_count', 1)
+  local pttl = redis.call('PTTL', key)
+  if pttl > 0 then redis.call('PEXPIRE', hk, pttl) else redis.call('PERSIST', hk) end
+end
+"""
+
 # Reading an entry and counting its hit in one round trip (the exact layer, and the
 # winner of the semantic layer): read the entry and, if it is an entry of this schema
 # version and of the asker's scope, count the hit. A key that expired in between reads
 # as empty and is not touched (a bare HINCRBY would create a torn, TTL-less hash).
-# Returns the fields as they were before the hit (``hit_count`` = hits before this one).
-# ARGV: scope digest, now, sliding ('1' refreshes the entry's own TTL), schema version.
-_EXACT = """
+# Returns the fields as they were before the hit (``hit_count`` = hits before this one,
+# both bookkeeping places summed).
+# ARGV: scope digest, now, sliding ('1' refreshes the entry's own TTL), schema version,
+# bookkeeping mode ('e' or 'c', see _HITS).
+_EXACT = (
+    _HITS
+    + """
 local fields = redis.call('HGETALL', KEYS[1])
-local scope, ttl, v
+local scope, ttl, v, tenant, model
 for i = 1, #fields, 2 do
   local name = fields[i]
   if name == 'scope' then scope = fields[i + 1]
   elseif name == 'ttl' then ttl = tonumber(fields[i + 1])
+  elseif name == 'tenant' then tenant = fields[i + 1]
+  elseif name == 'model' then model = fields[i + 1]
   elseif name == 'v' then v = fields[i + 1] end
 end
 if scope == ARGV[1] and v == ARGV[4] then
-  redis.call('HINCRBY', KEYS[1], 'hit_count', 1)
-  redis.call('HSET', KEYS[1], 'last_hit_at', ARGV[2])
-  if ARGV[3] == '1' and ttl and ttl > 0 then redis.call('EXPIRE', KEYS[1], ttl) end
+  merge_hits(KEYS[1], fields)
+  count_hit(KEYS[1], ARGV[5], ARGV[2], ARGV[3], ttl, tenant, model)
 end
 return fields
 """
+)
 
 
 class Script:
@@ -161,8 +208,10 @@ return 1
 # {{key, distance, fields}, ...}} with fields empty for candidates beyond ARGV[5] and
 # without the vector (768+ bytes a candidate the core has no use for).
 # ARGV: index, query, vector, k, read distance, hit distance, scope digest, now,
-# sliding ('1' refreshes the counted entry's TTL), schema version.
-_SEARCH = """
+# sliding ('1' refreshes the counted entry's TTL), schema version, bookkeeping mode.
+_SEARCH = (
+    _HITS
+    + """
 local res = redis.call('FT.SEARCH', ARGV[1], ARGV[2], 'PARAMS', 2, 'vec', ARGV[3],
   'SORTBY', '__dist', 'RETURN', 1, '__dist', 'LIMIT', 0, tonumber(ARGV[4]), 'DIALECT', 2)
 local read_dist, hit_dist = tonumber(ARGV[5]), tonumber(ARGV[6])
@@ -182,20 +231,21 @@ for i = 2, #res, 2 do
       end
     end
     if counted == '' and d <= hit_dist then
-      local scope, ttl, v, last, created
+      local scope, ttl, v, last, created, tenant, model
       for j = 1, #fields, 2 do
         local name = fields[j]
         if name == 'scope' then scope = fields[j + 1]
         elseif name == 'ttl' then ttl = tonumber(fields[j + 1])
         elseif name == 'v' then v = fields[j + 1]
-        elseif name == 'created_at' then created = fields[j + 1]
-        elseif name == 'last_hit_at' then last = fields[j + 1] end
+        elseif name == 'tenant' then tenant = fields[j + 1]
+        elseif name == 'model' then model = fields[j + 1]
+        elseif name == 'created_at' then created = fields[j + 1] end
       end
       if scope == ARGV[7] and v == ARGV[10] then
+        merge_hits(key, fields)
+        for j = 1, #fields, 2 do if fields[j] == 'last_hit_at' then last = fields[j + 1] end end
         before = {created or '', last or '', redis.call('PTTL', key)}
-        redis.call('HINCRBY', key, 'hit_count', 1)
-        redis.call('HSET', key, 'last_hit_at', ARGV[8])
-        if ARGV[9] == '1' and ttl and ttl > 0 then redis.call('EXPIRE', key, ttl) end
+        count_hit(key, ARGV[11], ARGV[8], ARGV[9], ttl, tenant, model)
         counted = key
       end
     end
@@ -204,22 +254,29 @@ for i = 2, #res, 2 do
 end
 return {counted, before, rows}
 """
+)
 
 # Undo SEARCH's count on an entry the core did not serve (a guard rejected it): one hit
 # fewer, ``last_hit_at`` back if no other hit came since, the TTL back if it was
 # refreshed; nothing if the key now holds another entry (cleared and written again:
 # another ``created_at``). ARGV: the ``before`` triple from SEARCH, the ``now`` SEARCH
-# wrote, sliding.
+# wrote, sliding, bookkeeping mode (where SEARCH counted it).
 _UNCOUNT = """
-local fields = redis.call('HMGET', KEYS[1], 'created_at', 'hit_count', 'last_hit_at')
-if fields[1] ~= ARGV[1] or (tonumber(fields[2]) or 0) < 1 then return 0 end
-redis.call('HINCRBY', KEYS[1], 'hit_count', -1)
-if fields[3] == ARGV[4] then
-  if ARGV[2] == '' then redis.call('HDEL', KEYS[1], 'last_hit_at')
-  else redis.call('HSET', KEYS[1], 'last_hit_at', ARGV[2]) end
+local hk = KEYS[1]
+if ARGV[6] == 'c' then hk = (string.gsub(KEYS[1], ':e:', ':h:', 1)) end
+local created = redis.call('HGET', KEYS[1], 'created_at')
+local fields = redis.call('HMGET', hk, 'hit_count', 'last_hit_at')
+if created ~= ARGV[1] or (tonumber(fields[1]) or 0) < 1 then return 0 end
+redis.call('HINCRBY', hk, 'hit_count', -1)
+if fields[2] == ARGV[4] then
+  if ARGV[2] == '' then redis.call('HDEL', hk, 'last_hit_at')
+  else redis.call('HSET', hk, 'last_hit_at', ARGV[2]) end
 end
 local pttl = tonumber(ARGV[3])
-if ARGV[5] == '1' and pttl and pttl > 0 then redis.call('PEXPIRE', KEYS[1], pttl) end
+if ARGV[5] == '1' and pttl and pttl > 0 then
+  redis.call('PEXPIRE', KEYS[1], pttl)
+  if hk ~= KEYS[1] then redis.call('PEXPIRE', hk, pttl) end
+end
 return 1
 """
 

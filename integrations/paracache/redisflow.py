@@ -231,6 +231,8 @@ class Link:
                     reply = client.evalsha(sha, len(step.keys), *step.keys, *step.args)
                 except redis.exceptions.NoScriptError:
                     reply = client.eval(step.source, len(step.keys), *step.keys, *step.args)
+            elif len(step.commands) == 1 and not step.transaction:
+                reply = [client.execute_command(*step.commands[0])]  # type: ignore[no-untyped-call]
             else:
                 pipe = client.pipeline(transaction=step.transaction)
                 for command in step.commands:
@@ -256,6 +258,8 @@ class Link:
                     reply = await client.eval(
                         step.source, len(step.keys), *step.keys, *step.args
                     )
+            elif len(step.commands) == 1 and not step.transaction:
+                reply = [await client.execute_command(*step.commands[0])]  # type: ignore[no-untyped-call]
             else:
                 pipe = client.pipeline(transaction=step.transaction)
                 for command in step.commands:

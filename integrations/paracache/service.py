@@ -94,25 +94,31 @@ class AnswerRequest(BaseModel):
     )
 
     prompt: str = Field(
-        min_length=1, max_length=MAX_PROMPT_CHARS,
+        min_length=1,
+        max_length=MAX_PROMPT_CHARS,
         description="The user's message: what the semantic layer matches on.",
     )
     system: str = Field(
-        "", max_length=MAX_SYSTEM_CHARS,
-        description="System prompt. Part of the cache scope: a different one never shares "
-        "answers.",
+        "",
+        max_length=MAX_SYSTEM_CHARS,
+        description="System prompt. Part of the cache scope: a different one never shares answers.",
     )
     model: str = Field(
-        DEFAULT_MODEL, min_length=1, max_length=200,
+        DEFAULT_MODEL,
+        min_length=1,
+        max_length=200,
         description="Chat model name, passed to the model and part of the scope.",
     )
     temperature: float = Field(
-        0.0, ge=0.0, le=2.0,
+        0.0,
+        ge=0.0,
+        le=2.0,
         description="Sampling temperature, part of the scope. Above the cache's "
         "max_temperature (1.0) requests bypass the cache.",
     )
     tenant: str = Field(
-        "", max_length=200,
+        "",
+        max_length=200,
         description="Whose request this is. Tenants never see each other's entries.",
     )
 
@@ -276,7 +282,9 @@ def default_llm(*, simulate: bool | None = None, latency_scale: float = 1.0) -> 
 
         # A local OpenAI-compatible server may need no key; the client insists on one.
         chat = ChatOpenAI(
-            model=DEFAULT_MODEL, base_url=base_url or None, api_key=SecretStr(key or "unused"),
+            model=DEFAULT_MODEL,
+            base_url=base_url or None,
+            api_key=SecretStr(key or "unused"),
             cache=False,
         )
         where = f"OpenAI-compatible API at {base_url}" if base_url else "OpenAI API"
@@ -305,7 +313,11 @@ def _threshold(header: str | None, default: float) -> float:
 
 
 def _response(
-    verdict: Verdict, answer: str, tokens: int, threshold: float, t0: float,
+    verdict: Verdict,
+    answer: str,
+    tokens: int,
+    threshold: float,
+    t0: float,
     entry_id: str | None,
 ) -> AnswerResponse:
     hit = verdict.hit
@@ -325,8 +337,11 @@ def _response(
 
 async def _redis_reachable(url: str, timeout: float = 1.0) -> bool:
     client = aioredis.Redis.from_url(
-        url, socket_timeout=timeout, socket_connect_timeout=timeout,
-        retry=Retry(NoBackoff(), 0), protocol=2,
+        url,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        retry=Retry(NoBackoff(), 0),
+        protocol=2,
     )
     try:
         return bool(await client.ping())
@@ -456,8 +471,12 @@ def create_app(
         )
         return _response(verdict, reply.text, reply.tokens, threshold, t0, entry_id)
 
-    @app.get("/v1/stats", response_model=StatsResponse, tags=["operations"],
-             summary="This process's counters and the entries in Redis")
+    @app.get(
+        "/v1/stats",
+        response_model=StatsResponse,
+        tags=["operations"],
+        summary="This process's counters and the entries in Redis",
+    )
     async def stats() -> StatsResponse:
         entries = await _entries(cache, metrics)
         data = cache.stats().as_dict()
@@ -468,10 +487,15 @@ def create_app(
             **{k: v for k, v in data.items() if k in StatsResponse.model_fields},
         )
 
-    @app.get("/healthz", response_model=HealthResponse, tags=["operations"],
-             summary="Redis reachability and the circuit breaker",
-             responses={503: {"model": HealthResponse,
-                              "description": "strict=true and Redis is unreachable"}})
+    @app.get(
+        "/healthz",
+        response_model=HealthResponse,
+        tags=["operations"],
+        summary="Redis reachability and the circuit breaker",
+        responses={
+            503: {"model": HealthResponse, "description": "strict=true and Redis is unreachable"}
+        },
+    )
     async def healthz(
         response: Response,
         strict: Annotated[
@@ -490,9 +514,14 @@ def create_app(
         )
 
     if metrics:
-        @app.get("/metrics", tags=["operations"], summary="Prometheus metrics",
-                 response_class=Response,
-                 responses={200: {"content": {"text/plain": {}}}})
+
+        @app.get(
+            "/metrics",
+            tags=["operations"],
+            summary="Prometheus metrics",
+            response_class=Response,
+            responses={200: {"content": {"text/plain": {}}}},
+        )
         async def prometheus() -> Response:
             from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
@@ -528,6 +557,7 @@ def serve(
     import uvicorn
 
     app = create_app(**options)
-    logger.info("paracache service on http://%s:%d (model: %s)", host, port,
-                app.state.llm_description)
+    logger.info(
+        "paracache service on http://%s:%d (model: %s)", host, port, app.state.llm_description
+    )
     uvicorn.run(app, host=host, port=port, log_level=log_level)

@@ -42,7 +42,7 @@ import math
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import redis
 
@@ -116,6 +116,20 @@ class SessionStats:
     corrupt: int = 0
     errors: int = 0
     errors_by_kind: dict[str, int] = dataclasses.field(default_factory=dict)
+
+
+def _stored(data: Any) -> StoredMessage | None:
+    """A parsed record, or ``None`` if it does not have the expected shape."""
+    if not isinstance(data, dict) or data.get("v") != RECORD_VERSION:
+        return None
+    message, ts, tok = data.get("m"), data.get("ts"), data.get("tok")
+    if (
+        not isinstance(message, dict)
+        or isinstance(ts, bool) or not isinstance(ts, (int, float))
+        or isinstance(tok, bool) or not isinstance(tok, int)
+    ):
+        return None
+    return StoredMessage(message, float(ts), tok)
 
 
 def _check_session(session_id: Any) -> str:
@@ -231,23 +245,28 @@ class SessionStore:
         )
 
     def _parse(self, raw: Sequence[Any]) -> list[StoredMessage]:
+        if raw and all(isinstance(item, bytes) for item in raw):
+            # Fast path: one json.loads for the whole list; any surprise (a record that is
+            # not one JSON value of the expected shape) falls back to record by record.
+            try:
+                batch = json.loads(b"[" + b",".join(raw) + b"]")
+            except ValueError:
+                batch = None
+            if isinstance(batch, list) and len(batch) == len(raw):
+                fast = [_stored(data) for data in batch]
+                if all(m is not None for m in fast):
+                    return cast(list[StoredMessage], fast)
         out: list[StoredMessage] = []
         for item in raw:
             try:
-                data = json.loads(item)
-                message, ts, tok = data["m"], data["ts"], data["tok"]
-                if (
-                    data.get("v") != RECORD_VERSION
-                    or not isinstance(message, dict)
-                    or isinstance(ts, bool) or not isinstance(ts, (int, float))
-                    or isinstance(tok, bool) or not isinstance(tok, int)
-                ):
+                record = _stored(json.loads(item))
+                if record is None:
                     raise ValueError("unexpected record shape")
-            except (ValueError, TypeError, KeyError) as exc:  # JSONDecodeError is a ValueError
+            except (ValueError, TypeError) as exc:  # JSONDecodeError is a ValueError
                 self._count("corrupt")
                 logger.warning("paracache: skipped a corrupt conversation record (%s)", exc)
                 continue
-            out.append(StoredMessage(message, float(ts), tok))
+            out.append(record)
         return out
 
     # ------------------------------------------------------------------ flows
@@ -275,7 +294,9 @@ class SessionStore:
 
     def _read_flow(self, session_id: str) -> Flow[list[StoredMessage]]:
         _, key, sums = self._ids(session_id)
-        reply = yield Batch((("LRANGE", key, 0, -1), *self._renew(key, sums, self._registry)))
+        reply = yield Batch(
+            (("LRANGE", key, 0, -1), *self._renew(key, sums, self._registry)), transaction=False
+        )
         if isinstance(reply, Failure):
             self._failed(reply, "read")
             return []
@@ -341,7 +362,9 @@ class SessionStore:
         if summarize is not None and not callable(summarize):
             raise TypeError("summarize must be callable")
         _, key, sums = self._ids(session_id)
-        reply = yield Batch((("LRANGE", key, 0, -1), *self._renew(key, sums, self._registry)))
+        reply = yield Batch(
+            (("LRANGE", key, 0, -1), *self._renew(key, sums, self._registry)), transaction=False
+        )
         if isinstance(reply, Failure):
             self._failed(reply, "read")
             return ContextWindow([], None, 0, 0)

@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
 from .base import FlowBase
+from .bookkeeping import unlink_entries_flow
 from .errors import BackendError, EmbeddingError
 from .protocol import (
     PUT,
@@ -303,7 +304,7 @@ class Stores(FlowBase):
             keys = [key for key, _ in search_rows(raw)[1]]
             if not keys:
                 break
-            deleted += int((yield Call(("UNLINK", *keys))))
+            deleted += yield from unlink_entries_flow(keys)
             excess -= len(keys)
         if deleted:
             logger.info("paracache: trimmed %d oldest entries (max_entries=%d)", deleted, cap)

