@@ -11,6 +11,11 @@ must be served.
 
     python benchmarks/multilingual.py [--vectorizer default|multilingual]
                                       [--no-readability] [--split all|tuning|heldout]
+    python benchmarks/multilingual.py --speed [--n 400]
+
+``--speed``: English lookups through two caches on one Redis, the readability check on and
+off, alternating call by call: exact repeats and paraphrases (semantic hits), p50 each and
+the ratio (the check's cost on the English hot path).
 """
 
 from __future__ import annotations
@@ -95,6 +100,54 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return {"per": per, "false_hits": false_hits, "stats": stats, "seconds": seconds}
 
 
+ENGLISH = [
+    ("What's your refund policy?", "what is your refund policy"),
+    ("How do I activate my new card?", "how can i activate my new card"),
+    ("Is the branch open on Sunday?", "is the branch open on sundays"),
+    ("How long does a transfer take?", "how long do transfers take"),
+    ("Can I change my PIN at an ATM?", "can i change my pin at the atm"),
+]
+
+
+def speed(n: int) -> None:
+    import statistics
+
+    with EmbeddedRedis() as server:
+        caches = {
+            on: SemanticIndex(
+                server.url,
+                namespace=f"sp-{on}-" + uuid.uuid4().hex[:6],
+                check_readability=on,
+                timeout=2.0,
+            )
+            for on in (True, False)
+        }
+        scope = Scope(tenant="speed")
+        for cache in caches.values():
+            cache.warm(ENGLISH, scope, progress=False)
+        times: dict[tuple[bool, str], list[float]] = collections.defaultdict(list)
+        for i in range(n):
+            stored, para = ENGLISH[i % len(ENGLISH)]
+            for on in ((True, False) if i % 2 else (False, True)):
+                for kind, text in (("exact", stored), ("semantic", para)):
+                    cache = caches[on]
+                    cache._memo.clear()  # embed every time, as a new paraphrase would be
+                    t = time.perf_counter()
+                    v = cache.lookup_verdict(text, scope)
+                    times[(on, kind)].append(time.perf_counter() - t)
+                    assert v.outcome == kind, v
+        for cache in caches.values():
+            cache.clear()
+            cache.close()
+    print(f"{n} lookups of each kind per cache, alternating (shared 2-core machine)")
+    print("| lookup | check on: p50 | check off: p50 | on / off |")
+    print("|---|---:|---:|---:|")
+    for kind in ("exact", "semantic"):
+        on = statistics.median(times[(True, kind)]) * 1000
+        off = statistics.median(times[(False, kind)]) * 1000
+        print(f"| {kind} hit | {on:.3f} ms | {off:.3f} ms | {on / off:.2f} |")
+
+
 def table(res: dict[str, Any], scripts: dict[str, str]) -> str:
     lines = [
         "| language | script | false hits / different pairs | paraphrases caught | "
@@ -122,7 +175,12 @@ def main() -> None:
     ap.add_argument("--no-readability", action="store_true",
                     help="similarity for every text (the behaviour before issue 19)")
     ap.add_argument("--split", choices=("all", "tuning", "heldout"), default="all")
+    ap.add_argument("--speed", action="store_true", help="the check's cost on English lookups")
+    ap.add_argument("--n", type=int, default=400)
     args = ap.parse_args()
+    if args.speed:
+        speed(args.n)
+        return
     rows = [json.loads(line) for line in PAIRS.read_text("utf-8").splitlines()]
     scripts = {r["lang"]: r["script"] for r in rows}
     res = run(args)

@@ -9,7 +9,9 @@ and the whole replay. Beside it, in the same process: the same questions streame
 the wrapped fake model with no cache (GenericFakeChatModel, instant, so this is
 LangChain's own streaming overhead).
 
-    python benchmarks/streaming.py [--n 300]
+Then ``--burst`` threads ask one new question at once, with and without single-flight.
+
+    python benchmarks/streaming.py [--n 300] [--burst 8]
 
 Embedded Redis (the default), the offline MiniLM embedder. Numbers depend on the
 machine's load; on a shared machine read them as orders of magnitude.
@@ -23,6 +25,7 @@ import os
 import statistics
 import time
 import uuid
+from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -63,6 +66,7 @@ class _Clock:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n", type=int, default=300)
+    parser.add_argument("--burst", type=int, default=8)
     args = parser.parse_args()
 
     clock = _Clock()
@@ -130,8 +134,47 @@ def main() -> None:
     awithin = sum(g <= 0.001 for g in agap) / len(agap)
     print(f"\nfirst chunk within 1 ms of the lookup's end: stream {within:.1%}, "
           f"astream {awithin:.1%}")
+    burst(index, args.burst)
     index.clear()
     index.close()
+
+
+def burst(index: SemanticIndex, n: int) -> None:
+    """``n`` threads ask the same new question at once, with and without single-flight,
+    of a model that takes 0.3 s; model calls and wall time."""
+    import threading
+
+    class Slow(GenericFakeChatModel):
+        calls: int = 0
+
+        def _generate(self, *args: Any, **kwargs: Any) -> Any:
+            self.calls += 1
+            time.sleep(0.3)
+            self.messages = iter([ANSWER])
+            return super()._generate(*args, **kwargs)
+
+    print(f"\n{n} threads ask the same new question at once (model latency 0.3 s):\n")
+    print("| single_flight | model calls | wall time (s) |")
+    print("|---|---:|---:|")
+    for on in (True, False):
+        model = Slow(messages=iter(()))
+        chat = CachedChatModel(llm=model, cache=SemanticCache(index), single_flight=on)
+        barrier = threading.Barrier(n)
+        question = f"Is there a fee for a burst test {uuid.uuid4().hex[:6]}?"
+
+        def ask(
+            chat: CachedChatModel = chat, question: str = question, barrier: Any = barrier
+        ) -> None:
+            barrier.wait()
+            chat.invoke(question)
+
+        threads = [threading.Thread(target=ask) for _ in range(n)]
+        t0 = time.perf_counter()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        print(f"| {on} | {model.calls} | {time.perf_counter() - t0:.2f} |")
 
 
 if __name__ == "__main__":

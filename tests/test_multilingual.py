@@ -35,7 +35,8 @@ def test_default_model_cannot_read_other_scripts(lang: str) -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["Are you open on Sunday?", "How do I reset my PIN?", "Cancela mi pedido",
+    ["Are you open on Sunday?", "How do I reset my PIN?", "Cancel ticket TK-5520",
+     "How do I disable notifications?", "Cancela mi pedido",
      "Comment bloquer ma carte ?", "Wie sperre ich meine Karte?", "42", "ok"],
 )  # fmt: skip
 def test_default_model_reads_english_and_guarded_languages(text: str) -> None:

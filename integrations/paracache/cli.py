@@ -742,6 +742,81 @@ def _run_repair(args: argparse.Namespace) -> int:
     return 0 if report.clean else 1
 
 
+# --------------------------------------------------------------------------- reembed
+
+
+def _add_reembed(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "reembed",
+        help="copy a namespace's entries from an old embedding model into the default one",
+        description="Copy every live entry of another embedding model's index of a namespace "
+        "into the index of paracache's default model (all-MiniLM-L6-v2 at --dtype), each "
+        "prompt re-embedded, scope, answer, TTL left, created_at and hit counters kept. "
+        "Entries already there are left alone, so an interrupted run finishes when run "
+        "again; the cache keeps serving meanwhile. For another current model, call "
+        "SemanticIndex(vectorizer=...).reembed() from Python. Exit code 0: done, 1: Redis "
+        "or the embedder failed (run it again), 2: usage (no such index).",
+    )
+    _add_common(parser, namespace_help="the namespace to re-embed (required)")
+    parser.add_argument(
+        "--from", dest="from_model", required=True, metavar="MODEL_ID",
+        help="the old model's id (paracache.vectorizers.vectorizer_id: TYPE:MODEL:DIMS) "
+        "or its index name (paracache stats --json lists the indexes)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--dtype", choices=("float16", "float32"), default="float16",
+        help="vector type of the current index (default: float16, the cache's default)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--batch-size", type=_positive_int, default=64, metavar="N",
+        help="prompts embedded per batch (default: 64)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--drop-old", action="store_true",
+        help="after a successful copy, delete the old index and its entries",
+    )  # fmt: skip
+    parser.set_defaults(handler=_run_reembed)
+
+
+def _run_reembed(args: argparse.Namespace) -> int:
+    from .index import SemanticIndex
+    from .reembed import ReembedError
+
+    if not args.namespace:
+        raise CommandError("reembed needs --namespace (the namespace to re-embed)", 2)
+    conn = _connect(args)
+    conn.client.close()
+    url = args.redis_url or os.environ.get("PARACACHE_REDIS_URL") or os.environ.get("REDIS_URL")
+    cache = SemanticIndex(url, namespace=args.namespace, dtype=args.dtype)
+    try:
+        report = cache.reembed(
+            args.from_model,
+            batch_size=args.batch_size,
+            progress=not args.json and sys.stderr.isatty(),
+            drop_old=args.drop_old,
+        )
+    except ValueError as exc:
+        raise CommandError(str(exc), 2) from None
+    except ReembedError as exc:
+        if args.json:
+            print(json.dumps(exc.report.as_dict(), indent=2, ensure_ascii=False))
+        raise CommandError(str(exc), 1) from None
+    finally:
+        cache.close()
+    if args.json:
+        print(json.dumps(report.as_dict(), indent=2, ensure_ascii=False))
+    else:
+        print(
+            f"namespace {args.namespace!r} on {conn.url}: {report.copied:,} entries copied "
+            f"({report.exact_only:,} exact-only), skipped {report.skipped_present:,} already "
+            f"present and {report.skipped_expired:,} expired, {report.failed:,} failed "
+            f"(corrupt); {report.seconds:.1f} s, {report.rate:,.0f} entries/s"
+            + (f"; old index dropped ({report.dropped:,} entries)" if args.drop_old else "")
+        )
+        print(f"  from {report.source}\n  into {report.target}")
+    return 0
+
+
 # --------------------------------------------------------------------------- entry point
 
 
@@ -762,6 +837,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_clear(subparsers)
     _add_serve(subparsers)
     _add_repair(subparsers)
+    _add_reembed(subparsers)
     return parser
 
 

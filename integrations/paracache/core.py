@@ -85,10 +85,8 @@ class Core(Lookups, Stores, Administration):
         """Validate a lookup (``TypeError``/``ValueError`` on bad input) and derive its
         ids: :func:`paracache.values.prepare_lookup` with this instance's settings
         (options: ``min_similarity``, ``semantic``)."""
-        hook = self.readable_problem if self.unreadable is not None else None
-        return prepare_lookup(
-            self.layout, self.settings, prompt, scope, unreadable=hook, **options
-        )
+        # Readability is checked by lookup_flow, after an exact miss (exact hits skip it).
+        return prepare_lookup(self.layout, self.settings, prompt, scope, **options)
 
     def prepare_store(self, prompt: Any, response: Any, scope: Any, **options: Any) -> StoreRequest:
         """Validate a write and build the entry's fields (except its vector):

@@ -42,6 +42,7 @@ from .guards import Guards
 from .metrics import CacheStats, Recorder
 from .policy import CircuitBreaker, Normalizer, TTLPolicy
 from .protocol import Call, EnsureIndex, Flow
+from .reembed import ReembedReport
 from .repair import RepairReport, repair_flow
 from .schema import HNSW, Layout
 from .scope import Scope
@@ -718,6 +719,90 @@ class SemanticIndex:
         )
         flow = self._core.warm_flow(requests, batch_size=batch_size, on_batch=bar.update)
         return flow, bar
+
+    def reembed(
+        self,
+        from_model: Any,
+        *,
+        batch_size: int = 64,
+        progress: bool = True,
+        drop_old: bool = False,
+    ) -> ReembedReport:
+        """Copy every live entry of another embedding model's index of this namespace into
+        this cache's index, its prompt embedded with this cache's vectorizer (in batches,
+        as :meth:`warm`), keeping scope, answer, metadata, TTL left, ``created_at`` and
+        hit counters. Entries this index already has are left alone; an interrupted run
+        finishes when run again; lookups keep working meanwhile (an entry is served by
+        this model once it is copied). See :mod:`paracache.reembed`.
+
+        Args:
+            from_model: The old model: a vectorizer, its id (``vectorizer_id(v)``, e.g.
+                ``"onnx:sentence-transformers/all-MiniLM-L6-v2@onnx-int8:384"``; of the
+                same model in another ``dtype`` too) or the old index's name.
+            batch_size: Prompts embedded per batch.
+            progress: Show a tqdm progress bar.
+            drop_old: After a successful copy, delete the old index and its entries
+                (without it they expire on their own).
+
+        Raises :class:`~paracache.reembed.ReembedError` (a :class:`CacheError`, with the
+        report so far) when Redis or the embedder fails; ``ValueError`` when there is no
+        such index.
+
+        Example:
+            >>> new = SemanticIndex(namespace="faq", vectorizer=multilingual)  # doctest: +SKIP
+            >>> report = new.reembed(from_model=default_vectorizer())           # doctest: +SKIP
+            >>> report.copied, report.skipped_present, round(report.rate)        # doctest: +SKIP
+            (5001, 0, 270)
+        """
+        flow, bar = self._reembed_flow(from_model, batch_size, progress, drop_old)
+        try:
+            with concurrent.futures.ThreadPoolExecutor(1, "paracache-reembed") as writer:
+                return self._admin_run(flow, writer)
+        finally:
+            bar.close()
+
+    async def areembed(
+        self,
+        from_model: Any,
+        *,
+        batch_size: int = 64,
+        progress: bool = True,
+        drop_old: bool = False,
+    ) -> ReembedReport:
+        """Async :meth:`reembed` (embeddings run in a worker thread)."""
+        flow, bar = self._reembed_flow(from_model, batch_size, progress, drop_old)
+        try:
+            return await self._admin_arun(flow)
+        finally:
+            bar.close()
+
+    def _reembed_flow(
+        self, from_model: Any, batch_size: int, progress: bool, drop_old: bool
+    ) -> tuple[Flow[ReembedReport], Any]:
+        from tqdm.auto import tqdm
+
+        from .admin import indexes_flow
+        from .reembed import drop_index_flow, reembed_flow, resolve_source
+
+        if not isinstance(from_model, str):
+            from_model = vectorizer_id(from_model)
+        bar = tqdm(disable=not progress, unit="entry", desc="paracache reembed")
+
+        def total(n: int) -> None:
+            bar.total = n
+            bar.refresh()
+
+        def flow() -> Flow[ReembedReport]:
+            source = resolve_source(self.layout, (yield from indexes_flow(self.namespace)),
+                                    from_model)  # fmt: skip
+            report = yield from reembed_flow(
+                self._core, source, batch_size=batch_size, on_total=total, on_batch=bar.update
+            )
+            if drop_old:
+                report = dataclasses.replace(report, dropped=(yield from drop_index_flow(source)))
+            return report
+
+        return flow(), bar
 
     def close(self) -> None:
         """Release connections (the embedded server, if any, stops at exit). A client

@@ -33,7 +33,7 @@ import re
 import unicodedata
 from collections.abc import Collection
 
-__all__ = ["LANGUAGES", "Lexical", "conflict", "read"]
+__all__ = ["LANGUAGES", "Lexical", "conflict", "marked", "read"]
 
 #: The languages whose words are listed here (ISO 639-1).
 LANGUAGES = ("es", "fr", "de", "pt", "it")
@@ -222,6 +222,26 @@ def _side(word: str) -> set[tuple[int, int]]:
 
 
 @functools.lru_cache(maxsize=4096)
+def _words(text: str) -> tuple[str, tuple[str, ...]]:
+    """The plain text (lowercase, no accents) and its words (split at apostrophes)."""
+    plain = text.lower() if text.isascii() else _plain(text)
+    words: list[str] = []
+    for token in _WORD.findall(plain.replace("’", "'")):
+        words.extend(token.split("'") if "'" in token else (token,))
+    return plain, tuple(w for w in words if w)
+
+
+def marked(text: str) -> bool:
+    """Has ``text`` a function word of the listed languages that English does not use?
+
+    Example:
+        >>> marked("¿Abren el domingo?"), marked("Are you open on Sunday?")
+        (True, False)
+    """
+    return not _MARKERS.isdisjoint(_words(text)[1])
+
+
+@functools.lru_cache(maxsize=4096)
 def read(text: str) -> Lexical:
     """The dates, numbers, negations and opposites of ``text`` in the listed languages.
 
@@ -231,10 +251,7 @@ def read(text: str) -> Lexical:
         >>> read("Não recebi o reembolso").negations
         1
     """
-    plain = _plain(text)
-    words: list[str] = []
-    for token in _WORD.findall(plain.replace("’", "'")):
-        words.extend(part for part in re.split(r"['’]", token) if part)
+    plain, words = _words(text)
     dates: set[str] = set()
     numbers: set[str] = set()
     opposites: set[tuple[int, int]] = set()
@@ -265,7 +282,7 @@ def read(text: str) -> Lexical:
         negations=negations,
         wh_question=any(w in _WH for w in words),
         opposites=frozenset(opposites),
-        marked=any(w in _MARKERS for w in words),
+        marked=not _MARKERS.isdisjoint(words),
     )
 
 
@@ -295,9 +312,9 @@ def conflict(
         >>> conflict("Posso reservar para março?", "Posso reservar para maio?")
         'dates'
     """
+    if not (marked(query) or marked(candidate)):
+        return None  # English, or no language listed here: the English guards' job
     q, c = read(query), read(candidate)
-    if not (q.marked or c.marked):
-        return None
     if "dates" in enabled and q.dates and c.dates and q.dates != c.dates:
         return "dates"
     if "negation" in enabled and (_negation_flip(q, c) or _negation_flip(c, q)):

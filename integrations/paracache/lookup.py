@@ -102,7 +102,10 @@ class Lookups(FlowBase):
             yield from self._ensure_hit_place()
             raw = yield from self._exact_read(req)
             hit = self._exact_hit(req, raw)
-            if hit is None and req.semantic:
+            unreadable = req.unreadable
+            if hit is None and req.semantic and unreadable is None:
+                unreadable = self.readable_problem(req.text)  # after the exact layer: cheap
+            if hit is None and req.semantic and unreadable is None:
                 vector = yield from self._embed(req.text)
                 if vector is None:
                     self.breaker.record_success()
@@ -111,13 +114,13 @@ class Lookups(FlowBase):
                 hit, best, reason = yield from self._choose_flow(req, found)
             elif hit is not None:
                 reason = "exact match"
-            elif req.unreadable is not None:
+            elif unreadable is not None:
                 self.breaker.record_success()
                 return self._verdict(
                     req,
                     t0,
                     "unreadable",
-                    f"no exact match; not matched by similarity: {req.unreadable}",
+                    f"no exact match; not matched by similarity: {unreadable}",
                 )
             else:
                 reason = "no exact match (semantic layer off)"

@@ -9,7 +9,7 @@ a cache must not serve one for the other by similarity. What is measured:
 
 * ``foreign_share``: the share of letters outside the Latin script (scripts named);
 * ``unknown_share``: the share of word pieces that are the unknown token;
-* ``pieces_per_word``: how finely the tokenizer cuts the text's words (English about 1.1,
+* ``pieces_per_word``: how finely the tokenizer cuts the text's words (English 1.0-1.5,
   Spanish, French, German, Portuguese, Italian 1.6-2.1, Turkish and Polish about 3, Russian
   and Greek 5: the model knows the words it keeps whole);
 * ``accent_share``: the share of letters with a diacritic (which the uncased tokenizer
@@ -87,7 +87,7 @@ class ReadabilityLimits:
     #: Text the model reads as English: at most this many pieces per word, or at least
     #: ``min_whole_share`` of its words kept whole. Other readable text is matched by
     #: similarity only when the guards know its language (:mod:`paracache.lexicon`).
-    max_english_pieces_per_word: float = 1.3
+    max_english_pieces_per_word: float = 1.5
     min_whole_share: float = 0.75
 
 
@@ -245,6 +245,6 @@ def measure(
         accented=accented,
         scripts=tuple(s for s, _ in scripts.most_common()),
         whole=sum(1 for n in per_word.values() if n == 1),
-        guarded=lexicon.read(text).marked,
+        guarded=lexicon.marked(text),
         english_words=sum(1 for w in _LETTERS.findall(text.lower()) if w in _ENGLISH),
     )

@@ -7,7 +7,9 @@ with how: which layer served it, at what similarity, how long it took.
 
 ==============================  ===================================================
 ``POST /v1/answer``             the answer (cached or not); ``X-Paracache-Min-Similarity``
-                                overrides the threshold for one request
+                                overrides the threshold for one request; ``"stream": true``
+                                answers with server-sent events
+                                (:mod:`paracache.service_stream`)
 ``GET /v1/stats``               this process's counters and the entries in Redis
 ``GET /metrics``                Prometheus text (``paracache_*`` and process metrics)
 ``GET /healthz``                Redis reachability and the circuit breaker's state
@@ -41,6 +43,7 @@ from typing import Annotated, Any, Literal
 
 import redis.asyncio as aioredis
 from fastapi import FastAPI, Header, HTTPException, Query, Response
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from redis.backoff import NoBackoff
 from redis.retry import Retry
@@ -48,6 +51,8 @@ from redis.retry import Retry
 from ._version import __version__
 from .index import SemanticIndex
 from .scope import Scope, digest
+from .service_stream import Piece, answer_events
+from .singleflight import SingleFlight
 from .values import Verdict, check_similarity
 
 __all__ = [
@@ -120,6 +125,12 @@ class AnswerRequest(BaseModel):
         "",
         max_length=200,
         description="Whose request this is. Tenants never see each other's entries.",
+    )
+    stream: bool = Field(
+        False,
+        description="Answer as server-sent events (text/event-stream): `meta`, then "
+        "`delta` pieces (a cached answer replayed word by word, a miss as the model "
+        "streams it), then `done` with the full response, or `error`.",
     )
 
 
@@ -222,6 +233,7 @@ class LLMReply:
 
 
 LLM = Callable[[AnswerRequest], Awaitable[LLMReply]]
+StreamLLM = Callable[[AnswerRequest], AsyncIterator[Piece]]
 
 
 def _langchain_llm(model: Any, pass_settings: bool) -> LLM:
@@ -239,6 +251,40 @@ def _langchain_llm(model: Any, pass_settings: bool) -> LLM:
         return LLMReply(str(message.text), int(usage.get("total_tokens", 0) or 0))
 
     return call
+
+
+def _langchain_stream(model: Any, pass_settings: bool) -> StreamLLM:
+    """Stream a LangChain chat model's answer: text pieces, then ``(text, tokens)``."""
+    from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
+
+    async def stream(req: AnswerRequest) -> AsyncIterator[Piece]:
+        messages: list[BaseMessage] = [SystemMessage(req.system)] if req.system else []
+        messages.append(HumanMessage(req.prompt))
+        kwargs: dict[str, Any] = (
+            {"model": req.model, "temperature": req.temperature} if pass_settings else {}
+        )
+        parts: list[str] = []
+        tokens = 0
+        async for chunk in model.astream(messages, **kwargs):
+            usage = getattr(chunk, "usage_metadata", None) or {}
+            tokens += int(usage.get("total_tokens", 0) or 0)
+            if piece := str(chunk.text):
+                parts.append(piece)
+                yield piece
+        yield "".join(parts), tokens
+
+    return stream
+
+
+def _call_stream(call: LLM) -> StreamLLM:
+    """A model that cannot stream, streamed as one piece."""
+
+    async def stream(req: AnswerRequest) -> AsyncIterator[Piece]:
+        reply = await call(req)
+        yield reply.text
+        yield reply.text, reply.tokens
+
+    return stream
 
 
 def _as_llm(llm: Any) -> LLM:
@@ -267,6 +313,13 @@ def default_llm(*, simulate: bool | None = None, latency_scale: float = 1.0) -> 
     temperature are passed through) when ``OPENAI_API_KEY`` or ``OPENAI_BASE_URL`` is set
     and ``simulate`` is not true; otherwise the demo's simulated model.
     """
+    model, pass_settings, described = _default_model(simulate, latency_scale)
+    return _langchain_llm(model, pass_settings), described
+
+
+def _default_model(simulate: bool | None, latency_scale: float) -> tuple[Any, bool, str]:
+    """:func:`default_llm`'s LangChain chat model, whether the request's model and
+    temperature are passed to it, and its description."""
     key = os.environ.get("OPENAI_API_KEY")
     base_url = os.environ.get("OPENAI_BASE_URL")
     if simulate is None:
@@ -288,12 +341,12 @@ def default_llm(*, simulate: bool | None = None, latency_scale: float = 1.0) -> 
             cache=False,
         )
         where = f"OpenAI-compatible API at {base_url}" if base_url else "OpenAI API"
-        return _langchain_llm(chat, pass_settings=True), where
+        return chat, True, where
     from .demo import SimulatedChatModel, _normalize, load_questions
 
     intents = {_normalize(q.text): q.intent for q in load_questions()}
     sim = SimulatedChatModel(intents=intents, latency_scale=latency_scale, cache=False)
-    return _langchain_llm(sim, pass_settings=False), "simulated chat model (no API key)"
+    return sim, False, "simulated chat model (no API key)"
 
 
 # --------------------------------------------------------------------------- the app
@@ -391,9 +444,15 @@ def create_app(
     elif not isinstance(index, SemanticIndex):
         raise TypeError(f"index must be a SemanticIndex, got {type(index).__name__}")
     if llm is None:
-        call, described = default_llm(simulate=simulate, latency_scale=latency_scale)
+        model, pass_settings, described = _default_model(simulate, latency_scale)
+        call = _langchain_llm(model, pass_settings)
+        streamer = _langchain_stream(model, pass_settings)
     else:
         call, described = _as_llm(llm), type(llm).__name__
+        streamer = (
+            _langchain_stream(llm, False) if hasattr(llm, "astream") else _call_stream(call)
+        )
+    flights = SingleFlight(index)
     if metrics:
         from .observability import instrument
 
@@ -431,6 +490,11 @@ def create_app(
         tags=["cache"],
         summary="Answer a question, from the cache when safe",
         responses={
+            200: {
+                "description": "The answer; with `\"stream\": true`, server-sent events "
+                "(`meta`, `delta`..., `done` or `error`)",
+                "content": {"text/event-stream": {}},
+            },
             400: {"model": ErrorResponse, "description": "A bad header value"},
             422: {"description": "The body is not a valid AnswerRequest"},
             502: {"model": ErrorResponse, "description": "The chat model failed"},
@@ -446,7 +510,7 @@ def create_app(
                 "request only (higher is stricter).",
             ),
         ] = None,
-    ) -> AnswerResponse:
+    ) -> AnswerResponse | StreamingResponse:
         threshold = _threshold(min_similarity, cache.settings.min_similarity)
         t0 = time.perf_counter()
         scope = Scope(
@@ -455,6 +519,18 @@ def create_app(
             params={"temperature": body.temperature},
             context=digest("service/v1", body.system),
         )
+        if body.stream:
+            events = answer_events(
+                cache, flights, body.prompt, scope, threshold,
+                lambda: streamer(body),
+                lambda v, text, tokens, entry, t: _response(
+                    v, text, tokens, threshold, t, entry
+                ).model_dump(mode="json"),
+            )
+            return StreamingResponse(
+                events, media_type="text/event-stream",
+                headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+            )
         verdict = await cache.alookup_verdict(body.prompt, scope, min_similarity=threshold)
         if verdict.hit is not None:
             hit = verdict.hit

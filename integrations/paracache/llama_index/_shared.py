@@ -28,6 +28,7 @@ from llama_index.core.schema import (
 )
 
 from ..index import SemanticIndex
+from ..replay import replay_chunks
 from ..scope import canonical_json, digest
 from ..values import Verdict
 
@@ -330,11 +331,14 @@ def _load_response(payload: str) -> tuple[str, list[NodeWithScore], dict[str, An
 
 
 def _text_gen(text: str) -> Generator[str, None, None]:
-    yield text
+    """A cached answer replayed as a stream of word chunks (:mod:`paracache.replay`)."""
+    yield from replay_chunks(text)
 
 
 async def _atext_gen(text: str) -> AsyncGenerator[str, None]:
-    yield text
+    """Async :func:`_text_gen`."""
+    for piece in replay_chunks(text):
+        yield piece
 
 
 def _resolve_index(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -21,7 +22,9 @@ from llama_index.core.bridge.pydantic import Field, PrivateAttr
 from llama_index.core.llms import LLM
 
 from ..index import SemanticIndex
+from ..replay import replay_chunks
 from ..scope import Scope, canonical_json, digest
+from ..singleflight import Claim, SingleFlight
 from ..values import Verdict
 from ._shared import (
     _MIRRORED,
@@ -41,11 +44,14 @@ logger = logging.getLogger("paracache")
 
 
 class CachedLLM(LLM, WrapsLLM):
-    """An LLM whose ``complete``/``chat`` (sync and async) are cached exactly.
+    """An LLM whose ``complete``/``chat``/``stream_chat`` (sync and async) are cached exactly.
 
     The key is the full prompt (every message) and the wrapped LLM's model and sampling
-    settings; only the exact layer is used. Streaming calls pass through uncached, and
-    calls with non-JSON arguments (e.g. ``tools``) are not cached. It does not claim
+    settings; only the exact layer is used. A cached ``stream_chat``/``astream_chat``
+    answer is replayed as word deltas; a streamed miss is stored once its stream ended
+    cleanly. Identical concurrent misses make one call (:mod:`paracache.singleflight`).
+    ``stream_complete`` passes through uncached, and calls with non-JSON arguments (e.g.
+    ``tools``) are not cached. It does not claim
     function calling: use the wrapped LLM directly for tool use.
 
     Example:
@@ -57,6 +63,7 @@ class CachedLLM(LLM, WrapsLLM):
     tenant: str = Field(default="", description="Whose entries these are.")
     scope_fields: dict[str, Any] = Field(default_factory=dict)
     _cache: SemanticIndex = PrivateAttr()
+    _flights: SingleFlight = PrivateAttr()
 
     def __init__(
         self,
@@ -78,6 +85,7 @@ class CachedLLM(LLM, WrapsLLM):
         fields: dict[str, Any] = {"llm": llm, "tenant": tenant, "scope_fields": scope_fields}
         super().__init__(**fields, **mirrored)
         self._cache = cache
+        self._flights = SingleFlight(cache)
 
     @classmethod
     def class_name(cls) -> str:
@@ -126,11 +134,15 @@ class CachedLLM(LLM, WrapsLLM):
         _emit("llm", key[0], self.tenant, verdict)
         if verdict.hit is None:
             return None
+        return self._decode(verdict.hit.response, verdict.hit.layer, verdict.hit.entry_id)
+
+    def _decode(self, payload: str, layer: str, entry_id: str | None) -> Any:
+        """A stored response (``None`` if unreadable), marked with how it was found."""
         try:
-            data = json.loads(verdict.hit.response)
+            data = json.loads(payload)
             extra = {
                 **data["additional_kwargs"],
-                "paracache": {"layer": verdict.hit.layer, "entry_id": verdict.hit.entry_id},
+                "paracache": {"layer": layer, "entry_id": entry_id},
             }
             if data["kind"] == "chat":
                 message = ChatMessage.model_validate(data["message"])
@@ -138,8 +150,13 @@ class CachedLLM(LLM, WrapsLLM):
             return CompletionResponse(text=data["text"], additional_kwargs=extra)
         except (ValueError, KeyError, TypeError) as exc:
             self._cache.core.recorder.error("corrupt_entry")
-            logger.warning("paracache: unreadable LLM entry %s: %r", verdict.hit.entry_id, exc)
+            logger.warning("paracache: unreadable LLM entry %s: %r", entry_id, exc)
             return None
+
+    def _shared(self, claim: Claim | None) -> Any:
+        if claim is None or claim.payload is None:
+            return None
+        return self._decode(claim.payload, "in-flight", None)
 
     @staticmethod
     def _entry(
@@ -165,36 +182,120 @@ class CachedLLM(LLM, WrapsLLM):
             "tokens": total if isinstance(total, int) and total > 0 else 0,
         }
 
-    def _store(self, key: tuple[str, Scope] | None, response: Any) -> None:
-        try:
-            if key is not None:
-                self._cache.store(**self._entry(key, response))
-        except Exception as exc:
-            logger.warning("paracache: could not store the LLM answer: %r", exc)
-
     def _call(self, key: tuple[str, Scope] | None, kind: type[_R], call: Callable[[], _R]) -> _R:
+        claim = None
         if key is not None:
             verdict = self._cache.lookup_verdict(key[0], key[1], semantic=False)
             if isinstance(cached := self._hit(key, verdict), kind):
                 return cached
-        response = call()
-        self._store(key, response)
+            if verdict.outcome == "miss":
+                claim = self._flights.claim(key[0], key[1])
+                if isinstance(shared := self._shared(claim), kind):
+                    return shared
+        payload = None
+        try:
+            response = call()
+            if key is not None:
+                entry = self._entry(key, response)
+                payload = entry["response"]
+                try:
+                    self._cache.store(**entry)
+                except Exception as exc:
+                    logger.warning("paracache: could not store the LLM answer: %r", exc)
+        finally:
+            if claim is not None:
+                claim.done(payload)
         return response
 
     async def _acall(
         self, key: tuple[str, Scope] | None, kind: type[_R], call: Callable[[], Awaitable[_R]]
     ) -> _R:
+        claim = None
         if key is not None:
             verdict = await self._cache.alookup_verdict(key[0], key[1], semantic=False)
             if isinstance(cached := self._hit(key, verdict), kind):
                 return cached
-        response = await call()
+            if verdict.outcome == "miss":
+                claim = await self._flights.aclaim(key[0], key[1])
+                if isinstance(shared := self._shared(claim), kind):
+                    return shared
+        payload = None
         try:
+            response = await call()
             if key is not None:
-                await self._cache.astore(**self._entry(key, response))
-        except Exception as exc:
-            logger.warning("paracache: could not store the LLM answer: %r", exc)
+                entry = self._entry(key, response)
+                payload = entry["response"]
+                try:
+                    await self._cache.astore(**entry)
+                except Exception as exc:
+                    logger.warning("paracache: could not store the LLM answer: %r", exc)
+        finally:
+            if claim is not None:
+                await asyncio.shield(claim.adone(payload))
         return response
+
+    def _stream(
+        self, key: tuple[str, Scope] | None, start: Callable[[], ChatResponseGen]
+    ) -> ChatResponseGen:
+        """A chat stream: a hit (or another caller's answer) replayed as deltas, else the
+        wrapped LLM's stream, stored when it ended cleanly."""
+        if key is None:
+            yield from start()
+            return
+        verdict = self._cache.lookup_verdict(key[0], key[1], semantic=False)
+        cached, claim = self._hit(key, verdict), None
+        if cached is None and verdict.outcome == "miss":
+            claim = self._flights.claim(key[0], key[1])
+            cached = self._shared(claim)
+        if isinstance(cached, ChatResponse):
+            yield from _chat_deltas(cached)
+            return
+        payload, last = None, None
+        try:
+            for last in start():
+                yield last
+            if last is not None:
+                entry = self._entry(key, last)
+                payload = entry["response"]
+                try:
+                    self._cache.store(**entry)
+                except Exception as exc:
+                    logger.warning("paracache: could not store the streamed answer: %r", exc)
+        finally:  # an abandoned or failing stream stores nothing and hands nothing on
+            if claim is not None:
+                claim.done(payload)
+
+    async def _astream(
+        self, key: tuple[str, Scope] | None, start: Callable[[], Awaitable[ChatResponseAsyncGen]]
+    ) -> ChatResponseAsyncGen:
+        """Async :meth:`_stream`."""
+        if key is None:
+            async for response in await start():
+                yield response
+            return
+        verdict = await self._cache.alookup_verdict(key[0], key[1], semantic=False)
+        cached, claim = self._hit(key, verdict), None
+        if cached is None and verdict.outcome == "miss":
+            claim = await self._flights.aclaim(key[0], key[1])
+            cached = self._shared(claim)
+        if isinstance(cached, ChatResponse):
+            for delta in _chat_deltas(cached):
+                yield delta
+            return
+        payload, last = None, None
+        try:
+            async for last in await start():
+                yield last
+            if last is not None:
+                entry = self._entry(key, last)
+                payload = entry["response"]
+                try:
+                    await self._cache.astore(**entry)
+                except Exception as exc:
+                    logger.warning("paracache: could not store the streamed answer: %r", exc)
+        finally:
+            if claim is not None:
+                await asyncio.shield(claim.adone(payload))
 
     def chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
         """Cached :meth:`LLM.chat`."""
@@ -227,8 +328,10 @@ class CachedLLM(LLM, WrapsLLM):
         )
 
     def stream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseGen:
-        """Passes through, uncached."""
-        return self.llm.stream_chat(messages, **kwargs)
+        """Cached :meth:`LLM.stream_chat`: a hit is replayed as word deltas; a miss
+        streams from the wrapped LLM and is stored once its stream ended cleanly."""
+        key = self._chat_key(messages, kwargs)
+        return self._stream(key, lambda: self.llm.stream_chat(messages, **kwargs))
 
     def stream_complete(
         self, prompt: str, formatted: bool = False, **kwargs: Any
@@ -239,11 +342,30 @@ class CachedLLM(LLM, WrapsLLM):
     async def astream_chat(
         self, messages: Sequence[ChatMessage], **kwargs: Any
     ) -> ChatResponseAsyncGen:
-        """Passes through, uncached."""
-        return await self.llm.astream_chat(messages, **kwargs)
+        """Async :meth:`stream_chat`."""
+        key = self._chat_key(messages, kwargs)
+        return self._astream(key, lambda: self.llm.astream_chat(messages, **kwargs))
 
     async def astream_complete(
         self, prompt: str, formatted: bool = False, **kwargs: Any
     ) -> CompletionResponseAsyncGen:
         """Passes through, uncached."""
         return await self.llm.astream_complete(prompt, formatted=formatted, **kwargs)
+
+
+def _chat_deltas(response: ChatResponse) -> ChatResponseGen:
+    """A stored chat answer as a stream: word deltas, each response carrying the text so
+    far (as LlamaIndex streams do); the last one the stored message itself."""
+    text = response.message.content or ""
+    pieces = replay_chunks(text)
+    so_far = ""
+    for i, piece in enumerate(pieces):
+        so_far += piece
+        message = (
+            response.message
+            if i == len(pieces) - 1
+            else ChatMessage(role=response.message.role, content=so_far)
+        )
+        yield ChatResponse(
+            message=message, delta=piece, additional_kwargs=response.additional_kwargs
+        )

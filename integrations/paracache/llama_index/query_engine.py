@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 from collections.abc import AsyncGenerator, Generator, Mapping
@@ -22,6 +23,7 @@ from llama_index.core.schema import (
 
 from ..index import SemanticIndex
 from ..scope import Scope, digest
+from ..singleflight import Claim, SingleFlight
 from ..values import Verdict
 from ..vectorizers import vectorizer_id
 from ._shared import (
@@ -106,6 +108,7 @@ class SemanticCacheQueryEngine(BaseQueryEngine):
         )
         self._vid = vectorizer_id(self.index.vectorizer)
         self._ids_memo: tuple[tuple[int, int], str] | None = None
+        self._flights = SingleFlight(self.index)
         super().__init__(callback_manager=query_engine.callback_manager)
 
     @classmethod
@@ -191,7 +194,7 @@ class SemanticCacheQueryEngine(BaseQueryEngine):
         Example:
             >>> acme = engine.for_tenant("acme")  # doctest: +SKIP
         """
-        return SemanticCacheQueryEngine(
+        sibling = SemanticCacheQueryEngine(
             self._engine,
             self.index,
             tenant=tenant,
@@ -200,6 +203,8 @@ class SemanticCacheQueryEngine(BaseQueryEngine):
             min_similarity=self.min_similarity,
             engine_kwargs=self._engine_kwargs,
         )
+        sibling._flights = self._flights  # the tenant is part of each flight's key
+        return sibling
 
     def scope_for(self, query_bundle: QueryBundle) -> Scope:
         """The scope a query is cached under (what changes its answer).
@@ -283,24 +288,38 @@ class SemanticCacheQueryEngine(BaseQueryEngine):
         hit = verdict.hit
         if hit is None:
             return None
-        try:
-            text, nodes, metadata, streamed = _load_response(hit.response)
-        except (ValueError, KeyError, TypeError) as exc:
-            self.index.core.recorder.error("corrupt_entry")
-            logger.warning("paracache: unreadable LlamaIndex entry %s: %r", hit.entry_id, exc)
-            return None
-        metadata["paracache"] = {
+        info = {
             "layer": hit.layer,
             "similarity": hit.similarity,
             "entry_id": hit.entry_id,
             "cached_query": hit.prompt,
         }
-        # A streaming engine gets a stream (of one chunk); entries serve both kinds.
+        return self._answer(plan, hit.response, info, is_async)
+
+    def _answer(
+        self, plan: _Plan, payload: str, info: dict[str, Any], is_async: bool
+    ) -> RESPONSE_TYPE | None:
+        """A stored answer as the engine's kind of response (``None`` if unreadable)."""
+        try:
+            text, nodes, metadata, streamed = _load_response(payload)
+        except (ValueError, KeyError, TypeError) as exc:
+            self.index.core.recorder.error("corrupt_entry")
+            logger.warning("paracache: unreadable LlamaIndex entry %s: %r", info["entry_id"], exc)
+            return None
+        metadata["paracache"] = info
+        # A streaming engine gets a stream (of word chunks); entries serve both kinds.
         if not (streamed if plan.streaming is None else plan.streaming):
             return Response(text, source_nodes=nodes, metadata=metadata)
         if is_async:
             return AsyncStreamingResponse(_atext_gen(text), source_nodes=nodes, metadata=metadata)
         return StreamingResponse(_text_gen(text), source_nodes=nodes, metadata=metadata)
+
+    def _shared(self, plan: _Plan, claim: Claim | None, is_async: bool) -> RESPONSE_TYPE | None:
+        """Another caller's answer to the same query, made while this one waited."""
+        if claim is None or claim.payload is None:
+            return None
+        info = {"layer": "in-flight", "similarity": None, "entry_id": None, "cached_query": None}
+        return self._answer(plan, claim.payload, info, is_async)
 
     def _inner_bundle(self, qb: QueryBundle, plan: _Plan | None, verdict: Verdict | None) -> Any:
         """The query for the wrapped engine, with the cache's embedding when it is exact:
@@ -332,42 +351,67 @@ class SemanticCacheQueryEngine(BaseQueryEngine):
             "response": _dump_response(text, result.source_nodes, result.metadata, streamed),
         }
 
-    def _capture(self, plan: _Plan, result: Any) -> dict[str, Any] | None:
-        """The entry for a complete answer; a stream is wrapped to be stored once consumed."""
+    def _capture(
+        self, plan: _Plan, result: Any, claim: Claim | None
+    ) -> tuple[dict[str, Any] | None, bool]:
+        """The entry for a complete answer, or ``None``; and whether a stream was wrapped
+        to be stored once consumed (then the stream settles the claim)."""
         if isinstance(result, Response) and isinstance(result.response, str):
-            return self._entry(plan, result, result.response, False)
+            return self._entry(plan, result, result.response, False), False
         if isinstance(result, StreamingResponse) and result.response_gen is not None:
-            result.response_gen = self._tee(plan, result, result.response_gen)
-        elif isinstance(result, AsyncStreamingResponse) and result.response_gen is not None:
-            result.response_gen = self._atee(plan, result, result.response_gen)
-        return None  # anything else (e.g. a PydanticResponse) is not cached
+            result.response_gen = self._tee(plan, result, result.response_gen, claim)
+            return None, True
+        if isinstance(result, AsyncStreamingResponse) and result.response_gen is not None:
+            result.response_gen = self._atee(plan, result, result.response_gen, claim)
+            return None, True
+        return None, False  # anything else (e.g. a PydanticResponse) is not cached
 
     def _tee(
-        self, plan: _Plan, result: StreamingResponse, gen: Generator[str, None, None]
+        self,
+        plan: _Plan,
+        result: StreamingResponse,
+        gen: Generator[str, None, None],
+        claim: Claim | None,
     ) -> Generator[str, None, None]:
-        parts = []
-        for token in gen:
-            parts.append(token)
-            yield token
+        parts, payload = [], None
         try:
-            self.index.store(**self._entry(plan, result, "".join(parts), True))
-        except Exception as exc:
-            logger.warning("paracache: could not store the streamed answer: %r", exc)
+            for token in gen:
+                parts.append(token)
+                yield token
+            entry = self._entry(plan, result, "".join(parts), True)
+            payload = entry["response"]
+            try:
+                self.index.store(**entry)
+            except Exception as exc:
+                logger.warning("paracache: could not store the streamed answer: %r", exc)
+        finally:  # an abandoned or failing stream stores nothing and hands nothing on
+            if claim is not None:
+                claim.done(payload)
 
     async def _atee(
-        self, plan: _Plan, result: AsyncStreamingResponse, gen: AsyncGenerator[str, None]
+        self,
+        plan: _Plan,
+        result: AsyncStreamingResponse,
+        gen: AsyncGenerator[str, None],
+        claim: Claim | None,
     ) -> AsyncGenerator[str, None]:
-        parts = []
-        async for token in gen:
-            parts.append(token)
-            yield token
+        parts, payload = [], None
         try:
-            await self.index.astore(**self._entry(plan, result, "".join(parts), True))
-        except Exception as exc:
-            logger.warning("paracache: could not store the streamed answer: %r", exc)
+            async for token in gen:
+                parts.append(token)
+                yield token
+            entry = self._entry(plan, result, "".join(parts), True)
+            payload = entry["response"]
+            try:
+                await self.index.astore(**entry)
+            except Exception as exc:
+                logger.warning("paracache: could not store the streamed answer: %r", exc)
+        finally:
+            if claim is not None:
+                await asyncio.shield(claim.adone(payload))
 
     def _query(self, query_bundle: QueryBundle) -> RESPONSE_TYPE:
-        plan, verdict = self._start(query_bundle), None
+        plan, verdict, claim = self._start(query_bundle), None, None
         if plan is not None:
             try:
                 verdict = self.index.lookup_verdict(
@@ -375,22 +419,34 @@ class SemanticCacheQueryEngine(BaseQueryEngine):
                 )
                 if (served := self._serve(plan, verdict, is_async=False)) is not None:
                     return served
+                if verdict.outcome == "miss":
+                    claim = self._flights.claim(plan.text, plan.scope)
+                    if (served := self._shared(plan, claim, is_async=False)) is not None:
+                        return served
             except Exception as exc:
                 logger.warning("paracache: lookup failed, asking the engine: %r", exc)
         qb = self._inner_bundle(query_bundle, plan, verdict)
-        if type(self._engine).query is BaseQueryEngine.query:
-            result = self._engine._query(qb)
-        else:  # the engine overrides query() (e.g. CustomQueryEngine)
-            result = self._engine.query(qb)
+        payload, handed = None, False
         try:
-            if plan is not None and (entry := self._capture(plan, result)) is not None:
-                self.index.store(**entry)
-        except Exception as exc:
-            logger.warning("paracache: could not store the answer: %r", exc)
+            if type(self._engine).query is BaseQueryEngine.query:
+                result = self._engine._query(qb)
+            else:  # the engine overrides query() (e.g. CustomQueryEngine)
+                result = self._engine.query(qb)
+            if plan is not None:
+                entry, handed = self._capture(plan, result, claim)
+                if entry is not None:
+                    payload = entry["response"]
+                    try:
+                        self.index.store(**entry)
+                    except Exception as exc:
+                        logger.warning("paracache: could not store the answer: %r", exc)
+        finally:
+            if claim is not None and not handed:
+                claim.done(payload)
         return result
 
     async def _aquery(self, query_bundle: QueryBundle) -> RESPONSE_TYPE:
-        plan, verdict = self._start(query_bundle), None
+        plan, verdict, claim = self._start(query_bundle), None, None
         if plan is not None:
             try:
                 verdict = await self.index.alookup_verdict(
@@ -398,18 +454,30 @@ class SemanticCacheQueryEngine(BaseQueryEngine):
                 )
                 if (served := self._serve(plan, verdict, is_async=True)) is not None:
                     return served
+                if verdict.outcome == "miss":
+                    claim = await self._flights.aclaim(plan.text, plan.scope)
+                    if (served := self._shared(plan, claim, is_async=True)) is not None:
+                        return served
             except Exception as exc:
                 logger.warning("paracache: lookup failed, asking the engine: %r", exc)
         qb = self._inner_bundle(query_bundle, plan, verdict)
-        if type(self._engine).aquery is BaseQueryEngine.aquery:
-            result = await self._engine._aquery(qb)
-        else:
-            result = await self._engine.aquery(qb)
+        payload, handed = None, False
         try:
-            if plan is not None and (entry := self._capture(plan, result)) is not None:
-                await self.index.astore(**entry)
-        except Exception as exc:
-            logger.warning("paracache: could not store the answer: %r", exc)
+            if type(self._engine).aquery is BaseQueryEngine.aquery:
+                result = await self._engine._aquery(qb)
+            else:
+                result = await self._engine.aquery(qb)
+            if plan is not None:
+                entry, handed = self._capture(plan, result, claim)
+                if entry is not None:
+                    payload = entry["response"]
+                    try:
+                        await self.index.astore(**entry)
+                    except Exception as exc:
+                        logger.warning("paracache: could not store the answer: %r", exc)
+        finally:
+            if claim is not None and not handed:
+                await asyncio.shield(claim.adone(payload))
         return result
 
     # ------------------------------------------------------------------ prompts

@@ -1,0 +1,110 @@
+"""The service's streamed answers: ``POST /v1/answer`` with ``"stream": true``.
+
+The answer comes as server-sent events (``text/event-stream``), for hits and misses
+alike:
+
+- ``event: meta`` first: what the lookup decided (``cached``, ``outcome``, ``layer``,
+  ``similarity``, ``min_similarity``, ``lookup_ms``);
+- ``event: delta`` with ``{"text": ...}`` for each piece: a cached answer replayed word by
+  word (:mod:`paracache.replay`), a miss as the chat model streams it;
+- ``event: done`` last, with the whole answer as the non-streamed response has it;
+- or ``event: error`` with ``{"detail": ...}`` if the chat model failed (nothing stored).
+
+A miss is stored only when the model's stream ended and the client was still reading; a
+client that disconnects stores nothing. Identical concurrent misses make one model call
+(:mod:`paracache.singleflight`); the others get its answer replayed.
+
+Example:
+    >>> sse("delta", {"text": "Hi "})
+    b'event: delta\\ndata: {"text": "Hi "}\\n\\n'
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from .index import SemanticIndex
+from .replay import replay_chunks
+from .scope import Scope
+from .singleflight import SingleFlight
+from .values import Verdict
+
+__all__ = ["Piece", "answer_events", "sse"]
+
+logger = logging.getLogger("paracache.service")
+
+#: What a streaming model yields: a text piece, or (at the end) ``(full text, tokens)``.
+Piece = str | tuple[str, int]
+
+
+def sse(event: str, data: dict[str, Any]) -> bytes:
+    """One server-sent event."""
+    return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n".encode()
+
+
+async def answer_events(
+    index: SemanticIndex,
+    flights: SingleFlight,
+    prompt: str,
+    scope: Scope,
+    threshold: float,
+    model: Callable[[], AsyncIterator[Piece]],
+    done: Callable[[Verdict, str, int, str | None, float], dict[str, Any]],
+) -> AsyncIterator[bytes]:
+    """The events of one streamed answer (see the module's docstring).
+
+    ``model()`` starts the chat model's stream; ``done(verdict, answer, tokens,
+    entry_id, t0)`` is the final (non-streamed) response body.
+    """
+    t0 = time.perf_counter()
+    verdict = await index.alookup_verdict(prompt, scope, min_similarity=threshold)
+    hit = verdict.hit
+    claim = None
+    if hit is None and verdict.outcome == "miss":
+        claim = await flights.aclaim(prompt, scope)
+    meta: dict[str, Any] = {
+        "cached": hit is not None,
+        "outcome": verdict.outcome,
+        "layer": hit.layer if hit else None,
+        "similarity": verdict.similarity,
+        "min_similarity": threshold,
+        "lookup_ms": round(verdict.latency_ms, 3),
+    }
+    if hit is not None or (claim is not None and claim.payload is not None):
+        text = hit.response if hit is not None else str(claim.payload if claim else "")
+        if hit is None:
+            meta.update(cached=True, layer="in-flight")
+        yield sse("meta", meta)
+        for piece in replay_chunks(text):
+            yield sse("delta", {"text": piece})
+        tokens = hit.tokens if hit else 0
+        yield sse("done", done(verdict, text, tokens, hit.entry_id if hit else None, t0))
+        return
+    yield sse("meta", meta)
+    parts: list[str] = []
+    tokens, payload = 0, None
+    try:
+        try:
+            async for item in model():
+                if isinstance(item, tuple):
+                    tokens = item[1]
+                    continue
+                parts.append(item)
+                yield sse("delta", {"text": item})
+        except Exception as exc:
+            logger.warning("paracache service: the chat model failed: %r", exc)
+            yield sse("error", {"detail": f"the chat model failed: {type(exc).__name__}"})
+            return
+        payload = "".join(parts)
+        entry_id = await index.astore(
+            prompt, payload, scope, tokens=tokens, metadata={"source": "service"}
+        )
+        yield sse("done", done(verdict, payload, tokens, entry_id, t0))
+    finally:  # a failed model or a client gone: nothing stored, nothing handed on
+        if claim is not None:
+            await asyncio.shield(claim.adone(payload))

@@ -1,0 +1,137 @@
+"""The service's streamed answers (``"stream": true``): server-sent events for hits and
+misses, only completed streams stored, one model call per burst. Real Redis and
+embeddings; the chat model is langchain-core's GenericFakeChatModel (streams by word)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+pytest.importorskip("fastapi")
+import httpx
+from fastapi.testclient import TestClient
+from langchain_core.language_models import GenericFakeChatModel
+from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.outputs import ChatResult
+
+from paracache import SemanticIndex
+from paracache.replay import replay_chunks
+from paracache.service import AnswerRequest, create_app
+
+CARD = "How do I activate my new card?"
+CARD_PARAPHRASE = "how can I activate my new card"
+ANSWER = "Open the app, choose Cards and tap Activate. It takes a minute."
+
+
+class StreamingModel(GenericFakeChatModel):
+    """Streams ANSWER word by word; counts calls; ``fail`` breaks the stream midway;
+    ``hold`` (an asyncio.Event) delays the answer until set."""
+
+    messages: Iterator[AIMessage | str] = iter(())
+    calls: int = 0
+    fail: bool = False
+    hold: Any = None
+
+    def _generate(
+        self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None, **kw: Any
+    ) -> ChatResult:
+        self.calls += 1
+        self.messages = iter([ANSWER])
+        return super()._generate(messages, stop=stop, run_manager=run_manager, **kw)
+
+    async def _astream(
+        self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None, **kw: Any
+    ) -> Any:
+        if self.hold is not None:
+            await self.hold.wait()
+        for i, chunk in enumerate(self._stream(messages, stop, run_manager, **kw)):
+            if self.fail and i == 4:
+                raise ConnectionError("upstream broke, key sk-secret")
+            yield chunk
+
+
+def events(text: str) -> list[tuple[str, dict[str, Any]]]:
+    out = []
+    for block in text.strip().split("\n\n"):
+        lines = dict(line.split(": ", 1) for line in block.split("\n"))
+        out.append((lines["event"], json.loads(lines["data"])))
+    return out
+
+
+def stream(client: TestClient, prompt: str) -> list[tuple[str, dict[str, Any]]]:
+    with client.stream("POST", "/v1/answer", json={"prompt": prompt, "stream": True}) as r:
+        assert r.status_code == 200
+        assert r.headers["content-type"].startswith("text/event-stream")
+        return events(r.read().decode())
+
+
+def test_streamed_miss_then_streamed_hit(make_index: Any) -> None:
+    index: SemanticIndex = make_index()
+    model = StreamingModel()
+    with TestClient(create_app(index, model)) as c:
+        first = stream(c, CARD)
+        assert first[0] == ("meta", first[0][1]) and first[0][1]["cached"] is False
+        deltas = [d["text"] for e, d in first if e == "delta"]
+        assert "".join(deltas) == ANSWER and len(deltas) > 5
+        assert first[-1][0] == "done" and first[-1][1]["answer"] == ANSWER
+        assert first[-1][1]["entry_id"]
+
+        again = stream(c, CARD_PARAPHRASE)
+        meta = again[0][1]
+        assert meta["cached"] is True and meta["layer"] == "semantic"
+        deltas = [d["text"] for e, d in again if e == "delta"]
+        assert deltas == replay_chunks(ANSWER) and len(deltas) > 5
+        assert again[-1][1]["cached"] is True and again[-1][1]["answer"] == ANSWER
+        # The same entry answers a non-streamed request.
+        plain = c.post("/v1/answer", json={"prompt": CARD}).json()
+        assert plain["cached"] is True and plain["answer"] == ANSWER
+    assert model.calls == 1
+
+
+def test_function_model_streams_as_one_piece(make_index: Any) -> None:
+    with TestClient(create_app(make_index(), lambda req: f"echo {req.prompt}")) as c:
+        got = stream(c, "hello there")
+        assert [d["text"] for e, d in got if e == "delta"] == ["echo hello there"]
+        assert stream(c, "hello there")[0][1]["layer"] == "exact"
+
+
+def test_failing_stream_is_an_error_event_and_nothing_is_stored(make_index: Any) -> None:
+    index: SemanticIndex = make_index()
+    model = StreamingModel(fail=True)
+    with TestClient(create_app(index, model)) as c:
+        got = stream(c, CARD)
+        assert got[-1][0] == "error" and "ConnectionError" in got[-1][1]["detail"]
+        assert "sk-secret" not in json.dumps(got)
+        assert any(e == "delta" for e, _ in got)  # it had started
+    assert index.count() == 0
+
+
+async def test_eight_concurrent_streamed_misses_one_model_call(make_index: Any) -> None:
+    index: SemanticIndex = make_index()
+    model = StreamingModel(hold=asyncio.Event())
+    app = create_app(index, model)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://svc") as client:
+
+        async def ask() -> str:
+            r = await client.post("/v1/answer", json={"prompt": CARD, "stream": True})
+            got = events(r.text)
+            return "".join(d["text"] for e, d in got if e == "delta")
+
+        tasks = [asyncio.create_task(ask()) for _ in range(8)]
+        deadline = time.monotonic() + 60
+        while index.stats().lookups < 8 and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        model.hold.set()
+        assert await asyncio.gather(*tasks) == [ANSWER] * 8
+    assert model.calls == 1
+
+
+def test_stream_flag_is_part_of_the_request_schema() -> None:
+    assert AnswerRequest(prompt="x", stream=True).stream is True
+    assert AnswerRequest(prompt="x").stream is False
