@@ -133,6 +133,9 @@ class ClusterTransport:
         self._names: dict[str, dict[str, str]] = {}
         self._coordinator: bool | None = None
         self._stale = True
+        self._read_at = 0.0
+        #: Primaries that did not answer when the topology was last read.
+        self._down: set[str] = set()
 
     @property
     def coordinator(self) -> bool:
@@ -143,9 +146,15 @@ class ClusterTransport:
             False
         """
         if self._coordinator is None:
-            node = self._client.get_default_node()
-            self._coordinator = has_coordinator(node.redis_connection)
-        return self._coordinator
+            nodes = [self._client.get_default_node(), *self._client.get_primaries()]
+            for i, node in enumerate(nodes):  # the first node that answers
+                try:
+                    self._coordinator = has_coordinator(node.redis_connection)
+                    break
+                except (redis.ConnectionError, redis.TimeoutError):
+                    if i + 1 == len(nodes):
+                        raise
+        return bool(self._coordinator)
 
     @staticmethod
     def handles(args: Sequence[Any]) -> bool:
@@ -165,25 +174,44 @@ class ClusterTransport:
     # ----------------------------------------------------------------- topology
 
     def _refresh(self, force: bool = False) -> None:
-        """Read the primaries and the index names on each, if they changed."""
+        """Read the primaries and the index names on each, if they changed. A primary
+        that does not answer keeps the names it had (its queries fail on their own, and
+        partial lookups go on without it); the names are read again later."""
         primaries = tuple(sorted(n.name for n in self._client.get_primaries()))
         if not force and not self._stale and primaries == self._primaries:
             return
         with self._lock:
+            if not force and self._names and time.monotonic() - self._read_at < REFRESH_EVERY:
+                return  # read moments ago (a node is down): not again on every call
             names: dict[str, dict[str, str]] = {}
+            failed: BaseException | None = None
+            down: set[str] = set()
             for node in self._client.get_primaries():
-                own: dict[str, str] = {}
-                if not self.coordinator:
-                    listed = node.redis_connection.execute_command("FT._LIST") or []
-                    for raw in listed:
-                        name = _s(raw)
-                        base = index_base(name)
-                        if base is not None and self._owner(name) == node.name:
-                            own.setdefault(base, name)
-                names[node.name] = own
+                try:
+                    names[node.name] = self._own_indexes(node)
+                except (redis.ConnectionError, redis.TimeoutError) as exc:
+                    failed = exc
+                    down.add(node.name)
+                    names[node.name] = self._names.get(node.name, {})
+            self._down = down
             self._names = names
             self._primaries = tuple(sorted(names))
-            self._stale = False
+            self._read_at = time.monotonic()
+            self._stale = failed is not None
+            if failed is not None and not self._partial:
+                raise failed
+
+    def _own_indexes(self, node: Any) -> dict[str, str]:
+        """``{index: this node's own name for it}`` from the node's ``FT._LIST``."""
+        own: dict[str, str] = {}
+        if self.coordinator:
+            return own
+        for raw in node.redis_connection.execute_command("FT._LIST") or []:
+            name = _s(raw)
+            base = index_base(name)
+            if base is not None and self._owner(name) == node.name:
+                own.setdefault(base, name)
+        return own
 
     def _owner(self, key: str) -> str | None:
         """The node name owning ``key``'s slot, as redis-py sees it."""
@@ -203,6 +231,8 @@ class ClusterTransport:
         out = {}
         for node, own in self._names.items():
             name = own.get(index)
+            if name is None and self._partial and node in self._down:
+                continue  # not reachable now: a lookup goes on with the others
             if name is None:
                 self._stale = True
                 raise redis.ResponseError(f"{index}: no such index on {node}")
@@ -227,6 +257,8 @@ class ClusterTransport:
         for node in self._client.get_primaries():
             if base in self._names.get(node.name, {}):
                 continue
+            if self._partial and node.name in self._down:
+                continue  # unreachable now: created when it answers again
             name = f"{base}{{{self._tag_for(node.name)}}}"
             index_schema = {**schema, "index": {**schema["index"], "name": name}}
             _create(SearchIndex.from_dict(index_schema, redis_client=node.redis_connection))
@@ -347,14 +379,30 @@ class ClusterTransport:
                 target = self._client.get_node(node_name=node)
                 cast(Any, pipe).execute_command(*command, target_nodes=target)
         try:
-            replies = pipe.execute(raise_on_error=False)
-            return self._finish(args, list(replies), finish)
+            try:
+                replies = list(pipe.execute(raise_on_error=False))
+            except (redis.ConnectionError, redis.TimeoutError):
+                # A node did not answer and the pipeline gave up on all of them: ask each
+                # node alone, so the shards that answer still count (partial lookups).
+                if not self._partial or any(node is None for node, _ in calls):
+                    raise
+                replies = [self._one(node, command) for node, command in calls]
+            return self._finish(args, replies, finish)
         except Exception as exc:
             if not _noscript(exc):
                 self._failed(exc)
                 raise
         self._client.script_load(SHARD_SEARCH.source)  # on every primary
         return self.execute(args)
+
+    def _one(self, node: str | None, command: tuple[Any, ...]) -> Any:
+        """One node's reply to ``command``, or the exception it failed with."""
+        try:
+            return self._client.get_node(node_name=node).redis_connection.execute_command(
+                *command
+            )
+        except Exception as exc:
+            return exc
 
     async def aexecute(self, args: Sequence[Any], client: Any) -> Any:
         """Perform ``args`` with ``client``, the asyncio cluster client (every shard's

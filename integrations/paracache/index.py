@@ -64,6 +64,9 @@ __all__ = ["RedisSearchUnavailable", "SemanticIndex", "resolve_redis_url"]
 
 logger = logging.getLogger("paracache")
 
+#: Consecutive failures that open the default circuit breaker on a Redis Cluster.
+CLUSTER_BREAKER_FAILURES = 10
+
 _UNSET: Any = object()
 T = TypeVar("T")
 
@@ -308,6 +311,11 @@ class SemanticIndex:
             # scripts touch their declared key only: hits are counted on the entry.
             self._core.scripted_search = False
             self._core.hit_place = "entry"
+            if breaker is None:
+                # One shard down fails the calls of its keys only (a third of them on
+                # three shards), and the others' successes keep the breaker closed: it
+                # opens when many calls in a row fail, as when the whole cluster is down.
+                self._core.breaker = CircuitBreaker(failures=CLUSTER_BREAKER_FAILURES)
         # Lookups and stores on paracache's own client use one connection per thread
         # directly; a caller's client keeps its pool and wrappers (instrumentation).
         self._direct = (
