@@ -46,7 +46,7 @@ from pydantic import PrivateAttr
 from tqdm import tqdm
 
 from paracache import DEFAULT_MIN_SIMILARITY, Scope, SemanticIndex
-from paracache.calibrate import calibrate, split_clusters
+from paracache.calibrate import calibrate, split_clusters, wilson_interval
 from paracache.core import DEFAULT_CORROBORATION_MARGIN
 from paracache.embedded import EmbeddedRedis
 from paracache.guards import Guards, corroborates, features
@@ -126,6 +126,9 @@ def score(nearest: Sequence[tuple[float, bool] | None], sim: float) -> dict[str,
     hits = [o for o in nearest if o is not None and o[0] >= sim - 1e-9]
     ok = sum(1 for o in hits if o[1])
     return {
+        "n": n,
+        "hits": len(hits),
+        "correct": ok,
         "hit_rate": len(hits) / n,
         "precision": ok / len(hits) if hits else 1.0,
         "correct_per_100": 100 * ok / n,
@@ -216,7 +219,9 @@ def trap_runs(url: str, vec: SharedVectors, traps: list[dict[str, Any]],
         traps_hit = sum(hit(c, "trap") for c in traps)
         paraphrases = sum(hit(c, "paraphrase") for c in traps)
         results[name] = {"false_hits": traps_hit / len(traps),
-                         "paraphrases": paraphrases / len(traps)}
+                         "paraphrases": paraphrases / len(traps),
+                         "n": len(traps), "false_hits_k": traps_hit,
+                         "paraphrases_k": paraphrases}
 
     ns = f"bench-traps-{int(time.time())}"
     on = SemanticIndex(url, namespace=ns, vectorizer=vec, guards=Guards())
@@ -312,6 +317,12 @@ def pct(x: float) -> str:
     return f"{100 * x:.1f} %"
 
 
+def pct_ci(k: int, n: int) -> str:
+    """A rate with its 95 % Wilson interval: ``1.2 % (0.2-6.7)``."""
+    lo, hi = wilson_interval(k, n)
+    return f"{pct(k / n) if n else 'n/a'} ({100 * lo:.1f}-{100 * hi:.1f})"
+
+
 def render(res: dict[str, Any], command: str) -> str:
     b = res["banking"]
     lines = [
@@ -326,13 +337,15 @@ def render(res: dict[str, Any], command: str) -> str:
         f"questions asked (split by seed {SEED}); a hit is correct when the stored question "
         "has the asker's intent.",
         "",
+        "Rates with their 95 % Wilson intervals in brackets.",
+        "",
         "| cache | threshold | hit rate | precision of hits | correct / 100 | wrong / 100 |",
         "|---|---|---:|---:|---:|---:|",
     ]
     for row in b["rows"]:
         lines.append(
-            f"| {row['name']} | {row['threshold']} | {pct(row['hit_rate'])} | "
-            f"{pct(row['precision'])} | {row['correct_per_100']:.1f} | "
+            f"| {row['name']} | {row['threshold']} | {pct_ci(row['hits'], row['n'])} | "
+            f"{pct_ci(row['correct'], row['hits'])} | {row['correct_per_100']:.1f} | "
             f"{row['wrong_per_100']:.1f} |"
         )
     t = res["traps"]
@@ -346,7 +359,10 @@ def render(res: dict[str, Any], command: str) -> str:
         "|---|---:|---:|",
     ]
     for name, row in t["rows"].items():
-        lines.append(f"| {name} | {pct(row['false_hits'])} | {pct(row['paraphrases'])} |")
+        lines.append(
+            f"| {name} | {pct_ci(row['false_hits_k'], row['n'])} | "
+            f"{pct_ci(row['paraphrases_k'], row['n'])} |"
+        )
     h = res.get("heldout")
     if h:
         lines += [
@@ -361,7 +377,8 @@ def render(res: dict[str, Any], command: str) -> str:
         ]
         for name, row in h["rows"].items():
             lines.append(
-                f"| {name} | {pct(row['false_hits'])} | {pct(row['paraphrases'])} |"
+                f"| {name} | {pct_ci(row['false_hits_k'], row['n'])} | "
+                f"{pct_ci(row['paraphrases_k'], row['n'])} |"
             )
     g = res["guard_cost"]
     lines += [
@@ -425,6 +442,7 @@ def main() -> None:
         ):
             banking_rows.append({
                 "name": name, "threshold": f"min_similarity {thr:.2f}",
+                "n": report.queries, "hits": r.correct + r.wrong, "correct": r.correct,
                 "hit_rate": r.hit_rate, "precision": r.precision,
                 "correct_per_100": 100 * r.correct / report.queries,
                 "wrong_per_100": 100 * r.wrong / report.queries,
@@ -433,6 +451,7 @@ def main() -> None:
             r = report.at(t)
             banking_rows.append({
                 "name": "paracache, guards on", "threshold": f"min_similarity {t:.2f}",
+                "n": report.queries, "hits": r.correct + r.wrong, "correct": r.correct,
                 "hit_rate": r.hit_rate, "precision": r.precision,
                 "correct_per_100": 100 * r.correct / report.queries,
                 "wrong_per_100": 100 * r.wrong / report.queries,

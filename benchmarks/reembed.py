@@ -82,6 +82,7 @@ def main() -> None:
         ns = "re-" + uuid.uuid4().hex[:8]
         old = SemanticIndex(server.url, namespace=ns, dtype="float32", admin_timeout=60)
         old.warm(pairs, SCOPE, progress=False)
+        distinct = old.count()
         new = SemanticIndex(server.url, namespace=ns, admin_timeout=60)
         fresh: SemanticIndex | None = None
         for _ in range(args.rounds):
@@ -96,20 +97,21 @@ def main() -> None:
             empty(server.url, new.layout.prefix)  # clear() would empty the whole namespace
             report = new.reembed(model, progress=False)
             reembed_rates.append(report.rate)
-            assert report.copied == written, (report, written)
+            # Banking77 repeats some questions (one entry each); entries with a short TTL
+            # ("today", "now") may expire during a slow run.
+            assert report.copied + report.skipped_expired == distinct, (report, distinct)
         assert fresh is not None
         repeats = sum(
-            1 for text, intent in pairs
+            1 for text, _ in pairs
             if (h := new.lookup(text, SCOPE)) is not None and h.layer == "exact"
-            and h.response == intent
         )  # fmt: skip
         re_hit, re_prec = ask(new, asked)
         fr_hit, fr_prec = ask(fresh, asked)
         for cache in (old, new, fresh):
             cache.close()
     w, r = statistics.median(warm_rates), statistics.median(reembed_rates)
-    print(f"{len(pairs)} entries, {args.rounds} alternating rounds, {os.cpu_count()} cores "
-          "(shared machine)")  # fmt: skip
+    print(f"{len(pairs)} questions ({distinct} distinct entries), {args.rounds} alternating "
+          f"rounds, {os.cpu_count()} cores (shared machine)")  # fmt: skip
     print("| | entries/s per round | median |")
     print("|---|---|---:|")
     print(f"| warm() from scratch | {', '.join(f'{x:.0f}' for x in warm_rates)} | {w:.0f} |")

@@ -10,6 +10,7 @@ import socket
 from typing import Any
 
 import pytest
+import redis
 
 from paracache import Scope, SemanticIndex
 from paracache.cli import main
@@ -240,3 +241,37 @@ def test_clear_matches_semantic_index_clear(
     assert code == 0 and "deleted 1 entries" in out
     assert index.lookup("q2", Scope(tenant="acme", model="m")) is not None
     assert index.lookup("q1", Scope(tenant=odd, model="m")) is None
+
+
+def test_clear_by_tenant_when_the_index_lists_gone_keys(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Entries that expired but are still listed by the index (active expiry off, so
+    only a touch expires them): ``clear --tenant`` deletes the live ones, counts none of
+    the gone ones and stops (the CLI and SemanticIndex.clear share one loop with a
+    no-progress guard)."""
+    import time
+
+    from paracache.embedded import EmbeddedRedis
+
+    with EmbeddedRedis(enable_debug_command=True) as srv:
+        index = SemanticIndex(srv.url, namespace="gone", timeout=1.0)
+        raw = redis.Redis.from_url(srv.url, protocol=2)
+        raw.execute_command("DEBUG", "SET-ACTIVE-EXPIRE", 0)
+        for i in range(3):
+            index.store(f"expiring {i}", "a", Scope(tenant="acme"), ttl=1)
+        index.store("lasting", "a", Scope(tenant="acme"), ttl=None)
+        index.store("other tenant", "a", Scope(tenant="globex"), ttl=None)
+        time.sleep(1.5)
+        listed = raw.execute_command(
+            "FT.SEARCH", index.layout.index_name, "*", "NOCONTENT", "LIMIT", 0, 0
+        )[0]
+        assert listed == 5  # the expired entries are still listed
+        code, out, _ = _run(
+            capsys, "clear", "--redis-url", srv.url, "--namespace", "gone",
+            "--tenant", "acme", "--yes", "--json",
+        )
+        assert code == 0 and json.loads(out)["deleted"] == 1
+        assert index.count() == 1 and index.lookup("other tenant", Scope(tenant="globex"))
+        index.close()
+        raw.close()

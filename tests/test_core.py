@@ -536,3 +536,85 @@ def test_float16_vectors(make_index: Any, redis_url: str) -> None:
     other = make_index(dtype="float32").layout.index_name
     assert idx.layout.index_name != other  # never shares an index
     assert make_index().layout.dtype == "float16"  # the default
+
+
+def test_close_releases_async_connections_of_every_loop(
+    make_index: Any, redis_url: str, namespace: str
+) -> None:
+    """close() closes the async clients made on other event loops too: one running in
+    another thread, one stopped."""
+    idx = make_index()
+    r = raw_client(redis_url)
+
+    def mine() -> list[Any]:
+        return [c for c in r.client_list() if c.get("name") == f"paracache:{namespace}"]
+
+    running = asyncio.new_event_loop()
+    thread = threading.Thread(target=running.run_forever, daemon=True)
+    thread.start()
+    stopped = asyncio.new_event_loop()
+    try:
+        asyncio.run_coroutine_threadsafe(idx.alookup("Where is my card?"), running).result(60)
+        stopped.run_until_complete(idx.alookup("Where is my card?"))
+        assert len(mine()) >= 3  # this thread's, and each loop's
+        idx.close()
+        deadline = time.monotonic() + 30
+        while mine() and time.monotonic() < deadline:  # the server sees them go
+            time.sleep(0.05)
+        assert mine() == []
+    finally:
+        running.call_soon_threadsafe(running.stop)
+        thread.join(30)
+        running.close()
+        stopped.close()
+        r.close()
+
+
+def test_exact_layer_can_be_turned_off(make_index: Any) -> None:
+    """exact=False (documented): lookups go to the semantic layer only."""
+    idx = make_index(exact=False)
+    idx.store("Where is my card?", "On its way.")
+    hit = idx.lookup("Where is my card?")
+    assert hit is not None and hit.layer == "semantic" and hit.similarity > 0.99
+    with pytest.raises(TypeError, match="exact"):
+        make_index(exact="no")
+
+
+def test_store_result_tells_declined_from_dropped(
+    make_index: Any, redis_server: EmbeddedRedis
+) -> None:
+    idx = make_index()
+    hot = Scope(params={"temperature": 1.5})
+    skipped = idx.store_result("Tell me a joke", "...", hot)
+    assert (skipped.outcome, skipped.entry_id, skipped.written) == ("skipped", None, False)
+    assert "temperature" in skipped.reason
+    written = idx.store_result("Where is my card?", "On its way.", tokens=3)
+    assert written.written and written.entry_id == idx.store("Where is my card?", "On its way.")
+    redis_server.stop()
+    try:
+        dropped = idx.store_result("Where is my parcel?", "Tomorrow.")
+    finally:
+        redis_server.start()
+    assert dropped.outcome == "dropped" and dropped.reason.startswith("redis: ")
+    with pytest.raises(TypeError, match="unexpected store options"):
+        idx.store_result("Hi", "Hello", ttl_seconds=3)
+
+
+def test_embed_sees_what_lookups_embed(make_index: Any) -> None:
+    """embed()/embed_many() apply the max_embed_chars cap lookups apply: a long prompt
+    embedded ahead is not embedded again by its lookup (one memo key for both)."""
+    class Counting(CountingVectorizer):
+        def embed_many(self, texts: list[str], **kw: Any) -> Any:
+            self.calls.extend(texts)
+            return self.inner.embed_many(texts, **kw)
+
+    counting = Counting(make_index().vectorizer)
+    idx = make_index(vectorizer=counting, embed_timeout=None)  # a loaded CI machine
+    parcel = "where is the parcel I ordered last week " * 100  # 4,000 characters
+    card = "my new card has still not arrived, what now " * 100
+    idx.embed(parcel)
+    idx.embed_many([card])
+    assert len(counting.calls) == 2 and all(len(t) <= 2_000 for t in counting.calls)
+    idx.lookup(parcel)
+    idx.lookup(card)
+    assert len(counting.calls) == 2  # both lookups found their vectors in the memo

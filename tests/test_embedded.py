@@ -237,3 +237,63 @@ def test_server_dies_with_parent(tmp_path: Path) -> None:
     else:
         os.kill(int(pid), signal.SIGKILL)
         pytest.fail("redis-server outlived its parent")
+
+
+def test_a_forked_child_never_stops_its_parents_server() -> None:
+    """close()/stop()/kill() in a forked child (a web server's worker, multiprocessing)
+    leave the parent's server running and its directory in place."""
+    srv = EmbeddedRedis().start()
+    try:
+        pid = os.fork()
+        if pid == 0:  # the child: tear down what it inherited, then leave at once
+            code = 0
+            try:
+                srv.stop()
+                srv.kill()
+                srv.close()
+                code = 0 if srv.data_dir.exists() else 3
+            except BaseException:
+                code = 4
+            os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert srv.is_running() and srv.data_dir.is_dir()
+        assert _client(srv, password=srv.password).ping()
+    finally:
+        srv.close()
+
+
+def test_one_server_per_directory(tmp_path: Path) -> None:
+    """Two processes given the same directory never run two servers on one append-only
+    file: the second finds the first's (embedded_url) or is told clearly."""
+    from paracache.embedded import EmbeddedDirInUse
+
+    first = EmbeddedRedis(data_dir=tmp_path, persist=True).start()
+    try:
+        script = textwrap.dedent(
+            """
+            import sys, redis
+            from paracache.embedded import EmbeddedDirInUse, EmbeddedRedis, embedded_url
+            try:
+                EmbeddedRedis(data_dir=sys.argv[1], persist=True).start()
+                print("started a second server")
+            except EmbeddedDirInUse as exc:
+                print("in use:", "another process" in str(exc))
+            url = embedded_url(sys.argv[1])
+            redis.Redis.from_url(url).set("written-by", "second process")
+            print("connected")
+            """
+        )
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+        out = subprocess.run(
+            [sys.executable, "-c", script, str(tmp_path)],
+            capture_output=True, text=True, env=env, timeout=120,
+        )
+        assert out.stdout.split("\n")[:2] == ["in use: True", "connected"], out.stderr
+        assert _client(first, password=first.password).get("written-by") == b"second process"
+        with pytest.raises(EmbeddedDirInUse):  # this process, another object: the same
+            EmbeddedRedis(data_dir=tmp_path, persist=True).start()
+    finally:
+        first.close()
+    again = EmbeddedRedis(data_dir=tmp_path, persist=True).start()  # the lock went with it
+    again.close()

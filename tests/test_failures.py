@@ -104,3 +104,27 @@ async def test_a_bug_in_an_async_lookup_is_internal_too(
     verdict = await index.alookup_verdict("What's your refund policy?", Scope(tenant="a"))
     assert verdict.outcome == "error" and index.stats().errors_by_kind == {"internal": 1}
     assert index.core.breaker.state == "closed"
+
+
+@pytest.mark.parametrize("uncancel", [True, False], ids=["task-uncancel", "python-3.10"])
+async def test_the_deadline_tells_its_cancellation_from_the_callers(
+    monkeypatch: pytest.MonkeyPatch, uncancel: bool
+) -> None:
+    """The async bound times out on its own, and a caller's cancellation that lands in
+    the same pass of the loop as the bound's own stays the caller's: a CancelledError,
+    never a TimeoutError. ``python-3.10``: the path without ``Task.uncancel``."""
+    import asyncio
+    import time
+
+    from paracache import transport
+
+    monkeypatch.setattr(transport, "_CAN_UNCANCEL", uncancel)
+    with pytest.raises(redis.TimeoutError):
+        await transport.within(asyncio.sleep(30), 0.05)
+    call = asyncio.ensure_future(transport.within(asyncio.sleep(30), 0.05))
+    await asyncio.sleep(0)  # the call starts: its bound is due in 0.05 s
+    asyncio.get_running_loop().call_later(0.06, call.cancel)  # the caller's, just after
+    time.sleep(1.2)  # block the loop past both and past the bound's backstop (1 s)
+    with pytest.raises(asyncio.CancelledError):
+        await call
+    assert call.cancelled()

@@ -360,3 +360,19 @@ def test_parse_llm_string_from_many_threads() -> None:
     for t in threads:
         t.join()
     assert len(results) == 2400 and all(r == expected for r in results)
+
+
+def test_parse_llm_string_parses_each_string_once() -> None:
+    """Memoised per llm_string (bounded): a model's string is parsed once, not on every
+    lookup; callers get their own copy of the params."""
+    import paracache.langchain as lc
+
+    llm_string = "[('_type', 'fake-chat'), ('model_name', 'memo-test'), ('stop', ['###'])]"
+    before = lc._parse_llm_string.cache_info()
+    first = parse_llm_string(llm_string)
+    first[1]["stop"].append("changed by a caller")
+    second = parse_llm_string(llm_string)
+    after = lc._parse_llm_string.cache_info()
+    assert (after.misses - before.misses, after.hits - before.hits) == (1, 1)
+    assert second == ("memo-test", {"stop": ["###"]})
+    assert after.maxsize == lc.PARSED_LLM_STRINGS

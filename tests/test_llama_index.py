@@ -513,3 +513,64 @@ def test_secrets_never_reach_redis(
     assert index.count() == 3 and values
     assert not [v for v in values if SECRET.encode() in v]
     assert llm.api_key == SECRET  # it was there to leak
+
+
+# --------------------------------------------------------------------------- fail closed
+
+
+def test_the_retriever_attributes_read_are_pinned(vindex: VectorStoreIndex) -> None:
+    """The scope reads a VectorIndexRetriever's private attributes: if llama-index-core
+    renames one, this fails (and a query whose filters cannot be read is not cached)."""
+    from paracache.llama_index.query_engine import RETRIEVER_ATTRS
+
+    filters = MetadataFilters(filters=[ExactMatchFilter(key="category", value="billing")])
+    retriever = vindex.as_retriever(similarity_top_k=3, filters=filters, doc_ids=["d1"])
+    names = vars(retriever)
+    for name in (*RETRIEVER_ATTRS, "_node_ids", "_similarity_top_k", "_index"):
+        assert name in names, name
+    assert retriever._filters is filters and retriever._doc_ids == ["d1"]  # type: ignore[attr-defined]
+    assert retriever._similarity_top_k == 3  # type: ignore[attr-defined]
+
+
+class Opaque:
+    """A filter value nothing can tell apart by its data."""
+
+
+@pytest.mark.parametrize("broken", ["raises", "opaque"])
+def test_unreadable_filters_are_never_cached(
+    vindex: VectorStoreIndex, index: SemanticIndex, broken: str
+) -> None:
+    """Fail closed: a retriever whose filters cannot be read (the attribute raises) or
+    fingerprinted (an object without data) is not cached, so one user's RAG answer is
+    never served to a user with other filters."""
+    from llama_index.core.query_engine import RetrieverQueryEngine
+    from llama_index.core.retrievers import VectorIndexRetriever
+
+    class BrokenFilters(VectorIndexRetriever):
+        @property  # type: ignore[override]
+        def _filters(self) -> Any:
+            if broken == "raises":
+                raise RuntimeError("filters are resolved per request elsewhere")
+            return Opaque()
+
+        @_filters.setter
+        def _filters(self, value: Any) -> None:
+            pass
+
+        def _build_vector_store_query(self, bundle: QueryBundle) -> Any:
+            from llama_index.core.vector_stores import VectorStoreQuery
+
+            # This retriever resolves its filters elsewhere: retrieval works regardless.
+            return VectorStoreQuery(
+                query_embedding=bundle.embedding,
+                similarity_top_k=self._similarity_top_k,
+                query_str=bundle.query_str,
+            )
+
+    retriever = BrokenFilters(vindex, similarity_top_k=2)
+    inner = RetrieverQueryEngine.from_args(retriever, llm=MockLLM())
+    engine = SemanticCacheQueryEngine.wrap(inner, index)
+    assert "Refunds" in str(engine.query(REFUND))
+    again = engine.query(REFUND)
+    assert cache_info(again) is None and "Refunds" in str(again)  # answered, not cached
+    assert index.count() == 0 and index.stats().lookups == 0

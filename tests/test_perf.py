@@ -5,7 +5,10 @@ embedder; nothing mocked."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -14,7 +17,7 @@ import redis
 from paracache import CacheError, Scope, SemanticIndex
 from paracache.embedded import EmbeddedRedis
 from paracache.policy import HybridTuner
-from paracache.protocol import EXACT, Call, Embed, EmbedMany, Join, Submit
+from paracache.protocol import EXACT, SEARCH, Call, Embed, EmbedMany, Join, Submit
 
 PAIRS = [
     ("What's your refund policy?", "Refunds within 30 days."),
@@ -146,6 +149,26 @@ async def test_awarm(make_index: Any) -> None:
     assert await idx.awarm(PAIRS, batch_size=3, progress=False) == len(PAIRS)
     hit = await idx.alookup("Why was my transfer declined?")
     assert hit is not None and hit.layer == "exact"
+    await idx.aclose()
+
+
+class FailsOnSecondBatch(Counting):
+    """The real vectorizer, failing from its second batch on."""
+
+    async def aembed_many(self, texts: list[str], **kw: Any) -> Any:
+        if self.batches:
+            raise RuntimeError("embedder down")
+        return await super().aembed_many(texts, **kw)
+
+
+async def test_awarm_lands_the_previous_batch_when_embedding_fails(make_index: Any) -> None:
+    """The first batch is written while the second is embedded; when that embedding
+    fails, awarm waits for the write before raising, never leaving it running."""
+    idx = make_index(vectorizer=FailsOnSecondBatch(make_index().vectorizer))
+    with pytest.raises(CacheError, match="embedder down"):
+        await idx.awarm(PAIRS, batch_size=3, progress=False)
+    assert [t for t in asyncio.all_tasks() if t is not asyncio.current_task()] == []
+    assert await idx.acount() == 3  # the first batch's entries
     await idx.aclose()
 
 
@@ -346,13 +369,77 @@ def test_semantic_layer_falls_back_when_scripts_are_refused(
             assert idx.store("What's your refund policy?", "30 days.") is not None
             hit = idx.lookup("What is your refund policy?")
             assert hit is not None and hit.layer == "semantic" and hit.response == "30 days."
-            assert not idx.core.scripted_search  # fell back once, for good
+            assert idx.core._script_backoff >= 1.0  # two calls for a while, then retried
             assert idx.lookup("What is the refund policy?") is not None
         finally:
             idx.clear()
             idx.close()
     finally:
         admin.execute_command("ACL", "DELUSER", user)
+
+
+@contextlib.contextmanager
+def _busy_server(url: str) -> Iterator[None]:
+    """Another client runs a long script: the server answers everything else with
+    ``BUSY`` until it is killed (``SCRIPT KILL``) on leaving."""
+    r = raw_client(url)
+    old = r.config_get("busy-reply-threshold")["busy-reply-threshold"]
+    r.config_set("busy-reply-threshold", 20)
+    spinner = threading.Thread(target=_spin, args=(url,), daemon=True)
+    spinner.start()
+    try:
+        deadline = time.monotonic() + 30
+        while True:  # until the server says BUSY
+            try:
+                r.ping()
+            except redis.ResponseError as exc:
+                assert "BUSY" in str(exc)
+                break
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        yield
+    finally:
+        r.script_kill()
+        spinner.join(30)
+        r.config_set("busy-reply-threshold", old)
+        r.close()
+
+
+def _spin(url: str) -> None:
+    with contextlib.suppress(redis.ResponseError):  # "Script killed by user"
+        raw_client(url).eval("while true do end", 0)
+
+
+def test_a_busy_server_pauses_the_search_script_not_for_good(
+    index: SemanticIndex, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """BUSY (another client's script running) refuses the search script once: that
+    lookup takes two calls, and the script is tried again after a back-off."""
+    import paracache.lookup
+    from paracache.driver import run
+
+    monkeypatch.setattr(paracache.lookup, "SCRIPT_RETRY_AFTER", 0.0)  # retry at once
+    scope = Scope(model="m")
+    index.store("What's your refund policy?", "30 days.", scope)
+    assert index.lookup("What is your refund policy?", scope) is not None  # loads scripts
+    ops: list[Any] = []
+
+    def io(op: Any) -> Any:
+        ops.append(op)
+        if isinstance(op, Call) and op.args[:2] == ("EVALSHA", SEARCH.sha) and len(ops) < 5:
+            with _busy_server(redis_url):
+                return index._io(op)  # the real BUSY reply
+        return index._io(op)
+
+    req = index.core.prepare_lookup("What is the refund policy?", scope)
+    verdict = run(index.core.lookup_flow(req), io)
+    assert verdict.outcome == "semantic"  # answered with the query and a read instead
+    assert [o.args[0] for o in ops if isinstance(o, Call)][-2:] == ["FT.SEARCH", "EVALSHA"]
+    assert index.core.scripted_search
+    ops.clear()
+    req = index.core.prepare_lookup("what's the refund policy", scope)
+    assert run(index.core.lookup_flow(req), io).outcome == "semantic"
+    assert any(isinstance(o, Call) and o.args[1] == SEARCH.sha for o in ops)  # script again
 
 
 def test_search_script_can_be_switched_off(make_index: Any) -> None:

@@ -103,6 +103,19 @@ def test_reembed_is_resumable_and_leaves_present_entries_alone(
     admin.close()
 
 
+def test_reembed_skips_corrupt_and_foreign_keys(make_index: Any, redis_url: str) -> None:
+    old, new = _old_and_new(make_index)
+    scope = Scope(tenant="t")
+    old.warm(FAQ[:3], scope, progress=False)
+    admin = redis.Redis.from_url(redis_url)
+    admin.set(old.layout.prefix + "0123abcd", "not a hash")
+    admin.hset(old.layout.prefix + "4567cdef", mapping={"v": "2", "prompt": "no response"})
+    report = new.reembed(MODEL, progress=False)
+    assert (report.copied, report.failed) == (3, 2)
+    assert new.count() == 3
+    admin.close()
+
+
 def test_reembed_skips_expired_and_drop_old_removes_the_old_index(
     make_index: Any, redis_url: str
 ) -> None:

@@ -324,3 +324,105 @@ def test_openai_compatible_model_via_base_url(
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+# --------------------------------------------------------------------------- API keys
+
+KEY_ACME = "key-acme-" + "a1" * 12
+KEY_GLOBEX = "key-globex-" + "g2" * 12
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+@pytest.fixture
+def keyed(make_index: Any, llm: CountingLLM) -> Iterator[TestClient]:
+    index: SemanticIndex = make_index()
+    keys = f"{KEY_ACME}:acme, {KEY_GLOBEX}:globex"
+    with TestClient(create_app(index, llm, api_keys=keys)) as c:
+        yield c
+
+
+def test_without_a_known_key_nothing_is_answered(keyed: TestClient, llm: CountingLLM) -> None:
+    for headers in (
+        {},
+        bearer("key-unknown-" + "x" * 20),
+        bearer(KEY_ACME[:-1]),
+        {"Authorization": f"Basic {KEY_ACME}"},
+        {"Authorization": "Bearer"},
+    ):
+        r = keyed.post("/v1/answer", json={"prompt": CARD}, headers=headers)
+        assert r.status_code == 401, headers
+        assert r.headers["www-authenticate"] == "Bearer"
+        assert KEY_ACME not in r.text
+    assert keyed.get("/v1/stats").status_code == 401
+    assert llm.calls == []
+    assert keyed.get("/healthz").status_code == 200  # probes and scrapers stay open
+    assert keyed.get("/metrics").status_code == 200
+
+
+def test_the_keys_tenant_scopes_every_request(
+    keyed: TestClient, llm: CountingLLM, redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    import redis
+
+    body = {"prompt": CARD, "tenant": "globex"}
+    r = keyed.post("/v1/answer", json=body, headers=bearer(KEY_ACME))
+    assert r.status_code == 403 and llm.calls == []
+    first = ask(keyed, CARD, headers=bearer(KEY_ACME))  # no tenant in the body: the key's
+    assert first["cached"] is False
+    assert ask(keyed, CARD, tenant="acme", headers=bearer(KEY_ACME))["cached"] is True
+    theirs = ask(keyed, CARD, headers=bearer(KEY_GLOBEX))  # the same question, other tenant
+    assert theirs["cached"] is False and len(llm.calls) == 2
+    assert ask(keyed, CARD_PARAPHRASE, headers=bearer(KEY_GLOBEX))["cached"] is True
+    assert keyed.get("/v1/stats", headers=bearer(KEY_GLOBEX)).status_code == 200
+    # Keys never reach Redis, logs or metrics.
+    index: SemanticIndex = keyed.app.state.index  # type: ignore[attr-defined]
+    client = redis.Redis.from_url(redis_url)
+    stored = b""
+    for key in client.scan_iter(f"paracache:{index.namespace}:*"):
+        if client.type(key) == b"hash":
+            stored += b"".join(k + v for k, v in client.hgetall(key).items())
+    assert b"acme" in stored or b"globex" in stored  # what was stored is readable here
+    for key in (KEY_ACME, KEY_GLOBEX):
+        assert key.encode() not in stored
+        assert key not in caplog.text
+        assert key not in keyed.get("/metrics").text
+
+
+def test_api_keys_are_checked_when_configured(monkeypatch: pytest.MonkeyPatch) -> None:
+    from paracache.auth import ApiKeys
+
+    with pytest.raises(ValueError, match="shorter"):
+        ApiKeys.parse("short:acme")
+    with pytest.raises(ValueError, match="twice"):
+        ApiKeys.parse(f"{KEY_ACME}:acme,{KEY_ACME}:globex")
+    with pytest.raises(ValueError, match="key:tenant") as caught:
+        ApiKeys.parse(KEY_ACME)
+    assert KEY_ACME not in str(caught.value)  # a key is never echoed
+    with pytest.raises(ValueError, match="tenant"):
+        ApiKeys.parse(f"{KEY_ACME}:")
+    keys = ApiKeys.parse(f"# ops keys\n{KEY_ACME}:acme:eu\n\n{KEY_GLOBEX}:globex\n")
+    assert keys.tenants == {"acme:eu", "globex"} and KEY_ACME not in repr(keys)
+    monkeypatch.setenv("PARACACHE_API_KEYS", f"{KEY_ACME}:acme")
+    from_env = ApiKeys.from_env()
+    assert from_env is not None and from_env.authenticate(f"Bearer {KEY_ACME}") is not None
+    monkeypatch.setenv("PARACACHE_API_KEYS", "")
+    assert ApiKeys.from_env() is None
+
+
+def test_serve_refuses_to_listen_beyond_loopback_without_keys(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Any
+) -> None:
+    from paracache.cli import main
+
+    monkeypatch.delenv("PARACACHE_API_KEYS", raising=False)
+    assert main(["serve", "--host", "0.0.0.0"]) == 2
+    assert "refusing to listen on 0.0.0.0" in capsys.readouterr().err
+    assert main(["serve", "--api-keys", str(tmp_path / "missing")]) == 2
+    bad = tmp_path / "keys"
+    bad.write_text(f"{KEY_ACME}\n")
+    assert main(["serve", "--api-keys", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "key:tenant" in err and KEY_ACME not in err

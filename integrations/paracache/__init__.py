@@ -20,7 +20,14 @@ from .policy import CircuitBreaker, Normalizer, TTLPolicy
 from .repair import RepairReport
 from .schema import HNSW
 from .scope import Scope, digest
-from .values import DEFAULT_MIN_SIMILARITY, CacheHit, EntryInfo, Verdict, last_verdict
+from .values import (
+    DEFAULT_MIN_SIMILARITY,
+    CacheHit,
+    EntryInfo,
+    StoreResult,
+    Verdict,
+    last_verdict,
+)
 
 __all__ = [
     "DEFAULT_MIN_SIMILARITY",
@@ -38,6 +45,7 @@ __all__ = [
     "RepairReport",
     "Scope",
     "SemanticIndex",
+    "StoreResult",
     "TTLPolicy",
     "Verdict",
     "__version__",

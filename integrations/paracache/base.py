@@ -79,6 +79,10 @@ class FlowBase:
         #: would search one shard) and after a server refused it (an ACL without
         #: scripting, a proxy): then the query and the winner's read are two calls.
         self.scripted_search = True
+        #: After a refusal of the search script: two calls until then (monotonic time),
+        #: and the current pause (see :meth:`paracache.lookup.Lookups._pause_script`).
+        self._script_paused_until = 0.0
+        self._script_backoff = 0.0
         #: Where hits are counted (:mod:`paracache.bookkeeping`): asked of the server
         #: on the first lookup (``None`` until then); a driver may fix it beforehand.
         self.hit_place: HitPlace | None = None

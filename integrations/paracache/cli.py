@@ -660,6 +660,17 @@ def _add_serve(subparsers: Any) -> None:
         choices=["critical", "error", "warning", "info", "debug"],
         help="uvicorn's log level (default: info)",
     )
+    parser.add_argument(
+        "--api-keys", default=None, metavar="FILE",
+        help="API keys: a file of key:tenant pairs (comma- or newline-separated); requests "
+        "then need Authorization: Bearer <key>, and the key's tenant scopes them "
+        "(default: $PARACACHE_API_KEYS)",
+    )
+    parser.add_argument(
+        "--no-auth", action="store_true",
+        help="without API keys, listen on a --host other than loopback anyway (anyone who "
+        "reaches it can read any tenant's answers)",
+    )
     parser.set_defaults(handler=_run_serve)
 
 
@@ -675,8 +686,17 @@ def _run_serve(args: argparse.Namespace) -> int:
             f"paracache serve needs FastAPI and uvicorn ({exc}); "
             "install them with `pip install 'paracache[service]'`"
         ) from None
+    from .auth import ApiKeys
+    from .service import exposure
+
+    try:
+        keys = ApiKeys.from_file(args.api_keys) if args.api_keys else ApiKeys.from_env()
+        told = exposure(args.host, keys, no_auth=args.no_auth)
+    except (OSError, ValueError) as exc:
+        raise CommandError(f"paracache serve: {exc}", 2) from None
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     app = create_app(
+        api_keys=keys,
         redis_url=args.redis_url,
         namespace=args.namespace,
         min_similarity=args.min_similarity,
@@ -688,7 +708,7 @@ def _run_serve(args: argparse.Namespace) -> int:
     print(
         f"paracache serve: namespace {args.namespace!r} on "
         f"{_safe_url(app.state.index.redis_url)}, model: {app.state.llm_description}; "
-        f"API docs at http://{args.host}:{args.port}/docs",
+        f"API docs at http://{args.host}:{args.port}/docs\nparacache serve: {told}",
         file=sys.stderr,
         flush=True,
     )

@@ -22,11 +22,11 @@ from __future__ import annotations
 import atexit
 import contextlib
 import importlib.util
+import json
 import logging
 import os
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -46,6 +46,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 __all__ = [
+    "EmbeddedDirInUse",
     "EmbeddedRedis",
     "EmbeddedRedisError",
     "embedded_url",
@@ -69,6 +70,8 @@ _INSTALL_HINT = (
 _LOG_NAME = "redis.log"
 _OUT_NAME = "redis.out"
 _CONF_NAME = "paracache-redis.conf"
+_LOCK_NAME = "paracache.lock"
+_INFO_NAME = "paracache-server.json"
 #: The server's Unix socket, in its private data directory (mode 0700 socket).
 _SOCKET_NAME = "redis.sock"
 #: Longest socket path every platform takes (sun_path is 104-108 bytes).
@@ -197,50 +200,24 @@ def _file_size(path: Path) -> int:
         return 0
 
 
-_prctl: Callable[..., int] | None = None
-_prctl_resolved = False
-
-
-def _linux_prctl() -> Callable[..., int] | None:
-    """libc's prctl (resolved once, in the parent, before any fork)."""
-    global _prctl, _prctl_resolved
-    if not _prctl_resolved:
-        _prctl_resolved = True
-        if sys.platform.startswith("linux"):
-            try:
-                import ctypes
-
-                try:
-                    libc = ctypes.CDLL("libc.so.6", use_errno=True)
-                except OSError:
-                    libc = ctypes.CDLL(None, use_errno=True)
-                _prctl = libc.prctl
-            except (OSError, AttributeError):
-                _prctl = None
-    return _prctl
-
-
-def _death_signal_preexec() -> Callable[[], None] | None:
-    """A preexec_fn making the child get SIGTERM when this process dies (Linux only).
-
-    PR_SET_PDEATHSIG fires when the *thread* that forked the child exits, so it is
-    only armed when starting from the main thread; otherwise cleanup relies on
+def _death_signal_prefix() -> list[str]:
+    """A command prefix that makes the server get SIGTERM when this process dies: util-
+    linux's ``setpriv --pdeathsig TERM`` (Linux), which sets it in the child and then
+    execs the server. No ``preexec_fn``: Python code between fork and exec is unsafe once
+    threads exist. Only from the main thread (the signal fires when the *thread* that
+    forked the child exits); elsewhere, or without ``setpriv``, cleanup relies on
     ``stop()``/``close()`` and the interpreter-exit hooks.
+
+    Example:
+        >>> isinstance(_death_signal_prefix(), list)
+        True
     """
+    if not sys.platform.startswith("linux"):
+        return []
     if threading.current_thread() is not threading.main_thread():
-        return None
-    prctl = _linux_prctl()
-    if prctl is None:
-        return None
-    parent = os.getpid()
-    sigterm = int(signal.SIGTERM)
-
-    def preexec() -> None:
-        prctl(1, sigterm, 0, 0, 0)  # PR_SET_PDEATHSIG = 1
-        if os.getppid() != parent:  # the parent died before prctl took effect
-            os._exit(1)
-
-    return preexec
+        return []
+    tool = shutil.which("setpriv")
+    return [tool, "--pdeathsig", "TERM", "--"] if tool else []
 
 
 @dataclass
@@ -251,6 +228,8 @@ class _State:
     owns_dir: bool
     owner_pid: int = field(default_factory=os.getpid)
     proc: subprocess.Popen[bytes] | None = None
+    #: The data directory's lock (a user-given directory: one server per directory).
+    lock_fd: int | None = None
 
 
 def _finalize(state: _State) -> None:
@@ -265,8 +244,72 @@ def _finalize(state: _State) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+    _unlock(state)
     if state.owns_dir:
         shutil.rmtree(state.data_dir, ignore_errors=True)
+
+
+class EmbeddedDirInUse(EmbeddedRedisError):
+    """Another process runs the embedded server of this data directory (two servers must
+    never share one append-only file). ``url`` is where that server listens, if it said
+    so (:func:`embedded_url` connects to it)."""
+
+    def __init__(self, data_dir: Path, url: str | None) -> None:
+        super().__init__(
+            f"{data_dir} is in use by another process's embedded redis-server; processes "
+            "sharing a directory connect to that one (embedded_url, SemanticIndex("
+            "embedded_dir=...)); to run your own, give this process another directory"
+        )
+        self.data_dir = data_dir
+        self.url = url
+
+
+def _lock_dir(state: _State) -> None:
+    """Take a user-given data directory's lock (``flock`` on ``paracache.lock``, held
+    while the server runs): :class:`EmbeddedDirInUse` if another process holds it."""
+    if state.owns_dir or state.lock_fd is not None:
+        return
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: one process per directory is up to the caller
+        return
+    fd = os.open(state.data_dir / _LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise EmbeddedDirInUse(state.data_dir, _running_url(state.data_dir)) from None
+    state.lock_fd = fd
+
+
+def _unlock(state: _State) -> None:
+    fd, state.lock_fd = state.lock_fd, None
+    if fd is not None:
+        with contextlib.suppress(OSError):
+            (state.data_dir / _INFO_NAME).unlink()
+        os.close(fd)
+
+
+def _write_info(state: _State, url: str) -> None:
+    """Where the directory's server listens, for other processes (owner-only: the URL
+    holds the password)."""
+    path = state.data_dir / _INFO_NAME
+    tmp = path.with_suffix(".tmp")
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        json.dump({"pid": os.getpid(), "url": url}, fh)
+    os.replace(tmp, path)
+
+
+def _running_url(data_dir: Path) -> str | None:
+    try:
+        info = json.loads((data_dir / _INFO_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    url = info.get("url") if isinstance(info, dict) else None
+    return url if isinstance(url, str) else None
 
 
 # --------------------------------------------------------------------------- server
@@ -417,7 +460,7 @@ class EmbeddedRedis:
     def unix_url(self) -> str | None:
         """Connection URL over the server's Unix socket (in its private data directory,
         owner-only), or ``None`` where the directory's path is too long for a socket.
-        Cheaper per call than TCP on loopback (about 0.01-0.06 ms); what
+        Cheaper per call than TCP on loopback (benchmarks/RESULTS.md); what
         :func:`embedded_url` and a :class:`~paracache.SemanticIndex` without a URL use.
 
         Example:
@@ -453,7 +496,20 @@ class EmbeddedRedis:
             True
         """
         proc = self._state.proc
-        return proc is not None and proc.poll() is None
+        if proc is None:
+            return False
+        if self._forked():  # not our child: poll() cannot tell, the pid can
+            try:
+                os.kill(proc.pid, 0)
+            except OSError:
+                return False
+            return True
+        return proc.poll() is None
+
+    def _forked(self) -> bool:
+        """Is this a forked child of the process that started the server? Then the
+        server is the parent's: usable, but never stopped, killed or deleted here."""
+        return os.getpid() != self._state.owner_pid
 
     def start(self) -> EmbeddedRedis:
         """Start the server (no-op if running) and wait until it answers with search loaded.
@@ -464,6 +520,11 @@ class EmbeddedRedis:
         with self._lock:
             if self.is_running():
                 return self
+            if self._forked() and self._state.proc is not None:
+                raise EmbeddedRedisError(
+                    "the embedded redis-server was started by the parent process and is "
+                    "gone; a forked child does not restart it"
+                )
             if self._closed:
                 self._state = self._new_state()
                 self._finalizer.detach()
@@ -485,6 +546,7 @@ class EmbeddedRedis:
     def _command(self) -> list[str]:
         state = self._state
         cmd = [
+            *_death_signal_prefix(),
             str(self._server_binary),
             str(state.data_dir / _CONF_NAME),
             "--port", str(self._port),
@@ -553,6 +615,7 @@ class EmbeddedRedis:
     def _launch(self) -> None:
         state = self._state
         state.data_dir.mkdir(parents=True, exist_ok=True)
+        _lock_dir(state)
         self._write_conf()
         log_path = state.data_dir / _LOG_NAME
         log_offset = _file_size(log_path)
@@ -568,7 +631,6 @@ class EmbeddedRedis:
                     cwd=state.data_dir,
                     close_fds=True,
                     start_new_session=True,
-                    preexec_fn=_death_signal_preexec(),
                 )
             except OSError as exc:
                 raise EmbeddedRedisError(
@@ -582,6 +644,8 @@ class EmbeddedRedis:
             self._kill(proc)
             state.proc = None
             raise
+        if state.lock_fd is not None:
+            _write_info(state, self.unix_url or self.url)
         logger.info(
             "embedded redis-server pid %d listening on %s:%d (data dir %s, persist=%s)",
             proc.pid,
@@ -676,6 +740,9 @@ class EmbeddedRedis:
             proc = self._state.proc
             if proc is None:
                 return
+            if self._forked():
+                logger.debug("not stopping the parent process's embedded redis-server")
+                return
             if proc.poll() is None:
                 if time.monotonic() < self._paused_until:
                     # SHUTDOWN would block behind CLIENT PAUSE; SIGTERM shuts down the same way.
@@ -694,6 +761,7 @@ class EmbeddedRedis:
                         self._kill(proc)
             self._paused_until = 0.0
             self._state.proc = None
+            _unlock(self._state)
             logger.info("embedded redis-server on %s:%d stopped", _HOST, self._port)
 
     def kill(self) -> None:
@@ -704,13 +772,14 @@ class EmbeddedRedis:
         """
         with self._lock:
             proc = self._state.proc
-            if proc is None:
+            if proc is None or self._forked():
                 return
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
             self._paused_until = 0.0
             self._state.proc = None
+            _unlock(self._state)
             logger.info("embedded redis-server on %s:%d killed", _HOST, self._port)
 
     def close(self) -> None:
@@ -725,7 +794,7 @@ class EmbeddedRedis:
                 return
             self._closed = True
             self._finalizer.detach()
-            if self._state.owns_dir:
+            if self._state.owns_dir and not self._forked():
                 shutil.rmtree(self._state.data_dir, ignore_errors=True)
 
     def pause(self, seconds: float) -> None:
@@ -805,7 +874,8 @@ def shared_embedded(data_dir: str | os.PathLike[str] | None = None) -> EmbeddedR
 
     With ``data_dir`` (or ``$PARACACHE_EMBEDDED_DIR``), one server per directory that
     persists there (append-only file, fsync every second): entries survive a restart of
-    the application. A directory must be used by one process at a time.
+    the application. One server per directory (a file lock): while another process runs
+    it, this raises :class:`EmbeddedDirInUse` and :func:`embedded_url` connects to it.
     If a server was stopped on purpose (e.g. to simulate an outage) it is returned as
     is; if it was closed, a new one is started.
 
@@ -841,5 +911,29 @@ def embedded_url(data_dir: str | os.PathLike[str] | None = None) -> str:
         >>> embedded_url()  # doctest: +SKIP
         'unix:///tmp/paracache-redis-x1y2/redis.sock?db=0&password=...'
     """
-    server = shared_embedded(data_dir)
+    try:
+        server = shared_embedded(data_dir)
+    except EmbeddedDirInUse as exc:
+        return _connect_to_running(exc)
     return server.unix_url or server.url
+
+
+def _connect_to_running(exc: EmbeddedDirInUse, timeout: float = 10.0) -> str:
+    """The URL of the server another process runs for a data directory, once it answers
+    (it may be starting); the error itself if it does not within ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        url = exc.url or _running_url(exc.data_dir)
+        if url is not None:
+            client = redis.Redis.from_url(url, socket_timeout=1.0, socket_connect_timeout=1.0)
+            try:
+                if client.ping():
+                    return url
+            except redis.RedisError:
+                pass
+            finally:
+                client.close()
+        if time.monotonic() >= deadline:
+            raise exc
+        exc.url = None
+        time.sleep(0.1)

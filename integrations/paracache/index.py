@@ -53,11 +53,21 @@ from .transport import (
     check_user_clients,
     client_kwargs,
     client_url,
+    close_async_client,
     derive_async,
     resolve_redis_url,
     safe_url,
 )
-from .values import CacheHit, EntryInfo, Settings, Verdict, check_similarity, check_thresholds
+from .values import (
+    CacheHit,
+    EntryInfo,
+    Settings,
+    StoreRequest,
+    StoreResult,
+    Verdict,
+    check_similarity,
+    check_thresholds,
+)
 from .vectorizers import default_vectorizer, vectorizer_id
 
 __all__ = ["RedisSearchUnavailable", "SemanticIndex", "resolve_redis_url"]
@@ -69,6 +79,12 @@ CLUSTER_BREAKER_FAILURES = 10
 
 _UNSET: Any = object()
 T = TypeVar("T")
+
+def _flag(value: Any, name: str) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be a bool, got {value!r}")
+    return value
+
 
 # Kept importable from here (the CLI and older code import them from this module).
 _safe_url = safe_url
@@ -89,7 +105,11 @@ class SemanticIndex:
         vectorizer: Any RedisVL vectorizer. Default: offline all-MiniLM-L6-v2 (int8 ONNX).
             Its model id is part of the index identity.
         min_similarity: Cosine similarity in [0, 1] a semantic hit needs (higher is
-            stricter); overridable per call.
+            stricter); overridable per call. Not a hard floor while guards corroborate:
+            a candidate that shares a specific detail with the query (an order number,
+            a sum, a name) is served down to ``corroboration_margin`` (0.05) below it,
+            so a hit's ``similarity`` can be below ``min_similarity`` (its verdict says
+            "corroborated"). ``corroboration_margin=0`` or ``guards=None`` make it one.
         thresholds: Per-scope thresholds, ``{scope field: {value: min_similarity}}``, e.g.
             ``{"tenant": {"medical": 0.97}, "model": {"gpt-4o": 0.92}}``; a field is
             ``tenant``, ``model``, ``corpus_version``, ``context`` or a ``Scope.fields``
@@ -144,7 +164,9 @@ class SemanticIndex:
         breaker: The circuit breaker (default: open after 3 failures for 2 s).
         track_hits: Record ``hit_count`` and ``last_hit_at`` on each hit.
         on_verdict: Called with every lookup's :class:`Verdict`.
-        exact: Use the exact layer (on by default).
+        exact: Look the exact layer up first (on by default). Off, every lookup embeds
+            and goes to the semantic layer (an identical prompt is still found there, at
+            similarity 1.0); entries are written the same either way.
         semantic: Use the semantic layer (on by default).
         metrics: Export metrics: ``"prometheus"`` (counters and histograms through
             ``prometheus_client``), ``"otel"`` (OpenTelemetry spans), or both as a
@@ -153,12 +175,14 @@ class SemanticIndex:
             read, hit counted: one round trip). ``None`` (default): on, except with a
             ``RedisCluster`` client. Set ``False`` for a sharded database behind a proxy
             (Redis Software / Redis Cloud with several shards), where a script sees one
-            shard's index: the query and the winner's read then take two calls. A server
-            that refuses the script (an ACL without scripting) switches it off by itself.
+            shard's index: the query and the winner's read then take two calls. When the
+            server refuses the script (``BUSY`` with another client's script, an ACL
+            without scripting), lookups take two calls for a while and try the script
+            again (after 1 s, doubling while refusals go on, up to 5 minutes).
         spin: How long a blocking call may busy-wait for Redis's reply before its
             thread sleeps (seconds; default 0.002, 0 turns it off). A reply usually
             comes within a millisecond; waiting awake saves waking a sleeping thread,
-            0.03-0.2 ms per call on a virtual machine. Only while one call at a time
+            slow on virtual machines (see benchmarks/RESULTS.md). Only while one call at a time
             is in flight, only on paracache's own plain (not TLS) connections; with
             concurrent calls each sleeps as usual.
         check_readability: Ask the vectorizer (if it has an ``unreadable(text)`` method,
@@ -196,6 +220,7 @@ class SemanticIndex:
         breaker: CircuitBreaker | None = None,
         track_hits: bool = True,
         on_verdict: Callable[[Verdict], None] | None = None,
+        exact: bool = True,
         semantic: bool = True,
         metrics: str | Sequence[str] | None = None,
         max_entries: int | None = None,
@@ -255,6 +280,7 @@ class SemanticIndex:
             policy=ttl_policy,
             normalizer=normalizer or Normalizer(),
             track_hits=bool(track_hits),
+            exact=_flag(exact, "exact"),
             max_entries=max_entries,
             thresholds=check_thresholds(thresholds),
             strip_pleasantries=strip_pleasantries,
@@ -465,24 +491,15 @@ class SemanticIndex:
         ``ttl=True`` applies the TTL policy, a number overrides it, ``None`` never
         expires. ``tokens`` is what the LLM call cost (counted as saved on each hit).
         ``semantic=False`` stores for the exact layer only. Returns ``None`` when the
-        policy declines (e.g. high temperature) or Redis is unavailable (fail-open).
+        policy declines (e.g. high temperature) or Redis is unavailable (fail-open);
+        :meth:`store_result` tells which.
 
         Example:
             >>> cache.store("What's your refund policy?", "30 days.", tokens=42)  # doctest: +SKIP
         """
-        req = self._core.prepare_store(
-            prompt,
-            response,
-            scope,
-            ttl=ttl,
-            metadata=metadata,
-            tokens=tokens,
-            semantic=semantic and self._semantic,
-        )
-        entry = self._run(self._core.store_flow(req))
-        if (trim := self._core.trim_after(entry)) is not None:
-            self._admin_run(trim)
-        return entry
+        return self.store_result(
+            prompt, response, scope, ttl=ttl, metadata=metadata, tokens=tokens, semantic=semantic
+        ).entry_id
 
     async def astore(
         self,
@@ -496,19 +513,48 @@ class SemanticIndex:
         semantic: bool = True,
     ) -> str | None:
         """Async :meth:`store`."""
-        req = self._core.prepare_store(
-            prompt,
-            response,
-            scope,
-            ttl=ttl,
-            metadata=metadata,
-            tokens=tokens,
-            semantic=semantic and self._semantic,
+        result = await self.astore_result(
+            prompt, response, scope, ttl=ttl, metadata=metadata, tokens=tokens, semantic=semantic
         )
-        entry = await self._arun(self._core.store_flow(req))
-        if (trim := self._core.trim_after(entry)) is not None:
+        return result.entry_id
+
+    def store_result(
+        self, prompt: str, response: str, scope: Scope | None = None, **options: Any
+    ) -> StoreResult:
+        """Like :meth:`store` (same arguments), but returns what the write did: a
+        :class:`~paracache.values.StoreResult` that is ``written`` (with the entry id),
+        ``skipped`` (the TTL policy declined) or ``dropped`` (Redis failed: fail-open).
+
+        Example:
+            >>> hot = Scope(params={"temperature": 1.5})
+            >>> cache.store_result("Tell me a joke", "...", hot).outcome  # doctest: +SKIP
+            'skipped'
+        """
+        result = self._run(
+            self._core.store_flow(self._prepare_store(prompt, response, scope, options))
+        )
+        if (trim := self._core.trim_after(result.entry_id)) is not None:
+            self._admin_run(trim)
+        return result
+
+    async def astore_result(
+        self, prompt: str, response: str, scope: Scope | None = None, **options: Any
+    ) -> StoreResult:
+        """Async :meth:`store_result`."""
+        req = self._prepare_store(prompt, response, scope, options)
+        result = await self._arun(self._core.store_flow(req))
+        if (trim := self._core.trim_after(result.entry_id)) is not None:
             await self._admin_arun(trim)
-        return entry
+        return result
+
+    def _prepare_store(
+        self, prompt: Any, response: Any, scope: Any, options: dict[str, Any]
+    ) -> StoreRequest:
+        unknown = set(options) - {"ttl", "metadata", "tokens", "semantic"}
+        if unknown:
+            raise TypeError(f"unexpected store options: {sorted(unknown)}")
+        options["semantic"] = bool(options.get("semantic", True)) and self._semantic
+        return self._core.prepare_store(prompt, response, scope, **options)
 
     def clear(
         self,
@@ -681,12 +727,7 @@ class SemanticIndex:
             2
         """
         flow, bar = self._warm_flow(pairs, scope, batch_size, progress, ttl, tokens, semantic)
-        try:
-            # One writer thread: a batch is written while the next one is embedded.
-            with concurrent.futures.ThreadPoolExecutor(1, "paracache-warm") as writer:
-                return self._admin_run(flow, writer)
-        finally:
-            bar.close()
+        return self._bulk_run(flow, bar)
 
     async def awarm(
         self,
@@ -701,10 +742,7 @@ class SemanticIndex:
     ) -> int:
         """Async :meth:`warm` (embeddings run in a worker thread)."""
         flow, bar = self._warm_flow(pairs, scope, batch_size, progress, ttl, tokens, semantic)
-        try:
-            return await self._admin_arun(flow)
-        finally:
-            bar.close()
+        return await self._abulk_run(flow, bar)
 
     def _warm_flow(
         self,
@@ -757,17 +795,13 @@ class SemanticIndex:
         such index.
 
         Example:
-            >>> new = SemanticIndex(namespace="faq", vectorizer=multilingual)  # doctest: +SKIP
-            >>> report = new.reembed(from_model=default_vectorizer())           # doctest: +SKIP
-            >>> report.copied, report.skipped_present, round(report.rate)        # doctest: +SKIP
-            (5001, 0, 270)
+            >>> new = SemanticIndex(namespace="faq", vectorizer=new_model)   # doctest: +SKIP
+            >>> report = new.reembed(from_model=default_vectorizer())      # doctest: +SKIP
+            >>> report.copied + report.skipped_present == report.seen     # doctest: +SKIP
+            True
         """
         flow, bar = self._reembed_flow(from_model, batch_size, progress, drop_old)
-        try:
-            with concurrent.futures.ThreadPoolExecutor(1, "paracache-reembed") as writer:
-                return self._admin_run(flow, writer)
-        finally:
-            bar.close()
+        return self._bulk_run(flow, bar)
 
     async def areembed(
         self,
@@ -779,6 +813,19 @@ class SemanticIndex:
     ) -> ReembedReport:
         """Async :meth:`reembed` (embeddings run in a worker thread)."""
         flow, bar = self._reembed_flow(from_model, batch_size, progress, drop_old)
+        return await self._abulk_run(flow, bar)
+
+    def _bulk_run(self, flow: Flow[T], bar: Any) -> T:
+        """Run a bulk flow (warm-up, re-embedding) with one writer thread, so a batch is
+        written while the next one is embedded; close its progress bar."""
+        try:
+            with concurrent.futures.ThreadPoolExecutor(1, "paracache-bulk") as writer:
+                return self._admin_run(flow, writer)
+        finally:
+            bar.close()
+
+    async def _abulk_run(self, flow: Flow[T], bar: Any) -> T:
+        """Async :meth:`_bulk_run`."""
         try:
             return await self._admin_arun(flow)
         finally:
@@ -813,13 +860,20 @@ class SemanticIndex:
         return flow(), bar
 
     def close(self) -> None:
-        """Release connections (the embedded server, if any, stops at exit). A client
-        passed as ``redis_client=`` is the caller's to close."""
+        """Release connections, those of async calls made on any event loop too (the
+        embedded server, if any, stops at exit). A client passed as ``redis_client=`` is
+        the caller's to close."""
         if self._own_clients:
             if self._direct is not None:
                 self._direct.close()
             self._client.close()
             self._admin.close()
+            with self._alock:
+                loops = list(self._aclients.items())
+                self._aclients.clear()
+            for loop, ios in loops:
+                for io in ios:
+                    close_async_client(io.client, loop)
 
     async def aclose(self) -> None:
         """Release this event loop's connections."""

@@ -17,6 +17,7 @@ Example:
 from __future__ import annotations
 
 import ast
+import functools
 import json
 import logging
 import threading
@@ -74,12 +75,25 @@ def parse_llm_string(llm_string: str) -> tuple[str, dict[str, Any]]:
     """Best-effort ``(model, sampling params)`` from LangChain's ``llm_string``.
 
     Never fails: an unparseable string gives ``("", {})`` (its digest still scopes).
+    Memoised per ``llm_string`` (the last :data:`PARSED_LLM_STRINGS` of them): a model's
+    string is parsed once, not on every lookup.
 
     Example:
         >>> parse_llm_string("[('_type', 'openai-chat'), ('model_name', 'gpt-4o'), "
         ...                  "('temperature', 0.2), ('openai_api_key', 'sk-...')]")
         ('gpt-4o', {'temperature': 0.2})
     """
+    model, params = _parse_llm_string(llm_string)
+    return model, {k: list(v) if isinstance(v, list) else v for k, v in params}
+
+
+#: How many distinct ``llm_string`` values :func:`parse_llm_string` remembers.
+PARSED_LLM_STRINGS = 256
+
+
+@functools.lru_cache(maxsize=PARSED_LLM_STRINGS)
+def _parse_llm_string(llm_string: str) -> tuple[str, tuple[tuple[str, Any], ...]]:
+    """:func:`parse_llm_string`, memoised (its params as a tuple: shared, not mutated)."""
     settings: dict[str, Any] = {}
     rest = llm_string
     try:
@@ -103,8 +117,8 @@ def parse_llm_string(llm_string: str) -> tuple[str, dict[str, Any]]:
                 for pair in pairs:
                     if isinstance(pair, tuple) and len(pair) == 2 and isinstance(pair[0], str):
                         settings[pair[0]] = pair[1]
-        except (ValueError, SyntaxError, MemoryError, RecursionError):
-            pass
+        except (ValueError, SyntaxError, MemoryError, RecursionError, SystemError):
+            pass  # SystemError: CPython's AST checks on some deeply nested input
     model = next(
         (settings[k] for k in MODEL_KEYS if isinstance(settings.get(k), str) and settings[k]),
         "",
@@ -120,7 +134,7 @@ def parse_llm_string(llm_string: str) -> tuple[str, dict[str, Any]]:
             params[key] = value
         elif isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
             params[key] = list(value)
-    return model, params
+    return model, tuple(params.items())
 
 
 def _content_text(content: Any) -> tuple[str, list[Any]]:

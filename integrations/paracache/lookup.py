@@ -40,6 +40,12 @@ __all__ = ["Lookups", "parse_search"]
 
 logger = logging.getLogger("paracache")
 
+#: Seconds the semantic layer runs as two calls after the server refused its script
+#: once (``BUSY``, an ACL); the pause doubles while refusals go on, up to
+#: :data:`SCRIPT_RETRY_MAX`.
+SCRIPT_RETRY_AFTER = 1.0
+SCRIPT_RETRY_MAX = 300.0
+
 
 @dataclasses.dataclass
 class _Searched:
@@ -100,8 +106,9 @@ class Lookups(FlowBase):
         try:
             yield from self._ensure_index()
             yield from self._ensure_hit_place()
-            raw = yield from self._exact_read(req)
-            hit = self._exact_hit(req, raw)
+            hit = None
+            if self.settings.exact:
+                hit = self._exact_hit(req, (yield from self._exact_read(req)))
             unreadable = req.unreadable
             if hit is None and req.semantic and unreadable is None:
                 unreadable = self.readable_problem(req.text)  # after the exact layer: cheap
@@ -123,7 +130,11 @@ class Lookups(FlowBase):
                     f"no exact match; not matched by similarity: {unreadable}",
                 )
             else:
-                reason = "no exact match (semantic layer off)"
+                reason = (
+                    "no exact match (semantic layer off)"
+                    if self.settings.exact
+                    else "both layers off"
+                )
         except BackendError as exc:
             self._failure("lookup", exc)
             return self._verdict(req, t0, "error", f"redis: {exc.kind}")
@@ -169,8 +180,8 @@ class Lookups(FlowBase):
 
     #: What the KNN query returns per candidate: what choosing needs (the guards read
     #: ``prompt``, calibration ``response``). Each returned field costs RediSearch a
-    #: read of the hash: 4 fields instead of 13 halve the query (0.26 ms against 0.47 ms
-    #: at 10 k entries); the winner is read whole afterwards.
+    #: read of the hash: 4 fields instead of 13 about halve the query (measured in
+    #: benchmarks/RESULTS.md); the winner is read whole afterwards.
     _RETURN = ("scope", "prompt", "response", "__dist")
 
     def knn_args(
@@ -228,7 +239,7 @@ class Lookups(FlowBase):
         self, req: LookupRequest, vector: bytes, policy: str | None
     ) -> Flow[_Searched]:
         args = self.knn_args(req, vector, policy)
-        if not self.scripted_search:
+        if not self.scripted_search or time.monotonic() < self._script_paused_until:
             return _Searched(parse_search((yield Call(args))))
         hit_dist = 1.0 - req.min_similarity if self.settings.track_hits else -1.0
         now = repr(time.time())
@@ -252,18 +263,28 @@ class Lookups(FlowBase):
             if exc.kind == "no_index" or not exc.answered:
                 raise
             if exc.write_refused is None:
-                # The server will not run the search as a script (an ACL, a proxy, a
-                # module that forbids it): query and read in two calls from now on.
-                self.scripted_search = False
-                logger.warning(
-                    "paracache: the semantic layer's script was refused (%r); using two "
-                    "round trips per lookup instead",
-                    exc,
-                )
+                self._pause_script(exc)
             # Out of memory or a read-only replica refused the hit count: this lookup
             # reads without it.
             return _Searched(parse_search((yield Call(args))))
+        self._script_backoff = 0.0
         return _Searched.from_script(raw, now)
+
+    def _pause_script(self, exc: BackendError) -> None:
+        """The server would not run the search script (``BUSY`` with another client's
+        script, an ACL, a proxy, a module that forbids it): query and read in two calls
+        for a while, then try the script again; the pause doubles while it keeps being
+        refused (from :data:`SCRIPT_RETRY_AFTER` up to :data:`SCRIPT_RETRY_MAX` seconds)."""
+        backoff = min(SCRIPT_RETRY_MAX, max(SCRIPT_RETRY_AFTER, 2 * self._script_backoff))
+        self._script_backoff = backoff
+        self._script_paused_until = time.monotonic() + backoff
+        self._warn_throttled(
+            "search_script",
+            "paracache: the semantic layer's script was refused (%r); two round trips per "
+            "lookup for the next %g s",
+            exc,
+            backoff,
+        )
 
     def _choose(
         self, req: LookupRequest, candidates: Sequence[Candidate]

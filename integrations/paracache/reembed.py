@@ -67,6 +67,15 @@ return 1
 """
 
 
+# One source entry read atomically: its type, then (for a hash) its fields and TTL left in
+# milliseconds, so a foreign key at an entry's name is skipped, never a WRONGTYPE error.
+_READ = """
+local kind = redis.call('TYPE', KEYS[1])['ok']
+if kind ~= 'hash' then return {kind} end
+return {kind, redis.call('HGETALL', KEYS[1]), redis.call('PTTL', KEYS[1])}
+"""
+
+
 @dataclasses.dataclass(frozen=True)
 class ReembedReport:
     """What a re-embedding run did.
@@ -287,25 +296,29 @@ def _read_page(
     target = core.layout
     reads: list[tuple[Any, ...]] = []
     for entry_id in ids:
-        reads += [("HGETALL", prefix + entry_id), ("PTTL", prefix + entry_id),
-                  ("EXISTS", target.key(entry_id))]  # fmt: skip
+        reads += [("EVAL", _READ, 1, prefix + entry_id), ("EXISTS", target.key(entry_id))]
     read_at = time.monotonic()
     replies = yield Batch(tuple(reads))
     live: list[_Live] = []
     for n, entry_id in enumerate(ids):
-        fields, pttl, present = replies[3 * n : 3 * n + 3]
+        entry, present = replies[2 * n : 2 * n + 2]
         if int(present):
             tally.present += 1
             continue
-        if not fields or int(pttl) == -2:
+        kind = _s(entry[0])
+        if kind == "none":
             tally.expired += 1
             continue
-        fields = {bytes(k): bytes(v) for k, v in fields.items()}
+        if kind != "hash":  # something else at an entry's key: skipped, as lookups do
+            tally.failed += 1
+            continue
+        flat, pttl = entry[1], int(entry[2])
+        fields = {bytes(flat[i]): bytes(flat[i + 1]) for i in range(0, len(flat) - 1, 2)}
         if entry_problem(fields) is not None:
             tally.failed += 1
             continue
         text = core.settings.normalizer(fields[b"prompt"].decode("utf-8"))
-        live.append((entry_id, fields, int(pttl), text))
+        live.append((entry_id, fields, pttl, text))
     live.sort(key=lambda e: len(e[3]))
     return live, read_at
 

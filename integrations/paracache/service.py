@@ -16,6 +16,14 @@ with how: which layer served it, at what similarity, how long it took.
 ``GET /docs``, ``/openapi.json``  the API, interactive (FastAPI)
 ==============================  ===================================================
 
+Who is asking: with API keys configured (``PARACACHE_API_KEYS`` or ``api_keys=``:
+``key:tenant`` pairs, see :mod:`paracache.auth`), ``POST /v1/answer`` and ``GET /v1/stats``
+need ``Authorization: Bearer <key>`` (401 without it or with an unknown key); the key's
+tenant scopes every lookup and store, and a body naming another tenant gets 403.
+``/healthz`` and ``/metrics`` stay open (for probes and scrapers; they carry no tenant
+data). Without keys the body's ``tenant`` is trusted: bind to loopback only (``paracache
+serve`` refuses another address without keys unless given ``--no-auth``).
+
 The chat model: an OpenAI-compatible API through ``langchain_openai.ChatOpenAI`` when
 ``OPENAI_API_KEY`` or ``OPENAI_BASE_URL`` is set (``pip install 'paracache[openai]'``),
 else the demo's simulated model (canned Banking77 support answers, API-like latency).
@@ -33,6 +41,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import hmac
 import importlib.util
 import inspect
 import logging
@@ -42,13 +51,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, Any, Literal
 
 import redis.asyncio as aioredis
-from fastapi import FastAPI, Header, HTTPException, Query, Response
+from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from ._version import __version__
+from .auth import ApiKeys, Principal
 from .index import SemanticIndex
 from .scope import Scope, digest
 from .service_stream import Piece, answer_events
@@ -64,6 +74,7 @@ __all__ = [
     "StatsResponse",
     "create_app",
     "default_llm",
+    "exposure",
     "serve",
 ]
 
@@ -352,6 +363,27 @@ def _default_model(simulate: bool | None, latency_scale: float) -> tuple[Any, bo
 # --------------------------------------------------------------------------- the app
 
 
+def _caller(request: Request) -> Principal | None:
+    """Who is asking: the principal of the request's API key (``None`` when the app has
+    no keys); 401 when it has keys and the request presents none or an unknown one. The
+    place for per-key limits: they key on ``Principal.key_id``. Keys are never logged."""
+    keys: ApiKeys | None = request.app.state.api_keys
+    if keys is None:
+        return None
+    principal = keys.authenticate(request.headers.get("authorization"))
+    if principal is None:
+        raise HTTPException(
+            status_code=401,
+            detail="an API key is needed: Authorization: Bearer <key>",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    return principal
+
+
+#: A route parameter: the request's :class:`~paracache.auth.Principal` (or ``None``).
+Caller = Annotated[Principal | None, Depends(_caller)]
+
+
 def _threshold(header: str | None, default: float) -> float:
     if header is None:
         return default
@@ -408,6 +440,7 @@ def create_app(
     index: SemanticIndex | None = None,
     llm: Any = None,
     *,
+    api_keys: ApiKeys | str | None = None,
     redis_url: str | None = None,
     namespace: str = DEFAULT_NAMESPACE,
     min_similarity: float | None = None,
@@ -423,6 +456,10 @@ def create_app(
         llm: The chat model: a LangChain chat model, or a function (sync or async) of an
             :class:`AnswerRequest` returning ``str`` or :class:`LLMReply`. Default:
             :func:`default_llm`.
+        api_keys: Who may ask, and as which tenant: an :class:`~paracache.auth.ApiKeys`
+            or its text (``key:tenant`` pairs, comma-separated). Default: the
+            ``PARACACHE_API_KEYS`` environment variable; unset, nobody is asked for a
+            key (the body's ``tenant`` is trusted: keep the service on loopback).
         redis_url: For the default index (default: ``PARACACHE_REDIS_URL``, ``REDIS_URL``,
             else an embedded Redis).
         namespace: For the default index.
@@ -438,6 +475,11 @@ def create_app(
         >>> client.post("/v1/answer", json={"prompt": "?"}).json()["cached"]  # doctest: +SKIP
         False
     """
+    keys = ApiKeys.parse(api_keys) if isinstance(api_keys, str) else api_keys
+    if keys is None:
+        keys = ApiKeys.from_env()
+    elif not isinstance(keys, ApiKeys):
+        raise TypeError(f"api_keys must be ApiKeys or str, got {type(api_keys).__name__}")
     owned = index is None
     if index is None:
         index = SemanticIndex(redis_url, namespace=namespace, min_similarity=min_similarity)
@@ -483,6 +525,7 @@ def create_app(
     )
     app.state.index = index
     app.state.llm_description = described
+    app.state.api_keys = keys
 
     @app.post(
         "/v1/answer",
@@ -496,12 +539,16 @@ def create_app(
                 "content": {"text/event-stream": {}},
             },
             400: {"model": ErrorResponse, "description": "A bad header value"},
+            401: {"model": ErrorResponse, "description": "No API key, or an unknown one"},
+            403: {"model": ErrorResponse, "description": "The body names another tenant "
+                  "than the API key's"},
             422: {"description": "The body is not a valid AnswerRequest"},
             502: {"model": ErrorResponse, "description": "The chat model failed"},
         },
     )
     async def answer(
         body: AnswerRequest,
+        principal: Caller,
         min_similarity: Annotated[
             str | None,
             Header(
@@ -511,11 +558,18 @@ def create_app(
             ),
         ] = None,
     ) -> AnswerResponse | StreamingResponse:
+        tenant = body.tenant
+        if principal is not None:
+            if tenant and not _same(tenant, principal.tenant):
+                raise HTTPException(
+                    status_code=403, detail="the body names another tenant than the API key's"
+                )
+            tenant = principal.tenant
         threshold = _threshold(min_similarity, cache.settings.min_similarity)
         t0 = time.perf_counter()
         scope = Scope(
             model=body.model,
-            tenant=body.tenant,
+            tenant=tenant,
             params={"temperature": body.temperature},
             context=digest("service/v1", body.system),
         )
@@ -553,7 +607,7 @@ def create_app(
         tags=["operations"],
         summary="This process's counters and the entries in Redis",
     )
-    async def stats() -> StatsResponse:
+    async def stats(principal: Caller) -> StatsResponse:
         entries = await _entries(cache, metrics)
         data = cache.stats().as_dict()
         return StatsResponse(
@@ -609,6 +663,11 @@ def create_app(
     return app
 
 
+def _same(a: str, b: str) -> bool:
+    """Tenant names compared in constant time (as keys are)."""
+    return hmac.compare_digest(a.encode("utf-8", "replace"), b.encode("utf-8", "replace"))
+
+
 async def _entries(index: SemanticIndex, metrics: bool) -> int | None:
     if metrics:
         from .observability import arefresh_entries
@@ -622,18 +681,65 @@ async def _entries(index: SemanticIndex, metrics: bool) -> int | None:
         return None
 
 
+def exposure(host: str, keys: ApiKeys | None, *, no_auth: bool = False) -> str:
+    """What the service tells at start-up about who may ask it; ``ValueError`` for an
+    address other than loopback without API keys, unless ``no_auth`` says so on purpose.
+
+    Example:
+        >>> exposure("127.0.0.1", None)[:39]
+        'no API keys: requests are not authentic'
+        >>> exposure("0.0.0.0", None)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ValueError: no API keys configured: refusing to listen on 0.0.0.0, where anyone ...
+    """
+    if keys is not None:
+        return (
+            f"API keys: {len(keys)} keys for {len(keys.tenants)} tenants; requests need "
+            "Authorization: Bearer <key>, and each key's tenant scopes its requests"
+        )
+    if not _loopback(host) and not no_auth:
+        raise ValueError(
+            f"no API keys configured: refusing to listen on {host}, where anyone who can "
+            "reach it could read any tenant's cached answers; set PARACACHE_API_KEYS or "
+            "--api-keys FILE, or pass --no-auth"
+        )
+    where = "loopback only" if _loopback(host) else f"{host}, WITHOUT authentication (--no-auth)"
+    return (
+        "no API keys: requests are not authenticated and the body's tenant is trusted; "
+        f"listening on {where}"
+    )
+
+
+def _loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 def serve(
     *,
     host: str = "127.0.0.1",
     port: int = 8000,
     log_level: str = "info",
+    no_auth: bool = False,
     **options: Any,
 ) -> None:
-    """Run the service with uvicorn until interrupted (``paracache serve``)."""
+    """Run the service with uvicorn until interrupted (``paracache serve``). Without API
+    keys it listens on loopback only unless ``no_auth`` (see :func:`exposure`)."""
     import uvicorn
 
-    app = create_app(**options)
-    logger.info(
-        "paracache service on http://%s:%d (model: %s)", host, port, app.state.llm_description
+    keys = options.pop("api_keys", None)
+    keys = ApiKeys.parse(keys) if isinstance(keys, str) else keys or ApiKeys.from_env()
+    told = exposure(host, keys, no_auth=no_auth)
+    app = create_app(api_keys=keys, **options)
+    logger.warning(
+        "paracache service on http://%s:%d (model: %s); %s",
+        host, port, app.state.llm_description, told,
     )
     uvicorn.run(app, host=host, port=port, log_level=log_level)

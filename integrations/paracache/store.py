@@ -35,7 +35,7 @@ from .protocol import (
     _flatten,
     search_rows,
 )
-from .values import StoreRequest
+from .values import StoreRequest, StoreResult
 
 __all__ = ["REGISTER_EVERY", "Stores"]
 
@@ -59,8 +59,7 @@ def _batches(items: Iterable[T], size: int) -> Iterator[list[T]]:
 
 
 #: How many warm-up requests are ordered by length together: batches of similar
-#: lengths pad less in the model (on the benchmark machine 100 texts/s sorted 64 at a
-#: time, 130 sorted 256 at a time, 145 sorted 1,024 at a time).
+#: lengths pad less in the model (larger windows measured faster: benchmarks/RESULTS.md).
 _WARM_WINDOW = 1024
 
 
@@ -78,7 +77,7 @@ def _by_length(
 class Stores(FlowBase):
     """The write flows of one cache instance."""
 
-    def store_flow(self, req: StoreRequest) -> Flow[str | None]:
+    def store_flow(self, req: StoreRequest) -> Flow[StoreResult]:
         """Write one entry atomically (``DEL``+``HSET``+``EXPIRE`` in ``MULTI``), its
         scope first registered in the namespace's scope registry (``REGISTER_SCOPE``).
 
@@ -87,17 +86,18 @@ class Stores(FlowBase):
         scope in :data:`REGISTER_EVERY` seconds: an entry whose scope row is missing
         (the registry cleared by another process meanwhile) still serves lookups, which
         never read the registry; only its listing shows no scope until the next write.
-        Returns the entry id, or ``None`` when the policy skipped it or it was dropped.
+        Returns what it did: written (with the entry id), skipped by the TTL policy, or
+        dropped (Redis failed or refused, the breaker is open).
         """
         t0 = time.perf_counter()
         if req.skip:
             self.recorder.write("skipped")
             logger.debug("paracache: not caching: %s", req.skip)
-            return None
+            return StoreResult("skipped", None, req.skip)
         if not self.breaker.allow():
             self.recorder.write("dropped")
             self.recorder.error("breaker_open")
-            return None
+            return StoreResult("dropped", None, "circuit breaker open")
         mapping = dict(req.mapping)
         if req.lookup.semantic:
             vector = yield from self._embed(req.lookup.text)
@@ -129,14 +129,15 @@ class Stores(FlowBase):
             else:
                 self._failure("store", exc)
             self.recorder.write("dropped", time.perf_counter() - t0)
-            return None
+            why = f"write refused: {refused}" if refused else f"redis: {exc.kind}"
+            return StoreResult("dropped", None, why)
         except Exception as exc:  # a bug of paracache's own, not a Redis failure
             self._internal("store", exc)
             self.recorder.write("dropped", time.perf_counter() - t0)
-            return None
+            return StoreResult("dropped", None, f"internal: {type(exc).__name__}")
         self.breaker.record_success()
         self.recorder.write("written", time.perf_counter() - t0)
-        return req.lookup.entry_id
+        return StoreResult("written", req.lookup.entry_id, "written")
 
     def _register_due(self, scope_digest: str) -> bool:
         """Should this write register its scope? Yes unless this instance did so in the
@@ -177,7 +178,8 @@ class Stores(FlowBase):
         ``on_batch`` is called with the number of requests each batch consumed (for a
         progress bar). Returns how many entries were written; entries the policy skips
         are counted as skipped writes. Redis and embedding errors propagate: a warm-up
-        is an explicit, administrative operation.
+        is an explicit, administrative operation. A batch's writes are waited for before
+        an error propagates (none is left running behind the caller's back).
         """
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
@@ -187,7 +189,12 @@ class Stores(FlowBase):
         for batch in _by_length(requests, batch_size, _WARM_WINDOW):
             # Embed this batch while Redis still writes and indexes the previous one.
             started = time.perf_counter()
-            calls, live = yield from self._warm_calls(batch)
+            try:
+                calls, live = yield from self._warm_calls(batch)
+            except Exception:
+                if pending is not None:  # the previous batch's writes land (or fail) first
+                    yield from self._warm_join(pending, on_batch)
+                raise
             if pending is not None:
                 written += yield from self._warm_join(pending, on_batch)
                 pending = None

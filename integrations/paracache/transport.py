@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import functools
+import logging
 import os
 import re
 import select
@@ -46,12 +47,15 @@ __all__ = [
     "check_user_clients",
     "client_kwargs",
     "client_url",
+    "close_async_client",
     "derive_async",
     "resolve_redis_url",
     "safe_url",
     "translate",
     "within",
 ]
+
+logger = logging.getLogger("paracache")
 
 
 def resolve_redis_url(
@@ -80,8 +84,8 @@ def resolve_redis_url(
 
 
 #: Texts per model call in a warm-up: the offline model sorts by length, and small
-#: batches of similar length waste the least padding (175 texts/s at 16 against 115 at
-#: 64 and 26 as one unsorted batch of 768, on the benchmark machine).
+#: batches of similar length waste the least padding (the fastest size measured:
+#: benchmarks/RESULTS.md).
 _EMBED_BATCH = 16
 
 _POOL: concurrent.futures.ThreadPoolExecutor | None = None
@@ -91,7 +95,7 @@ _POOL_LOCK = threading.Lock()
 class ThreadConnections:
     """One connection per thread to a client's server, used directly: a command is
     sent and its reply read, without redis-py's pool checkout, retry wrapper and
-    per-command bookkeeping (about 0.05 ms a call, a quarter of an exact hit).
+    per-command bookkeeping (a sizeable share of an exact hit: benchmarks/RESULTS.md).
 
     For plain commands on clients paracache made itself (no retries configured, no
     caller's instrumentation to honour). A connection is dropped on any failure but
@@ -172,12 +176,17 @@ async def within(work: Awaitable[Any], timeout: float) -> Any:
     fails although its answer is in. Here a timer that fires late (the loop could not run
     it in time) gives the call that much time again, up to :func:`backstop` in all, so
     replies that arrived meanwhile are read; a timer that fires on time cancels the call,
-    which becomes a ``TimeoutError``. One timer, no extra task (about 20 us a call; a
-    task per call cost 50).
+    which becomes a ``TimeoutError``. One timer on the calling task, no extra task
+    (cheaper per call; see ``benchmarks/RESULTS.md``), where the task can take its own
+    cancellation back (``Task.uncancel``, Python 3.11+), so a caller's cancellation is
+    never mistaken for a timeout; on Python 3.10 the work runs as its own task, which the
+    timer cancels instead (:func:`_within_task`).
     """
     task = asyncio.current_task()
     if task is None:  # not inside a task: nothing to cancel, redis-py's backstop bounds it
         return await work
+    if not _CAN_UNCANCEL:
+        return await _within_task(work, timeout)
     deadline = _Deadline(task, timeout)
     try:
         return await work
@@ -187,6 +196,35 @@ async def within(work: Awaitable[Any], timeout: float) -> Any:
         raise
     finally:
         deadline.stop()
+
+
+#: Tasks count cancellations and can take one back (Python 3.11+).
+_CAN_UNCANCEL = hasattr(asyncio.Task, "uncancel")
+
+
+async def _within_task(work: Awaitable[Any], timeout: float) -> Any:
+    """:func:`within` without ``Task.uncancel`` (Python 3.10): ``work`` runs as its own
+    task and the timer cancels that task, never the caller's, so a cancellation of the
+    caller is always the caller's (it cancels ``work`` too and propagates)."""
+    loop = asyncio.get_running_loop()
+    inner = asyncio.ensure_future(work)
+    start = loop.time()
+    due, give_up = start + timeout, start + backstop(timeout)
+    try:
+        while True:
+            done, _ = await asyncio.wait({inner}, timeout=max(0.0, due - loop.time()))
+            if done:
+                return inner.result()
+            now = loop.time()
+            late = now - due
+            if late >= _LAG_SLACK and now < give_up:  # a busy loop: give the time back
+                due = min(now + late, give_up)
+                continue
+            inner.cancel()  # redis-py drops the connection: a late reply reaches no one
+            raise redis.TimeoutError(f"paracache: no reply within {timeout:g}s")
+    except asyncio.CancelledError:
+        inner.cancel()
+        raise
 
 
 class _Deadline:
@@ -200,8 +238,8 @@ class _Deadline:
         self._task = task
         now = self._loop.time()
         self._give_up = now + backstop(timeout)
-        # Python 3.11+ counts cancellations: ours must not swallow anyone else's.
-        self._cancelling = task.cancelling() if hasattr(task, "cancelling") else 0
+        # Tasks count cancellations: ours must not swallow anyone else's.
+        self._cancelling = task.cancelling()
         self.fired = False
         self._handle = self._loop.call_at(now + timeout, self._fire, now + timeout)
 
@@ -221,9 +259,7 @@ class _Deadline:
 
     def withdraw(self) -> bool:
         """Take back this timer's cancellation; False if someone else cancelled too."""
-        if hasattr(self._task, "uncancel"):
-            return bool(self._task.uncancel() <= self._cancelling)
-        return True
+        return bool(self._task.uncancel() <= self._cancelling)
 
 
 def backstop(timeout: float) -> float:
@@ -386,7 +422,7 @@ def translate(exc: BaseException, *, embedding: bool = False) -> BaseException:
     kind: Kind | None = "embedding" if embedding else _kind(exc)
     if kind is None:
         return exc
-    err = BackendError(kind, str(exc) or type(exc).__name__)
+    err = BackendError(kind, str(exc).removeprefix("paracache: ") or type(exc).__name__)
     err.__cause__ = exc
     return err
 
@@ -466,9 +502,9 @@ class Embedder:
             if isinstance(vectorizer, MiniLMVectorizer) and vectorizer.cache is None:
                 # The offline model does bounded CPU work (input capped at max_chars) and
                 # cannot hang on I/O: run it here. A hop to a pool thread would cost more
-                # (about 0.1 ms, several ms on a busy machine) than the bound protects.
+                # (a thread wake-up, slow on a busy machine) than the bound protects.
                 # Its own hook directly: RedisVL's embed() wrapper (argument checks, an
-                # embeddings cache this instance does not have) adds about 0.05 ms.
+                # embeddings cache this instance does not have) costs time per call.
                 vec = vectorizer._embed(text)
             elif self.timeout is None or isinstance(vectorizer, MiniLMVectorizer):
                 vec = vectorizer.embed(text)
@@ -495,3 +531,27 @@ class Embedder:
     async def aembed_many(self, texts: Sequence[str], batch_size: int = _EMBED_BATCH) -> Any:
         """Async :meth:`embed_many`."""
         return await self.vectorizer.aembed_many(list(texts), batch_size=batch_size)
+
+
+def close_async_client(client: Any, loop: asyncio.AbstractEventLoop) -> None:
+    """Close an asyncio client made on ``loop`` from outside it: on that loop if it runs
+    in another thread (waiting up to 5 s), by running it if it is stopped, as a task if
+    it is the caller's own. A closed loop's connections cannot be closed through it;
+    they close when they are garbage-collected.
+
+    Example:
+        >>> # close_async_client(client, loop_of_another_thread)
+    """
+    try:
+        current: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+    except RuntimeError:
+        current = None
+    try:
+        if loop is current:
+            loop.create_task(client.aclose())
+        elif loop.is_running():
+            asyncio.run_coroutine_threadsafe(client.aclose(), loop).result(timeout=5.0)
+        elif not loop.is_closed():
+            loop.run_until_complete(client.aclose())
+    except Exception as exc:  # closing is best effort: the connections are dropped anyway
+        logger.debug("paracache: closing an async client failed: %r", exc)

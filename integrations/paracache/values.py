@@ -34,6 +34,7 @@ __all__ = [
     "LookupRequest",
     "Settings",
     "StoreRequest",
+    "StoreResult",
     "Verdict",
     "check_similarity",
     "check_thresholds",
@@ -59,7 +60,8 @@ class CacheHit:
     Attributes:
         response: The stored response text (adapters put their serialised values here).
         layer: ``"exact"`` (same normalised text and scope) or ``"semantic"``.
-        similarity: Cosine similarity of the query to the entry's prompt (1.0 if exact).
+        similarity: Cosine similarity of the query to the entry's prompt (1.0 if exact);
+            below ``min_similarity`` when a corroborated candidate was served.
         entry_id: The entry's id, for :meth:`SemanticIndex.delete`.
         prompt: The prompt the entry was stored under.
         metadata: The metadata stored with it.
@@ -122,6 +124,34 @@ def last_verdict() -> Verdict | None:
 
 
 @dataclasses.dataclass(frozen=True)
+class StoreResult:
+    """What one write did (:meth:`paracache.SemanticIndex.store_result`).
+
+    Attributes:
+        outcome: ``"written"``; ``"skipped"``: the TTL policy declined to cache it (e.g.
+            a temperature above ``max_temperature``), nothing is wrong; ``"dropped"``:
+            it could not be written (Redis down or refusing writes, the circuit breaker
+            open): fail-open, counted and logged.
+        entry_id: The entry's id when written, else ``None``.
+        reason: Why, in words (``"temperature 1.5 > max_temperature 1.0"``,
+            ``"redis: timeout"``, ``"write refused: oom"``, ...).
+
+    Example:
+        >>> StoreResult("skipped", None, "temperature 1.5 > max_temperature 1.0").written
+        False
+    """
+
+    outcome: Literal["written", "skipped", "dropped"]
+    entry_id: str | None
+    reason: str
+
+    @property
+    def written(self) -> bool:
+        """Whether the entry was written."""
+        return self.outcome == "written"
+
+
+@dataclasses.dataclass(frozen=True)
 class Candidate:
     """An in-scope neighbour returned by the semantic layer."""
 
@@ -139,6 +169,8 @@ class Settings:
     policy: TTLPolicy = dataclasses.field(default_factory=TTLPolicy)
     normalizer: Normalizer = dataclasses.field(default_factory=Normalizer)
     track_hits: bool = True
+    #: Look the exact layer up first (off: every lookup goes to the semantic layer).
+    exact: bool = True
     max_embed_chars: int = 2_000
     #: Cap on this index's entries; the oldest (by ``created_at``) are trimmed beyond it.
     max_entries: int | None = None

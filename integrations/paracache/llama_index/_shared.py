@@ -159,14 +159,35 @@ def _attr(obj: Any, name: str) -> Any:
         return None
 
 
-def _fingerprint(value: Any, depth: int = 0) -> Any:
+class Unreadable(Exception):
+    """Something that decides an answer (a retriever's filters) could not be read: the
+    query is not cached (fail closed: better a miss than another user's answer)."""
+
+
+def _read(obj: Any, name: str) -> Any:
+    """An attribute that decides the answer: ``None`` if ``obj`` has none; any other
+    error while reading it raises :class:`Unreadable`."""
+    try:
+        return getattr(obj, name, None)
+    except Exception as exc:
+        raise Unreadable(f"{type(obj).__name__}.{name}: {exc!r}") from exc
+
+
+def _fingerprint(value: Any, depth: int = 0, strict: bool = False) -> Any:
     """JSON data standing for ``value`` in a scope digest. Secret-named keys are dropped
-    and unknown objects reduced to their type name, so no credential enters a digest."""
+    and unknown objects reduced to their type name, so no credential enters a digest.
+    ``strict`` (a retriever's filters): what cannot be told apart by its data (an unknown
+    object, a model that will not dump, nesting past 8 levels) raises :class:`Unreadable`
+    instead of standing for every value of its type."""
     if value is None or isinstance(value, (bool, int, str)):
         return value
     if isinstance(value, float):
         return value if math.isfinite(value) else repr(value)
-    if depth > 8 or type(value).__name__ in ("SecretStr", "SecretBytes"):
+    if type(value).__name__ in ("SecretStr", "SecretBytes"):
+        return type(value).__name__
+    if depth > 8:
+        if strict:
+            raise Unreadable(f"nested too deeply: {type(value).__name__}")
         return type(value).__name__
     if isinstance(value, enum.Enum):
         return _fingerprint(value.value, depth + 1)
@@ -178,19 +199,26 @@ def _fingerprint(value: Any, depth: int = 0) -> Any:
         return [type(value).__name__, _attr(value, "model_name")]
     if isinstance(value, Mapping):
         return {
-            str(k): _fingerprint(v, depth + 1) for k, v in value.items() if not _is_secret(str(k))
+            str(k): _fingerprint(v, depth + 1, strict)
+            for k, v in value.items()
+            if not _is_secret(str(k))
         }
     if isinstance(value, (list, tuple)):
-        return [_fingerprint(v, depth + 1) for v in value]
+        return [_fingerprint(v, depth + 1, strict) for v in value]
     if isinstance(value, (set, frozenset)):
-        return sorted((_fingerprint(v, depth + 1) for v in value), key=canonical_json)
+        return sorted((_fingerprint(v, depth + 1, strict) for v in value), key=canonical_json)
     if isinstance(value, BaseModel):
         try:
-            return [type(value).__name__, _fingerprint(value.model_dump(), depth + 1)]
-        except Exception:
+            dumped = value.model_dump()
+        except Exception as exc:
+            if strict:
+                raise Unreadable(f"{type(value).__name__} will not dump: {exc!r}") from exc
             return type(value).__name__
+        return [type(value).__name__, _fingerprint(dumped, depth + 1, strict)]
     if isinstance(value, type):
         return value.__qualname__
+    if strict:
+        raise Unreadable(f"cannot fingerprint a {type(value).__name__}")
     return type(value).__name__
 
 

@@ -35,6 +35,7 @@ from ._shared import (
     _fingerprint,
     _load_response,
     _prompt_fingerprint,
+    _read,
     _resolve_index,
     _text_gen,
     llm_scope,
@@ -54,6 +55,21 @@ class _Plan:
     scope: Scope
     streaming: bool | None
     embed_model: Any
+
+
+#: What a retriever's answer depends on besides the query, read from its private
+#: attributes (``VectorIndexRetriever``'s, pinned by the tests): a value that cannot be
+#: read, or filters that cannot be told apart by their data, mean the query is not cached.
+RETRIEVER_ATTRS = (
+    "_filters",
+    "_vector_store_query_mode",
+    "_alpha",
+    "_doc_ids",
+    "_sparse_top_k",
+    "_hybrid_top_k",
+    "_kwargs",
+    "_embed_model",
+)
 
 
 class SemanticCacheQueryEngine(BaseQueryEngine):
@@ -227,18 +243,9 @@ class SemanticCacheQueryEngine(BaseQueryEngine):
                 fields["similarity_top_k"] = top_k
             if isinstance(index_id := _attr(_attr(retriever, "_index"), "index_id"), str):
                 fields["index_id"] = index_id
-            for name in (
-                "_filters",
-                "_vector_store_query_mode",
-                "_alpha",
-                "_doc_ids",
-                "_sparse_top_k",
-                "_hybrid_top_k",
-                "_kwargs",
-                "_embed_model",
-            ):
-                parts[name] = _fingerprint(_attr(retriever, name))
-            parts["node_ids"] = self._ids_digest(_attr(retriever, "_node_ids"))
+            for name in RETRIEVER_ATTRS:  # an error reading one: not cached (fail closed)
+                parts[name] = _fingerprint(_read(retriever, name), strict=name == "_filters")
+            parts["node_ids"] = self._ids_digest(_read(retriever, "_node_ids"))
             embed_model = _attr(retriever, "_embed_model")
         synth = _attr(engine, "_response_synthesizer")
         if synth is not None:
