@@ -276,11 +276,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--samples", type=int, default=2000, help="timed lookups per system")
     ap.add_argument("--seconds", type=float, default=10.0, help="throughput run per system")
     ap.add_argument("--failover", action="store_true", help="also kill a primary under load")
+    ap.add_argument("--only-failover", action="store_true", help="only the failover run")
     ap.add_argument("--cluster", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
-    compare(args.entries, args.samples, args.seconds)
-    if args.failover:
+    if not args.only_failover:
+        compare(args.entries, args.samples, args.seconds)
+    if args.failover or args.only_failover:
         failover(min(args.entries, 10_000))
     print(f"\ndone in {(time.perf_counter() - t0) / 60:.1f} min: "
           f"python benchmarks/perf_cluster.py {' '.join(argv or sys.argv[1:])}")  # fmt: skip

@@ -161,7 +161,9 @@ class SemanticIndex:
         embedded_dir: With no ``redis_url``: use an embedded Redis that persists to this
             directory (append-only file), so entries survive a restart. The same as
             setting ``PARACACHE_EMBEDDED_DIR``.
-        breaker: The circuit breaker (default: open after 3 failures for 2 s).
+        breaker: The circuit breaker (default: open after 3 failures in a row for 2 s;
+            on a Redis Cluster after 10, so that one shard down does not switch off
+            the others).
         track_hits: Record ``hit_count`` and ``last_hit_at`` on each hit.
         on_verdict: Called with every lookup's :class:`Verdict`.
         exact: Look the exact layer up first (on by default). Off, every lookup embeds
