@@ -1,17 +1,30 @@
 """Speed, memory and scale: paracache against langchain-redis and RedisVL, one run.
 
-All three systems share one embedded Redis (started here: redis-server 8.2 + RediSearch
-2.10, loopback) and one embedder (paracache's offline int8 MiniLM; the peers get it as
-their vectorizer, langchain-redis through a LangChain ``Embeddings`` adapter). Systems
-are alternated query by query, so machine noise hits all alike; results are medians
-and ratios. Stored entries are bulk-loaded with precomputed vectors (each system with
-its own key and field layout; the peers through their index's ``load()``); queries go
-through the embedder end to end, except at 1 M entries, where query vectors are
-precomputed too (the embedder taken out).
+First, *the user's path* (:func:`user_path`): what a LangChain app runs, on two servers
+started here, side by side: a **stock-config** one (redis-server 8.2 + RediSearch 2.10
+with nothing but ``--loadmodule``: no ``PARTIAL_INDEXED_DOCS``, Redis' default
+``hash-max-listpack-value`` 64; what a ``redis-stack`` container, Redis Cloud or a
+self-managed Redis 8 looks like) and paracache's **tuned** embedded one (those two
+settings changed) as the extra column. ``paracache.langchain.SemanticCache`` and
+langchain-redis ``RedisSemanticCache`` each store Banking77 questions through
+``update`` and look up others through ``lookup``, (a) on one shared, clocked embedder
+(the cache's own share = lookup minus embedding) and (b) each on its own default
+embedding pipeline end to end. paracache's embedding memo is cleared before each of its
+lookups everywhere in this script: no system is spared an embedding the others pay.
 
-    python benchmarks/perf.py --quick          # development: small sizes, ~2 min
-    python benchmarks/perf.py                  # the full run (10 k, 100 k, 1 M entries)
-    python benchmarks/perf.py --write-results  # ... and update benchmarks/RESULTS.md
+Then the three-system tiers (10 k, 100 k, 1 M entries) on the stock server by default
+(``--server tuned`` for the embedded one), on one shared embedder (paracache's offline
+int8 MiniLM; the peers get it as their vectorizer, langchain-redis through a LangChain
+``Embeddings`` adapter). Systems are alternated query by query, so machine noise hits
+all alike; results are medians and ratios. Stored entries are bulk-loaded with
+precomputed vectors (each system with its own key and field layout; the peers through
+their index's ``load()``); queries go through the embedder end to end, except at 1 M
+entries, where query vectors are precomputed too (the embedder taken out).
+
+    python benchmarks/perf.py --quick              # development: small sizes
+    python benchmarks/perf.py --user-only          # only the user's path (both servers)
+    python benchmarks/perf.py                      # the full run (10 k, 100 k, 1 M entries)
+    python benchmarks/perf.py --write-results      # ... and update benchmarks/RESULTS.md
 
 Stored questions: Banking77 (shared data, 10,003 questions, CC BY 4.0), then templated
 variations (greeting prefixes, closing suffixes, number substitutions) up to 100 k; at
@@ -721,6 +734,7 @@ def user_path(url: str, stored: Sequence[str], queries: Sequence[str],
             exact[name].add(time.perf_counter() - t0, 0.0, hit)
     out["lookups"] = {name: smp.summary() for name, smp in samples.items()}
     out["exact"] = {name: smp.summary() for name, smp in exact.items()}
+    out["server"]["cost"] = server_costs(client, para_own, lc_own, queries, asked)
     for cache in (para_shared, para_own):
         cache.index.clear()
     para_shared.index.close()
@@ -729,6 +743,49 @@ def user_path(url: str, stored: Sequence[str], queries: Sequence[str],
         client.execute_command("FT.DROPINDEX", lc_name, "DD")
     client.close()
     return out
+
+
+#: Commands a lookup sends itself (its round trips), ``None``: every command (a system
+#: without scripts). paracache's lookups are scripts: what runs inside one (its
+#: ``FT.SEARCH``, ``HGETALL``s) is counted in it, not as round trips of their own.
+TOP_LEVEL: dict[str, tuple[str, ...] | None] = {"paracache": ("evalsha", "eval"),
+                                                "langchain-redis": None}
+
+
+def _commandstats(client: redis.Redis) -> dict[str, tuple[int, int]]:
+    raw = client.info("commandstats")
+    return {k.removeprefix("cmdstat_").lower(): (int(v["calls"]), int(v["usec"]))
+            for k, v in raw.items()}
+
+
+def server_costs(client: redis.Redis, para: Any, lc: Any, queries: Sequence[str],
+                 exact: Sequence[str], n: int = 150) -> dict[str, dict[str, dict[str, float]]]:
+    """What each lookup costs the server, from ``INFO commandstats`` around it (robust
+    to a loaded client machine): round trips (commands the client sent) and server
+    microseconds, by outcome. Counted per lookup, systems alternated."""
+    from paracache.langchain import SemanticCache
+
+    acc: dict[str, dict[str, list[tuple[int, int]]]] = {}
+    for i in range(min(n, len(queries))):
+        pairs = [(name, cache, text) for name, cache in (("paracache", para),
+                                                         ("langchain-redis", lc))
+                 for text in (queries[i], exact[i])]
+        for name, cache, text in pairs if i % 2 else pairs[::-1]:
+            if isinstance(cache, SemanticCache):
+                cache.index._memo.clear()
+            before = _commandstats(client)
+            hit = cache.lookup(text, USER_LLM_STRING) is not None
+            after = _commandstats(client)
+            kind = ("exact repeat" if text == exact[i] else
+                    "semantic hit" if hit else "miss")
+            mine = TOP_LEVEL[name] or tuple(c for c in after if c != "info")
+            calls = sum(after.get(c, (0, 0))[0] - before.get(c, (0, 0))[0] for c in mine)
+            usec = sum(after.get(c, (0, 0))[1] - before.get(c, (0, 0))[1] for c in mine)
+            acc.setdefault(name, {}).setdefault(kind, []).append((calls, usec))
+    return {name: {kind: {"round_trips": statistics.mean(c for c, _ in rows),
+                          "server_us_p50": statistics.median(u for _, u in rows),
+                          "n": len(rows)} for kind, rows in kinds.items()}
+            for name, kinds in acc.items()}
 
 
 def _pairs_of(raw: Any) -> dict[str, Any]:
@@ -912,43 +969,55 @@ def async_runs(s: Systems, queries: dict[str, list[str]], plan: Plan,
             "lookups_each": sum(len(m) for m in mixes)}
 
 
+#: The embedder settings compared for the request path (``intra_op_num_threads``).
+THREAD_SETTINGS = {"1 thread": 1, "one per core (onnxruntime default)": 0,
+                   "adaptive (paracache default)": None}
+
+
 def thread_runs(url: str, queries: dict[str, list[str]], plan: Plan,
                 held: list[str]) -> dict[str, Any]:
-    """The embedder with 1 and 2 onnxruntime threads: one query at a time, and paracache
-    lookups/s under concurrency."""
-    out: dict[str, Any] = {}
-    texts = queries["paraphrase hit"]
-    v1, v2 = MiniLMVectorizer(intra_op_num_threads=1), MiniLMVectorizer(intra_op_num_threads=2)
-    v1.warmup()
-    v2.warmup()
-    single: dict[int, list[float]] = {1: [], 2: []}
+    """The embedder's request-path settings: one query at a time (p50, settings
+    alternated query by query), and texts/s with 1, 2 and 4 callers embedding at once
+    (threads; each setting on the same texts, rounds rotated)."""
+    texts = [*queries["paraphrase hit"], *queries["miss"]]
+    models = {name: MiniLMVectorizer(intra_op_num_threads=n) for name, n in THREAD_SETTINGS.items()}
+    for v in models.values():
+        v.warmup()
+    names = list(models)
+    single: dict[str, list[float]] = {name: [] for name in names}
     for i, t in enumerate(texts):
-        for th, v in ((1, v1), (2, v2)) if i % 2 else ((2, v2), (1, v1)):
+        for name in names[i % 3:] + names[:i % 3]:
             t0 = time.perf_counter()
-            v.embed(t)
-            single[th].append(time.perf_counter() - t0)
-    out["single_p50_ms"] = {str(th): pct(ts, 50) * 1e3 for th, ts in single.items()}
-    rates: dict[int, list[float]] = {1: [], 2: []}
+            models[name].embed(t)
+            single[name].append(time.perf_counter() - t0)
+    out: dict[str, Any] = {"single_p50_ms": {n: pct(ts, 50) * 1e3 for n, ts in single.items()}}
+
+    def rate(v: MiniLMVectorizer, callers: int) -> float:
+        queue = list(texts)
+        lock = threading.Lock()
+
+        def work() -> None:
+            while True:
+                with lock:
+                    if not queue:
+                        return
+                    t = queue.pop()
+                v.embed(t)
+
+        workers = [threading.Thread(target=work) for _ in range(callers)]
+        t0 = time.perf_counter()
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+        return len(texts) / (time.perf_counter() - t0)
+
+    rates: dict[str, dict[str, list[float]]] = {n: {} for n in names}
     for r in range(2):
-        for th, v in ((1, v1), (2, v2)) if r % 2 == 0 else ((2, v2), (1, v1)):
-            idx = SemanticIndex(url, namespace="bench-threads", vectorizer=v, dtype="float16")
-            mix = [f"{ASYNC_PREFIXES[4 + r + 2 * (th - 1)]}{q}" for q in texts]
-
-            async def go(idx: SemanticIndex = idx, mix: list[str] = mix) -> float:
-                queue = list(mix)
-
-                async def worker() -> None:
-                    while queue:
-                        await idx.alookup(queue.pop(), SCOPE)
-
-                t0 = time.perf_counter()
-                await asyncio.gather(*(worker() for _ in range(plan.concurrency)))
-                await idx.aclose()
-                return len(mix) / (time.perf_counter() - t0)
-
-            rates[th].append(asyncio.run(go()))
-            idx.close()
-    out["async_per_s"] = {str(th): statistics.median(v) for th, v in rates.items()}
+        for callers in (1, 2, 4):
+            for name in names[r % 3:] + names[:r % 3]:
+                rates[name].setdefault(str(callers), []).append(rate(models[name], callers))
+    out["per_s"] = {n: {c: statistics.median(v) for c, v in by.items()} for n, by in rates.items()}
     return out
 
 
@@ -1080,6 +1149,15 @@ def user_report(out: dict[str, Any]) -> list[str]:
         lambda u, n: u["load"][n]["bytes_per_entry"], "{:,.0f}")
     row("entries in Redis after the load (FT.INFO num_docs)",
         lambda u, n: u["load"][n]["entries"], "{:,.0f}", False)
+    lines += ["", "What a lookup costs the server (`INFO commandstats` around each lookup; "
+              "round trips = commands the client sent, scripts counted once; server time "
+              "p50 in µs; by outcome):", "",
+              "| server | system | exact repeat | semantic hit | miss |", "|---|---|---|---|---|"]
+    for kind, u in runs.items():
+        for name, by in (u["server"].get("cost") or {}).items():
+            cells = [f"{by[k]['round_trips']:.1f} RT, {by[k]['server_us_p50']:.0f} µs"
+                     if k in by else "" for k in ("exact repeat", "semantic hit", "miss")]
+            lines.append(f"| {kind} | {name} | " + " | ".join(cells) + " |")
     lines += ["", "paracache's embedding memo is cleared before each of its lookups: every "
               "lookup of either cache embeds its question. Systems take turns query by query.",
               ""]
@@ -1087,7 +1165,7 @@ def user_report(out: dict[str, Any]) -> list[str]:
 
 
 def report(out: dict[str, Any]) -> str:
-    tiers = out["tiers"]
+    tiers = out.get("tiers") or {}
     if not tiers:
         return "\n".join([f"Run: {out['when']}, {out['machine']}; load average "
                           f"{out['load_before']} before, {out.get('load_after', '?')} after. "
@@ -1166,11 +1244,7 @@ def report(out: dict[str, Any]) -> str:
     lines += [f"| {k} | {v:.0f} |" for k, v in a["lookups_per_s"].items()]
     lines += ["", f"(paracache lookups that failed open, e.g. on its 100 ms Redis timeout: "
               f"{a.get('paracache_errors', 0)} of {a.get('lookups_each', 0)}.)"]
-    th = first["threads"]
-    lines += ["", "Embedder threads (onnxruntime `intra_op_num_threads`): one query at a time "
-              f"p50 {th['single_p50_ms']['1']:.2f} ms (1 thread) vs {th['single_p50_ms']['2']:.2f} "
-              f"ms (2); paracache async lookups/s {th['async_per_s']['1']:.0f} (1) vs "
-              f"{th['async_per_s']['2']:.0f} (2).", ""]
+    lines += thread_table(first["threads"])
     pol = first.get("lookups_rediSearch_policy", {}).get("paraphrase hit", {})
     if pol:
         lines += [f"Paraphrase hits at {fmt_size(int(next(iter(tiers))))} with RediSearch choosing "
@@ -1189,13 +1263,24 @@ def report(out: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def thread_table(th: dict[str, Any]) -> list[str]:
+    lines = ["", "### The embedder on the request path (same model, same vectors; "
+             "`intra_op_num_threads`)", "",
+             "| setting | one query at a time, p50 ms | texts/s, 1 caller | 2 callers | "
+             "4 callers |", "|---|---:|---:|---:|---:|"]
+    for name, p50 in th["single_p50_ms"].items():
+        r = th["per_s"][name]
+        lines.append(f"| {name} | {p50:.2f} | {r['1']:.0f} | {r['2']:.0f} | {r['4']:.0f} |")
+    return [*lines, ""]
+
+
 def plot(out: dict[str, Any], path: Path = PLOT) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    tiers = out["tiers"]
+    tiers = out.get("tiers") or {}
     sizes = [int(s) for s in tiers]
     kinds = ["exact repeat", "paraphrase hit", "miss"]
     fig, axes = plt.subplots(1, 3, figsize=(13, 4), sharey=True)
@@ -1249,15 +1334,25 @@ def main() -> None:
                          "tuned embedded one; the user's path runs on both")
     ap.add_argument("--user-only", action="store_true",
                     help="only the user's path (LangChain caches, both servers)")
+    ap.add_argument("--embedder-only", action="store_true",
+                    help="only the embedder's request-path settings (no Redis)")
     ap.add_argument("--from-json", type=Path, default=None,
                     help="only report (and plot) a previous run's out/perf.json")
     args = ap.parse_args()
     if args.from_json:
         out = json.loads(args.from_json.read_text(encoding="utf-8"))
         print(report(out))
-        plot(out, PLOT if args.write_results else OUT / PLOT.name)
+        if out.get("tiers"):
+            plot(out, PLOT if args.write_results else OUT / PLOT.name)
         if args.write_results:
             write_results(report(out))
+        return
+    if args.embedder_only:
+        _, asked = user_split(0, 400)
+        th = thread_runs("", {"paraphrase hit": asked[:200], "miss": asked[200:]},
+                         Plan([], None, 0, 0, 0, 0, 0, 0), [])
+        print(json.dumps(th, indent=1))
+        print("\n".join(thread_table(th)))
         return
     if args.quick:
         plan = Plan([2_000, 10_000], None, 40, 40, 512, 150, 16, 30)

@@ -128,3 +128,19 @@ async def test_the_deadline_tells_its_cancellation_from_the_callers(
     with pytest.raises(asyncio.CancelledError):
         await call
     assert call.cancelled()
+
+
+def test_administrative_calls_raise_cache_error_with_the_kind(
+    make_index: Any, redis_server: Any
+) -> None:
+    """clear/count raise the documented CacheError (its type, not a subclass), telling the
+    failure's kind; the driver's BackendError is its cause."""
+    index: SemanticIndex = make_index()
+    redis_server.stop()
+    try:
+        with pytest.raises(CacheError) as caught:
+            index.count()
+    finally:
+        redis_server.start()
+    assert type(caught.value) is CacheError and caught.value.kind == "unavailable"
+    assert isinstance(caught.value.__cause__, BackendError)

@@ -485,3 +485,22 @@ def test_processes_append_to_one_conversation(redis_url: str, ns: str) -> None:
     for n in range(3):
         assert [c for c in contents if c.startswith(f"{n}-")] == [f"{n}-{i}" for i in range(20)]
     history.store.close()
+
+
+def test_your_own_client_even_with_decoded_replies(redis_url: str, ns: str) -> None:
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        store = SessionStore(redis_client=client, namespace=ns, tenant="t", segment=1)
+        history = _history(store, "mine")
+        history.add_messages([HumanMessage("a"), AIMessage("b"), HumanMessage("c")])
+        assert [m.content for m in history.messages] == ["a", "b", "c"]
+        assert store.sessions() == ["mine"]
+        assert history.window(4, lambda ms: "sum")[0].content.endswith("sum\nsum")
+        limiter = RateLimiter([Limit("own", 1, window=3600)], redis_client=client, namespace=ns)
+        assert limiter.decide().admitted and not limiter.decide().admitted
+        store.close()  # the caller's client stays open
+        assert client.ping()
+    finally:
+        client.close()
+    with pytest.raises(ValueError):
+        SessionStore(redis_client=client, redis_url=redis_url)

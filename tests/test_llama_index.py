@@ -515,6 +515,20 @@ def test_secrets_never_reach_redis(
     assert llm.api_key == SECRET  # it was there to leak
 
 
+def test_error_bound_labels_query_engine_misses(
+    vindex: VectorStoreIndex, make_index: Any
+) -> None:
+    index = make_index(max_error_rate=0.02, min_similarity=0.995)
+    engine = SemanticCacheQueryEngine.from_index(vindex, index, llm=MockLLM(), similarity_top_k=2)
+    assert index.learner is not None
+    engine.query(PASSWORD)
+    engine.query(PASSWORD_PARAPHRASE)  # a miss below the threshold: its response labels
+    assert index.learner.wait_idle(30)
+    learning = index.stats().learning
+    assert learning["labels"] == 1  # MockLLM echoes the prompt: the answers differ
+    assert learning["wrong"] == 1
+
+
 # --------------------------------------------------------------------------- fail closed
 
 

@@ -169,3 +169,31 @@ def test_normalisation_keeps_meaning_across_scripts() -> None:
     assert n("¿Está abierto?") == n("está abierto")
     assert n("هل أنتم مفتوحون؟") == n("هل أنتم مفتوحون")
     assert n("क्या आप खुले हैं।") == n("क्या आप खुले हैं")
+
+
+def test_unreadable_is_its_own_prometheus_outcome(make_index) -> None:  # type: ignore[no-untyped-def]
+    from prometheus_client import REGISTRY
+
+    cache: SemanticIndex = make_index(metrics="prometheus")
+    labels = {"namespace": cache.namespace, "outcome": "unreadable"}
+    before = REGISTRY.get_sample_value("paracache_lookups_total", labels) or 0.0
+    cache.store("你们星期日营业吗", "sunday", Scope())
+    assert cache.lookup("你们星期一营业吗", Scope()) is None
+    assert cache.lookup("你们星期日营业吗", Scope()) is not None  # exact: not unreadable
+    after = REGISTRY.get_sample_value("paracache_lookups_total", labels)
+    assert after == before + 1
+
+
+def test_langchain_serves_repeats_and_never_another_question_in_chinese(make_index) -> None:  # type: ignore[no-untyped-def]
+    """The issue's report, through LangChain at the defaults: a different Chinese question
+    is a miss (the model is asked), a repeat is served."""
+    from langchain_core.language_models import FakeListChatModel
+
+    from paracache.langchain import SemanticCache
+
+    llm = FakeListChatModel(responses=["subscription answer", "card answer"],
+                            cache=SemanticCache(make_index()))  # fmt: skip
+    assert llm.invoke("我想取消我的订阅").content == "subscription answer"
+    assert llm.invoke("我的卡还没到").content == "card answer"  # not the other's answer
+    assert llm.invoke("我的卡还没到。").content == "card answer"  # a repeat: from the cache
+    assert llm.invoke("我想取消我的订阅").content == "subscription answer"

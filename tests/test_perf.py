@@ -532,3 +532,23 @@ def test_spin_is_checked(make_index: Any) -> None:
         make_index(spin=-0.001)
     with pytest.raises(ValueError):
         make_index(spin=1.0)
+
+
+def test_exact_hit_never_asks_the_tokenizer(make_index: Any) -> None:
+    """Readability (the model's tokenizer) is asked only once the exact layer missed."""
+    from paracache.vectorizers import MiniLMVectorizer
+
+    class Counted(MiniLMVectorizer):  # type: ignore[misc]
+        def unreadable(self, text: str) -> str | None:
+            self.__dict__.setdefault("asked", []).append(text)
+            return super().unreadable(text)
+
+    vec = Counted()
+    idx = make_index(vectorizer=vec)
+    idx.store("What's your refund policy?", "30 days.")
+    vec.__dict__["asked"] = []
+    hit = idx.lookup("What's your refund policy?")
+    assert hit is not None and hit.layer == "exact"
+    assert vec.__dict__["asked"] == []
+    idx.lookup("Can I get my money back?")  # a miss or a semantic hit: asked once
+    assert vec.__dict__["asked"] == ["can i get my money back"]

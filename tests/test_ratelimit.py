@@ -159,7 +159,7 @@ async def test_tasks_admit_exactly_the_capacity_and_never_block_the_loop(make: A
     limiter = make([Limit("k", 10, window=HOUR)])
     results = await asyncio.gather(*(limiter.aacquire(blocking=False) for _ in range(50)))
     assert sum(results) == 10
-    waiting = make([Limit("w", 4, burst=1)])
+    waiting = make([Limit("w", 2, burst=1)])
     assert await waiting.aacquire()
     ticks = 0
     done = asyncio.Event()
@@ -171,10 +171,10 @@ async def test_tasks_admit_exactly_the_capacity_and_never_block_the_loop(make: A
             await asyncio.sleep(0.01)
 
     tick_task = asyncio.create_task(ticker())
-    assert await waiting.aacquire()  # waits about 0.25 s for the refill
+    assert await waiting.aacquire()  # waits about 0.5 s for the refill
     done.set()
     await tick_task
-    assert ticks >= 3  # the loop kept running while the acquire waited
+    assert ticks >= 3  # the loop kept running while the acquire waited (~50 ticks idle)
 
 
 PROCESS = textwrap.dedent(
@@ -424,3 +424,93 @@ def test_keyed_limits_give_each_caller_its_own_tier(redis_url: str, ns: str) -> 
             limits.decide(7)  # type: ignore[arg-type]
     finally:
         limits.close()
+
+
+# --------------------------------------------------------------------------- the service
+
+
+def test_service_answers_429_with_retry_after_per_caller(make_index: Any, ns: str) -> None:
+    from fastapi.testclient import TestClient
+
+    from paracache.service import create_app
+
+    calls: list[str] = []
+
+    def llm(req: Any) -> str:
+        calls.append(req.prompt)
+        return "42"
+
+    app = create_app(make_index(namespace=ns), llm, metrics=False,
+                     rate_limits=[Limit("answer", 2, window=HOUR)])
+    with TestClient(app) as client:
+        def ask(tenant: str, prompt: str) -> Any:
+            return client.post("/v1/answer", json={"prompt": prompt, "tenant": tenant})
+
+        assert ask("acme", "one").status_code == 200
+        assert ask("acme", "two").status_code == 200
+        over = ask("acme", "three")
+        assert over.status_code == 429
+        assert 1 <= int(over.headers["Retry-After"]) <= HOUR / 2 + 1
+        assert "rate limit" in over.json()["detail"]
+        assert calls == ["one", "two"]  # the refused request reached neither cache nor model
+        assert ask("globex", "three").status_code == 200  # another caller, its own tier
+        assert ask("acme", "one").status_code == 429  # even a would-be cache hit
+        streamed = client.post("/v1/answer",
+                               json={"prompt": "four", "tenant": "acme", "stream": True})
+        assert streamed.status_code == 429 and "Retry-After" in streamed.headers
+    assert app.state.limits.stats().refused == 3
+
+
+def test_service_rate_limits_fail_open(ns: str) -> None:
+    from fastapi.testclient import TestClient
+
+    from paracache.limiter import KeyedLimits
+    from paracache.service import create_app
+
+    server = EmbeddedRedis().start()
+    try:
+        limits = KeyedLimits([Limit("answer", 1, window=HOUR)], redis_url=server.url,
+                             namespace=ns, timeout=1.0)
+        app = create_app(llm=lambda req: "42", redis_url=server.url, namespace=ns,
+                         metrics=False, rate_limits=limits)
+        with TestClient(app) as client:
+            assert client.post("/v1/answer", json={"prompt": "a"}).status_code == 200
+            assert client.post("/v1/answer", json={"prompt": "b"}).status_code == 429
+            server.kill()
+            assert client.post("/v1/answer", json={"prompt": "c"}).status_code == 200
+        assert limits.stats().failed_open == 1
+        limits.close()
+    finally:
+        server.close()
+
+
+def test_serve_rate_limit_flag() -> None:
+    from paracache.cli import _rate_limits
+
+    assert _rate_limits(None) is None
+    (limit,) = _rate_limits(0.5) or []
+    assert limit.rate == 0.5 and limit.capacity == 1.0
+
+
+def test_service_limits_each_api_key(make_index: Any, ns: str) -> None:
+    from fastapi.testclient import TestClient
+
+    from paracache.service import caller_id, create_app
+
+    k1, k2 = "k1-" + "a" * 20, "k2-" + "b" * 20
+    app = create_app(make_index(namespace=ns), lambda req: "42", metrics=False,
+                     api_keys=f"{k1}:acme,{k2}:acme",
+                     rate_limits=[Limit("answer", 1, window=HOUR)])
+    with TestClient(app) as client:
+        def ask(key: str | None, prompt: str) -> int:
+            headers = {"Authorization": f"Bearer {key}"} if key else {}
+            response = client.post("/v1/answer", json={"prompt": prompt}, headers=headers)
+            return response.status_code
+
+        assert ask(None, "x") == 401  # not authenticated: takes nothing from any limit
+        assert ask(k1, "one") == 200
+        assert ask(k1, "two") == 429
+        assert ask(k2, "two") == 200  # the same tenant's other key has its own limit
+        assert ask(k2, "three") == 429
+    assert app.state.limits.stats().admitted == 2
+    assert caller_id(None, "acme") == "tenant:acme"

@@ -19,7 +19,7 @@ from langchain_core.language_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatResult
 
-from paracache import SemanticIndex
+from paracache import Scope, SemanticIndex
 from paracache.replay import replay_chunks
 from paracache.service import AnswerRequest, create_app
 
@@ -135,3 +135,50 @@ async def test_eight_concurrent_streamed_misses_one_model_call(make_index: Any) 
 def test_stream_flag_is_part_of_the_request_schema() -> None:
     assert AnswerRequest(prompt="x", stream=True).stream is True
     assert AnswerRequest(prompt="x").stream is False
+
+
+async def test_a_client_gone_midway_stores_nothing(make_index: Any) -> None:
+    """What Starlette does when the client disconnects: the event stream is closed."""
+    from paracache.service_stream import answer_events
+    from paracache.singleflight import SingleFlight
+
+    index: SemanticIndex = make_index()
+    flights = SingleFlight(index)
+    model = StreamingModel()
+
+    async def pieces() -> Any:
+        async for chunk in model.astream(CARD):
+            yield chunk.text
+
+    events_out = answer_events(
+        index, flights, CARD, Scope(), 0.9, pieces, lambda *a: {"answer": a[1]}
+    )
+    got = [await events_out.__anext__() for _ in range(4)]  # meta and three deltas
+    assert got[0].startswith(b"event: meta") and got[-1].startswith(b"event: delta")
+    await events_out.aclose()
+    assert await index.acount() == 0 and flights.in_flight() == 0
+    # The next request streams it again, completely, and stores it.
+    events_out = answer_events(
+        index, flights, CARD, Scope(), 0.9, pieces, lambda *a: {"answer": a[1]}
+    )
+    last = [e async for e in events_out][-1]
+    assert last.startswith(b"event: done") and ANSWER.encode() in last
+    assert await index.acount() == 1 and model.calls == 2
+
+
+def test_streamed_answers_keep_to_the_api_keys_tenant(make_index: Any) -> None:
+    acme, globex = "key-acme-" + "a1" * 12, "key-globex-" + "g2" * 12
+    model = StreamingModel()
+    app = create_app(make_index(), model, api_keys=f"{acme}:acme, {globex}:globex")
+    body = {"prompt": CARD, "stream": True}
+    with TestClient(app) as c:
+
+        def ask(key: str) -> list[tuple[str, dict[str, Any]]]:
+            headers = {"Authorization": f"Bearer {key}"}
+            return events(c.post("/v1/answer", json=body, headers=headers).text)
+
+        r = c.post("/v1/answer", json=body)
+        assert r.status_code == 401  # no key, no stream
+        first, other, again = ask(acme), ask(globex), ask(acme)
+    assert first[0][1]["cached"] is False and other[0][1]["cached"] is False
+    assert again[0][1]["cached"] is True and model.calls == 2

@@ -173,3 +173,34 @@ def test_abandoned_engine_stream_is_not_stored(
     assert index.count() == 0
     assert "".join(engine.query("What is the refund window?").response_gen)
     assert index.count() == 1 and len(llm._calls) == 2
+
+
+async def test_cancelled_astream_chat_stores_nothing(index: SemanticIndex) -> None:
+    import asyncio
+
+    started = asyncio.Event()
+
+    class Slow(CountingLLM):
+        async def astream_chat(self, messages: Any, **kw: Any) -> Any:
+            async def gen() -> Any:
+                for i, response in enumerate(self.stream_chat(messages)):
+                    if i == 3:
+                        started.set()
+                        await asyncio.sleep(30)
+                    yield response
+
+            return gen()
+
+    llm = CachedLLM(Slow(), index)
+
+    async def consume() -> None:
+        async for _ in await llm.astream_chat(QUESTION):
+            pass
+
+    task = asyncio.create_task(consume())
+    await asyncio.wait_for(started.wait(), 30)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert await index.acount() == 0
+    assert llm._flights.in_flight() == 0  # given up: nobody waits on it

@@ -93,6 +93,9 @@ class FlowBase:
         self._writes_since_trim = 0
         #: Scope digest -> when this instance last registered it (``store_flow``).
         self._registered: dict[str, float] = {}
+        #: The error bound's in-process side (:class:`paracache.learning.Learner`), or
+        #: ``None`` for the static rules.
+        self.learner: Any = None
 
     def add_candidate_listener(self, listener: CandidateListener) -> None:
         """Call ``listener(request, candidate, rejection)`` for every semantic candidate

@@ -30,6 +30,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
+from .errors import BackendError
 from .protocol import Batch, Call, Flow
 
 __all__ = [
@@ -151,8 +152,8 @@ def detect_flow() -> Flow[ServerFeatures]:
     ):
         try:
             partial = _truthy(_config_value((yield Call(args)), name))
-        except Exception as exc:
-            if not _answered(exc):
+        except BackendError as exc:
+            if not exc.answered:
                 raise
             continue
         if partial is not None:
@@ -160,8 +161,8 @@ def detect_flow() -> Flow[ServerFeatures]:
     version: int | None = None
     try:
         version = _search_version((yield Call(("MODULE", "LIST"))))
-    except Exception as exc:
-        if not _answered(exc):
+    except BackendError as exc:
+        if not exc.answered:
             raise
     features = ServerFeatures(partial_indexing=partial, search_version=version)
     logger.info(
@@ -171,14 +172,6 @@ def detect_flow() -> Flow[ServerFeatures]:
         "entry" if features.hit_place == "entry" else "entry's companion hash",
     )
     return features
-
-
-def _answered(exc: BaseException) -> bool:
-    """Did the server answer (an error reply), rather than fail to (connection, timeout)?"""
-    answered = getattr(exc, "answered", None)  # paracache's own failure type says so
-    if isinstance(answered, bool):
-        return answered
-    return "ResponseError" in {cls.__name__ for cls in type(exc).__mro__}
 
 
 def unlink_entries_flow(keys: Sequence[Any]) -> Flow[int]:

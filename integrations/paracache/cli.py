@@ -47,6 +47,16 @@ def _non_negative(text: str) -> float:
     return value
 
 
+def _error_rate(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1), got {value}")
+    return value
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -419,6 +429,7 @@ def _run_stats(args: argparse.Namespace) -> int:
     import time
 
     from . import admin
+    from .learning import learning_summary
 
     conn = _connect(args)
     names = admin.run(conn.client, admin.indexes_flow(args.namespace))
@@ -437,6 +448,7 @@ def _run_stats(args: argparse.Namespace) -> int:
                             "entries": sum(s.entries for s in group),
                             "hits": sum(s.hits for s in group),
                             "indexes": [s.as_dict() for s in group],
+                            "learning": learning_summary(conn.client, ns),
                         }
                         for ns, group in namespaces.items()
                     ],
@@ -476,10 +488,109 @@ def _run_stats(args: argparse.Namespace) -> int:
                     )
                     more = f", +{len(rows) - 5} more" if len(rows) > 5 else ""
                     print(f"    {label:<9} {shown}{more}")
+        _print_learning(conn.client, ns)
     print(
         "\nHit rates and latencies live in each application process "
         "(SemanticIndex.stats(), the service's /v1/stats and /metrics)."
     )
+    return 0
+
+
+def _print_learning(client: Any, namespace: str) -> None:
+    """The error bound's statistics of a namespace (``max_error_rate``), if any."""
+    from .learning import learning_summary
+
+    s = learning_summary(client, namespace)
+    if s is None:
+        return
+    print(f"  error bound (max_error_rate): {s['scopes']:,} scopes learning, "
+          f"{s['lookups']:,} lookups counted (recent window)")
+    print(f"    labels    {s['labels']:,} ({s['wrong']:,} wrong)")
+    observed = s["observed_error"]
+    shown = "-" if observed is None else (
+        f"{observed[0]:.2%} (95% CI {observed[1]:.2%}-{observed[2]:.2%})"
+    )
+    print(f"    explored  {s['explored_labels']:,} labelled would-be hits, "
+          f"{s['explored_wrong']:,} wrong: observed error {shown}")
+    q = s["queue"]
+    print(f"    queue     {q['length']:,} messages, {q.get('pending', 0):,} pending, "
+          f"lag {q.get('lag', 0):,}")
+    if s["unreadable"]:
+        print(f"    unreadable statistics records: {s['unreadable']:,}")
+
+
+# --------------------------------------------------------------------------- worker
+
+
+def _add_worker(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "worker",
+        help="count the error bound's labels (max_error_rate) in a separate process",
+        description=(
+            "Consume a namespace's label stream in its consumer group: judge each label job "
+            "and count it in Redis (acknowledged and counted in one step; jobs a dead worker "
+            "left pending are claimed after 30 s). Run any number of them; give the "
+            "applications label_worker=False. The judge: exact (equal after normalisation, "
+            "the default) or embedding (answers' cosine similarity, offline model)."
+        ),
+    )
+    _add_common(parser, namespace_help="the namespace whose labels to count (required)")
+    parser.add_argument("--judge", choices=("exact", "embedding"), default="exact")
+    parser.add_argument(
+        "--judge-similarity", type=_similarity, default=0.9, metavar="S",
+        help="embedding judge: answers at least this similar are the same (default 0.9)",
+    )
+    parser.add_argument(
+        "--judge-timeout", type=_non_negative, default=10.0, metavar="SECONDS",
+        help="seconds a judge call may take before its label is dropped (default 10)",
+    )
+    parser.add_argument(
+        "--stats-ttl", type=_positive_int, default=7 * 24 * 3600, metavar="SECONDS",
+        help="statistics expire this long after their last update (default: 7 days)",
+    )
+    parser.add_argument(
+        "--once", action="store_true", help="handle what is queued now, then exit"
+    )
+    parser.set_defaults(handler=_run_worker)
+
+
+def _run_worker(args: argparse.Namespace) -> int:
+    from .judge import EmbeddingJudge, ExactJudge, Judge
+    from .learning import LabelWorker
+
+    if not args.namespace:
+        raise CommandError("worker needs --namespace", 2)
+    if not args.judge_timeout > 0:
+        raise CommandError("--judge-timeout must be > 0", 2)
+    conn = _connect(args)
+    judge: Judge = (
+        EmbeddingJudge(min_similarity=args.judge_similarity)
+        if args.judge == "embedding" else ExactJudge()
+    )
+    counted = {"labels": 0, "wrong": 0, "dropped": 0}
+
+    def report(wrong: bool | None, kind: str, explored: bool) -> None:
+        if wrong is None:
+            counted["dropped"] += 1
+        else:
+            counted["labels"] += 1
+            counted["wrong"] += wrong
+
+    worker = LabelWorker(
+        conn.client, args.namespace, judge, judge_timeout=args.judge_timeout,
+        stats_ttl=args.stats_ttl, on_label=report,
+    )
+    print(f"paracache worker: namespace {args.namespace!r} on {conn.url}, judge {judge!r}",
+          file=sys.stderr)
+    while True:
+        handled = worker.run_once(block_ms=0 if args.once else 1000)
+        if args.once and not handled:
+            break
+    if args.json:
+        print(json.dumps(counted))
+    else:
+        print(f"counted {counted['labels']:,} labels ({counted['wrong']:,} wrong), "
+              f"dropped {counted['dropped']:,}")
     return 0
 
 
@@ -643,6 +754,11 @@ def _add_serve(subparsers: Any) -> None:
         "requests may override it with the X-Paracache-Min-Similarity header",
     )
     parser.add_argument(
+        "--max-error-rate", type=_error_rate, default=None, metavar="DELTA",
+        help="learn each scope's threshold from traffic, keeping wrong answers per lookup "
+        "under DELTA, in (0, 1) (default: the static threshold)",
+    )
+    parser.add_argument(
         "--simulate",
         action="store_true",
         help="use the simulated model even if OPENAI_API_KEY or OPENAI_BASE_URL is set",
@@ -653,6 +769,15 @@ def _add_serve(subparsers: Any) -> None:
         default=1.0,
         metavar="F",
         help="the simulated model's latency factor (median 200 ms); 0 = instant (default: 1)",
+    )
+    parser.add_argument(
+        "--rate-limit",
+        type=_positive,
+        default=None,
+        metavar="RPS",
+        help="requests per second each caller (API key; tenant without keys) may send to "
+        "/v1/answer, with bursts "
+        "of as many; beyond it: 429 with Retry-After; kept in Redis (default: no limit)",
     )
     parser.add_argument(
         "--log-level",
@@ -672,6 +797,26 @@ def _add_serve(subparsers: Any) -> None:
         "reaches it can read any tenant's answers)",
     )
     parser.set_defaults(handler=_run_serve)
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+def _rate_limits(rps: float | None) -> list[Any] | None:
+    """``--rate-limit RPS``: one token bucket per caller, ``RPS`` per second, bursts of
+    ``max(1, RPS)``."""
+    if rps is None:
+        return None
+    from .limiter import Limit
+
+    return [Limit("serve", rps, burst=max(1.0, rps))]
 
 
 def _run_serve(args: argparse.Namespace) -> int:
@@ -700,8 +845,10 @@ def _run_serve(args: argparse.Namespace) -> int:
         redis_url=args.redis_url,
         namespace=args.namespace,
         min_similarity=args.min_similarity,
+        max_error_rate=args.max_error_rate,
         simulate=True if args.simulate else None,
         latency_scale=args.latency_scale,
+        rate_limits=_rate_limits(args.rate_limit),
     )
     from .transport import safe_url as _safe_url
 
@@ -857,6 +1004,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_clear(subparsers)
     _add_serve(subparsers)
     _add_repair(subparsers)
+    _add_worker(subparsers)
     _add_reembed(subparsers)
     return parser
 

@@ -86,7 +86,10 @@ class Core(Lookups, Stores, Administration):
         ids: :func:`paracache.values.prepare_lookup` with this instance's settings
         (options: ``min_similarity``, ``semantic``)."""
         # Readability is checked by lookup_flow, after an exact miss (exact hits skip it).
-        return prepare_lookup(self.layout, self.settings, prompt, scope, **options)
+        learned = self.learner.threshold if self.learner is not None else None
+        return prepare_lookup(
+            self.layout, self.settings, prompt, scope, learned=learned, **options
+        )
 
     def prepare_store(self, prompt: Any, response: Any, scope: Any, **options: Any) -> StoreRequest:
         """Validate a write and build the entry's fields (except its vector):

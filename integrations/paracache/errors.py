@@ -65,7 +65,18 @@ ANSWERED: frozenset[str] = frozenset(
 
 class CacheError(RuntimeError):
     """An administrative operation (clear, delete, count, warm, repair) could not be
-    carried out; lookups and stores never raise it (they fail open)."""
+    carried out; lookups and stores never raise it (they fail open). ``kind`` says how
+    Redis or the embedder failed (see :data:`Kind`; ``None`` if it was not them); the
+    driver's :class:`BackendError` is its ``__cause__``.
+
+    Example:
+        >>> CacheError("paracache: Connection refused", kind="unavailable").kind
+        'unavailable'
+    """
+
+    def __init__(self, *args: object, kind: Kind | None = None) -> None:
+        super().__init__(*args)
+        self.kind: Kind | None = kind
 
 
 class BackendError(CacheError):
@@ -82,7 +93,7 @@ class BackendError(CacheError):
     def __init__(self, kind: Kind, message: str = "") -> None:
         if kind not in KINDS:
             raise ValueError(f"unknown failure kind {kind!r}")
-        super().__init__(f"paracache: {message or kind}")
+        super().__init__(f"paracache: {message or kind}", kind=kind)
         self.kind: Kind = kind
 
     @property

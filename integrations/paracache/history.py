@@ -110,6 +110,10 @@ class RedisChatMessageHistory(BaseChatMessageHistory):
 
     @staticmethod
     def _decode(stored: Sequence[StoredMessage]) -> list[BaseMessage]:
+        try:  # all at once; record by record (skipping bad ones) only if one is bad
+            return messages_from_dict([record.message for record in stored])
+        except (ValueError, TypeError, KeyError):
+            pass
         out: list[BaseMessage] = []
         for record in stored:
             try:

@@ -33,12 +33,14 @@ import redis.asyncio as aioredis
 from redis.backoff import NoBackoff
 
 from .bookkeeping import detect_flow
+from .bound import check_delta
 from .cluster import ClusterTransport, is_cluster_url
 from .config import load_config
 from .core import Core
 from .driver import AsyncIO, SyncIO, arun, run
-from .errors import BackendError
+from .errors import BackendError, CacheError
 from .guards import Guards
+from .learning import Learner
 from .metrics import CacheStats, Recorder
 from .policy import CircuitBreaker, Normalizer, TTLPolicy
 from .protocol import Call, EnsureIndex, Flow
@@ -79,6 +81,12 @@ CLUSTER_BREAKER_FAILURES = 10
 
 _UNSET: Any = object()
 T = TypeVar("T")
+
+def _admin_error(exc: BackendError) -> CacheError:
+    """What an administrative call raises for a driver's failure: the documented
+    :class:`CacheError`, with the failure's kind (the :class:`BackendError` is its cause)."""
+    return CacheError(str(exc), kind=exc.kind)
+
 
 def _flag(value: Any, name: str) -> bool:
     if not isinstance(value, bool):
@@ -194,6 +202,26 @@ class SemanticIndex:
             only, never matched by similarity; such misses are counted as
             ``stats().unreadable`` and the verdict's outcome ``"unreadable"``. On by
             default.
+        max_error_rate: δ, the share of lookups that may get a wrong answer (in (0, 1),
+            e.g. 0.02); ``None`` (default): the static rules. With it the cache learns
+            from live traffic, per scope, the lowest similarity at which serving keeps
+            wrong answers per lookup under δ (a 95 % upper confidence bound), labelling
+            its misses with the fresh answers that ``store`` receives next; see
+            :mod:`paracache.bound` and :mod:`paracache.learning`. Cold scopes keep the
+            static rules. ``stats().learning`` shows what it learned.
+        judge: With ``max_error_rate``: what says a fresh answer and a cached one are
+            interchangeable, a callable ``(cached, fresh) -> bool``. Default:
+            :class:`paracache.judge.ExactJudge` (equal after normalisation; lookups
+            under a temperature above 0 are then not labelled);
+            :class:`paracache.judge.EmbeddingJudge` for reworded answers, or an LLM.
+        explore_rate: With ``max_error_rate``: the share of would-be semantic hits
+            served as labelled misses instead (default ``2 * max_error_rate`` within
+            [0.01, 0.1], and 0.15 within 0.03 above the threshold; 0 turns exploring
+            off). Each exploration costs one model call.
+        judge_timeout: Seconds a judge call may take before its label is dropped
+            (counted as ``judge_timeout``); default 10.
+        label_worker: Count labels in a worker thread of this process (default). Set
+            ``False`` when ``paracache worker`` processes do it.
 
     Example:
         >>> cache = SemanticIndex(namespace="faq", min_similarity=0.92, ttl=3600)  # doctest: +SKIP
@@ -232,6 +260,11 @@ class SemanticIndex:
         search_script: bool | None = None,
         spin: float = 0.002,
         check_readability: bool = True,
+        max_error_rate: float | None = None,
+        judge: Callable[[str, str], bool] | None = None,
+        explore_rate: float | None = None,
+        judge_timeout: float = 10.0,
+        label_worker: bool = True,
     ) -> None:
         if redis_url is not None and not isinstance(redis_url, str):
             raise TypeError(f"redis_url must be a str, got {type(redis_url).__name__}")
@@ -267,6 +300,9 @@ class SemanticIndex:
             isinstance(max_entries, bool) or not isinstance(max_entries, int) or max_entries < 1
         ):
             raise ValueError(f"max_entries must be a positive int or None, got {max_entries!r}")
+        delta = check_delta(max_error_rate)
+        if delta is None and (judge is not None or explore_rate is not None):
+            raise ValueError("judge= and explore_rate= need max_error_rate=")
 
         self.vectorizer = default_vectorizer() if vectorizer is None else vectorizer
         vid = vectorizer_id(self.vectorizer)
@@ -319,6 +355,8 @@ class SemanticIndex:
                 raise ValueError("async_redis_client= needs redis_client= as well")
             self.redis_url = resolve_redis_url(redis_url, embedded_dir)
         self._timeout = float(timeout)
+        #: Seconds of Redis time one lookup or store may use (see ``timeout``).
+        self._budget = 2 * self._timeout
         self._admin_timeout = float(admin_timeout)
         self._embedder = Embedder(self.vectorizer, self._embed_timeout)
         self._memo = self._embedder.memo
@@ -376,6 +414,21 @@ class SemanticIndex:
             from .observability import instrument_option
 
             instrument_option(self, metrics)
+        #: The error bound's in-process side (``max_error_rate``), else ``None``.
+        self.learner: Learner | None = None
+        if delta is not None:
+            self.learner = self._core.learner = Learner(
+                self._admin,
+                namespace=layout.namespace,
+                index_name=layout.index_name,
+                delta=delta,
+                judge=judge,
+                explore_rate=explore_rate,
+                judge_timeout=judge_timeout,
+                stats_ttl=ttl_policy.default_ttl,
+                worker=bool(label_worker),
+                recorder=self._core.recorder,
+            )
         self._probe()
 
     # ------------------------------------------------------------------ properties
@@ -577,7 +630,11 @@ class SemanticIndex:
         flow = self._core.clear_flow(
             tenant=tenant, model=model, corpus_version=corpus_version, scope=scope
         )
-        return self._admin_run(flow)
+        try:
+            return self._admin_run(flow)
+        finally:
+            if self.learner is not None:
+                self.learner.forget()
 
     async def aclear(
         self,
@@ -591,7 +648,11 @@ class SemanticIndex:
         flow = self._core.clear_flow(
             tenant=tenant, model=model, corpus_version=corpus_version, scope=scope
         )
-        return await self._admin_arun(flow)
+        try:
+            return await self._admin_arun(flow)
+        finally:
+            if self.learner is not None:
+                self.learner.forget()
 
     def delete(self, entry_id: str) -> bool:
         """Delete one entry by its id (from :class:`CacheHit` or :meth:`store`)."""
@@ -668,7 +729,10 @@ class SemanticIndex:
             >>> cache.stats().hit_rate  # doctest: +SKIP
             0.62
         """
-        return self._core.recorder.snapshot(self._core.breaker.state)
+        stats = self._core.recorder.snapshot(self._core.breaker.state)
+        if self.learner is not None:
+            stats = dataclasses.replace(stats, learning=self.learner.stats().as_dict())
+        return stats
 
     def reset_stats(self) -> None:
         """Zero the counters."""
@@ -865,6 +929,8 @@ class SemanticIndex:
         """Release connections, those of async calls made on any event loop too (the
         embedded server, if any, stops at exit). A client passed as ``redis_client=`` is
         the caller's to close."""
+        if self.learner is not None:
+            self.learner.close()
         if self._own_clients:
             if self._direct is not None:
                 self._direct.close()
@@ -901,27 +967,33 @@ class SemanticIndex:
 
     def _run(self, flow: Flow[T]) -> T:
         """Run a lookup or store flow blocking, within the time budget (``2 * timeout``)."""
-        return run(flow, self._io, 2 * self._timeout)
+        return run(flow, self._io, self._budget)
 
     async def _arun(self, flow: Flow[T]) -> T:
         """Run a lookup or store flow on the event loop, within the time budget; on
         paracache's own clients each request is bounded by :func:`transport.within`."""
         io, _ = self._async_io()
         bound = self._timeout if self._own_clients else None
-        return await arun(flow, io, 2 * self._timeout, bound)
+        return await arun(flow, io, self._budget, bound)
 
     def _admin_run(self, flow: Flow[T], writer: concurrent.futures.Executor | None = None) -> T:
         """Run an administrative flow blocking (``admin_timeout`` per command); a failure
-        raises :class:`~paracache.errors.BackendError`, a :class:`CacheError`."""
+        of Redis or the embedder raises :class:`CacheError` with its ``kind``."""
         io = (
             self._admin_io if writer is None else dataclasses.replace(self._admin_io, writer=writer)
         )
-        return run(flow, io)
+        try:
+            return run(flow, io)
+        except BackendError as exc:
+            raise _admin_error(exc) from exc
 
     async def _admin_arun(self, flow: Flow[T]) -> T:
         """Async :meth:`_admin_run`."""
         _, io = self._async_io()
-        return await arun(flow, io)
+        try:
+            return await arun(flow, io)
+        except BackendError as exc:
+            raise _admin_error(exc) from exc
 
     # ------------------------------------------------------------------ connections
 

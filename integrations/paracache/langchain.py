@@ -34,7 +34,13 @@ from .scope import Scope, digest
 from .singleflight import Claim, SingleFlight
 from .values import Verdict
 
-__all__ = ["CachedChatModel", "SemanticCache", "parse_llm_string", "split_prompt"]
+__all__ = [
+    "CachedChatModel",
+    "SemanticCache",
+    "generations_text",
+    "parse_llm_string",
+    "split_prompt",
+]
 
 logger = logging.getLogger("paracache")
 
@@ -228,6 +234,21 @@ def _dump_generations(generations: Sequence[Generation]) -> tuple[str, int]:
     return payload, tokens
 
 
+def generations_text(payload: str) -> str:
+    """The text of the generations stored by this adapter (what a judge compares);
+    anything else is returned as it is.
+
+    Example:
+        >>> generations_text(_dump_generations([Generation(text="Yes.")])[0])
+        'Yes.'
+    """
+    try:
+        generations = _load_generations(payload)
+    except (ValueError, KeyError, TypeError):
+        return payload
+    return "\n".join(g.text for g in generations)
+
+
 def _load_generations(payload: str) -> list[Generation]:
     """Rebuild fresh generations from :func:`_dump_generations` output."""
     data = json.loads(payload)
@@ -247,6 +268,10 @@ def _load_generations(payload: str) -> list[Generation]:
     return out
 
 
+#: Scopes an adapter keeps parsed (one per model setup and conversation context).
+_SCOPES_KEPT = 256
+
+
 class SemanticCache(BaseCache):
     """A LangChain LLM cache answering paraphrases from Redis, scoped and fail-open.
 
@@ -260,6 +285,11 @@ class SemanticCache(BaseCache):
         corpus_version: Bump after re-indexing whatever grounds the answers.
         fields: Further user scope fields.
         min_similarity: Semantic threshold (cosine similarity, higher is stricter).
+        max_error_rate: δ, the share of lookups that may be answered wrongly, in (0, 1)
+            (``None``: the static rules). The cache labels its misses with the answers
+            LangChain passes to ``update`` and learns per scope where serving stays
+            under δ; see ``SemanticIndex(max_error_rate=...)``. Give it here or on
+            ``index=``, not both.
         on_verdict: Called with each lookup's :class:`paracache.Verdict`.
         **options: Any other :class:`paracache.SemanticIndex` option (``ttl``,
             ``ttl_policy``, ``vectorizer``, ``dtype``...).
@@ -281,9 +311,14 @@ class SemanticCache(BaseCache):
         corpus_version: str = "",
         fields: Mapping[str, Any] | None = None,
         min_similarity: float | None = None,
+        max_error_rate: float | None = None,
         on_verdict: Callable[[Verdict], None] | None = None,
         **options: Any,
     ) -> None:
+        if max_error_rate is not None:
+            if index is not None:
+                raise ValueError("give max_error_rate= to the SemanticIndex passed as index=")
+            options["max_error_rate"] = max_error_rate
         if index is not None:
             if not isinstance(index, SemanticIndex):
                 raise TypeError(f"index must be a SemanticIndex, got {type(index).__name__}")
@@ -297,10 +332,14 @@ class SemanticCache(BaseCache):
         if on_verdict is not None and not callable(on_verdict):
             raise TypeError("on_verdict must be callable")
         self.index = index
+        if index.learner is not None:  # judges compare the answers' text, not their JSON
+            index.learner.answer_text = generations_text
         self.min_similarity = min_similarity
         self.on_verdict = on_verdict
         # Validated once here, so a bad tenant fails at construction, not per call.
         self._base = Scope(tenant=tenant, corpus_version=corpus_version, fields=fields or {})
+        #: (llm_string, context) -> scope: what every call would parse and digest again.
+        self._scopes: dict[tuple[str, str], Scope] = {}
         self._flights: SingleFlight | None = None
 
     @property
@@ -329,10 +368,16 @@ class SemanticCache(BaseCache):
         if not isinstance(prompt, str) or not isinstance(llm_string, str):
             raise TypeError("prompt and llm_string must be str")
         text, context, semantic = split_prompt(prompt)
-        model, params = parse_llm_string(llm_string)
-        scope = self._base.replace(
-            model=model, params=params, context=digest("lc/v1", llm_string, context)
-        )
+        key = (llm_string, context)
+        scope = self._scopes.get(key)
+        if scope is None:  # parsed once per model and context (a scope is frozen)
+            model, params = parse_llm_string(llm_string)
+            scope = self._base.replace(
+                model=model, params=params, context=digest("lc/v1", llm_string, context)
+            )
+            if len(self._scopes) >= _SCOPES_KEPT:
+                self._scopes.clear()
+            self._scopes[key] = scope
         return text, scope, semantic
 
     def _to_generations(self, verdict: Verdict) -> list[Generation] | None:

@@ -258,7 +258,7 @@ class CachedChatModel(BaseChatModel):
         return self._cache.decode(verdict)
 
     def _flight(self, verdict: Verdict) -> bool:
-        return self.single_flight and verdict.outcome == "miss"
+        return self.single_flight and verdict.missed
 
     def _from_flight(self, claim: Claim | None) -> list[Generation] | None:
         if claim is None or claim.payload is None:

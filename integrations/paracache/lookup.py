@@ -22,6 +22,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Literal, cast
 
 from .base import FlowBase
+from .bound import entry_floor
 from .errors import BackendError
 from .protocol import EXACT, SEARCH, UNCOUNT, Call, Flow, _as_fields, _b, run_script, search_rows
 from .schema import SCHEMA_VERSION, entry_problem
@@ -251,7 +252,7 @@ class Lookups(FlowBase):
                 args[2],  # the query, with its HYBRID_POLICY
                 vector,
                 self.settings.top_k,
-                _distance_arg(1.0 - self._floor(req)),
+                _distance_arg(1.0 - self._read_floor(req)),
                 _distance_arg(hit_dist),
                 req.scope_digest,
                 now,
@@ -316,9 +317,16 @@ class Lookups(FlowBase):
         winner = ""
         below = False
         floor = self._floor(req)
+        learner = self.learner
+        unserved: Candidate | None = None  # the nearest one not served, for a label
+        explored = False
         for cand in sorted(candidates, key=lambda c: -c.similarity):
             if cand.similarity < floor:
-                break
+                if learner is None or cand.similarity < learner.read_floor:
+                    break
+                if unserved is None and cand.fields and self._labellable(req, cand):
+                    unserved = cand
+                continue
             if not cand.fields:
                 continue  # expired since the search
             if cand.fields.get(b"scope") != req.scope_digest.encode():
@@ -326,13 +334,22 @@ class Lookups(FlowBase):
                 continue  # cannot happen with the pre-filter; never serve it if it does
             below = cand.similarity < req.min_similarity
             if below and not self._corroborated(req, cand):
+                if learner is not None and unserved is None and self._labellable(req, cand):
+                    unserved = cand
                 continue  # below the threshold, and nothing vouches for it
-            rejection = self._check(req, cand)
+            rejection = self._check(req, cand) or self._vetoed(cand)
             self._tell_listeners(req, cand, rejection)
             if rejection:
                 self.recorder.rejection(rejection)
                 rejected.append(f"{cand.similarity:.3f} ({rejection})")
                 continue
+            if (
+                learner is not None
+                and unserved is None
+                and learner.explore(cand.similarity, req.min_similarity)
+            ):
+                unserved, explored = cand, True  # a labelled miss instead of a hit
+                break
             fields = cand.fields
             if b"v" not in fields:  # a plain KNN row: read the entry (and count the hit)
                 raw = yield from self._read_entry(cand.key, req.scope_digest)
@@ -350,6 +367,10 @@ class Lookups(FlowBase):
                 break
         if found.counted and winner != found.counted:
             yield from self._uncount(found)
+        if learner is not None:
+            self._observe(req, hit, unserved, explored)
+        if explored and unserved is not None:
+            return None, best, f"explored: {unserved.similarity:.3f} labelled, not served"
         if hit is not None:
             reason = f"similarity {hit.similarity:.3f} >= {req.min_similarity:.3f}"
             if below:
@@ -390,12 +411,61 @@ class Lookups(FlowBase):
         except BackendError as exc:  # bookkeeping: a count too many is harmless
             logger.debug("paracache: undoing a hit count failed: %r", exc)
 
+    # ------------------------------------------------------------------ the error bound
+
+    def _observe(
+        self,
+        req: LookupRequest,
+        hit: CacheHit | None,
+        unserved: Candidate | None,
+        explored: bool,
+    ) -> None:
+        """Tell the learner what this lookup found: the similarity of what it served or
+        could have served, and the candidate it did not serve (for a label)."""
+        similarity = hit.similarity if hit is not None else None
+        if unserved is not None:
+            similarity = unserved.similarity
+        self.learner.observe(
+            req.key, req.scope_digest, req.scope, similarity, unserved, explored
+        )
+
+    def _labellable(self, req: LookupRequest, cand: Candidate) -> bool:
+        """May ``cand`` (below the floor) be labelled: in scope and past the guards."""
+        return cand.fields.get(b"scope") == req.scope_digest.encode() and not self._check(
+            req, cand
+        )
+
+    def _vetoed(self, cand: Candidate) -> str | None:
+        """With the bound on: the candidate was judged wrong at this similarity or above
+        (its ``lw`` label field), or that field is unreadable: do not serve it."""
+        if self.learner is None:
+            return None
+        try:
+            worst = entry_floor(cand.fields)
+        except ValueError as exc:
+            self.recorder.error("stats_corrupt")
+            logger.warning("paracache: unreadable label field on %s: %s", cand.key, exc)
+            return "labels_unreadable"
+        if worst is not None and cand.similarity <= worst + 0.005:
+            return "labelled_wrong"
+        return None
+
+    def _read_floor(self, req: LookupRequest) -> float:
+        """The lowest similarity a candidate is read at: :meth:`_floor`, or lower with
+        the bound on (the nearest unserved candidate is labelled)."""
+        floor = self._floor(req)
+        if self.learner is None:
+            return floor
+        return min(floor, float(self.learner.read_floor))
+
     def _floor(self, req: LookupRequest) -> float:
         """The lowest similarity a candidate may have: the threshold, or with a
         ``corroborate`` hook the threshold less ``corroboration_margin`` (never for a
-        threshold of 1.0, which asks for the same meaning exactly)."""
+        threshold of 1.0, which asks for the same meaning exactly, nor for a threshold
+        the error bound learned)."""
         if (
-            self.corroborate is None
+            req.learned
+            or self.corroborate is None
             or self.settings.corroboration_margin <= 0
             or req.min_similarity >= 1.0
         ):

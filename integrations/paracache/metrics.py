@@ -16,7 +16,7 @@ import dataclasses
 import logging
 import threading
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, cast
 
 __all__ = ["CacheStats", "MetricEvent", "Recorder"]
 
@@ -67,6 +67,9 @@ class CacheStats:
     miss_latency_ms: dict[str, float] = dataclasses.field(default_factory=dict)
     errors_by_kind: dict[str, int] = dataclasses.field(default_factory=dict)
     rejections_by_reason: dict[str, int] = dataclasses.field(default_factory=dict)
+    #: With ``max_error_rate``: the learner's counters and thresholds
+    #: (:class:`paracache.learning.LearningStats` as a dict); empty otherwise.
+    learning: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     @property
     def hits(self) -> int:
@@ -93,7 +96,8 @@ class MetricEvent:
 
     ``kind`` is ``lookup`` (``outcome``: exact, semantic, miss, bypass, error, unreadable),
     ``error`` (``outcome``: the error kind), ``rejection`` (``outcome``: the guard's reason) or
-    ``write`` (``outcome``: written, dropped, skipped). ``seconds`` is the operation's
+    ``write`` (``outcome``: written, dropped, skipped) or ``learning`` (see
+    :meth:`Recorder.learning`). ``seconds`` is the operation's
     duration when known, ``tokens`` what a hit saved, ``similarity`` a lookup's best
     in-scope similarity (``None`` when there was no candidate).
     """
@@ -206,6 +210,13 @@ class Recorder:
         if self._listeners:
             self._emit(MetricEvent("rejection", reason))
 
+    def learning(self, event: str) -> None:
+        """Tell listeners about the error bound's work (``max_error_rate``): ``event`` is
+        ``exploration``, ``label_right``, ``label_wrong``, ``explored_right`` or
+        ``explored_wrong`` (the learner keeps its own counts: ``stats().learning``)."""
+        if self._listeners:
+            self._emit(MetricEvent("learning", event))
+
     def write(self, outcome: str, seconds: float = 0.0) -> None:
         """Record a store: ``outcome`` is written, dropped or skipped."""
         key = {"written": "writes", "dropped": "writes_dropped", "skipped": "writes_skipped"}
@@ -219,7 +230,7 @@ class Recorder:
         with self._lock:
             counts = dict(self._counts)
             return CacheStats(
-                **{f: counts.get(f, 0) for f in _COUNT_FIELDS},
+                **cast(dict[str, Any], {f: counts.get(f, 0) for f in _COUNT_FIELDS}),
                 breaker_state=breaker_state,
                 hit_latency_ms=_percentiles(self._hit_lat),
                 miss_latency_ms=_percentiles(self._miss_lat),

@@ -17,6 +17,10 @@ Prometheus (``prometheus_client``, registered once per process in its default re
 ``paracache_tokens_saved_total``            LLM tokens the hits stood for
 ``paracache_cost_saved_usd_total``          those tokens at ``usd_per_million_tokens``
 ``paracache_entries``                       entries in Redis (set by :func:`refresh_entries`)
+``paracache_learning_events_total``         with ``max_error_rate``: explorations and labels
+                                            by ``outcome``
+``paracache_observed_error_rate``           share of explored would-be hits judged wrong,
+                                            ``kind``: estimate, low, high (Clopper-Pearson)
 ==========================================  ============================================
 
 Every metric is labelled by ``namespace`` and at most one of ``outcome``/``kind``, whose
@@ -47,6 +51,7 @@ import time
 from collections.abc import Sequence
 from typing import Any, Protocol, cast
 
+from .bound import clopper_pearson
 from .core import Core
 from .metrics import MetricEvent, Recorder
 
@@ -69,6 +74,8 @@ LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0
 
 LOOKUP_OUTCOMES = ("exact", "semantic", "miss", "bypass", "error", "unreadable")
 WRITE_OUTCOMES = ("written", "dropped", "skipped")
+#: Events of the error bound (:meth:`paracache.metrics.Recorder.learning`).
+LEARNING_EVENTS = ("exploration", "label_right", "label_wrong", "explored_right", "explored_wrong")
 #: At most this many distinct ``kind`` values per metric; later ones count as "other".
 MAX_KINDS = 32
 _KIND = re.compile(r"^[a-z][a-z_]{0,39}$")
@@ -106,6 +113,8 @@ class PrometheusMetrics:
     tokens_saved: Any
     cost_saved: Any
     entries: Any
+    learning: Any
+    observed_error: Any
 
 
 _metrics: PrometheusMetrics | None = None
@@ -194,6 +203,21 @@ def prometheus_metrics() -> PrometheusMetrics:
                 entries=_collector(
                     Gauge, "paracache_entries", "Entries in Redis (at the last refresh).", ns
                 ),
+                learning=_collector(
+                    Counter,
+                    "paracache_learning_events_total",
+                    "The error bound's work (max_error_rate): explorations and labels "
+                    "counted by this process (label_right, label_wrong, explored_right, "
+                    "explored_wrong).",
+                    (*ns, "outcome"),
+                ),
+                observed_error=_collector(
+                    Gauge,
+                    "paracache_observed_error_rate",
+                    "Share of explored would-be hits judged wrong in this process, with its "
+                    "95 % Clopper-Pearson interval (kind: estimate, low, high).",
+                    (*ns, "kind"),
+                ),
             )
     assert _metrics is not None
     return _metrics
@@ -215,6 +239,8 @@ class _PrometheusListener:
         self._cost = m.cost_saved.labels(namespace)
         self._errors: dict[str, Any] = {}
         self._rejections: dict[str, Any] = {}
+        self._learning = {e: m.learning.labels(namespace, e) for e in LEARNING_EVENTS}
+        self._explored = [0, 0]  # labels, wrong
 
     def _kind(self, children: dict[str, Any], metric: Any, raw: str) -> Any:
         child = children.get(raw)
@@ -244,6 +270,17 @@ class _PrometheusListener:
             self._kind(self._errors, self._m.errors, event.outcome).inc()
         elif kind == "rejection":
             self._kind(self._rejections, self._m.rejections, event.outcome).inc()
+        elif kind == "learning":
+            child = self._learning.get(event.outcome)
+            if child is not None:
+                child.inc()
+            if event.outcome in ("explored_right", "explored_wrong"):
+                self._explored[0] += 1
+                self._explored[1] += event.outcome == "explored_wrong"
+                n, wrong = self._explored
+                low, high = clopper_pearson(wrong, n)
+                for stat, value in (("estimate", wrong / n), ("low", low), ("high", high)):
+                    self._m.observed_error.labels(self.namespace, stat).set(value)
 
 
 # --------------------------------------------------------------------------- OpenTelemetry

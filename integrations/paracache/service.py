@@ -30,6 +30,14 @@ else the demo's simulated model (canned Banking77 support answers, API-like late
 Or pass your own to :func:`create_app`: a LangChain chat model, or a function of an
 :class:`AnswerRequest` returning the answer text (or an :class:`LLMReply`).
 
+Rate limits (``create_app(rate_limits=[Limit("answer", 5, burst=10)])``, ``paracache serve
+--rate-limit 5``): each caller has its own tier of the same limits, kept in Redis (shared by
+every worker process); a request over its caller's limit is answered ``429`` with
+``Retry-After`` (seconds) and reaches neither the cache nor the model. The caller is the
+request's API key, or its tenant on a service without keys (see :func:`caller_id`); a
+request refused 401/403 takes nothing from any limit. Redis unreachable: requests are
+admitted (fail-open, logged and counted).
+
 Example:
     >>> from paracache.service import create_app
     >>> app = create_app(namespace="support")      # doctest: +SKIP
@@ -45,9 +53,10 @@ import hmac
 import importlib.util
 import inspect
 import logging
+import math
 import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Annotated, Any, Literal
 
 import redis.asyncio as aioredis
@@ -60,6 +69,7 @@ from redis.retry import Retry
 from ._version import __version__
 from .auth import ApiKeys, Principal
 from .index import SemanticIndex
+from .limiter import KeyedLimits, Limit
 from .scope import Scope, digest
 from .service_stream import Piece, answer_events
 from .singleflight import SingleFlight
@@ -420,6 +430,33 @@ def _response(
     )
 
 
+def caller_id(principal: Principal | None, tenant: str) -> str:
+    """Whom a request's rate limits are kept for: its API key (``Principal.key_id``; the
+    key itself is never used), else, on a service without keys, its tenant. Callers never
+    share a tier.
+
+    Example:
+        >>> caller_id(None, "acme")
+        'tenant:acme'
+    """
+    if principal is not None:
+        return f"key:{principal.key_id}"
+    return f"tenant:{tenant}"
+
+
+async def _admit(limits: KeyedLimits, caller: str) -> None:
+    """Raise ``429`` with ``Retry-After`` when ``caller`` is over its limits."""
+    decision = await limits.adecide(caller)
+    if not decision.admitted:
+        wait = decision.retry_after
+        seconds = 3600 if math.isinf(wait) else max(1, math.ceil(wait))
+        raise HTTPException(
+            status_code=429,
+            detail=f"rate limit exceeded: retry in {seconds} s",
+            headers={"Retry-After": str(seconds)},
+        )
+
+
 async def _redis_reachable(url: str, timeout: float = 1.0) -> bool:
     client = aioredis.Redis.from_url(
         url,
@@ -444,9 +481,11 @@ def create_app(
     redis_url: str | None = None,
     namespace: str = DEFAULT_NAMESPACE,
     min_similarity: float | None = None,
+    max_error_rate: float | None = None,
     metrics: bool = True,
     simulate: bool | None = None,
     latency_scale: float = 1.0,
+    rate_limits: Sequence[Limit] | KeyedLimits | None = None,
 ) -> FastAPI:
     """The FastAPI app of the cache service.
 
@@ -464,10 +503,16 @@ def create_app(
             else an embedded Redis).
         namespace: For the default index.
         min_similarity: For the default index (default 0.90).
+        max_error_rate: For the default index: δ, the error bound learned from traffic
+            (``SemanticIndex(max_error_rate=...)``); each miss's fresh answer labels it.
+            Requests without the threshold header then use the learned threshold.
         metrics: Export Prometheus metrics (``GET /metrics``).
         simulate: For the default model: force (``True``) or forbid (``False``) the
             simulated model.
         latency_scale: The simulated model's latency factor (0: instant).
+        rate_limits: Limits applied per caller to ``POST /v1/answer`` (429 with
+            ``Retry-After`` beyond them), on the index's Redis and namespace; or a
+            :class:`paracache.limiter.KeyedLimits` of your own. Default: none.
 
     Example:
         >>> from fastapi.testclient import TestClient  # doctest: +SKIP
@@ -482,7 +527,12 @@ def create_app(
         raise TypeError(f"api_keys must be ApiKeys or str, got {type(api_keys).__name__}")
     owned = index is None
     if index is None:
-        index = SemanticIndex(redis_url, namespace=namespace, min_similarity=min_similarity)
+        index = SemanticIndex(
+            redis_url, namespace=namespace, min_similarity=min_similarity,
+            max_error_rate=max_error_rate,
+        )  # fmt: skip
+    elif max_error_rate is not None:
+        raise ValueError("give max_error_rate= to the SemanticIndex passed as index=")
     elif not isinstance(index, SemanticIndex):
         raise TypeError(f"index must be a SemanticIndex, got {type(index).__name__}")
     if llm is None:
@@ -495,6 +545,14 @@ def create_app(
             _langchain_stream(llm, False) if hasattr(llm, "astream") else _call_stream(call)
         )
     flights = SingleFlight(index)
+    owned_limits = rate_limits is not None and not isinstance(rate_limits, KeyedLimits)
+    limits: KeyedLimits | None
+    if rate_limits is None or isinstance(rate_limits, KeyedLimits):
+        limits = rate_limits
+    else:
+        limits = KeyedLimits(
+            list(rate_limits), redis_url=redis_url or index.redis_url, namespace=index.namespace
+        )
     if metrics:
         from .observability import instrument
 
@@ -510,6 +568,8 @@ def create_app(
         if owned:
             await cache.aclose()
             cache.close()
+        if limits is not None and owned_limits:
+            await limits.aclose()
 
     app = FastAPI(
         title="paracache",
@@ -524,6 +584,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.index = index
+    app.state.limits = limits
     app.state.llm_description = described
     app.state.api_keys = keys
 
@@ -542,6 +603,8 @@ def create_app(
             401: {"model": ErrorResponse, "description": "No API key, or an unknown one"},
             403: {"model": ErrorResponse, "description": "The body names another tenant "
                   "than the API key's"},
+            429: {"model": ErrorResponse, "description": "Over the caller's rate limit; "
+                  "`Retry-After` says in how many seconds to retry"},
             422: {"description": "The body is not a valid AnswerRequest"},
             502: {"model": ErrorResponse, "description": "The chat model failed"},
         },
@@ -566,6 +629,8 @@ def create_app(
                 )
             tenant = principal.tenant
         threshold = _threshold(min_similarity, cache.settings.min_similarity)
+        if limits is not None:
+            await _admit(limits, caller_id(principal, tenant))
         t0 = time.perf_counter()
         scope = Scope(
             model=body.model,
@@ -573,6 +638,10 @@ def create_app(
             params={"temperature": body.temperature},
             context=digest("service/v1", body.system),
         )
+        per_request: float | None = threshold
+        if min_similarity is None and cache.learner is not None:  # the learned threshold
+            per_request = None
+            threshold = cache.learner.threshold(scope.digest(), scope, threshold)[0]
         if body.stream:
             events = answer_events(
                 cache, flights, body.prompt, scope, threshold,
@@ -585,7 +654,7 @@ def create_app(
                 events, media_type="text/event-stream",
                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
             )
-        verdict = await cache.alookup_verdict(body.prompt, scope, min_similarity=threshold)
+        verdict = await cache.alookup_verdict(body.prompt, scope, min_similarity=per_request)
         if verdict.hit is not None:
             hit = verdict.hit
             return _response(verdict, hit.response, hit.tokens, threshold, t0, hit.entry_id)

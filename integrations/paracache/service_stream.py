@@ -65,7 +65,7 @@ async def answer_events(
     verdict = await index.alookup_verdict(prompt, scope, min_similarity=threshold)
     hit = verdict.hit
     claim = None
-    if hit is None and verdict.outcome == "miss":
+    if hit is None and verdict.missed:
         claim = await flights.aclaim(prompt, scope)
     meta: dict[str, Any] = {
         "cached": hit is not None,

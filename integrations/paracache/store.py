@@ -90,6 +90,8 @@ class Stores(FlowBase):
         dropped (Redis failed or refused, the breaker is open).
         """
         t0 = time.perf_counter()
+        if self.learner is not None:  # a fresh answer: a label for a remembered candidate
+            self.learner.on_store(req.lookup.key, req.mapping["response"])
         if req.skip:
             self.recorder.write("skipped")
             logger.debug("paracache: not caching: %s", req.skip)

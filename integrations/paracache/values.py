@@ -106,6 +106,17 @@ class Verdict:
     hit: CacheHit | None = None
     scope: Scope | None = None
 
+    @property
+    def missed(self) -> bool:
+        """Nothing served and nothing failed: ``miss``, or ``unreadable`` (a miss of text
+        the embedding model cannot read). The caller asks the model (and stores it).
+
+        Example:
+            >>> Verdict("unreadable", "no exact match", "0" * 32, 1.0).missed
+            True
+        """
+        return self.outcome in ("miss", "unreadable")
+
 
 _last_verdict: contextvars.ContextVar[Verdict | None] = contextvars.ContextVar(
     "paracache_last_verdict", default=None
@@ -228,6 +239,13 @@ class LookupRequest:
     prompt: str = ""
     #: Why the embedding model cannot read the text (then ``semantic`` is off), or None.
     unreadable: str | None = None
+    #: ``min_similarity`` was learned by the error bound (no corroboration margin then).
+    learned: bool = False
+
+
+#: The error bound's hook: ``(scope digest, scope, static threshold) -> (threshold,
+#: learned)`` (:meth:`paracache.learning.Learner.threshold`).
+ThresholdHook = Callable[[str, Scope, float], "tuple[float, bool]"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -372,11 +390,13 @@ def prepare_lookup(
     min_similarity: Any = None,
     semantic: bool = True,
     unreadable: Callable[[str], str | None] | None = None,
+    learned: ThresholdHook | None = None,
 ) -> LookupRequest:
     """Validate a lookup's arguments (``TypeError``/``ValueError`` on bad input) and
     derive its ids, threshold and TTL-policy bypass. ``unreadable`` (the normalised text
     -> why the embedding model cannot read it, or ``None``) keeps such text to the exact
-    layer.
+    layer; ``learned`` (the error bound) replaces the static threshold when the call
+    gives none.
 
     Example:
         >>> layout = Layout.build("docs", "m", dims=4)
@@ -390,13 +410,15 @@ def prepare_lookup(
         scope = Scope()
     elif not isinstance(scope, Scope):
         raise TypeError(f"scope must be a paracache.Scope, got {type(scope).__name__}")
-    threshold = (
-        settings.threshold_for(scope)
-        if min_similarity is None
-        else check_similarity(min_similarity)
-    )
-    text = settings.normalizer(prompt)
     scope_digest = scope.digest()
+    is_learned = False
+    if min_similarity is not None:
+        threshold = check_similarity(min_similarity)
+    else:
+        threshold = settings.threshold_for(scope)
+        if learned is not None:
+            threshold, is_learned = learned(scope_digest, scope, threshold)
+    text = settings.normalizer(prompt)
     entry_id = digest("entry/v1", scope_digest, text)
     semantic = bool(semantic) and bool(text)
     problem = unreadable(text) if semantic and unreadable is not None else None
@@ -411,6 +433,7 @@ def prepare_lookup(
         bypass=settings.policy.bypass(scope.temperature),
         prompt=prompt,
         unreadable=problem,
+        learned=is_learned,
     )
 
 

@@ -94,7 +94,7 @@ class CacheHitEvent(BaseEvent):
 
 
 class CacheMissEvent(BaseEvent):
-    """Emitted when paracache cannot answer (``outcome``: miss, bypass or error)."""
+    """Emitted when paracache cannot answer (``outcome``: miss, unreadable, bypass or error)."""
 
     source: str
     query: str
@@ -356,6 +356,20 @@ def _load_response(payload: str) -> tuple[str, list[NodeWithScore], dict[str, An
         )
         nodes.append(NodeWithScore(node=node, score=item["score"]))
     return data["response"], nodes, dict(data["metadata"]), data["kind"] == "stream"
+
+
+def response_text(payload: str) -> str:
+    """The answer text of a stored query-engine response (what a judge compares);
+    anything else as it is.
+
+    Example:
+        >>> response_text(_dump_response("Reset it in Settings.", [], {}, False))
+        'Reset it in Settings.'
+    """
+    try:
+        return _load_response(payload)[0]
+    except Exception:  # not a query-engine entry: judge the stored text itself
+        return payload
 
 
 def _text_gen(text: str) -> Generator[str, None, None]:

@@ -182,13 +182,33 @@ class CachedLLM(LLM, WrapsLLM):
             "tokens": total if isinstance(total, int) and total > 0 else 0,
         }
 
+    def _save(self, key: tuple[str, Scope], response: Any) -> str | None:
+        """Store a complete answer; its payload, for waiters (``None``: not storable)."""
+        try:
+            entry = self._entry(key, response)
+            self._cache.store(**entry)
+        except Exception as exc:
+            logger.warning("paracache: could not store the LLM answer: %r", exc)
+            return None
+        return str(entry["response"])
+
+    async def _asave(self, key: tuple[str, Scope], response: Any) -> str | None:
+        """Async :meth:`_save`."""
+        try:
+            entry = self._entry(key, response)
+            await self._cache.astore(**entry)
+        except Exception as exc:
+            logger.warning("paracache: could not store the LLM answer: %r", exc)
+            return None
+        return str(entry["response"])
+
     def _call(self, key: tuple[str, Scope] | None, kind: type[_R], call: Callable[[], _R]) -> _R:
         claim = None
         if key is not None:
             verdict = self._cache.lookup_verdict(key[0], key[1], semantic=False)
             if isinstance(cached := self._hit(key, verdict), kind):
                 return cached
-            if verdict.outcome == "miss":
+            if verdict.missed:
                 claim = self._flights.claim(key[0], key[1])
                 if isinstance(shared := self._shared(claim), kind):
                     return shared
@@ -196,12 +216,7 @@ class CachedLLM(LLM, WrapsLLM):
         try:
             response = call()
             if key is not None:
-                entry = self._entry(key, response)
-                payload = entry["response"]
-                try:
-                    self._cache.store(**entry)
-                except Exception as exc:
-                    logger.warning("paracache: could not store the LLM answer: %r", exc)
+                payload = self._save(key, response)
         finally:
             if claim is not None:
                 claim.done(payload)
@@ -215,7 +230,7 @@ class CachedLLM(LLM, WrapsLLM):
             verdict = await self._cache.alookup_verdict(key[0], key[1], semantic=False)
             if isinstance(cached := self._hit(key, verdict), kind):
                 return cached
-            if verdict.outcome == "miss":
+            if verdict.missed:
                 claim = await self._flights.aclaim(key[0], key[1])
                 if isinstance(shared := self._shared(claim), kind):
                     return shared
@@ -223,12 +238,7 @@ class CachedLLM(LLM, WrapsLLM):
         try:
             response = await call()
             if key is not None:
-                entry = self._entry(key, response)
-                payload = entry["response"]
-                try:
-                    await self._cache.astore(**entry)
-                except Exception as exc:
-                    logger.warning("paracache: could not store the LLM answer: %r", exc)
+                payload = await self._asave(key, response)
         finally:
             if claim is not None:
                 await asyncio.shield(claim.adone(payload))
@@ -244,7 +254,7 @@ class CachedLLM(LLM, WrapsLLM):
             return
         verdict = self._cache.lookup_verdict(key[0], key[1], semantic=False)
         cached, claim = self._hit(key, verdict), None
-        if cached is None and verdict.outcome == "miss":
+        if cached is None and verdict.missed:
             claim = self._flights.claim(key[0], key[1])
             cached = self._shared(claim)
         if isinstance(cached, ChatResponse):
@@ -254,13 +264,8 @@ class CachedLLM(LLM, WrapsLLM):
         try:
             for last in start():
                 yield last
-            if last is not None:
-                entry = self._entry(key, last)
-                payload = entry["response"]
-                try:
-                    self._cache.store(**entry)
-                except Exception as exc:
-                    logger.warning("paracache: could not store the streamed answer: %r", exc)
+            if last is not None:  # the stream ended cleanly: its last response is whole
+                payload = self._save(key, last)
         finally:  # an abandoned or failing stream stores nothing and hands nothing on
             if claim is not None:
                 claim.done(payload)
@@ -275,7 +280,7 @@ class CachedLLM(LLM, WrapsLLM):
             return
         verdict = await self._cache.alookup_verdict(key[0], key[1], semantic=False)
         cached, claim = self._hit(key, verdict), None
-        if cached is None and verdict.outcome == "miss":
+        if cached is None and verdict.missed:
             claim = await self._flights.aclaim(key[0], key[1])
             cached = self._shared(claim)
         if isinstance(cached, ChatResponse):
@@ -287,12 +292,7 @@ class CachedLLM(LLM, WrapsLLM):
             async for last in await start():
                 yield last
             if last is not None:
-                entry = self._entry(key, last)
-                payload = entry["response"]
-                try:
-                    await self._cache.astore(**entry)
-                except Exception as exc:
-                    logger.warning("paracache: could not store the streamed answer: %r", exc)
+                payload = await self._asave(key, last)
         finally:
             if claim is not None:
                 await asyncio.shield(claim.adone(payload))

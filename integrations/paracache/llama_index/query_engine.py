@@ -39,6 +39,7 @@ from ._shared import (
     _resolve_index,
     _text_gen,
     llm_scope,
+    response_text,
 )
 from .embedding import LlamaIndexEmbedding
 
@@ -83,7 +84,10 @@ class SemanticCacheQueryEngine(BaseQueryEngine):
         corpus_version: Bump it (:meth:`bump_corpus_version`) after re-indexing.
         scope_fields: Further scope fields (JSON scalars), e.g. for engines this
             adapter cannot introspect.
-        min_similarity: Semantic threshold (cosine similarity; default: the index's).
+        min_similarity: Semantic threshold (cosine similarity; default: the index's,
+            learned when the index has ``max_error_rate``: pass
+            ``max_error_rate=0.02`` among the options, and each miss's fresh response
+            labels the candidate it did not serve).
         engine_kwargs: The arguments the engine was built with, when it does not keep
             them (``from_index`` records its ``as_query_engine`` kwargs here).
 
@@ -116,6 +120,8 @@ class SemanticCacheQueryEngine(BaseQueryEngine):
         if not isinstance(query_engine, BaseQueryEngine):
             raise TypeError(f"query_engine must be a BaseQueryEngine, got {type(query_engine)}")
         self.index = _resolve_index(index, redis_url, namespace, options)
+        if self.index.learner is not None:  # judges compare answers, not their JSON
+            self.index.learner.answer_text = response_text
         self.min_similarity = min_similarity
         self._engine = query_engine
         self._engine_kwargs = dict(engine_kwargs or {})
@@ -426,7 +432,7 @@ class SemanticCacheQueryEngine(BaseQueryEngine):
                 )
                 if (served := self._serve(plan, verdict, is_async=False)) is not None:
                     return served
-                if verdict.outcome == "miss":
+                if verdict.missed:
                     claim = self._flights.claim(plan.text, plan.scope)
                     if (served := self._shared(plan, claim, is_async=False)) is not None:
                         return served
@@ -461,7 +467,7 @@ class SemanticCacheQueryEngine(BaseQueryEngine):
                 )
                 if (served := self._serve(plan, verdict, is_async=True)) is not None:
                     return served
-                if verdict.outcome == "miss":
+                if verdict.missed:
                     claim = await self._flights.aclaim(plan.text, plan.scope)
                     if (served := self._shared(plan, claim, is_async=True)) is not None:
                         return served

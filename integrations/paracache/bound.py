@@ -1,0 +1,411 @@
+"""The error bound: from labels, the lowest similarity at which a scope may be served.
+
+Pure (no I/O, no clock, no randomness): :mod:`paracache.learning` feeds it what the
+cache recorded in Redis and asks it for a threshold.
+
+**What is measured.** For each lookup of a scope the cache records its *traffic*: the
+similarity of the candidate it served, or of the nearest candidate it could have
+served (the most similar one that passed the guards), or that there was none. A
+*label* says whether such a candidate's answer was right for the question: a miss is
+labelled when the model's fresh answer arrives (through ``store``), and a sampled share
+of would-be hits (*exploration*, :func:`explore_rate`) is turned into misses to be
+labelled too. Traffic and labels are counted in similarity bins of width
+:data:`BIN_WIDTH`.
+
+**What is bounded.** The error rate the issue's users care about: wrong answers served
+over all lookups of the scope. Serving every candidate at similarity ``>= t`` gives
+
+    E(t) = sum over bins b >= t of traffic_b * error_b / lookups
+
+where ``error_b`` is estimated from the labels of bin ``b`` (with too few, the labels of
+less similar bins are pooled in until :data:`POOL_LABELS` are: never more optimistic
+than the bin itself), lightly smoothed, then made non-increasing in similarity (a
+candidate is never assumed more often right than a more similar one).
+:func:`learned_threshold` returns the lowest bin edge ``t`` whose one-sided upper
+confidence bound on ``E(t)`` is at most ``delta`` and where no bin at or above ``t`` is
+estimated wrong more often than right (:data:`MAX_POINT_ERROR`); ``z`` standard errors
+of the estimate, whose variance counts each label with its whole weight however many
+bins' pools share it.
+
+**Cold start.** With fewer than ``min_labels`` labels the scope keeps the static rules
+(:class:`Decision` ``learned=False``). An unreadable statistics record gives a decision
+that serves no semantic hit at all (:data:`NO_SEMANTIC`), never a looser one.
+
+**Per entry.** An entry's own labels (kept in the entry, see :func:`entry_floor`) only
+ever make it stricter: it is not served at or below a similarity at which it was judged
+wrong. Entries with no such label use the scope's pooled threshold.
+
+Example:
+    >>> stats = ScopeStats()
+    >>> for i in range(300):                       # 0.95: always right, 0.85: often wrong
+    ...     stats.add_label(0.95, True); stats.add_traffic(0.95)
+    ...     stats.add_label(0.85, i % 4 != 0); stats.add_traffic(0.85)
+    >>> d = learned_threshold(stats, delta=0.05, static=0.90)
+    >>> d.learned, 0.85 < d.threshold <= 0.95
+    (True, True)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Mapping
+
+__all__ = [
+    "BIN_WIDTH",
+    "NO_SEMANTIC",
+    "Decision",
+    "ScopeStats",
+    "check_delta",
+    "clopper_pearson",
+    "entry_floor",
+    "explore_rate",
+    "learned_threshold",
+]
+
+#: Width of a similarity bin.
+BIN_WIDTH = 0.01
+#: Bins span [0, 1]: bin i holds similarities in [i * BIN_WIDTH, (i + 1) * BIN_WIDTH).
+BINS = round(1 / BIN_WIDTH)
+#: Labels pooled (from less similar bins) for one bin's error estimate.
+POOL_LABELS = 20
+#: Wrong labels (and as many right ones) assumed in each bin before any is seen.
+PRIOR = 0.1
+#: Labels a scope needs before its learned threshold replaces the static rules.
+MIN_LABELS = 50
+#: One-sided 95 % normal quantile.
+Z95 = 1.6449
+#: A bin whose estimated error is above this is never served, whatever its traffic
+#: (the cumulative bound alone would serve a bin no lookup has fallen in yet).
+MAX_POINT_ERROR = 0.5
+#: The lowest threshold the bound may learn (labels are collected down to it).
+LOWEST = 0.70
+#: Version of the statistics record (a record of another version is unreadable).
+STATS_VERSION = "1"
+
+
+def check_delta(value: object, name: str = "max_error_rate") -> float | None:
+    """Validate δ: ``None`` (no bound: static rules) or a number in (0, 1).
+
+    Example:
+        >>> check_delta(0.02), check_delta(None)
+        (0.02, None)
+        >>> check_delta(1.5)
+        Traceback (most recent call last):
+        ...
+        ValueError: max_error_rate must be in (0, 1) (a share of lookups), got 1.5
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+        raise TypeError(f"{name} must be a number in (0, 1) or None, got {value!r}")
+    if not 0.0 < value < 1.0:
+        raise ValueError(f"{name} must be in (0, 1) (a share of lookups), got {value!r}")
+    return float(value)
+
+
+#: Exploration rate just above a threshold (within :data:`NEAR_BAND`): where the bound
+#: is least sure, labels are worth the most.
+NEAR_RATE = 0.15
+#: How far above the threshold exploration runs at :data:`NEAR_RATE`.
+NEAR_BAND = 0.03
+
+
+def explore_rate(delta: float) -> float:
+    """The share of would-be semantic hits turned into labelled misses: ``2 * delta``,
+    kept within [0.01, 0.10]. Exploration costs at most that many extra model calls per
+    semantic hit; it is what lets the bound see errors above its own threshold.
+
+    Example:
+        >>> explore_rate(0.01), explore_rate(0.02), explore_rate(0.2)
+        (0.02, 0.04, 0.1)
+    """
+    return min(0.10, max(0.01, 2.0 * delta))
+
+
+def bin_of(similarity: float) -> int:
+    """The bin of a similarity (clamped to [0, BINS - 1]).
+
+    Example:
+        >>> bin_of(0.905), bin_of(1.0), bin_of(-0.2)
+        (90, 99, 0)
+    """
+    if math.isnan(similarity):
+        return 0
+    return min(BINS - 1, max(0, int(similarity / BIN_WIDTH + 1e-9)))
+
+
+@dataclasses.dataclass
+class ScopeStats:
+    """What one scope's lookups and labels came to (the record in Redis, decoded).
+
+    ``labels[b] = (n, wrong)`` per bin; ``traffic[b]``: lookups whose candidate fell in
+    bin ``b``; ``lookups``: all lookups, with a candidate or not; ``explored``:
+    ``(n, wrong)`` of labels from exploration (would-be hits), the observed error of
+    served candidates.
+    """
+
+    labels: dict[int, tuple[int, int]] = dataclasses.field(default_factory=dict)
+    traffic: dict[int, int] = dataclasses.field(default_factory=dict)
+    lookups: int = 0
+    explored: tuple[int, int] = (0, 0)
+
+    def add_label(self, similarity: float, correct: bool, explored: bool = False) -> None:
+        """Count one label (for tests and examples; the worker counts in Redis)."""
+        b = bin_of(similarity)
+        n, w = self.labels.get(b, (0, 0))
+        self.labels[b] = (n + 1, w + (0 if correct else 1))
+        if explored:
+            self.explored = (self.explored[0] + 1, self.explored[1] + (0 if correct else 1))
+
+    def add_traffic(self, similarity: float | None) -> None:
+        """Count one lookup (``None``: it had no candidate)."""
+        self.lookups += 1
+        if similarity is not None:
+            b = bin_of(similarity)
+            self.traffic[b] = self.traffic.get(b, 0) + 1
+
+    @property
+    def label_count(self) -> int:
+        """Labels in all bins."""
+        return sum(n for n, _ in self.labels.values())
+
+    @property
+    def wrong_count(self) -> int:
+        """Labels that said wrong."""
+        return sum(w for _, w in self.labels.values())
+
+    @classmethod
+    def from_record(cls, record: Mapping[bytes, bytes]) -> ScopeStats:
+        """Decode a statistics hash (fields ``v``, ``N``, ``xn``, ``xw``, ``n{b}``,
+        ``w{b}``, ``t{b}``). Raises ``ValueError`` on anything malformed: a caller must
+        then not trust the record at all.
+
+        Example:
+            >>> s = ScopeStats.from_record({b"v": b"1", b"N": b"3", b"n90": b"2",
+            ...                             b"w90": b"1", b"t90": b"3"})
+            >>> s.labels, s.traffic, s.lookups
+            ({90: (2, 1)}, {90: 3}, 3)
+        """
+        if not record:
+            return cls()
+        if record.get(b"v") != STATS_VERSION.encode():
+            raise ValueError(f"statistics record of version {record.get(b'v')!r}")
+        out = cls()
+        counts: dict[str, dict[int, int]] = {"n": {}, "w": {}, "t": {}}
+        for raw_name, raw_value in record.items():
+            name = raw_name.decode("ascii", "replace")
+            if name in ("v", "tenant"):
+                continue
+            value = _count(raw_value, name)
+            if name == "N":
+                out.lookups = value
+            elif name in ("xn", "xw"):
+                continue
+            elif name[:1] in counts and name[1:].isdigit() and int(name[1:]) < BINS:
+                counts[name[:1]][int(name[1:])] = value
+            else:
+                raise ValueError(f"unknown statistics field {name!r}")
+        xn, xw = _count(record.get(b"xn", b"0"), "xn"), _count(record.get(b"xw", b"0"), "xw")
+        if xw > xn:
+            raise ValueError("more wrong explored labels than explored labels")
+        out.explored = (xn, xw)
+        for b, n in counts["n"].items():
+            w = counts["w"].get(b, 0)
+            if w > n:
+                raise ValueError(f"bin {b}: {w} wrong labels of {n}")
+            out.labels[b] = (n, w)
+        if set(counts["w"]) - set(counts["n"]):
+            raise ValueError("wrong labels in a bin without labels")
+        out.traffic = counts["t"]
+        if sum(out.traffic.values()) > out.lookups:
+            raise ValueError("more lookups with a candidate than lookups")
+        return out
+
+
+def _count(raw: bytes, name: str) -> int:
+    try:
+        value = int(raw)
+    except (TypeError, ValueError):
+        raise ValueError(f"statistics field {name!r} is not a count: {raw!r}") from None
+    if value < 0:
+        raise ValueError(f"statistics field {name!r} is negative: {value}")
+    return value
+
+
+@dataclasses.dataclass(frozen=True)
+class Decision:
+    """A scope's threshold under the bound.
+
+    ``learned``: ``False`` while the scope is cold (the static rules apply, with their
+    threshold ``threshold``); ``estimate`` and ``upper`` are ``E(threshold)`` and its
+    upper confidence bound when learned.
+    """
+
+    threshold: float
+    learned: bool
+    estimate: float = 0.0
+    upper: float = 0.0
+    labels: int = 0
+
+
+#: The decision for a scope whose statistics cannot be read: no semantic hits.
+NO_SEMANTIC = Decision(threshold=1.0, learned=True, estimate=0.0, upper=0.0)
+
+
+def _bin_errors(stats: ScopeStats, pool: int) -> list[tuple[float, float, int, int]]:
+    """Per bin: ``(error estimate, the error its variance is taken at, the lowest bin
+    of its pool, labels in the pool)``: the bin's labels, with those of less similar
+    bins pooled in while fewer than ``pool``, lightly smoothed (a tenth of a wrong label
+    of prior), then made non-increasing in similarity. The variance is taken at the
+    Laplace estimate, never 0 for a bin with no wrong label yet."""
+    out: list[tuple[float, float, int, int]] = []
+    for b in range(BINS):
+        n, w = stats.labels.get(b, (0, 0))
+        lo = b
+        while n < pool and lo > 0:  # only less similar bins: as often wrong, or more
+            lo -= 1
+            dn, dw = stats.labels.get(lo, (0, 0))
+            n, w = n + dn, w + dw
+        out.append(((w + PRIOR) / (n + 2 * PRIOR), (w + 1.0) / (n + 2.0), lo, n))
+    # Non-increasing in similarity: from the top bin down, keep the running maximum.
+    running = running_var = 0.0
+    for b in range(BINS - 1, -1, -1):
+        e, ev, lo, n = out[b]
+        running, running_var = max(running, e), max(running_var, ev)
+        out[b] = (running, running_var, lo, n)
+    return out
+
+
+def learned_threshold(
+    stats: ScopeStats,
+    delta: float,
+    static: float,
+    *,
+    min_labels: int = MIN_LABELS,
+    z: float = Z95,
+    lowest: float = LOWEST,
+    pool: int = POOL_LABELS,
+) -> Decision:
+    """The lowest threshold whose upper bound on wrong answers per lookup is <= delta.
+
+    ``E(t)`` is a weighted sum of label outcomes (each bin's estimate averages the
+    labels of its pool), so its variance is the sum over labels of their squared
+    weights times their variance: labels shared by several bins' pools count with
+    their whole weight. Cold (``stats`` has fewer than ``min_labels`` labels): the
+    static threshold, ``learned=False``. If no threshold in [``lowest``, 1] meets the
+    bound, 1.0 (only identical meanings: in practice no semantic hits until the
+    labels say otherwise).
+
+    Example:
+        >>> learned_threshold(ScopeStats(), 0.02, static=0.9)
+        Decision(threshold=0.9, learned=False, estimate=0.0, upper=0.0, labels=0)
+    """
+    labels = stats.label_count
+    if labels < min_labels or stats.lookups <= 0:
+        return Decision(threshold=static, learned=False, labels=labels)
+    errors = _bin_errors(stats, pool)
+    total = float(stats.lookups)
+    weight = [0.0] * BINS  # per label bin: the weight of each of its labels in E(t)
+    mean = 0.0
+    best = Decision(threshold=1.0, learned=True, labels=labels)
+    low_bin = bin_of(lowest)
+    for b in range(BINS - 1, low_bin - 1, -1):
+        e, _, lo, n = errors[b]
+        if e > MAX_POINT_ERROR:
+            break  # more often wrong than right here, however little traffic it gets
+        t = stats.traffic.get(b, 0)
+        if t:
+            share = t / total
+            mean += share * e
+            if n:
+                for j in range(lo, b + 1):
+                    weight[j] += share / n
+        var = 0.0
+        for j in range(BINS):
+            if weight[j]:
+                count = stats.labels.get(j, (0, 0))[0]
+                ev = errors[j][1]
+                var += weight[j] * weight[j] * count * ev * (1.0 - ev)
+        upper = mean + z * math.sqrt(var)
+        if upper > delta:
+            break
+        best = Decision(
+            threshold=round(b * BIN_WIDTH, 6),
+            learned=True,
+            estimate=mean,
+            upper=upper,
+            labels=labels,
+        )
+    return best
+
+
+def entry_floor(record: Mapping[bytes, bytes]) -> float | None:
+    """The similarity at or below which an entry must not be served, from its own
+    labels (the ``lw`` field: the highest similarity at which it was judged wrong);
+    ``None`` if it has none. Raises ``ValueError`` if the field is unreadable.
+
+    Example:
+        >>> entry_floor({b"lw": b"0.912"}), entry_floor({})
+        (0.912, None)
+    """
+    raw = record.get(b"lw")
+    if raw is None:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"entry label field lw is not a similarity: {raw!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"entry label field lw out of range: {value}")
+    return value
+
+
+def clopper_pearson(wrong: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """The exact (Clopper-Pearson) two-sided interval of a binomial proportion.
+
+    Example:
+        >>> lo, hi = clopper_pearson(0, 100)
+        >>> lo, round(hi, 4)
+        (0.0, 0.0362)
+        >>> tuple(round(x, 4) for x in clopper_pearson(5, 100))
+        (0.0164, 0.1128)
+    """
+    if n < 0 or not 0 <= wrong <= n:
+        raise ValueError(f"need 0 <= wrong <= n, got {wrong} of {n}")
+    if n == 0:
+        return 0.0, 1.0
+    alpha = 1.0 - confidence
+    lower = 0.0 if wrong == 0 else _solve(lambda p: _sf(wrong, n, p) - alpha / 2, True)
+    upper = 1.0 if wrong == n else _solve(lambda p: _cdf(wrong, n, p) - alpha / 2, False)
+    return lower, upper
+
+
+def _log_pmf(k: int, n: int, p: float) -> float:
+    return (
+        math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1)
+        + k * math.log(p) + (n - k) * math.log1p(-p)
+    )  # fmt: skip
+
+
+def _cdf(k: int, n: int, p: float) -> float:
+    """P(X <= k) for X ~ Binomial(n, p), 0 < p < 1."""
+    return min(1.0, sum(math.exp(_log_pmf(i, n, p)) for i in range(k + 1)))
+
+
+def _sf(k: int, n: int, p: float) -> float:
+    """P(X >= k)."""
+    return min(1.0, sum(math.exp(_log_pmf(i, n, p)) for i in range(k, n + 1)))
+
+
+def _solve(fn: Callable[[float], float], increasing: bool) -> float:
+    """The root of a monotone ``fn`` on (0, 1) by bisection."""
+    lo, hi = 1e-12, 1.0 - 1e-12
+    for _ in range(100):
+        mid = (lo + hi) / 2
+        value = fn(mid)
+        if (value < 0) == increasing:
+            lo = mid
+        else:
+            hi = mid
+    return (lo + hi) / 2

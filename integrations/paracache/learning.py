@@ -1,0 +1,852 @@
+"""Learning from live traffic, off the request path: labels, their queue, the worker.
+
+A :class:`Learner` is what ``SemanticIndex(max_error_rate=δ)`` attaches to its core.
+On the request path it only touches memory:
+
+- :meth:`Learner.threshold` gives a lookup its scope's threshold (learned by
+  :func:`paracache.bound.learned_threshold` from statistics read in the background;
+  the static rules while the scope is cold);
+- :meth:`Learner.explore` turns a sampled share of would-be semantic hits into misses
+  (:func:`paracache.bound.explore_rate`);
+- :meth:`Learner.observe` counts the lookup (its candidate's similarity bin) and
+  remembers the nearest candidate it did not serve, per process, bounded, keyed by
+  the asking prompt's entry key;
+- :meth:`Learner.on_store` pairs a fresh answer arriving for that key with the
+  remembered candidate: a *label job*.
+
+Counts and label jobs go to an in-process outbox (bounded: when full, new items are
+dropped and counted as ``learn_queue_full``) that a background thread sends to a Redis
+stream, ``paracache:{namespace}:learn``, with ``XADD`` (``MAXLEN ~`` :data:`STREAM_MAX`).
+A consumer group (:data:`GROUP`) reads it: by default a worker thread in the same
+process (:class:`LabelWorker`), or ``paracache worker`` in other processes. The worker
+runs the judge (:mod:`paracache.judge`, time-bounded) and applies the label with one
+Lua script that acknowledges the message (``XACK``) and counts it *atomically*, so a
+message is counted once: a worker killed before that leaves it pending, and another
+worker claims it (``XAUTOCLAIM``) after :data:`CLAIM_IDLE_MS`.
+
+**Where the statistics live.** Per scope, a hash ``{index}:q:{scope digest}`` (the scope
+digest covers tenant, model, parameters and context, so tenants never share one),
+expiring ``stats_ttl`` seconds after its last update (default: the entries' default
+TTL). Per entry, the highest similarity at which it was judged wrong is a field of the
+entry itself (``lw``), so it expires and is deleted with the entry.
+
+Redis down or slow: the outbox keeps filling up to its cap and then drops (counted);
+lookups keep the thresholds last read (cold scopes: the static rules). A statistics
+record that cannot be read (corrupt, foreign, another version) gives its scope no
+semantic hits until the worker replaces it (counted as ``stats_corrupt``).
+
+Example:
+    >>> from paracache import SemanticIndex
+    >>> cache = SemanticIndex(namespace="faq", max_error_rate=0.02)   # doctest: +SKIP
+    >>> cache.learner.wait_idle()          # tests: all queued labels counted  # doctest: +SKIP
+    True
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import logging
+import random
+import re
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import redis
+
+from . import bound
+from .judge import Judge, JudgeFailed, call_judge, check_judge
+from .protocol import Script
+
+__all__ = ["GROUP", "LabelWorker", "Learner", "LearningStats", "learning_summary", "stream_key"]
+
+logger = logging.getLogger("paracache")
+
+#: The consumer group that counts labels.
+GROUP = "paracache-learners"
+#: Approximate cap on the stream's length (older messages are trimmed beyond it).
+STREAM_MAX = 100_000
+#: Items the in-process outbox holds before dropping new ones.
+OUTBOX_MAX = 10_000
+#: Candidates remembered per process for a label when the fresh answer arrives.
+PENDING_MAX = 10_000
+#: Seconds a remembered candidate waits for its fresh answer.
+PENDING_SECONDS = 600.0
+#: Seconds between reads of a scope's statistics (per process).
+REFRESH_SECONDS = 1.0
+#: A pending message idle this long (its worker died) is claimed by another worker.
+CLAIM_IDLE_MS = 30_000
+#: Lookups of a scope after which its traffic counts are halved (so the shares the
+#: bound weighs errors by are those of roughly the last one to two thousand lookups).
+TRAFFIC_WINDOW = 2_000
+#: Characters of each answer a label job carries to the judge.
+MAX_ANSWER = 32_768
+#: Seconds the background threads wait between passes when idle.
+TICK = 0.05
+
+# Apply one label: acknowledge the message and count it in one step (a message counted
+# twice is impossible; one acknowledged but not counted only if the record was
+# unreadable, reported as -1). KEYS: stream, stats hash, entry key (or the stats key
+# again when no entry is labelled). ARGV: group, message id, bin, wrong ('1'/'0'),
+# explored ('1'/'0'), similarity, stats TTL (0: none).
+_LABEL = """
+if redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end
+local kind = redis.call('TYPE', KEYS[2])['ok']
+if kind ~= 'hash' and kind ~= 'none' then return -1 end
+local v = redis.call('HGET', KEYS[2], 'v')
+if v and v ~= '1' then return -1 end
+local ok = redis.pcall('HINCRBY', KEYS[2], 'n' .. ARGV[3], 1)
+if type(ok) == 'table' and ok['err'] then return -1 end
+redis.call('HSET', KEYS[2], 'v', '1')
+if ARGV[4] == '1' then
+  ok = redis.pcall('HINCRBY', KEYS[2], 'w' .. ARGV[3], 1)
+  if type(ok) == 'table' and ok['err'] then return -1 end
+end
+if ARGV[5] == '1' then
+  ok = redis.pcall('HINCRBY', KEYS[2], 'xn', 1)
+  if type(ok) == 'table' and ok['err'] then return -1 end
+  if ARGV[4] == '1' then
+    ok = redis.pcall('HINCRBY', KEYS[2], 'xw', 1)
+    if type(ok) == 'table' and ok['err'] then return -1 end
+  end
+end
+local ttl = tonumber(ARGV[7])
+if ttl and ttl > 0 then redis.call('EXPIRE', KEYS[2], ttl) end
+if ARGV[4] == '1' and KEYS[3] ~= KEYS[2] and redis.call('TYPE', KEYS[3])['ok'] == 'hash' then
+  local lw = tonumber(redis.call('HGET', KEYS[3], 'lw') or '')
+  if not lw or tonumber(ARGV[6]) > lw then redis.call('HSET', KEYS[3], 'lw', ARGV[6]) end
+end
+return 1
+"""
+
+# Apply one batch of traffic counts: KEYS stream, stats hash; ARGV group, message id,
+# stats TTL, window, lookups, then bin/count pairs. Once the lookups counted pass the
+# window, every traffic count is halved: the traffic shares follow recent lookups (a
+# filling cache's candidates grow more similar over time), while labels, which say how
+# often a candidate at a similarity is right, keep accumulating. Returns as _LABEL.
+_TRAFFIC = """
+if redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end
+local kind = redis.call('TYPE', KEYS[2])['ok']
+if kind ~= 'hash' and kind ~= 'none' then return -1 end
+local v = redis.call('HGET', KEYS[2], 'v')
+if v and v ~= '1' then return -1 end
+local ok = redis.pcall('HINCRBY', KEYS[2], 'N', tonumber(ARGV[5]))
+if type(ok) == 'table' and ok['err'] then return -1 end
+redis.call('HSET', KEYS[2], 'v', '1')
+for i = 6, #ARGV, 2 do
+  ok = redis.pcall('HINCRBY', KEYS[2], 't' .. ARGV[i], tonumber(ARGV[i + 1]))
+  if type(ok) == 'table' and ok['err'] then return -1 end
+end
+if tonumber(redis.call('HGET', KEYS[2], 'N')) > tonumber(ARGV[4]) then
+  local all = redis.call('HGETALL', KEYS[2])
+  for i = 1, #all, 2 do
+    local name = all[i]
+    if name == 'N' or string.match(name, '^t%d+$') then
+      local n = tonumber(all[i + 1])
+      if not n then return -1 end
+      redis.call('HSET', KEYS[2], name, math.floor(n / 2))
+    end
+  end
+end
+local ttl = tonumber(ARGV[3])
+if ttl and ttl > 0 then redis.call('EXPIRE', KEYS[2], ttl) end
+return 1
+"""
+
+LABEL = Script(_LABEL)
+TRAFFIC = Script(_TRAFFIC)
+
+
+@dataclasses.dataclass(frozen=True)
+class LearningStats:
+    """What this process's learner did, and its scopes' current decisions.
+
+    ``labels``: labels counted by this process's worker (``wrong`` of them wrong);
+    ``explorations``: would-be hits turned into misses here; ``labels_skipped``:
+    lookups not labelled (sampled scope with a deterministic-only judge);
+    ``dropped``: label jobs or counts lost (outbox full, Redis unreachable, a judge
+    that failed, an unreadable record); ``thresholds``: scope digest -> threshold in
+    effect (learned or static).
+    """
+
+    max_error_rate: float
+    explore_rate: float
+    labels: int = 0
+    wrong: int = 0
+    explorations: int = 0
+    explored_labels: int = 0
+    explored_wrong: int = 0
+    labels_skipped: int = 0
+    dropped: int = 0
+    judge_failures: int = 0
+    thresholds: dict[str, float] = dataclasses.field(default_factory=dict)
+
+    @property
+    def observed_error(self) -> tuple[float, float, float] | None:
+        """Of the would-be hits explored and labelled here, the share judged wrong, with
+        its 95 % Clopper-Pearson interval: ``(estimate, low, high)``; ``None`` before
+        the first. (The share of *served* answers that are wrong, as far as exploration
+        samples them.)"""
+        if not self.explored_labels:
+            return None
+        low, high = bound.clopper_pearson(self.explored_wrong, self.explored_labels)
+        return self.explored_wrong / self.explored_labels, low, high
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain data, for JSON (with ``observed_error``)."""
+        out = dataclasses.asdict(self)
+        out["observed_error"] = self.observed_error
+        return out
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Pending:
+    candidate_key: str
+    similarity: float
+    cached: str
+    stats_key: str
+    explored: bool
+    at: float
+
+
+_STATS_KEY = re.compile(r"^paracache:[A-Za-z0-9][A-Za-z0-9_.-]{0,63}:v\d+:[0-9a-f]+:q:[0-9a-f]+$")
+_ENTRY_KEY = re.compile(r"^paracache:[A-Za-z0-9][A-Za-z0-9_.-]{0,63}:v\d+:[0-9a-f]+:e:[0-9a-z]+$")
+
+
+def stream_key(namespace: str) -> str:
+    """The label stream of a namespace.
+
+    Example:
+        >>> stream_key("faq")
+        'paracache:faq:learn'
+    """
+    return f"paracache:{namespace}:learn"
+
+
+class Learner:
+    """The bound's in-process side for one cache: thresholds, exploration, label jobs.
+
+    Built by :class:`paracache.SemanticIndex` from ``max_error_rate=`` and friends;
+    see the module docs. ``client`` is a blocking Redis client for the background
+    threads (never used on the request path).
+    """
+
+    def __init__(
+        self,
+        client: Any,
+        *,
+        namespace: str,
+        index_name: str,
+        delta: float,
+        judge: Judge | None = None,
+        explore_rate: float | None = None,
+        judge_timeout: float = 10.0,
+        stats_ttl: float | None = 7 * 24 * 3600,
+        worker: bool = True,
+        recorder: Any = None,
+        seed: int | None = None,
+    ) -> None:
+        checked = bound.check_delta(delta)
+        if checked is None:
+            raise ValueError("a Learner needs max_error_rate")
+        self.delta = checked
+        if explore_rate is None:
+            explore_rate = bound.explore_rate(checked)
+        if isinstance(explore_rate, bool) or not isinstance(explore_rate, (int, float)):
+            raise TypeError(f"explore_rate must be a number in [0, 0.5], got {explore_rate!r}")
+        if not 0.0 <= explore_rate <= 0.5:
+            raise ValueError(f"explore_rate must be in [0, 0.5], got {explore_rate!r}")
+        if isinstance(judge_timeout, bool) or not isinstance(judge_timeout, (int, float)):
+            raise TypeError(f"judge_timeout must be a positive number, got {judge_timeout!r}")
+        if judge_timeout <= 0:
+            raise ValueError(f"judge_timeout must be a positive number, got {judge_timeout!r}")
+        self.explore_rate = float(explore_rate)
+        self.judge = check_judge(judge)
+        self.judge_timeout = float(judge_timeout)
+        self.stats_ttl = int(stats_ttl or 0)
+        self.namespace = namespace
+        self.index_name = index_name
+        self.stream = stream_key(namespace)
+        self._client = client
+        self._recorder = recorder
+        self._random = random.Random(seed)
+        #: The lowest similarity a candidate is read and labelled at.
+        self.read_floor = bound.LOWEST
+        #: Turns a stored response into the text the judge compares (adapters that
+        #: store serialised objects set it; default: the response as stored).
+        self.answer_text: Callable[[str], str] = _identity
+        self._lock = threading.Lock()
+        self._decisions: dict[str, bound.Decision] = {}
+        self._seen: dict[str, float] = {}  # stats key -> when its record was last read
+        self._pending: collections.OrderedDict[str, _Pending] = collections.OrderedDict()
+        self._outbox: collections.deque[dict[str, Any]] = collections.deque()
+        self._traffic: dict[str, collections.Counter[str]] = {}
+        self._counts: collections.Counter[str] = collections.Counter()
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._threads = [
+            threading.Thread(target=self._io_loop, name="paracache-learn", daemon=True)
+        ]
+        self.worker: LabelWorker | None = None
+        if worker:
+            self.worker = LabelWorker(
+                client, namespace, self.judge, judge_timeout=self.judge_timeout,
+                stats_ttl=self.stats_ttl, on_label=self._count_label,
+            )  # fmt: skip
+            self._threads.append(
+                threading.Thread(target=self._work_loop, name="paracache-label", daemon=True)
+            )
+        for thread in self._threads:
+            thread.start()
+
+    # ------------------------------------------------------------------ request path
+
+    def stats_key(self, scope_digest: str) -> str:
+        """The statistics hash of a scope."""
+        return f"{self.index_name}:q:{scope_digest}"
+
+    def threshold(self, scope_digest: str, scope: Any, static: float) -> tuple[float, bool]:
+        """``(threshold, learned)`` for a lookup under ``scope`` whose static threshold
+        is ``static``. Memory only; schedules the scope's statistics to be read."""
+        key = self.stats_key(scope_digest)
+        if key not in self._seen:
+            with self._lock:
+                self._seen.setdefault(key, 0.0)
+            self._wake.set()
+        decision = self._decisions.get(key)
+        if decision is None or not decision.learned or not self._labels_apply(scope):
+            return static, False
+        return decision.threshold, True
+
+    def _labels_apply(self, scope: Any) -> bool:
+        """Whether lookups of ``scope`` are labelled (see :mod:`paracache.judge`)."""
+        if not getattr(self.judge, "deterministic_only", False):
+            return True
+        temperature = getattr(scope, "temperature", None)
+        return temperature is None or temperature <= 0
+
+    def explore(self, similarity: float, threshold: float) -> bool:
+        """Turn this would-be semantic hit at ``similarity`` into a labelled miss?
+        Sampled at ``explore_rate``, or at :data:`paracache.bound.NEAR_RATE` within
+        :data:`paracache.bound.NEAR_BAND` above the threshold (if ``explore_rate`` is
+        not 0)."""
+        rate = self.explore_rate
+        if rate and similarity < threshold + bound.NEAR_BAND:
+            rate = max(rate, bound.NEAR_RATE)
+        if rate and self._random.random() < rate:
+            with self._lock:
+                self._counts["explorations"] += 1
+            if self._recorder is not None:
+                self._recorder.learning("exploration")
+            return True
+        return False
+
+    def observe(
+        self,
+        key: str,
+        scope_digest: str,
+        scope: Any,
+        similarity: float | None,
+        candidate: Any = None,
+        explored: bool = False,
+    ) -> None:
+        """Count a lookup (``similarity``: its served or nearest eligible candidate's)
+        and remember ``candidate`` (not served) for a label, under the asking prompt's
+        entry ``key``."""
+        stats_key = self.stats_key(scope_digest)
+        labelled = self._labels_apply(scope)
+        if not labelled:
+            with self._lock:
+                self._counts["labels_skipped"] += candidate is not None
+            return
+        with self._lock:
+            counter = self._traffic.setdefault(stats_key, collections.Counter())
+            counter["N"] += 1
+            if similarity is not None:
+                counter[str(bound.bin_of(similarity))] += 1
+            if candidate is None:
+                return
+            raw = candidate.fields.get(b"response", b"")
+            self._pending[key] = _Pending(
+                candidate_key=candidate.key,
+                similarity=float(candidate.similarity),
+                cached=raw.decode("utf-8", "replace"),
+                stats_key=stats_key,
+                explored=explored,
+                at=time.monotonic(),
+            )
+            self._pending.move_to_end(key)
+            while len(self._pending) > PENDING_MAX:
+                self._pending.popitem(last=False)
+
+    def on_store(self, key: str, response: str) -> None:
+        """A fresh answer for the prompt at entry ``key``: queue its label, if a
+        candidate was remembered for it."""
+        with self._lock:
+            pending = self._pending.pop(key, None)
+        if pending is None or time.monotonic() - pending.at > PENDING_SECONDS:
+            return
+        try:
+            cached = self.answer_text(pending.cached)
+            fresh = self.answer_text(response)
+        except Exception as exc:  # an unreadable answer cannot be judged: no label
+            self._drop("answer_text", exc)
+            return
+        self._enqueue(
+            {
+                "kind": "label",
+                "sk": pending.stats_key,
+                "ek": pending.candidate_key,
+                "sim": repr(round(pending.similarity, 6)),
+                "x": "1" if pending.explored else "0",
+                "cached": cached[:MAX_ANSWER],
+                "fresh": fresh[:MAX_ANSWER],
+            }
+        )
+
+    def _enqueue(self, item: dict[str, Any]) -> None:
+        with self._lock:
+            if len(self._outbox) >= OUTBOX_MAX:
+                self._counts["dropped"] += 1
+                full = True
+            else:
+                self._outbox.append(item)
+                full = False
+        if full:
+            self._error("learn_queue_full")
+        self._wake.set()
+
+    # ------------------------------------------------------------------ background
+
+    def _io_loop(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(TICK)
+            self._wake.clear()
+            try:
+                self.flush()
+                self.refresh()
+            except Exception as exc:  # never let the thread die
+                logger.debug("paracache: learner pass failed: %r", exc)
+
+    def _work_loop(self) -> None:
+        assert self.worker is not None
+        while not self._stop.is_set():
+            try:
+                if not self.worker.run_once(block_ms=int(TICK * 1000)):
+                    self._stop.wait(TICK)
+            except redis.RedisError as exc:
+                logger.debug("paracache: label worker pass failed: %r", exc)
+                self._stop.wait(0.5)
+            except Exception as exc:
+                logger.warning("paracache: label worker failed: %r", exc)
+                self._stop.wait(0.5)
+
+    def flush(self) -> int:
+        """Send the outbox and the traffic counts to the stream (one pipelined round
+        trip); returns how many messages went. Items Redis did not take are dropped
+        and counted."""
+        with self._lock:
+            items = list(self._outbox)
+            self._outbox.clear()
+            traffic, self._traffic = self._traffic, {}
+        for stats_key, counter in traffic.items():
+            bins = ",".join(f"{b}:{c}" for b, c in counter.items() if b != "N")
+            items.append({"kind": "traffic", "sk": stats_key, "N": str(counter["N"]), "bins": bins})
+        if not items:
+            return 0
+        pipe = self._client.pipeline(transaction=False)
+        for item in items:
+            pipe.xadd(self.stream, item, maxlen=STREAM_MAX, approximate=True)
+        try:
+            pipe.execute()
+        except redis.RedisError as exc:
+            with self._lock:
+                self._counts["dropped"] += len(items)
+            self._error("learn_queue", exc)
+            return 0
+        return len(items)
+
+    def refresh(self, force: bool = False) -> None:
+        """Read the statistics of the scopes this process looked up (each at most every
+        :data:`REFRESH_SECONDS`) and decide their thresholds."""
+        now = time.monotonic()
+        with self._lock:
+            due = [k for k, at in self._seen.items() if force or now - at >= REFRESH_SECONDS]
+            for k in due:
+                self._seen[k] = now
+        if not due:
+            return
+        pipe = self._client.pipeline(transaction=False)
+        for k in due:
+            pipe.hgetall(k)
+        try:
+            records = pipe.execute(raise_on_error=False)
+        except redis.RedisError as exc:  # keep the decisions we have
+            logger.debug("paracache: reading learned statistics failed: %r", exc)
+            return
+        for k, record in zip(due, records, strict=True):
+            self._decide(k, record)
+
+    def _decide(self, stats_key: str, record: Any) -> None:
+        try:
+            if isinstance(record, Exception):
+                if isinstance(record, redis.ResponseError) and "WRONGTYPE" in str(record):
+                    raise ValueError("statistics key is not a hash")
+                return  # a failure, not a bad record: keep what we have
+            stats = bound.ScopeStats.from_record(_as_bytes_map(record))
+        except ValueError as exc:
+            self._decisions[stats_key] = bound.NO_SEMANTIC
+            self._error("stats_corrupt", exc)
+            return
+        self._decisions[stats_key] = bound.learned_threshold(
+            stats, self.delta, static=1.0
+        )
+
+    def _count_label(self, wrong: bool | None, kind: str, explored: bool = False) -> None:
+        with self._lock:
+            if wrong is None:
+                self._counts["dropped"] += 1
+                if kind.startswith("judge"):
+                    self._counts["judge_failures"] += 1
+            else:
+                self._counts["labels"] += 1
+                self._counts["wrong"] += wrong
+                if explored:
+                    self._counts["explored_labels"] += 1
+                    self._counts["explored_wrong"] += wrong
+        if wrong is None:
+            self._error(kind)
+        elif self._recorder is not None:
+            self._recorder.learning("label_wrong" if wrong else "label_right")
+            if explored:
+                self._recorder.learning("explored_wrong" if wrong else "explored_right")
+
+    def _drop(self, kind: str, exc: BaseException) -> None:
+        with self._lock:
+            self._counts["dropped"] += 1
+        self._error(kind, exc)
+
+    def _error(self, kind: str, exc: BaseException | None = None) -> None:
+        if self._recorder is not None:
+            self._recorder.error(kind)
+        if exc is not None:
+            logger.warning("paracache: learning: %s: %r", kind, exc)
+
+    # ------------------------------------------------------------------ control
+
+    def wait_idle(self, timeout: float = 30.0) -> bool:
+        """Block until everything queued so far is sent and counted by the consumer
+        group (this process's worker or another), then re-read the thresholds (for
+        tests, benchmarks and shutdown). ``False`` if that took longer than ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.flush()
+            if self.worker is None or self._group_done():
+                self.refresh(force=True)
+                return True
+            time.sleep(0.01)
+        return False
+
+    def _group_done(self) -> bool:
+        """Nothing in the stream that the consumer group has not counted."""
+        with self._lock:
+            if self._outbox or self._traffic:
+                return False
+        try:
+            groups = self._client.xinfo_groups(self.stream)
+        except redis.ResponseError:
+            return True  # no stream yet: nothing was sent
+        for group in groups:
+            info = {_s(k): v for k, v in group.items()}
+            if _s(info.get("name", "")) == GROUP:
+                return int(info.get("pending") or 0) == 0 and int(info.get("lag") or 0) == 0
+        return False
+
+    def stats(self) -> LearningStats:
+        """This process's learning counters and its scopes' thresholds in effect."""
+        with self._lock:
+            counts = dict(self._counts)
+        thresholds = {
+            k.rsplit(":", 1)[-1]: d.threshold for k, d in self._decisions.items() if d.learned
+        }
+        return LearningStats(
+            max_error_rate=self.delta,
+            explore_rate=self.explore_rate,
+            labels=counts.get("labels", 0),
+            wrong=counts.get("wrong", 0),
+            explorations=counts.get("explorations", 0),
+            explored_labels=counts.get("explored_labels", 0),
+            explored_wrong=counts.get("explored_wrong", 0),
+            labels_skipped=counts.get("labels_skipped", 0),
+            dropped=counts.get("dropped", 0),
+            judge_failures=counts.get("judge_failures", 0),
+            thresholds=thresholds,
+        )
+
+    def forget(self) -> None:
+        """Drop remembered candidates and decisions (after the namespace was cleared)."""
+        with self._lock:
+            self._pending.clear()
+            self._decisions.clear()
+            self._seen = dict.fromkeys(self._seen, 0.0)
+
+    def close(self) -> None:
+        """Send what is queued and stop the background threads."""
+        try:
+            self.flush()
+        except Exception as exc:
+            logger.debug("paracache: final learner flush failed: %r", exc)
+        self._stop.set()
+        self._wake.set()
+        for thread in self._threads:
+            thread.join(timeout=2.0)
+
+
+class LabelWorker:
+    """Consumes a namespace's label stream in the consumer group :data:`GROUP`: judges
+    each label job and counts it (``XACK`` and count in one script).
+
+    Used by a :class:`Learner` in-process, and by ``paracache worker`` on its own.
+
+    Example:
+        >>> # worker = LabelWorker(redis.Redis(...), "faq", ExactJudge())
+        >>> # while True: worker.run_once()
+    """
+
+    def __init__(
+        self,
+        client: Any,
+        namespace: str,
+        judge: Judge | None = None,
+        *,
+        judge_timeout: float = 10.0,
+        stats_ttl: int = 7 * 24 * 3600,
+        consumer: str | None = None,
+        on_label: Callable[[bool | None, str, bool], None] | None = None,
+        claim_idle_ms: int = CLAIM_IDLE_MS,
+    ) -> None:
+        self.client = client
+        self.claim_idle_ms = int(claim_idle_ms)
+        self.namespace = namespace
+        self.stream = stream_key(namespace)
+        self.judge = check_judge(judge)
+        self.judge_timeout = float(judge_timeout)
+        self.stats_ttl = int(stats_ttl)
+        self.consumer = consumer or f"{_host()}-{id(self):x}"
+        self.on_label = on_label
+        self._prefix = f"paracache:{namespace}:"
+        self._group_ready = False
+        self._claim_at = 0.0
+
+    def _ensure_group(self) -> None:
+        if self._group_ready:
+            return
+        try:
+            self.client.xgroup_create(self.stream, GROUP, id="0", mkstream=True)
+        except redis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+        self._group_ready = True
+
+    def run_once(self, count: int = 64, block_ms: int = 50) -> int:
+        """Read and handle up to ``count`` messages (claiming ones a dead worker left
+        pending first); returns how many were handled."""
+        self._ensure_group()
+        messages: list[tuple[Any, Any]] = []
+        now = time.monotonic()
+        if now >= self._claim_at:
+            self._claim_at = now + self.claim_idle_ms / 2000.0
+            claimed = self.client.xautoclaim(
+                self.stream, GROUP, self.consumer, self.claim_idle_ms, "0-0", count=count
+            )
+            messages.extend(claimed[1] if len(claimed) > 1 else [])
+        if not messages:
+            try:
+                reply = self.client.xreadgroup(
+                    GROUP, self.consumer, {self.stream: ">"}, count=count, block=block_ms or None
+                )
+            except redis.ResponseError as exc:
+                if "NOGROUP" in str(exc):  # the namespace was cleared: the group went too
+                    self._group_ready = False
+                    return 0
+                raise
+            for _stream, rows in reply or []:
+                messages.extend(rows)
+        for message_id, fields in messages:
+            self.handle(message_id, fields)
+        return len(messages)
+
+    def handle(self, message_id: Any, fields: Mapping[Any, Any]) -> None:
+        """Judge and count one message (malformed ones are acknowledged and dropped)."""
+        data = {_s(k): _s(v) for k, v in (fields or {}).items()}
+        kind = data.get("kind")
+        stats_key = data.get("sk", "")
+        if not _STATS_KEY.match(stats_key) or not stats_key.startswith(self._prefix):
+            self._ack(message_id)
+            self._report(None, "learn_message")
+            return
+        if kind == "traffic":
+            self._traffic(message_id, stats_key, data)
+        elif kind == "label":
+            self._label(message_id, stats_key, data)
+        else:
+            self._ack(message_id)
+            self._report(None, "learn_message")
+
+    def _traffic(self, message_id: Any, stats_key: str, data: dict[str, str]) -> None:
+        try:
+            lookups = int(data.get("N", ""))
+            pairs: list[int] = []
+            for part in filter(None, data.get("bins", "").split(",")):
+                b, c = part.split(":")
+                if not 0 <= int(b) < bound.BINS or int(c) < 0:
+                    raise ValueError(part)
+                pairs += [int(b), int(c)]
+            if lookups < 0 or sum(pairs[1::2]) > lookups:
+                raise ValueError("more lookups with a candidate than lookups")
+        except ValueError:
+            self._ack(message_id)
+            self._report(None, "learn_message")
+            return
+        done = self._script(
+            TRAFFIC, (self.stream, stats_key), GROUP, message_id, self.stats_ttl,
+            TRAFFIC_WINDOW, lookups, *pairs,
+        )  # fmt: skip
+        if done == -1:
+            self._corrupt(stats_key)
+
+    def _label(self, message_id: Any, stats_key: str, data: dict[str, str]) -> None:
+        entry_key = data.get("ek", "")
+        try:
+            similarity = float(data.get("sim", ""))
+            if not 0.0 <= similarity <= 1.0:
+                raise ValueError(similarity)
+        except ValueError:
+            self._ack(message_id)
+            self._report(None, "learn_message")
+            return
+        if not (_ENTRY_KEY.match(entry_key) and entry_key.startswith(self._prefix)):
+            entry_key = stats_key
+        try:
+            right = call_judge(
+                self.judge, data.get("cached", ""), data.get("fresh", ""), self.judge_timeout
+            )
+        except JudgeFailed as exc:
+            logger.warning("paracache: judge failed, label dropped: %s", exc)
+            self._ack(message_id)
+            self._report(None, exc.kind)
+            return
+        done = self._script(
+            LABEL,
+            (self.stream, stats_key, entry_key),
+            GROUP,
+            message_id,
+            bound.bin_of(similarity),
+            "0" if right else "1",
+            "1" if data.get("x") == "1" else "0",
+            repr(similarity),
+            self.stats_ttl,
+        )
+        if done == 1:
+            self._report(not right, "label", data.get("x") == "1")
+        elif done == -1:
+            self._corrupt(stats_key)
+
+    def _script(self, script: Script, keys: tuple[str, ...], *args: Any) -> Any:
+        try:
+            return self.client.evalsha(script.sha, len(keys), *keys, *args)
+        except redis.exceptions.NoScriptError:
+            return self.client.eval(script.source, len(keys), *keys, *args)
+
+    def _corrupt(self, stats_key: str) -> None:
+        """An unreadable statistics record: replace it (its scope starts cold again)."""
+        logger.warning(
+            "paracache: unreadable learning statistics at %s: deleted, the scope starts over",
+            stats_key,
+        )
+        self.client.delete(stats_key)
+        self._report(None, "stats_corrupt")
+
+    def _ack(self, message_id: Any) -> None:
+        self.client.xack(self.stream, GROUP, message_id)
+
+    def _report(self, wrong: bool | None, kind: str, explored: bool = False) -> None:
+        if self.on_label is not None:
+            self.on_label(wrong, kind, explored)
+
+
+def learning_summary(client: Any, namespace: str) -> dict[str, Any] | None:
+    """What the error bound recorded for a namespace, summed over its scopes (for
+    ``paracache stats``): scopes, lookups counted, labels, wrong labels, explored labels
+    and wrong ones with the observed error of explored would-be hits (95 %
+    Clopper-Pearson), unreadable records, and the label queue (length, pending, lag).
+    ``None`` if the namespace has no learning data.
+
+    Example:
+        >>> # learning_summary(redis.Redis(...), "faq")["observed_error"]  -> (0.01, 0.002, 0.03)
+    """
+    out: dict[str, Any] = {
+        "scopes": 0, "lookups": 0, "labels": 0, "wrong": 0, "explored_labels": 0,
+        "explored_wrong": 0, "unreadable": 0,
+    }  # fmt: skip
+    for key in client.scan_iter(match=f"paracache:{namespace}:v*:*:q:*", count=1000):
+        name = _s(key)
+        if not _STATS_KEY.match(name):
+            continue
+        try:
+            stats = bound.ScopeStats.from_record(_as_bytes_map(client.hgetall(name)))
+        except (ValueError, redis.ResponseError):
+            out["unreadable"] += 1
+            continue
+        out["scopes"] += 1
+        out["lookups"] += stats.lookups
+        out["labels"] += stats.label_count
+        out["wrong"] += stats.wrong_count
+        out["explored_labels"] += stats.explored[0]
+        out["explored_wrong"] += stats.explored[1]
+    stream = stream_key(namespace)
+    queue: dict[str, int] = {"length": int(client.xlen(stream) or 0)}
+    try:
+        for group in client.xinfo_groups(stream):
+            info = {_s(k): v for k, v in group.items()}
+            if _s(info.get("name", "")) == GROUP:
+                queue["pending"] = int(info.get("pending") or 0)
+                queue["lag"] = int(info.get("lag") or 0)
+    except redis.ResponseError:
+        pass  # no stream
+    out["queue"] = queue
+    if not out["scopes"] and not out["unreadable"] and not queue["length"]:
+        return None
+    n, wrong = out["explored_labels"], out["explored_wrong"]
+    out["observed_error"] = (
+        (wrong / n, *bound.clopper_pearson(wrong, n)) if n else None
+    )
+    return out
+
+
+def _identity(text: str) -> str:
+    return text
+
+
+def _s(value: Any) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+def _as_bytes_map(record: Any) -> dict[bytes, bytes]:
+    if not isinstance(record, Mapping):
+        raise ValueError(f"statistics record is a {type(record).__name__}")
+    return {
+        (k if isinstance(k, bytes) else str(k).encode()): (
+            v if isinstance(v, bytes) else str(v).encode()
+        )
+        for k, v in record.items()
+    }
+
+
+def _host() -> str:
+    import os
+    import socket
+
+    return f"{socket.gethostname()}-{os.getpid()}"

@@ -1,0 +1,337 @@
+"""The error bound at work against the real embedded Redis and the real embedder:
+labels through the Redis stream and its consumer group, statistics in Redis, learned
+thresholds, exploration, fail-open. Only the LLM is fake."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from typing import Any
+
+import pytest
+import redis
+from langchain_core.language_models.fake_chat_models import FakeListChatModel
+
+from paracache import Scope, SemanticIndex
+from paracache.langchain import SemanticCache
+from paracache.learning import GROUP, LabelWorker, stream_key
+
+STORED = "How do I activate my new card?"
+NEAR = "how can I activate my card"  # 0.93 to STORED
+SCOPE = Scope(model="m", params={"temperature": 0})
+
+
+def _client(index: SemanticIndex) -> redis.Redis:
+    return redis.Redis.from_url(index.redis_url)
+
+
+def _stats(index: SemanticIndex, scope: Scope = SCOPE) -> dict[bytes, bytes]:
+    assert index.learner is not None
+    key = index.learner.stats_key(scope.digest())
+    return _client(index).hgetall(key)  # type: ignore[return-value]
+
+
+def _near_miss(index: SemanticIndex, fresh: str, scope: Scope = SCOPE) -> None:
+    """A lookup below the threshold, then the fresh answer arriving through store."""
+    verdict = index.lookup_verdict(NEAR, scope)
+    assert verdict.outcome == "miss", verdict.reason
+    index.store(NEAR, fresh, scope)
+    assert index.learner is not None and index.learner.wait_idle(30)
+
+
+def test_bad_max_error_rate_fails_at_construction(make_index: Any) -> None:
+    for bad in (0, 1, 1.5, -0.1):
+        with pytest.raises(ValueError, match="max_error_rate"):
+            make_index(max_error_rate=bad)
+    with pytest.raises(TypeError):
+        make_index(max_error_rate="0.02")
+    with pytest.raises(TypeError):
+        make_index(max_error_rate=0.02, judge=42)
+    with pytest.raises(ValueError):
+        make_index(judge=lambda a, b: True)  # a judge without a bound
+    with pytest.raises(ValueError):
+        SemanticCache(max_error_rate=2.0)
+
+
+def test_static_mode_has_no_learner(index: SemanticIndex) -> None:
+    assert index.learner is None and index.core.learner is None
+    assert index.stats().learning == {}
+
+
+def test_a_miss_is_labelled_right_through_the_stream(make_index: Any) -> None:
+    index = make_index(max_error_rate=0.02, min_similarity=0.99)
+    index.store(STORED, "Open the app and tap Activate.", SCOPE)
+    _near_miss(index, "open the app and tap activate")  # same after normalisation
+    record = _stats(index)
+    assert record[b"n93"] == b"1" and b"w93" not in record
+    assert int(record[b"N"]) >= 1 and record[b"t93"] == b"1"
+    learning = index.stats().learning
+    assert learning["labels"] == 1 and learning["wrong"] == 0
+    # Acknowledged: nothing pending in the consumer group.
+    info = _client(index).xinfo_groups(stream_key(index.namespace))
+    assert [g["pending"] for g in info if g["name"] == GROUP.encode()] == [0]
+
+
+def test_a_wrong_label_marks_the_entry_and_vetoes_it(make_index: Any) -> None:
+    index = make_index(max_error_rate=0.02, min_similarity=0.99)
+    entry = index.store(STORED, "Open the app and tap Activate.", SCOPE)
+    _near_miss(index, "Call us to activate it.")
+    record = _stats(index)
+    assert record[b"n93"] == b"1" and record[b"w93"] == b"1"
+    fields = _client(index).hgetall(index.layout.key(entry))
+    assert float(fields[b"lw"]) == pytest.approx(0.93, abs=0.01)
+    # At a looser threshold the entry would be served at 0.93, but it was judged wrong
+    # there: the veto refuses it (counted as a rejection).
+    assert index.delete(index.core.prepare_lookup(NEAR, SCOPE).entry_id)
+    verdict = index.lookup_verdict(NEAR, SCOPE, min_similarity=0.8)
+    assert verdict.outcome != "semantic"
+    assert index.stats().rejections_by_reason.get("labelled_wrong") == 1
+
+
+def test_learned_threshold_from_statistics_in_redis(make_index: Any) -> None:
+    index = make_index(max_error_rate=0.05, min_similarity=0.99)
+    index.store(STORED, "Open the app and tap Activate.", SCOPE)
+    assert index.lookup_verdict(NEAR, SCOPE).outcome == "miss"  # cold: static 0.99
+    # Statistics as another process's worker would have counted them: candidates at
+    # 0.90-0.99 right every time, at 0.85 often wrong.
+    key = index.learner.stats_key(SCOPE.digest())
+    fields: dict[str, int | str] = {"v": "1", "N": 1000}
+    for b in range(90, 100):
+        fields[f"n{b}"] = 40
+        fields[f"t{b}"] = 60
+    fields.update({"n85": 40, "w85": 20, "t85": 60})
+    _client(index).hset(key, mapping=fields)
+    index.learner.refresh(force=True)
+    verdict = index.lookup_verdict(NEAR, SCOPE)
+    assert verdict.outcome in ("semantic", "miss")
+    assert index.stats().learning["thresholds"][SCOPE.digest()] <= 0.93
+    hits = sum(index.lookup_verdict(NEAR, SCOPE).outcome == "semantic" for _ in range(20))
+    assert hits >= 10  # served (a few explored: at most 10 % by default)
+    # Another tenant's scope has no statistics: it stays on the static rules.
+    other = SCOPE.replace(tenant="globex")
+    index.store(STORED, "Open the app and tap Activate.", other)
+    assert index.lookup_verdict(NEAR, other).outcome == "miss"
+    index.learner.refresh(force=True)
+    assert other.digest() not in index.stats().learning["thresholds"]
+
+
+def test_corrupt_statistics_serve_no_semantic_hit(make_index: Any, caplog: Any) -> None:
+    index = make_index(max_error_rate=0.05, min_similarity=0.8)
+    index.store(STORED, "Open the app and tap Activate.", SCOPE)
+    assert index.lookup_verdict(NEAR, SCOPE).outcome == "semantic"
+    key = index.learner.stats_key(SCOPE.digest())
+    _client(index).hset(key, mapping={"v": "1", "N": "lots", "n93": "1"})
+    index.learner.refresh(force=True)
+    verdict = index.lookup_verdict(NEAR, SCOPE)
+    assert verdict.outcome == "miss"
+    assert index.stats().errors_by_kind.get("stats_corrupt", 0) >= 1
+    assert index.lookup_verdict(STORED, SCOPE).outcome == "exact"  # exact layer still serves
+    # A record that is not even a hash: the same.
+    _client(index).delete(key)
+    _client(index).set(key, "garbage")
+    index.learner.refresh(force=True)
+    assert index.lookup_verdict(NEAR, SCOPE).outcome == "miss"
+    # The worker replaces it on its next label: the scope starts cold again.
+    index.store(NEAR, "Open the app and tap Activate.", SCOPE)
+    assert index.learner.wait_idle(30)
+    assert _client(index).type(key) in (b"hash", b"none")
+
+
+@pytest.mark.parametrize("kind", ["raises", "hangs", "not_bool"])
+def test_a_failing_judge_drops_the_label_and_is_counted(make_index: Any, kind: str) -> None:
+    release = threading.Event()
+
+    def judge(cached: str, fresh: str) -> bool:
+        if kind == "raises":
+            raise RuntimeError("judge down")
+        if kind == "hangs":
+            release.wait(10)
+        return "yes"  # type: ignore[return-value]
+
+    index = make_index(max_error_rate=0.02, min_similarity=0.99, judge=judge, judge_timeout=0.2)
+    try:
+        index.store(STORED, "Open the app and tap Activate.", SCOPE)
+        started = time.perf_counter()
+        _near_miss(index, "Open the app.")
+        assert time.perf_counter() - started < 20
+        learning = index.stats().learning
+        assert learning["labels"] == 0 and learning["judge_failures"] == 1
+        errors = index.stats().errors_by_kind
+        assert errors.get("judge_timeout" if kind == "hangs" else "judge_error") == 1
+        assert b"n93" not in _stats(index)
+    finally:
+        release.set()
+
+
+def test_a_killed_worker_loses_no_label(make_index: Any) -> None:
+    index = make_index(max_error_rate=0.02, min_similarity=0.99, label_worker=False)
+    index.store(STORED, "Open the app and tap Activate.", SCOPE)
+    assert index.lookup_verdict(NEAR, SCOPE).outcome == "miss"
+    index.store(NEAR, "Open the app and tap Activate.", SCOPE)
+    assert index.learner.wait_idle(30)  # sent (no worker in this process counts it)
+    client = _client(index)
+    stream = stream_key(index.namespace)
+    assert client.xlen(stream) >= 1
+    # A worker reads the messages and dies before counting them.
+    client.xgroup_create(stream, GROUP, id="0", mkstream=True)
+    read = client.xreadgroup(GROUP, "dead-worker", {stream: ">"}, count=100)
+    assert read and read[0][1]
+    assert b"n93" not in _stats(index)
+    # Another worker claims them once idle and counts each exactly once.
+    survivor = LabelWorker(client, index.namespace, claim_idle_ms=1)
+    time.sleep(0.01)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and b"n93" not in _stats(index):
+        survivor.run_once(block_ms=10)
+    assert _stats(index)[b"n93"] == b"1"
+    for _ in range(3):
+        survivor.run_once(block_ms=10)
+    assert _stats(index)[b"n93"] == b"1"
+    info = client.xinfo_groups(stream)
+    assert [g["pending"] for g in info if g["name"] == GROUP.encode()] == [0]
+
+
+def test_exploration_turns_some_hits_into_labelled_misses(make_index: Any) -> None:
+    index = make_index(max_error_rate=0.02, min_similarity=0.8, explore_rate=0.5)
+    index.store(STORED, "Open the app and tap Activate.", SCOPE)
+    outcomes = [index.lookup_verdict(NEAR, SCOPE) for _ in range(40)]
+    explored = [v for v in outcomes if v.reason.startswith("explored")]
+    assert explored and len(explored) < 40
+    assert all(v.outcome == "miss" for v in explored)
+    assert index.stats().learning["explorations"] == len(explored)
+    index.store(NEAR, "Open the app and tap Activate.", SCOPE)
+    assert index.learner.wait_idle(30)
+    record = _stats(index)
+    assert record[b"xn"] == b"1" and b"xw" not in record
+
+
+def test_sampled_scopes_are_not_labelled_by_the_exact_judge(make_index: Any) -> None:
+    index = make_index(max_error_rate=0.02, min_similarity=0.99)
+    hot = Scope(model="m", params={"temperature": 0.7})
+    index.store(STORED, "Open the app and tap Activate.", hot)
+    assert index.lookup_verdict(NEAR, hot).outcome == "miss"
+    index.store(NEAR, "Something else.", hot)
+    assert index.learner.wait_idle(30)
+    assert _stats(index, hot) == {}
+    assert index.stats().learning["labels_skipped"] == 1
+
+
+def test_tenants_never_share_statistics(make_index: Any) -> None:
+    index = make_index(max_error_rate=0.02, min_similarity=0.99)
+    acme, globex = SCOPE.replace(tenant="acme"), SCOPE.replace(tenant="globex")
+    for scope in (acme, globex):
+        index.store(STORED, "Open the app and tap Activate.", scope)
+    _near_miss(index, "Call us.", acme)
+    assert _stats(index, acme)[b"w93"] == b"1"
+    assert b"n93" not in _stats(index, globex)
+
+
+def test_redis_down_is_fail_open(make_index: Any, redis_server: Any) -> None:
+    index = make_index(max_error_rate=0.02, min_similarity=0.99)
+    index.store(STORED, "Open the app and tap Activate.", SCOPE)
+    assert index.lookup_verdict(NEAR, SCOPE).outcome == "miss"
+    # The learner's own connection points at a port nothing listens on.
+    dead = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2)
+    index.learner._client = dead
+    index.store(NEAR, "Open the app.", SCOPE)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and not index.stats().learning["dropped"]:
+        index.learner.flush()  # this pass or the background thread's: dropped, counted
+    assert index.stats().learning["dropped"] >= 1
+    assert index.stats().errors_by_kind.get("learn_queue", 0) >= 1
+    index.learner.refresh(force=True)  # keeps the decisions it had
+    assert index.lookup_verdict(STORED, SCOPE).outcome == "exact"
+
+
+def test_langchain_update_labels_the_remembered_candidate(make_index: Any) -> None:
+    index = make_index(max_error_rate=0.02, min_similarity=0.99)
+    cache = SemanticCache(index)
+    llm = FakeListChatModel(responses=["Open the app and tap Activate."] * 2, cache=cache)
+    llm.invoke(STORED)
+    llm.invoke(NEAR)  # a miss below the threshold; the same answer comes back
+    assert index.learner.wait_idle(30)
+    learning = index.stats().learning
+    assert learning["labels"] == 1 and learning["wrong"] == 0
+    built = SemanticCache(
+        max_error_rate=0.03, redis_url=index.redis_url, namespace=index.namespace
+    )
+    try:
+        assert built.index.learner is not None and built.index.learner.delta == 0.03
+    finally:
+        built.index.close()
+
+
+def test_paracache_worker_and_stats_commands(
+    make_index: Any, redis_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from paracache.cli import main
+
+    index = make_index(max_error_rate=0.02, min_similarity=0.99, label_worker=False)
+    index.store(STORED, "Open the app and tap Activate.", SCOPE)
+    assert index.lookup_verdict(NEAR, SCOPE).outcome == "miss"
+    index.store(NEAR, "Call us.", SCOPE)
+    assert index.learner.wait_idle(30)
+    assert b"n93" not in _stats(index)  # nobody counted it yet
+    ns = index.namespace
+    code = main(["worker", "--redis-url", redis_url, "--namespace", ns, "--once", "--json"])
+    out = capsys.readouterr().out
+    assert code == 0 and json.loads(out.strip().splitlines()[-1])["labels"] == 1
+    assert _stats(index)[b"w93"] == b"1"
+    code = main(["stats", "--redis-url", redis_url, "--namespace", ns, "--json"])
+    data = json.loads(capsys.readouterr().out)
+    learning = data["namespaces"][0]["learning"]
+    assert learning["labels"] == 1 and learning["wrong"] == 1 and learning["scopes"] == 1
+    assert learning["queue"]["pending"] == 0
+    code = main(["stats", "--redis-url", redis_url, "--namespace", ns])
+    assert code == 0 and "labels    1 (1 wrong)" in capsys.readouterr().out
+
+
+def test_prometheus_shows_labels_explorations_and_observed_error(make_index: Any) -> None:
+    from prometheus_client import REGISTRY
+
+    index = make_index(
+        max_error_rate=0.02, min_similarity=0.8, explore_rate=0.5, metrics="prometheus"
+    )
+    ns = index.namespace
+    index.store(STORED, "Open the app and tap Activate.", SCOPE)
+    explored = 0
+    for _ in range(40):
+        if index.lookup_verdict(NEAR, SCOPE).reason.startswith("explored"):
+            explored += 1
+            break
+    assert explored
+    index.store(NEAR, "Call us.", SCOPE)  # judged wrong: an explored would-be hit
+    assert index.learner.wait_idle(30)
+
+    def sample(name: str, **labels: str) -> float:
+        return REGISTRY.get_sample_value(name, {"namespace": ns, **labels}) or 0.0
+
+    assert sample("paracache_learning_events_total", outcome="exploration") >= 1
+    assert sample("paracache_learning_events_total", outcome="explored_wrong") == 1
+    assert sample("paracache_observed_error_rate", kind="estimate") == 1.0
+    assert 0.0 < sample("paracache_observed_error_rate", kind="low") < 1.0
+    observed = index.stats().learning["observed_error"]
+    assert observed[0] == 1.0 and observed[2] == 1.0
+
+
+def test_service_labels_misses_with_the_model_answer(make_index: Any) -> None:
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from paracache.service import AnswerRequest, create_app
+
+    index = make_index(max_error_rate=0.02, min_similarity=0.99)
+
+    def llm(req: AnswerRequest) -> str:
+        return "Open the app and tap Activate."
+
+    with TestClient(create_app(index, llm, metrics=False)) as client:
+        for prompt in (STORED, NEAR):
+            r = client.post("/v1/answer", json={"prompt": prompt, "temperature": 0})
+            assert r.status_code == 200 and r.json()["cached"] is False
+            assert r.json()["min_similarity"] == 0.99  # cold: the static threshold
+    assert index.learner.wait_idle(30)
+    assert index.stats().learning["labels"] == 1
+    with pytest.raises(ValueError):
+        create_app(index, llm, max_error_rate=0.02)
