@@ -38,8 +38,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integrations"))
 
 from paracache import Scope, SemanticIndex
-from paracache.embedded import EmbeddedRedis
-from paracache.embedded_cluster import EmbeddedCluster
+from paracache.embedded import EmbeddedCluster, EmbeddedRedis
 
 SCOPES = [Scope(model="m", tenant=f"tenant-{i}") for i in range(10)]
 

@@ -56,8 +56,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from paracache import Scope, SemanticIndex
-from paracache.embedded import EmbeddedRedis
-from paracache.embedded_cluster import EmbeddedCluster
+from paracache.embedded import EmbeddedCluster, EmbeddedRedis
 from paracache.langchain import SemanticCache
 
 DATA = Path(__file__).resolve().parent.parent / "integrations/paracache/data/banking77_demo.jsonl"

@@ -17,8 +17,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("PARACACHE_STRICT", "1")
 
 from paracache import SemanticIndex
-from paracache.embedded import EmbeddedRedis
-from paracache.embedded_cluster import EmbeddedCluster
+from paracache.embedded import EmbeddedCluster, EmbeddedRedis
 
 
 @pytest.fixture(scope="session")

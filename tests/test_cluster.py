@@ -17,7 +17,7 @@ from redis.crc import key_slot
 
 from paracache import Scope, SemanticIndex
 from paracache.cli import main
-from paracache.embedded_cluster import EmbeddedCluster
+from paracache.embedded import EmbeddedCluster
 from paracache.shards import index_base
 
 ACME = Scope(model="gpt-4o-mini", tenant="acme")

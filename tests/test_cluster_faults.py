@@ -15,7 +15,7 @@ import pytest
 from redis.crc import key_slot
 
 from paracache import Scope, SemanticIndex
-from paracache.embedded_cluster import EmbeddedCluster
+from paracache.embedded import EmbeddedCluster
 
 ACME = Scope(model="m", tenant="acme")
 GLOBEX = Scope(model="m", tenant="globex")

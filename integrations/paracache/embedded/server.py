@@ -327,7 +327,7 @@ class EmbeddedRedis:
     ``DEBUG SLEEP``) from loopback clients, for fault tests; it is off by default.
     ``config`` adds ``redis.conf`` directives (name to value, written to the 0600 config
     file with the password), e.g. ``{"cluster-enabled": "yes"}`` for a cluster node
-    (:class:`paracache.embedded_cluster.EmbeddedCluster`).
+    (:class:`paracache.embedded.EmbeddedCluster`).
     ``tuned=False`` starts the server as most users run theirs (a ``redis-stack``
     container, Redis 8 with nothing but the search module): without
     ``PARTIAL_INDEXED_DOCS`` and with Redis' default ``hash-max-listpack-value`` (tests

@@ -13,7 +13,7 @@ indexes its own keys only (see ``docs/scaling.md``).
 promoted, ``node_timeout`` plus an election), the other shards keep serving their slots.
 
 Example:
-    >>> from paracache.embedded_cluster import EmbeddedCluster
+    >>> from paracache.embedded import EmbeddedCluster
     >>> with EmbeddedCluster() as cluster:  # doctest: +SKIP
     ...     client = cluster.client()      # a redis.cluster.RedisCluster
     ...     client.set("k", "v")
@@ -37,7 +37,7 @@ from redis.backoff import NoBackoff
 from redis.cluster import RedisCluster
 from redis.retry import Retry
 
-from .embedded import EmbeddedRedis, EmbeddedRedisError, _free_port
+from .server import EmbeddedRedis, EmbeddedRedisError, _free_port
 
 __all__ = ["EmbeddedCluster"]
 
