@@ -7,13 +7,16 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import socket
 from collections import Counter
 from typing import Any
 
 import pytest
 import redis
+from redis.backoff import NoBackoff
 from redis.cluster import RedisCluster
 from redis.crc import key_slot
+from redis.retry import Retry
 
 from paracache import Scope, SemanticIndex
 from paracache.cli import main
@@ -66,7 +69,8 @@ def test_the_cluster_is_real(redis_cluster: EmbeddedCluster) -> None:
         assert b"cluster_state:ok" in info if isinstance(info, bytes) else info["cluster_state"]
         assert b"search" in {m[b"name"] for m in plain.execute_command("MODULE", "LIST")}
         with pytest.raises((redis.AuthenticationError, redis.ResponseError)):
-            redis.Redis(host="127.0.0.1", port=node.port).ping()
+            # no retries: redis-py's default retries an authentication error for ~4 s
+            redis.Redis(host="127.0.0.1", port=node.port, retry=Retry(NoBackoff(), 0)).ping()
         plain.close()
 
 
@@ -245,3 +249,16 @@ def test_keys_route_by_key_not_by_namespace(make_cluster_index: Any) -> None:
     assert len(owners) == 3 and min(owners.values()) >= 5
     assert "{" not in idx.layout.key("x")
     assert list(itertools.islice(owners, 3))
+
+
+def test_a_node_whose_bus_port_was_taken_starts_on_another() -> None:
+    # Ports are free when chosen, not always when the node binds them (before: the node
+    # retried new client ports with the same taken bus port, and the cluster failed).
+    cluster = EmbeddedCluster(primaries=1, replicas=0)
+    taken = cluster._bus_ports[0]
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", taken))
+        squatter.listen()
+        with cluster:
+            assert cluster._bus_ports[0] != taken
+            assert cluster.client(socket_timeout=2.0).set("k", "v")

@@ -37,7 +37,7 @@ from redis.backoff import NoBackoff
 from redis.cluster import RedisCluster
 from redis.retry import Retry
 
-from .server import EmbeddedRedis, EmbeddedRedisError, _free_port
+from .server import _PORT_ATTEMPTS, EmbeddedRedis, EmbeddedRedisError, _free_port, _PortInUseError
 
 __all__ = ["EmbeddedCluster"]
 
@@ -48,10 +48,13 @@ _SLOTS = 16384
 class EmbeddedCluster:
     """A private Redis Cluster: ``primaries`` shards of ``1 + replicas`` nodes each.
 
-    ``node_timeout`` (milliseconds, ``cluster-node-timeout``) is how long a primary may
-    be unreachable before its replica takes over: short by default (1 s) so failover
-    tests run in seconds. ``password=None`` generates one. :meth:`close` stops every
-    node and removes their directories.
+    ``node_timeout`` (milliseconds, ``cluster-node-timeout``) is how long a node may
+    be unreachable before the others count it as failed and its replica takes over.
+    The default, 5 s (Redis's own is 15 s), rides out a node that a loaded machine does
+    not schedule for a second or two; failover tests pass 1 s to run in seconds, and
+    then such a stall alone can fail a node over or make a primary that no longer sees
+    a majority of primaries answer ``CLUSTERDOWN`` for a moment. ``password=None``
+    generates one. :meth:`close` stops every node and removes their directories.
 
     Example:
         >>> cluster = EmbeddedCluster(primaries=3, replicas=1).start()  # doctest: +SKIP
@@ -66,7 +69,7 @@ class EmbeddedCluster:
         primaries: int = 3,
         replicas: int = 1,
         password: str | None = None,
-        node_timeout: int = 1000,
+        node_timeout: int = 5000,
         startup_timeout: float = 30.0,
     ) -> None:
         for name, value, low in (("primaries", primaries, 1), ("replicas", replicas, 0)):
@@ -82,7 +85,7 @@ class EmbeddedCluster:
         self._replicas = replicas
         self._password = secrets.token_urlsafe(24) if password is None else password
         self._timeout = startup_timeout
-        config = {
+        self._config = {
             "cluster-enabled": "yes",
             "cluster-config-file": "nodes.conf",
             "cluster-node-timeout": str(node_timeout),
@@ -94,16 +97,16 @@ class EmbeddedCluster:
         # The cluster bus port is given explicitly: the default (port + 10000) is out of
         # range for the high ports the system hands out.
         self._bus_ports = [_free_port() for _ in range(primaries * (1 + replicas))]
-        self.nodes: list[EmbeddedRedis] = [
-            EmbeddedRedis(
-                password=self._password,
-                config={**config, "cluster-port": str(bus)},
-                startup_timeout=startup_timeout,
-            )
-            for bus in self._bus_ports
-        ]
+        self.nodes: list[EmbeddedRedis] = [self._new_node(bus) for bus in self._bus_ports]
         self._lock = threading.Lock()
         self._started = False
+
+    def _new_node(self, bus_port: int) -> EmbeddedRedis:
+        return EmbeddedRedis(
+            password=self._password,
+            config={**self._config, "cluster-port": str(bus_port)},
+            startup_timeout=self._timeout,
+        )
 
     # ----------------------------------------------------------------- properties
 
@@ -185,13 +188,28 @@ class EmbeddedCluster:
                 return self
             try:
                 with concurrent.futures.ThreadPoolExecutor(len(self.nodes)) as pool:
-                    list(pool.map(lambda n: n.start(), self.nodes))
+                    list(pool.map(self._start_node, range(len(self.nodes))))
                 self._form()
             except BaseException:
                 self._close_nodes()
                 raise
             self._started = True
             return self
+
+    def _start_node(self, i: int) -> None:
+        """Start node ``i``. Its ports were free when chosen, not necessarily when it
+        binds them (any process may take them meanwhile): :class:`EmbeddedRedis` tries
+        other client ports itself; a taken bus port needs a node with another one."""
+        for attempt in range(_PORT_ATTEMPTS):
+            try:
+                self.nodes[i].start()
+                return
+            except _PortInUseError:
+                if attempt + 1 == _PORT_ATTEMPTS:
+                    raise
+            self.nodes[i].close()
+            self._bus_ports[i] = _free_port()
+            self.nodes[i] = self._new_node(self._bus_ports[i])
 
     def _form(self) -> None:
         primaries = self.nodes[: self._primaries]
@@ -216,23 +234,29 @@ class EmbeddedCluster:
 
     def wait_healthy(self, timeout: float | None = None) -> None:
         """Wait until every running node reports ``cluster_state:ok``, every slot is
-        served and each primary's replicas are in sync (after a failover, say).
+        served, each primary's replicas are in sync and all running nodes agree on who
+        replicates whom and who serves which slots (after a failover, say).
 
         Example:
             >>> cluster.wait_healthy(timeout=10)  # doctest: +SKIP
         """
 
         def healthy() -> bool:
-            for node in self.nodes:
-                if not node.is_running():
-                    continue
+            running = [node for node in self.nodes if node.is_running()]
+            ports = {node.port for node in running}
+            views = set()
+            for node in running:
                 info = _text(self._call(node.port, "CLUSTER", "INFO"))
                 if "cluster_state:ok" not in info or "cluster_slots_ok:16384" not in info:
                     return False
                 repl = _text(self._call(node.port, "INFO", "replication"))
                 if "role:slave" in repl and "master_link_status:up" not in repl:
                     return False
-            return True
+                rows = _parse_nodes(_text(self._call(node.port, "CLUSTER", "NODES")))
+                views.add(frozenset(
+                    (r.node_id, r.primary, r.ranges) for r in rows if r.port in ports
+                ))  # fmt: skip
+            return len(views) == 1  # the roles a replica took have reached every node
 
         self._wait(healthy, "the cluster to be healthy", timeout)
 
@@ -280,6 +304,7 @@ class EmbeddedCluster:
             >>> cluster.move_slots(range(0, 100), ports[0], ports[1])  # doctest: +SKIP
             12
         """
+        self.wait_healthy()  # every node agrees on the slots before they move
         source_id = _text(self._call(source_port, "CLUSTER", "MYID"))
         target_id = _text(self._call(target_port, "CLUSTER", "MYID"))
         moved = 0
