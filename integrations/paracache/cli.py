@@ -330,6 +330,7 @@ def _connect(args: argparse.Namespace) -> _Connection:
     from redis.retry import Retry
 
     from .transport import safe_url as _safe_url
+    from .transport import translate
 
     url = args.redis_url or os.environ.get("PARACACHE_REDIS_URL") or os.environ.get("REDIS_URL")
     if not url:
@@ -367,7 +368,7 @@ def _connect(args: argparse.Namespace) -> _Connection:
         else:
             client.execute_command("FT._LIST")
     except redis.ResponseError as exc:
-        if "unknown command" in str(exc).lower():
+        if getattr(translate(exc), "kind", None) == "unknown_command":
             raise CommandError(
                 f"the Redis at {_safe_url(url)} has no search module (FT.* commands)"
             ) from None

@@ -39,6 +39,7 @@ import redis
 from redis.cluster import RedisCluster
 from redis.crc import key_slot
 
+from .errors import BackendError
 from .shards import (
     SHARD_SEARCH,
     SHARDED_COMMANDS,
@@ -48,6 +49,7 @@ from .shards import (
     shard_command,
     split_cursor,
 )
+from .transport import translate
 
 __all__ = ["ClusterTransport", "has_coordinator", "is_cluster_url"]
 
@@ -475,11 +477,16 @@ def _noscript(exc: BaseException) -> bool:
     return "noscript" in f"{type(exc).__name__} {exc}".lower().replace(" ", "")
 
 
+def _kind(exc: BaseException) -> str | None:
+    err = translate(exc)
+    return err.kind if isinstance(err, BackendError) else None
+
+
 def _create(index: Any) -> None:
     try:
         index.create(overwrite=False)
     except Exception as exc:
-        if "already exists" not in str(exc).lower():
+        if _kind(exc) != "exists":
             cause = exc.__cause__
             raise cause if isinstance(cause, redis.RedisError) else redis.RedisError(
                 str(exc)

@@ -240,7 +240,8 @@ def _need(value: T | None, op: Any) -> T:
 
 
 def _already_exists(exc: BaseException) -> bool:
-    return "already exists" in str(exc).lower()
+    err = translate(exc)
+    return isinstance(err, BackendError) and err.kind == "exists"
 
 
 def _index_error(exc: Exception) -> BackendError:

@@ -30,7 +30,6 @@ from typing import Any, TypeVar, cast
 
 import redis
 import redis.asyncio as aioredis
-from redis.backoff import NoBackoff
 
 from .bookkeeping import detect_flow
 from .bound import check_delta
@@ -59,6 +58,7 @@ from .transport import (
     derive_async,
     resolve_redis_url,
     safe_url,
+    translate,
 )
 from .values import (
     CacheHit,
@@ -130,16 +130,20 @@ class SemanticIndex:
             ``Guards.off()`` turns them off. Rejections are counted in
             ``stats().rejections_by_reason``.
         corroboration_margin: How far below the threshold in effect a candidate may be
-            and still be served when it is *corroborated*: it names the same identifier,
-            sum, date, number or name as the query, no such detail on either side is
-            missing from the other (:func:`paracache.guards.corroborates`), and it
-            passes every guard. Default 0.05 (at the default threshold 0.90: down to
-            0.85); 0 turns it off, as do ``guards=None``. A threshold of 1.0 (per call
-            or per scope) gets no margin.
+            and still be served when the guards vouch for it
+            (:meth:`paracache.guards.Guards.vouches`): a typo'd repeat of the query
+            (down to this margin), a candidate naming the same identifier, sum, date,
+            number or name with nothing specific missing on either side (within 0.05),
+            or one the learned pair check finds the same question (within 0.10); it must
+            pass every guard too. Default 0.35; 0 turns it off, as do ``guards=None``. A
+            threshold of 1.0 (per call or per scope) gets no margin.
         strip_pleasantries: Embed prompts without greetings, politeness and hedge frames
             and sign-offs ("Hi, can you tell me ...", "..., thanks in advance"), stored
             and asked alike (:func:`paracache.policy.strip_pleasantries`). On by
             default; the exact layer's key is unchanged either way.
+        correct_typos: Embed prompts with misspelt words corrected ("chnage" ->
+            "change", :func:`paracache.spelling.correct_typos`), stored and asked alike.
+            On by default; the exact layer's key and the guards' text are unchanged.
         ttl: Default seconds an entry lives (``None``: no expiry). Shorthand for
             ``ttl_policy=TTLPolicy(default_ttl=...)``.
         ttl_policy: Full TTL and no-cache rules.
@@ -238,6 +242,7 @@ class SemanticIndex:
         guards: Guards | None = _UNSET,
         corroboration_margin: float | None = None,
         strip_pleasantries: bool = True,
+        correct_typos: bool = True,
         ttl: float | None = _UNSET,
         ttl_policy: TTLPolicy | None = None,
         normalizer: Normalizer | None = None,
@@ -280,6 +285,8 @@ class SemanticIndex:
             raise TypeError("ttl_policy must be a paracache.TTLPolicy")
         if not isinstance(strip_pleasantries, bool):
             raise TypeError(f"strip_pleasantries must be a bool, got {strip_pleasantries!r}")
+        if not isinstance(correct_typos, bool):
+            raise TypeError(f"correct_typos must be a bool, got {correct_typos!r}")
         if isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= 100:
             raise ValueError(f"top_k must be an int in [1, 100], got {top_k!r}")
         for name, value in (("timeout", timeout), ("admin_timeout", admin_timeout)):
@@ -322,6 +329,7 @@ class SemanticIndex:
             max_entries=max_entries,
             thresholds=check_thresholds(thresholds),
             strip_pleasantries=strip_pleasantries,
+            correct_typos=correct_typos,
             corroboration_margin=(
                 Settings.corroboration_margin
                 if corroboration_margin is None
@@ -342,6 +350,7 @@ class SemanticIndex:
             on_verdict=on_verdict,
             accept=self.guards.accept if self.guards.active else None,
             corroborate=self.guards.corroborate if self.guards.active else None,
+            contest=self.guards.contest if self.guards.neighbours else None,
             unreadable=_unreadable_hook(self.vectorizer) if check_readability else None,
         )
         self._own_clients = redis_client is None
@@ -1007,12 +1016,10 @@ class SemanticIndex:
         return redis.Redis.from_url(self.redis_url, **options)
 
     def _async_client(self, timeout: float) -> aioredis.Redis:
-        options = client_kwargs(self.namespace, timeout)
+        options = client_kwargs(self.namespace, timeout, asyncio=True)
         if self._cluster:
             from redis.asyncio.cluster import RedisCluster as AsyncCluster
-            from redis.asyncio.retry import Retry as AsyncRetry
 
-            options["retry"] = AsyncRetry(NoBackoff(), 0)
             cluster = AsyncCluster.from_url(self.redis_url, require_full_coverage=False, **options)
             return cast(aioredis.Redis, cluster)
         return aioredis.Redis.from_url(self.redis_url, **options)
@@ -1050,7 +1057,7 @@ class SemanticIndex:
         try:
             self._admin_io(Call(("FT._LIST",)))
         except redis.ResponseError as exc:
-            if "unknown command" in str(exc).lower():
+            if getattr(translate(exc), "kind", None) == "unknown_command":
                 raise RedisSearchUnavailable(
                     f"the Redis server at {safe_url(self.redis_url)} has no search module "
                     "(FT.* commands). Use Redis 8, Redis Stack, or leave redis_url unset for "

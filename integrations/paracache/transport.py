@@ -34,6 +34,7 @@ from typing import Any, cast
 
 import redis
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
@@ -385,9 +386,10 @@ def safe_url(url: str) -> str:
     return f"{parts.scheme}://{host}{port}{parts.path}"
 
 
-def client_kwargs(namespace: str, timeout: float) -> dict[str, Any]:
+def client_kwargs(namespace: str, timeout: float, *, asyncio: bool = False) -> dict[str, Any]:
     """Options of the clients paracache makes: ``timeout`` per command, no retries (the
-    circuit breaker handles failures), RESP2, named after the namespace.
+    circuit breaker handles failures), RESP2, named after the namespace; ``asyncio=True``
+    for a ``redis.asyncio`` client (its own retry class).
 
     Example:
         >>> client_kwargs("faq", 0.1)["client_name"]
@@ -396,7 +398,8 @@ def client_kwargs(namespace: str, timeout: float) -> dict[str, Any]:
     return {
         "socket_timeout": timeout,
         "socket_connect_timeout": max(timeout, 0.5),
-        "retry": Retry(NoBackoff(), 0),  # the breaker handles failures, not retries
+        # the breaker handles failures, not retries
+        "retry": (AsyncRetry if asyncio else Retry)(NoBackoff(), 0),
         "health_check_interval": 0,
         "protocol": 2,
         "client_name": f"paracache:{namespace}",
@@ -466,6 +469,10 @@ def _reply_kind(exc: redis.ResponseError) -> Kind:
     lowered = text.lower()
     if "no such index" in lowered or "unknown index name" in lowered:
         return "no_index"
+    if "index already exists" in lowered:
+        return "exists"
+    if "unknown command" in lowered:
+        return "unknown_command"
     if _BUSY.search(text):
         return "busy"
     return "refused"
