@@ -715,7 +715,10 @@ def user_path(url: str, stored: Sequence[str], queries: Sequence[str],
     exact = {name: Samples() for name in ("paracache", "langchain-redis")}
     order = list(runs)
     asked = list(stored[: len(queries)])
+    loads: list[float] = []
     for i, text in enumerate(queries):
+        if i % 25 == 0:
+            loads.append(os.getloadavg()[0])
         for name in order[i % len(order):] + order[: i % len(order)]:
             cache, clock = runs[name]
             if isinstance(cache, SemanticCache):
@@ -732,8 +735,10 @@ def user_path(url: str, stored: Sequence[str], queries: Sequence[str],
             t0 = time.perf_counter()
             hit = cache.lookup(asked[i], USER_LLM_STRING) is not None
             exact[name].add(time.perf_counter() - t0, 0.0, hit)
+    loads.append(os.getloadavg()[0])
     out["lookups"] = {name: smp.summary() for name, smp in samples.items()}
     out["exact"] = {name: smp.summary() for name, smp in exact.items()}
+    out["load_1min"] = {"min": min(loads), "max": max(loads)}
     out["server"]["cost"] = server_costs(client, para_own, lc_own, queries, asked)
     for cache in (para_shared, para_own):
         cache.index.clear()
@@ -1122,7 +1127,10 @@ def user_report(out: dict[str, Any]) -> list[str]:
         lines.append(f"- *{kind}* server: Redis {srv['redis']}, RediSearch "
                      f"{srv['search_module']}, PARTIAL_INDEXED_DOCS "
                      f"{next(iter(srv['partial_indexed_docs'].values()), '?')}, "
-                     f"hash-max-listpack-value {srv['hash_max_listpack_value']}")
+                     f"hash-max-listpack-value {srv['hash_max_listpack_value']}"
+                     + (f"; 1-minute load average {u['load_1min']['min']:.1f}-"
+                        f"{u['load_1min']['max']:.1f} during its lookups"
+                        if "load_1min" in u else ""))
     lines += ["", "| measure | " + " | ".join(
         f"paracache ({k}) | langchain-redis ({k}) | ratio ({k})" for k in runs) + " |",
         "|---|" + "---:|---:|---:|" * len(runs)]
