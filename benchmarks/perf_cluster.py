@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import os
 import random
 import statistics
 import sys
@@ -140,6 +141,20 @@ def _memory(port: int, password: str) -> int:
         client.close()
 
 
+def embedding_cpu(texts: int = 300) -> float:
+    """CPU milliseconds (all threads of this process) the default embedder spends on one
+    text, over ``texts`` distinct questions: what a semantic lookup costs the client
+    besides the cache's share measured above."""
+    from paracache.vectorizers import MiniLMVectorizer
+
+    vectorizer = MiniLMVectorizer()
+    vectorizer.embed("warm up the session")
+    started = time.process_time()
+    for i in range(texts):
+        vectorizer.embed(f"{_question(i)} and something else {i}")
+    return (time.process_time() - started) / texts * 1000
+
+
 def compare(n: int, samples: int, seconds: float) -> None:
     print(f"{n:,} entries over {len(SCOPES)} scopes; shared 2-core machine: compare ratios\n")
     server = EmbeddedRedis().start()
@@ -180,10 +195,17 @@ def compare(n: int, samples: int, seconds: float) -> None:
         one, three = rows
         print(f"\nratios 3 shards / 1 server: p50 {three[1] / one[1]:.2f}x, "
               f"p99 {three[2] / one[2]:.2f}x, throughput {three[3] / one[3]:.2f}x")  # fmt: skip
-        print("\nCPU per lookup with 32 callers (servers' INFO cpu, this process's time):")
+        cores = os.cpu_count() or 1
+        print("\nCPU per lookup with 32 callers (servers' INFO cpu, this process's time), "
+              f"and the most {cores} cores could do at that cost:")  # fmt: skip
         for name in caches:
+            total = cpu[name][0] + cpu[name][1]
             print(f"  {name}: servers {cpu[name][0] * 1e3:.2f} ms, client "
-                  f"{cpu[name][1] * 1e3:.2f} ms")  # fmt: skip
+                  f"{cpu[name][1] * 1e3:.2f} ms; ceiling {cores / total:,.0f}/s")  # fmt: skip
+        embed_ms = embedding_cpu()
+        print(f"\nthe default embedder (all-MiniLM-L6-v2 int8, ONNX), one text: "
+              f"{embed_ms:.2f} ms CPU; alone it caps {cores} cores at "
+              f"{cores / embed_ms * 1e3:,.0f} semantic lookups/s, shards or not")  # fmt: skip
         single = _memory(server.port, server.password)
         shards = [_memory(p, cluster.password) for p in cluster.primary_ports()]
         print(f"\nmemory: 1 server {single / 2**20:.1f} MiB; shards "
