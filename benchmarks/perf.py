@@ -1340,6 +1340,11 @@ def write_results(text: str) -> None:
 
 
 def main() -> None:
+    if "--cluster" in sys.argv[1:]:  # one server against a 3-shard cluster
+        from perf_cluster import main as cluster_main
+
+        cluster_main([a for a in sys.argv[1:] if a != "--cluster"])
+        return
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="small sizes, for development")
     ap.add_argument("--sizes", type=str, default=None, help="e.g. 10000,100000")
