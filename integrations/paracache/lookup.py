@@ -327,8 +327,10 @@ class Lookups(FlowBase):
                 if unserved is None and cand.fields and self._labellable(req, cand):
                     unserved = cand
                 continue
-            if not cand.fields:
-                continue  # expired since the search
+            if b"scope" not in cand.fields:
+                # The index has it, the shard could not read it: expired since the
+                # search, or (on a cluster) its slot is being moved to another shard.
+                continue
             if cand.fields.get(b"scope") != req.scope_digest.encode():
                 self._corrupt(cand.key, "scope does not match the pre-filter")
                 continue  # cannot happen with the pre-filter; never serve it if it does

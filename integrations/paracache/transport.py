@@ -357,7 +357,7 @@ def derive_async(client: Any) -> Any:
     """An asyncio twin of a caller's sync client: same server, credentials and options.
 
     For a ``redis.cluster.RedisCluster`` this starts from its default node and lets the
-    async cluster client discover the rest (not tested against a real cluster).
+    async cluster client discover the rest (tested on the embedded cluster: tests/test_cluster.py).
     """
     import inspect
 
@@ -452,8 +452,8 @@ def _kind(exc: BaseException) -> Kind | None:
         return "bad_reply"
     if isinstance(exc, redis.DataError):
         return None  # arguments paracache built itself: a bug, not a failure
-    if isinstance(exc, redis.RedisError):
-        return "unavailable"
+    if isinstance(exc, (redis.RedisError, redis.exceptions.RedisClusterException)):
+        return "unavailable"  # a cluster client's own errors (no node for a slot, ...)
     cause = exc.__cause__  # RedisVL wraps Redis's errors in its own
     if isinstance(cause, redis.RedisError):
         return _kind(cause)
