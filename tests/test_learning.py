@@ -117,7 +117,7 @@ def test_learned_threshold_from_statistics_in_redis(make_index: Any) -> None:
 
 
 def test_corrupt_statistics_serve_no_semantic_hit(make_index: Any, caplog: Any) -> None:
-    index = make_index(max_error_rate=0.05, min_similarity=0.8)
+    index = make_index(max_error_rate=0.05, min_similarity=0.8, explore_rate=0)
     index.store(STORED, "Open the app and tap Activate.", SCOPE)
     assert index.lookup_verdict(NEAR, SCOPE).outcome == "semantic"
     key = index.learner.stats_key(SCOPE.digest())
