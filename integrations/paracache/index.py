@@ -215,6 +215,13 @@ class SemanticIndex:
             (counted as ``judge_timeout``); default 10.
         label_worker: Count labels in a worker thread of this process (default). Set
             ``False`` when ``paracache worker`` processes do it.
+        verifier: With ``max_error_rate``: near-miss verification, a callable
+            ``(question, cached question, cached answer) -> bool`` (e.g. a small LLM
+            call). A miss whose nearest candidate (past the guards) lies within
+            ``verify_band`` (default 0.05) below the threshold in effect is queued for
+            it; when it approves, the question is stored with the candidate's answer
+            (unless its own answer was stored first) and served next time. It runs in
+            the label worker, never on the request path.
 
     Example:
         >>> cache = SemanticIndex(namespace="faq", min_similarity=0.92, ttl=3600)  # doctest: +SKIP
@@ -258,6 +265,8 @@ class SemanticIndex:
         explore_rate: float | None = None,
         judge_timeout: float = 10.0,
         label_worker: bool = True,
+        verifier: Any = None,
+        verify_band: float = 0.05,
     ) -> None:
         if redis_url is not None and not isinstance(redis_url, str):
             raise TypeError(f"redis_url must be a str, got {type(redis_url).__name__}")
@@ -294,8 +303,10 @@ class SemanticIndex:
         ):
             raise ValueError(f"max_entries must be a positive int or None, got {max_entries!r}")
         delta = check_delta(max_error_rate)
-        if delta is None and (judge is not None or explore_rate is not None):
-            raise ValueError("judge= and explore_rate= need max_error_rate=")
+        if delta is None and (
+            judge is not None or explore_rate is not None or verifier is not None
+        ):
+            raise ValueError("judge=, explore_rate= and verifier= need max_error_rate=")
 
         self.vectorizer = default_vectorizer() if vectorizer is None else vectorizer
         vid = vectorizer_id(self.vectorizer)
@@ -393,6 +404,8 @@ class SemanticIndex:
                 stats_ttl=ttl_policy.default_ttl,
                 worker=bool(label_worker),
                 recorder=self._core.recorder,
+                verifier=verifier,
+                verify_band=verify_band,
             )
         self._probe()
 
