@@ -198,8 +198,9 @@ class SemanticIndex:
         max_error_rate: δ, the share of lookups that may get a wrong answer (in (0, 1),
             e.g. 0.02); ``None`` (default): the static rules. With it the cache learns
             from live traffic, per scope, the lowest similarity at which serving keeps
-            wrong answers per lookup under δ (a 95 % upper confidence bound), labelling
-            its misses with the fresh answers that ``store`` receives next; see
+            wrong answers per lookup (a share of all lookups, not of hits) under δ (the
+            estimate plus one standard error), labelling its misses with the fresh
+            answers that ``store`` receives next; see
             :mod:`paracache.bound` and :mod:`paracache.learning`. Cold scopes keep the
             static rules. ``stats().learning`` shows what it learned.
         judge: With ``max_error_rate``: what says a fresh answer and a cached one are
@@ -208,8 +209,8 @@ class SemanticIndex:
             under a temperature above 0 are then not labelled);
             :class:`paracache.judge.EmbeddingJudge` for reworded answers, or an LLM.
         explore_rate: With ``max_error_rate``: the share of would-be semantic hits
-            served as labelled misses instead (default ``2 * max_error_rate`` within
-            [0.01, 0.1], and 0.15 within 0.03 above the threshold; 0 turns exploring
+            served as labelled misses instead (default ``max_error_rate`` within
+            [0.01, 0.05], and 0.05 within 0.03 above the threshold; 0 turns exploring
             off). Each exploration costs one model call.
         judge_timeout: Seconds a judge call may take before its label is dropped
             (counted as ``judge_timeout``); default 10.

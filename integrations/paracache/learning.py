@@ -12,7 +12,10 @@ On the request path it only touches memory:
   remembers the nearest candidate it did not serve, per process, bounded, keyed by
   the asking prompt's entry key;
 - :meth:`Learner.on_store` pairs a fresh answer arriving for that key with the
-  remembered candidate: a *label job*.
+  remembered candidate: a *label job*;
+- :meth:`Learner.offer` queues a miss just below the threshold for the ``verifier``
+  (near-miss verification): a *verify job*, which the worker promotes when approved
+  (:data:`PROMOTE`).
 
 Counts and label jobs go to an in-process outbox (bounded: when full, new items are
 dropped and counted as ``learn_queue_full``) that a background thread sends to a Redis
