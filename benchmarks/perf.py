@@ -715,7 +715,10 @@ def user_path(url: str, stored: Sequence[str], queries: Sequence[str],
     exact = {name: Samples() for name in ("paracache", "langchain-redis")}
     order = list(runs)
     asked = list(stored[: len(queries)])
+    loads: list[float] = []
     for i, text in enumerate(queries):
+        if i % 25 == 0:
+            loads.append(os.getloadavg()[0])
         for name in order[i % len(order):] + order[: i % len(order)]:
             cache, clock = runs[name]
             if isinstance(cache, SemanticCache):
@@ -732,8 +735,10 @@ def user_path(url: str, stored: Sequence[str], queries: Sequence[str],
             t0 = time.perf_counter()
             hit = cache.lookup(asked[i], USER_LLM_STRING) is not None
             exact[name].add(time.perf_counter() - t0, 0.0, hit)
+    loads.append(os.getloadavg()[0])
     out["lookups"] = {name: smp.summary() for name, smp in samples.items()}
     out["exact"] = {name: smp.summary() for name, smp in exact.items()}
+    out["load_1min"] = {"min": min(loads), "max": max(loads)}
     out["server"]["cost"] = server_costs(client, para_own, lc_own, queries, asked)
     for cache in (para_shared, para_own):
         cache.index.clear()
@@ -1122,7 +1127,10 @@ def user_report(out: dict[str, Any]) -> list[str]:
         lines.append(f"- *{kind}* server: Redis {srv['redis']}, RediSearch "
                      f"{srv['search_module']}, PARTIAL_INDEXED_DOCS "
                      f"{next(iter(srv['partial_indexed_docs'].values()), '?')}, "
-                     f"hash-max-listpack-value {srv['hash_max_listpack_value']}")
+                     f"hash-max-listpack-value {srv['hash_max_listpack_value']}"
+                     + (f"; 1-minute load average {u['load_1min']['min']:.1f}-"
+                        f"{u['load_1min']['max']:.1f} during its lookups"
+                        if "load_1min" in u else ""))
     lines += ["", "| measure | " + " | ".join(
         f"paracache ({k}) | langchain-redis ({k}) | ratio ({k})" for k in runs) + " |",
         "|---|" + "---:|---:|---:|" * len(runs)]
@@ -1315,6 +1323,11 @@ def write_results(text: str) -> None:
 
 
 def main() -> None:
+    if "--cluster" in sys.argv[1:]:  # one server against a 3-shard cluster
+        from perf_cluster import main as cluster_main
+
+        cluster_main([a for a in sys.argv[1:] if a != "--cluster"])
+        return
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="small sizes, for development")
     ap.add_argument("--sizes", type=str, default=None, help="e.g. 10000,100000")

@@ -99,9 +99,11 @@ def test_pairs_calibration_sweep_shape(tmp_path: Path, redis_url: str) -> None:
         recalls = [r.recall for r in rows]
         assert all(a >= b for a, b in itertools.pairwise(recalls))
         assert all(0.0 <= r.precision <= 1.0 and r.correct <= r.hits for r in rows)
-    # The guards only ever remove hits, and here they remove the near misses.
+    # Here the guards remove the near misses.
     for g, n in zip(report.with_guards, report.without_guards, strict=True):
-        assert g.hits <= n.hits and g.wrong <= n.wrong
+        # the guards reject wrong candidates and vouch for some right ones below the
+        # threshold (typo'd repeats, the learned check): never more wrong hits
+        assert g.wrong <= n.wrong
     low_g, low_n = report.at(0.7), report.at(0.7, guards=False)
     assert low_n.wrong >= 5 and low_g.wrong <= 1
     assert low_g.correct >= low_n.correct - 1

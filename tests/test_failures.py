@@ -33,7 +33,14 @@ def test_the_driver_translates_real_replies_into_kinds(redis_url: str) -> None:
     try:
         assert _kind_of(client, Call(("FT.SEARCH", "paracache:no-such:v2:0", "*"))) == "no_index"
         assert _kind_of(client, Call(("EVALSHA", "0" * 40, 0))) == "noscript"
-        assert _kind_of(client, Call(("NO.SUCH.COMMAND",))) == "refused"
+        assert _kind_of(client, Call(("NO.SUCH.COMMAND",))) == "unknown_command"
+        assert _kind_of(client, Call(("SET", "only-a-key"))) == "refused"
+        name = "paracache:kinds-test:idx"
+        client.execute_command("FT.CREATE", name, "SCHEMA", "t", "TEXT")
+        try:
+            assert _kind_of(client, Call(("FT.CREATE", name, "SCHEMA", "t", "TEXT"))) == "exists"
+        finally:
+            client.execute_command("FT.DROPINDEX", name)
         assert run(_one(Call(("PING",))), SyncIO(client)) is True  # replies pass through
     finally:
         client.close()

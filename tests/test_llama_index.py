@@ -474,11 +474,11 @@ async def test_cached_llm_async(index: SemanticIndex) -> None:
     assert len(inner._calls) == 2
 
 
-def test_cached_llm_streams_pass_through(index: SemanticIndex) -> None:
+def test_cached_llm_streams_the_wrapped_llm_on_a_miss(index: SemanticIndex) -> None:
     inner = SecretLLM(max_tokens=3)
     llm = CachedLLM(inner, index)
     assert [r.delta for r in llm.stream_complete("x")] == ["text ", "text ", "text"]
-    assert index.count() == 0
+    assert index.count() == 1  # stored once the stream ended cleanly
 
 
 def test_cached_llm_as_settings_llm_and_synthesizer(

@@ -101,6 +101,40 @@ async def test_astream_chat(index: SemanticIndex) -> None:
     assert [r.delta for r in again] == replay_chunks(first[-1].message.content or "")
 
 
+def test_stream_complete_is_cached_like_complete(index: SemanticIndex) -> None:
+    inner = CountingLLM()
+    llm = CachedLLM(inner, index)
+    prompt = "Which documents do I need to open an account?"
+    stream = llm.stream_complete(prompt)
+    next(stream), next(stream)
+    stream.close()  # abandoned: nothing stored
+    assert index.count() == 0 and len(inner._calls) == 1
+    first = list(llm.stream_complete(prompt))
+    text = first[-1].text
+    assert prompt in text and index.count() == 1 and len(inner._calls) == 2
+
+    again = list(llm.stream_complete(prompt))
+    assert len(inner._calls) == 2
+    assert [r.delta for r in again] == replay_chunks(text) and len(again) > 3
+    assert again[-1].text == text and again[1].text == "".join(replay_chunks(text)[:2])
+    assert again[0].additional_kwargs["paracache"]["layer"] == "exact"
+    # complete() and stream_complete() share their entries, but not chat's.
+    assert llm.complete(prompt).text == text and len(inner._calls) == 2
+    llm.stream_chat([ChatMessage(role="user", content=prompt)])
+    other = list(llm.stream_chat([ChatMessage(role="user", content=prompt)]))
+    assert len(inner._calls) == 3 and other[-1].message.content
+
+
+async def test_astream_complete(index: SemanticIndex) -> None:
+    inner = CountingLLM()
+    llm = CachedLLM(inner, index)
+    prompt = "How long does a transfer take?"
+    first = [r async for r in await llm.astream_complete(prompt)]
+    again = [r async for r in await llm.astream_complete(prompt)]
+    assert len(inner._calls) == 1 and again[-1].text == first[-1].text
+    assert [r.delta for r in again] == replay_chunks(first[-1].text)
+
+
 def test_stream_chat_stores_only_completed_streams(index: SemanticIndex) -> None:
     inner = CountingLLM()
     inner._fail_on = {2}

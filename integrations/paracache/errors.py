@@ -39,6 +39,8 @@ __all__ = [
 #: - ``busy``: another client's script is running (``BUSY``);
 #: - ``noscript``: ``EVALSHA`` of a script the server does not know;
 #: - ``no_index``: the search index does not exist (a flushed or restarted server);
+#: - ``exists``: the search index exists already (another process created it first);
+#: - ``unknown_command``: the server lacks a command (no search module loaded);
 #: - ``refused``: any other error reply (an ACL, a proxy, a damaged key);
 #: - ``bad_reply``: a reply that cannot be read;
 #: - ``embedding``: the vectorizer failed, timed out or returned no usable vector.
@@ -51,6 +53,8 @@ Kind = Literal[
     "busy",
     "noscript",
     "no_index",
+    "exists",
+    "unknown_command",
     "refused",
     "bad_reply",
     "embedding",
@@ -58,9 +62,7 @@ Kind = Literal[
 KINDS: frozenset[str] = frozenset(get_args(Kind))
 
 #: Kinds in which Redis answered (with an error reply): the server is up.
-ANSWERED: frozenset[str] = frozenset(
-    {"oom", "readonly", "misconf", "busy", "noscript", "no_index", "refused"}
-)
+ANSWERED: frozenset[str] = KINDS - {"timeout", "unavailable", "bad_reply", "embedding"}
 
 
 class CacheError(RuntimeError):

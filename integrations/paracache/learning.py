@@ -562,9 +562,9 @@ class Learner:
         try:
             pipe.execute()
         except redis.RedisError as exc:
+            self._error("learn_queue", exc)  # first: whoever sees "dropped" sees the error
             with self._lock:
                 self._counts["dropped"] += len(items)
-            self._error("learn_queue", exc)
             return 0
         return len(items)
 

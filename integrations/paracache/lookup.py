@@ -330,8 +330,10 @@ class Lookups(FlowBase):
                 if unserved is None and cand.fields and self._labellable(req, cand):
                     unserved = cand
                 continue
-            if not cand.fields:
-                continue  # expired since the search
+            if b"scope" not in cand.fields:
+                # The index has it, the shard could not read it: expired since the
+                # search, or (on a cluster) its slot is being moved to another shard.
+                continue
             if cand.fields.get(b"scope") != req.scope_digest.encode():
                 self._corrupt(cand.key, "scope does not match the pre-filter")
                 continue  # cannot happen with the pre-filter; never serve it if it does
@@ -340,11 +342,17 @@ class Lookups(FlowBase):
                 if learner is not None and unserved is None and self._labellable(req, cand):
                     unserved = cand
                 continue  # below the threshold, and nothing vouches for it
-            rejection = self._check(req, cand) or self._vetoed(cand)
+            rejection = (
+                self._check(req, cand)
+                or self._contested(req, cand, candidates)
+                or self._vetoed(cand)
+            )
             self._tell_listeners(req, cand, rejection)
             if rejection:
                 self.recorder.rejection(rejection)
                 rejected.append(f"{cand.similarity:.3f} ({rejection})")
+                if rejection == "neighbours":
+                    break  # the nearest answers disagree: none of them is served
                 continue
             if (
                 learner is not None
@@ -490,6 +498,19 @@ class Lookups(FlowBase):
             self.recorder.error("guard")
             logger.warning("paracache: corroborate hook raised: %r", exc)
             return False
+
+    def _contested(
+        self, req: LookupRequest, cand: Candidate, candidates: Sequence[Candidate]
+    ) -> str | None:
+        """The ``contest`` hook's verdict; a hook that raises does not serve."""
+        if self.contest is None:
+            return None
+        try:
+            return self.contest(req, cand, candidates)
+        except Exception as exc:  # a guard must never break a lookup: do not serve
+            self.recorder.error("guard")
+            logger.warning("paracache: contest hook raised, not serving: %r", exc)
+            return "guard_error"
 
     def _check(self, req: LookupRequest, cand: Candidate) -> str | None:
         """The ``accept`` hook's verdict on a candidate; a hook that raises rejects it."""

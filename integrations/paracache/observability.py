@@ -14,6 +14,8 @@ Prometheus (``prometheus_client``, registered once per process in its default re
 ``paracache_writes_total``                  stores by ``outcome``: written, dropped, skipped
 ``paracache_errors_total``                  failures turned into misses, by ``kind``
 ``paracache_guard_rejections_total``        candidates a guard refused, by ``kind``
+``paracache_coalesced_total``               misses answered by another caller's model call
+                                            (single-flight)
 ``paracache_tokens_saved_total``            LLM tokens the hits stood for
 ``paracache_cost_saved_usd_total``          those tokens at ``usd_per_million_tokens``
 ``paracache_entries``                       entries in Redis (set by :func:`refresh_entries`)
@@ -114,6 +116,7 @@ class PrometheusMetrics:
     errors: Any
     rejections: Any
     tokens_saved: Any
+    coalesced: Any
     cost_saved: Any
     entries: Any
     learning: Any
@@ -197,6 +200,12 @@ def prometheus_metrics() -> PrometheusMetrics:
                     "LLM tokens the cache hits stood for.",
                     ns,
                 ),
+                coalesced=_collector(
+                    Counter,
+                    "paracache_coalesced_total",
+                    "Misses answered by another caller's model call (single-flight).",
+                    ns,
+                ),
                 cost_saved=_collector(
                     Counter,
                     "paracache_cost_saved_usd_total",
@@ -239,6 +248,7 @@ class _PrometheusListener:
         self._seconds = {o: m.lookup_seconds.labels(namespace, o) for o in LOOKUP_OUTCOMES}
         self._writes = {o: m.writes.labels(namespace, o) for o in WRITE_OUTCOMES}
         self._tokens = m.tokens_saved.labels(namespace)
+        self._coalesced = m.coalesced.labels(namespace)
         self._cost = m.cost_saved.labels(namespace)
         self._errors: dict[str, Any] = {}
         self._rejections: dict[str, Any] = {}
@@ -271,6 +281,8 @@ class _PrometheusListener:
                 child.inc()
         elif kind == "error":
             self._kind(self._errors, self._m.errors, event.outcome).inc()
+        elif kind == "coalesced":
+            self._coalesced.inc()
         elif kind == "rejection":
             self._kind(self._rejections, self._m.rejections, event.outcome).inc()
         elif kind == "learning":

@@ -352,9 +352,9 @@ class HybridTuner:
     entries (``ADHOC_BF``) or as HNSW search in batches, filtered as it goes
     (``BATCHES``); RediSearch picks one with a built-in model. When one scope holds most
     of a small or mid-sized index (one model, one system prompt: a common case) it picks
-    brute force, several times slower than batches here (about 2 ms against 0.2-0.5 ms
-    at 10 k entries); for a scope that holds a small share, batches are far worse
-    (10-25 ms). So RediSearch chooses until a scope's searches are slow (moving average
+    brute force, several times slower than batches (measured in ``benchmarks/RESULTS.md``,
+    "Profile of the semantic layer"); for a scope that holds a small share, batches are
+    far worse. So RediSearch chooses until a scope's searches are slow (moving average
     above ``slow`` seconds over at least ``min_samples``), which can only happen for a
     large scope; then batches are tried and kept while they are faster, and the other
     policy is measured again every ``recheck`` lookups of that scope.

@@ -388,6 +388,6 @@ def drop_index_flow(index_name: str) -> Flow[int]:
     try:
         yield Call(("FT.DROPINDEX", index_name))
     except BackendError as exc:
-        if exc.kind != "no_index" and "unknown index" not in str(exc).lower():
+        if exc.kind != "no_index":
             raise
     return deleted

@@ -45,14 +45,15 @@ logger = logging.getLogger("paracache")
 
 
 class CachedLLM(LLM, WrapsLLM):
-    """An LLM whose ``complete``/``chat``/``stream_chat`` (sync and async) are cached exactly.
+    """An LLM whose ``complete``/``chat`` and their streams (sync and async) are cached exactly.
 
     The key is the full prompt (every message) and the wrapped LLM's model and sampling
-    settings; only the exact layer is used. A cached ``stream_chat``/``astream_chat``
-    answer is replayed as word deltas; a streamed miss is stored once its stream ended
-    cleanly. Identical concurrent misses make one call (:mod:`paracache.singleflight`).
-    ``stream_complete`` passes through uncached, and calls with non-JSON arguments (e.g.
-    ``tools``) are not cached. It does not claim
+    settings; only the exact layer is used. A cached answer asked for as a stream
+    (``stream_chat``, ``stream_complete`` and their async twins) is replayed as word
+    deltas; a streamed miss is stored once its stream ended cleanly, under the same key
+    as the non-streamed call (an answer stored by ``chat`` is a hit for ``stream_chat``).
+    Identical concurrent misses make one call (:mod:`paracache.singleflight`). Calls
+    with non-JSON arguments (e.g. ``tools``) are not cached. It does not claim
     function calling: use the wrapped LLM directly for tool use.
 
     **With** ``max_error_rate=δ`` the last message (or the prompt of ``complete``) is
@@ -285,11 +286,9 @@ class CachedLLM(LLM, WrapsLLM):
                 await asyncio.shield(claim.adone(payload))
         return response
 
-    def _stream(
-        self, key: tuple[str, Scope] | None, start: Callable[[], ChatResponseGen]
-    ) -> ChatResponseGen:
-        """A chat stream: a hit (or another caller's answer) replayed as deltas, else the
-        wrapped LLM's stream, stored when it ended cleanly."""
+    def _stream(self, key: tuple[str, Scope] | None, start: Callable[[], Any]) -> Any:
+        """A chat or completion stream: a hit (or another caller's answer) replayed as
+        deltas, else the wrapped LLM's stream, stored when it ended cleanly."""
         if key is None:
             yield from start()
             return
@@ -298,8 +297,8 @@ class CachedLLM(LLM, WrapsLLM):
         if cached is None and verdict.missed:
             claim = self._flights.claim(key[0], key[1])
             cached = self._shared(claim)
-        if isinstance(cached, ChatResponse):
-            yield from _chat_deltas(cached)
+        if isinstance(cached, (ChatResponse, CompletionResponse)):
+            yield from _deltas(cached)
             return
         payload, last = None, None
         try:
@@ -311,9 +310,7 @@ class CachedLLM(LLM, WrapsLLM):
             if claim is not None:
                 claim.done(payload)
 
-    async def _astream(
-        self, key: tuple[str, Scope] | None, start: Callable[[], Awaitable[ChatResponseAsyncGen]]
-    ) -> ChatResponseAsyncGen:
+    async def _astream(self, key: tuple[str, Scope] | None, start: Callable[[], Any]) -> Any:
         """Async :meth:`_stream`."""
         if key is None:
             async for response in await start():
@@ -324,8 +321,8 @@ class CachedLLM(LLM, WrapsLLM):
         if cached is None and verdict.missed:
             claim = await self._flights.aclaim(key[0], key[1])
             cached = self._shared(claim)
-        if isinstance(cached, ChatResponse):
-            for delta in _chat_deltas(cached):
+        if isinstance(cached, (ChatResponse, CompletionResponse)):
+            for delta in _deltas(cached):
                 yield delta
             return
         payload, last = None, None
@@ -372,26 +369,56 @@ class CachedLLM(LLM, WrapsLLM):
         """Cached :meth:`LLM.stream_chat`: a hit is replayed as word deltas; a miss
         streams from the wrapped LLM and is stored once its stream ended cleanly."""
         key = self._chat_key(messages, kwargs)
-        return self._stream(key, lambda: self.llm.stream_chat(messages, **kwargs))
+        gen: ChatResponseGen = self._stream(key, lambda: self.llm.stream_chat(messages, **kwargs))
+        return gen
 
     def stream_complete(
         self, prompt: str, formatted: bool = False, **kwargs: Any
     ) -> CompletionResponseGen:
-        """Passes through, uncached."""
-        return self.llm.stream_complete(prompt, formatted=formatted, **kwargs)
+        """Cached :meth:`LLM.stream_complete` (as :meth:`stream_chat`)."""
+        key = self._key("complete", prompt, [prompt, formatted], kwargs)
+        gen: CompletionResponseGen = self._stream(
+            key, lambda: self.llm.stream_complete(prompt, formatted=formatted, **kwargs)
+        )
+        return gen
 
     async def astream_chat(
         self, messages: Sequence[ChatMessage], **kwargs: Any
     ) -> ChatResponseAsyncGen:
         """Async :meth:`stream_chat`."""
         key = self._chat_key(messages, kwargs)
-        return self._astream(key, lambda: self.llm.astream_chat(messages, **kwargs))
+        gen: ChatResponseAsyncGen = self._astream(
+            key, lambda: self.llm.astream_chat(messages, **kwargs)
+        )
+        return gen
 
     async def astream_complete(
         self, prompt: str, formatted: bool = False, **kwargs: Any
     ) -> CompletionResponseAsyncGen:
-        """Passes through, uncached."""
-        return await self.llm.astream_complete(prompt, formatted=formatted, **kwargs)
+        """Async :meth:`stream_complete`."""
+        key = self._key("complete", prompt, [prompt, formatted], kwargs)
+        gen: CompletionResponseAsyncGen = self._astream(
+            key, lambda: self.llm.astream_complete(prompt, formatted=formatted, **kwargs)
+        )
+        return gen
+
+
+def _deltas(response: ChatResponse | CompletionResponse) -> Any:
+    """A stored answer as the stream its kind of call gives."""
+    if isinstance(response, ChatResponse):
+        return _chat_deltas(response)
+    return _completion_deltas(response)
+
+
+def _completion_deltas(response: CompletionResponse) -> CompletionResponseGen:
+    """A stored completion as a stream: word deltas, each response carrying the text so
+    far; the last one the stored text."""
+    so_far = ""
+    for piece in replay_chunks(response.text):
+        so_far += piece
+        yield CompletionResponse(
+            text=so_far, delta=piece, additional_kwargs=response.additional_kwargs
+        )
 
 
 def _chat_deltas(response: ChatResponse) -> ChatResponseGen:
