@@ -198,6 +198,12 @@ def main() -> None:
     ap.add_argument("--reworded", action="store_true")
     ap.add_argument("--static", default=",".join(map(str, STATIC)))
     ap.add_argument("--deltas", default=",".join(map(str, DELTAS)))
+    ap.add_argument(
+        "--judge-similarity", type=float, default=0.85,
+        help="--reworded: the embedding judge's threshold. 0.85 separates the fake model's "
+        "phrasings of one answer (lowest 0.858) from other intents' answers (highest 0.889, "
+        "99.9th percentile 0.812); at 0.9 it calls 11.7 %% of right answers wrong",
+    )  # fmt: skip
     ap.add_argument("--sync", type=int, default=50)
     ap.add_argument("--window", type=int, default=500)
     ap.add_argument("--plot", type=Path)
@@ -222,14 +228,20 @@ def main() -> None:
     for key, vector in zip(keys, vectors, strict=True):
         memo.put(key, vector)
     probe.close()
-    judge = EmbeddingJudge(vectorizer, min_similarity=0.9) if args.reworded else None
+    judge = (
+        EmbeddingJudge(vectorizer, min_similarity=args.judge_similarity) if args.reworded else None
+    )
     print(
         f"Banking77: {len(stream)} queries ({'development' if args.dev else 'report'} part, "
         f"split seed {args.split_seed}, stream seed {args.stream_seed}"
         + (f", {args.intents:.0%} of the intents" if args.intents < 1.0 else "")
         + "), "
-        + ("reworded answers, embedding judge" if args.reworded else "exact answers, exact judge")
-        + f"; "
+        + (
+            f"reworded answers, embedding judge at {args.judge_similarity:g}"
+            if args.reworded
+            else "exact answers, exact judge"
+        )
+        + "; "
         f"embedded in {time.perf_counter() - t0:.0f} s; shared 2-core machine"
     )
     results = []
