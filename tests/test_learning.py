@@ -352,6 +352,7 @@ def _verifying(
         return bool(verdict)
 
     index = make_index(max_error_rate=0.02, min_similarity=0.95, explore_rate=0,
+                       corroboration_margin=0,  # no vouching: a plain near miss
                        verifier=verifier, **options)  # fmt: skip
     index.store(STORED, "Open the app and tap Activate.", SCOPE)
     return index, asked
