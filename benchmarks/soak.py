@@ -22,6 +22,11 @@ faults (from a fault's start to 1 s after its end) and outside them.
 
     python benchmarks/soak.py [--seconds 120] [--threads 3] [--tasks 6] [--json out.json]
 
+``--cluster``: the same traffic and checks on an embedded Redis Cluster (3 primaries + 3
+replicas, ``cluster-node-timeout`` 1 s; no persistence), with cluster faults instead: a
+primary paused for 2 s, a primary killed (its replica takes over; the node is restarted
+and rejoins as a replica), slots moved between primaries under traffic.
+
 Exit code 0 when errors raised, entries lost and entries corrupt are all 0.
 """
 
@@ -51,7 +56,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from paracache import Scope, SemanticIndex
-from paracache.embedded import EmbeddedRedis
+from paracache.embedded import EmbeddedCluster, EmbeddedRedis
 from paracache.langchain import SemanticCache
 
 DATA = Path(__file__).resolve().parent.parent / "integrations/paracache/data/banking77_demo.jsonl"
@@ -245,21 +250,52 @@ FAULTS: list[tuple[str, Callable[[EmbeddedRedis], None]]] = [
 ]
 
 
+def _cluster_pause(cluster: EmbeddedCluster) -> None:
+    cluster.node(cluster.primary_ports()[0]).pause(2.0)
+    time.sleep(2.0)
+
+
+def _cluster_failover(cluster: EmbeddedCluster) -> None:
+    victim = cluster.primary_ports()[-1]
+    cluster.node(victim).kill()
+    deadline = time.monotonic() + 30
+    while victim in cluster.primary_ports() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    cluster.node(victim).start()  # rejoins as a replica of the promoted one
+    cluster.wait_healthy(30)
+
+
+def _cluster_reshard(cluster: EmbeddedCluster) -> None:
+    first = random.randrange(0, 16384 - 200)  # a different stretch of slots each time
+    source = cluster.owner_port(first)
+    target = next(p for p in cluster.primary_ports() if p != source)
+    slots = [s for s in range(first, first + 200) if cluster.owner_port(s) == source]
+    cluster.move_slots(slots, source, target)
+
+
+CLUSTER_FAULTS: list[tuple[str, Callable[[EmbeddedCluster], None]]] = [
+    ("pause primary", _cluster_pause), ("failover", _cluster_failover),
+    ("reshard", _cluster_reshard),
+]
+
+
 def _fault_schedule(
-    server: EmbeddedRedis, rec: Record, deadline: float, calm: float, stop: threading.Event
+    server: Any, rec: Record, deadline: float, calm: float, stop: threading.Event
 ) -> None:
+    faults: list[tuple[str, Callable[[Any], None]]] = list(
+        CLUSTER_FAULTS if isinstance(server, EmbeddedCluster) else FAULTS
+    )
     k = 0
     while True:
         if stop.wait(calm) or time.monotonic() + 4 > deadline:
             return
-        name, inject = FAULTS[k % len(FAULTS)]
+        name, inject = faults[k % len(faults)]
         start = time.time()
         try:
             inject(server)
         except Exception as exc:
             rec.harness_errors.append(f"fault injector {name}: {exc!r}")
-            if not server.is_running():
-                server.start()
+            _revive(server)
         rec.faults.append((name, start, time.time()))
         k += 1
 
@@ -285,12 +321,27 @@ def _fault_of(ts: float, faults: list[tuple[str, float, float]]) -> str | None:
     return None
 
 
-def run(seconds: float, threads: int, tasks: int, calm: float) -> dict[str, Any]:
+def _revive(server: Any) -> None:
+    """Restart what a fault left stopped."""
+    for node in server.nodes if isinstance(server, EmbeddedCluster) else [server]:
+        if not node.is_running():
+            node.start()
+    if isinstance(server, EmbeddedCluster):
+        server.wait_healthy(30)
+
+
+def run(
+    seconds: float, threads: int, tasks: int, calm: float, cluster: bool = False
+) -> dict[str, Any]:
     questions = [json.loads(line)["text"] for line in DATA.read_text().splitlines() if line]
     data_dir = tempfile.mkdtemp(prefix="paracache-soak-")
-    server = EmbeddedRedis(
-        data_dir=data_dir, persist=True, appendfsync="always", enable_debug_command=True
-    ).start()
+    server: Any = (
+        EmbeddedCluster(node_timeout=1000).start()
+        if cluster
+        else EmbeddedRedis(
+            data_dir=data_dir, persist=True, appendfsync="always", enable_debug_command=True
+        ).start()
+    )
     rec = Record()
     stop = threading.Event()
     threads_before = set(threading.enumerate())
@@ -335,10 +386,9 @@ def run(seconds: float, threads: int, tasks: int, calm: float) -> dict[str, Any]
         elapsed = time.time() - started
 
         # ------------------------------------------------------------ checks
-        if not server.is_running():
-            server.start()
-        client = _client(server.url)
-        deadline = time.monotonic() + 30
+        _revive(server)
+        client: Any = server.client(protocol=2) if cluster else _client(server.url)
+        deadline = time.monotonic() + (0 if cluster else 30)
         while time.monotonic() < deadline:  # the index is rebuilt after the last restart
             with contextlib.suppress(redis.RedisError):
                 info = client.execute_command("FT.INFO", idx.layout.index_name)
@@ -377,6 +427,7 @@ def run(seconds: float, threads: int, tasks: int, calm: float) -> dict[str, Any]
     all_during = [s for values in during.values() for s in values]
     return {
         "seconds": round(elapsed, 1),
+        "backend": "cluster: 3 primaries + 3 replicas" if cluster else "one server",
         "machine": f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at the end",
         "threads": threads,
         "tasks": tasks,
@@ -413,7 +464,8 @@ def table(r: dict[str, Any]) -> str:
     lines = [
         "| metric | value |",
         "|---|---:|",
-        f"| run | {r['seconds']} s, {r['threads']} threads + {r['tasks']} asyncio tasks; "
+        f"| run | {r['backend']}, {r['seconds']} s, {r['threads']} threads + {r['tasks']} "
+        "asyncio tasks; "
         f"{r['machine']} |",
         f"| faults injected | {len(r['faults'])}: {', '.join(r['faults'])} |",
         f"| lookups served (sync / async) | {r['lookups']:,} ({r['lookups_sync']:,} / "
@@ -456,8 +508,9 @@ def main(argv: list[str] | None = None) -> int:
         "--calm", type=float, default=6.0, help="seconds of normal traffic between faults"
     )
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
+    parser.add_argument("--cluster", action="store_true", help="a 3+3 cluster, cluster faults")
     args = parser.parse_args(argv)
-    result = run(args.seconds, args.threads, args.tasks, args.calm)
+    result = run(args.seconds, args.threads, args.tasks, args.calm, cluster=args.cluster)
     print(table(result))
     if result["error_samples"]:
         print("errors:", *result["error_samples"], sep="\n  ", file=sys.stderr)

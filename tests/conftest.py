@@ -17,7 +17,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("PARACACHE_STRICT", "1")
 
 from paracache import SemanticIndex
-from paracache.embedded import EmbeddedRedis
+from paracache.embedded import EmbeddedCluster, EmbeddedRedis
 
 
 @pytest.fixture(scope="session")
@@ -63,3 +63,40 @@ def make_index(redis_url: str, namespace: str) -> Iterator[object]:
 @pytest.fixture
 def index(make_index: object) -> SemanticIndex:
     return make_index()  # type: ignore[operator,no-any-return]
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[EmbeddedCluster]:
+    """A private Redis Cluster for the session: 3 primaries + 3 replicas, RediSearch on
+    every node (no coordinator). Tests that kill or reshard nodes start their own."""
+    cluster = EmbeddedCluster().start()
+    yield cluster
+    cluster.close()
+
+
+@pytest.fixture
+def make_cluster_index(redis_cluster: EmbeddedCluster, namespace: str) -> Iterator[object]:
+    """Build SemanticIndex instances on the session cluster (a ``RedisCluster`` client)
+    in this test's namespace; ``url=True`` passes the cluster's URL instead."""
+    made: list[SemanticIndex] = []
+    clients: list[object] = []
+
+    def make(url: bool = False, **options: object) -> SemanticIndex:
+        options.setdefault("namespace", namespace)
+        options.setdefault("timeout", 1.0)
+        if url:
+            index = SemanticIndex(redis_cluster.url, **options)  # type: ignore[arg-type]
+        else:
+            client = redis_cluster.client(socket_timeout=2.0)
+            clients.append(client)
+            index = SemanticIndex(redis_client=client, **options)  # type: ignore[arg-type]
+        made.append(index)
+        return index
+
+    yield make
+    for index in made:
+        with contextlib.suppress(Exception):
+            index.clear()
+        index.close()
+    for client in clients:
+        client.close()  # type: ignore[attr-defined]

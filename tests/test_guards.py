@@ -128,7 +128,8 @@ def test_true_paraphrases_pass(query: str, stored: str) -> None:
 
 
 def test_every_near_miss_class_is_covered() -> None:
-    assert {g for _, _, g in NEAR_MISSES} == set(GUARD_NAMES)
+    # ``learned`` needs a similarity and ``neighbours`` other candidates: tested apart
+    assert {g for _, _, g in NEAR_MISSES} == set(GUARD_NAMES) - {"learned", "neighbours"}
 
 
 def test_switches() -> None:

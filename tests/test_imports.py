@@ -78,3 +78,11 @@ def test_the_walker_sees_lazy_and_relative_imports() -> None:
 
 def test_no_import_circles() -> None:
     assert find_cycle(import_graph()) is None
+
+
+def test_embedded_exports_the_server_and_the_cluster() -> None:
+    from paracache import embedded
+
+    assert {"EmbeddedRedis", "EmbeddedCluster"} <= set(embedded.__all__)
+    assert embedded.EmbeddedCluster.__module__ == "paracache.embedded.cluster"
+    assert "paracache.embedded.server" in import_graph()["paracache.embedded.cluster"]

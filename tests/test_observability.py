@@ -109,6 +109,14 @@ def test_prometheus_counts_hits_by_layer_misses_bypasses_writes_tokens(
     assert sample("paracache_entries", namespace=ns) == 1
 
 
+def test_prometheus_counts_misses_answered_by_another_callers_call(make_index: Any) -> None:
+    """Single-flight's saved calls (counted by tests/test_streaming.py) reach Prometheus."""
+    index: SemanticIndex = make_index(metrics="prometheus")
+    index.core.recorder.coalesced()
+    assert index.stats().coalesced == 1
+    assert sample("paracache_coalesced_total", namespace=index.namespace) == 1
+
+
 def test_instrument_is_idempotent_and_detachable(make_index: Any) -> None:
     index: SemanticIndex = make_index()
     ns = index.namespace

@@ -172,3 +172,70 @@ def test_cli_reembed(make_index: Any, redis_url: str, capsys: pytest.CaptureFixt
     code = main(["reembed", "--redis-url", redis_url, "--namespace", ns, "--from", MODEL])
     err = capsys.readouterr().err
     assert code == 2 and "no index" in err
+
+
+class FailingMiniLM(MiniLMVectorizer):
+    """The default model, whose batch embedding fails once ``batches_left`` ran out."""
+
+    batches_left: int = 0
+
+    def _embed_many(
+        self, contents: list[Any], batch_size: int = 10, **kwargs: Any
+    ) -> list[list[float]]:
+        if self.batches_left <= 0:
+            raise RuntimeError("model server down")
+        self.batches_left -= 1
+        return super()._embed_many(contents, batch_size, **kwargs)
+
+
+def test_an_embedder_failure_stops_the_run_with_nothing_half_written(make_index: Any) -> None:
+    old = make_index(dtype="float32")
+    scope = Scope(tenant="t")
+    old.warm(FAQ, scope, progress=False)
+    flaky = FailingMiniLM()
+    flaky.batches_left = 1
+    new = make_index(vectorizer=flaky, dtype="float16")
+    with pytest.raises(ReembedError) as stopped:
+        new.reembed(MODEL, batch_size=2, progress=False)
+    assert "Run it again to finish" in str(stopped.value)
+    copied = stopped.value.report.copied
+    assert copied <= 2 and new.count() == copied  # whole batches only
+    for prompt, answer in FAQ:
+        got = new.lookup(prompt, scope, semantic=False)
+        assert got is None or got.response == answer
+
+    flaky.batches_left = 100
+    report = new.reembed(MODEL, batch_size=2, progress=False)
+    assert report.copied + report.skipped_present == len(FAQ)
+    assert report.skipped_present == copied and new.count() == len(FAQ)
+
+
+def test_lookups_keep_working_while_a_reembed_runs(make_index: Any) -> None:
+    import threading
+
+    old, new = _old_and_new(make_index)
+    scope = Scope(tenant="t")
+    old.warm(FAQ, scope, progress=False)
+    done = threading.Event()
+    failures: list[BaseException] = []
+
+    def copy() -> None:
+        try:
+            new.reembed(MODEL, batch_size=1, progress=False)
+        except BaseException as exc:  # pragma: no cover - reported below
+            failures.append(exc)
+        finally:
+            done.set()
+
+    thread = threading.Thread(target=copy)
+    thread.start()
+    rounds = 0
+    while not done.is_set() or rounds < 2:
+        for prompt, answer in FAQ:
+            assert old.lookup(prompt, scope) is not None  # the old index serves throughout
+            got = new.lookup(prompt, scope)
+            assert got is None or got.response == answer  # copied or not: never wrong
+        rounds += 1
+    thread.join(60)
+    assert not failures
+    assert all(new.lookup(p, scope) is not None for p, _ in FAQ)

@@ -181,6 +181,7 @@ def test_stats_metrics_health_and_docs(client: TestClient) -> None:
     assert stats["entries"] == 1 and stats["lookups"] == 2
     assert stats["exact_hits"] == 1 and stats["misses"] == 1 and stats["hit_rate"] == 0.5
     assert stats["tokens_saved"] == 150 and stats["breaker_state"] == "closed"
+    assert stats["unreadable"] == 0 and stats["coalesced"] == 0
 
     r = client.get("/metrics")
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")

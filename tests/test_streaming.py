@@ -308,6 +308,7 @@ def test_eight_threads_one_model_call(lc_cache: SemanticCache) -> None:
         t.join(120)
     assert results == [ANSWER] * 8
     assert model.calls == 1
+    assert lc_cache.index.stats().coalesced == 7  # the calls saved are counted
 
 
 async def test_eight_tasks_one_model_call(lc_cache: SemanticCache) -> None:
@@ -333,6 +334,7 @@ async def test_eight_tasks_one_model_call(lc_cache: SemanticCache) -> None:
     release.set()
     assert await asyncio.gather(*tasks) == [ANSWER] * 8
     assert model.calls == 1
+    assert lc_cache.index.stats().coalesced == 7
 
 
 def test_waiters_elect_a_new_leader_when_the_first_fails(lc_cache: SemanticCache) -> None:

@@ -303,6 +303,49 @@ def test_identical_vectors_on_every_single_query_path() -> None:
     assert asyncio.run(many()) == alone
 
 
+def test_adaptive_all_core_session_stops_spinning_between_calls() -> None:
+    """The adaptive default's all-core session stops its threads' busy-wait when a call
+    returns (they would hold a core Redis needs next); a fixed thread count keeps
+    onnxruntime's defaults."""
+    if (os.cpu_count() or 1) < 2:
+        pytest.skip("one core: no all-core session")
+    wide = MiniLMVectorizer()._loaded().wide
+    options = wide.get_session_options()
+    assert options.get_session_config_entry("session.force_spinning_stop") == "1"
+    fixed = MiniLMVectorizer(intra_op_num_threads=0)._loaded().session.get_session_options()
+    with pytest.raises(RuntimeError):  # not set: onnxruntime's default (spinning)
+        fixed.get_session_config_entry("session.force_spinning_stop")
+
+
+def test_readability_then_embedding_tokenize_once() -> None:
+    """A lookup asks readability, then embeds the same text: one tokenizer pass, and the
+    same vector as a text embedded cold."""
+    v = MiniLMVectorizer()
+    runtime = v._loaded()
+    real = runtime.tokenizer
+    calls: list[str] = []
+
+    class Counting:
+        def encode(self, text: str) -> Any:
+            calls.append(text)
+            return real.encode(text)
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(real, name)
+
+    cold = v.embed("where is my card")
+    runtime.tokenizer = Counting()
+    try:
+        assert v.unreadable("how do i get my money back") is None
+        vec = v.embed("how do i get my money back")
+        assert calls == ["how do i get my money back"]
+        assert v.embed("where is my card") == cold  # another text: tokenized again
+        assert calls == ["how do i get my money back", "where is my card"]
+    finally:
+        runtime.tokenizer = real
+    assert vec == MiniLMVectorizer().embed("how do i get my money back")
+
+
 # --------------------------------------------------------------------------- loading
 
 

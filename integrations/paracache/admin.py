@@ -26,7 +26,7 @@ import dataclasses
 import logging
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import redis
 
@@ -38,6 +38,7 @@ from .bookkeeping import (
     merged_fields,
     unlink_entries_flow,
 )
+from .cluster import ClusterTransport
 from .driver import SyncIO
 from .driver import run as drive
 from .protocol import Batch, Call, Flow, read_scopes_call, scope_rows, search_rows
@@ -524,4 +525,6 @@ class Administration(FlowBase):
 def run(client: redis.Redis, flow: Flow[T]) -> T:
     """Perform a flow's Redis calls with a blocking client (:func:`paracache.driver.run`);
     :class:`~paracache.errors.BackendError` (a ``CacheError``) on failure."""
+    if hasattr(client, "nodes_manager"):  # a RedisCluster: index commands on every shard
+        return drive(flow, SyncIO(client, cluster=ClusterTransport(cast(Any, client))))
     return drive(flow, SyncIO(client))

@@ -20,7 +20,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -55,6 +55,8 @@ class FlowBase:
         on_verdict: Callable[[Verdict], None] | None = None,
         accept: Callable[[LookupRequest, Candidate], str | None] | None = None,
         corroborate: Callable[[LookupRequest, Candidate], bool] | None = None,
+        contest: Callable[[LookupRequest, Candidate, Sequence[Candidate]], str | None]
+        | None = None,
         unreadable: Callable[[str], str | None] | None = None,
     ) -> None:
         self.layout = layout
@@ -67,6 +69,9 @@ class FlowBase:
         #: Optional: may a candidate within ``corroboration_margin`` below the threshold
         #: be served (it still has to pass ``accept``)?
         self.corroborate = corroborate
+        #: Optional: a reason not to serve the candidate about to win, given the others
+        #: (a neighbour with another answer within a hair of it), or ``None``.
+        self.contest = contest
         #: Optional: why the embedding model cannot read a text it would embed (``None``:
         #: it can). Such text is looked up and stored in the exact layer only.
         self.unreadable = unreadable

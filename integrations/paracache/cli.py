@@ -339,6 +339,7 @@ def _connect(args: argparse.Namespace) -> _Connection:
             "server lives only inside the process that started it)",
             2,
         )
+    client: Any
     try:
         client = redis.Redis.from_url(
             url,
@@ -350,8 +351,22 @@ def _connect(args: argparse.Namespace) -> _Connection:
         )
     except ValueError as exc:
         raise CommandError(f"not a Redis URL: {exc}", 2) from None
+    from .cluster import ClusterTransport, is_cluster_url
+
+    if is_cluster_url(url, 3):  # any node of a Redis Cluster: talk to all of them
+        from redis.cluster import RedisCluster
+
+        client.close()
+        client = RedisCluster.from_url(
+            url, protocol=2, socket_timeout=10, socket_connect_timeout=3,
+            retry=Retry(NoBackoff(), 0), client_name="paracache-cli",
+            require_full_coverage=False,
+        )
     try:
-        client.execute_command("FT._LIST")  # type: ignore[no-untyped-call]
+        if isinstance(client, redis.cluster.RedisCluster):
+            ClusterTransport(client).execute(("FT._LIST",))
+        else:
+            client.execute_command("FT._LIST")
     except redis.ResponseError as exc:
         if getattr(translate(exc), "kind", None) == "unknown_command":
             raise CommandError(

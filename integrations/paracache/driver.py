@@ -33,6 +33,7 @@ from typing import Any, TypeVar, cast
 import redis
 import redis.asyncio as aioredis
 
+from .cluster import ClusterTransport
 from .errors import BackendError
 from .protocol import Batch, Call, Embed, EmbedMany, EnsureIndex, Flow, Join, Submit
 from .schema import Layout
@@ -114,15 +115,32 @@ class SyncIO:
     """Performs requests with blocking calls on ``client`` (hot-path ``Call`` requests
     through ``direct``, one connection per thread, when given). ``embedder`` serves
     ``Embed``/``EmbedMany``, ``layout`` ``EnsureIndex``; ``writer`` runs a ``Submit``'s
-    batch in the background (else at once)."""
+    batch in the background (else at once). On a Redis Cluster, ``cluster`` performs
+    what the cluster client cannot route: index commands (sent to every shard and
+    merged), ``SCAN``, multi-key ``UNLINK``, and ``EnsureIndex``."""
 
     client: redis.Redis
     direct: ThreadConnections | None = None
     embedder: Embedder | None = None
     layout: Layout | None = None
     writer: concurrent.futures.Executor | None = None
+    cluster: ClusterTransport | None = None
 
     def __call__(self, op: Any) -> Any:
+        if self.cluster is None:
+            return self._perform(op)
+        self.cluster.maintain()
+        try:
+            if isinstance(op, EnsureIndex):
+                return self.cluster.ensure_index(_need(self.layout, op).schema_dict())
+            if isinstance(op, Call) and self.cluster.handles(op.args):
+                return self.cluster.execute(op.args)
+            return self._perform(op)
+        except Exception as exc:
+            self.cluster.failed(exc)  # a failover, a moved slot: read the slot map again
+            raise
+
+    def _perform(self, op: Any) -> Any:
         if isinstance(op, Call):
             if self.direct is not None:
                 return self.direct.call(op.args)
@@ -163,13 +181,29 @@ class SyncIO:
 
 @dataclasses.dataclass(frozen=True)
 class AsyncIO:
-    """Performs requests on an asyncio ``client`` (as :class:`SyncIO`)."""
+    """Performs requests on an asyncio ``client`` (as :class:`SyncIO`; ``cluster`` keeps
+    the topology with its blocking client and fans out on ``client``)."""
 
     client: aioredis.Redis
     embedder: Embedder | None = None
     layout: Layout | None = None
+    cluster: ClusterTransport | None = None
 
     async def __call__(self, op: Any) -> Any:
+        if self.cluster is None:
+            return await self._perform(op)
+        await self.cluster.amaintain(self.client)
+        try:
+            if isinstance(op, EnsureIndex):
+                return await self.cluster.aensure_index(_need(self.layout, op).schema_dict())
+            if isinstance(op, Call) and self.cluster.handles(op.args):
+                return await self.cluster.aexecute(op.args, self.client)
+            return await self._perform(op)
+        except Exception as exc:
+            self.cluster.failed(exc)
+            raise
+
+    async def _perform(self, op: Any) -> Any:
         if isinstance(op, Call):
             return await cast(Any, self.client).execute_command(*op.args)
         if isinstance(op, Batch):

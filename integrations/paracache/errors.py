@@ -62,19 +62,7 @@ Kind = Literal[
 KINDS: frozenset[str] = frozenset(get_args(Kind))
 
 #: Kinds in which Redis answered (with an error reply): the server is up.
-ANSWERED: frozenset[str] = frozenset(
-    {
-        "oom",
-        "readonly",
-        "misconf",
-        "busy",
-        "noscript",
-        "no_index",
-        "exists",
-        "unknown_command",
-        "refused",
-    }
-)
+ANSWERED: frozenset[str] = KINDS - {"timeout", "unavailable", "bad_reply", "embedding"}
 
 
 class CacheError(RuntimeError):

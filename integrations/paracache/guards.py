@@ -49,6 +49,17 @@ The guards (each on by default, each switchable):
 ``entities``
     Swapped names: each side names something (a capitalised name, an acronym, a brand)
     that the other does not mention ("Apple Pay" vs "Google Pay", "France" vs "Spain").
+``neighbours``
+    Not a pair check: the best candidate is not served when another candidate with a
+    different answer (to another question) is within :data:`NEIGHBOUR_GAP` of its
+    similarity: the nearest stored questions disagree (Banking77's ``card_arrival`` /
+    ``card_delivery_estimate``), so the cache abstains. A candidate served below the
+    threshold (vouched for) needs a lead of :data:`VOUCHED_GAP` over such a rival.
+``learned``
+    The learned pair check (:func:`same_question`, a logistic regression on the
+    similarity and the word overlap of the two questions) finds the pair very unlikely to
+    be the same question, typically one content word swapped for another ("safe for
+    *adults*" vs "safe for *children*", "*men's* sizes" vs "*women's* sizes").
 
 Example:
     >>> from paracache.guards import Guards
@@ -68,17 +79,32 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
+import math
 import re
 import unicodedata
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import lexicon
+from .spelling import known_words as _known_words
 
 if TYPE_CHECKING:
     from .core import Candidate, LookupRequest
 
-__all__ = ["GUARD_NAMES", "Features", "Guards", "corroborates", "features"]
+__all__ = [
+    "GUARD_NAMES",
+    "PAIR_FEATURES",
+    "Features",
+    "Guards",
+    "corroborates",
+    "features",
+    "neighbours_disagree",
+    "pair_features",
+    "same_question",
+    "typo_repeat",
+]
 
 #: The guards, in the order they are checked (the first that fails names the rejection).
 GUARD_NAMES = (
@@ -90,10 +116,33 @@ GUARD_NAMES = (
     "opposites",
     "quantifiers",
     "entities",
+    "learned",
+    "neighbours",
 )
 
 #: Characters of a text the guards look at (the default embedder sees about as many).
 MAX_GUARD_CHARS = 2_000
+#: How far below the threshold a candidate that shares a specific detail with the
+#: question may be served (:func:`corroborates`); typo'd repeats are served further down,
+#: to the core's ``corroboration_margin``.
+DETAIL_MARGIN = 0.05
+#: Two candidates with different answers this close in similarity: the cache abstains
+#: (the ``neighbours`` guard).
+NEIGHBOUR_GAP = 0.03
+#: A candidate served below the threshold (the guards vouched for it) needs this lead over
+#: any other candidate with another answer to another question (the ``neighbours`` guard):
+#: on Banking77, vouched hits with a rival closer than this were right about half the time.
+VOUCHED_GAP = 0.05
+#: How far below the threshold a typo'd repeat of the question may be served (the core
+#: asks only down to its ``corroboration_margin``).
+TYPO_MARGIN = 0.35
+#: How far below the threshold the learned pair check (:func:`same_question`) may vouch
+#: for a candidate.
+LEARNED_MARGIN = 0.10
+#: The ``learned`` guard reads a pair's similarity as at least this (the default
+#: threshold): how similar is enough is the threshold's business (a looser one the user
+#: sets is honoured); the veto judges the words, as if the pair sat at the threshold.
+VETO_SIMILARITY = 0.90
 
 # --------------------------------------------------------------------------- word lists
 
@@ -980,6 +1029,59 @@ for _pair, (_side_a, _side_b) in enumerate(_OPPOSITES):
             _OPP_INDEX.setdefault(_phrase_key(_w), (_pair, _side))
 _OPP_FIRST = frozenset(k.split()[0] for k in _OPP_INDEX if " " in k)
 
+#: WordNet 3.0's antonyms, distilled by ``tools/build_antonyms.py`` (see the asset's
+#: notice): a word or two-word phrase to its opposites.
+_ANTONYMS_PATH = Path(__file__).resolve().parent / "assets" / "antonyms.json"
+
+
+@functools.cache
+def _antonym_lexicon() -> tuple[dict[str, frozenset[str]], frozenset[str]]:
+    """The antonym lexicon as stems (stem -> opposite stems) and the first stems of its
+    two-word phrases; loaded on first use (about 10 k words)."""
+    with _ANTONYMS_PATH.open(encoding="utf-8") as fh:
+        raw: dict[str, list[str]] = json.load(fh)["antonyms"]
+    table: dict[str, set[str]] = {}
+    for word, opposites in raw.items():
+        key = _phrase_key(word)
+        mine = table.setdefault(key, set())
+        mine.update(_phrase_key(o) for o in opposites)
+    # the scope words of the quantifiers guard stay its own ("minimum" / "maximum")
+    own = {_phrase_key(w) for w in _QUANT_INDEX}
+    lexicon = {k: frozenset(v - {k} - own) for k, v in table.items() if k not in own}
+    lexicon = {k: v for k, v in lexicon.items() if v}
+    first = frozenset(k.split()[0] for k in lexicon if " " in k)
+    return lexicon, first
+
+
+def _lexicon_words(words: list[str], asserted: Iterable[str]) -> frozenset[str]:
+    """The stems of ``words`` (and of their two-word phrases) that the antonym lexicon
+    knows, among the ``asserted`` ones (a negated word is the negation guard's)."""
+    lexicon, first = _antonym_lexicon()
+    asserted = set(asserted)
+    found = {a for a in asserted if a in lexicon}
+    if not first.isdisjoint(asserted):
+        for i in range(len(words) - 1):
+            head = _stem(words[i])
+            if head in first and head in asserted:
+                phrase = f"{head} {_stem(words[i + 1])}"
+                if phrase in lexicon:
+                    found.add(phrase)
+    return frozenset(found) if found else _EMPTY
+
+
+def _lexicon_opposed(q: Features, c: Features) -> bool:
+    """A word of one text has its WordNet opposite in the other, and neither text has
+    both ("open" / "closed", "legal" / "illegal", "inflate" / "deflate")."""
+    if not (q.antonyms and c.antonyms):
+        return False
+    lexicon = _antonym_lexicon()[0]
+    for word in q.antonyms:
+        opposed = lexicon[word] & c.antonyms
+        if opposed and word not in c.antonyms and opposed.isdisjoint(q.antonyms):
+            return True
+    return False
+
+
 # --------------------------------------------------------------------------- patterns
 
 _NUMBER = r"\d+(?:[.,]\d+)*"
@@ -1161,6 +1263,9 @@ class Features:
         entities: Lowercased names (capitalised words, acronyms, CamelCase brands).
         words: Every lowercased word, singular forms and aliases (to look names up in).
         lowered: The lowercased words joined by single spaces, padded with a space.
+        antonyms: Stems of words and two-word phrases, not under a negation, that have
+            opposites in the WordNet lexicon (``assets/antonyms.json``).
+        tokens: The lowercased words and numbers, in order (punctuation dropped).
     """
 
     identifiers: frozenset[str]
@@ -1179,6 +1284,8 @@ class Features:
     entities: frozenset[str]
     words: frozenset[str]
     lowered: str
+    antonyms: frozenset[str] = frozenset()
+    tokens: tuple[str, ...] = ()
 
 
 def _number_value(text: str) -> float | None:
@@ -1804,6 +1911,8 @@ def features(text: str) -> Features:
         frozenset(entities) if entities else _EMPTY,
         _word_forms(words, wordset),
         f" {lowered} ",
+        _lexicon_words(words, asserted) if asserted else _EMPTY,
+        tuple(t for t in lowered_tokens if t[0].isalnum()),
     )
 
 
@@ -1853,8 +1962,162 @@ def _unmatched(names: frozenset[str], other: Features) -> bool:
             return True
         if name in other.words or (name.endswith("s") and name[:-1] in other.words):
             continue
+        if len(name) >= 4 and any(_misspelt(name, w, substitution=False) for w in other.words):
+            continue  # "Japn" / "Japan", "Chorme" / "Chrome": a typo, not another name
         return True
     return False
+
+
+def _one_edit(a: str, b: str, substitution: bool = True) -> bool:
+    """``a`` and ``b`` differ by one edit: two neighbours swapped, a letter added or
+    dropped, or (with ``substitution``) a letter changed. Never for digits: "1047" and
+    "1074" are different numbers, and "Iran" / "Iraq" (a changed letter) different names
+    when ``substitution`` is false."""
+    la, lb = len(a), len(b)
+    if a == b or abs(la - lb) > 1 or min(la, lb) < 3 or a[0] != b[0]:
+        return False
+    if any(ch.isdigit() for ch in a) or any(ch.isdigit() for ch in b):
+        return False
+    i = 0
+    while i < min(la, lb) and a[i] == b[i]:
+        i += 1
+    if la == lb:
+        if a[i + 2 :] == b[i + 2 :] and i + 1 < la and a[i] == b[i + 1] and a[i + 1] == b[i]:
+            return True  # a swap
+        return substitution and a[i + 1 :] == b[i + 1 :]
+    return a[i + 1 :] == b[i:] if la > lb else a[i:] == b[i + 1 :]
+
+
+def _misspelt(a: str, b: str, substitution: bool = True) -> bool:
+    """One of ``a`` and ``b`` is a misspelling of the other: one edit apart, and one of
+    them is not a word the embedder's vocabulary knows ("cat" / "car" are two words)."""
+    if not _one_edit(a, b, substitution):
+        return False
+    known = _known_words()
+    return a not in known or b not in known
+
+
+def _maybe_typo(query: str, candidate: str) -> bool:
+    """A cheap test before :func:`typo_repeat`: as many words, lengths a few letters
+    apart (one letter per edited word at most)."""
+    words = query.count(" ")
+    return words == candidate.count(" ") and abs(len(query) - len(candidate)) <= 1 + words // 3
+
+
+def typo_repeat(query: str, candidate: str) -> bool:
+    """Whether ``query`` is ``candidate`` asked again with typos: the same words in the
+    same order, a few of them (at most one in three) one edit away and not a known word
+    ("chnage the email adress" / "change the email address"; "cat" / "car" are two
+    words, not a typo). Numbers must match exactly, so "parcel 1047"
+    is never a typo of "parcel 1074"; words are never added or dropped ("not").
+
+    Example:
+        >>> typo_repeat("How do I chnage my email adress?", "How do I change my email address?")
+        True
+        >>> typo_repeat("Where is parcel 1074?", "Where is parcel 1047?")
+        False
+        >>> typo_repeat("Is my cat covered?", "Is my car covered?")
+        False
+    """
+    if not (query.isascii() and candidate.isascii()):
+        return False  # the vocabulary that tells a typo from a word is English
+    a = features(query).tokens
+    b = features(candidate).tokens
+    if len(a) != len(b) or not a:
+        return False
+    differ = 0
+    for x, y in zip(a, b, strict=True):
+        if x == y:
+            continue
+        if not _misspelt(x, y):
+            return False
+        differ += 1
+    return 0 < differ <= max(1, len(a) // 3)
+
+
+#: The learned pair check's weights (``assets/pair_check.json``), trained by
+#: ``benchmarks/train_pair_check.py``.
+_PAIR_CHECK_PATH = Path(__file__).resolve().parent / "assets" / "pair_check.json"
+#: The names of :func:`pair_features`, in order.
+PAIR_FEATURES = ("similarity", "overlap", "only_query", "only_candidate", "one_swap",
+                 "corroborated", "same_kind", "negation_differs", "length_ratio")
+
+
+def _one_swap(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
+    """The two token sequences are the same but for one content word (or two) replaced
+    by others ("for *adults*" / "for *children*", "phone battery" / "laptop battery")."""
+    if abs(len(a) - len(b)) > 1 or len(a) < 3:
+        return False
+    i = 0
+    n = min(len(a), len(b))
+    while i < n and a[i] == b[i]:
+        i += 1
+    j = 0
+    while j < n - i and a[-1 - j] == b[-1 - j]:
+        j += 1
+    mid_a, mid_b = a[i : len(a) - j], b[i : len(b) - j]
+    if not mid_a or not mid_b or len(mid_a) > 2 or len(mid_b) > 2:
+        return False
+    ca = {_stem(t) for t in mid_a if t not in _STOP and t.isalpha()}
+    cb = {_stem(t) for t in mid_b if t not in _STOP and t.isalpha()}
+    return bool(ca) and bool(cb) and ca.isdisjoint(cb)
+
+
+def pair_features(query: str, candidate: str, similarity: float) -> tuple[float, ...]:
+    """What the learned pair check sees of two questions: their embedding similarity and
+    how their content words (stems, as the guards read them) overlap.
+
+    Example:
+        >>> [round(x, 2) for x in pair_features("Is coffee bad for you?",
+        ...                                     "Is drinking coffee unhealthy?", 0.877)]
+        [0.88, 0.25, 0.5, 0.67, 0.0, 0.0, 1.0, 0.0, 0.8]
+    """
+    return (similarity, *_pair_words(query, candidate))
+
+
+@functools.lru_cache(maxsize=1024)  # one lookup asks about a pair to vouch, then to check
+def _pair_words(query: str, candidate: str) -> tuple[float, ...]:
+    """:func:`pair_features` but the similarity: what the two texts' words say."""
+    q, c = features(query), features(candidate)
+    qs, cs = q.asserted | q.negated, c.asserted | c.negated
+    shared = len(qs & cs)
+    only_q, only_c = len(qs) - shared, len(cs) - shared
+    nq, nc = len(q.tokens) or 1, len(c.tokens) or 1
+    return (
+        shared / (len(qs | cs) or 1),
+        only_q / (len(qs) or 1),
+        only_c / (len(cs) or 1),
+        float(_one_swap(q.tokens, c.tokens)),
+        float(corroborates(query, candidate)),
+        float(q.wh_question == c.wh_question),
+        float(bool(q.negations) != bool(c.negations)),
+        min(nq, nc) / max(nq, nc),
+    )
+
+
+@functools.cache
+def _pair_model() -> tuple[tuple[float, ...], float, float, float]:
+    """(weights, bias, vouching threshold, veto threshold) of the learned pair check."""
+    with _PAIR_CHECK_PATH.open(encoding="utf-8") as fh:
+        doc = json.load(fh)
+    if tuple(doc["features"]) != PAIR_FEATURES:
+        raise ValueError("assets/pair_check.json was trained on other features: retrain it")
+    return tuple(doc["weights"]), float(doc["bias"]), float(doc["threshold"]), float(doc["veto"])
+
+
+def same_question(query: str, candidate: str, similarity: float) -> float:
+    """The learned pair check: the probability that ``candidate``'s answer answers
+    ``query`` (a logistic regression on :func:`pair_features`).
+
+    Example:
+        >>> same_question("Is it bad to eat late at night?",
+        ...               "Is eating late at night unhealthy?", 0.889) > 0.5
+        True
+    """
+    weights, bias = _pair_model()[:2]
+    z = bias + sum(w * x for w, x in zip(weights, pair_features(query, candidate, similarity),
+                                         strict=True))
+    return 1.0 / (1.0 + math.exp(-max(-30.0, min(30.0, z))))
 
 
 def _differs(name: str, q: Features, c: Features) -> bool:
@@ -1872,7 +2135,7 @@ def _differs(name: str, q: Features, c: Features) -> bool:
     if name == "negation":
         return _negation_flip(q, c) or _negation_flip(c, q)
     if name == "opposites":
-        return _exclusive_sides(q.opposites, c.opposites)
+        return _exclusive_sides(q.opposites, c.opposites) or _lexicon_opposed(q, c)
     if name == "quantifiers":
         return _exclusive_sides(q.quantifiers, c.quantifiers)
     if name == "entities":
@@ -1891,7 +2154,9 @@ class Guards:
 
     Example:
         >>> Guards(entities=False).enabled
-        ('identifiers', 'amounts', 'dates', 'numbers', 'negation', 'opposites', 'quantifiers')
+        ... # doctest: +NORMALIZE_WHITESPACE
+        ('identifiers', 'amounts', 'dates', 'numbers', 'negation', 'opposites', 'quantifiers',
+         'learned', 'neighbours')
         >>> Guards().check("Can I pay with Apple Pay?", "Can I pay with Google Pay?")
         'entities'
     """
@@ -1904,6 +2169,8 @@ class Guards:
     entities: bool = True
     quantifiers: bool = True
     opposites: bool = True
+    learned: bool = True
+    neighbours: bool = True
 
     def __post_init__(self) -> None:
         for name in GUARD_NAMES:
@@ -1944,9 +2211,12 @@ class Guards:
         """Whether any guard is on."""
         return bool(self.enabled)
 
-    def check(self, query: str, candidate: str) -> str | None:
+    def check(
+        self, query: str, candidate: str, similarity: float | None = None
+    ) -> str | None:
         """The name of the first guard that refuses to serve ``candidate``'s answer to
-        ``query``, or ``None`` when no checked detail conflicts.
+        ``query``, or ``None`` when no checked detail conflicts. The ``learned`` guard
+        needs the pair's embedding ``similarity`` (it is skipped without it).
 
         Example:
             >>> Guards().check("Transfer $50 to Anna", "Transfer $500 to Anna")
@@ -1955,7 +2225,19 @@ class Guards:
         q = features(query)
         c = features(candidate)
         for name in GUARD_NAMES:  # the order of ``enabled``, without building it
-            if getattr(self, name) and _differs(name, q, c):
+            if not getattr(self, name) or name == "neighbours":
+                continue  # ``neighbours`` compares candidates: see :meth:`contest`
+            if name == "learned":
+                if (
+                    similarity is not None
+                    and query.isascii()
+                    and candidate.isascii()  # trained on English
+                    and same_question(query, candidate, max(similarity, VETO_SIMILARITY))
+                    < _pair_model()[3]
+                    and not typo_repeat(query, candidate)  # the model never saw typos
+                ):
+                    return name
+            elif _differs(name, q, c):
                 return name
         # Spanish, French, German, Portuguese, Italian: paracache.lexicon.
         return lexicon.conflict(query, candidate, self.enabled)
@@ -1966,7 +2248,7 @@ class Guards:
         if raw is None:
             return None  # nothing to compare with: similarity alone decides
         stored = raw.decode("utf-8", "replace")
-        return self.check(req.prompt or req.text, stored)
+        return self.check(req.prompt or req.text, stored, cand.similarity)
 
     @staticmethod
     def corroborates(query: str, candidate: str) -> bool:
@@ -1979,13 +2261,143 @@ class Guards:
         """
         return corroborates(query, candidate)
 
+    @staticmethod
+    def vouches(
+        query: str, candidate: str, similarity: float, threshold: float, learned: bool = True
+    ) -> bool:
+        """Whether a candidate ``similarity`` below ``threshold`` may still be served (if
+        it passes every guard): it is the query asked again with typos
+        (:func:`typo_repeat`) at most :data:`TYPO_MARGIN` below the threshold; or it
+        shares a specific detail with the query (:func:`corroborates`) and is at most
+        :data:`DETAIL_MARGIN` below; or the learned pair check (:func:`same_question`)
+        vouches for it and it is at most :data:`LEARNED_MARGIN` below (unless ``learned``
+        is false). The typo and learned margins are for the default threshold 0.90; a
+        stricter one shrinks them with the square of its distance (at 0.95 to a quarter).
+
+        Example:
+            >>> Guards.vouches("Do you accept Apple Pay?", "Can I pay with Apple Pay?", 0.87, 0.9)
+            True
+            >>> Guards.vouches("How do I chnage my adress?", "How do I change my address?",
+            ...                0.7, 0.9)
+            True
+            >>> Guards.vouches("How do I reset my password?", "I forgot my password", 0.86, 0.9)
+            True
+            >>> Guards.vouches("How do I reset my password?", "I forgot my password", 0.74, 0.9)
+            False
+        """
+        if similarity >= threshold:
+            return True
+        # The typo and learned margins are set for the default threshold (distance
+        # 0.10); a stricter threshold shrinks them with the square of its distance (at
+        # 0.95 to a quarter, at 0.97 to a tenth): who asks for 0.97 wants near-exact.
+        scale = min(1.0, max(0.0, 1.0 - threshold) / 0.10) ** 2
+        gap = threshold - similarity - 1e-9
+        if gap <= TYPO_MARGIN * scale and _maybe_typo(query, candidate) and typo_repeat(
+            query, candidate
+        ):
+            return True
+        if gap <= DETAIL_MARGIN and corroborates(query, candidate):
+            return True
+        return (
+            learned
+            and gap <= LEARNED_MARGIN * scale
+            and query.isascii()
+            and candidate.isascii()  # trained on English
+            and same_question(query, candidate, similarity) >= _pair_model()[2]
+        )
+
+    def contest(
+        self, req: LookupRequest, cand: Candidate, candidates: Sequence[Candidate]
+    ) -> str | None:
+        """The :class:`~paracache.core.Core` hook run on a candidate about to be served:
+        ``"neighbours"`` when another candidate within :data:`NEIGHBOUR_GAP` of its
+        similarity (and at most :data:`DETAIL_MARGIN` below the threshold; within
+        :data:`VOUCHED_GAP` if ``cand`` is below the threshold) that the guards would
+        pass asks another question and has another answer, else ``None``."""
+        if not self.neighbours:
+            return None
+        query = req.prompt or req.text
+        floor = _neighbour_floor(cand.similarity, req.min_similarity)
+        answer = cand.fields.get(b"response")
+        others = []
+        for c in candidates:  # the cheap tests first: the guards only for a possible rival
+            if c is cand or not c.fields or c.similarity < floor:
+                continue
+            if c.fields.get(b"response") == answer:
+                continue
+            prompt = _field(c, b"prompt")
+            if self.check(query, prompt, c.similarity) is None:  # a near miss is no rival
+                others.append((c.similarity, prompt, _field(c, b"response")))
+        if not others:
+            return None
+        winner = (cand.similarity, _field(cand, b"prompt"), _field(cand, b"response"))
+        return "neighbours" if neighbours_disagree(winner, others, req.min_similarity) else None
+
     def corroborate(self, req: LookupRequest, cand: Candidate) -> bool:
-        """The :class:`~paracache.core.Core` hook for candidates just below the
-        threshold (within ``corroboration_margin``): may it be served?"""
+        """The :class:`~paracache.core.Core` hook for candidates below the threshold
+        (within ``corroboration_margin``): may it be served? See :meth:`vouches`."""
         raw = cand.fields.get(b"prompt")
         if raw is None:
             return False  # nothing to compare with: the threshold stands
-        return corroborates(req.prompt or req.text, raw.decode("utf-8", "replace"))
+        return self.vouches(req.prompt or req.text, raw.decode("utf-8", "replace"),
+                            cand.similarity, req.min_similarity, self.learned)
+
+
+def _field(cand: Candidate, name: bytes) -> str:
+    raw = cand.fields.get(name)
+    return "" if raw is None else raw.decode("utf-8", "replace")
+
+
+def neighbours_disagree(
+    winner: tuple[float, str, str], others: Iterable[tuple[float, str, str]],
+    threshold: float,
+) -> bool:
+    """Whether another candidate ``(similarity, prompt, response)`` sits within
+    :data:`NEIGHBOUR_GAP` of the ``winner``'s similarity (and no more than
+    :data:`DETAIL_MARGIN` below ``threshold``) asking another question with another answer.
+
+    Example:
+        >>> neighbours_disagree((0.93, "when will my card arrive", "It takes 3 days"),
+        ...                     [(0.92, "how long does card delivery take", "Track it")], 0.9)
+        True
+        >>> neighbours_disagree((0.93, "when will my card arrive", "It takes 3 days"),
+        ...                     [(0.85, "where is my card", "Track it")], 0.9)
+        False
+    """
+    sim, prompt, response = winner
+    floor = _neighbour_floor(sim, threshold)
+    for other_sim, other_prompt, other_response in others:
+        if other_sim < floor or other_response == response:
+            continue
+        if _another_question(prompt, other_prompt):
+            return True
+    return False
+
+
+def _neighbour_floor(similarity: float, threshold: float) -> float:
+    """The lowest similarity a rival of a winner at ``similarity`` may have: within
+    :data:`NEIGHBOUR_GAP` (and :data:`DETAIL_MARGIN` below the threshold), or within
+    :data:`VOUCHED_GAP` for a winner below the threshold the guards vouched for."""
+    if similarity < threshold:
+        return similarity - VOUCHED_GAP - 1e-9
+    return max(similarity - NEIGHBOUR_GAP, threshold - DETAIL_MARGIN) - 1e-9
+
+
+#: The guards that compare details (not ``learned``, which needs a similarity).
+_DETAIL_GUARDS = tuple(n for n in GUARD_NAMES if n not in ("learned", "neighbours"))
+
+
+def _another_question(a: str, b: str) -> bool:
+    """Whether two stored prompts ask different questions: each has a content word the
+    other lacks ("when will my card *arrive*" / "how *long* does card *delivery* take"),
+    or a detail differs. The same question stored twice with two answers (an LLM words
+    it differently each time: "How do I activate my new card?" / "how can I activate
+    my new card") is no disagreement."""
+    fa, fb = features(a), features(b)
+    wa, wb = fa.asserted | fa.negated, fb.asserted | fb.negated
+    if not (wa <= wb or wb <= wa):
+        return True
+    return any(_differs(name, fa, fb) for name in _DETAIL_GUARDS)
 
 
 def corroborates(query: str, candidate: str) -> bool:

@@ -33,6 +33,7 @@ import redis.asyncio as aioredis
 
 from .bookkeeping import detect_flow
 from .bound import check_delta
+from .cluster import ClusterTransport, is_cluster_url
 from .config import load_config
 from .core import Core
 from .driver import AsyncIO, SyncIO, arun, run
@@ -41,7 +42,7 @@ from .guards import Guards
 from .learning import Learner
 from .metrics import CacheStats, Recorder
 from .policy import CircuitBreaker, Normalizer, TTLPolicy
-from .protocol import EnsureIndex, Flow
+from .protocol import Call, EnsureIndex, Flow
 from .reembed import ReembedReport
 from .repair import RepairReport, repair_flow
 from .schema import HNSW, Layout
@@ -74,6 +75,9 @@ from .vectorizers import default_vectorizer, vectorizer_id
 __all__ = ["RedisSearchUnavailable", "SemanticIndex", "resolve_redis_url"]
 
 logger = logging.getLogger("paracache")
+
+#: Consecutive failures that open the default circuit breaker on a Redis Cluster.
+CLUSTER_BREAKER_FAILURES = 10
 
 _UNSET: Any = object()
 T = TypeVar("T")
@@ -128,16 +132,20 @@ class SemanticIndex:
             ``Guards.off()`` turns them off. Rejections are counted in
             ``stats().rejections_by_reason``.
         corroboration_margin: How far below the threshold in effect a candidate may be
-            and still be served when it is *corroborated*: it names the same identifier,
-            sum, date, number or name as the query, no such detail on either side is
-            missing from the other (:func:`paracache.guards.corroborates`), and it
-            passes every guard. Default 0.05 (at the default threshold 0.90: down to
-            0.85); 0 turns it off, as do ``guards=None``. A threshold of 1.0 (per call
-            or per scope) gets no margin.
+            and still be served when the guards vouch for it
+            (:meth:`paracache.guards.Guards.vouches`): a typo'd repeat of the query
+            (down to this margin), a candidate naming the same identifier, sum, date,
+            number or name with nothing specific missing on either side (within 0.05),
+            or one the learned pair check finds the same question (within 0.10); it must
+            pass every guard too. Default 0.35; 0 turns it off, as do ``guards=None``. A
+            threshold of 1.0 (per call or per scope) gets no margin.
         strip_pleasantries: Embed prompts without greetings, politeness and hedge frames
             and sign-offs ("Hi, can you tell me ...", "..., thanks in advance"), stored
             and asked alike (:func:`paracache.policy.strip_pleasantries`). On by
             default; the exact layer's key is unchanged either way.
+        correct_typos: Embed prompts with misspelt words corrected ("chnage" ->
+            "change", :func:`paracache.spelling.correct_typos`), stored and asked alike.
+            On by default; the exact layer's key and the guards' text are unchanged.
         ttl: Default seconds an entry lives (``None``: no expiry). Shorthand for
             ``ttl_policy=TTLPolicy(default_ttl=...)``.
         ttl_policy: Full TTL and no-cache rules.
@@ -167,7 +175,9 @@ class SemanticIndex:
         embedded_dir: With no ``redis_url``: use an embedded Redis that persists to this
             directory (append-only file), so entries survive a restart. The same as
             setting ``PARACACHE_EMBEDDED_DIR``.
-        breaker: The circuit breaker (default: open after 3 failures for 2 s).
+        breaker: The circuit breaker (default: open after 3 failures in a row for 2 s;
+            on a Redis Cluster after 10, so that one shard down does not switch off
+            the others).
         track_hits: Record ``hit_count`` and ``last_hit_at`` on each hit.
         on_verdict: Called with every lookup's :class:`Verdict`.
         exact: Look the exact layer up first (on by default). Off, every lookup embeds
@@ -201,8 +211,9 @@ class SemanticIndex:
         max_error_rate: δ, the share of lookups that may get a wrong answer (in (0, 1),
             e.g. 0.02); ``None`` (default): the static rules. With it the cache learns
             from live traffic, per scope, the lowest similarity at which serving keeps
-            wrong answers per lookup under δ (a 95 % upper confidence bound), labelling
-            its misses with the fresh answers that ``store`` receives next; see
+            wrong answers per lookup (a share of all lookups, not of hits) under δ (the
+            estimate plus one standard error), labelling its misses with the fresh
+            answers that ``store`` receives next; see
             :mod:`paracache.bound` and :mod:`paracache.learning`. Cold scopes keep the
             static rules. ``stats().learning`` shows what it learned.
         judge: With ``max_error_rate``: what says a fresh answer and a cached one are
@@ -211,13 +222,20 @@ class SemanticIndex:
             under a temperature above 0 are then not labelled);
             :class:`paracache.judge.EmbeddingJudge` for reworded answers, or an LLM.
         explore_rate: With ``max_error_rate``: the share of would-be semantic hits
-            served as labelled misses instead (default ``2 * max_error_rate`` within
-            [0.01, 0.1], and 0.15 within 0.03 above the threshold; 0 turns exploring
+            served as labelled misses instead (default ``max_error_rate`` within
+            [0.01, 0.05], and 0.05 within 0.03 above the threshold; 0 turns exploring
             off). Each exploration costs one model call.
         judge_timeout: Seconds a judge call may take before its label is dropped
             (counted as ``judge_timeout``); default 10.
         label_worker: Count labels in a worker thread of this process (default). Set
             ``False`` when ``paracache worker`` processes do it.
+        verifier: With ``max_error_rate``: near-miss verification, a callable
+            ``(question, cached question, cached answer) -> bool`` (e.g. a small LLM
+            call). A miss whose nearest candidate (past the guards) lies within
+            ``verify_band`` (default 0.05) below the threshold in effect is queued for
+            it; when it approves, the question is stored with the candidate's answer
+            (unless its own answer was stored first) and served next time. It runs in
+            the label worker, never on the request path.
 
     Example:
         >>> cache = SemanticIndex(namespace="faq", min_similarity=0.92, ttl=3600)  # doctest: +SKIP
@@ -234,6 +252,7 @@ class SemanticIndex:
         guards: Guards | None = _UNSET,
         corroboration_margin: float | None = None,
         strip_pleasantries: bool = True,
+        correct_typos: bool = True,
         ttl: float | None = _UNSET,
         ttl_policy: TTLPolicy | None = None,
         normalizer: Normalizer | None = None,
@@ -261,6 +280,8 @@ class SemanticIndex:
         explore_rate: float | None = None,
         judge_timeout: float = 10.0,
         label_worker: bool = True,
+        verifier: Any = None,
+        verify_band: float = 0.05,
     ) -> None:
         if redis_url is not None and not isinstance(redis_url, str):
             raise TypeError(f"redis_url must be a str, got {type(redis_url).__name__}")
@@ -276,6 +297,8 @@ class SemanticIndex:
             raise TypeError("ttl_policy must be a paracache.TTLPolicy")
         if not isinstance(strip_pleasantries, bool):
             raise TypeError(f"strip_pleasantries must be a bool, got {strip_pleasantries!r}")
+        if not isinstance(correct_typos, bool):
+            raise TypeError(f"correct_typos must be a bool, got {correct_typos!r}")
         if isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= 100:
             raise ValueError(f"top_k must be an int in [1, 100], got {top_k!r}")
         for name, value in (("timeout", timeout), ("admin_timeout", admin_timeout)):
@@ -297,8 +320,10 @@ class SemanticIndex:
         ):
             raise ValueError(f"max_entries must be a positive int or None, got {max_entries!r}")
         delta = check_delta(max_error_rate)
-        if delta is None and (judge is not None or explore_rate is not None):
-            raise ValueError("judge= and explore_rate= need max_error_rate=")
+        if delta is None and (
+            judge is not None or explore_rate is not None or verifier is not None
+        ):
+            raise ValueError("judge=, explore_rate= and verifier= need max_error_rate=")
 
         self.vectorizer = default_vectorizer() if vectorizer is None else vectorizer
         vid = vectorizer_id(self.vectorizer)
@@ -316,6 +341,7 @@ class SemanticIndex:
             max_entries=max_entries,
             thresholds=check_thresholds(thresholds),
             strip_pleasantries=strip_pleasantries,
+            correct_typos=correct_typos,
             corroboration_margin=(
                 Settings.corroboration_margin
                 if corroboration_margin is None
@@ -336,6 +362,7 @@ class SemanticIndex:
             on_verdict=on_verdict,
             accept=self.guards.accept if self.guards.active else None,
             corroborate=self.guards.corroborate if self.guards.active else None,
+            contest=self.guards.contest if self.guards.neighbours else None,
             unreadable=_unreadable_hook(self.vectorizer) if check_readability else None,
         )
         self._own_clients = redis_client is None
@@ -354,24 +381,52 @@ class SemanticIndex:
         self._admin_timeout = float(admin_timeout)
         self._embedder = Embedder(self.vectorizer, self._embed_timeout)
         self._memo = self._embedder.memo
+        #: A Redis Cluster (a RedisCluster client, or a URL of a node in cluster mode):
+        #: index commands go to every shard (paracache.cluster).
+        self._cluster = (
+            hasattr(redis_client, "nodes_manager")
+            if redis_client is not None
+            else is_cluster_url(self.redis_url, max(self._timeout, 0.5))
+        )
         if redis_client is not None:  # the caller's client and its timeouts, for both
             self._client = self._admin = cast(redis.Redis, redis_client)
-            # A script's FT.SEARCH would search one shard: query and read in two calls.
-            self._core.scripted_search = not hasattr(redis_client, "nodes_manager")
-            if not self._core.scripted_search:  # scripts touch their declared key only
-                self._core.hit_place = "entry"
         else:
             self._client = self._sync_client(self._timeout)
             self._admin = self._sync_client(self._admin_timeout)
+        if self._cluster:
+            # A script's FT.SEARCH would search one shard: query and read in two calls;
+            # scripts touch their declared key only: hits are counted on the entry.
+            self._core.scripted_search = False
+            self._core.hit_place = "entry"
+            if breaker is None:
+                # One shard down fails the calls of its keys only (a third of them on
+                # three shards), and the others' successes keep the breaker closed: it
+                # opens when many calls in a row fail, as when the whole cluster is down.
+                self._core.breaker = CircuitBreaker(failures=CLUSTER_BREAKER_FAILURES)
         # Lookups and stores on paracache's own client use one connection per thread
         # directly; a caller's client keeps its pool and wrappers (instrumentation).
-        self._direct = ThreadConnections(self._client, float(spin)) if self._own_clients else None
+        self._direct = (
+            ThreadConnections(self._client, float(spin))
+            if self._own_clients and not self._cluster
+            else None
+        )
         if search_script is not None:
             if not isinstance(search_script, bool):
                 raise TypeError(f"search_script must be a bool or None, got {search_script!r}")
             self._core.scripted_search = search_script
-        self._io = SyncIO(self._client, self._direct, self._embedder, self._core.layout)
-        self._admin_io = SyncIO(self._admin, None, self._embedder, self._core.layout)
+        self._shards = ClusterTransport(cast(Any, self._admin)) if self._cluster else None
+        # Lookups and stores merge the shards that answer (a shard failing over costs
+        # its own entries only); administration needs every shard.
+        self._lookup_shards = (
+            ClusterTransport(cast(Any, self._client), partial=True) if self._cluster else None
+        )
+        self._io = SyncIO(
+            self._client, self._direct, self._embedder, self._core.layout,
+            cluster=self._lookup_shards,
+        )  # fmt: skip
+        self._admin_io = SyncIO(
+            self._admin, None, self._embedder, self._core.layout, cluster=self._shards
+        )
         self._aclients: weakref.WeakKeyDictionary[
             asyncio.AbstractEventLoop, tuple[AsyncIO, AsyncIO]
         ] = weakref.WeakKeyDictionary()
@@ -394,6 +449,8 @@ class SemanticIndex:
                 stats_ttl=ttl_policy.default_ttl,
                 worker=bool(label_worker),
                 recorder=self._core.recorder,
+                verifier=verifier,
+                verify_band=verify_band,
             )
         self._probe()
 
@@ -964,7 +1021,22 @@ class SemanticIndex:
     # ------------------------------------------------------------------ connections
 
     def _sync_client(self, timeout: float) -> redis.Redis:
-        return redis.Redis.from_url(self.redis_url, **client_kwargs(self.namespace, timeout))
+        options = client_kwargs(self.namespace, timeout)
+        if self._cluster:
+            from redis.cluster import RedisCluster
+
+            cluster = RedisCluster.from_url(self.redis_url, require_full_coverage=False, **options)
+            return cast(redis.Redis, cluster)
+        return redis.Redis.from_url(self.redis_url, **options)
+
+    def _async_client(self, timeout: float) -> aioredis.Redis:
+        options = client_kwargs(self.namespace, timeout, asyncio=True)
+        if self._cluster:
+            from redis.asyncio.cluster import RedisCluster as AsyncCluster
+
+            cluster = AsyncCluster.from_url(self.redis_url, require_full_coverage=False, **options)
+            return cast(aioredis.Redis, cluster)
+        return aioredis.Redis.from_url(self.redis_url, **options)
 
     def _async_io(self) -> tuple[AsyncIO, AsyncIO]:
         """The async drivers' I/O of this event loop: hot path and administrative (one
@@ -982,19 +1054,14 @@ class SemanticIndex:
                         # Lookups and stores are bounded by within() (which tolerates a busy
                         # loop); the socket timeout is only a backstop behind it.
                         clients = (
-                            aioredis.Redis.from_url(
-                                self.redis_url,
-                                **client_kwargs(self.namespace, backstop(self._timeout)),
-                            ),
-                            aioredis.Redis.from_url(
-                                self.redis_url,
-                                **client_kwargs(self.namespace, self._admin_timeout),
-                            ),
+                            self._async_client(backstop(self._timeout)),
+                            self._async_client(self._admin_timeout),
                         )
-                    ios = tuple(  # type: ignore[assignment]
-                        AsyncIO(c, self._embedder, self.layout) for c in clients
+                    ios = (
+                        AsyncIO(clients[0], self._embedder, self.layout, self._lookup_shards),
+                        AsyncIO(clients[1], self._embedder, self.layout, self._shards),
                     )
-                    self._aclients[loop] = ios  # type: ignore[assignment]
+                    self._aclients[loop] = ios
         assert ios is not None
         return ios
 
@@ -1002,7 +1069,7 @@ class SemanticIndex:
         """Check the server once: a server without search is a configuration error;
         an unreachable one is not (the cache starts fail-open and retries later)."""
         try:
-            cast(Any, self._admin).execute_command("FT._LIST")
+            self._admin_io(Call(("FT._LIST",)))
         except redis.ResponseError as exc:
             if getattr(translate(exc), "kind", None) == "unknown_command":
                 raise RedisSearchUnavailable(

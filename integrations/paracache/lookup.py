@@ -59,6 +59,8 @@ class _Searched:
     now: str = ""
     #: Count a hit on a winner that carries its fields but was not counted yet.
     count_winner: bool = True
+    #: The query's vector (for near-miss verification).
+    vector: bytes = b""
 
     @classmethod
     def from_script(cls, raw: Any, now: str) -> _Searched:
@@ -119,6 +121,7 @@ class Lookups(FlowBase):
                     self.breaker.record_success()
                     return self._verdict(req, t0, "error", "embedding failed")
                 found = yield from self._search(req, vector)
+                found.vector = vector
                 hit, best, reason = yield from self._choose_flow(req, found)
             elif hit is not None:
                 reason = "exact match"
@@ -327,8 +330,10 @@ class Lookups(FlowBase):
                 if unserved is None and cand.fields and self._labellable(req, cand):
                     unserved = cand
                 continue
-            if not cand.fields:
-                continue  # expired since the search
+            if b"scope" not in cand.fields:
+                # The index has it, the shard could not read it: expired since the
+                # search, or (on a cluster) its slot is being moved to another shard.
+                continue
             if cand.fields.get(b"scope") != req.scope_digest.encode():
                 self._corrupt(cand.key, "scope does not match the pre-filter")
                 continue  # cannot happen with the pre-filter; never serve it if it does
@@ -337,11 +342,17 @@ class Lookups(FlowBase):
                 if learner is not None and unserved is None and self._labellable(req, cand):
                     unserved = cand
                 continue  # below the threshold, and nothing vouches for it
-            rejection = self._check(req, cand) or self._vetoed(cand)
+            rejection = (
+                self._check(req, cand)
+                or self._contested(req, cand, candidates)
+                or self._vetoed(cand)
+            )
             self._tell_listeners(req, cand, rejection)
             if rejection:
                 self.recorder.rejection(rejection)
                 rejected.append(f"{cand.similarity:.3f} ({rejection})")
+                if rejection == "neighbours":
+                    break  # the nearest answers disagree: none of them is served
                 continue
             if (
                 learner is not None
@@ -369,6 +380,11 @@ class Lookups(FlowBase):
             yield from self._uncount(found)
         if learner is not None:
             self._observe(req, hit, unserved, explored)
+            if hit is None and not explored and unserved is not None:
+                learner.offer(
+                    req.key, req.scope_digest, req.prompt or req.text, unserved,
+                    req.min_similarity, found.vector,
+                )  # fmt: skip
         if explored and unserved is not None:
             return None, best, f"explored: {unserved.similarity:.3f} labelled, not served"
         if hit is not None:
@@ -482,6 +498,19 @@ class Lookups(FlowBase):
             self.recorder.error("guard")
             logger.warning("paracache: corroborate hook raised: %r", exc)
             return False
+
+    def _contested(
+        self, req: LookupRequest, cand: Candidate, candidates: Sequence[Candidate]
+    ) -> str | None:
+        """The ``contest`` hook's verdict; a hook that raises does not serve."""
+        if self.contest is None:
+            return None
+        try:
+            return self.contest(req, cand, candidates)
+        except Exception as exc:  # a guard must never break a lookup: do not serve
+            self.recorder.error("guard")
+            logger.warning("paracache: contest hook raised, not serving: %r", exc)
+            return "guard_error"
 
     def _check(self, req: LookupRequest, cand: Candidate) -> str | None:
         """The ``accept`` hook's verdict on a candidate; a hook that raises rejects it."""

@@ -47,7 +47,9 @@ class CacheStats:
     ``rejections`` are candidates a guard refused; ``unreadable`` are lookups of text the
     embedding model cannot read that had no exact match (counted in ``misses`` too: such
     text is never matched by similarity); ``writes_dropped`` are stores that
-    failed (fail-open) and ``writes_skipped`` stores the policy declined.
+    failed (fail-open) and ``writes_skipped`` stores the policy declined;
+    ``coalesced`` are misses answered by another caller's model call
+    (:mod:`paracache.singleflight`): model calls saved beyond the hits.
     """
 
     lookups: int = 0
@@ -61,6 +63,7 @@ class CacheStats:
     writes: int = 0
     writes_dropped: int = 0
     writes_skipped: int = 0
+    coalesced: int = 0
     tokens_saved: int = 0
     breaker_state: str = "closed"
     hit_latency_ms: dict[str, float] = dataclasses.field(default_factory=dict)
@@ -96,7 +99,8 @@ class MetricEvent:
 
     ``kind`` is ``lookup`` (``outcome``: exact, semantic, miss, bypass, error, unreadable),
     ``error`` (``outcome``: the error kind), ``rejection`` (``outcome``: the guard's reason) or
-    ``write`` (``outcome``: written, dropped, skipped) or ``learning`` (see
+    ``write`` (``outcome``: written, dropped, skipped), ``coalesced`` (a miss answered by
+    another caller's model call) or ``learning`` (see
     :meth:`Recorder.learning`). ``seconds`` is the operation's
     duration when known, ``tokens`` what a hit saved, ``similarity`` a lookup's best
     in-scope similarity (``None`` when there was no candidate).
@@ -212,10 +216,19 @@ class Recorder:
 
     def learning(self, event: str) -> None:
         """Tell listeners about the error bound's work (``max_error_rate``): ``event`` is
-        ``exploration``, ``label_right``, ``label_wrong``, ``explored_right`` or
-        ``explored_wrong`` (the learner keeps its own counts: ``stats().learning``)."""
+        ``exploration``, ``label_right``, ``label_wrong``, ``explored_right``,
+        ``explored_wrong``, or for near-miss verification ``verification``,
+        ``promoted``, ``verify_rejected`` or ``verify_unneeded`` (the learner keeps its
+        own counts: ``stats().learning``)."""
         if self._listeners:
             self._emit(MetricEvent("learning", event))
+
+    def coalesced(self) -> None:
+        """Record a miss answered by another caller's model call (single-flight)."""
+        with self._lock:
+            self._counts["coalesced"] += 1
+        if self._listeners:
+            self._emit(MetricEvent("coalesced", "answered"))
 
     def write(self, outcome: str, seconds: float = 0.0) -> None:
         """Record a store: ``outcome`` is written, dropped or skipped."""
@@ -251,5 +264,6 @@ _COUNT_FIELDS = (
     "writes",
     "writes_dropped",
     "writes_skipped",
+    "coalesced",
     "tokens_saved",
 )

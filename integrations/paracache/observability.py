@@ -14,6 +14,8 @@ Prometheus (``prometheus_client``, registered once per process in its default re
 ``paracache_writes_total``                  stores by ``outcome``: written, dropped, skipped
 ``paracache_errors_total``                  failures turned into misses, by ``kind``
 ``paracache_guard_rejections_total``        candidates a guard refused, by ``kind``
+``paracache_coalesced_total``               misses answered by another caller's model call
+                                            (single-flight)
 ``paracache_tokens_saved_total``            LLM tokens the hits stood for
 ``paracache_cost_saved_usd_total``          those tokens at ``usd_per_million_tokens``
 ``paracache_entries``                       entries in Redis (set by :func:`refresh_entries`)
@@ -75,7 +77,10 @@ LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0
 LOOKUP_OUTCOMES = ("exact", "semantic", "miss", "bypass", "error", "unreadable")
 WRITE_OUTCOMES = ("written", "dropped", "skipped")
 #: Events of the error bound (:meth:`paracache.metrics.Recorder.learning`).
-LEARNING_EVENTS = ("exploration", "label_right", "label_wrong", "explored_right", "explored_wrong")
+LEARNING_EVENTS = (
+    "exploration", "label_right", "label_wrong", "explored_right", "explored_wrong",
+    "verification", "promoted", "verify_rejected", "verify_unneeded",
+)  # fmt: skip
 #: At most this many distinct ``kind`` values per metric; later ones count as "other".
 MAX_KINDS = 32
 _KIND = re.compile(r"^[a-z][a-z_]{0,39}$")
@@ -111,6 +116,7 @@ class PrometheusMetrics:
     errors: Any
     rejections: Any
     tokens_saved: Any
+    coalesced: Any
     cost_saved: Any
     entries: Any
     learning: Any
@@ -194,6 +200,12 @@ def prometheus_metrics() -> PrometheusMetrics:
                     "LLM tokens the cache hits stood for.",
                     ns,
                 ),
+                coalesced=_collector(
+                    Counter,
+                    "paracache_coalesced_total",
+                    "Misses answered by another caller's model call (single-flight).",
+                    ns,
+                ),
                 cost_saved=_collector(
                     Counter,
                     "paracache_cost_saved_usd_total",
@@ -236,6 +248,7 @@ class _PrometheusListener:
         self._seconds = {o: m.lookup_seconds.labels(namespace, o) for o in LOOKUP_OUTCOMES}
         self._writes = {o: m.writes.labels(namespace, o) for o in WRITE_OUTCOMES}
         self._tokens = m.tokens_saved.labels(namespace)
+        self._coalesced = m.coalesced.labels(namespace)
         self._cost = m.cost_saved.labels(namespace)
         self._errors: dict[str, Any] = {}
         self._rejections: dict[str, Any] = {}
@@ -268,6 +281,8 @@ class _PrometheusListener:
                 child.inc()
         elif kind == "error":
             self._kind(self._errors, self._m.errors, event.outcome).inc()
+        elif kind == "coalesced":
+            self._coalesced.inc()
         elif kind == "rejection":
             self._kind(self._rejections, self._m.rejections, event.outcome).inc()
         elif kind == "learning":

@@ -117,8 +117,10 @@ Flow = Generator[Op, Any, T]
 _HITS = """
 local function companion(key) return (string.gsub(key, ':e:', ':h:', 1)) end
 local function merge_hits(key, fields)
-  local c = redis.call('HMGET', companion(key), 'hit_count', 'last_hit_at')
-  if not c[1] and not c[2] then return end
+  -- pcall: on a Redis Cluster the companion may live on another shard (not readable
+  -- from here); there hits are counted on the entry and there is nothing to merge.
+  local c = redis.pcall('HMGET', companion(key), 'hit_count', 'last_hit_at')
+  if type(c) ~= 'table' or c['err'] or (not c[1] and not c[2]) then return end
   local hi, li
   for i = 1, #fields, 2 do
     if fields[i] == 'hit_count' then hi = i + 1

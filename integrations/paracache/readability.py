@@ -240,6 +240,8 @@ def measure(
         if not ch.isalpha():
             continue
         letters += 1
+        if ch.isascii():  # an ASCII letter: Latin, unaccented (most text; no name lookup)
+            continue
         script = script_of(ch)
         if script != "Latin":
             foreign += 1

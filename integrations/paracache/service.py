@@ -63,8 +63,8 @@ import redis.asyncio as aioredis
 from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from ._version import __version__
 from .auth import ApiKeys, Principal
@@ -213,9 +213,11 @@ class StatsResponse(BaseModel):
     bypasses: int
     errors: int
     rejections: int
+    unreadable: int = Field(0, description="Lookups of text the embedder cannot read.")
     writes: int
     writes_dropped: int
     writes_skipped: int
+    coalesced: int = Field(0, description="Misses answered by another caller's model call.")
     tokens_saved: int
     hit_rate: float
     breaker_state: str

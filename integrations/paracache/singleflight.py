@@ -295,6 +295,8 @@ class SingleFlight:
                 result = yield _Wait(flight, self.wait)
                 if result is _FAILED:
                     continue  # the leader gave up: elect another
+                if result is not None:
+                    self.index.core.recorder.coalesced()
                 return Claim(payload=result)  # an answer, or None: timed out, go alone
             claim = Claim(self, key, flight)
             if self.distributed:
@@ -340,9 +342,9 @@ class SingleFlight:
 
     # ------------------------------------------------------------------ helpers
 
-    @staticmethod
-    def _answered(claim: Claim, payload: str) -> None:
+    def _answered(self, claim: Claim, payload: str) -> None:
         """The leader found the answer stored by another: hand it to its waiters too."""
+        self.index.core.recorder.coalesced()
         claim._settle(payload)
         claim.payload, claim.leader = payload, False
 

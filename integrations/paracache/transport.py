@@ -34,6 +34,7 @@ from typing import Any, cast
 
 import redis
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
@@ -89,6 +90,9 @@ def resolve_redis_url(
 _EMBED_BATCH = 16
 
 _POOL: concurrent.futures.ThreadPoolExecutor | None = None
+
+#: Lets another ready thread run (``sched_yield``) where the platform has it.
+_yield: Callable[[], None] = getattr(os, "sched_yield", lambda: None)
 _POOL_LOCK = threading.Lock()
 
 
@@ -103,8 +107,9 @@ class ThreadConnections:
     thread's connection closes when the thread ends (or at :meth:`close`).
 
     While a call is the only one in flight it polls for its reply for up to ``spin``
-    seconds before blocking in the kernel: a thread that sleeps for a sub-millisecond
-    reply pays a wake-up, slow on virtual machines.
+    seconds before blocking in the kernel (a thread that sleeps for a sub-millisecond
+    reply pays a wake-up, slow on virtual machines), yielding the core between polls to
+    any thread ready to run.
     """
 
     def __init__(self, client: redis.Redis, spin: float = 0.0) -> None:
@@ -159,6 +164,10 @@ class ThreadConnections:
         while not poller.poll(0):
             if time.perf_counter() >= deadline:
                 return
+            # Give the core to any thread that is ready to run (Redis on the same host,
+            # the embedder's threads): on a busy machine a pure spin delays the very reply
+            # it waits for; with a core idle this returns at once and the spin goes on.
+            _yield()
 
     def close(self) -> None:
         with self._lock:
@@ -348,7 +357,7 @@ def derive_async(client: Any) -> Any:
     """An asyncio twin of a caller's sync client: same server, credentials and options.
 
     For a ``redis.cluster.RedisCluster`` this starts from its default node and lets the
-    async cluster client discover the rest (not tested against a real cluster).
+    async cluster client discover the rest (tested on the embedded cluster: tests/test_cluster.py).
     """
     import inspect
 
@@ -385,9 +394,10 @@ def safe_url(url: str) -> str:
     return f"{parts.scheme}://{host}{port}{parts.path}"
 
 
-def client_kwargs(namespace: str, timeout: float) -> dict[str, Any]:
+def client_kwargs(namespace: str, timeout: float, *, asyncio: bool = False) -> dict[str, Any]:
     """Options of the clients paracache makes: ``timeout`` per command, no retries (the
-    circuit breaker handles failures), RESP2, named after the namespace.
+    circuit breaker handles failures), RESP2, named after the namespace; ``asyncio=True``
+    for a ``redis.asyncio`` client (its own retry class).
 
     Example:
         >>> client_kwargs("faq", 0.1)["client_name"]
@@ -396,7 +406,8 @@ def client_kwargs(namespace: str, timeout: float) -> dict[str, Any]:
     return {
         "socket_timeout": timeout,
         "socket_connect_timeout": max(timeout, 0.5),
-        "retry": Retry(NoBackoff(), 0),  # the breaker handles failures, not retries
+        # the breaker handles failures, not retries
+        "retry": (AsyncRetry if asyncio else Retry)(NoBackoff(), 0),
         "health_check_interval": 0,
         "protocol": 2,
         "client_name": f"paracache:{namespace}",
@@ -441,8 +452,8 @@ def _kind(exc: BaseException) -> Kind | None:
         return "bad_reply"
     if isinstance(exc, redis.DataError):
         return None  # arguments paracache built itself: a bug, not a failure
-    if isinstance(exc, redis.RedisError):
-        return "unavailable"
+    if isinstance(exc, (redis.RedisError, redis.exceptions.RedisClusterException)):
+        return "unavailable"  # a cluster client's own errors (no node for a slot, ...)
     cause = exc.__cause__  # RedisVL wraps Redis's errors in its own
     if isinstance(cause, redis.RedisError):
         return _kind(cause)

@@ -23,6 +23,7 @@ from typing import Any, Literal
 from .policy import Normalizer, TTLPolicy, strip_pleasantries
 from .schema import SCHEMA_VERSION, Layout, tag_digest
 from .scope import Scope, canonical_json, digest
+from .spelling import correct_typos
 
 __all__ = [
     "DEFAULT_CORROBORATION_MARGIN",
@@ -45,8 +46,10 @@ __all__ = [
 
 #: Cosine similarity a semantic hit needs by default. Chosen on Banking77 (see README).
 DEFAULT_MIN_SIMILARITY = 0.90
-#: Default ``corroboration_margin``: corroborated candidates down to 0.85 at 0.90.
-DEFAULT_CORROBORATION_MARGIN = 0.05
+#: Default ``corroboration_margin``: how far below the threshold the ``corroborate`` hook
+#: is asked about candidates (the guards vouch for typo'd repeats down to it, for others
+#: within 0.05 or 0.10: see :meth:`paracache.guards.Guards.vouches`).
+DEFAULT_CORROBORATION_MARGIN = 0.35
 #: How much of a prompt is kept in the entry (for inspection and guards).
 MAX_STORED_PROMPT = 16_384
 
@@ -198,13 +201,18 @@ class Settings:
     #: Embed prompts without greetings, politeness frames and sign-offs
     #: (:func:`~paracache.policy.strip_pleasantries`); the exact layer's key is unchanged.
     strip_pleasantries: bool = True
+    #: Embed prompts with misspelt words corrected (:func:`~paracache.spelling.correct_typos`);
+    #: the exact layer's key and the guards' text are unchanged.
+    correct_typos: bool = True
     #: How far below the threshold a candidate may be when the ``corroborate`` hook
-    #: vouches for it (a shared specific detail, every guard passed); 0: never.
+    #: vouches for it (a typo'd repeat, a shared specific detail, the learned pair check;
+    #: every guard passed); 0: never.
     corroboration_margin: float = DEFAULT_CORROBORATION_MARGIN
 
     def embed_text(self, text: str) -> str:
         """The text the embedder sees for the normalised prompt ``text``."""
-        return strip_pleasantries(text) if self.strip_pleasantries else text
+        out = strip_pleasantries(text) if self.strip_pleasantries else text
+        return correct_typos(out) if self.correct_typos else out
 
     def threshold_for(self, scope: Scope) -> float:
         """The threshold a lookup under ``scope`` needs when the call gives none: the

