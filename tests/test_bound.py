@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 
@@ -152,3 +153,27 @@ def test_clopper_pearson() -> None:
     assert math.isclose(lo, 0.000506, abs_tol=1e-5) and math.isclose(hi, 0.1065, abs_tol=1e-4)
     with pytest.raises(ValueError):
         clopper_pearson(3, 2)
+
+
+@pytest.mark.parametrize("delta", [0.01, 0.03, 0.05])
+def test_learned_threshold_converges_to_the_hindsight_threshold(delta: float) -> None:
+    """With many labels everywhere the bound serves down to (nearly) the lowest
+    threshold whose wrong answers per lookup stay under delta, not only where a
+    candidate's own chance of being wrong is under delta."""
+    stats = _stream(0.5, 40_000, seed=5, explore=1.0)
+    decision = learned_threshold(stats, delta, static=0.9)
+    hindsight = min(t / 100 for t in range(70, 101) if _true_error(t / 100, 0.5) <= delta)
+    assert _true_error(decision.threshold, 0.5) <= delta
+    assert decision.threshold <= hindsight + 0.02
+    # the marginal candidate is wrong far more often than delta
+    assert 0.5 * (0.95 - decision.threshold) / 0.15 > 2 * delta
+
+
+def test_error_blocks_are_monotone_and_pooled() -> None:
+    stats = _stream(0.5, 4000, seed=2)
+    blocks = bound.error_blocks(stats)
+    assert blocks[0].high == bound.BINS - 1 and blocks[-1].low == bin_of(bound.LOWEST)
+    assert all(a.low == b.high + 1 for a, b in itertools.pairwise(blocks))
+    assert all(b.labels >= bound.POOL_LABELS for b in blocks[:-1])
+    errors = [b.wrong / b.labels for b in blocks if b.labels]
+    assert errors == sorted(errors)

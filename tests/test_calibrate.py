@@ -303,3 +303,24 @@ def test_plot_without_matplotlib(tmp_path: Path, redis_url: str, capsys: Any,
     assert code == 0
     assert "matplotlib is not installed" in capsys.readouterr().err
     assert not (tmp_path / "x.png").exists()
+
+
+def test_calibrated_hits_match_the_index_at_the_defaults(redis_url: str, make_index: Any) -> None:
+    # The "with guards" sweep models how far below each threshold the guards vouch for a
+    # candidate: at the default threshold it serves about what the index serves.
+    from importlib import resources
+
+    text = resources.files("paracache").joinpath("data/banking77_demo.jsonl").read_text("utf-8")
+    rows = [json.loads(line) for line in text.splitlines() if line.strip()]
+    report = calibrate(rows, redis_url=redis_url, progress=False, seed=5, fill_share=0.5,
+                       thresholds=[0.8, 0.9])
+    fill, ask = split_clusters(rows, 5, 0.5)
+    index = make_index(track_hits=False)
+    for row in fill:
+        index.store(row["text"], row["intent"], Scope())
+    served = [index.lookup(row["text"], Scope()) for row in ask]
+    hits = sum(hit is not None for hit in served)
+    assert hits > 0
+    # the neighbours guard abstains as at the sweep's lowest threshold: a few may differ
+    assert abs(report.at(0.9).hits - hits) <= max(3, len(ask) // 30)
+    assert report.at(0.9).hits < report.at(0.8).hits

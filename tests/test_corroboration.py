@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from paracache import Scope
-from paracache.calibrate import _served, _sweep
+from paracache.calibrate import _reach, _served, _sweep
 from paracache.core import DEFAULT_CORROBORATION_MARGIN, Candidate, Core, LookupRequest, Settings
 from paracache.guards import Guards, corroborates
 from paracache.policy import _RE_P_TRAIL, _may_trail, strip_pleasantries
@@ -145,21 +145,35 @@ def test_per_call_threshold_moves_the_margin() -> None:
 
 
 def test_calibration_sweep_models_corroboration() -> None:
-    # (similarity, correct, corroborated), most similar first, per query
+    # (similarity, correct, reach: the strictest threshold it may be served at), most
+    # similar first, per query
     outcomes = [
-        [(0.95, True, False)],
-        [(0.88, True, True)],  # served down to 0.83 at the threshold 0.88 - 0.05
-        [(0.88, False, False)],  # served only at 0.88 and below
-        [(0.86, False, False), (0.84, True, True)],
+        [(0.95, True, 0.95)],
+        [(0.88, True, 0.93)],  # vouched for up to the threshold 0.93
+        [(0.88, False, 0.88)],  # served only at 0.88 and below
+        [(0.86, False, 0.86), (0.84, True, 0.89)],
         [],
     ]
-    assert _served(outcomes[3], 0.88, 0.05) == (0.84, True, True)
-    assert _served(outcomes[3], 0.86, 0.05) == (0.86, False, False)
-    assert _served(outcomes[3], 0.90, 0.05) is None
-    rows = _sweep(outcomes, (0.86, 0.90, 0.93), answerable=4, margin=0.05)
-    assert [(r.hits, r.correct) for r in rows] == [(4, 2), (2, 2), (2, 2)]
+    assert _served(outcomes[3], 0.88) == (0.84, True, 0.89)
+    assert _served(outcomes[3], 0.86) == (0.86, False, 0.86)
+    assert _served(outcomes[3], 0.90) is None
     rows = _sweep(outcomes, (0.86, 0.90, 0.93), answerable=4)
-    assert [(r.hits, r.correct) for r in rows] == [(4, 2), (1, 1), (1, 1)]
+    assert [(r.hits, r.correct) for r in rows] == [(4, 2), (2, 2), (2, 2)]
+
+
+def test_calibration_reach_is_where_the_guards_vouch() -> None:
+    sweep = (0.80, 0.85, 0.90, 0.95)
+    guards = Guards()
+    # a shared detail vouches within 0.05 of the threshold, no further
+    q, c = "Do you accept PayPal for phone bills?", "Can I pay my phone bill with PayPal?"
+    assert _reach(guards, q, c, 0.87, sweep, 0.35) == 0.90
+    # a typo'd repeat far below the default threshold, not at a stricter one
+    q, c = "How do I chnage my email adress?", "How do I change my email address?"
+    assert _reach(guards, q, c, 0.70, sweep, 0.35) == 0.90
+    assert _reach(guards, q, c, 0.70, sweep, 0.0) == 0.70  # no margin: its similarity
+    # nothing vouches: its similarity
+    assert _reach(guards, "Where is parcel 1074?", "Where is parcel 1047?", 0.7, sweep, 0.35) \
+        == 0.7
 
 
 # --------------------------------------------------------------------------- pleasantries
@@ -221,7 +235,7 @@ def test_trailing_pleasantry_precheck_never_skips_a_match(parts: list[tuple[str,
 
 
 def test_corroboration_on_the_real_index(make_index: Any) -> None:
-    index = make_index()  # the defaults: 0.90, guards on, margin 0.05
+    index = make_index()  # the defaults: 0.90, guards on
     scope = Scope(tenant="shop")
     pairs = [
         ("Can I pay my phone bill with PayPal?", "Do you accept PayPal for phone bills?"),
@@ -247,7 +261,13 @@ def test_corroboration_on_the_real_index(make_index: Any) -> None:
                         strict=True)
     )
     assert 0.85 <= sim < 0.90
-    assert index.lookup(asked, scope) is None
+    # Nothing specific shared: no shared detail vouches, the threshold stands (the learned
+    # pair check, which finds it the same question, is off here) ...
+    unlearned = make_index(guards=Guards(learned=False))
+    assert unlearned.lookup(asked, scope) is None
+    # ... with it on (the default), the password reset answers it.
+    hit = index.lookup(asked, scope)
+    assert hit is not None and hit.response == "answer: reset"
     # Without guards nothing vouches: the threshold stands too.
     assert make_index(guards=None).lookup(pairs[0][1], scope) is None
     with pytest.raises(ValueError, match="corroboration_margin"):

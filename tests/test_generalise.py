@@ -208,6 +208,15 @@ def test_the_same_question_stored_twice_is_no_neighbour() -> None:
                                0.90)  # a detail differs
 
 
+def test_a_candidate_below_the_threshold_needs_a_clear_lead() -> None:
+    winner = (0.86, "How do I reset my password?", "Tap Forgot password.")
+    rival = (0.83, "How do I change my username?", "Settings > Profile.")
+    assert not neighbours_disagree((0.93, *winner[1:]), [(0.89, *rival[1:])], 0.90)
+    assert neighbours_disagree(winner, [rival], 0.90)  # vouched for: 0.05 lead needed
+    far = (0.80, *rival[1:])
+    assert not neighbours_disagree(winner, [far], 0.90)
+
+
 def test_a_rejected_near_miss_is_no_neighbour() -> None:
     assert not neighbours_disagree(
         (0.93, "Is the store open on Sunday?", "10-16"),

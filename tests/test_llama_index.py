@@ -529,6 +529,43 @@ def test_error_bound_labels_query_engine_misses(
     assert learning["wrong"] == 1
 
 
+class FaqLLM(SecretLLM):
+    """Answers by topic: the same text for every question about refunds."""
+
+    def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
+        self._calls.append(prompt)
+        last = prompt.lower().rsplit("user:", 1)[-1]
+        return CompletionResponse(
+            text="Refunds within 30 days." if "refund" in last else "Ask our support team."
+        )
+
+
+def test_cached_llm_error_bound(make_index: Any) -> None:
+    with pytest.raises(ValueError, match=r"\(0, 1\)"):
+        CachedLLM(FaqLLM(), max_error_rate=1.5)
+    with pytest.raises(ValueError, match="index"):  # the bound is the index's
+        CachedLLM(FaqLLM(), make_index(), max_error_rate=0.02)
+    index = make_index(max_error_rate=0.02, min_similarity=0.99, explore_rate=0)
+    inner = FaqLLM()
+    llm = CachedLLM(inner, index, max_error_rate=0.02)
+    system = ChatMessage(role="system", content="Be terse.")
+    llm.chat([system, ChatMessage(content="What is your refund policy?")])
+    hit = llm.chat([system, ChatMessage(content="what's your refund policy")])
+    assert len(inner._calls) == 1  # matched by meaning (cold: the static rules)
+    assert hit.additional_kwargs["paracache"]["layer"] == "semantic"
+    # earlier messages stay in the scope: another system prompt is another call
+    llm.chat([ChatMessage(role="system", content="Be verbose."),
+              ChatMessage(content="what's your refund policy")])  # fmt: skip
+    assert len(inner._calls) == 2
+    # a miss below the threshold is labelled with the fresh answer, judged as text
+    llm.chat([system, ChatMessage(content="How does your refund policy work?")])
+    assert len(inner._calls) == 3
+    assert index.learner is not None and index.learner.wait_idle(30)
+    learning = index.stats().learning
+    assert learning["labels"] >= 1 and learning["wrong"] == 0
+    assert llm.complete("Tell me about refunds").text == "Refunds within 30 days."
+
+
 # --------------------------------------------------------------------------- fail closed
 
 

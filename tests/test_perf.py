@@ -296,6 +296,23 @@ def test_hybrid_tuner() -> None:
     assert tuner.choose("mid") is None
 
 
+def test_hybrid_tuner_keeps_the_faster_policy_near_the_slow_mark() -> None:
+    """RediSearch's own choice about as slow as ``slow`` (brute force over a 10 k scope on
+    a quiet machine): once batches were measured faster, a dip of its average below
+    ``slow`` does not bring the slower policy back."""
+    tuner = HybridTuner(slow=0.0008, min_samples=3, recheck=1000)
+    for _ in range(3):
+        tuner.record("s", tuner.choose("s"), 0.0009)
+    assert tuner.choose("s") == "BATCHES"
+    tuner.record("s", "BATCHES", 0.0002)
+    tuner.record("s", None, 0.0001)  # a recheck that happened to be fast
+    tuner.record("s", None, 0.0001)
+    assert tuner._stats["s"][0] < 0.0008
+    assert [tuner.choose("s") for _ in range(20)].count("BATCHES") >= 19  # one recheck at most
+    tuner.record("s", "BATCHES", 0.01)  # batches got slower than the other: switch
+    assert tuner.choose("s") is None
+
+
 def _run_counting(index: SemanticIndex, flow: Any) -> tuple[Any, list[Any]]:
     """Run a flow with the blocking driver's I/O, keeping the operations it asked for."""
     ops: list[Any] = []

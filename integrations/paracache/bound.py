@@ -17,15 +17,15 @@ over all lookups of the scope. Serving every candidate at similarity ``>= t`` gi
 
     E(t) = sum over bins b >= t of traffic_b * error_b / lookups
 
-where ``error_b`` is estimated from the labels of bin ``b`` (with too few, the labels of
-less similar bins are pooled in until :data:`POOL_LABELS` are: never more optimistic
-than the bin itself), lightly smoothed, then made non-increasing in similarity (a
-candidate is never assumed more often right than a more similar one).
-:func:`learned_threshold` returns the lowest bin edge ``t`` whose one-sided upper
-confidence bound on ``E(t)`` is at most ``delta`` and where no bin at or above ``t`` is
-estimated wrong more often than right (:data:`MAX_POINT_ERROR`); ``z`` standard errors
-of the estimate, whose variance counts each label with its whole weight however many
-bins' pools share it.
+where ``error_b`` is an isotonic fit of the labels (:func:`error_blocks`: non-increasing
+in similarity, each estimate resting on at least :data:`POOL_LABELS` labels).
+:func:`learned_threshold` returns the lowest bin edge ``t`` whose upper confidence
+bound on ``E(t)`` (``z`` standard errors above the estimate, :data:`Z`) is at most
+``delta`` and where no bin at or above ``t`` is estimated wrong more often than right
+(:data:`MAX_POINT_ERROR`). This is the rule of the best static threshold in
+hindsight, which the bound converges to: a candidate at the threshold itself may be
+wrong far more often than ``delta``, as long as the lookups served at or above it
+are wrong at most ``delta`` of the time in all.
 
 **Cold start.** With fewer than ``min_labels`` labels the scope keeps the static rules
 (:class:`Decision` ``learned=False``). An unreadable statistics record gives a decision
@@ -54,11 +54,13 @@ from collections.abc import Callable, Mapping
 __all__ = [
     "BIN_WIDTH",
     "NO_SEMANTIC",
+    "Block",
     "Decision",
     "ScopeStats",
     "check_delta",
     "clopper_pearson",
     "entry_floor",
+    "error_blocks",
     "explore_rate",
     "learned_threshold",
 ]
@@ -67,14 +69,16 @@ __all__ = [
 BIN_WIDTH = 0.01
 #: Bins span [0, 1]: bin i holds similarities in [i * BIN_WIDTH, (i + 1) * BIN_WIDTH).
 BINS = round(1 / BIN_WIDTH)
-#: Labels pooled (from less similar bins) for one bin's error estimate.
-POOL_LABELS = 20
-#: Wrong labels (and as many right ones) assumed in each bin before any is seen.
-PRIOR = 0.1
+#: Labels an error estimate rests on at least (a block of bins takes in less similar
+#: ones until it has them).
+POOL_LABELS = 40
+#: Wrong labels (and as many right ones) assumed in each block before any is seen.
+PRIOR = 0.5
 #: Labels a scope needs before its learned threshold replaces the static rules.
 MIN_LABELS = 50
-#: One-sided 95 % normal quantile.
-Z95 = 1.6449
+#: Standard errors of the estimate added to it (about a one-sided 84 % bound: tuned on
+#: the development streams of ``benchmarks/online.py``; larger is safer and serves less).
+Z = 1.0
 #: A bin whose estimated error is above this is never served, whatever its traffic
 #: (the cumulative bound alone would serve a bin no lookup has fallen in yet).
 MAX_POINT_ERROR = 0.5
@@ -106,21 +110,22 @@ def check_delta(value: object, name: str = "max_error_rate") -> float | None:
 
 #: Exploration rate just above a threshold (within :data:`NEAR_BAND`): where the bound
 #: is least sure, labels are worth the most.
-NEAR_RATE = 0.15
+NEAR_RATE = 0.05
 #: How far above the threshold exploration runs at :data:`NEAR_RATE`.
 NEAR_BAND = 0.03
 
 
 def explore_rate(delta: float) -> float:
-    """The share of would-be semantic hits turned into labelled misses: ``2 * delta``,
-    kept within [0.01, 0.10]. Exploration costs at most that many extra model calls per
-    semantic hit; it is what lets the bound see errors above its own threshold.
+    """The share of would-be semantic hits turned into labelled misses: ``delta``, kept
+    within [0.01, 0.05] (:data:`NEAR_RATE`, 5 %, within :data:`NEAR_BAND` above the
+    threshold). Exploration costs at most that many extra model calls per semantic hit;
+    it is what lets the bound see errors above its own threshold.
 
     Example:
-        >>> explore_rate(0.01), explore_rate(0.02), explore_rate(0.2)
-        (0.02, 0.04, 0.1)
+        >>> explore_rate(0.005), explore_rate(0.02), explore_rate(0.2)
+        (0.01, 0.02, 0.05)
     """
-    return min(0.10, max(0.01, 2.0 * delta))
+    return min(0.05, max(0.01, delta))
 
 
 def bin_of(similarity: float) -> int:
@@ -253,28 +258,52 @@ class Decision:
 NO_SEMANTIC = Decision(threshold=1.0, learned=True, estimate=0.0, upper=0.0)
 
 
-def _bin_errors(stats: ScopeStats, pool: int) -> list[tuple[float, float, int, int]]:
-    """Per bin: ``(error estimate, the error its variance is taken at, the lowest bin
-    of its pool, labels in the pool)``: the bin's labels, with those of less similar
-    bins pooled in while fewer than ``pool``, lightly smoothed (a tenth of a wrong label
-    of prior), then made non-increasing in similarity. The variance is taken at the
-    Laplace estimate, never 0 for a bin with no wrong label yet."""
-    out: list[tuple[float, float, int, int]] = []
-    for b in range(BINS):
+@dataclasses.dataclass(frozen=True)
+class Block:
+    """Adjacent similarity bins ``low..high`` sharing one error estimate."""
+
+    high: int
+    low: int
+    labels: int
+    wrong: int
+
+    @property
+    def error(self) -> float:
+        """The smoothed share of wrong labels (half a label of prior each way)."""
+        return (self.wrong + PRIOR) / (self.labels + 2 * PRIOR)
+
+
+def error_blocks(stats: ScopeStats, lowest: float = LOWEST, pool: int = POOL_LABELS) -> list[Block]:
+    """``P(wrong | similarity)`` as blocks of adjacent bins, most similar first: an
+    isotonic (pool-adjacent-violators) fit, non-increasing in similarity (a candidate
+    is never assumed more often right than a more similar one), over bins ``>=
+    lowest``; a block also takes in the next less similar one while it holds fewer
+    than ``pool`` labels, so that every estimate rests on at least that many (bins
+    above every label join the first block that has some).
+
+    Example:
+        >>> s = ScopeStats(labels={95: (30, 0), 90: (30, 3), 85: (30, 9)})
+        >>> [(b.high, b.low, b.labels, b.wrong) for b in error_blocks(s, pool=20)]
+        [(99, 91, 30, 0), (90, 86, 30, 3), (85, 70, 30, 9)]
+    """
+    blocks: list[Block] = []
+    for b in range(BINS - 1, bin_of(lowest) - 1, -1):
         n, w = stats.labels.get(b, (0, 0))
-        lo = b
-        while n < pool and lo > 0:  # only less similar bins: as often wrong, or more
-            lo -= 1
-            dn, dw = stats.labels.get(lo, (0, 0))
-            n, w = n + dn, w + dw
-        out.append(((w + PRIOR) / (n + 2 * PRIOR), (w + 1.0) / (n + 2.0), lo, n))
-    # Non-increasing in similarity: from the top bin down, keep the running maximum.
-    running = running_var = 0.0
-    for b in range(BINS - 1, -1, -1):
-        e, ev, lo, n = out[b]
-        running, running_var = max(running, e), max(running_var, ev)
-        out[b] = (running, running_var, lo, n)
-    return out
+        blocks.append(Block(b, b, n, w))
+        while len(blocks) > 1:
+            upper, lower = blocks[-2], blocks[-1]
+            if (
+                upper.labels < pool
+                or lower.labels == 0
+                or upper.wrong * lower.labels > lower.wrong * upper.labels
+            ):
+                blocks[-2:] = [
+                    Block(upper.high, lower.low, upper.labels + lower.labels,
+                          upper.wrong + lower.wrong)
+                ]  # fmt: skip
+            else:
+                break
+    return blocks
 
 
 def learned_threshold(
@@ -283,19 +312,21 @@ def learned_threshold(
     static: float,
     *,
     min_labels: int = MIN_LABELS,
-    z: float = Z95,
+    z: float = Z,
     lowest: float = LOWEST,
     pool: int = POOL_LABELS,
 ) -> Decision:
     """The lowest threshold whose upper bound on wrong answers per lookup is <= delta.
 
-    ``E(t)`` is a weighted sum of label outcomes (each bin's estimate averages the
-    labels of its pool), so its variance is the sum over labels of their squared
-    weights times their variance: labels shared by several bins' pools count with
-    their whole weight. Cold (``stats`` has fewer than ``min_labels`` labels): the
-    static threshold, ``learned=False``. If no threshold in [``lowest``, 1] meets the
-    bound, 1.0 (only identical meanings: in practice no semantic hits until the
-    labels say otherwise).
+    ``E(t)``, the wrong answers per lookup when serving every candidate at ``>= t``,
+    is the traffic share of each bin at or above ``t`` times its block's error
+    (:func:`error_blocks`); its variance sums, per block, the squared traffic share
+    it contributes times ``p(1 - p) / labels``. The bound is ``E(t) + z * sd``. A
+    block estimated wrong more often than right (:data:`MAX_POINT_ERROR`) is never
+    served. Cold (``stats`` has fewer than ``min_labels`` labels): the static
+    threshold, ``learned=False``. If no threshold in [``lowest``, 1] meets the bound,
+    1.0 (only identical meanings: in practice no semantic hits until the labels say
+    otherwise).
 
     Example:
         >>> learned_threshold(ScopeStats(), 0.02, static=0.9)
@@ -304,39 +335,32 @@ def learned_threshold(
     labels = stats.label_count
     if labels < min_labels or stats.lookups <= 0:
         return Decision(threshold=static, learned=False, labels=labels)
-    errors = _bin_errors(stats, pool)
     total = float(stats.lookups)
-    weight = [0.0] * BINS  # per label bin: the weight of each of its labels in E(t)
-    mean = 0.0
     best = Decision(threshold=1.0, learned=True, labels=labels)
-    low_bin = bin_of(lowest)
-    for b in range(BINS - 1, low_bin - 1, -1):
-        e, _, lo, n = errors[b]
-        if e > MAX_POINT_ERROR:
+    mean = variance = 0.0
+    for block in error_blocks(stats, lowest, pool):
+        p = block.error
+        if p > MAX_POINT_ERROR:
             break  # more often wrong than right here, however little traffic it gets
-        t = stats.traffic.get(b, 0)
-        if t:
-            share = t / total
-            mean += share * e
-            if n:
-                for j in range(lo, b + 1):
-                    weight[j] += share / n
-        var = 0.0
-        for j in range(BINS):
-            if weight[j]:
-                count = stats.labels.get(j, (0, 0))[0]
-                ev = errors[j][1]
-                var += weight[j] * weight[j] * count * ev * (1.0 - ev)
-        upper = mean + z * math.sqrt(var)
-        if upper > delta:
-            break
-        best = Decision(
-            threshold=round(b * BIN_WIDTH, 6),
-            learned=True,
-            estimate=mean,
-            upper=upper,
-            labels=labels,
-        )
+        share = 0.0
+        for b in range(block.high, block.low - 1, -1):
+            share += stats.traffic.get(b, 0) / total
+            upper = (
+                mean
+                + share * p
+                + z * math.sqrt(variance + share * share * p * (1.0 - p) / max(block.labels, 1))
+            )
+            if upper > delta:
+                return best
+            best = Decision(
+                threshold=round(b * BIN_WIDTH, 6),
+                learned=True,
+                estimate=mean + share * p,
+                upper=upper,
+                labels=labels,
+            )
+        mean += share * p
+        variance += share * share * p * (1.0 - p) / max(block.labels, 1)
     return best
 
 

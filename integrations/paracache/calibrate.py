@@ -16,8 +16,9 @@ layer, HNSW KNN pre-filtered by scope, top-k re-ranking and guards) in a tempora
 namespace that is removed afterwards. Each query is looked up once at the lowest
 threshold of the sweep; the candidates the guards see give both curves at once: without
 guards a hit is the nearest candidate, with guards the nearest one that passes them and is
-at or above the threshold, or corroborated within the index's ``corroboration_margin``
-below it (as the semantic layer serves them).
+at or above the threshold, or one they vouch for below it, within the index's
+``corroboration_margin`` (as the semantic layer serves them). Not modelled per threshold:
+the ``neighbours`` guard's abstentions are those of the lowest threshold.
 
 For every threshold the report gives the hit rate (hits / queries), the precision of
 hits (correct / hits), the recall (correct / queries that have a correct answer in the
@@ -383,8 +384,10 @@ class CalibrationReport:
 # --------------------------------------------------------------------------- the run
 
 
-#: A candidate a query could be served: (similarity, correct, corroborated).
-_Served = tuple[float, bool, bool]
+#: A candidate a query could be served: (similarity, correct, reach), where reach is the
+#: strictest threshold it may be served at (its similarity, or higher where the guards
+#: vouch for it below the threshold).
+_Served = tuple[float, bool, float]
 
 
 @dataclasses.dataclass
@@ -396,27 +399,42 @@ class _Outcome:
     guarded: list[_Served] = dataclasses.field(default_factory=list)
 
 
-def _served(candidates: Sequence[_Served], threshold: float, margin: float) -> _Served | None:
-    """The candidate served at ``threshold``, as the core chooses: the most similar at or
-    above it, or a corroborated one at most ``margin`` below it."""
+def _served(candidates: Sequence[_Served], threshold: float) -> _Served | None:
+    """The candidate served at ``threshold``, as the core chooses: the most similar one
+    whose reach is at or above it."""
     for cand in candidates:
-        if cand[0] >= threshold - 1e-9 or (cand[2] and cand[0] >= threshold - margin - 1e-9):
+        if cand[2] >= threshold - 1e-9:
             return cand
     return None
+
+
+def _reach(
+    guards: Guards, query: str, prompt: str, similarity: float, thresholds: Sequence[float],
+    margin: float,
+) -> float:
+    """The strictest of ``thresholds`` (ascending) a candidate may be served at: its
+    similarity, or a stricter one the guards vouch for it below (within ``margin``; a
+    threshold of 1.0 gets none), as :meth:`paracache.guards.Guards.vouches` decides."""
+    reach = similarity
+    for t in thresholds:
+        if t <= similarity or t >= 1.0 or t - similarity > margin + 1e-9:
+            continue
+        if Guards.vouches(query, prompt, similarity, t, guards.learned):
+            reach = max(reach, t)
+    return reach
 
 
 def _sweep(
     outcomes: Sequence[Sequence[_Served]],
     thresholds: Sequence[float],
     answerable: int,
-    margin: float = 0.0,
 ) -> tuple[SweepRow, ...]:
     rows = []
     n = len(outcomes)
     for t in thresholds:
         hits = correct = 0
         for candidates in outcomes:
-            o = _served(candidates, t, margin)
+            o = _served(candidates, t)
             if o is not None:
                 hits += 1
                 correct += o[1]
@@ -541,15 +559,20 @@ def calibrate(
     options.update(index_options or {})
     t0 = time.perf_counter()
     index = SemanticIndex(redis_url, **options)
-    seen: list[tuple[float, bytes | None, str | None, bool]] = []
+    seen: list[tuple[float, bytes | None, str | None, float]] = []
     rejections: Counter[str] = Counter()
-    # Candidates below the threshold but corroborated are served too (the sweep's
-    # "with guards" side models it; the core asks ``corroborate`` before ``accept``).
+    # Candidates below the threshold the guards vouch for are served too (the sweep's
+    # "with guards" side models it per threshold: how far below they may be depends on
+    # it; the core asks ``corroborate`` before ``accept``).
     margin = index.core.settings.corroboration_margin if index.core.corroborate else 0.0
 
     def observe(req: LookupRequest, cand: Candidate, reason: str | None) -> None:
-        vouched = margin > 0 and guards.corroborate(req, cand)
-        seen.append((cand.similarity, cand.fields.get(b"response"), reason, vouched))
+        reach = cand.similarity
+        prompt = cand.fields.get(b"prompt")
+        if margin > 0 and prompt is not None and reason is None:
+            text = prompt.decode("utf-8", "replace")
+            reach = _reach(guards, req.prompt or req.text, text, cand.similarity, sweep, margin)
+        seen.append((cand.similarity, cand.fields.get(b"response"), reason, reach))
         if reason:
             rejections[reason] += 1
 
@@ -578,15 +601,15 @@ def calibrate(
                 outcome = _Outcome()
                 if verdict.hit is not None and verdict.hit.layer == "exact":
                     right = bool(label) and verdict.hit.response == label
-                    outcome.plain = outcome.guarded = [(1.0, right, False)]
+                    outcome.plain = outcome.guarded = [(1.0, right, 1.0)]
                 else:
                     seen.sort(key=lambda s: -s[0])
                     if seen:
                         sim, response, _, _ = seen[0]
-                        outcome.plain = [(sim, bool(label) and response == label.encode(), False)]
+                        outcome.plain = [(sim, bool(label) and response == label.encode(), sim)]
                     outcome.guarded = [
-                        (sim, bool(label) and response == label.encode(), vouched)
-                        for sim, response, reason, vouched in seen
+                        (sim, bool(label) and response == label.encode(), reach)
+                        for sim, response, reason, reach in seen
                         if reason is None
                     ]
                 outcomes.append(outcome)
@@ -602,7 +625,7 @@ def calibrate(
     min_hits = max(1, min(10, len(asks) // 50))
     without = _sweep([o.plain for o in outcomes], sweep, answerable)
     with_ = (
-        _sweep([o.guarded for o in outcomes], sweep, answerable, margin)
+        _sweep([o.guarded for o in outcomes], sweep, answerable)
         if guards.active
         else without
     )

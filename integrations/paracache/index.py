@@ -209,8 +209,9 @@ class SemanticIndex:
         max_error_rate: δ, the share of lookups that may get a wrong answer (in (0, 1),
             e.g. 0.02); ``None`` (default): the static rules. With it the cache learns
             from live traffic, per scope, the lowest similarity at which serving keeps
-            wrong answers per lookup under δ (a 95 % upper confidence bound), labelling
-            its misses with the fresh answers that ``store`` receives next; see
+            wrong answers per lookup (a share of all lookups, not of hits) under δ (the
+            estimate plus one standard error), labelling its misses with the fresh
+            answers that ``store`` receives next; see
             :mod:`paracache.bound` and :mod:`paracache.learning`. Cold scopes keep the
             static rules. ``stats().learning`` shows what it learned.
         judge: With ``max_error_rate``: what says a fresh answer and a cached one are
@@ -219,13 +220,20 @@ class SemanticIndex:
             under a temperature above 0 are then not labelled);
             :class:`paracache.judge.EmbeddingJudge` for reworded answers, or an LLM.
         explore_rate: With ``max_error_rate``: the share of would-be semantic hits
-            served as labelled misses instead (default ``2 * max_error_rate`` within
-            [0.01, 0.1], and 0.15 within 0.03 above the threshold; 0 turns exploring
+            served as labelled misses instead (default ``max_error_rate`` within
+            [0.01, 0.05], and 0.05 within 0.03 above the threshold; 0 turns exploring
             off). Each exploration costs one model call.
         judge_timeout: Seconds a judge call may take before its label is dropped
             (counted as ``judge_timeout``); default 10.
         label_worker: Count labels in a worker thread of this process (default). Set
             ``False`` when ``paracache worker`` processes do it.
+        verifier: With ``max_error_rate``: near-miss verification, a callable
+            ``(question, cached question, cached answer) -> bool`` (e.g. a small LLM
+            call). A miss whose nearest candidate (past the guards) lies within
+            ``verify_band`` (default 0.05) below the threshold in effect is queued for
+            it; when it approves, the question is stored with the candidate's answer
+            (unless its own answer was stored first) and served next time. It runs in
+            the label worker, never on the request path.
 
     Example:
         >>> cache = SemanticIndex(namespace="faq", min_similarity=0.92, ttl=3600)  # doctest: +SKIP
@@ -270,6 +278,8 @@ class SemanticIndex:
         explore_rate: float | None = None,
         judge_timeout: float = 10.0,
         label_worker: bool = True,
+        verifier: Any = None,
+        verify_band: float = 0.05,
     ) -> None:
         if redis_url is not None and not isinstance(redis_url, str):
             raise TypeError(f"redis_url must be a str, got {type(redis_url).__name__}")
@@ -308,8 +318,10 @@ class SemanticIndex:
         ):
             raise ValueError(f"max_entries must be a positive int or None, got {max_entries!r}")
         delta = check_delta(max_error_rate)
-        if delta is None and (judge is not None or explore_rate is not None):
-            raise ValueError("judge= and explore_rate= need max_error_rate=")
+        if delta is None and (
+            judge is not None or explore_rate is not None or verifier is not None
+        ):
+            raise ValueError("judge=, explore_rate= and verifier= need max_error_rate=")
 
         self.vectorizer = default_vectorizer() if vectorizer is None else vectorizer
         vid = vectorizer_id(self.vectorizer)
@@ -437,6 +449,8 @@ class SemanticIndex:
                 stats_ttl=ttl_policy.default_ttl,
                 worker=bool(label_worker),
                 recorder=self._core.recorder,
+                verifier=verifier,
+                verify_band=verify_band,
             )
         self._probe()
 

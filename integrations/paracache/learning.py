@@ -12,7 +12,10 @@ On the request path it only touches memory:
   remembers the nearest candidate it did not serve, per process, bounded, keyed by
   the asking prompt's entry key;
 - :meth:`Learner.on_store` pairs a fresh answer arriving for that key with the
-  remembered candidate: a *label job*.
+  remembered candidate: a *label job*;
+- :meth:`Learner.offer` queues a miss just below the threshold for the ``verifier``
+  (near-miss verification): a *verify job*, which the worker promotes when approved
+  (:data:`PROMOTE`).
 
 Counts and label jobs go to an in-process outbox (bounded: when full, new items are
 dropped and counted as ``learn_queue_full``) that a background thread sends to a Redis
@@ -155,8 +158,41 @@ if ttl and ttl > 0 then redis.call('EXPIRE', KEYS[2], ttl) end
 return 1
 """
 
+# Promote a verified near miss: KEYS stream, candidate entry, the question's entry key;
+# ARGV group, message id, question (the new entry's prompt), its vector, now. Acknowledges
+# the message, then copies the candidate (answer, scope, tags, metadata) to the
+# question's key with the question's prompt and vector, unless that key holds an entry
+# already (the application stored the model's own answer first) or the candidate is
+# gone: 1 promoted, 2 not needed, 3 candidate gone, 0 already acknowledged.
+_PROMOTE = """
+if redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end
+if redis.call('EXISTS', KEYS[3]) == 1 then return 2 end
+if redis.call('TYPE', KEYS[2])['ok'] ~= 'hash' then return 3 end
+local all = redis.call('HGETALL', KEYS[2])
+local skip = {prompt=1, embedding=1, created_at=1, hit_count=1, last_hit_at=1, lw=1}
+local out = {}
+for i = 1, #all, 2 do
+  if not skip[all[i]] then
+    out[#out + 1] = all[i]
+    out[#out + 1] = all[i + 1]
+  end
+end
+redis.call('HSET', KEYS[3], 'prompt', ARGV[3], 'embedding', ARGV[4],
+  'created_at', ARGV[5], 'promoted', KEYS[2], unpack(out))
+local pttl = redis.call('PTTL', KEYS[2])
+if pttl > 0 then redis.call('PEXPIRE', KEYS[3], pttl) end
+return 1
+"""
+
 LABEL = Script(_LABEL)
 TRAFFIC = Script(_TRAFFIC)
+PROMOTE = Script(_PROMOTE)
+
+#: A verifier: ``(question, cached question, cached answer) -> does the cached answer
+#: answer the question?`` (e.g. a small LLM call).
+Verifier = Callable[[str, str, str], bool]
+#: How far below the threshold in effect near misses are verified, by default.
+VERIFY_BAND = 0.05
 
 
 @dataclasses.dataclass(frozen=True)
@@ -166,6 +202,8 @@ class LearningStats:
     ``labels``: labels counted by this process's worker (``wrong`` of them wrong);
     ``explorations``: would-be hits turned into misses here; ``labels_skipped``:
     lookups not labelled (sampled scope with a deterministic-only judge);
+    ``verifications``: near misses queued for the verifier, ``promoted`` and
+    ``verify_rejected`` of them (as this process's worker decided);
     ``dropped``: label jobs or counts lost (outbox full, Redis unreachable, a judge
     that failed, an unreadable record); ``thresholds``: scope digest -> threshold in
     effect (learned or static).
@@ -181,6 +219,9 @@ class LearningStats:
     labels_skipped: int = 0
     dropped: int = 0
     judge_failures: int = 0
+    verifications: int = 0
+    promoted: int = 0
+    verify_rejected: int = 0
     thresholds: dict[str, float] = dataclasses.field(default_factory=dict)
 
     @property
@@ -247,8 +288,22 @@ class Learner:
         worker: bool = True,
         recorder: Any = None,
         seed: int | None = None,
+        verifier: Verifier | None = None,
+        verify_band: float = VERIFY_BAND,
     ) -> None:
         checked = bound.check_delta(delta)
+        if verifier is not None and not callable(verifier):
+            raise TypeError(
+                f"verifier must be a callable (question, cached question, cached answer) "
+                f"-> bool, got {verifier!r}"
+            )
+        if isinstance(verify_band, bool) or not isinstance(verify_band, (int, float)):
+            raise TypeError(f"verify_band must be a number in (0, 0.3], got {verify_band!r}")
+        if not 0.0 < verify_band <= 0.3:
+            raise ValueError(f"verify_band must be in (0, 0.3], got {verify_band!r}")
+        #: Near-miss verification (``None``: off) and its band below the threshold.
+        self.verifier = verifier
+        self.verify_band = float(verify_band)
         if checked is None:
             raise ValueError("a Learner needs max_error_rate")
         self.delta = checked
@@ -281,6 +336,7 @@ class Learner:
         self._decisions: dict[str, bound.Decision] = {}
         self._seen: dict[str, float] = {}  # stats key -> when its record was last read
         self._pending: collections.OrderedDict[str, _Pending] = collections.OrderedDict()
+        self._offered: collections.OrderedDict[tuple[str, str], None] = collections.OrderedDict()
         self._outbox: collections.deque[dict[str, Any]] = collections.deque()
         self._traffic: dict[str, collections.Counter[str]] = {}
         self._counts: collections.Counter[str] = collections.Counter()
@@ -293,7 +349,8 @@ class Learner:
         if worker:
             self.worker = LabelWorker(
                 client, namespace, self.judge, judge_timeout=self.judge_timeout,
-                stats_ttl=self.stats_ttl, on_label=self._count_label,
+                stats_ttl=self.stats_ttl, on_label=self._count_label, verifier=verifier,
+                answer_text=lambda text: self.answer_text(text),
             )  # fmt: skip
             self._threads.append(
                 threading.Thread(target=self._work_loop, name="paracache-label", daemon=True)
@@ -406,6 +463,49 @@ class Learner:
             }
         )
 
+    def offer(
+        self,
+        key: str,
+        scope_digest: str,
+        question: str,
+        candidate: Any,
+        threshold: float,
+        vector: bytes,
+    ) -> bool:
+        """A miss whose nearest eligible candidate lies within :attr:`verify_band`
+        below ``threshold``: queue it for the verifier (near-miss verification), which
+        promotes it off the request path when it approves (the question, stored under
+        its entry ``key`` with the candidate's answer, is served next time). Memory
+        only; ``False`` when not queued."""
+        if self.verifier is None or not vector or candidate is None:
+            return False
+        if not threshold - self.verify_band <= candidate.similarity < threshold:
+            return False
+        pair = (key, candidate.key)
+        with self._lock:
+            if pair in self._offered:  # verified recently: not again
+                return False
+            self._offered[pair] = None
+            while len(self._offered) > PENDING_MAX:
+                self._offered.popitem(last=False)
+            self._counts["verifications"] += 1
+        fields = candidate.fields
+        if self._recorder is not None:
+            self._recorder.learning("verification")
+        self._enqueue(
+            {
+                "kind": "verify",
+                "sk": self.stats_key(scope_digest),
+                "ek": candidate.key,
+                "pk": key,
+                "q": question[:MAX_ANSWER],
+                "cq": fields.get(b"prompt", b"").decode("utf-8", "replace")[:MAX_ANSWER],
+                "ca": fields.get(b"response", b"").decode("utf-8", "replace")[:MAX_ANSWER],
+                "vec": vector.hex(),
+            }
+        )
+        return True
+
     def _enqueue(self, item: dict[str, Any]) -> None:
         with self._lock:
             if len(self._outbox) >= OUTBOX_MAX:
@@ -505,6 +605,12 @@ class Learner:
         )
 
     def _count_label(self, wrong: bool | None, kind: str, explored: bool = False) -> None:
+        if kind in ("promoted", "verify_rejected", "verify_unneeded"):
+            with self._lock:
+                self._counts[kind] += 1
+            if self._recorder is not None:
+                self._recorder.learning(kind)
+            return
         with self._lock:
             if wrong is None:
                 self._counts["dropped"] += 1
@@ -582,6 +688,9 @@ class Learner:
             labels_skipped=counts.get("labels_skipped", 0),
             dropped=counts.get("dropped", 0),
             judge_failures=counts.get("judge_failures", 0),
+            verifications=counts.get("verifications", 0),
+            promoted=counts.get("promoted", 0),
+            verify_rejected=counts.get("verify_rejected", 0),
             thresholds=thresholds,
         )
 
@@ -589,6 +698,7 @@ class Learner:
         """Drop remembered candidates and decisions (after the namespace was cleared)."""
         with self._lock:
             self._pending.clear()
+            self._offered.clear()
             self._decisions.clear()
             self._seen = dict.fromkeys(self._seen, 0.0)
 
@@ -626,8 +736,14 @@ class LabelWorker:
         consumer: str | None = None,
         on_label: Callable[[bool | None, str, bool], None] | None = None,
         claim_idle_ms: int = CLAIM_IDLE_MS,
+        verifier: Verifier | None = None,
+        answer_text: Callable[[str], str] | None = None,
     ) -> None:
         self.client = client
+        #: Near-miss verifier (``None``: verification jobs are acknowledged unverified,
+        #: counted ``verify_skipped``).
+        self.verifier = verifier
+        self.answer_text = answer_text or _identity
         self.claim_idle_ms = int(claim_idle_ms)
         self.namespace = namespace
         self.stream = stream_key(namespace)
@@ -691,6 +807,8 @@ class LabelWorker:
             self._traffic(message_id, stats_key, data)
         elif kind == "label":
             self._label(message_id, stats_key, data)
+        elif kind == "verify":
+            self._verify(message_id, data)
         else:
             self._ack(message_id)
             self._report(None, "learn_message")
@@ -753,6 +871,57 @@ class LabelWorker:
             self._report(not right, "label", data.get("x") == "1")
         elif done == -1:
             self._corrupt(stats_key)
+
+    def _verify(self, message_id: Any, data: dict[str, str]) -> None:
+        """A near miss: ask the verifier; approved, promote it (:data:`PROMOTE`)."""
+        entry_key, new_key = data.get("ek", ""), data.get("pk", "")
+        try:
+            vector = bytes.fromhex(data.get("vec", ""))
+        except ValueError:
+            vector = b""
+        if not (
+            vector
+            and _ENTRY_KEY.match(entry_key) and entry_key.startswith(self._prefix)
+            and _ENTRY_KEY.match(new_key) and new_key.startswith(self._prefix)
+            and entry_key.rsplit(":e:", 1)[0] == new_key.rsplit(":e:", 1)[0]
+        ):  # fmt: skip
+            self._ack(message_id)
+            self._report(None, "learn_message")
+            return
+        verifier = self.verifier
+        if verifier is None:
+            self._ack(message_id)
+            self._report(None, "verify_skipped")
+            return
+        question = data.get("q", "")
+        try:
+            answer = self.answer_text(data.get("ca", ""))
+            approved = call_judge(
+                lambda cached_q, cached_a: verifier(question, cached_q, cached_a),
+                data.get("cq", ""), answer, self.judge_timeout,
+            )  # fmt: skip
+        except JudgeFailed as exc:
+            logger.warning("paracache: verifier failed, near miss not promoted: %s", exc)
+            self._ack(message_id)
+            self._report(None, exc.kind)
+            return
+        except Exception as exc:  # an unreadable stored answer: nothing to verify
+            logger.warning("paracache: near miss not verifiable: %r", exc)
+            self._ack(message_id)
+            self._report(None, "learn_message")
+            return
+        if not approved:
+            self._ack(message_id)
+            self._report(False, "verify_rejected")
+            return
+        done = self._script(
+            PROMOTE, (self.stream, entry_key, new_key), GROUP, message_id,
+            question, vector, int(time.time()),
+        )  # fmt: skip
+        if done == 1:
+            self._report(False, "promoted")
+        elif done in (2, 3):
+            self._report(False, "verify_unneeded")
 
     def _script(self, script: Script, keys: tuple[str, ...], *args: Any) -> Any:
         try:

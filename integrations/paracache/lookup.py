@@ -59,6 +59,8 @@ class _Searched:
     now: str = ""
     #: Count a hit on a winner that carries its fields but was not counted yet.
     count_winner: bool = True
+    #: The query's vector (for near-miss verification).
+    vector: bytes = b""
 
     @classmethod
     def from_script(cls, raw: Any, now: str) -> _Searched:
@@ -119,6 +121,7 @@ class Lookups(FlowBase):
                     self.breaker.record_success()
                     return self._verdict(req, t0, "error", "embedding failed")
                 found = yield from self._search(req, vector)
+                found.vector = vector
                 hit, best, reason = yield from self._choose_flow(req, found)
             elif hit is not None:
                 reason = "exact match"
@@ -377,6 +380,11 @@ class Lookups(FlowBase):
             yield from self._uncount(found)
         if learner is not None:
             self._observe(req, hit, unserved, explored)
+            if hit is None and not explored and unserved is not None:
+                learner.offer(
+                    req.key, req.scope_digest, req.prompt or req.text, unserved,
+                    req.min_similarity, found.vector,
+                )  # fmt: skip
         if explored and unserved is not None:
             return None, best, f"explored: {unserved.similarity:.3f} labelled, not served"
         if hit is not None:

@@ -216,8 +216,10 @@ class Recorder:
 
     def learning(self, event: str) -> None:
         """Tell listeners about the error bound's work (``max_error_rate``): ``event`` is
-        ``exploration``, ``label_right``, ``label_wrong``, ``explored_right`` or
-        ``explored_wrong`` (the learner keeps its own counts: ``stats().learning``)."""
+        ``exploration``, ``label_right``, ``label_wrong``, ``explored_right``,
+        ``explored_wrong``, or for near-miss verification ``verification``,
+        ``promoted``, ``verify_rejected`` or ``verify_unneeded`` (the learner keeps its
+        own counts: ``stats().learning``)."""
         if self._listeners:
             self._emit(MetricEvent("learning", event))
 

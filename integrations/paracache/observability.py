@@ -77,7 +77,10 @@ LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0
 LOOKUP_OUTCOMES = ("exact", "semantic", "miss", "bypass", "error", "unreadable")
 WRITE_OUTCOMES = ("written", "dropped", "skipped")
 #: Events of the error bound (:meth:`paracache.metrics.Recorder.learning`).
-LEARNING_EVENTS = ("exploration", "label_right", "label_wrong", "explored_right", "explored_wrong")
+LEARNING_EVENTS = (
+    "exploration", "label_right", "label_wrong", "explored_right", "explored_wrong",
+    "verification", "promoted", "verify_rejected", "verify_unneeded",
+)  # fmt: skip
 #: At most this many distinct ``kind`` values per metric; later ones count as "other".
 MAX_KINDS = 32
 _KIND = re.compile(r"^[a-z][a-z_]{0,39}$")

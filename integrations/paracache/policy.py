@@ -356,8 +356,8 @@ class HybridTuner:
     "Profile of the semantic layer"); for a scope that holds a small share, batches are
     far worse. So RediSearch chooses until a scope's searches are slow (moving average
     above ``slow`` seconds over at least ``min_samples``), which can only happen for a
-    large scope; then batches are tried and kept while they are faster, and the other
-    policy is measured again every ``recheck`` lookups of that scope.
+    large scope; then batches are tried and, from then on, the faster of the two is
+    used, the other measured again every ``recheck`` lookups of that scope.
 
     Example:
         >>> tuner = HybridTuner(slow=0.001, min_samples=2)
@@ -393,10 +393,12 @@ class HybridTuner:
                 return None
             st[3] += 1
             auto, samples, batches, n = st
-            if samples < self.min_samples or auto <= self.slow:
+            if samples < self.min_samples:
                 return None
-            if batches is None:
-                return "BATCHES"
+            if batches is None:  # batches are tried once RediSearch's choice is slow
+                return "BATCHES" if auto > self.slow else None
+            # Both measured: the faster one, whatever ``slow`` says (a choice near it
+            # must not flip back to the slower policy each time its average dips below).
             faster = "BATCHES" if batches < auto else None
             if n % self.recheck == 0:  # measure the other one again
                 return None if faster else "BATCHES"

@@ -21,6 +21,7 @@ from llama_index.core.base.llms.types import (
 from llama_index.core.bridge.pydantic import Field, PrivateAttr
 from llama_index.core.llms import LLM
 
+from ..bound import check_delta
 from ..index import SemanticIndex
 from ..replay import replay_chunks
 from ..scope import Scope, canonical_json, digest
@@ -55,9 +56,19 @@ class CachedLLM(LLM, WrapsLLM):
     with non-JSON arguments (e.g. ``tools``) are not cached. It does not claim
     function calling: use the wrapped LLM directly for tool use.
 
+    **With** ``max_error_rate=δ`` the last message (or the prompt of ``complete``) is
+    also matched by meaning, everything else of the call (earlier messages, the last
+    message's role, model, settings) staying in the scope, and the error bound decides
+    where a similar last message is served: at most δ wrong answers per lookup, learned
+    from the wrapped LLM's own answers to the misses (:mod:`paracache.bound`; cold:
+    the static threshold and guards). A last message with non-text blocks (images,
+    ...) keeps the exact match. Without ``max_error_rate`` only exact repeats are
+    served, as before.
+
     Example:
         >>> from llama_index.core import Settings
         >>> Settings.llm = CachedLLM(OpenAI(model="gpt-4o-mini"), namespace="llm")  # doctest: +SKIP
+        >>> learned = CachedLLM(OpenAI(model="gpt-4o-mini"), max_error_rate=0.02)  # doctest: +SKIP
     """
 
     llm: LLM = Field(description="The wrapped LLM.")
@@ -65,6 +76,7 @@ class CachedLLM(LLM, WrapsLLM):
     scope_fields: dict[str, Any] = Field(default_factory=dict)
     _cache: SemanticIndex = PrivateAttr()
     _flights: SingleFlight = PrivateAttr()
+    _semantic: bool = PrivateAttr(default=False)
 
     def __init__(
         self,
@@ -75,10 +87,20 @@ class CachedLLM(LLM, WrapsLLM):
         scope_fields: Mapping[str, Any] | None = None,
         redis_url: str | None = None,
         namespace: str | None = None,
+        max_error_rate: float | None = None,
         **options: Any,
     ) -> None:
         if not isinstance(llm, LLM):
             raise TypeError(f"llm must be a LlamaIndex LLM, got {type(llm).__name__}")
+        delta = check_delta(max_error_rate)
+        if delta is not None and index is not None:
+            if index.learner is None or index.learner.delta != delta:
+                raise ValueError(
+                    "max_error_rate must be the index's: build the index with it, or pass "
+                    "max_error_rate without index="
+                )
+        elif delta is not None:
+            options = {**options, "max_error_rate": delta}
         cache = _resolve_index(index, redis_url, namespace, options)
         scope_fields = dict(Scope(tenant=tenant, fields=scope_fields or {}).fields)  # validated
         # Mirror what LLM.predict() applies on the caller's side (system prompt, templates).
@@ -87,6 +109,9 @@ class CachedLLM(LLM, WrapsLLM):
         super().__init__(**fields, **mirrored)
         self._cache = cache
         self._flights = SingleFlight(cache)
+        self._semantic = delta is not None
+        if self._semantic and cache.learner is not None:  # judges compare answer texts
+            cache.learner.answer_text = stored_text
 
     @classmethod
     def class_name(cls) -> str:
@@ -129,7 +154,23 @@ class CachedLLM(LLM, WrapsLLM):
             payload = [m.model_dump(mode="json") for m in messages]
         except Exception:
             return None
+        if self._semantic and payload and _text_only(payload[-1]):
+            # Matched by meaning: the last message's text is the key, the rest the scope.
+            last = {k: v for k, v in payload[-1].items() if k != "blocks"}
+            return self._key(
+                "chat-semantic", messages[-1].content or "", [*payload[:-1], last], kwargs
+            )
         return self._key("chat", (messages[-1].content or "") if messages else "", payload, kwargs)
+
+    def _complete_key(self, prompt: str, formatted: bool, kwargs: Any) -> tuple[str, Scope] | None:
+        if self._semantic:
+            return self._key("complete-semantic", prompt, [formatted], kwargs)
+        return self._key("complete", prompt, [prompt, formatted], kwargs)
+
+    @property
+    def _layers(self) -> bool:
+        """Whether lookups and stores use the semantic layer (with the error bound)."""
+        return self._semantic
 
     def _hit(self, key: tuple[str, Scope], verdict: Verdict) -> Any:
         _emit("llm", key[0], self.tenant, verdict)
@@ -161,7 +202,7 @@ class CachedLLM(LLM, WrapsLLM):
 
     @staticmethod
     def _entry(
-        key: tuple[str, Scope], response: ChatResponse | CompletionResponse
+        key: tuple[str, Scope], response: ChatResponse | CompletionResponse, semantic: bool
     ) -> dict[str, Any]:
         raw = response.raw
         usage = raw.get("usage") if isinstance(raw, Mapping) else _attr(raw, "usage")
@@ -178,7 +219,7 @@ class CachedLLM(LLM, WrapsLLM):
         return {
             "prompt": key[0],
             "scope": key[1],
-            "semantic": False,
+            "semantic": semantic,
             "response": json.dumps(data, ensure_ascii=False),
             "tokens": total if isinstance(total, int) and total > 0 else 0,
         }
@@ -186,7 +227,7 @@ class CachedLLM(LLM, WrapsLLM):
     def _save(self, key: tuple[str, Scope], response: Any) -> str | None:
         """Store a complete answer; its payload, for waiters (``None``: not storable)."""
         try:
-            entry = self._entry(key, response)
+            entry = self._entry(key, response, self._layers)
             self._cache.store(**entry)
         except Exception as exc:
             logger.warning("paracache: could not store the LLM answer: %r", exc)
@@ -196,7 +237,7 @@ class CachedLLM(LLM, WrapsLLM):
     async def _asave(self, key: tuple[str, Scope], response: Any) -> str | None:
         """Async :meth:`_save`."""
         try:
-            entry = self._entry(key, response)
+            entry = self._entry(key, response, self._layers)
             await self._cache.astore(**entry)
         except Exception as exc:
             logger.warning("paracache: could not store the LLM answer: %r", exc)
@@ -206,7 +247,7 @@ class CachedLLM(LLM, WrapsLLM):
     def _call(self, key: tuple[str, Scope] | None, kind: type[_R], call: Callable[[], _R]) -> _R:
         claim = None
         if key is not None:
-            verdict = self._cache.lookup_verdict(key[0], key[1], semantic=False)
+            verdict = self._cache.lookup_verdict(key[0], key[1], semantic=self._layers)
             if isinstance(cached := self._hit(key, verdict), kind):
                 return cached
             if verdict.missed:
@@ -228,7 +269,7 @@ class CachedLLM(LLM, WrapsLLM):
     ) -> _R:
         claim = None
         if key is not None:
-            verdict = await self._cache.alookup_verdict(key[0], key[1], semantic=False)
+            verdict = await self._cache.alookup_verdict(key[0], key[1], semantic=self._layers)
             if isinstance(cached := self._hit(key, verdict), kind):
                 return cached
             if verdict.missed:
@@ -251,7 +292,7 @@ class CachedLLM(LLM, WrapsLLM):
         if key is None:
             yield from start()
             return
-        verdict = self._cache.lookup_verdict(key[0], key[1], semantic=False)
+        verdict = self._cache.lookup_verdict(key[0], key[1], semantic=self._layers)
         cached, claim = self._hit(key, verdict), None
         if cached is None and verdict.missed:
             claim = self._flights.claim(key[0], key[1])
@@ -275,7 +316,7 @@ class CachedLLM(LLM, WrapsLLM):
             async for response in await start():
                 yield response
             return
-        verdict = await self._cache.alookup_verdict(key[0], key[1], semantic=False)
+        verdict = await self._cache.alookup_verdict(key[0], key[1], semantic=self._layers)
         cached, claim = self._hit(key, verdict), None
         if cached is None and verdict.missed:
             claim = await self._flights.aclaim(key[0], key[1])
@@ -301,7 +342,7 @@ class CachedLLM(LLM, WrapsLLM):
 
     def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
         """Cached :meth:`LLM.complete`."""
-        key = self._key("complete", prompt, [prompt, formatted], kwargs)
+        key = self._complete_key(prompt, formatted, kwargs)
         return self._call(
             key,
             CompletionResponse,
@@ -317,7 +358,7 @@ class CachedLLM(LLM, WrapsLLM):
         self, prompt: str, formatted: bool = False, **kwargs: Any
     ) -> CompletionResponse:
         """Cached :meth:`LLM.acomplete`."""
-        key = self._key("complete", prompt, [prompt, formatted], kwargs)
+        key = self._complete_key(prompt, formatted, kwargs)
         return await self._acall(
             key,
             CompletionResponse,
@@ -396,3 +437,28 @@ def _chat_deltas(response: ChatResponse) -> ChatResponseGen:
         yield ChatResponse(
             message=message, delta=piece, additional_kwargs=response.additional_kwargs
         )
+
+
+def _text_only(message: Mapping[str, Any]) -> bool:
+    """Whether a dumped chat message holds text blocks only (matchable by meaning)."""
+    blocks = message.get("blocks")
+    return isinstance(blocks, list) and all(
+        isinstance(b, Mapping) and b.get("block_type") == "text" for b in blocks
+    )
+
+
+def stored_text(payload: str) -> str:
+    """The answer text of a stored LLM response (what a judge compares); anything else
+    as it is.
+
+    Example:
+        >>> stored_text('{"kind": "complete", "text": "Paris.", "additional_kwargs": {}}')
+        'Paris.'
+    """
+    try:
+        data = json.loads(payload)
+        if data["kind"] == "chat":
+            return str(ChatMessage.model_validate(data["message"]).content or "")
+        return str(data["text"])
+    except (ValueError, KeyError, TypeError):
+        return payload
