@@ -337,8 +337,6 @@ class Learner:
         self._seen: dict[str, float] = {}  # stats key -> when its record was last read
         self._pending: collections.OrderedDict[str, _Pending] = collections.OrderedDict()
         self._offered: collections.OrderedDict[tuple[str, str], None] = collections.OrderedDict()
-        self._deferred: collections.deque[tuple[Any, ...]] = collections.deque()
-        self._drain_lock = threading.Lock()
         self._outbox: collections.deque[dict[str, Any]] = collections.deque()
         self._traffic: dict[str, collections.Counter[str]] = {}
         self._counts: collections.Counter[str] = collections.Counter()
@@ -443,7 +441,6 @@ class Learner:
     def on_store(self, key: str, response: str) -> None:
         """A fresh answer for the prompt at entry ``key``: queue its label, if a
         candidate was remembered for it."""
-        self.drain()  # misses not decided yet (the model answered fast)
         with self._lock:
             pending = self._pending.pop(key, None)
         if pending is None or time.monotonic() - pending.at > PENDING_SECONDS:
@@ -465,56 +462,6 @@ class Learner:
                 "fresh": fresh[:MAX_ANSWER],
             }
         )
-
-    def observe_later(
-        self,
-        key: str,
-        scope_digest: str,
-        scope: Any,
-        candidates: list[Any],
-        eligible: Callable[[Any], bool],
-        threshold: float,
-        question: str,
-        vector: bytes,
-    ) -> None:
-        """A miss: :meth:`observe` it (and :meth:`offer` it to the verifier) with the
-        first of ``candidates`` (most similar first, not served) that ``eligible`` (the
-        guards) accepts, or with none. Only queued here: the guards run in the
-        learner's thread, or at the latest when the fresh answer arrives
-        (:meth:`on_store`), never on the request path."""
-        with self._lock:
-            self._deferred.append(
-                (key, scope_digest, scope, candidates, eligible, threshold, question, vector)
-            )
-            while len(self._deferred) > PENDING_MAX:
-                self._deferred.popleft()
-                self._counts["dropped"] += 1
-        self._wake.set()
-
-    def drain(self) -> None:
-        """Decide the misses :meth:`observe_later` queued (see there)."""
-        with self._drain_lock:
-            while True:
-                with self._lock:
-                    if not self._deferred:
-                        return
-                    item = self._deferred.popleft()
-                key, scope_digest, scope, candidates, eligible, threshold, question, vector = item
-                chosen = None
-                for cand in candidates:
-                    try:
-                        if eligible(cand):
-                            chosen = cand
-                            break
-                    except Exception as exc:  # our own bug: not a label, but seen
-                        self._drop("internal", exc)
-                        break
-                self.observe(
-                    key, scope_digest, scope,
-                    None if chosen is None else chosen.similarity, chosen, False,
-                )  # fmt: skip
-                if chosen is not None:
-                    self.offer(key, scope_digest, question, chosen, threshold, vector)
 
     def offer(
         self,
@@ -578,7 +525,6 @@ class Learner:
             self._wake.wait(TICK)
             self._wake.clear()
             try:
-                self.drain()
                 self.flush()
                 self.refresh()
             except Exception as exc:  # never let the thread die
@@ -702,7 +648,6 @@ class Learner:
         tests, benchmarks and shutdown). ``False`` if that took longer than ``timeout``."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            self.drain()
             self.flush()
             if self.worker is None or self._group_done():
                 self.refresh(force=True)
@@ -754,14 +699,12 @@ class Learner:
         with self._lock:
             self._pending.clear()
             self._offered.clear()
-            self._deferred.clear()
             self._decisions.clear()
             self._seen = dict.fromkeys(self._seen, 0.0)
 
     def close(self) -> None:
         """Send what is queued and stop the background threads."""
         try:
-            self.drain()
             self.flush()
         except Exception as exc:
             logger.debug("paracache: final learner flush failed: %r", exc)

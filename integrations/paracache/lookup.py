@@ -322,14 +322,13 @@ class Lookups(FlowBase):
         floor = self._floor(req)
         learner = self.learner
         unserved: Candidate | None = None  # the nearest one not served, for a label
-        later: list[Candidate] = []  # candidates for a label, most similar first
         explored = False
         for cand in sorted(candidates, key=lambda c: -c.similarity):
             if cand.similarity < floor:
                 if learner is None or cand.similarity < learner.read_floor:
                     break
-                if cand.fields and self._in_scope(req, cand):
-                    later.append(cand)  # the guards judge it off the request path
+                if unserved is None and cand.fields and self._labellable(req, cand):
+                    unserved = cand
                 continue
             if b"scope" not in cand.fields:
                 # The index has it, the shard could not read it: expired since the
@@ -340,8 +339,8 @@ class Lookups(FlowBase):
                 continue  # cannot happen with the pre-filter; never serve it if it does
             below = cand.similarity < req.min_similarity
             if below and not self._corroborated(req, cand):
-                if learner is not None:
-                    later.append(cand)  # the guards judge it off the request path
+                if learner is not None and unserved is None and self._labellable(req, cand):
+                    unserved = cand
                 continue  # below the threshold, and nothing vouches for it
             rejection = (
                 self._check(req, cand)
@@ -380,16 +379,12 @@ class Lookups(FlowBase):
         if found.counted and winner != found.counted:
             yield from self._uncount(found)
         if learner is not None:
-            if hit is None and not explored:
-                # A miss: the nearest candidate past the guards is labelled (and offered
-                # to a verifier); the guards run in the learner's thread, not here.
-                learner.observe_later(
-                    req.key, req.scope_digest, req.scope, later,
-                    lambda cand: not self._check(req, cand),
-                    req.min_similarity, req.prompt or req.text, found.vector,
+            self._observe(req, hit, unserved, explored)
+            if hit is None and not explored and unserved is not None:
+                learner.offer(
+                    req.key, req.scope_digest, req.prompt or req.text, unserved,
+                    req.min_similarity, found.vector,
                 )  # fmt: skip
-            else:
-                self._observe(req, hit, unserved, explored)
         if explored and unserved is not None:
             return None, best, f"explored: {unserved.similarity:.3f} labelled, not served"
         if hit is not None:
@@ -450,10 +445,11 @@ class Lookups(FlowBase):
             req.key, req.scope_digest, req.scope, similarity, unserved, explored
         )
 
-    @staticmethod
-    def _in_scope(req: LookupRequest, cand: Candidate) -> bool:
-        """Whether ``cand`` (below the floor) is an entry of the lookup's scope."""
-        return cand.fields.get(b"scope") == req.scope_digest.encode()
+    def _labellable(self, req: LookupRequest, cand: Candidate) -> bool:
+        """May ``cand`` (below the floor) be labelled: in scope and past the guards."""
+        return cand.fields.get(b"scope") == req.scope_digest.encode() and not self._check(
+            req, cand
+        )
 
     def _vetoed(self, cand: Candidate) -> str | None:
         """With the bound on: the candidate was judged wrong at this similarity or above
