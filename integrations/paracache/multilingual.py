@@ -170,8 +170,6 @@ class MultilingualE5Vectorizer(LocalVectorizer):
     """
 
     model: str = E5_MODEL_ID
-    #: Where :meth:`unreadable` says the guards cannot check a text.
-    readability_limits: ReadabilityLimits = DEFAULT_LIMITS
     default_min_similarity: ClassVar[float] = E5_MIN_SIMILARITY
 
     def __init__(
@@ -183,9 +181,7 @@ class MultilingualE5Vectorizer(LocalVectorizer):
         bulk_threads: int | None = None,
         readability_limits: ReadabilityLimits = DEFAULT_LIMITS,
     ) -> None:
-        if not isinstance(readability_limits, ReadabilityLimits):
-            raise TypeError("readability_limits must be a paracache.readability.ReadabilityLimits")
-        self._check_bulk_threads(bulk_threads)
+        self._check_arguments(bulk_threads, readability_limits)
         super().__init__(
             model=E5_MODEL_ID,
             dims=E5_DIMS,

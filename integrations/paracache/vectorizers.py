@@ -248,6 +248,8 @@ class LocalVectorizer(BaseVectorizer):  # type: ignore[misc]
 
     max_chars: int = Field(default=MINILM_MAX_CHARS, ge=1)
     bulk_threads: int | None = Field(default=None, ge=1)
+    #: Where :meth:`unreadable` says a text is not to be matched by similarity.
+    readability_limits: ReadabilityLimits = DEFAULT_LIMITS
 
     @field_validator("dtype")
     @classmethod
@@ -259,7 +261,10 @@ class LocalVectorizer(BaseVectorizer):  # type: ignore[misc]
         return dtype.lower()
 
     @staticmethod
-    def _check_bulk_threads(bulk_threads: Any) -> None:
+    def _check_arguments(bulk_threads: Any, readability_limits: Any) -> None:
+        """The constructor arguments pydantic would coerce instead of refusing."""
+        if not isinstance(readability_limits, ReadabilityLimits):
+            raise TypeError("readability_limits must be a paracache.readability.ReadabilityLimits")
         if bulk_threads is not None and (
             isinstance(bulk_threads, bool) or not isinstance(bulk_threads, int)
         ):
@@ -371,8 +376,6 @@ class MiniLMVectorizer(LocalVectorizer):
 
     model: str = MINILM_MODEL_ID
     intra_op_num_threads: int | None = Field(default=None, ge=0)
-    #: Where :meth:`unreadable` says the model stops reading a text.
-    readability_limits: ReadabilityLimits = DEFAULT_LIMITS
 
     _runtime: _Runtime | None = PrivateAttr(default=None)
     _load_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
@@ -392,9 +395,7 @@ class MiniLMVectorizer(LocalVectorizer):
         bulk_threads: int | None = None,
         readability_limits: ReadabilityLimits = DEFAULT_LIMITS,
     ) -> None:
-        if not isinstance(readability_limits, ReadabilityLimits):
-            raise TypeError("readability_limits must be a paracache.readability.ReadabilityLimits")
-        self._check_bulk_threads(bulk_threads)
+        self._check_arguments(bulk_threads, readability_limits)
         super().__init__(
             model=MINILM_MODEL_ID,
             dims=MINILM_DIMS,
