@@ -419,3 +419,114 @@ def test_verifier_needs_the_bound_and_a_callable(make_index: Any) -> None:
         make_index(max_error_rate=0.02, verifier="yes")
     with pytest.raises(ValueError, match="verify_band"):
         make_index(max_error_rate=0.02, verifier=lambda q, c, a: True, verify_band=0.5)
+
+
+def test_paracache_worker_verifies_near_misses_with_an_imported_verifier(
+    make_index: Any,
+    redis_url: str,
+    tmp_path: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from paracache.cli import main
+
+    (tmp_path / "my_verifiers.py").write_text(
+        "asked = []\n"
+        "def approve(question, cached_question, cached_answer):\n"
+        "    asked.append((question, cached_question, cached_answer))\n"
+        "    return True\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    # The application queues the near miss; a separate worker verifies it.
+    index, _ = _verifying(make_index, False, label_worker=False)
+    assert index.lookup_verdict(NEAR, SCOPE).outcome == "miss"
+    assert index.learner is not None and index.learner.wait_idle(30)  # sent
+    ns = index.namespace
+    code = main([
+        "worker", "--redis-url", redis_url, "--namespace", ns, "--once", "--json",
+        "--verifier", "my_verifiers:approve",
+    ])  # fmt: skip
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert code == 0 and out["promoted"] == 1
+
+    import my_verifiers
+
+    assert my_verifiers.asked == [(NEAR, STORED, "Open the app and tap Activate.")]
+    again = index.lookup_verdict(NEAR, SCOPE)
+    assert again.hit is not None and again.hit.response == "Open the app and tap Activate."
+
+
+def test_paracache_worker_gives_langchain_answers_as_text_to_the_verifier(
+    make_index: Any,
+) -> None:
+    from paracache.learning import stored_answer_text
+
+    index = make_index(max_error_rate=0.02, min_similarity=0.99, label_worker=False)
+    cache = SemanticCache(index)
+    model = FakeListChatModel(responses=["Open the app and tap Activate."], cache=cache)
+    model.invoke(STORED)
+    (entry,) = index.entries()
+    raw = _client(index).hget(entry.key, "response")
+    assert raw is not None and raw.startswith(b"{")  # LangChain's JSON, as stored
+    assert stored_answer_text(raw.decode()) == "Open the app and tap Activate."
+    assert stored_answer_text("plain text") == "plain text"
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        (["--verifier", "no_such_module_xyz:verify"], "cannot import"),
+        (["--verifier", "json:no_such_name"], "has no"),
+        (["--verifier", "json:__doc__"], "not callable"),
+        (["--verifier", "nonsense"], "expected embedding or module:callable"),
+        (["--judge", "nonsense"], "expected exact, embedding or module:callable"),
+    ],
+)
+def test_paracache_worker_rejects_a_bad_verifier_or_judge(
+    redis_url: str, option: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from paracache.cli import main
+
+    code = main(["worker", "--redis-url", redis_url, "--namespace", "x", "--once", *option])
+    assert code == 2 and message in capsys.readouterr().err
+
+
+def test_paracache_worker_takes_a_judge_by_import_path(
+    make_index: Any, redis_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from paracache.cli import main
+
+    index = make_index(max_error_rate=0.02, min_similarity=0.99, label_worker=False)
+    index.store(STORED, "Open the app and tap Activate.", SCOPE)
+    assert index.lookup_verdict(NEAR, SCOPE).outcome == "miss"
+    index.store(NEAR, "Call us.", SCOPE)  # the exact judge would say wrong
+    assert index.learner is not None and index.learner.wait_idle(30)
+    code = main([
+        "worker", "--redis-url", redis_url, "--namespace", index.namespace, "--once",
+        "--json", "--judge", "operator:is_not",  # (cached, fresh) -> True: always right
+    ])  # fmt: skip
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert code == 0 and out == {**out, "labels": 1, "wrong": 0}
+    record = _stats(index)
+    assert record[b"n93"] == b"1" and b"w93" not in record
+
+
+def test_paracache_worker_verifier_by_name_compares_the_questions(
+    make_index: Any, redis_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from paracache.cli import main
+    from paracache.judge import QuestionVerifier
+
+    strict = QuestionVerifier(min_similarity=0.99)
+    assert not strict(NEAR, STORED, "Open the app and tap Activate.")
+    assert strict(STORED, STORED, "anything")
+    index, _ = _verifying(make_index, False, label_worker=False)
+    assert index.lookup_verdict(NEAR, SCOPE).outcome == "miss"
+    assert index.learner is not None and index.learner.wait_idle(30)
+    code = main([
+        "worker", "--redis-url", redis_url, "--namespace", index.namespace, "--once",
+        "--json", "--verifier", "embedding", "--verifier-similarity", "0.99",
+    ])  # fmt: skip
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert code == 0 and out["promoted"] == 0 and out["verify_rejected"] == 1
+    assert index.lookup_verdict(NEAR, SCOPE).outcome == "miss"

@@ -532,14 +532,34 @@ def _add_worker(subparsers: Any) -> None:
             "and count it in Redis (acknowledged and counted in one step; jobs a dead worker "
             "left pending are claimed after 30 s). Run any number of them; give the "
             "applications label_worker=False. The judge: exact (equal after normalisation, "
-            "the default) or embedding (answers' cosine similarity, offline model)."
+            "the default), embedding (answers' cosine similarity, offline model) or your "
+            "own callable as module:callable. With --verifier, near misses the "
+            "applications queued (their verifier=) are verified here and promoted when "
+            "approved; without it they are acknowledged unverified (verify_skipped)."
         ),
     )
     _add_common(parser, namespace_help="the namespace whose labels to count (required)")
-    parser.add_argument("--judge", choices=("exact", "embedding"), default="exact")
+    parser.add_argument(
+        "--judge", default="exact", metavar="JUDGE",
+        help="exact (default), embedding, or module:callable, a (cached answer, fresh "
+        "answer) -> bool imported from the worker's Python path (e.g. an LLM judge)",
+    )
     parser.add_argument(
         "--judge-similarity", type=_similarity, default=0.9, metavar="S",
         help="embedding judge: answers at least this similar are the same (default 0.9)",
+    )
+    parser.add_argument(
+        "--verifier", default=None, metavar="VERIFIER",
+        help="near-miss verification: module:callable, a (question, cached question, "
+        "cached answer) -> bool imported from the worker's Python path (e.g. a small LLM "
+        "call), or embedding: the two questions' cosine similarity under the offline "
+        "model at least --verifier-similarity (only worth it with a stricter S than the "
+        "cache's threshold or another model; see docs)",
+    )
+    parser.add_argument(
+        "--verifier-similarity", type=_similarity, default=0.95, metavar="S",
+        help="--verifier embedding: questions at least this similar are the same "
+        "(default 0.95)",
     )
     parser.add_argument(
         "--judge-timeout", type=_non_negative, default=10.0, metavar="SECONDS",
@@ -555,23 +575,74 @@ def _add_worker(subparsers: Any) -> None:
     parser.set_defaults(handler=_run_worker)
 
 
+def _import_callable(spec: str, option: str) -> Any:
+    """The callable named ``module:attribute`` (``attribute`` may be dotted), imported
+    from the Python path; a clear :class:`CommandError` if it is not there or not
+    callable."""
+    import importlib
+
+    module_name, sep, attribute = spec.partition(":")
+    if not sep or not module_name or not attribute:
+        raise CommandError(f"{option} {spec!r}: expected module:callable", 2)
+    try:
+        target: Any = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise CommandError(f"{option} {spec!r}: cannot import {module_name!r}: {exc}", 2) from exc
+    for part in attribute.split("."):
+        if not hasattr(target, part):
+            raise CommandError(f"{option} {spec!r}: {module_name!r} has no {attribute!r}", 2)
+        target = getattr(target, part)
+    if not callable(target):
+        raise CommandError(f"{option} {spec!r}: {attribute!r} is not callable", 2)
+    return target
+
+
+def _worker_judge(args: argparse.Namespace) -> Any:
+    from .judge import EmbeddingJudge, ExactJudge
+
+    if args.judge == "exact":
+        return ExactJudge()
+    if args.judge == "embedding":
+        return EmbeddingJudge(min_similarity=args.judge_similarity)
+    if ":" not in args.judge:
+        raise CommandError(
+            f"--judge {args.judge!r}: expected exact, embedding or module:callable", 2
+        )
+    return _import_callable(args.judge, "--judge")
+
+
+def _worker_verifier(args: argparse.Namespace) -> Any:
+    from .judge import QuestionVerifier
+
+    if args.verifier is None:
+        return None
+    if args.verifier == "embedding":
+        return QuestionVerifier(min_similarity=args.verifier_similarity)
+    if ":" not in args.verifier:
+        raise CommandError(
+            f"--verifier {args.verifier!r}: expected embedding or module:callable", 2
+        )
+    return _import_callable(args.verifier, "--verifier")
+
+
 def _run_worker(args: argparse.Namespace) -> int:
-    from .judge import EmbeddingJudge, ExactJudge, Judge
-    from .learning import LabelWorker
+    from .learning import LabelWorker, stored_answer_text
 
     if not args.namespace:
         raise CommandError("worker needs --namespace", 2)
     if not args.judge_timeout > 0:
         raise CommandError("--judge-timeout must be > 0", 2)
+    judge = _worker_judge(args)
+    verifier = _worker_verifier(args)
     conn = _connect(args)
-    judge: Judge = (
-        EmbeddingJudge(min_similarity=args.judge_similarity)
-        if args.judge == "embedding" else ExactJudge()
-    )
-    counted = {"labels": 0, "wrong": 0, "dropped": 0}
+    counted = {"labels": 0, "wrong": 0, "dropped": 0, "promoted": 0, "verify_rejected": 0}
 
     def report(wrong: bool | None, kind: str, explored: bool) -> None:
-        if wrong is None:
+        if kind in ("promoted", "verify_rejected"):
+            counted[kind] += 1
+        elif kind == "verify_unneeded":
+            pass
+        elif wrong is None:
             counted["dropped"] += 1
         else:
             counted["labels"] += 1
@@ -579,10 +650,11 @@ def _run_worker(args: argparse.Namespace) -> int:
 
     worker = LabelWorker(
         conn.client, args.namespace, judge, judge_timeout=args.judge_timeout,
-        stats_ttl=args.stats_ttl, on_label=report,
+        stats_ttl=args.stats_ttl, on_label=report, verifier=verifier,
+        answer_text=stored_answer_text,
     )
-    print(f"paracache worker: namespace {args.namespace!r} on {conn.url}, judge {judge!r}",
-          file=sys.stderr)
+    print(f"paracache worker: namespace {args.namespace!r} on {conn.url}, judge {judge!r}"
+          + (f", verifier {verifier!r}" if verifier is not None else ""), file=sys.stderr)
     while True:
         handled = worker.run_once(block_ms=0 if args.once else 1000)
         if args.once and not handled:
@@ -591,7 +663,9 @@ def _run_worker(args: argparse.Namespace) -> int:
         print(json.dumps(counted))
     else:
         print(f"counted {counted['labels']:,} labels ({counted['wrong']:,} wrong), "
-              f"dropped {counted['dropped']:,}")
+              f"dropped {counted['dropped']:,}"
+              + (f"; near misses promoted {counted['promoted']:,}, rejected "
+                 f"{counted['verify_rejected']:,}" if verifier is not None else ""))
     return 0
 
 

@@ -39,7 +39,15 @@ from typing import Any
 
 from .policy import Normalizer
 
-__all__ = ["EmbeddingJudge", "ExactJudge", "Judge", "JudgeFailed", "call_judge", "check_judge"]
+__all__ = [
+    "EmbeddingJudge",
+    "ExactJudge",
+    "Judge",
+    "JudgeFailed",
+    "QuestionVerifier",
+    "call_judge",
+    "check_judge",
+]
 
 #: A judge: ``(cached answer, fresh answer) -> right to serve?``
 Judge = Callable[[str, str], bool]
@@ -119,6 +127,34 @@ class EmbeddingJudge:
 
     def __repr__(self) -> str:
         return f"EmbeddingJudge(min_similarity={self.min_similarity})"
+
+
+class QuestionVerifier:
+    """A near-miss verifier (``verifier=``, ``paracache worker --verifier embedding``):
+    approves when the question and the cached question are at least ``min_similarity``
+    alike under ``vectorizer``'s embeddings (the cached answer is not looked at).
+
+    Near misses lie *below* the cache's threshold by the cache's own embedder, so with
+    the same model this only promotes what a threshold of ``min_similarity`` would
+    serve: worth it with another, stronger embedding model (``vectorizer=``), or as a
+    cheap stand-in while an LLM verifier is being written.
+
+    Example:
+        >>> verify = QuestionVerifier(min_similarity=0.95)          # doctest: +SKIP
+        >>> verify("how do I freeze my card", "How can I freeze my card?",
+        ...        "Tap Freeze.")                                       # doctest: +SKIP
+        True
+    """
+
+    def __init__(self, vectorizer: Any = None, *, min_similarity: float = 0.95) -> None:
+        self._judge = EmbeddingJudge(vectorizer, min_similarity=min_similarity)
+        self.min_similarity = self._judge.min_similarity
+
+    def __call__(self, question: str, cached_question: str, cached_answer: str) -> bool:
+        return self._judge(cached_question, question)
+
+    def __repr__(self) -> str:
+        return f"QuestionVerifier(min_similarity={self.min_similarity})"
 
 
 def check_judge(judge: Any) -> Judge:
