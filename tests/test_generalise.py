@@ -13,9 +13,9 @@ from paracache.core import Candidate, Core, Settings
 from paracache.guards import (
     _PAIR_CHECK_PATH,
     PAIR_FEATURES,
+    VOUCHED_GAP,
     Guards,
     _antonym_lexicon,
-    VOUCHED_GAP,
     neighbours_disagree,
     pair_features,
     same_question,
