@@ -239,3 +239,19 @@ def test_a_rejected_near_miss_is_no_neighbour() -> None:
     assert neighbours_disagree(
         (0.88, "Is the store open on Sunday?", "10-16"),
         [(0.86, "When do you open on weekends?", "Sat 9-12")], 0.90)
+
+
+def test_a_misspelt_name_or_unit_is_still_a_typo_repeat() -> None:
+    g = Guards()
+    # the detail guards saw "Benfit" / "Benefit" as two names, "nigths" / "nights" as
+    # another unit: a typo'd repeat of the question is served
+    assert g.check("How do I claim Child Benfit?", "How do I claim Child Benefit?") is None
+    assert g.check("How much is a room for 2 adults for 3 nigths?",
+                   "How much is a room for 2 adults for 3 nights?") is None
+    # text beyond ASCII elsewhere in the question does not stop a typo being one
+    assert typo_repeat("Can I play Spotfiy in my café?", "Can I play Spotify in my café?")
+    # but identifiers must match exactly, and names that are words stay names
+    assert g.check("Reset the password for jane.dole@example.com",
+                   "Reset the password for jane.doe@example.com") == "identifiers"
+    assert g.check("Can I pay with Apple Pay?", "Can I pay with Google Pay?") == "entities"
+    assert g.check("Where is parcel 1074?", "Where is parcel 1047?") == "identifiers"

@@ -2019,9 +2019,9 @@ def typo_repeat(query: str, candidate: str) -> bool:
         False
         >>> typo_repeat("Is my cat covered?", "Is my car covered?")
         False
+        >>> typo_repeat("Is my café open on Sundya?", "Is my café open on Sunday?")
+        True
     """
-    if not (query.isascii() and candidate.isascii()):
-        return False  # the vocabulary that tells a typo from a word is English
     a = features(query).tokens
     b = features(candidate).tokens
     if len(a) != len(b) or not a:
@@ -2030,8 +2030,8 @@ def typo_repeat(query: str, candidate: str) -> bool:
     for x, y in zip(a, b, strict=True):
         if x == y:
             continue
-        if not _misspelt(x, y):
-            return False
+        if not (x.isascii() and y.isascii()) or not _misspelt(x, y):
+            return False  # the vocabulary that tells a typo from a word is English
         differ += 1
     return 0 < differ <= max(1, len(a) // 3)
 
@@ -2239,6 +2239,12 @@ class Guards:
                 ):
                     return name
             elif _differs(name, q, c):
+                if (
+                    name != "identifiers"  # "jane.doe@" / "jane.dole@": two addresses
+                    and _maybe_typo(query, candidate)
+                    and typo_repeat(query, candidate)
+                ):
+                    continue  # the "detail" is a misspelt word: "Benfit" / "Benefit"
                 return name
         # Spanish, French, German, Portuguese, Italian: paracache.lexicon.
         return lexicon.conflict(query, candidate, self.enabled)
