@@ -323,16 +323,12 @@ class Lookups(FlowBase):
         learner = self.learner
         unserved: Candidate | None = None  # the nearest one not served, for a label
         explored = False
-        labelling = learner is not None  # still looking for a candidate to label
         for cand in sorted(candidates, key=lambda c: -c.similarity):
             if cand.similarity < floor:
-                if not labelling or learner is None or cand.similarity < learner.read_floor:
+                if learner is None or cand.similarity < learner.read_floor:
                     break
-                if cand.fields:
-                    label = self._labellable(req, cand, candidates)
-                    if label is not None:
-                        unserved = cand if label else None
-                        break  # nothing below the floor is served: done
+                if unserved is None and cand.fields and self._labellable(req, cand):
+                    unserved = cand
                 continue
             if b"scope" not in cand.fields:
                 # The index has it, the shard could not read it: expired since the
@@ -343,10 +339,8 @@ class Lookups(FlowBase):
                 continue  # cannot happen with the pre-filter; never serve it if it does
             below = cand.similarity < req.min_similarity
             if below and not self._corroborated(req, cand):
-                if labelling:
-                    label = self._labellable(req, cand, candidates)
-                    if label is not None:
-                        unserved, labelling = (cand if label else None), False
+                if learner is not None and unserved is None and self._labellable(req, cand):
+                    unserved = cand
                 continue  # below the threshold, and nothing vouches for it
             rejection = (
                 self._check(req, cand)
@@ -451,24 +445,11 @@ class Lookups(FlowBase):
             req.key, req.scope_digest, req.scope, similarity, unserved, explored
         )
 
-    def _labellable(
-        self, req: LookupRequest, cand: Candidate, candidates: Sequence[Candidate]
-    ) -> bool | None:
-        """Would ``cand`` (below the threshold) be served at a threshold at its own
-        similarity? ``True``: yes, label it (in scope, past the guards, the neighbours
-        and the entry's own labels); ``False``: no, and neither would any less similar
-        candidate (its neighbours disagree: serving stops there); ``None``: not this
-        one, try the next. The labels and the traffic then describe exactly what a
-        lower threshold would serve."""
-        if cand.fields.get(b"scope") != req.scope_digest.encode() or self._check(req, cand):
-            return None
-        if self._vetoed(cand):
-            return None
-        if self.contest is not None:
-            at_its_own = dataclasses.replace(req, min_similarity=cand.similarity)
-            if self._contested(at_its_own, cand, candidates):
-                return False
-        return True
+    def _labellable(self, req: LookupRequest, cand: Candidate) -> bool:
+        """May ``cand`` (below the floor) be labelled: in scope and past the guards."""
+        return cand.fields.get(b"scope") == req.scope_digest.encode() and not self._check(
+            req, cand
+        )
 
     def _vetoed(self, cand: Candidate) -> str | None:
         """With the bound on: the candidate was judged wrong at this similarity or above
