@@ -10,7 +10,9 @@ owns it, as they are. Index commands do not fit that model:
   whose slot another shard owns is refused with ``MOVED``). So each primary gets its own
   index, named ``{index}{<tag>}`` with a hash tag whose slot that primary owns; an index
   command goes to every primary under that shard's name, all at once (one pipelined
-  round trip), and :mod:`paracache.shards` merges the replies as a coordinator would.
+  round trip; a lookup's query on paracache's own clients: sent on the thread's own
+  connection to each primary, then read), and :mod:`paracache.shards` merges the
+  replies as a coordinator would.
 * **A coordinator** (Redis Software, Redis Cloud, a module built with it: ``_FT.SEARCH``
   exists): one ``FT.CREATE`` and one ``FT.SEARCH`` on any primary; the coordinator fans
   out and merges.
