@@ -122,7 +122,14 @@ class ThreadConnections:
         self._all: weakref.WeakSet[Any] = weakref.WeakSet()
         self._in_flight = 0
 
-    def call(self, args: Sequence[Any]) -> Any:
+    def connection(self) -> Any:
+        """This thread's connection (made on first use, and again in a forked child);
+        whoever sends on it reads the reply, or disconnects it.
+
+        Example:
+            >>> ThreadConnections(redis.Redis()).connection().port
+            6379
+        """
         local = self._local
         conn = getattr(local, "conn", None)
         if conn is None or local.pid != os.getpid():
@@ -131,6 +138,11 @@ class ThreadConnections:
             local.poller = None
             with self._lock:
                 self._all.add(conn)
+        return conn
+
+    def call(self, args: Sequence[Any]) -> Any:
+        local = self._local
+        conn = self.connection()
         with self._lock:
             self._in_flight += 1
             alone = self._in_flight == 1
