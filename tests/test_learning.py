@@ -459,7 +459,7 @@ def test_paracache_worker_verifies_near_misses_with_an_imported_verifier(
 def test_paracache_worker_gives_langchain_answers_as_text_to_the_verifier(
     make_index: Any,
 ) -> None:
-    from paracache.learning import stored_answer_text
+    from paracache.cli import stored_answer_text
 
     index = make_index(max_error_rate=0.02, min_similarity=0.99, label_worker=False)
     cache = SemanticCache(index)

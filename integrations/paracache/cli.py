@@ -625,8 +625,27 @@ def _worker_verifier(args: argparse.Namespace) -> Any:
     return _import_callable(args.verifier, "--verifier")
 
 
+def stored_answer_text(payload: str) -> str:
+    """The text of a stored response for a judge or verifier in a process that does not
+    know which adapter stored it (``paracache worker``): the generations' text of a
+    LangChain adapter entry (when ``langchain_core`` is importable), else the response
+    as stored.
+
+    Example:
+        >>> stored_answer_text("Tap Freeze.")
+        'Tap Freeze.'
+    """
+    if not (payload.startswith("{") and '"generations"' in payload):
+        return payload
+    try:
+        from .langchain import generations_text
+    except ImportError:
+        return payload
+    return generations_text(payload)
+
+
 def _run_worker(args: argparse.Namespace) -> int:
-    from .learning import LabelWorker, stored_answer_text
+    from .learning import LabelWorker
 
     if not args.namespace:
         raise CommandError("worker needs --namespace", 2)

@@ -69,7 +69,6 @@ __all__ = [
     "Learner",
     "LearningStats",
     "learning_summary",
-    "stored_answer_text",
     "stream_key",
 ]
 
@@ -1005,25 +1004,6 @@ def learning_summary(client: Any, namespace: str) -> dict[str, Any] | None:
 
 def _identity(text: str) -> str:
     return text
-
-
-def stored_answer_text(payload: str) -> str:
-    """The text of a stored response for a judge or verifier in a process that does not
-    know which adapter stored it (``paracache worker``): the generations' text of a
-    LangChain adapter entry (when ``langchain_core`` is importable), else the response
-    as stored.
-
-    Example:
-        >>> stored_answer_text("Tap Freeze.")
-        'Tap Freeze.'
-    """
-    if not (payload.startswith("{") and '"generations"' in payload):
-        return payload
-    try:
-        from .langchain import generations_text
-    except ImportError:
-        return payload
-    return generations_text(payload)
 
 
 def _s(value: Any) -> str:
