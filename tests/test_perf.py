@@ -17,7 +17,7 @@ import redis
 from paracache import CacheError, Scope, SemanticIndex
 from paracache.embedded import EmbeddedRedis
 from paracache.policy import HybridTuner
-from paracache.protocol import EXACT, SEARCH, Call, Embed, EmbedMany, Join, Submit
+from paracache.protocol import COUNT, EXACT, SEARCH, Call, Embed, EmbedMany, Join, Post, Submit
 
 PAIRS = [
     ("What's your refund policy?", "Refunds within 30 days."),
@@ -87,6 +87,33 @@ def test_semantic_hit_bookkeeping_is_immediate(index: SemanticIndex, redis_url: 
     assert hit is not None and hit.layer == "semantic"
     fields = raw_client(redis_url).hgetall(index.layout.key(str(entry)))
     assert fields[b"hit_count"] == b"1"
+
+
+def test_a_posted_count_survives_a_script_flush(index: SemanticIndex, redis_url: str) -> None:
+    """The semantic layer's count is sent without waiting (Post): a NOSCRIPT answer to it
+    is read with the next command, which sends it again with the script's source."""
+    entry = index.store("What's your refund policy?", "30 days.")
+    assert index.lookup("What is your refund policy?") is not None
+    raw_client(redis_url).script_flush()
+    assert index.lookup("What is your refund policy?") is not None  # COUNT: NOSCRIPT
+    assert index.lookup("Do you ship to Canada?") is None  # reads it, sends it again
+    key = index.layout.key(str(entry))
+    assert raw_client(redis_url).hget(key, "hit_count") == b"2"
+    assert index.stats().errors == 0
+
+
+def test_async_semantic_hit_is_counted(index: SemanticIndex, redis_url: str) -> None:
+    entry = index.store("What's your refund policy?", "30 days.")
+
+    async def ask() -> Any:
+        try:
+            return await index.alookup("What is your refund policy?")
+        finally:
+            await index.aclose()
+
+    hit = asyncio.run(ask())
+    assert hit is not None and hit.layer == "semantic" and hit.hit_count == 0
+    assert raw_client(redis_url).hget(index.layout.key(str(entry)), "hit_count") == b"1"
 
 
 def test_hit_bookkeeping_does_not_reindex(redis_server: EmbeddedRedis) -> None:
@@ -336,18 +363,23 @@ def test_semantic_hit_is_one_round_trip_after_the_exact_layer(
     assert verdict.outcome == "semantic" and verdict.hit.hit_count == 1
     calls = [o for o in ops if isinstance(o, Call)]
     assert len(calls) == 2 and all(c.args[0] == "EVALSHA" for c in calls)  # exact, search
+    # The hit is counted once the guards accepted it, without waiting for the reply.
+    posts = [o for o in ops if isinstance(o, Post)]
+    assert [p.args[:2] for p in posts] == [("EVALSHA", COUNT.sha)]
     fields = raw_client(redis_url).hgetall(index.layout.key(str(entry)))
     assert fields[b"hit_count"] == b"2" and float(fields[b"last_hit_at"]) > 0
     # A miss costs the same two calls and counts nothing.
     req = index.core.prepare_lookup("Do you ship to Canada?", scope)
     verdict, ops = _run_counting(index, index.core.lookup_flow(req))
     assert verdict.outcome == "miss" and len([o for o in ops if isinstance(o, Call)]) == 2
+    assert not [o for o in ops if isinstance(o, Post)]
     assert raw_client(redis_url).hget(index.layout.key(str(entry)), "hit_count") == b"2"
 
 
 def test_a_guard_rejected_candidate_is_not_counted(make_index: Any, redis_url: str) -> None:
-    """The search script counts the most similar candidate; when a guard rejects it and
-    another wins, the count moves (hit_count, last_hit_at and a sliding TTL restored)."""
+    """Only the served candidate is counted: the most similar one, rejected by a guard,
+    keeps no hit_count, no last_hit_at and its TTL (sliding TTLs are refreshed on a
+    hit only)."""
     from paracache import TTLPolicy
 
     idx = make_index(ttl_policy=TTLPolicy(default_ttl=600, sliding=True))

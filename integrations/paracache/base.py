@@ -88,6 +88,9 @@ class FlowBase:
         #: and the current pause (see :meth:`paracache.lookup.Lookups._pause_script`).
         self._script_paused_until = 0.0
         self._script_backoff = 0.0
+        #: Whether this instance sent the ``COUNT`` script's source since the last
+        #: failure (a restarted server has forgotten its scripts).
+        self._count_loaded = False
         #: Where hits are counted (:mod:`paracache.bookkeeping`): asked of the server
         #: on the first lookup (``None`` until then); a driver may fix it beforehand.
         self.hit_place: HitPlace | None = None
@@ -186,8 +189,10 @@ class FlowBase:
         """Redis failed (not merely refused a write): count it, tell the breaker."""
         self.breaker.record_failure()
         self.recorder.error("redis")
-        # Whatever failed, the server may have restarted without its index: check again.
+        # Whatever failed, the server may have restarted without its index (and its
+        # scripts): check again.
         self.index_ready = False
+        self._count_loaded = False
         logger.warning("paracache: %s failed, continuing without the cache: %r", what, exc)
 
     def _internal(self, what: str, exc: Exception) -> None:

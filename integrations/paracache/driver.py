@@ -35,7 +35,7 @@ import redis.asyncio as aioredis
 
 from .cluster import ClusterTransport
 from .errors import BackendError
-from .protocol import Batch, Call, Embed, EmbedMany, EnsureIndex, Flow, Join, Submit
+from .protocol import Batch, Call, Embed, EmbedMany, EnsureIndex, Flow, Join, Post, Submit
 from .schema import Layout
 from .transport import Embedder, ThreadConnections, translate, within
 
@@ -145,6 +145,16 @@ class SyncIO:
             if self.direct is not None:
                 return self.direct.call(op.args)
             return cast(Any, self.client).execute_command(*op.args)
+        if isinstance(op, Post):
+            if self.direct is not None:  # sent now, its reply read with the next call's
+                return self.direct.post(op.args, op.fallback)
+            try:
+                cast(Any, self.client).execute_command(*op.args)
+            except redis.exceptions.NoScriptError:
+                if op.fallback is None:
+                    raise
+                cast(Any, self.client).execute_command(*op.fallback)
+            return None
         if isinstance(op, Batch):
             pipe = self.client.pipeline(transaction=op.transaction)
             for args in op.calls:
@@ -206,6 +216,14 @@ class AsyncIO:
     async def _perform(self, op: Any) -> Any:
         if isinstance(op, Call):
             return await cast(Any, self.client).execute_command(*op.args)
+        if isinstance(op, Post):
+            try:
+                await cast(Any, self.client).execute_command(*op.args)
+            except redis.exceptions.NoScriptError:
+                if op.fallback is None:
+                    raise
+                await cast(Any, self.client).execute_command(*op.fallback)
+            return None
         if isinstance(op, Batch):
             pipe = self.client.pipeline(transaction=op.transaction)
             for args in op.calls:
