@@ -279,9 +279,14 @@ def trap_runs(url: str, vec: SharedVectors, traps: list[dict[str, Any]],
 # --------------------------------------------------------------------------- issue 14
 
 NEARMISS = {"tune": HERE / "data" / "nearmiss_tune.jsonl",
-            "heldout": HERE / "data" / "nearmiss_heldout.jsonl"}
+            "heldout": HERE / "data" / "nearmiss_heldout.jsonl",
+            "blind": HERE / "data" / "nearmiss_heldout2.jsonl"}
 DUPLICATES = {"tune": HERE / "data" / "duplicates_tune.jsonl",
-              "heldout": HERE / "data" / "duplicates_heldout.jsonl"}
+              "heldout": HERE / "data" / "duplicates_heldout.jsonl",
+              "blind": HERE / "data" / "duplicates_heldout2.jsonl"}
+#: The splits of issue 14's table: tuning, held-out, and a second held-out set written
+#: blind after every rule was chosen (no Banking77 part).
+SPLITS = {"tune": "tuning", "heldout": "held-out", "blind": "held-out 2 (blind)"}
 
 
 def ci(k: int, n: int) -> str:
@@ -307,7 +312,7 @@ def generalisation(url: str, vec: SharedVectors, rows: list[dict[str, Any]],
     ns = f"bench-i14-{int(time.time() * 1000) % 10**9}"
     index = SemanticIndex(url, namespace=ns, vectorizer=vec, **index_options)
     try:
-        for split in ("tune", "heldout"):
+        for split in SPLITS:
             res: dict[str, list[int]] = {}
 
             def tally(key: str, hit: bool, res: dict[str, list[int]] = res) -> None:
@@ -332,16 +337,22 @@ def generalisation(url: str, vec: SharedVectors, rows: list[dict[str, Any]],
                 hit = index.lookup(pair["q2"], scope) is not None
                 tally("duplicates: recall" if pair["duplicate"] else "duplicates: false hits",
                       hit)
+            if split not in ("tune", "heldout"):
+                out[split] = {k: (v[0], v[1]) for k, v in res.items()}
+                continue
             part = intent_halves(rows)[split]
             fill, ask = split_clusters(part, SEED, 0.5)
             scope = Scope(fields={"banking": split})
-            index.warm([(r["text"], r["intent"]) for r in fill], scope, progress=False, ttl=None)
+            # each stored question has its own answer (an LLM's answers all differ; the
+            # intent as the answer would tell the neighbours guard which neighbours agree)
+            index.warm([(r["text"], f"{r['intent']}#{i}") for i, r in enumerate(fill)], scope,
+                       progress=False, ttl=None)
             hits = correct = 0
             for r in ask:
                 hit = index.lookup(r["text"], scope)
                 if hit is not None:
                     hits += 1
-                    correct += hit.response == r["intent"]
+                    correct += hit.response.rpartition("#")[0] == r["intent"]
             res["banking77: precision"] = [correct, hits]
             res["banking77: answered correctly"] = [correct, len(ask)]
             out[split] = {k: (v[0], v[1]) for k, v in res.items()}
@@ -365,18 +376,23 @@ def render_generalisation(gen: dict[str, dict[str, dict[str, tuple[int, int]]]],
         "duplicate/non-duplicate question pairs in other topics "
         "(`duplicates_heldout.jsonl`), and the Banking77 intents of the held-out half "
         f"(split by intent, seed {INTENT_SEED}). Each near-miss case and pair is isolated in "
-        "its own scope; Banking77 stores half of each half's questions and asks the rest.",
+        "its own scope; Banking77 stores half of each half's questions and asks the rest, "
+        "each stored question with an answer of its own (as an LLM's answers differ). "
+        "*Held-out 2* was written blind on 2026-12-05 by an engineer who did not read the "
+        "guards and ran nothing on it, after every rule here was chosen: 120 near-miss "
+        "cases in 12 other domains (`nearmiss_heldout2.jsonl`) and 60 question pairs in 5 "
+        "other topics (`duplicates_heldout2.jsonl`).",
         "",
     ]
     configs = list(gen)
     header = "| measure | " + " | ".join(
-        f"{c}: tuning | {c}: held-out" for c in configs) + " |"
-    lines += [header, "|---|" + "---:|" * (2 * len(configs))]
+        f"{c}: {name}" for c in configs for name in SPLITS.values()) + " |"
+    lines += [header, "|---|" + "---:|" * (len(SPLITS) * len(configs))]
     keys = list(gen[configs[0]]["heldout"])
     for key in keys:
         cells = []
         for c in configs:
-            for split in ("tune", "heldout"):
+            for split in SPLITS:
                 k, n = gen[c][split].get(key, (0, 0))
                 cells.append(ci(k, n) if n else "")
         lines.append(f"| {key} | " + " | ".join(cells) + " |")
@@ -547,7 +563,7 @@ def run_generalisation(rows: list[dict[str, Any]], write: Path | None) -> None:
     neighbour check, the old 0.05 corroboration margin; the WordNet opposites stay on)."""
     vec = SharedVectors()
     texts = [r["text"] for r in rows]
-    for split in ("tune", "heldout"):
+    for split in SPLITS:
         texts += [c[k] for c in load(NEARMISS[split])
                   for k in ("stored", "trap", "paraphrase", "typo")]
         texts += [p[k] for p in load(DUPLICATES[split]) for k in ("q1", "q2")]

@@ -70,7 +70,8 @@ class FlowBase:
         #: be served (it still has to pass ``accept``)?
         self.corroborate = corroborate
         #: Optional: a reason not to serve the candidate about to win, given the others
-        #: (a neighbour with another answer within a hair of it), or ``None``.
+        #: (one below the threshold with a neighbour close behind it that has another
+        #: answer), or ``None``.
         self.contest = contest
         #: Optional: why the embedding model cannot read a text it would embed (``None``:
         #: it can). Such text is looked up and stored in the exact layer only.

@@ -537,12 +537,22 @@ def calibrate(
         ]
     else:
         fill, ask = split_clusters(rows, seed, fill_share)
-        stores = [(r["text"], str(r["intent"]), Scope()) for r in fill]
-        stored_intents = {s[1] for s in stores}
+        # Each stored question gets an answer of its own, as an LLM's answers all differ
+        # (the label as the answer would tell the ``neighbours`` guard which neighbours
+        # agree, which no cache knows); a hit is right when its entry's label is the asker's.
+        stores = [(r["text"], f"{r['intent']}#{i}", Scope()) for i, r in enumerate(fill)]
+        stored_intents = {str(r["intent"]) for r in fill}
         asks = [
             (r["text"], str(r["intent"]) if str(r["intent"]) in stored_intents else "", Scope())
             for r in ask
         ]
+    labels = {answer: answer.rpartition("#")[0] or answer for _, answer, _ in stores}
+
+    def right(label: str, response: str | bytes | None) -> bool:
+        if isinstance(response, bytes):
+            response = response.decode("utf-8", "replace")
+        return bool(label) and response is not None and labels.get(response) == label
+
     answerable = sum(1 for _, label, _ in asks if label)
 
     options: dict[str, Any] = {
@@ -600,15 +610,15 @@ def calibrate(
                     raise RuntimeError(f"calibrate: a lookup failed: {verdict.reason}")
                 outcome = _Outcome()
                 if verdict.hit is not None and verdict.hit.layer == "exact":
-                    right = bool(label) and verdict.hit.response == label
-                    outcome.plain = outcome.guarded = [(1.0, right, 1.0)]
+                    ok = right(label, verdict.hit.response)
+                    outcome.plain = outcome.guarded = [(1.0, ok, 1.0)]
                 else:
                     seen.sort(key=lambda s: -s[0])
                     if seen:
                         sim, response, _, _ = seen[0]
-                        outcome.plain = [(sim, bool(label) and response == label.encode(), sim)]
+                        outcome.plain = [(sim, right(label, response), sim)]
                     outcome.guarded = [
-                        (sim, bool(label) and response == label.encode(), reach)
+                        (sim, right(label, response), reach)
                         for sim, response, reason, reach in seen
                         if reason is None
                     ]
