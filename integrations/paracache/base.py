@@ -146,18 +146,25 @@ class FlowBase:
         counts as an embedding error and keeps the text to the exact layer."""
         if self.unreadable is None:
             return None
+        return self._unreadable_input(self.embed_input(text))
+
+    def _unreadable_input(self, model_text: str) -> str | None:
+        """:meth:`readable_problem` of what the model would embed (``embed_input``)."""
+        if self.unreadable is None:
+            return None
         try:
-            return self.unreadable(self.embed_input(text))
+            return self.unreadable(model_text)
         except Exception as exc:
             self.recorder.error("embedding")
             logger.warning("paracache: readability check failed, exact layer only: %r", exc)
             return f"readability check failed: {type(exc).__name__}"
 
-    def _embed(self, text: str) -> Flow[bytes | None]:
-        """Embed a normalised prompt (:meth:`embed_input`) and encode it for Redis;
-        ``None`` (counted, logged) when the embedder failed."""
+    def _embed(self, text: str, model_text: str | None = None) -> Flow[bytes | None]:
+        """Embed a normalised prompt (:meth:`embed_input`, or ``model_text`` if the caller
+        has it already) and encode it for Redis; ``None`` (counted, logged) when the
+        embedder failed."""
         try:
-            raw = yield Embed(self.embed_input(text))
+            raw = yield Embed(self.embed_input(text) if model_text is None else model_text)
             return self.encode_vector(raw)
         except BackendError as exc:
             if exc.kind != "embedding":

@@ -33,6 +33,8 @@ from .protocol import (
     Call,
     Flow,
     Post,
+    Receive,
+    Send,
     _as_fields,
     _b,
     post_script,
@@ -119,13 +121,19 @@ class Lookups(FlowBase):
             yield from self._ensure_index()
             yield from self._ensure_hit_place()
             hit = None
-            if self.settings.exact:
-                hit = self._exact_hit(req, (yield from self._exact_read(req)))
             unreadable = req.unreadable
+            model_text = ""
+            if self.settings.exact:
+                raw, model_text = yield from self._exact_read(req)
+                hit = self._exact_hit(req, raw)
             if hit is None and req.semantic and unreadable is None:
-                unreadable = self.readable_problem(req.text)  # after the exact layer: cheap
+                # What the model sees is worked out once (while the exact layer's reply
+                # was on the wire), for the readability check and the embedding; the
+                # check runs after the exact layer (exact hits skip it).
+                model_text = model_text or self.embed_input(req.text)
+                unreadable = self._unreadable_input(model_text)
             if hit is None and req.semantic and unreadable is None:
-                vector = yield from self._embed(req.text)
+                vector = yield from self._embed(req.text, model_text)
                 if vector is None:
                     self.breaker.record_success()
                     return self._verdict(req, t0, "error", "embedding failed")
@@ -161,36 +169,60 @@ class Lookups(FlowBase):
         # layer once its guards accepted the winner (COUNT, without waiting).
         return self._verdict(req, t0, hit.layer, reason, hit.similarity, hit)
 
-    def _exact_read(self, req: LookupRequest) -> Flow[Any]:
-        """The hash at the exact key; with hit tracking, a hit is counted in the same
-        round trip (``EXACT``), so an exact hit costs one call to Redis."""
-        return (yield from self._read_entry(req.key, req.scope_digest))
+    def _exact_read(self, req: LookupRequest) -> Flow[tuple[Any, str]]:
+        """The hash at the exact key (with hit tracking, a hit counted in the same round
+        trip, ``EXACT``: an exact hit costs one call to Redis), and what the model would
+        embed for the prompt, worked out while the reply is on the wire (``""`` when the
+        semantic layer is off for it).
+
+        Only that step (pleasantries and typos) overlaps the round trip: it takes less
+        than one, so an exact hit waits no longer for it. The readability check, which
+        tokenizes, would not, and was measured to slow exact hits (benchmarks/RESULTS.md).
+        """
+        model_text = ""
+        sent = yield Send(self._entry_read(req.key, req.scope_digest))
+        try:
+            if req.semantic and req.unreadable is None:
+                model_text = self.embed_input(req.text)
+            raw = yield Receive(sent)
+        except BackendError as exc:
+            raw = yield from self._reread_entry(req.key, req.scope_digest, exc)
+        return raw, model_text
 
     def _read_entry(self, key: str, scope_digest: str) -> Flow[Any]:
         """An entry's hash, its hit counted in the same round trip if it belongs to
         ``scope_digest`` (and hits are tracked)."""
-        if not self.settings.track_hits:
-            return (yield Call(("HGETALL", key)))
-        sliding = "1" if self.settings.policy.sliding else ""
         try:
-            return (
-                yield from run_script(
-                    EXACT,
-                    (key,),
-                    scope_digest,
-                    time.time(),
-                    sliding,
-                    SCHEMA_VERSION,
-                    self._hits_mode(),
-                )
-            )
+            return (yield Call(self._entry_read(key, scope_digest)))
         except BackendError as exc:
-            if not exc.answered:
-                raise  # the server did not answer: a failure
-            # It answered but refused the script's writes (out of memory, a read-only
-            # replica, an ACL) or choked on a damaged entry: read without bookkeeping.
-            logger.debug("paracache: exact-layer script failed, reading plainly: %r", exc)
-            return (yield Call(("HGETALL", key)))
+            return (yield from self._reread_entry(key, scope_digest, exc))
+
+    def _entry_read(self, key: str, scope_digest: str) -> tuple[Any, ...]:
+        """The command of :meth:`_read_entry`: ``EXACT`` by its SHA, or a plain read
+        without hit tracking."""
+        if not self.settings.track_hits:
+            return ("HGETALL", key)
+        sliding = "1" if self.settings.policy.sliding else ""
+        return ("EVALSHA", EXACT.sha, 1, key, scope_digest, time.time(), sliding,
+                SCHEMA_VERSION, self._hits_mode())  # fmt: skip
+
+    def _reread_entry(self, key: str, scope_digest: str, exc: BackendError) -> Flow[Any]:
+        """:meth:`_read_entry` again after its command failed with ``exc``: ``EXACT``
+        with its source on ``NOSCRIPT``; a plain read if the server refused the
+        script's writes (out of memory, a read-only replica, an ACL) or choked on a
+        damaged entry; raised again if the server did not answer."""
+        if not self.settings.track_hits or not exc.answered:
+            raise exc
+        if exc.kind == "noscript":
+            args = self._entry_read(key, scope_digest)
+            try:
+                return (yield Call(("EVAL", EXACT.source, *args[2:])))
+            except BackendError as again:
+                if not again.answered:
+                    raise
+                exc = again
+        logger.debug("paracache: exact-layer script failed, reading plainly: %r", exc)
+        return (yield Call(("HGETALL", key)))
 
     #: What the KNN query returns per candidate: what choosing needs (the guards read
     #: ``prompt``, calibration ``response``). Each returned field costs RediSearch a

@@ -37,7 +37,9 @@ __all__ = [
     "Join",
     "Op",
     "Post",
+    "Receive",
     "Script",
+    "Send",
     "Submit",
     "post_script",
     "read_scopes_call",
@@ -71,6 +73,25 @@ class Post:
 
     args: tuple[Any, ...]
     fallback: tuple[Any, ...] | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Send:
+    """Send one Redis command and go on without its reply: the answer is a handle for
+    :class:`Receive`. Lets a flow do its own work (preparing the semantic layer) while
+    the exact layer's reply is on the wire. A driver may also perform the command at
+    once and keep its reply (or error) for :class:`Receive`. The flow receives it
+    before its next Redis request."""
+
+    args: tuple[Any, ...]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Receive:
+    """The reply of a :class:`Send` (an error reply is raised into the flow, as for a
+    :class:`Call`)."""
+
+    handle: Any
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -116,7 +137,7 @@ class Join:
     handle: Any
 
 
-Op = Call | Post | Batch | Embed | EmbedMany | EnsureIndex | Submit | Join
+Op = Call | Post | Send | Receive | Batch | Embed | EmbedMany | EnsureIndex | Submit | Join
 Flow = Generator[Op, Any, T]
 
 
@@ -360,6 +381,8 @@ def _as_fields(raw: Any) -> dict[bytes, bytes]:
     if isinstance(raw, dict):
         return {_b(k): _b(v) for k, v in raw.items()}
     items = list(raw)
+    if len(items) % 2 == 0 and all(type(x) is bytes for x in items):  # hiredis's replies
+        return dict(zip(items[::2], items[1::2], strict=True))
     return {_b(items[i]): _b(items[i + 1]) for i in range(0, len(items) - 1, 2)}
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import dataclasses
 import functools
 import logging
 import os
@@ -144,8 +145,13 @@ class ThreadConnections:
             local.pid = os.getpid()
             local.poller = None
             local.unread = []
+            local.sent = None
             with self._lock:
                 self._all.add(conn)
+        elif local.sent is not None:  # a sent command's reply nobody received: skip it
+            sent, local.sent = local.sent, None
+            if sent.sock is conn._sock and conn._sock is not None:
+                local.unread.insert(0, (sent.sock, None))
         return local, conn
 
     def _pack(self, conn: Any, args: Sequence[Any]) -> Any:
@@ -177,6 +183,44 @@ class ThreadConnections:
             with self._lock:
                 self._in_flight -= 1
         callback = self._callbacks.get(args[0])
+        return reply if callback is None else callback(reply)
+
+    def send(self, args: Sequence[Any]) -> _Sent:
+        """Send ``args`` and return without its reply: a handle for :meth:`receive` (the
+        thread's next command skips a reply never received)."""
+        local, conn = self._connection()
+        while local.unread:
+            self._read_posted(local, conn)
+        try:
+            conn.send_packed_command(self._pack(conn, args), check_health=False)
+        except BaseException:
+            self._drop(local, conn)
+            raise
+        sent = local.sent = _Sent(conn, conn._sock, args[0])
+        return sent
+
+    def receive(self, sent: _Sent) -> Any:
+        """The reply of a :meth:`send` of this thread (waiting for it)."""
+        local, conn = self._local, sent.conn
+        if getattr(local, "sent", None) is not sent:
+            raise RuntimeError("paracache: a reply received twice or on another thread")
+        local.sent = None
+        with self._lock:
+            self._in_flight += 1
+            alone = self._in_flight == 1
+        try:
+            if alone and self._spin:
+                self._await_reply(local, conn)
+            reply = conn.read_response()
+        except redis.ResponseError:
+            raise
+        except BaseException:
+            self._drop(local, conn)
+            raise
+        finally:
+            with self._lock:
+                self._in_flight -= 1
+        callback = self._callbacks.get(sent.command)
         return reply if callback is None else callback(reply)
 
     def post(self, args: Sequence[Any], fallback: Sequence[Any] | None = None) -> None:
@@ -217,18 +261,24 @@ class ThreadConnections:
 
     def _drop(self, local: threading.local, conn: Any) -> None:
         local.unread = []
+        local.sent = None
         conn.disconnect()
+
+    @staticmethod
+    def _poller(local: threading.local, sock: Any) -> Any:
+        poller = local.poller
+        if poller is None or local.polled is not sock:
+            poller = local.poller = select.poll()
+            poller.register(sock, select.POLLIN)
+            local.polled = sock
+        return poller
 
     def _await_reply(self, local: threading.local, conn: Any) -> None:
         """Poll ``conn``'s socket until it is readable or ``spin`` seconds have passed."""
         sock = conn._sock
         if sock is None or isinstance(sock, ssl.SSLSocket):
             return  # TLS: readable bytes may not make a record; just block
-        poller = local.poller
-        if poller is None or local.polled is not sock:
-            poller = local.poller = select.poll()
-            poller.register(sock, select.POLLIN)
-            local.polled = sock
+        poller = self._poller(local, sock)
         deadline = time.perf_counter() + self._spin
         while not poller.poll(0):
             if time.perf_counter() >= deadline:
@@ -243,6 +293,16 @@ class ThreadConnections:
             conns = list(self._all)
         for conn in conns:
             conn.disconnect()
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Sent:
+    """A command :meth:`ThreadConnections.send` sent: the connection and socket it went
+    out on (a connection dropped since cannot answer it) and its name."""
+
+    conn: Any
+    sock: Any
+    command: Any
 
 
 async def within(work: Awaitable[Any], timeout: float) -> Any:
