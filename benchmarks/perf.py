@@ -100,6 +100,13 @@ ASYNC_PREFIXES = ["Hiya, ", "Yo, ", "Dear support, ", "One more thing: ", "Hi te
 # --------------------------------------------------------------------------- data
 
 
+def load_intents() -> dict[str, str]:
+    """Banking77's intent of each question (as :func:`load_questions` strips it)."""
+    with DATA.open(encoding="utf-8") as f:
+        rows = [json.loads(line) for line in f if line.strip()]
+    return {r["text"].strip(): r["intent"] for r in rows}
+
+
 def load_questions() -> list[str]:
     with DATA.open(encoding="utf-8") as f:
         rows = [json.loads(line) for line in f if line.strip()]
@@ -446,11 +453,13 @@ class Samples:
     total: list[float] = dataclasses.field(default_factory=list)
     embed: list[float] = dataclasses.field(default_factory=list)
     hits: int = 0
+    right: int = 0  # hits whose answer was stored for a question of the asker's intent
 
-    def add(self, total: float, embed: float, hit: bool) -> None:
+    def add(self, total: float, embed: float, hit: bool, right: bool = False) -> None:
         self.total.append(total)
         self.embed.append(embed)
         self.hits += int(hit)
+        self.right += int(hit and right)
 
     @property
     def own(self) -> list[float]:
@@ -462,7 +471,8 @@ class Samples:
         emb = [x * 1e3 for x in self.embed]
         return {"p50": pct(ms, 50), "p95": pct(ms, 95), "p99": pct(ms, 99),
                 "own_p50": pct(own, 50), "own_p95": pct(own, 95),
-                "embed_p50": pct(emb, 50), "n": len(ms), "hit_rate": self.hits / max(1, len(ms))}
+                "embed_p50": pct(emb, 50), "n": len(ms), "hit_rate": self.hits / max(1, len(ms)),
+                "precision": self.right / self.hits if self.hits else float("nan")}
 
 
 def measure_lookups(s: Systems, vec: BenchVectorizer, queries: dict[str, list[str]],
@@ -736,6 +746,9 @@ def user_path(url: str, stored: Sequence[str], queries: Sequence[str],
     exact = {name: Samples() for name in ("paracache", "langchain-redis")}
     asked = list(stored[: len(queries)])
     loads: list[float] = []
+    # A hit is right when its answer was stored for a question of the asker's intent.
+    intents = load_intents()
+    answer_intent = {answer_for(t): intents.get(t) for t in stored}
 
     def ask(name: str, text: str, into: Samples) -> None:
         cache, clock = runs[name]
@@ -743,9 +756,10 @@ def user_path(url: str, stored: Sequence[str], queries: Sequence[str],
             cache.index._memo.clear()
         e0 = clock.seconds if clock else 0.0
         t0 = time.perf_counter()
-        hit = cache.lookup(text, USER_LLM_STRING) is not None
+        got = cache.lookup(text, USER_LLM_STRING)
         total = time.perf_counter() - t0
-        into.add(total, (clock.seconds - e0) if clock else 0.0, hit)
+        right = bool(got) and answer_intent.get(got[0].text) == intents.get(text)
+        into.add(total, (clock.seconds - e0) if clock else 0.0, got is not None, right)
 
     # (a) One shared embedder: the systems take turns query by query.
     shared_pair = ("paracache, shared embedder", "langchain-redis, shared embedder")
@@ -1217,6 +1231,9 @@ def user_report(out: dict[str, Any]) -> list[str]:
         lambda u, n: u["lookups"][f"{n}, own pipeline"]["p50"])
     row("... hit rate (paracache 0.90 + guards; langchain-redis distance 0.20)",
         lambda u, n: 100 * u["lookups"][f"{n}, own pipeline"]["hit_rate"], "{:.0f} %", False)
+    row("... precision (hits answered from a question of the asker's Banking77 intent)",
+        lambda u, n: 100 * u["lookups"][f"{n}, own pipeline"].get("precision", float("nan")),
+        "{:.1f} %", False)
     row("lookup, one shared embedder", lambda u, n: u["lookups"][f"{n}, shared embedder"]["p50"])
     row("... the cache's own share (lookup minus embedding)",
         lambda u, n: u["lookups"][f"{n}, shared embedder"]["own_p50"])

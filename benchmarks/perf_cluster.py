@@ -116,19 +116,19 @@ def _ms(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100)[int(q) - 1] * 1000 if len(values) > 1 else 0.0
 
 
-def _cpu(ports: Sequence[int], password: str) -> float:
-    """CPU seconds the servers on ``ports`` have used (``INFO cpu``: user + system)."""
+def _cpu(ports: Sequence[int], password: str) -> np.ndarray:
+    """CPU seconds each server on ``ports`` has used (``INFO cpu``: user + system)."""
     import redis
 
-    total = 0.0
+    used = []
     for port in ports:
         client = redis.Redis(host="127.0.0.1", port=port, password=password)
         try:
             info = client.info("cpu")
-            total += float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+            used.append(float(info["used_cpu_user"]) + float(info["used_cpu_sys"]))
         finally:
             client.close()
-    return total
+    return np.array(used)
 
 
 def _memory(port: int, password: str) -> int:
@@ -173,16 +173,18 @@ def compare(n: int, samples: int, seconds: float) -> None:
         rps: dict[str, float] = dict.fromkeys(caches, 0.0)
         ports = {"1 server": ([server.port], server.password),
                  "3 shards": (cluster.primary_ports(), cluster.password)}  # fmt: skip
-        cpu: dict[str, list[float]] = {name: [0.0, 0.0, 0.0] for name in caches}
+        # CPU seconds per lookup with 32 callers: each server's, and this process's.
+        shard_cpu = {name: np.zeros(len(ports[name][0])) for name in caches}
+        client_cpu = dict.fromkeys(caches, 0.0)
         for _ in range(2):  # alternate, twice: the machine is shared
             for name, cache in caches.items():
                 lat[name] += latencies(cache, samples // 2)
             for name, cache in caches.items():
                 servers, client, wall = _cpu(*ports[name]), time.process_time(), time.time()
                 rate = throughput(cache, 32, seconds / 2)
-                done = rate * (time.time() - wall)
-                cpu[name][0] += (_cpu(*ports[name]) - servers) / max(done, 1) / 2
-                cpu[name][1] += (time.process_time() - client) / max(done, 1) / 2
+                done = max(rate * (time.time() - wall), 1)
+                shard_cpu[name] += (_cpu(*ports[name]) - servers) / done / 2
+                client_cpu[name] += (time.process_time() - client) / done / 2
                 rps[name] += rate / 2
         rows = [
             (name, _ms(lat[name], 50), _ms(lat[name], 99), rps[name], rates[name])
@@ -190,18 +192,35 @@ def compare(n: int, samples: int, seconds: float) -> None:
         ]
         print("| | lookup p50 ms | p99 ms | lookups/s, 32 callers | warm entries/s |")
         print("|---|---:|---:|---:|---:|")
-        for name, p50, p99, rps, rate in rows:
-            print(f"| {name} | {p50:.2f} | {p99:.2f} | {rps:,.0f} | {rate:,.0f} |")
+        for name, p50, p99, per_s, rate in rows:
+            print(f"| {name} | {p50:.2f} | {p99:.2f} | {per_s:,.0f} | {rate:,.0f} |")
         one, three = rows
         print(f"\nratios 3 shards / 1 server: p50 {three[1] / one[1]:.2f}x, "
               f"p99 {three[2] / one[2]:.2f}x, throughput {three[3] / one[3]:.2f}x")  # fmt: skip
         cores = os.cpu_count() or 1
         print("\nCPU per lookup with 32 callers (servers' INFO cpu, this process's time), "
-              f"and the most {cores} cores could do at that cost:")  # fmt: skip
+              f"the most {cores} cores could do at that cost, and what was done:")  # fmt: skip
         for name in caches:
-            total = cpu[name][0] + cpu[name][1]
-            print(f"  {name}: servers {cpu[name][0] * 1e3:.2f} ms, client "
-                  f"{cpu[name][1] * 1e3:.2f} ms; ceiling {cores / total:,.0f}/s")  # fmt: skip
+            servers, client = float(shard_cpu[name].sum()), client_cpu[name]
+            ceiling = cores / (servers + client)
+            print(f"  {name}: servers {servers * 1e3:.3f} ms ("
+                  + " + ".join(f"{c * 1e3:.3f}" for c in shard_cpu[name])
+                  + f"), client {client * 1e3:.3f} ms; ceiling {ceiling:,.0f}/s, "
+                  f"measured {rps[name]:,.0f}/s ({rps[name] / ceiling:.0%} of it)")  # fmt: skip
+        print("\nPREDICTION (arithmetic on the CPU above, not measured): with a core for "
+              "each server and for this process, a process caps at 1 / its CPU per lookup "
+              "(the client: one Python process, the GIL):")  # fmt: skip
+        predicted = {}
+        for name in caches:
+            shard_cap = 1 / float(shard_cpu[name].max())
+            client_cap = 1 / client_cpu[name]
+            predicted[name] = (min(shard_cap, client_cap), shard_cap)
+            print(f"  {name}: busiest server {shard_cap:,.0f}/s, client {client_cap:,.0f}/s "
+                  f"-> {predicted[name][0]:,.0f}/s with one client process, "
+                  f"{shard_cap:,.0f}/s with enough client processes")  # fmt: skip
+        (one_p, one_s), (three_p, three_s) = predicted.values()
+        print(f"  3 shards / 1 server: {three_p / one_p:.2f}x (one client process), "
+              f"{three_s / one_s:.2f}x (enough client processes)")  # fmt: skip
         embed_ms = embedding_cpu()
         print(f"\nthe default embedder (all-MiniLM-L6-v2 int8, ONNX), one text: "
               f"{embed_ms:.2f} ms CPU; alone it caps {cores} cores at "

@@ -48,7 +48,7 @@ def make_index(redis_url: str, namespace: str) -> Iterator[object]:
         # The product's 100 ms Redis timeout fails fast in production; on CI's two cores,
         # shared by the server, the embedder and the suite, a reply can take longer now
         # and then. Tests of timeouts and faults set their own.
-        options.setdefault("timeout", 1.0)
+        options.setdefault("timeout", CLUSTER_TEST_TIMEOUT)
         index = SemanticIndex(redis_url, **options)  # type: ignore[arg-type]
         made.append(index)
         return index
@@ -65,6 +65,10 @@ def index(make_index: object) -> SemanticIndex:
     return make_index()  # type: ignore[operator,no-any-return]
 
 
+#: Seconds per Redis call for the cluster tests' caches (see ``make_cluster_index``).
+CLUSTER_TEST_TIMEOUT = 10.0
+
+
 @pytest.fixture(scope="session")
 def redis_cluster() -> Iterator[EmbeddedCluster]:
     """A private Redis Cluster for the session: 3 primaries + 3 replicas, RediSearch on
@@ -77,13 +81,21 @@ def redis_cluster() -> Iterator[EmbeddedCluster]:
 @pytest.fixture
 def make_cluster_index(redis_cluster: EmbeddedCluster, namespace: str) -> Iterator[object]:
     """Build SemanticIndex instances on the session cluster (a ``RedisCluster`` client)
-    in this test's namespace; ``url=True`` passes the cluster's URL instead."""
+    in this test's namespace; ``url=True`` passes the cluster's URL instead.
+
+    The time limit is generous: these tests check behaviour, not speed, and every
+    failed call is a miss and an error they would count. On a loaded 2-core machine six
+    cluster nodes, this process's embedding threads and other suites share the cores: a
+    reply of a starved node took 0.76 s of a 1 s bound, and 16 concurrent async lookups
+    on a caller's client spent the 2 s budget (2 x timeout, counted in wall time there)
+    and became misses (``test_async_twins_on_a_cluster``, reproduced with 12 busy loops
+    beside it; it passed alone). Time limits are tested where they are the subject."""
     made: list[SemanticIndex] = []
     clients: list[object] = []
 
     def make(url: bool = False, **options: object) -> SemanticIndex:
         options.setdefault("namespace", namespace)
-        options.setdefault("timeout", 1.0)
+        options.setdefault("timeout", CLUSTER_TEST_TIMEOUT)
         if url:
             index = SemanticIndex(redis_cluster.url, **options)  # type: ignore[arg-type]
         else:

@@ -316,11 +316,25 @@ def test_calibrated_hits_match_the_index_at_the_defaults(redis_url: str, make_in
                        thresholds=[0.8, 0.9])
     fill, ask = split_clusters(rows, 5, 0.5)
     index = make_index(track_hits=False)
-    for row in fill:
-        index.store(row["text"], row["intent"], Scope())
+    for i, row in enumerate(fill):  # answers of their own, as calibrate stores them
+        index.store(row["text"], f"{row['intent']}#{i}", Scope())
     served = [index.lookup(row["text"], Scope()) for row in ask]
     hits = sum(hit is not None for hit in served)
     assert hits > 0
-    # the neighbours guard abstains as at the sweep's lowest threshold: a few may differ
+    # the neighbours guard is modelled per threshold; a candidate beyond the first one
+    # that passes the guards at the lowest threshold is not seen: a few may differ
     assert abs(report.at(0.9).hits - hits) <= max(3, len(ask) // 30)
     assert report.at(0.9).hits < report.at(0.8).hits
+
+
+def test_a_disputed_vouched_candidate_is_served_only_at_or_below_its_similarity() -> None:
+    from paracache.calibrate import _served
+
+    # similarity 0.86, vouched for up to 0.90, a rival close behind it with another answer
+    disputed = (0.86, True, 0.90, True)
+    assert _served([disputed], 0.85) == disputed  # above the threshold: served
+    assert _served([disputed], 0.86) == disputed
+    assert _served([disputed], 0.88) is None  # vouched for, disputed: the cache abstains
+    assert _served([disputed], 0.92) is None  # beyond its reach
+    undisputed = (0.86, True, 0.90, False)
+    assert _served([undisputed], 0.88) == undisputed

@@ -8,6 +8,7 @@ import asyncio
 import itertools
 import json
 import socket
+import time
 from collections import Counter
 from typing import Any
 
@@ -117,12 +118,14 @@ def test_both_layers_serve_entries_of_every_shard(make_cluster_index: Any) -> No
     assert stats.errors == 0 and stats.semantic_hits == served
 
 
+@pytest.mark.parametrize("url", [False, True], ids=["callers-client", "own-clients"])
 def test_knn_merged_over_shards_equals_one_server(
-    make_cluster_index: Any, make_index: Any
+    make_cluster_index: Any, make_index: Any, url: bool
 ) -> None:
     """The same entries on one server and on the cluster: every lookup's verdict (the
-    hit, its similarity, the best candidate) is the same."""
-    on_cluster: SemanticIndex = make_cluster_index(track_hits=False)
+    hit, its similarity, the best candidate) is the same, whether the shards are asked
+    through the caller's cluster pipeline or on paracache's own connection to each."""
+    on_cluster: SemanticIndex = make_cluster_index(url=url, track_hits=False)
     on_server: SemanticIndex = make_index(track_hits=False)
     for idx in (on_cluster, on_server):
         idx.warm(FAQ, ACME, progress=False)
@@ -135,6 +138,72 @@ def test_knn_merged_over_shards_equals_one_server(
             b = on_server.lookup_verdict(ask, scope, min_similarity=0.6)
             assert (a.outcome, a.hit and a.hit.entry_id) == (b.outcome, b.hit and b.hit.entry_id)
             assert a.similarity == pytest.approx(b.similarity, abs=1e-6)
+
+
+def _own_connections(idx: SemanticIndex, node: Any) -> list[int]:
+    """The ids of ``idx``'s connections on ``node`` (its clients carry the namespace)."""
+    listed = node.redis_connection.execute_command("CLIENT", "LIST")
+    text = listed.decode() if isinstance(listed, bytes) else str(listed)
+    name = f"name=paracache:{idx.namespace} "
+    return [int(line.split()[0][3:]) for line in text.splitlines() if name in line + " "]
+
+
+def test_a_shard_connection_dropped_costs_one_lookup_its_shard(make_cluster_index: Any) -> None:
+    """paracache's own connections to the shards (one per thread and node): the server
+    dropping them on one primary costs the next lookup that shard's candidates only (the
+    others still serve, nothing raises), and the lookup after it reconnects."""
+    idx: SemanticIndex = make_cluster_index(url=True, exact=False)
+    ids = {q: idx.store(q, a, ACME) for q, a in FAQ}
+    owner = _owners(idx._client, [idx.layout.key(ids[q] or "") for q in PARAPHRASES])
+    served = {q for q, p in PARAPHRASES.items() if idx.lookup(p, ACME) is not None}
+    assert len(served) >= len(PARAPHRASES) - 1
+    slots = idx._client.nodes_manager.slots_cache
+
+    def home(question: str) -> str:
+        return str(slots[key_slot(idx.layout.key(ids[question] or "").encode())][0].name)
+
+    victim = next(n for n in idx._client.get_primaries() if n.name in owner)
+    elsewhere = next(q for q in served if home(q) != victim.name)
+    there = [q for q in served if home(q) == victim.name]
+    killed = _own_connections(idx, victim)
+    assert killed  # the lookups above opened one
+    for client_id in killed:
+        victim.redis_connection.execute_command("CLIENT", "KILL", "ID", client_id)
+    hit = idx.lookup(PARAPHRASES[elsewhere], ACME)  # the dead connection fails in it
+    assert hit is not None and hit.prompt == elsewhere
+    again = {q for q, p in PARAPHRASES.items() if idx.lookup(p, ACME) is not None}
+    assert again == served and set(there) <= again
+    assert idx.stats().errors == 0
+
+
+def test_a_flushed_shard_script_is_loaded_again(make_cluster_index: Any) -> None:
+    idx: SemanticIndex = make_cluster_index(url=True, exact=False)
+    idx.warm(FAQ, ACME, progress=False)
+    assert idx.lookup(PARAPHRASES["Can I pay with PayPal?"], ACME) is not None
+    for node in idx._client.get_primaries():
+        node.redis_connection.execute_command("SCRIPT", "FLUSH")
+    hit = idx.lookup(PARAPHRASES["Do you ship to Canada?"], ACME)
+    assert hit is not None and hit.prompt == "Do you ship to Canada?"
+    assert idx.stats().errors == 0
+
+
+def test_close_releases_the_shard_connections(redis_cluster: EmbeddedCluster) -> None:
+    idx = SemanticIndex(redis_cluster.url, namespace="closing", timeout=10.0, exact=False)
+    idx.warm(FAQ[:3], ACME, progress=False)
+    assert idx.lookup(FAQ[0][0], ACME) is not None
+    nodes = idx._client.get_primaries()
+    assert all(_own_connections(idx, node) for node in nodes)
+    watcher = redis_cluster.client(socket_timeout=2.0)
+    idx.clear()
+    idx.close()
+    left = [1]
+    for _ in range(100):  # the server notices closed sockets a moment later
+        left = [i for n in watcher.get_primaries() for i in _own_connections(idx, n)]
+        if not left:
+            break
+        time.sleep(0.05)
+    assert left == []
+    watcher.close()
 
 
 def test_a_hit_is_counted_on_the_owning_shard_only(make_cluster_index: Any) -> None:

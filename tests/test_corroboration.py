@@ -148,14 +148,14 @@ def test_calibration_sweep_models_corroboration() -> None:
     # (similarity, correct, reach: the strictest threshold it may be served at), most
     # similar first, per query
     outcomes = [
-        [(0.95, True, 0.95)],
-        [(0.88, True, 0.93)],  # vouched for up to the threshold 0.93
-        [(0.88, False, 0.88)],  # served only at 0.88 and below
-        [(0.86, False, 0.86), (0.84, True, 0.89)],
+        [(0.95, True, 0.95, False)],
+        [(0.88, True, 0.93, False)],  # vouched for up to the threshold 0.93
+        [(0.88, False, 0.88, False)],  # served only at 0.88 and below
+        [(0.86, False, 0.86, False), (0.84, True, 0.89, False)],
         [],
     ]
-    assert _served(outcomes[3], 0.88) == (0.84, True, 0.89)
-    assert _served(outcomes[3], 0.86) == (0.86, False, 0.86)
+    assert _served(outcomes[3], 0.88) == (0.84, True, 0.89, False)
+    assert _served(outcomes[3], 0.86) == (0.86, False, 0.86, False)
     assert _served(outcomes[3], 0.90) is None
     rows = _sweep(outcomes, (0.86, 0.90, 0.93), answerable=4)
     assert [(r.hits, r.correct) for r in rows] == [(4, 2), (2, 2), (2, 2)]

@@ -17,8 +17,9 @@ namespace that is removed afterwards. Each query is looked up once at the lowest
 threshold of the sweep; the candidates the guards see give both curves at once: without
 guards a hit is the nearest candidate, with guards the nearest one that passes them and is
 at or above the threshold, or one they vouch for below it, within the index's
-``corroboration_margin`` (as the semantic layer serves them). Not modelled per threshold:
-the ``neighbours`` guard's abstentions are those of the lowest threshold.
+``corroboration_margin`` (as the semantic layer serves them), unless the ``neighbours``
+guard would abstain on it there (a rival close behind it with another answer, modelled
+per threshold).
 
 For every threshold the report gives the hit rate (hits / queries), the precision of
 hits (correct / hits), the recall (correct / queries that have a correct answer in the
@@ -387,7 +388,10 @@ class CalibrationReport:
 #: A candidate a query could be served: (similarity, correct, reach), where reach is the
 #: strictest threshold it may be served at (its similarity, or higher where the guards
 #: vouch for it below the threshold).
-_Served = tuple[float, bool, float]
+#: A candidate that could serve a query: (similarity, right, reach: the strictest threshold
+#: it may be served at, disputed: a rival close behind it would make the ``neighbours``
+#: guard abstain where it is served below the threshold).
+_Served = tuple[float, bool, float, bool]
 
 
 @dataclasses.dataclass
@@ -401,10 +405,11 @@ class _Outcome:
 
 def _served(candidates: Sequence[_Served], threshold: float) -> _Served | None:
     """The candidate served at ``threshold``, as the core chooses: the most similar one
-    whose reach is at or above it."""
+    whose reach is at or above it, or none when it is below the threshold (vouched for)
+    and disputed."""
     for cand in candidates:
         if cand[2] >= threshold - 1e-9:
-            return cand
+            return None if cand[3] and cand[0] < threshold - 1e-9 else cand
     return None
 
 
@@ -569,8 +574,22 @@ def calibrate(
     options.update(index_options or {})
     t0 = time.perf_counter()
     index = SemanticIndex(redis_url, **options)
-    seen: list[tuple[float, bytes | None, str | None, float]] = []
+    seen: list[tuple[float, bytes | None, str | None, float, bool]] = []
     rejections: Counter[str] = Counter()
+    # The ``neighbours`` guard, per threshold: the core asks it about the candidate about
+    # to be served, with all of them; record those, and ask it again as if the candidate
+    # were below the threshold (served on the guards' vouching).
+    contest = index.core.contest
+    rivals: list[Sequence[Candidate]] = [()]
+    if contest is not None:
+        hook = contest
+
+        def recording(req: LookupRequest, cand: Candidate,
+                      candidates: Sequence[Candidate]) -> str | None:
+            rivals[0] = candidates
+            return hook(req, cand, candidates)
+
+        index.core.contest = recording
     # Candidates below the threshold the guards vouch for are served too (the sweep's
     # "with guards" side models it per threshold: how far below they may be depends on
     # it; the core asks ``corroborate`` before ``accept``).
@@ -582,7 +601,13 @@ def calibrate(
         if margin > 0 and prompt is not None and reason is None:
             text = prompt.decode("utf-8", "replace")
             reach = _reach(guards, req.prompt or req.text, text, cand.similarity, sweep, margin)
-        seen.append((cand.similarity, cand.fields.get(b"response"), reason, reach))
+        disputed = (
+            reason is None
+            and contest is not None
+            and contest(dataclasses.replace(req, min_similarity=1.0), cand, rivals[0])
+            is not None
+        )
+        seen.append((cand.similarity, cand.fields.get(b"response"), reason, reach, disputed))
         if reason:
             rejections[reason] += 1
 
@@ -605,21 +630,22 @@ def calibrate(
             index.embed_many([text for text, _, _ in chunk_asks])
             for text, label, scope in chunk_asks:
                 seen.clear()
+                rivals[0] = ()
                 verdict = index.lookup_verdict(text, scope)
                 if verdict.outcome == "error":
                     raise RuntimeError(f"calibrate: a lookup failed: {verdict.reason}")
                 outcome = _Outcome()
                 if verdict.hit is not None and verdict.hit.layer == "exact":
                     ok = right(label, verdict.hit.response)
-                    outcome.plain = outcome.guarded = [(1.0, ok, 1.0)]
+                    outcome.plain = outcome.guarded = [(1.0, ok, 1.0, False)]
                 else:
                     seen.sort(key=lambda s: -s[0])
                     if seen:
-                        sim, response, _, _ = seen[0]
-                        outcome.plain = [(sim, right(label, response), sim)]
+                        sim, response, _, _, _ = seen[0]
+                        outcome.plain = [(sim, right(label, response), sim, False)]
                     outcome.guarded = [
-                        (sim, right(label, response), reach)
-                        for sim, response, reason, reach in seen
+                        (sim, right(label, response), reach, disputed)
+                        for sim, response, reason, reach, disputed in seen
                         if reason is None
                     ]
                 outcomes.append(outcome)

@@ -10,7 +10,9 @@ owns it, as they are. Index commands do not fit that model:
   whose slot another shard owns is refused with ``MOVED``). So each primary gets its own
   index, named ``{index}{<tag>}`` with a hash tag whose slot that primary owns; an index
   command goes to every primary under that shard's name, all at once (one pipelined
-  round trip), and :mod:`paracache.shards` merges the replies as a coordinator would.
+  round trip; a lookup's query on paracache's own clients: sent on the thread's own
+  connection to each primary, then read), and :mod:`paracache.shards` merges the
+  replies as a coordinator would.
 * **A coordinator** (Redis Software, Redis Cloud, a module built with it: ``_FT.SEARCH``
   exists): one ``FT.CREATE`` and one ``FT.SEARCH`` on any primary; the coordinator fans
   out and merges.
@@ -46,10 +48,10 @@ from .shards import (
     index_base,
     merge,
     scan_step,
-    shard_command,
+    shard_commands,
     split_cursor,
 )
-from .transport import translate
+from .transport import ThreadConnections, translate
 
 __all__ = ["ClusterTransport", "has_coordinator", "is_cluster_url"]
 
@@ -118,11 +120,18 @@ class ClusterTransport:
         True
     """
 
-    def __init__(self, client: RedisCluster, *, partial: bool = False) -> None:
+    def __init__(
+        self, client: RedisCluster, *, partial: bool = False, direct: bool = False
+    ) -> None:
         self._client: Any = client  # redis-py's cluster client is untyped
         #: Merge the shards that answered when others fail (lookups: a shard being
         #: failed over costs only its own entries); else the command fails.
         self._partial = partial
+        #: A shard query goes to every primary on this thread's own connection to each
+        #: (sent to all, then read from each) instead of through a cluster pipeline,
+        #: which costs a lookup more CPU than the three round trips (for clients
+        #: paracache made itself: a caller's client keeps its pipeline's wrappers).
+        self._direct: dict[str, ThreadConnections] | None = {} if direct else None
         self._warned = 0.0
         #: The slot map must be read again (a node failed, a slot moved), and when it
         #: last was: redis-py refreshes it only when it retries, which paracache's
@@ -348,9 +357,9 @@ class ClusterTransport:
         if command not in SHARDED_COMMANDS:
             raise redis.RedisError(f"paracache: {command} is not supported on a cluster")
         names = self._shard_names(_s(args[1]))
-        calls: list[tuple[str | None, tuple[Any, ...]]] = [
-            (node, shard_command(args, name)) for node, name in names.items()
-        ]
+        nodes = list(names)
+        commands = shard_commands(args, [names[node] for node in nodes])
+        calls: list[tuple[str | None, tuple[Any, ...]]] = list(zip(nodes, commands, strict=True))
         return calls, lambda replies: merge(args, replies)
 
     def _failed(self, exc: BaseException) -> None:
@@ -373,6 +382,22 @@ class ClusterTransport:
         calls, finish = self._plan(tuple(args))
         if not calls:
             return finish([])
+        try:
+            if self._direct is not None and all(_direct_call(c) for c in calls):
+                replies = self._fan_out(cast(list[tuple[str, tuple[Any, ...]]], calls))
+            else:
+                replies = self._pipelined(calls)
+            return self._finish(args, replies, finish)
+        except Exception as exc:
+            if not _noscript(exc):
+                self._failed(exc)
+                raise
+        self._client.script_load(SHARD_SEARCH.source)  # on every primary
+        return self.execute(args)
+
+    def _pipelined(self, calls: list[tuple[str | None, tuple[Any, ...]]]) -> list[Any]:
+        """The replies to ``calls`` through one cluster pipeline (an error reply or a
+        node's failure in its place where partial results are allowed)."""
         pipe = self._client.pipeline(transaction=False)
         for node, command in calls:
             if node is None:
@@ -381,21 +406,83 @@ class ClusterTransport:
                 target = self._client.get_node(node_name=node)
                 cast(Any, pipe).execute_command(*command, target_nodes=target)
         try:
-            try:
-                replies = list(pipe.execute(raise_on_error=False))
-            except (redis.ConnectionError, redis.TimeoutError):
-                # A node did not answer and the pipeline gave up on all of them: ask each
-                # node alone, so the shards that answer still count (partial lookups).
-                if not self._partial or any(node is None for node, _ in calls):
-                    raise
-                replies = [self._one(node, command) for node, command in calls]
-            return self._finish(args, replies, finish)
-        except Exception as exc:
-            if not _noscript(exc):
-                self._failed(exc)
+            return list(pipe.execute(raise_on_error=False))
+        except (redis.ConnectionError, redis.TimeoutError):
+            # A node did not answer and the pipeline gave up on all of them: ask each
+            # node alone, so the shards that answer still count (partial lookups).
+            if not self._partial or any(node is None for node, _ in calls):
                 raise
-        self._client.script_load(SHARD_SEARCH.source)  # on every primary
-        return self.execute(args)
+            return [self._one(node, command) for node, command in calls]
+
+    def _fan_out(self, calls: list[tuple[str, tuple[Any, ...]]]) -> list[Any]:
+        """The replies to ``calls`` (one command per node) on this thread's connection to
+        each node: every command sent, then every reply read, so the shards work side by
+        side. A node's error reply or failure takes its reply's place (a connection that
+        failed is dropped: a reply may be in flight); a connection with a reply unread
+        when anything else goes wrong is dropped too."""
+        pending: list[Any] = []
+        replies: list[Any] = []
+        try:
+            for node, command in calls:
+                try:
+                    conn = self._node_connections(node).connection()
+                except redis.ConnectionError as exc:
+                    pending.append(None)
+                    replies.append(exc)
+                    continue
+                try:
+                    conn.send_command(*command, check_health=False)
+                except (redis.RedisError, OSError) as exc:
+                    conn.disconnect()
+                    pending.append(None)
+                    replies.append(exc)
+                else:
+                    pending.append(conn)
+                    replies.append(None)
+            for i, conn in enumerate(pending):
+                if conn is None:
+                    continue
+                try:
+                    replies[i] = conn.read_response()
+                except redis.ResponseError as exc:  # the node answered: the socket is fine
+                    replies[i] = exc
+                except (redis.RedisError, OSError) as exc:
+                    conn.disconnect()
+                    replies[i] = exc
+                pending[i] = None
+        finally:
+            for conn in pending:
+                if conn is not None:
+                    conn.disconnect()
+        return replies
+
+    def _node_connections(self, node: str) -> ThreadConnections:
+        """Each thread's connection to ``node`` (made with the cluster client's options
+        for that node)."""
+        assert self._direct is not None
+        conns = self._direct.get(node)
+        if conns is None:
+            target = self._client.get_node(node_name=node)
+            if target is None or target.redis_connection is None:
+                self._stale = True
+                raise redis.ConnectionError(f"paracache: {node} is not a node of the cluster")
+            with self._lock:
+                conns = self._direct.setdefault(node, ThreadConnections(target.redis_connection))
+        return conns
+
+    def close(self) -> None:
+        """Close the connections of :meth:`execute`'s direct shard queries (the cluster
+        client's own are its owner's to close).
+
+        Example:
+            >>> ClusterTransport(client, direct=True).close()  # doctest: +SKIP
+        """
+        with self._lock:
+            conns = list((self._direct or {}).values())
+            if self._direct is not None:
+                self._direct.clear()
+        for each in conns:
+            each.close()
 
     def _one(self, node: str | None, command: tuple[Any, ...]) -> Any:
         """One node's reply to ``command``, or the exception it failed with."""
@@ -471,6 +558,13 @@ class ClusterTransport:
     def _needs_refresh(self) -> bool:
         primaries = tuple(sorted(n.name for n in self._client.get_primaries()))
         return self._stale or primaries != self._primaries
+
+
+def _direct_call(call: tuple[str | None, tuple[Any, ...]]) -> bool:
+    """Whether a call may go on a node's direct connection: a shard's search script
+    (addressed to a node; no reply callback to apply)."""
+    node, command = call
+    return node is not None and command[0] == "EVALSHA"
 
 
 def _noscript(exc: BaseException) -> bool:

@@ -418,7 +418,9 @@ class SemanticIndex:
         # Lookups and stores merge the shards that answer (a shard failing over costs
         # its own entries only); administration needs every shard.
         self._lookup_shards = (
-            ClusterTransport(cast(Any, self._client), partial=True) if self._cluster else None
+            ClusterTransport(cast(Any, self._client), partial=True, direct=self._own_clients)
+            if self._cluster
+            else None
         )
         self._io = SyncIO(
             self._client, self._direct, self._embedder, self._core.layout,
@@ -957,6 +959,8 @@ class SemanticIndex:
         if self._own_clients:
             if self._direct is not None:
                 self._direct.close()
+            if self._lookup_shards is not None:
+                self._lookup_shards.close()
             self._client.close()
             self._admin.close()
             with self._alock:

@@ -36,6 +36,7 @@ __all__ = [
     "merge",
     "scan_step",
     "shard_command",
+    "shard_commands",
     "split_cursor",
 ]
 
@@ -88,8 +89,13 @@ def index_base(name: str) -> str | None:
 
 
 def _find(args: Sequence[Any], word: str, start: int = 2) -> int:
+    """The position of the keyword ``word`` in ``args`` (from ``start``), or -1. Only
+    arguments of the keyword's length are compared: a query's vector (hundreds of
+    bytes) is not decoded on every lookup."""
+    size = len(word)
     for i in range(start, len(args)):
-        if isinstance(args[i], (str, bytes)) and _upper(args[i]) == word:
+        arg = args[i]
+        if isinstance(arg, (str, bytes)) and len(arg) == size and _upper(arg) == word:
             return i
     return -1
 
@@ -180,6 +186,31 @@ def shard_command(args: Sequence[Any], name: str) -> tuple[Any, ...]:
         "EVALSHA", SHARD_SEARCH.sha, 0, n, *fields, sort_field, "1" if content else "0",
         *out[1:],
     )  # fmt: skip
+
+
+def shard_commands(args: Sequence[Any], names: Sequence[str]) -> list[tuple[Any, ...]]:
+    """:func:`shard_command` for each shard's index name in ``names``: ``args`` are read
+    once and the shards' commands differ only in the name (a lookup's KNN query goes to
+    every shard).
+
+    Example:
+        >>> [c[-3:] for c in shard_commands(("FT.SEARCH", "i", "*", "NOCONTENT"), ["i{0}", "i{1}"])]
+        [('i{0}', '*', 'NOCONTENT'), ('i{1}', '*', 'NOCONTENT')]
+    """
+    if not names:
+        return []
+    first = shard_command(args, names[0])
+    kind = _upper(args[0])
+    if kind == "FT.AGGREGATE":
+        return [first, *(shard_command(args, name) for name in names[1:])]
+    # EVALSHA sha 0 n <n fields> sort_field content NAME ...; else COMMAND NAME ...
+    at = 6 + max(int(first[3]), 0) if kind == "FT.SEARCH" else 1
+    out = [first]
+    for name in names[1:]:
+        command = list(first)
+        command[at] = name
+        out.append(tuple(command))
+    return out
 
 
 def merge(args: Sequence[Any], replies: Sequence[Any]) -> Any:

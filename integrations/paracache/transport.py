@@ -137,6 +137,20 @@ class ThreadConnections:
             and kwargs.get("encoding_errors", "strict") == "strict"
         )
 
+    def connection(self) -> Any:
+        """This thread's connection (made on first use, and again in a forked child),
+        with the replies of this thread's posted commands read; whoever sends on it
+        reads the reply, or disconnects it.
+
+        Example:
+            >>> ThreadConnections(redis.Redis()).connection().port
+            6379
+        """
+        local, conn = self._connection()
+        while local.unread:
+            self._read_posted(local, conn)
+        return conn
+
     def _connection(self) -> tuple[threading.local, Any]:
         local = self._local
         conn = getattr(local, "conn", None)
