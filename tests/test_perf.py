@@ -17,7 +17,18 @@ import redis
 from paracache import CacheError, Scope, SemanticIndex
 from paracache.embedded import EmbeddedRedis
 from paracache.policy import HybridTuner
-from paracache.protocol import EXACT, SEARCH, Call, Embed, EmbedMany, Join, Submit
+from paracache.protocol import (
+    COUNT,
+    EXACT,
+    SEARCH,
+    Call,
+    Embed,
+    EmbedMany,
+    Join,
+    Post,
+    Send,
+    Submit,
+)
 
 PAIRS = [
     ("What's your refund policy?", "Refunds within 30 days."),
@@ -64,8 +75,9 @@ def test_exact_hit_is_one_round_trip_and_counted(index: SemanticIndex, redis_url
     req = index.core.prepare_lookup("what's your refund policy", scope)
     verdict, ops = _run_counting(index, index.core.lookup_flow(req))
     assert verdict.outcome == "exact" and verdict.hit.hit_count == 0
-    assert [o for o in ops if isinstance(o, Call)] == ops  # no embedding
-    assert len(ops) == 1 and ops[0].args[0] in ("EVALSHA", "EVAL")
+    assert not [o for o in ops if isinstance(o, Embed)]  # no embedding
+    sent = _commands(ops)
+    assert len(sent) == 1 and sent[0].args[0] in ("EVALSHA", "EVAL")
     fields = raw_client(redis_url).hgetall(index.layout.key(entry))
     assert fields[b"hit_count"] == b"1" and float(fields[b"last_hit_at"]) > 0
     hit = index.lookup("What's your refund policy?", scope)
@@ -87,6 +99,33 @@ def test_semantic_hit_bookkeeping_is_immediate(index: SemanticIndex, redis_url: 
     assert hit is not None and hit.layer == "semantic"
     fields = raw_client(redis_url).hgetall(index.layout.key(str(entry)))
     assert fields[b"hit_count"] == b"1"
+
+
+def test_a_posted_count_survives_a_script_flush(index: SemanticIndex, redis_url: str) -> None:
+    """The semantic layer's count is sent without waiting (Post): a NOSCRIPT answer to it
+    is read with the next command, which sends it again with the script's source."""
+    entry = index.store("What's your refund policy?", "30 days.")
+    assert index.lookup("What is your refund policy?") is not None
+    raw_client(redis_url).script_flush()
+    assert index.lookup("What is your refund policy?") is not None  # COUNT: NOSCRIPT
+    assert index.lookup("Do you ship to Canada?") is None  # reads it, sends it again
+    key = index.layout.key(str(entry))
+    assert raw_client(redis_url).hget(key, "hit_count") == b"2"
+    assert index.stats().errors == 0
+
+
+def test_async_semantic_hit_is_counted(index: SemanticIndex, redis_url: str) -> None:
+    entry = index.store("What's your refund policy?", "30 days.")
+
+    async def ask() -> Any:
+        try:
+            return await index.alookup("What is your refund policy?")
+        finally:
+            await index.aclose()
+
+    hit = asyncio.run(ask())
+    assert hit is not None and hit.layer == "semantic" and hit.hit_count == 0
+    assert raw_client(redis_url).hget(index.layout.key(str(entry)), "hit_count") == b"1"
 
 
 def test_hit_bookkeeping_does_not_reindex(redis_server: EmbeddedRedis) -> None:
@@ -325,6 +364,12 @@ def _run_counting(index: SemanticIndex, flow: Any) -> tuple[Any, list[Any]]:
         return stop.value, ops
 
 
+def _commands(ops: list[Any]) -> list[Any]:
+    """The commands a flow sent and waited for (its round trips): calls, and the exact
+    layer's read (sent, then received while the semantic layer prepares)."""
+    return [o for o in ops if isinstance(o, (Call, Send))]
+
+
 def test_semantic_hit_is_one_round_trip_after_the_exact_layer(
     index: SemanticIndex, redis_url: str
 ) -> None:
@@ -334,20 +379,25 @@ def test_semantic_hit_is_one_round_trip_after_the_exact_layer(
     req = index.core.prepare_lookup("What is the refund policy?", scope)
     verdict, ops = _run_counting(index, index.core.lookup_flow(req))
     assert verdict.outcome == "semantic" and verdict.hit.hit_count == 1
-    calls = [o for o in ops if isinstance(o, Call)]
+    calls = _commands(ops)
     assert len(calls) == 2 and all(c.args[0] == "EVALSHA" for c in calls)  # exact, search
+    # The hit is counted once the guards accepted it, without waiting for the reply.
+    posts = [o for o in ops if isinstance(o, Post)]
+    assert [p.args[:2] for p in posts] == [("EVALSHA", COUNT.sha)]
     fields = raw_client(redis_url).hgetall(index.layout.key(str(entry)))
     assert fields[b"hit_count"] == b"2" and float(fields[b"last_hit_at"]) > 0
     # A miss costs the same two calls and counts nothing.
     req = index.core.prepare_lookup("Do you ship to Canada?", scope)
     verdict, ops = _run_counting(index, index.core.lookup_flow(req))
-    assert verdict.outcome == "miss" and len([o for o in ops if isinstance(o, Call)]) == 2
+    assert verdict.outcome == "miss" and len(_commands(ops)) == 2
+    assert not [o for o in ops if isinstance(o, Post)]
     assert raw_client(redis_url).hget(index.layout.key(str(entry)), "hit_count") == b"2"
 
 
 def test_a_guard_rejected_candidate_is_not_counted(make_index: Any, redis_url: str) -> None:
-    """The search script counts the most similar candidate; when a guard rejects it and
-    another wins, the count moves (hit_count, last_hit_at and a sliding TTL restored)."""
+    """Only the served candidate is counted: the most similar one, rejected by a guard,
+    keeps no hit_count, no last_hit_at and its TTL (sliding TTLs are refreshed on a
+    hit only)."""
     from paracache import TTLPolicy
 
     idx = make_index(ttl_policy=TTLPolicy(default_ttl=600, sliding=True))
@@ -467,7 +517,7 @@ def test_search_script_can_be_switched_off(make_index: Any) -> None:
     req = idx.core.prepare_lookup("What is your refund policy?", None)
     verdict, ops = _run_counting(idx, idx.core.lookup_flow(req))
     assert verdict.outcome == "semantic" and verdict.hit.response == "30 days."
-    calls = [o.args[0] for o in ops if isinstance(o, Call)]
+    calls = [o.args[0] for o in _commands(ops)]
     assert calls == ["EVALSHA", "FT.SEARCH", "EVALSHA"]  # exact, query, winner read
     assert idx.entries(5)[0].hit_count == 1 and entry
     with pytest.raises(TypeError):
@@ -569,3 +619,32 @@ def test_exact_hit_never_asks_the_tokenizer(make_index: Any) -> None:
     assert vec.__dict__["asked"] == []
     idx.lookup("Can I get my money back?")  # a miss or a semantic hit: asked once
     assert vec.__dict__["asked"] == ["can i get my money back"]
+
+
+def test_thread_connections_send_post_and_skip(redis_url: str) -> None:
+    """The hot path's own connections: a sent command is received later; a reply
+    nobody received, or a posted command's (even an error), is skipped by the thread's
+    next command; arguments redis-py would refuse are refused the same way."""
+    from paracache.transport import ThreadConnections
+
+    client = redis.Redis.from_url(redis_url)
+    conns = ThreadConnections(client, spin=0.002)
+    key = f"t-conn-{time.time_ns()}"
+    try:
+        sent = conns.send(("ECHO", "first"))
+        assert conns.receive(sent) == b"first"
+        conns.send(("ECHO", "never received"))  # e.g. a flow that stopped half-way
+        assert conns.call(("ECHO", "second")) == b"second"
+        client.set(key, "a string")
+        conns.post(("HGET", key, "field"))  # WRONGTYPE: logged when read, never raised
+        conns.post(("SET", key, "posted"))
+        assert conns.call(("GET", key)) == b"posted"
+        with pytest.raises(RuntimeError):
+            conns.receive(sent)  # received already
+        for bad in (None, True):
+            with pytest.raises(redis.DataError):
+                conns.call(("SET", key, bad))
+        assert conns.call(("ECHO", "still in step")) == b"still in step"
+    finally:
+        client.delete(key)
+        conns.close()

@@ -89,6 +89,9 @@ class FlowBase:
         #: and the current pause (see :meth:`paracache.lookup.Lookups._pause_script`).
         self._script_paused_until = 0.0
         self._script_backoff = 0.0
+        #: Whether this instance sent the ``COUNT`` script's source since the last
+        #: failure (a restarted server has forgotten its scripts).
+        self._count_loaded = False
         #: Where hits are counted (:mod:`paracache.bookkeeping`): asked of the server
         #: on the first lookup (``None`` until then); a driver may fix it beforehand.
         self.hit_place: HitPlace | None = None
@@ -143,18 +146,25 @@ class FlowBase:
         counts as an embedding error and keeps the text to the exact layer."""
         if self.unreadable is None:
             return None
+        return self._unreadable_input(self.embed_input(text))
+
+    def _unreadable_input(self, model_text: str) -> str | None:
+        """:meth:`readable_problem` of what the model would embed (``embed_input``)."""
+        if self.unreadable is None:
+            return None
         try:
-            return self.unreadable(self.embed_input(text))
+            return self.unreadable(model_text)
         except Exception as exc:
             self.recorder.error("embedding")
             logger.warning("paracache: readability check failed, exact layer only: %r", exc)
             return f"readability check failed: {type(exc).__name__}"
 
-    def _embed(self, text: str) -> Flow[bytes | None]:
-        """Embed a normalised prompt (:meth:`embed_input`) and encode it for Redis;
-        ``None`` (counted, logged) when the embedder failed."""
+    def _embed(self, text: str, model_text: str | None = None) -> Flow[bytes | None]:
+        """Embed a normalised prompt (:meth:`embed_input`, or ``model_text`` if the caller
+        has it already) and encode it for Redis; ``None`` (counted, logged) when the
+        embedder failed."""
         try:
-            raw = yield Embed(self.embed_input(text))
+            raw = yield Embed(self.embed_input(text) if model_text is None else model_text)
             return self.encode_vector(raw)
         except BackendError as exc:
             if exc.kind != "embedding":
@@ -187,8 +197,10 @@ class FlowBase:
         """Redis failed (not merely refused a write): count it, tell the breaker."""
         self.breaker.record_failure()
         self.recorder.error("redis")
-        # Whatever failed, the server may have restarted without its index: check again.
+        # Whatever failed, the server may have restarted without its index (and its
+        # scripts): check again.
         self.index_ready = False
+        self._count_loaded = False
         logger.warning("paracache: %s failed, continuing without the cache: %r", what, exc)
 
     def _internal(self, what: str, exc: Exception) -> None:

@@ -35,7 +35,19 @@ import redis.asyncio as aioredis
 
 from .cluster import ClusterTransport
 from .errors import BackendError
-from .protocol import Batch, Call, Embed, EmbedMany, EnsureIndex, Flow, Join, Submit
+from .protocol import (
+    Batch,
+    Call,
+    Embed,
+    EmbedMany,
+    EnsureIndex,
+    Flow,
+    Join,
+    Post,
+    Receive,
+    Send,
+    Submit,
+)
 from .schema import Layout
 from .transport import Embedder, ThreadConnections, translate, within
 
@@ -145,6 +157,24 @@ class SyncIO:
             if self.direct is not None:
                 return self.direct.call(op.args)
             return cast(Any, self.client).execute_command(*op.args)
+        if isinstance(op, Send):
+            if self.direct is not None:
+                return self.direct.send(op.args)
+            return _Done.of(lambda: cast(Any, self.client).execute_command(*op.args))
+        if isinstance(op, Receive):
+            if isinstance(op.handle, _Done):
+                return op.handle.result()
+            return _need(self.direct, op).receive(op.handle)
+        if isinstance(op, Post):
+            if self.direct is not None:  # sent now, its reply read with the next call's
+                return self.direct.post(op.args, op.fallback)
+            try:
+                cast(Any, self.client).execute_command(*op.args)
+            except redis.exceptions.NoScriptError:
+                if op.fallback is None:
+                    raise
+                cast(Any, self.client).execute_command(*op.fallback)
+            return None
         if isinstance(op, Batch):
             pipe = self.client.pipeline(transaction=op.transaction)
             for args in op.calls:
@@ -206,6 +236,21 @@ class AsyncIO:
     async def _perform(self, op: Any) -> Any:
         if isinstance(op, Call):
             return await cast(Any, self.client).execute_command(*op.args)
+        if isinstance(op, Send):  # performed at once: the reply waits in the handle
+            try:
+                return _Done(await cast(Any, self.client).execute_command(*op.args))
+            except Exception as exc:
+                return _Done(error=exc)
+        if isinstance(op, Receive):
+            return op.handle.result()
+        if isinstance(op, Post):
+            try:
+                await cast(Any, self.client).execute_command(*op.args)
+            except redis.exceptions.NoScriptError:
+                if op.fallback is None:
+                    raise
+                await cast(Any, self.client).execute_command(*op.fallback)
+            return None
         if isinstance(op, Batch):
             pipe = self.client.pipeline(transaction=op.transaction)
             for args in op.calls:
@@ -231,6 +276,27 @@ class AsyncIO:
                     raise _index_error(exc) from exc
             return None
         raise TypeError(f"unknown operation {op!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class _Done:
+    """A :class:`~paracache.protocol.Send` a driver performed at once: its reply, or
+    the exception it raised (raised again by :class:`~paracache.protocol.Receive`)."""
+
+    value: Any = None
+    error: Exception | None = None
+
+    @classmethod
+    def of(cls, perform: Callable[[], Any]) -> _Done:
+        try:
+            return cls(perform())
+        except Exception as exc:
+            return cls(error=exc)
+
+    def result(self) -> Any:
+        if self.error is not None:
+            raise self.error
+        return self.value
 
 
 def _need(value: T | None, op: Any) -> T:

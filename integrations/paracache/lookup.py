@@ -1,10 +1,12 @@
 """Lookup flows: the exact layer, then the semantic layer, and which candidate is served.
 
 :class:`Lookups` is the lookup half of :class:`paracache.core.Core`: the exact read (one
-script: read and count a hit), the scope-pre-filtered KNN search (one script: query,
-read candidates, count the hit), top-k re-ranking through the guards and corroboration,
-and the :class:`~paracache.values.Verdict`. Failures become misses by their kind
-(:class:`~paracache.errors.BackendError`); a bug of paracache's own is ``internal``.
+script: read and count a hit), the scope-pre-filtered KNN search (one read-only script:
+query, read the candidates), top-k re-ranking through the guards and corroboration, the
+served candidate's hit counted without waiting for the reply (``COUNT`` as a
+:class:`~paracache.protocol.Post`), and the :class:`~paracache.values.Verdict`. Failures
+become misses by their kind (:class:`~paracache.errors.BackendError`); a bug of
+paracache's own is ``internal``.
 
 Example (driving a flow by hand, as the tests do):
     >>> # flow = core.lookup_flow(core.prepare_lookup("hi", Scope()))
@@ -24,7 +26,21 @@ from typing import Any, Literal, cast
 from .base import FlowBase
 from .bound import entry_floor
 from .errors import BackendError
-from .protocol import EXACT, SEARCH, UNCOUNT, Call, Flow, _as_fields, _b, run_script, search_rows
+from .protocol import (
+    COUNT,
+    EXACT,
+    SEARCH,
+    Call,
+    Flow,
+    Post,
+    Receive,
+    Send,
+    _as_fields,
+    _b,
+    post_script,
+    run_script,
+    search_rows,
+)
 from .schema import SCHEMA_VERSION, entry_problem
 from .values import (
     CacheHit,
@@ -50,34 +66,29 @@ SCRIPT_RETRY_MAX = 300.0
 
 @dataclasses.dataclass
 class _Searched:
-    """What the semantic layer's query found: candidates, most similar first, and the
-    entry the search script counted a hit on (``""``: none) with its state before."""
+    """What the semantic layer's query found: candidates, most similar first."""
 
     candidates: list[Candidate]
-    counted: str = ""
-    before: tuple[bytes, ...] = ()
-    now: str = ""
-    #: Count a hit on a winner that carries its fields but was not counted yet.
+    #: Count a hit on the winner (off when choosing without I/O).
     count_winner: bool = True
     #: The query's vector (for near-miss verification).
     vector: bytes = b""
 
     @classmethod
-    def from_script(cls, raw: Any, now: str) -> _Searched:
+    def from_script(cls, raw: Any) -> _Searched:
         """Read the ``SEARCH`` script's reply (``bad_reply`` if it cannot be read)."""
         try:
-            counted, before, rows = raw
             candidates = [
                 Candidate(
                     key=_b(key).decode(),
                     similarity=1.0 - float(dist),
                     fields=_as_fields(fields) if fields else {},
                 )
-                for key, dist, fields in rows
+                for key, dist, fields in raw
             ]
-            return cls(candidates, _b(counted).decode(), tuple(_b(x) for x in before), now)
         except (TypeError, ValueError, IndexError, KeyError) as exc:
             raise BackendError("bad_reply", f"unreadable search reply: {exc!r}") from exc
+        return cls(candidates)
 
 
 def _distance_arg(distance: float) -> str:
@@ -110,13 +121,19 @@ class Lookups(FlowBase):
             yield from self._ensure_index()
             yield from self._ensure_hit_place()
             hit = None
-            if self.settings.exact:
-                hit = self._exact_hit(req, (yield from self._exact_read(req)))
             unreadable = req.unreadable
+            model_text = ""
+            if self.settings.exact:
+                raw, model_text = yield from self._exact_read(req)
+                hit = self._exact_hit(req, raw)
             if hit is None and req.semantic and unreadable is None:
-                unreadable = self.readable_problem(req.text)  # after the exact layer: cheap
+                # What the model sees is worked out once (while the exact layer's reply
+                # was on the wire), for the readability check and the embedding; the
+                # check runs after the exact layer (exact hits skip it).
+                model_text = model_text or self.embed_input(req.text)
+                unreadable = self._unreadable_input(model_text)
             if hit is None and req.semantic and unreadable is None:
-                vector = yield from self._embed(req.text)
+                vector = yield from self._embed(req.text, model_text)
                 if vector is None:
                     self.breaker.record_success()
                     return self._verdict(req, t0, "error", "embedding failed")
@@ -148,39 +165,64 @@ class Lookups(FlowBase):
         self.breaker.record_success()
         if hit is None:
             return self._verdict(req, t0, "miss", reason, best)
-        # Both layers counted the hit when they read the entry (EXACT, SEARCH scripts).
+        # The exact layer counted its hit when it read the entry (EXACT); the semantic
+        # layer once its guards accepted the winner (COUNT, without waiting).
         return self._verdict(req, t0, hit.layer, reason, hit.similarity, hit)
 
-    def _exact_read(self, req: LookupRequest) -> Flow[Any]:
-        """The hash at the exact key; with hit tracking, a hit is counted in the same
-        round trip (``EXACT``), so an exact hit costs one call to Redis."""
-        return (yield from self._read_entry(req.key, req.scope_digest))
+    def _exact_read(self, req: LookupRequest) -> Flow[tuple[Any, str]]:
+        """The hash at the exact key (with hit tracking, a hit counted in the same round
+        trip, ``EXACT``: an exact hit costs one call to Redis), and what the model would
+        embed for the prompt, worked out while the reply is on the wire (``""`` when the
+        semantic layer is off for it).
+
+        Only that step (pleasantries and typos) overlaps the round trip: it takes less
+        than one, so an exact hit waits no longer for it. The readability check, which
+        tokenizes, would not, and was measured to slow exact hits (benchmarks/RESULTS.md).
+        """
+        model_text = ""
+        sent = yield Send(self._entry_read(req.key, req.scope_digest))
+        try:
+            if req.semantic and req.unreadable is None:
+                model_text = self.embed_input(req.text)
+            raw = yield Receive(sent)
+        except BackendError as exc:
+            raw = yield from self._reread_entry(req.key, req.scope_digest, exc)
+        return raw, model_text
 
     def _read_entry(self, key: str, scope_digest: str) -> Flow[Any]:
         """An entry's hash, its hit counted in the same round trip if it belongs to
         ``scope_digest`` (and hits are tracked)."""
-        if not self.settings.track_hits:
-            return (yield Call(("HGETALL", key)))
-        sliding = "1" if self.settings.policy.sliding else ""
         try:
-            return (
-                yield from run_script(
-                    EXACT,
-                    (key,),
-                    scope_digest,
-                    time.time(),
-                    sliding,
-                    SCHEMA_VERSION,
-                    self._hits_mode(),
-                )
-            )
+            return (yield Call(self._entry_read(key, scope_digest)))
         except BackendError as exc:
-            if not exc.answered:
-                raise  # the server did not answer: a failure
-            # It answered but refused the script's writes (out of memory, a read-only
-            # replica, an ACL) or choked on a damaged entry: read without bookkeeping.
-            logger.debug("paracache: exact-layer script failed, reading plainly: %r", exc)
-            return (yield Call(("HGETALL", key)))
+            return (yield from self._reread_entry(key, scope_digest, exc))
+
+    def _entry_read(self, key: str, scope_digest: str) -> tuple[Any, ...]:
+        """The command of :meth:`_read_entry`: ``EXACT`` by its SHA, or a plain read
+        without hit tracking."""
+        if not self.settings.track_hits:
+            return ("HGETALL", key)
+        sliding = "1" if self.settings.policy.sliding else ""
+        return ("EVALSHA", EXACT.sha, 1, key, scope_digest, time.time(), sliding,
+                SCHEMA_VERSION, self._hits_mode())  # fmt: skip
+
+    def _reread_entry(self, key: str, scope_digest: str, exc: BackendError) -> Flow[Any]:
+        """:meth:`_read_entry` again after its command failed with ``exc``: ``EXACT``
+        with its source on ``NOSCRIPT``; a plain read if the server refused the
+        script's writes (out of memory, a read-only replica, an ACL) or choked on a
+        damaged entry; raised again if the server did not answer."""
+        if not self.settings.track_hits or not exc.answered:
+            raise exc
+        if exc.kind == "noscript":
+            args = self._entry_read(key, scope_digest)
+            try:
+                return (yield Call(("EVAL", EXACT.source, *args[2:])))
+            except BackendError as again:
+                if not again.answered:
+                    raise
+                exc = again
+        logger.debug("paracache: exact-layer script failed, reading plainly: %r", exc)
+        return (yield Call(("HGETALL", key)))
 
     #: What the KNN query returns per candidate: what choosing needs (the guards read
     #: ``prompt``, calibration ``response``). Each returned field costs RediSearch a
@@ -245,8 +287,6 @@ class Lookups(FlowBase):
         args = self.knn_args(req, vector, policy)
         if not self.scripted_search or time.monotonic() < self._script_paused_until:
             return _Searched(parse_search((yield Call(args))))
-        hit_dist = 1.0 - req.min_similarity if self.settings.track_hits else -1.0
-        now = repr(time.time())
         try:
             raw = yield from run_script(
                 SEARCH,
@@ -256,23 +296,14 @@ class Lookups(FlowBase):
                 vector,
                 self.settings.top_k,
                 _distance_arg(1.0 - self._read_floor(req)),
-                _distance_arg(hit_dist),
-                req.scope_digest,
-                now,
-                "1" if self.settings.policy.sliding else "",
-                SCHEMA_VERSION,
-                self._hits_mode(),
             )
         except BackendError as exc:
             if exc.kind == "no_index" or not exc.answered:
                 raise
-            if exc.write_refused is None:
-                self._pause_script(exc)
-            # Out of memory or a read-only replica refused the hit count: this lookup
-            # reads without it.
+            self._pause_script(exc)
             return _Searched(parse_search((yield Call(args))))
         self._script_backoff = 0.0
-        return _Searched.from_script(raw, now)
+        return _Searched.from_script(raw)
 
     def _pause_script(self, exc: BackendError) -> None:
         """The server would not run the search script (``BUSY`` with another client's
@@ -308,16 +339,16 @@ class Lookups(FlowBase):
         """The hit among the KNN candidates, and the best similarity and why.
 
         Top-k re-ranking: the most similar candidate that passes the guards wins. The
-        search script read the candidates within ``min_similarity`` whole and counted a
-        hit on the first of them; if another one wins (a guard rejected the first), that
-        count is undone and the winner's counted. Without the script, the candidates
-        carry only what choosing needs and the winner is read (and counted) afterwards.
+        search script read the candidates within the read floor whole; the winner's hit
+        is counted once it is chosen (``COUNT``, sent without waiting for its reply), so
+        a candidate a guard rejects is never counted. Without the script, the candidates
+        carry only what choosing needs and the winner is read (and counted, ``EXACT``)
+        afterwards.
         """
         candidates = found.candidates
         best = max((c.similarity for c in candidates), default=None)
         rejected: list[str] = []
         hit: CacheHit | None = None
-        winner = ""
         below = False
         floor = self._floor(req)
         learner = self.learner
@@ -362,6 +393,7 @@ class Lookups(FlowBase):
                 unserved, explored = cand, True  # a labelled miss instead of a hit
                 break
             fields = cand.fields
+            count = False
             if b"v" not in fields:  # a plain KNN row: read the entry (and count the hit)
                 raw = yield from self._read_entry(cand.key, req.scope_digest)
                 if not raw:
@@ -370,14 +402,13 @@ class Lookups(FlowBase):
                 if fields.get(b"scope") != req.scope_digest.encode():
                     self._corrupt(cand.key, "scope does not match the pre-filter")
                     continue
-            elif cand.key != found.counted and found.count_winner and self.settings.track_hits:
-                yield from self._count_hit(cand.key, req.scope_digest)
+            elif found.count_winner and self.settings.track_hits:
+                count = True
             hit = self._decode(cand.key, fields, "semantic", cand.similarity)
             if hit is not None:
-                winner = cand.key
+                if count:
+                    yield from self._count_hit(cand.key, req.scope_digest)
                 break
-        if found.counted and winner != found.counted:
-            yield from self._uncount(found)
         if learner is not None:
             self._observe(req, hit, unserved, explored)
             if hit is None and not explored and unserved is not None:
@@ -404,28 +435,27 @@ class Lookups(FlowBase):
         return None, best, f"best similarity {best:.3f} < {req.min_similarity:.3f}"
 
     def _count_hit(self, key: str, scope_digest: str) -> Flow[None]:
-        """Count a hit on an entry the search script read but did not count."""
+        """Count a hit on the entry the semantic layer serves (read by the search
+        script, which counts nothing): ``COUNT``, posted without waiting for its reply
+        (:class:`~paracache.protocol.Post`)."""
+        op = post_script(
+            COUNT,
+            (key,),
+            scope_digest,
+            time.time(),
+            "1" if self.settings.policy.sliding else "",
+            SCHEMA_VERSION,
+            self._hits_mode(),
+        )
+        if not self._count_loaded and op.fallback is not None:
+            # The first time, with its source: a NOSCRIPT answer would be read (and the
+            # count sent again) only with the next command, so a count could lag.
+            op = Post(op.fallback)
+            self._count_loaded = True
         try:
-            yield from self._read_entry(key, scope_digest)
+            yield op
         except BackendError as exc:  # bookkeeping: the answer is served regardless
             logger.debug("paracache: counting a hit failed: %r", exc)
-
-    def _uncount(self, found: _Searched) -> Flow[None]:
-        """Undo the search script's hit count on an entry that was not served."""
-        created, last, pttl = (*found.before, b"", b"", b"-1")[:3]
-        try:
-            yield from run_script(
-                UNCOUNT,
-                (found.counted,),
-                created,
-                last,
-                pttl,
-                found.now,
-                "1" if self.settings.policy.sliding else "",
-                self._hits_mode(),
-            )
-        except BackendError as exc:  # bookkeeping: a count too many is harmless
-            logger.debug("paracache: undoing a hit count failed: %r", exc)
 
     # ------------------------------------------------------------------ the error bound
 

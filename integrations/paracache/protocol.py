@@ -22,12 +22,12 @@ from typing import Any, TypeVar
 from .errors import BackendError
 
 __all__ = [
+    "COUNT",
     "EXACT",
     "PUT",
     "READ_SCOPES",
     "REGISTER_SCOPE",
     "SEARCH",
-    "UNCOUNT",
     "Batch",
     "Call",
     "Embed",
@@ -36,8 +36,12 @@ __all__ = [
     "Flow",
     "Join",
     "Op",
+    "Post",
+    "Receive",
     "Script",
+    "Send",
     "Submit",
+    "post_script",
     "read_scopes_call",
     "run_script",
     "scope_rows",
@@ -55,6 +59,39 @@ class Call:
     """One Redis command, e.g. ``Call(("HGETALL", key))``."""
 
     args: tuple[Any, ...]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Post:
+    """One Redis command whose reply the flow does not wait for (the bookkeeping of a
+    hit, once it is decided). A driver may send it and read its reply later, before the
+    connection's next reply (:meth:`paracache.transport.ThreadConnections.post`: the
+    command reaches the server before the lookup returns, at the cost of a send), or
+    perform it like a :class:`Call`. The answer is ``None``; ``fallback`` is performed
+    instead when the server answers ``NOSCRIPT`` (``EVAL`` with the script's source for
+    an ``EVALSHA``). An error reply read later is logged, never sent into the flow."""
+
+    args: tuple[Any, ...]
+    fallback: tuple[Any, ...] | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Send:
+    """Send one Redis command and go on without its reply: the answer is a handle for
+    :class:`Receive`. Lets a flow do its own work (preparing the semantic layer) while
+    the exact layer's reply is on the wire. A driver may also perform the command at
+    once and keep its reply (or error) for :class:`Receive`. The flow receives it
+    before its next Redis request."""
+
+    args: tuple[Any, ...]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Receive:
+    """The reply of a :class:`Send` (an error reply is raised into the flow, as for a
+    :class:`Call`)."""
+
+    handle: Any
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -100,7 +137,7 @@ class Join:
     handle: Any
 
 
-Op = Call | Batch | Embed | EmbedMany | EnsureIndex | Submit | Join
+Op = Call | Post | Send | Receive | Batch | Embed | EmbedMany | EnsureIndex | Submit | Join
 Flow = Generator[Op, Any, T]
 
 
@@ -202,29 +239,26 @@ if ttl and ttl > 0 then redis.call('EXPIRE', KEYS[1], ttl) end
 return 1
 """
 
-# The semantic layer in one round trip: the scope-filtered KNN query, then each
-# candidate at distance <= ARGV[5] read whole, and the hit counted (as EXACT does) on the
-# first of them at distance <= ARGV[6] that is an entry of this schema version and
-# scope: the candidate the core serves unless a guard rejects it (then UNCOUNT undoes
-# it). Returns {counted key or '', {created_at, last_hit_at, pttl} before the hit,
-# {{key, distance, fields}, ...}} with fields empty for candidates beyond ARGV[5] and
-# without the vector (768+ bytes a candidate the core has no use for).
-# ARGV: index, query, vector, k, read distance, hit distance, scope digest, now,
-# sliding ('1' refreshes the counted entry's TTL), schema version, bookkeeping mode.
+# The semantic layer in one round trip, read only: the scope-filtered KNN query, then
+# each candidate at distance <= ARGV[5] read whole (its companion's hit counts added, as
+# EXACT does), without the vector (768+ bytes a candidate the core has no use for).
+# Nothing is counted here: the core counts the candidate it serves once the guards
+# accepted it (COUNT, sent without waiting for its reply: see ``Post``). Returns
+# {{key, distance, fields}, ...}, fields empty for candidates beyond ARGV[5].
+# ARGV: index, query, vector, k, read distance.
 _SEARCH = (
     _HITS
     + """
 local res = redis.call('FT.SEARCH', ARGV[1], ARGV[2], 'PARAMS', 2, 'vec', ARGV[3],
   'SORTBY', '__dist', 'RETURN', 1, '__dist', 'LIMIT', 0, tonumber(ARGV[4]), 'DIALECT', 2)
-local read_dist, hit_dist = tonumber(ARGV[5]), tonumber(ARGV[6])
-local rows, counted, before = {}, '', {}
+local read_dist = tonumber(ARGV[5])
+local rows = {}
 for i = 2, #res, 2 do
   local key, row = res[i], res[i + 1]
   local dist = '2'
   for j = 1, #row, 2 do if row[j] == '__dist' then dist = row[j + 1] end end
   local fields = {}
-  local d = tonumber(dist) or 2
-  if d <= read_dist then
+  if (tonumber(dist) or 2) <= read_dist then
     local all = redis.call('HGETALL', key)
     for j = 1, #all, 2 do  -- all but the vector: the index has it, the core needs none
       if all[j] ~= 'embedding' then
@@ -232,55 +266,30 @@ for i = 2, #res, 2 do
         fields[#fields + 1] = all[j + 1]
       end
     end
-    if counted == '' and d <= hit_dist then
-      local scope, ttl, v, last, created, tenant, model
-      for j = 1, #fields, 2 do
-        local name = fields[j]
-        if name == 'scope' then scope = fields[j + 1]
-        elseif name == 'ttl' then ttl = tonumber(fields[j + 1])
-        elseif name == 'v' then v = fields[j + 1]
-        elseif name == 'tenant' then tenant = fields[j + 1]
-        elseif name == 'model' then model = fields[j + 1]
-        elseif name == 'created_at' then created = fields[j + 1] end
-      end
-      if scope == ARGV[7] and v == ARGV[10] then
-        merge_hits(key, fields)
-        for j = 1, #fields, 2 do if fields[j] == 'last_hit_at' then last = fields[j + 1] end end
-        before = {created or '', last or '', redis.call('PTTL', key)}
-        count_hit(key, ARGV[11], ARGV[8], ARGV[9], ttl, tenant, model)
-        counted = key
-      end
-    end
+    if #fields > 0 then merge_hits(key, fields) end
   end
   rows[#rows + 1] = {key, dist, fields}
 end
-return {counted, before, rows}
+return rows
 """
 )
 
-# Undo SEARCH's count on an entry the core did not serve (a guard rejected it): one hit
-# fewer, ``last_hit_at`` back if no other hit came since, the TTL back if it was
-# refreshed; nothing if the key now holds another entry (cleared and written again:
-# another ``created_at``). ARGV: the ``before`` triple from SEARCH, the ``now`` SEARCH
-# wrote, sliding, bookkeeping mode (where SEARCH counted it).
-_UNCOUNT = """
-local hk = KEYS[1]
-if ARGV[6] == 'c' then hk = (string.gsub(KEYS[1], ':e:', ':h:', 1)) end
-local created = redis.call('HGET', KEYS[1], 'created_at')
-local fields = redis.call('HMGET', hk, 'hit_count', 'last_hit_at')
-if created ~= ARGV[1] or (tonumber(fields[1]) or 0) < 1 then return 0 end
-redis.call('HINCRBY', hk, 'hit_count', -1)
-if fields[2] == ARGV[4] then
-  if ARGV[2] == '' then redis.call('HDEL', hk, 'last_hit_at')
-  else redis.call('HSET', hk, 'last_hit_at', ARGV[2]) end
+# Count a hit on the entry the semantic layer served (after the guards accepted it), as
+# EXACT counts one: only if the key still holds an entry of this schema version and of
+# the asker's scope (an entry deleted or replaced since is left alone, and no torn,
+# TTL-less hash is created). Returns 1 if counted, 0 if not.
+# ARGV: scope digest, now, sliding, schema version, bookkeeping mode (see _HITS).
+_COUNT = (
+    _HITS
+    + """
+local f = redis.call('HMGET', KEYS[1], 'scope', 'v', 'ttl', 'tenant', 'model')
+if f[1] == ARGV[1] and f[2] == ARGV[4] then
+  count_hit(KEYS[1], ARGV[5], ARGV[2], ARGV[3], tonumber(f[3]), f[4], f[5])
+  return 1
 end
-local pttl = tonumber(ARGV[3])
-if ARGV[5] == '1' and pttl and pttl > 0 then
-  redis.call('PEXPIRE', KEYS[1], pttl)
-  if hk ~= KEYS[1] then redis.call('PEXPIRE', hk, pttl) end
-end
-return 1
+return 0
 """
+)
 
 # A scope's canonical JSON into the namespace's scope registry (KEYS[1]), once: ARGV is
 # the scope digest and the JSON. Best effort, never an error: a registry key that is not
@@ -304,7 +313,7 @@ return found
 EXACT = Script(_EXACT)
 PUT = Script(_PUT)
 SEARCH = Script(_SEARCH)
-UNCOUNT = Script(_UNCOUNT)
+COUNT = Script(_COUNT)
 REGISTER_SCOPE = Script(_REGISTER_SCOPE)
 READ_SCOPES = Script(_READ_SCOPES)
 
@@ -346,6 +355,18 @@ def run_script(script: Script, keys: Sequence[str], *args: Any) -> Flow[Any]:
     return (yield Call(("EVAL", script.source, len(keys), *keys, *args)))
 
 
+def post_script(script: Script, keys: Sequence[str], *args: Any) -> Post:
+    """A :class:`Post` of ``script`` by its SHA, with its source as the ``NOSCRIPT``
+    fallback.
+
+    Example:
+        >>> post_script(COUNT, ["k"], "a").args[:2] == ("EVALSHA", COUNT.sha)
+        True
+    """
+    tail = (len(keys), *keys, *args)
+    return Post(("EVALSHA", script.sha, *tail), ("EVAL", script.source, *tail))
+
+
 # --------------------------------------------------------------------------- replies
 
 
@@ -360,6 +381,8 @@ def _as_fields(raw: Any) -> dict[bytes, bytes]:
     if isinstance(raw, dict):
         return {_b(k): _b(v) for k, v in raw.items()}
     items = list(raw)
+    if len(items) % 2 == 0 and all(type(x) is bytes for x in items):  # hiredis's replies
+        return dict(zip(items[::2], items[1::2], strict=True))
     return {_b(items[i]): _b(items[i + 1]) for i in range(0, len(items) - 1, 2)}
 
 

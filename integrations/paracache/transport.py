@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import dataclasses
 import functools
 import logging
 import os
@@ -34,6 +35,7 @@ from typing import Any, cast
 
 import redis
 import redis.asyncio as aioredis
+from hiredis import pack_command as _hiredis_pack
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
 from redis.retry import Retry
@@ -96,6 +98,8 @@ _yield: Callable[[], None] = getattr(os, "sched_yield", lambda: None)
 _POOL_LOCK = threading.Lock()
 
 
+
+
 class ThreadConnections:
     """One connection per thread to a client's server, used directly: a command is
     sent and its reply read, without redis-py's pool checkout, retry wrapper and
@@ -110,6 +114,10 @@ class ThreadConnections:
     seconds before blocking in the kernel (a thread that sleeps for a sub-millisecond
     reply pays a wake-up, slow on virtual machines), yielding the core between polls to
     any thread ready to run.
+
+    :meth:`post` sends a command without waiting for its reply (a hit's bookkeeping):
+    the reply is read, and an error reply logged, before the thread's next command is
+    sent on the same connection.
     """
 
     def __init__(self, client: redis.Redis, spin: float = 0.0) -> None:
@@ -121,40 +129,69 @@ class ThreadConnections:
         self._lock = threading.Lock()
         self._all: weakref.WeakSet[Any] = weakref.WeakSet()
         self._in_flight = 0
+        kwargs = pool.connection_kwargs
+        #: Pack commands with hiredis directly where redis-py would (its default
+        #: encoding): redis-py's packer encodes each argument in Python first.
+        self._hiredis = (
+            kwargs.get("encoding", "utf-8") == "utf-8"
+            and kwargs.get("encoding_errors", "strict") == "strict"
+        )
 
     def connection(self) -> Any:
-        """This thread's connection (made on first use, and again in a forked child);
-        whoever sends on it reads the reply, or disconnects it.
+        """This thread's connection (made on first use, and again in a forked child),
+        with the replies of this thread's posted commands read; whoever sends on it
+        reads the reply, or disconnects it.
 
         Example:
             >>> ThreadConnections(redis.Redis()).connection().port
             6379
         """
+        local, conn = self._connection()
+        while local.unread:
+            self._read_posted(local, conn)
+        return conn
+
+    def _connection(self) -> tuple[threading.local, Any]:
         local = self._local
         conn = getattr(local, "conn", None)
         if conn is None or local.pid != os.getpid():
             conn = local.conn = self._make()
             local.pid = os.getpid()
             local.poller = None
+            local.unread = []
+            local.sent = None
             with self._lock:
                 self._all.add(conn)
-        return conn
+        elif local.sent is not None:  # a sent command's reply nobody received: skip it
+            sent, local.sent = local.sent, None
+            if sent.sock is conn._sock and conn._sock is not None:
+                local.unread.insert(0, (sent.sock, None))
+        return local, conn
+
+    def _pack(self, conn: Any, args: Sequence[Any]) -> Any:
+        if self._hiredis and isinstance(args[0], str) and " " not in args[0]:
+            try:
+                return [_hiredis_pack(tuple(args))]
+            except TypeError as exc:  # None, a bool...: as redis-py would refuse it
+                raise redis.DataError(f"invalid argument in {args[0]!r}: {exc}") from None
+        return conn.pack_command(*args)
 
     def call(self, args: Sequence[Any]) -> Any:
-        local = self._local
-        conn = self.connection()
+        local, conn = self._connection()
+        while local.unread:
+            self._read_posted(local, conn)
         with self._lock:
             self._in_flight += 1
             alone = self._in_flight == 1
         try:
-            conn.send_command(*args, check_health=False)
+            conn.send_packed_command(self._pack(conn, args), check_health=False)
             if alone and self._spin:
                 self._await_reply(local, conn)
             reply = conn.read_response()
         except redis.ResponseError:
             raise  # the server answered: the connection is fine
         except BaseException:
-            conn.disconnect()  # a reply may be in flight: never reuse the socket
+            self._drop(local, conn)  # a reply may be in flight: never reuse the socket
             raise
         finally:
             with self._lock:
@@ -162,16 +199,100 @@ class ThreadConnections:
         callback = self._callbacks.get(args[0])
         return reply if callback is None else callback(reply)
 
-    def _await_reply(self, local: threading.local, conn: Any) -> None:
-        """Poll ``conn``'s socket until it is readable or ``spin`` seconds have passed."""
-        sock = conn._sock
-        if sock is None or isinstance(sock, ssl.SSLSocket):
-            return  # TLS: readable bytes may not make a record; just block
+    def send(self, args: Sequence[Any]) -> _Sent:
+        """Send ``args`` and return without its reply: a handle for :meth:`receive` (the
+        thread's next command skips a reply never received)."""
+        local, conn = self._connection()
+        while local.unread:
+            self._read_posted(local, conn)
+        try:
+            conn.send_packed_command(self._pack(conn, args), check_health=False)
+        except BaseException:
+            self._drop(local, conn)
+            raise
+        sent = local.sent = _Sent(conn, conn._sock, args[0])
+        return sent
+
+    def receive(self, sent: _Sent) -> Any:
+        """The reply of a :meth:`send` of this thread (waiting for it)."""
+        local, conn = self._local, sent.conn
+        if getattr(local, "sent", None) is not sent:
+            raise RuntimeError("paracache: a reply received twice or on another thread")
+        local.sent = None
+        with self._lock:
+            self._in_flight += 1
+            alone = self._in_flight == 1
+        try:
+            if alone and self._spin:
+                self._await_reply(local, conn)
+            reply = conn.read_response()
+        except redis.ResponseError:
+            raise
+        except BaseException:
+            self._drop(local, conn)
+            raise
+        finally:
+            with self._lock:
+                self._in_flight -= 1
+        callback = self._callbacks.get(sent.command)
+        return reply if callback is None else callback(reply)
+
+    def post(self, args: Sequence[Any], fallback: Sequence[Any] | None = None) -> None:
+        """Send ``args`` and return without its reply (read before this thread's next
+        command on the connection). ``fallback`` is sent instead if the server answers
+        ``NOSCRIPT``. An error reply is logged (at debug level), never raised."""
+        local, conn = self._connection()
+        while local.unread:
+            self._read_posted(local, conn)
+        try:
+            conn.send_packed_command(self._pack(conn, args), check_health=False)
+        except BaseException:
+            self._drop(local, conn)
+            raise
+        local.unread.append((conn._sock, fallback))
+
+    def _read_posted(self, local: threading.local, conn: Any) -> None:
+        """Read the replies of this thread's posted commands (sent on this connection:
+        a connection dropped since took them along); a ``NOSCRIPT`` one is posted again
+        with its fallback (its reply read by the caller's next round)."""
+        unread, local.unread = local.unread, []
+        retry: list[Sequence[Any]] = []
+        for sock, fallback in unread:
+            if sock is None or sock is not conn._sock:
+                continue
+            try:
+                conn.read_response()
+            except redis.exceptions.NoScriptError:
+                if fallback is not None:
+                    retry.append(fallback)
+            except redis.ResponseError as exc:  # refused (out of memory, a replica...)
+                logger.debug("paracache: a posted command failed: %r", exc)
+            except BaseException:
+                self._drop(local, conn)
+                raise
+        for args in retry:  # the script was flushed meanwhile: once more, with its source
+            self.post(args)
+
+    def _drop(self, local: threading.local, conn: Any) -> None:
+        local.unread = []
+        local.sent = None
+        conn.disconnect()
+
+    @staticmethod
+    def _poller(local: threading.local, sock: Any) -> Any:
         poller = local.poller
         if poller is None or local.polled is not sock:
             poller = local.poller = select.poll()
             poller.register(sock, select.POLLIN)
             local.polled = sock
+        return poller
+
+    def _await_reply(self, local: threading.local, conn: Any) -> None:
+        """Poll ``conn``'s socket until it is readable or ``spin`` seconds have passed."""
+        sock = conn._sock
+        if sock is None or isinstance(sock, ssl.SSLSocket):
+            return  # TLS: readable bytes may not make a record; just block
+        poller = self._poller(local, sock)
         deadline = time.perf_counter() + self._spin
         while not poller.poll(0):
             if time.perf_counter() >= deadline:
@@ -186,6 +307,16 @@ class ThreadConnections:
             conns = list(self._all)
         for conn in conns:
             conn.disconnect()
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Sent:
+    """A command :meth:`ThreadConnections.send` sent: the connection and socket it went
+    out on (a connection dropped since cannot answer it) and its name."""
+
+    conn: Any
+    sock: Any
+    command: Any
 
 
 async def within(work: Awaitable[Any], timeout: float) -> Any:
