@@ -98,8 +98,6 @@ _yield: Callable[[], None] = getattr(os, "sched_yield", lambda: None)
 _POOL_LOCK = threading.Lock()
 
 
-
-
 class ThreadConnections:
     """One connection per thread to a client's server, used directly: a command is
     sent and its reply read, without redis-py's pool checkout, retry wrapper and
@@ -202,14 +200,7 @@ class ThreadConnections:
     def send(self, args: Sequence[Any]) -> _Sent:
         """Send ``args`` and return without its reply: a handle for :meth:`receive` (the
         thread's next command skips a reply never received)."""
-        local, conn = self._connection()
-        while local.unread:
-            self._read_posted(local, conn)
-        try:
-            conn.send_packed_command(self._pack(conn, args), check_health=False)
-        except BaseException:
-            self._drop(local, conn)
-            raise
+        local, conn = self._send_unwaited(args)
         sent = local.sent = _Sent(conn, conn._sock, args[0])
         return sent
 
@@ -241,6 +232,12 @@ class ThreadConnections:
         """Send ``args`` and return without its reply (read before this thread's next
         command on the connection). ``fallback`` is sent instead if the server answers
         ``NOSCRIPT``. An error reply is logged (at debug level), never raised."""
+        local, conn = self._send_unwaited(args)
+        local.unread.append((conn._sock, fallback))
+
+    def _send_unwaited(self, args: Sequence[Any]) -> tuple[threading.local, Any]:
+        """Send ``args`` on this thread's connection (after reading the replies of its
+        posted commands) without reading the reply; a failed send drops the connection."""
         local, conn = self._connection()
         while local.unread:
             self._read_posted(local, conn)
@@ -249,7 +246,7 @@ class ThreadConnections:
         except BaseException:
             self._drop(local, conn)
             raise
-        local.unread.append((conn._sock, fallback))
+        return local, conn
 
     def _read_posted(self, local: threading.local, conn: Any) -> None:
         """Read the replies of this thread's posted commands (sent on this connection:
