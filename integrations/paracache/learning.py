@@ -619,9 +619,12 @@ class Learner:
             self._error("stats_corrupt", exc)
             return
         before = self._decisions.get(stats_key)
+        # Hysteresis from the start: a scope's first learned threshold is lowered from
+        # 1.0 on the stricter bound too (a scope just past its first labels is the
+        # likeliest to have seen a lucky few).
         self._decisions[stats_key] = bound.learned_threshold(
             stats, self.delta, static=1.0,
-            previous=before.threshold if before is not None and before.learned else None,
+            previous=before.threshold if before is not None and before.learned else 1.0,
         )  # fmt: skip
 
     def _count_label(self, wrong: bool | None, kind: str, explored: bool = False) -> None:
