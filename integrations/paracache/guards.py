@@ -2342,9 +2342,24 @@ def minimal_edit(query: str, candidate: str) -> bool:
         >>> minimal_edit("What if I forget to tap in?", "What if I forget to tap out?")
         True
     """
-    if not (query.isascii() and candidate.isascii()):
-        return False
-    return _edited(features(query).tokens, features(candidate).tokens)
+    return _english_edit(features(query), features(candidate))
+
+
+def _english_edit(q: Features, c: Features) -> bool:
+    """:func:`minimal_edit` on two texts' features: English only (the lexicon is; Spanish,
+    French, German, Portuguese and Italian are :mod:`paracache.lexicon`'s)."""
+    return (
+        q.lowered.isascii()
+        and c.lowered.isascii()
+        and _edited(q.tokens, c.tokens)
+        and not (_marked(q.tokens) or _marked(c.tokens))
+    )
+
+
+def _marked(tokens: tuple[str, ...]) -> bool:
+    """Words of another language :mod:`paracache.lexicon` reads, one-letter words aside
+    (the "e" of "e-bike" is no Italian "and")."""
+    return lexicon.marked(" ".join(t for t in tokens if len(t) > 1))
 
 
 def _differs(name: str, q: Features, c: Features) -> bool:
@@ -2368,7 +2383,7 @@ def _differs(name: str, q: Features, c: Features) -> bool:
     if name == "entities":
         return _unmatched(q.entities, c) and _unmatched(c.entities, q)
     if name == "edits":
-        return q.lowered.isascii() and c.lowered.isascii() and _edited(q.tokens, c.tokens)
+        return _english_edit(q, c)
     raise ValueError(f"unknown guard {name!r}")
 
 
