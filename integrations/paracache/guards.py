@@ -82,6 +82,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import functools
 import json
 import math
@@ -1079,6 +1080,49 @@ def _lexicon_opposed(q: Features, c: Features) -> bool:
     for word in q.antonyms:
         opposed = lexicon[word] & c.antonyms
         if opposed and word not in c.antonyms and opposed.isdisjoint(q.antonyms):
+            return True
+    return False
+
+
+#: Opposite words that only count where one text has the other's word in the same place
+#: (the rest of the two texts aligned): particles ("in stock" / "out of stock", "opt
+#: into" / "opt out of", "turn the heat up" / "down") and degrees ("water it more" /
+#: "less"). Anywhere else they are too common to compare ("log in to pay out").
+_ALIGNED_OPPOSITES: tuple[tuple[tuple[tuple[str, ...], ...], ...], ...] = (
+    ((("in",), ("into",), ("inside",)), (("out",), ("out", "of"), ("outside",))),
+    ((("up",), ("upward",), ("upwards",)), (("down",), ("downward",), ("downwards",))),
+    ((("on",), ("onto",)), (("off",), ("off", "of"))),
+    ((("more",),), (("less",), ("fewer",))),
+)
+_ALIGNED_INDEX: dict[tuple[str, ...], tuple[int, int]] = {
+    phrase: (group, side)
+    for group, sides in enumerate(_ALIGNED_OPPOSITES)
+    for side, phrases in enumerate(sides)
+    for phrase in phrases
+}
+_ALIGNED_WORDS = frozenset(p[0] for p in _ALIGNED_INDEX)
+
+
+def _aligned_opposed(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
+    """One text has an aligned opposite (:data:`_ALIGNED_OPPOSITES`) where the other has
+    its counterpart, the words around them matching ("Is the jacket *in* stock?" / "Is the
+    jacket *out of* stock?").
+
+    Example:
+        >>> _aligned_opposed(("is", "it", "in", "stock"), ("is", "it", "out", "of", "stock"))
+        True
+        >>> _aligned_opposed(("log", "in", "to", "pay"), ("can", "i", "cash", "out"))
+        False
+    """
+    found_a = _ALIGNED_WORDS.intersection(a)
+    found_b = _ALIGNED_WORDS.intersection(b)
+    if not found_a or not found_b or found_a == found_b:
+        return False
+    for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(None, a, b, autojunk=False).get_opcodes():
+        if tag != "replace" or i2 - i1 > 2 or j2 - j1 > 2:
+            continue
+        x, y = _ALIGNED_INDEX.get(a[i1:i2]), _ALIGNED_INDEX.get(b[j1:j2])
+        if x is not None and y is not None and x[0] == y[0] and x[1] != y[1]:
             return True
     return False
 
@@ -2136,7 +2180,11 @@ def _differs(name: str, q: Features, c: Features) -> bool:
     if name == "negation":
         return _negation_flip(q, c) or _negation_flip(c, q)
     if name == "opposites":
-        return _exclusive_sides(q.opposites, c.opposites) or _lexicon_opposed(q, c)
+        return (
+            _exclusive_sides(q.opposites, c.opposites)
+            or _lexicon_opposed(q, c)
+            or _aligned_opposed(q.tokens, c.tokens)
+        )
     if name == "quantifiers":
         return _exclusive_sides(q.quantifiers, c.quantifiers)
     if name == "entities":
