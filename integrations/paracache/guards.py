@@ -140,7 +140,7 @@ VOUCHED_GAP = 0.05
 TYPO_MARGIN = 0.35
 #: How far below the threshold the learned pair check (:func:`same_question`) may vouch
 #: for a candidate.
-LEARNED_MARGIN = 0.10
+LEARNED_MARGIN = 0.20
 #: The ``learned`` guard reads a pair's similarity as at least this (the default
 #: threshold): how similar is enough is the threshold's business (a looser one the user
 #: sets is honoured); the veto judges the words, as if the pair sat at the threshold.
