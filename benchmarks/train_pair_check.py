@@ -132,7 +132,8 @@ def main() -> None:
     if args.threshold is not None:
         threshold = args.threshold
     chosen = band & (p >= threshold)
-    print(f"{len(y)} pairs ({int(y.sum())} same); band {0.90 - LEARNED_MARGIN:.2f}-0.90: {int(band.sum())} pairs, "
+    print(f"{len(y)} pairs ({int(y.sum())} same); band {0.90 - LEARNED_MARGIN:.2f}-0.90: "
+          f"{int(band.sum())} pairs, "
           f"vouched {int(chosen.sum())} at p >= {threshold:.2f}, precision "
           f"{y[chosen].mean() if chosen.sum() else float('nan'):.3f}, recall of same "
           f"{chosen.sum() and (y[chosen].sum() / max(1, y[band].sum())):.3f}")
