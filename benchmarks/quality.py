@@ -22,6 +22,11 @@ paracache embeds it; the vectors are reused by all caches.
 
     python benchmarks/quality.py [--data ../shared/data/banking77_train.jsonl]
                                  [--write benchmarks/RESULTS.md]
+    python benchmarks/quality.py --generalise-only [--nearmiss F --duplicates F --label L]
+
+``--generalise-only`` prints issue 14's table (tuning, held-out and blind held-out data,
+the defaults and the defaults with issue 14's additions off); each ``--nearmiss`` /
+``--duplicates`` / ``--label`` triple adds a column for another data set.
 
 Data: Banking77, Casanueva et al. 2020, PolyAI-LDN/task-specific-datasets, CC BY 4.0.
 """
@@ -580,8 +585,7 @@ def run_generalisation(rows: list[dict[str, Any]], write: Path | None) -> None:
         server.close()
     fill, ask = split_clusters(intent_halves(rows)["heldout"], SEED, 0.5)
     cost = guard_overhead(list(fill), list(ask), vec, DEFAULT_MIN_SIMILARITY)
-    command = "python benchmarks/quality.py --generalise-only" + (
-        f" --write {write}" if write else "")
+    command = "python benchmarks/quality.py " + " ".join(sys.argv[1:])
     text = render_generalisation(gen, cost, command)
     print(text)
     if write:
@@ -599,7 +603,21 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=None, help="a seeded sample (quick runs)")
     ap.add_argument("--generalise-only", action="store_true",
                     help="only issue 14's tuning / held-out table (a few minutes)")
+    ap.add_argument("--nearmiss", type=Path, action="append", default=[],
+                    help="with --generalise-only: near-miss cases (JSONL, as "
+                    "benchmarks/data/nearmiss_*.jsonl) for another column; repeatable, one "
+                    "--duplicates and one --label each")
+    ap.add_argument("--duplicates", type=Path, action="append", default=[],
+                    help="question pairs (JSONL, as benchmarks/data/duplicates_*.jsonl) for "
+                    "the column of the --nearmiss given in the same position")
+    ap.add_argument("--label", action="append", default=[],
+                    help="the name of that column, e.g. 'held-out 3'")
     args = ap.parse_args()
+    if not len(args.nearmiss) == len(args.duplicates) == len(args.label):
+        ap.error("give one --nearmiss, one --duplicates and one --label per extra column")
+    for i, (nm, dp, label) in enumerate(zip(args.nearmiss, args.duplicates, args.label,
+                                            strict=True)):
+        NEARMISS[f"extra{i}"], DUPLICATES[f"extra{i}"], SPLITS[f"extra{i}"] = nm, dp, label
     t0 = time.perf_counter()
     rows = load(args.data)
     if args.limit:

@@ -296,3 +296,25 @@ def test_a_misspelt_name_or_unit_is_still_a_typo_repeat() -> None:
                    "Reset the password for jane.doe@example.com") == "identifiers"
     assert g.check("Can I pay with Apple Pay?", "Can I pay with Google Pay?") == "entities"
     assert g.check("Where is parcel 1074?", "Where is parcel 1047?") == "identifiers"
+
+
+@pytest.mark.parametrize(("query", "stored"), [
+    ("Can I get a contract for 12 months?", "Is a one year contract available?"),
+    ("Is the warranty valid for 2 years?", "Does the warranty last 24 months?"),
+    ("Can I return it within 30 days?", "Can I return it within a month?"),
+    ("Is 10,000 steps a day enough?", "Are ten thousand steps daily sufficient?"),
+    ("Should I take it twice a day?", "Should I take it twice daily?"),
+])
+def test_calendar_durations_and_rates_are_no_conflict(query: str, stored: str) -> None:
+    assert Guards().check(query, stored) != "numbers"
+    assert Guards().check(stored, query) != "numbers"
+
+
+@pytest.mark.parametrize(("query", "stored"), [
+    ("Can I get a contract for 11 months?", "Is a one year contract available?"),
+    ("Can I return it within 4 weeks?", "Can I return it within a month?"),
+    ("Is my refund pending for 3 days normal?", "Is my refund pending for a week normal?"),
+    ("Should I take it twice a day?", "Should I take it three times a day?"),
+])
+def test_different_durations_and_rates_still_conflict(query: str, stored: str) -> None:
+    assert Guards().check(query, stored) == "numbers"

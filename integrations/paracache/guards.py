@@ -1546,6 +1546,37 @@ def _dates(
     return found, spans
 
 
+#: A count right before an article and a unit ("10,000 steps *a day*", "twice *a week*",
+#: "5 dollars *a month*"): the unit is a rate, not a duration.
+_RE_RATE_BEFORE = re.compile(
+    rf"(?:\d|\b(?:{_alt([*_UNITS, *_TENS, *_SCALES, *_MULTIPLIERS, 'times'])}))"
+    r"(?:\s+[a-z]+){0,2}\s+$",
+    re.I,
+)
+_MONTH_MINUTES = _DURATIONS["month"]
+_YEAR_MINUTES = _DURATIONS["year"]
+
+
+def _duration(value: float, minutes: int) -> str:
+    """A duration as the numbers guard compares it: in minutes, or in months when it is a
+    whole number of months or years by the calendar ("12 months" = "a year" = "365
+    days" = "52 weeks" = ``12mo``; "30 days" = "a month" = ``1mo``; "4 weeks" stays
+    ``40320min``, not a month).
+
+    Example:
+        >>> [_duration(v, m) for v, m in ((12, 43_200), (1, 525_600), (52, 10_080), (3, 1_440))]
+        ['12mo', '12mo', '12mo', '4320min']
+    """
+    total = value * minutes
+    if minutes == _YEAR_MINUTES or (total >= _YEAR_MINUTES and total % _YEAR_MINUTES == 0):
+        return f"{_fmt(12 * total / _YEAR_MINUTES)}mo"
+    if minutes == _DURATIONS["week"] and value >= 52 and value % 52 == 0:
+        return f"{_fmt(12 * value / 52)}mo"
+    if total >= _MONTH_MINUTES and total % _MONTH_MINUTES == 0 and minutes != _DURATIONS["week"]:
+        return f"{_fmt(total / _MONTH_MINUTES)}mo"
+    return f"{_fmt(total)}min"
+
+
 def _numbers(text: str, digits: bool, words: frozenset[str]) -> set[str]:
     found: set[str] = set()
     spans: list[tuple[int, int]] = []
@@ -1560,7 +1591,11 @@ def _numbers(text: str, digits: bool, words: frozenset[str]) -> set[str]:
             value = _number_value(head.group(1)) if head else None
             if head is None or value is None or not minutes:
                 continue
-            found.add(f"{_fmt(value * minutes)}min")
+            if head.group(1).lower() in ("a", "an") and _RE_RATE_BEFORE.search(
+                text, max(0, head.start(1) - 40), head.start(1)
+            ):
+                continue  # "10,000 steps a day", "twice a week", "$5 a month": a rate
+            found.add(_duration(value, minutes))
             spans.append((head.start(1), m.end()))
     text = _blank(text, spans)
     for m in _word_at("times").finditer(text) if "times" in words else ():
