@@ -55,7 +55,7 @@ from paracache import DEFAULT_MIN_SIMILARITY, Scope, SemanticIndex
 from paracache.calibrate import calibrate, split_clusters, wilson_interval
 from paracache.core import DEFAULT_CORROBORATION_MARGIN, Settings
 from paracache.embedded import EmbeddedRedis
-from paracache.guards import Guards, features
+from paracache.guards import DETAIL_MARGIN, LEARNED_MARGIN, Guards, features
 from paracache.policy import Normalizer
 from paracache.vectorizers import MiniLMVectorizer
 
@@ -694,8 +694,9 @@ def main() -> None:
         "notes": [
             "Notes: paracache's rows with guards on include candidates below the threshold "
             "that the guards vouch for (`Guards.vouches`: a typo'd repeat down to "
-            f"{DEFAULT_CORROBORATION_MARGIN:.2f} below, a shared specific detail down to 0.05, "
-            "the learned pair check down to 0.10) and that pass every guard; the Banking77 "
+            f"{DEFAULT_CORROBORATION_MARGIN:.2f} below, a shared specific detail down to "
+            f"{DETAIL_MARGIN:.2f}, the learned pair check down to {LEARNED_MARGIN:.2f}) and "
+            "that pass every guard; the Banking77 "
             "rows come from `paracache.calibrate`, which models them per threshold (the "
             "neighbours guard too), each stored question with an answer of its own. "
             "Every cache gets the "
