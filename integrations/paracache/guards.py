@@ -2150,8 +2150,11 @@ def same_question(query: str, candidate: str, similarity: float) -> float:
 #: the asset's notice).
 _KIN_PATH = Path(__file__).resolve().parent / "assets" / "kin.json"
 #: Two questions are a minimal edit of each other when at least this share of the longer
-#: one's words (as stems) is common to both, in order.
+#: one's words (as stems) is common to both, in order ...
 EDIT_COVER = 0.75
+#: ... or all of them but this many (a short question: "is the jacket *in* stock" / "*out
+#: of* stock").
+EDIT_SLACK = 2
 #: Words an edit may change without changing the question: function words, and verbs and
 #: adjectives that only carry the asking ("how do I" / "how can I", "the best way").
 _EDIT_FUNCTION = frozenset(
@@ -2269,8 +2272,10 @@ def _edit_kind(long: Sequence[str], start: int, end: int, other: Sequence[str]) 
     person or possessor inserted) or ``"large"`` (more than one content word a side: a
     rewording, not a minimal edit)."""
     mine = long[start:end]
-    if any(t[0].isdigit() or t in _EDIT_DETAILS for t in (*mine, *other)):
-        return "neutral"  # "2 weeks" / "14 days", "$20" / "20 dollars": the detail guards'
+    if any(t[0].isdigit() or t in _EDIT_DETAILS or t in _NEGATORS or t.endswith("n't")
+           for t in (*mine, *other)):
+        return "neutral"  # "2 weeks" / "14 days", "declined" / "not approved": the detail
+        # and negation guards'
     if other:
         a, b = set(mine), set(other)
         for one, opposite in _PARTICLES:
@@ -2311,18 +2316,19 @@ def _edited(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
     """Whether token sequences ``a`` and ``b`` are the same question but for one or two
     small edits that change what is asked (see :func:`minimal_edit`)."""
     la, lb = len(a), len(b)
-    if min(la, lb) < 2 or min(la, lb) < EDIT_COVER * max(la, lb) or a == b:
+    need = min(EDIT_COVER * max(la, lb), max(la, lb) - EDIT_SLACK)
+    if min(la, lb) < 2 or min(la, lb) < need or a == b:
         return False
     if _numbers_swapped(a, b):
         return True
     (sa, set_a), (sb, set_b) = _stems(a), _stems(b)
     # at most the shared stems, and a's repeated ones, can be aligned: a cheap test
     # first, the alignment only for a near copy
-    if len(set_a & set_b) + la - len(set_a) < EDIT_COVER * max(la, lb) or sa == sb:
+    if len(set_a & set_b) + la - len(set_a) < need or sa == sb:
         return False
     matcher = difflib.SequenceMatcher(None, sa, sb, autojunk=False)
     same = sum(block.size for block in matcher.get_matching_blocks())
-    if same < EDIT_COVER * max(la, lb):
+    if same < need:
         return False
     changed = 0
     for op, i1, i2, j1, j2 in matcher.get_opcodes():
