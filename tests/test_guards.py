@@ -86,14 +86,19 @@ NEAR_MISSES = [
     ("Can I add my partner to my phone plan?", "Can I add my partner to my broadband plan?",
      "edits"),
     ("How do I whitelist a sender?", "How do I blacklist a sender?", "edits"),
-    ("Why is the cluster not scaling out?", "Why is the cluster not scaling in?", "edits"),
-    ("What happens if I forget to tap in?", "What happens if I forget to tap out?", "edits"),
+    # a flipped particle in an otherwise aligned question: the opposites guard's first
+    ("Why is the cluster not scaling out?", "Why is the cluster not scaling in?", "opposites"),
+    ("What happens if I forget to tap in?", "What happens if I forget to tap out?",
+     "opposites"),
     ("Are tickets cheaper at peak times?", "Are tickets cheaper at off-peak times?", "edits"),
     ("Can I park in my own driveway?", "Can I park in my neighbour's driveway?", "edits"),
     ("Can I order a gift card with a personal message online?",
      "Can I order a gift card for my sister with a personal message online?", "edits"),
     ("Is it rude to skip the ceremony but attend the party?",
      "Is it rude to skip the party but attend the ceremony?", "edits"),
+    ("I was charged $12.99 instead of $21.99", "I was charged $21.99 instead of $12.99",
+     "edits"),
+    ("Will a 64GB card hold 500 photos?", "Will a 16GB card hold 500 photos?", "numbers"),
 ]
 
 # (query, stored prompt): true paraphrases the guards must let through
@@ -132,6 +137,8 @@ PARAPHRASES = [
     ("Can I bring my sofa when I move?", "Can I bring my couch when I move?"),
     ("How do I configure my new router?", "How do I configure my new ruoter?"),
     ("How do I cancel my order?", "How can I cancel the order?"),
+    ("Can I get a passport in 2 weeks?", "Can I get a passport in 14 days?"),
+    ("Will a 64GB card hold 500 photos?", "Will a 64 GB card hold 500 photos?"),
 ]
 
 
