@@ -43,7 +43,8 @@ WORDNET_OPPOSITES = [
 def test_wordnet_opposites_are_rejected(query: str, stored: str) -> None:
     assert Guards().check(query, stored) == "opposites"
     assert Guards().check(stored, query) == "opposites"
-    assert Guards(opposites=False).check(query, stored) is None
+    # (``edits``, the backstop for any one-word change, would catch it too)
+    assert Guards(opposites=False, edits=False).check(query, stored) is None
 
 
 @pytest.mark.parametrize(("query", "stored"), [
@@ -132,9 +133,10 @@ def test_learned_pair_check_vetoes_a_swapped_word() -> None:
     a = "Is this recipe safe for adults with nut allergies?"
     b = "Is this recipe safe for children with nut allergies?"
     assert pair_features(a, b, 0.93)[PAIR_FEATURES.index("one_swap")] == 1.0
-    assert Guards().check(a, b, 0.93) == "learned"
-    assert Guards().check(a, b) is None  # no similarity: the learned guard is skipped
-    assert Guards(learned=False).check(a, b, 0.93) is None
+    assert Guards().check(a, b) == "edits"  # a one-word edit: the backstop comes first
+    assert Guards(edits=False).check(a, b, 0.93) == "learned"
+    assert Guards(edits=False).check(a, b) is None  # no similarity: the learned guard is skipped
+    assert Guards(learned=False, edits=False).check(a, b, 0.93) is None
     para = ("Does the room come with breakfast?", "Is breakfast included with the room?")
     assert Guards().check(*para, 0.91) is None
     assert same_question(*para, 0.91) > same_question(a, b, 0.93)
@@ -152,7 +154,9 @@ def test_learned_veto_judges_words_not_a_looser_threshold(make_index: Any) -> No
     assert hit is not None and hit.response == "Tap Activate."
     # ... but a swapped word is still vetoed there, as at the threshold
     swap = ("Is this recipe safe for adults?", "Is this recipe safe for children?")
-    assert Guards().check(*swap, 0.5) == Guards().check(*swap, 0.93) == "learned"
+    assert Guards().check(*swap, 0.5) == "edits"  # the one-word backstop comes first
+    assert Guards(edits=False).check(*swap, 0.5) == Guards(edits=False).check(*swap, 0.93) \
+        == "learned"
 
 
 def test_learned_pair_check_vouches_in_its_band_only() -> None:

@@ -81,6 +81,19 @@ NEAR_MISSES = [
     ("How do I freeze my account?", "How do I unfreeze my account?", "opposites"),
     ("How can I raise my overdraft?", "How can I reduce my overdraft?", "opposites"),
     ("How do I open a joint account?", "How do I close a joint account?", "opposites"),
+    # one small edit that changes the question (words no list above holds)
+    ("How do I secure my home router?", "How do I secure my office router?", "edits"),
+    ("Can I add my partner to my phone plan?", "Can I add my partner to my broadband plan?",
+     "edits"),
+    ("How do I whitelist a sender?", "How do I blacklist a sender?", "edits"),
+    ("Why is the cluster not scaling out?", "Why is the cluster not scaling in?", "edits"),
+    ("What happens if I forget to tap in?", "What happens if I forget to tap out?", "edits"),
+    ("Are tickets cheaper at peak times?", "Are tickets cheaper at off-peak times?", "edits"),
+    ("Can I park in my own driveway?", "Can I park in my neighbour's driveway?", "edits"),
+    ("Can I order a gift card with a personal message online?",
+     "Can I order a gift card for my sister with a personal message online?", "edits"),
+    ("Is it rude to skip the ceremony but attend the party?",
+     "Is it rude to skip the party but attend the ceremony?", "edits"),
 ]
 
 # (query, stored prompt): true paraphrases the guards must let through
@@ -110,6 +123,15 @@ PARAPHRASES = [
     ("Can I cancel my reservation 72 hours before arrival?",
      "Is cancelling my reservation three days before arrival possible?"),
     ("Is there a 5 percent cashback?", "Do you give five percent cash back?"),
+    # one word replaced by a synonym, a derived form, a hypernym or a misspelling
+    ("Why do planes take off into a headwind?", "Why do airplanes take off into a headwind?"),
+    ("Can I purchase a gift card online?", "Can I buy a gift card online?"),
+    ("Can I open an account for my kids?", "Can I open an account for my children?"),
+    ("What is the price of an international transfer?",
+     "What is the cost of an international transfer?"),
+    ("Can I bring my sofa when I move?", "Can I bring my couch when I move?"),
+    ("How do I configure my new router?", "How do I configure my new ruoter?"),
+    ("How do I cancel my order?", "How can I cancel the order?"),
 ]
 
 
@@ -117,8 +139,9 @@ PARAPHRASES = [
 def test_near_misses_are_rejected_by_the_right_guard(query: str, stored: str, guard: str) -> None:
     assert Guards().check(query, stored) == guard
     assert Guards().check(stored, query) == guard  # symmetric
-    # ...and only that guard: switching it off lets the pair through
-    assert Guards(**{guard: False}).check(query, stored) is None
+    # ...and only that guard: switching it off lets the pair through (``edits``, the
+    # backstop for any one-word change, is off too: it would catch most of them)
+    assert Guards(**{guard: False, "edits": False}).check(query, stored) is None
 
 
 @pytest.mark.parametrize(("query", "stored"), PARAPHRASES)

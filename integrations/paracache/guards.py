@@ -49,6 +49,17 @@ The guards (each on by default, each switchable):
 ``entities``
     Swapped names: each side names something (a capitalised name, an acronym, a brand)
     that the other does not mention ("Apple Pay" vs "Google Pay", "France" vs "Spain").
+``edits``
+    The two questions are the same words but for one or two small edits that change what
+    is asked (:func:`minimal_edit`): a content word replaced by one that WordNet does not
+    relate to it ("secure my *home* / *office* Wi-Fi", "make the bucket *public* /
+    *private*", "for *adults* / *children*"; or two swapped: "the *ceremony* but not the
+    *reception*"), a directional particle flipped ("tap *in* / *out*"), a prefix added
+    ("*off*-peak") or a person or possessor added ("my *neighbor's* pond", "*for my
+    partner*"). Synonyms ("planes" / "airplanes"), derived forms, direct hypernyms ("fee"
+    / "charge"), inflections, typos and function words are no change; a rewording of more
+    than a word here and there is not a minimal edit. A backstop for the guards above:
+    they name the detail when they know it.
 ``neighbours``
     Not a pair check: a candidate below the threshold that the other guards vouch for
     is not served when another candidate with a different answer (to another question)
@@ -82,6 +93,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import functools
 import json
 import math
@@ -104,6 +116,7 @@ __all__ = [
     "Guards",
     "corroborates",
     "features",
+    "minimal_edit",
     "neighbours_disagree",
     "pair_features",
     "same_question",
@@ -120,6 +133,7 @@ GUARD_NAMES = (
     "opposites",
     "quantifiers",
     "entities",
+    "edits",
     "learned",
     "neighbours",
 )
@@ -2121,6 +2135,233 @@ def same_question(query: str, candidate: str, similarity: float) -> float:
     return 1.0 / (1.0 + math.exp(-max(-30.0, min(30.0, z))))
 
 
+# --------------------------------------------------------------------------- edits
+
+#: WordNet 3.0's related words and person nouns, distilled by ``tools/build_kin.py`` (see
+#: the asset's notice).
+_KIN_PATH = Path(__file__).resolve().parent / "assets" / "kin.json"
+#: Two questions are a minimal edit of each other when at least this share of the longer
+#: one's words (as stems) is common to both, in order.
+EDIT_COVER = 0.75
+#: Words an edit may change without changing the question: function words, and verbs and
+#: adjectives that only carry the asking ("how do I" / "how can I", "the best way").
+_EDIT_FUNCTION = frozenset(
+    _STOP
+    | _DETERMINERS
+    | {
+        "i", "you", "we", "they", "he", "she", "it", "me", "us", "them", "is", "are", "was",
+        "were", "be", "been", "being", "am", "do", "does", "did", "have", "has", "had", "to",
+        "at", "please", "just", "really", "also", "get", "got", "if", "when", "and", "or",
+        "so", "then", "than", "too", "very", "much", "more", "most", "one", "ones", "way",
+        "ways", "best", "good", "anyone", "someone", "somebody", "anybody", "something",
+        "anything", "need", "want", "like", "know", "tell", "explain", "possible", "able",
+    }
+)
+#: Directional particles and their opposites ("tap *in*" / "tap *out*", "scale *out*" /
+#: "scale *in*", "turn *on*" / "turn *off*", "closest *to*" / "farthest *from*").
+_PARTICLES = (
+    (frozenset({"in", "into"}), frozenset({"out"})),
+    (frozenset({"on", "onto"}), frozenset({"off"})),
+    (frozenset({"up"}), frozenset({"down"})),
+    (frozenset({"to"}), frozenset({"from"})),
+)
+#: Prefixes written as words of their own ("*off*-peak", "*non*-stop", "*anti*-virus").
+_EDIT_PREFIXES = frozenset({"non", "off", "anti", "un", "dis", "counter"})
+#: Words before a person noun that make it whose question it is ("for *my* partner").
+_OWNERS = frozenset({"my", "his", "her", "their", "our", "your", "a", "the", "for"})
+_PLURALS = {"children": "child", "people": "person", "men": "man", "women": "woman",
+            "feet": "foot", "teeth": "tooth", "mice": "mouse", "geese": "goose"}
+_LEMMA_SUFFIXES = (("s", ""), ("es", ""), ("ies", "y"), ("ing", ""), ("ing", "e"), ("ed", ""),
+                   ("ed", "e"), ("d", ""), ("er", ""), ("est", ""), ("ier", "y"),
+                   ("iest", "y"), ("ly", ""))
+
+
+@functools.cache
+def _kin_lexicon() -> tuple[dict[str, tuple[frozenset[int], frozenset[int]]], frozenset[str]]:
+    """The kin lexicon (word -> its synsets, and those one step above them) and the
+    person nouns; loaded on first use (about 13 k words)."""
+    with _KIN_PATH.open(encoding="utf-8") as fh:
+        doc = json.load(fh)
+    table = {}
+    for word, spec in doc["kin"].items():
+        own, _, up = spec.partition("|")
+        table[word] = (frozenset(int(x, 16) for x in own.split()),
+                       frozenset(int(x, 16) for x in up.split()))
+    return table, frozenset(doc["persons"])
+
+
+@functools.lru_cache(maxsize=8192)
+def _lemmas(word: str) -> tuple[frozenset[int], frozenset[int], bool]:
+    """The synsets of ``word`` read as any of its possible lemmas ("children": child,
+    "arrived": arrive), those one step above, and whether it can be a person noun."""
+    if word.endswith("'s"):
+        word = word[:-2]
+    forms = {word, _PLURALS.get(word, word), _IRREGULAR.get(word, word)}
+    for suffix, repl in _LEMMA_SUFFIXES:
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
+            forms.add(word[: len(word) - len(suffix)] + repl)
+    if len(word) > 4 and word[-1] == word[-2]:
+        forms.add(word[:-1])
+    table, persons = _kin_lexicon()
+    own: set[int] = set()
+    up: set[int] = set()
+    for form in forms:
+        if form in table:
+            own |= table[form][0]
+            up |= table[form][1]
+    return frozenset(own), frozenset(up), not persons.isdisjoint(forms)
+
+
+def _kin(a: str, b: str) -> bool:
+    """``a`` and ``b`` name the same concept for WordNet: synonyms, derived forms, or one
+    a direct hypernym of the other ("planes" / "airplanes", "fee" / "charge"); never two
+    siblings ("adults" / "children")."""
+    own_a, up_a, _ = _lemmas(a)
+    own_b, up_b, _ = _lemmas(b)
+    return not (own_a.isdisjoint(own_b) and own_a.isdisjoint(up_b) and up_a.isdisjoint(own_b))
+
+
+def _typo_like(a: str, b: str) -> bool:
+    """Two spellings of one word: the same first letter and at most one edit apart (two
+    for words of five letters or more), swaps of neighbours counting as one edit."""
+    if a[0] != b[0] or not (a.isalpha() and b.isalpha()):
+        return False
+    limit = 1 if min(len(a), len(b)) < 5 else 2
+    if abs(len(a) - len(b)) > limit:
+        return False
+    prev2: list[int] = []
+    prev = list(range(len(b) + 1))
+    for i in range(1, len(a) + 1):
+        row = [i] + [0] * len(b)
+        for j in range(1, len(b) + 1):
+            row[j] = min(prev[j] + 1, row[j - 1] + 1, prev[j - 1] + (a[i - 1] != b[j - 1]))
+            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
+                row[j] = min(row[j], prev2[j - 2] + 1)
+        prev2, prev = prev, row
+    return prev[-1] <= limit
+
+
+def _edit_content(tokens: Sequence[str]) -> list[str]:
+    out = []
+    for t in tokens:
+        w = t[:-2] if t.endswith("'s") else t
+        if w.isalpha() and w not in _EDIT_FUNCTION:
+            out.append(w)
+    return out
+
+
+def _edit_kind(long: Sequence[str], start: int, end: int, other: Sequence[str]) -> str:
+    """What one edit does: ``long[start:end]`` replaced by ``other`` (empty: inserted).
+    ``"neutral"`` (function words, a synonym, an inflection, a typo), ``"changed"`` (a
+    content word replaced by another that is not kin, a particle or prefix flipped, a
+    person or possessor inserted) or ``"large"`` (more than one content word a side: a
+    rewording, not a minimal edit)."""
+    mine = long[start:end]
+    if other:
+        a, b = set(mine), set(other)
+        for one, opposite in _PARTICLES:
+            if (a & one and b & opposite and not a & opposite and not b & one) or (
+                a & opposite and b & one and not a & one and not b & opposite
+            ):
+                return "changed"
+        ca, cb = _edit_content(mine), _edit_content(other)
+        if not ca or not cb:
+            return "neutral"
+        if len(ca) > 1 or len(cb) > 1:
+            return "large"
+        x, y = ca[0], cb[0]
+        if _stem(x) == _stem(y) or _typo_like(x, y) or _kin(x, y):
+            return "neutral"
+        return "changed"
+    for k, t in enumerate(mine):
+        possessive = t.endswith("'s") and t[:-2].isalpha() and t[:-2] not in _EDIT_FUNCTION
+        if possessive or (
+            _lemmas(t)[2]
+            and ((k > 0 and mine[k - 1] in _OWNERS)
+                 or (start > 0 and k == 0 and long[start - 1] in _OWNERS))
+        ):
+            return "changed"  # "my *neighbor's* pond", "an e-bike *for my partner*"
+    if len(mine) == 1 and mine[0] in _EDIT_PREFIXES:
+        return "changed"  # "*off*-peak"
+    return "neutral"
+
+
+@functools.lru_cache(maxsize=4096)
+def _stems(tokens: tuple[str, ...]) -> tuple[tuple[str, ...], frozenset[str]]:
+    stems = tuple(_stem(t) for t in tokens)
+    return stems, frozenset(stems)
+
+
+@functools.lru_cache(maxsize=1024)
+def _edited(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
+    """Whether token sequences ``a`` and ``b`` are the same question but for one or two
+    small edits that change what is asked (see :func:`minimal_edit`)."""
+    la, lb = len(a), len(b)
+    if min(la, lb) < 2 or min(la, lb) < EDIT_COVER * max(la, lb) or a == b:
+        return False
+    (sa, set_a), (sb, set_b) = _stems(a), _stems(b)
+    # at most the shared stems, and a's repeated ones, can be aligned: a cheap test
+    # first, the alignment only for a near copy
+    if len(set_a & set_b) + la - len(set_a) < EDIT_COVER * max(la, lb) or sa == sb:
+        return False
+    matcher = difflib.SequenceMatcher(None, sa, sb, autojunk=False)
+    same = sum(block.size for block in matcher.get_matching_blocks())
+    if same < EDIT_COVER * max(la, lb):
+        return False
+    changed = 0
+    for op, i1, i2, j1, j2 in matcher.get_opcodes():
+        if op == "equal":
+            continue
+        if i2 - i1 > 3 or j2 - j1 > 3:
+            return False
+        kind = _edit_kind(a, i1, i2, b[j1:j2]) if i2 > i1 else _edit_kind(b, j1, j2, ())
+        if kind == "large":
+            return False
+        changed += kind == "changed"
+    return 0 < changed <= 2
+
+
+def minimal_edit(query: str, candidate: str) -> bool:
+    """Whether two questions are the same words but for one or two small edits that
+    change what is asked (the ``edits`` guard): a content word replaced by another that
+    WordNet does not relate to it ("secure my *home* / *office* Wi-Fi", "make the bucket
+    *public* / *private*", "*whitelist* / *blacklist* an IP", "for *adults* / *children*";
+    two such words swapped: "the *ceremony* but not the *reception*"), a directional
+    particle flipped ("tap *in* / *out*", "closest *to* / farthest *from*"), a prefix
+    added ("*off*-peak"), or a person or possessor added ("my *neighbor's* pond", "an
+    e-bike *for my partner*"). Synonyms, derived forms and direct hypernyms (WordNet 3.0,
+    ``assets/kin.json``), inflections, typos and function words are no change. English
+    only (the lexicon is).
+
+    Example:
+        >>> minimal_edit("How do I secure my home Wi-Fi?", "How do I secure my office Wi-Fi?")
+        True
+        >>> minimal_edit("Why do planes take off into a headwind?",
+        ...              "Why do airplanes take off into a headwind?")
+        False
+        >>> minimal_edit("What if I forget to tap in?", "What if I forget to tap out?")
+        True
+    """
+    return _english_edit(features(query), features(candidate))
+
+
+def _english_edit(q: Features, c: Features) -> bool:
+    """:func:`minimal_edit` on two texts' features: English only (the lexicon is; Spanish,
+    French, German, Portuguese and Italian are :mod:`paracache.lexicon`'s)."""
+    return (
+        q.lowered.isascii()
+        and c.lowered.isascii()
+        and _edited(q.tokens, c.tokens)
+        and not (_marked(q.tokens) or _marked(c.tokens))
+    )
+
+
+def _marked(tokens: tuple[str, ...]) -> bool:
+    """Words of another language :mod:`paracache.lexicon` reads, one-letter words aside
+    (the "e" of "e-bike" is no Italian "and")."""
+    return lexicon.marked(" ".join(t for t in tokens if len(t) > 1))
+
+
 def _differs(name: str, q: Features, c: Features) -> bool:
     if name == "identifiers":
         return q.identifiers != c.identifiers
@@ -2141,6 +2382,8 @@ def _differs(name: str, q: Features, c: Features) -> bool:
         return _exclusive_sides(q.quantifiers, c.quantifiers)
     if name == "entities":
         return _unmatched(q.entities, c) and _unmatched(c.entities, q)
+    if name == "edits":
+        return _english_edit(q, c)
     raise ValueError(f"unknown guard {name!r}")
 
 
@@ -2157,7 +2400,7 @@ class Guards:
         >>> Guards(entities=False).enabled
         ... # doctest: +NORMALIZE_WHITESPACE
         ('identifiers', 'amounts', 'dates', 'numbers', 'negation', 'opposites', 'quantifiers',
-         'learned', 'neighbours')
+         'edits', 'learned', 'neighbours')
         >>> Guards().check("Can I pay with Apple Pay?", "Can I pay with Google Pay?")
         'entities'
     """
@@ -2170,6 +2413,7 @@ class Guards:
     entities: bool = True
     quantifiers: bool = True
     opposites: bool = True
+    edits: bool = True
     learned: bool = True
     neighbours: bool = True
 
