@@ -46,7 +46,7 @@ from langchain_core.language_models.chat_models import SimpleChatModel
 from langchain_core.messages import BaseMessage
 from pydantic import Field
 
-from paracache import SemanticIndex
+from paracache import SemanticIndex, last_verdict
 from paracache.bound import clopper_pearson
 from paracache.embedded import EmbeddedRedis
 from paracache.judge import EmbeddingJudge
@@ -126,6 +126,7 @@ def run_stream(
     judge: Any,
     sync: int,
     window: int,
+    learn_seed: int | None = None,
 ) -> dict[str, Any]:
     """One configuration over the stream; per-query outcomes summarised."""
     options: dict[str, Any] = {"timeout": 2.0, "label_worker": True}
@@ -137,6 +138,8 @@ def run_stream(
             options["judge"] = judge
     index = SemanticIndex(url, namespace="online-" + uuid.uuid4().hex[:10], **options)
     index._embedder.memo = memo  # precomputed vectors: the same the embedder gives
+    if index.learner is not None and learn_seed is not None:
+        index.learner.seed_exploration(learn_seed)  # reproducible exploration
     cache = SemanticCache(index)
     intents = {r["text"]: r["intent"] for r in stream}
     model = IntentModel(intents=intents, reworded=reworded, cache=cache)
@@ -146,6 +149,8 @@ def run_stream(
     served: list[int] = []
     wrong: list[int] = []
     lookup_ms: list[float] = []
+    hits: list[tuple[int, float, int]] = []  # (query, similarity, wrong) of served hits
+    thresholds: list[tuple[int, float | None]] = []  # learned threshold at each sync
     started = time.perf_counter()
     for n, row in enumerate(stream, 1):
         before = model.calls
@@ -155,10 +160,25 @@ def run_stream(
         hit = model.calls == before
         served.append(int(hit))
         wrong.append(int(hit and intent_of_answer.get(str(answer)) != row["intent"]))
+        verdict = last_verdict()
+        if hit and verdict is not None and verdict.hit is not None:
+            hits.append((n, round(verdict.hit.similarity, 4), wrong[-1]))
         if index.learner is not None and n % sync == 0:
             index.learner.wait_idle(60)
+            learned = index.learner.stats().thresholds
+            thresholds.append((n, min(learned.values()) if learned else None))
     seconds = time.perf_counter() - started
     learning = index.stats().learning
+    records = {}
+    if index.learner is not None:  # the final statistics, for offline analysis
+        for key in list(index.learner._decisions):
+            raw = index._admin.hgetall(key)
+            records[key.rsplit(":", 1)[-1]] = {
+                (k.decode() if isinstance(k, bytes) else k): (
+                    v.decode() if isinstance(v, bytes) else v
+                )
+                for k, v in raw.items()
+            }
     index.close()  # its namespace stays: the benchmark's server goes at the end
     half = len(stream) // 2
     windows = [
@@ -180,6 +200,9 @@ def run_stream(
         "seconds": seconds,
         "learning": {k: v for k, v in learning.items() if k != "thresholds"},
         "thresholds": sorted(learning.get("thresholds", {}).values()),
+        "hits": hits,
+        "threshold_trace": thresholds,
+        "records": records,
     }
 
 
@@ -203,6 +226,15 @@ def main() -> None:
         help="--reworded: the embedding judge's threshold. 0.85 separates the fake model's "
         "phrasings of one answer (lowest 0.858) from other intents' answers (highest 0.889, "
         "99.9th percentile 0.812); at 0.9 it calls 11.7 %% of right answers wrong",
+    )  # fmt: skip
+    ap.add_argument(
+        "--learn-seed", type=int, default=None,
+        help="seed of the learner's exploration sampler (default: random, as in production)",
+    )  # fmt: skip
+    ap.add_argument(
+        "--repeats", type=int, default=1,
+        help="run each δ this many times (exploration seeds --learn-seed + 0, 1, ...): "
+        "validity as a rate over runs, on development streams",
     )  # fmt: skip
     ap.add_argument("--sync", type=int, default=50)
     ap.add_argument("--window", type=int, default=500)
@@ -245,15 +277,22 @@ def main() -> None:
         f"embedded in {time.perf_counter() - t0:.0f} s; shared 2-core machine"
     )
     results = []
-    configs: list[tuple[float | None, float | None]] = [
-        (float(t), None) for t in args.static.split(",") if t
-    ] + [(None, float(d)) for d in args.deltas.split(",") if d]
-    for threshold, delta in configs:
+    configs: list[tuple[float | None, float | None, int | None]] = [
+        (float(t), None, None) for t in args.static.split(",") if t
+    ] + [
+        (None, float(d), None if args.learn_seed is None else args.learn_seed + k)
+        for k in range(args.repeats)
+        for d in args.deltas.split(",")
+        if d
+    ]
+    for threshold, delta, learn_seed in configs:
         r = run_stream(
             server.url, stream, memo, threshold=threshold, delta=delta,
             reworded=args.reworded, judge=judge, sync=args.sync, window=args.window,
+            learn_seed=learn_seed,
         )  # fmt: skip
         results.append(r)
+        r["learn_seed"] = learn_seed
         name = f"static {threshold:.2f}" if delta is None else f"delta {delta:g}"
         extra = ""
         if delta is not None:
@@ -261,7 +300,8 @@ def main() -> None:
             ts = r["thresholds"]
             extra = (
                 f"  labels {lr['labels']} (wrong {lr['wrong']}), explorations "
-                f"{lr['explorations']}, learned threshold {ts[0] if ts else '-'}"
+                f"{lr['explorations']} (wrong {lr['explored_wrong']} of "
+                f"{lr['explored_labels']}), learned threshold {ts[0] if ts else '-'}"
             )
         print(
             f"{name:>12}: hit {r['hit_rate']:.3f} err {r['error_rate']:.4f} | 2nd half: hit "
@@ -270,6 +310,8 @@ def main() -> None:
         )
     server.close()
     summarise(results)
+    if args.repeats > 1:
+        validity(results)
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
     if args.plot:
@@ -304,6 +346,26 @@ def summarise(results: list[dict[str, Any]]) -> None:
             f"| {r['hit_rate_2nd']:.3f} [{h_lo:.3f}, {h_hi:.3f}] | "
             + (f"{best['threshold']:.2f} ({best['hit_rate_2nd']:.3f})" if best else "none")
             + f" | {ratio:.2f}x | {vs:.2f}x |"
+        )
+
+
+def validity(results: list[dict[str, Any]]) -> None:
+    """With repeated runs: per δ, the share of runs whose second-half error was <= δ,
+    and the mean and lowest hit-rate ratio to the best static threshold under δ."""
+    static = [r for r in results if r["delta"] is None]
+    deltas = sorted({r["delta"] for r in results if r["delta"] is not None})
+    print("\n| δ | runs | error <= δ | errors (2nd half) | ratio mean (min) |")
+    print("|---:|---:|---:|---|---:|")
+    for d in deltas:
+        runs = [r for r in results if r["delta"] == d]
+        under = [s for s in static if s["error_rate_2nd"] <= d]
+        best = max((s["hit_rate_2nd"] for s in under), default=float("nan"))
+        ratios = [r["hit_rate_2nd"] / best for r in runs]
+        ok = sum(r["error_rate_2nd"] <= d for r in runs)
+        errs = ", ".join(f"{r['error_rate_2nd']:.4f}" for r in runs)
+        print(
+            f"| {d:g} | {len(runs)} | {ok}/{len(runs)} | {errs} | "
+            f"{sum(ratios) / len(ratios):.2f}x ({min(ratios):.2f}x) |"
         )
 
 

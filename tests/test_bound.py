@@ -177,3 +177,76 @@ def test_error_blocks_are_monotone_and_pooled() -> None:
     assert all(b.labels >= bound.POOL_LABELS for b in blocks[:-1])
     errors = [b.wrong / b.labels for b in blocks if b.labels]
     assert errors == sorted(errors)
+
+
+def _plateau_error(similarity: float) -> float:
+    """A harder shape than :func:`_stream`'s line: a plateau of confusable neighbours
+    (6 % wrong from 0.85 to 0.95) between many wrong below and few wrong above."""
+    return 0.3 if similarity < 0.85 else (0.06 if similarity < 0.95 else 0.01)
+
+
+def _plateau_stream(n: int, seed: int) -> ScopeStats:
+    """A short stream: misses labelled below 0.92, 3 % of the would-be hits above it."""
+    rng = random.Random(seed)
+    stats = ScopeStats()
+    for _ in range(n):
+        if rng.random() < 0.25:
+            stats.add_traffic(None)
+            continue
+        s = rng.uniform(0.70, 1.0)
+        stats.add_traffic(s)
+        if s < 0.92 or rng.random() < 0.03:
+            stats.add_label(s, rng.random() >= _plateau_error(s), explored=s >= 0.92)
+    return stats
+
+
+def _plateau_true_error(threshold: float) -> float:
+    steps = 3000
+    points = (0.70 + 0.30 * (i + 0.5) / steps for i in range(steps))
+    total = sum(_plateau_error(s) for s in points if s >= threshold)
+    return 0.75 * total / steps
+
+
+@pytest.mark.parametrize("delta", [0.01, 0.02, 0.03])
+def test_bound_holds_in_at_least_95_of_100_short_streams(delta: float) -> None:
+    """A one-sided 95 % bound: over 100 draws of a short stream the learned threshold's
+    true error stays under delta at least 95 times (z = 1 with each block's own
+    variance held 89-97 times here)."""
+    held = sum(
+        _plateau_true_error(learned_threshold(_plateau_stream(1500, seed), delta, 0.9).threshold)
+        <= delta
+        for seed in range(100)
+    )
+    assert held >= 95
+
+
+def test_a_few_right_labels_do_not_certify_much_traffic() -> None:
+    """Every lookup's candidate at 0.95, every label right: 60 labels are too few to say
+    that fewer than 3 % of the lookups would be wrong (the block's variance is taken at
+    its Wilson centre, not at its near-zero estimate); 300 are enough."""
+    stats = ScopeStats()
+    for _ in range(60):
+        stats.add_traffic(0.95)
+        stats.add_label(0.95, True)
+    assert learned_threshold(stats, 0.03, static=0.9).threshold > 0.95  # nothing served
+    for _ in range(240):
+        stats.add_traffic(0.95)
+        stats.add_label(0.95, True)
+    assert learned_threshold(stats, 0.03, static=0.9).threshold <= 0.95
+
+
+def test_hysteresis_lowers_only_on_the_stricter_bound_and_rises_at_once() -> None:
+    stats = _stream(0.5, 4000, seed=3)
+    delta = 0.03
+    loose = learned_threshold(stats, delta, static=0.9).threshold
+    strict = learned_threshold(stats, delta, static=0.9, z=bound.Z_LOWER).threshold
+    assert strict > loose  # the data leave room between the two bounds
+    # from above: down only as far as the stricter bound allows
+    assert learned_threshold(stats, delta, static=0.9, previous=1.0).threshold == strict
+    # in between: kept
+    between = round(strict - 0.01, 2)
+    if between > loose:
+        assert learned_threshold(stats, delta, static=0.9, previous=between).threshold == between
+    # too low for the bound at Z: up at once
+    assert learned_threshold(stats, delta, static=0.9, previous=loose - 0.05).threshold == loose
+    assert learned_threshold(stats, delta, static=0.9, previous=None).threshold == loose

@@ -94,6 +94,9 @@ NEAR_MISSES = [
      "Can I order a gift card for my sister with a personal message online?", "edits"),
     ("Is it rude to skip the ceremony but attend the party?",
      "Is it rude to skip the party but attend the ceremony?", "edits"),
+    ("I was charged $12.99 instead of $21.99", "I was charged $21.99 instead of $12.99",
+     "edits"),
+    ("Will a 64GB card hold 500 photos?", "Will a 16GB card hold 500 photos?", "numbers"),
 ]
 
 # (query, stored prompt): true paraphrases the guards must let through
@@ -132,6 +135,8 @@ PARAPHRASES = [
     ("Can I bring my sofa when I move?", "Can I bring my couch when I move?"),
     ("How do I configure my new router?", "How do I configure my new ruoter?"),
     ("How do I cancel my order?", "How can I cancel the order?"),
+    ("Can I get a passport in 2 weeks?", "Can I get a passport in 14 days?"),
+    ("Will a 64GB card hold 500 photos?", "Will a 64 GB card hold 500 photos?"),
 ]
 
 

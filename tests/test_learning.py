@@ -530,3 +530,80 @@ def test_paracache_worker_verifier_by_name_compares_the_questions(
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert code == 0 and out["promoted"] == 0 and out["verify_rejected"] == 1
     assert index.lookup_verdict(NEAR, SCOPE).outcome == "miss"
+
+
+def test_seeded_exploration_is_reproducible(make_index: Any) -> None:
+    """``Learner.seed_exploration`` (benchmarks, tests): the same seed explores the same
+    lookups; production leaves the sampler random."""
+    runs = []
+    for _ in range(2):
+        index = make_index(max_error_rate=0.02, min_similarity=0.8, explore_rate=0.5)
+        index.store(STORED, "Open the app and tap Activate.", SCOPE)
+        assert index.learner is not None
+        index.learner.seed_exploration(7)
+        runs.append(
+            [index.lookup_verdict(NEAR, SCOPE).reason.startswith("explored") for _ in range(30)]
+        )
+        index.clear()
+    assert runs[0] == runs[1]
+    assert 0 < sum(runs[0]) < 30
+
+
+def _record(stats: Any) -> dict[str, int | str]:
+    fields: dict[str, int | str] = {"v": "1", "N": stats.lookups}
+    for b, (n, w) in stats.labels.items():
+        fields[f"n{b}"] = n
+        if w:
+            fields[f"w{b}"] = w
+    for b, t in stats.traffic.items():
+        fields[f"t{b}"] = t
+    return fields
+
+
+def test_learned_threshold_has_hysteresis(make_index: Any) -> None:
+    """A scope's first learned threshold comes down from 1.0 only as far as the stricter
+    bound allows, and stays there when re-read statistics allow lower at the 95 %
+    bound alone; better statistics lower it, again only as far as the stricter bound
+    allows."""
+    from paracache import bound
+
+    index = make_index(max_error_rate=0.03, min_similarity=0.99)
+    assert index.learner is not None
+    index.lookup_verdict(NEAR, SCOPE)  # the learner now reads this scope's statistics
+    key = index.learner.stats_key(SCOPE.digest())
+    client = _client(index)
+
+    def stats_with(empty: int) -> bound.ScopeStats:
+        """60 lookups and labels per bin from 0.70 up, wrong 50 % at 0.80 falling to
+        none at 0.95, and ``empty`` lookups without a candidate."""
+        stats = bound.ScopeStats()
+        for b in range(70, 100):
+            s = b / 100 + 0.005
+            wrong = round(60 * min(1.0, max(0.0, 0.5 * (0.95 - s) / 0.15)))
+            for i in range(60):
+                stats.add_traffic(s)
+                stats.add_label(s, i >= wrong)
+        for _ in range(empty):
+            stats.add_traffic(None)
+        return stats
+
+    def thresholds(stats: bound.ScopeStats) -> tuple[float, float]:
+        return (
+            bound.learned_threshold(stats, 0.03, 1.0).threshold,
+            bound.learned_threshold(stats, 0.03, 1.0, z=bound.Z_LOWER).threshold,
+        )
+
+    first, later = stats_with(0), stats_with(500)  # later: more lookups without a candidate
+    (loose_1, strict_1), (loose_2, strict_2) = thresholds(first), thresholds(later)
+    assert loose_1 < strict_1 and loose_2 < strict_2 < strict_1  # the case it is for
+
+    def learned() -> float:
+        assert index.learner is not None
+        index.learner.refresh(force=True)
+        return float(index.stats().learning["thresholds"][SCOPE.digest()])
+
+    client.hset(key, mapping=_record(first))
+    assert learned() == strict_1
+    assert learned() == strict_1  # re-read: not lowered to loose_1
+    client.hset(key, mapping=_record(later))
+    assert learned() == strict_2

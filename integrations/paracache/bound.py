@@ -20,12 +20,21 @@ over all lookups of the scope. Serving every candidate at similarity ``>= t`` gi
 where ``error_b`` is an isotonic fit of the labels (:func:`error_blocks`: non-increasing
 in similarity, each estimate resting on at least :data:`POOL_LABELS` labels).
 :func:`learned_threshold` returns the lowest bin edge ``t`` whose upper confidence
-bound on ``E(t)`` (``z`` standard errors above the estimate, :data:`Z`) is at most
-``delta`` and where no bin at or above ``t`` is estimated wrong more often than right
-(:data:`MAX_POINT_ERROR`). This is the rule of the best static threshold in
-hindsight, which the bound converges to: a candidate at the threshold itself may be
-wrong far more often than ``delta``, as long as the lookups served at or above it
-are wrong at most ``delta`` of the time in all.
+bound on ``E(t)`` is at most ``delta`` and where no bin at or above ``t`` is estimated
+wrong more often than right (:data:`MAX_POINT_ERROR`). This is the rule of the best
+static threshold in hindsight, which the bound converges to: a candidate at the
+threshold itself may be wrong far more often than ``delta``, as long as the lookups
+served at or above it are wrong at most ``delta`` of the time in all.
+
+**The margin.** The bound is one-sided 95 % (:data:`Z` standard errors above the
+estimate), each block's variance taken at its Wilson centre, so that a block of few
+labels, or none wrong, counts for no more than its labels allow. Searching ``t`` from
+the top down and stopping at the first that fails is a fixed-sequence test: choosing
+the lowest ``t`` this way needs no correction for the number of thresholds tried.
+Decided again every time the statistics are read, the threshold has *hysteresis*
+(``previous``): it rises as soon as the bound at :data:`Z` says so, but is lowered only
+as far as a stricter bound (:data:`Z_LOWER`) allows, so a lucky run of right labels
+does not lower it.
 
 **Cold start.** With fewer than ``min_labels`` labels the scope keeps the static rules
 (:class:`Decision` ``learned=False``). An unreadable statistics record gives a decision
@@ -76,9 +85,15 @@ POOL_LABELS = 40
 PRIOR = 0.5
 #: Labels a scope needs before its learned threshold replaces the static rules.
 MIN_LABELS = 50
-#: Standard errors of the estimate added to it (about a one-sided 84 % bound: tuned on
-#: the development streams of ``benchmarks/online.py``; larger is safer and serves less).
-Z = 1.0
+#: Standard errors of the estimate added to it: a one-sided 95 % bound (the normal
+#: quantile). The variance of each block is taken at its Wilson centre (see
+#: :func:`learned_threshold`), so a block with few or no wrong labels is not trusted
+#: more than its count of labels allows.
+Z = 1.645
+#: Standard errors a *lower* threshold than the one in effect must clear (hysteresis:
+#: a lucky run of right labels does not lower it; it rises as soon as the bound at
+#: :data:`Z` says so).
+Z_LOWER = 2.0
 #: A bin whose estimated error is above this is never served, whatever its traffic
 #: (the cumulative bound alone would serve a bin no lookup has fallen in yet).
 MAX_POINT_ERROR = 0.5
@@ -315,16 +330,22 @@ def learned_threshold(
     z: float = Z,
     lowest: float = LOWEST,
     pool: int = POOL_LABELS,
+    previous: float | None = None,
+    z_lower: float = Z_LOWER,
 ) -> Decision:
     """The lowest threshold whose upper bound on wrong answers per lookup is <= delta.
 
     ``E(t)``, the wrong answers per lookup when serving every candidate at ``>= t``,
     is the traffic share of each bin at or above ``t`` times its block's error
     (:func:`error_blocks`); its variance sums, per block, the squared traffic share
-    it contributes times ``p(1 - p) / labels``. The bound is ``E(t) + z * sd``. A
-    block estimated wrong more often than right (:data:`MAX_POINT_ERROR`) is never
-    served. Cold (``stats`` has fewer than ``min_labels`` labels): the static
-    threshold, ``learned=False``. If no threshold in [``lowest``, 1] meets the bound,
+    it contributes times ``c(1 - c) / labels``, ``c`` the block's Wilson centre
+    ``(wrong + z²/2) / (labels + z²)``. The bound is ``E(t) + z * sd``. A block
+    estimated wrong more often than right (:data:`MAX_POINT_ERROR`) is never served.
+    ``previous``: the threshold in effect (hysteresis): a threshold below it is
+    taken only as far as the bound with ``z_lower`` standard errors allows (if that
+    is not below ``previous``, ``previous`` is kept); one above it at once. Cold
+    (``stats`` has fewer than ``min_labels`` labels): the static threshold,
+    ``learned=False``. If no threshold in [``lowest``, 1] meets the bound,
     1.0 (only identical meanings: in practice no semantic hits until the labels say
     otherwise).
 
@@ -335,6 +356,38 @@ def learned_threshold(
     labels = stats.label_count
     if labels < min_labels or stats.lookups <= 0:
         return Decision(threshold=static, learned=False, labels=labels)
+    decision = _lowest_certified(stats, delta, z, lowest, pool)
+    if previous is None or decision.threshold >= previous or z_lower <= z:
+        return decision
+    # Lower than the threshold in effect: only as far as the stricter bound allows.
+    strict = _lowest_certified(stats, delta, z_lower, lowest, pool)
+    if strict.threshold >= previous:
+        return _lowest_certified(stats, delta, z, lowest, pool, at=previous)
+    return strict
+
+
+def _variance(block: Block, z: float) -> float:
+    """The variance of a block's error estimate, at its Wilson centre ``(wrong + z²/2)
+    / (labels + z²)``: with few labels, or none wrong, the estimate's own
+    ``p (1 - p) / n`` would be near zero and the bound would trust a handful of right
+    labels."""
+    n = max(block.labels, 1)
+    centre = (block.wrong + z * z / 2) / (block.labels + z * z)
+    return centre * (1.0 - centre) / n
+
+
+def _lowest_certified(
+    stats: ScopeStats,
+    delta: float,
+    z: float,
+    lowest: float,
+    pool: int,
+    at: float | None = None,
+) -> Decision:
+    """:func:`learned_threshold`'s search: from the top bin down, the last threshold
+    whose upper bound is <= delta (or, with ``at``, the decision at that threshold if
+    it is, else the search's)."""
+    labels = stats.label_count
     total = float(stats.lookups)
     best = Decision(threshold=1.0, learned=True, labels=labels)
     mean = variance = 0.0
@@ -345,11 +398,8 @@ def learned_threshold(
         share = 0.0
         for b in range(block.high, block.low - 1, -1):
             share += stats.traffic.get(b, 0) / total
-            upper = (
-                mean
-                + share * p
-                + z * math.sqrt(variance + share * share * p * (1.0 - p) / max(block.labels, 1))
-            )
+            var_b = _variance(block, z)
+            upper = mean + share * p + z * math.sqrt(variance + share * share * var_b)
             if upper > delta:
                 return best
             best = Decision(
@@ -359,8 +409,10 @@ def learned_threshold(
                 upper=upper,
                 labels=labels,
             )
+            if at is not None and best.threshold <= at + 1e-9:
+                return best
         mean += share * p
-        variance += share * share * p * (1.0 - p) / max(block.labels, 1)
+        variance += share * share * _variance(block, z)
     return best
 
 

@@ -1187,9 +1187,18 @@ def _word_at(word: str) -> re.Pattern[str]:
     return pattern
 
 
-_RE_NUMBER = re.compile(
-    rf"(?<![\w.,]){_NUMBER}(?:st|nd|rd|th)?(?:\s?%|\s(?:percent|per cent|pct)\b)?(?![\w])", re.I
+#: Units written onto a number ("64GB", "500ml", "5kg"): the number is compared, the unit
+#: dropped ("64GB" = "64 GB"). Not time units (durations are compared in minutes) nor
+#: "k"/"m" (thousand, million, metre, minute).
+_GLUED_UNITS = (
+    "gb|mb|kb|tb|kg|mg|km|cm|mm|ml|mp|mah|kwh|kw|ghz|mhz|hz|px|lbs|lb|oz|ft|mi|g|w|v"
 )
+_RE_NUMBER = re.compile(
+    rf"(?<![\w.,]){_NUMBER}(?:st|nd|rd|th|{_GLUED_UNITS})?"
+    r"(?:\s?%|\s(?:percent|per cent|pct)\b)?(?![\w])",
+    re.I,
+)
+_RE_GLUED_UNIT = re.compile(rf"(?<=\d)(?:{_GLUED_UNITS})$", re.I)
 _RE_PERCENT_AFTER = re.compile(r"\s*(?:%|percent\b|per cent\b|pct\b)", re.I)
 _RE_NUMBER_WORDS = re.compile(
     rf"\b(?:{_alt([*_UNITS, *_TENS])})(?:[\s-]+(?:{_alt(_UNITS)}))?"
@@ -1549,7 +1558,7 @@ def _numbers(text: str, digits: bool, words: frozenset[str]) -> set[str]:
                     found.add(f"{_fmt(value)}%")
                 continue
             ordinal = token[-2:].lower() in ("st", "nd", "rd", "th")
-            value = _number_value(token)
+            value = _number_value(_RE_GLUED_UNIT.sub("", token))
             if value is not None:
                 found.add(("#" if ordinal else "") + _fmt(value))
     spelled = not _NUMBER_GATE.isdisjoint(words)  # "one" alone is never counted
@@ -2141,8 +2150,11 @@ def same_question(query: str, candidate: str, similarity: float) -> float:
 #: the asset's notice).
 _KIN_PATH = Path(__file__).resolve().parent / "assets" / "kin.json"
 #: Two questions are a minimal edit of each other when at least this share of the longer
-#: one's words (as stems) is common to both, in order.
+#: one's words (as stems) is common to both, in order ...
 EDIT_COVER = 0.75
+#: ... or all of them but this many (a short question: "is the jacket *in* stock" / "*out
+#: of* stock").
+EDIT_SLACK = 2
 #: Words an edit may change without changing the question: function words, and verbs and
 #: adjectives that only carry the asking ("how do I" / "how can I", "the best way").
 _EDIT_FUNCTION = frozenset(
@@ -2157,6 +2169,9 @@ _EDIT_FUNCTION = frozenset(
         "anything", "need", "want", "like", "know", "tell", "explain", "possible", "able",
     }
 )
+#: Words the detail guards read (numbers, durations, dates, currencies): an edit of them
+#: is theirs to judge ("a week" / "7 days").
+_EDIT_DETAILS = frozenset(_NUMERIC_WORDS | _DURATION_KEYS | {"a", "an"})
 #: Directional particles and their opposites ("tap *in*" / "tap *out*", "scale *out*" /
 #: "scale *in*", "turn *on*" / "turn *off*", "closest *to*" / "farthest *from*").
 _PARTICLES = (
@@ -2257,6 +2272,10 @@ def _edit_kind(long: Sequence[str], start: int, end: int, other: Sequence[str]) 
     person or possessor inserted) or ``"large"`` (more than one content word a side: a
     rewording, not a minimal edit)."""
     mine = long[start:end]
+    if any(t[0].isdigit() or t in _EDIT_DETAILS or t in _NEGATORS or t.endswith("n't")
+           for t in (*mine, *other)):
+        return "neutral"  # "2 weeks" / "14 days", "declined" / "not approved": the detail
+        # and negation guards'
     if other:
         a, b = set(mine), set(other)
         for one, opposite in _PARTICLES:
@@ -2297,16 +2316,19 @@ def _edited(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
     """Whether token sequences ``a`` and ``b`` are the same question but for one or two
     small edits that change what is asked (see :func:`minimal_edit`)."""
     la, lb = len(a), len(b)
-    if min(la, lb) < 2 or min(la, lb) < EDIT_COVER * max(la, lb) or a == b:
+    need = min(EDIT_COVER * max(la, lb), max(la, lb) - EDIT_SLACK)
+    if min(la, lb) < 2 or min(la, lb) < need or a == b:
         return False
+    if _numbers_swapped(a, b):
+        return True
     (sa, set_a), (sb, set_b) = _stems(a), _stems(b)
     # at most the shared stems, and a's repeated ones, can be aligned: a cheap test
     # first, the alignment only for a near copy
-    if len(set_a & set_b) + la - len(set_a) < EDIT_COVER * max(la, lb) or sa == sb:
+    if len(set_a & set_b) + la - len(set_a) < need or sa == sb:
         return False
     matcher = difflib.SequenceMatcher(None, sa, sb, autojunk=False)
     same = sum(block.size for block in matcher.get_matching_blocks())
-    if same < EDIT_COVER * max(la, lb):
+    if same < need:
         return False
     changed = 0
     for op, i1, i2, j1, j2 in matcher.get_opcodes():
@@ -2319,6 +2341,20 @@ def _edited(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
             return False
         changed += kind == "changed"
     return 0 < changed <= 2
+
+
+def _numbers_swapped(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
+    """The same words around the same numbers in another order ("refunded $12.99 instead
+    of $21.99" / "$21.99 instead of $12.99")."""
+    numbers_a = [t for t in a if t[0].isdigit()]
+    if len(set(numbers_a)) < 2 or len(a) != len(b):
+        return False
+    numbers_b = [t for t in b if t[0].isdigit()]
+    return (
+        numbers_a != numbers_b
+        and sorted(numbers_a) == sorted(numbers_b)
+        and all(x == y for x, y in zip(a, b, strict=True) if not x[0].isdigit())
+    )
 
 
 def minimal_edit(query: str, candidate: str) -> bool:

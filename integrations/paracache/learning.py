@@ -391,6 +391,17 @@ class Learner:
         temperature = getattr(scope, "temperature", None)
         return temperature is None or temperature <= 0
 
+    def seed_exploration(self, seed: int | None) -> None:
+        """Seed the exploration sampler (benchmarks and tests: a reproducible run;
+        ``None``: random again). Production leaves it random: a fixed seed makes which
+        would-be hits are explored predictable.
+
+        Example:
+            >>> # cache.learner.seed_exploration(7)   # benchmarks/online.py --learn-seed
+        """
+        with self._lock:
+            self._random = random.Random(seed)
+
     def explore(self, similarity: float, threshold: float) -> bool:
         """Turn this would-be semantic hit at ``similarity`` into a labelled miss?
         Sampled at ``explore_rate``, or at :data:`paracache.bound.NEAR_RATE` within
@@ -607,9 +618,14 @@ class Learner:
             self._decisions[stats_key] = bound.NO_SEMANTIC
             self._error("stats_corrupt", exc)
             return
+        before = self._decisions.get(stats_key)
+        # Hysteresis from the start: a scope's first learned threshold is lowered from
+        # 1.0 on the stricter bound too (a scope just past its first labels is the
+        # likeliest to have seen a lucky few).
         self._decisions[stats_key] = bound.learned_threshold(
-            stats, self.delta, static=1.0
-        )
+            stats, self.delta, static=1.0,
+            previous=before.threshold if before is not None and before.learned else 1.0,
+        )  # fmt: skip
 
     def _count_label(self, wrong: bool | None, kind: str, explored: bool = False) -> None:
         if kind in ("promoted", "verify_rejected", "verify_unneeded"):
