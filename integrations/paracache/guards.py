@@ -2150,11 +2150,8 @@ def same_question(query: str, candidate: str, similarity: float) -> float:
 #: the asset's notice).
 _KIN_PATH = Path(__file__).resolve().parent / "assets" / "kin.json"
 #: Two questions are a minimal edit of each other when at least this share of the longer
-#: one's words (as stems) is common to both, in order ...
+#: one's words (as stems) is common to both, in order.
 EDIT_COVER = 0.75
-#: ... or all of them but this many (a short question: "is the jacket *in* stock" / "*out
-#: of* stock").
-EDIT_SLACK = 2
 #: Words an edit may change without changing the question: function words, and verbs and
 #: adjectives that only carry the asking ("how do I" / "how can I", "the best way").
 _EDIT_FUNCTION = frozenset(
@@ -2316,7 +2313,7 @@ def _edited(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
     """Whether token sequences ``a`` and ``b`` are the same question but for one or two
     small edits that change what is asked (see :func:`minimal_edit`)."""
     la, lb = len(a), len(b)
-    need = min(EDIT_COVER * max(la, lb), max(la, lb) - EDIT_SLACK)
+    need = EDIT_COVER * max(la, lb)
     if min(la, lb) < 2 or min(la, lb) < need or a == b:
         return False
     if _numbers_swapped(a, b):
