@@ -64,6 +64,47 @@ def test_the_lexicon_is_the_distilled_wordnet_asset() -> None:
     assert len(lexicon) > 5_000
 
 
+# comparatives of WordNet's graded antonyms, and opposites that count only in one place
+GRADED_AND_ALIGNED = [
+    ("Should I leave for the airport earlier on Fridays?",
+     "Should I leave for the airport later on Fridays?"),
+    ("Why are prices higher in the city centre?", "Why are prices lower in the city centre?"),
+    ("Do thicker blankets keep a baby warm?", "Do thinner blankets keep a baby warm?"),
+    ("Is the blue sofa in stock at the store?", "Is the blue sofa out of stock at the store?"),
+    ("How do I opt into the loyalty scheme?", "How do I opt out of the loyalty scheme?"),
+    ("Should I turn the heating up at night?", "Should I turn the heating down at night?"),
+    ("Should I feed my puppy more in winter?", "Should I feed my puppy less in winter?"),
+    ("Does a bigger engine use more fuel?", "Does a bigger engine use less fuel?"),
+]
+
+
+@pytest.mark.parametrize(("query", "stored"), GRADED_AND_ALIGNED)
+def test_comparatives_and_aligned_opposites_are_rejected(query: str, stored: str) -> None:
+    assert Guards().check(query, stored) == "opposites"
+    assert Guards().check(stored, query) == "opposites"
+    assert Guards(opposites=False, edits=False).check(query, stored) is None
+
+
+@pytest.mark.parametrize(("query", "stored"), [
+    # "in" / "out" in different places of two wordings: no conflict
+    ("How do I log in to cash out my winnings?", "Where can I cash out after I log in?"),
+    # "more" on one side only
+    ("How can I save more each month?", "How can I save each month?"),
+    ("Tell me more about the premium plan", "What does the premium plan include?"),
+    # "less" and "more" in different places
+    ("Is it less hassle to pay more upfront?", "Would paying upfront be less hassle?"),
+])
+def test_aligned_opposites_need_the_same_place(query: str, stored: str) -> None:
+    assert Guards().check(query, stored) != "opposites"
+    assert Guards().check(stored, query) != "opposites"
+
+
+def test_the_lexicon_has_graded_forms() -> None:
+    lexicon, _ = _antonym_lexicon()
+    assert "later" in lexicon["earlier"] and "lower" in lexicon["higher"]
+    assert "laterer" not in lexicon  # a graded form is kept only when it is a word
+
+
 # --------------------------------------------------------------------------- typos
 
 
@@ -259,3 +300,25 @@ def test_a_misspelt_name_or_unit_is_still_a_typo_repeat() -> None:
                    "Reset the password for jane.doe@example.com") == "identifiers"
     assert g.check("Can I pay with Apple Pay?", "Can I pay with Google Pay?") == "entities"
     assert g.check("Where is parcel 1074?", "Where is parcel 1047?") == "identifiers"
+
+
+@pytest.mark.parametrize(("query", "stored"), [
+    ("Can I get a contract for 12 months?", "Is a one year contract available?"),
+    ("Is the warranty valid for 2 years?", "Does the warranty last 24 months?"),
+    ("Can I return it within 30 days?", "Can I return it within a month?"),
+    ("Is 10,000 steps a day enough?", "Are ten thousand steps daily sufficient?"),
+    ("Should I take it twice a day?", "Should I take it twice daily?"),
+])
+def test_calendar_durations_and_rates_are_no_conflict(query: str, stored: str) -> None:
+    assert Guards().check(query, stored) != "numbers"
+    assert Guards().check(stored, query) != "numbers"
+
+
+@pytest.mark.parametrize(("query", "stored"), [
+    ("Can I get a contract for 11 months?", "Is a one year contract available?"),
+    ("Can I return it within 4 weeks?", "Can I return it within a month?"),
+    ("Is my refund pending for 3 days normal?", "Is my refund pending for a week normal?"),
+    ("Should I take it twice a day?", "Should I take it three times a day?"),
+])
+def test_different_durations_and_rates_still_conflict(query: str, stored: str) -> None:
+    assert Guards().check(query, stored) == "numbers"

@@ -86,8 +86,10 @@ NEAR_MISSES = [
     ("Can I add my partner to my phone plan?", "Can I add my partner to my broadband plan?",
      "edits"),
     ("How do I whitelist a sender?", "How do I blacklist a sender?", "edits"),
-    ("Why is the cluster not scaling out?", "Why is the cluster not scaling in?", "edits"),
-    ("What happens if I forget to tap in?", "What happens if I forget to tap out?", "edits"),
+    # a flipped particle in an otherwise aligned question: the opposites guard's first
+    ("Why is the cluster not scaling out?", "Why is the cluster not scaling in?", "opposites"),
+    ("What happens if I forget to tap in?", "What happens if I forget to tap out?",
+     "opposites"),
     ("Are tickets cheaper at peak times?", "Are tickets cheaper at off-peak times?", "edits"),
     ("Can I park in my own driveway?", "Can I park in my neighbour's driveway?", "edits"),
     ("Can I order a gift card with a personal message online?",

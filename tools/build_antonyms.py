@@ -8,7 +8,14 @@ hand list. WordNet itself is 24 MB; the asset keeps only what the check needs:
    two-word phrases;
 2. their derived forms (pointer ``+``, derivationally related forms: "inflate"/"deflate"
    gives "inflation"/"deflation"), paired across the two sides;
-3. for adjectives, the satellites of each head ("similar to", ``&``): "toxic" is similar
+3. for adjectives and adverbs, their comparative and superlative forms, paired the same
+   way ("early"/"late" gives "earlier"/"later" and "earliest"/"latest", "high"/"low"
+   gives "higher"/"lower"), by the regular rules of English spelling for words of one
+   or two syllables (:func:`grades`; longer ones take "more"/"most", which the guards'
+   ``quantifiers`` read) and a few irregular ones ("good"/"better"/"best"), each pair
+   kept when both forms are whole words of the default embedder's vocabulary (not
+   "laterer" or "awayer": not every adjective is graded);
+4. for adjectives, the satellites of each head ("similar to", ``&``): "toxic" is similar
    to "harmful", whose antonym is "harmless" (WordNet's indirect antonyms), when
    ``--satellites`` is given.
 
@@ -36,6 +43,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "integrations" / "paracache" / "assets" / "antonyms.json"
+TOKENIZER = ROOT / "integrations" / "paracache" / "assets" / "tokenizer.json"
 FILES = {"n": ("data.noun1", "data.noun2"), "v": ("data.verb",), "a": ("data.adj",),
          "r": ("data.adv",)}
 
@@ -48,6 +56,60 @@ def lemma(word: str) -> str | None:
 
 
 Pointer = tuple[str, str, str, int, int]  # symbol, offset, part of speech, source, target
+
+
+#: Irregular comparatives and superlatives of English.
+IRREGULAR_GRADES = {
+    "good": ("better", "best"),
+    "well": ("better", "best"),
+    "bad": ("worse", "worst"),
+    "badly": ("worse", "worst"),
+    "ill": ("worse", "worst"),
+    "far": ("farther", "farthest"),
+}
+_VOWELS = "aeiouy"
+
+
+def syllables(word: str) -> int:
+    """Vowel groups of ``word``, a silent final "e" left out: "late" 1, "early" 2."""
+    core = word[:-1] if word.endswith("e") and len(word) > 2 else word
+    return len(re.findall(f"[{_VOWELS}]+", core))
+
+
+def grades(word: str, adverb: bool = False) -> tuple[str, str] | None:
+    """The comparative and superlative of an adjective (or with ``adverb`` an adverb) of
+    one word, or ``None`` when English forms them with "more"/"most": three syllables
+    and more, two unless ending in "-y", "-er", "-le" or "-ow", adverbs in "-ly".
+
+    Example:
+        >>> [grades(w) for w in ("early", "late", "big", "low", "cheap", "expensive")]
+        [('earlier', 'earliest'), ('later', 'latest'), ('bigger', 'biggest'), \
+('lower', 'lowest'), ('cheaper', 'cheapest'), None]
+    """
+    if word in IRREGULAR_GRADES:
+        return IRREGULAR_GRADES[word]
+    if not word.isalpha() or len(word) < 3 or (adverb and word.endswith("ly")):
+        return None
+    n = syllables(word)
+    if n > 2 or (n == 2 and not word.endswith(("y", "er", "le", "ow"))):
+        return None
+    if word.endswith("e"):
+        return word + "r", word + "st"
+    if word.endswith("y") and word[-2] not in _VOWELS:
+        return word[:-1] + "ier", word[:-1] + "iest"
+    if (n == 1 and word[-1] not in _VOWELS + "wx" and word[-2] in _VOWELS
+            and word[-3] not in _VOWELS):
+        return word + word[-1] + "er", word + word[-1] + "est"  # big, bigger
+    return word + "er", word + "est"
+
+
+def vocabulary() -> set[str]:
+    """The whole words of the default embedder's tokenizer (``assets/tokenizer.json``):
+    a generated comparative is kept only when it is one ("higher", "earlier"; not
+    "laterer", "awayer")."""
+    with TOKENIZER.open(encoding="utf-8") as fh:
+        vocab: dict[str, int] = json.load(fh)["model"]["vocab"]
+    return {w for w in vocab if w.isascii() and w.isalpha()}
 
 
 def parse(folder: Path) -> dict[tuple[str, str], tuple[list[str], list[Pointer]]]:
@@ -89,9 +151,11 @@ def ranks(folder: Path) -> dict[tuple[str, str, str], int]:
     return out
 
 
-def build(folder: Path, satellites: bool, synonyms: bool, max_rank: int) -> dict[str, list[str]]:
+def build(folder: Path, satellites: bool, synonyms: bool, max_rank: int,
+          graded: bool = True) -> dict[str, list[str]]:
     syn = parse(folder)
     rank = ranks(folder)
+    known = vocabulary() if graded else set()
 
     def common_sense(word: str, key: tuple[str, str]) -> bool:
         return rank.get((word.lower(), key[1], key[0]), 99) <= max_rank
@@ -124,6 +188,16 @@ def build(folder: Path, satellites: bool, synonyms: bool, max_rank: int) -> dict
             side_a, side_b = members(key, s - 1), members((off, pos), t - 1)
             if not side_a or not side_b:
                 continue  # a rare sense of either word ("safe"/"out" in baseball)
+            if graded and key[1] in "ar" and pos in "ar":
+                for step in (0, 1):  # comparatives with comparatives, superlatives ...
+                    forms_a = {g[step] for g in (grades(w, key[1] == "r") for w in side_a)
+                               if g and g[step] in known}
+                    forms_b = {g[step] for g in (grades(w, pos == "r") for w in side_b)
+                               if g and g[step] in known}
+                    for x in forms_a - forms_b:
+                        for y in forms_b - forms_a:
+                            pairs.add((x, y))
+                            pairs.add((y, x))
             side_a |= derived(key, s - 1)
             side_b |= derived((off, pos), t - 1)
             if satellites and key[1] == "a":
@@ -150,15 +224,19 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=OUT)
     ap.add_argument("--satellites", action="store_true", help="add adjective satellites")
     ap.add_argument("--synonyms", action="store_true", help="add the synset's other words")
+    ap.add_argument("--no-grades", action="store_true",
+                    help="leave out comparatives and superlatives")
     ap.add_argument("--max-rank", type=int, default=2,
                     help="keep a pair only when each word is in one of its N most common senses")
     args = ap.parse_args()
-    table = build(args.dict, args.satellites, args.synonyms, args.max_rank)
+    table = build(args.dict, args.satellites, args.synonyms, args.max_rank,
+                  not args.no_grades)
     doc = {
         "source": "WordNet 3.0 (Princeton University), antonyms (!) in a word's "
         f"{args.max_rank} most common senses"
         + (" with their synset mates" if args.synonyms else "")
         + ", with derived forms (+)"
+        + ("" if args.no_grades else ", comparatives and superlatives")
         + (" and adjective satellites (&)" if args.satellites else "")
         + "; built by tools/build_antonyms.py",
         "licence": "WordNet 3.0 license: see paracache/assets/NOTICE.md",

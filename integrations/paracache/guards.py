@@ -153,7 +153,7 @@ VOUCHED_GAP = 0.05
 TYPO_MARGIN = 0.35
 #: How far below the threshold the learned pair check (:func:`same_question`) may vouch
 #: for a candidate.
-LEARNED_MARGIN = 0.10
+LEARNED_MARGIN = 0.20
 #: The ``learned`` guard reads a pair's similarity as at least this (the default
 #: threshold): how similar is enough is the threshold's business (a looser one the user
 #: sets is honoured); the veto judges the words, as if the pair sat at the threshold.
@@ -1097,6 +1097,49 @@ def _lexicon_opposed(q: Features, c: Features) -> bool:
     return False
 
 
+#: Opposite words that only count where one text has the other's word in the same place
+#: (the rest of the two texts aligned): particles ("in stock" / "out of stock", "opt
+#: into" / "opt out of", "turn the heat up" / "down") and degrees ("water it more" /
+#: "less"). Anywhere else they are too common to compare ("log in to pay out").
+_ALIGNED_OPPOSITES: tuple[tuple[tuple[tuple[str, ...], ...], ...], ...] = (
+    ((("in",), ("into",), ("inside",)), (("out",), ("out", "of"), ("outside",))),
+    ((("up",), ("upward",), ("upwards",)), (("down",), ("downward",), ("downwards",))),
+    ((("on",), ("onto",)), (("off",), ("off", "of"))),
+    ((("more",),), (("less",), ("fewer",))),
+)
+_ALIGNED_INDEX: dict[tuple[str, ...], tuple[int, int]] = {
+    phrase: (group, side)
+    for group, sides in enumerate(_ALIGNED_OPPOSITES)
+    for side, phrases in enumerate(sides)
+    for phrase in phrases
+}
+_ALIGNED_WORDS = frozenset(p[0] for p in _ALIGNED_INDEX)
+
+
+def _aligned_opposed(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
+    """One text has an aligned opposite (:data:`_ALIGNED_OPPOSITES`) where the other has
+    its counterpart, the words around them matching ("Is the jacket *in* stock?" / "Is the
+    jacket *out of* stock?").
+
+    Example:
+        >>> _aligned_opposed(("is", "it", "in", "stock"), ("is", "it", "out", "of", "stock"))
+        True
+        >>> _aligned_opposed(("log", "in", "to", "pay"), ("can", "i", "cash", "out"))
+        False
+    """
+    found_a = _ALIGNED_WORDS.intersection(a)
+    found_b = _ALIGNED_WORDS.intersection(b)
+    if not found_a or not found_b or found_a == found_b:
+        return False
+    for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(None, a, b, autojunk=False).get_opcodes():
+        if tag != "replace" or i2 - i1 > 2 or j2 - j1 > 2:
+            continue
+        x, y = _ALIGNED_INDEX.get(a[i1:i2]), _ALIGNED_INDEX.get(b[j1:j2])
+        if x is not None and y is not None and x[0] == y[0] and x[1] != y[1]:
+            return True
+    return False
+
+
 # --------------------------------------------------------------------------- patterns
 
 _NUMBER = r"\d+(?:[.,]\d+)*"
@@ -1525,6 +1568,37 @@ def _dates(
     return found, spans
 
 
+#: A count right before an article and a unit ("10,000 steps *a day*", "twice *a week*",
+#: "5 dollars *a month*"): the unit is a rate, not a duration.
+_RE_RATE_BEFORE = re.compile(
+    rf"(?:\d|\b(?:{_alt([*_UNITS, *_TENS, *_SCALES, *_MULTIPLIERS, 'times'])}))"
+    r"(?:\s+[a-z]+){0,2}\s+$",
+    re.I,
+)
+_MONTH_MINUTES = _DURATIONS["month"]
+_YEAR_MINUTES = _DURATIONS["year"]
+
+
+def _duration(value: float, minutes: int) -> str:
+    """A duration as the numbers guard compares it: in minutes, or in months when it is a
+    whole number of months or years by the calendar ("12 months" = "a year" = "365
+    days" = "52 weeks" = ``12mo``; "30 days" = "a month" = ``1mo``; "4 weeks" stays
+    ``40320min``, not a month).
+
+    Example:
+        >>> [_duration(v, m) for v, m in ((12, 43_200), (1, 525_600), (52, 10_080), (3, 1_440))]
+        ['12mo', '12mo', '12mo', '4320min']
+    """
+    total = value * minutes
+    if minutes == _YEAR_MINUTES or (total >= _YEAR_MINUTES and total % _YEAR_MINUTES == 0):
+        return f"{_fmt(12 * total / _YEAR_MINUTES)}mo"
+    if minutes == _DURATIONS["week"] and value >= 52 and value % 52 == 0:
+        return f"{_fmt(12 * value / 52)}mo"
+    if total >= _MONTH_MINUTES and total % _MONTH_MINUTES == 0 and minutes != _DURATIONS["week"]:
+        return f"{_fmt(total / _MONTH_MINUTES)}mo"
+    return f"{_fmt(total)}min"
+
+
 def _numbers(text: str, digits: bool, words: frozenset[str]) -> set[str]:
     found: set[str] = set()
     spans: list[tuple[int, int]] = []
@@ -1539,7 +1613,11 @@ def _numbers(text: str, digits: bool, words: frozenset[str]) -> set[str]:
             value = _number_value(head.group(1)) if head else None
             if head is None or value is None or not minutes:
                 continue
-            found.add(f"{_fmt(value * minutes)}min")
+            if head.group(1).lower() in ("a", "an") and _RE_RATE_BEFORE.search(
+                text, max(0, head.start(1) - 40), head.start(1)
+            ):
+                continue  # "10,000 steps a day", "twice a week", "$5 a month": a rate
+            found.add(_duration(value, minutes))
             spans.append((head.start(1), m.end()))
     text = _blank(text, spans)
     for m in _word_at("times").finditer(text) if "times" in words else ():
@@ -2410,7 +2488,11 @@ def _differs(name: str, q: Features, c: Features) -> bool:
     if name == "negation":
         return _negation_flip(q, c) or _negation_flip(c, q)
     if name == "opposites":
-        return _exclusive_sides(q.opposites, c.opposites) or _lexicon_opposed(q, c)
+        return (
+            _exclusive_sides(q.opposites, c.opposites)
+            or _lexicon_opposed(q, c)
+            or _aligned_opposed(q.tokens, c.tokens)
+        )
     if name == "quantifiers":
         return _exclusive_sides(q.quantifiers, c.quantifiers)
     if name == "entities":

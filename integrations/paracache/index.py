@@ -136,7 +136,7 @@ class SemanticIndex:
             (:meth:`paracache.guards.Guards.vouches`): a typo'd repeat of the query
             (down to this margin), a candidate naming the same identifier, sum, date,
             number or name with nothing specific missing on either side (within 0.05),
-            or one the learned pair check finds the same question (within 0.10); it must
+            or one the learned pair check finds the same question (within 0.20); it must
             pass every guard too. Default 0.35; 0 turns it off, as do ``guards=None``. A
             threshold of 1.0 (per call or per scope) gets no margin.
         strip_pleasantries: Embed prompts without greetings, politeness and hedge frames
