@@ -648,3 +648,67 @@ def test_thread_connections_send_post_and_skip(redis_url: str) -> None:
     finally:
         client.delete(key)
         conns.close()
+
+
+def _reference_measure(text: str, pieces: Any, word_ids: Any) -> Any:
+    """readability.measure as it was before its fast paths (a per-letter loop for every
+    text): what they must reproduce exactly."""
+    import collections
+    import unicodedata
+
+    from paracache import lexicon
+    from paracache.readability import _ENGLISH, _LETTERS, Readability, script_of
+
+    per_word = collections.Counter(
+        w
+        for p, w in zip(pieces, word_ids, strict=True)
+        if w is not None and any(ch.isalpha() for ch in p)
+    )
+    letters = foreign = accented = 0
+    scripts: collections.Counter[str] = collections.Counter()
+    for ch in text:
+        if not ch.isalpha():
+            continue
+        letters += 1
+        script = script_of(ch)
+        if script != "Latin":
+            foreign += 1
+            scripts[script] += 1
+        elif not ch.isascii() and len(unicodedata.normalize("NFD", ch)) > 1:
+            accented += 1
+    return Readability(
+        tokens=sum(per_word.values()),
+        unknown=sum(1 for p in pieces if p == "[UNK]"),
+        words=len(per_word),
+        letters=letters,
+        foreign=foreign,
+        accented=accented,
+        scripts=tuple(s for s, _ in scripts.most_common()),
+        whole=sum(1 for n in per_word.values() if n == 1),
+        guarded=lexicon.marked(text),
+        english_words=sum(1 for w in _LETTERS.findall(text.lower()) if w in _ENGLISH),
+    )
+
+
+def test_readability_fast_paths_measure_the_same() -> None:
+    """The readability check's fast paths (ASCII text, whole-letter pieces) are
+    perf-only: every text of the multilingual pairs and some odd ones measure exactly
+    as the per-letter reference does, so every verdict is the same."""
+    import json
+    import pathlib
+
+    from paracache.vectorizers import MiniLMVectorizer
+
+    data = pathlib.Path(__file__).parent.parent / "benchmarks" / "data" / "multilingual_pairs.jsonl"
+    rows = [json.loads(line) for line in data.read_text(encoding="utf-8").splitlines() if line]
+    texts = {t for r in rows for t in (r["q1"], r["q2"])}
+    texts |= {"", "ok", "1234 5678", "##ing", "x" * 120, "Straße", "naïve café", "I²C ½",
+              "ıİşŞ KIR", "£50 to €40?", "order #A-77_b", "what's\tup\n", "ǅemal Ⅻ"}
+    vec = MiniLMVectorizer()
+    runtime = vec._loaded()
+    assert len(texts) > 450
+    for text in sorted(texts):
+        prepared = vec._prepare(text)
+        enc = vec._encode_one(runtime, prepared)
+        pieces, word_ids = enc.tokens[1:-1], enc.word_ids[1:-1]
+        assert vec.readability(text) == _reference_measure(prepared, pieces, word_ids), text

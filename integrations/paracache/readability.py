@@ -34,6 +34,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import re
+import string
 import unicodedata
 from collections.abc import Callable, Sequence
 
@@ -205,6 +206,8 @@ _ENGLISH_WORDS = (
 )
 _ENGLISH = frozenset(_ENGLISH_WORDS.split())
 _LETTERS = re.compile(r"[^\W\d_]+")
+#: Deletes the ASCII letters (``len(text) - len(text.translate(...))`` counts them).
+_ASCII_LETTERS = str.maketrans("", "", string.ascii_letters)
 
 
 def _pct(share: float) -> str:
@@ -231,23 +234,26 @@ def measure(
     per_word = collections.Counter(
         w
         for p, w in zip(pieces, word_ids, strict=True)
-        if w is not None and any(ch.isalpha() for ch in p)
+        if w is not None and (p.isalpha() or any(ch.isalpha() for ch in p))
     )
     words = len(per_word)
     letters = foreign = accented = 0
     scripts: collections.Counter[str] = collections.Counter()
-    for ch in text:
-        if not ch.isalpha():
-            continue
-        letters += 1
-        if ch.isascii():  # an ASCII letter: Latin, unaccented (most text; no name lookup)
-            continue
-        script = script_of(ch)
-        if script != "Latin":
-            foreign += 1
-            scripts[script] += 1
-        elif not ch.isascii() and len(unicodedata.normalize("NFD", ch)) > 1:
-            accented += 1
+    if text.isascii():  # most text: every letter Latin and unaccented (no per-letter work)
+        letters = len(text) - len(text.translate(_ASCII_LETTERS))
+    else:
+        for ch in text:
+            if not ch.isalpha():
+                continue
+            letters += 1
+            if ch.isascii():  # an ASCII letter: Latin, unaccented (no name lookup)
+                continue
+            script = script_of(ch)
+            if script != "Latin":
+                foreign += 1
+                scripts[script] += 1
+            elif len(unicodedata.normalize("NFD", ch)) > 1:
+                accented += 1
     return Readability(
         tokens=sum(per_word.values()),
         unknown=sum(1 for p in pieces if p == unknown_token),

@@ -83,7 +83,11 @@ def digest(*parts: Any, size: int = 32) -> str:
         >>> len(digest("system prompt", [{"role": "user"}]))
         32
     """
-    data = canonical_json(list(parts)).encode("utf-8", "surrogatepass")
+    if all(type(part) is str for part in parts):  # strings are canonical as they are
+        text = _ENCODER.encode(list(parts))
+    else:
+        text = canonical_json(list(parts))
+    data = text.encode("utf-8", "surrogatepass")
     return hashlib.blake2b(data, digest_size=size // 2).hexdigest()
 
 
