@@ -10,6 +10,7 @@ measures the same data through the real index; this one is for quick iterations 
 
     python benchmarks/pairs_eval.py [--split tune|heldout|both|heldout2|heldout3|all]
                                     [--no-banking] [--all-banking] [--show]
+    python benchmarks/pairs_eval.py --files NEARMISS.jsonl DUPLICATES.jsonl [--show]
 
 ``heldout2`` and ``heldout3`` are the sets written blind (no Banking77 part);
 ``--all-banking`` adds issue 13's measure: all of Banking77 in 20 folds, each question
@@ -213,12 +214,13 @@ def fmt(k: int, n: int) -> str:
     return f"{100 * k / max(n, 1):5.1f} % [{100 * lo:.1f}, {100 * hi:.1f}] ({k}/{n})"
 
 
-def report(split: str, vec: Vectors, decide: Decide, with_banking: bool, show: bool) -> None:
-    nm = load(DATA / f"nearmiss_{split}.jsonl")
+def report(split: str, vec: Vectors, decide: Decide, with_banking: bool, show: bool,
+           files: tuple[Path, Path] | None = None) -> None:
+    nm = load(files[0] if files else DATA / f"nearmiss_{split}.jsonl")
     if split == "tune":
         nm += [dict(c, domain="traps") for c in
                load(DATA / "traps.jsonl") + load(DATA / "traps_heldout.jsonl")]
-    dp = load(DATA / f"duplicates_{split}.jsonl")
+    dp = load(files[1] if files else DATA / f"duplicates_{split}.jsonl")
     vec.remember([c[k] for c in nm for k in ("stored", "trap", "paraphrase", "typo") if k in c]
                  + [p[k] for p in dp for k in ("q1", "q2")])
     print(f"== {split}")
@@ -245,9 +247,14 @@ def main() -> None:
     ap.add_argument("--all-banking", action="store_true",
                     help="all of Banking77 in 20 folds (issue 13's hit rate)")
     ap.add_argument("--show", action="store_true")
+    ap.add_argument("--files", nargs=2, type=Path, metavar=("NEARMISS", "DUPLICATES"),
+                    help="measure this near-miss file and duplicates file (any path) instead")
     args = ap.parse_args()
     vec = Vectors()
     decide = default_decide()
+    if args.files:
+        report(args.files[0].stem, vec, decide, False, args.show, tuple(args.files))
+        return
     splits = {"both": ["tune", "heldout"],
               "all": ["tune", "heldout", "heldout2", "heldout3"]}.get(args.split, [args.split])
     for split in splits:
