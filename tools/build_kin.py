@@ -41,24 +41,24 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from build_antonyms import lemma, parse, ranks
+import build_antonyms
+from build_antonyms import FILES, lemma, parse, ranks
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "integrations" / "paracache" / "assets" / "kin.json"
-TOKENIZER = ROOT / "integrations" / "paracache" / "assets" / "tokenizer.json"
 PERSON_FILE = 18  # WordNet's lexicographer file noun.person
 
 
 def vocabulary() -> set[str]:
-    """The whole words of the embedder's tokenizer (what the guards' users type)."""
-    vocab = json.loads(TOKENIZER.read_text(encoding="utf-8"))["model"]["vocab"]
-    return {w for w in vocab if w.isascii() and w.isalpha() and len(w) > 1}
+    """The whole words of the embedder's tokenizer (what the guards' users type), one
+    letter aside."""
+    return {w for w in build_antonyms.vocabulary() if len(w) > 1}
 
 
 def lexfiles(folder: Path) -> dict[tuple[str, str], int]:
     """(offset, "n") -> the noun synset's lexicographer file."""
     out = {}
-    for name in ("data.noun1", "data.noun2"):
+    for name in FILES["n"]:
         for line in (folder / name).read_text(encoding="latin-1").splitlines():
             if line and not line.startswith(" "):
                 offset, lexfile = line.split(" ", 2)[:2]
