@@ -318,6 +318,13 @@ def main() -> None:
         plot(results, args.plot, args.window, args.reworded)
 
 
+def best_static(static: list[dict[str, Any]], delta: float) -> dict[str, Any] | None:
+    """The static run with the highest second-half hit rate whose second-half error is
+    <= ``delta`` (the threshold chosen in hindsight), or ``None`` if none is."""
+    under = [s for s in static if s["error_rate_2nd"] <= delta]
+    return max(under, key=lambda s: s["hit_rate_2nd"], default=None)
+
+
 def summarise(results: list[dict[str, Any]]) -> None:
     """The targets: 2nd-half error <= delta; hit rate against the best static threshold
     under delta (in hindsight) and against the static default. Intervals: 95 %
@@ -334,8 +341,7 @@ def summarise(results: list[dict[str, Any]]) -> None:
             continue
         d = r["delta"]
         n = r["half_n"]
-        under = [s for s in static if s["error_rate_2nd"] <= d]
-        best = max(under, key=lambda s: s["hit_rate_2nd"], default=None)
+        best = best_static(static, d)
         ratio = r["hit_rate_2nd"] / best["hit_rate_2nd"] if best else float("nan")
         vs = r["hit_rate_2nd"] / default["hit_rate_2nd"] if default else float("nan")
         e_lo, e_hi = clopper_pearson(round(r["error_rate_2nd"] * n), n)
@@ -358,9 +364,9 @@ def validity(results: list[dict[str, Any]]) -> None:
     print("|---:|---:|---:|---|---:|")
     for d in deltas:
         runs = [r for r in results if r["delta"] == d]
-        under = [s for s in static if s["error_rate_2nd"] <= d]
-        best = max((s["hit_rate_2nd"] for s in under), default=float("nan"))
-        ratios = [r["hit_rate_2nd"] / best for r in runs]
+        best = best_static(static, d)
+        top = best["hit_rate_2nd"] if best else float("nan")
+        ratios = [r["hit_rate_2nd"] / top for r in runs]
         ok = sum(r["error_rate_2nd"] <= d for r in runs)
         errs = ", ".join(f"{r['error_rate_2nd']:.4f}" for r in runs)
         print(
