@@ -6,6 +6,11 @@ re-index) shows whether a hit re-indexed the entry."""
 
 from __future__ import annotations
 
+import asyncio
+import subprocess
+import sys
+import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -75,9 +80,11 @@ def test_hits_on_a_stock_server_never_reindex(stock_url: str, stock_index: Seman
     assert semantic is not None and semantic.layer == "semantic" and semantic.entry_id
     assert [h.hit_count for h in exact if h] == [0, 1, 2]  # hits before this one
     assert semantic.hit_count == 3
+    client = redis.Redis.from_url(stock_url)
+    assert not client.exists(companion_key(key))  # counted in process so far
+    assert idx.flush_hits() == 4
     # Four hits and not one re-index: no new document id.
     assert int(_info(stock_url, idx)["max_doc_id"]) == before
-    client = redis.Redis.from_url(stock_url)
     assert client.hmget(key, "hit_count", "last_hit_at") == [None, None]
     counts = client.hgetall(companion_key(key))
     assert counts[b"hit_count"] == b"4" and float(counts[b"last_hit_at"]) > 0
@@ -96,6 +103,7 @@ def test_entry_bookkeeping_on_a_stock_server_reindexes(
     before = int(_info(stock_url, idx)["max_doc_id"])
     hit = idx.lookup("How do I reset my card PIN?", SCOPE)
     assert hit is not None and hit.layer == "exact"
+    assert idx.flush_hits() == 1
     assert int(_info(stock_url, idx)["max_doc_id"]) > before
 
 
@@ -103,6 +111,7 @@ def test_tuned_server_counts_in_the_entry(redis_url: str, index: SemanticIndex) 
     key = index.layout.key(index.store("How do I reset my card PIN?", "In the app.") or "")
     assert index.lookup("How do I reset my card PIN?") is not None
     assert index.core.hit_place == "entry"
+    assert index.flush_hits() == 1
     client = redis.Redis.from_url(redis_url)
     assert client.hget(key, "hit_count") == b"1"
     assert not client.exists(companion_key(key))
@@ -114,8 +123,10 @@ def test_counts_survive_a_change_of_place(stock_url: str, stock_index: SemanticI
     idx.store("How do I reset my card PIN?", "In the app.", SCOPE)
     idx.core.hit_place = "entry"
     idx.lookup("How do I reset my card PIN?", SCOPE)
+    assert idx.flush_hits() == 1
     idx.core.hit_place = "companion"
     idx.lookup("How do I reset my card PIN?", SCOPE)
+    assert idx.flush_hits() == 1
     hit = idx.lookup("How do I reset my card PIN?", SCOPE)
     assert hit is not None and hit.hit_count == 2
 
@@ -159,6 +170,204 @@ def test_inspect_entries_delete_and_trim_see_companions(
     assert not client.keys(f"{idx.layout.index_name}:h:*")
     idx.store("How do I reset my card PIN?", "again", SCOPE)
     idx.lookup("How do I reset my card PIN?", SCOPE)
+    idx.flush_hits()
     assert client.keys(f"{idx.layout.index_name}:h:*")
     assert idx.clear() == 1  # the entry; its companion goes too, uncounted
     assert not client.keys(f"paracache:{idx.namespace}:*")
+
+
+# ------------------------------------------------- hits counted in process, sent in batches
+
+
+def _companion_hits(url: str, index: SemanticIndex, entry: str | None) -> int:
+    raw = redis.Redis.from_url(url).hget(companion_key(index.layout.key(entry or "")), "hit_count")
+    return int(raw or 0)
+
+
+def test_batched_counts_reach_redis_on_flush_and_close(stock_url: str, namespace: str) -> None:
+    """Hits reach Redis (and inspect's totals) once sent: by flush_hits(), or close()."""
+    from paracache import admin
+
+    idx = SemanticIndex(stock_url, namespace=namespace, hit_flush_seconds=3600)
+    try:
+        entry = idx.store("How do I reset my card PIN?", "In the app.", SCOPE)
+        for _ in range(3):
+            assert idx.lookup("How do I reset my card PIN?", SCOPE) is not None
+        assert _companion_hits(stock_url, idx, entry) == 0
+        assert idx.flush_hits() == 3 and idx.flush_hits() == 0
+        assert _companion_hits(stock_url, idx, entry) == 3
+        client = redis.Redis.from_url(stock_url)
+        summary = admin.run(client, admin.index_summary_flow(idx.layout.index_name))
+        assert summary.hits == 3
+        assert idx.lookup("how can I reset the PIN of my card", SCOPE) is not None
+        idx.close()  # sends the semantic hit
+        assert _companion_hits(stock_url, idx, entry) == 4
+    finally:
+        idx.clear()
+        idx.close()
+
+
+def test_a_batch_is_sent_after_hit_flush_seconds(stock_url: str, namespace: str) -> None:
+    """A lookup sends the batch once hit_flush_seconds have passed since its first hit,
+    whatever it finds (here a miss); before that, nothing is written."""
+    idx = SemanticIndex(stock_url, namespace=namespace, hit_flush_hits=1000, hit_flush_seconds=0.2)
+    try:
+        entry = idx.store("How do I reset my card PIN?", "In the app.", SCOPE)
+        assert idx.lookup("How do I reset my card PIN?", SCOPE) is not None
+        assert idx.lookup("Can I pay with Apple Pay?", SCOPE) is None  # within 0.2 s
+        assert _companion_hits(stock_url, idx, entry) == 0
+        time.sleep(0.3)
+        assert idx.lookup("Can I pay with Apple Pay?", SCOPE) is None  # posts the batch
+        assert idx.lookup("Can I pay with Apple Pay?", SCOPE) is None  # reads its reply
+        assert _companion_hits(stock_url, idx, entry) == 1
+        assert len(idx.core.hits) == 0
+    finally:
+        idx.clear()
+        idx.close()
+
+
+def test_caches_and_threads_add_up(stock_url: str, namespace: str) -> None:
+    """Each cache sends its own counts and they only add: two caches of one namespace
+    (two processes, as far as Redis can tell) and four threads sharing one of them."""
+    first = SemanticIndex(stock_url, namespace=namespace, hit_flush_hits=7)
+    second = SemanticIndex(stock_url, namespace=namespace, hit_flush_hits=5)
+    try:
+        entry = first.store("How do I reset my card PIN?", "In the app.", SCOPE)
+
+        def ask(n: int) -> None:
+            for _ in range(n):
+                assert first.lookup("How do I reset my card PIN?", SCOPE) is not None
+
+        threads = [threading.Thread(target=ask, args=(50,)) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for _ in range(9):
+            assert second.lookup("How do I reset my card PIN?", SCOPE) is not None
+        for t in threads:
+            t.join()
+        first.flush_hits()
+        second.flush_hits()
+        assert _companion_hits(stock_url, first, entry) == 4 * 50 + 9
+        assert first.entries()[0].hit_count == 209 == second.entries()[0].hit_count
+    finally:
+        first.clear()
+        first.close()
+        second.close()
+
+
+def test_a_batch_counts_only_entries_still_of_its_scope(stock_url: str, namespace: str) -> None:
+    """A batch adds to an entry only if it still holds an entry of the scope the hits
+    were made under: one replaced meanwhile (another tenant's data, a damaged hash) or
+    deleted is left alone, and no companion is created for it."""
+    idx = SemanticIndex(stock_url, namespace=namespace, hit_flush_seconds=3600)
+    try:
+        kept = idx.store("How do I reset my card PIN?", "In the app.", SCOPE)
+        replaced = idx.store("Can I pay with Apple Pay?", "Yes.", SCOPE)
+        gone = idx.store("Why was my transfer declined?", "A limit.", SCOPE)
+        for q in ("How do I reset my card PIN?", "Can I pay with Apple Pay?",
+                  "Why was my transfer declined?"):  # fmt: skip
+            assert idx.lookup(q, SCOPE) is not None
+        client = redis.Redis.from_url(stock_url)
+        client.hset(idx.layout.key(replaced or ""), "scope", Scope(tenant="other").digest())
+        assert idx.delete(gone or "")
+        assert idx.flush_hits() == 3  # sent; counted where the entry is still its own
+        assert _companion_hits(stock_url, idx, kept) == 1
+        assert not client.exists(companion_key(idx.layout.key(replaced or "")))
+        assert not client.exists(companion_key(idx.layout.key(gone or "")))
+    finally:
+        idx.clear()
+        idx.close()
+
+
+def test_a_failed_batch_is_a_counted_fail_open(stock_url: str, namespace: str) -> None:
+    """A server that refuses the batch (an ACL without scripts) costs the counts, never
+    an exception: lookups are served, and the loss is counted (kind ``hit_flush``)."""
+    admin_client = redis.Redis.from_url(stock_url)
+    user, password = "noscript-hits", "pw-" + "y" * 20
+    admin_client.execute_command(
+        "ACL", "SETUSER", user, "reset", "on", f">{password}", "~*", "&*", "+@all",
+        "-eval", "-evalsha",
+    )  # fmt: skip
+    port = admin_client.connection_pool.connection_kwargs["port"]
+    idx = SemanticIndex(
+        f"redis://{user}:{password}@127.0.0.1:{port}/0",
+        namespace=namespace,
+        hit_flush_hits=2,
+        hit_flush_seconds=3600,
+    )
+    try:
+        entry = idx.store("How do I reset my card PIN?", "In the app.", SCOPE)
+        for _ in range(2):  # the second posts the batch: refused
+            assert idx.lookup("How do I reset my card PIN?", SCOPE) is not None
+        assert idx.lookup("Can I pay with Apple Pay?", SCOPE) is None  # reads the refusal
+        assert idx.stats().errors_by_kind.get("hit_flush") == 1
+        assert idx.lookup("How do I reset my card PIN?", SCOPE) is not None
+        assert idx.flush_hits() == 0  # refused again, waited for: counted, not raised
+        assert idx.stats().errors_by_kind.get("hit_flush") == 2
+        assert _companion_hits(stock_url, idx, entry) == 0
+        assert idx.lookup("How do I reset my card PIN?", SCOPE) is not None
+    finally:
+        idx.clear()
+        idx.close()  # its batch refused too: closing does not raise
+        admin_client.execute_command("ACL", "DELUSER", user)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"hit_flush_hits": 0},
+        {"hit_flush_hits": -1},
+        {"hit_flush_hits": 100_001},
+        {"hit_flush_hits": 1.5},
+        {"hit_flush_hits": True},
+        {"hit_flush_hits": "10"},
+        {"hit_flush_seconds": 0},
+        {"hit_flush_seconds": -1},
+        {"hit_flush_seconds": 3601},
+        {"hit_flush_seconds": float("nan")},
+        {"hit_flush_seconds": True},
+        {"hit_flush_seconds": "1"},
+    ],
+)
+def test_bad_flush_settings_raise(redis_url: str, options: dict[str, Any]) -> None:
+    name = next(iter(options))
+    with pytest.raises(ValueError, match=name):
+        SemanticIndex(redis_url, namespace="bad-flush", **options)
+
+
+def test_async_hits_are_batched_and_sent_at_aclose(stock_url: str, namespace: str) -> None:
+    idx = SemanticIndex(stock_url, namespace=namespace, hit_flush_seconds=3600)
+    entry = idx.store("How do I reset my card PIN?", "In the app.", SCOPE)
+
+    async def ask() -> list[Any]:
+        try:
+            return [await idx.alookup("How do I reset my card PIN?", SCOPE) for _ in range(2)]
+        finally:
+            await idx.aclose()
+
+    try:
+        hits = asyncio.run(ask())
+        assert [h.hit_count if h else None for h in hits] == [0, 1]
+        assert _companion_hits(stock_url, idx, entry) == 2
+    finally:
+        idx.clear()
+        idx.close()
+
+
+def test_unsent_hits_are_sent_at_interpreter_exit(stock_url: str, namespace: str) -> None:
+    """A process that ends without close() sends its unsent hits at exit."""
+    idx = SemanticIndex(stock_url, namespace=namespace)
+    try:
+        entry = idx.store("How do I reset my card PIN?", "In the app.", SCOPE)
+        script = (
+            "from paracache import Scope, SemanticIndex\n"
+            f"idx = SemanticIndex({stock_url!r}, namespace={namespace!r}, "
+            "hit_flush_seconds=3600)\n"
+            "for _ in range(3):\n"
+            "    assert idx.lookup('How do I reset my card PIN?', Scope(model='m'))\n"
+        )
+        subprocess.run([sys.executable, "-c", script], check=True, timeout=120)
+        assert _companion_hits(stock_url, idx, entry) == 3
+    finally:
+        idx.clear()
+        idx.close()

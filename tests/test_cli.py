@@ -27,6 +27,7 @@ def filled(make_index: Any) -> SemanticIndex:
     index.store("What is the fee for transfers?", "1 EUR", globex, ttl=None)
     index.store("Can I freeze my card?", "Yes", globex, ttl=60)
     assert index.lookup("How do I order card number 1?", acme) is not None
+    assert index.flush_hits() == 1  # what another process (the CLI) sees
     return index
 
 

@@ -293,6 +293,7 @@ def test_the_cli_on_a_cluster_url(
     idx.warm(FAQ, ACME, progress=False, tokens=7)
     idx.warm(FAQ[:3], GLOBEX, progress=False)
     assert idx.lookup(FAQ[1][0], ACME) is not None
+    assert idx.flush_hits() == 1  # one script per entry: a cluster's keys span slots
     url = redis_cluster.node_url(redis_cluster.primary_ports()[-1])  # any node will do
     base = ["--redis-url", url]
     assert main(["stats", *base, "--namespace", idx.namespace, "--json"]) == 0

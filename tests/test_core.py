@@ -184,6 +184,8 @@ def test_ttl_expires_and_hits_do_not_extend_it(make_index: Any, redis_url: str) 
     time.sleep(1.1)
     assert idx.lookup("How long does a transfer take?") is not None
     assert r.ttl(key) <= 1  # absolute: the hit did not refresh it
+    assert idx.flush_hits() == 1
+    assert r.ttl(key) <= 1  # nor did its count
     fields = r.hgetall(key)
     assert fields[b"hit_count"] == b"1" and float(fields[b"last_hit_at"]) > 0
     time.sleep(1.5)

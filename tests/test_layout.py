@@ -43,6 +43,8 @@ def test_an_entry_holds_only_what_it_must(make_index: Any, redis_url: str) -> No
     hit = idx.lookup("How do I freeze my card?", SCOPE)  # the first hit adds the counters
     assert hit is not None and hit.hit_count == 0 and hit.tokens == 0 and hit.metadata == {}
     assert hit.ttl is None and abs(hit.created_at - float(fields[b"created_at"])) < 1e-9
+    assert _fields(idx, entry, redis_url) == fields  # counted in process: nothing written
+    assert idx.flush_hits() == 1
     after = _fields(idx, entry, redis_url)
     assert after[b"hit_count"] == b"1" and float(after[b"last_hit_at"]) > 0
     assert entry_problem(after, vector_bytes=idx.layout.vector_bytes) is None

@@ -67,7 +67,10 @@ class Counting:
         return await self.inner.aembed_many(texts, **kw)
 
 
-def test_exact_hit_is_one_round_trip_and_counted(index: SemanticIndex, redis_url: str) -> None:
+def test_exact_hit_is_one_round_trip_and_counted(make_index: Any, redis_url: str) -> None:
+    """Hits counted as they happen (``hit_flush_hits=1``): the exact layer reads and
+    counts in one script."""
+    index = make_index(hit_flush_hits=1)
     scope = Scope(model="m")
     entry = index.store("What's your refund policy?", "30 days.", scope)
     assert entry is not None
@@ -84,7 +87,8 @@ def test_exact_hit_is_one_round_trip_and_counted(index: SemanticIndex, redis_url
     assert hit is not None and hit.hit_count == 1  # hits before this one
 
 
-def test_exact_script_survives_script_flush(index: SemanticIndex, redis_url: str) -> None:
+def test_exact_script_survives_script_flush(make_index: Any, redis_url: str) -> None:
+    index = make_index(hit_flush_hits=1)
     index.store("How do I reset my card PIN?", "In the app.")
     raw_client(redis_url).script_flush()
     assert not raw_client(redis_url).script_exists(EXACT.sha)[0]
@@ -93,7 +97,8 @@ def test_exact_script_survives_script_flush(index: SemanticIndex, redis_url: str
     assert index.stats().errors == 0
 
 
-def test_semantic_hit_bookkeeping_is_immediate(index: SemanticIndex, redis_url: str) -> None:
+def test_semantic_hit_bookkeeping_is_immediate(make_index: Any, redis_url: str) -> None:
+    index = make_index(hit_flush_hits=1)
     entry = index.store("What's your refund policy?", "30 days.")
     hit = index.lookup("What is your refund policy?")
     assert hit is not None and hit.layer == "semantic"
@@ -101,9 +106,10 @@ def test_semantic_hit_bookkeeping_is_immediate(index: SemanticIndex, redis_url: 
     assert fields[b"hit_count"] == b"1"
 
 
-def test_a_posted_count_survives_a_script_flush(index: SemanticIndex, redis_url: str) -> None:
+def test_a_posted_count_survives_a_script_flush(make_index: Any, redis_url: str) -> None:
     """The semantic layer's count is sent without waiting (Post): a NOSCRIPT answer to it
     is read with the next command, which sends it again with the script's source."""
+    index = make_index(hit_flush_hits=1)
     entry = index.store("What's your refund policy?", "30 days.")
     assert index.lookup("What is your refund policy?") is not None
     raw_client(redis_url).script_flush()
@@ -371,8 +377,9 @@ def _commands(ops: list[Any]) -> list[Any]:
 
 
 def test_semantic_hit_is_one_round_trip_after_the_exact_layer(
-    index: SemanticIndex, redis_url: str
+    make_index: Any, redis_url: str
 ) -> None:
+    index = make_index(hit_flush_hits=1)  # each hit counted as it happens
     scope = Scope(model="m")
     entry = index.store("What's your refund policy?", "30 days.", scope)
     assert index.lookup("What is your refund policy?", scope) is not None  # loads scripts
@@ -392,6 +399,53 @@ def test_semantic_hit_is_one_round_trip_after_the_exact_layer(
     assert verdict.outcome == "miss" and len(_commands(ops)) == 2
     assert not [o for o in ops if isinstance(o, Post)]
     assert raw_client(redis_url).hget(index.layout.key(str(entry)), "hit_count") == b"2"
+
+
+def test_batched_hits_cost_a_lookup_no_write(make_index: Any, redis_url: str) -> None:
+    """By default hits are counted in process: an exact hit is one plain read, a
+    semantic hit the exact read and the search script, and nothing is sent for the
+    count until a batch is due (here every 3 hits: one script for all of them)."""
+    index = make_index(hit_flush_hits=3, hit_flush_seconds=3600)
+    scope = Scope(model="m")
+    entry = index.store("What's your refund policy?", "30 days.", scope)
+    key = index.layout.key(str(entry))
+    req = index.core.prepare_lookup("what's your refund policy", scope)
+    verdict, ops = _run_counting(index, index.core.lookup_flow(req))
+    assert verdict.outcome == "exact" and verdict.hit.hit_count == 0
+    assert [o.args[0] for o in _commands(ops)] == ["HGETALL"]  # entry mode: no companion
+    assert not [o for o in ops if isinstance(o, Post)]
+    req = index.core.prepare_lookup("What is the refund policy?", scope)
+    verdict, ops = _run_counting(index, index.core.lookup_flow(req))
+    assert verdict.outcome == "semantic" and verdict.hit.hit_count == 1  # this process's
+    assert [o.args[0] for o in _commands(ops)] == ["HGETALL", "EVALSHA"]  # exact, search
+    assert not [o for o in ops if isinstance(o, Post)]
+    assert raw_client(redis_url).hget(key, "hit_count") is None  # nothing written yet
+    req = index.core.prepare_lookup("what's your refund policy", scope)
+    verdict, ops = _run_counting(index, index.core.lookup_flow(req))
+    assert verdict.hit.hit_count == 2
+    posts = [o for o in ops if isinstance(o, Post)]  # the third hit: the batch is due
+    assert len(posts) == 1 and posts[0].args[0] == "EVAL"  # first time: with its source
+    assert index.lookup("Do you ship to Canada?", scope) is None  # reads the reply
+    assert raw_client(redis_url).hget(key, "hit_count") == b"3"
+    assert index.lookup("what's your refund policy", scope).hit_count == 3  # type: ignore[union-attr]
+    assert index.stats().errors == 0
+
+
+def test_a_posted_batch_survives_a_script_flush(make_index: Any, redis_url: str) -> None:
+    """A batch posted by its SHA after the server forgot its scripts (NOSCRIPT) is sent
+    again with the script's source when the reply is read."""
+    index = make_index(hit_flush_hits=2, hit_flush_seconds=3600)
+    entry = index.store("What's your refund policy?", "30 days.")
+    key = index.layout.key(str(entry))
+    for _ in range(2):  # the first batch, sent with its source
+        assert index.lookup("What's your refund policy?") is not None
+    raw_client(redis_url).script_flush()
+    for _ in range(2):  # the second, by its SHA: NOSCRIPT
+        assert index.lookup("What's your refund policy?") is not None
+    assert index.lookup("Do you ship to Canada?") is None  # reads it, sends it again
+    assert index.lookup("Do you ship to Canada?") is None  # reads that reply
+    assert raw_client(redis_url).hget(key, "hit_count") == b"4"
+    assert index.stats().errors == 0
 
 
 def test_a_guard_rejected_candidate_is_not_counted(make_index: Any, redis_url: str) -> None:
@@ -501,7 +555,8 @@ def test_a_busy_server_pauses_the_search_script_not_for_good(
     req = index.core.prepare_lookup("What is the refund policy?", scope)
     verdict = run(index.core.lookup_flow(req), io)
     assert verdict.outcome == "semantic"  # answered with the query and a read instead
-    assert [o.args[0] for o in ops if isinstance(o, Call)][-2:] == ["FT.SEARCH", "EVALSHA"]
+    # The winner's read: a plain one (its hit counted in process).
+    assert [o.args[0] for o in ops if isinstance(o, Call)][-2:] == ["FT.SEARCH", "HGETALL"]
     assert index.core.scripted_search
     ops.clear()
     req = index.core.prepare_lookup("what's the refund policy", scope)
@@ -518,8 +573,12 @@ def test_search_script_can_be_switched_off(make_index: Any) -> None:
     verdict, ops = _run_counting(idx, idx.core.lookup_flow(req))
     assert verdict.outcome == "semantic" and verdict.hit.response == "30 days."
     calls = [o.args[0] for o in _commands(ops)]
-    assert calls == ["EVALSHA", "FT.SEARCH", "EVALSHA"]  # exact, query, winner read
-    assert idx.entries(5)[0].hit_count == 1 and entry
+    assert calls == ["HGETALL", "FT.SEARCH", "HGETALL"]  # exact, query, winner read
+    assert idx.entries(5)[0].hit_count == 1 and entry  # entries() sends the count first
+    idx = make_index(search_script=False, hit_flush_hits=1)  # counted as it happens
+    idx.store("What's your refund policy?", "30 days.")
+    verdict, ops = _run_counting(idx, idx.core.lookup_flow(req))
+    assert [o.args[0] for o in _commands(ops)] == ["EVALSHA", "FT.SEARCH", "EVALSHA"]
     with pytest.raises(TypeError):
         make_index(search_script="yes")
 
@@ -573,7 +632,7 @@ def test_direct_connection_recovers_from_a_killed_connection(
 ) -> None:
     """A connection the server dropped costs one failed-open lookup, never an exception;
     the next lookup reconnects. An error reply (NOSCRIPT) keeps the connection."""
-    idx = make_index()
+    idx = make_index(hit_flush_hits=1)  # the exact layer's script
     name = f"paracache:{idx.namespace}"
     idx.store("What's your refund policy?", "30 days.")
     assert idx.lookup("What's your refund policy?") is not None

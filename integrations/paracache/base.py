@@ -20,17 +20,25 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-from .bookkeeping import SCRIPT_MODE, HitPlace, ServerFeatures, detect_flow
+from .bookkeeping import (
+    SCRIPT_MODE,
+    HitCounter,
+    HitPlace,
+    PendingHit,
+    ServerFeatures,
+    detect_flow,
+    flush_calls,
+)
 from .errors import BackendError, EmbeddingError, strict
 from .metrics import Recorder
 from .policy import CircuitBreaker, HybridTuner
-from .protocol import Embed, EnsureIndex, Flow
-from .schema import Layout
+from .protocol import HITS, Call, Embed, EnsureIndex, Flow, Post
+from .schema import SCHEMA_VERSION, Layout
 from .values import Candidate, LookupRequest, Settings, Verdict, embed_input
 
 __all__ = ["CandidateListener", "FlowBase"]
@@ -97,6 +105,13 @@ class FlowBase:
         self.hit_place: HitPlace | None = None
         #: What the server said then (``None``: not asked yet).
         self.server_features: ServerFeatures | None = None
+        #: This process's hits not sent to Redis yet (``settings.batched_hits``).
+        self.hits = HitCounter(settings.hit_flush_hits, settings.hit_flush_seconds)
+        #: Send a batch of hits as one script per entry (a cluster's script may touch
+        #: only keys of one slot) instead of one for the whole batch.
+        self.flush_per_key = False
+        #: Whether this instance sent the ``HITS`` script's source since the last failure.
+        self._hits_loaded = False
         self._warned: dict[str, float] = {}
         self._trim_lock = threading.Lock()
         self._writes_since_trim = 0
@@ -135,6 +150,48 @@ class FlowBase:
     def _hits_mode(self) -> str:
         """The lookup scripts' bookkeeping argument (companions until the server said)."""
         return SCRIPT_MODE[self.hit_place or "companion"]
+
+    def flush_hits_flow(
+        self, batch: Mapping[str, PendingHit] | None, wait: bool = False
+    ) -> Flow[int]:
+        """Send a batch of this process's hits (:class:`~paracache.bookkeeping.HitCounter`)
+        to Redis: the ``HITS`` script, posted without waiting for its reply, or with
+        ``wait`` (at ``close()``) called. Returns the hits sent. Never raises for Redis:
+        a batch that fails is lost (counts only ever add: nothing is sent twice),
+        logged, and counted as an error of kind ``hit_flush``."""
+        if not batch:
+            return 0
+        mode = self._hits_mode()
+        sent = 0
+        for args, hits in flush_calls(batch, mode, SCHEMA_VERSION, per_key=self.flush_per_key):
+            fallback = ("EVAL", HITS.source, *args[2:])
+            try:
+                if wait:
+                    try:
+                        yield Call(args)
+                    except BackendError as exc:
+                        if exc.kind != "noscript":
+                            raise
+                        yield Call(fallback)
+                elif not self._hits_loaded:
+                    # The first time, with its source: a NOSCRIPT answer would be read
+                    # (and the batch sent again) only with the next command.
+                    self._hits_loaded = True
+                    yield Post(fallback, None, self._flush_refused)
+                else:
+                    yield Post(args, fallback, self._flush_refused)
+            except BackendError as exc:
+                self._flush_refused(exc)
+                continue
+            sent += hits
+        return sent
+
+    def _flush_refused(self, exc: BaseException) -> None:
+        """A batch of hits was not counted (Redis down, refused): count it, log it."""
+        self.recorder.error("hit_flush")
+        self._warn_throttled(
+            "hit_flush", "paracache: sending hit counts failed, they are lost: %r", exc
+        )
 
     def embed_input(self, text: str) -> str:
         """What the model sees for a normalised prompt (:func:`paracache.values.embed_input`)."""
@@ -201,6 +258,7 @@ class FlowBase:
         # scripts): check again.
         self.index_ready = False
         self._count_loaded = False
+        self._hits_loaded = False
         logger.warning("paracache: %s failed, continuing without the cache: %r", what, exc)
 
     def _internal(self, what: str, exc: Exception) -> None:

@@ -16,6 +16,14 @@ core asks the server (:func:`detect_flow`) and counts hits:
 Readers (the lookup scripts, ``entries()``, ``inspect``) add both places up, so a
 server restarted with the other setting loses no count.
 
+Hits are counted in the process first (:class:`HitCounter`) and reach Redis in one
+batched script (``HITS``, sent without waiting for its reply) every
+``hit_flush_hits`` hits or ``hit_flush_seconds`` (checked by lookups, no thread), at
+``close()`` and at interpreter exit: a lookup writes nothing, and an exact hit is a
+plain read. Each process flushes its own counts, which only ever add; a process that
+crashes loses its unflushed ones. ``hit_flush_hits=1`` (and a sliding TTL, which
+refreshes the entry's TTL on each hit) counts each hit as it happens instead.
+
 Example:
     >>> companion_key("paracache:faq:v2:ab12:e:0123")
     'paracache:faq:v2:ab12:h:0123'
@@ -27,19 +35,27 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import threading
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 from .errors import BackendError
-from .protocol import Batch, Call, Flow
+from .protocol import HITS, Batch, Call, Flow
 
 __all__ = [
+    "DEFAULT_FLUSH_HITS",
+    "DEFAULT_FLUSH_SECONDS",
     "CompanionHits",
+    "HitCounter",
     "HitPlace",
+    "PendingHit",
     "ServerFeatures",
+    "check_flush",
     "companion_hits_flow",
     "companion_key",
     "detect_flow",
+    "flush_calls",
     "is_companion",
     "merged_fields",
     "unlink_entries_flow",
@@ -248,3 +264,154 @@ def merged_fields(fields: Mapping[bytes, bytes], companion: Sequence[Any]) -> di
     except (TypeError, ValueError):
         pass  # a damaged count reads as it is stored; repair() deals with the entry
     return out
+
+
+#: Hits a process counts before it sends them to Redis (one batched script): the
+#: cost of a send (it wakes the server) spread over that many hits (measured in
+#: benchmarks/RESULTS.md, issue 13's fifth round).
+DEFAULT_FLUSH_HITS = 100
+#: Seconds after the first unsent hit that the next lookup sends them at the latest.
+DEFAULT_FLUSH_SECONDS = 1.0
+#: The largest batch one script is sent with (a bigger one is split).
+MAX_FLUSH_KEYS = 1000
+
+
+def check_flush(hits: Any, seconds: Any) -> tuple[int, float]:
+    """Validate ``hit_flush_hits`` (an int from 1 to 100,000) and ``hit_flush_seconds``
+    (a number of seconds above 0, at most 3,600).
+
+    Example:
+        >>> check_flush(100, 1)
+        (100, 1.0)
+        >>> check_flush(0, 1)
+        Traceback (most recent call last):
+        ...
+        ValueError: hit_flush_hits must be an int from 1 to 100000, got 0
+    """
+    if isinstance(hits, bool) or not isinstance(hits, int) or not 1 <= hits <= 100_000:
+        raise ValueError(f"hit_flush_hits must be an int from 1 to 100000, got {hits!r}")
+    if (
+        isinstance(seconds, bool)
+        or not isinstance(seconds, (int, float))
+        or not 0 < seconds <= 3600
+    ):
+        raise ValueError(
+            f"hit_flush_seconds must be a number of seconds above 0 and at most 3600, "
+            f"got {seconds!r}"
+        )
+    return hits, float(seconds)
+
+
+@dataclasses.dataclass
+class PendingHit:
+    """The hits a process counted on one entry and has not sent yet."""
+
+    #: The scope digest they were made under (the flush counts them only if the entry
+    #: still belongs to it).
+    scope: str
+    count: int = 0
+    #: Unix time of the latest of them.
+    last_at: float = 0.0
+
+
+class HitCounter:
+    """Hits counted in process, handed out in batches to be sent to Redis (see
+    :meth:`due`): once ``every`` are unsent, or ``seconds`` after the first unsent one,
+    and all of them at :meth:`take`. Thread-safe: each batch goes to exactly one caller.
+
+    Example:
+        >>> counter = HitCounter(every=2, seconds=60)
+        >>> counter.add("k:e:1", "s", 10.0), counter.due()
+        (0, None)
+        >>> counter.add("k:e:1", "s", 11.0)  # the hits on it not sent before this one
+        1
+        >>> batch = counter.due()
+        >>> batch["k:e:1"].count, batch["k:e:1"].last_at, counter.pending("k:e:1")
+        (2, 11.0, 0)
+    """
+
+    def __init__(
+        self, every: int = DEFAULT_FLUSH_HITS, seconds: float = DEFAULT_FLUSH_SECONDS
+    ) -> None:
+        self.every, self.seconds = check_flush(every, seconds)
+        self._lock = threading.Lock()
+        self._pending: dict[str, PendingHit] = {}
+        self._hits = 0
+        #: When the first unsent hit was counted (monotonic), ``None`` if none is.
+        self._since: float | None = None
+
+    def add(self, key: str, scope: str, now: float) -> int:
+        """Count one hit on the entry ``key`` under the scope digest ``scope`` at Unix
+        time ``now``; returns the hits on it this counter had not sent before it."""
+        with self._lock:
+            hit = self._pending.get(key)
+            if hit is not None and hit.scope != scope:  # another scope's: kept apart
+                key = f"{key}\x00{scope}"
+                hit = self._pending.get(key)
+            if hit is None:
+                hit = self._pending[key] = PendingHit(scope)
+            before = hit.count
+            hit.count += 1
+            if now > hit.last_at:
+                hit.last_at = now
+            self._hits += 1
+            if self._since is None:
+                self._since = time.monotonic()
+            return before
+
+    def due(self) -> dict[str, PendingHit] | None:
+        """The unsent hits if a batch is due (``every`` of them, or ``seconds`` since
+        the first), for the caller to send; ``None`` otherwise (cheap: no lock)."""
+        since = self._since
+        if since is None or (
+            self._hits < self.every and time.monotonic() - since < self.seconds
+        ):
+            return None
+        with self._lock:
+            return self._take()
+
+    def take(self) -> dict[str, PendingHit] | None:
+        """Every unsent hit (``None`` if there is none): at ``close()`` and exit."""
+        with self._lock:
+            return self._take()
+
+    def pending(self, key: str) -> int:
+        """This process's unsent hits on ``key``."""
+        hit = self._pending.get(key)
+        return 0 if hit is None else hit.count
+
+    def __len__(self) -> int:
+        """Unsent hits, in all."""
+        return self._hits
+
+    def _take(self) -> dict[str, PendingHit] | None:
+        batch, self._pending = self._pending, {}
+        self._hits = 0
+        self._since = None
+        return batch or None
+
+
+def flush_calls(
+    batch: Mapping[str, PendingHit], mode: str, schema_version: str, per_key: bool = False
+) -> list[tuple[tuple[Any, ...], int]]:
+    """The ``HITS`` script calls (``EVALSHA``; :data:`MAX_FLUSH_KEYS` keys each, or one
+    per key with ``per_key``: a cluster's script may touch only keys of one slot) that
+    add ``batch`` to Redis with the bookkeeping ``mode`` (``"e"``/``"c"``), each with
+    the hits it adds.
+
+    Example:
+        >>> [(args, hits)] = flush_calls({"k:e:1": PendingHit("s", 2, 5.0)}, "c", "2")
+        >>> args[:2] == ("EVALSHA", HITS.sha), args[2:], hits
+        (True, (1, 'k:e:1', '2', 'c', 's', 2, '5.0'), 2)
+    """
+    rows = [(key.split("\x00", 1)[0], hit) for key, hit in batch.items()]
+    size = 1 if per_key else MAX_FLUSH_KEYS
+    calls: list[tuple[tuple[Any, ...], int]] = []
+    for start in range(0, len(rows), size):
+        chunk = rows[start : start + size]
+        args: list[Any] = []
+        for _, hit in chunk:
+            args.extend((hit.scope, hit.count, repr(hit.last_at)))
+        call = ("EVALSHA", HITS.sha, len(chunk), *(k for k, _ in chunk), schema_version, mode)
+        calls.append(((*call, *args), sum(hit.count for _, hit in chunk)))
+    return calls

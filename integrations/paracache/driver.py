@@ -159,7 +159,9 @@ class SyncIO:
             return cast(Any, self.client).execute_command(*op.args)
         if isinstance(op, Send):
             if self.direct is not None:
-                return self.direct.send(op.args)
+                return self.direct.send(op.args, op.more)
+            if op.more:
+                return _Done.of(lambda: self(Batch((op.args, *op.more))))
             return _Done.of(lambda: cast(Any, self.client).execute_command(*op.args))
         if isinstance(op, Receive):
             if isinstance(op.handle, _Done):
@@ -167,7 +169,7 @@ class SyncIO:
             return _need(self.direct, op).receive(op.handle)
         if isinstance(op, Post):
             if self.direct is not None:  # sent now, its reply read with the next call's
-                return self.direct.post(op.args, op.fallback)
+                return self.direct.post(op.args, op.fallback, op.on_error)
             try:
                 cast(Any, self.client).execute_command(*op.args)
             except redis.exceptions.NoScriptError:
@@ -238,6 +240,8 @@ class AsyncIO:
             return await cast(Any, self.client).execute_command(*op.args)
         if isinstance(op, Send):  # performed at once: the reply waits in the handle
             try:
+                if op.more:
+                    return _Done(await self._perform(Batch((op.args, *op.more))))
                 return _Done(await cast(Any, self.client).execute_command(*op.args))
             except Exception as exc:
                 return _Done(error=exc)

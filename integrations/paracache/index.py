@@ -19,6 +19,7 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import atexit
 import concurrent.futures
 import dataclasses
 import logging
@@ -31,7 +32,12 @@ from typing import Any, TypeVar, cast
 import redis
 import redis.asyncio as aioredis
 
-from .bookkeeping import detect_flow
+from .bookkeeping import (
+    DEFAULT_FLUSH_HITS,
+    DEFAULT_FLUSH_SECONDS,
+    check_flush,
+    detect_flow,
+)
 from .bound import check_delta
 from .cluster import ClusterTransport, is_cluster_url
 from .config import load_config
@@ -179,6 +185,21 @@ class SemanticIndex:
             on a Redis Cluster after 10, so that one shard down does not switch off
             the others).
         track_hits: Record ``hit_count`` and ``last_hit_at`` on each hit.
+        hit_flush_hits: Hits this process counts in memory before it sends them to
+            Redis in one batch (one script, not waited for); default 100. A lookup then
+            writes nothing (an exact hit is one plain read), so the counts Redis holds
+            (``entries()``, ``paracache inspect``, the ``hit_count`` of another
+            process's hits) lag by up to this many hits, or ``hit_flush_seconds``,
+            whichever comes first; this process's own hits are added to the
+            ``hit_count`` it reports. Batches are also sent by ``close()``, before
+            ``entries()``, and at interpreter exit; a process that crashes (or is
+            killed) loses its unsent hits, and a batch Redis refuses is lost too
+            (counted as the error kind ``hit_flush``). Counts only ever add: each
+            process sends its own. ``1``: each hit is counted in Redis as it happens
+            (one script per hit, as with a sliding TTL, which always does). 1 to 100,000.
+        hit_flush_seconds: Seconds after the first unsent hit that the next lookup sends
+            the batch at the latest (no thread: a process that stops looking up sends
+            them at ``close()`` or exit); default 1.0. Above 0, at most 3,600.
         on_verdict: Called with every lookup's :class:`Verdict`.
         exact: Look the exact layer up first (on by default). Off, every lookup embeds
             and goes to the semantic layer (an identical prompt is still found there, at
@@ -264,6 +285,8 @@ class SemanticIndex:
         embed_timeout: float | None = 5.0,
         breaker: CircuitBreaker | None = None,
         track_hits: bool = True,
+        hit_flush_hits: int = DEFAULT_FLUSH_HITS,
+        hit_flush_seconds: float = DEFAULT_FLUSH_SECONDS,
         on_verdict: Callable[[Verdict], None] | None = None,
         exact: bool = True,
         semantic: bool = True,
@@ -320,6 +343,7 @@ class SemanticIndex:
         ):
             raise ValueError(f"max_entries must be a positive int or None, got {max_entries!r}")
         delta = check_delta(max_error_rate)
+        hit_flush_hits, hit_flush_seconds = check_flush(hit_flush_hits, hit_flush_seconds)
         if delta is None and (
             judge is not None or explore_rate is not None or verifier is not None
         ):
@@ -337,6 +361,8 @@ class SemanticIndex:
             policy=ttl_policy,
             normalizer=normalizer or Normalizer(),
             track_hits=bool(track_hits),
+            hit_flush_hits=hit_flush_hits,
+            hit_flush_seconds=hit_flush_seconds,
             exact=_flag(exact, "exact"),
             max_entries=max_entries,
             thresholds=check_thresholds(thresholds),
@@ -398,6 +424,7 @@ class SemanticIndex:
             # scripts touch their declared key only: hits are counted on the entry.
             self._core.scripted_search = False
             self._core.hit_place = "entry"
+            self._core.flush_per_key = True
             if breaker is None:
                 # One shard down fails the calls of its keys only (a third of them on
                 # three shards), and the others' successes keep the breaker closed: it
@@ -455,6 +482,11 @@ class SemanticIndex:
                 verify_band=verify_band,
             )
         self._probe()
+        #: Sends this process's unsent hits at interpreter exit (see ``hit_flush_hits``).
+        self._at_exit: Callable[[], None] | None = None
+        if settings.batched_hits:
+            self._at_exit = _flush_at_exit(weakref.ref(self))
+            atexit.register(self._at_exit)
 
     # ------------------------------------------------------------------ properties
 
@@ -741,11 +773,38 @@ class SemanticIndex:
             >>> [e.prompt for e in cache.entries(5)]  # doctest: +SKIP
             ["What's your refund policy?"]
         """
+        self.flush_hits()
         return self._admin_run(self._core.entries_flow(limit))
 
     async def aentries(self, limit: int = 20) -> list[EntryInfo]:
         """Async :meth:`entries`."""
+        await self.aflush_hits()
         return await self._admin_arun(self._core.entries_flow(limit))
+
+    def flush_hits(self) -> int:
+        """Send this process's unsent hit counts to Redis now, waiting for the reply
+        (lookups send them every ``hit_flush_hits`` hits or ``hit_flush_seconds``;
+        ``close()`` and interpreter exit send the rest). Returns the hits sent. Never
+        raises for Redis: a batch that cannot be sent is lost, logged, and counted
+        (``stats().errors_by_kind["hit_flush"]``).
+
+        Example:
+            >>> cache.lookup("What's your refund policy?")  # doctest: +SKIP
+            >>> cache.flush_hits()                          # doctest: +SKIP
+            1
+        """
+        batch = self._core.hits.take()
+        if batch is None:
+            return 0
+        return run(self._core.flush_hits_flow(batch, wait=True), self._admin_io)
+
+    async def aflush_hits(self) -> int:
+        """Async :meth:`flush_hits`."""
+        batch = self._core.hits.take()
+        if batch is None:
+            return 0
+        _, io = self._async_io()
+        return await arun(self._core.flush_hits_flow(batch, wait=True), io)
 
     def stats(self) -> CacheStats:
         """Counters and latency percentiles of this instance.
@@ -953,7 +1012,14 @@ class SemanticIndex:
     def close(self) -> None:
         """Release connections, those of async calls made on any event loop too (the
         embedded server, if any, stops at exit). A client passed as ``redis_client=`` is
-        the caller's to close."""
+        the caller's to close. This process's unsent hit counts are sent first."""
+        try:
+            self.flush_hits()
+        except Exception as exc:  # a bug of paracache's own: closing goes on regardless
+            self._core._internal("flush_hits", exc)
+        if self._at_exit is not None:
+            atexit.unregister(self._at_exit)
+            self._at_exit = None
         if self.learner is not None:
             self.learner.close()
         if self._own_clients:
@@ -971,7 +1037,9 @@ class SemanticIndex:
                     close_async_client(io.client, loop)
 
     async def aclose(self) -> None:
-        """Release this event loop's connections."""
+        """Release this event loop's connections (this process's unsent hit counts
+        are sent first)."""
+        await self.aflush_hits()
         loop = asyncio.get_running_loop()
         ios = self._aclients.pop(loop, None)
         if ios and self._own_clients:
@@ -1101,6 +1169,22 @@ class SemanticIndex:
                 self._core.hit_place = self._core.server_features.hit_place
             except BackendError as exc:  # asked again on the first lookup
                 logger.warning("paracache: could not ask the server about indexing: %r", exc)
+
+
+def _flush_at_exit(ref: weakref.ReferenceType[SemanticIndex]) -> Callable[[], None]:
+    """An ``atexit`` hook that sends the unsent hits of the cache ``ref`` (if it still
+    exists and is open); a weak reference, so the hook keeps no cache alive."""
+
+    def flush() -> None:
+        cache = ref()
+        if cache is None:
+            return
+        try:
+            cache.flush_hits()
+        except Exception as exc:  # at exit, never raise (nothing could handle it)
+            logger.warning("paracache: sending hit counts at exit failed: %r", exc)
+
+    return flush
 
 
 def _default_threshold(vectorizer: Any) -> Any:

@@ -24,6 +24,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Literal, cast
 
 from .base import FlowBase
+from .bookkeeping import companion_key, merged_fields
 from .bound import entry_floor
 from .errors import BackendError
 from .protocol import (
@@ -109,7 +110,18 @@ class Lookups(FlowBase):
     """The lookup flows of one cache instance."""
 
     def lookup_flow(self, req: LookupRequest) -> Flow[Verdict]:
-        """Exact layer, then semantic layer; any failure becomes a miss."""
+        """Exact layer, then semantic layer; any failure becomes a miss. Then, with hits
+        counted in batches, this process's hits are sent if a batch is due (without
+        waiting for the reply; see :mod:`paracache.bookkeeping`)."""
+        verdict = yield from self._lookup_flow(req)
+        if self.settings.batched_hits:
+            batch = self.hits.due()
+            if batch is not None:
+                yield from self.flush_hits_flow(batch)
+        return verdict
+
+    def _lookup_flow(self, req: LookupRequest) -> Flow[Verdict]:
+        """:meth:`lookup_flow`'s lookup: exact layer, then semantic layer."""
         t0 = time.perf_counter()
         if req.bypass:
             return self._verdict(req, t0, "bypass", req.bypass)
@@ -165,8 +177,9 @@ class Lookups(FlowBase):
         self.breaker.record_success()
         if hit is None:
             return self._verdict(req, t0, "miss", reason, best)
-        # The exact layer counted its hit when it read the entry (EXACT); the semantic
-        # layer once its guards accepted the winner (COUNT, without waiting).
+        # The exact layer counted its hit when it read the entry (EXACT, or in process
+        # with batched counts); the semantic layer once its guards accepted the winner
+        # (COUNT without waiting, or in process).
         return self._verdict(req, t0, hit.layer, reason, hit.similarity, hit)
 
     def _exact_read(self, req: LookupRequest) -> Flow[tuple[Any, str]]:
@@ -180,27 +193,49 @@ class Lookups(FlowBase):
         tokenizes, would not, and was measured to slow exact hits (benchmarks/RESULTS.md).
         """
         model_text = ""
-        sent = yield Send(self._entry_read(req.key, req.scope_digest))
+        first, more = self._read_commands(req.key, req.scope_digest)
+        sent = yield Send(first, more)
         try:
             if req.semantic and req.unreadable is None:
                 model_text = self.embed_input(req.text)
-            raw = yield Receive(sent)
+            raw = self._merge_read((yield Receive(sent)), more)
         except BackendError as exc:
             raw = yield from self._reread_entry(req.key, req.scope_digest, exc)
         return raw, model_text
 
+    def _read_commands(
+        self, key: str, scope_digest: str
+    ) -> tuple[tuple[Any, ...], tuple[tuple[Any, ...], ...]]:
+        """The commands reading an entry (:meth:`_entry_read`), and with hits counted in
+        batches, in companion hashes, its companion's counts (sent in the same write)."""
+        first = self._entry_read(key, scope_digest)
+        if self.settings.batched_hits and self._hits_mode() == "c":
+            return first, (("HMGET", companion_key(key), "hit_count", "last_hit_at"),)
+        return first, ()
+
+    @staticmethod
+    def _merge_read(raw: Any, more: tuple[tuple[Any, ...], ...]) -> Any:
+        """An entry's fields from the replies of :meth:`_read_commands`."""
+        if not more:
+            return raw
+        fields, counts = raw
+        return merged_fields(_as_fields(fields), counts) if fields else fields
+
     def _read_entry(self, key: str, scope_digest: str) -> Flow[Any]:
         """An entry's hash, its hit counted in the same round trip if it belongs to
-        ``scope_digest`` (and hits are tracked)."""
+        ``scope_digest`` (and hits are tracked, and not in batches)."""
+        first, more = self._read_commands(key, scope_digest)
         try:
-            return (yield Call(self._entry_read(key, scope_digest)))
+            if more:
+                return self._merge_read((yield Receive((yield Send(first, more)))), more)
+            return (yield Call(first))
         except BackendError as exc:
             return (yield from self._reread_entry(key, scope_digest, exc))
 
     def _entry_read(self, key: str, scope_digest: str) -> tuple[Any, ...]:
         """The command of :meth:`_read_entry`: ``EXACT`` by its SHA, or a plain read
-        without hit tracking."""
-        if not self.settings.track_hits:
+        without hit tracking or with hits counted in batches (in process)."""
+        if not self.settings.track_hits or self.settings.batched_hits:
             return ("HGETALL", key)
         sliding = "1" if self.settings.policy.sliding else ""
         return ("EVALSHA", EXACT.sha, 1, key, scope_digest, time.time(), sliding,
@@ -209,11 +244,12 @@ class Lookups(FlowBase):
     def _reread_entry(self, key: str, scope_digest: str, exc: BackendError) -> Flow[Any]:
         """:meth:`_read_entry` again after its command failed with ``exc``: ``EXACT``
         with its source on ``NOSCRIPT``; a plain read if the server refused the
-        script's writes (out of memory, a read-only replica, an ACL) or choked on a
-        damaged entry; raised again if the server did not answer."""
+        script's writes (out of memory, a read-only replica, an ACL), the companion's
+        read (an ACL) or choked on a damaged entry; raised again if the server did not
+        answer."""
         if not self.settings.track_hits or not exc.answered:
             raise exc
-        if exc.kind == "noscript":
+        if exc.kind == "noscript" and not self.settings.batched_hits:
             args = self._entry_read(key, scope_digest)
             try:
                 return (yield Call(("EVAL", EXACT.source, *args[2:])))
@@ -221,7 +257,7 @@ class Lookups(FlowBase):
                 if not again.answered:
                     raise
                 exc = again
-        logger.debug("paracache: exact-layer script failed, reading plainly: %r", exc)
+        logger.debug("paracache: reading an entry failed, reading it plainly: %r", exc)
         return (yield Call(("HGETALL", key)))
 
     #: What the KNN query returns per candidate: what choosing needs (the guards read
@@ -402,12 +438,14 @@ class Lookups(FlowBase):
                 if fields.get(b"scope") != req.scope_digest.encode():
                     self._corrupt(cand.key, "scope does not match the pre-filter")
                     continue
+                count = self.settings.batched_hits  # else EXACT counted it
             elif found.count_winner and self.settings.track_hits:
                 count = True
             hit = self._decode(cand.key, fields, "semantic", cand.similarity)
             if hit is not None:
                 if count:
-                    yield from self._count_hit(cand.key, req.scope_digest)
+                    before = yield from self._count_hit(cand.key, req.scope_digest)
+                    hit = _more_hits(hit, before)
                 break
         if learner is not None:
             self._observe(req, hit, unserved, explored)
@@ -434,10 +472,13 @@ class Lookups(FlowBase):
             return None, best, f"rejected by guards: {', '.join(rejected)}"
         return None, best, f"best similarity {best:.3f} < {req.min_similarity:.3f}"
 
-    def _count_hit(self, key: str, scope_digest: str) -> Flow[None]:
+    def _count_hit(self, key: str, scope_digest: str) -> Flow[int]:
         """Count a hit on the entry the semantic layer serves (read by the search
-        script, which counts nothing): ``COUNT``, posted without waiting for its reply
-        (:class:`~paracache.protocol.Post`)."""
+        script, which counts nothing): in process with batched counts (returns this
+        process's unsent hits on it before this one), else ``COUNT``, posted without
+        waiting for its reply (:class:`~paracache.protocol.Post`; returns 0)."""
+        if self.settings.batched_hits:
+            return self.hits.add(key, scope_digest, time.time())
         op = post_script(
             COUNT,
             (key,),
@@ -456,6 +497,7 @@ class Lookups(FlowBase):
             yield op
         except BackendError as exc:  # bookkeeping: the answer is served regardless
             logger.debug("paracache: counting a hit failed: %r", exc)
+        return 0
 
     # ------------------------------------------------------------------ the error bound
 
@@ -568,7 +610,10 @@ class Lookups(FlowBase):
             # Something else lives at this entry's key (a foreign or damaged hash).
             self._corrupt(req.key, "scope does not match the key")
             return None
-        return self._decode(req.key, fields, "exact", 1.0)
+        hit = self._decode(req.key, fields, "exact", 1.0)
+        if hit is not None and self.settings.batched_hits:  # else EXACT counted it
+            hit = _more_hits(hit, self.hits.add(req.key, req.scope_digest, time.time()))
+        return hit
 
     def _decode(
         self,
@@ -630,3 +675,8 @@ class Lookups(FlowBase):
             except Exception as exc:  # an observer must never break a lookup
                 logger.warning("paracache: on_verdict callback raised: %r", exc)
         return verdict
+
+
+def _more_hits(hit: CacheHit, unsent: int) -> CacheHit:
+    """``hit`` with this process's ``unsent`` hits on its entry added to its count."""
+    return hit if not unsent else dataclasses.replace(hit, hit_count=hit.hit_count + unsent)

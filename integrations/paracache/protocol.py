@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from collections.abc import Generator, Mapping, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from typing import Any, TypeVar
 
 from .errors import BackendError
@@ -24,6 +24,7 @@ from .errors import BackendError
 __all__ = [
     "COUNT",
     "EXACT",
+    "HITS",
     "PUT",
     "READ_SCOPES",
     "REGISTER_SCOPE",
@@ -69,10 +70,15 @@ class Post:
     command reaches the server before the lookup returns, at the cost of a send), or
     perform it like a :class:`Call`. The answer is ``None``; ``fallback`` is performed
     instead when the server answers ``NOSCRIPT`` (``EVAL`` with the script's source for
-    an ``EVALSHA``). An error reply read later is logged, never sent into the flow."""
+    an ``EVALSHA``). An error reply read later is logged and given to ``on_error`` (if
+    any), never sent into the flow; a driver that performs it like a :class:`Call`
+    raises it into the flow."""
 
     args: tuple[Any, ...]
     fallback: tuple[Any, ...] | None = None
+    on_error: Callable[[BaseException], None] | None = dataclasses.field(
+        default=None, compare=False
+    )
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -81,9 +87,14 @@ class Send:
     :class:`Receive`. Lets a flow do its own work (preparing the semantic layer) while
     the exact layer's reply is on the wire. A driver may also perform the command at
     once and keep its reply (or error) for :class:`Receive`. The flow receives it
-    before its next Redis request."""
+    before its next Redis request.
+
+    ``more``: further commands sent in the same write (a pipeline, not a transaction);
+    :class:`Receive` then answers the list of all the replies (the first error reply
+    among them raised once all are read)."""
 
     args: tuple[Any, ...]
+    more: tuple[tuple[Any, ...], ...] = ()
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -172,16 +183,24 @@ local function merge_hits(key, fields)
     elseif (tonumber(c[2]) or 0) > (tonumber(fields[li]) or 0) then fields[li] = c[2] end
   end
 end
-local function count_hit(key, mode, now, sliding, ttl, tenant, model)
+-- n: hits to add (nil: one, at now); a batch of n keeps last_hit_at from moving back
+-- (another process may have flushed a later hit first).
+local function count_hit(key, mode, now, sliding, ttl, tenant, model, n)
   if sliding == '1' and ttl and ttl > 0 then redis.call('EXPIRE', key, ttl) end
+  local hk = key
+  if mode == 'c' then hk = companion(key) end
+  if n then
+    local last = tonumber(redis.call('HGET', hk, 'last_hit_at'))
+    if last and last >= tonumber(now) then now = nil end
+  end
   if mode ~= 'c' then
-    redis.call('HINCRBY', key, 'hit_count', 1)
-    redis.call('HSET', key, 'last_hit_at', now)
+    redis.call('HINCRBY', key, 'hit_count', n or 1)
+    if now then redis.call('HSET', key, 'last_hit_at', now) end
     return
   end
-  local hk = companion(key)
-  redis.call('HSET', hk, 'last_hit_at', now, 'tenant', tenant or '', 'model', model or '')
-  redis.call('HINCRBY', hk, 'hit_count', 1)
+  if now then redis.call('HSET', hk, 'last_hit_at', now) end
+  redis.call('HSET', hk, 'tenant', tenant or '', 'model', model or '')
+  redis.call('HINCRBY', hk, 'hit_count', n or 1)
   local pttl = redis.call('PTTL', key)
   if pttl > 0 then redis.call('PEXPIRE', hk, pttl) else redis.call('PERSIST', hk) end
 end
@@ -291,6 +310,30 @@ return 0
 """
 )
 
+# Hits counted in a process and flushed together (``paracache.bookkeeping.HitCounter``),
+# as COUNT counts one, for each key: added only if the key still holds an entry of this
+# schema version and of the scope the hits were made under (an entry deleted, replaced
+# or another tenant's since is left alone; no torn, TTL-less hash is created). Counts
+# only ever add (several processes flush their own); last_hit_at only moves forward.
+# Returns how many keys were counted. ARGV: schema version, bookkeeping mode (see
+# _HITS), then per key (KEYS order): scope digest, hits, time of the last hit.
+_FLUSH = (
+    _HITS
+    + """
+local counted = 0
+for i = 1, #KEYS do
+  local j = 3 * i
+  local f = redis.call('HMGET', KEYS[i], 'scope', 'v', 'ttl', 'tenant', 'model')
+  local n = tonumber(ARGV[j + 1])
+  if f[1] == ARGV[j] and f[2] == ARGV[1] and n and n > 0 then
+    count_hit(KEYS[i], ARGV[2], ARGV[j + 2], '', tonumber(f[3]), f[4], f[5], n)
+    counted = counted + 1
+  end
+end
+return counted
+"""
+)
+
 # A scope's canonical JSON into the namespace's scope registry (KEYS[1]), once: ARGV is
 # the scope digest and the JSON. Best effort, never an error: a registry key that is not
 # a hash (someone else's data, a damaged key) must not fail the entry written with it in
@@ -314,6 +357,7 @@ EXACT = Script(_EXACT)
 PUT = Script(_PUT)
 SEARCH = Script(_SEARCH)
 COUNT = Script(_COUNT)
+HITS = Script(_FLUSH)
 REGISTER_SCOPE = Script(_REGISTER_SCOPE)
 READ_SCOPES = Script(_READ_SCOPES)
 

@@ -160,10 +160,10 @@ class ThreadConnections:
             local.sent = None
             with self._lock:
                 self._all.add(conn)
-        elif local.sent is not None:  # a sent command's reply nobody received: skip it
+        elif local.sent is not None:  # a sent command's replies nobody received: skip them
             sent, local.sent = local.sent, None
             if sent.sock is conn._sock and conn._sock is not None:
-                local.unread.insert(0, (sent.sock, None))
+                local.unread[:0] = [(sent.sock, None, None)] * (1 + len(sent.more))
         return local, conn
 
     def _pack(self, conn: Any, args: Sequence[Any]) -> Any:
@@ -197,15 +197,18 @@ class ThreadConnections:
         callback = self._callbacks.get(args[0])
         return reply if callback is None else callback(reply)
 
-    def send(self, args: Sequence[Any]) -> _Sent:
-        """Send ``args`` and return without its reply: a handle for :meth:`receive` (the
-        thread's next command skips a reply never received)."""
-        local, conn = self._send_unwaited(args)
-        sent = local.sent = _Sent(conn, conn._sock, args[0])
+    def send(self, args: Sequence[Any], more: Sequence[Sequence[Any]] = ()) -> _Sent:
+        """Send ``args`` (and the commands ``more`` in the same write) and return
+        without the replies: a handle for :meth:`receive` (the thread's next command
+        skips replies never received)."""
+        local, conn = self._send_unwaited(args, more)
+        sent = local.sent = _Sent(conn, conn._sock, args[0], tuple(c[0] for c in more))
         return sent
 
     def receive(self, sent: _Sent) -> Any:
-        """The reply of a :meth:`send` of this thread (waiting for it)."""
+        """The reply of a :meth:`send` of this thread (waiting for it); with ``more``
+        commands, the list of all replies (the first error reply raised once all are
+        read)."""
         local, conn = self._local, sent.conn
         if getattr(local, "sent", None) is not sent:
             raise RuntimeError("paracache: a reply received twice or on another thread")
@@ -216,7 +219,10 @@ class ThreadConnections:
         try:
             if alone and self._spin:
                 self._await_reply(local, conn)
-            reply = conn.read_response()
+            if not sent.more:
+                reply = conn.read_response()
+            else:
+                replies, error = self._read_all(conn, 1 + len(sent.more))
         except redis.ResponseError:
             raise
         except BaseException:
@@ -225,24 +231,58 @@ class ThreadConnections:
         finally:
             with self._lock:
                 self._in_flight -= 1
-        callback = self._callbacks.get(sent.command)
-        return reply if callback is None else callback(reply)
+        if not sent.more:
+            callback = self._callbacks.get(sent.command)
+            return reply if callback is None else callback(reply)
+        if error is not None:
+            raise error
+        out = []
+        for command, one in zip((sent.command, *sent.more), replies, strict=True):
+            callback = self._callbacks.get(command)
+            out.append(one if callback is None else callback(one))
+        return out
 
-    def post(self, args: Sequence[Any], fallback: Sequence[Any] | None = None) -> None:
+    @staticmethod
+    def _read_all(conn: Any, n: int) -> tuple[list[Any], redis.ResponseError | None]:
+        """``n`` replies off ``conn`` (all of them, whatever they are), and the first
+        error reply among them."""
+        replies: list[Any] = []
+        error: redis.ResponseError | None = None
+        for _ in range(n):
+            try:
+                replies.append(conn.read_response())
+            except redis.ResponseError as exc:
+                replies.append(None)
+                error = error or exc
+        return replies, error
+
+    def post(
+        self,
+        args: Sequence[Any],
+        fallback: Sequence[Any] | None = None,
+        on_error: Callable[[BaseException], None] | None = None,
+    ) -> None:
         """Send ``args`` and return without its reply (read before this thread's next
         command on the connection). ``fallback`` is sent instead if the server answers
-        ``NOSCRIPT``. An error reply is logged (at debug level), never raised."""
+        ``NOSCRIPT``. An error reply is logged (at debug level) and given to
+        ``on_error``, never raised."""
         local, conn = self._send_unwaited(args)
-        local.unread.append((conn._sock, fallback))
+        local.unread.append((conn._sock, fallback, on_error))
 
-    def _send_unwaited(self, args: Sequence[Any]) -> tuple[threading.local, Any]:
-        """Send ``args`` on this thread's connection (after reading the replies of its
-        posted commands) without reading the reply; a failed send drops the connection."""
+    def _send_unwaited(
+        self, args: Sequence[Any], more: Sequence[Sequence[Any]] = ()
+    ) -> tuple[threading.local, Any]:
+        """Send ``args`` (and ``more``, in one write) on this thread's connection (after
+        reading the replies of its posted commands) without reading the reply; a failed
+        send drops the connection."""
         local, conn = self._connection()
         while local.unread:
             self._read_posted(local, conn)
         try:
-            conn.send_packed_command(self._pack(conn, args), check_health=False)
+            packed = self._pack(conn, args)
+            for command in more:
+                packed = [*packed, *self._pack(conn, command)]
+            conn.send_packed_command(packed, check_health=False)
         except BaseException:
             self._drop(local, conn)
             raise
@@ -253,22 +293,26 @@ class ThreadConnections:
         a connection dropped since took them along); a ``NOSCRIPT`` one is posted again
         with its fallback (its reply read by the caller's next round)."""
         unread, local.unread = local.unread, []
-        retry: list[Sequence[Any]] = []
-        for sock, fallback in unread:
+        retry: list[tuple[Sequence[Any], Callable[[BaseException], None] | None]] = []
+        for sock, fallback, on_error in unread:
             if sock is None or sock is not conn._sock:
                 continue
             try:
                 conn.read_response()
-            except redis.exceptions.NoScriptError:
+            except redis.exceptions.NoScriptError as exc:
                 if fallback is not None:
-                    retry.append(fallback)
+                    retry.append((fallback, on_error))
+                elif on_error is not None:
+                    _tell(on_error, exc)
             except redis.ResponseError as exc:  # refused (out of memory, a replica...)
                 logger.debug("paracache: a posted command failed: %r", exc)
+                if on_error is not None:
+                    _tell(on_error, exc)
             except BaseException:
                 self._drop(local, conn)
                 raise
-        for args in retry:  # the script was flushed meanwhile: once more, with its source
-            self.post(args)
+        for args, on_error in retry:  # the script was flushed meanwhile: with its source
+            self.post(args, None, on_error)
 
     def _drop(self, local: threading.local, conn: Any) -> None:
         local.unread = []
@@ -309,11 +353,21 @@ class ThreadConnections:
 @dataclasses.dataclass(frozen=True, slots=True)
 class _Sent:
     """A command :meth:`ThreadConnections.send` sent: the connection and socket it went
-    out on (a connection dropped since cannot answer it) and its name."""
+    out on (a connection dropped since cannot answer it), its name, and the names of
+    the commands sent with it."""
 
     conn: Any
     sock: Any
     command: Any
+    more: tuple[Any, ...] = ()
+
+
+def _tell(on_error: Callable[[BaseException], None], exc: BaseException) -> None:
+    """Give a posted command's error reply to its ``on_error`` (which must not raise)."""
+    try:
+        on_error(exc)
+    except Exception as again:  # a bookkeeping callback never breaks the caller's call
+        logger.warning("paracache: a posted command's error callback raised: %r", again)
 
 
 async def within(work: Awaitable[Any], timeout: float) -> Any:

@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
+from .bookkeeping import DEFAULT_FLUSH_HITS, DEFAULT_FLUSH_SECONDS
 from .policy import Normalizer, TTLPolicy, strip_pleasantries
 from .schema import SCHEMA_VERSION, Layout, tag_digest
 from .scope import Scope, canonical_json, digest
@@ -183,6 +184,11 @@ class Settings:
     policy: TTLPolicy = dataclasses.field(default_factory=TTLPolicy)
     normalizer: Normalizer = dataclasses.field(default_factory=Normalizer)
     track_hits: bool = True
+    #: Hits a process counts before sending them to Redis in one batch (1: each hit
+    #: as it happens); see :mod:`paracache.bookkeeping`.
+    hit_flush_hits: int = DEFAULT_FLUSH_HITS
+    #: Seconds after its first hit that a batch is sent at the latest (by a lookup).
+    hit_flush_seconds: float = DEFAULT_FLUSH_SECONDS
     #: Look the exact layer up first (off: every lookup goes to the semantic layer).
     exact: bool = True
     max_embed_chars: int = 2_000
@@ -208,6 +214,12 @@ class Settings:
     #: vouches for it (a typo'd repeat, a shared specific detail, the learned pair check;
     #: every guard passed); 0: never.
     corroboration_margin: float = DEFAULT_CORROBORATION_MARGIN
+
+    @property
+    def batched_hits(self) -> bool:
+        """Hits are counted in process and sent in batches (tracked, more than one hit
+        a batch, and no sliding TTL, which refreshes the entry's TTL on each hit)."""
+        return self.track_hits and self.hit_flush_hits > 1 and not self.policy.sliding
 
     def embed_text(self, text: str) -> str:
         """The text the embedder sees for the normalised prompt ``text``."""
