@@ -7,6 +7,7 @@ re-index) shows whether a hit re-indexed the entry."""
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import sys
 import threading
@@ -368,6 +369,33 @@ def test_unsent_hits_are_sent_at_interpreter_exit(stock_url: str, namespace: str
         )
         subprocess.run([sys.executable, "-c", script], check=True, timeout=120)
         assert _companion_hits(stock_url, idx, entry) == 3
+    finally:
+        idx.clear()
+        idx.close()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_does_not_send_its_parents_hits(stock_url: str, namespace: str) -> None:
+    """Unsent hits stay the parent's: a child forked meanwhile (a pre-forking server)
+    starts with none, so no hit is sent twice."""
+    idx = SemanticIndex(stock_url, namespace=namespace, hit_flush_seconds=3600)
+    try:
+        entry = idx.store("How do I reset my card PIN?", "In the app.", SCOPE)
+        assert idx.lookup("How do I reset my card PIN?", SCOPE) is not None
+        pid = os.fork()
+        if pid == 0:  # the child: one hit of its own, sent at close()
+            code = 1
+            try:
+                hit = idx.lookup("How do I reset my card PIN?", SCOPE)
+                code = 0 if hit is not None and hit.hit_count == 0 else 2
+                idx.close()
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert _companion_hits(stock_url, idx, entry) == 1  # the child's
+        assert idx.flush_hits() == 1
+        assert _companion_hits(stock_url, idx, entry) == 2
     finally:
         idx.clear()
         idx.close()

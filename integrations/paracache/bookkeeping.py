@@ -35,8 +35,10 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import threading
 import time
+import weakref
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
@@ -339,6 +341,7 @@ class HitCounter:
         self._hits = 0
         #: When the first unsent hit was counted (monotonic), ``None`` if none is.
         self._since: float | None = None
+        _COUNTERS.add(self)
 
     def add(self, key: str, scope: str, now: float) -> int:
         """Count one hit on the entry ``key`` under the scope digest ``scope`` at Unix
@@ -389,6 +392,24 @@ class HitCounter:
         self._hits = 0
         self._since = None
         return batch or None
+
+    def _forked(self) -> None:
+        """In a forked child: the parent's unsent hits are the parent's to send."""
+        self._lock = threading.Lock()
+        self._take()
+
+
+#: Every counter of this process, told when it forks (see :meth:`HitCounter._forked`).
+_COUNTERS: weakref.WeakSet[HitCounter] = weakref.WeakSet()
+
+
+def _after_fork() -> None:
+    for counter in list(_COUNTERS):
+        counter._forked()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)
 
 
 def flush_calls(
