@@ -215,7 +215,7 @@ def test_a_batch_is_sent_after_hit_flush_seconds(stock_url: str, namespace: str)
     try:
         entry = idx.store("How do I reset my card PIN?", "In the app.", SCOPE)
         assert idx.lookup("How do I reset my card PIN?", SCOPE) is not None
-        assert idx.lookup("Can I pay with Apple Pay?", SCOPE) is None  # within 0.2 s
+        assert len(idx.core.hits) == 1  # counted in process, nothing written
         assert _companion_hits(stock_url, idx, entry) == 0
         time.sleep(0.3)
         assert idx.lookup("Can I pay with Apple Pay?", SCOPE) is None  # posts the batch
