@@ -34,7 +34,8 @@ def stock_url() -> Iterator[str]:
 
 @pytest.fixture
 def stock_index(stock_url: str, namespace: str) -> Iterator[SemanticIndex]:
-    idx = SemanticIndex(stock_url, namespace=namespace, ttl=3600)
+    # Hits sent when a test says so (flush_hits), never by the clock.
+    idx = SemanticIndex(stock_url, namespace=namespace, ttl=3600, hit_flush_seconds=3600)
     yield idx
     idx.clear()
     idx.close()
