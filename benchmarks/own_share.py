@@ -189,6 +189,7 @@ def measure(url: str, size: int, passes: int, recall: bool) -> dict[str, Any]:
         server_us: list[int] = []
         by_kind: dict[str, list[float]] = {}
         hits = 0
+        commands: dict[str, list[int]] = {}
         e0 = vec.seconds
         t_start = time.strftime("%H:%M:%S", time.gmtime())
         for text in order:
@@ -204,8 +205,18 @@ def measure(url: str, size: int, passes: int, recall: bool) -> dict[str, Any]:
                 posted.read_replies()
                 posted.stop()
             after = perf._commandstats(client)
-            usec = sum(after[c][1] - before.get(c, (0, 0))[1] for c in after
-                       if c not in ("info", "ping"))
+            delta = {c: (after[c][0] - before.get(c, (0, 0))[0],
+                         after[c][1] - before.get(c, (0, 0))[1])
+                     for c in after if c not in ("info", "ping")}
+            # Commands a script runs are counted under their own names as well: the
+            # server's time is the scripts' when the lookup ran scripts.
+            scripted = [c for c in delta if c.startswith(("eval", "fcall")) and delta[c][0]]
+            usec = sum(delta[c][1] for c in (scripted or delta))
+            for c, (calls, us) in delta.items():
+                if calls:
+                    acc = commands.setdefault(c, [0, 0])
+                    acc[0] += calls
+                    acc[1] += us
             times.append(took)
             embeds.append(vec.seconds - c0)
             server_us.append(usec)
@@ -225,6 +236,9 @@ def measure(url: str, size: int, passes: int, recall: bool) -> dict[str, Any]:
                "client_ms_p50": perf.pct([t - u / 1e3 for t, u in zip(own, server_us,
                                                                         strict=True)], 50),
                "hit_rate": hits / len(ms), "embedder_s": vec.seconds - e0,
+               "model_runs": sum(e > 1e-3 for e in embeds),
+               "commands_per_lookup": {c: {"calls": n / len(ms), "usec": us / len(ms)}
+                                       for c, (n, us) in sorted(commands.items())},
                "outcomes": {k: {"n": len(v), "p50_ms": perf.pct([x * 1e3 for x in v], 50)}
                             for k, v in sorted(by_kind.items())}}
         out["passes"].append(row)
@@ -234,7 +248,11 @@ def measure(url: str, size: int, passes: int, recall: bool) -> dict[str, Any]:
               f"{row['own_p90_ms']:.3f} / p99 {row['own_p99_ms']:.3f} ms (tokenizer p50 "
               f"{row['tokenizer_ms_p50']:.3f} ms); server {row['server_us_p50']:.0f} us p50 "
               f"(mean {row['server_us_mean']:.0f}), client {row['client_ms_p50']:.3f} ms, "
-              f"hit rate {row['hit_rate']:.1%}, embedder {row['embedder_s']:.3f} s", flush=True)
+              f"hit rate {row['hit_rate']:.1%}, embedder {row['embedder_s']:.3f} s "
+              f"({row['model_runs']} lookups ran the model)", flush=True)
+        print("    per lookup: " + ", ".join(
+            f"{c} {v['calls']:.2f} x {v['usec'] / max(v['calls'], 1e-9):.0f} us"
+            for c, v in row["commands_per_lookup"].items()), flush=True)
     if recall:
         req = cache.index.core.prepare_lookup("recall probe", cache._request(
             asked[0], perf.USER_LLM_STRING)[1])
