@@ -2207,6 +2207,18 @@ def _pair_model() -> tuple[tuple[float, ...], float, float, float]:
     return tuple(doc["weights"]), float(doc["bias"]), float(doc["threshold"]), float(doc["veto"])
 
 
+def _latin_letters(text: str) -> bool:
+    """Whether every letter of ``text`` is ASCII: the learned check was trained on
+    English, and a symbol ("35°C", "£100", a curly apostrophe, a dash) does not make a
+    question another language's.
+
+    Example:
+        >>> _latin_letters("It’s 35°C out, is £100 enough?"), _latin_letters("¿Dónde está?")
+        (True, False)
+    """
+    return text.isascii() or all(ch.isascii() for ch in text if ch.isalpha())
+
+
 def same_question(query: str, candidate: str, similarity: float) -> float:
     """The learned pair check: the probability that ``candidate``'s answer answers
     ``query`` (a logistic regression on :func:`pair_features`).
@@ -2590,8 +2602,8 @@ class Guards:
             if name == "learned":
                 if (
                     similarity is not None
-                    and query.isascii()
-                    and candidate.isascii()  # trained on English
+                    and _latin_letters(query)
+                    and _latin_letters(candidate)  # trained on English
                     and same_question(query, candidate, max(similarity, VETO_SIMILARITY))
                     < _pair_model()[3]
                     and not typo_repeat(query, candidate)  # the model never saw typos
@@ -2667,8 +2679,8 @@ class Guards:
         return (
             learned
             and gap <= LEARNED_MARGIN * scale
-            and query.isascii()
-            and candidate.isascii()  # trained on English
+            and _latin_letters(query)
+            and _latin_letters(candidate)  # trained on English
             and same_question(query, candidate, similarity) >= _pair_model()[2]
         )
 
