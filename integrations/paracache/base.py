@@ -58,6 +58,7 @@ class FlowBase:
         contest: Callable[[LookupRequest, Candidate, Sequence[Candidate]], str | None]
         | None = None,
         unreadable: Callable[[str], str | None] | None = None,
+        prepare: Callable[[str], None] | None = None,
     ) -> None:
         self.layout = layout
         self.settings = settings
@@ -76,6 +77,10 @@ class FlowBase:
         #: Optional: why the embedding model cannot read a text it would embed (``None``:
         #: it can). Such text is looked up and stored in the exact layer only.
         self.unreadable = unreadable
+        #: Optional: the guards' analysis of a query's own text (memoised), run while
+        #: the semantic search is on the wire, so choosing among the candidates finds
+        #: it done. A hook that raises is ignored (the check then raises it again).
+        self.prepare = prepare
         self.candidate_listeners: list[CandidateListener] = []
         self.index_ready = False
         self._np_dtype = np.float16 if layout.dtype == "float16" else np.float32

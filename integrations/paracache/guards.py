@@ -2660,6 +2660,23 @@ class Guards:
         # Spanish, French, German, Portuguese, Italian: paracache.lexicon.
         return lexicon.conflict(query, candidate, self.enabled)
 
+    def prepare(self, query: str) -> None:
+        """Analyse ``query``'s side of the checks ahead of its candidates (the analyses
+        are memoised per text, so :meth:`check` finds them done). The
+        :class:`~paracache.core.Core` hook run while the search is on the wire.
+
+        Example:
+            >>> Guards().prepare("Transfer $50 to Anna")
+            >>> features.cache_info().currsize > 0
+            True
+        """
+        f = features(query)
+        if self.edits and f.lowered.isascii():
+            _stems(f.tokens)
+            _marked(f.tokens)
+        if lexicon.marked(query):
+            lexicon.read(query)
+
     def accept(self, req: LookupRequest, cand: Candidate) -> str | None:
         """The :class:`~paracache.core.Core` hook: a rejection reason, or ``None``."""
         raw = cand.fields.get(b"prompt")

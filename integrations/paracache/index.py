@@ -364,6 +364,7 @@ class SemanticIndex:
             corroborate=self.guards.corroborate if self.guards.active else None,
             contest=self.guards.contest if self.guards.neighbours else None,
             unreadable=_unreadable_hook(self.vectorizer) if check_readability else None,
+            prepare=self.guards.prepare if self.guards.active else None,
         )
         self._own_clients = redis_client is None
         if redis_client is not None:

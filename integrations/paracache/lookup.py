@@ -2,7 +2,8 @@
 
 :class:`Lookups` is the lookup half of :class:`paracache.core.Core`: the exact read (one
 script: read and count a hit), the scope-pre-filtered KNN search (one read-only script:
-query, read the candidates), top-k re-ranking through the guards and corroboration, the
+query, read the candidates; the guards' analysis of the query's own text runs while its
+reply is on the wire), top-k re-ranking through the guards and corroboration, the
 served candidate's hit counted without waiting for the reply (``COUNT`` as a
 :class:`~paracache.protocol.Post`), and the :class:`~paracache.values.Verdict`. Failures
 become misses by their kind (:class:`~paracache.errors.BackendError`); a bug of
@@ -38,7 +39,6 @@ from .protocol import (
     _as_fields,
     _b,
     post_script,
-    run_script,
     search_rows,
 )
 from .schema import SCHEMA_VERSION, entry_problem
@@ -137,6 +137,8 @@ class Lookups(FlowBase):
                 if vector is None:
                     self.breaker.record_success()
                     return self._verdict(req, t0, "error", "embedding failed")
+                # The search is sent, the guards' analysis of the query runs while its
+                # reply is on the wire, then the reply is read.
                 found = yield from self._search(req, vector)
                 found.vector = vector
                 hit, best, reason = yield from self._choose_flow(req, found)
@@ -266,44 +268,66 @@ class Lookups(FlowBase):
 
     def _search(self, req: LookupRequest, vector: bytes) -> Flow[_Searched]:
         """The KNN candidates in scope, most similar first (with their entries' fields
-        where they are within ``min_similarity``), retrying once if the index vanished."""
+        where they are within ``min_similarity``), retrying once if the index vanished.
+        The guards' analysis of the query runs once, while the reply is on the wire."""
         policy = self._hybrid_policy(req.scope_digest)
         started = time.perf_counter()
+        pending = [req]  # the query still to prepare
         try:
-            found = yield from self._search_once(req, vector, policy)
+            found = yield from self._search_once(req, vector, policy, pending)
         except BackendError as exc:
             if exc.kind != "no_index":
                 raise
             # The index went away (FLUSHALL, a restarted server): build it and retry once.
             self.index_ready = False
             yield from self._ensure_index()
-            found = yield from self._search_once(req, vector, policy)
+            found = yield from self._search_once(req, vector, policy, pending)
         self.tuner.record(req.scope_digest, policy, time.perf_counter() - started)
         return found
 
     def _search_once(
-        self, req: LookupRequest, vector: bytes, policy: str | None
+        self, req: LookupRequest, vector: bytes, policy: str | None, pending: list[LookupRequest]
     ) -> Flow[_Searched]:
         args = self.knn_args(req, vector, policy)
         if not self.scripted_search or time.monotonic() < self._script_paused_until:
-            return _Searched(parse_search((yield Call(args))))
+            # A plain FT.SEARCH (on a cluster: sent to every shard and merged), waited for.
+            found = _Searched(parse_search((yield Call(args))))
+            self._prepare_query(pending)
+            return found
+        tail = (0, self.layout.index_name, args[2], vector, self.settings.top_k,
+                _distance_arg(1.0 - self._read_floor(req)))  # fmt: skip
         try:
-            raw = yield from run_script(
-                SEARCH,
-                (),
-                self.layout.index_name,
-                args[2],  # the query, with its HYBRID_POLICY
-                vector,
-                self.settings.top_k,
-                _distance_arg(1.0 - self._read_floor(req)),
-            )
+            # The search script by its SHA: sent, the query prepared meanwhile, read; with
+            # its source on NOSCRIPT.
+            sent = yield Send(("EVALSHA", SEARCH.sha, *tail))
+            self._prepare_query(pending)
+            try:
+                raw = yield Receive(sent)
+            except BackendError as exc:
+                if exc.kind != "noscript":
+                    raise
+                raw = yield Call(("EVAL", SEARCH.source, *tail))
         except BackendError as exc:
             if exc.kind == "no_index" or not exc.answered:
                 raise
             self._pause_script(exc)
-            return _Searched(parse_search((yield Call(args))))
+            found = _Searched(parse_search((yield Call(args))))
+            self._prepare_query(pending)
+            return found
         self._script_backoff = 0.0
         return _Searched.from_script(raw)
+
+    def _prepare_query(self, pending: list[LookupRequest]) -> None:
+        """The guards' analysis of the query's own text (the ``prepare`` hook), once per
+        lookup (``pending`` holds the request until then); a hook that raises is logged
+        and ignored (choosing runs the same analysis again, and counts its failure)."""
+        if not pending or self.prepare is None:
+            return
+        req = pending.pop()
+        try:
+            self.prepare(req.prompt or req.text)
+        except Exception as exc:
+            logger.debug("paracache: preparing the query for the guards failed: %r", exc)
 
     def _pause_script(self, exc: BackendError) -> None:
         """The server would not run the search script (``BUSY`` with another client's
