@@ -335,20 +335,24 @@ def test_different_durations_and_rates_still_conflict(query: str, stored: str) -
         ("Where can't I park my car?", "Where can I park my car?"),
     ],
 )
-def test_a_question_negated_and_nothing_else_changed_is_another(query: str, stored: str) -> None:
+def test_a_question_negated_and_nothing_else_changed_is_another(
+    query: str, stored: str
+) -> None:
     assert Guards().check(query, stored) == "negation"
     assert Guards().check(stored, query) == "negation"
 
 
 def test_a_complaint_against_a_how_question_is_still_the_same() -> None:
     # the negation is the asker's trouble, not what is asked: the rule stays
-    assert Guards().check("I can't find the export option", "Where do I find the export option?") is None
+    assert Guards().check(
+        "I can't find the export option", "Where do I find the export option?") is None
 
 
 @pytest.mark.parametrize(
     ("query", "stored"),
     [
-        ("How do I see my podcast's listener stats?", "How do I see a competitor's podcast listener stats?"),
+        ("How do I see my podcast's listener stats?",
+         "How do I see a competitor's podcast listener stats?"),
         ("Can I water my lawn during the ban?", "Can I water a neighbour's lawn during the ban?"),
     ],
 )
@@ -365,7 +369,8 @@ def test_an_article_alone_is_no_edit() -> None:
 
 def test_doubled_consonants_are_read_as_their_lemma() -> None:
     # "permitted" is "permit", which WordNet relates to "allow": a rewording
-    assert Guards(learned=False).check("Are dogs permitted in the park?", "Are dogs allowed in the park?") is None
+    assert Guards(learned=False).check(
+        "Are dogs permitted in the park?", "Are dogs allowed in the park?") is None
 
 
 def test_the_learned_check_reads_english_with_symbols() -> None:

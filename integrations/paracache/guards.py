@@ -2238,7 +2238,7 @@ def _latin_letters(text: str) -> bool:
     question another language's.
 
     Example:
-        >>> _latin_letters("It’s 35°C out, is £100 enough?"), _latin_letters("¿Dónde está?")
+        >>> _latin_letters("It\u2019s 35°C out, is £100 enough?"), _latin_letters("¿Dónde está?")
         (True, False)
     """
     return text.isascii() or all(ch.isascii() for ch in text if ch.isalpha())
