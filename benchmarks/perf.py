@@ -596,30 +596,35 @@ def measure_async(s: Systems, mixes: list[list[str]], concurrency: int) -> dict[
 
 
 def measure_recall(s: Systems, stored_vectors: np.ndarray, stored_keys: list[str],
-                   query_vectors: np.ndarray, efs: Sequence[int]) -> list[dict[str, float]]:
+                   query_vectors: np.ndarray, efs: Sequence[int | None],
+                   policies: Sequence[str | None] = ("BATCHES", None),
+                   scope: Scope = SCOPE) -> list[dict[str, Any]]:
     """Recall@1 of paracache's HNSW KNN (scope-filtered, as lookups run it) against
-    exact brute force, and the query's round trip, for several EF_RUNTIME values."""
+    exact brute force, and the query's round trip, for several EF_RUNTIME values
+    (``None``: the index's own, RediSearch's default) and hybrid policies (``None``:
+    RediSearch chooses)."""
     core = s.para.core
     stored16 = stored_vectors.astype(np.float16).astype(np.float32)
     truth = []
     for start in range(0, len(query_vectors), 64):
         sims = query_vectors[start:start + 64] @ stored16.T
         truth.extend(stored_keys[j] for j in sims.argmax(axis=1))
-    req = core.prepare_lookup("recall probe", SCOPE)
+    req = core.prepare_lookup("recall probe", scope)
     rows = []
-    for policy in ("BATCHES", None):
+    for policy in policies:
         for ef in efs:
             found, times = 0, []
             for qv, want in zip(query_vectors, truth, strict=True):
                 args = list(core.knn_args(req, qv.astype(np.float16).tobytes(), policy))
-                args[2] = args[2].replace(" AS __dist", f" EF_RUNTIME {ef} AS __dist")
+                if ef is not None:
+                    args[2] = args[2].replace(" AS __dist", f" EF_RUNTIME {ef} AS __dist")
                 t0 = time.perf_counter()
                 raw = s.client.execute_command(*args)
                 times.append(time.perf_counter() - t0)
                 hits = search_rows(raw)[1]
                 got = hits[0][0] if hits else None
                 found += int(got == want)
-            rows.append({"policy": policy or "auto", "ef_runtime": ef,
+            rows.append({"policy": policy or "auto", "ef_runtime": ef or "default",
                          "recall_at_1": found / len(truth),
                          "p50_ms": pct(times, 50) * 1e3})
     return rows
@@ -903,6 +908,14 @@ class Plan:
     user_only: bool = False
 
 
+def held_and_base(rng: random.Random) -> tuple[list[str], list[str]]:
+    """Banking77 questions shuffled by ``rng``: 1,500 held out (asked, never stored) and
+    the rest (the base of the stored corpus, see :func:`corpus_vectors`)."""
+    questions = load_questions()
+    rng.shuffle(questions)
+    return questions[:1500], questions[1500:]
+
+
 def choose_queries(stored_vecs: np.ndarray, held: list[str], held_vecs: np.ndarray,
                    stored: list[str], n: int, rng: random.Random) -> dict[str, list[str]]:
     s16 = stored_vecs.astype(np.float16).astype(np.float32)
@@ -918,9 +931,7 @@ def choose_queries(stored_vecs: np.ndarray, held: list[str], held_vecs: np.ndarr
 
 def run(plan: Plan, out: dict[str, Any]) -> None:
     rng = random.Random(2026)
-    questions = load_questions()
-    rng.shuffle(questions)
-    held, base = questions[:1500], questions[1500:]
+    held, base = held_and_base(rng)
     vec = BenchVectorizer()
     vec.warmup()
     store = VectorStore(MiniLMVectorizer())
@@ -1149,13 +1160,10 @@ def drop(s: Systems) -> None:
     time.sleep(1)
 
 
-def big_tier(url: str, plan: Plan, corpus: list[str], corpus_vecs: np.ndarray,
-             held: list[str], held_vecs: np.ndarray, vec: BenchVectorizer,
-             rng: random.Random) -> dict[str, Any]:
-    """The 1 M tier: stored vectors are the real ones plus noisy copies (cosine ~0.8 to
-    their source); query vectors precomputed (the embedder is out of the lookup)."""
-    size = plan.big or 0
-    print(f"== {size:,} entries (precomputed vectors)", flush=True)
+def big_corpus(corpus: list[str], corpus_vecs: np.ndarray,
+               size: int) -> tuple[list[str], np.ndarray]:
+    """``size`` stored texts and vectors: ``corpus`` and its vectors, then noisy copies
+    of them (cosine ~0.8 to their source; texts suffixed `` (#k)``) up to ``size``."""
     base_n = len(corpus)
     texts = list(corpus)
     vecs = [corpus_vecs]
@@ -1169,8 +1177,17 @@ def big_tier(url: str, plan: Plan, corpus: list[str], corpus_vecs: np.ndarray,
         vecs.append(copy)
         k += 1
         texts.extend(f"{t} (#{k})" for t in corpus[:n])
-    allv = np.concatenate(vecs)
-    del vecs
+    return texts, np.concatenate(vecs)
+
+
+def big_tier(url: str, plan: Plan, corpus: list[str], corpus_vecs: np.ndarray,
+             held: list[str], held_vecs: np.ndarray, vec: BenchVectorizer,
+             rng: random.Random) -> dict[str, Any]:
+    """The 1 M tier: stored vectors are the real ones plus noisy copies (cosine ~0.8 to
+    their source); query vectors precomputed (the embedder is out of the lookup)."""
+    size = plan.big or 0
+    print(f"== {size:,} entries (precomputed vectors)", flush=True)
+    texts, allv = big_corpus(corpus, corpus_vecs, size)
     s = make_systems(url, f"t{size}", vec)
     tier: dict[str, Any] = {"load": load_all(s, texts, allv, vec), "embedder_out": True}
     queries = choose_queries(corpus_vecs, held, held_vecs, corpus, plan.n_queries // 2, rng)
