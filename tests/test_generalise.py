@@ -322,3 +322,61 @@ def test_calendar_durations_and_rates_are_no_conflict(query: str, stored: str) -
 ])
 def test_different_durations_and_rates_still_conflict(query: str, stored: str) -> None:
     assert Guards().check(query, stored) == "numbers"
+
+
+# --------------------------------------------------------------------------- fifth round
+
+
+@pytest.mark.parametrize(
+    ("query", "stored"),
+    [
+        ("Which plastics can't be recycled?", "Which plastics can be recycled?"),
+        ("What foods should I not eat before a run?", "What foods should I eat before a run?"),
+        ("Where can't I park my car?", "Where can I park my car?"),
+    ],
+)
+def test_a_question_negated_and_nothing_else_changed_is_another(
+    query: str, stored: str
+) -> None:
+    assert Guards().check(query, stored) == "negation"
+    assert Guards().check(stored, query) == "negation"
+
+
+def test_a_complaint_against_a_how_question_is_still_the_same() -> None:
+    # the negation is the asker's trouble, not what is asked: the rule stays
+    assert Guards().check(
+        "I can't find the export option", "Where do I find the export option?") is None
+
+
+@pytest.mark.parametrize(
+    ("query", "stored"),
+    [
+        ("How do I see my podcast's listener stats?",
+         "How do I see a competitor's podcast listener stats?"),
+        ("Can I water my lawn during the ban?", "Can I water a neighbour's lawn during the ban?"),
+    ],
+)
+def test_an_added_possessor_after_an_article_is_an_edit(query: str, stored: str) -> None:
+    assert Guards(learned=False).check(query, stored) == "edits"
+
+
+def test_an_article_alone_is_no_edit() -> None:
+    assert Guards().check("Can I rent a car for a week?", "Can I rent a car for the week?") is None
+    # "a week" against "7 days" is the numbers guard's business, not an edit
+    assert Guards(numbers=False, learned=False).check(
+        "Can I rent a car for a week?", "Can I rent a car for 7 days?") is None
+
+
+def test_doubled_consonants_are_read_as_their_lemma() -> None:
+    # "permitted" is "permit", which WordNet relates to "allow": a rewording
+    assert Guards(learned=False).check(
+        "Are dogs permitted in the park?", "Are dogs allowed in the park?") is None
+
+
+def test_the_learned_check_reads_english_with_symbols() -> None:
+    stored = "How much should I tip in a restaurant in the US?"
+    plain = "What's the usual tip at a US restaurant?"
+    curly = "What\u2019s the usual tip at a US restaurant?"
+    assert Guards.vouches(plain, stored, 0.895, 0.9)
+    assert Guards.vouches(curly, stored, 0.895, 0.9)  # an apostrophe is no other language
+    assert not Guards.vouches("¿Cuánto es la propina en un restaurante?", stored, 0.895, 0.9)

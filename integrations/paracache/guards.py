@@ -2047,8 +2047,33 @@ def _negation_flip(neg: Features, other: Features) -> bool:
     ):
         return False
     # "I can't find the X option" against "Where do I find the X option?": the same
-    # question, unless the negation is an order or a change of mind.
-    return not (other.wh_question and not neg.firm_negation)
+    # question, unless the negation is an order or a change of mind, or the two are the
+    # same words but the negation ("Which plastics *can't* be recycled?").
+    return not (other.wh_question and not neg.firm_negation) or _negation_only(
+        neg.tokens, other.tokens
+    )
+
+
+#: Negated contractions and the words they negate ("can't" is "can" negated).
+_NEGATED_FORMS = {
+    "cannot": "can", "cant": "can", "wont": "will", "dont": "do", "doesnt": "does",
+    "didnt": "did", "isnt": "is", "arent": "are", "wasnt": "was", "werent": "were",
+    "havent": "have", "hasnt": "has", "hadnt": "had", "wouldnt": "would",
+    "couldnt": "could", "shouldnt": "should", "mustnt": "must", "neednt": "need",
+    "aint": "is",
+}
+
+
+def _negation_only(neg: tuple[str, ...], other: tuple[str, ...]) -> bool:
+    """``neg`` is ``other`` with a negation added and nothing else changed ("which
+    plastics *can't* be recycled" / "which plastics can be recycled")."""
+    plain = []
+    for t in neg:
+        bare = t.replace("'", "").replace("\u2019", "")
+        if bare in ("not", "never", "no"):
+            continue
+        plain.append(_NEGATED_FORMS.get(bare, t))
+    return plain != list(neg) and tuple(map(_stem, plain)) == tuple(map(_stem, other))
 
 
 def _unmatched(names: frozenset[str], other: Features) -> bool:
@@ -2207,6 +2232,18 @@ def _pair_model() -> tuple[tuple[float, ...], float, float, float]:
     return tuple(doc["weights"]), float(doc["bias"]), float(doc["threshold"]), float(doc["veto"])
 
 
+def _latin_letters(text: str) -> bool:
+    """Whether every letter of ``text`` is ASCII: the learned check was trained on
+    English, and a symbol ("35°C", "£100", a curly apostrophe, a dash) does not make a
+    question another language's.
+
+    Example:
+        >>> _latin_letters("It\u2019s 35°C out, is £100 enough?"), _latin_letters("¿Dónde está?")
+        (True, False)
+    """
+    return text.isascii() or all(ch.isascii() for ch in text if ch.isalpha())
+
+
 def same_question(query: str, candidate: str, similarity: float) -> float:
     """The learned pair check: the probability that ``candidate``'s answer answers
     ``query`` (a logistic regression on :func:`pair_features`).
@@ -2289,7 +2326,10 @@ def _lemmas(word: str) -> tuple[frozenset[int], frozenset[int], bool]:
     forms = {word, _PLURALS.get(word, word), _IRREGULAR.get(word, word)}
     for suffix, repl in _LEMMA_SUFFIXES:
         if word.endswith(suffix) and len(word) - len(suffix) >= 3:
-            forms.add(word[: len(word) - len(suffix)] + repl)
+            stem = word[: len(word) - len(suffix)]
+            forms.add(stem + repl)
+            if not repl and len(stem) > 3 and stem[-1] == stem[-2] and stem[-1] not in "aeiouls":
+                forms.add(stem[:-1])  # a doubled consonant: "permitted", "stopped"
     if len(word) > 4 and word[-1] == word[-2]:
         forms.add(word[:-1])
     table, persons = _kin_lexicon()
@@ -2340,6 +2380,20 @@ def _edit_content(tokens: Sequence[str]) -> list[str]:
     return out
 
 
+def _adds_owner(mine: Sequence[str], start: int, long: Sequence[str]) -> bool:
+    """Whether the added words ``mine`` (at ``start`` of ``long``) name a possessor or
+    a person the question is for: "my *neighbor's* pond", "an e-bike *for my partner*"."""
+    for k, t in enumerate(mine):
+        possessive = t.endswith("'s") and t[:-2].isalpha() and t[:-2] not in _EDIT_FUNCTION
+        if possessive or (
+            _lemmas(t)[2]
+            and ((k > 0 and mine[k - 1] in _OWNERS)
+                 or (start > 0 and k == 0 and long[start - 1] in _OWNERS))
+        ):
+            return True
+    return False
+
+
 def _edit_kind(long: Sequence[str], start: int, end: int, other: Sequence[str]) -> str:
     """What one edit does: ``long[start:end]`` replaced by ``other`` (empty: inserted).
     ``"neutral"`` (function words, a synonym, an inflection, a typo), ``"changed"`` (a
@@ -2347,7 +2401,8 @@ def _edit_kind(long: Sequence[str], start: int, end: int, other: Sequence[str]) 
     person or possessor inserted) or ``"large"`` (more than one content word a side: a
     rewording, not a minimal edit)."""
     mine = long[start:end]
-    if any(t[0].isdigit() or t in _EDIT_DETAILS or t in _NEGATORS or t.endswith("n't")
+    if any((t[0].isdigit() or t in _EDIT_DETAILS or t in _NEGATORS or t.endswith("n't"))
+           and t not in ("a", "an")  # an article, unless a number goes with it
            for t in (*mine, *other)):
         return "neutral"  # "2 weeks" / "14 days", "declined" / "not approved": the detail
         # and negation guards'
@@ -2360,21 +2415,18 @@ def _edit_kind(long: Sequence[str], start: int, end: int, other: Sequence[str]) 
                 return "changed"
         ca, cb = _edit_content(mine), _edit_content(other)
         if not ca or not cb:
-            return "neutral"
+            # only function words on one side: the other's words are added, as below
+            # ("see *my* podcast's stats" / "see *a competitor's* podcast's stats")
+            added = other if ca == [] and cb else mine if ca else ()
+            return "changed" if added and _adds_owner(added, 0, ()) else "neutral"
         if len(ca) > 1 or len(cb) > 1:
             return "large"
         x, y = ca[0], cb[0]
         if _stem(x) == _stem(y) or _typo_like(x, y) or _kin(x, y):
             return "neutral"
         return "changed"
-    for k, t in enumerate(mine):
-        possessive = t.endswith("'s") and t[:-2].isalpha() and t[:-2] not in _EDIT_FUNCTION
-        if possessive or (
-            _lemmas(t)[2]
-            and ((k > 0 and mine[k - 1] in _OWNERS)
-                 or (start > 0 and k == 0 and long[start - 1] in _OWNERS))
-        ):
-            return "changed"  # "my *neighbor's* pond", "an e-bike *for my partner*"
+    if _adds_owner(mine, start, long):
+        return "changed"  # "my *neighbor's* pond", "an e-bike *for my partner*"
     if len(mine) == 1 and mine[0] in _EDIT_PREFIXES:
         return "changed"  # "*off*-peak"
     return "neutral"
@@ -2590,8 +2642,8 @@ class Guards:
             if name == "learned":
                 if (
                     similarity is not None
-                    and query.isascii()
-                    and candidate.isascii()  # trained on English
+                    and _latin_letters(query)
+                    and _latin_letters(candidate)  # trained on English
                     and same_question(query, candidate, max(similarity, VETO_SIMILARITY))
                     < _pair_model()[3]
                     and not typo_repeat(query, candidate)  # the model never saw typos
@@ -2684,8 +2736,8 @@ class Guards:
         return (
             learned
             and gap <= LEARNED_MARGIN * scale
-            and query.isascii()
-            and candidate.isascii()  # trained on English
+            and _latin_letters(query)
+            and _latin_letters(candidate)  # trained on English
             and same_question(query, candidate, similarity) >= _pair_model()[2]
         )
 
