@@ -308,27 +308,26 @@ class Lookups(FlowBase):
         The guards' analysis of the query runs once, while the reply is on the wire."""
         policy = self._hybrid_policy(req.scope_digest)
         started = time.perf_counter()
-        pending = [req]  # the query still to prepare
         try:
-            found = yield from self._search_once(req, vector, policy, pending)
+            found = yield from self._search_once(req, vector, policy)
         except BackendError as exc:
             if exc.kind != "no_index":
                 raise
             # The index went away (FLUSHALL, a restarted server): build it and retry once.
             self.index_ready = False
             yield from self._ensure_index()
-            found = yield from self._search_once(req, vector, policy, pending)
+            found = yield from self._search_once(req, vector, policy)
         self.tuner.record(req.scope_digest, policy, time.perf_counter() - started)
         return found
 
     def _search_once(
-        self, req: LookupRequest, vector: bytes, policy: str | None, pending: list[LookupRequest]
+        self, req: LookupRequest, vector: bytes, policy: str | None
     ) -> Flow[_Searched]:
         args = self.knn_args(req, vector, policy)
         if not self.scripted_search or time.monotonic() < self._script_paused_until:
             # A plain FT.SEARCH (on a cluster: sent to every shard and merged), waited for.
             found = _Searched(parse_search((yield Call(args))))
-            self._prepare_query(pending)
+            self._prepare_query(req)
             return found
         tail = (0, self.layout.index_name, args[2], vector, self.settings.top_k,
                 _distance_arg(1.0 - self._read_floor(req)))  # fmt: skip
@@ -336,7 +335,7 @@ class Lookups(FlowBase):
             # The search script by its SHA: sent, the query prepared meanwhile, read; with
             # its source on NOSCRIPT.
             sent = yield Send(("EVALSHA", SEARCH.sha, *tail))
-            self._prepare_query(pending)
+            self._prepare_query(req)
             try:
                 raw = yield Receive(sent)
             except BackendError as exc:
@@ -348,18 +347,18 @@ class Lookups(FlowBase):
                 raise
             self._pause_script(exc)
             found = _Searched(parse_search((yield Call(args))))
-            self._prepare_query(pending)
+            self._prepare_query(req)
             return found
         self._script_backoff = 0.0
         return _Searched.from_script(raw)
 
-    def _prepare_query(self, pending: list[LookupRequest]) -> None:
-        """The guards' analysis of the query's own text (the ``prepare`` hook), once per
-        lookup (``pending`` holds the request until then); a hook that raises is logged
-        and ignored (choosing runs the same analysis again, and counts its failure)."""
-        if not pending or self.prepare is None:
+    def _prepare_query(self, req: LookupRequest) -> None:
+        """The guards' analysis of the query's own text (the ``prepare`` hook; memoised
+        per text, so the search's retry after a lost index finds it done); a hook that
+        raises is logged and ignored (choosing runs the same analysis again, and counts
+        its failure)."""
+        if self.prepare is None:
             return
-        req = pending.pop()
         try:
             self.prepare(req.prompt or req.text)
         except Exception as exc:
