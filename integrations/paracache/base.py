@@ -16,12 +16,13 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -37,7 +38,7 @@ from .bookkeeping import (
 from .errors import BackendError, EmbeddingError, strict
 from .metrics import Recorder
 from .policy import CircuitBreaker, HybridTuner
-from .protocol import HITS, Call, Embed, EnsureIndex, Flow, Post
+from .protocol import HITS, Embed, EnsureIndex, Flow, Post, post_script, run_script
 from .schema import SCHEMA_VERSION, Layout
 from .values import Candidate, LookupRequest, Settings, Verdict, embed_input
 
@@ -168,23 +169,20 @@ class FlowBase:
             return 0
         mode = self._hits_mode()
         sent = 0
-        for args, hits in flush_calls(batch, mode, SCHEMA_VERSION, per_key=self.flush_per_key):
-            fallback = ("EVAL", HITS.source, *args[2:])
+        calls = flush_calls(batch, mode, SCHEMA_VERSION, per_key=self.flush_per_key)
+        for keys, args, hits in calls:
+            post = post_script(HITS, keys, *args)
             try:
                 if wait:
-                    try:
-                        yield Call(args)
-                    except BackendError as exc:
-                        if exc.kind != "noscript":
-                            raise
-                        yield Call(fallback)
+                    yield from run_script(HITS, keys, *args)
                 elif not self._hits_loaded:
                     # The first time, with its source: a NOSCRIPT answer would be read
                     # (and the batch sent again) only with the next command.
                     self._hits_loaded = True
-                    yield Post(fallback, None, self._flush_refused)
+                    source = cast(tuple[Any, ...], post.fallback)  # post_script gives one
+                    yield Post(source, None, self._flush_refused)
                 else:
-                    yield Post(args, fallback, self._flush_refused)
+                    yield dataclasses.replace(post, on_error=self._flush_refused)
             except BackendError as exc:
                 self._flush_refused(exc)
                 continue

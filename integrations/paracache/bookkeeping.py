@@ -43,7 +43,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 from .errors import BackendError
-from .protocol import HITS, Batch, Call, Flow
+from .protocol import Batch, Call, Flow
 
 __all__ = [
     "DEFAULT_FLUSH_HITS",
@@ -414,25 +414,25 @@ if hasattr(os, "register_at_fork"):
 
 def flush_calls(
     batch: Mapping[str, PendingHit], mode: str, schema_version: str, per_key: bool = False
-) -> list[tuple[tuple[Any, ...], int]]:
-    """The ``HITS`` script calls (``EVALSHA``; :data:`MAX_FLUSH_KEYS` keys each, or one
-    per key with ``per_key``: a cluster's script may touch only keys of one slot) that
-    add ``batch`` to Redis with the bookkeeping ``mode`` (``"e"``/``"c"``), each with
-    the hits it adds.
+) -> list[tuple[tuple[str, ...], tuple[Any, ...], int]]:
+    """The ``HITS`` script's calls (keys and arguments; :data:`MAX_FLUSH_KEYS` keys
+    each, or one per key with ``per_key``: a cluster's script may touch only keys of one
+    slot) that add ``batch`` to Redis with the bookkeeping ``mode`` (``"e"``/``"c"``),
+    each with the hits it adds.
 
     Example:
-        >>> [(args, hits)] = flush_calls({"k:e:1": PendingHit("s", 2, 5.0)}, "c", "2")
-        >>> args[:2] == ("EVALSHA", HITS.sha), args[2:], hits
-        (True, (1, 'k:e:1', '2', 'c', 's', 2, '5.0'), 2)
+        >>> [(keys, args, hits)] = flush_calls({"k:e:1": PendingHit("s", 2, 5.0)}, "c", "2")
+        >>> keys, args, hits
+        (('k:e:1',), ('2', 'c', 's', 2, '5.0'), 2)
     """
     rows = [(key.split("\x00", 1)[0], hit) for key, hit in batch.items()]
     size = 1 if per_key else MAX_FLUSH_KEYS
-    calls: list[tuple[tuple[Any, ...], int]] = []
+    calls: list[tuple[tuple[str, ...], tuple[Any, ...], int]] = []
     for start in range(0, len(rows), size):
         chunk = rows[start : start + size]
-        args: list[Any] = []
+        args: list[Any] = [schema_version, mode]
         for _, hit in chunk:
             args.extend((hit.scope, hit.count, repr(hit.last_at)))
-        call = ("EVALSHA", HITS.sha, len(chunk), *(k for k, _ in chunk), schema_version, mode)
-        calls.append(((*call, *args), sum(hit.count for _, hit in chunk)))
+        keys = tuple(k for k, _ in chunk)
+        calls.append((keys, tuple(args), sum(hit.count for _, hit in chunk)))
     return calls
