@@ -1,11 +1,13 @@
 """Lookup flows: the exact layer, then the semantic layer, and which candidate is served.
 
-:class:`Lookups` is the lookup half of :class:`paracache.core.Core`: the exact read (one
-script: read and count a hit), the scope-pre-filtered KNN search (one read-only script:
-query, read the candidates; the guards' analysis of the query's own text runs while its
-reply is on the wire), top-k re-ranking through the guards and corroboration, the
-served candidate's hit counted without waiting for the reply (``COUNT`` as a
-:class:`~paracache.protocol.Post`), and the :class:`~paracache.values.Verdict`. Failures
+:class:`Lookups` is the lookup half of :class:`paracache.core.Core`: the exact read (a
+plain read; with ``hit_flush_hits=1`` or a sliding TTL one script that also counts the
+hit), the scope-pre-filtered KNN search (one read-only script: query, read the
+candidates; the guards' analysis of the query's own text runs while its reply is on the
+wire), top-k re-ranking through the guards and corroboration, the served candidate's
+hit counted in process and sent in batches (:mod:`paracache.bookkeeping`; per hit,
+``COUNT`` as a :class:`~paracache.protocol.Post`, with ``hit_flush_hits=1``), and the
+:class:`~paracache.values.Verdict`. Failures
 become misses by their kind (:class:`~paracache.errors.BackendError`); a bug of
 paracache's own is ``internal``.
 
