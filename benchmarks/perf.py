@@ -788,7 +788,7 @@ def user_path(url: str, stored: Sequence[str], queries: Sequence[str],
     out["lookups"] = {name: smp.summary() for name, smp in samples.items()}
     out["exact"] = {name: smp.summary() for name, smp in exact.items()}
     out["load_1min"] = {"min": min(loads), "max": max(loads)}
-    out["server"]["cost"] = server_costs(client, para_own, lc_own, queries, asked)
+    out["server"]["cost"] = server_costs(url, para_own, lc_own, queries, asked)
     for cache in (para_shared, para_own):
         cache.index.clear()
     para_shared.index.close()
@@ -797,13 +797,6 @@ def user_path(url: str, stored: Sequence[str], queries: Sequence[str],
         client.execute_command("FT.DROPINDEX", lc_name, "DD")
     client.close()
     return out
-
-
-#: Commands a lookup sends itself (its round trips), ``None``: every command (a system
-#: without scripts). paracache's lookups are scripts: what runs inside one (its
-#: ``FT.SEARCH``, ``HGETALL``s) is counted in it, not as round trips of their own.
-TOP_LEVEL: dict[str, tuple[str, ...] | None] = {"paracache": ("evalsha", "eval"),
-                                                "langchain-redis": None}
 
 
 #: Queries per turn of a system on its own embedding pipeline (:func:`user_path`).
@@ -816,70 +809,68 @@ def _commandstats(client: redis.Redis) -> dict[str, tuple[int, int]]:
             for k, v in raw.items()}
 
 
-def server_costs(client: redis.Redis, para: Any, lc: Any, queries: Sequence[str],
-                 exact: Sequence[str], n: int = 150) -> dict[str, dict[str, dict[str, float]]]:
-    """What each lookup costs the server, from ``INFO commandstats`` around it (robust
-    to a loaded client machine): round trips (commands the client sent) and server
-    microseconds, by outcome. Counted per lookup, systems alternated."""
+def server_costs(url: str, para: Any, lc: Any, queries: Sequence[str],
+                 exact: Sequence[str], n: int = 150) -> dict[str, Any]:
+    """What each lookup costs on the wire and on the server, by outcome, every system
+    counted the same way (:mod:`wire`): at the client, writes to the socket, round
+    trips (writes whose reply the lookup waited for), writes sent without waiting and
+    the commands in them; at the server, all commands run (``INFO commandstats``, a
+    script's own commands included) and the time of the top-level ones (``SLOWLOG``,
+    every command logged while this runs). The meters are checked against known
+    sequences first (:func:`wire.check`). Systems alternated, per lookup."""
+    from wire import ServerMeter, WireMeter, check
+
     from paracache.langchain import SemanticCache
 
-    acc: dict[str, dict[str, list[tuple[int, int]]]] = {}
-    for i in range(min(n, len(queries))):
-        pairs = [(name, cache, text) for name, cache in (("paracache", para),
-                                                         ("langchain-redis", lc))
-                 for text in (queries[i], exact[i])]
-        for name, cache, text in pairs if i % 2 else pairs[::-1]:
-            if isinstance(cache, SemanticCache):
-                cache.index._memo.clear()
-            posted = _PostCounter.around(cache)
-            before = _commandstats(client)
-            hit = cache.lookup(text, USER_LLM_STRING) is not None
-            if posted is not None:
-                posted.read_replies()  # its posted command is in the server's counts now
-            after = _commandstats(client)
-            kind = ("exact repeat" if text == exact[i] else
-                    "semantic hit" if hit else "miss")
-            mine = TOP_LEVEL[name] or tuple(c for c in after if c != "info")
-            calls = sum(after.get(c, (0, 0))[0] - before.get(c, (0, 0))[0] for c in mine)
-            usec = sum(after.get(c, (0, 0))[1] - before.get(c, (0, 0))[1] for c in mine)
-            sent = posted.stop() if posted is not None else 0
-            acc.setdefault(name, {}).setdefault(kind, []).append((calls - sent, sent, usec))
-    return {name: {kind: {"round_trips": statistics.mean(c for c, _, _ in rows),
-                          "posted": statistics.mean(p for _, p, _ in rows),
-                          "server_us_p50": statistics.median(u for _, _, u in rows),
-                          "n": len(rows)} for kind, rows in kinds.items()}
-            for name, kinds in acc.items()}
+    checked = check(url)
+    meter = WireMeter().install()
+    server = ServerMeter(url)
+    acc: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    try:
+        for i in range(min(n, len(queries))):
+            pairs = [(name, cache, text) for name, cache in (("paracache", para),
+                                                             ("langchain-redis", lc))
+                     for text in (queries[i], exact[i])]
+            for name, cache, text in pairs if i % 2 else pairs[::-1]:
+                if isinstance(cache, SemanticCache):
+                    cache.index._memo.clear()
+                server.start()
+                with meter.window() as w:
+                    hit = cache.lookup(text, USER_LLM_STRING) is not None
+                wire = w[0]
+                pinged = 0
+                direct = getattr(getattr(cache, "index", None), "_direct", None)
+                if wire.sent and direct is not None:
+                    direct.call(("PING",))  # reads the posted replies: the server ran them
+                    pinged = 1
+                srv = server.stop(wire.commands, ignore_pings=pinged)
+                kind = ("exact repeat" if text == exact[i] else
+                        "semantic hit" if hit else "miss")
+                acc.setdefault(name, {}).setdefault(kind, []).append({
+                    "writes": wire.writes, "round_trips": wire.round_trips,
+                    "sent": wire.sent, "commands": len(wire.commands),
+                    "server_calls": sum(srv.calls.values()), "by_command": srv.calls,
+                    "usec": srv.usec, "matched": srv.matched})
+    finally:
+        meter.uninstall()
+        server.close()
 
+    def summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
+        names = sorted({c for r in rows for c in r["by_command"]})
+        return {"round_trips": statistics.mean(r["round_trips"] for r in rows),
+                "writes": statistics.mean(r["writes"] for r in rows),
+                "posted": statistics.mean(r["sent"] for r in rows),
+                "commands_sent": statistics.mean(r["commands"] for r in rows),
+                "server_commands": statistics.mean(r["server_calls"] for r in rows),
+                "server_by_command": {c: statistics.mean(r["by_command"].get(c, 0)
+                                                         for r in rows) for c in names},
+                "server_us_p50": statistics.median(r["usec"] for r in rows),
+                "unmatched": sum(not r["matched"] for r in rows),
+                "n": len(rows)}
 
-class _PostCounter:
-    """Counts the commands a paracache lookup sends without waiting for their reply
-    (``Post``: the served candidate's hit count), so the table tells them from the
-    round trips it waits for; :meth:`read_replies` makes sure the server ran them."""
-
-    def __init__(self, index: Any) -> None:
-        from paracache.protocol import Post
-
-        self.index, self.io, self.posted = index, index._io, 0
-
-        def io(op: Any) -> Any:
-            if isinstance(op, Post):
-                self.posted += 1
-            return self.io(op)
-
-        index._io = io
-
-    @classmethod
-    def around(cls, cache: Any) -> _PostCounter | None:
-        index = getattr(cache, "index", None)
-        return cls(index) if hasattr(index, "_io") else None
-
-    def read_replies(self) -> None:
-        if self.posted and self.index._direct is not None:
-            self.index._direct.call(("PING",))  # reads the posted reply first
-
-    def stop(self) -> int:
-        self.index._io = self.io
-        return self.posted
+    return {"meter_check": checked,
+            **{name: {kind: summary(rows) for kind, rows in kinds.items()}
+               for name, kinds in acc.items()}}
 
 
 def _pairs_of(raw: Any) -> dict[str, Any]:
@@ -1261,19 +1252,34 @@ def user_report(out: dict[str, Any]) -> list[str]:
         lambda u, n: u["load"][n]["bytes_per_entry"], "{:,.0f}")
     row("entries in Redis after the load (FT.INFO num_docs)",
         lambda u, n: u["load"][n]["entries"], "{:,.0f}", False)
-    lines += ["", "What a lookup costs the server (`INFO commandstats` around each lookup; "
-              "round trips = commands the client sent and waited for, scripts counted once; "
-              "\"+ n sent\": commands sent without waiting for their reply (paracache's hit "
-              "count once the guards accepted a candidate); server time p50 in µs, all "
-              "commands; by outcome):", "",
+    lines += ["", "What a lookup costs on the wire and on the server, every system counted "
+              "the same way (benchmarks/wire.py, checked against known sequences in the same "
+              "run): *RT* = round trips (writes to the socket whose reply the lookup waited "
+              "for), *+ n sent* = writes not waited for (paracache's batched hit counts, one "
+              "write per 100 hits), *cmds* = commands in the client's writes; *server* = all "
+              "commands the server ran (`INFO commandstats`, a script's own commands "
+              "included) and the top-level commands' time, p50 µs (`SLOWLOG`, a script's "
+              "inner commands inside its time); by outcome:", "",
               "| server | system | exact repeat | semantic hit | miss |", "|---|---|---|---|---|"]
     for kind, u in runs.items():
         for name, by in (u["server"].get("cost") or {}).items():
-            cells = [f"{by[k]['round_trips']:.1f} RT"
-                     + (f" + {by[k]['posted']:.1f} sent" if by[k].get("posted") else "")
-                     + f", {by[k]['server_us_p50']:.0f} µs"
+            if name == "meter_check":
+                continue
+            cells = [f"{by[k]['round_trips']:.2f} RT"
+                     + (f" + {by[k]['posted']:.2f} sent" if by[k].get("posted") else "")
+                     + f", {by[k].get('commands_sent', 0):.2f} cmds; server "
+                     + f"{by[k].get('server_commands', 0):.2f} cmds, "
+                     + f"{by[k]['server_us_p50']:.0f} µs"
                      if k in by else "" for k in ("exact repeat", "semantic hit", "miss")]
             lines.append(f"| {kind} | {name} | " + " | ".join(cells) + " |")
+    for kind, u in runs.items():
+        for name, by in (u["server"].get("cost") or {}).items():
+            if name == "meter_check":
+                continue
+            for k in ("exact repeat", "semantic hit", "miss"):
+                if k in by and by[k].get("server_by_command"):
+                    per = ", ".join(f"{c} {v:.2f}" for c, v in by[k]["server_by_command"].items())
+                    lines.append(f"- {kind}, {name}, {k} (n={by[k]['n']}): {per}")
     lines += ["", "paracache's embedding memo is cleared before each of its lookups: every "
               "lookup of either cache embeds its question. On the shared embedder the systems "
               "take turns query by query; on their own pipelines in alternating blocks of "
