@@ -711,6 +711,46 @@ def test_thread_connections_send_post_and_skip(redis_url: str) -> None:
         conns.close()
 
 
+def test_commands_sent_together_go_out_in_one_write(redis_url: str) -> None:
+    """A send with more commands (the exact read and its companion's counts) is one
+    buffer handed to the socket: redis-py writes each item of a list with its own
+    ``sendall``, and each write may wake the server on its own."""
+    from paracache.transport import ThreadConnections
+
+    client = redis.Redis.from_url(redis_url)
+    conns = ThreadConnections(client)
+    key = f"t-one-write-{time.time_ns()}"
+    writes: list[Any] = []
+    try:
+        assert conns.call(("PING",))  # connected (the handshake's writes before)
+        conn = conns.connection()
+        real = conn.send_packed_command
+
+        def record(packed: Any, check_health: bool = True) -> None:
+            writes.append(packed)
+            real(packed, check_health=check_health)
+
+        conn.send_packed_command = record
+        sent = conns.send(("HSET", key, "f", "v"), (("HGETALL", key), ("HMGET", key, "f", "g")))
+        assert conns.receive(sent) == [1, {b"f": b"v"}, [b"v", None]]
+        assert len(writes) == 1 and len(writes[0]) == 1  # one write of one buffer
+        assert conns.call(("ECHO", "in step")) == b"in step"
+    finally:
+        client.delete(key)
+        conns.close()
+
+
+def test_fields_from_a_dict_reply_are_a_copy() -> None:
+    """Fields read from a dict reply (redis-py's HGETALL) are bytes to bytes, in a new
+    dict (the caller may change it), whatever the reply's types."""
+    from paracache.protocol import _as_fields
+
+    raw = {b"prompt": b"hi", b"hit_count": b"2"}
+    fields = _as_fields(raw)
+    assert fields == raw and fields is not raw
+    assert _as_fields({"prompt": "hi", b"n": 3}) == {b"prompt": b"hi", b"n": b"3"}
+
+
 def _reference_measure(text: str, pieces: Any, word_ids: Any) -> Any:
     """readability.measure as it was before its fast paths (a per-letter loop for every
     text): what they must reproduce exactly."""

@@ -423,6 +423,8 @@ def _flatten(mapping: Mapping[str, Any]) -> list[Any]:
 
 def _as_fields(raw: Any) -> dict[bytes, bytes]:
     if isinstance(raw, dict):
+        if all(type(k) is bytes and type(v) is bytes for k, v in raw.items()):
+            return dict(raw)  # redis-py's HGETALL reply, or fields read before: a copy
         return {_b(k): _b(v) for k, v in raw.items()}
     items = list(raw)
     if len(items) % 2 == 0 and all(type(x) is bytes for x in items):  # hiredis's replies

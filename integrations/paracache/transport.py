@@ -280,8 +280,8 @@ class ThreadConnections:
             self._read_posted(local, conn)
         try:
             packed = self._pack(conn, args)
-            for command in more:
-                packed = [*packed, *self._pack(conn, command)]
+            if more:  # one buffer: redis-py writes each item of a list with its own sendall
+                packed = [b"".join([*packed, *(p for c in more for p in self._pack(conn, c))])]
             conn.send_packed_command(packed, check_health=False)
         except BaseException:
             self._drop(local, conn)
