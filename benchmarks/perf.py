@@ -847,7 +847,8 @@ def server_costs(url: str, para: Any, lc: Any, queries: Sequence[str],
                 kind = ("exact repeat" if text == exact[i] else
                         "semantic hit" if hit else "miss")
                 acc.setdefault(name, {}).setdefault(kind, []).append({
-                    "writes": wire.writes, "round_trips": wire.round_trips,
+                    "writes": wire.writes, "sendalls": wire.sendalls,
+                    "round_trips": wire.round_trips,
                     "sent": wire.sent, "commands": len(wire.commands),
                     "server_calls": sum(srv.calls.values()), "by_command": srv.calls,
                     "usec": srv.usec, "matched": srv.matched})
@@ -859,12 +860,14 @@ def server_costs(url: str, para: Any, lc: Any, queries: Sequence[str],
         names = sorted({c for r in rows for c in r["by_command"]})
         return {"round_trips": statistics.mean(r["round_trips"] for r in rows),
                 "writes": statistics.mean(r["writes"] for r in rows),
+                "sendalls": statistics.mean(r["sendalls"] for r in rows),
                 "posted": statistics.mean(r["sent"] for r in rows),
                 "commands_sent": statistics.mean(r["commands"] for r in rows),
                 "server_commands": statistics.mean(r["server_calls"] for r in rows),
                 "server_by_command": {c: statistics.mean(r["by_command"].get(c, 0)
                                                          for r in rows) for c in names},
                 "server_us_p50": statistics.median(r["usec"] for r in rows),
+                "server_us_mean": statistics.mean(r["usec"] for r in rows),
                 "unmatched": sum(not r["matched"] for r in rows),
                 "n": len(rows)}
 
@@ -1279,7 +1282,10 @@ def user_report(out: dict[str, Any]) -> list[str]:
             for k in ("exact repeat", "semantic hit", "miss"):
                 if k in by and by[k].get("server_by_command"):
                     per = ", ".join(f"{c} {v:.2f}" for c, v in by[k]["server_by_command"].items())
-                    lines.append(f"- {kind}, {name}, {k} (n={by[k]['n']}): {per}")
+                    lines.append(f"- {kind}, {name}, {k} (n={by[k]['n']}): "
+                                 f"{by[k].get('sendalls', 0):.2f} sendall calls; server "
+                                 f"time mean {by[k].get('server_us_mean', 0):.0f} µs; "
+                                 f"commands: {per}")
     lines += ["", "paracache's embedding memo is cleared before each of its lookups: every "
               "lookup of either cache embeds its question. On the shared embedder the systems "
               "take turns query by query; on their own pipelines in alternating blocks of "

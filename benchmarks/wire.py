@@ -73,6 +73,8 @@ def command_names(packed: Any) -> list[str]:
 class _Write:
     conn: int
     commands: list[str]
+    #: ``sendall`` calls it takes (redis-py writes each item of a list on its own).
+    sendalls: int = 1
     replies: int = 0
 
 
@@ -81,6 +83,8 @@ class Wire:
     """One window's client-side counts."""
 
     writes: int
+    #: ``sendall`` calls those writes took (more than ``writes`` when a write was a list).
+    sendalls: int
     round_trips: int
     sent: int
     commands: list[str]
@@ -132,7 +136,8 @@ class WireMeter:
             self._installed = None
 
     def _wrote(self, conn: Any, command: Any) -> None:
-        write = _Write(id(conn), command_names(command))
+        items = 1 if isinstance(command, (bytes, bytearray, memoryview, str)) else len(command)
+        write = _Write(id(conn), command_names(command), items)
         with self._lock:
             self._writes.append(write)
             self._pending.setdefault(id(conn), []).append(write)
@@ -164,6 +169,7 @@ class WireMeter:
                 writes, earlier = self._writes, self._earlier
             got.append(Wire(
                 writes=len(writes),
+                sendalls=sum(w.sendalls for w in writes),
                 round_trips=sum(1 for w in writes if w.replies),
                 sent=sum(1 for w in writes if not w.replies),
                 commands=[c for w in writes for c in w.commands],
