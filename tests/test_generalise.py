@@ -380,3 +380,48 @@ def test_the_learned_check_reads_english_with_symbols() -> None:
     assert Guards.vouches(plain, stored, 0.895, 0.9)
     assert Guards.vouches(curly, stored, 0.895, 0.9)  # an apostrophe is no other language
     assert not Guards.vouches("¿Cuánto es la propina en un restaurante?", stored, 0.895, 0.9)
+
+
+# --------------------------------------------------------------------------- seventh round
+
+
+@pytest.mark.parametrize(
+    ("query", "stored"),
+    [
+        # do-support: "don't offer" is "offer" negated, with no "do" in the plain question
+        ("Which airlines don't offer free meals?", "Which airlines offer free meals?"),
+        ("Which cards doesn't the shop accept?", "Which cards does the shop accept?"),
+        # "without" is "with" negated
+        ("How much is a hotel room without breakfast?", "How much is a hotel room with breakfast?"),
+    ],
+)
+def test_do_support_and_without_are_a_negation_of_the_same_words(
+    query: str, stored: str
+) -> None:
+    assert Guards().check(query, stored) == "negation"
+    assert Guards().check(stored, query) == "negation"
+
+
+def test_a_complaint_with_do_support_is_still_the_same_question() -> None:
+    assert Guards().check(
+        "I don't see the export option", "Where do I see the export option?") is None
+
+
+@pytest.mark.parametrize(
+    ("query", "stored", "guard"),
+    [
+        ("Is firmware v2.1 safe to install?", "Is firmware v2.4 safe to install?", "identifiers"),
+        ("What shoes for a 6.11b slab?", "What shoes for a 6.13b slab?", "identifiers"),
+    ],
+)
+def test_dotted_codes_are_read_whole(query: str, stored: str, guard: str) -> None:
+    assert Guards().check(query, stored) == guard
+
+
+def test_a_decimal_with_its_unit_is_a_number_not_a_code() -> None:
+    from paracache.guards import features
+
+    assert features("Is a 3.5mm jack standard?").numbers == {"3.5"}
+    assert features("Is a 3.5mm jack standard?").identifiers == frozenset()
+    # a decimal the number pattern cannot read whole is not read as its first digits
+    assert "1" not in features("It costs 1.5x more").numbers

@@ -1155,15 +1155,17 @@ _NON_WORD = re.compile(r"[^\w]+")
 _RE_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 _RE_URL = re.compile(r"\b(?:https?://|www\.)\S+", re.I)
 _RE_UUID = re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b", re.I)
-_RE_CODE = re.compile(  # letters and digits mixed, e.g. AB123, X7-99Q, 4111-XXXX
-    r"(?<![\w$€£¥₹.,])(?=[a-z0-9-]*\d)(?=[a-z0-9-]*[a-z])[a-z0-9]+(?:-[a-z0-9]+)*(?![\w])",
+_RE_CODE = re.compile(  # letters and digits mixed, e.g. AB123, X7-99Q, 4111-XXXX, v1.2, 5.10a
+    r"(?<![\w$€£¥₹.,])(?=[a-z0-9.-]*\d)(?=[a-z0-9.-]*[a-z])[a-z0-9]+(?:[-.][a-z0-9]+)*(?![\w])",
     re.I,
 )
 _RE_NOT_CODE = re.compile(  # "2nd", "5pm", "24h", "10k", "3x", "7days", "2fa", "4g"
     r"^\d+(?:st|nd|rd|th|am|pm|h|hr|hrs|hour|hours|min|mins|s|sec|secs|d|day|days|"
     r"w|wk|wks|week|weeks|m|mo|mos|month|months|y|yr|yrs|year|years|k|mn|bn|x|fa|g|gb|mb|"
     r"kb|tb|kg|km|mi|ml|l|p|pc|pcs|eur|usd|gbp)$|^(?:mp3|mp4|h264|x86|a4|b2b|b2c|p2p|g7)$"
-    r"|^\d+-[a-z]+$",  # "4-person", "2-day", "3-pack": a count and a word, not a code
+    r"|^\d+-[a-z]+$"  # "4-person", "2-day", "3-pack": a count and a word, not a code
+    r"|^\d+[.,]\d+(?:gb|mb|kb|tb|kg|mg|km|cm|mm|ml|mp|mah|kwh|kw|ghz|mhz|hz|px|lbs|lb|oz|ft|mi|g|"
+    r"w|v|k|m|x|h|s|am|pm)$",  # "3.5mm", "2.4GHz", "1.5k": a number with its unit
     re.I,
 )
 _RE_HASH_ID = re.compile(r"#\s?([a-z0-9][a-z0-9-]*)", re.I)
@@ -1237,7 +1239,7 @@ _GLUED_UNITS = (
     "gb|mb|kb|tb|kg|mg|km|cm|mm|ml|mp|mah|kwh|kw|ghz|mhz|hz|px|lbs|lb|oz|ft|mi|g|w|v"
 )
 _RE_NUMBER = re.compile(
-    rf"(?<![\w.,]){_NUMBER}(?:st|nd|rd|th|{_GLUED_UNITS})?"
+    rf"(?<![\w.,]){_NUMBER}(?![.,]\d)(?:st|nd|rd|th|{_GLUED_UNITS})?"
     r"(?:\s?%|\s(?:percent|per cent|pct)\b)?(?![\w])",
     re.I,
 )
@@ -2064,16 +2066,44 @@ _NEGATED_FORMS = {
 }
 
 
+#: Negated forms of "do" that only carry the negation ("which museums *don't* charge" is
+#: "which museums charge" negated: no "do" in the plain question).
+_DO_SUPPORT = frozenset({"dont", "doesnt", "didnt"})
+
+
 def _negation_only(neg: tuple[str, ...], other: tuple[str, ...]) -> bool:
     """``neg`` is ``other`` with a negation added and nothing else changed ("which
-    plastics *can't* be recycled" / "which plastics can be recycled")."""
+    plastics *can't* be recycled" / "which plastics can be recycled", "which museums
+    *don't* charge a fee" / "which museums charge a fee", "a car *without* a driver" / "a
+    car *with* a driver").
+
+    Example:
+        >>> _negation_only(("which", "museums", "don't", "charge"),
+        ...                ("which", "museums", "charge"))
+        True
+    """
     plain = []
+    support = False
     for t in neg:
         bare = t.replace("'", "").replace("\u2019", "")
         if bare in ("not", "never", "no"):
             continue
+        if bare == "without":
+            plain.append("with")
+            continue
+        support = support or bare in _DO_SUPPORT
         plain.append(_NEGATED_FORMS.get(bare, t))
-    return plain != list(neg) and tuple(map(_stem, plain)) == tuple(map(_stem, other))
+    if plain == list(neg):
+        return False
+    target = tuple(map(_stem, other))
+    if tuple(map(_stem, plain)) == target:
+        return True
+    # do-support: "don't charge" is "charge" negated when the other has no "do" there
+    return support and tuple(
+        _stem(t) for t, raw in zip(plain, (x for x in neg if x not in ("not", "never", "no")),
+                                   strict=True)
+        if raw.replace("'", "").replace("\u2019", "") not in _DO_SUPPORT
+    ) == target
 
 
 def _unmatched(names: frozenset[str], other: Features) -> bool:
