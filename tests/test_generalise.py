@@ -425,3 +425,26 @@ def test_a_decimal_with_its_unit_is_a_number_not_a_code() -> None:
     assert features("Is a 3.5mm jack standard?").identifiers == frozenset()
     # a decimal the number pattern cannot read whole is not read as its first digits
     assert "1" not in features("It costs 1.5x more").numbers
+
+
+@pytest.mark.parametrize(
+    ("query", "stored"),
+    [
+        ("How do I mute notifications for one app?", "How do I mute notifications for all apps?"),
+        ("Can I export one sheet as a PDF?", "Can I export every sheet as a PDF?"),
+    ],
+)
+def test_one_item_against_all_of_them_is_another_scope(query: str, stored: str) -> None:
+    assert Guards().check(query, stored) == "quantifiers"
+    assert Guards().check(stored, query) == "quantifiers"
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["Which one is better?", "Can I have more than one account?", "Is one day enough?",
+     "Is there one more step?"],
+)
+def test_one_that_picks_no_item_is_no_scope(text: str) -> None:
+    from paracache.guards import features
+
+    assert ("extent", 1) not in features(text).quantifiers

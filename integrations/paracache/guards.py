@@ -1870,7 +1870,30 @@ def _quantifiers(lowered_words: list[str], text: str) -> set[tuple[str, int]]:
             found.add(hit)
             resume = i + size
             break
+        else:
+            if word == "one" and _one_thing(lowered_words, i):
+                found.add(("extent", 1))  # "for *one* app" against "for *all* apps"
     return found
+
+
+#: Words before "one" that make it no single item of several ("more than one", "the one
+#: I use", "which one", "any one") and words after it that are no item ("one day").
+_NOT_ONE_BEFORE = frozenset(
+    {"than", "the", "this", "that", "which", "any", "no", "every", "each", "another"}
+)
+_NOT_ONE_AFTER = frozenset({"time", "times", "more", "another", "way", "other", "last", "thing"})
+
+
+def _one_thing(words: list[str], i: int) -> bool:
+    """Whether "one" at ``words[i]`` picks one item of several ("for *one* app", "to *one*
+    clip"): a noun follows, and no word before it makes it something else."""
+    if i + 1 >= len(words) or (i > 0 and words[i - 1] in _NOT_ONE_BEFORE):
+        return False
+    nxt = words[i + 1]
+    return not (
+        nxt in _STOP or nxt in _DETERMINERS or nxt in _NOT_ONE_AFTER or nxt in _DURATION_KEYS
+        or nxt in _NUMERIC_WORDS
+    )
 
 
 def _entities(tokens: list[str], lowered_tokens: list[str]) -> set[str]:
