@@ -448,3 +448,13 @@ def test_one_that_picks_no_item_is_no_scope(text: str) -> None:
     from paracache.guards import features
 
     assert ("extent", 1) not in features(text).quantifiers
+
+
+def test_a_shared_detail_vouches_only_when_one_side_says_all_the_other_does() -> None:
+    # both name the barn owl (a shared name), each names another bird: not vouched for
+    assert not Guards.vouches("How do I tell a barn owl from a snowy owl?",
+                              "How do I tell a barn owl from a tawny owl?", 0.87, 0.9)
+    # one side only adds words ("track"): still vouched for by the shared parcel number
+    assert Guards.vouches("Where is parcel 88231?", "Can you track parcel 88231 for me?",
+                          0.87, 0.9)
+    assert Guards.vouches("Do you accept Apple Pay?", "Can I pay with Apple Pay?", 0.87, 0.9)

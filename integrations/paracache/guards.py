@@ -2784,7 +2784,9 @@ class Guards:
             query, candidate
         ):
             return True
-        if gap <= DETAIL_MARGIN and corroborates(query, candidate):
+        if gap <= DETAIL_MARGIN and corroborates(query, candidate) and not _both_add(
+            query, candidate
+        ):
             return True
         return (
             learned
@@ -2888,6 +2890,38 @@ def _another_question(a: str, b: str) -> bool:
     if not (wa <= wb or wb <= wa):
         return True
     return any(_differs(name, fa, fb) for name in _DETAIL_GUARDS)
+
+
+def _content_words(f: Features) -> list[str]:
+    return [w for w in (t[:-2] if t.endswith("'s") else t for t in f.tokens)
+            if w.isalpha() and w not in _EDIT_FUNCTION]
+
+
+@functools.lru_cache(maxsize=1024)
+def _both_add(query: str, candidate: str) -> bool:
+    """Whether each text has a content word that the other neither says nor says in
+    other words (WordNet kin: synonyms, derived forms, a direct hypernym; or a typo):
+    "a barn owl from a *snowy* owl" / "from a *tawny* owl", "*show hidden* files on a
+    Mac" / "*hide* files on a Mac". A shared detail says the two are about the same
+    thing, not that they ask the same of it.
+
+    Example:
+        >>> _both_add("How do I tell a barn owl from a snowy owl?",
+        ...           "How do I tell a barn owl from a tawny owl?")
+        True
+        >>> _both_add("Where is parcel 88231?", "Can you track parcel 88231 for me?")
+        False
+    """
+    a, b = _content_words(features(query)), _content_words(features(candidate))
+    stems_a, stems_b = {_stem(w) for w in a}, {_stem(w) for w in b}
+
+    def unmatched(words: list[str], stems: set[str], other: list[str]) -> bool:
+        return any(
+            _stem(w) not in stems and not any(_kin(w, o) or _typo_like(w, o) for o in other)
+            for w in words
+        )
+
+    return unmatched(a, stems_b, b) and unmatched(b, stems_a, a)
 
 
 def corroborates(query: str, candidate: str) -> bool:
