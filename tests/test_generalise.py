@@ -458,3 +458,29 @@ def test_a_shared_detail_vouches_only_when_one_side_says_all_the_other_does() ->
     assert Guards.vouches("Where is parcel 88231?", "Can you track parcel 88231 for me?",
                           0.87, 0.9)
     assert Guards.vouches("Do you accept Apple Pay?", "Can I pay with Apple Pay?", 0.87, 0.9)
+
+
+@pytest.mark.parametrize(
+    ("query", "stored", "guard"),
+    [
+        # a time relation: during against after or before
+        ("Can I swim while my tattoo is healing?", "Can I swim after my tattoo is healing?",
+         "quantifiers"),
+        # a preposition and its opposite in the same place
+        ("Should I plane with the grain of the board?",
+         "Should I plane against the grain of the board?", "edits"),
+        # "hardly" negates what it stands before
+        ("Is it normal for my cat to eat at night?",
+         "Is it normal for my cat to hardly eat at night?", "negation"),
+    ],
+)
+def test_time_relations_prepositions_and_negative_adverbs(
+    query: str, stored: str, guard: str
+) -> None:
+    assert Guards(learned=False).check(query, stored) == guard
+
+
+def test_a_while_is_no_time_relation() -> None:
+    from paracache.guards import features
+
+    assert features("It's been pending for a while, when will it go through?").quantifiers == set()

@@ -33,10 +33,12 @@ The guards (each on by default, each switchable):
     Different numbers, counts ("twice" = "two times"), ordinals, percentages or
     durations ("2 weeks" = "14 days" = "fourteen days"; "a week" = "7 days").
 ``negation``
-    A word negated in one text ("don't *cancel*", "has not *arrived*", "no *fee*") and
-    stated in the other, which has no negation ("cancel my order"). Not a conflict: a
-    reported problem against a how/where/when question about the same thing ("I can't
-    find the top-up option" vs "Where do I find the top-up option?").
+    A word negated in one text ("don't *cancel*", "has not *arrived*", "no *fee*",
+    "*hardly* sleeps", "*without* a driver") and stated in the other, which has no
+    negation ("cancel my order"). Not a conflict: a reported problem against a
+    how/where/when question about the same thing ("I can't find the top-up option" vs
+    "Where do I find the top-up option?"), unless the two are the same words but the
+    negation ("Which museums *don't* charge a fee?" / "Which museums charge a fee?").
 ``opposites``
     Opposite actions or states, one side each: "activate"/"deactivate", "lock"/
     "unlock", "increase"/"decrease", "open"/"close", "deposit"/"withdraw",
@@ -44,8 +46,9 @@ The guards (each on by default, each switchable):
     not conflict with "declined").
 ``quantifiers``
     Exclusive scope words, one side each: "all" vs "one of"/"some of", "minimum" vs
-    "maximum", "first" vs "last", "before" vs "after", "domestic" vs "international",
-    "personal" vs "business", "daily" vs "monthly", "virtual" vs "physical", ...
+    "maximum", "first" vs "last", "before" vs "after" vs "while", "one" (item) vs "all",
+    "domestic" vs "international", "personal" vs "business", "daily" vs "monthly",
+    "virtual" vs "physical", ...
 ``entities``
     Swapped names: each side names something (a capitalised name, an acronym, a brand)
     that the other does not mention ("Apple Pay" vs "Google Pay", "France" vs "Spain").
@@ -54,8 +57,9 @@ The guards (each on by default, each switchable):
     is asked (:func:`minimal_edit`): a content word replaced by one that WordNet does not
     relate to it ("secure my *home* / *office* Wi-Fi", "make the bucket *public* /
     *private*", "for *adults* / *children*"; or two swapped: "the *ceremony* but not the
-    *reception*"), a directional particle flipped ("tap *in* / *out*"), a prefix added
-    ("*off*-peak") or a person or possessor added ("my *neighbor's* pond", "*for my
+    *reception*"), a directional particle or preposition flipped ("tap *in* / *out*",
+    "*with* / *against* the grain"), a prefix added ("*off*-peak") or a person or
+    possessor added ("my *neighbor's* pond", "*for my
     partner*"). Synonyms ("planes" / "airplanes"), derived forms, direct hypernyms ("fee"
     / "charge"), inflections, typos and function words are no change; a rewording of more
     than a word here and there is not a minimal edit. A backstop for the guards above:
@@ -382,6 +386,9 @@ _ID_NOUNS = (
 #: Negation cues. Contractions ("don't", "dont", "can't", "cant") are caught by their
 #: ``n't``/``nt`` ending too.
 _NEGATORS = {
+    "hardly",
+    "barely",
+    "scarcely",
     "not",
     "no",
     "never",
@@ -669,7 +676,11 @@ _QUANTIFIER_GROUPS: dict[str, tuple[tuple[str, ...], ...]] = {
         ("first", "earliest", "oldest", "initial"),
         ("last", "latest", "newest", "most recent", "final"),
     ),
-    "time": (("before", "prior to", "earlier than"), ("after", "later than")),
+    "time": (
+        ("before", "prior to", "earlier than"),
+        ("after", "later than"),
+        ("while", "whilst", "during"),
+    ),
     "reach": (
         (
             "domestic",
@@ -1863,6 +1874,8 @@ def _quantifiers(lowered_words: list[str], text: str) -> set[tuple[str, int]]:
                 ahead = " ".join(lowered_words[i + size : i + size + 3])
                 if not _RE_NUMERIC_AHEAD.match(" " + ahead):
                     break  # "over the phone", "under my name": not a bound
+            if phrase == "while" and i and lowered_words[i - 1] in _DETERMINERS:
+                break  # "it's been a while": a noun, not "while taking"
             if phrase in _PERIOD_PHRASES:
                 before = " ".join(lowered_words[max(0, i - 2) : i])
                 if not (_RE_PERIOD_CONTEXT.search(before) or _RE_PERIOD_CONTEXT.search(text)):
@@ -2344,6 +2357,7 @@ _PARTICLES = (
     (frozenset({"on", "onto"}), frozenset({"off"})),
     (frozenset({"up"}), frozenset({"down"})),
     (frozenset({"to"}), frozenset({"from"})),
+    (frozenset({"with", "for"}), frozenset({"against"})),
 )
 #: Prefixes written as words of their own ("*off*-peak", "*non*-stop", "*anti*-virus").
 _EDIT_PREFIXES = frozenset({"non", "off", "anti", "un", "dis", "counter"})
