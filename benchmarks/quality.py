@@ -429,7 +429,7 @@ def guard_overhead(fill: list[dict[str, Any]], ask: list[dict[str, Any]],
     import numpy as np
 
     from paracache.core import Candidate, Core
-    from paracache.guards import _pair_model, _pair_words, same_question
+    from paracache.guards import _asks, _both_add, _pair_model, _pair_words, same_question
     from paracache.schema import Layout
 
     guards = Guards()
@@ -457,6 +457,8 @@ def guard_overhead(fill: list[dict[str, Any]], ask: list[dict[str, Any]],
                  for i in top]
         features.cache_clear()
         _pair_words.cache_clear()
+        _both_add.cache_clear()
+        _asks.cache_clear()
         t0 = time.thread_time()  # CPU time: robust to other processes on the machine
         core._choose(req, cands)
         timings.append((time.thread_time() - t0) * 1e6)

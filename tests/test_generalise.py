@@ -484,3 +484,15 @@ def test_a_while_is_no_time_relation() -> None:
     from paracache.guards import features
 
     assert features("It's been pending for a while, when will it go through?").quantifiers == set()
+
+
+def test_the_learned_check_vouches_only_for_questions_that_ask_alike() -> None:
+    from paracache.guards import same_question
+
+    why, how = "Why do dogs bark at night?", "How can dogs stop barking at night?"
+    assert same_question(why, how, 0.86) >= 0.6  # the words alone would do
+    assert not Guards.vouches(why, how, 0.86, 0.9)  # a reason against a way to do it
+    # where / how-do-I, how much / how big, and "how is" (which tells no kind) ask alike
+    assert Guards.vouches("Where do I find my PIN?", "How do I find my PIN?", 0.86, 0.9)
+    assert Guards.vouches("How much should I save each month?",
+                          "How big should my monthly savings be?", 0.86, 0.9)

@@ -2770,10 +2770,12 @@ class Guards:
         """Whether a candidate ``similarity`` below ``threshold`` may still be served (if
         it passes every guard): it is the query asked again with typos
         (:func:`typo_repeat`) at most :data:`TYPO_MARGIN` below the threshold; or it
-        shares a specific detail with the query (:func:`corroborates`) and is at most
-        :data:`DETAIL_MARGIN` below; or the learned pair check (:func:`same_question`)
-        vouches for it and it is at most :data:`LEARNED_MARGIN` below (unless ``learned``
-        is false). The typo and learned margins are for the default threshold 0.90; a
+        shares a specific detail with the query (:func:`corroborates`), one of the two says
+        all the other says, and it is at most :data:`DETAIL_MARGIN` below; or the learned
+        pair check (:func:`same_question`) vouches for it, the two ask for the same kind of
+        thing (a reason, a way, a time, a place, a person, a quantity: the words that open
+        them) and it is at most :data:`LEARNED_MARGIN` below (unless ``learned`` is
+        false). The typo and learned margins are for the default threshold 0.90; a
         stricter one shrinks them with the square of its distance (at 0.95 to a quarter).
 
         Example:
@@ -2808,6 +2810,7 @@ class Guards:
             and _latin_letters(query)
             and _latin_letters(candidate)  # trained on English
             and same_question(query, candidate, similarity) >= _pair_model()[2]
+            and _asks_alike(query, candidate)
         )
 
     def contest(
@@ -2936,6 +2939,61 @@ def _both_add(query: str, candidate: str) -> bool:
         )
 
     return unmatched(a, stems_b, b) and unmatched(b, stems_a, a)
+
+
+#: What a question asks for, by the words its clauses open with (after a pleasantry): a
+#: person, a time, a place, a reason, a quantity or degree, or a way to do something.
+_ASK_OPENERS = {"who": "person", "whom": "person", "whose": "person", "when": "time",
+                "where": "place", "why": "reason"}
+_HOW_TIME = frozenset({"long", "soon", "fast", "quickly", "quick", "often", "early", "late"})
+_HOW_WAY = frozenset({"do", "does", "did", "can", "could", "should", "would", "will", "to",
+                      "shall", "may", "might", "must"})
+#: "How is my deposit not there yet?" asks why, "how is Easter's date worked out" how:
+#: "how" before a form of "be" tells no kind.
+_HOW_BE = frozenset({"is", "are", "was", "were", "am", "'s", "come"})
+#: Kinds of asking that are one question in other words ("where do I find" / "how do I
+#: find", "how long" / "how much longer", "how much" / "how big").
+_ASKS_ALIKE = frozenset({frozenset({"place", "way"}), frozenset({"time", "quantity"})})
+
+
+@functools.lru_cache(maxsize=4096)
+def _asks(tokens: tuple[str, ...]) -> frozenset[str]:
+    out = set()
+    start = True
+    for i, t in enumerate(tokens):
+        if t in _LEAD_SKIP or t in ("and", "or", "but"):
+            start = True
+            continue
+        if start:
+            nxt = tokens[i + 1] if i + 1 < len(tokens) else ""
+            if t in _ASK_OPENERS:
+                out.add(_ASK_OPENERS[t])
+            elif t == "how" and nxt not in _HOW_BE:
+                out.add("quantity" if nxt in ("much", "many")
+                        else "time" if nxt in _HOW_TIME else "way" if nxt in _HOW_WAY or not nxt
+                        else "quantity")  # "how big", "how old": a degree
+            elif t == "how" and nxt == "come":
+                out.add("reason")
+        start = False
+    return frozenset(out)
+
+
+def _asks_alike(query: str, candidate: str) -> bool:
+    """Whether two questions ask for the same kind of thing, as far as the words that open
+    their clauses tell: a person (who), a time (when, how long), a place (where), a
+    reason (why, how come), a quantity or degree (how much, how big) or a way to do
+    something (how do I, how can). Where / how-do-I and how long / how much longer ask
+    alike; a question with no opener ("Is it ...?", "How is ...?") asks like any.
+
+    Example:
+        >>> _asks_alike("Why do dogs bark at night?", "How can dogs stop barking at night?")
+        False
+        >>> _asks_alike("Where do I find my PIN?", "How do I find my PIN?")
+        True
+    """
+    a, b = _asks(features(query).tokens), _asks(features(candidate).tokens)
+    return (not a or not b or bool(a & b)
+            or any(frozenset({x, y}) in _ASKS_ALIKE for x in a for y in b))
 
 
 def corroborates(query: str, candidate: str) -> bool:
