@@ -496,3 +496,8 @@ def test_the_learned_check_vouches_only_for_questions_that_ask_alike() -> None:
     assert Guards.vouches("Where do I find my PIN?", "How do I find my PIN?", 0.86, 0.9)
     assert Guards.vouches("How much should I save each month?",
                           "How big should my monthly savings be?", 0.86, 0.9)
+
+
+def test_only_some_against_all_is_another_scope() -> None:
+    assert Guards().check("Why do only the leaves at the top of my basil wilt?",
+                          "Why do all the leaves of my basil wilt?") == "quantifiers"

@@ -640,6 +640,10 @@ _QUANTIFIER_GROUPS: dict[str, tuple[tuple[str, ...], ...]] = {
             "several of",
             "either",
             "half",
+            "only the",
+            "only my",
+            "only some",
+            "only certain",
         ),
     ),
     "bound": (
