@@ -501,3 +501,30 @@ def test_the_learned_check_vouches_only_for_questions_that_ask_alike() -> None:
 def test_only_some_against_all_is_another_scope() -> None:
     assert Guards().check("Why do only the leaves at the top of my basil wilt?",
                           "Why do all the leaves of my basil wilt?") == "quantifiers"
+
+
+@pytest.mark.parametrize(
+    ("query", "stored"),
+    [
+        # "beter", "neded", "cots" are in the vocabulary (a rare word, a regular inflection
+        # of one) but far rarer than the word one edit away
+        ("How do I get beter at chess?", "How do I get better at chess?"),
+        ("Is a visa neded for Peru?", "Is a visa needed for Peru?"),
+        ("How much does it cots to ship a piano?", "How much does it cost to ship a piano?"),
+    ],
+)
+def test_a_rare_word_beside_a_far_more_frequent_one_is_a_typo(query: str, stored: str) -> None:
+    assert typo_repeat(query, stored)
+    assert Guards.vouches(query, stored, 0.7, 0.9)
+
+
+@pytest.mark.parametrize(
+    ("query", "stored"),
+    [
+        ("Is my cat covered?", "Is my car covered?"),  # two common words
+        ("Is there a fee for it?", "Is there a few for it?"),
+        ("Is the milk in the dairy?", "Is the milk in the diary?"),  # two letters swapped
+    ],
+)
+def test_two_common_words_one_edit_apart_are_no_typo(query: str, stored: str) -> None:
+    assert not typo_repeat(query, stored)

@@ -2185,13 +2185,26 @@ def _one_edit(a: str, b: str, substitution: bool = True) -> bool:
     return a[i + 1 :] == b[i:] if la > lb else a[i:] == b[i + 1 :]
 
 
+#: A known word this rare (its frequency rank in the embedder's vocabulary; about 21 k
+#: whole words, then their regular inflections) may be a misspelling of a word one edit
+#: away that is :data:`TYPO_RATIO` times more frequent ("beter" / "better", "eta" /
+#: "eat", "dose" / "does"); two common words ("cat" / "car", "fee" / "few") never are.
+RARE_RANK = 8_000
+TYPO_RATIO = 5
+
+
 def _misspelt(a: str, b: str, substitution: bool = True) -> bool:
     """One of ``a`` and ``b`` is a misspelling of the other: one edit apart, and one of
-    them is not a word the embedder's vocabulary knows ("cat" / "car" are two words)."""
+    them is not a word the embedder's vocabulary knows, or a rare one beside a far more
+    frequent one ("cat" / "car" are two words, "beter" / "better" a typo)."""
     if not _one_edit(a, b, substitution):
         return False
     known = _known_words()
-    return a not in known or b not in known
+    ra, rb = known.get(a), known.get(b)
+    if ra is None or rb is None:
+        return True
+    rare, common = max(ra, rb), min(ra, rb)
+    return rare >= RARE_RANK and rare >= TYPO_RATIO * common
 
 
 def _maybe_typo(query: str, candidate: str) -> bool:
