@@ -25,6 +25,7 @@ from paracache.guards import (
     LEARNED_MARGIN,
     TYPO_MARGIN,
     Guards,
+    _both_add,
     _exclusive_sides,
     _lexicon_opposed,
     _maybe_typo,
@@ -52,7 +53,7 @@ def cause(q: str, c: str, sim: float) -> tuple[bool, str]:
         gap = T - sim
         if gap <= TYPO_MARGIN and _maybe_typo(q, c) and typo_repeat(q, c):
             via = "typo"
-        elif gap <= DETAIL_MARGIN and corroborates(q, c):
+        elif gap <= DETAIL_MARGIN and corroborates(q, c) and not _both_add(q, c):
             via = "detail"
         elif gap <= LEARNED_MARGIN + 1e-9 and G.vouches(q, c, sim, T):
             via = "learned"
@@ -80,6 +81,7 @@ FILES = {
     "heldout2": ("nearmiss_heldout2.jsonl", "duplicates_heldout2.jsonl"),
     "heldout3": ("nearmiss_heldout3.jsonl", "duplicates_heldout3.jsonl"),
     "heldout4": ("nearmiss_heldout4.jsonl", "duplicates_heldout4.jsonl"),
+    "heldout5": ("nearmiss_heldout5.jsonl", "duplicates_heldout5.jsonl"),
 }
 
 
