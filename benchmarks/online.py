@@ -150,7 +150,7 @@ def run_stream(
     wrong: list[int] = []
     lookup_ms: list[float] = []
     hits: list[tuple[int, float, int]] = []  # (query, similarity, wrong) of served hits
-    thresholds: list[tuple[int, float | None]] = []  # learned threshold at each sync
+    thresholds: list[tuple[Any, ...]] = []  # (query, threshold, E(t), upper) at each sync
     started = time.perf_counter()
     for n, row in enumerate(stream, 1):
         before = model.calls
@@ -165,8 +165,11 @@ def run_stream(
             hits.append((n, round(verdict.hit.similarity, 4), wrong[-1]))
         if index.learner is not None and n % sync == 0:
             index.learner.wait_idle(60)
-            learned = index.learner.stats().thresholds
-            thresholds.append((n, min(learned.values()) if learned else None))
+            learned = [d for d in index.learner._decisions.values() if d.learned]
+            low = min(learned, key=lambda d: d.threshold) if learned else None
+            thresholds.append(
+                (n, low.threshold, low.estimate, low.upper) if low else (n, None, None, None)
+            )
     seconds = time.perf_counter() - started
     learning = index.stats().learning
     records = {}

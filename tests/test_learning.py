@@ -607,3 +607,27 @@ def test_learned_threshold_has_hysteresis(make_index: Any) -> None:
     assert learned() == strict_1  # re-read: not lowered to loose_1
     client.hset(key, mapping=_record(later))
     assert learned() == strict_2
+
+
+def test_traffic_counts_follow_recent_lookups(make_index: Any, monkeypatch: Any) -> None:
+    """Past ``TRAFFIC_WINDOW`` lookups a scope's traffic counts are halved (labels are
+    not): the shares the bound weighs errors by are those of recent lookups."""
+    from paracache import learning
+
+    monkeypatch.setattr(learning, "TRAFFIC_WINDOW", 10)
+    index = make_index(max_error_rate=0.02, min_similarity=0.99)
+    index.store(STORED, "Open the app and tap Activate.", SCOPE)
+    assert index.learner is not None
+    _client(index).hset(index.learner.stats_key(SCOPE.digest()), mapping={"v": "1", "n93": 3})
+    for _ in range(8):
+        assert index.lookup_verdict(NEAR, SCOPE).outcome == "miss"
+    assert index.learner.wait_idle(30)
+    record = _stats(index)
+    assert record[b"N"] == b"8" and record[b"t93"] == b"8"
+    for _ in range(4):
+        index.lookup_verdict(NEAR, SCOPE)
+    assert index.learner.wait_idle(30)
+    record = _stats(index)
+    # 12 lookups passed the window of 10: halved to 6; the labels are kept whole.
+    assert record[b"N"] == b"6" and record[b"t93"] == b"6"
+    assert record[b"n93"] == b"3"
