@@ -209,6 +209,88 @@ def test_batched_counts_reach_redis_on_flush_and_close(stock_url: str, namespace
         idx.close()
 
 
+def _commands(client: redis.Redis) -> dict[str, int]:
+    """The server's command counts since the last ``CONFIG RESETSTAT`` (not INFO's)."""
+    stats = client.info("commandstats")
+    return {k.removeprefix("cmdstat_"): int(v["calls"]) for k, v in stats.items()}
+
+
+def test_an_exact_hit_on_a_stock_server_reads_the_entry_alone(
+    stock_url: str, stock_index: SemanticIndex
+) -> None:
+    """With batched counts in companions, an exact hit is one command (the entry's
+    HGETALL): no companion read, no script, nothing written."""
+    idx = stock_index
+    idx.store("How do I reset my card PIN?", "In the app.", SCOPE)
+    assert idx.lookup("How do I reset my card PIN?", SCOPE) is not None  # index, server asked
+    idx.flush_hits()  # the companion exists: the read below could have asked for it
+    client = redis.Redis.from_url(stock_url)
+    client.config_resetstat()
+    hit = idx.lookup("How do I reset my card PIN?", SCOPE)
+    assert hit is not None and hit.layer == "exact"
+    ran = {k: n for k, n in _commands(client).items() if k not in ("config|resetstat", "info")}
+    assert ran == {"hgetall": 1}
+
+
+def test_an_exact_hit_counts_this_instances_hits_sent_or_not(
+    stock_url: str, stock_index: SemanticIndex, namespace: str
+) -> None:
+    """An exact hit's hit_count on a stock server: the entry's own count plus the hits
+    this instance counted on it, sent to the companion or not, so it never goes back
+    after a send. Another process's sent hits are in entries(), stats and the semantic
+    layer's hit_count (its script reads the companion), not in this instance's exact
+    hits."""
+    idx = stock_index
+    entry = idx.store("How do I reset my card PIN?", "In the app.", SCOPE)
+    counts = []
+    for flush in (False, True, False, True, True):
+        hit = idx.lookup("How do I reset my card PIN?", SCOPE)
+        assert hit is not None and hit.layer == "exact"
+        counts.append(hit.hit_count)
+        if flush:
+            idx.flush_hits()
+    assert counts == [0, 1, 2, 3, 4]  # hits before each one, across two sends
+    assert _companion_hits(stock_url, idx, entry) == 5
+    other = SemanticIndex(stock_url, namespace=namespace, hit_flush_seconds=3600)
+    try:  # another process: two hits, sent
+        assert [other.lookup("How do I reset my card PIN?", SCOPE) for _ in range(2)]
+        assert other.flush_hits() == 2
+    finally:
+        other.close()
+    exact = idx.lookup("How do I reset my card PIN?", SCOPE)
+    assert exact is not None and exact.hit_count == 5  # this instance's five
+    semantic = idx.lookup("how can I reset the PIN of my card", SCOPE)
+    assert semantic is not None and semantic.layer == "semantic"
+    assert semantic.hit_count == 7 + 1  # all seven sent, and this instance's unsent exact hit
+    assert idx.entries()[0].hit_count == 9  # entries() sends this instance's two first
+    # A cleared namespace starts again at 0 (its companions are gone with it).
+    idx.clear()
+    idx.store("How do I reset my card PIN?", "In the app.", SCOPE)
+    again = idx.lookup("How do I reset my card PIN?", SCOPE)
+    assert again is not None and again.hit_count == 0
+
+
+def test_a_counter_remembers_the_entries_sent_most_recently(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Sent hits are remembered for MAX_SENT_KEYS entries (bounded memory): the entries
+    sent longest ago are forgotten first; an entry sent again is kept."""
+    from paracache import bookkeeping
+    from paracache.bookkeeping import HitCounter
+
+    monkeypatch.setattr(bookkeeping, "MAX_SENT_KEYS", 2)
+    counter = HitCounter(every=1, seconds=60)
+    for key in ("k:e:1", "k:e:2", "k:e:1", "k:e:3"):
+        counter.add(key, "s", 1.0)
+        batch = counter.due()
+        assert batch is not None
+        counter.sent_to_companions(batch)
+    assert [counter.count(k, "s", 2.0) for k in ("k:e:1", "k:e:2", "k:e:3")] == [2, 0, 1]
+    counter.forget("k:e:1")
+    assert counter.count("k:e:1", "s", 3.0) == 1  # the unsent hit just counted
+    assert counter.pending("k:e:1") == 2
+
+
 def test_a_batch_is_sent_after_hit_flush_seconds(stock_url: str, namespace: str) -> None:
     """A lookup sends the batch once hit_flush_seconds have passed since its first hit,
     whatever it finds (here a miss); before that, nothing is written."""

@@ -168,6 +168,9 @@ class FlowBase:
         if not batch:
             return 0
         mode = self._hits_mode()
+        if mode == SCRIPT_MODE["companion"]:
+            # What an exact hit reports (it reads the entry alone, not its companion).
+            self.hits.sent_to_companions(batch)
         sent = 0
         calls = flush_calls(batch, mode, SCHEMA_VERSION, per_key=self.flush_per_key)
         for keys, args, hits in calls:

@@ -24,6 +24,13 @@ plain read. Each process flushes its own counts, which only ever add; a process 
 crashes loses its unflushed ones. ``hit_flush_hits=1`` (and a sliding TTL, which
 refreshes the entry's TTL on each hit) counts each hit as it happens instead.
 
+With batched counts in companions, an exact hit reads the entry alone (one command,
+not the companion too): the ``hit_count`` it reports is the entry's own count plus the
+hits this cache instance counted on it, sent or not (:meth:`HitCounter.count`). Hits
+other processes sent are in ``entries()``, ``paracache inspect`` and ``stats()`` (which
+read the companions) and in the ``hit_count`` of semantic hits (whose search script reads
+the companion at no extra round trip).
+
 Example:
     >>> companion_key("paracache:faq:v2:ab12:e:0123")
     'paracache:faq:v2:ab12:h:0123'
@@ -276,6 +283,9 @@ DEFAULT_FLUSH_HITS = 100
 DEFAULT_FLUSH_SECONDS = 1.0
 #: The largest batch one script is sent with (a bigger one is split).
 MAX_FLUSH_KEYS = 1000
+#: Entries whose sent hits a :class:`HitCounter` remembers (:meth:`HitCounter.sent`),
+#: the most recently sent kept: about 1.5 MB at most.
+MAX_SENT_KEYS = 10_000
 
 
 def check_flush(hits: Any, seconds: Any) -> tuple[int, float]:
@@ -320,6 +330,9 @@ class HitCounter:
     """Hits counted in process, handed out in batches to be sent to Redis (see
     :meth:`due`): once ``every`` are unsent, or ``seconds`` after the first unsent one,
     and all of them at :meth:`take`. Thread-safe: each batch goes to exactly one caller.
+    The sender reports a batch sent to companion hashes with :meth:`sent_to_companions`;
+    the counter then remembers those hits per entry (the :data:`MAX_SENT_KEYS` entries
+    sent most recently), for :meth:`count`.
 
     Example:
         >>> counter = HitCounter(every=2, seconds=60)
@@ -330,6 +343,9 @@ class HitCounter:
         >>> batch = counter.due()
         >>> batch["k:e:1"].count, batch["k:e:1"].last_at, counter.pending("k:e:1")
         (2, 11.0, 0)
+        >>> counter.sent_to_companions(batch)
+        >>> counter.count("k:e:1", "s", 12.0)  # all its hits before this one, sent or not
+        2
     """
 
     def __init__(
@@ -338,6 +354,8 @@ class HitCounter:
         self.every, self.seconds = check_flush(every, seconds)
         self._lock = threading.Lock()
         self._pending: dict[str, PendingHit] = {}
+        #: Entry key -> hits sent to its companion (oldest sent first).
+        self._sent: dict[str, int] = {}
         self._hits = 0
         #: When the first unsent hit was counted (monotonic), ``None`` if none is.
         self._since: float | None = None
@@ -347,20 +365,50 @@ class HitCounter:
         """Count one hit on the entry ``key`` under the scope digest ``scope`` at Unix
         time ``now``; returns the hits on it this counter had not sent before it."""
         with self._lock:
+            return self._add(key, scope, now)
+
+    def count(self, key: str, scope: str, now: float) -> int:
+        """:meth:`add`, returning all the hits on ``key`` this counter counted before
+        this one: unsent, and sent to its companion (:meth:`sent_to_companions`)."""
+        with self._lock:
+            return self._add(key, scope, now) + self._sent.get(key, 0)
+
+    def sent_to_companions(self, batch: Mapping[str, PendingHit]) -> None:
+        """Remember that ``batch`` (from :meth:`due` or :meth:`take`) was sent to the
+        entries' companion hashes (for :meth:`count`)."""
+        with self._lock:
+            sent = self._sent
+            for key, hit in batch.items():
+                key = key.split("\x00", 1)[0]
+                sent[key] = sent.pop(key, 0) + hit.count  # to the end: sent most recently
+            while len(sent) > MAX_SENT_KEYS:
+                del sent[next(iter(sent))]
+
+    def forget(self, key: str | None = None) -> None:
+        """Forget the hits sent on ``key`` (an entry deleted), or on every entry (a
+        cleared namespace)."""
+        with self._lock:
+            if key is None:
+                self._sent = {}
+            else:
+                self._sent.pop(key, None)
+
+    def _add(self, key: str, scope: str, now: float) -> int:
+        """:meth:`add` under the lock."""
+        hit = self._pending.get(key)
+        if hit is not None and hit.scope != scope:  # another scope's: kept apart
+            key = f"{key}\x00{scope}"
             hit = self._pending.get(key)
-            if hit is not None and hit.scope != scope:  # another scope's: kept apart
-                key = f"{key}\x00{scope}"
-                hit = self._pending.get(key)
-            if hit is None:
-                hit = self._pending[key] = PendingHit(scope)
-            before = hit.count
-            hit.count += 1
-            if now > hit.last_at:
-                hit.last_at = now
-            self._hits += 1
-            if self._since is None:
-                self._since = time.monotonic()
-            return before
+        if hit is None:
+            hit = self._pending[key] = PendingHit(scope)
+        before = hit.count
+        hit.count += 1
+        if now > hit.last_at:
+            hit.last_at = now
+        self._hits += 1
+        if self._since is None:
+            self._since = time.monotonic()
+        return before
 
     def due(self) -> dict[str, PendingHit] | None:
         """The unsent hits if a batch is due (``every`` of them, or ``seconds`` since

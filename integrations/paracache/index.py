@@ -191,7 +191,10 @@ class SemanticIndex:
             (``entries()``, ``paracache inspect``, the ``hit_count`` of another
             process's hits) lag by up to this many hits, or ``hit_flush_seconds``,
             whichever comes first; this process's own hits are added to the
-            ``hit_count`` it reports. Batches are also sent by ``close()``, before
+            ``hit_count`` it reports. On a server without partial indexing (hits in
+            companion hashes) an exact hit reads the entry alone (one command): its
+            ``hit_count`` is the entry's own plus this instance's hits on it, sent or
+            not; other processes' are in ``entries()``, ``inspect`` and semantic hits. Batches are also sent by ``close()``, before
             ``entries()``, and at interpreter exit; a process that crashes (or is
             killed) loses its unsent hits, and a batch Redis refuses is lost too
             (counted as the error kind ``hit_flush``). Counts only ever add: each
@@ -691,6 +694,7 @@ class SemanticIndex:
         try:
             return self._admin_run(flow)
         finally:
+            self._core.hits.forget()
             if self.learner is not None:
                 self.learner.forget()
 
@@ -709,15 +713,18 @@ class SemanticIndex:
         try:
             return await self._admin_arun(flow)
         finally:
+            self._core.hits.forget()
             if self.learner is not None:
                 self.learner.forget()
 
     def delete(self, entry_id: str) -> bool:
         """Delete one entry by its id (from :class:`CacheHit` or :meth:`store`)."""
+        self._core.hits.forget(self.layout.key(entry_id))
         return self._admin_run(self._core.delete_flow(entry_id))
 
     async def adelete(self, entry_id: str) -> bool:
         """Async :meth:`delete`."""
+        self._core.hits.forget(self.layout.key(entry_id))
         return await self._admin_arun(self._core.delete_flow(entry_id))
 
     def count(self) -> int:

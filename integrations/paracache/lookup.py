@@ -7,9 +7,10 @@ candidates; the guards' analysis of the query's own text runs while its reply is
 wire), top-k re-ranking through the guards and corroboration, the served candidate's
 hit counted in process and sent in batches (:mod:`paracache.bookkeeping`; per hit,
 ``COUNT`` as a :class:`~paracache.protocol.Post`, with ``hit_flush_hits=1``), and the
-:class:`~paracache.values.Verdict`. Failures
-become misses by their kind (:class:`~paracache.errors.BackendError`); a bug of
-paracache's own is ``internal``.
+:class:`~paracache.values.Verdict`. With batched counts an exact hit is one plain
+read of the entry (on a stock server not its companion too: its ``hit_count`` is the
+entry's own plus this instance's hits on it). Failures become misses by their kind
+(:class:`~paracache.errors.BackendError`); a bug of paracache's own is ``internal``.
 
 Example (driving a flow by hand, as the tests do):
     >>> # flow = core.lookup_flow(core.prepare_lookup("hi", Scope()))
@@ -187,22 +188,22 @@ class Lookups(FlowBase):
         return self._verdict(req, t0, hit.layer, reason, hit.similarity, hit)
 
     def _exact_read(self, req: LookupRequest) -> Flow[tuple[Any, str]]:
-        """The hash at the exact key (with hit tracking, a hit counted in the same round
-        trip, ``EXACT``: an exact hit costs one call to Redis), and what the model would
-        embed for the prompt, worked out while the reply is on the wire (``""`` when the
-        semantic layer is off for it).
+        """The hash at the exact key (with hits counted per hit, a hit counted in the
+        same round trip, ``EXACT``; with hits counted in batches, the entry alone, not
+        its companion: see :meth:`_exact_hit`), and what the model would embed for the
+        prompt, worked out while the reply is on the wire (``""`` when the semantic
+        layer is off for it). An exact hit costs one command, one round trip.
 
         Only that step (pleasantries and typos) overlaps the round trip: it takes less
         than one, so an exact hit waits no longer for it. The readability check, which
         tokenizes, would not, and was measured to slow exact hits (benchmarks/RESULTS.md).
         """
         model_text = ""
-        first, more = self._read_commands(req.key, req.scope_digest)
-        sent = yield Send(first, more)
+        sent = yield Send(self._entry_read(req.key, req.scope_digest))
         try:
             if req.semantic and req.unreadable is None:
                 model_text = self.embed_input(req.text)
-            raw = self._merge_read((yield Receive(sent)), more)
+            raw = yield Receive(sent)
         except BackendError as exc:
             raw = yield from self._reread_entry(req.key, req.scope_digest, exc)
         return raw, model_text
@@ -210,8 +211,9 @@ class Lookups(FlowBase):
     def _read_commands(
         self, key: str, scope_digest: str
     ) -> tuple[tuple[Any, ...], tuple[tuple[Any, ...], ...]]:
-        """The commands reading an entry (:meth:`_entry_read`), and with hits counted in
-        batches, in companion hashes, its companion's counts (sent in the same write)."""
+        """The commands reading the semantic layer's winner without the search script
+        (:meth:`_entry_read`), and with hits counted in batches, in companion hashes,
+        its companion's counts (sent in the same write)."""
         first = self._entry_read(key, scope_digest)
         if self.settings.batched_hits and self._hits_mode() == "c":
             return first, (("HMGET", companion_key(key), "hit_count", "last_hit_at"),)
@@ -637,7 +639,13 @@ class Lookups(FlowBase):
             return None
         hit = self._decode(req.key, fields, "exact", 1.0)
         if hit is not None and self.settings.batched_hits:  # else EXACT counted it
-            hit = _more_hits(hit, self.hits.add(req.key, req.scope_digest, time.time()))
+            if self._hits_mode() == "c":
+                # Read without its companion: the hits this instance counted on it, sent
+                # to the companion or not (other processes' are not in this read).
+                before = self.hits.count(req.key, req.scope_digest, time.time())
+            else:  # the entry holds every sent hit; this instance's unsent ones
+                before = self.hits.add(req.key, req.scope_digest, time.time())
+            hit = _more_hits(hit, before)
         return hit
 
     def _decode(

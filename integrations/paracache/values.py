@@ -70,7 +70,12 @@ class CacheHit:
         prompt: The prompt the entry was stored under.
         metadata: The metadata stored with it.
         created_at: Unix time it was stored.
-        hit_count: Hits before this one.
+        hit_count: Hits before this one, as far as this lookup could see without
+            another read: with hits counted in batches (the default), the hits Redis
+            holds plus this instance's unsent ones; on a server without partial
+            indexing (counts in companion hashes), an exact hit reads the entry alone,
+            so it counts the entry's own hits plus this instance's on it (sent or not),
+            not other processes' (``entries()`` and ``inspect`` have every count).
         tokens: LLM tokens the entry stands for (0 if unknown).
         ttl: The entry's time-to-live in seconds when stored (``None``: no expiry).
     """
