@@ -194,10 +194,11 @@ class SemanticIndex:
             ``hit_count`` it reports. On a server without partial indexing (hits in
             companion hashes) an exact hit reads the entry alone (one command): its
             ``hit_count`` is the entry's own plus this instance's hits on it, sent or
-            not; other processes' are in ``entries()``, ``inspect`` and semantic hits. Batches are also sent by ``close()``, before
-            ``entries()``, and at interpreter exit; a process that crashes (or is
-            killed) loses its unsent hits, and a batch Redis refuses is lost too
-            (counted as the error kind ``hit_flush``). Counts only ever add: each
+            not; other processes' are in ``entries()``, ``inspect`` and semantic hits.
+            Batches are also sent by ``close()``, before ``entries()``, and at
+            interpreter exit; a process that crashes (or is killed) loses its unsent
+            hits, and a batch Redis refuses is lost too (counted as the error kind
+            ``hit_flush``). Counts only ever add: each
             process sends its own. ``1``: each hit is counted in Redis as it happens
             (one script per hit, as with a sliding TTL, which always does). 1 to 100,000.
         hit_flush_seconds: Seconds after the first unsent hit that the next lookup sends
