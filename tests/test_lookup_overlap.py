@@ -4,13 +4,14 @@ runs while its reply is on the wire, then the reply is read (real Redis, no timi
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import redis
 
 from paracache import Scope, SemanticIndex
 from paracache.driver import run
-from paracache.protocol import SEARCH, Embed, Receive, Send
+from paracache.protocol import SEARCH, Embed, Ready, Receive, Send
 
 SCOPE = Scope(model="m")
 
@@ -123,3 +124,58 @@ def test_async_lookups_serve_the_same(index: SemanticIndex) -> None:
     verdict = asyncio.run(ask())
     assert verdict.outcome == "semantic" and verdict.hit is not None
     assert verdict.hit.response == "30 days."
+
+
+def test_the_models_input_is_worked_out_only_while_the_exact_reply_is_awaited(
+    index: SemanticIndex,
+) -> None:
+    """The exact read is sent; the model's input (pleasantries, typos) is worked out
+    while its reply is on the wire, and not at all when the reply is already there and
+    is a hit. A miss whose reply came first works it out after it: the same vector, the
+    same outcome."""
+    index.store("What's your refund policy?", "30 days.", SCOPE)
+    worked: list[str] = []
+    real = index.core.embed_input
+
+    def embed_input(text: str) -> str:
+        worked.append(text)
+        return real(text)
+
+    index.core.embed_input = embed_input  # type: ignore[method-assign]
+    outcomes = {}
+    for arrived in (True, False):
+
+        def io(op: Any, arrived: bool = arrived) -> Any:
+            if isinstance(op, Ready):
+                index._io(op)  # asked (it never waits), the answer forced
+                return arrived
+            return index._io(op)
+
+        for text in ("What's your refund policy?", "Hi, what is your refund polcy?"):
+            worked.clear()
+            index._memo.clear()
+            req = index.core.prepare_lookup(text, SCOPE)
+            verdict = run(index.core.lookup_flow(req), io)
+            outcomes[arrived, text] = (verdict.outcome, verdict.similarity)
+            exact = verdict.outcome == "exact"
+            assert len(worked) == (0 if exact and arrived else 1), (arrived, text, worked)
+    assert outcomes[True, "What's your refund policy?"][0] == "exact"
+    for text in ("What's your refund policy?", "Hi, what is your refund polcy?"):
+        assert outcomes[True, text] == outcomes[False, text]
+    assert outcomes[True, "Hi, what is your refund polcy?"][0] == "semantic"
+
+
+def test_ready_tells_whether_a_sent_reply_has_arrived(redis_url: str) -> None:
+    from paracache.transport import ThreadConnections
+
+    conns = ThreadConnections(redis.Redis.from_url(redis_url))
+    try:
+        sent = conns.send(("PING",))
+        deadline = time.monotonic() + 5
+        while not conns.ready(sent):  # never waits: asked until the reply is there
+            assert time.monotonic() < deadline
+        assert conns.ready(sent)
+        assert conns.receive(sent) is True
+        assert not conns.ready(sent)  # received: a stale handle tells nothing
+    finally:
+        conns.close()

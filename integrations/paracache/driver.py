@@ -44,6 +44,7 @@ from .protocol import (
     Flow,
     Join,
     Post,
+    Ready,
     Receive,
     Send,
     Submit,
@@ -167,6 +168,10 @@ class SyncIO:
             if isinstance(op.handle, _Done):
                 return op.handle.result()
             return _need(self.direct, op).receive(op.handle)
+        if isinstance(op, Ready):
+            if isinstance(op.handle, _Done):
+                return True
+            return self.direct is not None and self.direct.ready(op.handle)
         if isinstance(op, Post):
             if self.direct is not None:  # sent now, its reply read with the next call's
                 return self.direct.post(op.args, op.fallback, op.on_error)
@@ -247,6 +252,8 @@ class AsyncIO:
                 return _Done(error=exc)
         if isinstance(op, Receive):
             return op.handle.result()
+        if isinstance(op, Ready):  # performed at once (Send above)
+            return True
         if isinstance(op, Post):
             try:
                 await cast(Any, self.client).execute_command(*op.args)

@@ -38,6 +38,7 @@ from .protocol import (
     Call,
     Flow,
     Post,
+    Ready,
     Receive,
     Send,
     _as_fields,
@@ -192,16 +193,21 @@ class Lookups(FlowBase):
         same round trip, ``EXACT``; with hits counted in batches, the entry alone, not
         its companion: see :meth:`_exact_hit`), and what the model would embed for the
         prompt, worked out while the reply is on the wire (``""`` when the semantic
-        layer is off for it). An exact hit costs one command, one round trip.
+        layer is off for it, or when the reply came first: the caller works it out
+        after a miss). An exact hit costs one command, one round trip.
 
-        Only that step (pleasantries and typos) overlaps the round trip: it takes less
-        than one, so an exact hit waits no longer for it. The readability check, which
-        tokenizes, would not, and was measured to slow exact hits (benchmarks/RESULTS.md).
+        Only that step (pleasantries and typos) overlaps the round trip, and only when
+        the reply has not arrived by the time the command is sent (:class:`Ready`):
+        it was measured to delay exact hits whose reply was there already. The
+        readability check, which tokenizes, would not overlap, and was measured to slow
+        exact hits (benchmarks/RESULTS.md).
         """
         model_text = ""
         sent = yield Send(self._entry_read(req.key, req.scope_digest))
         try:
-            if req.semantic and req.unreadable is None:
+            # Worked out while waiting only: a reply already here may be a hit, which
+            # needs no model input (a miss works it out after, as without the overlap).
+            if req.semantic and req.unreadable is None and not (yield Ready(sent)):
                 model_text = self.embed_input(req.text)
             raw = yield Receive(sent)
         except BackendError as exc:

@@ -38,6 +38,7 @@ __all__ = [
     "Join",
     "Op",
     "Post",
+    "Ready",
     "Receive",
     "Script",
     "Send",
@@ -106,6 +107,16 @@ class Receive:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class Ready:
+    """Whether the reply of a :class:`Send` has arrived, answered at once (never waits):
+    a flow skips work it would only do while waiting (an exact hit does not work out
+    the model's input). ``False`` when the driver cannot tell cheaply; the reply is read
+    with :class:`Receive` either way."""
+
+    handle: Any
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class Batch:
     """Several Redis commands in one round trip (``MULTI``/``EXEC`` if ``transaction``)."""
 
@@ -148,7 +159,7 @@ class Join:
     handle: Any
 
 
-Op = Call | Post | Send | Receive | Batch | Embed | EmbedMany | EnsureIndex | Submit | Join
+Op = Call | Post | Send | Receive | Ready | Batch | Embed | EmbedMany | EnsureIndex | Submit | Join
 Flow = Generator[Op, Any, T]
 
 

@@ -205,6 +205,21 @@ class ThreadConnections:
         sent = local.sent = _Sent(conn, conn._sock, args[0], tuple(c[0] for c in more))
         return sent
 
+    def ready(self, sent: _Sent) -> bool:
+        """Has the reply of :meth:`send` ``sent`` (of this thread) arrived? Never waits:
+        one ``poll`` of the socket; ``False`` where that cannot tell (TLS, a
+        connection dropped since, no ``poll``)."""
+        sock = sent.sock
+        if (
+            getattr(self._local, "sent", None) is not sent
+            or sock is None
+            or sock is not sent.conn._sock
+            or isinstance(sock, ssl.SSLSocket)
+            or not hasattr(select, "poll")
+        ):
+            return False
+        return bool(self._poller(self._local, sock).poll(0))
+
     def receive(self, sent: _Sent) -> Any:
         """The reply of a :meth:`send` of this thread (waiting for it); with ``more``
         commands, the list of all replies (the first error reply raised once all are
