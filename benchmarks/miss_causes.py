@@ -7,8 +7,12 @@ non-duplicate, at the defaults (threshold 0.90, one candidate per case as in
 with the check off (a text beyond English letters), or refused by a guard (which one;
 for ``opposites`` which rule); for a wrong hit, how it got through (above the threshold,
 or vouched for by a shared detail, a typo or the learned check). Counts per set.
+``--routes``: how each set's duplicate-question pairs are decided, duplicates and
+non-duplicates apart: served above the threshold, vouched for below it (by the learned
+check, a shared detail or a typo), or refused by a guard, in the learned check's band
+(0.70-0.90) or below it.
 
-    python benchmarks/miss_causes.py [--show]
+    python benchmarks/miss_causes.py [--show] [--routes]
 """
 
 from __future__ import annotations
@@ -82,11 +86,40 @@ FILES = {
     "heldout3": ("nearmiss_heldout3.jsonl", "duplicates_heldout3.jsonl"),
     "heldout4": ("nearmiss_heldout4.jsonl", "duplicates_heldout4.jsonl"),
     "heldout5": ("nearmiss_heldout5.jsonl", "duplicates_heldout5.jsonl"),
+    "heldout7": ("nearmiss_heldout7.jsonl", "duplicates_heldout7.jsonl"),
 }
+
+
+def routes(vec: Vectors) -> None:
+    """Per set, how the duplicate-question pairs are decided (see the module docstring)."""
+    names = ("above", "learned", "detail", "typo", "guard", "band", "below")
+    print("== duplicate pairs by route: served above / learned / detail / typo, "
+          "refused by a guard / in the band / below it")
+    print(f"  {'set':10s}{'duplicates':>30s}{'non-duplicates':>30s}")
+    for name, (_, dpf) in FILES.items():
+        dp = load(DATA / dpf)
+        vec.remember([p[k] for p in dp for k in ("q1", "q2")])
+        tally: dict[bool, collections.Counter[str]] = {
+            True: collections.Counter(), False: collections.Counter()}
+        for p in dp:
+            sim = float(vec(p["q1"]) @ vec(p["q2"]))
+            served, why = cause(p["q2"], p["q1"], sim)
+            if served:
+                route = why
+            elif why.startswith(("band", "guard")):
+                route = why.split()[0].rstrip(",")
+            else:
+                route = "below"
+            tally[p["duplicate"]][route] += 1
+        cells = [" ".join(str(tally[d][r]) for r in names) for d in (True, False)]
+        print(f"  {name:10s}{cells[0]:>30s}{cells[1]:>30s}")
 
 
 def main() -> None:
     vec = Vectors()
+    if "--routes" in sys.argv:
+        routes(vec)
+        return
     show = "--show" in sys.argv
     tab: dict[str, collections.Counter[tuple[str, str]]] = collections.defaultdict(
         collections.Counter)

@@ -8,11 +8,11 @@ paracache embeds), computed once and kept in an ``.npz`` cache. ``benchmarks/qua
 measures the same data through the real index; this one is for quick iterations and for
 ``benchmarks/train_pair_check.py``.
 
-    python benchmarks/pairs_eval.py [--split tune|heldout|both|heldout2|...|heldout5|all]
+    python benchmarks/pairs_eval.py [--split tune|heldout|both|heldout2|...|heldout7|all]
                                     [--no-banking] [--all-banking] [--show]
     python benchmarks/pairs_eval.py --files NEARMISS.jsonl DUPLICATES.jsonl [--show]
 
-``heldout2`` to ``heldout5`` are the sets written blind (no Banking77 part);
+``heldout2`` to ``heldout5`` and ``heldout7`` are the sets written blind (no Banking77 part);
 ``--all-banking`` adds issue 13's measure: all of Banking77 in 20 folds, each question
 asked once against the other 95 % (4 nearest candidates, answers of their own).
 """
@@ -243,7 +243,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--split", default="tune",
                     choices=["tune", "heldout", "both", "heldout2", "heldout3", "heldout4",
-                             "heldout5", "all"])
+                             "heldout5", "heldout7", "all"])
     ap.add_argument("--no-banking", action="store_true")
     ap.add_argument("--all-banking", action="store_true",
                     help="all of Banking77 in 20 folds (issue 13's hit rate)")
@@ -256,7 +256,7 @@ def main() -> None:
     if args.files:
         report(args.files[0].stem, vec, decide, False, args.show, tuple(args.files))
         return
-    every = ["tune", "heldout", "heldout2", "heldout3", "heldout4", "heldout5"]
+    every = ["tune", "heldout", "heldout2", "heldout3", "heldout4", "heldout5", "heldout7"]
     splits = {"both": ["tune", "heldout"], "all": every}.get(args.split, [args.split])
     for split in splits:
         report(split, vec, decide, not args.no_banking, args.show)
