@@ -2123,27 +2123,22 @@ def _negation_only(neg: tuple[str, ...], other: tuple[str, ...]) -> bool:
         True
     """
     plain = []
-    support = False
+    undone = []  # ``plain`` without do-support's "do"
     for t in neg:
         bare = t.replace("'", "").replace("\u2019", "")
         if bare in ("not", "never", "no"):
             continue
-        if bare == "without":
-            plain.append("with")
-            continue
-        support = support or bare in _DO_SUPPORT
-        plain.append(_NEGATED_FORMS.get(bare, t))
+        word = "with" if bare == "without" else _NEGATED_FORMS.get(bare, t)
+        plain.append(word)
+        if bare not in _DO_SUPPORT:
+            undone.append(word)
     if plain == list(neg):
         return False
     target = tuple(map(_stem, other))
-    if tuple(map(_stem, plain)) == target:
-        return True
     # do-support: "don't charge" is "charge" negated when the other has no "do" there
-    return support and tuple(
-        _stem(t) for t, raw in zip(plain, (x for x in neg if x not in ("not", "never", "no")),
-                                   strict=True)
-        if raw.replace("'", "").replace("\u2019", "") not in _DO_SUPPORT
-    ) == target
+    return tuple(map(_stem, plain)) == target or (
+        len(undone) < len(plain) and tuple(map(_stem, undone)) == target
+    )
 
 
 def _unmatched(names: frozenset[str], other: Features) -> bool:
