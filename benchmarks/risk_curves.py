@@ -32,7 +32,8 @@ hit rate over ``t``. Scores:
   similarity, pair check, gap to the next candidate, vouching, corroboration, count of
   other candidates;
 - ``sim+vouch``: 2-D strata similarity x the guards' vouching, two thresholds chosen
-  in hindsight (:func:`vouched_curve`).
+  in hindsight (:func:`vouched_curve`);
+- the entry's own labels so far (:func:`entry_label_curves`).
 
 Scores fitted on the first half use every first-half label (a deployment only has
 its misses' and explorations' labels): an upper bound on what they can do.
@@ -143,6 +144,7 @@ def dump(args: argparse.Namespace) -> dict[str, Any]:
                     vouch=Guards.vouches(text, ctext, s, 0.90),
                     corr=corroborates(text, ctext),
                     rank=chosen,
+                    entry=row,
                     next_sim=None if nxt is None else round(nxt[0], 5),
                     next_differs=None if nxt is None else answer[nxt[1]] != answer[row],
                     nextp_sim=None if nxtp is None else round(nxtp[0], 5),
@@ -311,6 +313,51 @@ def vouched_curve(second: list[dict[str, Any]], deltas: tuple[float, ...]) -> di
     return {d: max((h for h, e in points if e <= d), default=0.0) for d in deltas}
 
 
+def entry_label_curves(lookups: list[dict[str, Any]], below: float | None) -> list[list[float]]:
+    """The entry's own labels as a risk axis (vCache's per-entry view): each earlier
+    lookup whose candidate was the same entry labels it (all of them, or with ``below``
+    only those under that similarity, as misses would). Best hit rates at ``DELTAS`` on
+    the second half for: similarity; similarity with the entry veto (a wrong label at or
+    above the similarity refuses it, as the bound's mode does); and that plus serving
+    down to a second threshold an entry labelled right within 0.02 of the similarity."""
+    hist: dict[int, list[tuple[float, bool]]] = {}
+    veto: dict[int, bool] = {}
+    own: dict[int, bool] = {}
+    for r in lookups:
+        if "entry" not in r:
+            continue
+        h = hist.get(r["entry"], [])
+        veto[r["n"]] = any(not ok and r["sim"] <= s + 0.005 for s, ok in h)
+        own[r["n"]] = any(ok and s >= r["sim"] - 0.02 for s, ok in h)
+        if below is None or r["sim"] < below:
+            hist.setdefault(r["entry"], []).append((r["sim"], r["right"]))
+    second = lookups[len(lookups) // 2 :]
+    n = len(second)
+    exact = [r for r in second if r.get("exact")]
+    cands = [r for r in second if not r.get("exact") and "sim" in r]
+    grid = [x / 100 for x in range(70, 101)]
+
+    def best(serve: Any, two: bool) -> list[float]:
+        points = []
+        for t in grid:
+            for t2 in grid if two else [t]:
+                if t2 > t:
+                    continue
+                served = exact + [r for r in cands if serve(r, t, t2)]
+                points.append((len(served) / n, sum(not r["right"] for r in served) / n))
+        return [max((h for h, e in points if e <= d), default=0.0) for d in DELTAS]
+
+    return [
+        best(lambda r, t, t2: r["sim"] >= t, False),
+        best(lambda r, t, t2: not veto[r["n"]] and r["sim"] >= t, False),
+        best(
+            lambda r, t, t2: not veto[r["n"]]
+            and (r["sim"] >= t or (own[r["n"]] and r["sim"] >= t2)),
+            True,
+        ),
+    ]
+
+
 def report(data: dict[str, Any]) -> None:
     rows = []
     for seed, lookups in data.items():
@@ -343,6 +390,18 @@ def report(data: dict[str, Any]) -> None:
             rows.append((seed, part, len(sel), curves))
         print(f"stream {seed}: logistic weights (sim, logit pair, gap, next differs, vouch, "
               f"corr; bias) {np.round(w, 2).tolist()}")
+    print("\nThe entry's own labels (hit rate at error <= " + ", ".join(map(str, DELTAS)) + "):")
+    for seed, lookups in data.items():
+        if not any("entry" in r for r in lookups):
+            continue  # a dump from before the entry was recorded
+        for below in (None, 0.90):
+            sim, vetoed, labelled = entry_label_curves(lookups, below)
+            pairs = zip(vetoed, labelled, strict=True)
+            ratio = " / ".join(f"{b / a:.2f}" if a else "nan" for a, b in pairs)
+            print(f"  stream {seed}, labels from {'every lookup' if below is None else 'misses'}:"
+                  f" sim {' / '.join(f'{x:.3f}' for x in sim)}; with the veto "
+                  f"{' / '.join(f'{x:.3f}' for x in vetoed)}; + own right label "
+                  f"{' / '.join(f'{x:.3f}' for x in labelled)} ({ratio}x)")
     print("\n| stream | queries (2nd half) | score | " + " | ".join(
         f"hit at err ≤ {d}" for d in DELTAS) + " |")
     print("|---|---|---|" + "---:|" * len(DELTAS))
