@@ -49,6 +49,9 @@ from langchain_core.embeddings import Embeddings
 from langchain_core.outputs import Generation
 from pairs_eval import INTENT_SEED, banking_split
 from pydantic import PrivateAttr
+from rewordings import CAP as REWORDING_CAP
+from rewordings import RULES as REWORDING_RULES
+from rewordings import rewording_pairs
 from tqdm import tqdm
 
 from paracache import DEFAULT_MIN_SIMILARITY, Scope, SemanticIndex
@@ -281,6 +284,45 @@ def trap_runs(url: str, vec: SharedVectors, traps: list[dict[str, Any]],
     return results
 
 
+# --------------------------------------------------------------------------- rewordings
+
+REWORDED = "near-verbatim rewordings served"
+
+
+def rewording_runs(index: SemanticIndex, pairs: dict[str, list[tuple[str, str]]],
+                   tag: str) -> dict[str, list[int]]:
+    """Counts ``[served, n]`` of near-verbatim rewordings (``rewordings.rewording_pairs``)
+    through ``index``, overall (:data:`REWORDED`) and per rule (indented keys): each pair
+    isolated in its own scope as the near-miss cases are, the question stored with an
+    answer of its own, then its rewording asked; a hit is served."""
+    res: dict[str, list[int]] = {REWORDED: [0, 0]}
+    for r, rule in enumerate(REWORDING_RULES):
+        key = f"  {rule}"
+        res[key] = [0, 0]
+        for i, (stored, asked) in enumerate(pairs.get(rule, [])):
+            scope = Scope(fields={"reworded": f"{tag}:{r}:{i}"})
+            index.store(stored, f"{r}#{i}", scope, ttl=None)
+            hit = index.lookup(asked, scope) is not None
+            for k in (REWORDED, key):
+                res[k][0] += hit
+                res[k][1] += 1
+    return res
+
+
+REWORDING_NOTE = (
+    "*Near-verbatim rewordings* (`benchmarks/rewordings.py`): pairs made by rule, not "
+    "chosen by outcome, from the questions the run already has (each question stored, its "
+    "rewording asked, each pair in its own scope): an opening \"How do I\" <-> \"How can "
+    "I\", \"What is\" <-> \"What's\", \"Where is\" <-> \"Where's\", \"Can I\" <-> "
+    "\"Could I\", a trailing \"please\" dropped; at most "
+    f"{REWORDING_CAP} pairs per rule (a seeded sample). The same question: every one "
+    "should be served.")
+
+
+def pair_texts(pairs: dict[str, list[tuple[str, str]]]) -> list[str]:
+    return [t for rows in pairs.values() for pair in rows for t in pair]
+
+
 # --------------------------------------------------------------------------- issue 14
 
 NEARMISS = {"tune": HERE / "data" / "nearmiss_tune.jsonl",
@@ -307,12 +349,23 @@ def intent_halves(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]
             "heldout": [r for r in rows if r["intent"] not in tune]}
 
 
+def split_rewordings(rows: list[dict[str, Any]], split: str) -> dict[str, list[tuple[str, str]]]:
+    """The near-verbatim rewording pairs of a split: from its near-miss cases' stored
+    questions and, for the tuning and held-out splits, its Banking77 intent half's
+    questions (at most ``rewordings.CAP`` per rule, seeded)."""
+    questions = [c["stored"] for c in load(NEARMISS[split])]
+    if split in ("tune", "heldout"):
+        questions += [r["text"] for r in intent_halves(rows)[split]]
+    return rewording_pairs(questions)
+
+
 def generalisation(url: str, vec: SharedVectors, rows: list[dict[str, Any]],
                    index_options: dict[str, Any]) -> dict[str, dict[str, tuple[int, int]]]:
     """Counts ``(k, n)`` per measure and split, through the real index at the defaults
     (``index_options`` changes them): near-miss cases (each isolated in its own scope),
     duplicate-question pairs (the same), Banking77's intents by halves (5 stored : 5
-    asked within each half, split by seed 77)."""
+    asked within each half, split by seed 77), near-verbatim rewordings of the split's
+    questions (:func:`split_rewordings`, each pair isolated)."""
     out: dict[str, dict[str, tuple[int, int]]] = {}
     ns = f"bench-i14-{int(time.time() * 1000) % 10**9}"
     index = SemanticIndex(url, namespace=ns, vectorizer=vec, **index_options)
@@ -342,6 +395,7 @@ def generalisation(url: str, vec: SharedVectors, rows: list[dict[str, Any]],
                 hit = index.lookup(pair["q2"], scope) is not None
                 tally("duplicates: recall" if pair["duplicate"] else "duplicates: false hits",
                       hit)
+            res.update(rewording_runs(index, split_rewordings(rows, split), split))
             if split not in ("tune", "heldout"):
                 out[split] = {k: (v[0], v[1]) for k, v in res.items()}
                 continue
@@ -388,6 +442,8 @@ def render_generalisation(gen: dict[str, dict[str, dict[str, tuple[int, int]]]],
         "near-miss cases in 12 other domains (`nearmiss_heldout2.jsonl`) and 60 question "
         "pairs in 5 other topics (`duplicates_heldout2.jsonl`); measured since, it is no "
         "longer blind.",
+        "",
+        REWORDING_NOTE,
         "",
     ]
     configs = list(gen)
@@ -538,6 +594,21 @@ def render(res: dict[str, Any], command: str) -> str:
                 f"| {name} | {pct_ci(row['false_hits_k'], row['n'])} | "
                 f"{pct_ci(row['paraphrases_k'], row['n'])} |"
             )
+    w = res.get("rewordings")
+    if w:
+        names = list(w["rows"])
+        lines += [
+            "",
+            "**Near-verbatim rewordings** of Banking77's questions and the traps' stored "
+            "questions. " + REWORDING_NOTE,
+            "",
+            "| rule | " + " | ".join(names) + " |",
+            "|---|" + "---:|" * len(names),
+        ]
+        for key in w["rows"][names[0]]:
+            cells = [pct_ci(*w["rows"][n][key]) if w["rows"][n][key][1] else ""
+                     for n in names]
+            lines.append(f"| {key} | " + " | ".join(cells) + " |")
     g = res["guard_cost"]
     lines += [
         "",
@@ -565,7 +636,8 @@ def write_section(path: Path, section: str, heading: str = "## Quality") -> None
     path.write_text(text, encoding="utf-8")
 
 
-def run_generalisation(rows: list[dict[str, Any]], write: Path | None) -> None:
+def run_generalisation(rows: list[dict[str, Any]], write: Path | None,
+                       json_path: Path | None = None) -> None:
     """Issue 14's table on tuning and held-out data: the defaults, and the defaults with
     issue 14's switchable additions off (no typo correction, no learned check, no
     neighbour check, the old 0.05 corroboration margin; the WordNet opposites stay on)."""
@@ -575,6 +647,7 @@ def run_generalisation(rows: list[dict[str, Any]], write: Path | None) -> None:
         texts += [c[k] for c in load(NEARMISS[split])
                   for k in ("stored", "trap", "paraphrase", "typo")]
         texts += [p[k] for p in load(DUPLICATES[split]) for k in ("q1", "q2")]
+        texts += pair_texts(split_rewordings(rows, split))
     vec.remember(texts)
     server = EmbeddedRedis().start()
     try:
@@ -591,6 +664,10 @@ def run_generalisation(rows: list[dict[str, Any]], write: Path | None) -> None:
     command = "python benchmarks/quality.py " + " ".join(sys.argv[1:])
     text = render_generalisation(gen, cost, command)
     print(text)
+    if json_path:
+        with json_path.open("w") as fh:
+            json.dump({"command": command, "splits": SPLITS, "counts": gen,
+                       "guard_cost": cost}, fh, indent=1, default=str)
     if write:
         write_section(write, text, "## Issue 14: tuning and held-out data")
 
@@ -626,14 +703,16 @@ def main() -> None:
     if args.limit:
         rows = random.Random(SEED).sample(rows, args.limit)
     if args.generalise_only:
-        run_generalisation(rows, args.write)
+        run_generalisation(rows, args.write, args.json)
         return
     traps = load(args.traps)
     heldout = load(args.heldout) if args.heldout and args.heldout.exists() else []
     fill, ask = split_clusters(rows, SEED, 0.5)
+    reworded = rewording_pairs([r["text"] for r in rows] + [c["stored"] for c in traps + heldout])
     vec = SharedVectors()
     vec.remember([r["text"] for r in rows] + [c[k] for c in traps + heldout
-                                               for k in ("stored", "trap", "paraphrase")])
+                                               for k in ("stored", "trap", "paraphrase")]
+                 + pair_texts(reworded))
     server = EmbeddedRedis().start()
     try:
         url = server.url
@@ -682,6 +761,18 @@ def main() -> None:
         trap_settings = {"paracache": default, "redisvl": rvl_d, "langchain": lc_d}
         trap_res = trap_runs(url, vec, traps, trap_settings)
         heldout_res = trap_runs(url, vec, heldout, trap_settings) if heldout else {}
+        rewording_res: dict[str, dict[str, list[int]]] = {}
+        for label, options in ((f"paracache, guards on, min_similarity {default:.2f} "
+                                "(default)", {}),
+                               (f"paracache, guards off, min_similarity {default:.2f}",
+                                {"guards": None})):
+            index = SemanticIndex(url, namespace=f"bench-reworded-{len(rewording_res)}",
+                                  vectorizer=vec, **options)
+            try:
+                rewording_res[label] = rewording_runs(index, reworded, "q")
+            finally:
+                index.clear()
+                index.close()
     finally:
         server.close()
     cost = guard_overhead(fill, ask, vec, DEFAULT_MIN_SIMILARITY)
@@ -693,6 +784,7 @@ def main() -> None:
         "banking": {"stored": report.stored, "asked": report.queries, "rows": banking_rows},
         "traps": {"cases": len(traps), "rows": trap_res},
         "heldout": {"cases": len(heldout), "rows": heldout_res} if heldout else None,
+        "rewordings": {"rows": rewording_res},
         "guard_cost": cost,
         "notes": [
             "Notes: paracache's rows with guards on include candidates below the threshold "
