@@ -290,11 +290,12 @@ REWORDED = "near-verbatim rewordings served"
 
 
 def rewording_runs(index: SemanticIndex, pairs: dict[str, list[tuple[str, str]]],
-                   tag: str) -> dict[str, list[int]]:
+                   tag: str, missed: list[list[str]] | None = None) -> dict[str, list[int]]:
     """Counts ``[served, n]`` of near-verbatim rewordings (``rewordings.rewording_pairs``)
     through ``index``, overall (:data:`REWORDED`) and per rule (indented keys): each pair
     isolated in its own scope as the near-miss cases are, the question stored with an
-    answer of its own, then its rewording asked; a hit is served."""
+    answer of its own, then its rewording asked; a hit is served. The pairs not served are
+    appended to ``missed`` as ``[tag, rule, stored, asked]``."""
     res: dict[str, list[int]] = {REWORDED: [0, 0]}
     for r, rule in enumerate(REWORDING_RULES):
         key = f"  {rule}"
@@ -303,6 +304,8 @@ def rewording_runs(index: SemanticIndex, pairs: dict[str, list[tuple[str, str]]]
             scope = Scope(fields={"reworded": f"{tag}:{r}:{i}"})
             index.store(stored, f"{r}#{i}", scope, ttl=None)
             hit = index.lookup(asked, scope) is not None
+            if not hit and missed is not None:
+                missed.append([tag, rule, stored, asked])
             for k in (REWORDED, key):
                 res[k][0] += hit
                 res[k][1] += 1
@@ -360,12 +363,14 @@ def split_rewordings(rows: list[dict[str, Any]], split: str) -> dict[str, list[t
 
 
 def generalisation(url: str, vec: SharedVectors, rows: list[dict[str, Any]],
-                   index_options: dict[str, Any]) -> dict[str, dict[str, tuple[int, int]]]:
+                   index_options: dict[str, Any], missed: list[list[str]] | None = None,
+                   ) -> dict[str, dict[str, tuple[int, int]]]:
     """Counts ``(k, n)`` per measure and split, through the real index at the defaults
     (``index_options`` changes them): near-miss cases (each isolated in its own scope),
     duplicate-question pairs (the same), Banking77's intents by halves (5 stored : 5
     asked within each half, split by seed 77), near-verbatim rewordings of the split's
-    questions (:func:`split_rewordings`, each pair isolated)."""
+    questions (:func:`split_rewordings`, each pair isolated; those not served appended to
+    ``missed``)."""
     out: dict[str, dict[str, tuple[int, int]]] = {}
     ns = f"bench-i14-{int(time.time() * 1000) % 10**9}"
     index = SemanticIndex(url, namespace=ns, vectorizer=vec, **index_options)
@@ -395,7 +400,7 @@ def generalisation(url: str, vec: SharedVectors, rows: list[dict[str, Any]],
                 hit = index.lookup(pair["q2"], scope) is not None
                 tally("duplicates: recall" if pair["duplicate"] else "duplicates: false hits",
                       hit)
-            res.update(rewording_runs(index, split_rewordings(rows, split), split))
+            res.update(rewording_runs(index, split_rewordings(rows, split), split, missed))
             if split not in ("tune", "heldout"):
                 out[split] = {k: (v[0], v[1]) for k, v in res.items()}
                 continue
@@ -599,14 +604,15 @@ def render(res: dict[str, Any], command: str) -> str:
         names = list(w["rows"])
         lines += [
             "",
-            "**Near-verbatim rewordings** of Banking77's questions and the traps' stored "
-            "questions. " + REWORDING_NOTE,
+            "**Near-verbatim rewordings** (`benchmarks/rewordings.py`) of Banking77's questions "
+            "and the traps' and "
+            "held-out traps' stored questions: " + REWORDING_NOTE.split(": ", 1)[1],
             "",
             "| rule | " + " | ".join(names) + " |",
             "|---|" + "---:|" * len(names),
         ]
         for key in w["rows"][names[0]]:
-            cells = [pct_ci(*w["rows"][n][key]) if w["rows"][n][key][1] else ""
+            cells = [ci(*w["rows"][n][key]) if w["rows"][n][key][1] else ""
                      for n in names]
             lines.append(f"| {key} | " + " | ".join(cells) + " |")
     g = res["guard_cost"]
@@ -651,11 +657,12 @@ def run_generalisation(rows: list[dict[str, Any]], write: Path | None,
     vec.remember(texts)
     server = EmbeddedRedis().start()
     try:
+        missed: dict[str, list[list[str]]] = {"defaults": [], "additions off": []}
         gen = {
-            "defaults": generalisation(server.url, vec, rows, {}),
+            "defaults": generalisation(server.url, vec, rows, {}, missed["defaults"]),
             "additions off": generalisation(server.url, vec, rows, {
                 "guards": Guards(learned=False, neighbours=False), "correct_typos": False,
-                "corroboration_margin": 0.05}),
+                "corroboration_margin": 0.05}, missed["additions off"]),
         }
     finally:
         server.close()
@@ -667,7 +674,8 @@ def run_generalisation(rows: list[dict[str, Any]], write: Path | None,
     if json_path:
         with json_path.open("w") as fh:
             json.dump({"command": command, "splits": SPLITS, "counts": gen,
-                       "guard_cost": cost}, fh, indent=1, default=str)
+                       "guard_cost": cost, "rewordings_missed": missed}, fh, indent=1,
+                      default=str)
     if write:
         write_section(write, text, "## Issue 14: tuning and held-out data")
 
@@ -762,6 +770,7 @@ def main() -> None:
         trap_res = trap_runs(url, vec, traps, trap_settings)
         heldout_res = trap_runs(url, vec, heldout, trap_settings) if heldout else {}
         rewording_res: dict[str, dict[str, list[int]]] = {}
+        rewording_missed: dict[str, list[list[str]]] = {}
         for label, options in ((f"paracache, guards on, min_similarity {default:.2f} "
                                 "(default)", {}),
                                (f"paracache, guards off, min_similarity {default:.2f}",
@@ -769,7 +778,9 @@ def main() -> None:
             index = SemanticIndex(url, namespace=f"bench-reworded-{len(rewording_res)}",
                                   vectorizer=vec, **options)
             try:
-                rewording_res[label] = rewording_runs(index, reworded, "q")
+                rewording_missed[label] = []
+                rewording_res[label] = rewording_runs(index, reworded, "quality",
+                                                      rewording_missed[label])
             finally:
                 index.clear()
                 index.close()
@@ -784,7 +795,7 @@ def main() -> None:
         "banking": {"stored": report.stored, "asked": report.queries, "rows": banking_rows},
         "traps": {"cases": len(traps), "rows": trap_res},
         "heldout": {"cases": len(heldout), "rows": heldout_res} if heldout else None,
-        "rewordings": {"rows": rewording_res},
+        "rewordings": {"rows": rewording_res, "missed": rewording_missed},
         "guard_cost": cost,
         "notes": [
             "Notes: paracache's rows with guards on include candidates below the threshold "
