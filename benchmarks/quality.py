@@ -19,6 +19,10 @@ paracache embeds it; the vectors are reused by all caches.
 3. Held-out traps (``benchmarks/data/traps_heldout.jsonl``): 40 more cases of the same
    kinds in other domains (travel, telecom, health, utilities...), written later and never
    used to tune anything: the check that (2) was not overfitted.
+4. Near-verbatim rewordings (``benchmarks/rewordings.py``): pairs made by rule from the
+   questions above ("How do I" <-> "How can I", "What is" <-> "What's", ...; at most
+   ``rewordings.CAP`` per rule, seeded), each isolated: the same question, to be served.
+   ``--generalise-only`` measures them per column too.
 
     python benchmarks/quality.py [--data ../shared/data/banking77_train.jsonl]
                                  [--write benchmarks/RESULTS.md]
