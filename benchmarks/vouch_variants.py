@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import threading
 import time
@@ -52,7 +51,7 @@ from pairs_eval import (
 from rewordings import rewording_pairs
 
 import paracache.guards as guards_module
-from paracache.guards import Guards, _pair_words
+from paracache.guards import Guards, _pair_probability, _pair_words
 
 VARIANTS = ("S", "V", "V+", "E")
 SETS = ("tune", "heldout", "heldout2", "heldout3", "heldout4", "heldout5", "heldout7",
@@ -60,9 +59,7 @@ SETS = ("tune", "heldout", "heldout2", "heldout3", "heldout4", "heldout5", "held
 
 
 def _prob(model: dict[str, Any], query: str, candidate: str, similarity: float) -> float:
-    z = model["bias"] + sum(w * x for w, x in zip(
-        model["weights"], (similarity, *_pair_words(query, candidate)), strict=True))
-    return 1.0 / (1.0 + math.exp(-max(-30.0, min(30.0, z))))
+    return _pair_probability(model["weights"], model["bias"], query, candidate, similarity)
 
 
 @contextmanager

@@ -2332,6 +2332,14 @@ def same_question(query: str, candidate: str, similarity: float) -> float:
         True
     """
     weights, bias = _pair_model()[:2]
+    return _pair_probability(weights, bias, query, candidate, similarity)
+
+
+def _pair_probability(
+    weights: Sequence[float], bias: float, query: str, candidate: str, similarity: float
+) -> float:
+    """The logistic of :func:`pair_features` under ``weights`` and ``bias``: the shipped
+    check's in :func:`same_question`, another's in the benchmarks that compare checks."""
     z = bias + sum(w * x for w, x in zip(weights, pair_features(query, candidate, similarity),
                                          strict=True))
     return 1.0 / (1.0 + math.exp(-max(-30.0, min(30.0, z))))
