@@ -12,6 +12,9 @@ shipped asset's. Variants (``--variants``):
   common (``_pair_words(q, c)[0] == 0``);
 * ``E``: either check vouches (the shipped one at its probability or the other at its
   own), with the ``V+`` rule.
+* ``E@M`` (e.g. ``E@0.10``): ``E``, but the other check vouches only within ``M`` below the
+  threshold (scaled for a stricter threshold as the library's margins are); the ``V+``
+  rule binds the other check only (the shipped one vouches as it does in ``S``).
 
 Measured as ``pair_check_folds.py`` does (``pairs_eval.default_decide``): near misses and
 duplicates of the sets named (``--judge``, ``--reference``; each a list pooled), the
@@ -22,6 +25,7 @@ pytest plugin needs to run the suite with a variant in place.
 
     python benchmarks/vouch_variants.py --retrained PAIR_CHECK.json [--variants S V V+ E]
         [--judge heldout9 heldout10] [--reference heldout7 heldout8] [--json OUT]
+        [--per-set]
 """
 
 from __future__ import annotations
@@ -62,6 +66,13 @@ def _prob(model: dict[str, Any], query: str, candidate: str, similarity: float) 
     return _pair_probability(model["weights"], model["bias"], query, candidate, similarity)
 
 
+def narrowed(name: str) -> float | None:
+    """The other check's margin of an ``E@M`` variant, else ``None``."""
+    if not name.startswith("E@"):
+        return None
+    return float(name[2:])
+
+
 @contextmanager
 def variant(name: str, retrained: dict[str, Any]) -> Iterator[None]:
     """The guards' vouching swapped for variant ``name`` (see the module docstring) for
@@ -71,7 +82,8 @@ def variant(name: str, retrained: dict[str, Any]) -> Iterator[None]:
     if name == "S":
         yield
         return
-    if name not in VARIANTS:
+    margin = narrowed(name)
+    if name not in VARIANTS and margin is None:
         raise ValueError(name)
     shipped_sq = guards_module.same_question
     shipped_vouches = Guards.__dict__["vouches"]
@@ -80,6 +92,7 @@ def variant(name: str, retrained: dict[str, Any]) -> Iterator[None]:
     def vouches(query: str, candidate: str, similarity: float, threshold: float,
                 learned: bool = True) -> bool:
         inside.depth = getattr(inside, "depth", 0) + 1
+        inside.threshold = threshold
         try:
             return bool(shipped_vouches.__func__(query, candidate, similarity, threshold,
                                                  learned))
@@ -90,6 +103,13 @@ def variant(name: str, retrained: dict[str, Any]) -> Iterator[None]:
         shipped = shipped_sq(query, candidate, similarity)
         if not getattr(inside, "depth", 0):
             return shipped
+        if margin is not None:
+            threshold = inside.threshold
+            scale = min(1.0, max(0.0, 1.0 - threshold) / 0.10) ** 2
+            ok = (threshold - similarity - 1e-9 <= margin * scale
+                  and _pair_words(query, candidate)[0] > 0
+                  and _prob(retrained, query, candidate, similarity) >= retrained["threshold"])
+            return 1.0 if ok or shipped >= guards_module._pair_model()[2] else 0.0
         ok = _prob(retrained, query, candidate, similarity) >= retrained["threshold"]
         if name == "E":
             ok = ok or shipped >= guards_module._pair_model()[2]
@@ -146,6 +166,8 @@ def main() -> None:
     ap.add_argument("--reference", nargs="+", default=["heldout7", "heldout8"])
     ap.add_argument("--vectors", type=Path, default=Path("/tmp/i14vouch-vectors.npz"))
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--per-set", action="store_true",
+                    help="also measure each set of --judge and --reference alone")
     args = ap.parse_args()
     retrained = json.loads(args.retrained.read_text(encoding="utf-8"))
     vec = Vectors(args.vectors)
@@ -169,6 +191,8 @@ def main() -> None:
                  "b77_held": banking(bank, vec, default_decide()),
                  "rewordings": served(reworded, vec),
                  "one_two": (int(default_decide()("two", [(sim, "one", "a")]) is not None), 1)}
+            if args.per_set:
+                r["sets"] = {s: measure([s], vec) for s in [*args.judge, *args.reference]}
         results[name] = r
         print(name, f"{time.time() - t0:.0f} s", json.dumps(r), flush=True)
     if args.json:
