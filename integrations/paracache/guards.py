@@ -31,7 +31,9 @@ The guards (each on by default, each switchable):
     "yesterday", "this month" vs "next month").
 ``numbers``
     Different numbers, counts ("twice" = "two times"), ordinals, percentages or
-    durations ("2 weeks" = "14 days" = "fourteen days"; "a week" = "7 days").
+    durations ("2 weeks" = "14 days" = "fourteen days"; "a week" = "7 days"); or the same
+    words with a number replaced in place, whatever it counts ("carbonate *5* / *2.5*
+    gallons", "rated *30*m / *200*m").
 ``negation``
     A word negated in one text ("don't *cancel*", "has not *arrived*", "no *fee*",
     "*hardly* sleeps", "*without* a driver") and stated in the other, which has no
@@ -43,7 +45,8 @@ The guards (each on by default, each switchable):
     Opposite actions or states, one side each: "activate"/"deactivate", "lock"/
     "unlock", "increase"/"decrease", "open"/"close", "deposit"/"withdraw",
     "approved"/"declined", ... ("not approved" is left to the negation guard: it does
-    not conflict with "declined").
+    not conflict with "declined"); a word replaced in place by its WordNet opposite
+    ("use a *longer* / *shorter* board").
 ``quantifiers``
     Exclusive scope words, one side each: "all" vs "one of"/"some of", "minimum" vs
     "maximum", "first" vs "last", "before" vs "after" vs "while", "one" (item) vs "all",
@@ -60,10 +63,16 @@ The guards (each on by default, each switchable):
     *reception*"), a directional particle or preposition flipped ("tap *in* / *out*",
     "*with* / *against* the grain"), a prefix added ("*off*-peak") or a person or
     possessor added ("my *neighbor's* pond", "*for my
-    partner*"). Synonyms ("planes" / "airplanes"), derived forms, direct hypernyms ("fee"
-    / "charge"), inflections, typos and function words are no change; a rewording of more
-    than a word here and there is not a minimal edit. A backstop for the guards above:
-    they name the detail when they know it.
+    partner*"), one word put for two or three unrelated ones ("for *adults* / *young
+    kids*", "a *rental* / *privately owned* e-scooter"), two parts swapped around the
+    words between them ("from *smallest* to *largest*" / "from *largest* to *smallest*")
+    or an avoiding verb put before the same action ("should I *train*" / "should I *avoid
+    training*"). Synonyms ("planes" / "airplanes"), derived forms, direct hypernyms ("fee"
+    / "charge"), inflections, typos, function words, a phrasal verb for a verb ("set up" /
+    "configure") and words moved without swapping roles are no change; a rewording of more
+    than a word here and there is not a minimal edit. English, with at most one borrowed
+    accented word ("my *café*"). A backstop for the guards above: they name the detail
+    when they know it.
 ``neighbours``
     Not a pair check: a candidate below the threshold that the other guards vouch for
     is not served when another candidate with a different answer (to another question)
@@ -1153,6 +1162,27 @@ def _aligned_opposed(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
         if x is not None and y is not None and x[0] == y[0] and x[1] != y[1]:
             return True
     return False
+
+
+def _replaced_by_opposite(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
+    """The two token sequences are the same but for one word, replaced by its WordNet
+    opposite, even a word the other guards skip as a function word ("use a *longer* /
+    *shorter* board", "steep it *longer* / *shorter*").
+
+    Example:
+        >>> _replaced_by_opposite(("a", "longer", "board"), ("a", "shorter", "board"))
+        True
+        >>> _replaced_by_opposite(("lost", "card", "found"), ("found", "card", "lost"))
+        False
+    """
+    if len(a) != len(b):
+        return False
+    differ = [(x, y) for x, y in zip(a, b, strict=True) if x != y]
+    if len(differ) != 1 or not (differ[0][0].isalpha() and differ[0][1].isalpha()):
+        return False
+    x, y = _stem(differ[0][0]), _stem(differ[0][1])
+    lexicon = _antonym_lexicon()[0]
+    return y in lexicon.get(x, ()) or x in lexicon.get(y, ())
 
 
 # --------------------------------------------------------------------------- patterns
@@ -2507,7 +2537,7 @@ def _edit_kind(long: Sequence[str], start: int, end: int, other: Sequence[str]) 
             added = other if ca == [] and cb else mine if ca else ()
             return "changed" if added and _adds_owner(added, 0, ()) else "neutral"
         if len(ca) > 1 or len(cb) > 1:
-            return "large"
+            return _widened(ca, cb, (*mine, *other))
         x, y = ca[0], cb[0]
         if _stem(x) == _stem(y) or _typo_like(x, y) or _kin(x, y):
             return "neutral"
@@ -2517,6 +2547,112 @@ def _edit_kind(long: Sequence[str], start: int, end: int, other: Sequence[str]) 
     if len(mine) == 1 and mine[0] in _EDIT_PREFIXES:
         return "changed"  # "*off*-peak"
     return "neutral"
+
+
+#: Adverbial particles: a verb with one is one verb in other words ("*set up*" /
+#: "*configure*", "*get through* winter" / "*overwinter*").
+_PHRASAL = frozenset({"up", "down", "out", "off", "in", "on", "over", "through", "back", "away",
+                      "around", "into", "onto"})
+
+
+def _widened(ca: list[str], cb: list[str], words: Sequence[str]) -> str:
+    """One edit that puts two or three content words for one ("for *adults*" / "for
+    *young kids*", "a *rental* / *privately owned* e-scooter", "in *Brazilian jiu-jitsu*"
+    / "in *judo*"): ``"changed"`` when none of them is the one word's kin, stem, typo or
+    part ("*overwinter*" / "get through *winter*") and no particle makes them one verb
+    ("*set up*" / "*configure*"); otherwise ``"large"`` (a rewording)."""
+    if min(len(ca), len(cb)) != 1 or max(len(ca), len(cb)) > 3:
+        return "large"
+    if not _PHRASAL.isdisjoint(words):
+        return "large"
+    one, many = (ca[0], cb) if len(ca) == 1 else (cb[0], ca)
+    stem = _stem(one)
+    for w in many:
+        other = _stem(w)
+        if other == stem or other in one or stem in w or _typo_like(one, w) or _kin(one, w):
+            return "large"
+    return "changed"
+
+
+#: Verbs that ask how not to do what follows them ("should I *avoid* training", "*skip*
+#: prewashing").
+_AVOIDING = frozenset({"avoid", "avoiding", "skip", "skipping", "stop", "stopping", "quit",
+                       "quitting", "refrain", "prevent", "preventing"})
+
+
+def _avoidance_added(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
+    """One question asks how not to do what the other asks to do: the same words but an
+    avoiding verb put before the same action, or in place of "do" ("Should I *train* on an
+    empty stomach?" / "Should I *avoid training* ...", "Which poses should I *do* / *avoid*
+    during pregnancy?"). Not when both have such a verb.
+
+    Example:
+        >>> ask = ("should", "i", "train", "on", "an", "empty", "stomach")
+        >>> _avoidance_added(ask, ("should", "i", "avoid", "training", *ask[3:]))
+        True
+        >>> _avoidance_added(("how", "to", "avoid", "fees"),
+        ...                  ("how", "to", "avoid", "paying", "fees"))
+        False
+    """
+    in_a, in_b = not _AVOIDING.isdisjoint(a), not _AVOIDING.isdisjoint(b)
+    if in_a == in_b:
+        return False
+    matcher = difflib.SequenceMatcher(None, a, b, autojunk=False)
+    edits = [op for op in matcher.get_opcodes() if op[0] != "equal"]
+    same = sum(block.size for block in matcher.get_matching_blocks())
+    if len(edits) > 2 or same < EDIT_COVER * max(len(a), len(b)):
+        return False
+    for _op, i1, i2, j1, j2 in edits:
+        for mine, other in ((a[i1:i2], b[j1:j2]), (b[j1:j2], a[i1:i2])):
+            k = next((i for i, t in enumerate(mine) if t in _AVOIDING), None)
+            if k is None:
+                continue
+            after = {_stem(t) for t in mine[k + 1 :]}
+            if all(t in _EDIT_FUNCTION or _stem(t) in after for t in other):
+                return True
+    return False
+
+
+#: Words that join two things either way round ("cats *and* dogs" / "dogs *and* cats").
+_SYMMETRIC = frozenset({"and", "or", "nor", "vs", "versus", "with", "the", "a", "an", "my"})
+
+
+def _roles_swapped(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
+    """The same words, with two of them (or two phrases) swapped around the words between
+    ("sort from *smallest* to *largest*" / "from *largest* to *smallest*", "pour *lye* into
+    *water*" / "pour *water* into *lye*", "should my *legs push* before my *arms pull*"):
+    who does what to whom changed. Not around "and" / "or" ("cats and dogs"), nor two
+    neighbours swapped ("plastic number 5" / "number 5 plastic", "On a UK bike, which
+    lever ..." / "Which lever ... on a UK bike?").
+
+    Example:
+        >>> _roles_swapped(("pour", "lye", "into", "water"), ("pour", "water", "into", "lye"))
+        True
+        >>> _roles_swapped(("cats", "and", "dogs"), ("dogs", "and", "cats"))
+        False
+    """
+    if len(a) != len(b) or len(a) < 3 or a == b or set(a) != set(b) or sorted(a) != sorted(b):
+        return False
+    i = 0
+    while a[i] == b[i]:
+        i += 1
+    j = 0
+    while a[-1 - j] == b[-1 - j]:
+        j += 1
+    mid_a, mid_b = a[i : len(a) - j], b[i : len(b) - j]
+    n = len(mid_a)
+    for lx in range(1, n - 1):
+        for ly in range(1, n - lx):
+            x, between, y = mid_a[:lx], mid_a[lx : n - ly], mid_a[n - ly :]
+            if (
+                mid_b == y + between + x
+                and x != y
+                and not _SYMMETRIC.issuperset(between)
+                and any(t not in _EDIT_FUNCTION for t in x)
+                and any(t not in _EDIT_FUNCTION for t in y)
+            ):
+                return True
+    return False
 
 
 @functools.lru_cache(maxsize=4096)
@@ -2571,6 +2707,44 @@ def _numbers_swapped(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
     )
 
 
+def _number_value_of(token: str) -> float | None:
+    """The value of a token of digits ("2.5", "1,000"), or None ("3:30", "v2")."""
+    if not token[:1].isdigit():
+        return None
+    try:
+        return float(token.replace(",", ""))
+    except ValueError:
+        return None
+
+
+def _number_replaced(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
+    """The two token sequences are the same words but for a number (or two), replaced in
+    place by another ("carbonate *5* / *2.5* gallons", "a watch rated *30*m / *200*m", "a
+    good *2*k / *6*k time"): whatever the number counts, the question changed. Catches what
+    the numbers guard's reading leaves out (a unit glued on, a decimal that reads as a
+    date); the same numbers swapped are :func:`minimal_edit`'s.
+
+    Example:
+        >>> _number_replaced(("carbonate", "5", "gallons"), ("carbonate", "2.5", "gallons"))
+        True
+        >>> _number_replaced(("pay", "1,000", "now"), ("pay", "1000", "now"))
+        False
+    """
+    if len(a) != len(b) or a == b:
+        return False
+    before: list[float] = []
+    after: list[float] = []
+    for x, y in zip(a, b, strict=True):
+        if x == y:
+            continue
+        vx, vy = _number_value_of(x), _number_value_of(y)
+        if vx is None or vy is None or vx == vy:
+            return False
+        before.append(vx)
+        after.append(vy)
+    return sorted(before) != sorted(after)  # the same numbers swapped: ``edits``'s
+
+
 def minimal_edit(query: str, candidate: str) -> bool:
     """Whether two questions are the same words but for one or two small edits that
     change what is asked (the ``edits`` guard): a content word replaced by another that
@@ -2599,10 +2773,32 @@ def _english_edit(q: Features, c: Features) -> bool:
     """:func:`minimal_edit` on two texts' features: English only (the lexicon is; Spanish,
     French, German, Portuguese and Italian are :mod:`paracache.lexicon`'s)."""
     return (
-        q.lowered.isascii()
-        and c.lowered.isascii()
-        and _edited(q.tokens, c.tokens)
+        _english_letters(q.tokens)
+        and _english_letters(c.tokens)
+        and (
+            _edited(q.tokens, c.tokens)
+            or _roles_swapped(q.tokens, c.tokens)
+            or _avoidance_added(q.tokens, c.tokens)
+        )
         and not (_marked(q.tokens) or _marked(c.tokens))
+    )
+
+
+def _english_letters(tokens: tuple[str, ...]) -> bool:
+    """ASCII letters, or one word borrowed with its accents ("my *café*", "a *naïve*
+    question"): English the lexicon can read. More such words are another language's.
+
+    Example:
+        >>> _english_letters(("host", "it", "at", "my", "café"))
+        True
+        >>> _english_letters(("où", "est", "la", "bibliothèque"))
+        False
+    """
+    borrowed = [t for t in tokens if not t.isascii()]
+    return not borrowed or (
+        len(borrowed) == 1
+        and all(ch.isascii() or unicodedata.name(ch, "").startswith("LATIN")
+                for ch in borrowed[0] if ch.isalpha())
     )
 
 
@@ -2620,6 +2816,13 @@ def _differs(name: str, q: Features, c: Features) -> bool:
     if name == "dates":
         return _conflict(q.dates, c.dates)
     if name == "numbers":
+        if (
+            q.identifiers == c.identifiers  # an identifier, a sum or a date that differs
+            and not _conflict(q.amounts, c.amounts)  # is its own guard's to name
+            and not _conflict(q.dates, c.dates)
+            and _number_replaced(q.tokens, c.tokens)
+        ):
+            return True
         if not (q.numbers or c.numbers):
             return False  # sums of money only: the amounts guard's business
         # a bare number against a sum ("only got 20" vs "only got $30") compares values
@@ -2631,6 +2834,7 @@ def _differs(name: str, q: Features, c: Features) -> bool:
             _exclusive_sides(q.opposites, c.opposites)
             or _lexicon_opposed(q, c)
             or _aligned_opposed(q.tokens, c.tokens)
+            or _replaced_by_opposite(q.tokens, c.tokens)
         )
     if name == "quantifiers":
         return _exclusive_sides(q.quantifiers, c.quantifiers)
