@@ -12,13 +12,13 @@ Example:
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import re
 import threading
 import time
 import unicodedata
 from collections.abc import Callable
-from typing import Any
 
 __all__ = [
     "CircuitBreaker",
@@ -359,10 +359,24 @@ class HybridTuner:
     large scope; then batches are tried and, from then on, the faster of the two is
     used, the other measured again every ``recheck`` lookups of that scope.
 
+    *Faster* compares each policy's fastest round trip among its last ``min_samples``:
+    the machine can only slow a round trip down (a preempted thread, an embedder's
+    threads on the server's core, a collector pause), never speed it up, so one slow
+    sample must not pass for the policy's cost. Batches that lose before they have
+    ``min_samples`` samples are measured again after 2, 4, 8, ... lookups until they
+    have (a first sample slowed by chance would otherwise leave the scope on brute
+    force until the next ``recheck``); batches that win are kept as before.
+
     Example:
         >>> tuner = HybridTuner(slow=0.001, min_samples=2)
         >>> for _ in range(2):
         ...     tuner.record("s", tuner.choose("s"), 0.002)
+        >>> tuner.choose("s")
+        'BATCHES'
+        >>> tuner.record("s", "BATCHES", 0.009)   # one slow first sample of batches
+        >>> [tuner.choose("s") for _ in range(3)]  # brute force meanwhile, then batches again
+        [None, None, 'BATCHES']
+        >>> tuner.record("s", "BATCHES", 0.0003)
         >>> tuner.choose("s")
         'BATCHES'
     """
@@ -381,8 +395,7 @@ class HybridTuner:
         self.min_samples = min_samples
         self.recheck = recheck
         self.maxsize = maxsize
-        # scope -> [ewma without a policy, samples, ewma with BATCHES, lookups]
-        self._stats: dict[str, list[Any]] = {}
+        self._stats: dict[str, _ScopeTimes] = {}
         self._lock = threading.Lock()
 
     def choose(self, scope: str) -> str | None:
@@ -391,16 +404,26 @@ class HybridTuner:
             st = self._stats.get(scope)
             if st is None:
                 return None
-            st[3] += 1
-            auto, samples, batches, n = st
-            if samples < self.min_samples:
+            st.lookups += 1
+            if st.auto_samples < self.min_samples or st.auto_average is None:
                 return None
-            if batches is None:  # batches are tried once RediSearch's choice is slow
-                return "BATCHES" if auto > self.slow else None
+            if not st.batches:  # batches are tried once RediSearch's choice is slow
+                return "BATCHES" if st.auto_average > self.slow else None
             # Both measured: the faster one, whatever ``slow`` says (a choice near it
             # must not flip back to the slower policy each time its average dips below).
-            faster = "BATCHES" if batches < auto else None
-            if n % self.recheck == 0:  # measure the other one again
+            faster = "BATCHES" if min(st.batches) < min(st.auto) else None
+            if faster is None and len(st.batches) < self.min_samples:
+                # Batches lost on fewer samples than asked for: one may have been slowed
+                # by chance. Measured again after 2, 4, 8, ... lookups until they have.
+                if st.retry_at == 0:
+                    st.retry_gap = 2
+                    st.retry_at = st.lookups + st.retry_gap
+                elif st.lookups >= st.retry_at:
+                    st.retry_gap *= 2
+                    st.retry_at = st.lookups + st.retry_gap
+                    return "BATCHES"
+                return None
+            if st.lookups % self.recheck == 0:  # measure the other one again
                 return None if faster else "BATCHES"
             return faster
 
@@ -411,9 +434,33 @@ class HybridTuner:
             if st is None:
                 if len(self._stats) >= self.maxsize:
                     self._stats.pop(next(iter(self._stats)))
-                st = self._stats[scope] = [None, 0, None, 0]
-            slot = 2 if policy else 0
-            old = st[slot]
-            st[slot] = seconds if old is None else old + self._ALPHA * (seconds - old)
-            if not policy:
-                st[1] += 1
+                window = max(1, self.min_samples)
+                st = self._stats[scope] = _ScopeTimes(
+                    auto=collections.deque(maxlen=window),
+                    batches=collections.deque(maxlen=window),
+                )
+            if policy:
+                st.batches.append(seconds)
+                return
+            st.auto.append(seconds)
+            old = st.auto_average
+            st.auto_average = seconds if old is None else old + self._ALPHA * (seconds - old)
+            st.auto_samples += 1
+
+
+@dataclasses.dataclass
+class _ScopeTimes:
+    """One scope's search round trips, by policy (see :class:`HybridTuner`)."""
+
+    #: RediSearch's own choice: the last round trips, their moving average, how many.
+    auto: collections.deque[float]
+    #: ``BATCHES``: the last round trips.
+    batches: collections.deque[float]
+    auto_average: float | None = None
+    auto_samples: int = 0
+    #: Searches chosen for in this scope.
+    lookups: int = 0
+    #: While batches have fewer than ``min_samples`` samples and lose: when to try them
+    #: again (0: not set), and the gap that doubles each time.
+    retry_at: int = 0
+    retry_gap: int = 2
