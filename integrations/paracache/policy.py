@@ -362,10 +362,10 @@ class HybridTuner:
     *Faster* compares each policy's fastest round trip among its last ``min_samples``:
     the machine can only slow a round trip down (a preempted thread, an embedder's
     threads on the server's core, a collector pause), never speed it up, so one slow
-    sample must not pass for the policy's cost. Batches that lose before they have
-    ``min_samples`` samples are measured again after 2, 4, 8, ... lookups until they
-    have (a first sample slowed by chance would otherwise leave the scope on brute
-    force until the next ``recheck``); batches that win are kept as before.
+    sample must not pass for the policy's cost. Batches that lose are measured again
+    after 2, 4, 8, ... lookups, at most ``recheck`` apart (a first sample slowed by
+    chance would otherwise leave the scope on brute force until the next ``recheck``);
+    batches that win are kept, RediSearch's choice measured again every ``recheck``.
 
     Example:
         >>> tuner = HybridTuner(slow=0.001, min_samples=2)
@@ -412,19 +412,20 @@ class HybridTuner:
             # Both measured: the faster one, whatever ``slow`` says (a choice near it
             # must not flip back to the slower policy each time its average dips below).
             faster = "BATCHES" if min(st.batches) < min(st.auto) else None
-            if faster is None and len(st.batches) < self.min_samples:
-                # Batches lost on fewer samples than asked for: one may have been slowed
-                # by chance. Measured again after 2, 4, 8, ... lookups until they have.
+            if faster is None:
+                # Batches lost, perhaps on a sample slowed by chance: measured again after
+                # 2, 4, 8, ... lookups, at most ``recheck`` apart.
                 if st.retry_at == 0:
                     st.retry_gap = 2
                     st.retry_at = st.lookups + st.retry_gap
                 elif st.lookups >= st.retry_at:
-                    st.retry_gap *= 2
+                    st.retry_gap = min(2 * st.retry_gap, self.recheck)
                     st.retry_at = st.lookups + st.retry_gap
                     return "BATCHES"
                 return None
+            st.retry_at = 0  # batches win: a later loss starts the schedule again
             if st.lookups % self.recheck == 0:  # measure the other one again
-                return None if faster else "BATCHES"
+                return None
             return faster
 
     def record(self, scope: str, policy: str | None, seconds: float) -> None:
@@ -460,7 +461,7 @@ class _ScopeTimes:
     auto_samples: int = 0
     #: Searches chosen for in this scope.
     lookups: int = 0
-    #: While batches have fewer than ``min_samples`` samples and lose: when to try them
-    #: again (0: not set), and the gap that doubles each time.
+    #: While batches lose: when to try them again (0: not set), and the gap that
+    #: doubles each time.
     retry_at: int = 0
     retry_gap: int = 2
