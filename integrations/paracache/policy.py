@@ -359,13 +359,16 @@ class HybridTuner:
     large scope; then batches are tried and, from then on, the faster of the two is
     used, the other measured again every ``recheck`` lookups of that scope.
 
-    *Faster* compares each policy's fastest round trip among its last ``min_samples``:
-    the machine can only slow a round trip down (a preempted thread, an embedder's
-    threads on the server's core, a collector pause), never speed it up, so one slow
-    sample must not pass for the policy's cost. Batches that lose are measured again
-    after 2, 4, 8, ... lookups, at most ``recheck`` apart (a first sample slowed by
-    chance would otherwise leave the scope on brute force until the next ``recheck``);
-    batches that win are kept, RediSearch's choice measured again every ``recheck``.
+    Batches are judged on the fastest of their samples: the machine can only slow a
+    round trip down (a preempted thread, an embedder's threads on the server's core, a
+    collector pause), never speed it up, so one slow sample must not pass for the
+    policy's cost. Until batches have ``min_samples`` samples they are judged against
+    RediSearch's moving average (as the decision to try them was); from then on, against
+    the fastest of RediSearch's last ``min_samples``. Batches that lose are measured
+    again after 2, 4, 8, ... lookups, at most ``recheck`` apart (a first sample slowed
+    by chance would otherwise leave the scope on brute force until the next
+    ``recheck``); batches that win are kept, RediSearch's choice measured again every
+    ``recheck``.
 
     Example:
         >>> tuner = HybridTuner(slow=0.001, min_samples=2)
@@ -411,7 +414,13 @@ class HybridTuner:
                 return "BATCHES" if st.auto_average > self.slow else None
             # Both measured: the faster one, whatever ``slow`` says (a choice near it
             # must not flip back to the slower policy each time its average dips below).
-            faster = "BATCHES" if min(st.batches) < min(st.auto) else None
+            if len(st.batches) < self.min_samples:
+                # Few batched samples yet: judged against RediSearch's average, as the
+                # try was decided (its first searches' costs still weigh in it); then
+                # fastest against fastest.
+                faster = "BATCHES" if min(st.batches) < st.auto_average else None
+            else:
+                faster = "BATCHES" if min(st.batches) < min(st.auto) else None
             if faster is None:
                 # Batches lost, perhaps on a sample slowed by chance: measured again after
                 # 2, 4, 8, ... lookups, at most ``recheck`` apart.
