@@ -64,6 +64,11 @@ PHRASINGS = (
 )
 
 
+def phrasing(question: str) -> int:
+    """Which of :data:`PHRASINGS` the reworded fake model answers ``question`` with."""
+    return zlib.crc32(question.encode()) % len(PHRASINGS)
+
+
 def answer_of(intent: str, variant: int = 0) -> str:
     """The fake model's answer for an intent (``variant``: one of its phrasings)."""
     topic = intent.replace("_", " ")
@@ -95,7 +100,7 @@ class IntentModel(SimpleChatModel):
     ) -> str:
         self.calls += 1
         question = str(messages[-1].content)
-        variant = zlib.crc32(question.encode()) % len(PHRASINGS) if self.reworded else 0
+        variant = phrasing(question) if self.reworded else 0
         return answer_of(self.intents[question], variant)
 
 
@@ -113,6 +118,18 @@ def split(rows: Rows, seed: int) -> tuple[Rows, Rows]:
     random.Random(seed).shuffle(texts)
     dev = set(texts[: int(0.3 * len(texts))])
     return [r for r in rows if r["text"] in dev], [r for r in rows if r["text"] not in dev]
+
+
+def stream_of(rows: Rows, seed: int, intents: float, queries: int) -> Rows:
+    """The query stream: ``rows`` shuffled by ``seed``, the first ``queries`` of them; with
+    ``intents`` < 1, only that share of the intents (drawn by the same seed)."""
+    stream = rows[:]
+    if intents < 1.0:
+        names = sorted({r["intent"] for r in stream})
+        kept = set(random.Random(seed).sample(names, round(intents * len(names))))
+        stream = [r for r in stream if r["intent"] in kept]
+    random.Random(seed).shuffle(stream)
+    return stream[:queries]
 
 
 def run_stream(
@@ -246,13 +263,7 @@ def main() -> None:
     args = ap.parse_args()
 
     dev, report = split(load(args.data), args.split_seed)
-    stream = (dev if args.dev else report)[:]
-    if args.intents < 1.0:
-        names = sorted({r["intent"] for r in stream})
-        kept = set(random.Random(args.stream_seed).sample(names, round(args.intents * len(names))))
-        stream = [r for r in stream if r["intent"] in kept]
-    random.Random(args.stream_seed).shuffle(stream)
-    stream = stream[: args.queries]
+    stream = stream_of(dev if args.dev else report, args.stream_seed, args.intents, args.queries)
     vectorizer = MiniLMVectorizer()
     server = EmbeddedRedis().start()
     probe = SemanticIndex(server.url, namespace="online-probe")

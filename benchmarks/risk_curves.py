@@ -46,9 +46,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import random
 import sys
-import zlib
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +55,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from online import DEFAULT_DATA, PHRASINGS, load, split  # noqa: E402
+from online import DEFAULT_DATA, load, phrasing, split, stream_of  # noqa: E402
 from pairs_eval import banking_split  # noqa: E402
 
 from paracache import SemanticIndex  # noqa: E402
@@ -68,22 +66,6 @@ from paracache.vectorizers import MiniLMVectorizer  # noqa: E402
 FLOOR = 0.70
 DELTAS = (0.01, 0.02, 0.03, 0.05)
 STREAMS = ((1, 1.0), (2, 1.0), (3, 1.0), (4, 0.5))
-
-
-def stream_of(rows: list[dict[str, str]], seed: int, intents: float, queries: int) -> list[Any]:
-    """``online.py``'s stream: the same selection and order."""
-    stream = rows[:]
-    if intents < 1.0:
-        names = sorted({r["intent"] for r in stream})
-        kept = set(random.Random(seed).sample(names, round(intents * len(names))))
-        stream = [r for r in stream if r["intent"] in kept]
-    random.Random(seed).shuffle(stream)
-    return stream[:queries]
-
-
-def phrasing(text: str) -> int:
-    """``online.py --reworded``: which of the fake model's phrasings answers ``text``."""
-    return zlib.crc32(text.encode()) % len(PHRASINGS)
 
 
 def dump(args: argparse.Namespace) -> dict[str, Any]:
