@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from pairs_eval import BANKING, DATA, Vectors, banking, banking_split, default_decide, load
+from pairs_eval import BANKING, Vectors, banking, banking_split, default_decide, dev_set, load
 from rewordings import rewording_pairs
 
 import paracache.guards as G
@@ -58,14 +58,11 @@ RULES: dict[str, tuple[str, Callable[..., Any]]] = {
 
 def pairs(name: str) -> list[dict[str, Any]]:
     """Set ``name``'s pairs: (kind, stored, asked, same)."""
-    nm = load(DATA / f"nearmiss_{name}.jsonl")
-    if name == "tune":
-        nm += load(DATA / "traps.jsonl") + load(DATA / "traps_heldout.jsonl")
+    nm, dp = dev_set(name)
     out = [{"kind": k, "sub": c.get("kind"), "stored": c["stored"], "asked": c[k],
             "same": k != "trap"} for c in nm for k in ("trap", "paraphrase", "typo") if k in c]
     out += [{"kind": "dup" if p["duplicate"] else "nondup", "sub": None, "stored": p["q1"],
-             "asked": p["q2"], "same": bool(p["duplicate"])}
-            for p in load(DATA / f"duplicates_{name}.jsonl")]
+             "asked": p["q2"], "same": bool(p["duplicate"])} for p in dp]
     return out
 
 

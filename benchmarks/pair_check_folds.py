@@ -49,12 +49,12 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from pairs_eval import (
     BANKING,
-    DATA,
     FILL_SEED,
     Vectors,
     banking,
     banking_split,
     default_decide,
+    dev_set,
     duplicates,
     load,
     nearmiss,
@@ -70,13 +70,6 @@ BAND = (0.70, 0.97)
 VOUCH_BAND = (0.70, 0.90)
 VETO = 0.25
 CASE_WEIGHT = 5.0  # as train_pair_check.py: few near-miss / duplicate pairs, weighed up
-
-
-def fold_data(name: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    nm = load(DATA / f"nearmiss_{name}.jsonl")
-    if name == "tune":
-        nm += load(DATA / "traps.jsonl") + load(DATA / "traps_heldout.jsonl")
-    return nm, load(DATA / f"duplicates_{name}.jsonl")
 
 
 class Pairs:
@@ -103,7 +96,7 @@ class Pairs:
                     w.append(banking_weight)
                     src.append("banking")
         for name in FOLDS:
-            nm, dp = fold_data(name)
+            nm, dp = dev_set(name)
             for case in nm:
                 keys = [("trap", 0.0), ("paraphrase", 1.0)] + ([("typo", 1.0)] if typos else [])
                 for key, label in keys:
@@ -325,7 +318,7 @@ def learned_check(model: Model, vec: Vectors) -> Iterator[None]:
 
 
 def end_to_end(fold: str, vec: Vectors, bank: list[dict[str, Any]]) -> dict[str, Any]:
-    nm, dp = fold_data(fold)
+    nm, dp = dev_set(fold)
     decide = default_decide()
     out: dict[str, Any] = dict(nearmiss(nm, vec, decide))
     out.update(duplicates(dp, vec, decide))
@@ -375,7 +368,7 @@ def main() -> None:
             for i in np.argsort(-(mat @ vec(r["text"])))[:4]:
                 todo.append((r["text"], fill[i]["text"]))
         for fold in FOLDS:
-            nm, dp = fold_data(fold)
+            nm, dp = dev_set(fold)
             todo += [(c[k], c["stored"]) for c in nm for k in ("trap", "paraphrase", "typo")
                      if k in c]
             todo += [(p["q2"], p["q1"]) for p in dp]

@@ -55,6 +55,16 @@ def load(path: Path) -> list[dict[str, Any]]:
         return [json.loads(line) for line in fh if line.strip()]
 
 
+def dev_set(name: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Development set ``name``'s near-miss cases and duplicate pairs
+    (``nearmiss_<name>.jsonl``, ``duplicates_<name>.jsonl``); ``tune`` also takes the trap
+    files (``traps.jsonl``, ``traps_heldout.jsonl``)."""
+    nm = load(DATA / f"nearmiss_{name}.jsonl")
+    if name == "tune":
+        nm += load(DATA / "traps.jsonl") + load(DATA / "traps_heldout.jsonl")
+    return nm, load(DATA / f"duplicates_{name}.jsonl")
+
+
 class Vectors:
     """Unit vectors of the text paracache embeds, computed once (cached on disk)."""
 

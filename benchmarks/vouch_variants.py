@@ -43,11 +43,11 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from pairs_eval import (
     BANKING,
-    DATA,
     Vectors,
     banking,
     banking_split,
     default_decide,
+    dev_set,
     duplicates,
     load,
     nearmiss,
@@ -130,10 +130,9 @@ def nearmiss_sets(names: list[str]) -> tuple[list[dict[str, Any]], list[dict[str
     nm: list[dict[str, Any]] = []
     dp: list[dict[str, Any]] = []
     for name in names:
-        nm += load(DATA / f"nearmiss_{name}.jsonl")
-        if name == "tune":
-            nm += load(DATA / "traps.jsonl") + load(DATA / "traps_heldout.jsonl")
-        dp += load(DATA / f"duplicates_{name}.jsonl")
+        cases, pairs = dev_set(name)
+        nm += cases
+        dp += pairs
     return nm, dp
 
 
