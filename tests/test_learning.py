@@ -116,6 +116,41 @@ def test_learned_threshold_from_statistics_in_redis(make_index: Any) -> None:
     assert other.digest() not in index.stats().learning["thresholds"]
 
 
+def test_a_forced_refresh_is_not_undone_by_an_older_read(make_index: Any) -> None:
+    """A refresh that read the statistics before they changed (the background thread's)
+    must not decide after a forced refresh that read them afterwards."""
+    index = make_index(max_error_rate=0.05, min_similarity=0.99)
+    index.store(STORED, "Open the app and tap Activate.", SCOPE)
+    assert index.lookup_verdict(NEAR, SCOPE).outcome == "miss"  # the scope is seen
+    learner = index.learner
+    assert learner is not None
+    read, release = threading.Event(), threading.Event()
+    decide = learner._decide
+
+    def held_decide(stats_key: str, record: Any) -> None:
+        if threading.current_thread() is older:
+            read.set()  # it has read the record as it was: no statistics yet
+            release.wait(10)
+        decide(stats_key, record)
+
+    learner._decide = held_decide  # type: ignore[method-assign]
+    older = threading.Thread(target=learner.refresh, kwargs={"force": True})
+    older.start()
+    assert read.wait(10)
+    fields: dict[str, int | str] = {"v": "1", "N": 1000}
+    for b in range(90, 100):
+        fields[f"n{b}"] = 40
+        fields[f"t{b}"] = 60
+    _client(index).hset(learner.stats_key(SCOPE.digest()), mapping=fields)
+    timer = threading.Timer(0.3, release.set)
+    timer.start()
+    learner.refresh(force=True)
+    older.join(10)
+    timer.join(10)
+    assert not older.is_alive()
+    assert index.stats().learning["thresholds"].get(SCOPE.digest(), 1.0) <= 0.93
+
+
 def test_corrupt_statistics_serve_no_semantic_hit(make_index: Any, caplog: Any) -> None:
     # No exploration: a sampled exploration would turn the first hit into a miss.
     index = make_index(max_error_rate=0.05, min_similarity=0.8, explore_rate=0.0)

@@ -340,6 +340,9 @@ class Learner:
         #: store serialised objects set it; default: the response as stored).
         self.answer_text: Callable[[str], str] = _identity
         self._lock = threading.Lock()
+        # One refresh at a time: a read of the statistics is decided before the next
+        # read starts, so an older read can never overwrite a newer decision.
+        self._refresh_lock = threading.Lock()
         self._decisions: dict[str, bound.Decision] = {}
         self._seen: dict[str, float] = {}  # stats key -> when its record was last read
         self._pending: collections.OrderedDict[str, _Pending] = collections.OrderedDict()
@@ -588,24 +591,30 @@ class Learner:
 
     def refresh(self, force: bool = False) -> None:
         """Read the statistics of the scopes this process looked up (each at most every
-        :data:`REFRESH_SECONDS`) and decide their thresholds."""
-        now = time.monotonic()
-        with self._lock:
-            due = [k for k, at in self._seen.items() if force or now - at >= REFRESH_SECONDS]
+        :data:`REFRESH_SECONDS`) and decide their thresholds.
+
+        Refreshes run one at a time (the background thread's and a forced one), so a
+        forced refresh decides from a read made after it was called: a read the
+        background thread started earlier cannot land after it and undo it.
+        """
+        with self._refresh_lock:
+            now = time.monotonic()
+            with self._lock:
+                due = [k for k, at in self._seen.items() if force or now - at >= REFRESH_SECONDS]
+                for k in due:
+                    self._seen[k] = now
+            if not due:
+                return
+            pipe = self._client.pipeline(transaction=False)
             for k in due:
-                self._seen[k] = now
-        if not due:
-            return
-        pipe = self._client.pipeline(transaction=False)
-        for k in due:
-            pipe.hgetall(k)
-        try:
-            records = pipe.execute(raise_on_error=False)
-        except redis.RedisError as exc:  # keep the decisions we have
-            logger.debug("paracache: reading learned statistics failed: %r", exc)
-            return
-        for k, record in zip(due, records, strict=True):
-            self._decide(k, record)
+                pipe.hgetall(k)
+            try:
+                records = pipe.execute(raise_on_error=False)
+            except redis.RedisError as exc:  # keep the decisions we have
+                logger.debug("paracache: reading learned statistics failed: %r", exc)
+                return
+            for k, record in zip(due, records, strict=True):
+                self._decide(k, record)
 
     def _decide(self, stats_key: str, record: Any) -> None:
         try:
