@@ -174,6 +174,29 @@ def test_corrupt_statistics_serve_no_semantic_hit(make_index: Any, caplog: Any) 
     assert _client(index).type(key) in (b"hash", b"none")
 
 
+def test_wait_idle_waits_for_outcomes_already_acknowledged(make_index: Any) -> None:
+    """The worker acknowledges a label before it counts it: waiting for an empty consumer
+    group alone returned before the count (a rare failure of the tests below)."""
+    index = make_index(max_error_rate=0.02, min_similarity=0.99)
+    index.store(STORED, "Open the app and tap Activate.", SCOPE)
+    learner, worker = index.learner, index.learner.worker
+    assert worker is not None and worker.on_label is not None
+    report = worker.on_label
+
+    def slow_report(wrong: bool | None, kind: str, explored: bool) -> None:
+        time.sleep(0.3)  # acknowledged, not yet counted
+        report(wrong, kind, explored)
+
+    assert index.lookup_verdict(NEAR, SCOPE).outcome == "miss"
+    assert learner.wait_idle(30)  # the lookup's counts: the label below comes alone
+    worker.on_label = slow_report
+    index.store(NEAR, "open the app and tap activate", SCOPE)
+    assert learner.wait_idle(30)
+    learning = index.stats().learning
+    assert learning["labels"] == 1 and learning["wrong"] == 0
+    assert not worker.busy
+
+
 @pytest.mark.parametrize("kind", ["raises", "hangs", "not_bool"])
 def test_a_failing_judge_drops_the_label_and_is_counted(make_index: Any, kind: str) -> None:
     release = threading.Event()

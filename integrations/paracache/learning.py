@@ -681,7 +681,9 @@ class Learner:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             self.flush()
-            if self.worker is None or self._group_done():
+            # The group first, then the worker: a message it acknowledged before the
+            # group was read has been reported once the worker is no longer busy.
+            if self.worker is None or (self._group_done() and not self.worker.busy):
                 self.refresh(force=True)
                 return True
             time.sleep(0.01)
@@ -787,6 +789,19 @@ class LabelWorker:
         self._prefix = f"paracache:{namespace}:"
         self._group_ready = False
         self._claim_at = 0.0
+        self._handling = 0  # batches read and not yet all reported (see `busy`)
+        self._handling_lock = threading.Lock()
+
+    @property
+    def busy(self) -> bool:
+        """Handling messages it has read: a message is acknowledged before its outcome
+        reaches ``on_label``, so an empty consumer group alone does not mean every
+        outcome has been counted.
+
+        Example:
+            >>> # worker.busy  -> False once run_once has returned
+        """
+        return self._handling > 0
 
     def _ensure_group(self) -> None:
         if self._group_ready:
@@ -822,8 +837,14 @@ class LabelWorker:
                 raise
             for _stream, rows in reply or []:
                 messages.extend(rows)
-        for message_id, fields in messages:
-            self.handle(message_id, fields)
+        with self._handling_lock:
+            self._handling += 1
+        try:
+            for message_id, fields in messages:
+                self.handle(message_id, fields)
+        finally:
+            with self._handling_lock:
+                self._handling -= 1
         return len(messages)
 
     def handle(self, message_id: Any, fields: Mapping[Any, Any]) -> None:
