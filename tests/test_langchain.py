@@ -276,6 +276,17 @@ def test_constructor_checks(make_index: Any, redis_url: str) -> None:
     cache.index.clear()
 
 
+def test_a_bad_threshold_fails_at_construction(make_index: Any) -> None:
+    """A threshold out of range is refused when the cache is built, not by every call."""
+    index = make_index()
+    for bad, error in ((3, ValueError), (-0.1, ValueError), ("0.9", TypeError),
+                       (float("nan"), TypeError)):
+        with pytest.raises(error, match="min_similarity"):
+            SemanticCache(index, min_similarity=bad)  # type: ignore[arg-type]
+    cache = SemanticCache(index, min_similarity=1)
+    assert cache.min_similarity == 1.0 and cache.for_tenant("t").min_similarity == 1.0
+
+
 # ---------------------------------------------------------------- parsing
 
 

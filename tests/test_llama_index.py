@@ -395,6 +395,18 @@ def test_builds_its_own_index(redis_url: str, vindex: VectorStoreIndex, namespac
                                       namespace="x")
 
 
+def test_a_bad_threshold_fails_at_construction(
+    vindex: VectorStoreIndex, index: SemanticIndex
+) -> None:
+    """Refused when the engine is built: before, every query logged "lookup failed" and
+    was answered by the engine, so the cache silently never served."""
+    for bad, error in ((1.5, ValueError), ("0.9", TypeError)):
+        with pytest.raises(error, match="min_similarity"):
+            SemanticCacheQueryEngine.from_index(vindex, index, min_similarity=bad, llm=MockLLM())
+    engine = SemanticCacheQueryEngine.from_index(vindex, index, min_similarity=1, llm=MockLLM())
+    assert engine.min_similarity == 1.0 and engine.for_tenant("t").min_similarity == 1.0
+
+
 def test_corrupt_entry_falls_back_to_the_engine(engine: SemanticCacheQueryEngine) -> None:
     scope = engine.scope_for(QueryBundle(REFUND))
     engine.index.store(REFUND, "not json", scope)

@@ -32,7 +32,7 @@ from .index import SemanticIndex
 from .langchain_chat import CachedChatModel
 from .scope import Scope, digest
 from .singleflight import Claim, SingleFlight
-from .values import Verdict
+from .values import Verdict, check_similarity
 
 __all__ = [
     "CachedChatModel",
@@ -334,7 +334,8 @@ class SemanticCache(BaseCache):
         self.index = index
         if index.learner is not None:  # judges compare the answers' text, not their JSON
             index.learner.answer_text = generations_text
-        self.min_similarity = min_similarity
+        # Checked here: a bad threshold would otherwise raise out of every lookup.
+        self.min_similarity = None if min_similarity is None else check_similarity(min_similarity)
         self.on_verdict = on_verdict
         # Validated once here, so a bad tenant fails at construction, not per call.
         self._base = Scope(tenant=tenant, corpus_version=corpus_version, fields=fields or {})

@@ -24,7 +24,7 @@ from llama_index.core.schema import (
 from ..index import SemanticIndex
 from ..scope import Scope, digest
 from ..singleflight import Claim, SingleFlight
-from ..values import Verdict
+from ..values import Verdict, check_similarity
 from ..vectorizers import vectorizer_id
 from ._shared import (
     _NOT_ANSWER_KWARGS,
@@ -122,7 +122,9 @@ class SemanticCacheQueryEngine(BaseQueryEngine):
         self.index = _resolve_index(index, redis_url, namespace, options)
         if self.index.learner is not None:  # judges compare answers, not their JSON
             self.index.learner.answer_text = response_text
-        self.min_similarity = min_similarity
+        # Checked here: a bad threshold would otherwise fail every lookup (logged, and
+        # the engine answering), so the cache would silently never serve.
+        self.min_similarity = None if min_similarity is None else check_similarity(min_similarity)
         self._engine = query_engine
         self._engine_kwargs = dict(engine_kwargs or {})
         self._base = Scope(
