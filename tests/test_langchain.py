@@ -287,6 +287,18 @@ def test_a_bad_threshold_fails_at_construction(make_index: Any) -> None:
     assert cache.min_similarity == 1.0 and cache.for_tenant("t").min_similarity == 1.0
 
 
+def test_a_semantic_index_given_to_set_llm_cache_says_what_to_use(make_index: Any) -> None:
+    """LangChain calls ``lookup(prompt, llm_string)``: the error names the adapter instead
+    of only saying that a str is not a Scope."""
+    before = get_llm_cache()
+    set_llm_cache(make_index())
+    try:
+        with pytest.raises(TypeError, match=r"paracache\.langchain\.SemanticCache"):
+            FakeListLLM(responses=["a"]).invoke("hello")
+    finally:
+        set_llm_cache(before)
+
+
 # ---------------------------------------------------------------- parsing
 
 
