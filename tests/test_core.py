@@ -412,6 +412,14 @@ def test_server_without_search_module_is_a_clear_error(redis_server: EmbeddedRed
         proc.wait(5)
 
 
+def test_a_database_other_than_0_is_refused_at_construction(redis_url: str) -> None:
+    """RediSearch indexes database 0 only: a URL ending in /1 used to build a cache that
+    logged "Cannot create index on db != 0" on every call and never served."""
+    assert redis_url.endswith("/0")
+    with pytest.raises(RedisSearchUnavailable, match="database 0 only"):
+        SemanticIndex(redis_url[:-1] + "1", namespace="db-one")
+
+
 # ---------------------------------------------------------------- concurrency
 
 

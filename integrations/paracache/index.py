@@ -105,7 +105,8 @@ _safe_url = safe_url
 
 
 class RedisSearchUnavailable(RuntimeError):
-    """The Redis server has no search module (``FT.*`` commands)."""
+    """The Redis server has no search module (``FT.*`` commands), or cannot index the
+    database the URL selects (RediSearch indexes database 0 only)."""
 
 
 class SemanticIndex:
@@ -1170,6 +1171,12 @@ class SemanticIndex:
             self._admin_io(EnsureIndex())
             self._core.index_ready = True
         except Exception as exc:  # e.g. redisvl's RedisSearchError on an ACL refusal
+            if "db != 0" in str(exc):  # RediSearch: "Cannot create index on db != 0"
+                raise RedisSearchUnavailable(
+                    f"the Redis server at {safe_url(self.redis_url)} indexes database 0 only, "
+                    "and this URL or client selects another: drop the /N from the URL "
+                    "(namespaces keep caches apart)."
+                ) from exc
             logger.warning("paracache: could not create the index yet: %r", exc)
             return
         if self._core.hit_place is None:  # where hits are counted (bookkeeping.py)
