@@ -114,3 +114,29 @@ def test_the_llama_index_example_runs(
         Settings._llm = before
         scope["engine"].index.clear()
         scope["engine"].index.close()
+
+
+def test_the_one_model_example_runs_and_shows_stats(redis_url: str) -> None:
+    """The second "Use it" snippet against the test server, a fake chat model standing in
+    for ChatOpenAI: a repeat is served and the adapter's stats say so."""
+    from langchain_core.language_models.fake_chat_models import FakeListChatModel
+
+    block = _block_after("or on one model")
+    assert ".index.stats()" in block, block
+    block = block.replace('"redis://localhost:6379"', repr(redis_url))
+
+    def chat_openai(**settings: Any) -> FakeListChatModel:
+        return FakeListChatModel(responses=["Refunds within 30 days.", "again"],
+                                 cache=settings["cache"])
+
+    scope: dict[str, Any] = {"ChatOpenAI": chat_openai}
+    exec("from paracache.langchain import SemanticCache\n" + block, scope)
+    try:
+        llm = scope["llm"]
+        assert llm.invoke("What's your refund policy?").content == "Refunds within 30 days."
+        assert llm.invoke("What's your refund policy?").content == "Refunds within 30 days."
+        stats = scope["cache"].index.stats()
+        assert stats.exact_hits == 1 and stats.misses == 1
+    finally:
+        scope["cache"].clear()
+        scope["cache"].index.close()
