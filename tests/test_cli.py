@@ -87,6 +87,24 @@ def test_unreachable_redis_exits_1_with_a_clear_message(
     assert _run(capsys, "stats", "--redis-url", "http://nope")[0] == 2
 
 
+def test_a_database_other_than_0_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    """A URL ending in /1: exit 2 before any FT.* command. Before, `stats` searched from
+    database 1, which (RediSearch 2.10) left every later search of the server returning
+    documents without fields, and `inspect` then failed with a traceback for everyone."""
+    from paracache.embedded import EmbeddedRedis
+
+    with EmbeddedRedis() as server:
+        url0 = server.url
+        index = SemanticIndex(url0, namespace="db-cli")
+        index.store("How do I freeze my card?", "Tap Freeze.", Scope(tenant="acme"))
+        for command in ("stats", "inspect"):
+            code, out, err = _run(capsys, command, "--redis-url", url0[:-1] + "1")
+            assert code == 2 and "database 0 only" in err, (out, err)
+        code, out, err = _run(capsys, "inspect", "--redis-url", url0, "--namespace", "db-cli")
+        assert code == 0 and "How do I freeze my card?" in out, err
+        index.close()
+
+
 # --------------------------------------------------------------------------- stats
 
 

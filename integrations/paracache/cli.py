@@ -330,7 +330,7 @@ def _connect(args: argparse.Namespace) -> _Connection:
     from redis.retry import Retry
 
     from .transport import safe_url as _safe_url
-    from .transport import translate
+    from .transport import selected_db, translate
 
     url = args.redis_url or os.environ.get("PARACACHE_REDIS_URL") or os.environ.get("REDIS_URL")
     if not url:
@@ -351,6 +351,13 @@ def _connect(args: argparse.Namespace) -> _Connection:
         )
     except ValueError as exc:
         raise CommandError(f"not a Redis URL: {exc}", 2) from None
+    if selected_db(client) != 0:  # see paracache.transport.selected_db: no FT.* from there
+        client.close()
+        raise CommandError(
+            f"{_safe_url(url)} selects database {selected_db(client)}, and RediSearch indexes "
+            "database 0 only: drop the /N from the URL",
+            2,
+        )
     from .cluster import ClusterTransport, is_cluster_url
 
     if is_cluster_url(url, 3):  # any node of a Redis Cluster: talk to all of them

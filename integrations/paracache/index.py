@@ -64,6 +64,7 @@ from .transport import (
     derive_async,
     resolve_redis_url,
     safe_url,
+    selected_db,
     translate,
 )
 from .values import (
@@ -487,6 +488,7 @@ class SemanticIndex:
                 verifier=verifier,
                 verify_band=verify_band,
             )
+        self._check_database()
         self._probe()
         #: Sends this process's unsent hits at interpreter exit (see ``hit_flush_hits``).
         self._at_exit: Callable[[], None] | None = None
@@ -1147,6 +1149,22 @@ class SemanticIndex:
         assert ios is not None
         return ios
 
+    def _check_database(self) -> None:
+        """Database 0 only: RediSearch indexes no other, and a search sent from another
+        breaks the server's searches for every client (:func:`~paracache.transport.selected_db`)."""
+        if self._cluster:
+            return
+        clients = [self._admin, self._client]
+        if not self._own_clients:
+            clients.append(self._user_clients[1])
+        db = max(selected_db(c) for c in clients if c is not None)
+        if db != 0:
+            raise RedisSearchUnavailable(
+                f"the Redis at {safe_url(self.redis_url)} is used through database {db}, and "
+                "RediSearch indexes database 0 only: drop the /N from the URL (or db= from "
+                "the client); namespaces keep caches apart."
+            )
+
     def _probe(self) -> None:
         """Check the server once: a server without search is a configuration error;
         an unreachable one is not (the cache starts fail-open and retries later)."""
@@ -1171,12 +1189,6 @@ class SemanticIndex:
             self._admin_io(EnsureIndex())
             self._core.index_ready = True
         except Exception as exc:  # e.g. redisvl's RedisSearchError on an ACL refusal
-            if "db != 0" in str(exc):  # RediSearch: "Cannot create index on db != 0"
-                raise RedisSearchUnavailable(
-                    f"the Redis server at {safe_url(self.redis_url)} indexes database 0 only, "
-                    "and this URL or client selects another: drop the /N from the URL "
-                    "(namespaces keep caches apart)."
-                ) from exc
             logger.warning("paracache: could not create the index yet: %r", exc)
             return
         if self._core.hit_place is None:  # where hits are counted (bookkeeping.py)
