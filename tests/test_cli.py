@@ -7,6 +7,7 @@ import io
 import itertools
 import json
 import socket
+import time
 from typing import Any
 
 import pytest
@@ -102,6 +103,27 @@ def test_a_database_other_than_0_is_a_usage_error(capsys: pytest.CaptureFixture[
             assert code == 2 and "database 0 only" in err, (out, err)
         code, out, err = _run(capsys, "inspect", "--redis-url", url0, "--namespace", "db-cli")
         assert code == 0 and "How do I freeze my card?" in out, err
+        index.close()
+
+
+def test_inspect_skips_an_entry_that_expired_under_the_index(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """An expired entry the server has not reclaimed yet is still in the index; a search
+    that loads it gets no fields (nil). When every listed entry was such, the reply read
+    as a NOCONTENT one, "None" became an entry key, and `inspect` failed with a
+    traceback."""
+    from paracache.embedded import EmbeddedRedis
+
+    with EmbeddedRedis(enable_debug_command=True) as server:
+        redis.Redis.from_url(server.url).execute_command("DEBUG", "SET-ACTIVE-EXPIRE", "0")
+        index = SemanticIndex(server.url, namespace="expiring")
+        index.store("How do I freeze my card?", "Tap Freeze.", ttl=1)
+        time.sleep(1.2)
+        code, out, err = _run(capsys, "inspect", "--redis-url", server.url,
+                              "--namespace", "expiring")
+        assert code == 0 and "Traceback" not in err and "freeze" not in out, (out, err)
+        assert index.entries(5) == []
         index.close()
 
 
