@@ -939,7 +939,7 @@ def _run_serve(args: argparse.Namespace) -> int:
         keys = ApiKeys.from_file(args.api_keys) if args.api_keys else ApiKeys.from_env()
         told = exposure(args.host, keys, no_auth=args.no_auth)
     except (OSError, ValueError) as exc:
-        raise CommandError(f"paracache serve: {exc}", 2) from None
+        raise CommandError(str(exc), 2) from None
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     app = create_app(
         api_keys=keys,
