@@ -127,6 +127,21 @@ def test_inspect_skips_an_entry_that_expired_under_the_index(
         index.close()
 
 
+def test_commands_that_build_a_cache_report_an_unusable_redis_in_one_line(
+    redis_url: str, capsys: pytest.CaptureFixture[str], tmp_path: Any
+) -> None:
+    """`demo`, `calibrate` (and `serve`) build a SemanticIndex: a Redis it refuses (here:
+    database 1) is reported like the admin commands' failures, not as a traceback."""
+    url = redis_url[:-1] + "1"
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text(json.dumps({"q1": "Hi?", "q2": "Hello?", "same": True}) + "\n")
+    for argv in (["demo", "--questions", "2", "--no-progress", "--redis-url", url],
+                 ["calibrate", str(pairs), "--redis-url", url]):
+        code, _, err = _run(capsys, *argv)
+        assert code == 1 and err.startswith(f"paracache {argv[0]}: "), err
+        assert "database 0 only" in err and "Traceback" not in err
+
+
 # --------------------------------------------------------------------------- stats
 
 

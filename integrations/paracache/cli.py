@@ -1123,14 +1123,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if handler is None:
         parser.print_help()
         return 2
-    from .errors import CacheError
+    from .errors import CacheError, RedisSearchUnavailable
 
     try:
         return handler(args)
     except CommandError as exc:
         print(f"paracache {args.command}: {exc}", file=sys.stderr)
         return exc.code
-    except CacheError as exc:  # Redis failed in the middle of a command
+    except (CacheError, RedisSearchUnavailable) as exc:  # Redis failed, or cannot be used
         print(f"paracache {args.command}: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -43,7 +43,7 @@ from .cluster import ClusterTransport, is_cluster_url
 from .config import load_config
 from .core import Core
 from .driver import AsyncIO, SyncIO, arun, run
-from .errors import BackendError, CacheError
+from .errors import BackendError, CacheError, RedisSearchUnavailable
 from .guards import Guards
 from .learning import Learner
 from .metrics import CacheStats, Recorder
@@ -103,11 +103,6 @@ def _flag(value: Any, name: str) -> bool:
 
 # Kept importable from here (the CLI and older code import them from this module).
 _safe_url = safe_url
-
-
-class RedisSearchUnavailable(RuntimeError):
-    """The Redis server has no search module (``FT.*`` commands), or cannot index the
-    database the URL selects (RediSearch indexes database 0 only)."""
 
 
 class SemanticIndex:
