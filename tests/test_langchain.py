@@ -299,6 +299,29 @@ def test_a_semantic_index_given_to_set_llm_cache_says_what_to_use(make_index: An
         set_llm_cache(before)
 
 
+def test_a_deep_copy_of_a_model_shares_its_cache(make_index: Any) -> None:
+    """``copy.deepcopy`` of a model with ``cache=`` (pydantic's ``model_copy(deep=True)``)
+    raised "cannot pickle '_thread.lock' object": the copy now shares the cache, as it
+    would share a connection pool."""
+    import copy
+
+    from langchain_core.language_models.fake_chat_models import FakeListChatModel
+
+    from paracache.langchain import CachedChatModel
+
+    cache = SemanticCache(make_index())
+    model = FakeListChatModel(responses=["first", "second"], cache=cache)
+    assert model.invoke("Where is my card?").content == "first"
+    clone = copy.deepcopy(model)
+    assert clone.cache is cache and model.model_copy(deep=True).cache is cache
+    assert clone.invoke("Where is my card?").content == "first"  # served from the cache
+    chat = CachedChatModel(llm=FakeListChatModel(responses=["a", "b"]), cache=cache)
+    assert chat.invoke("How do I freeze my card?").content == "a"
+    chat = copy.deepcopy(chat)
+    assert chat.semantic_cache is cache
+    assert chat.invoke("How do I freeze my card?").content == "a"
+
+
 # ---------------------------------------------------------------- parsing
 
 

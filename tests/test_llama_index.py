@@ -435,6 +435,18 @@ def test_from_index_builds_its_cache_where_told(
         engine.index.close()
 
 
+def test_a_deep_copy_shares_the_cache(index: SemanticIndex) -> None:
+    """``copy.deepcopy`` of a CachedLLM (``model_copy(deep=True)``) raised on its cache's
+    locks and model session; the copy now shares the cache."""
+    import copy
+
+    llm = CachedLLM(MockLLM(max_tokens=3), index)
+    first = llm.complete("hello there").text
+    clone = copy.deepcopy(llm)
+    assert clone.index is index and llm.model_copy(deep=True).index is index
+    assert clone.complete("hello there").text == first
+
+
 def test_corrupt_entry_falls_back_to_the_engine(engine: SemanticCacheQueryEngine) -> None:
     scope = engine.scope_for(QueryBundle(REFUND))
     engine.index.store(REFUND, "not json", scope)

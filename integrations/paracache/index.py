@@ -1059,6 +1059,14 @@ class SemanticIndex:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def __copy__(self) -> SemanticIndex:
+        return self
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> SemanticIndex:
+        """A cache is a shared resource (connections, threads, the embedder): a copy of
+        something that holds one, e.g. ``copy.deepcopy`` of a model, shares it."""
+        return self
+
     def __repr__(self) -> str:
         return (
             f"SemanticIndex(namespace={self.namespace!r}, index={self.layout.index_name!r}, "

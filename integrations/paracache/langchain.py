@@ -348,6 +348,14 @@ class SemanticCache(BaseCache):
         """The tenant this instance reads and writes as."""
         return self._base.tenant
 
+    def __copy__(self) -> SemanticCache:
+        return self
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> SemanticCache:
+        """Shared: a deep copy of a model with ``cache=`` (``model_copy(deep=True)``) uses
+        the same cache, as it would the same connection pool."""
+        return self
+
     def for_tenant(self, tenant: str) -> SemanticCache:
         """The same cache (same index and connections) bound to another tenant.
 
