@@ -7,6 +7,7 @@ import io
 import itertools
 import json
 import socket
+import time
 from typing import Any
 
 import pytest
@@ -85,6 +86,60 @@ def test_unreachable_redis_exits_1_with_a_clear_message(
     code, _, err = _run(capsys, "clear", "--redis-url", url, "--namespace", "x", "--yes")
     assert code == 1 and "cannot reach Redis" in err
     assert _run(capsys, "stats", "--redis-url", "http://nope")[0] == 2
+
+
+def test_a_database_other_than_0_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    """A URL ending in /1: exit 2 before any FT.* command. Before, `stats` searched from
+    database 1, which (RediSearch 2.10) left every later search of the server returning
+    documents without fields, and `inspect` then failed with a traceback for everyone."""
+    from paracache.embedded import EmbeddedRedis
+
+    with EmbeddedRedis() as server:
+        url0 = server.url
+        index = SemanticIndex(url0, namespace="db-cli")
+        index.store("How do I freeze my card?", "Tap Freeze.", Scope(tenant="acme"))
+        for command in ("stats", "inspect"):
+            code, out, err = _run(capsys, command, "--redis-url", url0[:-1] + "1")
+            assert code == 2 and "database 0 only" in err, (out, err)
+        code, out, err = _run(capsys, "inspect", "--redis-url", url0, "--namespace", "db-cli")
+        assert code == 0 and "How do I freeze my card?" in out, err
+        index.close()
+
+
+def test_inspect_skips_an_entry_that_expired_under_the_index(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """An expired entry the server has not reclaimed yet is still in the index; a search
+    that loads it gets no fields (nil). When every listed entry was such, the reply read
+    as a NOCONTENT one, "None" became an entry key, and `inspect` failed with a
+    traceback."""
+    from paracache.embedded import EmbeddedRedis
+
+    with EmbeddedRedis(enable_debug_command=True) as server:
+        redis.Redis.from_url(server.url).execute_command("DEBUG", "SET-ACTIVE-EXPIRE", "0")
+        index = SemanticIndex(server.url, namespace="expiring")
+        index.store("How do I freeze my card?", "Tap Freeze.", ttl=1)
+        time.sleep(1.2)
+        code, out, err = _run(capsys, "inspect", "--redis-url", server.url,
+                              "--namespace", "expiring")
+        assert code == 0 and "Traceback" not in err and "freeze" not in out, (out, err)
+        assert index.entries(5) == []
+        index.close()
+
+
+def test_commands_that_build_a_cache_report_an_unusable_redis_in_one_line(
+    redis_url: str, capsys: pytest.CaptureFixture[str], tmp_path: Any
+) -> None:
+    """`demo`, `calibrate` (and `serve`) build a SemanticIndex: a Redis it refuses (here:
+    database 1) is reported like the admin commands' failures, not as a traceback."""
+    url = redis_url[:-1] + "1"
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text(json.dumps({"q1": "Hi?", "q2": "Hello?", "same": True}) + "\n")
+    for argv in (["demo", "--questions", "2", "--no-progress", "--redis-url", url],
+                 ["calibrate", str(pairs), "--redis-url", url]):
+        code, _, err = _run(capsys, *argv)
+        assert code == 1 and err.startswith(f"paracache {argv[0]}: "), err
+        assert "database 0 only" in err and "Traceback" not in err
 
 
 # --------------------------------------------------------------------------- stats

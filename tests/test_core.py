@@ -412,6 +412,30 @@ def test_server_without_search_module_is_a_clear_error(redis_server: EmbeddedRed
         proc.wait(5)
 
 
+def test_a_database_other_than_0_is_refused_before_any_search() -> None:
+    """RediSearch indexes database 0 only, and one FT.SEARCH sent from database 1 leaves
+    the server's searches returning documents without fields, for every client. A URL
+    ending in /1 used to build a cache anyway: on a namespace whose index existed it
+    searched from there (breaking `paracache inspect` for everyone), on a new one every
+    call logged "Cannot create index on db != 0". Refused now, whatever the index."""
+    with EmbeddedRedis() as server:
+        url0 = server.url
+        assert url0.endswith("/0")
+        first = SemanticIndex(url0, namespace="db-zero")
+        first.store("How do I freeze my card?", "Tap Freeze.")
+        for namespace in ("db-zero", "db-new"):
+            with pytest.raises(RedisSearchUnavailable, match="database 0 only"):
+                SemanticIndex(url0[:-1] + "1", namespace=namespace)
+        client = raw_client(url0[:-1] + "1")
+        try:
+            with pytest.raises(RedisSearchUnavailable, match="database 1"):
+                SemanticIndex(redis_client=client, namespace="db-zero")
+        finally:
+            client.close()
+        assert [e.prompt for e in first.entries(5)] == ["How do I freeze my card?"]
+        first.close()
+
+
 # ---------------------------------------------------------------- concurrency
 
 

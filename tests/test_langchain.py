@@ -276,6 +276,52 @@ def test_constructor_checks(make_index: Any, redis_url: str) -> None:
     cache.index.clear()
 
 
+def test_a_bad_threshold_fails_at_construction(make_index: Any) -> None:
+    """A threshold out of range is refused when the cache is built, not by every call."""
+    index = make_index()
+    for bad, error in ((3, ValueError), (-0.1, ValueError), ("0.9", TypeError),
+                       (float("nan"), TypeError)):
+        with pytest.raises(error, match="min_similarity"):
+            SemanticCache(index, min_similarity=bad)  # type: ignore[arg-type]
+    cache = SemanticCache(index, min_similarity=1)
+    assert cache.min_similarity == 1.0 and cache.for_tenant("t").min_similarity == 1.0
+
+
+def test_a_semantic_index_given_to_set_llm_cache_says_what_to_use(make_index: Any) -> None:
+    """LangChain calls ``lookup(prompt, llm_string)``: the error names the adapter instead
+    of only saying that a str is not a Scope."""
+    before = get_llm_cache()
+    set_llm_cache(make_index())
+    try:
+        with pytest.raises(TypeError, match=r"paracache\.langchain\.SemanticCache"):
+            FakeListLLM(responses=["a"]).invoke("hello")
+    finally:
+        set_llm_cache(before)
+
+
+def test_a_deep_copy_of_a_model_shares_its_cache(make_index: Any) -> None:
+    """``copy.deepcopy`` of a model with ``cache=`` (pydantic's ``model_copy(deep=True)``)
+    raised "cannot pickle '_thread.lock' object": the copy now shares the cache, as it
+    would share a connection pool."""
+    import copy
+
+    from langchain_core.language_models.fake_chat_models import FakeListChatModel
+
+    from paracache.langchain import CachedChatModel
+
+    cache = SemanticCache(make_index())
+    model = FakeListChatModel(responses=["first", "second"], cache=cache)
+    assert model.invoke("Where is my card?").content == "first"
+    clone = copy.deepcopy(model)
+    assert clone.cache is cache and model.model_copy(deep=True).cache is cache
+    assert clone.invoke("Where is my card?").content == "first"  # served from the cache
+    chat = CachedChatModel(llm=FakeListChatModel(responses=["a", "b"]), cache=cache)
+    assert chat.invoke("How do I freeze my card?").content == "a"
+    chat = copy.deepcopy(chat)
+    assert chat.semantic_cache is cache
+    assert chat.invoke("How do I freeze my card?").content == "a"
+
+
 # ---------------------------------------------------------------- parsing
 
 

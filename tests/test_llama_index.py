@@ -395,6 +395,58 @@ def test_builds_its_own_index(redis_url: str, vindex: VectorStoreIndex, namespac
                                       namespace="x")
 
 
+def test_a_bad_threshold_fails_at_construction(
+    vindex: VectorStoreIndex, index: SemanticIndex
+) -> None:
+    """Refused when the engine is built: before, every query logged "lookup failed" and
+    was answered by the engine, so the cache silently never served."""
+    for bad, error in ((1.5, ValueError), ("0.9", TypeError)):
+        with pytest.raises(error, match="min_similarity"):
+            SemanticCacheQueryEngine.from_index(vindex, index, min_similarity=bad, llm=MockLLM())
+    engine = SemanticCacheQueryEngine.from_index(vindex, index, min_similarity=1, llm=MockLLM())
+    assert engine.min_similarity == 1.0 and engine.for_tenant("t").min_similarity == 1.0
+
+
+def test_from_index_builds_its_cache_where_told(
+    redis_url: str, vindex: VectorStoreIndex, namespace: str
+) -> None:
+    """``redis_url``/``namespace`` go to the cache, as with the constructor and ``wrap``;
+    before, ``as_query_engine`` swallowed them and the cache went to an embedded server's
+    ``llama_index`` namespace. Other cache options there are refused, not ignored."""
+    with pytest.raises(TypeError, match=r"\['max_error_rate', 'ttl'\].*cache_options"):
+        SemanticCacheQueryEngine.from_index(vindex, llm=MockLLM(), ttl=60, max_error_rate=0.02)
+    with pytest.raises(ValueError, match="namespace given both"):
+        SemanticCacheQueryEngine.from_index(
+            vindex, namespace="a", cache_options={"namespace": "b"}, llm=MockLLM()
+        )
+    engine = SemanticCacheQueryEngine.from_index(
+        vindex, redis_url=redis_url, namespace=namespace, cache_options={"ttl": 60},
+        llm=MockLLM(), similarity_top_k=2,
+    )
+    try:
+        assert engine.index.namespace == namespace
+        assert engine.index.redis_url == redis_url
+        assert "namespace" not in engine.scope_for(QueryBundle(REFUND)).fields
+        engine.query(REFUND)
+        assert cache_info(engine.query(REFUND)) is not None
+        assert engine.index.count() == 1
+    finally:
+        engine.index.clear()
+        engine.index.close()
+
+
+def test_a_deep_copy_shares_the_cache(index: SemanticIndex) -> None:
+    """``copy.deepcopy`` of a CachedLLM (``model_copy(deep=True)``) raised on its cache's
+    locks and model session; the copy now shares the cache."""
+    import copy
+
+    llm = CachedLLM(MockLLM(max_tokens=3), index)
+    first = llm.complete("hello there").text
+    clone = copy.deepcopy(llm)
+    assert clone.index is index and llm.model_copy(deep=True).index is index
+    assert clone.complete("hello there").text == first
+
+
 def test_corrupt_entry_falls_back_to_the_engine(engine: SemanticCacheQueryEngine) -> None:
     scope = engine.scope_for(QueryBundle(REFUND))
     engine.index.store(REFUND, "not json", scope)

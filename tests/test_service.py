@@ -420,7 +420,9 @@ def test_serve_refuses_to_listen_beyond_loopback_without_keys(
 
     monkeypatch.delenv("PARACACHE_API_KEYS", raising=False)
     assert main(["serve", "--host", "0.0.0.0"]) == 2
-    assert "refusing to listen on 0.0.0.0" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "refusing to listen on 0.0.0.0" in err
+    assert err.startswith("paracache serve: no API keys") and err.count("paracache serve:") == 1
     assert main(["serve", "--api-keys", str(tmp_path / "missing")]) == 2
     bad = tmp_path / "keys"
     bad.write_text(f"{KEY_ACME}\n")

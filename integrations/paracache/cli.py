@@ -330,7 +330,7 @@ def _connect(args: argparse.Namespace) -> _Connection:
     from redis.retry import Retry
 
     from .transport import safe_url as _safe_url
-    from .transport import translate
+    from .transport import selected_db, translate
 
     url = args.redis_url or os.environ.get("PARACACHE_REDIS_URL") or os.environ.get("REDIS_URL")
     if not url:
@@ -351,6 +351,13 @@ def _connect(args: argparse.Namespace) -> _Connection:
         )
     except ValueError as exc:
         raise CommandError(f"not a Redis URL: {exc}", 2) from None
+    if selected_db(client) != 0:  # see paracache.transport.selected_db: no FT.* from there
+        client.close()
+        raise CommandError(
+            f"{_safe_url(url)} selects database {selected_db(client)}, and RediSearch indexes "
+            "database 0 only: drop the /N from the URL",
+            2,
+        )
     from .cluster import ClusterTransport, is_cluster_url
 
     if is_cluster_url(url, 3):  # any node of a Redis Cluster: talk to all of them
@@ -932,7 +939,7 @@ def _run_serve(args: argparse.Namespace) -> int:
         keys = ApiKeys.from_file(args.api_keys) if args.api_keys else ApiKeys.from_env()
         told = exposure(args.host, keys, no_auth=args.no_auth)
     except (OSError, ValueError) as exc:
-        raise CommandError(f"paracache serve: {exc}", 2) from None
+        raise CommandError(str(exc), 2) from None
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     app = create_app(
         api_keys=keys,
@@ -1116,14 +1123,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if handler is None:
         parser.print_help()
         return 2
-    from .errors import CacheError
+    from .errors import CacheError, RedisSearchUnavailable
 
     try:
         return handler(args)
     except CommandError as exc:
         print(f"paracache {args.command}: {exc}", file=sys.stderr)
         return exc.code
-    except CacheError as exc:  # Redis failed in the middle of a command
+    except (CacheError, RedisSearchUnavailable) as exc:  # Redis failed, or cannot be used
         print(f"paracache {args.command}: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

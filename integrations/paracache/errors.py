@@ -27,6 +27,7 @@ __all__ = [
     "CacheError",
     "EmbeddingError",
     "Kind",
+    "RedisSearchUnavailable",
     "strict",
 ]
 
@@ -131,3 +132,9 @@ def strict() -> bool:
         True
     """
     return os.environ.get("PARACACHE_STRICT", "") not in ("", "0")
+
+
+class RedisSearchUnavailable(RuntimeError):
+    """The Redis server has no search module (``FT.*`` commands), or cannot index the
+    database the URL selects (RediSearch indexes database 0 only). Raised when a cache
+    is built: a configuration error, not a run-time failure."""

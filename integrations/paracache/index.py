@@ -43,7 +43,7 @@ from .cluster import ClusterTransport, is_cluster_url
 from .config import load_config
 from .core import Core
 from .driver import AsyncIO, SyncIO, arun, run
-from .errors import BackendError, CacheError
+from .errors import BackendError, CacheError, RedisSearchUnavailable
 from .guards import Guards
 from .learning import Learner
 from .metrics import CacheStats, Recorder
@@ -64,6 +64,7 @@ from .transport import (
     derive_async,
     resolve_redis_url,
     safe_url,
+    selected_db,
     translate,
 )
 from .values import (
@@ -102,10 +103,6 @@ def _flag(value: Any, name: str) -> bool:
 
 # Kept importable from here (the CLI and older code import them from this module).
 _safe_url = safe_url
-
-
-class RedisSearchUnavailable(RuntimeError):
-    """The Redis server has no search module (``FT.*`` commands)."""
 
 
 class SemanticIndex:
@@ -486,6 +483,7 @@ class SemanticIndex:
                 verifier=verifier,
                 verify_band=verify_band,
             )
+        self._check_database()
         self._probe()
         #: Sends this process's unsent hits at interpreter exit (see ``hit_flush_hits``).
         self._at_exit: Callable[[], None] | None = None
@@ -1061,6 +1059,14 @@ class SemanticIndex:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def __copy__(self) -> SemanticIndex:
+        return self
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> SemanticIndex:
+        """A cache is a shared resource (connections, threads, the embedder): a copy of
+        something that holds one, e.g. ``copy.deepcopy`` of a model, shares it."""
+        return self
+
     def __repr__(self) -> str:
         return (
             f"SemanticIndex(namespace={self.namespace!r}, index={self.layout.index_name!r}, "
@@ -1145,6 +1151,22 @@ class SemanticIndex:
                     self._aclients[loop] = ios
         assert ios is not None
         return ios
+
+    def _check_database(self) -> None:
+        """Database 0 only: RediSearch indexes no other, and a search sent from another
+        breaks the server's searches for every client (:func:`~paracache.transport.selected_db`)."""
+        if self._cluster:
+            return
+        clients = [self._admin, self._client]
+        if not self._own_clients:
+            clients.append(self._user_clients[1])
+        db = max(selected_db(c) for c in clients if c is not None)
+        if db != 0:
+            raise RedisSearchUnavailable(
+                f"the Redis at {safe_url(self.redis_url)} is used through database {db}, and "
+                "RediSearch indexes database 0 only: drop the /N from the URL (or db= from "
+                "the client); namespaces keep caches apart."
+            )
 
     def _probe(self) -> None:
         """Check the server once: a server without search is a configuration error;

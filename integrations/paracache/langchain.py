@@ -32,7 +32,7 @@ from .index import SemanticIndex
 from .langchain_chat import CachedChatModel
 from .scope import Scope, digest
 from .singleflight import Claim, SingleFlight
-from .values import Verdict
+from .values import Verdict, check_similarity
 
 __all__ = [
     "CachedChatModel",
@@ -334,7 +334,8 @@ class SemanticCache(BaseCache):
         self.index = index
         if index.learner is not None:  # judges compare the answers' text, not their JSON
             index.learner.answer_text = generations_text
-        self.min_similarity = min_similarity
+        # Checked here: a bad threshold would otherwise raise out of every lookup.
+        self.min_similarity = None if min_similarity is None else check_similarity(min_similarity)
         self.on_verdict = on_verdict
         # Validated once here, so a bad tenant fails at construction, not per call.
         self._base = Scope(tenant=tenant, corpus_version=corpus_version, fields=fields or {})
@@ -346,6 +347,14 @@ class SemanticCache(BaseCache):
     def tenant(self) -> str:
         """The tenant this instance reads and writes as."""
         return self._base.tenant
+
+    def __copy__(self) -> SemanticCache:
+        return self
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> SemanticCache:
+        """Shared: a deep copy of a model with ``cache=`` (``model_copy(deep=True)``) uses
+        the same cache, as it would the same connection pool."""
+        return self
 
     def for_tenant(self, tenant: str) -> SemanticCache:
         """The same cache (same index and connections) bound to another tenant.

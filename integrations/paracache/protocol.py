@@ -9,6 +9,8 @@ Example:
     'HGETALL'
     >>> search_rows([1, b"k", [b"prompt", b"hi"]])
     (1, [('k', {b'prompt': b'hi'})])
+    >>> search_rows([1, b"k", None])  # a document that vanished before it was loaded
+    (1, [('k', {})])
 """
 
 from __future__ import annotations
@@ -468,8 +470,11 @@ def _search_rows(raw: Any) -> tuple[int, list[tuple[str, dict[bytes, bytes]]]]:
         ]
         return int(raw.get("total_results", 0)), rows
     total, rest = int(raw[0]), list(raw[1:])
-    if rest and all(not isinstance(x, list) for x in rest):  # NOCONTENT: keys only
+    # NOCONTENT: keys only. A document that vanished before the search loaded it (an
+    # expired entry not yet reclaimed) comes as a key and a nil: never a key itself.
+    if rest and all(x is not None and not isinstance(x, list) for x in rest):
         return total, [(_b(k).decode(), {}) for k in rest]
     return total, [
-        (_b(rest[i]).decode(), _as_fields(rest[i + 1])) for i in range(0, len(rest) - 1, 2)
+        (_b(rest[i]).decode(), _as_fields(rest[i + 1]) if rest[i + 1] is not None else {})
+        for i in range(0, len(rest) - 1, 2)
     ]

@@ -54,6 +54,7 @@ __all__ = [
     "derive_async",
     "resolve_redis_url",
     "safe_url",
+    "selected_db",
     "translate",
     "within",
 ]
@@ -601,6 +602,26 @@ def safe_url(url: str) -> str:
     host = parts.hostname or ""
     port = f":{parts.port}" if parts.port else ""
     return f"{parts.scheme}://{host}{port}{parts.path}"
+
+
+def selected_db(client: Any) -> int:
+    """The database number a redis-py client (blocking or asyncio, not a cluster) selects;
+    0 when it does not say.
+
+    RediSearch indexes database 0 only, and (2.10) one ``FT.SEARCH`` sent from another
+    database leaves the server's searches returning documents without their fields,
+    for every client, so paracache sends none from there.
+
+    Example:
+        >>> import redis
+        >>> selected_db(redis.Redis.from_url("redis://localhost:6379/2"))
+        2
+    """
+    db = _connection_kwargs(client).get("db", 0)
+    try:
+        return int(db or 0)
+    except (TypeError, ValueError):
+        return 0
 
 
 def client_kwargs(namespace: str, timeout: float, *, asyncio: bool = False) -> dict[str, Any]:

@@ -434,7 +434,13 @@ def prepare_lookup(
     if scope is None:
         scope = Scope()
     elif not isinstance(scope, Scope):
-        raise TypeError(f"scope must be a paracache.Scope, got {type(scope).__name__}")
+        hint = (
+            " (LangChain's llm_string? set_llm_cache() and cache= take a "
+            "paracache.langchain.SemanticCache, which wraps a SemanticIndex)"
+            if isinstance(scope, str)
+            else ""
+        )
+        raise TypeError(f"scope must be a paracache.Scope, got {type(scope).__name__}{hint}")
     scope_digest = scope.digest()
     is_learned = False
     if min_similarity is not None:

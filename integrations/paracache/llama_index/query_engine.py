@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
+import inspect
 import logging
 from collections.abc import AsyncGenerator, Generator, Mapping
 from typing import Any
@@ -24,7 +26,7 @@ from llama_index.core.schema import (
 from ..index import SemanticIndex
 from ..scope import Scope, digest
 from ..singleflight import Claim, SingleFlight
-from ..values import Verdict
+from ..values import Verdict, check_similarity
 from ..vectorizers import vectorizer_id
 from ._shared import (
     _NOT_ANSWER_KWARGS,
@@ -46,6 +48,12 @@ from .embedding import LlamaIndexEmbedding
 logger = logging.getLogger("paracache")
 
 # --------------------------------------------------------------------------- query engine
+
+
+@functools.cache
+def _index_options() -> frozenset[str]:
+    """The names of :class:`paracache.SemanticIndex`'s options."""
+    return frozenset(inspect.signature(SemanticIndex.__init__).parameters) - {"self"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,7 +130,9 @@ class SemanticCacheQueryEngine(BaseQueryEngine):
         self.index = _resolve_index(index, redis_url, namespace, options)
         if self.index.learner is not None:  # judges compare answers, not their JSON
             self.index.learner.answer_text = response_text
-        self.min_similarity = min_similarity
+        # Checked here: a bad threshold would otherwise fail every lookup (logged, and
+        # the engine answering), so the cache would silently never serve.
+        self.min_similarity = None if min_similarity is None else check_similarity(min_similarity)
         self._engine = query_engine
         self._engine_kwargs = dict(engine_kwargs or {})
         self._base = Scope(
@@ -159,16 +169,34 @@ class SemanticCacheQueryEngine(BaseQueryEngine):
         scope_fields: Mapping[str, Any] | None = None,
         min_similarity: float | None = None,
         cache_options: Mapping[str, Any] | None = None,
+        redis_url: str | None = None,
+        namespace: str | None = None,
         **as_query_engine_kwargs: Any,
     ) -> SemanticCacheQueryEngine:
         """``vector_index.as_query_engine(**kwargs)``, wrapped, with the kwargs recorded
-        in the scope (the engine does not keep e.g. ``response_mode``). ``cache_options``
-        build the index when none is given (``redis_url``, ``namespace``, ``ttl``...).
+        in the scope (the engine does not keep e.g. ``response_mode``). When no ``index``
+        is given, one is built from ``redis_url``, ``namespace`` and ``cache_options``
+        (any other :class:`paracache.SemanticIndex` option: ``ttl``, ``max_error_rate``...);
+        such an option among the other keyword arguments is refused with a ``TypeError``,
+        since ``as_query_engine`` would silently ignore it.
 
         Example:
             >>> engine = SemanticCacheQueryEngine.from_index(
-            ...     vindex, similarity_top_k=3, response_mode="compact", llm=llm)  # doctest: +SKIP
+            ...     vindex, similarity_top_k=3, response_mode="compact", llm=llm,
+            ...     namespace="docs", cache_options={"ttl": 3600})  # doctest: +SKIP
         """
+        misplaced = sorted(set(as_query_engine_kwargs) & _index_options())
+        if misplaced:
+            raise TypeError(
+                f"from_index() got the cache option(s) {misplaced} among as_query_engine's "
+                "keyword arguments, which would ignore them: pass them in cache_options={...}"
+            )
+        options = dict(cache_options or {})
+        for name, value in (("redis_url", redis_url), ("namespace", namespace)):
+            if value is not None:
+                if name in options:
+                    raise ValueError(f"{name} given both as an argument and in cache_options")
+                options[name] = value
         engine = vector_index.as_query_engine(**as_query_engine_kwargs)
         return cls(
             engine,
@@ -178,7 +206,7 @@ class SemanticCacheQueryEngine(BaseQueryEngine):
             scope_fields=scope_fields,
             min_similarity=min_similarity,
             engine_kwargs=as_query_engine_kwargs,
-            **dict(cache_options or {}),
+            **options,
         )
 
     # ------------------------------------------------------------------ scope
