@@ -2707,16 +2707,6 @@ def _numbers_swapped(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
     )
 
 
-def _number_value_of(token: str) -> float | None:
-    """The value of a token of digits ("2.5", "1,000"), or None ("3:30", "v2")."""
-    if not token[:1].isdigit():
-        return None
-    try:
-        return float(token.replace(",", ""))
-    except ValueError:
-        return None
-
-
 def _number_replaced(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
     """The two token sequences are the same words but for a number (or two), replaced in
     place by another ("carbonate *5* / *2.5* gallons", "a watch rated *30*m / *200*m", "a
@@ -2729,6 +2719,10 @@ def _number_replaced(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
         True
         >>> _number_replaced(("pay", "1,000", "now"), ("pay", "1000", "now"))
         False
+        >>> _number_replaced(("add", "1,5", "litres"), ("add", "1.5", "litres"))  # decimal comma
+        False
+        >>> _number_replaced(("add", "1,5", "litres"), ("add", "15", "litres"))
+        True
     """
     if len(a) != len(b) or a == b:
         return False
@@ -2737,7 +2731,8 @@ def _number_replaced(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
     for x, y in zip(a, b, strict=True):
         if x == y:
             continue
-        vx, vy = _number_value_of(x), _number_value_of(y)
+        vx = _number_value(x) if x[:1].isdigit() else None
+        vy = _number_value(y) if y[:1].isdigit() else None
         if vx is None or vy is None or vx == vy:
             return False
         before.append(vx)
