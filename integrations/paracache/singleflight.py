@@ -228,13 +228,13 @@ class SingleFlight:
         self._flights: dict[str, _Flight] = {}
         self._mutex = threading.Lock()
 
-
     def __copy__(self) -> SingleFlight:
         return self
 
     def __deepcopy__(self, memo: dict[int, Any]) -> SingleFlight:
         """Shared, like the cache it coalesces on (its locks cannot be copied)."""
         return self
+
     def __repr__(self) -> str:
         return f"SingleFlight({self.index.namespace!r}, wait={self.wait})"
 
