@@ -260,10 +260,11 @@ def test_report_writes_global_or_scoped_config(tmp_path: Path, redis_url: str) -
     report = calibrate(_pairs_file(tmp_path), redis_url=redis_url, progress=False,
                        target_precision=0.9)
     assert report.recommended is not None
-    path = report.write_config(tmp_path / "p.toml")
+    assert len(report.warnings) == 1 and "only 22 questions" in report.warnings[0]
+    path = report.write_config(tmp_path / "p.toml", force=True)  # small test data
     text = path.read_text()
     assert f"min_similarity = {report.recommended}" in text and "[paracache.calibration]" in text
-    report.write_config(path, scope_field="tenant", scope_value="medical")
+    report.write_config(path, scope_field="tenant", scope_value="medical", force=True)
     config = load_config(path)
     assert config["min_similarity"] == report.recommended
     assert config["thresholds"] == {"tenant": {"medical": report.recommended}}
@@ -277,7 +278,7 @@ def test_calibrate_command(tmp_path: Path, redis_url: str, capsys: Any) -> None:
     config, png = tmp_path / "out.toml", tmp_path / "pr.png"
     code = main(["calibrate", str(data), "--redis-url", redis_url, "--no-progress",
                  "--target-precision", "0.9", "--write-config", str(config),
-                 "--plot", str(png)])
+                 "--plot", str(png), "--force"])  # 22 pairs: warned, written anyway
     out = capsys.readouterr().out
     assert code == 0, out
     assert "recommended (with guards)" in out and f"wrote {png}" in out
@@ -286,7 +287,7 @@ def test_calibrate_command(tmp_path: Path, redis_url: str, capsys: Any) -> None:
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     code = main(["calibrate", str(data), "--redis-url", redis_url, "--no-progress", "--json",
-                 "--for", "tenant=medical", "--write-config", str(config)])
+                 "--for", "tenant=medical", "--write-config", str(config), "--force"])
     report = json.loads(capsys.readouterr().out)
     assert code == 0 and report["kind"] == "pairs"
     assert "medical" in load_config(config)["thresholds"]["tenant"]
@@ -338,3 +339,33 @@ def test_a_disputed_vouched_candidate_is_served_only_at_or_below_its_similarity(
     assert _served([disputed], 0.92) is None  # beyond its reach
     undisputed = (0.86, True, 0.90, False)
     assert _served([undisputed], 0.88) == undisputed
+
+
+def test_too_little_evidence_is_a_warning_and_no_config(tmp_path: Path, redis_url: str,
+                                                         capsys: Any) -> None:
+    """Six pairs, all the same question: precision is 100 % at every threshold, so the
+    sweep "recommends" its loosest. The report says why not to trust it, and nothing is
+    written without --force."""
+    data = tmp_path / "six.jsonl"
+    with data.open("w") as fh:
+        for q1, q2, same in [p for p in PAIRS if p[2]][:6]:
+            fh.write(json.dumps({"q1": q1, "q2": q2, "same": same}) + "\n")
+    report = calibrate(data, redis_url=redis_url, progress=False)
+    assert report.queries == 6 and len(report.warnings) == 2
+    assert "only 6 questions" in report.warnings[0]
+    assert "must not match" in report.warnings[1]
+    assert "warning: only 6 questions" in report.format()
+    with pytest.raises(ValueError, match="too little evidence"):
+        report.write_config(tmp_path / "x.toml")
+    config = tmp_path / "six.toml"
+    args = ["calibrate", str(data), "--redis-url", redis_url, "--no-progress",
+            "--write-config", str(config)]
+    assert main(args) == 1
+    assert not config.exists()
+    assert "--force" in capsys.readouterr().err
+    if report.recommended is not None:
+        assert main([*args, "--force"]) == 0
+        assert load_config(config)["min_similarity"] == report.recommended
+    # The 22 pairs above have near misses: only the size is warned about.
+    warned = calibrate(_pairs_file(tmp_path), redis_url=redis_url, progress=False).warnings
+    assert len(warned) == 1 and "only 22 questions" in warned[0]

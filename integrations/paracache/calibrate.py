@@ -213,6 +213,9 @@ class CalibrationReport:
         rejections_by_reason: Candidates the guards rejected, by guard.
         seconds: How long it took.
         source: Where the data came from.
+        warnings: Why the recommendation should not be trusted (too few questions, or
+            no question that a stored one must not answer): :meth:`write_config`
+            refuses to write it unless forced.
     """
 
     kind: Kind
@@ -229,6 +232,7 @@ class CalibrationReport:
     rejections_by_reason: dict[str, int]
     seconds: float
     source: str = ""
+    warnings: tuple[str, ...] = ()
 
     def at(self, threshold: float | None, guards: bool = True) -> SweepRow:
         """The sweep row for ``threshold`` (the nearest swept value).
@@ -291,6 +295,7 @@ class CalibrationReport:
         if self.rejections_by_reason:
             parts = ", ".join(f"{k} {v}" for k, v in sorted(self.rejections_by_reason.items()))
             lines.append(f"guard rejections: {parts}")
+        lines.extend(f"warning: {w}" for w in self.warnings)
         lines.append(f"took {self.seconds:.1f} s")
         return "\n".join(lines)
 
@@ -300,15 +305,23 @@ class CalibrationReport:
         *,
         scope_field: str | None = None,
         scope_value: str | None = None,
+        force: bool = False,
     ) -> Path:
         """Write the recommended threshold and the guard settings to a TOML or JSON file
         (by its suffix) that :meth:`SemanticIndex.from_config` and :func:`load_config`
         read. With ``scope_field``/``scope_value`` it is written as that scope's threshold
         instead (e.g. ``tenant``/``medical``), keeping the rest of an existing file.
+        A report with :attr:`warnings` is written only with ``force=True``.
         """
         if self.recommended is None:
             raise ValueError(
                 f"no threshold reaches precision {self.target_precision:.1%}; nothing to write"
+            )
+        if self.warnings and not force:
+            raise ValueError(
+                "the recommendation rests on too little evidence ("
+                + "; ".join(self.warnings)
+                + "); nothing written (force=True writes it anyway)"
             )
         row = self.at(self.recommended)
         calibration = {
@@ -468,6 +481,32 @@ def _recommend(rows: Sequence[SweepRow], target: float, min_hits: int = 1) -> fl
             break
         best = row.min_similarity
     return best
+
+
+#: Fewer questions than this and a recommendation is a warning, not a result.
+MIN_QUERIES = 30
+
+
+def _warnings(queries: int, plain: Sequence[SweepRow]) -> tuple[str, ...]:
+    """Why a recommendation from this sweep (on similarity alone) cannot be trusted.
+
+    Example:
+        >>> _warnings(6, [SweepRow(0.5, 6, 6, 1.0, 1.0, 1.0, 0.0)])[0]
+        'only 6 questions asked: a threshold chosen on so few is noise (use a few hundred)'
+    """
+    out = []
+    if queries < MIN_QUERIES:
+        out.append(
+            f"only {queries} questions asked: a threshold chosen on so few is noise "
+            "(use a few hundred)"
+        )
+    if not any(row.wrong for row in plain):
+        out.append(
+            "no stored question was ever a wrong answer at any similarity swept, so "
+            "precision is 100 % everywhere and the loosest threshold wins: add questions "
+            "that must not match (pairs with same=false, or other intents)"
+        )
+    return tuple(out)
 
 
 def _progress(total: int, desc: str, enabled: bool) -> Any:
@@ -660,6 +699,7 @@ def calibrate(
             index.close()
     min_hits = max(1, min(10, len(asks) // 50))
     without = _sweep([o.plain for o in outcomes], sweep, answerable)
+    warnings = _warnings(len(asks), without)
     with_ = (
         _sweep([o.guarded for o in outcomes], sweep, answerable)
         if guards.active
@@ -680,6 +720,7 @@ def calibrate(
         rejections_by_reason=dict(rejections),
         seconds=time.perf_counter() - t0,
         source=source,
+        warnings=warnings,
     )
 
 

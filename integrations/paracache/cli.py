@@ -216,6 +216,12 @@ def _add_calibrate(subparsers: Any) -> None:
         "SemanticIndex.from_config(PATH); an existing file is updated",
     )
     parser.add_argument(
+        "--force",
+        action="store_true",
+        help="write the config even when the report warns that the data is too small "
+        "or has no question that must not match",
+    )
+    parser.add_argument(
         "--for",
         dest="scope",
         metavar="FIELD=VALUE",
@@ -272,9 +278,19 @@ def _run_calibrate(args: argparse.Namespace) -> int:
         if report.recommended is None:
             print("no threshold reaches the target precision: config not written", file=sys.stderr)
             status = 1
+        elif report.warnings and not args.force:
+            print(
+                "config not written: the recommendation rests on too little evidence "
+                "(the warnings above); --force writes it anyway",
+                file=sys.stderr,
+            )
+            status = 1
         else:
             path = report.write_config(
-                args.write_config, scope_field=scope_field, scope_value=scope_value
+                args.write_config,
+                scope_field=scope_field,
+                scope_value=scope_value,
+                force=args.force,
             )
             where = f" for {scope_field}={scope_value}" if scope_field else ""
             print(
