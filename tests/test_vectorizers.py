@@ -510,6 +510,12 @@ def test_memo_get_array_is_a_copy() -> None:
     assert got is not None and got.dtype == np.float64 and got.tolist() == [0.5, 0.25]
     got[0] = 9.0  # callers may mutate what they get
     assert memo.get("a") == [0.5, 0.25]
+    # any vectorizer's floats (not float32 ones): the array encodes as the list did
+    floats = [0.1, -0.2, 1 / 3, 2e-9, 65504.0]
+    memo.put("b", floats)
+    for dtype in ("float16", "float32"):
+        base = FlowBase(Layout.build("docs", "m", dims=len(floats), dtype=dtype), Settings())
+        assert base.encode_vector(memo.get_array("b")) == base.encode_vector(floats)
 
 
 @pytest.mark.parametrize("dtype", ["float16", "float32"])
