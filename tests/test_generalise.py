@@ -114,6 +114,10 @@ def test_correct_typos() -> None:
     assert correct_typos("where is parcel 1074") == "where is parcel 1074"  # digits: never
     assert correct_typos("why is my bil so high") == "why is my bil so high"  # too short
     assert correct_typos("ibuprofen and paracetamol") == "ibuprofen and paracetamol"
+    # beside words it never corrects (short, with an apostrophe), the one it does
+    assert correct_typos("i can't chnage my pin") == "i can't change my pin"
+    assert correct_typos("the customr's card") == "the customr's card"
+    assert correct_typos("how do i change my email address") == "how do i change my email address"
     assert correct_typos("¿dónde está mi tarjeta?") == "¿dónde está mi tarjeta?"
     assert "address" in known_words() and "adress" not in known_words()
     long_word = "adress" * 20_000  # a hostile prompt: left as it is, in linear time

@@ -62,6 +62,24 @@ def test_readability_names_the_script_and_limits_are_tunable() -> None:
     assert measure("abcd efgh ijkl mnop", split).problem() == "100 % unknown tokens"
 
 
+def test_measure_counts_pieces_words_letters_and_scripts() -> None:
+    def pieces(t: str) -> tuple[list[str], list[int | None]]:
+        # a word in two pieces, punctuation and a digit (no letter), a special token
+        # (no word), a piece with one letter, the unknown token
+        return ["re", "##fund", "!", "7", "[CLS]", "x1", "[UNK]"], [0, 0, 1, 2, None, 3, 4]
+
+    r = measure("refund! 7 x1 ?", pieces)
+    assert (r.tokens, r.words, r.whole, r.unknown, r.letters, r.scripts) == (4, 3, 2, 1, 7, ())
+
+    def split(t: str) -> tuple[list[str], list[int | None]]:
+        words = t.split()
+        return words, list(range(len(words)))
+
+    mixed = measure("мой 我的 карта café", split)
+    assert (mixed.letters, mixed.foreign, mixed.accented) == (14, 10, 1)
+    assert mixed.scripts == ("Cyrillic", "Han")  # most letters first
+
+
 def test_unreadable_text_is_exact_only(make_index) -> None:  # type: ignore[no-untyped-def]
     cache: SemanticIndex = make_index()
     events: list[MetricEvent] = []

@@ -19,6 +19,10 @@ import pytest
 from redisvl.utils.vectorize import BaseVectorizer
 
 import paracache.vectorizers as pv
+from paracache.base import FlowBase
+from paracache.schema import Layout
+from paracache.transport import Embedder
+from paracache.values import Settings
 from paracache.vectorizers import (
     MINILM_DIMS,
     MINILM_MODEL_ID,
@@ -496,6 +500,78 @@ def test_memo_keys_by_model_and_copies() -> None:
     memo.put("x", source)
     source[0] = 9.0
     assert memo.get("x") == [0.25]
+
+
+def test_memo_get_array_is_a_copy() -> None:
+    memo = EmbeddingMemo()
+    assert memo.get_array("a") is None
+    memo.put("a", [0.5, 0.25])
+    got = memo.get_array("a")
+    assert got is not None and got.dtype == np.float64 and got.tolist() == [0.5, 0.25]
+    got[0] = 9.0  # callers may mutate what they get
+    assert memo.get("a") == [0.5, 0.25]
+    # any vectorizer's floats (not float32 ones): the array encodes as the list did
+    floats = [0.1, -0.2, 1 / 3, 2e-9, 65504.0]
+    memo.put("b", floats)
+    for dtype in ("float16", "float32"):
+        base = FlowBase(Layout.build("docs", "m", dims=len(floats), dtype=dtype), Settings())
+        assert base.encode_vector(memo.get_array("b")) == base.encode_vector(floats)
+
+
+@pytest.mark.parametrize("dtype", ["float16", "float32"])
+def test_embedder_vector_encodes_as_the_list_did(vec: MiniLMVectorizer, dtype: str) -> None:
+    """The cache's own embedding path (the model's array, no list of Python floats in
+    between; the memo's copy on a repeat) gives Redis the bytes the list gave."""
+    base = FlowBase(Layout.build("docs", vec.model, dims=MINILM_DIMS, dtype=dtype), Settings())
+    embedder = Embedder(vec, timeout=None)
+    for text in ("how do i top up my card", "x", PARAPHRASES[3][1]):
+        listed = vec._embed(text)
+        fresh = embedder.vector(text)
+        assert isinstance(fresh, np.ndarray) and fresh.dtype == np.float32
+        assert fresh.tolist() == listed
+        assert base.encode_vector(fresh) == base.encode_vector(listed)
+        again = embedder.vector(text)  # from the memo
+        assert base.encode_vector(again) == base.encode_vector(listed)
+        again[:] = 0.0
+        assert embedder.embed(text) == listed  # the memo kept its own copy
+
+
+#: What the subclasses below were asked to embed, in order.
+_OWN_CALLS: list[str] = []
+
+
+class _OwnEmbed(MiniLMVectorizer):
+    """A subclass that changes ``_embed`` alone, as a user's wrapper might."""
+
+    def _embed(self, content: Any, **kwargs: Any) -> list[float]:
+        _OWN_CALLS.append(f"list:{content}")
+        return [1.0] + [0.0] * (MINILM_DIMS - 1)
+
+
+class _OwnArray(_OwnEmbed):
+    """A subclass that changes the array hook too (as the benchmarks' vectorizer does)."""
+
+    def _embed_array(self, content: Any) -> Any:
+        _OWN_CALLS.append(f"array:{content}")
+        return np.eye(1, MINILM_DIMS, 1, dtype=np.float32)[0]
+
+
+def test_embedder_calls_a_subclass_own_embed() -> None:
+    _OWN_CALLS.clear()
+    listed = Embedder(_OwnEmbed(), timeout=None).vector("hello there")
+    assert listed == [1.0] + [0.0] * (MINILM_DIMS - 1)
+    arrayed = Embedder(_OwnArray(), timeout=None).vector("hi you")
+    assert isinstance(arrayed, np.ndarray) and arrayed.tolist().index(1.0) == 1
+    assert _OWN_CALLS == ["list:hello there", "array:hi you"]
+
+
+def test_lookups_embed_through_a_subclass_own_embed(make_index: Any) -> None:
+    _OWN_CALLS.clear()
+    index = make_index(vectorizer=_OwnEmbed())
+    index.store("How do I reset my password?", "Use the reset link.")
+    hit = index.lookup("How can I reset my password?")
+    assert hit is not None and hit.layer == "semantic" and hit.similarity == 1.0
+    assert _OWN_CALLS == ["list:how do i reset my password", "list:how can i reset my password"]
 
 
 def test_memo_disabled_and_invalid() -> None:

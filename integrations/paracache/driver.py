@@ -199,7 +199,7 @@ class SyncIO:
         if isinstance(op, Join):
             return op.handle.result()
         if isinstance(op, Embed):
-            return _need(self.embedder, op).embed(op.text)
+            return _need(self.embedder, op).vector(op.text)
         if isinstance(op, EmbedMany):
             return _need(self.embedder, op).embed_many(op.texts)
         if isinstance(op, EnsureIndex):

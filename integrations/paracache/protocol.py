@@ -434,13 +434,20 @@ def _flatten(mapping: Mapping[str, Any]) -> list[Any]:
     return out
 
 
+#: The one type of a reply's field names and values that needs no conversion.
+_BYTES_ONLY = frozenset({bytes})
+
+
 def _as_fields(raw: Any) -> dict[bytes, bytes]:
+    # The types are checked as sets (in C), not item by item in Python.
     if isinstance(raw, dict):
-        if all(type(k) is bytes and type(v) is bytes for k, v in raw.items()):
+        if _BYTES_ONLY.issuperset(map(type, raw)) and _BYTES_ONLY.issuperset(
+            map(type, raw.values())
+        ):
             return dict(raw)  # redis-py's HGETALL reply, or fields read before: a copy
         return {_b(k): _b(v) for k, v in raw.items()}
     items = list(raw)
-    if len(items) % 2 == 0 and all(type(x) is bytes for x in items):  # hiredis's replies
+    if len(items) % 2 == 0 and _BYTES_ONLY.issuperset(map(type, items)):  # hiredis's replies
         return dict(zip(items[::2], items[1::2], strict=True))
     return {_b(items[i]): _b(items[i + 1]) for i in range(0, len(items) - 1, 2)}
 

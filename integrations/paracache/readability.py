@@ -231,17 +231,18 @@ def measure(
     """
     pieces, word_ids = tokenize(text)
     # Words of letters only: digits and punctuation say nothing about the language.
-    per_word = collections.Counter(
-        w
-        for p, w in zip(pieces, word_ids, strict=True)
-        if w is not None and (p.isalpha() or any(ch.isalpha() for ch in p))
-    )
+    # Counted in a plain dict (a Counter costs more to build than these few pieces).
+    per_word: dict[int, int] = {}
+    for p, w in zip(pieces, word_ids, strict=True):
+        if w is not None and (p.isalpha() or any(ch.isalpha() for ch in p)):
+            per_word[w] = per_word.get(w, 0) + 1
     words = len(per_word)
     letters = foreign = accented = 0
-    scripts: collections.Counter[str] = collections.Counter()
+    scripts: collections.Counter[str] | None = None
     if text.isascii():  # most text: every letter Latin and unaccented (no per-letter work)
         letters = len(text) - len(text.translate(_ASCII_LETTERS))
     else:
+        scripts = collections.Counter()
         for ch in text:
             if not ch.isalpha():
                 continue
@@ -261,7 +262,7 @@ def measure(
         letters=letters,
         foreign=foreign,
         accented=accented,
-        scripts=tuple(s for s, _ in scripts.most_common()),
+        scripts=() if scripts is None else tuple(s for s, _ in scripts.most_common()),
         whole=sum(1 for n in per_word.values() if n == 1),
         guarded=lexicon.marked(text),
         english_words=sum(1 for w in _LETTERS.findall(text.lower()) if w in _ENGLISH),

@@ -126,6 +126,11 @@ def correct_typos(text: str) -> str:
     if not text.isascii():
         return text  # English only: other scripts and accents are left as they are
     known = _vocabulary()
+    for word in _RE_WORD.findall(text):  # what fix() below would look at, without a call
+        if MIN_LENGTH <= len(word) <= MAX_LENGTH and word not in known and "'" not in word:
+            break
+    else:
+        return text  # no word to correct (most text)
 
     def fix(m: re.Match[str]) -> str:
         word = m.group(0)

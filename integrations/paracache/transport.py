@@ -33,6 +33,7 @@ import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, cast
 
+import numpy as np
 import redis
 import redis.asyncio as aioredis
 from hiredis import pack_command as _hiredis_pack
@@ -741,7 +742,18 @@ class Embedder:
 
     def embed(self, text: str) -> Sequence[float]:
         """The vector for ``text`` (already the model's input), memoised."""
-        vec = self.memo.get(text)
+        vec = self.vector(text)
+        if isinstance(vec, np.ndarray):
+            out: list[float] = vec.tolist()
+            return out
+        return cast(Sequence[float], vec)
+
+    def vector(self, text: str) -> Any:
+        """:meth:`embed` for the cache's own flows (which encode it for Redis,
+        :meth:`paracache.base.FlowBase.encode_vector`): the same vector, as a float
+        array where there is one (the offline default model's output, a memo hit), else
+        as the vectorizer returned it."""
+        vec: Any = self.memo.get_array(text)
         if vec is None:
             vectorizer = self.vectorizer
             if isinstance(vectorizer, MiniLMVectorizer) and vectorizer.cache is None:
@@ -750,7 +762,11 @@ class Embedder:
                 # (a thread wake-up, slow on a busy machine) than the bound protects.
                 # Its own hook directly: RedisVL's embed() wrapper (argument checks, an
                 # embeddings cache this instance does not have) costs time per call.
-                vec = vectorizer._embed(text)
+                vec = (
+                    vectorizer._embed_array(text)
+                    if _array_hook(type(vectorizer))
+                    else vectorizer._embed(text)
+                )
             elif self.timeout is None or isinstance(vectorizer, MiniLMVectorizer):
                 vec = vectorizer.embed(text)
             else:  # a stuck embedder costs the caller embed_timeout, never more
@@ -776,6 +792,16 @@ class Embedder:
     async def aembed_many(self, texts: Sequence[str], batch_size: int = _EMBED_BATCH) -> Any:
         """Async :meth:`embed_many`."""
         return await self.vectorizer.aembed_many(list(texts), batch_size=batch_size)
+
+
+def _array_hook(cls: type[MiniLMVectorizer]) -> bool:
+    """Whether the cache embeds with ``cls``'s array hook (``_embed_array``): unless a
+    subclass overrides ``_embed`` and not ``_embed_array`` (its ``_embed`` is then what
+    it means to be called)."""
+    return (
+        cls._embed is MiniLMVectorizer._embed
+        or cls._embed_array is not MiniLMVectorizer._embed_array
+    )
 
 
 def close_async_client(client: Any, loop: asyncio.AbstractEventLoop) -> None:

@@ -307,8 +307,16 @@ class LocalVectorizer(BaseVectorizer):  # type: ignore[misc]
 
     def _embed(self, content: Any, **kwargs: Any) -> list[float]:
         """Embed one text (RedisVL hook behind :meth:`embed`); extra kwargs are ignored."""
-        vector: list[float] = self._encode([self._prepare(content)])[0].tolist()
+        vector: list[float] = self._embed_array(content).tolist()
         return vector
+
+    def _embed_array(self, content: Any) -> npt.NDArray[np.float32]:
+        """:meth:`_embed` as the model gives it, a float32 array: what the cache's own
+        lookups and writes use (:class:`paracache.transport.Embedder`), which encode it
+        for Redis without a detour through a list of Python floats. A subclass that
+        overrides :meth:`_embed` alone keeps being called through :meth:`_embed`."""
+        row: npt.NDArray[np.float32] = self._encode([self._prepare(content)])[0]
+        return row
 
     def _embed_many(
         self, contents: list[Any], batch_size: int = 10, **kwargs: Any
@@ -681,6 +689,23 @@ class EmbeddingMemo:
             self._data.move_to_end(key)
         out: list[float] = vector.tolist()
         return out
+
+    def get_array(self, text: str, model: str = "") -> npt.NDArray[np.float64] | None:
+        """:meth:`get` as a float64 array (a copy), or None.
+
+        Example:
+            >>> memo = EmbeddingMemo()
+            >>> memo.put("hi", [1.0, 0.5])
+            >>> memo.get_array("hi").tolist()
+            [1.0, 0.5]
+        """
+        key = (model, text)
+        with self._lock:
+            vector = self._data.get(key)
+            if vector is None:
+                return None
+            self._data.move_to_end(key)
+        return vector.copy()
 
     def put(self, text: str, vector: Sequence[float], model: str = "") -> None:
         """Store ``vector`` for ``(model, text)``, evicting the least recently used if full.
