@@ -681,12 +681,9 @@ class EmbeddingMemo:
             >>> EmbeddingMemo().get("never stored") is None
             True
         """
-        key = (model, text)
-        with self._lock:
-            vector = self._data.get(key)
-            if vector is None:
-                return None
-            self._data.move_to_end(key)
+        vector = self.get_array(text, model)
+        if vector is None:
+            return None
         out: list[float] = vector.tolist()
         return out
 
