@@ -294,6 +294,8 @@ def test_bad_input_is_refused_at_the_boundary(redis_url: str, index: SemanticInd
         SemanticIndex(redis_url, namespace="ok", min_similarity=2)
     with pytest.raises(ValueError):
         index.store("q", "a", ttl=-5)
+    with pytest.raises(ValueError, match=r"^ttl must be a number of seconds"):  # not TTLPolicy's
+        SemanticIndex(redis_url, namespace="ok", ttl="1h")  # type: ignore[arg-type]
 
 
 def test_scope_is_frozen_against_caller_mutation() -> None:

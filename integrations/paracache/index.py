@@ -314,7 +314,12 @@ class SemanticIndex:
         if not 0 <= spin <= 0.1:
             raise ValueError(f"spin must be between 0 and 0.1 seconds, got {spin!r}")
         if ttl_policy is None:
-            ttl_policy = TTLPolicy() if ttl is _UNSET else TTLPolicy(default_ttl=ttl)
+            try:
+                ttl_policy = TTLPolicy() if ttl is _UNSET else TTLPolicy(default_ttl=ttl)
+            except ValueError:  # say it of the argument the caller gave
+                raise ValueError(
+                    f"ttl must be a number of seconds >= 0 or None, got {ttl!r}"
+                ) from None
         elif ttl is not _UNSET:
             raise ValueError("give either ttl= or ttl_policy=, not both")
         if not isinstance(ttl_policy, TTLPolicy):
