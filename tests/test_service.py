@@ -429,3 +429,39 @@ def test_serve_refuses_to_listen_beyond_loopback_without_keys(
     assert main(["serve", "--api-keys", str(bad)]) == 2
     err = capsys.readouterr().err
     assert "key:tenant" in err and KEY_ACME not in err
+
+
+async def test_concurrent_identical_misses_make_one_model_call(make_index: Any) -> None:
+    """Single-flight (README: on by default in the service) for plain JSON answers too,
+    not only for streamed ones: eight identical concurrent misses, one model call."""
+    import asyncio
+
+    index: SemanticIndex = make_index()
+    hold = asyncio.Event()
+    calls: list[str] = []
+
+    async def slow(req: AnswerRequest) -> LLMReply:
+        calls.append(req.prompt)
+        await hold.wait()
+        return LLMReply("Open the app and tap Activate.", 12)
+
+    app = create_app(index, slow)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://svc") as client:
+
+        async def ask_once() -> dict[str, Any]:
+            r = await client.post("/v1/answer", json={"prompt": CARD})
+            assert r.status_code == 200, r.text
+            return r.json()  # type: ignore[no-any-return]
+
+        tasks = [asyncio.create_task(ask_once()) for _ in range(8)]
+        deadline = time.monotonic() + 60
+        while index.stats().lookups < 8 and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.2)  # let every miss reach the model (or the flight)
+        hold.set()
+        got = await asyncio.gather(*tasks)
+    assert calls == [CARD]
+    assert [g["answer"] for g in got] == ["Open the app and tap Activate."] * 8
+    assert sum(1 for g in got if g["cached"]) == 7
+    assert index.count() == 1
