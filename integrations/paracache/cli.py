@@ -57,6 +57,17 @@ def _error_rate(text: str) -> float:
     return value
 
 
+def _namespace(text: str) -> str:
+    from .schema import _NAMESPACE
+
+    if not _NAMESPACE.match(text):
+        raise argparse.ArgumentTypeError(
+            "must be 1-64 characters of letters, digits, '_', '.', '-' starting with a "
+            f"letter or digit, got {text!r}"
+        )
+    return text
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -113,7 +124,10 @@ def _add_demo(subparsers: Any) -> None:
         "else an embedded server)",
     )
     parser.add_argument(
-        "--namespace", default="demo", help="cache namespace, cleared first (default: demo)"
+        "--namespace",
+        default="demo",
+        type=_namespace,
+        help="cache namespace, cleared first (default: demo)",
     )
     parser.add_argument(
         "--simulate",
@@ -329,7 +343,9 @@ def _add_common(parser: argparse.ArgumentParser, *, namespace_help: str) -> None
         metavar="URL",
         help="Redis with the search module (default: $PARACACHE_REDIS_URL, else $REDIS_URL)",
     )
-    parser.add_argument("--namespace", default=None, metavar="NS", help=namespace_help)
+    parser.add_argument(
+        "--namespace", default=None, type=_namespace, metavar="NS", help=namespace_help
+    )
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
 
@@ -860,7 +876,11 @@ def _add_serve(subparsers: Any) -> None:
         "else an embedded server living as long as the service)",
     )
     parser.add_argument(
-        "--namespace", default="service", metavar="NS", help="cache namespace (default: service)"
+        "--namespace",
+        default="service",
+        type=_namespace,
+        metavar="NS",
+        help="cache namespace (default: service)",
     )
     parser.add_argument(
         "--min-similarity",
