@@ -994,9 +994,14 @@ class SemanticIndex:
         from tqdm.auto import tqdm
 
         from .admin import indexes_flow
-        from .reembed import drop_index_flow, reembed_flow, resolve_source
+        from .reembed import ReembedError, drop_index_flow, reembed_flow, resolve_source
 
         if not isinstance(from_model, str):
+            if not all(hasattr(from_model, a) for a in ("type", "model", "dims", "embed")):
+                raise TypeError(
+                    "from_model must be the old vectorizer, its id (vectorizer_id) or the old "
+                    f"index's name, got {type(from_model).__name__}"
+                )
             from_model = vectorizer_id(from_model)
         bar = tqdm(disable=not progress, unit="entry", desc="paracache reembed")
 
@@ -1005,13 +1010,28 @@ class SemanticIndex:
             bar.refresh()
 
         def flow() -> Flow[ReembedReport]:
-            source = resolve_source(self.layout, (yield from indexes_flow(self.namespace)),
-                                    from_model)  # fmt: skip
+            try:
+                indexes = yield from indexes_flow(self.namespace)
+            except BackendError as exc:  # the documented error, as for a failure midway
+                raise ReembedError(
+                    f"re-embedding did not start: Redis failed ({exc}); nothing copied.",
+                    ReembedReport(from_model, self.layout.index_name),
+                ) from exc
+            source = resolve_source(self.layout, indexes, from_model)
             report = yield from reembed_flow(
                 self._core, source, batch_size=batch_size, on_total=total, on_batch=bar.update
             )
             if drop_old:
-                report = dataclasses.replace(report, dropped=(yield from drop_index_flow(source)))
+                try:
+                    dropped = yield from drop_index_flow(source)
+                except BackendError as exc:
+                    raise ReembedError(
+                        f"every entry was copied, but dropping the old index failed: Redis "
+                        f"failed ({exc}). Run it again with drop_old to drop it: entries "
+                        "already copied are skipped.",
+                        report,
+                    ) from exc
+                report = dataclasses.replace(report, dropped=dropped)
             return report
 
         return flow(), bar
