@@ -464,4 +464,42 @@ async def test_concurrent_identical_misses_make_one_model_call(make_index: Any) 
     assert calls == [CARD]
     assert [g["answer"] for g in got] == ["Open the app and tap Activate."] * 8
     assert sum(1 for g in got if g["cached"]) == 7
+    assert {g["layer"] for g in got if g["cached"]} == {"in-flight"}
+    assert index.stats().coalesced == 7  # paracache_coalesced_total
     assert index.count() == 1
+
+
+async def test_a_failing_leader_hands_the_question_to_a_waiter(make_index: Any) -> None:
+    """The request whose model call fails gets its 502; the requests that waited on it
+    are not failed with it: one of them calls the model, the others get that answer."""
+    import asyncio
+
+    index: SemanticIndex = make_index()
+    hold = asyncio.Event()
+    calls: list[str] = []
+
+    async def flaky(req: AnswerRequest) -> LLMReply:
+        calls.append(req.prompt)
+        await hold.wait()
+        if len(calls) == 1:
+            raise ConnectionError("upstream down")
+        return LLMReply("Open the app and tap Activate.", 12)
+
+    app = create_app(index, flaky)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://svc") as client:
+        tasks = [
+            asyncio.create_task(client.post("/v1/answer", json={"prompt": CARD}))
+            for _ in range(4)
+        ]
+        deadline = time.monotonic() + 60
+        while index.stats().lookups < 4 and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.2)
+        hold.set()
+        got = await asyncio.gather(*tasks)
+    assert sorted(r.status_code for r in got) == [200, 200, 200, 502]
+    assert len(calls) == 2
+    assert {r.json()["answer"] for r in got if r.status_code == 200} == {
+        "Open the app and tap Activate."
+    }
