@@ -344,6 +344,7 @@ class SemanticIndex:
         ):
             raise ValueError(f"max_entries must be a positive int or None, got {max_entries!r}")
         delta = check_delta(max_error_rate)
+        label_worker = _flag(label_worker, "label_worker")  # "no" is not False
         hit_flush_hits, hit_flush_seconds = check_flush(hit_flush_hits, hit_flush_seconds)
         if delta is None and (
             judge is not None or explore_rate is not None or verifier is not None
@@ -478,7 +479,7 @@ class SemanticIndex:
                 explore_rate=explore_rate,
                 judge_timeout=judge_timeout,
                 stats_ttl=ttl_policy.default_ttl,
-                worker=bool(label_worker),
+                worker=label_worker,
                 recorder=self._core.recorder,
                 verifier=verifier,
                 verify_band=verify_band,
