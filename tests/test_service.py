@@ -503,3 +503,14 @@ async def test_a_failing_leader_hands_the_question_to_a_waiter(make_index: Any) 
     assert {r.json()["answer"] for r in got if r.status_code == 200} == {
         "Open the app and tap Activate."
     }
+
+
+def test_min_similarity_beside_an_index_is_refused(make_index: Any, llm: CountingLLM) -> None:
+    """create_app's min_similarity= is for the index it builds; beside index= it was
+    silently ignored (the service ran at the index's 0.90)."""
+    index: SemanticIndex = make_index()
+    with pytest.raises(ValueError, match="give min_similarity= to the SemanticIndex"):
+        create_app(index, llm, min_similarity=0.95)
+    strict = make_index(min_similarity=0.95)
+    with TestClient(create_app(strict, llm)) as c:
+        assert ask(c, CARD)["min_similarity"] == 0.95

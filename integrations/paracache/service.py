@@ -508,7 +508,8 @@ def create_app(
         redis_url: For the default index (default: ``PARACACHE_REDIS_URL``, ``REDIS_URL``,
             else an embedded Redis).
         namespace: For the default index.
-        min_similarity: For the default index (default 0.90).
+        min_similarity: For the default index (default 0.90); with ``index=``, give it
+            to that index (a ``ValueError`` here).
         max_error_rate: For the default index: δ, the error bound learned from traffic
             (``SemanticIndex(max_error_rate=...)``); each miss's fresh answer labels it.
             Requests without the threshold header then use the learned threshold.
@@ -537,8 +538,9 @@ def create_app(
             redis_url, namespace=namespace, min_similarity=min_similarity,
             max_error_rate=max_error_rate,
         )  # fmt: skip
-    elif max_error_rate is not None:
-        raise ValueError("give max_error_rate= to the SemanticIndex passed as index=")
+    elif max_error_rate is not None or min_similarity is not None:
+        name = "max_error_rate" if max_error_rate is not None else "min_similarity"
+        raise ValueError(f"give {name}= to the SemanticIndex passed as index=")
     elif not isinstance(index, SemanticIndex):
         raise TypeError(f"index must be a SemanticIndex, got {type(index).__name__}")
     if llm is None:
