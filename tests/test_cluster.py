@@ -370,3 +370,31 @@ def test_rate_limits_and_conversations_on_a_cluster_say_it_is_not_supported(
         assert any("Redis Cluster node" in r.getMessage() for r in caplog.records)
     finally:
         store.close()
+
+
+def test_the_error_bound_on_a_cluster_is_refused_at_construction(
+    make_cluster_index: Any,
+) -> None:
+    """README: max_error_rate is not for Redis Cluster yet. It was accepted, and then
+    every label failed in the worker ('label worker failed: server:RedisClusterException'
+    logged again and again, nothing counted, no error in stats()): the threshold was
+    never learned. Now the cache says so when it is built, from a client or a URL."""
+    for url in (False, True):
+        with pytest.raises(ValueError, match="does not support Redis Cluster"):
+            make_cluster_index(max_error_rate=0.02, url=url)
+    assert make_cluster_index(url=True).learner is None  # a fixed threshold still works
+
+
+def test_serve_with_the_error_bound_on_a_cluster_is_a_usage_error(
+    redis_cluster: EmbeddedCluster, namespace: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["serve", "--redis-url", redis_cluster.url, "--namespace", namespace,
+            "--max-error-rate", "0.02", "--simulate"]  # fmt: skip
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "paracache serve: max_error_rate= needs one Redis server" in err
+    assert "Traceback" not in err
+    # Its label worker likewise (it logged a RedisClusterException per batch).
+    argv = ["worker", "--redis-url", redis_cluster.url, "--namespace", namespace, "--once"]
+    assert main(argv) == 2
+    assert "does not support Redis Cluster yet" in capsys.readouterr().err

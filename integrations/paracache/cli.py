@@ -693,6 +693,15 @@ def _run_worker(args: argparse.Namespace) -> int:
     judge = _worker_judge(args)
     verifier = _worker_verifier(args)
     conn = _connect(args)
+    from redis.cluster import RedisCluster
+
+    if isinstance(conn.client, RedisCluster):  # as SemanticIndex(max_error_rate=) says
+        conn.client.close()
+        raise CommandError(
+            f"{conn.url} is a Redis Cluster: the error bound (max_error_rate=, its labels "
+            "and this worker) does not support Redis Cluster yet",
+            2,
+        )
     counted = {"labels": 0, "wrong": 0, "dropped": 0, "promoted": 0, "verify_rejected": 0}
 
     def report(wrong: bool | None, kind: str, explored: bool) -> None:
@@ -977,16 +986,19 @@ def _run_serve(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as exc:
         raise CommandError(str(exc), 2) from None
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    app = create_app(
-        api_keys=keys,
-        redis_url=args.redis_url,
-        namespace=args.namespace,
-        min_similarity=args.min_similarity,
-        max_error_rate=args.max_error_rate,
-        simulate=True if args.simulate else None,
-        latency_scale=args.latency_scale,
-        rate_limits=_rate_limits(args.rate_limit),
-    )
+    try:
+        app = create_app(
+            api_keys=keys,
+            redis_url=args.redis_url,
+            namespace=args.namespace,
+            min_similarity=args.min_similarity,
+            max_error_rate=args.max_error_rate,
+            simulate=True if args.simulate else None,
+            latency_scale=args.latency_scale,
+            rate_limits=_rate_limits(args.rate_limit),
+        )
+    except ValueError as exc:  # options this Redis cannot serve (--max-error-rate, cluster)
+        raise CommandError(str(exc), 2) from None
     from .transport import safe_url as _safe_url
 
     print(

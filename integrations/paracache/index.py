@@ -417,6 +417,13 @@ class SemanticIndex:
             if redis_client is not None
             else is_cluster_url(self.redis_url, max(self._timeout, 0.5))
         )
+        if self._cluster and delta is not None:
+            # Its counting script touches the label stream, the statistics and the entry,
+            # which a cluster keeps in different slots: every label would fail.
+            raise ValueError(
+                "max_error_rate= needs one Redis server: the error bound does not support "
+                "Redis Cluster yet (use a fixed min_similarity there)"
+            )
         if redis_client is not None:  # the caller's client and its timeouts, for both
             self._client = self._admin = cast(redis.Redis, redis_client)
         else:
