@@ -256,6 +256,25 @@ def test_bad_config_files(tmp_path: Path) -> None:
         load_threshold(empty)
 
 
+def test_a_bad_config_file_is_named_in_the_error(tmp_path: Path) -> None:
+    """A service with several config files learns which one holds the bad value (the
+    value checks and the JSON/TOML parsers did not say)."""
+    cases = [
+        ("range.toml", "[paracache]\nmin_similarity = 1.5\n", ValueError, "in \\[0, 1\\]"),
+        ("text.toml", 'min_similarity = "0.9"\n', TypeError, "must be a number"),
+        ("scoped.toml", '[thresholds]\n"tenant=x" = 0.95\n', TypeError, "thresholds"),
+        ("guard.toml", "[paracache.guards]\nnegations = false\n", ValueError, "unknown guard"),
+        ("comma.json", '{"min_similarity": 0.9,}', ValueError, "line 1 column"),
+        ("broken.toml", "min_similarity = \n", ValueError, "line 1"),
+    ]
+    for name, text, kind, what in cases:
+        path = tmp_path / name
+        path.write_text(text)
+        with pytest.raises(kind, match=what) as raised:
+            SemanticIndex.from_config(path, namespace="never-built")
+        assert str(raised.value).startswith(f"{path}: "), str(raised.value)
+
+
 def test_report_writes_global_or_scoped_config(tmp_path: Path, redis_url: str) -> None:
     report = calibrate(_pairs_file(tmp_path), redis_url=redis_url, progress=False,
                        target_precision=0.9)

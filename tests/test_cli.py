@@ -64,6 +64,27 @@ def test_help_and_usage_errors_exit_0_and_2(capsys: pytest.CaptureFixture[str]) 
     assert _run(capsys)[0] == 2  # no command: help, usage error
 
 
+def test_a_malformed_namespace_is_a_usage_error(
+    redis_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Every command's --namespace is checked as the library checks it: exit 2 and one
+    line (clear, reembed, demo and serve raised a ValueError traceback; stats, inspect and
+    worker went on with a namespace no cache can have)."""
+    for argv in (
+        ("stats", "--redis-url", redis_url),
+        ("inspect", "--redis-url", redis_url),
+        ("clear", "--redis-url", redis_url, "--yes"),
+        ("worker", "--redis-url", redis_url, "--once"),
+        ("reembed", "--redis-url", redis_url, "--from", "x"),
+        ("demo", "--redis-url", redis_url),
+        ("serve", "--redis-url", redis_url),
+    ):
+        code, out, err = _run(capsys, *argv, "--namespace", "a b")
+        assert code == 2, (argv, out, err)
+        assert "argument --namespace: must be 1-64 characters" in err, (argv, err)
+        assert "Traceback" not in err and "ValueError" not in err
+
+
 def test_no_redis_url_is_a_usage_error(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -332,3 +332,69 @@ def test_a_node_whose_bus_port_was_taken_starts_on_another() -> None:
         with cluster:
             assert cluster._bus_ports[0] != taken
             assert cluster.client(socket_timeout=2.0).set("k", "v")
+
+
+def test_rate_limits_and_conversations_on_a_cluster_say_it_is_not_supported(
+    redis_cluster: EmbeddedCluster, namespace: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """README: rate limits and conversations need one Redis server. Given a cluster
+    client, the TypeError says why; given a node's URL, a key of another node's slot is
+    a fail-open miss whose warning says the server is a cluster node (it only showed
+    redis-py's bare MOVED reply, '13921 127.0.0.1:40125')."""
+    from paracache.limiter import Limit, RateLimiter
+    from paracache.sessions import SessionStore
+
+    client = redis_cluster.client()
+    try:
+        for build in (
+            lambda: SessionStore(redis_client=client, namespace=namespace),
+            lambda: RateLimiter([Limit("a", 5)], redis_client=client, namespace=namespace),
+        ):
+            with pytest.raises(TypeError, match="Redis Cluster is not supported"):
+                build()
+    finally:
+        client.close()
+
+    probe = SessionStore(redis_url="redis://127.0.0.1:1", namespace=namespace, tenant="t")
+    key = probe._ids("s1")[1]
+    probe.close()
+    owner = redis_cluster.owner_port(key_slot(key.encode()))
+    other = next(p for p in redis_cluster.primary_ports() if p != owner)
+    store = SessionStore(
+        redis_url=redis_cluster.node_url(other), namespace=namespace, tenant="t", timeout=10
+    )
+    try:
+        with caplog.at_level("WARNING", logger="paracache"):
+            assert store.append("s1", [{"type": "human", "data": {"content": "hi"}}], [1]) is False
+        assert store.stats().errors == 1
+        assert any("Redis Cluster node" in r.getMessage() for r in caplog.records)
+    finally:
+        store.close()
+
+
+def test_the_error_bound_on_a_cluster_is_refused_at_construction(
+    make_cluster_index: Any,
+) -> None:
+    """README: max_error_rate is not for Redis Cluster yet. It was accepted, and then
+    every label failed in the worker ('label worker failed: server:RedisClusterException'
+    logged again and again, nothing counted, no error in stats()): the threshold was
+    never learned. Now the cache says so when it is built, from a client or a URL."""
+    for url in (False, True):
+        with pytest.raises(ValueError, match="does not support Redis Cluster"):
+            make_cluster_index(max_error_rate=0.02, url=url)
+    assert make_cluster_index(url=True).learner is None  # a fixed threshold still works
+
+
+def test_serve_with_the_error_bound_on_a_cluster_is_a_usage_error(
+    redis_cluster: EmbeddedCluster, namespace: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["serve", "--redis-url", redis_cluster.url, "--namespace", namespace,
+            "--max-error-rate", "0.02", "--simulate"]  # fmt: skip
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "paracache serve: max_error_rate= needs one Redis server" in err
+    assert "Traceback" not in err
+    # Its label worker likewise (it logged a RedisClusterException per batch).
+    argv = ["worker", "--redis-url", redis_cluster.url, "--namespace", namespace, "--once"]
+    assert main(argv) == 2
+    assert "does not support Redis Cluster yet" in capsys.readouterr().err

@@ -50,6 +50,9 @@ def test_bad_max_error_rate_fails_at_construction(make_index: Any) -> None:
         make_index(max_error_rate=0.02, judge=42)
     with pytest.raises(ValueError):
         make_index(judge=lambda a, b: True)  # a judge without a bound
+    for flag in ("no", 0, None):  # read as True or False before: a worker or none
+        with pytest.raises(TypeError, match="label_worker must be a bool"):
+            make_index(max_error_rate=0.02, label_worker=flag)
     with pytest.raises(ValueError):
         SemanticCache(max_error_rate=2.0)
 

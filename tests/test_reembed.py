@@ -239,3 +239,56 @@ def test_lookups_keep_working_while_a_reembed_runs(make_index: Any) -> None:
     thread.join(60)
     assert not failures
     assert all(new.lookup(p, scope) is not None for p, _ in FAQ)
+
+
+def test_redis_down_or_failing_is_a_reembed_error_and_bad_sources_a_type_error(
+    make_index: Any, redis_url: str, namespace: str
+) -> None:
+    """The documented error for a Redis failure is ReembedError (with its report), before
+    the copy starts and after it too (dropping the old index); a from_model that is no
+    vectorizer, id or name is a TypeError, not an AttributeError from inside."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    down = SemanticIndex(f"redis://127.0.0.1:{port}", namespace=namespace, timeout=0.5)
+    try:
+        with pytest.raises(ReembedError, match="did not start") as stopped:
+            down.reembed(MODEL, progress=False)
+        assert stopped.value.report.copied == 0
+        assert stopped.value.report.target == down.layout.index_name
+        with pytest.raises(ReembedError, match="did not start"):
+            asyncio.run(down.areembed(MODEL, progress=False))
+    finally:
+        down.close()
+
+    old, new = _old_and_new(make_index)
+    for bad in (None, 5, object()):
+        with pytest.raises(TypeError, match="from_model must be"):
+            new.reembed(bad, progress=False)
+
+    # Dropping the old index fails (an ACL user that may not UNLINK): the copy is
+    # complete and reported, and the error says so.
+    old.warm(FAQ[:2], Scope(tenant="t"), progress=False)
+    admin = redis.Redis.from_url(redis_url)
+    user, password = f"u-{namespace}", "p-" + namespace
+    admin.execute_command(
+        "ACL", "SETUSER", user, "on", f">{password}", "~*", "&*", "+@all", "-unlink"
+    )
+    try:
+        limited = SemanticIndex(
+            f"redis://{user}:{password}@127.0.0.1:"
+            f"{admin.connection_pool.connection_kwargs['port']}/0",
+            namespace=namespace, vectorizer=MiniLMVectorizer(), dtype="float16", timeout=5.0,
+        )  # fmt: skip
+        try:
+            with pytest.raises(ReembedError, match="dropping the old index failed") as failed:
+                limited.reembed(MODEL, progress=False, drop_old=True)
+            assert failed.value.report.copied == 2
+            assert limited.count() == 2
+        finally:
+            limited.close()
+    finally:
+        admin.execute_command("ACL", "DELUSER", user)
+        admin.close()

@@ -429,3 +429,88 @@ def test_serve_refuses_to_listen_beyond_loopback_without_keys(
     assert main(["serve", "--api-keys", str(bad)]) == 2
     err = capsys.readouterr().err
     assert "key:tenant" in err and KEY_ACME not in err
+
+
+async def test_concurrent_identical_misses_make_one_model_call(make_index: Any) -> None:
+    """Single-flight (README: on by default in the service) for plain JSON answers too,
+    not only for streamed ones: eight identical concurrent misses, one model call."""
+    import asyncio
+
+    index: SemanticIndex = make_index()
+    hold = asyncio.Event()
+    calls: list[str] = []
+
+    async def slow(req: AnswerRequest) -> LLMReply:
+        calls.append(req.prompt)
+        await hold.wait()
+        return LLMReply("Open the app and tap Activate.", 12)
+
+    app = create_app(index, slow)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://svc") as client:
+
+        async def ask_once() -> dict[str, Any]:
+            r = await client.post("/v1/answer", json={"prompt": CARD})
+            assert r.status_code == 200, r.text
+            return r.json()  # type: ignore[no-any-return]
+
+        tasks = [asyncio.create_task(ask_once()) for _ in range(8)]
+        deadline = time.monotonic() + 60
+        while index.stats().lookups < 8 and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.2)  # let every miss reach the model (or the flight)
+        hold.set()
+        got = await asyncio.gather(*tasks)
+    assert calls == [CARD]
+    assert [g["answer"] for g in got] == ["Open the app and tap Activate."] * 8
+    assert sum(1 for g in got if g["cached"]) == 7
+    assert {g["layer"] for g in got if g["cached"]} == {"in-flight"}
+    assert index.stats().coalesced == 7  # paracache_coalesced_total
+    assert index.count() == 1
+
+
+async def test_a_failing_leader_hands_the_question_to_a_waiter(make_index: Any) -> None:
+    """The request whose model call fails gets its 502; the requests that waited on it
+    are not failed with it: one of them calls the model, the others get that answer."""
+    import asyncio
+
+    index: SemanticIndex = make_index()
+    hold = asyncio.Event()
+    calls: list[str] = []
+
+    async def flaky(req: AnswerRequest) -> LLMReply:
+        calls.append(req.prompt)
+        await hold.wait()
+        if len(calls) == 1:
+            raise ConnectionError("upstream down")
+        return LLMReply("Open the app and tap Activate.", 12)
+
+    app = create_app(index, flaky)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://svc") as client:
+        tasks = [
+            asyncio.create_task(client.post("/v1/answer", json={"prompt": CARD}))
+            for _ in range(4)
+        ]
+        deadline = time.monotonic() + 60
+        while index.stats().lookups < 4 and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.2)
+        hold.set()
+        got = await asyncio.gather(*tasks)
+    assert sorted(r.status_code for r in got) == [200, 200, 200, 502]
+    assert len(calls) == 2
+    assert {r.json()["answer"] for r in got if r.status_code == 200} == {
+        "Open the app and tap Activate."
+    }
+
+
+def test_min_similarity_beside_an_index_is_refused(make_index: Any, llm: CountingLLM) -> None:
+    """create_app's min_similarity= is for the index it builds; beside index= it was
+    silently ignored (the service ran at the index's 0.90)."""
+    index: SemanticIndex = make_index()
+    with pytest.raises(ValueError, match="give min_similarity= to the SemanticIndex"):
+        create_app(index, llm, min_similarity=0.95)
+    strict = make_index(min_similarity=0.95)
+    with TestClient(create_app(strict, llm)) as c:
+        assert ask(c, CARD)["min_similarity"] == 0.95

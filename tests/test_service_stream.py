@@ -118,9 +118,14 @@ async def test_eight_concurrent_streamed_misses_one_model_call(make_index: Any) 
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://svc") as client:
 
+        dones: list[dict[str, Any]] = []
+
         async def ask() -> str:
             r = await client.post("/v1/answer", json={"prompt": CARD, "stream": True})
             got = events(r.text)
+            meta, done = got[0][1], got[-1][1]
+            assert (meta["cached"], meta["layer"]) == (done["cached"], done["layer"])
+            dones.append(done)
             return "".join(d["text"] for e, d in got if e == "delta")
 
         tasks = [asyncio.create_task(ask()) for _ in range(8)]
@@ -130,6 +135,8 @@ async def test_eight_concurrent_streamed_misses_one_model_call(make_index: Any) 
         model.hold.set()
         assert await asyncio.gather(*tasks) == [ANSWER] * 8
     assert model.calls == 1
+    # The waiters' final event says what their first one did: served from the flight.
+    assert sorted(str(d["layer"]) for d in dones) == ["None"] + ["in-flight"] * 7
 
 
 def test_stream_flag_is_part_of_the_request_schema() -> None:

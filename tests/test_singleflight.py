@@ -86,5 +86,8 @@ def test_arguments_are_checked(index: SemanticIndex) -> None:
         SingleFlight(index, wait=0)
     with pytest.raises(ValueError):
         SingleFlight(index, retries=-1)
+    for flag in ("no", 0):  # were read as True / False: across processes or not
+        with pytest.raises(TypeError, match="distributed must be a bool"):
+            SingleFlight(index, distributed=flag)  # type: ignore[arg-type]
     with pytest.raises(TypeError):
         SingleFlight(index).claim(42)  # type: ignore[arg-type]

@@ -57,6 +57,17 @@ def _error_rate(text: str) -> float:
     return value
 
 
+def _namespace(text: str) -> str:
+    from .schema import _NAMESPACE
+
+    if not _NAMESPACE.match(text):
+        raise argparse.ArgumentTypeError(
+            "must be 1-64 characters of letters, digits, '_', '.', '-' starting with a "
+            f"letter or digit, got {text!r}"
+        )
+    return text
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -113,7 +124,10 @@ def _add_demo(subparsers: Any) -> None:
         "else an embedded server)",
     )
     parser.add_argument(
-        "--namespace", default="demo", help="cache namespace, cleared first (default: demo)"
+        "--namespace",
+        default="demo",
+        type=_namespace,
+        help="cache namespace, cleared first (default: demo)",
     )
     parser.add_argument(
         "--simulate",
@@ -329,7 +343,9 @@ def _add_common(parser: argparse.ArgumentParser, *, namespace_help: str) -> None
         metavar="URL",
         help="Redis with the search module (default: $PARACACHE_REDIS_URL, else $REDIS_URL)",
     )
-    parser.add_argument("--namespace", default=None, metavar="NS", help=namespace_help)
+    parser.add_argument(
+        "--namespace", default=None, type=_namespace, metavar="NS", help=namespace_help
+    )
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
 
@@ -677,6 +693,15 @@ def _run_worker(args: argparse.Namespace) -> int:
     judge = _worker_judge(args)
     verifier = _worker_verifier(args)
     conn = _connect(args)
+    from redis.cluster import RedisCluster
+
+    if isinstance(conn.client, RedisCluster):  # as SemanticIndex(max_error_rate=) says
+        conn.client.close()
+        raise CommandError(
+            f"{conn.url} is a Redis Cluster: the error bound (max_error_rate=, its labels "
+            "and this worker) does not support Redis Cluster yet",
+            2,
+        )
     counted = {"labels": 0, "wrong": 0, "dropped": 0, "promoted": 0, "verify_rejected": 0}
 
     def report(wrong: bool | None, kind: str, explored: bool) -> None:
@@ -860,7 +885,11 @@ def _add_serve(subparsers: Any) -> None:
         "else an embedded server living as long as the service)",
     )
     parser.add_argument(
-        "--namespace", default="service", metavar="NS", help="cache namespace (default: service)"
+        "--namespace",
+        default="service",
+        type=_namespace,
+        metavar="NS",
+        help="cache namespace (default: service)",
     )
     parser.add_argument(
         "--min-similarity",
@@ -957,16 +986,19 @@ def _run_serve(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as exc:
         raise CommandError(str(exc), 2) from None
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    app = create_app(
-        api_keys=keys,
-        redis_url=args.redis_url,
-        namespace=args.namespace,
-        min_similarity=args.min_similarity,
-        max_error_rate=args.max_error_rate,
-        simulate=True if args.simulate else None,
-        latency_scale=args.latency_scale,
-        rate_limits=_rate_limits(args.rate_limit),
-    )
+    try:
+        app = create_app(
+            api_keys=keys,
+            redis_url=args.redis_url,
+            namespace=args.namespace,
+            min_similarity=args.min_similarity,
+            max_error_rate=args.max_error_rate,
+            simulate=True if args.simulate else None,
+            latency_scale=args.latency_scale,
+            rate_limits=_rate_limits(args.rate_limit),
+        )
+    except ValueError as exc:  # options this Redis cannot serve (--max-error-rate, cluster)
+        raise CommandError(str(exc), 2) from None
     from .transport import safe_url as _safe_url
 
     print(

@@ -56,18 +56,27 @@ def load_config(path: str | os.PathLike[str]) -> dict[str, Any]:
         >>> SemanticIndex(**load_config("paracache.toml"), namespace="faq")  # doctest: +SKIP
     """
     p = Path(path)
-    section = _read(p)
+    try:
+        section = _read(p)
+    except ValueError as exc:  # not JSON / TOML (their errors say where, not which file)
+        if str(exc).startswith(f"{p}:"):
+            raise
+        raise ValueError(f"{p}: {exc}") from exc
     known = {"min_similarity", "thresholds", "guards", "calibration"}
     unknown = set(section) - known
     if unknown:
         raise ValueError(f"{p}: unknown setting(s) {sorted(unknown)}; known: {sorted(known)}")
     out: dict[str, Any] = {}
-    if "min_similarity" in section:
-        out["min_similarity"] = check_similarity(section["min_similarity"])
-    if "thresholds" in section:
-        out["thresholds"] = check_thresholds(section["thresholds"])
-    if "guards" in section:
-        out["guards"] = Guards.from_dict(section["guards"])
+    try:
+        if "min_similarity" in section:
+            out["min_similarity"] = check_similarity(section["min_similarity"])
+        if "thresholds" in section:
+            out["thresholds"] = check_thresholds(section["thresholds"])
+        if "guards" in section:
+            out["guards"] = Guards.from_dict(section["guards"])
+    except (TypeError, ValueError) as exc:  # a bad value: say which file holds it
+        kind = TypeError if isinstance(exc, TypeError) else ValueError
+        raise kind(f"{p}: {exc}") from exc
     return out
 
 

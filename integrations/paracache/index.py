@@ -349,6 +349,7 @@ class SemanticIndex:
         ):
             raise ValueError(f"max_entries must be a positive int or None, got {max_entries!r}")
         delta = check_delta(max_error_rate)
+        label_worker = _flag(label_worker, "label_worker")  # "no" is not False
         hit_flush_hits, hit_flush_seconds = check_flush(hit_flush_hits, hit_flush_seconds)
         if delta is None and (
             judge is not None or explore_rate is not None or verifier is not None
@@ -421,6 +422,13 @@ class SemanticIndex:
             if redis_client is not None
             else is_cluster_url(self.redis_url, max(self._timeout, 0.5))
         )
+        if self._cluster and delta is not None:
+            # Its counting script touches the label stream, the statistics and the entry,
+            # which a cluster keeps in different slots: every label would fail.
+            raise ValueError(
+                "max_error_rate= needs one Redis server: the error bound does not support "
+                "Redis Cluster yet (use a fixed min_similarity there)"
+            )
         if redis_client is not None:  # the caller's client and its timeouts, for both
             self._client = self._admin = cast(redis.Redis, redis_client)
         else:
@@ -483,7 +491,7 @@ class SemanticIndex:
                 explore_rate=explore_rate,
                 judge_timeout=judge_timeout,
                 stats_ttl=ttl_policy.default_ttl,
-                worker=bool(label_worker),
+                worker=label_worker,
                 recorder=self._core.recorder,
                 verifier=verifier,
                 verify_band=verify_band,
@@ -999,9 +1007,14 @@ class SemanticIndex:
         from tqdm.auto import tqdm
 
         from .admin import indexes_flow
-        from .reembed import drop_index_flow, reembed_flow, resolve_source
+        from .reembed import ReembedError, drop_index_flow, reembed_flow, resolve_source
 
         if not isinstance(from_model, str):
+            if not all(hasattr(from_model, a) for a in ("type", "model", "dims", "embed")):
+                raise TypeError(
+                    "from_model must be the old vectorizer, its id (vectorizer_id) or the old "
+                    f"index's name, got {type(from_model).__name__}"
+                )
             from_model = vectorizer_id(from_model)
         bar = tqdm(disable=not progress, unit="entry", desc="paracache reembed")
 
@@ -1010,13 +1023,28 @@ class SemanticIndex:
             bar.refresh()
 
         def flow() -> Flow[ReembedReport]:
-            source = resolve_source(self.layout, (yield from indexes_flow(self.namespace)),
-                                    from_model)  # fmt: skip
+            try:
+                indexes = yield from indexes_flow(self.namespace)
+            except BackendError as exc:  # the documented error, as for a failure midway
+                raise ReembedError(
+                    f"re-embedding did not start: Redis failed ({exc}); nothing copied.",
+                    ReembedReport(from_model, self.layout.index_name),
+                ) from exc
+            source = resolve_source(self.layout, indexes, from_model)
             report = yield from reembed_flow(
                 self._core, source, batch_size=batch_size, on_total=total, on_batch=bar.update
             )
             if drop_old:
-                report = dataclasses.replace(report, dropped=(yield from drop_index_flow(source)))
+                try:
+                    dropped = yield from drop_index_flow(source)
+                except BackendError as exc:
+                    raise ReembedError(
+                        f"every entry was copied, but dropping the old index failed: Redis "
+                        f"failed ({exc}). Run it again with drop_old to drop it: entries "
+                        "already copied are skipped.",
+                        report,
+                    ) from exc
+                report = dataclasses.replace(report, dropped=dropped)
             return report
 
         return flow(), bar

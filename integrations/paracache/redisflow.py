@@ -50,6 +50,11 @@ logger = logging.getLogger("paracache")
 
 T = TypeVar("T")
 
+_CLUSTER = (
+    "; rate limits and conversations need one Redis server (Redis Cluster is not "
+    "supported for them yet)"
+)
+
 
 @dataclasses.dataclass(frozen=True)
 class Script:
@@ -135,7 +140,10 @@ class Link:
             if redis_url is not None:
                 raise ValueError("give either redis_client= or redis_url=, not both")
             if not isinstance(redis_client, redis.Redis):
-                raise TypeError(f"redis_client must be a redis.Redis, got {redis_client!r}")
+                raise TypeError(
+                    f"redis_client must be a redis.Redis, got {redis_client!r}"
+                    + (_CLUSTER if type(redis_client).__name__ == "RedisCluster" else "")
+                )
             self.url = client_url(redis_client)
             self._client: redis.Redis = redis_client
         else:
@@ -279,7 +287,13 @@ class Link:
             self.breaker.record_success()
         else:
             self.breaker.record_failure()
-        logger.warning("paracache: Redis at %s failed (%s): %s", self._safe, err.kind, exc)
+        if isinstance(exc, redis.exceptions.AskError):  # MOVED/ASK: a cluster node
+            logger.warning(
+                "paracache: Redis at %s failed (%s): %s: it is a Redis Cluster node%s",
+                self._safe, err.kind, exc, _CLUSTER,
+            )  # fmt: skip
+        else:
+            logger.warning("paracache: Redis at %s failed (%s): %s", self._safe, err.kind, exc)
         return Failure(err.kind, str(exc))
 
     # ------------------------------------------------------------------ lifecycle

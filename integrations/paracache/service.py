@@ -185,8 +185,10 @@ class AnswerResponse(BaseModel):
         "unreadable (no exact match, and text the embedding model cannot read is never "
         "matched by similarity)."
     )
-    layer: Literal["exact", "semantic"] | None = Field(
-        description="The layer that served a cached answer, else null."
+    layer: Literal["exact", "semantic", "in-flight"] | None = Field(
+        description="The layer that served a cached answer, else null; `in-flight`: the "
+        "answer of an identical request that missed at the same time (single-flight: one "
+        "model call for both; its outcome stays `miss`)."
     )
     similarity: float | None = Field(
         description="Cosine similarity of the best in-scope cached question (1.0 for an "
@@ -416,13 +418,15 @@ def _response(
     threshold: float,
     t0: float,
     entry_id: str | None,
+    *,
+    in_flight: bool = False,
 ) -> AnswerResponse:
     hit = verdict.hit
     return AnswerResponse(
         answer=answer,
-        cached=hit is not None,
+        cached=hit is not None or in_flight,
         outcome=verdict.outcome,
-        layer=hit.layer if hit else None,
+        layer=hit.layer if hit else "in-flight" if in_flight else None,
         similarity=verdict.similarity,
         min_similarity=threshold,
         latency_ms=round((time.perf_counter() - t0) * 1000.0, 3),
@@ -504,7 +508,8 @@ def create_app(
         redis_url: For the default index (default: ``PARACACHE_REDIS_URL``, ``REDIS_URL``,
             else an embedded Redis).
         namespace: For the default index.
-        min_similarity: For the default index (default 0.90).
+        min_similarity: For the default index (default 0.90); with ``index=``, give it
+            to that index (a ``ValueError`` here).
         max_error_rate: For the default index: δ, the error bound learned from traffic
             (``SemanticIndex(max_error_rate=...)``); each miss's fresh answer labels it.
             Requests without the threshold header then use the learned threshold.
@@ -533,8 +538,9 @@ def create_app(
             redis_url, namespace=namespace, min_similarity=min_similarity,
             max_error_rate=max_error_rate,
         )  # fmt: skip
-    elif max_error_rate is not None:
-        raise ValueError("give max_error_rate= to the SemanticIndex passed as index=")
+    elif max_error_rate is not None or min_similarity is not None:
+        name = "max_error_rate" if max_error_rate is not None else "min_similarity"
+        raise ValueError(f"give {name}= to the SemanticIndex passed as index=")
     elif not isinstance(index, SemanticIndex):
         raise TypeError(f"index must be a SemanticIndex, got {type(index).__name__}")
     if llm is None:
@@ -660,16 +666,28 @@ def create_app(
         if verdict.hit is not None:
             hit = verdict.hit
             return _response(verdict, hit.response, hit.tokens, threshold, t0, hit.entry_id)
+        claim = await flights.aclaim(body.prompt, scope) if verdict.missed else None
+        if claim is not None and claim.payload is not None:  # another request's answer
+            return _response(
+                verdict, claim.payload, 0, threshold, t0, None, in_flight=True
+            )  # fmt: skip
+        answered: str | None = None
         try:
-            reply = await call(body)
-        except Exception as exc:
-            logger.warning("paracache service: the chat model failed: %r", exc)
-            raise HTTPException(
-                status_code=502, detail=f"the chat model failed: {type(exc).__name__}"
-            ) from exc
-        entry_id = await cache.astore(
-            body.prompt, reply.text, scope, tokens=reply.tokens, metadata={"source": "service"}
-        )
+            try:
+                reply = await call(body)
+            except Exception as exc:
+                logger.warning("paracache service: the chat model failed: %r", exc)
+                raise HTTPException(
+                    status_code=502, detail=f"the chat model failed: {type(exc).__name__}"
+                ) from exc
+            entry_id = await cache.astore(
+                body.prompt, reply.text, scope, tokens=reply.tokens,
+                metadata={"source": "service"},
+            )  # fmt: skip
+            answered = reply.text
+        finally:  # a failed model: no answer; its waiters elect another leader
+            if claim is not None:
+                await asyncio.shield(claim.adone(answered))
         return _response(verdict, reply.text, reply.tokens, threshold, t0, entry_id)
 
     @app.get(

@@ -83,7 +83,10 @@ async def answer_events(
         for piece in replay_chunks(text):
             yield sse("delta", {"text": piece})
         tokens = hit.tokens if hit else 0
-        yield sse("done", done(verdict, text, tokens, hit.entry_id if hit else None, t0))
+        final = done(verdict, text, tokens, hit.entry_id if hit else None, t0)
+        if hit is None:  # as the meta event says
+            final.update(cached=True, layer="in-flight")
+        yield sse("done", final)
         return
     yield sse("meta", meta)
     parts: list[str] = []

@@ -222,7 +222,9 @@ class SingleFlight:
             raise ValueError(f"retries must be an int >= 0, got {retries!r}")
         self.index = index
         self.wait = float(wait)
-        self.distributed = bool(distributed)
+        if not isinstance(distributed, bool):  # "no" is not False
+            raise TypeError(f"distributed must be a bool, got {distributed!r}")
+        self.distributed = distributed
         self.retries = retries
         self.poll = float(poll)
         self._flights: dict[str, _Flight] = {}
