@@ -21,7 +21,8 @@ Who is asking: with API keys configured (``PARACACHE_API_KEYS`` or ``api_keys=``
 need ``Authorization: Bearer <key>`` (401 without it or with an unknown key); the key's
 tenant scopes every lookup and store, and a body naming another tenant gets 403.
 ``/healthz`` and ``/metrics`` stay open (for probes and scrapers; they carry no tenant
-data). Without keys the body's ``tenant`` is trusted: bind to loopback only (``paracache
+data). ``/v1/stats``'s counters, like ``/metrics``', are the whole service's: every
+tenant's traffic summed, whichever key asks (no question or answer of any tenant). Without keys the body's ``tenant`` is trusted: bind to loopback only (``paracache
 serve`` refuses another address without keys unless given ``--no-auth``).
 
 The chat model: an OpenAI-compatible API through ``langchain_openai.ChatOpenAI`` when
