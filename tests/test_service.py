@@ -431,6 +431,17 @@ def test_serve_refuses_to_listen_beyond_loopback_without_keys(
     assert "key:tenant" in err and KEY_ACME not in err
 
 
+async def _all_looked_up(index: SemanticIndex, n: int) -> None:
+    """Wait until ``n`` lookups were made, then a little longer: every miss reaches the
+    model or the flight it waits on."""
+    import asyncio
+
+    deadline = time.monotonic() + 60
+    while index.stats().lookups < n and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.2)
+
+
 async def test_concurrent_identical_misses_make_one_model_call(make_index: Any) -> None:
     """Single-flight (README: on by default in the service) for plain JSON answers too,
     not only for streamed ones: eight identical concurrent misses, one model call."""
@@ -455,10 +466,7 @@ async def test_concurrent_identical_misses_make_one_model_call(make_index: Any) 
             return r.json()  # type: ignore[no-any-return]
 
         tasks = [asyncio.create_task(ask_once()) for _ in range(8)]
-        deadline = time.monotonic() + 60
-        while index.stats().lookups < 8 and time.monotonic() < deadline:
-            await asyncio.sleep(0.01)
-        await asyncio.sleep(0.2)  # let every miss reach the model (or the flight)
+        await _all_looked_up(index, 8)
         hold.set()
         got = await asyncio.gather(*tasks)
     assert calls == [CARD]
@@ -492,10 +500,7 @@ async def test_a_failing_leader_hands_the_question_to_a_waiter(make_index: Any) 
             asyncio.create_task(client.post("/v1/answer", json={"prompt": CARD}))
             for _ in range(4)
         ]
-        deadline = time.monotonic() + 60
-        while index.stats().lookups < 4 and time.monotonic() < deadline:
-            await asyncio.sleep(0.01)
-        await asyncio.sleep(0.2)
+        await _all_looked_up(index, 4)
         hold.set()
         got = await asyncio.gather(*tasks)
     assert sorted(r.status_code for r in got) == [200, 200, 200, 502]
