@@ -22,7 +22,8 @@ need ``Authorization: Bearer <key>`` (401 without it or with an unknown key); th
 tenant scopes every lookup and store, and a body naming another tenant gets 403.
 ``/healthz`` and ``/metrics`` stay open (for probes and scrapers; they carry no tenant
 data). ``/v1/stats``'s counters, like ``/metrics``', are the whole service's: every
-tenant's traffic summed, whichever key asks (no question or answer of any tenant). Without keys the body's ``tenant`` is trusted: bind to loopback only (``paracache
+tenant's traffic summed, whichever key asks (no question or answer of any tenant).
+Without keys the body's ``tenant`` is trusted: bind to loopback only (``paracache
 serve`` refuses another address without keys unless given ``--no-auth``).
 
 The chat model: an OpenAI-compatible API through ``langchain_openai.ChatOpenAI`` when
