@@ -1029,6 +1029,7 @@ class SemanticIndex:
                 raise ReembedError(
                     f"re-embedding did not start: Redis failed ({exc}); nothing copied.",
                     ReembedReport(from_model, self.layout.index_name),
+                    kind=exc.kind,
                 ) from exc
             source = resolve_source(self.layout, indexes, from_model)
             report = yield from reembed_flow(
@@ -1043,6 +1044,7 @@ class SemanticIndex:
                         f"failed ({exc}). Run it again with drop_old to drop it: entries "
                         "already copied are skipped.",
                         report,
+                        kind=exc.kind,
                     ) from exc
                 report = dataclasses.replace(report, dropped=dropped)
             return report
