@@ -243,6 +243,11 @@ def test_clear_by_scope_and_delete(index: SemanticIndex) -> None:
     assert index.clear() == 1 and index.count() == 0
     with pytest.raises(ValueError):
         index.delete("../../etc")
+    for bad in (None, 5):  # a bad type says so, not "can only concatenate str"
+        with pytest.raises(TypeError, match="entry_id must be a str"):
+            index.delete(bad)  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match="entry_id must be a str"):
+            asyncio.run(index.adelete(bad))  # type: ignore[arg-type]
 
 
 async def test_async_twins(index: SemanticIndex) -> None:

@@ -234,8 +234,9 @@ def test_redis_killed_mid_conversation(caplog: pytest.LogCaptureFixture, ns: str
         assert "conversation read failed" in caplog.text
         assert "conversation write failed" in caplog.text
         assert opened.stats().errors >= 2
-        with pytest.raises(SessionError):
+        with pytest.raises(SessionError) as failed:
             _history(closed, "k").messages  # noqa: B018
+        assert failed.value.kind == "unavailable"  # CacheError.kind: how Redis failed
         with pytest.raises(SessionError):
             _history(closed, "k").add_messages([HumanMessage("x")])
         server.start()

@@ -514,3 +514,13 @@ def test_service_limits_each_api_key(make_index: Any, ns: str) -> None:
         assert ask(k2, "three") == 429
     assert app.state.limits.stats().admitted == 2
     assert caller_id(None, "acme") == "tenant:acme"
+
+
+def test_redis_rate_limiter_names_a_bad_rate(redis_url: str) -> None:
+    """A rate of 0, below 0 or not finite is refused naming ``requests_per_second`` (the
+    argument given), not the ``Limit.amount`` it is turned into."""
+    from paracache.ratelimit import RedisRateLimiter
+
+    for bad in (0, -1, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="requests_per_second must be"):
+            RedisRateLimiter(requests_per_second=bad, redis_url=redis_url)

@@ -89,6 +89,7 @@ def test_reembed_is_resumable_and_leaves_present_entries_alone(
         admin.config_set("maxmemory", 0)
     assert "Run it again to finish" in str(stopped.value)
     assert isinstance(stopped.value, CacheError)
+    assert stopped.value.kind == "oom"
     partial = stopped.value.report
     assert partial.copied == 0  # every write was refused: nothing half-written
     assert new.count() == 1
@@ -198,6 +199,7 @@ def test_an_embedder_failure_stops_the_run_with_nothing_half_written(make_index:
     with pytest.raises(ReembedError) as stopped:
         new.reembed(MODEL, batch_size=2, progress=False)
     assert "Run it again to finish" in str(stopped.value)
+    assert stopped.value.kind == "embedding"
     copied = stopped.value.report.copied
     assert copied <= 2 and new.count() == copied  # whole batches only
     for prompt, answer in FAQ:
@@ -258,8 +260,10 @@ def test_redis_down_or_failing_is_a_reembed_error_and_bad_sources_a_type_error(
             down.reembed(MODEL, progress=False)
         assert stopped.value.report.copied == 0
         assert stopped.value.report.target == down.layout.index_name
-        with pytest.raises(ReembedError, match="did not start"):
+        assert stopped.value.kind == "unavailable"  # CacheError.kind: how Redis failed
+        with pytest.raises(ReembedError, match="did not start") as astopped:
             asyncio.run(down.areembed(MODEL, progress=False))
+        assert astopped.value.kind == "unavailable"
     finally:
         down.close()
 
@@ -286,6 +290,7 @@ def test_redis_down_or_failing_is_a_reembed_error_and_bad_sources_a_type_error(
             with pytest.raises(ReembedError, match="dropping the old index failed") as failed:
                 limited.reembed(MODEL, progress=False, drop_old=True)
             assert failed.value.report.copied == 2
+            assert failed.value.kind == "refused"
             assert limited.count() == 2
         finally:
             limited.close()

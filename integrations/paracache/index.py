@@ -105,6 +105,13 @@ def _flag(value: Any, name: str) -> bool:
 _safe_url = safe_url
 
 
+def _entry_id(entry_id: object) -> str:
+    """``entry_id`` if it is a str (its form is checked by the delete flow)."""
+    if not isinstance(entry_id, str):
+        raise TypeError(f"entry_id must be a str, got {type(entry_id).__name__}")
+    return entry_id
+
+
 class SemanticIndex:
     """A semantic cache on Redis vector search: exact layer, then semantic layer.
 
@@ -731,12 +738,12 @@ class SemanticIndex:
 
     def delete(self, entry_id: str) -> bool:
         """Delete one entry by its id (from :class:`CacheHit` or :meth:`store`)."""
-        self._core.hits.forget(self.layout.key(entry_id))
+        self._core.hits.forget(self.layout.key(_entry_id(entry_id)))
         return self._admin_run(self._core.delete_flow(entry_id))
 
     async def adelete(self, entry_id: str) -> bool:
         """Async :meth:`delete`."""
-        self._core.hits.forget(self.layout.key(entry_id))
+        self._core.hits.forget(self.layout.key(_entry_id(entry_id)))
         return await self._admin_arun(self._core.delete_flow(entry_id))
 
     def count(self) -> int:
@@ -1029,6 +1036,7 @@ class SemanticIndex:
                 raise ReembedError(
                     f"re-embedding did not start: Redis failed ({exc}); nothing copied.",
                     ReembedReport(from_model, self.layout.index_name),
+                    kind=exc.kind,
                 ) from exc
             source = resolve_source(self.layout, indexes, from_model)
             report = yield from reembed_flow(
@@ -1043,6 +1051,7 @@ class SemanticIndex:
                         f"failed ({exc}). Run it again with drop_old to drop it: entries "
                         "already copied are skipped.",
                         report,
+                        kind=exc.kind,
                     ) from exc
                 report = dataclasses.replace(report, dropped=dropped)
             return report

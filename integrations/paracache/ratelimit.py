@@ -17,6 +17,7 @@ Example:
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -102,6 +103,10 @@ class RedisRateLimiter(BaseRateLimiter):
             requests_per_second, (int, float)
         ):
             raise TypeError(f"requests_per_second must be a number, got {requests_per_second!r}")
+        if not 0 < requests_per_second < math.inf:
+            raise ValueError(
+                f"requests_per_second must be a number > 0, got {requests_per_second!r}"
+            )
         if isinstance(window, bool) or not isinstance(window, (int, float)) or window <= 0:
             raise ValueError(f"window must be a positive number of seconds, got {window!r}")
         primary = Limit(

@@ -37,7 +37,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from .errors import BackendError, CacheError, EmbeddingError
+from .errors import BackendError, CacheError, EmbeddingError, Kind
 from .protocol import Batch, Call, EmbedMany, Flow, Join, Submit, _flatten, search_rows
 from .schema import Layout, entry_problem
 
@@ -124,10 +124,11 @@ class ReembedReport:
 
 class ReembedError(CacheError):
     """A re-embedding run stopped (Redis or the embedder failed). Entries copied so far
-    are complete; running it again finishes the job. ``report`` is what was done."""
+    are complete; running it again finishes the job. ``report`` is what was done;
+    ``kind`` says how Redis or the embedder failed, as for any :class:`CacheError`."""
 
-    def __init__(self, message: str, report: ReembedReport) -> None:
-        super().__init__(message)
+    def __init__(self, message: str, report: ReembedReport, *, kind: Kind | None = None) -> None:
+        super().__init__(message, kind=kind)
         self.report = report
 
 
@@ -279,6 +280,7 @@ def reembed_flow(
             f"re-embedding stopped: {what} failed ({exc}); {done.copied} entries copied, "
             "each complete. Run it again to finish: entries already copied are skipped.",
             done,
+            kind=exc.kind,
         ) from exc
     return report()
 

@@ -46,7 +46,7 @@ from typing import Any, cast
 
 import redis
 
-from .errors import CacheError
+from .errors import KINDS, CacheError, Kind
 from .redisflow import Batch, Call, Failure, Flow, Link, Script
 from .schema import _NAMESPACE
 from .scope import digest
@@ -66,7 +66,9 @@ RECORD_VERSION = 1
 
 
 class SessionError(CacheError):
-    """Redis was unreachable and the store was built with ``fail_open=False``."""
+    """Redis was unreachable and the store was built with ``fail_open=False``; ``kind``
+    says how Redis failed, as for any :class:`CacheError` (``unavailable`` too while the
+    circuit breaker, opened by earlier failures, skips Redis)."""
 
 
 def approx_tokens(text: str) -> int:
@@ -239,7 +241,8 @@ class SessionStore:
             self._counts["errors"] = self._counts.get("errors", 0) + 1
             self._kinds[failure.kind] = self._kinds.get(failure.kind, 0) + 1
         if not self.fail_open:
-            raise SessionError(f"conversation {what} failed: Redis {failure.kind}")
+            kind = cast(Kind, failure.kind) if failure.kind in KINDS else "unavailable"
+            raise SessionError(f"conversation {what} failed: Redis {failure.kind}", kind=kind)
         logger.warning(
             "paracache: conversation %s failed (%s); going on without it", what, failure.kind
         )
