@@ -512,6 +512,29 @@ def test_cached_llm_complete_and_chat(index: SemanticIndex, collector: Collector
     assert sources == {"llm"}
 
 
+class KwargsLLM(SecretLLM):
+    """A MockLLM whose provider settings live in a dict, as LlamaIndex's OpenAI, Anthropic
+    and Ollama LLMs keep ``additional_kwargs`` (HuggingFace: ``generate_kwargs``)."""
+
+    additional_kwargs: dict[str, Any] = Field(default_factory=dict)
+
+    def __init__(self, additional_kwargs: dict[str, Any]) -> None:
+        super().__init__()
+        self.additional_kwargs = additional_kwargs
+
+
+def test_cached_llm_scopes_the_llms_settings_dicts(index: SemanticIndex) -> None:
+    narrow = CachedLLM(KwargsLLM({"top_p": 0.1, "api_key": SECRET}), index)
+    wide = CachedLLM(KwargsLLM({"top_p": 0.9, "response_format": {"type": "json_object"}}),
+                     index)
+    narrow.complete("Say hi")
+    wide.complete("Say hi")  # another top_p and response format: another scope, a miss
+    assert len(wide.llm._calls) == 1  # type: ignore[attr-defined]
+    same = CachedLLM(KwargsLLM({"api_key": "other", "top_p": 0.1}), index)
+    same.complete("Say hi")  # the same settings (a secret is no setting): a hit
+    assert len(same.llm._calls) == 0  # type: ignore[attr-defined]
+
+
 async def test_cached_llm_async(index: SemanticIndex) -> None:
     inner = SecretLLM()
     llm = CachedLLM(inner, index)

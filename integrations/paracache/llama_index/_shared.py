@@ -40,8 +40,9 @@ _R = TypeVar("_R", ChatResponse, CompletionResponse)
 
 #: LLM attributes that name the model, in order of preference.
 MODEL_KEYS = ("model", "model_name", "model_id", "deployment_name", "engine")
-#: LLM sampling settings copied into the scope. Besides these, only the class, ``metadata``
-#: and the system/query-wrapper prompts are read: ``to_dict()`` carries the API key.
+#: LLM sampling settings copied into the scope. Besides these, only the class, ``metadata``,
+#: :data:`SETTINGS_KEYS` and the system/query-wrapper prompts are read: ``to_dict()``
+#: carries the API key.
 PARAM_KEYS = (
     "temperature",
     "top_p",
@@ -58,6 +59,21 @@ PARAM_KEYS = (
     "repetition_penalty",
     "reasoning_effort",
     "stop",
+)
+#: An LLM's settings kept in a dict (or a config object) that reaches the provider with
+#: every call: ``additional_kwargs`` (OpenAI, Anthropic, Ollama...), ``generate_kwargs``
+#: (HuggingFace, LlamaCPP), ``generation_config`` (Gemini)... Their data goes into the
+#: scope's digest (secret-named keys dropped); an empty one digests as an absent one.
+SETTINGS_KEYS = (
+    "additional_kwargs",
+    "generate_kwargs",
+    "generation_config",
+    "model_kwargs",
+    "sampling_params",
+    "response_format",
+    "logprobs",
+    "top_logprobs",
+    "stop_sequences",
 )
 _MIRRORED = (
     "system_prompt",
@@ -244,8 +260,9 @@ class WrapsLLM:
 def llm_scope(llm: Any) -> tuple[str, dict[str, Any], str]:
     """``(model, sampling params, digest of its other settings)`` of a LlamaIndex LLM.
 
-    Only whitelisted attributes are read (:data:`MODEL_KEYS`, :data:`PARAM_KEYS`, the
-    class, ``metadata``, the system and query-wrapper prompts): never ``to_dict()``.
+    Only whitelisted attributes are read (:data:`MODEL_KEYS`, :data:`PARAM_KEYS`,
+    :data:`SETTINGS_KEYS`, the class, ``metadata``, the system and query-wrapper
+    prompts): never ``to_dict()``.
 
     Example:
         >>> from llama_index.core.llms import MockLLM
@@ -273,14 +290,21 @@ def llm_scope(llm: Any) -> tuple[str, dict[str, Any], str]:
         elif isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
             params[key] = list(value)
     wrapper = _attr(llm, "query_wrapper_prompt")
-    context = digest(
-        "li-llm/v1",
+    parts: list[Any] = [
         type(llm).__module__,
         type(llm).__qualname__,
         _fingerprint(meta),
         _attr(llm, "system_prompt") if isinstance(_attr(llm, "system_prompt"), str) else None,
         _fingerprint(wrapper) if isinstance(wrapper, BasePromptTemplate) else None,
-    )
+    ]
+    settings = {
+        key: _fingerprint(value)
+        for key in SETTINGS_KEYS
+        if (value := _attr(llm, key)) is not None and value != {} and value != []
+    }
+    if settings:  # only then: an LLM without any keeps the digest it had
+        parts.append(settings)
+    context = digest("li-llm/v1", *parts)
     return model, params, context
 
 
