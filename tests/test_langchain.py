@@ -358,6 +358,28 @@ def test_parse_llm_string_whitelists_fields() -> None:
     assert scope.temperature == 0.3
 
 
+#: ChatOpenAI(model="gpt-4o-mini", temperature=0, extra_body={"temperature": 1.5}) as
+#: langchain-core's ``_get_llm_string`` spells it: the body's temperature is what is sent.
+HOT_EXTRA_BODY = (
+    '{"id": ["langchain", "chat_models", "openai", "ChatOpenAI"], "kwargs": '
+    '{"extra_body": {"temperature": 1.5}, "model_name": "gpt-4o-mini", "openai_api_key": '
+    '{"id": ["OPENAI_API_KEY"], "lc": 1, "type": "secret"}, "stream_usage": true, '
+    '"temperature": 0.0}, "lc": 1, "name": "ChatOpenAI", "type": "constructor"}'
+    "---[('stop', None)]"
+)
+
+
+def test_sampling_params_sent_in_extra_body_or_model_kwargs_count(lc_cache: SemanticCache) -> None:
+    assert parse_llm_string(HOT_EXTRA_BODY)[1] == {"temperature": 1.5}
+    nested = "[('_type', 'x'), ('model_kwargs', {'top_p': 0.2}), ('top_p', 1.0)]"
+    assert parse_llm_string(nested)[1] == {"top_p": 0.2}
+    # Hotter than max_temperature (1.0): neither looked up nor stored, as documented.
+    lc_cache.update("Tell me a joke", HOT_EXTRA_BODY, [Generation(text="a joke")])
+    assert lc_cache.lookup("Tell me a joke", HOT_EXTRA_BODY) is None
+    stats = lc_cache.index.stats()
+    assert (stats.bypasses, stats.writes, stats.writes_skipped) == (1, 0, 1)
+
+
 def test_app_keeps_working_while_redis_is_down(make_index: Any, redis_server: Any) -> None:
     from paracache import CircuitBreaker
 

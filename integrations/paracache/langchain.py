@@ -66,6 +66,10 @@ PARAM_KEYS = (
     "stop",
 )
 
+#: ``llm_string`` keys holding settings sent with the request, which win over the model's
+#: own (``extra_body`` is merged into the HTTP body last): their :data:`PARAM_KEYS` are read.
+NESTED_KEYS = ("model_kwargs", "extra_body")
+
 
 #: CPython 3.11 can raise SystemError ("AST constructor recursion depth mismatch") when
 #: threads build ASTs at once (cpython gh-106905); ``ast.literal_eval`` builds one.
@@ -125,6 +129,10 @@ def _parse_llm_string(llm_string: str) -> tuple[str, tuple[tuple[str, Any], ...]
                         settings[pair[0]] = pair[1]
         except (ValueError, SyntaxError, MemoryError, RecursionError, SystemError):
             pass  # SystemError: CPython's AST checks on some deeply nested input
+    for key in NESTED_KEYS:  # what these send overrides the model's own settings
+        nested = settings.get(key)
+        if isinstance(nested, dict):
+            settings.update({k: nested[k] for k in PARAM_KEYS if k in nested})
     model = next(
         (settings[k] for k in MODEL_KEYS if isinstance(settings.get(k), str) and settings[k]),
         "",
