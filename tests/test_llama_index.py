@@ -535,6 +535,15 @@ def test_cached_llm_scopes_the_llms_settings_dicts(index: SemanticIndex) -> None
     assert len(same.llm._calls) == 0  # type: ignore[attr-defined]
 
 
+def test_cached_llm_reads_sampling_params_from_additional_kwargs(index: SemanticIndex) -> None:
+    hot = KwargsLLM({"temperature": 1.5, "top_p": 0.3})  # sent with the request, winning
+    assert llm_scope(hot)[1] == {"temperature": 1.5, "top_p": 0.3}
+    llm = CachedLLM(hot, index)
+    llm.complete("Tell me a joke")
+    llm.complete("Tell me a joke")  # hotter than max_temperature (1.0): never cached
+    assert len(hot._calls) == 2 and index.stats().bypasses == 2
+
+
 async def test_cached_llm_async(index: SemanticIndex) -> None:
     inner = SecretLLM()
     llm = CachedLLM(inner, index)

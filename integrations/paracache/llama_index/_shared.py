@@ -75,6 +75,9 @@ SETTINGS_KEYS = (
     "top_logprobs",
     "stop_sequences",
 )
+#: :data:`SETTINGS_KEYS` whose :data:`PARAM_KEYS` also go into the scope's params (for
+#: ``max_temperature`` and display): LlamaIndex's LLMs send them last, so they win.
+NESTED_KEYS = ("additional_kwargs", "generate_kwargs")
 _MIRRORED = (
     "system_prompt",
     "messages_to_prompt",
@@ -289,6 +292,15 @@ def llm_scope(llm: Any) -> tuple[str, dict[str, Any], str]:
             params[key] = value
         elif isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
             params[key] = list(value)
+    for key in NESTED_KEYS:  # sent with every request, over the LLM's own settings
+        nested = _attr(llm, key)
+        if isinstance(nested, Mapping):
+            for name in PARAM_KEYS:
+                value = nested.get(name)
+                if isinstance(value, (str, int, float, bool)) and not (
+                    isinstance(value, float) and not math.isfinite(value)
+                ):
+                    params[name] = value
     wrapper = _attr(llm, "query_wrapper_prompt")
     parts: list[Any] = [
         type(llm).__module__,
