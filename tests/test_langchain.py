@@ -322,6 +322,30 @@ def test_a_deep_copy_of_a_model_shares_its_cache(make_index: Any) -> None:
     assert chat.invoke("How do I freeze my card?").content == "a"
 
 
+
+def test_cached_chat_model_scopes_a_schema_class_by_its_schema(make_index: Any) -> None:
+    """langchain-core spells a class argument (``response_format=Answer``, as
+    ``with_structured_output(method="json_schema")`` binds it) by its repr in
+    ``llm_string``: two schemas with one name (a redeploy, ``create_model``) shared a scope
+    and one's answer was served to the other."""
+    from langchain_core.language_models.fake_chat_models import FakeListChatModel
+    from pydantic import Field as PydanticField
+    from pydantic import create_model
+
+    from paracache.langchain import CachedChatModel
+
+    english = create_model("Answer", text=(str, PydanticField(description="in English")))
+    french = create_model("Answer", text=(str, PydanticField(description="in French")))
+    assert repr(english) == repr(french)
+    chat = CachedChatModel(llm=FakeListChatModel(responses=["en", "fr"]),
+                           cache=SemanticCache(make_index()))
+    question = "What is your refund policy?"
+    assert chat.bind(response_format=english).invoke(question).content == "en"
+    assert chat.bind(response_format=french).invoke(question).content == "fr"
+    assert chat.bind(response_format=english).invoke(question).content == "en"  # a hit
+    assert chat.llm.i == 0  # type: ignore[attr-defined]  # two calls: the list wrapped round
+
+
 # ---------------------------------------------------------------- parsing
 
 

@@ -5,7 +5,8 @@ langchain-core's ``stream``/``astream`` never consult a model's cache, and a hit
 
 - ``invoke``/``ainvoke``/``batch`` look up and store exactly as the wrapped model's own
   ``cache=`` path does (same prompt and ``llm_string``: an answer stored one way is a hit
-  the other way);
+  the other way), but for a class argument (``with_structured_output``'s
+  ``response_format=Answer``), spelled by its JSON schema rather than its repr;
 - ``stream``/``astream`` replay a hit as word chunks (concatenating to the stored text
   exactly; ``on_llm_new_token`` fires for each), the verdict in the first chunk's
   ``response_metadata["paracache"]``; a miss streams from the wrapped model as it
@@ -43,7 +44,7 @@ from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.messages.tool import tool_call_chunk
 from langchain_core.outputs import ChatGenerationChunk, ChatResult, Generation
 from langchain_core.runnables import Runnable, RunnableBinding, RunnableSequence
-from pydantic import Field, PrivateAttr, model_validator
+from pydantic import Field, PrivateAttr, TypeAdapter, model_validator
 
 from .core import Verdict
 from .replay import check_pace, replay_chunks
@@ -247,12 +248,15 @@ class CachedChatModel(BaseChatModel):
     def _keys(
         self, messages: list[BaseMessage], stop: list[str] | None, kwargs: dict[str, Any]
     ) -> tuple[str, str]:
-        """``(prompt, llm_string)`` exactly as the wrapped model's ``cache=`` path."""
+        """``(prompt, llm_string)`` as the wrapped model's ``cache=`` path builds them, but
+        for a class argument (``response_format=Answer``): spelled by its JSON schema, not
+        its repr, so two schemas of one name never share a scope."""
         normalized = [
             m.model_copy(update={"id": None}) if getattr(m, "id", None) is not None else m
             for m in messages
         ]
-        return dumps(normalized), self.llm._get_llm_string(stop=stop, **kwargs)
+        spelled = {k: _schema_of(v) if isinstance(v, type) else v for k, v in kwargs.items()}
+        return dumps(normalized), self.llm._get_llm_string(stop=stop, **spelled)
 
     # ------------------------------------------------------------------ helpers
 
@@ -445,6 +449,16 @@ class CachedChatModel(BaseChatModel):
                         out = out | step
                     return out
         return super().with_structured_output(schema, include_raw=include_raw, **kwargs)
+
+
+def _schema_of(cls: type) -> Any:
+    """A class argument as data: its name and JSON schema (its repr, ``<class 'm.Answer'>``,
+    is the same for every schema of that name); the class itself if it has none."""
+    try:
+        schema = TypeAdapter(cls).json_schema()
+    except Exception:
+        return cls
+    return {"class": f"{cls.__module__}.{cls.__qualname__}", "json_schema": schema}
 
 
 def _bound_kwargs(bound: Any, llm: Any) -> dict[str, Any]:
