@@ -44,7 +44,7 @@ from .driver import run as drive
 from .protocol import Batch, Call, Flow, read_scopes_call, scope_rows, search_rows
 from .schema import filter_terms, namespace_of, scopes_key
 from .scope import Scope
-from .values import EntryInfo, _num, _text
+from .values import EntryInfo, _num, _text, check_entry_id
 
 __all__ = [
     "Administration",
@@ -507,9 +507,8 @@ class Administration(FlowBase):
 
     def delete_flow(self, entry_id: str) -> Flow[bool]:
         """Delete one entry by id."""
-        if not isinstance(entry_id, str) or not entry_id.isalnum():
-            raise ValueError(f"not an entry id: {entry_id!r}")
-        return bool((yield from unlink_entries_flow([self.layout.key(entry_id)])))
+        key = self.layout.key(check_entry_id(entry_id))
+        return bool((yield from unlink_entries_flow([key])))
 
     def count_flow(self) -> Flow[int]:
         """How many entries this index holds."""

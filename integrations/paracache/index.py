@@ -74,6 +74,7 @@ from .values import (
     StoreRequest,
     StoreResult,
     Verdict,
+    check_entry_id,
     check_similarity,
     check_thresholds,
 )
@@ -103,13 +104,6 @@ def _flag(value: Any, name: str) -> bool:
 
 # Kept importable from here (the CLI and older code import them from this module).
 _safe_url = safe_url
-
-
-def _entry_id(entry_id: object) -> str:
-    """``entry_id`` if it is a str (its form is checked by the delete flow)."""
-    if not isinstance(entry_id, str):
-        raise TypeError(f"entry_id must be a str, got {type(entry_id).__name__}")
-    return entry_id
 
 
 class SemanticIndex:
@@ -738,12 +732,12 @@ class SemanticIndex:
 
     def delete(self, entry_id: str) -> bool:
         """Delete one entry by its id (from :class:`CacheHit` or :meth:`store`)."""
-        self._core.hits.forget(self.layout.key(_entry_id(entry_id)))
+        self._core.hits.forget(self.layout.key(check_entry_id(entry_id)))
         return self._admin_run(self._core.delete_flow(entry_id))
 
     async def adelete(self, entry_id: str) -> bool:
         """Async :meth:`delete`."""
-        self._core.hits.forget(self.layout.key(_entry_id(entry_id)))
+        self._core.hits.forget(self.layout.key(check_entry_id(entry_id)))
         return await self._admin_arun(self._core.delete_flow(entry_id))
 
     def count(self) -> int:

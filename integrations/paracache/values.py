@@ -38,6 +38,7 @@ __all__ = [
     "StoreRequest",
     "StoreResult",
     "Verdict",
+    "check_entry_id",
     "check_similarity",
     "check_thresholds",
     "last_verdict",
@@ -283,6 +284,22 @@ class StoreRequest:
     ttl: int | None
     skip: str | None
     scope_json: str = "{}"
+
+
+def check_entry_id(entry_id: Any) -> str:
+    """Validate an entry id (as :class:`CacheHit` and ``store`` give it: letters and digits).
+
+    Example:
+        >>> check_entry_id("../../etc")
+        Traceback (most recent call last):
+        ...
+        ValueError: not an entry id: '../../etc'
+    """
+    if not isinstance(entry_id, str):
+        raise TypeError(f"entry_id must be a str, got {type(entry_id).__name__}")
+    if not entry_id.isalnum():
+        raise ValueError(f"not an entry id: {entry_id!r}")
+    return entry_id
 
 
 def check_similarity(value: Any, name: str = "min_similarity") -> float:
