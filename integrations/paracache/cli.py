@@ -58,14 +58,12 @@ def _error_rate(text: str) -> float:
 
 
 def _namespace(text: str) -> str:
-    from .schema import _NAMESPACE
+    from .schema import check_namespace
 
-    if not _NAMESPACE.match(text):
-        raise argparse.ArgumentTypeError(
-            "must be 1-64 characters of letters, digits, '_', '.', '-' starting with a "
-            f"letter or digit, got {text!r}"
-        )
-    return text
+    try:
+        return check_namespace(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("namespace ")) from None
 
 
 def _positive_int(text: str) -> int:

@@ -51,7 +51,7 @@ import redis
 
 from .policy import CircuitBreaker
 from .redisflow import Failure, Flow, Link, Script, Sleep
-from .schema import _NAMESPACE
+from .schema import check_namespace
 from .scope import canonical_json, digest
 
 __all__ = ["Decision", "KeyedLimits", "Limit", "LimiterStats", "RateLimitExceeded", "RateLimiter"]
@@ -317,11 +317,7 @@ class RateLimiter:
         for limit in limits:
             if not isinstance(limit, Limit):
                 raise TypeError(f"limits must hold Limit objects, got {limit!r}")
-        if not isinstance(namespace, str) or not _NAMESPACE.match(namespace):
-            raise ValueError(
-                "namespace must be 1-64 characters of letters, digits, '_', '.', '-' "
-                f"starting with a letter or digit, got {namespace!r}"
-            )
+        check_namespace(namespace)
         if not isinstance(fail_open, bool):
             raise TypeError(f"fail_open must be a bool, got {fail_open!r}")
         if check_every_n_seconds is not None:

@@ -35,7 +35,7 @@ from typing import Any
 
 from .scope import digest
 
-__all__ = ["HNSW", "SCHEMA_VERSION", "Layout", "entry_problem", "scopes_key"]
+__all__ = ["HNSW", "SCHEMA_VERSION", "Layout", "check_namespace", "entry_problem", "scopes_key"]
 
 #: Version of the stored layout; entries of another version are foreign to the core
 #: (another index, another key prefix) and ``repair()`` deletes them.
@@ -44,6 +44,25 @@ __all__ = ["HNSW", "SCHEMA_VERSION", "Layout", "entry_problem", "scopes_key"]
 SCHEMA_VERSION = "2"
 _NAMESPACE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _DTYPES = ("float32", "float16")
+
+
+def check_namespace(namespace: object) -> str:
+    """Validate a namespace (it becomes part of every key and index name).
+
+    Example:
+        >>> check_namespace("support-v2")
+        'support-v2'
+        >>> check_namespace("bad namespace!")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ValueError: namespace must be 1-64 characters of ...
+    """
+    if not isinstance(namespace, str) or not _NAMESPACE.match(namespace):
+        raise ValueError(
+            "namespace must be 1-64 characters of letters, digits, '_', '.', '-' "
+            f"starting with a letter or digit, got {namespace!r}"
+        )
+    return namespace
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,11 +106,7 @@ class Layout:
         hnsw: HNSW | None = None,
     ) -> Layout:
         """Validate and build a layout; raises ``ValueError`` on a bad namespace or dtype."""
-        if not isinstance(namespace, str) or not _NAMESPACE.match(namespace):
-            raise ValueError(
-                "namespace must be 1-64 characters of letters, digits, '_', '.', '-' "
-                f"starting with a letter or digit, got {namespace!r}"
-            )
+        check_namespace(namespace)
         if dtype not in _DTYPES:
             raise ValueError(f"dtype must be one of {_DTYPES}, got {dtype!r}")
         if isinstance(dims, bool) or not isinstance(dims, int) or dims < 1:

@@ -48,7 +48,7 @@ import redis
 
 from .errors import KINDS, CacheError, Kind
 from .redisflow import Batch, Call, Failure, Flow, Link, Script
-from .schema import _NAMESPACE
+from .schema import check_namespace
 from .scope import digest
 
 __all__ = [
@@ -183,11 +183,7 @@ class SessionStore:
         fail_open: bool = True,
         timeout: float = 1.0,
     ) -> None:
-        if not isinstance(namespace, str) or not _NAMESPACE.match(namespace):
-            raise ValueError(
-                "namespace must be 1-64 characters of letters, digits, '_', '.', '-' "
-                f"starting with a letter or digit, got {namespace!r}"
-            )
+        check_namespace(namespace)
         if not isinstance(tenant, str):
             raise TypeError(f"tenant must be a str, got {type(tenant).__name__}")
         if ttl is not None and (
