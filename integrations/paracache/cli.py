@@ -381,10 +381,11 @@ def _connect(args: argparse.Namespace) -> _Connection:
         )
     except ValueError as exc:
         raise CommandError(f"not a Redis URL: {exc}", 2) from None
-    if selected_db(client) != 0:  # see paracache.transport.selected_db: no FT.* from there
+    db = selected_db(client)
+    if db != 0:  # see paracache.transport.selected_db: no FT.* from there
         client.close()
         raise CommandError(
-            f"{_safe_url(url)} selects database {selected_db(client)}, and RediSearch indexes "
+            f"{_safe_url(url)} selects database {db}, and RediSearch indexes "
             "database 0 only: drop the /N from the URL",
             2,
         )
