@@ -659,6 +659,7 @@ def create_app(
                 lambda v, text, tokens, entry, t: _response(
                     v, text, tokens, threshold, t, entry
                 ).model_dump(mode="json"),
+                learned=per_request is None,
             )
             return StreamingResponse(
                 events, media_type="text/event-stream",
