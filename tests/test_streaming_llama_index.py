@@ -20,6 +20,7 @@ from paracache import SemanticIndex
 from paracache.llama_index import CachedLLM, LlamaIndexEmbedding, SemanticCacheQueryEngine
 from paracache.replay import replay_chunks
 
+
 def _client(index: SemanticIndex) -> redis.Redis:
     return redis.Redis.from_url(index.redis_url)
 
@@ -271,3 +272,43 @@ async def test_stream_complete_with_the_error_bound_is_cached_like_complete(
     assert index.learner is not None and index.learner.wait_idle(30)
     records = list(_client(index).scan_iter(match=f"paracache:{index.namespace}:*:q:*"))
     assert len(records) == 1  # one scope: completions of this LLM
+
+
+def test_an_engine_stream_never_read_releases_its_flight(
+    vindex: VectorStoreIndex, index: SemanticIndex
+) -> None:
+    """A streaming engine's miss returns before its first token: a response dropped
+    unread (an exception before rendering, a client gone) never ran its stream, so the
+    single-flight it led was held until waiters gave up (30 s) and its Redis lock
+    expired. Dropping it releases both."""
+    import gc
+
+    llm = CountingLLM()
+    engine = SemanticCacheQueryEngine.from_index(
+        vindex, index, llm=llm, similarity_top_k=1, streaming=True
+    )
+    unread = engine.query("What is the refund window?")
+    assert engine._flights.in_flight() == 1
+    del unread
+    gc.collect()
+    assert engine._flights.in_flight() == 0
+    lock = f"{index.layout.namespace_prefix}flight:*"
+    assert not list(_client(index).scan_iter(match=lock))
+    started = time.monotonic()
+    assert "".join(engine.query("What is the refund window?").response_gen)
+    assert time.monotonic() - started < 10 and index.count() == 1
+
+
+async def test_an_async_engine_stream_never_read_releases_its_flight(
+    vindex: VectorStoreIndex, index: SemanticIndex
+) -> None:
+    import gc
+
+    engine = SemanticCacheQueryEngine.from_index(
+        vindex, index, llm=CountingLLM(), similarity_top_k=1, streaming=True
+    )
+    unread = await engine.aquery("What is the refund window?")
+    assert engine._flights.in_flight() == 1
+    del unread
+    gc.collect()
+    assert engine._flights.in_flight() == 0

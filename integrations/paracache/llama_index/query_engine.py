@@ -7,8 +7,9 @@ import dataclasses
 import functools
 import inspect
 import logging
+import weakref
 from collections.abc import AsyncGenerator, Generator, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 from llama_index.core.base.base_query_engine import BaseQueryEngine
 from llama_index.core.base.response.schema import (
@@ -400,10 +401,14 @@ class SemanticCacheQueryEngine(BaseQueryEngine):
         if isinstance(result, Response) and isinstance(result.response, str):
             return self._entry(plan, result, result.response, False), False
         if isinstance(result, StreamingResponse) and result.response_gen is not None:
-            result.response_gen = self._tee(plan, result, result.response_gen, claim)
+            result.response_gen = _released(
+                self._tee(plan, result, result.response_gen, claim), claim
+            )
             return None, True
         if isinstance(result, AsyncStreamingResponse) and result.response_gen is not None:
-            result.response_gen = self._atee(plan, result, result.response_gen, claim)
+            result.response_gen = _released(
+                self._atee(plan, result, result.response_gen, claim), claim
+            )
             return None, True
         return None, False  # anything else (e.g. a PydanticResponse) is not cached
 
@@ -531,3 +536,16 @@ class SemanticCacheQueryEngine(BaseQueryEngine):
 
     def _update_prompts(self, prompts_dict: PromptDictType) -> None:
         self._engine._update_prompts(prompts_dict)
+
+
+
+_G = TypeVar("_G")
+
+
+def _released(gen: _G, claim: Claim | None) -> _G:
+    """``gen``, settling ``claim`` (no answer) when it is dropped: a stream never read
+    never runs its ``finally``, so its waiters would wait their whole bound and its Redis
+    lock would stay until it expired. (Settling twice is a no-op.)"""
+    if claim is not None:
+        weakref.finalize(gen, claim.done, None).atexit = False
+    return gen
