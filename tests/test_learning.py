@@ -692,3 +692,26 @@ def test_traffic_counts_follow_recent_lookups(make_index: Any, monkeypatch: Any)
     # 12 lookups passed the window of 10: halved to 6; the labels are kept whole.
     assert record[b"N"] == b"6" and record[b"t93"] == b"6"
     assert record[b"n93"] == b"3"
+
+
+def test_paracache_stats_reports_a_label_queue_that_is_not_a_stream(
+    make_index: Any, redis_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Garbage at the label queue's key: `paracache stats` said nothing but a traceback
+    (WRONGTYPE from XLEN); now it reports the rest and says the queue is unreadable."""
+    from paracache.cli import main
+
+    index = make_index(max_error_rate=0.02, min_similarity=0.99)
+    index.store(STORED, "Open the app and tap Activate.", SCOPE)
+    assert index.lookup_verdict(NEAR, SCOPE).outcome == "miss"
+    assert index.learner is not None and index.learner.wait_idle(30)  # counted: 1 scope
+    client = _client(index)
+    client.delete(stream_key(index.namespace))
+    client.set(stream_key(index.namespace), "garbage")
+    ns = index.namespace
+    assert main(["stats", "--redis-url", redis_url, "--namespace", ns]) == 0
+    out = capsys.readouterr().out
+    assert "lookups counted" in out and "queue     unreadable" in out
+    assert main(["stats", "--redis-url", redis_url, "--namespace", ns, "--json"]) == 0
+    learning = json.loads(capsys.readouterr().out)["namespaces"][0]["learning"]
+    assert learning["scopes"] == 1 and learning["queue"] == {"length": 0, "unreadable": True}

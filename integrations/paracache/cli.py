@@ -552,8 +552,12 @@ def _print_learning(client: Any, namespace: str) -> None:
     print(f"    explored  {s['explored_labels']:,} labelled would-be hits, "
           f"{s['explored_wrong']:,} wrong: observed error {shown}")
     q = s["queue"]
-    print(f"    queue     {q['length']:,} messages, {q.get('pending', 0):,} pending, "
-          f"lag {q.get('lag', 0):,}")
+    if q.get("unreadable"):
+        print("    queue     unreadable: its key holds something else than a stream "
+              "(labels are dropped until it is deleted)")
+    else:
+        print(f"    queue     {q['length']:,} messages, {q.get('pending', 0):,} pending, "
+              f"lag {q.get('lag', 0):,}")
     if s["unreadable"]:
         print(f"    unreadable statistics records: {s['unreadable']:,}")
 

@@ -1003,7 +1003,8 @@ def learning_summary(client: Any, namespace: str) -> dict[str, Any] | None:
     """What the error bound recorded for a namespace, summed over its scopes (for
     ``paracache stats``): scopes, lookups counted, labels, wrong labels, explored labels
     and wrong ones with the observed error of explored would-be hits (95 %
-    Clopper-Pearson), unreadable records, and the label queue (length, pending, lag).
+    Clopper-Pearson), unreadable records, and the label queue (length, pending, lag;
+    ``unreadable`` when its key holds something else than a stream).
     ``None`` if the namespace has no learning data.
 
     Example:
@@ -1029,17 +1030,19 @@ def learning_summary(client: Any, namespace: str) -> dict[str, Any] | None:
         out["explored_labels"] += stats.explored[0]
         out["explored_wrong"] += stats.explored[1]
     stream = stream_key(namespace)
-    queue: dict[str, int] = {"length": int(client.xlen(stream) or 0)}
+    queue: dict[str, Any] = {"length": 0}
     try:
+        queue["length"] = int(client.xlen(stream) or 0)
         for group in client.xinfo_groups(stream):
             info = {_s(k): v for k, v in group.items()}
             if _s(info.get("name", "")) == GROUP:
                 queue["pending"] = int(info.get("pending") or 0)
                 queue["lag"] = int(info.get("lag") or 0)
-    except redis.ResponseError:
-        pass  # no stream
+    except redis.ResponseError as exc:  # no stream, or not a stream (WRONGTYPE)
+        if "WRONGTYPE" in str(exc):
+            queue = {"length": 0, "unreadable": True}
     out["queue"] = queue
-    if not out["scopes"] and not out["unreadable"] and not queue["length"]:
+    if not (out["scopes"] or out["unreadable"] or queue["length"] or "unreadable" in queue):
         return None
     n, wrong = out["explored_labels"], out["explored_wrong"]
     out["observed_error"] = (
