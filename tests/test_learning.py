@@ -715,3 +715,48 @@ def test_paracache_stats_reports_a_label_queue_that_is_not_a_stream(
     assert main(["stats", "--redis-url", redis_url, "--namespace", ns, "--json"]) == 0
     learning = json.loads(capsys.readouterr().out)["namespaces"][0]["learning"]
     assert learning["scopes"] == 1 and learning["queue"] == {"length": 0, "unreadable": True}
+
+
+def test_paracache_worker_outlives_a_redis_restart() -> None:
+    """`paracache worker` runs apart for good: when its Redis restarts (or drops the
+    connection) it says so and retries. Before, it died with a ConnectionError
+    traceback, and labels piled up until someone restarted it."""
+    import os
+    import subprocess
+    import sys
+
+    from paracache.embedded import EmbeddedRedis
+
+    server = EmbeddedRedis().start()
+    ns = "t-restart"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "paracache", "worker", "--redis-url", server.url,
+         "--namespace", ns],
+        stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    index = None
+    try:
+        assert worker.stderr is not None
+        assert "paracache worker" in worker.stderr.readline()  # it runs
+        server.kill()
+        time.sleep(3.0)
+        assert worker.poll() is None, worker.stderr.read()
+        server.start()
+        index = SemanticIndex(server.url, namespace=ns, max_error_rate=0.02,
+                              min_similarity=0.99, label_worker=False)  # fmt: skip
+        index.store(STORED, "Open the app and tap Activate.", SCOPE)
+        assert index.lookup_verdict(NEAR, SCOPE).outcome == "miss"
+        index.store(NEAR, "Call us.", SCOPE)
+        assert index.learner is not None and index.learner.wait_idle(60)  # sent
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and b"w93" not in _stats(index):
+            time.sleep(0.1)
+        assert _stats(index)[b"w93"] == b"1"  # counted by the worker after the restart
+        assert worker.poll() is None
+    finally:
+        worker.terminate()
+        worker.wait(10)
+        if index is not None:
+            index.close()
+        server.stop()

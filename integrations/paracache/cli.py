@@ -725,8 +725,29 @@ def _run_worker(args: argparse.Namespace) -> int:
     )
     print(f"paracache worker: namespace {args.namespace!r} on {conn.url}, judge {judge!r}"
           + (f", verifier {verifier!r}" if verifier is not None else ""), file=sys.stderr)
+    import time
+
+    import redis
+
+    delay = 0.0  # > 0: Redis is unreachable, retrying after this many seconds
     while True:
-        handled = worker.run_once(block_ms=0 if args.once else 1000)
+        try:
+            handled = worker.run_once(block_ms=0 if args.once else 1000)
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            if args.once:
+                raise CommandError(f"Redis unreachable at {conn.url}: {exc}", 1) from None
+            if not delay:  # once per outage, not once per retry
+                print(f"paracache worker: Redis unreachable at {conn.url} ({exc}); "
+                      "retrying (nothing is lost: unacknowledged labels stay queued)",
+                      file=sys.stderr)  # fmt: skip
+            delay = min(max(delay * 2, 0.5), 5.0)
+            time.sleep(delay)
+            continue
+        except redis.ResponseError as exc:  # e.g. the queue's key holds another type
+            raise CommandError(f"Redis refused the label queue's commands: {exc}", 1) from None
+        if delay:
+            print("paracache worker: Redis reachable again", file=sys.stderr)
+            delay = 0.0
         if args.once and not handled:
             break
     if args.json:

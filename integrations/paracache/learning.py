@@ -821,9 +821,15 @@ class LabelWorker:
         now = time.monotonic()
         if now >= self._claim_at:
             self._claim_at = now + self.claim_idle_ms / 2000.0
-            claimed = self.client.xautoclaim(
-                self.stream, GROUP, self.consumer, self.claim_idle_ms, "0-0", count=count
-            )
+            try:
+                claimed = self.client.xautoclaim(
+                    self.stream, GROUP, self.consumer, self.claim_idle_ms, "0-0", count=count
+                )
+            except redis.ResponseError as exc:
+                if "NOGROUP" in str(exc):  # cleared, or a restarted Redis without its data
+                    self._group_ready = False
+                    return 0
+                raise
             messages.extend(claimed[1] if len(claimed) > 1 else [])
         if not messages:
             try:
