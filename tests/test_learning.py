@@ -760,3 +760,22 @@ def test_paracache_worker_outlives_a_redis_restart() -> None:
         if index is not None:
             index.close()
         server.stop()
+
+
+def test_a_judge_timeout_that_is_not_finite_fails_at_construction(
+    make_index: Any, redis_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``judge_timeout=nan`` or ``inf`` was accepted: then every label whose judge took any
+    time was dropped, as "judge took more than nans" or as "judge raised OverflowError"."""
+    from paracache.cli import main
+
+    for bad in (float("nan"), float("inf"), -1.0, 0):
+        with pytest.raises(ValueError, match="judge_timeout"):
+            make_index(max_error_rate=0.02, judge_timeout=bad)
+        with pytest.raises(ValueError, match="judge_timeout"):
+            LabelWorker(_client(make_index()), "faq", judge_timeout=bad)
+    with pytest.raises(TypeError, match="judge_timeout"):
+        make_index(max_error_rate=0.02, judge_timeout=True)
+    code = main(["worker", "--redis-url", redis_url, "--namespace", "faq", "--once",
+                 "--judge-timeout", "inf"])  # fmt: skip
+    assert code == 2 and "--judge-timeout" in capsys.readouterr().err

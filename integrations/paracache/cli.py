@@ -691,8 +691,12 @@ def _run_worker(args: argparse.Namespace) -> int:
 
     if not args.namespace:
         raise CommandError("worker needs --namespace", 2)
-    if not args.judge_timeout > 0:
-        raise CommandError("--judge-timeout must be > 0", 2)
+    from .judge import check_judge_timeout
+
+    try:
+        check_judge_timeout(args.judge_timeout, "--judge-timeout")
+    except ValueError as exc:
+        raise CommandError(str(exc), 2) from None
     judge = _worker_judge(args)
     verifier = _worker_verifier(args)
     conn = _connect(args)

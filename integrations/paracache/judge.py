@@ -47,6 +47,7 @@ __all__ = [
     "QuestionVerifier",
     "call_judge",
     "check_judge",
+    "check_judge_timeout",
 ]
 
 #: A judge: ``(cached answer, fresh answer) -> right to serve?``
@@ -173,6 +174,28 @@ def check_judge(judge: Any) -> Judge:
     if not callable(judge):
         raise TypeError(f"judge must be a callable (cached, fresh) -> bool, got {judge!r}")
     return judge  # type: ignore[no-any-return]
+
+
+def check_judge_timeout(value: Any, name: str = "judge_timeout") -> float:
+    """Validate a judge's time limit: a finite number of seconds > 0 (NaN or infinity
+    would make every judge call that takes any time fail).
+
+    Example:
+        >>> check_judge_timeout(10)
+        10.0
+        >>> check_judge_timeout(float("inf"))
+        Traceback (most recent call last):
+        ...
+        ValueError: judge_timeout must be a finite number of seconds > 0 (at most ...), got inf
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number of seconds > 0, got {value!r}")
+    if not 0.0 < value <= threading.TIMEOUT_MAX:  # NaN fails this too
+        raise ValueError(
+            f"{name} must be a finite number of seconds > 0 (at most "
+            f"{threading.TIMEOUT_MAX:.0f}), got {value!r}"
+        )
+    return float(value)
 
 
 _POOL: concurrent.futures.ThreadPoolExecutor | None = None

@@ -60,7 +60,7 @@ from typing import Any
 import redis
 
 from . import bound
-from .judge import Judge, JudgeFailed, call_judge, check_judge
+from .judge import Judge, JudgeFailed, call_judge, check_judge, check_judge_timeout
 from .protocol import Script
 
 __all__ = [
@@ -320,10 +320,7 @@ class Learner:
             raise TypeError(f"explore_rate must be a number in [0, 0.5], got {explore_rate!r}")
         if not 0.0 <= explore_rate <= 0.5:
             raise ValueError(f"explore_rate must be in [0, 0.5], got {explore_rate!r}")
-        if isinstance(judge_timeout, bool) or not isinstance(judge_timeout, (int, float)):
-            raise TypeError(f"judge_timeout must be a positive number, got {judge_timeout!r}")
-        if judge_timeout <= 0:
-            raise ValueError(f"judge_timeout must be a positive number, got {judge_timeout!r}")
+        judge_timeout = check_judge_timeout(judge_timeout)
         self.explore_rate = float(explore_rate)
         self.judge = check_judge(judge)
         self.judge_timeout = float(judge_timeout)
@@ -782,7 +779,7 @@ class LabelWorker:
         self.namespace = namespace
         self.stream = stream_key(namespace)
         self.judge = check_judge(judge)
-        self.judge_timeout = float(judge_timeout)
+        self.judge_timeout = check_judge_timeout(judge_timeout)
         self.stats_ttl = int(stats_ttl)
         self.consumer = consumer or f"{_host()}-{id(self):x}"
         self.on_label = on_label
