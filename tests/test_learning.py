@@ -779,3 +779,25 @@ def test_a_judge_timeout_that_is_not_finite_fails_at_construction(
     code = main(["worker", "--redis-url", redis_url, "--namespace", "faq", "--once",
                  "--judge-timeout", "inf"])  # fmt: skip
     assert code == 2 and "--judge-timeout" in capsys.readouterr().err
+
+
+def test_service_stats_show_the_error_bound(make_index: Any) -> None:
+    """`GET /v1/stats` of a service with `--max-error-rate` says what the bound did (its
+    `stats()` does; the endpoint left it out): labels, explorations, observed error;
+    no per-scope thresholds (scopes are every tenant's). Without the bound: null."""
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from paracache.service import create_app
+
+    index = make_index(max_error_rate=0.02, min_similarity=0.99)
+    with TestClient(create_app(index, lambda req: "Call us.", metrics=False)) as client:
+        for prompt in (STORED, NEAR):
+            assert client.post("/v1/answer", json={"prompt": prompt}).json()["cached"] is False
+        assert index.learner is not None and index.learner.wait_idle(30)
+        learning = client.get("/v1/stats").json()["learning"]
+    assert learning["labels"] == 1 and learning["wrong"] == 0  # the same answer twice
+    assert learning["explorations"] == 0 and learning["observed_error"] is None
+    assert learning["max_error_rate"] == 0.02 and "thresholds" not in learning
+    with TestClient(create_app(make_index(), lambda req: "Hi.", metrics=False)) as client:
+        assert client.get("/v1/stats").json()["learning"] is None
