@@ -801,3 +801,43 @@ def test_service_stats_show_the_error_bound(make_index: Any) -> None:
     assert learning["max_error_rate"] == 0.02 and "thresholds" not in learning
     with TestClient(create_app(make_index(), lambda req: "Hi.", metrics=False)) as client:
         assert client.get("/v1/stats").json()["learning"] is None
+
+
+def test_adapters_sharing_an_index_each_get_their_answers_judged_as_text(
+    make_index: Any,
+) -> None:
+    """One bounded index shared by LangChain and LlamaIndex adapters (as `index=` allows):
+    each adapter *replaced* the learner's decoder of stored answers, so the last one
+    built decided for all, and the others' answers were judged as their raw JSON: the
+    same answer text with other token counts was labelled wrong."""
+    from langchain_core.language_models import BaseChatModel
+    from langchain_core.messages import AIMessage
+    from langchain_core.outputs import ChatGeneration, ChatResult
+    from llama_index.core.llms import MockLLM
+
+    from paracache.llama_index import CachedLLM
+
+    class Counting(BaseChatModel):
+        calls: int = 0
+
+        @property
+        def _llm_type(self) -> str:
+            return "counting"
+
+        def _generate(self, messages: Any, stop: Any = None, run_manager: Any = None,
+                      **kw: Any) -> ChatResult:  # fmt: skip
+            self.calls += 1  # the same text, other token counts each time
+            usage = {"token_usage": {"total": 10 + self.calls}}
+            message = AIMessage(content="Open the app and tap Activate.", response_metadata=usage)
+            return ChatResult(generations=[ChatGeneration(message=message)])
+
+    index = make_index(max_error_rate=0.02, min_similarity=0.99, explore_rate=0)
+    cache = SemanticCache(index)
+    CachedLLM(MockLLM(), index, max_error_rate=0.02)  # built last, on the same index
+    llm = Counting(cache=cache)
+    llm.invoke(STORED)
+    llm.invoke(NEAR)  # a miss below the threshold: the same text comes back
+    assert llm.calls == 2
+    assert index.learner is not None and index.learner.wait_idle(30)
+    learning = index.stats().learning
+    assert learning["labels"] == 1 and learning["wrong"] == 0

@@ -341,7 +341,7 @@ class SemanticCache(BaseCache):
             raise TypeError("on_verdict must be callable")
         self.index = index
         if index.learner is not None:  # judges compare the answers' text, not their JSON
-            index.learner.answer_text = generations_text
+            index.learner.add_answer_text(generations_text)
         # Checked here: a bad threshold would otherwise raise out of every lookup.
         self.min_similarity = None if min_similarity is None else check_similarity(min_similarity)
         self.on_verdict = on_verdict

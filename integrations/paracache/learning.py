@@ -333,9 +333,11 @@ class Learner:
         self._random = random.Random(seed)
         #: The lowest similarity a candidate is read and labelled at.
         self.read_floor = bound.LOWEST
-        #: Turns a stored response into the text the judge compares (adapters that
-        #: store serialised objects set it; default: the response as stored).
+        #: Turns a stored response into the text the judge compares (default: the
+        #: response as stored; adapters that store serialised objects add their
+        #: decoder with :meth:`add_answer_text`).
         self.answer_text: Callable[[str], str] = _identity
+        self._decoders: list[Callable[[str], str]] = []
         self._lock = threading.Lock()
         # One refresh at a time: a read of the statistics is decided before the next
         # read starts, so an older read can never overwrite a newer decision.
@@ -364,6 +366,29 @@ class Learner:
             )
         for thread in self._threads:
             thread.start()
+
+    def add_answer_text(self, decode: Callable[[str], str]) -> None:
+        """Add an adapter's decoder of its stored responses (``decode(payload) -> text``,
+        the payload itself when it is not that adapter's). Adapters sharing one index
+        each add theirs: a response is judged as the text of the first decoder that
+        recognises it (returns something else), or as stored.
+
+        Example:
+            >>> # cache.learner.add_answer_text(paracache.langchain.generations_text)
+        """
+        with self._lock:
+            if decode not in self._decoders:
+                self._decoders.append(decode)
+            decoders = tuple(self._decoders)
+
+        def answer_text(payload: str) -> str:
+            for each in decoders:
+                text = each(payload)
+                if text != payload:
+                    return text
+            return payload
+
+        self.answer_text = answer_text
 
     # ------------------------------------------------------------------ request path
 

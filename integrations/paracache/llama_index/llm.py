@@ -111,7 +111,7 @@ class CachedLLM(LLM, WrapsLLM):
         self._flights = SingleFlight(cache)
         self._semantic = delta is not None
         if self._semantic and cache.learner is not None:  # judges compare answer texts
-            cache.learner.answer_text = stored_text
+            cache.learner.add_answer_text(stored_text)
 
     @classmethod
     def class_name(cls) -> str:

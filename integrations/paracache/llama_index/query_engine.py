@@ -130,7 +130,7 @@ class SemanticCacheQueryEngine(BaseQueryEngine):
             raise TypeError(f"query_engine must be a BaseQueryEngine, got {type(query_engine)}")
         self.index = _resolve_index(index, redis_url, namespace, options)
         if self.index.learner is not None:  # judges compare answers, not their JSON
-            self.index.learner.answer_text = response_text
+            self.index.learner.add_answer_text(response_text)
         # Checked here: a bad threshold would otherwise fail every lookup (logged, and
         # the engine answering), so the cache would silently never serve.
         self.min_similarity = None if min_similarity is None else check_similarity(min_similarity)
