@@ -218,3 +218,27 @@ def test_a_streamed_answer_keeps_to_the_learned_threshold(make_index: Any) -> No
         assert meta["min_similarity"] == learned and 0.8 < meta["similarity"] < learned
         assert meta["cached"] is False and meta["outcome"] == "miss", meta
         assert got[-1][0] == "done" and got[-1][1]["answer"] == "Only unused cards."
+
+
+async def test_a_client_gone_after_the_meta_event_releases_the_flight(make_index: Any) -> None:
+    """A client that disconnects right after the first event (`meta`, sent before the
+    model starts) left the single-flight it led unsettled: identical requests waited the
+    full bound (30 s) and other processes until the Redis lock expired."""
+    from paracache.service_stream import answer_events
+    from paracache.singleflight import SingleFlight
+
+    index: SemanticIndex = make_index()
+    flights = SingleFlight(index)
+    model = StreamingModel()
+
+    async def pieces() -> Any:
+        async for chunk in model.astream(CARD):
+            yield chunk.text
+
+    events_out = answer_events(
+        index, flights, CARD, Scope(), 0.9, pieces, lambda *a: {"answer": a[1]}
+    )
+    assert (await events_out.__anext__()).startswith(b"event: meta")
+    assert flights.in_flight() == 1
+    await events_out.aclose()
+    assert flights.in_flight() == 0 and await index.acount() == 0 and model.calls == 0

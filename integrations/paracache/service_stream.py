@@ -94,10 +94,10 @@ async def answer_events(
             final.update(cached=True, layer="in-flight")
         yield sse("done", final)
         return
-    yield sse("meta", meta)
     parts: list[str] = []
     tokens, payload = 0, None
     try:
+        yield sse("meta", meta)  # a client gone here, too, must release the flight
         try:
             async for item in model():
                 if isinstance(item, tuple):
