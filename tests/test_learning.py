@@ -841,3 +841,56 @@ def test_adapters_sharing_an_index_each_get_their_answers_judged_as_text(
     assert index.learner is not None and index.learner.wait_idle(30)
     learning = index.stats().learning
     assert learning["labels"] == 1 and learning["wrong"] == 0
+
+
+def test_tool_call_answers_are_judged_by_their_calls(make_index: Any) -> None:
+    """A tool-calling answer's text is empty: judged by its text alone, any two tool
+    calls were "the same answer" (a call with other arguments labelled right, which
+    loosens the bound where it should tighten). Its calls (names, arguments; not their
+    ids) are now part of what the judge compares, streamed or not."""
+    from langchain_core.language_models import BaseChatModel
+    from langchain_core.messages import AIMessage
+    from langchain_core.outputs import ChatGeneration, ChatResult
+    from langchain_core.tools import tool
+
+    from paracache.langchain import CachedChatModel, generations_text
+
+    @tool
+    def activate(card: str) -> str:
+        """Activate a card."""
+        return "done"
+
+    class Tooling(BaseChatModel):
+        calls: int = 0
+
+        @property
+        def _llm_type(self) -> str:
+            return "tooling"
+
+        def bind_tools(self, tools: Any, **kw: Any) -> Any:
+            return self.bind(tools=[t.name for t in tools], **kw)
+
+        def _generate(self, messages: Any, stop: Any = None, run_manager: Any = None,
+                      **kw: Any) -> ChatResult:  # fmt: skip
+            self.calls += 1
+            card = "new" if "new" in messages[-1].content else "any"
+            call = {"name": "activate", "args": {"card": card}, "id": f"call-{self.calls}"}
+            message = AIMessage(content="", tool_calls=[call])
+            return ChatResult(generations=[ChatGeneration(message=message)])
+
+    index = make_index(max_error_rate=0.02, min_similarity=0.99, explore_rate=0)
+    model = Tooling()
+    chat = CachedChatModel(llm=model, cache=SemanticCache(index)).bind_tools([activate])
+    chat.invoke(STORED)
+    streamed = list(chat.stream(NEAR))  # a miss below the threshold: another argument
+    assert model.calls == 2 and any(c.tool_call_chunks for c in streamed)
+    assert index.learner is not None and index.learner.wait_idle(30)
+    learning = index.stats().learning
+    assert learning["labels"] == 1 and learning["wrong"] == 1
+    chat.invoke("how do I activate the new card")  # the same call, another id: right
+    assert model.calls == 3 and index.learner.wait_idle(30)
+    learning = index.stats().learning
+    assert learning["labels"] == 2 and learning["wrong"] == 1
+    plain = generations_text('{"v": 1, "generations": [{"kind": "text", "text": "Yes.", '
+                             '"generation_info": null}]}')  # fmt: skip
+    assert plain == "Yes."

@@ -243,18 +243,41 @@ def _dump_generations(generations: Sequence[Generation]) -> tuple[str, int]:
 
 
 def generations_text(payload: str) -> str:
-    """The text of the generations stored by this adapter (what a judge compares);
-    anything else is returned as it is.
+    """The text of the generations stored by this adapter (what a judge compares), with
+    their tool calls (names and arguments as JSON, not their ids: a tool-calling answer
+    has no text, and two calls with other arguments are different answers); anything
+    else is returned as it is.
 
     Example:
         >>> generations_text(_dump_generations([Generation(text="Yes.")])[0])
         'Yes.'
+        >>> from langchain_core.messages import AIMessage
+        >>> call = {"name": "activate", "args": {"card": "new"}, "id": "call-1"}
+        >>> message = AIMessage(content="", tool_calls=[call])
+        >>> generations_text(_dump_generations([ChatGeneration(message=message)])[0])
+        '[{"args": {"card": "new"}, "name": "activate"}]'
     """
     try:
         generations = _load_generations(payload)
     except (ValueError, KeyError, TypeError):
         return payload
-    return "\n".join(g.text for g in generations)
+    return "\n".join(_judged_text(g) for g in generations)
+
+
+def _judged_text(generation: Generation) -> str:
+    """A generation's text and, if it has any, its tool calls spelled as JSON."""
+    message = getattr(generation, "message", None)
+    calls = [
+        {"name": call.get("name"), "args": call.get("args")}
+        for call in [
+            *(getattr(message, "tool_calls", None) or []),
+            *(getattr(message, "invalid_tool_calls", None) or []),
+        ]
+    ]
+    if not calls:
+        return generation.text
+    spelled = json.dumps(calls, sort_keys=True, ensure_ascii=False, default=str)
+    return f"{generation.text}\n{spelled}" if generation.text else spelled
 
 
 def _load_generations(payload: str) -> list[Generation]:
