@@ -16,6 +16,7 @@ from langchain_core.language_models.fake_chat_models import FakeListChatModel
 from paracache import Scope, SemanticIndex
 from paracache.langchain import SemanticCache
 from paracache.learning import GROUP, LabelWorker, stream_key
+from paracache.llama_index import CachedLLM
 
 STORED = "How do I activate my new card?"
 NEAR = "how can I activate my card"  # 0.93 to STORED
@@ -894,3 +895,27 @@ def test_tool_call_answers_are_judged_by_their_calls(make_index: Any) -> None:
     plain = generations_text('{"v": 1, "generations": [{"kind": "text", "text": "Yes.", '
                              '"generation_info": null}]}')  # fmt: skip
     assert plain == "Yes."
+
+
+def test_paracache_worker_gives_llama_index_answers_as_text_to_the_verifier(
+    make_index: Any,
+) -> None:
+    """`paracache worker --verifier` read LangChain entries as text and LlamaIndex ones
+    (CachedLLM, the query engine) as their raw JSON."""
+    from llama_index.core.llms import ChatMessage, MockLLM
+
+    from paracache.cli import stored_answer_text
+    from paracache.llama_index._shared import _dump_response
+
+    index = make_index(max_error_rate=0.02, min_similarity=0.99, label_worker=False)
+    llm = CachedLLM(MockLLM(), index, max_error_rate=0.02)
+    llm.chat([ChatMessage(role="user", content=STORED)])
+    llm.complete(NEAR)
+    answers = sorted(
+        stored_answer_text(_client(index).hget(e.key, "response").decode())  # type: ignore[union-attr]
+        for e in index.entries()
+    )
+    assert all(not a.startswith("{") for a in answers) and len(answers) == 2, answers
+    engine = _dump_response("Reset it in Settings.", [], {"k": 1}, streamed=True)
+    assert stored_answer_text(engine) == "Reset it in Settings."
+    assert stored_answer_text('{"kind": "complete"}') == '{"kind": "complete"}'

@@ -669,21 +669,35 @@ def _worker_verifier(args: argparse.Namespace) -> Any:
 
 def stored_answer_text(payload: str) -> str:
     """The text of a stored response for a judge or verifier in a process that does not
-    know which adapter stored it (``paracache worker``): the generations' text of a
-    LangChain adapter entry (when ``langchain_core`` is importable), else the response
-    as stored.
+    know which adapter stored it (``paracache worker``): the answer text of a LangChain
+    adapter entry (when ``langchain_core`` is importable) or of a LlamaIndex one
+    (``CachedLLM``, the query engine; when ``llama_index`` is), else the response as
+    stored.
 
     Example:
         >>> stored_answer_text("Tap Freeze.")
         'Tap Freeze.'
     """
-    if not (payload.startswith("{") and '"generations"' in payload):
+    if not payload.startswith("{"):
         return payload
+    decoders: list[Callable[[str], str]] = []
     try:
-        from .langchain import generations_text
+        if '"generations"' in payload:
+            from .langchain import generations_text
+
+            decoders.append(generations_text)
+        elif '"kind"' in payload:
+            from .llama_index._shared import response_text
+            from .llama_index.llm import stored_text
+
+            decoders += [response_text, stored_text]
     except ImportError:
         return payload
-    return generations_text(payload)
+    for decode in decoders:
+        text = decode(payload)
+        if text != payload:
+            return text
+    return payload
 
 
 def _run_worker(args: argparse.Namespace) -> int:
