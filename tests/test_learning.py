@@ -919,3 +919,29 @@ def test_paracache_worker_gives_llama_index_answers_as_text_to_the_verifier(
     engine = _dump_response("Reset it in Settings.", [], {"k": 1}, streamed=True)
     assert stored_answer_text(engine) == "Reset it in Settings."
     assert stored_answer_text('{"kind": "complete"}') == '{"kind": "complete"}'
+
+
+def test_statistics_with_absurd_counts_are_unreadable(make_index: Any) -> None:
+    """A count too large for a float (garbage written by hand: a 400-digit number) made
+    the bound raise OverflowError: the refresh stopped there, so the scope kept serving
+    at its earlier learned threshold and nothing counted the record as unreadable.
+    Such a record now gives its scope no semantic hit, like any unreadable one."""
+    from paracache import bound
+
+    index = make_index(max_error_rate=0.05, min_similarity=0.99, explore_rate=0.0)
+    index.store(STORED, "Open the app and tap Activate.", SCOPE)
+    assert index.lookup_verdict(NEAR, SCOPE).outcome == "miss"  # the scope is seen
+    assert index.learner is not None
+    key = index.learner.stats_key(SCOPE.digest())
+    fields: dict[str, int | str] = {"v": "1", "N": 1000}
+    for b in range(90, 100):
+        fields.update({f"n{b}": 40, f"t{b}": 60})
+    _client(index).hset(key, mapping=fields)
+    index.learner.refresh(force=True)
+    assert index.lookup_verdict(NEAR, SCOPE).outcome == "semantic"  # learned: served
+    _client(index).hset(key, "N", "9" * 400)
+    index.learner.refresh(force=True)
+    assert index.lookup_verdict(NEAR, SCOPE).outcome == "miss"
+    assert index.stats().errors_by_kind.get("stats_corrupt", 0) >= 1
+    with pytest.raises(ValueError, match="not a count"):
+        bound.ScopeStats.from_record({b"v": b"1", b"N": b"9" * 400})

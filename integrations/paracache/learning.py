@@ -645,18 +645,19 @@ class Learner:
                     raise ValueError("statistics key is not a hash")
                 return  # a failure, not a bad record: keep what we have
             stats = bound.ScopeStats.from_record(_as_bytes_map(record))
-        except ValueError as exc:
+            before = self._decisions.get(stats_key)
+            # Hysteresis from the start: a scope's first learned threshold is lowered
+            # from 1.0 on the stricter bound too (a scope just past its first labels is
+            # the likeliest to have seen a lucky few).
+            decision = bound.learned_threshold(
+                stats, self.delta, static=1.0,
+                previous=before.threshold if before is not None and before.learned else 1.0,
+            )  # fmt: skip
+        except (ValueError, ArithmeticError) as exc:  # counts no arithmetic can use
             self._decisions[stats_key] = bound.NO_SEMANTIC
             self._error("stats_corrupt", exc)
             return
-        before = self._decisions.get(stats_key)
-        # Hysteresis from the start: a scope's first learned threshold is lowered from
-        # 1.0 on the stricter bound too (a scope just past its first labels is the
-        # likeliest to have seen a lucky few).
-        self._decisions[stats_key] = bound.learned_threshold(
-            stats, self.delta, static=1.0,
-            previous=before.threshold if before is not None and before.learned else 1.0,
-        )  # fmt: skip
+        self._decisions[stats_key] = decision
 
     def _count_label(self, wrong: bool | None, kind: str, explored: bool = False) -> None:
         if kind in ("promoted", "verify_rejected", "verify_unneeded"):
