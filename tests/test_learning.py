@@ -945,3 +945,66 @@ def test_statistics_with_absurd_counts_are_unreadable(make_index: Any) -> None:
     assert index.stats().errors_by_kind.get("stats_corrupt", 0) >= 1
     with pytest.raises(ValueError, match="not a count"):
         bound.ScopeStats.from_record({b"v": b"1", b"N": b"9" * 400})
+
+
+def test_an_adapters_min_similarity_is_the_static_threshold_under_the_bound(
+    make_index: Any, redis_url: str, namespace: str
+) -> None:
+    """`SemanticCache(max_error_rate=..., min_similarity=...)` fixed every lookup's
+    threshold at min_similarity: the learned one was never even read, while exploration
+    and labels went on costing model calls. It is now the static threshold the bound
+    starts from (as `SemanticIndex(min_similarity=...)` is); on an index that has the
+    bound, an adapter's own threshold is refused."""
+    from paracache.llama_index import SemanticCacheQueryEngine
+
+    verdicts: list[Any] = []
+    cache = SemanticCache(
+        redis_url=redis_url, namespace=namespace, max_error_rate=0.05, min_similarity=0.99,
+        explore_rate=0.0, on_verdict=verdicts.append,
+    )  # fmt: skip
+    try:
+        index = cache.index
+        assert index.learner is not None and index.settings.min_similarity == 0.99
+        llm = FakeListChatModel(responses=["Open the app and tap Activate."] * 3, cache=cache)
+        llm.invoke(STORED)
+        llm.invoke(NEAR)  # cold: a miss below 0.99
+        assert verdicts[-1].outcome == "miss" and index.learner.wait_idle(30)
+        (key,) = _client(index).scan_iter(match=f"paracache:{namespace}:*:q:*")
+        fields: dict[str, int | str] = {"v": "1", "N": 1000}
+        for b in range(90, 100):
+            fields.update({f"n{b}": 40, f"t{b}": 60})
+        _client(index).hset(key, mapping=fields)
+        index.learner.refresh(force=True)
+        (learned,) = index.stats().learning["thresholds"].values()
+        assert learned <= 0.93
+        llm.invoke("How can I activate my new card?")  # 0.96 to STORED: learned, served
+        assert verdicts[-1].outcome == "semantic", verdicts[-1].reason
+    finally:
+        cache.index.close()
+    learned = make_index(max_error_rate=0.02)
+    with pytest.raises(ValueError, match="min_similarity"):
+        SemanticCache(learned, min_similarity=0.95)
+    with pytest.raises(ValueError, match="min_similarity"):
+        SemanticCacheQueryEngine(_Echo(), learned, min_similarity=0.95)
+    SemanticCache(make_index(), min_similarity=0.95)  # without the bound: per lookup, as before
+    engine = SemanticCacheQueryEngine(
+        _Echo(), redis_url=redis_url, namespace=namespace, max_error_rate=0.05,
+        min_similarity=0.97,
+    )  # fmt: skip
+    try:
+        assert engine.min_similarity is None and engine.index.settings.min_similarity == 0.97
+    finally:
+        engine.index.close()
+
+
+def _echo_engine() -> Any:
+    from llama_index.core.query_engine import CustomQueryEngine
+
+    class Echo(CustomQueryEngine):
+        def custom_query(self, query_str: str) -> str:
+            return query_str
+
+    return Echo()
+
+
+_Echo = _echo_engine

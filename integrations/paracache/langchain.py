@@ -280,6 +280,17 @@ def _judged_text(generation: Generation) -> str:
     return f"{generation.text}\n{spelled}" if generation.text else spelled
 
 
+def _check_bound_threshold(index: Any, min_similarity: Any) -> None:
+    """An adapter's own threshold on an index with the error bound would be every
+    lookup's threshold: the learned one would never apply. Refused (``ValueError``)."""
+    if min_similarity is not None and getattr(index, "learner", None) is not None:
+        raise ValueError(
+            "min_similarity= here would fix every lookup's threshold, so the index's "
+            "max_error_rate would never apply: give min_similarity to the SemanticIndex "
+            "(its static threshold while a scope is cold)"
+        )
+
+
 def _load_generations(payload: str) -> list[Generation]:
     """Rebuild fresh generations from :func:`_dump_generations` output."""
     data = json.loads(payload)
@@ -316,6 +327,9 @@ class SemanticCache(BaseCache):
         corpus_version: Bump after re-indexing whatever grounds the answers.
         fields: Further user scope fields.
         min_similarity: Semantic threshold (cosine similarity, higher is stricter).
+            With ``max_error_rate``: the static threshold the bound starts from (while
+            a scope is cold); refused with an ``index`` that has the bound, whose
+            learned threshold it would override.
         max_error_rate: δ, the share of lookups that may be answered wrongly, in (0, 1)
             (``None``: the static rules). The cache labels its misses with the answers
             LangChain passes to ``update`` and learns per scope where serving stays
@@ -350,6 +364,10 @@ class SemanticCache(BaseCache):
             if index is not None:
                 raise ValueError("give max_error_rate= to the SemanticIndex passed as index=")
             options["max_error_rate"] = max_error_rate
+            if min_similarity is not None:  # the static threshold the bound starts from
+                options["min_similarity"], min_similarity = min_similarity, None
+        elif index is not None:
+            _check_bound_threshold(index, min_similarity)
         if index is not None:
             if not isinstance(index, SemanticIndex):
                 raise TypeError(f"index must be a SemanticIndex, got {type(index).__name__}")

@@ -96,7 +96,9 @@ class SemanticCacheQueryEngine(BaseQueryEngine):
         min_similarity: Semantic threshold (cosine similarity; default: the index's,
             learned when the index has ``max_error_rate``: pass
             ``max_error_rate=0.02`` among the options, and each miss's fresh response
-            labels the candidate it did not serve).
+            labels the candidate it did not serve; given with ``max_error_rate``, it is
+            the static threshold the bound starts from; refused with an ``index`` that
+            has the bound, whose learned threshold it would override).
         engine_kwargs: The arguments the engine was built with, when it does not keep
             them (``from_index`` records its ``as_query_engine`` kwargs here).
 
@@ -128,6 +130,15 @@ class SemanticCacheQueryEngine(BaseQueryEngine):
     ) -> None:
         if not isinstance(query_engine, BaseQueryEngine):
             raise TypeError(f"query_engine must be a BaseQueryEngine, got {type(query_engine)}")
+        if index is None and options.get("max_error_rate") is not None:
+            if min_similarity is not None:  # the static threshold the bound starts from
+                options["min_similarity"], min_similarity = min_similarity, None
+        elif min_similarity is not None and getattr(index, "learner", None) is not None:
+            raise ValueError(
+                "min_similarity= here would fix every lookup's threshold, so the index's "
+                "max_error_rate would never apply: give min_similarity to the SemanticIndex "
+                "(its static threshold while a scope is cold)"
+            )
         self.index = _resolve_index(index, redis_url, namespace, options)
         if self.index.learner is not None:  # judges compare answers, not their JSON
             self.index.learner.add_answer_text(response_text)
