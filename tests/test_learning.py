@@ -542,6 +542,7 @@ def test_paracache_worker_gives_langchain_answers_as_text_to_the_verifier(
         (["--verifier", "json:__doc__"], "not callable"),
         (["--verifier", "nonsense"], "expected embedding or module:callable"),
         (["--judge", "nonsense"], "expected exact, embedding or module:callable"),
+        (["--judge", "paracache.judge:ExactJudge"], "is a class"),
     ],
 )
 def test_paracache_worker_rejects_a_bad_verifier_or_judge(
@@ -1008,3 +1009,18 @@ def _echo_engine() -> Any:
 
 
 _Echo = _echo_engine
+
+
+def test_a_judge_or_verifier_class_instead_of_an_instance_fails_at_construction(
+    make_index: Any,
+) -> None:
+    """`judge=EmbeddingJudge` (the class, without parentheses) is callable, so it was
+    accepted, and every label was then dropped: the class called with two answers
+    builds a judge (or raises), never says True or False."""
+    from paracache.judge import EmbeddingJudge, ExactJudge, QuestionVerifier
+
+    for judge in (ExactJudge, EmbeddingJudge):
+        with pytest.raises(TypeError, match=rf"did you mean {judge.__name__}\(\)"):
+            make_index(max_error_rate=0.02, judge=judge)
+    with pytest.raises(TypeError, match=r"did you mean QuestionVerifier\(\)"):
+        make_index(max_error_rate=0.02, verifier=QuestionVerifier)

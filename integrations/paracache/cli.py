@@ -636,6 +636,12 @@ def _import_callable(spec: str, option: str) -> Any:
         target = getattr(target, part)
     if not callable(target):
         raise CommandError(f"{option} {spec!r}: {attribute!r} is not callable", 2)
+    if isinstance(target, type):  # calling it would build an object, not say yes or no
+        raise CommandError(
+            f"{option} {spec!r}: {attribute!r} is a class; name a function or an instance "
+            "(e.g. a module-level judge = MyJudge())",
+            2,
+        )
     return target
 
 

@@ -48,6 +48,7 @@ __all__ = [
     "call_judge",
     "check_judge",
     "check_judge_timeout",
+    "check_not_a_class",
 ]
 
 #: A judge: ``(cached answer, fresh answer) -> right to serve?``
@@ -173,7 +174,26 @@ def check_judge(judge: Any) -> Judge:
         return ExactJudge()
     if not callable(judge):
         raise TypeError(f"judge must be a callable (cached, fresh) -> bool, got {judge!r}")
+    check_not_a_class(judge, "judge")
     return judge  # type: ignore[no-any-return]
+
+
+def check_not_a_class(value: Any, name: str) -> None:
+    """Refuse a class where a judge or verifier is expected: callable, but calling it
+    builds an object instead of saying ``True`` or ``False`` (``judge=EmbeddingJudge``
+    for ``judge=EmbeddingJudge()``), so every label would be dropped at run time.
+
+    Example:
+        >>> check_not_a_class(ExactJudge, "judge")
+        Traceback (most recent call last):
+        ...
+        TypeError: judge must be ... not the class ExactJudge: did you mean ExactJudge()?
+    """
+    if isinstance(value, type):
+        raise TypeError(
+            f"{name} must be a callable returning a bool, not the class {value.__name__}: "
+            f"did you mean {value.__name__}()?"
+        )
 
 
 def check_judge_timeout(value: Any, name: str = "judge_timeout") -> float:

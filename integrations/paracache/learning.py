@@ -60,7 +60,14 @@ from typing import Any
 import redis
 
 from . import bound
-from .judge import Judge, JudgeFailed, call_judge, check_judge, check_judge_timeout
+from .judge import (
+    Judge,
+    JudgeFailed,
+    call_judge,
+    check_judge,
+    check_judge_timeout,
+    check_not_a_class,
+)
 from .protocol import Script
 
 __all__ = [
@@ -304,6 +311,8 @@ class Learner:
                 f"verifier must be a callable (question, cached question, cached answer) "
                 f"-> bool, got {verifier!r}"
             )
+        if verifier is not None:
+            check_not_a_class(verifier, "verifier")
         if isinstance(verify_band, bool) or not isinstance(verify_band, (int, float)):
             raise TypeError(f"verify_band must be a number in (0, 0.3], got {verify_band!r}")
         if not 0.0 < verify_band <= 0.3:
