@@ -549,7 +549,6 @@ class SemanticCacheQueryEngine(BaseQueryEngine):
         self._engine._update_prompts(prompts_dict)
 
 
-
 _G = TypeVar("_G")
 
 
