@@ -16,6 +16,7 @@ from langchain_core.language_models.fake_chat_models import FakeListChatModel
 from paracache import Scope, SemanticIndex
 from paracache.langchain import SemanticCache
 from paracache.learning import GROUP, LabelWorker, stream_key
+from paracache.llama_index import CachedLLM
 
 STORED = "How do I activate my new card?"
 NEAR = "how can I activate my card"  # 0.93 to STORED
@@ -541,6 +542,7 @@ def test_paracache_worker_gives_langchain_answers_as_text_to_the_verifier(
         (["--verifier", "json:__doc__"], "not callable"),
         (["--verifier", "nonsense"], "expected embedding or module:callable"),
         (["--judge", "nonsense"], "expected exact, embedding or module:callable"),
+        (["--judge", "paracache.judge:ExactJudge"], "is a class"),
     ],
 )
 def test_paracache_worker_rejects_a_bad_verifier_or_judge(
@@ -692,3 +694,333 @@ def test_traffic_counts_follow_recent_lookups(make_index: Any, monkeypatch: Any)
     # 12 lookups passed the window of 10: halved to 6; the labels are kept whole.
     assert record[b"N"] == b"6" and record[b"t93"] == b"6"
     assert record[b"n93"] == b"3"
+
+
+def test_paracache_stats_reports_a_label_queue_that_is_not_a_stream(
+    make_index: Any, redis_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Garbage at the label queue's key: `paracache stats` said nothing but a traceback
+    (WRONGTYPE from XLEN); now it reports the rest and says the queue is unreadable."""
+    from paracache.cli import main
+
+    index = make_index(max_error_rate=0.02, min_similarity=0.99)
+    index.store(STORED, "Open the app and tap Activate.", SCOPE)
+    assert index.lookup_verdict(NEAR, SCOPE).outcome == "miss"
+    assert index.learner is not None and index.learner.wait_idle(30)  # counted: 1 scope
+    client = _client(index)
+    client.delete(stream_key(index.namespace))
+    client.set(stream_key(index.namespace), "garbage")
+    ns = index.namespace
+    assert main(["stats", "--redis-url", redis_url, "--namespace", ns]) == 0
+    out = capsys.readouterr().out
+    assert "lookups counted" in out and "queue     unreadable" in out
+    assert main(["stats", "--redis-url", redis_url, "--namespace", ns, "--json"]) == 0
+    learning = json.loads(capsys.readouterr().out)["namespaces"][0]["learning"]
+    assert learning["scopes"] == 1 and learning["queue"] == {"length": 0, "unreadable": True}
+
+
+def test_paracache_worker_outlives_a_redis_restart() -> None:
+    """`paracache worker` runs apart for good: when its Redis restarts (or drops the
+    connection) it says so and retries. Before, it died with a ConnectionError
+    traceback, and labels piled up until someone restarted it."""
+    import os
+    import subprocess
+    import sys
+
+    from paracache.embedded import EmbeddedRedis
+
+    server = EmbeddedRedis().start()
+    ns = "t-restart"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "paracache", "worker", "--redis-url", server.url,
+         "--namespace", ns],
+        stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    index = None
+    try:
+        assert worker.stderr is not None
+        assert "paracache worker" in worker.stderr.readline()  # it runs
+        server.kill()
+        time.sleep(3.0)
+        assert worker.poll() is None, worker.stderr.read()
+        server.start()
+        index = SemanticIndex(server.url, namespace=ns, max_error_rate=0.02,
+                              min_similarity=0.99, label_worker=False)  # fmt: skip
+        index.store(STORED, "Open the app and tap Activate.", SCOPE)
+        assert index.lookup_verdict(NEAR, SCOPE).outcome == "miss"
+        index.store(NEAR, "Call us.", SCOPE)
+        assert index.learner is not None and index.learner.wait_idle(60)  # sent
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and b"w93" not in _stats(index):
+            time.sleep(0.1)
+        assert _stats(index)[b"w93"] == b"1"  # counted by the worker after the restart
+        assert worker.poll() is None
+    finally:
+        worker.terminate()
+        worker.wait(10)
+        if index is not None:
+            index.close()
+        server.stop()
+
+
+def test_a_judge_timeout_that_is_not_finite_fails_at_construction(
+    make_index: Any, redis_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``judge_timeout=nan`` or ``inf`` was accepted: then every label whose judge took any
+    time was dropped, as "judge took more than nans" or as "judge raised OverflowError"."""
+    from paracache.cli import main
+
+    for bad in (float("nan"), float("inf"), -1.0, 0):
+        with pytest.raises(ValueError, match="judge_timeout"):
+            make_index(max_error_rate=0.02, judge_timeout=bad)
+        with pytest.raises(ValueError, match="judge_timeout"):
+            LabelWorker(_client(make_index()), "faq", judge_timeout=bad)
+    with pytest.raises(TypeError, match="judge_timeout"):
+        make_index(max_error_rate=0.02, judge_timeout=True)
+    code = main(["worker", "--redis-url", redis_url, "--namespace", "faq", "--once",
+                 "--judge-timeout", "inf"])  # fmt: skip
+    assert code == 2 and "--judge-timeout" in capsys.readouterr().err
+
+
+def test_service_stats_show_the_error_bound(make_index: Any) -> None:
+    """`GET /v1/stats` of a service with `--max-error-rate` says what the bound did (its
+    `stats()` does; the endpoint left it out): labels, explorations, observed error;
+    no per-scope thresholds (scopes are every tenant's). Without the bound: null."""
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from paracache.service import create_app
+
+    index = make_index(max_error_rate=0.02, min_similarity=0.99)
+    with TestClient(create_app(index, lambda req: "Call us.", metrics=False)) as client:
+        for prompt in (STORED, NEAR):
+            assert client.post("/v1/answer", json={"prompt": prompt}).json()["cached"] is False
+        assert index.learner is not None and index.learner.wait_idle(30)
+        learning = client.get("/v1/stats").json()["learning"]
+    assert learning["labels"] == 1 and learning["wrong"] == 0  # the same answer twice
+    assert learning["explorations"] == 0 and learning["observed_error"] is None
+    assert learning["max_error_rate"] == 0.02 and "thresholds" not in learning
+    with TestClient(create_app(make_index(), lambda req: "Hi.", metrics=False)) as client:
+        assert client.get("/v1/stats").json()["learning"] is None
+
+
+def test_adapters_sharing_an_index_each_get_their_answers_judged_as_text(
+    make_index: Any,
+) -> None:
+    """One bounded index shared by LangChain and LlamaIndex adapters (as `index=` allows):
+    each adapter *replaced* the learner's decoder of stored answers, so the last one
+    built decided for all, and the others' answers were judged as their raw JSON: the
+    same answer text with other token counts was labelled wrong."""
+    from langchain_core.language_models import BaseChatModel
+    from langchain_core.messages import AIMessage
+    from langchain_core.outputs import ChatGeneration, ChatResult
+    from llama_index.core.llms import MockLLM
+
+    from paracache.llama_index import CachedLLM
+
+    class Counting(BaseChatModel):
+        calls: int = 0
+
+        @property
+        def _llm_type(self) -> str:
+            return "counting"
+
+        def _generate(self, messages: Any, stop: Any = None, run_manager: Any = None,
+                      **kw: Any) -> ChatResult:  # fmt: skip
+            self.calls += 1  # the same text, other token counts each time
+            usage = {"token_usage": {"total": 10 + self.calls}}
+            message = AIMessage(content="Open the app and tap Activate.", response_metadata=usage)
+            return ChatResult(generations=[ChatGeneration(message=message)])
+
+    index = make_index(max_error_rate=0.02, min_similarity=0.99, explore_rate=0)
+    cache = SemanticCache(index)
+    CachedLLM(MockLLM(), index, max_error_rate=0.02)  # built last, on the same index
+    llm = Counting(cache=cache)
+    llm.invoke(STORED)
+    llm.invoke(NEAR)  # a miss below the threshold: the same text comes back
+    assert llm.calls == 2
+    assert index.learner is not None and index.learner.wait_idle(30)
+    learning = index.stats().learning
+    assert learning["labels"] == 1 and learning["wrong"] == 0
+
+
+def test_tool_call_answers_are_judged_by_their_calls(make_index: Any) -> None:
+    """A tool-calling answer's text is empty: judged by its text alone, any two tool
+    calls were "the same answer" (a call with other arguments labelled right, which
+    loosens the bound where it should tighten). Its calls (names, arguments; not their
+    ids) are now part of what the judge compares, streamed or not."""
+    from langchain_core.language_models import BaseChatModel
+    from langchain_core.messages import AIMessage
+    from langchain_core.outputs import ChatGeneration, ChatResult
+    from langchain_core.tools import tool
+
+    from paracache.langchain import CachedChatModel, generations_text
+
+    @tool
+    def activate(card: str) -> str:
+        """Activate a card."""
+        return "done"
+
+    class Tooling(BaseChatModel):
+        calls: int = 0
+
+        @property
+        def _llm_type(self) -> str:
+            return "tooling"
+
+        def bind_tools(self, tools: Any, **kw: Any) -> Any:
+            return self.bind(tools=[t.name for t in tools], **kw)
+
+        def _generate(self, messages: Any, stop: Any = None, run_manager: Any = None,
+                      **kw: Any) -> ChatResult:  # fmt: skip
+            self.calls += 1
+            card = "new" if "new" in messages[-1].content else "any"
+            call = {"name": "activate", "args": {"card": card}, "id": f"call-{self.calls}"}
+            message = AIMessage(content="", tool_calls=[call])
+            return ChatResult(generations=[ChatGeneration(message=message)])
+
+    index = make_index(max_error_rate=0.02, min_similarity=0.99, explore_rate=0)
+    model = Tooling()
+    chat = CachedChatModel(llm=model, cache=SemanticCache(index)).bind_tools([activate])
+    chat.invoke(STORED)
+    streamed = list(chat.stream(NEAR))  # a miss below the threshold: another argument
+    assert model.calls == 2 and any(c.tool_call_chunks for c in streamed)
+    assert index.learner is not None and index.learner.wait_idle(30)
+    learning = index.stats().learning
+    assert learning["labels"] == 1 and learning["wrong"] == 1
+    chat.invoke("how do I activate the new card")  # the same call, another id: right
+    assert model.calls == 3 and index.learner.wait_idle(30)
+    learning = index.stats().learning
+    assert learning["labels"] == 2 and learning["wrong"] == 1
+    plain = generations_text('{"v": 1, "generations": [{"kind": "text", "text": "Yes.", '
+                             '"generation_info": null}]}')  # fmt: skip
+    assert plain == "Yes."
+
+
+def test_paracache_worker_gives_llama_index_answers_as_text_to_the_verifier(
+    make_index: Any,
+) -> None:
+    """`paracache worker --verifier` read LangChain entries as text and LlamaIndex ones
+    (CachedLLM, the query engine) as their raw JSON."""
+    from llama_index.core.llms import ChatMessage, MockLLM
+
+    from paracache.cli import stored_answer_text
+    from paracache.llama_index._shared import _dump_response
+
+    index = make_index(max_error_rate=0.02, min_similarity=0.99, label_worker=False)
+    llm = CachedLLM(MockLLM(), index, max_error_rate=0.02)
+    llm.chat([ChatMessage(role="user", content=STORED)])
+    llm.complete(NEAR)
+    answers = sorted(
+        stored_answer_text(_client(index).hget(e.key, "response").decode())  # type: ignore[union-attr]
+        for e in index.entries()
+    )
+    assert all(not a.startswith("{") for a in answers) and len(answers) == 2, answers
+    engine = _dump_response("Reset it in Settings.", [], {"k": 1}, streamed=True)
+    assert stored_answer_text(engine) == "Reset it in Settings."
+    assert stored_answer_text('{"kind": "complete"}') == '{"kind": "complete"}'
+
+
+def test_statistics_with_absurd_counts_are_unreadable(make_index: Any) -> None:
+    """A count too large for a float (garbage written by hand: a 400-digit number) made
+    the bound raise OverflowError: the refresh stopped there, so the scope kept serving
+    at its earlier learned threshold and nothing counted the record as unreadable.
+    Such a record now gives its scope no semantic hit, like any unreadable one."""
+    from paracache import bound
+
+    index = make_index(max_error_rate=0.05, min_similarity=0.99, explore_rate=0.0)
+    index.store(STORED, "Open the app and tap Activate.", SCOPE)
+    assert index.lookup_verdict(NEAR, SCOPE).outcome == "miss"  # the scope is seen
+    assert index.learner is not None
+    key = index.learner.stats_key(SCOPE.digest())
+    fields: dict[str, int | str] = {"v": "1", "N": 1000}
+    for b in range(90, 100):
+        fields.update({f"n{b}": 40, f"t{b}": 60})
+    _client(index).hset(key, mapping=fields)
+    index.learner.refresh(force=True)
+    assert index.lookup_verdict(NEAR, SCOPE).outcome == "semantic"  # learned: served
+    _client(index).hset(key, "N", "9" * 400)
+    index.learner.refresh(force=True)
+    assert index.lookup_verdict(NEAR, SCOPE).outcome == "miss"
+    assert index.stats().errors_by_kind.get("stats_corrupt", 0) >= 1
+    with pytest.raises(ValueError, match="not a count"):
+        bound.ScopeStats.from_record({b"v": b"1", b"N": b"9" * 400})
+
+
+def test_an_adapters_min_similarity_is_the_static_threshold_under_the_bound(
+    make_index: Any, redis_url: str, namespace: str
+) -> None:
+    """`SemanticCache(max_error_rate=..., min_similarity=...)` fixed every lookup's
+    threshold at min_similarity: the learned one was never even read, while exploration
+    and labels went on costing model calls. It is now the static threshold the bound
+    starts from (as `SemanticIndex(min_similarity=...)` is); on an index that has the
+    bound, an adapter's own threshold is refused."""
+    from paracache.llama_index import SemanticCacheQueryEngine
+
+    verdicts: list[Any] = []
+    cache = SemanticCache(
+        redis_url=redis_url, namespace=namespace, max_error_rate=0.05, min_similarity=0.99,
+        explore_rate=0.0, on_verdict=verdicts.append,
+    )  # fmt: skip
+    try:
+        index = cache.index
+        assert index.learner is not None and index.settings.min_similarity == 0.99
+        llm = FakeListChatModel(responses=["Open the app and tap Activate."] * 3, cache=cache)
+        llm.invoke(STORED)
+        llm.invoke(NEAR)  # cold: a miss below 0.99
+        assert verdicts[-1].outcome == "miss" and index.learner.wait_idle(30)
+        (key,) = _client(index).scan_iter(match=f"paracache:{namespace}:*:q:*")
+        fields: dict[str, int | str] = {"v": "1", "N": 1000}
+        for b in range(90, 100):
+            fields.update({f"n{b}": 40, f"t{b}": 60})
+        _client(index).hset(key, mapping=fields)
+        index.learner.refresh(force=True)
+        (learned,) = index.stats().learning["thresholds"].values()
+        assert learned <= 0.93
+        llm.invoke("How can I activate my new card?")  # 0.96 to STORED: learned, served
+        assert verdicts[-1].outcome == "semantic", verdicts[-1].reason
+    finally:
+        cache.index.close()
+    learned = make_index(max_error_rate=0.02)
+    with pytest.raises(ValueError, match="min_similarity"):
+        SemanticCache(learned, min_similarity=0.95)
+    with pytest.raises(ValueError, match="min_similarity"):
+        SemanticCacheQueryEngine(_Echo(), learned, min_similarity=0.95)
+    SemanticCache(make_index(), min_similarity=0.95)  # without the bound: per lookup, as before
+    engine = SemanticCacheQueryEngine(
+        _Echo(), redis_url=redis_url, namespace=namespace, max_error_rate=0.05,
+        min_similarity=0.97,
+    )  # fmt: skip
+    try:
+        assert engine.min_similarity is None and engine.index.settings.min_similarity == 0.97
+    finally:
+        engine.index.close()
+
+
+def _echo_engine() -> Any:
+    from llama_index.core.query_engine import CustomQueryEngine
+
+    class Echo(CustomQueryEngine):
+        def custom_query(self, query_str: str) -> str:
+            return query_str
+
+    return Echo()
+
+
+_Echo = _echo_engine
+
+
+def test_a_judge_or_verifier_class_instead_of_an_instance_fails_at_construction(
+    make_index: Any,
+) -> None:
+    """`judge=EmbeddingJudge` (the class, without parentheses) is callable, so it was
+    accepted, and every label was then dropped: the class called with two answers
+    builds a judge (or raises), never says True or False."""
+    from paracache.judge import EmbeddingJudge, ExactJudge, QuestionVerifier
+
+    for judge in (ExactJudge, EmbeddingJudge):
+        with pytest.raises(TypeError, match=rf"did you mean {judge.__name__}\(\)"):
+            make_index(max_error_rate=0.02, judge=judge)
+    with pytest.raises(TypeError, match=r"did you mean QuestionVerifier\(\)"):
+        make_index(max_error_rate=0.02, verifier=QuestionVerifier)

@@ -189,3 +189,56 @@ def test_streamed_answers_keep_to_the_api_keys_tenant(make_index: Any) -> None:
         first, other, again = ask(acme), ask(globex), ask(acme)
     assert first[0][1]["cached"] is False and other[0][1]["cached"] is False
     assert again[0][1]["cached"] is True and model.calls == 2
+
+
+def test_a_streamed_answer_keeps_to_the_learned_threshold(make_index: Any) -> None:
+    """With ``max_error_rate`` a learned threshold gets no corroboration margin: the
+    streamed path passed it to the lookup as a per-request threshold, which has one, and
+    served a corroborated candidate below it that a non-streamed request did not."""
+    import redis
+
+    index: SemanticIndex = make_index(max_error_rate=0.05, explore_rate=0.0)
+    stored, asked = "Can I get a refund on a $60 gift card?", "Is a $60 gift card refundable?"
+    with TestClient(create_app(index, lambda req: "Only unused cards.")) as c:
+        assert c.post("/v1/answer", json={"prompt": stored}).json()["cached"] is False
+        assert index.learner is not None and index.learner.wait_idle(30)
+        client = redis.Redis.from_url(index.redis_url)
+        (key,) = client.scan_iter(match=f"paracache:{index.namespace}:*:q:*")
+        # As workers would have counted them: right from 0.90 up, often wrong below.
+        fields: dict[str, int | str] = {"v": "1", "N": 2000}
+        for b in range(80, 100):
+            fields.update({f"n{b}": 40, f"t{b}": 60}, **({f"w{b}": 20} if b < 90 else {}))
+        client.hset(key, mapping=fields)
+        index.learner.refresh(force=True)
+        (learned,) = index.stats().learning["thresholds"].values()
+        got = events(
+            c.post("/v1/answer", json={"prompt": asked, "stream": True}).text
+        )  # fmt: skip
+        meta = got[0][1]
+        assert meta["min_similarity"] == learned and 0.8 < meta["similarity"] < learned
+        assert meta["cached"] is False and meta["outcome"] == "miss", meta
+        assert got[-1][0] == "done" and got[-1][1]["answer"] == "Only unused cards."
+
+
+async def test_a_client_gone_after_the_meta_event_releases_the_flight(make_index: Any) -> None:
+    """A client that disconnects right after the first event (`meta`, sent before the
+    model starts) left the single-flight it led unsettled: identical requests waited the
+    full bound (30 s) and other processes until the Redis lock expired."""
+    from paracache.service_stream import answer_events
+    from paracache.singleflight import SingleFlight
+
+    index: SemanticIndex = make_index()
+    flights = SingleFlight(index)
+    model = StreamingModel()
+
+    async def pieces() -> Any:
+        async for chunk in model.astream(CARD):
+            yield chunk.text
+
+    events_out = answer_events(
+        index, flights, CARD, Scope(), 0.9, pieces, lambda *a: {"answer": a[1]}
+    )
+    assert (await events_out.__anext__()).startswith(b"event: meta")
+    assert flights.in_flight() == 1
+    await events_out.aclose()
+    assert flights.in_flight() == 0 and await index.acount() == 0 and model.calls == 0

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+import redis
 from llama_index.core import Document, VectorStoreIndex
 from llama_index.core.base.llms.types import ChatMessage, CompletionResponseGen
 from llama_index.core.llms import MockLLM
@@ -18,6 +19,11 @@ from pydantic import PrivateAttr
 from paracache import SemanticIndex
 from paracache.llama_index import CachedLLM, LlamaIndexEmbedding, SemanticCacheQueryEngine
 from paracache.replay import replay_chunks
+
+
+def _client(index: SemanticIndex) -> redis.Redis:
+    return redis.Redis.from_url(index.redis_url)
+
 
 QUESTION = [ChatMessage(role="user", content="How do I reset my password?")]
 
@@ -238,3 +244,71 @@ async def test_cancelled_astream_chat_stores_nothing(index: SemanticIndex) -> No
         await task
     assert await index.acount() == 0
     assert llm._flights.in_flight() == 0  # given up: nobody waits on it
+
+
+async def test_stream_complete_with_the_error_bound_is_cached_like_complete(
+    make_index: Any,
+) -> None:
+    """With ``max_error_rate`` a completion is matched by meaning: its stream twins use the
+    same key (they used ``complete``'s exact key, another scope per prompt: the answer
+    ``complete`` stored was not served to ``stream_complete``, no paraphrase was ever
+    served to a stream, and each prompt got a statistics record of its own)."""
+    index = make_index(max_error_rate=0.02, explore_rate=0)
+    inner = CountingLLM()
+    llm = CachedLLM(inner, index, max_error_rate=0.02)
+    prompt = "How do I activate my new card?"
+    text = llm.complete(prompt).text  # MockLLM.complete does not count as a stream call
+    again = list(llm.stream_complete(prompt))
+    assert not inner._calls and again[-1].text == text
+    assert again[0].additional_kwargs["paracache"]["layer"] == "exact"
+    near = list(llm.stream_complete("how can I activate my new card"))
+    assert not inner._calls and near[-1].text == text
+    assert near[0].additional_kwargs["paracache"]["layer"] == "semantic"
+    anear = [r async for r in await llm.astream_complete("How can I activate my new card?")]
+    assert not inner._calls and anear[-1].text == text
+    streamed = list(llm.stream_complete("Which documents do I need to open an account?"))
+    assert len(inner._calls) == 1
+    assert llm.complete("Which documents do I need to open an account?").text == streamed[-1].text
+    assert index.learner is not None and index.learner.wait_idle(30)
+    records = list(_client(index).scan_iter(match=f"paracache:{index.namespace}:*:q:*"))
+    assert len(records) == 1  # one scope: completions of this LLM
+
+
+def test_an_engine_stream_never_read_releases_its_flight(
+    vindex: VectorStoreIndex, index: SemanticIndex
+) -> None:
+    """A streaming engine's miss returns before its first token: a response dropped
+    unread (an exception before rendering, a client gone) never ran its stream, so the
+    single-flight it led was held until waiters gave up (30 s) and its Redis lock
+    expired. Dropping it releases both."""
+    import gc
+
+    llm = CountingLLM()
+    engine = SemanticCacheQueryEngine.from_index(
+        vindex, index, llm=llm, similarity_top_k=1, streaming=True
+    )
+    unread = engine.query("What is the refund window?")
+    assert engine._flights.in_flight() == 1
+    del unread
+    gc.collect()
+    assert engine._flights.in_flight() == 0
+    lock = f"{index.layout.namespace_prefix}flight:*"
+    assert not list(_client(index).scan_iter(match=lock))
+    started = time.monotonic()
+    assert "".join(engine.query("What is the refund window?").response_gen)
+    assert time.monotonic() - started < 10 and index.count() == 1
+
+
+async def test_an_async_engine_stream_never_read_releases_its_flight(
+    vindex: VectorStoreIndex, index: SemanticIndex
+) -> None:
+    import gc
+
+    engine = SemanticCacheQueryEngine.from_index(
+        vindex, index, llm=CountingLLM(), similarity_top_k=1, streaming=True
+    )
+    unread = await engine.aquery("What is the refund window?")
+    assert engine._flights.in_flight() == 1
+    del unread
+    gc.collect()
+    assert engine._flights.in_flight() == 0

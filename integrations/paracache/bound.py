@@ -243,6 +243,11 @@ class ScopeStats:
         return out
 
 
+#: No count a cache can reach is larger: anything above is garbage (and would not fit a
+#: float in the bound's arithmetic).
+MAX_COUNT = 2**53
+
+
 def _count(raw: bytes, name: str) -> int:
     try:
         value = int(raw)
@@ -250,6 +255,8 @@ def _count(raw: bytes, name: str) -> int:
         raise ValueError(f"statistics field {name!r} is not a count: {raw!r}") from None
     if value < 0:
         raise ValueError(f"statistics field {name!r} is negative: {value}")
+    if value > MAX_COUNT:
+        raise ValueError(f"statistics field {name!r} is not a count: larger than 2**53")
     return value
 
 

@@ -552,8 +552,12 @@ def _print_learning(client: Any, namespace: str) -> None:
     print(f"    explored  {s['explored_labels']:,} labelled would-be hits, "
           f"{s['explored_wrong']:,} wrong: observed error {shown}")
     q = s["queue"]
-    print(f"    queue     {q['length']:,} messages, {q.get('pending', 0):,} pending, "
-          f"lag {q.get('lag', 0):,}")
+    if q.get("unreadable"):
+        print("    queue     unreadable: its key holds something else than a stream "
+              "(labels are dropped until it is deleted)")
+    else:
+        print(f"    queue     {q['length']:,} messages, {q.get('pending', 0):,} pending, "
+              f"lag {q.get('lag', 0):,}")
     if s["unreadable"]:
         print(f"    unreadable statistics records: {s['unreadable']:,}")
 
@@ -632,6 +636,12 @@ def _import_callable(spec: str, option: str) -> Any:
         target = getattr(target, part)
     if not callable(target):
         raise CommandError(f"{option} {spec!r}: {attribute!r} is not callable", 2)
+    if isinstance(target, type):  # calling it would build an object, not say yes or no
+        raise CommandError(
+            f"{option} {spec!r}: {attribute!r} is a class; name a function or an instance "
+            "(e.g. a module-level judge = MyJudge())",
+            2,
+        )
     return target
 
 
@@ -665,21 +675,35 @@ def _worker_verifier(args: argparse.Namespace) -> Any:
 
 def stored_answer_text(payload: str) -> str:
     """The text of a stored response for a judge or verifier in a process that does not
-    know which adapter stored it (``paracache worker``): the generations' text of a
-    LangChain adapter entry (when ``langchain_core`` is importable), else the response
-    as stored.
+    know which adapter stored it (``paracache worker``): the answer text of a LangChain
+    adapter entry (when ``langchain_core`` is importable) or of a LlamaIndex one
+    (``CachedLLM``, the query engine; when ``llama_index`` is), else the response as
+    stored.
 
     Example:
         >>> stored_answer_text("Tap Freeze.")
         'Tap Freeze.'
     """
-    if not (payload.startswith("{") and '"generations"' in payload):
+    if not payload.startswith("{"):
         return payload
+    decoders: list[Callable[[str], str]] = []
     try:
-        from .langchain import generations_text
+        if '"generations"' in payload:
+            from .langchain import generations_text
+
+            decoders.append(generations_text)
+        elif '"kind"' in payload:
+            from .llama_index._shared import response_text
+            from .llama_index.llm import stored_text
+
+            decoders += [response_text, stored_text]
     except ImportError:
         return payload
-    return generations_text(payload)
+    for decode in decoders:
+        text = decode(payload)
+        if text != payload:
+            return text
+    return payload
 
 
 def _run_worker(args: argparse.Namespace) -> int:
@@ -687,8 +711,12 @@ def _run_worker(args: argparse.Namespace) -> int:
 
     if not args.namespace:
         raise CommandError("worker needs --namespace", 2)
-    if not args.judge_timeout > 0:
-        raise CommandError("--judge-timeout must be > 0", 2)
+    from .judge import check_judge_timeout
+
+    try:
+        check_judge_timeout(args.judge_timeout, "--judge-timeout")
+    except ValueError as exc:
+        raise CommandError(str(exc), 2) from None
     judge = _worker_judge(args)
     verifier = _worker_verifier(args)
     conn = _connect(args)
@@ -721,8 +749,29 @@ def _run_worker(args: argparse.Namespace) -> int:
     )
     print(f"paracache worker: namespace {args.namespace!r} on {conn.url}, judge {judge!r}"
           + (f", verifier {verifier!r}" if verifier is not None else ""), file=sys.stderr)
+    import time
+
+    import redis
+
+    delay = 0.0  # > 0: Redis is unreachable, retrying after this many seconds
     while True:
-        handled = worker.run_once(block_ms=0 if args.once else 1000)
+        try:
+            handled = worker.run_once(block_ms=0 if args.once else 1000)
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            if args.once:
+                raise CommandError(f"Redis unreachable at {conn.url}: {exc}", 1) from None
+            if not delay:  # once per outage, not once per retry
+                print(f"paracache worker: Redis unreachable at {conn.url} ({exc}); "
+                      "retrying (nothing is lost: unacknowledged labels stay queued)",
+                      file=sys.stderr)  # fmt: skip
+            delay = min(max(delay * 2, 0.5), 5.0)
+            time.sleep(delay)
+            continue
+        except redis.ResponseError as exc:  # e.g. the queue's key holds another type
+            raise CommandError(f"Redis refused the label queue's commands: {exc}", 1) from None
+        if delay:
+            print("paracache worker: Redis reachable again", file=sys.stderr)
+            delay = 0.0
         if args.once and not handled:
             break
     if args.json:

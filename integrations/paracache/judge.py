@@ -47,6 +47,8 @@ __all__ = [
     "QuestionVerifier",
     "call_judge",
     "check_judge",
+    "check_judge_timeout",
+    "check_not_a_class",
 ]
 
 #: A judge: ``(cached answer, fresh answer) -> right to serve?``
@@ -172,7 +174,48 @@ def check_judge(judge: Any) -> Judge:
         return ExactJudge()
     if not callable(judge):
         raise TypeError(f"judge must be a callable (cached, fresh) -> bool, got {judge!r}")
+    check_not_a_class(judge, "judge")
     return judge  # type: ignore[no-any-return]
+
+
+def check_not_a_class(value: Any, name: str) -> None:
+    """Refuse a class where a judge or verifier is expected: callable, but calling it
+    builds an object instead of saying ``True`` or ``False`` (``judge=EmbeddingJudge``
+    for ``judge=EmbeddingJudge()``), so every label would be dropped at run time.
+
+    Example:
+        >>> check_not_a_class(ExactJudge, "judge")
+        Traceback (most recent call last):
+        ...
+        TypeError: judge must be ... not the class ExactJudge: did you mean ExactJudge()?
+    """
+    if isinstance(value, type):
+        raise TypeError(
+            f"{name} must be a callable returning a bool, not the class {value.__name__}: "
+            f"did you mean {value.__name__}()?"
+        )
+
+
+def check_judge_timeout(value: Any, name: str = "judge_timeout") -> float:
+    """Validate a judge's time limit: a finite number of seconds > 0 (NaN or infinity
+    would make every judge call that takes any time fail).
+
+    Example:
+        >>> check_judge_timeout(10)
+        10.0
+        >>> check_judge_timeout(float("inf"))
+        Traceback (most recent call last):
+        ...
+        ValueError: judge_timeout must be a finite number of seconds > 0 (at most ...), got inf
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number of seconds > 0, got {value!r}")
+    if not 0.0 < value <= threading.TIMEOUT_MAX:  # NaN fails this too
+        raise ValueError(
+            f"{name} must be a finite number of seconds > 0 (at most "
+            f"{threading.TIMEOUT_MAX:.0f}), got {value!r}"
+        )
+    return float(value)
 
 
 _POOL: concurrent.futures.ThreadPoolExecutor | None = None

@@ -243,18 +243,52 @@ def _dump_generations(generations: Sequence[Generation]) -> tuple[str, int]:
 
 
 def generations_text(payload: str) -> str:
-    """The text of the generations stored by this adapter (what a judge compares);
-    anything else is returned as it is.
+    """The text of the generations stored by this adapter (what a judge compares), with
+    their tool calls (names and arguments as JSON, not their ids: a tool-calling answer
+    has no text, and two calls with other arguments are different answers); anything
+    else is returned as it is.
 
     Example:
         >>> generations_text(_dump_generations([Generation(text="Yes.")])[0])
         'Yes.'
+        >>> from langchain_core.messages import AIMessage
+        >>> call = {"name": "activate", "args": {"card": "new"}, "id": "call-1"}
+        >>> message = AIMessage(content="", tool_calls=[call])
+        >>> generations_text(_dump_generations([ChatGeneration(message=message)])[0])
+        '[{"args": {"card": "new"}, "name": "activate"}]'
     """
     try:
         generations = _load_generations(payload)
     except (ValueError, KeyError, TypeError):
         return payload
-    return "\n".join(g.text for g in generations)
+    return "\n".join(_judged_text(g) for g in generations)
+
+
+def _judged_text(generation: Generation) -> str:
+    """A generation's text and, if it has any, its tool calls spelled as JSON."""
+    message = getattr(generation, "message", None)
+    calls = [
+        {"name": call.get("name"), "args": call.get("args")}
+        for call in [
+            *(getattr(message, "tool_calls", None) or []),
+            *(getattr(message, "invalid_tool_calls", None) or []),
+        ]
+    ]
+    if not calls:
+        return generation.text
+    spelled = json.dumps(calls, sort_keys=True, ensure_ascii=False, default=str)
+    return f"{generation.text}\n{spelled}" if generation.text else spelled
+
+
+def _check_bound_threshold(index: Any, min_similarity: Any) -> None:
+    """An adapter's own threshold on an index with the error bound would be every
+    lookup's threshold: the learned one would never apply. Refused (``ValueError``)."""
+    if min_similarity is not None and getattr(index, "learner", None) is not None:
+        raise ValueError(
+            "min_similarity= here would fix every lookup's threshold, so the index's "
+            "max_error_rate would never apply: give min_similarity to the SemanticIndex "
+            "(its static threshold while a scope is cold)"
+        )
 
 
 def _load_generations(payload: str) -> list[Generation]:
@@ -293,6 +327,9 @@ class SemanticCache(BaseCache):
         corpus_version: Bump after re-indexing whatever grounds the answers.
         fields: Further user scope fields.
         min_similarity: Semantic threshold (cosine similarity, higher is stricter).
+            With ``max_error_rate``: the static threshold the bound starts from (while
+            a scope is cold); refused with an ``index`` that has the bound, whose
+            learned threshold it would override.
         max_error_rate: δ, the share of lookups that may be answered wrongly, in (0, 1)
             (``None``: the static rules). The cache labels its misses with the answers
             LangChain passes to ``update`` and learns per scope where serving stays
@@ -327,6 +364,10 @@ class SemanticCache(BaseCache):
             if index is not None:
                 raise ValueError("give max_error_rate= to the SemanticIndex passed as index=")
             options["max_error_rate"] = max_error_rate
+            if min_similarity is not None:  # the static threshold the bound starts from
+                options["min_similarity"], min_similarity = min_similarity, None
+        elif index is not None:
+            _check_bound_threshold(index, min_similarity)
         if index is not None:
             if not isinstance(index, SemanticIndex):
                 raise TypeError(f"index must be a SemanticIndex, got {type(index).__name__}")
@@ -341,7 +382,7 @@ class SemanticCache(BaseCache):
             raise TypeError("on_verdict must be callable")
         self.index = index
         if index.learner is not None:  # judges compare the answers' text, not their JSON
-            index.learner.answer_text = generations_text
+            index.learner.add_answer_text(generations_text)
         # Checked here: a bad threshold would otherwise raise out of every lookup.
         self.min_similarity = None if min_similarity is None else check_similarity(min_similarity)
         self.on_verdict = on_verdict

@@ -60,7 +60,14 @@ from typing import Any
 import redis
 
 from . import bound
-from .judge import Judge, JudgeFailed, call_judge, check_judge
+from .judge import (
+    Judge,
+    JudgeFailed,
+    call_judge,
+    check_judge,
+    check_judge_timeout,
+    check_not_a_class,
+)
 from .protocol import Script
 
 __all__ = [
@@ -304,6 +311,8 @@ class Learner:
                 f"verifier must be a callable (question, cached question, cached answer) "
                 f"-> bool, got {verifier!r}"
             )
+        if verifier is not None:
+            check_not_a_class(verifier, "verifier")
         if isinstance(verify_band, bool) or not isinstance(verify_band, (int, float)):
             raise TypeError(f"verify_band must be a number in (0, 0.3], got {verify_band!r}")
         if not 0.0 < verify_band <= 0.3:
@@ -320,10 +329,7 @@ class Learner:
             raise TypeError(f"explore_rate must be a number in [0, 0.5], got {explore_rate!r}")
         if not 0.0 <= explore_rate <= 0.5:
             raise ValueError(f"explore_rate must be in [0, 0.5], got {explore_rate!r}")
-        if isinstance(judge_timeout, bool) or not isinstance(judge_timeout, (int, float)):
-            raise TypeError(f"judge_timeout must be a positive number, got {judge_timeout!r}")
-        if judge_timeout <= 0:
-            raise ValueError(f"judge_timeout must be a positive number, got {judge_timeout!r}")
+        judge_timeout = check_judge_timeout(judge_timeout)
         self.explore_rate = float(explore_rate)
         self.judge = check_judge(judge)
         self.judge_timeout = float(judge_timeout)
@@ -336,9 +342,11 @@ class Learner:
         self._random = random.Random(seed)
         #: The lowest similarity a candidate is read and labelled at.
         self.read_floor = bound.LOWEST
-        #: Turns a stored response into the text the judge compares (adapters that
-        #: store serialised objects set it; default: the response as stored).
+        #: Turns a stored response into the text the judge compares (default: the
+        #: response as stored; adapters that store serialised objects add their
+        #: decoder with :meth:`add_answer_text`).
         self.answer_text: Callable[[str], str] = _identity
+        self._decoders: list[Callable[[str], str]] = []
         self._lock = threading.Lock()
         # One refresh at a time: a read of the statistics is decided before the next
         # read starts, so an older read can never overwrite a newer decision.
@@ -367,6 +375,29 @@ class Learner:
             )
         for thread in self._threads:
             thread.start()
+
+    def add_answer_text(self, decode: Callable[[str], str]) -> None:
+        """Add an adapter's decoder of its stored responses (``decode(payload) -> text``,
+        the payload itself when it is not that adapter's). Adapters sharing one index
+        each add theirs: a response is judged as the text of the first decoder that
+        recognises it (returns something else), or as stored.
+
+        Example:
+            >>> # cache.learner.add_answer_text(paracache.langchain.generations_text)
+        """
+        with self._lock:
+            if decode not in self._decoders:
+                self._decoders.append(decode)
+            decoders = tuple(self._decoders)
+
+        def answer_text(payload: str) -> str:
+            for each in decoders:
+                text = each(payload)
+                if text != payload:
+                    return text
+            return payload
+
+        self.answer_text = answer_text
 
     # ------------------------------------------------------------------ request path
 
@@ -623,18 +654,19 @@ class Learner:
                     raise ValueError("statistics key is not a hash")
                 return  # a failure, not a bad record: keep what we have
             stats = bound.ScopeStats.from_record(_as_bytes_map(record))
-        except ValueError as exc:
+            before = self._decisions.get(stats_key)
+            # Hysteresis from the start: a scope's first learned threshold is lowered
+            # from 1.0 on the stricter bound too (a scope just past its first labels is
+            # the likeliest to have seen a lucky few).
+            decision = bound.learned_threshold(
+                stats, self.delta, static=1.0,
+                previous=before.threshold if before is not None and before.learned else 1.0,
+            )  # fmt: skip
+        except (ValueError, ArithmeticError) as exc:  # counts no arithmetic can use
             self._decisions[stats_key] = bound.NO_SEMANTIC
             self._error("stats_corrupt", exc)
             return
-        before = self._decisions.get(stats_key)
-        # Hysteresis from the start: a scope's first learned threshold is lowered from
-        # 1.0 on the stricter bound too (a scope just past its first labels is the
-        # likeliest to have seen a lucky few).
-        self._decisions[stats_key] = bound.learned_threshold(
-            stats, self.delta, static=1.0,
-            previous=before.threshold if before is not None and before.learned else 1.0,
-        )  # fmt: skip
+        self._decisions[stats_key] = decision
 
     def _count_label(self, wrong: bool | None, kind: str, explored: bool = False) -> None:
         if kind in ("promoted", "verify_rejected", "verify_unneeded"):
@@ -782,7 +814,7 @@ class LabelWorker:
         self.namespace = namespace
         self.stream = stream_key(namespace)
         self.judge = check_judge(judge)
-        self.judge_timeout = float(judge_timeout)
+        self.judge_timeout = check_judge_timeout(judge_timeout)
         self.stats_ttl = int(stats_ttl)
         self.consumer = consumer or f"{_host()}-{id(self):x}"
         self.on_label = on_label
@@ -821,9 +853,15 @@ class LabelWorker:
         now = time.monotonic()
         if now >= self._claim_at:
             self._claim_at = now + self.claim_idle_ms / 2000.0
-            claimed = self.client.xautoclaim(
-                self.stream, GROUP, self.consumer, self.claim_idle_ms, "0-0", count=count
-            )
+            try:
+                claimed = self.client.xautoclaim(
+                    self.stream, GROUP, self.consumer, self.claim_idle_ms, "0-0", count=count
+                )
+            except redis.ResponseError as exc:
+                if "NOGROUP" in str(exc):  # cleared, or a restarted Redis without its data
+                    self._group_ready = False
+                    return 0
+                raise
             messages.extend(claimed[1] if len(claimed) > 1 else [])
         if not messages:
             try:
@@ -1003,7 +1041,8 @@ def learning_summary(client: Any, namespace: str) -> dict[str, Any] | None:
     """What the error bound recorded for a namespace, summed over its scopes (for
     ``paracache stats``): scopes, lookups counted, labels, wrong labels, explored labels
     and wrong ones with the observed error of explored would-be hits (95 %
-    Clopper-Pearson), unreadable records, and the label queue (length, pending, lag).
+    Clopper-Pearson), unreadable records, and the label queue (length, pending, lag;
+    ``unreadable`` when its key holds something else than a stream).
     ``None`` if the namespace has no learning data.
 
     Example:
@@ -1029,17 +1068,19 @@ def learning_summary(client: Any, namespace: str) -> dict[str, Any] | None:
         out["explored_labels"] += stats.explored[0]
         out["explored_wrong"] += stats.explored[1]
     stream = stream_key(namespace)
-    queue: dict[str, int] = {"length": int(client.xlen(stream) or 0)}
+    queue: dict[str, Any] = {"length": 0}
     try:
+        queue["length"] = int(client.xlen(stream) or 0)
         for group in client.xinfo_groups(stream):
             info = {_s(k): v for k, v in group.items()}
             if _s(info.get("name", "")) == GROUP:
                 queue["pending"] = int(info.get("pending") or 0)
                 queue["lag"] = int(info.get("lag") or 0)
-    except redis.ResponseError:
-        pass  # no stream
+    except redis.ResponseError as exc:  # no stream, or not a stream (WRONGTYPE)
+        if "WRONGTYPE" in str(exc):
+            queue = {"length": 0, "unreadable": True}
     out["queue"] = queue
-    if not out["scopes"] and not out["unreadable"] and not queue["length"]:
+    if not (out["scopes"] or out["unreadable"] or queue["length"] or "unreadable" in queue):
         return None
     n, wrong = out["explored_labels"], out["explored_wrong"]
     out["observed_error"] = (

@@ -228,6 +228,13 @@ class StatsResponse(BaseModel):
     hit_latency_ms: dict[str, float]
     miss_latency_ms: dict[str, float]
     errors_by_kind: dict[str, int]
+    learning: dict[str, Any] | None = Field(
+        None,
+        description="With max_error_rate: what the error bound did in this process "
+        "(labels, wrong, explorations, explored_labels, explored_wrong, dropped, ..., "
+        "observed_error: [estimate, low, high] or null); per-scope thresholds are left "
+        "out. Null without the bound.",
+    )
 
 
 class HealthResponse(BaseModel):
@@ -659,6 +666,7 @@ def create_app(
                 lambda v, text, tokens, entry, t: _response(
                     v, text, tokens, threshold, t, entry
                 ).model_dump(mode="json"),
+                learned=per_request is None,
             )
             return StreamingResponse(
                 events, media_type="text/event-stream",
@@ -701,10 +709,14 @@ def create_app(
     async def stats(principal: Caller) -> StatsResponse:
         entries = await _entries(cache, metrics)
         data = cache.stats().as_dict()
+        learning = data.pop("learning", None) or None
+        if learning is not None:  # scope digests: every tenant's, not the caller's to see
+            learning = {k: v for k, v in learning.items() if k != "thresholds"}
         return StatsResponse(
             namespace=cache.namespace,
             min_similarity=cache.settings.min_similarity,
             entries=entries,
+            learning=learning,
             **{k: v for k, v in data.items() if k in StatsResponse.model_fields},
         )
 

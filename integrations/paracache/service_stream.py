@@ -55,14 +55,20 @@ async def answer_events(
     threshold: float,
     model: Callable[[], AsyncIterator[Piece]],
     done: Callable[[Verdict, str, int, str | None, float], dict[str, Any]],
+    *,
+    learned: bool = False,
 ) -> AsyncIterator[bytes]:
     """The events of one streamed answer (see the module's docstring).
 
     ``model()`` starts the chat model's stream; ``done(verdict, answer, tokens,
-    entry_id, t0)`` is the final (non-streamed) response body.
+    entry_id, t0)`` is the final (non-streamed) response body. ``learned``: ``threshold``
+    is the error bound's (``max_error_rate``), only reported; the lookup takes the
+    index's own, as a non-streamed request does (a learned threshold has no
+    corroboration margin, a per-request one has).
     """
     t0 = time.perf_counter()
-    verdict = await index.alookup_verdict(prompt, scope, min_similarity=threshold)
+    per_request = None if learned else threshold
+    verdict = await index.alookup_verdict(prompt, scope, min_similarity=per_request)
     hit = verdict.hit
     claim = None
     if hit is None and verdict.missed:
@@ -88,10 +94,10 @@ async def answer_events(
             final.update(cached=True, layer="in-flight")
         yield sse("done", final)
         return
-    yield sse("meta", meta)
     parts: list[str] = []
     tokens, payload = 0, None
     try:
+        yield sse("meta", meta)  # a client gone here, too, must release the flight
         try:
             async for item in model():
                 if isinstance(item, tuple):

@@ -111,7 +111,7 @@ class CachedLLM(LLM, WrapsLLM):
         self._flights = SingleFlight(cache)
         self._semantic = delta is not None
         if self._semantic and cache.learner is not None:  # judges compare answer texts
-            cache.learner.answer_text = stored_text
+            cache.learner.add_answer_text(stored_text)
 
     @classmethod
     def class_name(cls) -> str:
@@ -376,7 +376,7 @@ class CachedLLM(LLM, WrapsLLM):
         self, prompt: str, formatted: bool = False, **kwargs: Any
     ) -> CompletionResponseGen:
         """Cached :meth:`LLM.stream_complete` (as :meth:`stream_chat`)."""
-        key = self._key("complete", prompt, [prompt, formatted], kwargs)
+        key = self._complete_key(prompt, formatted, kwargs)
         gen: CompletionResponseGen = self._stream(
             key, lambda: self.llm.stream_complete(prompt, formatted=formatted, **kwargs)
         )
@@ -396,7 +396,7 @@ class CachedLLM(LLM, WrapsLLM):
         self, prompt: str, formatted: bool = False, **kwargs: Any
     ) -> CompletionResponseAsyncGen:
         """Async :meth:`stream_complete`."""
-        key = self._key("complete", prompt, [prompt, formatted], kwargs)
+        key = self._complete_key(prompt, formatted, kwargs)
         gen: CompletionResponseAsyncGen = self._astream(
             key, lambda: self.llm.astream_complete(prompt, formatted=formatted, **kwargs)
         )

@@ -7,8 +7,9 @@ import dataclasses
 import functools
 import inspect
 import logging
+import weakref
 from collections.abc import AsyncGenerator, Generator, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 from llama_index.core.base.base_query_engine import BaseQueryEngine
 from llama_index.core.base.response.schema import (
@@ -95,7 +96,9 @@ class SemanticCacheQueryEngine(BaseQueryEngine):
         min_similarity: Semantic threshold (cosine similarity; default: the index's,
             learned when the index has ``max_error_rate``: pass
             ``max_error_rate=0.02`` among the options, and each miss's fresh response
-            labels the candidate it did not serve).
+            labels the candidate it did not serve; given with ``max_error_rate``, it is
+            the static threshold the bound starts from; refused with an ``index`` that
+            has the bound, whose learned threshold it would override).
         engine_kwargs: The arguments the engine was built with, when it does not keep
             them (``from_index`` records its ``as_query_engine`` kwargs here).
 
@@ -127,9 +130,18 @@ class SemanticCacheQueryEngine(BaseQueryEngine):
     ) -> None:
         if not isinstance(query_engine, BaseQueryEngine):
             raise TypeError(f"query_engine must be a BaseQueryEngine, got {type(query_engine)}")
+        if index is None and options.get("max_error_rate") is not None:
+            if min_similarity is not None:  # the static threshold the bound starts from
+                options["min_similarity"], min_similarity = min_similarity, None
+        elif min_similarity is not None and getattr(index, "learner", None) is not None:
+            raise ValueError(
+                "min_similarity= here would fix every lookup's threshold, so the index's "
+                "max_error_rate would never apply: give min_similarity to the SemanticIndex "
+                "(its static threshold while a scope is cold)"
+            )
         self.index = _resolve_index(index, redis_url, namespace, options)
         if self.index.learner is not None:  # judges compare answers, not their JSON
-            self.index.learner.answer_text = response_text
+            self.index.learner.add_answer_text(response_text)
         # Checked here: a bad threshold would otherwise fail every lookup (logged, and
         # the engine answering), so the cache would silently never serve.
         self.min_similarity = None if min_similarity is None else check_similarity(min_similarity)
@@ -400,10 +412,14 @@ class SemanticCacheQueryEngine(BaseQueryEngine):
         if isinstance(result, Response) and isinstance(result.response, str):
             return self._entry(plan, result, result.response, False), False
         if isinstance(result, StreamingResponse) and result.response_gen is not None:
-            result.response_gen = self._tee(plan, result, result.response_gen, claim)
+            result.response_gen = _released(
+                self._tee(plan, result, result.response_gen, claim), claim
+            )
             return None, True
         if isinstance(result, AsyncStreamingResponse) and result.response_gen is not None:
-            result.response_gen = self._atee(plan, result, result.response_gen, claim)
+            result.response_gen = _released(
+                self._atee(plan, result, result.response_gen, claim), claim
+            )
             return None, True
         return None, False  # anything else (e.g. a PydanticResponse) is not cached
 
@@ -531,3 +547,15 @@ class SemanticCacheQueryEngine(BaseQueryEngine):
 
     def _update_prompts(self, prompts_dict: PromptDictType) -> None:
         self._engine._update_prompts(prompts_dict)
+
+
+_G = TypeVar("_G")
+
+
+def _released(gen: _G, claim: Claim | None) -> _G:
+    """``gen``, settling ``claim`` (no answer) when it is dropped: a stream never read
+    never runs its ``finally``, so its waiters would wait their whole bound and its Redis
+    lock would stay until it expired. (Settling twice is a no-op.)"""
+    if claim is not None:
+        weakref.finalize(gen, claim.done, None).atexit = False
+    return gen
