@@ -13,7 +13,9 @@ labelled too. Traffic and labels are counted in similarity bins of width
 :data:`BIN_WIDTH`.
 
 **What is bounded.** The error rate the issue's users care about: wrong answers served
-over all lookups of the scope. Serving every candidate at similarity ``>= t`` gives
+over the lookups of the scope (those that reach the semantic layer: exact repeats are
+never another question's answer and are not counted, so over all lookups the rate is
+lower still). Serving every candidate at similarity ``>= t`` gives
 
     E(t) = sum over bins b >= t of traffic_b * error_b / lookups
 
@@ -160,7 +162,7 @@ class ScopeStats:
     """What one scope's lookups and labels came to (the record in Redis, decoded).
 
     ``labels[b] = (n, wrong)`` per bin; ``traffic[b]``: lookups whose candidate fell in
-    bin ``b``; ``lookups``: all lookups, with a candidate or not; ``explored``:
+    bin ``b``; ``lookups``: all semantic-layer lookups, with a candidate or not; ``explored``:
     ``(n, wrong)`` of labels from exploration (would-be hits), the observed error of
     served candidates.
     """

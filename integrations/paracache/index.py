@@ -234,7 +234,8 @@ class SemanticIndex:
         max_error_rate: δ, the share of lookups that may get a wrong answer (in (0, 1),
             e.g. 0.02); ``None`` (default): the static rules. With it the cache learns
             from live traffic, per scope, the lowest similarity at which serving keeps
-            wrong answers per lookup (a share of all lookups, not of hits) under δ (a
+            wrong answers per lookup (a share of the lookups that reach the semantic
+            layer, not of hits; exact repeats are not counted) under δ (a
             one-sided 95 % upper bound), labelling its misses with the fresh
             answers that ``store`` receives next; see
             :mod:`paracache.bound` and :mod:`paracache.learning`. Cold scopes keep the
