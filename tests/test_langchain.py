@@ -201,6 +201,25 @@ def test_tenants_never_see_each_other(make_index: Any) -> None:
         acme.clear(tenant="globex")
 
 
+def test_for_tenant_of_the_empty_tenant_clears_only_its_own(make_index: Any) -> None:
+    """``for_tenant(t)`` is bound to ``t``, ``""`` too: ``cache.for_tenant(user.tenant)``
+    with an empty tenant cleared every tenant's entries."""
+    index = make_index()
+    root = SemanticCache(index)
+    acme, nobody = root.for_tenant("acme"), root.for_tenant("")
+    for cache, answer in ((acme, "acme's"), (nobody, "nobody's")):
+        cache.update("How do I reset my PIN?", "llm", [Generation(text=answer)])
+    assert index.count() == 2
+    nobody.clear()
+    assert index.count() == 1
+    hit = acme.lookup("How do I reset my PIN?", "llm")
+    assert hit is not None and hit[0].text == "acme's"
+    with pytest.raises(ValueError, match="bound to another tenant"):
+        nobody.clear(tenant="acme")
+    root.clear()  # an unbound cache still clears everything
+    assert index.count() == 0
+
+
 def test_secrets_never_reach_redis(lc_cache: SemanticCache, redis_url: str) -> None:
     model = SupportModel(cache=lc_cache, api_key="sk-live-TOPSECRET-123")
     model.invoke("How do I get a refund?")

@@ -289,7 +289,9 @@ class SemanticCache(BaseCache):
         redis_url: Redis URL (default: env ``PARACACHE_REDIS_URL``/``REDIS_URL``, else
             an embedded Redis).
         namespace: Isolates a whole cache (default ``"langchain"``).
-        tenant: Bound to this instance: entries it writes and reads are this tenant's.
+        tenant: Bound to this instance: entries it writes and reads are this tenant's,
+            and :meth:`clear` deletes only theirs (``""``, the default: no tenant, and
+            :meth:`clear` may delete every tenant's; :meth:`for_tenant` binds ``""`` too).
         corpus_version: Bump after re-indexing whatever grounds the answers.
         fields: Further user scope fields.
         min_similarity: Semantic threshold (cosine similarity, higher is stricter).
@@ -350,6 +352,9 @@ class SemanticCache(BaseCache):
         #: (llm_string, context) -> scope: what every call would parse and digest again.
         self._scopes: dict[tuple[str, str], Scope] = {}
         self._flights: SingleFlight | None = None
+        #: Whether :meth:`clear` keeps to this tenant (set by a non-empty ``tenant`` and
+        #: by :meth:`for_tenant`, whose ``""`` is a tenant like any other).
+        self._bound = bool(tenant)
 
     @property
     def tenant(self) -> str:
@@ -365,7 +370,8 @@ class SemanticCache(BaseCache):
         return self
 
     def for_tenant(self, tenant: str) -> SemanticCache:
-        """The same cache (same index and connections) bound to another tenant.
+        """The same cache (same index and connections) bound to another tenant: its
+        :meth:`clear` deletes only that tenant's entries, the empty tenant's too.
 
         Example:
             >>> acme = cache.for_tenant("acme")  # doctest: +SKIP
@@ -379,6 +385,7 @@ class SemanticCache(BaseCache):
             fields=self._base.fields,
         )
         clone._flights = self.flights  # the scope (tenant) is part of each flight's key
+        clone._bound = True  # for_tenant(user.tenant) with an empty one clears only that
         return clone
 
     def _request(self, prompt: str, llm_string: str) -> tuple[str, Scope, bool]:
@@ -525,7 +532,7 @@ class SemanticCache(BaseCache):
         unknown = set(kwargs) - {"tenant", "model", "corpus_version"}
         if unknown:
             raise TypeError(f"clear() got unexpected arguments {sorted(unknown)}")
-        if self.tenant:  # a tenant-bound cache clears only its own tenant's entries
+        if self._bound:  # a tenant-bound cache clears only its own tenant's entries
             if kwargs.get("tenant", self.tenant) != self.tenant:
                 raise ValueError("this cache is bound to another tenant")
             kwargs["tenant"] = self.tenant
@@ -534,7 +541,8 @@ class SemanticCache(BaseCache):
     def clear(self, **kwargs: Any) -> None:
         """Clear the cache: all of it, or by ``tenant=``, ``model=``, ``corpus_version=``.
 
-        A tenant-bound instance only ever clears its own tenant's entries.
+        A tenant-bound instance (a non-empty ``tenant``, or any from :meth:`for_tenant`)
+        only ever clears its own tenant's entries.
         """
         self.index.clear(**self._clear_args(kwargs))
 
