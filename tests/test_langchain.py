@@ -487,3 +487,21 @@ def test_parse_llm_string_parses_each_string_once() -> None:
     assert (after.misses - before.misses, after.hits - before.hits) == (1, 1)
     assert second == ("memo-test", {"stop": ["###"]})
     assert after.maxsize == lc.PARSED_LLM_STRINGS
+
+
+def test_deeply_nested_prompt_or_llm_string_is_text_not_an_error(make_index: Any) -> None:
+    """A plain LLM's prompt is the user's own text: one that starts like JSON and nests
+    deeper than the JSON parser's recursion limit raised ``RecursionError`` out of the
+    cache (the model call failed) instead of being matched as text."""
+    index = make_index()
+    cache = SemanticCache(index, tenant="acme")
+    deep_prompt = '[{"a":' + "[" * 100_000
+    deep_llm = "[" * 100_000
+    for prompt, llm_string in ((deep_prompt, "llm"), ("What are the fees?", deep_llm)):
+        assert cache.lookup(prompt, llm_string) is None
+        cache.update(prompt, llm_string, [Generation(text="answer")])
+        hit = cache.lookup(prompt, llm_string)
+        assert hit is not None and hit[0].text == "answer"
+    assert parse_llm_string(deep_llm) == ("", {})
+    assert split_prompt(deep_prompt) == (deep_prompt, "", True)
+    assert index.stats().errors == 0

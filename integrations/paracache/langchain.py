@@ -117,7 +117,7 @@ def _parse_llm_string(llm_string: str) -> tuple[str, tuple[tuple[str, Any], ...]
                 settings.setdefault("_type", ident[-1])
             rest = llm_string[end:]
             rest = rest[3:] if rest.startswith("---") else ""
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than json can
         pass
     if rest.startswith("["):
         try:
@@ -193,7 +193,7 @@ def split_prompt(prompt: str) -> tuple[str, str, bool]:
         return prompt, "", True
     try:
         messages = json.loads(prompt)
-    except ValueError:
+    except (ValueError, RecursionError):  # a plain LLM's prompt is the user's text
         return prompt, "", True
     if not (
         isinstance(messages, list)
