@@ -134,6 +134,36 @@ def test_invalid_bodies_are_422(client: TestClient, body: dict[str, Any]) -> Non
     assert r.json()["detail"]
 
 
+@pytest.mark.parametrize("field", ["prompt", "tenant", "system", "model"])
+def test_a_lone_surrogate_or_a_huge_value_is_a_short_422(make_index: Any, field: str) -> None:
+    """JSON may spell a lone surrogate (``"\\ud800"``): pydantic refuses it, and FastAPI's
+    422 echoed it back, which cannot be encoded as UTF-8: a 500. A 2 MB prompt's 422
+    echoed all 2 MB."""
+    index: SemanticIndex = make_index()
+    with TestClient(create_app(index, CountingLLM()), raise_server_exceptions=False) as c:
+        body = b'{"prompt": "hi", "%s": "acme\\ud800"}' % field.encode()
+        r = c.post("/v1/answer", content=body, headers={"content-type": "application/json"})
+        assert r.status_code == 422, r.text
+        assert r.json()["detail"][0]["loc"] == ["body", field]
+        r = c.post("/v1/answer", json={"prompt": "hi", field: "x" * (2 << 20)})
+        assert r.status_code == 422 and len(r.content) < 2000
+        assert r.json()["detail"][0]["loc"] == ["body", field]
+    assert index.count() == 0
+
+
+def test_a_lone_surrogate_in_the_models_answer_is_answered(make_index: Any) -> None:
+    """A model's answer holding a lone surrogate (a pair split by a streaming API) failed
+    the response (500) after it was cached; it is now sent JSON-escaped."""
+    index: SemanticIndex = make_index()
+    app = create_app(index, lambda req: "before \ud83d after")
+    with TestClient(app, raise_server_exceptions=False) as c:
+        first = c.post("/v1/answer", json={"prompt": "What is the fee?"})
+        assert first.status_code == 200, first.text
+        assert first.json()["answer"] == "before \ud83d after"
+        again = c.post("/v1/answer", json={"prompt": "What is the fee?"})
+        assert again.status_code == 200 and again.json()["cached"] is True
+
+
 def test_not_json_is_422(client: TestClient) -> None:
     r = client.post(
         "/v1/answer", content=b"{not json", headers={"content-type": "application/json"}
