@@ -422,6 +422,20 @@ def test_the_keys_tenant_scopes_every_request(
         assert key not in keyed.get("/metrics").text
 
 
+def test_the_model_is_told_the_keys_tenant(keyed: TestClient, llm: CountingLLM) -> None:
+    """The answer is cached under the key's tenant, so the model must answer for that
+    tenant: a body without ``tenant`` reached the model as tenant ``""`` (a model that
+    picks its documents by ``req.tenant`` answered acme from the empty tenant's, and the
+    answer was cached as acme's), by JSON and by stream alike."""
+    ask(keyed, CARD, headers=bearer(KEY_ACME))
+    r = keyed.post(
+        "/v1/answer", json={"prompt": "What are the fees?", "stream": True},
+        headers=bearer(KEY_GLOBEX),
+    )  # fmt: skip
+    assert r.status_code == 200 and "event: done" in r.text
+    assert [req.tenant for req in llm.calls] == ["acme", "globex"]
+
+
 def test_api_keys_are_checked_when_configured(monkeypatch: pytest.MonkeyPatch) -> None:
     from paracache.auth import ApiKeys
 

@@ -543,7 +543,8 @@ def create_app(
         index: The cache (default: a :class:`SemanticIndex` on ``redis_url`` in
             ``namespace``, closed when the app shuts down).
         llm: The chat model: a LangChain chat model, or a function (sync or async) of an
-            :class:`AnswerRequest` returning ``str`` or :class:`LLMReply`. Default:
+            :class:`AnswerRequest` returning ``str`` or :class:`LLMReply` (its ``tenant``
+            is the one the answer is cached for: the API key's, with keys). Default:
             :func:`default_llm`.
         api_keys: Who may ask, and as which tenant: an :class:`~paracache.auth.ApiKeys`
             or its text (``key:tenant`` pairs, comma-separated). Default: the
@@ -682,6 +683,8 @@ def create_app(
                     status_code=403, detail="the body names another tenant than the API key's"
                 )
             tenant = principal.tenant
+            if body.tenant != tenant:  # the model answers for the tenant it is cached as
+                body = body.model_copy(update={"tenant": tenant})
         threshold = _threshold(min_similarity, cache.settings.min_similarity)
         if limits is not None:
             await _admit(limits, caller_id(principal, tenant))
