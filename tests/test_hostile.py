@@ -167,3 +167,41 @@ def test_property_run_left_no_torn_entries(
     assert shared_index.stats().errors == 0
     assert torn_entries(redis_url, shared_index.namespace, shared_index.layout.vector_bytes) == []
     assert raw(redis_url).ping()
+
+
+# ---------------------------------------------------------------- times to live
+
+
+@pytest.mark.parametrize("ttl", [float("nan"), float("inf"), 1e30, 2e9])
+def test_a_ttl_redis_cannot_take_is_refused_at_the_boundary(
+    make_index: Any, redis_url: str, ttl: float
+) -> None:
+    """``ttl=1e30`` was accepted, then Redis refused the ``EXPIRE`` inside the write: the
+    store said it was dropped, yet the entry was there without a TTL; ``nan`` raised
+    "cannot convert float NaN to integer", naming nothing. Conversations and rate limits
+    alike: every call failed (counted), a conversation's messages written without TTL.
+    Times to live are now finite and at most ``MAX_TTL`` (10**9 s, 31 years)."""
+    from paracache import TTLPolicy
+    from paracache.limiter import Limit
+    from paracache.sessions import SessionStore
+
+    idx = make_index()
+    assert idx.store("kept", "yes") is not None
+    with pytest.raises(ValueError, match="ttl"):
+        idx.store("How do I reset my PIN?", "answer", ttl=ttl)
+    assert idx.count() == 1 and idx.stats().errors == 0
+    for name in ("default_ttl", "volatile_ttl"):
+        with pytest.raises(ValueError, match=name):
+            TTLPolicy(**{name: ttl})
+    with pytest.raises(ValueError, match="max_temperature"):
+        TTLPolicy(max_temperature=float("nan"))
+    assert TTLPolicy(max_temperature=float("inf")).bypass(2.0) is None  # inf: no bypass
+    with pytest.raises(ValueError, match="ttl"):
+        make_index(ttl=ttl)
+    with pytest.raises(ValueError, match="ttl"):
+        SessionStore(redis_url=redis_url, namespace=idx.namespace, ttl=ttl)
+    with pytest.raises((TypeError, ValueError), match=r"Limit\.window"):
+        Limit("api", 5, window=ttl)
+    with pytest.raises(ValueError, match="refill"):
+        Limit("api", 1e-3, window=1e6, burst=1e9, charged=True)
+    assert idx.count() == 1

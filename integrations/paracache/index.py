@@ -47,7 +47,7 @@ from .errors import BackendError, CacheError, RedisSearchUnavailable
 from .guards import Guards
 from .learning import Learner
 from .metrics import CacheStats, Recorder
-from .policy import CircuitBreaker, Normalizer, TTLPolicy
+from .policy import MAX_TTL, CircuitBreaker, Normalizer, TTLPolicy
 from .protocol import Call, EnsureIndex, Flow
 from .reembed import ReembedReport
 from .repair import RepairReport, repair_flow
@@ -319,7 +319,8 @@ class SemanticIndex:
                 ttl_policy = TTLPolicy() if ttl is _UNSET else TTLPolicy(default_ttl=ttl)
             except ValueError:  # say it of the argument the caller gave
                 raise ValueError(
-                    f"ttl must be a number of seconds >= 0 or None, got {ttl!r}"
+                    f"ttl must be a number of seconds >= 0, at most {MAX_TTL:.0e}, or None, "
+                    f"got {ttl!r}"
                 ) from None
         elif ttl is not _UNSET:
             raise ValueError("give either ttl= or ttl_policy=, not both")
