@@ -22,11 +22,12 @@ import asyncio
 import atexit
 import concurrent.futures
 import dataclasses
+import itertools
 import logging
 import os
 import threading
 import weakref
-from collections.abc import Callable, Iterable, Sequence, Sized
+from collections.abc import Callable, Iterable, Mapping, Sequence, Sized
 from typing import Any, TypeVar, cast
 
 import redis
@@ -928,12 +929,15 @@ class SemanticIndex:
     ) -> tuple[Flow[int], Any]:
         from tqdm.auto import tqdm
 
+        if isinstance(pairs, (Mapping, str, bytes)):
+            hint = ": for a dict pass its .items()" if isinstance(pairs, Mapping) else ""
+            raise TypeError(f"pairs must be (prompt, response) pairs{hint}")
         total = len(pairs) if isinstance(pairs, Sized) else None
         bar = tqdm(total=total, disable=not progress, unit="entry", desc="paracache warm")
         prepare = self._core.prepare_store
         requests = (
             prepare(p, r, scope, ttl=ttl, tokens=tokens, semantic=semantic and self._semantic)
-            for p, r in pairs
+            for p, r in map(_pair, pairs, itertools.count())
         )
         flow = self._core.warm_flow(requests, batch_size=batch_size, on_batch=bar.update)
         return flow, bar
@@ -1264,3 +1268,16 @@ def _unreadable_hook(vectorizer: Any) -> Callable[[str], str | None] | None:
     """The vectorizer's ``unreadable(text)`` method, if it has one."""
     hook = getattr(vectorizer, "unreadable", None)
     return cast(Callable[[str], "str | None"], hook) if callable(hook) else None
+
+
+def _pair(item: Any, n: int) -> tuple[Any, Any]:
+    """One of :meth:`SemanticIndex.warm`'s pairs, or a ``TypeError`` saying which is not
+    one (a str is not: ``"hi"`` would be unpacked into ``"h"`` and ``"i"``)."""
+    if not isinstance(item, (str, bytes, Mapping)):
+        try:
+            prompt, response = item
+        except (TypeError, ValueError):
+            pass
+        else:
+            return prompt, response
+    raise TypeError(f"pairs[{n}] must be a (prompt, response) pair, got {item!r:.80}")
