@@ -205,3 +205,14 @@ def test_a_ttl_redis_cannot_take_is_refused_at_the_boundary(
     with pytest.raises(ValueError, match="refill"):
         Limit("api", 1e-3, window=1e6, burst=1e9, charged=True)
     assert idx.count() == 1
+
+
+def test_errors_name_the_argument_given(index: SemanticIndex) -> None:
+    """``clear(corpus_version=1)`` said "corpus must be a str" (the index field's name);
+    ``embed(5)`` said "normalize() argument 2 must be str" (unicodedata's)."""
+    with pytest.raises(TypeError, match=r"^corpus_version must be a str"):
+        index.clear(corpus_version=1)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"^text must be a str"):
+        index.embed(5)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"^texts\[1\] must be a str"):
+        index.embed_many(["a", None])  # type: ignore[list-item]

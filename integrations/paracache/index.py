@@ -847,6 +847,8 @@ class SemanticIndex:
 
     def embed(self, text: str) -> list[float]:
         """The (normalised, memoised) embedding the semantic layer uses for ``text``."""
+        if not isinstance(text, str):
+            raise TypeError(f"text must be a str, got {type(text).__name__}")
         return list(self._embedder.embed(self._embed_key(text)))
 
     def embed_many(self, texts: Sequence[str], *, batch_size: int = 64) -> list[list[float]]:
@@ -857,6 +859,11 @@ class SemanticIndex:
         Example:
             >>> vectors = cache.embed_many(["What's your refund policy?", "Hi"])  # doctest: +SKIP
         """
+        if isinstance(texts, str):
+            raise TypeError("texts must be a sequence of str, got a str")
+        for n, text in enumerate(texts):
+            if not isinstance(text, str):
+                raise TypeError(f"texts[{n}] must be a str, got {type(text).__name__}")
         keys = [self._embed_key(t) for t in texts]
         todo = sorted({k for k in keys if self._memo.get(k) is None})
         if todo:
