@@ -153,7 +153,8 @@ def test_a_lone_surrogate_or_a_huge_value_is_a_short_422(make_index: Any, field:
 
 def test_a_lone_surrogate_in_the_models_answer_is_answered(make_index: Any) -> None:
     """A model's answer holding a lone surrogate (a pair split by a streaming API) failed
-    the response (500) after it was cached; it is now sent JSON-escaped."""
+    the response (500) after it was cached, and a streamed one failed as the model's
+    fault; it is now sent JSON-escaped."""
     index: SemanticIndex = make_index()
     app = create_app(index, lambda req: "before \ud83d after")
     with TestClient(app, raise_server_exceptions=False) as c:
@@ -162,6 +163,12 @@ def test_a_lone_surrogate_in_the_models_answer_is_answered(make_index: Any) -> N
         assert first.json()["answer"] == "before \ud83d after"
         again = c.post("/v1/answer", json={"prompt": "What is the fee?"})
         assert again.status_code == 200 and again.json()["cached"] is True
+        # Streamed, it was an `error` event blaming the model ("the chat model failed:
+        # UnicodeEncodeError"), and nothing was cached.
+        streamed = c.post("/v1/answer", json={"prompt": "Where is my card?", "stream": True})
+        assert streamed.status_code == 200 and "event: error" not in streamed.text
+        assert '"answer": "before \\ud83d after"' in streamed.text
+    assert index.count() == 2
 
 
 def test_not_json_is_422(client: TestClient) -> None:
