@@ -505,3 +505,21 @@ def test_deeply_nested_prompt_or_llm_string_is_text_not_an_error(make_index: Any
     assert parse_llm_string(deep_llm) == ("", {})
     assert split_prompt(deep_prompt) == (deep_prompt, "", True)
     assert index.stats().errors == 0
+
+
+def test_an_infinite_setting_in_llm_string_is_no_error(make_index: Any) -> None:
+    """langchain-core writes a model's settings as JSON, where ``float("inf")`` is
+    ``Infinity``: ``parse_llm_string`` kept it, and the scope refused it ("not a finite
+    number"), raising out of ``lookup`` (the model call failed) instead of missing. It is
+    dropped like NaN was; the whole ``llm_string`` still scopes."""
+    cache = SemanticCache(make_index())
+    head = '{"lc": 1, "type": "constructor", "id": ["x", "ChatX"], "kwargs": {"model": "m", '
+    hot = head + '"temperature": Infinity, "seed": -Infinity}}---[]'
+    cool = head + '"temperature": 0}}---[]'
+    assert parse_llm_string(hot) == ("m", {})
+    for llm_string in (hot, cool):
+        assert cache.lookup("What are the fees?", llm_string) is None
+    cache.update("What are the fees?", hot, [Generation(text="hot")])
+    hit = cache.lookup("What are the fees?", hot)
+    assert hit is not None and hit[0].text == "hot"
+    assert cache.lookup("What are the fees?", cool) is None

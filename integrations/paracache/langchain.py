@@ -20,6 +20,7 @@ import ast
 import functools
 import json
 import logging
+import math
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -144,7 +145,7 @@ def _parse_llm_string(llm_string: str) -> tuple[str, tuple[tuple[str, Any], ...]
         value = settings.get(key)
         if value is None:
             continue
-        if _is_scalar(value) and not (isinstance(value, float) and value != value):
+        if _is_scalar(value) and not (isinstance(value, float) and not math.isfinite(value)):
             params[key] = value
         elif isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
             params[key] = list(value)
