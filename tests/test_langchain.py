@@ -216,7 +216,22 @@ def test_for_tenant_of_the_empty_tenant_clears_only_its_own(make_index: Any) -> 
     assert hit is not None and hit[0].text == "acme's"
     with pytest.raises(ValueError, match="bound to another tenant"):
         nobody.clear(tenant="acme")
+    with pytest.raises(TypeError, match="tenant"):
+        root.for_tenant(None)  # type: ignore[arg-type]
     root.clear()  # an unbound cache still clears everything
+    assert index.count() == 0
+
+
+def test_a_cache_given_the_empty_tenant_clears_only_its_own(make_index: Any) -> None:
+    """``SemanticCache(index, tenant=user.tenant)`` with an empty tenant is bound to it, as
+    ``for_tenant("")`` is: its ``clear()`` deleted every tenant's entries."""
+    index = make_index()
+    acme, nobody = SemanticCache(index, tenant="acme"), SemanticCache(index, tenant="")
+    for cache in (acme, nobody):
+        cache.update("How do I reset my PIN?", "llm", [Generation(text=cache.tenant)])
+    nobody.clear()
+    assert index.count() == 1 and acme.lookup("How do I reset my PIN?", "llm") is not None
+    SemanticCache(index, tenant=None).clear()  # None, the default: no tenant, clears all
     assert index.count() == 0
 
 

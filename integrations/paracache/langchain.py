@@ -291,8 +291,9 @@ class SemanticCache(BaseCache):
             an embedded Redis).
         namespace: Isolates a whole cache (default ``"langchain"``).
         tenant: Bound to this instance: entries it writes and reads are this tenant's,
-            and :meth:`clear` deletes only theirs (``""``, the default: no tenant, and
-            :meth:`clear` may delete every tenant's; :meth:`for_tenant` binds ``""`` too).
+            and :meth:`clear` deletes only theirs, the empty tenant ``""`` too. ``None``
+            (the default): no tenant (the entries are the empty tenant's), and
+            :meth:`clear` may delete every tenant's.
         corpus_version: Bump after re-indexing whatever grounds the answers.
         fields: Further user scope fields.
         min_similarity: Semantic threshold (cosine similarity, higher is stricter).
@@ -318,7 +319,7 @@ class SemanticCache(BaseCache):
         *,
         redis_url: str | None = None,
         namespace: str | None = None,
-        tenant: str = "",
+        tenant: str | None = None,
         corpus_version: str = "",
         fields: Mapping[str, Any] | None = None,
         min_similarity: float | None = None,
@@ -349,13 +350,17 @@ class SemanticCache(BaseCache):
         self.min_similarity = None if min_similarity is None else check_similarity(min_similarity)
         self.on_verdict = on_verdict
         # Validated once here, so a bad tenant fails at construction, not per call.
-        self._base = Scope(tenant=tenant, corpus_version=corpus_version, fields=fields or {})
+        self._base = Scope(
+            tenant="" if tenant is None else tenant,
+            corpus_version=corpus_version,
+            fields=fields or {},
+        )
         #: (llm_string, context) -> scope: what every call would parse and digest again.
         self._scopes: dict[tuple[str, str], Scope] = {}
         self._flights: SingleFlight | None = None
-        #: Whether :meth:`clear` keeps to this tenant (set by a non-empty ``tenant`` and
-        #: by :meth:`for_tenant`, whose ``""`` is a tenant like any other).
-        self._bound = bool(tenant)
+        #: Whether :meth:`clear` keeps to this tenant: a tenant was given (``""`` is a
+        #: tenant like any other: ``tenant=user.tenant`` with an empty one).
+        self._bound = tenant is not None
 
     @property
     def tenant(self) -> str:
@@ -377,6 +382,8 @@ class SemanticCache(BaseCache):
         Example:
             >>> acme = cache.for_tenant("acme")  # doctest: +SKIP
         """
+        if not isinstance(tenant, str):  # None would be the constructor's "no tenant"
+            raise TypeError(f"tenant must be a str, got {type(tenant).__name__}")
         clone = SemanticCache(
             self.index,
             min_similarity=self.min_similarity,
@@ -386,7 +393,6 @@ class SemanticCache(BaseCache):
             fields=self._base.fields,
         )
         clone._flights = self.flights  # the scope (tenant) is part of each flight's key
-        clone._bound = True  # for_tenant(user.tenant) with an empty one clears only that
         return clone
 
     def _request(self, prompt: str, llm_string: str) -> tuple[str, Scope, bool]:
@@ -542,8 +548,8 @@ class SemanticCache(BaseCache):
     def clear(self, **kwargs: Any) -> None:
         """Clear the cache: all of it, or by ``tenant=``, ``model=``, ``corpus_version=``.
 
-        A tenant-bound instance (a non-empty ``tenant``, or any from :meth:`for_tenant`)
-        only ever clears its own tenant's entries.
+        A tenant-bound instance (given a ``tenant``, ``""`` too, or made by
+        :meth:`for_tenant`) only ever clears its own tenant's entries.
         """
         self.index.clear(**self._clear_args(kwargs))
 
