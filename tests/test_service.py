@@ -443,6 +443,18 @@ def test_the_model_is_told_the_keys_tenant(keyed: TestClient, llm: CountingLLM) 
     assert [req.tenant for req in llm.calls] == ["acme", "globex"]
 
 
+def test_a_keys_file_saved_with_a_byte_order_mark_is_read(tmp_path: Any) -> None:
+    """An editor that saves UTF-8 with a BOM (Notepad) put U+FEFF before the first key:
+    "API key 1 has characters a Bearer token cannot carry", for a key that has none."""
+    from paracache.auth import ApiKeys
+
+    path = tmp_path / "keys.txt"
+    path.write_bytes(f"\ufeff{KEY_ACME}:acme\r\n{KEY_GLOBEX}:globex\r\n".encode())
+    keys = ApiKeys.from_file(path)
+    assert keys.tenants == {"acme", "globex"}
+    assert keys.authenticate(f"Bearer {KEY_ACME}") is not None
+
+
 def test_api_keys_are_checked_when_configured(monkeypatch: pytest.MonkeyPatch) -> None:
     from paracache.auth import ApiKeys
 
