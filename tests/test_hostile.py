@@ -216,3 +216,8 @@ def test_errors_name_the_argument_given(index: SemanticIndex) -> None:
         index.embed(5)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match=r"^texts\[1\] must be a str"):
         index.embed_many(["a", None])  # type: ignore[list-item]
+    with pytest.raises(ValueError, match=r"^tokens must be >= 0"):  # was a TypeError
+        index.store("q", "a", tokens=-1)
+    with pytest.raises(TypeError, match=r"^tokens must be an int"):
+        index.store("q", "a", tokens="5")  # type: ignore[arg-type]
+    assert index.count() == 0

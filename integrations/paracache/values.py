@@ -512,8 +512,10 @@ def prepare_store(
         metadata = {}
     if not isinstance(metadata, Mapping):
         raise TypeError(f"metadata must be a mapping, got {type(metadata).__name__}")
-    if isinstance(tokens, bool) or not isinstance(tokens, int) or tokens < 0:
+    if isinstance(tokens, bool) or not isinstance(tokens, int):
         raise TypeError(f"tokens must be an int >= 0, got {tokens!r}")
+    if tokens < 0:
+        raise ValueError(f"tokens must be >= 0, got {tokens!r}")
     req = prepare_lookup(layout, settings, prompt, scope, semantic=semantic, unreadable=unreadable)
     decision = settings.policy.decide(req.text, temperature=req.scope.temperature, ttl=ttl)
     s = req.scope
