@@ -172,7 +172,7 @@ def test_property_run_left_no_torn_entries(
 # ---------------------------------------------------------------- times to live
 
 
-@pytest.mark.parametrize("ttl", [float("nan"), float("inf"), 1e30, 2e9])
+@pytest.mark.parametrize("ttl", [float("nan"), float("inf"), 1e30, 2e9, 10**400])
 def test_a_ttl_redis_cannot_take_is_refused_at_the_boundary(
     make_index: Any, redis_url: str, ttl: float
 ) -> None:

@@ -176,10 +176,12 @@ class RateLimitExceeded(RuntimeError):
 
 
 def _number(name: str, value: Any, *, positive: bool = True) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(
-        value
+    if (
+        isinstance(value, bool) or not isinstance(value, (int, float))
+        or (isinstance(value, float) and not math.isfinite(value))
+        or (isinstance(value, int) and abs(value) > 2**1023)  # no float holds it
     ):
-        raise TypeError(f"{name} must be a finite number, got {value!r}")
+        raise TypeError(f"{name} must be a finite number, got {value!r:.60}")
     if positive and value <= 0:
         raise ValueError(f"{name} must be > 0, got {value!r}")
     return float(value)

@@ -48,8 +48,8 @@ def ttl_problem(value: object, *, zero: bool = False) -> str | None:
     """
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return "not a number"
-    if not math.isfinite(value):
-        return "not a finite number"
+    if isinstance(value, float) and not math.isfinite(value):  # (an int is finite, and
+        return "not a finite number"  # one too large for a float overflows isfinite)
     if value < 0 or (value == 0 and not zero):
         return ">= 0 needed" if zero else "not > 0"
     if value > MAX_TTL:
@@ -260,7 +260,7 @@ class TTLPolicy:
                 continue
             if name == "max_temperature":  # inf: no bypass; nan: no comparison holds
                 bad = isinstance(value, bool) or not isinstance(value, (int, float))
-                bad = bad or math.isnan(value) or value < 0
+                bad = bad or (isinstance(value, float) and math.isnan(value)) or value < 0
             else:
                 bad = ttl_problem(value, zero=True) is not None
             if bad:
