@@ -216,8 +216,23 @@ def test_errors_name_the_argument_given(index: SemanticIndex) -> None:
         index.embed(5)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match=r"^texts\[1\] must be a str"):
         index.embed_many(["a", None])  # type: ignore[list-item]
+    with pytest.raises(ValueError, match=r"^min_similarity must be in \[0, 1\]"):
+        index.lookup("q", min_similarity=10**400)  # was OverflowError, naming nothing
     with pytest.raises(ValueError, match=r"^tokens must be >= 0"):  # was a TypeError
         index.store("q", "a", tokens=-1)
     with pytest.raises(TypeError, match=r"^tokens must be an int"):
         index.store("q", "a", tokens="5")  # type: ignore[arg-type]
     assert index.count() == 0
+
+
+def test_a_temperature_too_large_for_a_float_is_hot_not_an_error(index: SemanticIndex) -> None:
+    """``Scope.temperature`` of an int beyond a float (``10**400``, e.g. from an
+    ``llm_string``) raised ``OverflowError`` out of every lookup and store; it is now an
+    infinite temperature: above ``max_temperature``, a bypass."""
+    hot = Scope(params={"temperature": 10**400})
+    assert hot.temperature == float("inf")
+    assert index.lookup_verdict("What are the fees?", hot).outcome == "bypass"
+    assert index.store_result("What are the fees?", "None.", hot).outcome == "skipped"
+    cache = SemanticCache(index)
+    llm_string = "[('_type', 'x'), ('temperature', 1" + "0" * 400 + ")]"
+    assert cache.lookup("What are the fees?", llm_string) is None

@@ -304,10 +304,12 @@ def check_entry_id(entry_id: Any) -> str:
 
 def check_similarity(value: Any, name: str = "min_similarity") -> float:
     """Validate a similarity threshold (a number in [0, 1])."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (
+        isinstance(value, float) and math.isnan(value)  # (an int may be too large for one)
+    ):
         raise TypeError(f"{name} must be a number in [0, 1], got {value!r}")
     if not 0.0 <= value <= 1.0:
-        raise ValueError(f"{name} must be in [0, 1] (cosine similarity), got {value!r}")
+        raise ValueError(f"{name} must be in [0, 1] (cosine similarity), got {value!r:.40}")
     return float(value)
 
 
