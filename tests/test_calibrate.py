@@ -256,6 +256,25 @@ def test_bad_config_files(tmp_path: Path) -> None:
         load_threshold(empty)
 
 
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [("c.toml", "min_similarity = 0.93\n"), ("c.json", '{"min_similarity": 0.93}')],
+)
+def test_a_config_file_saved_with_a_byte_order_mark_is_read(
+    tmp_path: Path, name: str, text: str
+) -> None:
+    """An editor that saves UTF-8 with a BOM (Notepad): "Invalid statement (at line 1,
+    column 1)" for TOML, "Unexpected UTF-8 BOM" for JSON."""
+    from paracache.config import load_config
+
+    path = tmp_path / name
+    path.write_bytes(("\ufeff" + text).encode())
+    assert load_config(path) == {"min_similarity": 0.93}
+    data = tmp_path / "pairs.jsonl"  # calibrate's labelled data: "1: not JSON"
+    data.write_bytes('\ufeff{"q1": "a", "q2": "b", "same": true}\n'.encode())
+    assert load_labelled(data)[0] == "pairs"
+
+
 def test_a_bad_config_file_is_named_in_the_error(tmp_path: Path) -> None:
     """A service with several config files learns which one holds the bad value (the
     value checks and the JSON/TOML parsers did not say)."""

@@ -352,3 +352,22 @@ def test_clear_by_tenant_when_the_index_lists_gone_keys(
         assert index.count() == 1 and index.lookup("other tenant", Scope(tenant="globex"))
         index.close()
         raw.close()
+
+
+def test_json_output_escapes_what_a_terminal_would_obey(
+    make_index: Any, redis_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--json`` kept non-ASCII text as it is, C1 controls too: ``\\x9b`` is a terminal's
+    CSI (as ESC ``[``), ``\\u202e`` reverses what follows. They are escaped now; the JSON
+    reads back the same."""
+    index = make_index()
+    evil = "q\x9b2J \u202eevil\u2028line \U000e0041 ü"
+    index.store(evil, "x", Scope(tenant=evil, model="m\x85"))
+    for command in ("inspect", "stats"):
+        code, out, _ = _run(
+            capsys, command, "--redis-url", redis_url, "--namespace", index.namespace, "--json"
+        )
+        assert code == 0
+        assert all(c.isprintable() or c == "\n" for c in out), command
+        assert "ü" in out  # readable text stays as it is
+        assert evil in json.dumps(json.loads(out), ensure_ascii=False)

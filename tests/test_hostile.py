@@ -167,3 +167,72 @@ def test_property_run_left_no_torn_entries(
     assert shared_index.stats().errors == 0
     assert torn_entries(redis_url, shared_index.namespace, shared_index.layout.vector_bytes) == []
     assert raw(redis_url).ping()
+
+
+# ---------------------------------------------------------------- times to live
+
+
+@pytest.mark.parametrize("ttl", [float("nan"), float("inf"), 1e30, 2e9, 10**400])
+def test_a_ttl_redis_cannot_take_is_refused_at_the_boundary(
+    make_index: Any, redis_url: str, ttl: float
+) -> None:
+    """``ttl=1e30`` was accepted, then Redis refused the ``EXPIRE`` inside the write: the
+    store said it was dropped, yet the entry was there without a TTL; ``nan`` raised
+    "cannot convert float NaN to integer", naming nothing. Conversations and rate limits
+    alike: every call failed (counted), a conversation's messages written without TTL.
+    Times to live are now finite and at most ``MAX_TTL`` (10**9 s, 31 years)."""
+    from paracache import TTLPolicy
+    from paracache.limiter import Limit
+    from paracache.sessions import SessionStore
+
+    idx = make_index()
+    assert idx.store("kept", "yes") is not None
+    with pytest.raises(ValueError, match="ttl"):
+        idx.store("How do I reset my PIN?", "answer", ttl=ttl)
+    assert idx.count() == 1 and idx.stats().errors == 0
+    for name in ("default_ttl", "volatile_ttl"):
+        with pytest.raises(ValueError, match=name):
+            TTLPolicy(**{name: ttl})
+    with pytest.raises(ValueError, match="max_temperature"):
+        TTLPolicy(max_temperature=float("nan"))
+    assert TTLPolicy(max_temperature=float("inf")).bypass(2.0) is None  # inf: no bypass
+    with pytest.raises(ValueError, match="ttl"):
+        make_index(ttl=ttl)
+    with pytest.raises(ValueError, match="ttl"):
+        SessionStore(redis_url=redis_url, namespace=idx.namespace, ttl=ttl)
+    with pytest.raises((TypeError, ValueError), match=r"Limit\.window"):
+        Limit("api", 5, window=ttl)
+    with pytest.raises(ValueError, match="refill"):
+        Limit("api", 1e-3, window=1e6, burst=1e9, charged=True)
+    assert idx.count() == 1
+
+
+def test_errors_name_the_argument_given(index: SemanticIndex) -> None:
+    """``clear(corpus_version=1)`` said "corpus must be a str" (the index field's name);
+    ``embed(5)`` said "normalize() argument 2 must be str" (unicodedata's)."""
+    with pytest.raises(TypeError, match=r"^corpus_version must be a str"):
+        index.clear(corpus_version=1)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"^text must be a str"):
+        index.embed(5)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"^texts\[1\] must be a str"):
+        index.embed_many(["a", None])  # type: ignore[list-item]
+    with pytest.raises(ValueError, match=r"^min_similarity must be in \[0, 1\]"):
+        index.lookup("q", min_similarity=10**400)  # was OverflowError, naming nothing
+    with pytest.raises(ValueError, match=r"^tokens must be >= 0"):  # was a TypeError
+        index.store("q", "a", tokens=-1)
+    with pytest.raises(TypeError, match=r"^tokens must be an int"):
+        index.store("q", "a", tokens="5")  # type: ignore[arg-type]
+    assert index.count() == 0
+
+
+def test_a_temperature_too_large_for_a_float_is_hot_not_an_error(index: SemanticIndex) -> None:
+    """``Scope.temperature`` of an int beyond a float (``10**400``, e.g. from an
+    ``llm_string``) raised ``OverflowError`` out of every lookup and store; it is now an
+    infinite temperature: above ``max_temperature``, a bypass."""
+    hot = Scope(params={"temperature": 10**400})
+    assert hot.temperature == float("inf")
+    assert index.lookup_verdict("What are the fees?", hot).outcome == "bypass"
+    assert index.store_result("What are the fees?", "None.", hot).outcome == "skipped"
+    cache = SemanticCache(index)
+    llm_string = "[('_type', 'x'), ('temperature', 1" + "0" * 400 + ")]"
+    assert cache.lookup("What are the fees?", llm_string) is None

@@ -201,6 +201,40 @@ def test_tenants_never_see_each_other(make_index: Any) -> None:
         acme.clear(tenant="globex")
 
 
+def test_for_tenant_of_the_empty_tenant_clears_only_its_own(make_index: Any) -> None:
+    """``for_tenant(t)`` is bound to ``t``, ``""`` too: ``cache.for_tenant(user.tenant)``
+    with an empty tenant cleared every tenant's entries."""
+    index = make_index()
+    root = SemanticCache(index)
+    acme, nobody = root.for_tenant("acme"), root.for_tenant("")
+    for cache, answer in ((acme, "acme's"), (nobody, "nobody's")):
+        cache.update("How do I reset my PIN?", "llm", [Generation(text=answer)])
+    assert index.count() == 2
+    nobody.clear()
+    assert index.count() == 1
+    hit = acme.lookup("How do I reset my PIN?", "llm")
+    assert hit is not None and hit[0].text == "acme's"
+    with pytest.raises(ValueError, match="bound to another tenant"):
+        nobody.clear(tenant="acme")
+    with pytest.raises(TypeError, match="tenant"):
+        root.for_tenant(None)  # type: ignore[arg-type]
+    root.clear()  # an unbound cache still clears everything
+    assert index.count() == 0
+
+
+def test_a_cache_given_the_empty_tenant_clears_only_its_own(make_index: Any) -> None:
+    """``SemanticCache(index, tenant=user.tenant)`` with an empty tenant is bound to it, as
+    ``for_tenant("")`` is: its ``clear()`` deleted every tenant's entries."""
+    index = make_index()
+    acme, nobody = SemanticCache(index, tenant="acme"), SemanticCache(index, tenant="")
+    for cache in (acme, nobody):
+        cache.update("How do I reset my PIN?", "llm", [Generation(text=cache.tenant)])
+    nobody.clear()
+    assert index.count() == 1 and acme.lookup("How do I reset my PIN?", "llm") is not None
+    SemanticCache(index, tenant=None).clear()  # None, the default: no tenant, clears all
+    assert index.count() == 0
+
+
 def test_secrets_never_reach_redis(lc_cache: SemanticCache, redis_url: str) -> None:
     model = SupportModel(cache=lc_cache, api_key="sk-live-TOPSECRET-123")
     model.invoke("How do I get a refund?")
@@ -468,3 +502,39 @@ def test_parse_llm_string_parses_each_string_once() -> None:
     assert (after.misses - before.misses, after.hits - before.hits) == (1, 1)
     assert second == ("memo-test", {"stop": ["###"]})
     assert after.maxsize == lc.PARSED_LLM_STRINGS
+
+
+def test_deeply_nested_prompt_or_llm_string_is_text_not_an_error(make_index: Any) -> None:
+    """A plain LLM's prompt is the user's own text: one that starts like JSON and nests
+    deeper than the JSON parser's recursion limit raised ``RecursionError`` out of the
+    cache (the model call failed) instead of being matched as text."""
+    index = make_index()
+    cache = SemanticCache(index, tenant="acme")
+    deep_prompt = '[{"a":' + "[" * 100_000
+    deep_llm = "[" * 100_000
+    for prompt, llm_string in ((deep_prompt, "llm"), ("What are the fees?", deep_llm)):
+        assert cache.lookup(prompt, llm_string) is None
+        cache.update(prompt, llm_string, [Generation(text="answer")])
+        hit = cache.lookup(prompt, llm_string)
+        assert hit is not None and hit[0].text == "answer"
+    assert parse_llm_string(deep_llm) == ("", {})
+    assert split_prompt(deep_prompt) == (deep_prompt, "", True)
+    assert index.stats().errors == 0
+
+
+def test_an_infinite_setting_in_llm_string_is_no_error(make_index: Any) -> None:
+    """langchain-core writes a model's settings as JSON, where ``float("inf")`` is
+    ``Infinity``: ``parse_llm_string`` kept it, and the scope refused it ("not a finite
+    number"), raising out of ``lookup`` (the model call failed) instead of missing. It is
+    dropped like NaN was; the whole ``llm_string`` still scopes."""
+    cache = SemanticCache(make_index())
+    head = '{"lc": 1, "type": "constructor", "id": ["x", "ChatX"], "kwargs": {"model": "m", '
+    hot = head + '"temperature": Infinity, "seed": -Infinity}}---[]'
+    cool = head + '"temperature": 0}}---[]'
+    assert parse_llm_string(hot) == ("m", {})
+    for llm_string in (hot, cool):
+        assert cache.lookup("What are the fees?", llm_string) is None
+    cache.update("What are the fees?", hot, [Generation(text="hot")])
+    hit = cache.lookup("What are the fees?", hot)
+    assert hit is not None and hit[0].text == "hot"
+    assert cache.lookup("What are the fees?", cool) is None

@@ -253,6 +253,21 @@ def test_corpus_version_and_tenant(engine: SemanticCacheQueryEngine) -> None:
     assert engine.index.clear(corpus_version="v2") == 1
 
 
+def test_a_tenant_that_is_not_a_str_is_refused(engine: SemanticCacheQueryEngine) -> None:
+    """``tenant or ""`` made a falsy non-str (``0``, ``False``: a numeric tenant id 0) the
+    empty tenant, shared with every caller without one, where ``5`` raised; and
+    ``for_tenant(None)`` silently meant the empty tenant (LangChain's raises)."""
+    for bad in (0, False, 5, b""):
+        with pytest.raises(TypeError, match="tenant"):
+            engine.for_tenant(bad)  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match="tenant"):
+            SemanticCacheQueryEngine(engine.query_engine, engine.index, tenant=bad)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="tenant"):
+        engine.for_tenant(None)  # type: ignore[arg-type]
+    assert SemanticCacheQueryEngine(engine.query_engine, engine.index).tenant == ""
+    assert engine.for_tenant("").tenant == ""
+
+
 def test_scope_records_settings_without_secrets(
     vindex: VectorStoreIndex, index: SemanticIndex
 ) -> None:

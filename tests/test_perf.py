@@ -182,6 +182,18 @@ def test_warm_validates(index: SemanticIndex) -> None:
         index.warm([("prompt", 42)], progress=False)  # type: ignore[list-item]
 
 
+def test_warm_names_what_is_not_a_pair(index: SemanticIndex) -> None:
+    """A dict or a list of strings is what a careless caller passes: a dict's keys (and
+    two-character strings) were unpacked into prompt and response letters, anything else
+    failed with "too many values to unpack"; nothing is written now."""
+    with pytest.raises(TypeError, match=r"\.items\(\)"):
+        index.warm({"What is the fee?": "None."}, progress=False)  # type: ignore[arg-type]
+    for bad in (["hi"], ["What is the fee?"], [("q", "a", "x")], [None], "ab"):
+        with pytest.raises(TypeError, match="pair"):
+            index.warm(bad, progress=False)  # type: ignore[arg-type]
+    assert index.count() == 0
+
+
 def test_warm_raises_when_redis_is_down(make_index: Any, redis_server: EmbeddedRedis) -> None:
     idx = make_index()
     redis_server.stop()

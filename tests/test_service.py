@@ -134,6 +134,43 @@ def test_invalid_bodies_are_422(client: TestClient, body: dict[str, Any]) -> Non
     assert r.json()["detail"]
 
 
+@pytest.mark.parametrize("field", ["prompt", "tenant", "system", "model"])
+def test_a_lone_surrogate_or_a_huge_value_is_a_short_422(make_index: Any, field: str) -> None:
+    """JSON may spell a lone surrogate (``"\\ud800"``): pydantic refuses it, and FastAPI's
+    422 echoed it back, which cannot be encoded as UTF-8: a 500. A 2 MB prompt's 422
+    echoed all 2 MB."""
+    index: SemanticIndex = make_index()
+    with TestClient(create_app(index, CountingLLM()), raise_server_exceptions=False) as c:
+        body = b'{"prompt": "hi", "%s": "acme\\ud800"}' % field.encode()
+        r = c.post("/v1/answer", content=body, headers={"content-type": "application/json"})
+        assert r.status_code == 422, r.text
+        assert r.json()["detail"][0]["loc"] == ["body", field]
+        r = c.post("/v1/answer", json={"prompt": "hi", field: "x" * (2 << 20)})
+        assert r.status_code == 422 and len(r.content) < 2000
+        assert r.json()["detail"][0]["loc"] == ["body", field]
+    assert index.count() == 0
+
+
+def test_a_lone_surrogate_in_the_models_answer_is_answered(make_index: Any) -> None:
+    """A model's answer holding a lone surrogate (a pair split by a streaming API) failed
+    the response (500) after it was cached, and a streamed one failed as the model's
+    fault; it is now sent JSON-escaped."""
+    index: SemanticIndex = make_index()
+    app = create_app(index, lambda req: "before \ud83d after")
+    with TestClient(app, raise_server_exceptions=False) as c:
+        first = c.post("/v1/answer", json={"prompt": "What is the fee?"})
+        assert first.status_code == 200, first.text
+        assert first.json()["answer"] == "before \ud83d after"
+        again = c.post("/v1/answer", json={"prompt": "What is the fee?"})
+        assert again.status_code == 200 and again.json()["cached"] is True
+        # Streamed, it was an `error` event blaming the model ("the chat model failed:
+        # UnicodeEncodeError"), and nothing was cached.
+        streamed = c.post("/v1/answer", json={"prompt": "Where is my card?", "stream": True})
+        assert streamed.status_code == 200 and "event: error" not in streamed.text
+        assert '"answer": "before \\ud83d after"' in streamed.text
+    assert index.count() == 2
+
+
 def test_not_json_is_422(client: TestClient) -> None:
     r = client.post(
         "/v1/answer", content=b"{not json", headers={"content-type": "application/json"}
@@ -390,6 +427,32 @@ def test_the_keys_tenant_scopes_every_request(
         assert key.encode() not in stored
         assert key not in caplog.text
         assert key not in keyed.get("/metrics").text
+
+
+def test_the_model_is_told_the_keys_tenant(keyed: TestClient, llm: CountingLLM) -> None:
+    """The answer is cached under the key's tenant, so the model must answer for that
+    tenant: a body without ``tenant`` reached the model as tenant ``""`` (a model that
+    picks its documents by ``req.tenant`` answered acme from the empty tenant's, and the
+    answer was cached as acme's), by JSON and by stream alike."""
+    ask(keyed, CARD, headers=bearer(KEY_ACME))
+    r = keyed.post(
+        "/v1/answer", json={"prompt": "What are the fees?", "stream": True},
+        headers=bearer(KEY_GLOBEX),
+    )  # fmt: skip
+    assert r.status_code == 200 and "event: done" in r.text
+    assert [req.tenant for req in llm.calls] == ["acme", "globex"]
+
+
+def test_a_keys_file_saved_with_a_byte_order_mark_is_read(tmp_path: Any) -> None:
+    """An editor that saves UTF-8 with a BOM (Notepad) put U+FEFF before the first key:
+    "API key 1 has characters a Bearer token cannot carry", for a key that has none."""
+    from paracache.auth import ApiKeys
+
+    path = tmp_path / "keys.txt"
+    path.write_bytes(f"\ufeff{KEY_ACME}:acme\r\n{KEY_GLOBEX}:globex\r\n".encode())
+    keys = ApiKeys.from_file(path)
+    assert keys.tenants == {"acme", "globex"}
+    assert keys.authenticate(f"Bearer {KEY_ACME}") is not None
 
 
 def test_api_keys_are_checked_when_configured(monkeypatch: pytest.MonkeyPatch) -> None:

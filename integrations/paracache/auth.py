@@ -111,7 +111,7 @@ class ApiKeys:
     @classmethod
     def from_file(cls, path: str | os.PathLike[str]) -> ApiKeys:
         """Keys from a file of ``key:tenant`` pairs (see :meth:`parse`)."""
-        return cls.parse(Path(path).read_text(encoding="utf-8"))
+        return cls.parse(Path(path).read_text(encoding="utf-8-sig"))  # a BOM is no key
 
     @classmethod
     def from_env(cls) -> ApiKeys | None:

@@ -110,7 +110,7 @@ def load_labelled(
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
         rows = []
-        with path.open(encoding="utf-8") as fh:
+        with path.open(encoding="utf-8-sig") as fh:  # a byte order mark is no JSON
             for number, line in enumerate(fh, 1):
                 if not line.strip():
                     continue

@@ -158,7 +158,7 @@ def _run_demo(args: argparse.Namespace) -> int:
         simulate=True if args.simulate else None,
     )
     if args.json:
-        print(json.dumps(summary, indent=2, ensure_ascii=False))
+        print(_json_text(summary, indent=2))
     else:
         print(format_summary(summary))
     return 0
@@ -416,6 +416,16 @@ def _connect(args: argparse.Namespace) -> _Connection:
     return _Connection(client, _safe_url(url))
 
 
+def _json_text(data: Any, **options: Any) -> str:
+    """``json.dumps(data, ensure_ascii=False, **options)`` with what a terminal would obey
+    escaped (C1 controls such as ``\\x9b``, a CSI; bidi overrides; line separators):
+    readable text stays as it is, and the JSON reads back the same."""
+    text = json.dumps(data, ensure_ascii=False, **options)
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() or c == "\n" else json.dumps(c)[1:-1] for c in text)
+
+
 def _printable(text: str, width: int | None = None) -> str:
     """One line of text safe to print to a terminal (no control characters), clipped."""
     text = "".join(c if c.isprintable() else " " for c in " ".join(text.split()))
@@ -478,7 +488,7 @@ def _run_stats(args: argparse.Namespace) -> int:
         namespaces.setdefault(s.namespace, []).append(s)
     if args.json:
         print(
-            json.dumps(
+            _json_text(
                 {
                     "redis_url": conn.url,
                     "namespaces": [
@@ -493,7 +503,6 @@ def _run_stats(args: argparse.Namespace) -> int:
                     ],
                 },
                 indent=2,
-                ensure_ascii=False,
             )
         )
         return 0
@@ -821,7 +830,7 @@ def _run_inspect(args: argparse.Namespace) -> int:
     now = time.time()
     if args.json:
         out = [{"namespace": ns, **e.as_dict(), "age": round(e.age(now), 3)} for ns, e in rows]
-        print(json.dumps(out, indent=2, ensure_ascii=False))
+        print(_json_text(out, indent=2))
         return 0
     if not rows:
         print("no entries")
@@ -1090,7 +1099,7 @@ def _run_repair(args: argparse.Namespace) -> int:
     conn = _connect(args)
     report = admin.run(conn.client, repair_flow(args.namespace, dry_run=args.dry_run))
     if args.json:
-        print(json.dumps(report.as_dict(), indent=2, ensure_ascii=False))
+        print(_json_text(report.as_dict(), indent=2))
     else:
         verb = "would delete" if args.dry_run else "deleted"
         print(
@@ -1163,12 +1172,12 @@ def _run_reembed(args: argparse.Namespace) -> int:
         raise CommandError(str(exc), 2) from None
     except ReembedError as exc:
         if args.json:
-            print(json.dumps(exc.report.as_dict(), indent=2, ensure_ascii=False))
+            print(_json_text(exc.report.as_dict(), indent=2))
         raise CommandError(str(exc), 1) from None
     finally:
         cache.close()
     if args.json:
-        print(json.dumps(report.as_dict(), indent=2, ensure_ascii=False))
+        print(_json_text(report.as_dict(), indent=2))
     else:
         print(
             f"namespace {args.namespace!r} on {conn.url}: {report.copied:,} entries copied "

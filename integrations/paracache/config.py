@@ -25,7 +25,7 @@ __all__ = ["load_config", "load_threshold", "write_config"]
 
 
 def _read(path: Path) -> dict[str, Any]:
-    text = path.read_text(encoding="utf-8")
+    text = path.read_text(encoding="utf-8-sig")  # a byte order mark (Notepad) is no text
     if path.suffix.lower() == ".json":
         data = json.loads(text)
     else:

@@ -22,11 +22,12 @@ import asyncio
 import atexit
 import concurrent.futures
 import dataclasses
+import itertools
 import logging
 import os
 import threading
 import weakref
-from collections.abc import Callable, Iterable, Sequence, Sized
+from collections.abc import Callable, Iterable, Mapping, Sequence, Sized
 from typing import Any, TypeVar, cast
 
 import redis
@@ -47,7 +48,7 @@ from .errors import BackendError, CacheError, RedisSearchUnavailable
 from .guards import Guards
 from .learning import Learner
 from .metrics import CacheStats, Recorder
-from .policy import CircuitBreaker, Normalizer, TTLPolicy
+from .policy import MAX_TTL, CircuitBreaker, Normalizer, TTLPolicy
 from .protocol import Call, EnsureIndex, Flow
 from .reembed import ReembedReport
 from .repair import RepairReport, repair_flow
@@ -320,7 +321,8 @@ class SemanticIndex:
                 ttl_policy = TTLPolicy() if ttl is _UNSET else TTLPolicy(default_ttl=ttl)
             except ValueError:  # say it of the argument the caller gave
                 raise ValueError(
-                    f"ttl must be a number of seconds >= 0 or None, got {ttl!r}"
+                    f"ttl must be a number of seconds >= 0, at most {MAX_TTL:.0e}, or None, "
+                    f"got {ttl!r}"
                 ) from None
         elif ttl is not _UNSET:
             raise ValueError("give either ttl= or ttl_policy=, not both")
@@ -846,6 +848,8 @@ class SemanticIndex:
 
     def embed(self, text: str) -> list[float]:
         """The (normalised, memoised) embedding the semantic layer uses for ``text``."""
+        if not isinstance(text, str):
+            raise TypeError(f"text must be a str, got {type(text).__name__}")
         return list(self._embedder.embed(self._embed_key(text)))
 
     def embed_many(self, texts: Sequence[str], *, batch_size: int = 64) -> list[list[float]]:
@@ -856,6 +860,11 @@ class SemanticIndex:
         Example:
             >>> vectors = cache.embed_many(["What's your refund policy?", "Hi"])  # doctest: +SKIP
         """
+        if isinstance(texts, str):
+            raise TypeError("texts must be a sequence of str, got a str")
+        for n, text in enumerate(texts):
+            if not isinstance(text, str):
+                raise TypeError(f"texts[{n}] must be a str, got {type(text).__name__}")
         keys = [self._embed_key(t) for t in texts]
         todo = sorted({k for k in keys if self._memo.get(k) is None})
         if todo:
@@ -928,12 +937,15 @@ class SemanticIndex:
     ) -> tuple[Flow[int], Any]:
         from tqdm.auto import tqdm
 
+        if isinstance(pairs, (Mapping, str, bytes)):
+            hint = ": for a dict pass its .items()" if isinstance(pairs, Mapping) else ""
+            raise TypeError(f"pairs must be (prompt, response) pairs{hint}")
         total = len(pairs) if isinstance(pairs, Sized) else None
         bar = tqdm(total=total, disable=not progress, unit="entry", desc="paracache warm")
         prepare = self._core.prepare_store
         requests = (
             prepare(p, r, scope, ttl=ttl, tokens=tokens, semantic=semantic and self._semantic)
-            for p, r in pairs
+            for p, r in map(_pair, pairs, itertools.count())
         )
         flow = self._core.warm_flow(requests, batch_size=batch_size, on_batch=bar.update)
         return flow, bar
@@ -1264,3 +1276,16 @@ def _unreadable_hook(vectorizer: Any) -> Callable[[str], str | None] | None:
     """The vectorizer's ``unreadable(text)`` method, if it has one."""
     hook = getattr(vectorizer, "unreadable", None)
     return cast(Callable[[str], "str | None"], hook) if callable(hook) else None
+
+
+def _pair(item: Any, n: int) -> tuple[Any, Any]:
+    """One of :meth:`SemanticIndex.warm`'s pairs, or a ``TypeError`` saying which is not
+    one (a str is not: ``"hi"`` would be unpacked into ``"h"`` and ``"i"``)."""
+    if not isinstance(item, (str, bytes, Mapping)):
+        try:
+            prompt, response = item
+        except (TypeError, ValueError):
+            pass
+        else:
+            return prompt, response
+    raise TypeError(f"pairs[{n}] must be a (prompt, response) pair, got {item!r:.80}")

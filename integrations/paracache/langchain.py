@@ -20,6 +20,7 @@ import ast
 import functools
 import json
 import logging
+import math
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -117,7 +118,7 @@ def _parse_llm_string(llm_string: str) -> tuple[str, tuple[tuple[str, Any], ...]
                 settings.setdefault("_type", ident[-1])
             rest = llm_string[end:]
             rest = rest[3:] if rest.startswith("---") else ""
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than json can
         pass
     if rest.startswith("["):
         try:
@@ -144,7 +145,7 @@ def _parse_llm_string(llm_string: str) -> tuple[str, tuple[tuple[str, Any], ...]
         value = settings.get(key)
         if value is None:
             continue
-        if _is_scalar(value) and not (isinstance(value, float) and value != value):
+        if _is_scalar(value) and not (isinstance(value, float) and not math.isfinite(value)):
             params[key] = value
         elif isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
             params[key] = list(value)
@@ -193,7 +194,7 @@ def split_prompt(prompt: str) -> tuple[str, str, bool]:
         return prompt, "", True
     try:
         messages = json.loads(prompt)
-    except ValueError:
+    except (ValueError, RecursionError):  # a plain LLM's prompt is the user's text
         return prompt, "", True
     if not (
         isinstance(messages, list)
@@ -323,7 +324,10 @@ class SemanticCache(BaseCache):
         redis_url: Redis URL (default: env ``PARACACHE_REDIS_URL``/``REDIS_URL``, else
             an embedded Redis).
         namespace: Isolates a whole cache (default ``"langchain"``).
-        tenant: Bound to this instance: entries it writes and reads are this tenant's.
+        tenant: Bound to this instance: entries it writes and reads are this tenant's,
+            and :meth:`clear` deletes only theirs, the empty tenant ``""`` too. ``None``
+            (the default): no tenant (the entries are the empty tenant's), and
+            :meth:`clear` may delete every tenant's.
         corpus_version: Bump after re-indexing whatever grounds the answers.
         fields: Further user scope fields.
         min_similarity: Semantic threshold (cosine similarity, higher is stricter).
@@ -352,7 +356,7 @@ class SemanticCache(BaseCache):
         *,
         redis_url: str | None = None,
         namespace: str | None = None,
-        tenant: str = "",
+        tenant: str | None = None,
         corpus_version: str = "",
         fields: Mapping[str, Any] | None = None,
         min_similarity: float | None = None,
@@ -387,10 +391,17 @@ class SemanticCache(BaseCache):
         self.min_similarity = None if min_similarity is None else check_similarity(min_similarity)
         self.on_verdict = on_verdict
         # Validated once here, so a bad tenant fails at construction, not per call.
-        self._base = Scope(tenant=tenant, corpus_version=corpus_version, fields=fields or {})
+        self._base = Scope(
+            tenant="" if tenant is None else tenant,
+            corpus_version=corpus_version,
+            fields=fields or {},
+        )
         #: (llm_string, context) -> scope: what every call would parse and digest again.
         self._scopes: dict[tuple[str, str], Scope] = {}
         self._flights: SingleFlight | None = None
+        #: Whether :meth:`clear` keeps to this tenant: a tenant was given (``""`` is a
+        #: tenant like any other: ``tenant=user.tenant`` with an empty one).
+        self._bound = tenant is not None
 
     @property
     def tenant(self) -> str:
@@ -406,11 +417,14 @@ class SemanticCache(BaseCache):
         return self
 
     def for_tenant(self, tenant: str) -> SemanticCache:
-        """The same cache (same index and connections) bound to another tenant.
+        """The same cache (same index and connections) bound to another tenant: its
+        :meth:`clear` deletes only that tenant's entries, the empty tenant's too.
 
         Example:
             >>> acme = cache.for_tenant("acme")  # doctest: +SKIP
         """
+        if not isinstance(tenant, str):  # None would be the constructor's "no tenant"
+            raise TypeError(f"tenant must be a str, got {type(tenant).__name__}")
         clone = SemanticCache(
             self.index,
             min_similarity=self.min_similarity,
@@ -566,7 +580,7 @@ class SemanticCache(BaseCache):
         unknown = set(kwargs) - {"tenant", "model", "corpus_version"}
         if unknown:
             raise TypeError(f"clear() got unexpected arguments {sorted(unknown)}")
-        if self.tenant:  # a tenant-bound cache clears only its own tenant's entries
+        if self._bound:  # a tenant-bound cache clears only its own tenant's entries
             if kwargs.get("tenant", self.tenant) != self.tenant:
                 raise ValueError("this cache is bound to another tenant")
             kwargs["tenant"] = self.tenant
@@ -575,7 +589,8 @@ class SemanticCache(BaseCache):
     def clear(self, **kwargs: Any) -> None:
         """Clear the cache: all of it, or by ``tenant=``, ``model=``, ``corpus_version=``.
 
-        A tenant-bound instance only ever clears its own tenant's entries.
+        A tenant-bound instance (given a ``tenant``, ``""`` too, or made by
+        :meth:`for_tenant`) only ever clears its own tenant's entries.
         """
         self.index.clear(**self._clear_args(kwargs))
 

@@ -49,7 +49,7 @@ from typing import Any
 
 import redis
 
-from .policy import CircuitBreaker
+from .policy import MAX_TTL, CircuitBreaker
 from .redisflow import Failure, Flow, Link, Script, Sleep
 from .schema import check_namespace
 from .scope import canonical_json, digest
@@ -176,10 +176,12 @@ class RateLimitExceeded(RuntimeError):
 
 
 def _number(name: str, value: Any, *, positive: bool = True) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(
-        value
+    if (
+        isinstance(value, bool) or not isinstance(value, (int, float))
+        or (isinstance(value, float) and not math.isfinite(value))
+        or (isinstance(value, int) and abs(value) > 2**1023)  # no float holds it
     ):
-        raise TypeError(f"{name} must be a finite number, got {value!r}")
+        raise TypeError(f"{name} must be a finite number, got {value!r:.60}")
     if positive and value <= 0:
         raise ValueError(f"{name} must be > 0, got {value!r}")
     return float(value)
@@ -224,6 +226,13 @@ class Limit:
             object.__setattr__(self, "burst", _number("Limit.burst", self.burst))
         if not isinstance(self.charged, bool):
             raise TypeError(f"Limit.charged must be a bool, got {self.charged!r}")
+        if self.window > MAX_TTL:
+            raise ValueError(f"Limit.window must be at most {MAX_TTL:.0e} s, got {self.window!r}")
+        if self.capacity / self.rate > MAX_TTL:  # how long its key lives once drawn on
+            raise ValueError(
+                f"Limit: a tier must refill within {MAX_TTL:.0e} s, this one takes "
+                f"capacity / rate = {self.capacity / self.rate:.3g} s"
+            )
         if not self.charged and self.capacity < 1:
             raise ValueError(
                 f"a request limit must admit at least one request: burst/amount >= 1, got "

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import math
 import re
 import threading
 import time
@@ -21,6 +22,7 @@ import unicodedata
 from collections.abc import Callable
 
 __all__ = [
+    "MAX_TTL",
     "CircuitBreaker",
     "HybridTuner",
     "Normalizer",
@@ -28,6 +30,32 @@ __all__ = [
     "TTLPolicy",
     "strip_pleasantries",
 ]
+
+#: The longest time to live, in seconds (about 31 years), of an entry, a conversation or
+#: a rate-limit tier; ``None`` keeps a key until it is cleared. Far larger ones reach a
+#: limit of Redis's (an ``EXPIRE`` of ``1e30`` s is refused, inside a write that then
+#: fails half done): they are refused at the boundary instead.
+MAX_TTL = 10**9
+
+
+def ttl_problem(value: object, *, zero: bool = False) -> str | None:
+    """Why ``value`` is not a time to live in seconds (``zero``: ``0`` allowed), or
+    ``None``.
+
+    Example:
+        >>> ttl_problem(3600) is None, ttl_problem(float("nan")), ttl_problem(0)
+        (True, 'not a finite number', 'not > 0')
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return "not a number"
+    if isinstance(value, float) and not math.isfinite(value):  # (an int is finite, and
+        return "not a finite number"  # one too large for a float overflows isfinite)
+    if value < 0 or (value == 0 and not zero):
+        return ">= 0 needed" if zero else "not > 0"
+    if value > MAX_TTL:
+        return f"more than MAX_TTL ({MAX_TTL:.0e} s); None: no expiry"
+    return None
+
 
 _WS = re.compile(r"\s+")
 _EDGE_CHARS = (
@@ -228,10 +256,18 @@ class TTLPolicy:
     def __post_init__(self) -> None:
         for name in ("default_ttl", "max_temperature", "volatile_ttl"):
             value = getattr(self, name)
-            if value is not None and (
-                isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0
-            ):
-                raise ValueError(f"TTLPolicy.{name} must be a number >= 0 or None, got {value!r}")
+            if value is None:
+                continue
+            if name == "max_temperature":  # inf: no bypass; nan: no comparison holds
+                bad = isinstance(value, bool) or not isinstance(value, (int, float))
+                bad = bad or (isinstance(value, float) and math.isnan(value)) or value < 0
+            else:
+                bad = ttl_problem(value, zero=True) is not None
+            if bad:
+                limit = "" if name == "max_temperature" else f", at most {MAX_TTL:.0e} s,"
+                raise ValueError(
+                    f"TTLPolicy.{name} must be a number >= 0{limit} or None, got {value!r}"
+                )
         object.__setattr__(self, "_volatile", re.compile(self.volatile_pattern, re.I))
 
     def bypass(self, temperature: float | None) -> str | None:
@@ -255,8 +291,11 @@ class TTLPolicy:
         if ttl is not True:
             if ttl is None:
                 return TTLDecision(True, None, "per-call ttl: none")
-            if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or ttl <= 0:
-                raise ValueError(f"ttl must be a positive number of seconds or None, got {ttl!r}")
+            if ttl_problem(ttl) is not None:
+                raise ValueError(
+                    f"ttl must be a positive number of seconds up to {MAX_TTL:.0e} or None, "
+                    f"got {ttl!r}"
+                )
             return TTLDecision(True, max(1, round(ttl)), "per-call ttl")
         pattern: re.Pattern[str] = object.__getattribute__(self, "_volatile")
         if self.volatile_ttl is not None and pattern.search(text):

@@ -320,13 +320,14 @@ def filter_terms(
         True
     """
     terms = []
-    for field, name, value in (
+    for field, argument, value in (
         ("tenant", "tenant", tenant),
         ("model", "model", model),
-        ("corpus", "corpus", corpus_version),
+        ("corpus", "corpus_version", corpus_version),
     ):
         if value is not None:
             if not isinstance(value, str):
-                raise TypeError(f"{name} must be a str, got {type(value).__name__}")
-            terms.append(f"@{field}:{{{tag_digest(name, value)}}}")
+                raise TypeError(f"{argument} must be a str, got {type(value).__name__}")
+            # The digest's salt is the field's name ("corpus"), as the entries' are.
+            terms.append(f"@{field}:{{{tag_digest(field, value)}}}")
     return terms

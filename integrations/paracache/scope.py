@@ -150,7 +150,10 @@ class Scope:
         value = self.params.get("temperature")
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             return None
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:  # an int beyond any float (10**400): as hot as it gets
+            return math.inf
 
     def as_dict(self) -> dict[str, Any]:
         """The scope as plain JSON data (what ``inspect`` shows)."""

@@ -54,6 +54,7 @@ import dataclasses
 import hmac
 import importlib.util
 import inspect
+import json
 import logging
 import math
 import os
@@ -63,7 +64,9 @@ from typing import Annotated, Any, Literal
 
 import redis.asyncio as aioredis
 from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request, Response
-from fastapi.responses import StreamingResponse
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -386,6 +389,45 @@ def _default_model(simulate: bool | None, latency_scale: float) -> tuple[Any, bo
 # --------------------------------------------------------------------------- the app
 
 
+class _JSONResponse(JSONResponse):
+    """JSON any ``str`` can be sent in: a lone surrogate (a model's answer whose pair a
+    streaming API split, or request text echoed in a 422) is escaped as ``\\udXXX``
+    instead of failing the response (UTF-8 cannot encode it)."""
+
+    def render(self, content: Any) -> bytes:
+        try:
+            return super().render(content)
+        except UnicodeEncodeError:
+            text = json.dumps(content, ensure_ascii=True, allow_nan=False, separators=(",", ":"))
+            return text.encode("ascii")
+
+
+#: The most characters of a refused value a 422 echoes back.
+_ECHOED_CHARS = 200
+
+
+def _clipped(value: Any) -> Any:
+    """A refused value as a 422 echoes it: a long one clipped (a 2 MB prompt is not sent
+    back whole)."""
+    if isinstance(value, str):
+        return value if len(value) <= _ECHOED_CHARS else value[:_ECHOED_CHARS] + "…"
+    if isinstance(value, (dict, list)):
+        text = json.dumps(jsonable_encoder(value), ensure_ascii=False, default=str)
+        return value if len(text) <= _ECHOED_CHARS else text[:_ECHOED_CHARS] + "…"
+    return value
+
+
+async def _invalid_request(request: Request, exc: Exception) -> Response:
+    """FastAPI's 422 (``detail``: a list of ``type``/``loc``/``msg``/``input``), with the
+    ``input`` clipped and renderable whatever text it holds."""
+    errors = exc.errors() if isinstance(exc, RequestValidationError) else []
+    detail = [
+        {**error, "input": _clipped(error["input"])} if "input" in error else error
+        for error in errors
+    ]
+    return _JSONResponse(status_code=422, content={"detail": jsonable_encoder(detail)})
+
+
 def _caller(request: Request) -> Principal | None:
     """Who is asking: the principal of the request's API key (``None`` when the app has
     no keys); 401 when it has keys and the request presents none or an unknown one. The
@@ -508,7 +550,8 @@ def create_app(
         index: The cache (default: a :class:`SemanticIndex` on ``redis_url`` in
             ``namespace``, closed when the app shuts down).
         llm: The chat model: a LangChain chat model, or a function (sync or async) of an
-            :class:`AnswerRequest` returning ``str`` or :class:`LLMReply`. Default:
+            :class:`AnswerRequest` returning ``str`` or :class:`LLMReply` (its ``tenant``
+            is the one the answer is cached for: the API key's, with keys). Default:
             :func:`default_llm`.
         api_keys: Who may ask, and as which tenant: an :class:`~paracache.auth.ApiKeys`
             or its text (``key:tenant`` pairs, comma-separated). Default: the
@@ -599,6 +642,8 @@ def create_app(
             f"`{THRESHOLD_HEADER}` overrides the similarity threshold for one request."
         ),
         lifespan=lifespan,
+        default_response_class=_JSONResponse,
+        exception_handlers={RequestValidationError: _invalid_request},
     )
     app.state.index = index
     app.state.limits = limits
@@ -645,6 +690,8 @@ def create_app(
                     status_code=403, detail="the body names another tenant than the API key's"
                 )
             tenant = principal.tenant
+            if body.tenant != tenant:  # the model answers for the tenant it is cached as
+                body = body.model_copy(update={"tenant": tenant})
         threshold = _threshold(min_similarity, cache.settings.min_similarity)
         if limits is not None:
             await _admit(limits, caller_id(principal, tenant))

@@ -43,8 +43,18 @@ Piece = str | tuple[str, int]
 
 
 def sse(event: str, data: dict[str, Any]) -> bytes:
-    """One server-sent event."""
-    return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n".encode()
+    """One server-sent event (a lone surrogate, which UTF-8 cannot encode, as a JSON
+    ``\\udXXX`` escape: a model's answer may hold one, its pair split by a stream).
+
+    Example:
+        >>> sse("delta", {"text": "a \\ud83d b"})
+        b'event: delta\\ndata: {"text": "a \\\\ud83d b"}\\n\\n'
+    """
+    try:
+        text = json.dumps(data, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        text = json.dumps(data).encode()
+    return b"event: " + event.encode() + b"\ndata: " + text + b"\n\n"
 
 
 async def answer_events(

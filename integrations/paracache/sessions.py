@@ -47,6 +47,7 @@ from typing import Any, cast
 import redis
 
 from .errors import KINDS, CacheError, Kind
+from .policy import MAX_TTL, ttl_problem
 from .redisflow import Batch, Call, Failure, Flow, Link, Script
 from .schema import check_namespace
 from .scope import digest
@@ -186,11 +187,11 @@ class SessionStore:
         check_namespace(namespace)
         if not isinstance(tenant, str):
             raise TypeError(f"tenant must be a str, got {type(tenant).__name__}")
-        if ttl is not None and (
-            isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not ttl > 0
-            or not math.isfinite(ttl)
-        ):
-            raise ValueError(f"ttl must be a positive number of seconds or None, got {ttl!r}")
+        if ttl is not None and ttl_problem(ttl) is not None:
+            raise ValueError(
+                f"ttl must be a positive number of seconds up to {MAX_TTL:.0e} or None, "
+                f"got {ttl!r}"
+            )
         if isinstance(segment, bool) or not isinstance(segment, int) or segment < 1:
             raise ValueError(f"segment must be an int >= 1, got {segment!r}")
         if not isinstance(fail_open, bool):

@@ -304,10 +304,12 @@ def check_entry_id(entry_id: Any) -> str:
 
 def check_similarity(value: Any, name: str = "min_similarity") -> float:
     """Validate a similarity threshold (a number in [0, 1])."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (
+        isinstance(value, float) and math.isnan(value)  # (an int may be too large for one)
+    ):
         raise TypeError(f"{name} must be a number in [0, 1], got {value!r}")
     if not 0.0 <= value <= 1.0:
-        raise ValueError(f"{name} must be in [0, 1] (cosine similarity), got {value!r}")
+        raise ValueError(f"{name} must be in [0, 1] (cosine similarity), got {value!r:.40}")
     return float(value)
 
 
@@ -512,8 +514,10 @@ def prepare_store(
         metadata = {}
     if not isinstance(metadata, Mapping):
         raise TypeError(f"metadata must be a mapping, got {type(metadata).__name__}")
-    if isinstance(tokens, bool) or not isinstance(tokens, int) or tokens < 0:
+    if isinstance(tokens, bool) or not isinstance(tokens, int):
         raise TypeError(f"tokens must be an int >= 0, got {tokens!r}")
+    if tokens < 0:
+        raise ValueError(f"tokens must be >= 0, got {tokens!r}")
     req = prepare_lookup(layout, settings, prompt, scope, semantic=semantic, unreadable=unreadable)
     decision = settings.policy.decide(req.text, temperature=req.scope.temperature, ttl=ttl)
     s = req.scope

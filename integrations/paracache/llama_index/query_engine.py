@@ -148,7 +148,9 @@ class SemanticCacheQueryEngine(BaseQueryEngine):
         self._engine = query_engine
         self._engine_kwargs = dict(engine_kwargs or {})
         self._base = Scope(
-            tenant=tenant or "", corpus_version=corpus_version, fields=scope_fields or {}
+            tenant="" if tenant is None else tenant,  # Scope refuses any other non-str
+            corpus_version=corpus_version,
+            fields=scope_fields or {},
         )
         self._vid = vectorizer_id(self.index.vectorizer)
         self._ids_memo: tuple[tuple[int, int], str] | None = None
@@ -256,6 +258,8 @@ class SemanticCacheQueryEngine(BaseQueryEngine):
         Example:
             >>> acme = engine.for_tenant("acme")  # doctest: +SKIP
         """
+        if not isinstance(tenant, str):  # None would be the constructor's "no tenant"
+            raise TypeError(f"tenant must be a str, got {type(tenant).__name__}")
         sibling = SemanticCacheQueryEngine(
             self._engine,
             self.index,
