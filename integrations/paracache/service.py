@@ -225,8 +225,12 @@ class StatsResponse(BaseModel):
     tokens_saved: int
     hit_rate: float
     breaker_state: str
-    hit_latency_ms: dict[str, float]
-    miss_latency_ms: dict[str, float]
+    hit_latency_ms: dict[str, float | None] = Field(
+        description="p50/p95/p99 of hit lookups, ms; null while there has been no hit."
+    )
+    miss_latency_ms: dict[str, float | None] = Field(
+        description="p50/p95/p99 of missed lookups, ms; null while there has been no miss."
+    )
     errors_by_kind: dict[str, int]
 
 
