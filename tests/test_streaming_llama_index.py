@@ -209,6 +209,43 @@ def test_abandoned_engine_stream_is_not_stored(
     assert index.count() == 1 and len(llm._calls) == 2
 
 
+def test_an_engine_stream_never_read_releases_its_flight(
+    vindex: VectorStoreIndex, index: SemanticIndex
+) -> None:
+    """A streaming answer the caller drops without reading it: its generator never
+    started, so it never settled the flight, and identical queries waited ``wait``
+    seconds (30) on it. Dropped, it gives the flight up."""
+    import gc
+
+    engine = SemanticCacheQueryEngine.from_index(
+        vindex, index, llm=CountingLLM(), similarity_top_k=1, streaming=True
+    )
+    response = engine.query("What is the refund window?")
+    assert engine._flights.in_flight() == 1  # the stream settles it once read
+    del response
+    gc.collect()
+    for _ in range(500):  # settled on a thread of its own (see settle_when_dropped)
+        if not engine._flights.in_flight():
+            break
+        time.sleep(0.01)
+    assert engine._flights.in_flight() == 0
+    t0 = time.monotonic()
+    again = engine.query("What is the refund window?")  # leads at once, waits on nobody
+    assert "".join(again.response_gen) and time.monotonic() - t0 < 10
+    assert index.count() == 1 and engine._flights.in_flight() == 0
+
+
+def test_a_failing_llm_call_releases_its_flight(index: SemanticIndex) -> None:
+    class Down(CountingLLM):
+        def chat(self, messages: Any, **kwargs: Any) -> Any:
+            raise ConnectionError("the model is down")
+
+    llm = CachedLLM(Down(), index)
+    with pytest.raises(ConnectionError):
+        llm.chat(QUESTION)
+    assert llm._flights.in_flight() == 0 and index.count() == 0
+
+
 async def test_cancelled_astream_chat_stores_nothing(index: SemanticIndex) -> None:
     import asyncio
 

@@ -672,13 +672,12 @@ def create_app(
         if verdict.hit is not None:
             hit = verdict.hit
             return _response(verdict, hit.response, hit.tokens, threshold, t0, hit.entry_id)
-        claim = await flights.aclaim(body.prompt, scope) if verdict.missed else None
-        if claim is not None and claim.payload is not None:  # another request's answer
-            return _response(
-                verdict, claim.payload, 0, threshold, t0, None, in_flight=True
-            )  # fmt: skip
-        answered: str | None = None
-        try:
+        # A failed model (or a client gone): no answer; its waiters elect another leader.
+        async with flights.aflight(body.prompt, scope, join=verdict.missed) as claim:
+            if claim.payload is not None:  # another request's answer
+                return _response(
+                    verdict, claim.payload, 0, threshold, t0, None, in_flight=True
+                )  # fmt: skip
             try:
                 reply = await call(body)
             except Exception as exc:
@@ -690,10 +689,7 @@ def create_app(
                 body.prompt, reply.text, scope, tokens=reply.tokens,
                 metadata={"source": "service"},
             )  # fmt: skip
-            answered = reply.text
-        finally:  # a failed model: no answer; its waiters elect another leader
-            if claim is not None:
-                await asyncio.shield(claim.adone(answered))
+            claim.stored(reply.text)
         return _response(verdict, reply.text, reply.tokens, threshold, t0, entry_id)
 
     @app.get(
