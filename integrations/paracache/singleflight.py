@@ -522,7 +522,8 @@ class SingleFlight:
 def _abandon_later(claim: Claim) -> None:
     """:meth:`Claim._abandon` on a short-lived thread: a finalizer runs wherever the
     garbage collector does, maybe while this thread holds the locks settling takes."""
-    threading.Thread(target=claim._abandon, name="paracache-flight", daemon=True).start()
+    if not claim._settled:  # the stream ran and settled it: the usual case, nothing to do
+        threading.Thread(target=claim._abandon, name="paracache-flight", daemon=True).start()
 
 
 def _one(args: tuple[Any, ...]) -> Flow[Any]:
