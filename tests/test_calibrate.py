@@ -294,6 +294,43 @@ def test_a_bad_config_file_is_named_in_the_error(tmp_path: Path) -> None:
         assert str(raised.value).startswith(f"{path}: "), str(raised.value)
 
 
+@pytest.mark.parametrize("name", ["paracache.yaml", "paracache.YML"])
+def test_a_yaml_config_file_is_refused_by_name(tmp_path: Path, name: str) -> None:
+    """A YAML file was read as TOML: a valid YAML config failed with a TOML parser's
+    error, or a YAML file that happened to parse was taken. Now every path says which
+    file and which formats are read, and nothing is written."""
+    path = tmp_path / name
+    path.write_text("paracache:\n  min_similarity: 0.9\n")
+    for call in (
+        lambda: load_config(path),
+        lambda: load_threshold(path),
+        lambda: SemanticIndex.from_config(path, namespace="never-built"),
+        lambda: write_config(path, min_similarity=0.9),
+        lambda: write_config(tmp_path / ("new-" + name), min_similarity=0.9),
+    ):
+        with pytest.raises(ValueError) as raised:
+            call()
+        message = str(raised.value)
+        assert message.startswith(str(path.parent)) and name in message, message
+        assert "YAML" in message and "TOML (.toml) or JSON (.json)" in message, message
+    assert path.read_text() == "paracache:\n  min_similarity: 0.9\n"
+    assert not (tmp_path / ("new-" + name)).exists()
+    # "min_similarity = 0.9" is TOML and YAML-ish alike: it must not be read either.
+    path.write_text("min_similarity = 0.9\n")
+    with pytest.raises(ValueError, match="YAML config files are not supported"):
+        load_config(path)
+
+
+def test_another_suffix_is_read_as_toml_and_says_so(tmp_path: Path) -> None:
+    conf = tmp_path / "paracache.conf"
+    conf.write_text("[paracache]\nmin_similarity = 0.9\n")
+    assert load_config(conf) == {"min_similarity": 0.9}  # as before: TOML
+    conf.write_text("min_similarity: 0.9\n")
+    with pytest.raises(ValueError, match=r"paracache.conf: read as TOML \(config files are "
+                       r"TOML \(.toml\) or JSON \(.json\)\)"):
+        load_config(conf)
+
+
 def test_report_writes_global_or_scoped_config(tmp_path: Path, redis_url: str) -> None:
     report = calibrate(_pairs_file(tmp_path), redis_url=redis_url, progress=False,
                        target_precision=0.9)
@@ -331,6 +368,12 @@ def test_calibrate_command(tmp_path: Path, redis_url: str, capsys: Any) -> None:
     assert "medical" in load_config(config)["thresholds"]["tenant"]
 
     assert main(["calibrate", str(data), "--for", "tenant"]) == 2
+    yaml = tmp_path / "out.yaml"
+    assert main(["calibrate", str(data), "--redis-url", redis_url, "--no-progress",
+                 "--write-config", str(yaml)]) == 2  # refused before the sweep
+    err = capsys.readouterr().err
+    assert f"--write-config {yaml}: YAML config files are not supported" in err
+    assert not yaml.exists()
     assert main(["calibrate", str(tmp_path / "missing.jsonl"), "--redis-url", redis_url]) == 1
 
 

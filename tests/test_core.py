@@ -275,6 +275,21 @@ def test_stats(index: SemanticIndex) -> None:
     assert s.hit_rate == pytest.approx(2 / 3)
 
 
+def test_stats_without_hits_has_no_hit_latency(index: SemanticIndex) -> None:
+    """No hit, no hit latency: ``None``, never a "0 ms" that reads as measured."""
+    fresh = index.stats()
+    assert fresh.hit_latency_ms == {"p50": None, "p95": None, "p99": None}
+    assert fresh.miss_latency_ms == {"p50": None, "p95": None, "p99": None}
+    index.lookup("What are your opening hours?")  # a miss on an empty cache
+    s = index.stats()
+    assert s.misses == 1 and s.hits == 0
+    assert s.hit_latency_ms == {"p50": None, "p95": None, "p99": None}
+    assert all(v is not None and v > 0 for v in s.miss_latency_ms.values())
+    assert s.as_dict()["hit_latency_ms"]["p50"] is None
+    index.reset_stats()
+    assert index.stats().miss_latency_ms["p99"] is None
+
+
 # ---------------------------------------------------------------- bad input
 
 

@@ -559,6 +559,52 @@ def test_cached_llm_reads_sampling_params_from_additional_kwargs(index: Semantic
     assert len(hot._calls) == 2 and index.stats().bypasses == 2
 
 
+class EndpointLLM(SecretLLM):
+    """A MockLLM sent to an OpenAI-compatible server (``api_base``, as LlamaIndex's OpenAI
+    and OpenAILike LLMs keep it): two servers may serve different models as "mock-1"."""
+
+    api_base: str = "https://api.openai.com/v1"
+
+    def __init__(self, api_base: str) -> None:
+        super().__init__()
+        self.api_base = api_base
+
+
+def test_cached_llm_scopes_the_llms_endpoint(
+    vindex: VectorStoreIndex, index: SemanticIndex
+) -> None:
+    a = CachedLLM(EndpointLLM("http://gpu-a.internal:8000/v1"), index)
+    b = CachedLLM(EndpointLLM("http://gpu-b.internal:8000/v1"), index)
+    a.complete("Say hi")
+    b.complete("Say hi")  # the same model name on another server: never a's answer
+    assert len(b.llm._calls) == 1  # type: ignore[attr-defined]
+    a.chat([ChatMessage(content="Hi")])
+    b.chat([ChatMessage(content="Hi")])
+    assert len(b.llm._calls) == 2  # type: ignore[attr-defined]
+    # The same server spelled another way (case of the host, default port, trailing
+    # slash, user-info, query string): one scope, a hit.
+    same = CachedLLM(EndpointLLM("HTTP://user:pw@GPU-A.internal:8000/v1/?api-key=x"), index)
+    same.complete("Say hi")
+    same.chat([ChatMessage(content="Hi")])
+    assert len(same.llm._calls) == 0  # type: ignore[attr-defined]
+    assert llm_scope(EndpointLLM("https://api.openai.com:443/v1/"))[2] == llm_scope(
+        EndpointLLM("https://API.openai.com/v1"))[2]
+    # ... and the query engine's LLM scope sees it too.
+    scopes = {
+        SemanticCacheQueryEngine.from_index(vindex, index, llm=llm)
+        .scope_for(QueryBundle(REFUND)).digest()
+        for llm in (a.llm, b.llm, same.llm)
+    }
+    assert len(scopes) == 2
+
+
+def test_an_llm_without_an_endpoint_keeps_its_scope() -> None:
+    """Pinned: a MockLLM's (no endpoint attribute) digest is the one it had before
+    endpoints were scoped, so its entries stay valid."""
+    assert llm_scope(MockLLM()) == ("MockLLM", {}, "006f9cc22fcdc60b9544eb2a0ad37db6")
+    assert llm_scope(MockLLM(max_tokens=8))[2] == "f276fe2a4b3f16a314785e96f55e0445"
+
+
 async def test_cached_llm_async(index: SemanticIndex) -> None:
     inner = SecretLLM()
     llm = CachedLLM(inner, index)

@@ -62,4 +62,22 @@ def test_notebook_runs(path: Path, redis_url: str) -> None:
         if out.get("output_type") == "error"
     ]
     assert errors == []
+    # A deprecation warning in a saved output tells the reader to stop using what the
+    # notebook shows: none may appear (a notebook that must keep a deprecated API filters
+    # that warning and says why).
+    warned = [
+        out["text"]
+        for cell in nb.cells
+        if cell.cell_type == "code"
+        for out in cell.get("outputs", [])
+        if out.get("name") == "stderr" and "DeprecationWarning" in out.get("text", "")
+    ]
+    assert warned == []
     assert _verdict_tables(nb) == _verdict_tables(saved), "saved outputs are out of date"
+    # What a reader sees on GitHub: every cell with output in a run has saved output.
+    unsaved = [
+        i
+        for i, (ran, kept) in enumerate(zip(nb.cells, saved.cells, strict=True))
+        if ran.cell_type == "code" and ran.get("outputs") and not kept.get("outputs")
+    ]
+    assert unsaved == [], f"cells {unsaved} have no saved outputs"

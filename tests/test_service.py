@@ -3,6 +3,7 @@ real ``paracache serve`` process over loopback."""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -210,6 +211,19 @@ def test_async_llm_function_and_langchain_model(make_index: Any) -> None:
 # --------------------------------------------------------------------------- operations
 
 
+def test_stats_before_any_hit_has_null_hit_latency(client: TestClient) -> None:
+    """No hit yet: the hit percentiles are null (not 0.0, which reads as measured), in
+    the JSON and in the OpenAPI schema."""
+    fresh = client.get("/v1/stats").json()
+    assert fresh["hit_latency_ms"] == {"p50": None, "p95": None, "p99": None}
+    ask(client, CARD)  # one miss
+    stats = client.get("/v1/stats").json()
+    assert stats["hit_latency_ms"] == {"p50": None, "p95": None, "p99": None}
+    assert stats["miss_latency_ms"]["p50"] > 0
+    spec = client.get("/openapi.json").json()["components"]["schemas"]["StatsResponse"]
+    assert "null" in json.dumps(spec["properties"]["hit_latency_ms"])
+
+
 def test_stats_metrics_health_and_docs(client: TestClient) -> None:
     ask(client, CARD, tenant="acme-private")
     ask(client, CARD, tenant="acme-private")
@@ -219,6 +233,7 @@ def test_stats_metrics_health_and_docs(client: TestClient) -> None:
     assert stats["exact_hits"] == 1 and stats["misses"] == 1 and stats["hit_rate"] == 0.5
     assert stats["tokens_saved"] == 150 and stats["breaker_state"] == "closed"
     assert stats["unreadable"] == 0 and stats["coalesced"] == 0
+    assert stats["hit_latency_ms"]["p50"] > 0 and stats["miss_latency_ms"]["p99"] > 0
 
     r = client.get("/metrics")
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")

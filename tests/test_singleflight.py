@@ -91,3 +91,114 @@ def test_arguments_are_checked(index: SemanticIndex) -> None:
             SingleFlight(index, distributed=flag)  # type: ignore[arg-type]
     with pytest.raises(TypeError):
         SingleFlight(index).claim(42)  # type: ignore[arg-type]
+
+
+# ------------------------------------------------------------ flight(): settled on every exit
+
+
+def test_flight_hands_on_the_stored_answer(index: SemanticIndex, redis_url: str) -> None:
+    flights = SingleFlight(index, wait=30.0)
+    got: list[Claim] = []
+    with flights.flight(Q, SCOPE) as claim:
+        assert claim.leader and flights.in_flight() == 1
+        waiter = threading.Thread(target=lambda: got.append(flights.claim(Q, SCOPE)))
+        waiter.start()
+        time.sleep(0.1)
+        claim.stored("Settings > Close account.")
+    waiter.join(30)
+    assert got and got[0].payload == "Settings > Close account."
+    assert flights.in_flight() == 0 and _lock_keys(index, redis_url) == []
+
+
+def test_flight_raising_releases_it(index: SemanticIndex, redis_url: str) -> None:
+    flights = SingleFlight(index, wait=30.0)
+    with pytest.raises(RuntimeError, match="model down"), flights.flight(Q, SCOPE) as claim:
+        assert claim.leader
+        raise RuntimeError("model down")
+    assert flights.in_flight() == 0 and _lock_keys(index, redis_url) == []
+    t0 = time.monotonic()
+    again = flights.claim(Q, SCOPE)  # nobody waits on the failed one: leads at once
+    assert again.leader and time.monotonic() - t0 < 5
+    again.done(None)
+    with flights.flight(Q, SCOPE, join=False) as alone:  # nothing claimed
+        assert not alone.leader and alone.payload is None and flights.in_flight() == 0
+
+
+async def test_a_cancelled_aflight_releases_it(index: SemanticIndex, redis_url: str) -> None:
+    import asyncio
+
+    flights = SingleFlight(index, wait=30.0)
+    inside = asyncio.Event()
+
+    async def caller() -> None:
+        async with flights.aflight(Q, SCOPE):
+            inside.set()
+            await asyncio.sleep(60)  # the model call
+
+    task = asyncio.create_task(caller())
+    await asyncio.wait_for(inside.wait(), 30)
+    assert flights.in_flight() == 1
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert flights.in_flight() == 0 and _lock_keys(index, redis_url) == []
+
+
+async def test_a_task_cancelled_while_claiming_gives_up_its_lead(
+    index: SemanticIndex, redis_url: str
+) -> None:
+    """A caller that leads in its process but waits on another process's Redis lock, and
+    is cancelled there (a client gone), gave its in-process flight to nobody: its
+    waiters waited ``wait`` seconds in vain. Now the flight is given up at once."""
+    import asyncio
+
+    entry_id = index.core.prepare_lookup(Q, SCOPE).entry_id
+    other = f"{index.layout.namespace_prefix}flight:{entry_id}"
+    client = redis.Redis.from_url(redis_url)
+    client.set(other, "another-process", px=30_000)
+    try:
+        flights = SingleFlight(index, wait=30.0)
+        task = asyncio.create_task(flights.aclaim(Q, SCOPE))
+        for _ in range(300):  # until it leads here and polls the other's lock
+            await asyncio.sleep(0.01)
+            if flights.in_flight():
+                break
+        await asyncio.sleep(0.1)
+        assert flights.in_flight() == 1 and not task.done()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert flights.in_flight() == 0
+        assert client.get(other) == b"another-process"  # not ours: left alone
+    finally:
+        client.delete(other)
+        client.close()
+
+
+async def test_a_task_cancelled_after_taking_the_lock_releases_it(
+    make_index: Any, redis_url: str
+) -> None:
+    """Cancelled between taking the Redis lock and returning its claim (reading the
+    entry): the lock was not the claim's yet and stayed until it expired."""
+    import asyncio
+
+    index = make_index()
+    flights = SingleFlight(index, wait=30.0)
+    reading = asyncio.Event()
+    release = asyncio.Event()
+    lookup = index.alookup_verdict
+
+    async def slow_lookup(*args: Any, **kwargs: Any) -> Any:  # the cache's own re-read
+        reading.set()
+        await release.wait()
+        return await lookup(*args, **kwargs)
+
+    index.store(Q, "Settings > Close account.", SCOPE)  # so the leader re-reads it
+    index.alookup_verdict = slow_lookup  # type: ignore[method-assign]
+    task = asyncio.create_task(flights.aclaim(Q, SCOPE))
+    await asyncio.wait_for(reading.wait(), 30)
+    assert len(_lock_keys(index, redis_url)) == 1
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert flights.in_flight() == 0 and _lock_keys(index, redis_url) == []

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+import redis
 from langchain_core.callbacks import AsyncCallbackHandler, BaseCallbackHandler
 from langchain_core.language_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
@@ -206,6 +207,45 @@ async def test_cancelled_astream_is_not_stored(lc_cache: SemanticCache) -> None:
         await task
     assert await lc_cache.index.acount() == 0
     assert lc_cache.flights.in_flight() == 0  # the flight was given up, nobody waits on it
+
+
+def test_a_failing_invoke_releases_the_flight(lc_cache: SemanticCache) -> None:
+    def down() -> None:
+        raise ConnectionError("the model is down")
+
+    chat = CachedChatModel(llm=CountingModel(gate=down), cache=lc_cache)
+    with pytest.raises(ConnectionError):
+        chat.invoke("Is my transfer delayed?")
+    assert lc_cache.flights.in_flight() == 0 and lc_cache.index.count() == 0
+    with lc_cache.flight("p", "s", join=False) as claim:  # nothing to claim
+        assert not claim.leader and lc_cache.flights.in_flight() == 0
+
+
+async def test_a_cancelled_ainvoke_releases_the_flight(
+    lc_cache: SemanticCache, redis_url: str
+) -> None:
+    started = asyncio.Event()
+
+    class Slow(CountingModel):
+        async def _agenerate(self, *args: Any, **kwargs: Any) -> Any:
+            started.set()
+            await asyncio.sleep(30)
+            return self._generate(*args, **kwargs)
+
+    chat = CachedChatModel(llm=Slow(), cache=lc_cache)
+    task = asyncio.create_task(chat.ainvoke("Is my transfer delayed?"))
+    await asyncio.wait_for(started.wait(), 30)
+    assert lc_cache.flights.in_flight() == 1
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert lc_cache.flights.in_flight() == 0  # given up at once, nobody waits on it
+    client = redis.Redis.from_url(redis_url)
+    try:
+        prefix = lc_cache.index.layout.namespace_prefix + "flight:*"
+        assert list(client.scan_iter(match=prefix)) == []  # its Redis lock released too
+    finally:
+        client.close()
 
 
 # ---------------------------------------------------------------- tools, structured output

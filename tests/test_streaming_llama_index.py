@@ -215,6 +215,43 @@ def test_abandoned_engine_stream_is_not_stored(
     assert index.count() == 1 and len(llm._calls) == 2
 
 
+def test_an_engine_stream_never_read_releases_its_flight(
+    vindex: VectorStoreIndex, index: SemanticIndex
+) -> None:
+    """A streaming answer the caller drops without reading it: its generator never
+    started, so it never settled the flight, and identical queries waited ``wait``
+    seconds (30) on it. Dropped, it gives the flight up."""
+    import gc
+
+    engine = SemanticCacheQueryEngine.from_index(
+        vindex, index, llm=CountingLLM(), similarity_top_k=1, streaming=True
+    )
+    response = engine.query("What is the refund window?")
+    assert engine._flights.in_flight() == 1  # the stream settles it once read
+    del response
+    gc.collect()
+    for _ in range(500):  # settled on a thread of its own (see settle_when_dropped)
+        if not engine._flights.in_flight():
+            break
+        time.sleep(0.01)
+    assert engine._flights.in_flight() == 0
+    t0 = time.monotonic()
+    again = engine.query("What is the refund window?")  # leads at once, waits on nobody
+    assert "".join(again.response_gen) and time.monotonic() - t0 < 10
+    assert index.count() == 1 and engine._flights.in_flight() == 0
+
+
+def test_a_failing_llm_call_releases_its_flight(index: SemanticIndex) -> None:
+    class Down(CountingLLM):
+        def chat(self, messages: Any, **kwargs: Any) -> Any:
+            raise ConnectionError("the model is down")
+
+    llm = CachedLLM(Down(), index)
+    with pytest.raises(ConnectionError):
+        llm.chat(QUESTION)
+    assert llm._flights.in_flight() == 0 and index.count() == 0
+
+
 async def test_cancelled_astream_chat_stores_nothing(index: SemanticIndex) -> None:
     import asyncio
 
@@ -272,31 +309,6 @@ async def test_stream_complete_with_the_error_bound_is_cached_like_complete(
     assert index.learner is not None and index.learner.wait_idle(30)
     records = list(_client(index).scan_iter(match=f"paracache:{index.namespace}:*:q:*"))
     assert len(records) == 1  # one scope: completions of this LLM
-
-
-def test_an_engine_stream_never_read_releases_its_flight(
-    vindex: VectorStoreIndex, index: SemanticIndex
-) -> None:
-    """A streaming engine's miss returns before its first token: a response dropped
-    unread (an exception before rendering, a client gone) never ran its stream, so the
-    single-flight it led was held until waiters gave up (30 s) and its Redis lock
-    expired. Dropping it releases both."""
-    import gc
-
-    llm = CountingLLM()
-    engine = SemanticCacheQueryEngine.from_index(
-        vindex, index, llm=llm, similarity_top_k=1, streaming=True
-    )
-    unread = engine.query("What is the refund window?")
-    assert engine._flights.in_flight() == 1
-    del unread
-    gc.collect()
-    assert engine._flights.in_flight() == 0
-    lock = f"{index.layout.namespace_prefix}flight:*"
-    assert not list(_client(index).scan_iter(match=lock))
-    started = time.monotonic()
-    assert "".join(engine.query("What is the refund window?").response_gen)
-    assert time.monotonic() - started < 10 and index.count() == 1
 
 
 async def test_an_async_engine_stream_never_read_releases_its_flight(

@@ -224,7 +224,7 @@ def _add_calibrate(subparsers: Any) -> None:
         "--write-config",
         metavar="PATH",
         default=None,
-        help="write the recommendation to a TOML (or .json) file for "
+        help="write the recommendation to a TOML (or .json; not YAML) file for "
         "SemanticIndex.from_config(PATH); an existing file is updated",
     )
     parser.add_argument(
@@ -267,6 +267,14 @@ def _run_calibrate(args: argparse.Namespace) -> int:
         scope_field, sep, scope_value = args.scope.partition("=")
         if not sep or not scope_field or not scope_value:
             print(f"--for needs FIELD=VALUE, got {args.scope!r}", file=sys.stderr)
+            return 2
+    if args.write_config:  # before the sweep, not after it
+        from .config import check_config_path
+
+        try:
+            check_config_path(args.write_config)
+        except ValueError as exc:
+            print(f"paracache calibrate: --write-config {exc}", file=sys.stderr)
             return 2
     try:
         report = calibrate(

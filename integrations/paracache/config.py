@@ -1,5 +1,7 @@
 """Config files: the settings ``paracache calibrate --write-config`` writes and
-``SemanticIndex.from_config`` reads (TOML, or JSON by extension).
+``SemanticIndex.from_config`` reads (TOML, or JSON by extension). YAML is not read:
+a ``.yaml``/``.yml`` file is refused with a ``ValueError`` naming it and the formats
+that are.
 
 Example:
     >>> import pathlib, tempfile
@@ -21,10 +23,37 @@ from typing import Any
 from .guards import Guards
 from .values import check_similarity, check_thresholds
 
-__all__ = ["load_config", "load_threshold", "write_config"]
+__all__ = ["check_config_path", "load_config", "load_threshold", "write_config"]
+
+
+#: Suffixes of formats paracache does not read (they are not TOML either).
+_UNSUPPORTED = {".yaml": "YAML", ".yml": "YAML"}
+#: What a config file may be, for error messages.
+_FORMATS = "TOML (.toml) or JSON (.json)"
+
+
+def check_config_path(path: str | os.PathLike[str]) -> Path:
+    """``path`` as a :class:`~pathlib.Path` if paracache can read and write a config file
+    of its name: JSON if it ends in ``.json``, else TOML; a ``.yaml``/``.yml`` file raises
+    ``ValueError`` naming the file and the formats supported (YAML is not read).
+
+    Example:
+        >>> check_config_path("paracache.yaml")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ValueError: paracache.yaml: YAML config files are not supported; write the settings as ...
+    """
+    p = Path(path)
+    kind = _UNSUPPORTED.get(p.suffix.lower())
+    if kind is not None:
+        raise ValueError(
+            f"{p}: {kind} config files are not supported; write the settings as {_FORMATS}"
+        )
+    return p
 
 
 def _read(path: Path) -> dict[str, Any]:
+    check_config_path(path)
     text = path.read_text(encoding="utf-8-sig")  # a byte order mark (Notepad) is no text
     if path.suffix.lower() == ".json":
         data = json.loads(text)
@@ -39,7 +68,14 @@ def _read(path: Path) -> dict[str, Any]:
                     "reading a TOML config on Python 3.10 needs `pip install tomli`; "
                     "or write the config as JSON"
                 ) from None
-        data = tomllib.loads(text)
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            if path.suffix.lower() == ".toml":
+                raise
+            raise ValueError(  # another suffix: say how it was read
+                f"{path}: read as TOML (config files are {_FORMATS}): {exc}"
+            ) from exc
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected a table/object at the top")
     section = data.get("paracache", data)
@@ -114,7 +150,8 @@ def write_config(
     thresholds: Mapping[str, Mapping[str, float]] | None = None,
     calibration: Mapping[str, Any] | None = None,
 ) -> Path:
-    """Write (or update) a config file: TOML unless the name ends in ``.json``.
+    """Write (or update) a config file: TOML unless the name ends in ``.json`` (a
+    ``.yaml``/``.yml`` name raises ``ValueError``, see :func:`check_config_path`).
 
     Settings already in the file are kept unless given here; per-scope thresholds are
     merged value by value.
@@ -122,7 +159,7 @@ def write_config(
     Example:
         >>> write_config("paracache.toml", min_similarity=0.9)  # doctest: +SKIP
     """
-    p = Path(path)
+    p = check_config_path(path)
     current: dict[str, Any] = _read(p) if p.exists() else {}
     if min_similarity is not None:
         current["min_similarity"] = check_similarity(min_similarity)

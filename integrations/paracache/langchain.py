@@ -17,12 +17,13 @@ Example:
 from __future__ import annotations
 
 import ast
+import contextlib
 import functools
 import json
 import logging
 import math
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from langchain_core.caches import RETURN_VAL_TYPE, BaseCache
@@ -575,6 +576,29 @@ class SemanticCache(BaseCache):
         """Async :meth:`claim`."""
         text, scope, _ = self._request(prompt, llm_string)
         return await self.flights.aclaim(text, scope)
+
+    @contextlib.contextmanager
+    def flight(self, prompt: str, llm_string: str, *, join: bool = True) -> Iterator[Claim]:
+        """:meth:`claim` (if ``join``) as :meth:`SingleFlight.flight
+        <paracache.singleflight.SingleFlight.flight>`: settled however the block is left."""
+        if not join:
+            yield Claim()  # nothing claimed: nothing to settle
+            return
+        text, scope, _ = self._request(prompt, llm_string)
+        with self.flights.flight(text, scope) as claim:
+            yield claim
+
+    @contextlib.asynccontextmanager
+    async def aflight(
+        self, prompt: str, llm_string: str, *, join: bool = True
+    ) -> AsyncIterator[Claim]:
+        """Async :meth:`flight` (a cancelled task settles too)."""
+        if not join:
+            yield Claim()
+            return
+        text, scope, _ = self._request(prompt, llm_string)
+        async with self.flights.aflight(text, scope) as claim:
+            yield claim
 
     def _clear_args(self, kwargs: dict[str, Any]) -> dict[str, Any]:
         unknown = set(kwargs) - {"tenant", "model", "corpus_version"}

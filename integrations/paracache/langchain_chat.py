@@ -32,6 +32,7 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from typing import Any, Protocol
 
 from langchain_core.caches import BaseCache
@@ -66,11 +67,15 @@ class _Cache(Protocol):
     async def astore_generations(
         self, prompt: str, llm_string: str, generations: Sequence[Generation]
     ) -> str: ...
-    def claim(self, prompt: str, llm_string: str) -> Claim: ...
-    async def aclaim(self, prompt: str, llm_string: str) -> Claim: ...
+    def flight(
+        self, prompt: str, llm_string: str, *, join: bool = True
+    ) -> AbstractContextManager[Claim]: ...
+    def aflight(
+        self, prompt: str, llm_string: str, *, join: bool = True
+    ) -> AbstractAsyncContextManager[Claim]: ...
 
 
-_NEEDED = ("lookup_verdict", "decode", "load", "store_generations", "claim", "aclaim")
+_NEEDED = ("lookup_verdict", "decode", "load", "store_generations", "flight", "aflight")
 
 
 def _hit_meta(verdict: Verdict | None) -> dict[str, Any]:
@@ -266,8 +271,8 @@ class CachedChatModel(BaseChatModel):
     def _flight(self, verdict: Verdict) -> bool:
         return self.single_flight and verdict.missed
 
-    def _from_flight(self, claim: Claim | None) -> list[Generation] | None:
-        if claim is None or claim.payload is None:
+    def _from_flight(self, claim: Claim) -> list[Generation] | None:
+        if claim.payload is None:
             return None
         try:
             return self._cache.load(claim.payload)
@@ -298,17 +303,12 @@ class CachedChatModel(BaseChatModel):
         verdict = self._cache.lookup_verdict(prompt, llm_string)
         if (cached := self._served(verdict)) is not None:
             return self._result(cached, verdict)
-        claim = self._cache.claim(prompt, llm_string) if self._flight(verdict) else None
-        if (shared := self._from_flight(claim)) is not None:
-            return self._result(shared, None)
-        payload = None
-        try:
+        with self._cache.flight(prompt, llm_string, join=self._flight(verdict)) as claim:
+            if (shared := self._from_flight(claim)) is not None:
+                return self._result(shared, None)
             result = self._inner.generate([messages], stop=stop, **kwargs)
             generations = list(result.generations[0])
-            payload = self._cache.store_generations(prompt, llm_string, generations)
-        finally:
-            if claim is not None:
-                claim.done(payload)
+            claim.stored(self._cache.store_generations(prompt, llm_string, generations))
         return ChatResult(generations=generations, llm_output=result.llm_output)  # type: ignore[arg-type]
 
     async def _agenerate(
@@ -322,17 +322,12 @@ class CachedChatModel(BaseChatModel):
         verdict = await self._cache.alookup_verdict(prompt, llm_string)
         if (cached := self._served(verdict)) is not None:
             return self._result(cached, verdict)
-        claim = await self._cache.aclaim(prompt, llm_string) if self._flight(verdict) else None
-        if (shared := self._from_flight(claim)) is not None:
-            return self._result(shared, None)
-        payload = None
-        try:
+        async with self._cache.aflight(prompt, llm_string, join=self._flight(verdict)) as claim:
+            if (shared := self._from_flight(claim)) is not None:
+                return self._result(shared, None)
             result = await self._inner.agenerate([messages], stop=stop, **kwargs)
             generations = list(result.generations[0])
-            payload = await self._cache.astore_generations(prompt, llm_string, generations)
-        finally:
-            if claim is not None:
-                await claim.adone(payload)
+            claim.stored(await self._cache.astore_generations(prompt, llm_string, generations))
         return ChatResult(generations=generations, llm_output=result.llm_output)  # type: ignore[arg-type]
 
     # ------------------------------------------------------------------ stream
@@ -346,29 +341,26 @@ class CachedChatModel(BaseChatModel):
     ) -> Iterator[ChatGenerationChunk]:
         prompt, llm_string = self._keys(messages, stop, kwargs)
         verdict = self._cache.lookup_verdict(prompt, llm_string)
-        claim = None
-        if (replay := self._served(verdict)) is None and self._flight(verdict):
-            claim = self._cache.claim(prompt, llm_string)
-            replay, verdict = self._from_flight(claim), None  # type: ignore[assignment]
-        if replay is not None:
-            for i, chunk in enumerate(replay_generation(replay[0], _hit_meta(verdict))):
-                if i and self.pace:
-                    time.sleep(self.pace)
-                yield chunk
-            return
-        chunks: list[ChatGenerationChunk] = []
-        payload = None
-        try:
+        replay = self._served(verdict)
+        join = replay is None and self._flight(verdict)
+        # Left early (closed, raising): the flight is settled with no answer.
+        with self._cache.flight(prompt, llm_string, join=join) as claim:
+            if join:
+                replay, verdict = self._from_flight(claim), None  # type: ignore[assignment]
+            if replay is not None:
+                for i, chunk in enumerate(replay_generation(replay[0], _hit_meta(verdict))):
+                    if i and self.pace:
+                        time.sleep(self.pace)
+                    yield chunk
+                return
+            chunks: list[ChatGenerationChunk] = []
             for part in self._inner.stream(messages, stop=stop, **kwargs):
                 chunk = ChatGenerationChunk(message=_as_chunk(part))
                 chunks.append(chunk)
                 yield chunk
             if chunks:  # the stream ended cleanly: only now is the answer whole
                 generations = self._generation(chunks)
-                payload = self._cache.store_generations(prompt, llm_string, generations)
-        finally:
-            if claim is not None:
-                claim.done(payload)
+                claim.stored(self._cache.store_generations(prompt, llm_string, generations))
 
     async def _astream(
         self,
@@ -379,29 +371,25 @@ class CachedChatModel(BaseChatModel):
     ) -> AsyncIterator[ChatGenerationChunk]:
         prompt, llm_string = self._keys(messages, stop, kwargs)
         verdict = await self._cache.alookup_verdict(prompt, llm_string)
-        claim = None
-        if (replay := self._served(verdict)) is None and self._flight(verdict):
-            claim = await self._cache.aclaim(prompt, llm_string)
-            replay, verdict = self._from_flight(claim), None  # type: ignore[assignment]
-        if replay is not None:
-            for i, chunk in enumerate(replay_generation(replay[0], _hit_meta(verdict))):
-                if i and self.pace:
-                    await asyncio.sleep(self.pace)
-                yield chunk
-            return
-        chunks: list[ChatGenerationChunk] = []
-        payload = None
-        try:
+        replay = self._served(verdict)
+        join = replay is None and self._flight(verdict)
+        async with self._cache.aflight(prompt, llm_string, join=join) as claim:
+            if join:
+                replay, verdict = self._from_flight(claim), None  # type: ignore[assignment]
+            if replay is not None:
+                for i, chunk in enumerate(replay_generation(replay[0], _hit_meta(verdict))):
+                    if i and self.pace:
+                        await asyncio.sleep(self.pace)
+                    yield chunk
+                return
+            chunks: list[ChatGenerationChunk] = []
             async for part in self._inner.astream(messages, stop=stop, **kwargs):
                 chunk = ChatGenerationChunk(message=_as_chunk(part))
                 chunks.append(chunk)
                 yield chunk
             if chunks:
                 generations = self._generation(chunks)
-                payload = await self._cache.astore_generations(prompt, llm_string, generations)
-        finally:
-            if claim is not None:
-                await asyncio.shield(claim.adone(payload))
+                claim.stored(await self._cache.astore_generations(prompt, llm_string, generations))
 
     # ------------------------------------------------------------------ tools
 

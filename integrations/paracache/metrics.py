@@ -7,6 +7,8 @@ Example:
     >>> s = r.snapshot()
     >>> s.lookups, s.semantic_hits, s.misses, s.hit_rate
     (2, 1, 1, 0.5)
+    >>> Recorder().snapshot().hit_latency_ms  # nothing measured yet
+    {'p50': None, 'p95': None, 'p99': None}
 """
 
 from __future__ import annotations
@@ -26,10 +28,12 @@ logger = logging.getLogger("paracache")
 WINDOW = 10_000
 
 
-def _percentiles(values: Iterable[float]) -> dict[str, float]:
+def _percentiles(values: Iterable[float]) -> dict[str, float | None]:
+    """p50/p95/p99 in milliseconds; ``None`` each when nothing was measured (a "0 ms"
+    would read as a measurement)."""
     data = sorted(values)
     if not data:
-        return {"p50": 0.0, "p95": 0.0, "p99": 0.0}
+        return {"p50": None, "p95": None, "p99": None}
 
     def pick(q: float) -> float:
         return data[min(len(data) - 1, int(q * len(data)))] * 1000.0
@@ -41,7 +45,9 @@ def _percentiles(values: Iterable[float]) -> dict[str, float]:
 class CacheStats:
     """A snapshot of a cache's metrics since it was created (or last :meth:`reset`).
 
-    Latencies are in milliseconds over the last 10,000 lookups of each kind.
+    Latencies (``hit_latency_ms``, ``miss_latency_ms``: ``p50``, ``p95``, ``p99``) are in
+    milliseconds over the last 10,000 lookups of each kind; ``None`` while there has been
+    no lookup of that kind (no hit yet: no hit latency, rather than a "0 ms").
     ``bypasses`` are requests the TTL policy kept away from the cache (e.g. a high
     temperature); ``errors`` are Redis or embedding failures turned into misses;
     ``rejections`` are candidates a guard refused; ``unreadable`` are lookups of text the
@@ -66,8 +72,8 @@ class CacheStats:
     coalesced: int = 0
     tokens_saved: int = 0
     breaker_state: str = "closed"
-    hit_latency_ms: dict[str, float] = dataclasses.field(default_factory=dict)
-    miss_latency_ms: dict[str, float] = dataclasses.field(default_factory=dict)
+    hit_latency_ms: dict[str, float | None] = dataclasses.field(default_factory=dict)
+    miss_latency_ms: dict[str, float | None] = dataclasses.field(default_factory=dict)
     errors_by_kind: dict[str, int] = dataclasses.field(default_factory=dict)
     rejections_by_reason: dict[str, int] = dataclasses.field(default_factory=dict)
     #: With ``max_error_rate``: the learner's counters and thresholds

@@ -228,8 +228,12 @@ class StatsResponse(BaseModel):
     tokens_saved: int
     hit_rate: float
     breaker_state: str
-    hit_latency_ms: dict[str, float]
-    miss_latency_ms: dict[str, float]
+    hit_latency_ms: dict[str, float | None] = Field(
+        description="p50/p95/p99 of hit lookups, ms; null while there has been no hit."
+    )
+    miss_latency_ms: dict[str, float | None] = Field(
+        description="p50/p95/p99 of missed lookups, ms; null while there has been no miss."
+    )
     errors_by_kind: dict[str, int]
     learning: dict[str, Any] | None = Field(
         None,
@@ -723,13 +727,12 @@ def create_app(
         if verdict.hit is not None:
             hit = verdict.hit
             return _response(verdict, hit.response, hit.tokens, threshold, t0, hit.entry_id)
-        claim = await flights.aclaim(body.prompt, scope) if verdict.missed else None
-        if claim is not None and claim.payload is not None:  # another request's answer
-            return _response(
-                verdict, claim.payload, 0, threshold, t0, None, in_flight=True
-            )  # fmt: skip
-        answered: str | None = None
-        try:
+        # A failed model (or a client gone): no answer; its waiters elect another leader.
+        async with flights.aflight(body.prompt, scope, join=verdict.missed) as claim:
+            if claim.payload is not None:  # another request's answer
+                return _response(
+                    verdict, claim.payload, 0, threshold, t0, None, in_flight=True
+                )  # fmt: skip
             try:
                 reply = await call(body)
             except Exception as exc:
@@ -741,10 +744,7 @@ def create_app(
                 body.prompt, reply.text, scope, tokens=reply.tokens,
                 metadata={"source": "service"},
             )  # fmt: skip
-            answered = reply.text
-        finally:  # a failed model: no answer; its waiters elect another leader
-            if claim is not None:
-                await asyncio.shield(claim.adone(answered))
+            claim.stored(reply.text)
         return _response(verdict, reply.text, reply.tokens, threshold, t0, entry_id)
 
     @app.get(

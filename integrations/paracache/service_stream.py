@@ -21,7 +21,6 @@ Example:
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import time
@@ -80,34 +79,32 @@ async def answer_events(
     per_request = None if learned else threshold
     verdict = await index.alookup_verdict(prompt, scope, min_similarity=per_request)
     hit = verdict.hit
-    claim = None
-    if hit is None and verdict.missed:
-        claim = await flights.aclaim(prompt, scope)
-    meta: dict[str, Any] = {
-        "cached": hit is not None,
-        "outcome": verdict.outcome,
-        "layer": hit.layer if hit else None,
-        "similarity": verdict.similarity,
-        "min_similarity": threshold,
-        "lookup_ms": round(verdict.latency_ms, 3),
-    }
-    if hit is not None or (claim is not None and claim.payload is not None):
-        text = hit.response if hit is not None else str(claim.payload if claim else "")
-        if hit is None:
-            meta.update(cached=True, layer="in-flight")
+    # A failed model or a client gone: nothing stored, nothing handed on.
+    async with flights.aflight(prompt, scope, join=hit is None and verdict.missed) as claim:
+        meta: dict[str, Any] = {
+            "cached": hit is not None,
+            "outcome": verdict.outcome,
+            "layer": hit.layer if hit else None,
+            "similarity": verdict.similarity,
+            "min_similarity": threshold,
+            "lookup_ms": round(verdict.latency_ms, 3),
+        }
+        if hit is not None or claim.payload is not None:
+            text = hit.response if hit is not None else str(claim.payload)
+            if hit is None:
+                meta.update(cached=True, layer="in-flight")
+            yield sse("meta", meta)
+            for piece in replay_chunks(text):
+                yield sse("delta", {"text": piece})
+            tokens = hit.tokens if hit else 0
+            final = done(verdict, text, tokens, hit.entry_id if hit else None, t0)
+            if hit is None:  # as the meta event says
+                final.update(cached=True, layer="in-flight")
+            yield sse("done", final)
+            return
         yield sse("meta", meta)
-        for piece in replay_chunks(text):
-            yield sse("delta", {"text": piece})
-        tokens = hit.tokens if hit else 0
-        final = done(verdict, text, tokens, hit.entry_id if hit else None, t0)
-        if hit is None:  # as the meta event says
-            final.update(cached=True, layer="in-flight")
-        yield sse("done", final)
-        return
-    parts: list[str] = []
-    tokens, payload = 0, None
-    try:
-        yield sse("meta", meta)  # a client gone here, too, must release the flight
+        parts: list[str] = []
+        tokens = 0
         try:
             async for item in model():
                 if isinstance(item, tuple):
@@ -120,10 +117,8 @@ async def answer_events(
             yield sse("error", {"detail": f"the chat model failed: {type(exc).__name__}"})
             return
         payload = "".join(parts)
+        claim.stored(payload)
         entry_id = await index.astore(
             prompt, payload, scope, tokens=tokens, metadata={"source": "service"}
         )
         yield sse("done", done(verdict, payload, tokens, entry_id, t0))
-    finally:  # a failed model or a client gone: nothing stored, nothing handed on
-        if claim is not None:
-            await asyncio.shield(claim.adone(payload))

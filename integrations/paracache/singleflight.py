@@ -17,14 +17,17 @@ adapters (:mod:`paracache.langchain`, :mod:`paracache.llama_index`, the service)
   caller a leader without a lock, so with Redis down every process calls the model
   and nobody waits on Redis; a log line and an ``errors["singleflight"]`` count say so.
 
+Adapters use :meth:`SingleFlight.flight` (``aflight`` in async code): it claims, and
+settles the claim however its block is left (an exception, a cancelled task, a closed
+generator), handing the waiters the answer the block :meth:`Claim.stored`, or "no answer".
+
 Example:
-    >>> flights = SingleFlight(index)                       # doctest: +SKIP
-    >>> claim = flights.claim("What's your refund policy?", scope)  # doctest: +SKIP
-    >>> if claim.payload is not None:                        # doctest: +SKIP
-    ...     answer = claim.payload          # another caller's answer, just stored
-    ... else:
-    ...     answer = call_the_model()       # then store it, and:
-    ...     claim.done(answer)              # (claim.done(None) if the call failed)
+    >>> with flights.flight("What's your refund policy?", scope) as claim:  # doctest: +SKIP
+    ...     if claim.payload is not None:
+    ...         answer = claim.payload      # another caller's answer, just stored
+    ...     else:
+    ...         answer = call_the_model()   # store it, then:
+    ...         claim.stored(answer)        # handed to the waiters as the block ends
 """
 
 from __future__ import annotations
@@ -36,7 +39,9 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import Generator
+import weakref
+from collections.abc import AsyncIterator, Generator, Iterator
+from types import TracebackType
 from typing import Any
 
 from .errors import BackendError
@@ -135,11 +140,15 @@ class Claim:
       serve it, call nothing, settle nothing.
     - ``leader`` is true: call the model, store the answer, then :meth:`done` with the
       stored response (``None`` if the call failed or the stream was not completed), in
-      every case (``try``/``finally``), so waiters never wait in vain.
+      every case, so waiters never wait in vain. As a context manager (``with claim:``,
+      ``async with claim:``; :meth:`SingleFlight.flight` gives one) it does that itself
+      on leaving the block: with what :meth:`stored` was told, else ``None``.
     - neither: waiting timed out; call the model yourself (:meth:`done` is a no-op).
     """
 
-    __slots__ = ("_flight", "_flights", "_key", "_lock", "_settled", "leader", "payload")
+    __slots__ = (
+        "_flight", "_flights", "_key", "_lock", "_settled", "_stored", "leader", "payload",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -156,10 +165,59 @@ class Claim:
         self.payload = payload
         self.leader = flight is not None
         self._settled = flight is None
+        self._stored: str | None = None
 
     def __repr__(self) -> str:
         role = "answered" if self.payload is not None else "leader" if self.leader else "alone"
         return f"Claim({role})"
+
+    def stored(self, payload: str | None) -> None:
+        """The answer this leader stored (the response string): what leaving the claim's
+        ``with`` block hands to the waiters. Not told: "no answer", and one of them
+        calls the model next."""
+        self._stored = payload
+
+    def hand_off(self) -> Claim:
+        """A claim that settles this one's flight instead of it (leaving this one's block
+        then settles nothing): for an answer that is complete only later, like a stream
+        stored once consumed, whose generator settles it (``with claim.hand_off():``
+        inside the generator; :meth:`SingleFlight.settle_when_dropped` for one never
+        started)."""
+        moved = Claim(self._flights, self._key, self._flight, payload=self.payload)
+        moved.leader, moved._settled, moved._lock = self.leader, self._settled, self._lock
+        self._settled, self._lock = True, None
+        return moved
+
+    def __enter__(self) -> Claim:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.done(self._stored)
+
+    async def __aenter__(self) -> Claim:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if not self._settled:  # shielded: a cancelled caller still releases its flight
+            await asyncio.shield(self.adone(self._stored))
+
+    def _abandon(self) -> None:
+        """Settle as "no answer" without I/O (a stream dropped before it started, in a
+        finalizer: no I/O there). Its Redis lock is released by the next claim of the
+        same key in this process; other processes wait for it to expire (``wait``)."""
+        lock = self._settle(None)
+        if lock is not None and self._flights is not None:
+            self._flights._orphan(lock)
 
     def _settle(self, payload: str | None) -> tuple[str, str] | None:
         if self._settled:
@@ -229,6 +287,9 @@ class SingleFlight:
         self.poll = float(poll)
         self._flights: dict[str, _Flight] = {}
         self._mutex = threading.Lock()
+        #: Redis locks of claims given up without I/O (:meth:`Claim._abandon`): lock key
+        #: to token, released by the next claim of that key here.
+        self._orphans: dict[str, str] = {}
 
     def __copy__(self) -> SingleFlight:
         return self
@@ -242,12 +303,51 @@ class SingleFlight:
 
     # ------------------------------------------------------------------ public
 
+    @contextlib.contextmanager
+    def flight(
+        self, prompt: str, scope: Scope | None = None, *, join: bool = True
+    ) -> Iterator[Claim]:
+        """:meth:`claim` (if ``join``; else an unclaimed :class:`Claim`), settled however
+        the block is left: with the answer :meth:`Claim.stored` was told, else "no
+        answer" (an exception, a generator closed mid-stream).
+
+        Example:
+            >>> with flights.flight(prompt, scope, join=verdict.missed) as claim:  # doctest: +SKIP
+            ...     if claim.payload is None:
+            ...         claim.stored(store(call_the_model()))
+        """
+        claim = self.claim(prompt, scope) if join else Claim()
+        with claim:
+            yield claim
+
+    @contextlib.asynccontextmanager
+    async def aflight(
+        self, prompt: str, scope: Scope | None = None, *, join: bool = True
+    ) -> AsyncIterator[Claim]:
+        """:meth:`flight` without blocking the event loop; a cancelled task settles too."""
+        claim = await self.aclaim(prompt, scope) if join else Claim()
+        async with claim:
+            yield claim
+
+    @staticmethod
+    def settle_when_dropped(stream: Any, claim: Claim) -> None:
+        """Settle ``claim`` ("no answer") when ``stream`` (a generator that would settle
+        it, see :meth:`Claim.hand_off`) is garbage-collected, in case it never started:
+        a generator closed before its first step runs none of its code. Settled on a
+        thread of its own, without I/O: the next claim of the key in this process
+        releases the Redis lock (other processes wait for it to expire)."""
+        finalizer = weakref.finalize(stream, _abandon_later, claim)
+        finalizer.atexit = False
+
     def claim(self, prompt: str, scope: Scope | None = None) -> Claim:
         """Join the flight for ``prompt`` under ``scope`` (after a miss); may wait.
+        Prefer :meth:`flight`, which also settles the claim.
 
-        Raises ``TypeError``/``ValueError`` for bad arguments, as a lookup does.
+        Raises ``TypeError``/``ValueError`` for bad arguments, as a lookup does. A caller
+        interrupted while claiming (an exception in a step) gives up a lead it took.
         """
-        steps = self._steps(prompt, scope)
+        taken: list[Claim] = []
+        steps = self._steps(prompt, scope, taken)
         reply: Any = None
         try:
             while True:
@@ -262,10 +362,18 @@ class SingleFlight:
                     reply = self._payload(self.index.lookup_verdict(prompt, scope, semantic=False))
         except StopIteration as stop:
             return stop.value  # type: ignore[no-any-return]
+        except BaseException:
+            for claim in taken:
+                claim.done(None)
+            raise
 
     async def aclaim(self, prompt: str, scope: Scope | None = None) -> Claim:
-        """:meth:`claim` without blocking the event loop."""
-        steps = self._steps(prompt, scope)
+        """:meth:`claim` without blocking the event loop. Prefer :meth:`aflight`.
+
+        A task cancelled while claiming gives up a lead it took (its waiters elect
+        another leader at once; its Redis lock is released)."""
+        taken: list[Claim] = []
+        steps = self._steps(prompt, scope, taken)
         reply: Any = None
         try:
             while True:
@@ -281,6 +389,10 @@ class SingleFlight:
                     reply = self._payload(verdict)
         except StopIteration as stop:
             return stop.value  # type: ignore[no-any-return]
+        except BaseException:
+            for claim in taken:
+                await asyncio.shield(claim.adone(None))
+            raise
 
     def in_flight(self) -> int:
         """How many keys have a leader in this process right now."""
@@ -289,7 +401,11 @@ class SingleFlight:
 
     # ------------------------------------------------------------------ the flow
 
-    def _steps(self, prompt: str, scope: Scope | None) -> Generator[_Step, Any, Claim]:
+    def _steps(
+        self, prompt: str, scope: Scope | None, taken: list[Claim]
+    ) -> Generator[_Step, Any, Claim]:
+        """The claim's flow; a lead it takes is appended to ``taken`` at once, so that a
+        driver interrupted before the flow returns it can settle it."""
         req = self.index.core.prepare_lookup(prompt, scope, semantic=False)
         key = req.key
         for _ in range(self.retries + 1):
@@ -308,6 +424,7 @@ class SingleFlight:
                     self.index.core.recorder.coalesced()
                 return Claim(payload=result)  # an answer, or None: timed out, go alone
             claim = Claim(self, key, flight)
+            taken.append(claim)
             if self.distributed:
                 yield from self._lock_or_wait(claim, req.entry_id, key)
             return claim
@@ -323,18 +440,22 @@ class SingleFlight:
         if not self.index.core.breaker.allow():
             return  # Redis is known to be down: lead without a lock
         lock_key = f"{self.index.layout.namespace_prefix}flight:{entry_id}"
+        with self._mutex:
+            orphan = self._orphans.pop(lock_key, None)
+        if orphan is not None:  # this process's own, given up: not worth waiting for
+            yield _Redis(("EVAL", _RELEASE, 1, lock_key, orphan))
         token = secrets.token_hex(8)
         reply = yield _Redis(("SET", lock_key, token, "NX", "PX", int(self.wait * 1000)))
         if reply is _FAILED:
             return
         if reply is not None:
+            claim._lock = (lock_key, token)  # ours now: settling the claim releases it
             exists = yield _Redis(("EXISTS", entry_key))
             payload = (yield _Recheck()) if exists is not _FAILED and exists else None
-            if payload is None:
-                claim._lock = (lock_key, token)
-                return
-            yield _Redis(("EVAL", _RELEASE, 1, lock_key, token))
-            self._answered(claim, payload)
+            if payload is not None:
+                lock = self._answered(claim, payload)
+                if lock is not None:
+                    yield _Redis(("EVAL", _RELEASE, 1, *lock))
             return
         deadline = time.monotonic() + self.wait
         delay = self.poll
@@ -351,11 +472,17 @@ class SingleFlight:
 
     # ------------------------------------------------------------------ helpers
 
-    def _answered(self, claim: Claim, payload: str) -> None:
-        """The leader found the answer stored by another: hand it to its waiters too."""
+    def _answered(self, claim: Claim, payload: str) -> tuple[str, str] | None:
+        """The leader found the answer stored by another: hand it to its waiters too;
+        the Redis lock it held, to release."""
         self.index.core.recorder.coalesced()
-        claim._settle(payload)
+        lock = claim._settle(payload)
         claim.payload, claim.leader = payload, False
+        return lock
+
+    def _orphan(self, lock: tuple[str, str]) -> None:
+        with self._mutex:
+            self._orphans[lock[0]] = lock[1]
 
     def _finish(self, key: str, flight: _Flight, result: Any) -> None:
         with self._mutex:
@@ -390,6 +517,13 @@ class SingleFlight:
 
     async def _arelease(self, lock: tuple[str, str]) -> None:
         await self._aredis(("EVAL", _RELEASE, 1, *lock))
+
+
+def _abandon_later(claim: Claim) -> None:
+    """:meth:`Claim._abandon` on a short-lived thread: a finalizer runs wherever the
+    garbage collector does, maybe while this thread holds the locks settling takes."""
+    if not claim._settled:  # the stream ran and settled it: the usual case, nothing to do
+        threading.Thread(target=claim._abandon, name="paracache-flight", daemon=True).start()
 
 
 def _one(args: tuple[Any, ...]) -> Flow[Any]:

@@ -6,6 +6,7 @@ import enum
 import json
 import logging
 import math
+import urllib.parse
 from collections.abc import AsyncGenerator, Generator, Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -41,8 +42,8 @@ _R = TypeVar("_R", ChatResponse, CompletionResponse)
 #: LLM attributes that name the model, in order of preference.
 MODEL_KEYS = ("model", "model_name", "model_id", "deployment_name", "engine")
 #: LLM sampling settings copied into the scope. Besides these, only the class, ``metadata``,
-#: :data:`SETTINGS_KEYS` and the system/query-wrapper prompts are read: ``to_dict()``
-#: carries the API key.
+#: :data:`SETTINGS_KEYS`, :data:`ENDPOINT_KEYS` and the system/query-wrapper prompts are
+#: read: ``to_dict()`` carries the API key.
 PARAM_KEYS = (
     "temperature",
     "top_p",
@@ -75,6 +76,11 @@ SETTINGS_KEYS = (
     "top_logprobs",
     "stop_sequences",
 )
+#: LLM attributes naming the server the requests go to (OpenAI's and OpenAILike's
+#: ``api_base``, Ollama's and Anthropic's ``base_url``, Azure's ``azure_endpoint``...): two
+#: OpenAI-compatible servers may serve different models under one model name. Their
+#: :func:`normalize_endpoint` goes into the scope's digest.
+ENDPOINT_KEYS = ("api_base", "base_url", "azure_endpoint", "endpoint", "api_url", "model_url")
 #: :data:`SETTINGS_KEYS` whose :data:`PARAM_KEYS` also go into the scope's params (for
 #: ``max_temperature`` and display): LlamaIndex's LLMs send them last, so they win.
 NESTED_KEYS = ("additional_kwargs", "generate_kwargs")
@@ -171,6 +177,48 @@ def _is_secret(name: str) -> bool:
     )
 
 
+_DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
+
+
+def normalize_endpoint(value: Any) -> str | None:
+    """One spelling of a server's URL for a scope: scheme, lower-case host, port (a
+    scheme's default port left out) and path without a trailing slash. Never the query
+    string, the fragment or user-info (``user:password@``), which may hold credentials.
+    ``None`` for no endpoint (``None``, ``""``, a secret, not text, no host).
+
+    Example:
+        >>> normalize_endpoint("HTTPS://user:pw@API.Example.com:443/v1/?key=s3cret")
+        'https://api.example.com/v1'
+        >>> normalize_endpoint("localhost:8000/v1/")
+        '//localhost:8000/v1'
+    """
+    if type(value).__name__ in ("SecretStr", "SecretBytes"):
+        return None
+    if not isinstance(value, str):  # a URL type (pydantic's AnyUrl, httpx.URL) spells itself
+        if value is None or isinstance(value, (bytes, bool, int, float, Mapping, list, tuple)):
+            return None
+        value = str(value)
+    text = value.strip()
+    if not text:
+        return None
+    if "://" not in text:  # "localhost:8000/v1": a host without a scheme
+        text = "//" + text.lstrip("/")
+    try:
+        parts = urllib.parse.urlsplit(text)
+        host = parts.hostname or ""
+        port = parts.port
+    except ValueError:  # a malformed port or IPv6 address: no host to tell apart
+        return None
+    if not host:
+        return None
+    scheme = parts.scheme.lower()
+    netloc = f"[{host}]" if ":" in host else host  # hostname is lower-case already
+    if port is not None and port != _DEFAULT_PORTS.get(scheme):
+        netloc += f":{port}"
+    path = parts.path.rstrip("/")
+    return f"{scheme}:" * bool(scheme) + f"//{netloc}{path}"
+
+
 def _attr(obj: Any, name: str) -> Any:
     try:
         return getattr(obj, name, None)
@@ -264,8 +312,8 @@ def llm_scope(llm: Any) -> tuple[str, dict[str, Any], str]:
     """``(model, sampling params, digest of its other settings)`` of a LlamaIndex LLM.
 
     Only whitelisted attributes are read (:data:`MODEL_KEYS`, :data:`PARAM_KEYS`,
-    :data:`SETTINGS_KEYS`, the class, ``metadata``, the system and query-wrapper
-    prompts): never ``to_dict()``.
+    :data:`SETTINGS_KEYS`, :data:`ENDPOINT_KEYS` (normalised), the class, ``metadata``,
+    the system and query-wrapper prompts): never ``to_dict()``.
 
     Example:
         >>> from llama_index.core.llms import MockLLM
@@ -316,6 +364,11 @@ def llm_scope(llm: Any) -> tuple[str, dict[str, Any], str]:
     }
     if settings:  # only then: an LLM without any keeps the digest it had
         parts.append(settings)
+    endpoints = {
+        key: url for key in ENDPOINT_KEYS if (url := normalize_endpoint(_attr(llm, key)))
+    }
+    if endpoints:  # likewise: an LLM with no endpoint (MockLLM) keeps its digest
+        parts.append(["endpoint", endpoints])
     context = digest("li-llm/v1", *parts)
     return model, params, context
 

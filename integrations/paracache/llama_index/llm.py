@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -195,8 +194,8 @@ class CachedLLM(LLM, WrapsLLM):
             logger.warning("paracache: unreadable LLM entry %s: %r", entry_id, exc)
             return None
 
-    def _shared(self, claim: Claim | None) -> Any:
-        if claim is None or claim.payload is None:
+    def _shared(self, claim: Claim) -> Any:
+        if claim.payload is None:
             return None
         return self._decode(claim.payload, "in-flight", None)
 
@@ -245,45 +244,31 @@ class CachedLLM(LLM, WrapsLLM):
         return str(entry["response"])
 
     def _call(self, key: tuple[str, Scope] | None, kind: type[_R], call: Callable[[], _R]) -> _R:
-        claim = None
-        if key is not None:
-            verdict = self._cache.lookup_verdict(key[0], key[1], semantic=self._layers)
-            if isinstance(cached := self._hit(key, verdict), kind):
-                return cached
-            if verdict.missed:
-                claim = self._flights.claim(key[0], key[1])
-                if isinstance(shared := self._shared(claim), kind):
-                    return shared
-        payload = None
-        try:
+        if key is None:
+            return call()
+        verdict = self._cache.lookup_verdict(key[0], key[1], semantic=self._layers)
+        if isinstance(cached := self._hit(key, verdict), kind):
+            return cached
+        with self._flights.flight(key[0], key[1], join=verdict.missed) as claim:
+            if isinstance(shared := self._shared(claim), kind):
+                return shared
             response = call()
-            if key is not None:
-                payload = self._save(key, response)
-        finally:
-            if claim is not None:
-                claim.done(payload)
+            claim.stored(self._save(key, response))
         return response
 
     async def _acall(
         self, key: tuple[str, Scope] | None, kind: type[_R], call: Callable[[], Awaitable[_R]]
     ) -> _R:
-        claim = None
-        if key is not None:
-            verdict = await self._cache.alookup_verdict(key[0], key[1], semantic=self._layers)
-            if isinstance(cached := self._hit(key, verdict), kind):
-                return cached
-            if verdict.missed:
-                claim = await self._flights.aclaim(key[0], key[1])
-                if isinstance(shared := self._shared(claim), kind):
-                    return shared
-        payload = None
-        try:
+        if key is None:
+            return await call()
+        verdict = await self._cache.alookup_verdict(key[0], key[1], semantic=self._layers)
+        if isinstance(cached := self._hit(key, verdict), kind):
+            return cached
+        async with self._flights.aflight(key[0], key[1], join=verdict.missed) as claim:
+            if isinstance(shared := self._shared(claim), kind):
+                return shared
             response = await call()
-            if key is not None:
-                payload = await self._asave(key, response)
-        finally:
-            if claim is not None:
-                await asyncio.shield(claim.adone(payload))
+            claim.stored(await self._asave(key, response))
         return response
 
     def _stream(self, key: tuple[str, Scope] | None, start: Callable[[], Any]) -> Any:
@@ -293,22 +278,20 @@ class CachedLLM(LLM, WrapsLLM):
             yield from start()
             return
         verdict = self._cache.lookup_verdict(key[0], key[1], semantic=self._layers)
-        cached, claim = self._hit(key, verdict), None
-        if cached is None and verdict.missed:
-            claim = self._flights.claim(key[0], key[1])
-            cached = self._shared(claim)
-        if isinstance(cached, (ChatResponse, CompletionResponse)):
-            yield from _deltas(cached)
-            return
-        payload, last = None, None
-        try:
+        cached = self._hit(key, verdict)
+        join = cached is None and verdict.missed
+        # An abandoned or failing stream stores nothing and hands nothing on.
+        with self._flights.flight(key[0], key[1], join=join) as claim:
+            if join:
+                cached = self._shared(claim)
+            if isinstance(cached, (ChatResponse, CompletionResponse)):
+                yield from _deltas(cached)
+                return
+            last = None
             for last in start():
                 yield last
             if last is not None:  # the stream ended cleanly: its last response is whole
-                payload = self._save(key, last)
-        finally:  # an abandoned or failing stream stores nothing and hands nothing on
-            if claim is not None:
-                claim.done(payload)
+                claim.stored(self._save(key, last))
 
     async def _astream(self, key: tuple[str, Scope] | None, start: Callable[[], Any]) -> Any:
         """Async :meth:`_stream`."""
@@ -317,23 +300,20 @@ class CachedLLM(LLM, WrapsLLM):
                 yield response
             return
         verdict = await self._cache.alookup_verdict(key[0], key[1], semantic=self._layers)
-        cached, claim = self._hit(key, verdict), None
-        if cached is None and verdict.missed:
-            claim = await self._flights.aclaim(key[0], key[1])
-            cached = self._shared(claim)
-        if isinstance(cached, (ChatResponse, CompletionResponse)):
-            for delta in _deltas(cached):
-                yield delta
-            return
-        payload, last = None, None
-        try:
+        cached = self._hit(key, verdict)
+        join = cached is None and verdict.missed
+        async with self._flights.aflight(key[0], key[1], join=join) as claim:
+            if join:
+                cached = self._shared(claim)
+            if isinstance(cached, (ChatResponse, CompletionResponse)):
+                for delta in _deltas(cached):
+                    yield delta
+                return
+            last = None
             async for last in await start():
                 yield last
             if last is not None:
-                payload = await self._asave(key, last)
-        finally:
-            if claim is not None:
-                await asyncio.shield(claim.adone(payload))
+                claim.stored(await self._asave(key, last))
 
     def chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
         """Cached :meth:`LLM.chat`."""

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import functools
 import inspect
 import logging
-import weakref
 from collections.abc import AsyncGenerator, Generator, Mapping
-from typing import Any, TypeVar
+from contextlib import AbstractAsyncContextManager, AbstractContextManager
+from typing import Any
 
 from llama_index.core.base.base_query_engine import BaseQueryEngine
 from llama_index.core.base.response.schema import (
@@ -371,12 +370,26 @@ class SemanticCacheQueryEngine(BaseQueryEngine):
             return AsyncStreamingResponse(_atext_gen(text), source_nodes=nodes, metadata=metadata)
         return StreamingResponse(_text_gen(text), source_nodes=nodes, metadata=metadata)
 
-    def _shared(self, plan: _Plan, claim: Claim | None, is_async: bool) -> RESPONSE_TYPE | None:
+    def _shared(self, plan: _Plan, claim: Claim, is_async: bool) -> RESPONSE_TYPE | None:
         """Another caller's answer to the same query, made while this one waited."""
-        if claim is None or claim.payload is None:
+        if claim.payload is None:
             return None
         info = {"layer": "in-flight", "similarity": None, "entry_id": None, "cached_query": None}
         return self._answer(plan, claim.payload, info, is_async)
+
+    def _flight(self, plan: _Plan | None, verdict: Verdict | None) -> AbstractContextManager[Claim]:
+        """The single flight of a query that missed (:meth:`SingleFlight.flight`)."""
+        if plan is None or verdict is None or not verdict.missed:
+            return self._flights.flight("", join=False)
+        return self._flights.flight(plan.text, plan.scope)
+
+    def _aflight(
+        self, plan: _Plan | None, verdict: Verdict | None
+    ) -> AbstractAsyncContextManager[Claim]:
+        """Async :meth:`_flight`."""
+        if plan is None or verdict is None or not verdict.missed:
+            return self._flights.aflight("", join=False)
+        return self._flights.aflight(plan.text, plan.scope)
 
     def _inner_bundle(self, qb: QueryBundle, plan: _Plan | None, verdict: Verdict | None) -> Any:
         """The query for the wrapped engine, with the cache's embedding when it is exact:
@@ -408,71 +421,62 @@ class SemanticCacheQueryEngine(BaseQueryEngine):
             "response": _dump_response(text, result.source_nodes, result.metadata, streamed),
         }
 
-    def _capture(
-        self, plan: _Plan, result: Any, claim: Claim | None
-    ) -> tuple[dict[str, Any] | None, bool]:
-        """The entry for a complete answer, or ``None``; and whether a stream was wrapped
-        to be stored once consumed (then the stream settles the claim)."""
+    def _capture(self, plan: _Plan, result: Any, claim: Claim) -> dict[str, Any] | None:
+        """The entry for a complete answer, or ``None``. A stream is wrapped to be stored
+        once consumed, and the claim handed to it: the stream settles it (or, dropped
+        before it started, its finalizer does)."""
         if isinstance(result, Response) and isinstance(result.response, str):
-            return self._entry(plan, result, result.response, False), False
+            return self._entry(plan, result, result.response, False)
         if isinstance(result, StreamingResponse) and result.response_gen is not None:
-            result.response_gen = _released(
-                self._tee(plan, result, result.response_gen, claim), claim
-            )
-            return None, True
-        if isinstance(result, AsyncStreamingResponse) and result.response_gen is not None:
-            result.response_gen = _released(
-                self._atee(plan, result, result.response_gen, claim), claim
-            )
-            return None, True
-        return None, False  # anything else (e.g. a PydanticResponse) is not cached
+            moved = claim.hand_off()
+            result.response_gen = self._tee(plan, result, result.response_gen, moved)
+            SingleFlight.settle_when_dropped(result.response_gen, moved)
+        elif isinstance(result, AsyncStreamingResponse) and result.response_gen is not None:
+            moved = claim.hand_off()
+            result.response_gen = self._atee(plan, result, result.response_gen, moved)
+            SingleFlight.settle_when_dropped(result.response_gen, moved)
+        return None  # a stream, or anything else (e.g. a PydanticResponse): not cached now
 
     def _tee(
         self,
         plan: _Plan,
         result: StreamingResponse,
         gen: Generator[str, None, None],
-        claim: Claim | None,
+        claim: Claim,
     ) -> Generator[str, None, None]:
-        parts, payload = [], None
-        try:
+        parts = []
+        with claim:  # an abandoned or failing stream stores nothing and hands nothing on
             for token in gen:
                 parts.append(token)
                 yield token
             entry = self._entry(plan, result, "".join(parts), True)
-            payload = entry["response"]
+            claim.stored(entry["response"])
             try:
                 self.index.store(**entry)
             except Exception as exc:
                 logger.warning("paracache: could not store the streamed answer: %r", exc)
-        finally:  # an abandoned or failing stream stores nothing and hands nothing on
-            if claim is not None:
-                claim.done(payload)
 
     async def _atee(
         self,
         plan: _Plan,
         result: AsyncStreamingResponse,
         gen: AsyncGenerator[str, None],
-        claim: Claim | None,
+        claim: Claim,
     ) -> AsyncGenerator[str, None]:
-        parts, payload = [], None
-        try:
+        parts = []
+        async with claim:
             async for token in gen:
                 parts.append(token)
                 yield token
             entry = self._entry(plan, result, "".join(parts), True)
-            payload = entry["response"]
+            claim.stored(entry["response"])
             try:
                 await self.index.astore(**entry)
             except Exception as exc:
                 logger.warning("paracache: could not store the streamed answer: %r", exc)
-        finally:
-            if claim is not None:
-                await asyncio.shield(claim.adone(payload))
 
     def _query(self, query_bundle: QueryBundle) -> RESPONSE_TYPE:
-        plan, verdict, claim = self._start(query_bundle), None, None
+        plan, verdict = self._start(query_bundle), None
         if plan is not None:
             try:
                 verdict = self.index.lookup_verdict(
@@ -480,34 +484,26 @@ class SemanticCacheQueryEngine(BaseQueryEngine):
                 )
                 if (served := self._serve(plan, verdict, is_async=False)) is not None:
                     return served
-                if verdict.missed:
-                    claim = self._flights.claim(plan.text, plan.scope)
-                    if (served := self._shared(plan, claim, is_async=False)) is not None:
-                        return served
             except Exception as exc:
                 logger.warning("paracache: lookup failed, asking the engine: %r", exc)
-        qb = self._inner_bundle(query_bundle, plan, verdict)
-        payload, handed = None, False
-        try:
+        with self._flight(plan, verdict) as claim:
+            if plan is not None and (served := self._shared(plan, claim, False)) is not None:
+                return served
+            qb = self._inner_bundle(query_bundle, plan, verdict)
             if type(self._engine).query is BaseQueryEngine.query:
                 result = self._engine._query(qb)
             else:  # the engine overrides query() (e.g. CustomQueryEngine)
                 result = self._engine.query(qb)
-            if plan is not None:
-                entry, handed = self._capture(plan, result, claim)
-                if entry is not None:
-                    payload = entry["response"]
-                    try:
-                        self.index.store(**entry)
-                    except Exception as exc:
-                        logger.warning("paracache: could not store the answer: %r", exc)
-        finally:
-            if claim is not None and not handed:
-                claim.done(payload)
+            if plan is not None and (entry := self._capture(plan, result, claim)) is not None:
+                claim.stored(entry["response"])
+                try:
+                    self.index.store(**entry)
+                except Exception as exc:
+                    logger.warning("paracache: could not store the answer: %r", exc)
         return result
 
     async def _aquery(self, query_bundle: QueryBundle) -> RESPONSE_TYPE:
-        plan, verdict, claim = self._start(query_bundle), None, None
+        plan, verdict = self._start(query_bundle), None
         if plan is not None:
             try:
                 verdict = await self.index.alookup_verdict(
@@ -515,30 +511,22 @@ class SemanticCacheQueryEngine(BaseQueryEngine):
                 )
                 if (served := self._serve(plan, verdict, is_async=True)) is not None:
                     return served
-                if verdict.missed:
-                    claim = await self._flights.aclaim(plan.text, plan.scope)
-                    if (served := self._shared(plan, claim, is_async=True)) is not None:
-                        return served
             except Exception as exc:
                 logger.warning("paracache: lookup failed, asking the engine: %r", exc)
-        qb = self._inner_bundle(query_bundle, plan, verdict)
-        payload, handed = None, False
-        try:
+        async with self._aflight(plan, verdict) as claim:
+            if plan is not None and (served := self._shared(plan, claim, True)) is not None:
+                return served
+            qb = self._inner_bundle(query_bundle, plan, verdict)
             if type(self._engine).aquery is BaseQueryEngine.aquery:
                 result = await self._engine._aquery(qb)
             else:
                 result = await self._engine.aquery(qb)
-            if plan is not None:
-                entry, handed = self._capture(plan, result, claim)
-                if entry is not None:
-                    payload = entry["response"]
-                    try:
-                        await self.index.astore(**entry)
-                    except Exception as exc:
-                        logger.warning("paracache: could not store the answer: %r", exc)
-        finally:
-            if claim is not None and not handed:
-                await asyncio.shield(claim.adone(payload))
+            if plan is not None and (entry := self._capture(plan, result, claim)) is not None:
+                claim.stored(entry["response"])
+                try:
+                    await self.index.astore(**entry)
+                except Exception as exc:
+                    logger.warning("paracache: could not store the answer: %r", exc)
         return result
 
     # ------------------------------------------------------------------ prompts
@@ -552,14 +540,3 @@ class SemanticCacheQueryEngine(BaseQueryEngine):
     def _update_prompts(self, prompts_dict: PromptDictType) -> None:
         self._engine._update_prompts(prompts_dict)
 
-
-_G = TypeVar("_G")
-
-
-def _released(gen: _G, claim: Claim | None) -> _G:
-    """``gen``, settling ``claim`` (no answer) when it is dropped: a stream never read
-    never runs its ``finally``, so its waiters would wait their whole bound and its Redis
-    lock would stay until it expired. (Settling twice is a no-op.)"""
-    if claim is not None:
-        weakref.finalize(gen, claim.done, None).atexit = False
-    return gen
