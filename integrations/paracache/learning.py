@@ -102,6 +102,10 @@ TRAFFIC_WINDOW = 2_000
 MAX_ANSWER = 32_768
 #: Seconds the background threads wait between passes when idle.
 TICK = 0.05
+#: How far above 1 a label's similarity may be and still be counted (as 1): float16
+#: vectors put the same text a hair above 1 (1.00006 seen), and older applications
+#: sent it so.
+SIMILARITY_SLACK = 0.001
 
 # Apply one label: acknowledge the message and count it in one step (a message counted
 # twice is impossible; one acknowledged but not counted only if the record was
@@ -480,7 +484,8 @@ class Learner:
             raw = candidate.fields.get(b"response", b"")
             self._pending[key] = _Pending(
                 candidate_key=candidate.key,
-                similarity=float(candidate.similarity),
+                # float16 vectors can put the same text at 1.00001: a label is in [0, 1].
+                similarity=min(1.0, max(0.0, float(candidate.similarity))),
                 cached=raw.decode("utf-8", "replace"),
                 stats_key=stats_key,
                 explored=explored,
@@ -930,8 +935,10 @@ class LabelWorker:
         entry_key = data.get("ek", "")
         try:
             similarity = float(data.get("sim", ""))
-            if not 0.0 <= similarity <= 1.0:
+            # Applications before the clamp in `observe` sent float16's 1.00001 as it was.
+            if not 0.0 <= similarity <= 1.0 + SIMILARITY_SLACK:
                 raise ValueError(similarity)
+            similarity = min(similarity, 1.0)
         except ValueError:
             self._ack(message_id)
             self._report(None, "learn_message")
