@@ -1,0 +1,139 @@
+"""Several processes on one Redis, and a Redis that changes under a running app: the
+server restarted, its index dropped or flushed, an index of the same name made by
+hand. Real servers (a private embedded one this module restarts), real processes where
+they are the point; nothing is mocked."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from reliability_helpers import wait_until
+
+import paracache
+from paracache import Scope, SemanticIndex
+from paracache.embedded import EmbeddedRedis
+
+STORED = "How do I activate my new card?"
+NEAR = "how can I activate my card"  # 0.93 to STORED
+SCOPE = Scope(model="m", params={"temperature": 0})
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[EmbeddedRedis]:
+    """A private server (no persistence) the tests may kill and start again."""
+    srv = EmbeddedRedis().start()
+    yield srv
+    srv.close()
+
+
+@pytest.fixture
+def namespace() -> str:
+    return "p-" + uuid.uuid4().hex[:10]
+
+
+def _env() -> dict[str, str]:
+    """The environment of a child process: this checkout's paracache first, offline."""
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    here = str(Path(paracache.__file__).resolve().parents[1])
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (here, env.get("PYTHONPATH")) if p)
+    return env
+
+
+@contextlib.contextmanager
+def _worker(url: str, namespace: str, said: list[str]) -> Iterator[subprocess.Popen[str]]:
+    """``paracache worker`` in a process of its own, stopped (SIGINT) on exit; what it
+    wrote to stderr is appended to ``said`` then."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "paracache", "worker", "--redis-url", url,
+         "--namespace", namespace, "--json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(),
+    )  # fmt: skip
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+        try:
+            said.append(proc.communicate(timeout=10)[1])
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            said.append(proc.communicate()[1])
+
+
+def _labels(url: str, index: SemanticIndex, scope: Scope = SCOPE) -> int:
+    """Labels counted in Redis for ``scope`` (its statistics' ``n*`` bins)."""
+    assert index.learner is not None
+    record = redis.Redis.from_url(url).hgetall(index.learner.stats_key(scope.digest()))
+    return sum(int(v) for k, v in record.items() if k[:1] == b"n" and k[1:].isdigit())
+
+
+def _label_job(index: SemanticIndex, fresh: str) -> None:
+    """One label job sent to the stream: a miss below the threshold, then its fresh answer."""
+    index.store(STORED, "Open the app and tap Activate.", SCOPE)
+    verdict = index.lookup_verdict(NEAR, SCOPE)
+    assert verdict.outcome == "miss", verdict.reason
+    index.store(NEAR, fresh, SCOPE)
+    assert index.learner is not None
+    wait_until(lambda: index.learner.flush() >= 0 and not index.learner._outbox, timeout=10)
+
+
+def test_the_worker_process_outlives_a_redis_restart(
+    server: EmbeddedRedis, namespace: str
+) -> None:
+    """``paracache worker`` in its own process through a real crash and restart of its
+    Redis (an upgrade, a failover): it keeps running and counts the labels sent after."""
+    index = SemanticIndex(
+        server.url, namespace=namespace, max_error_rate=0.02, min_similarity=0.99,
+        label_worker=False, timeout=2.0,
+    )  # fmt: skip
+    try:
+        said: list[str] = []
+        with _worker(server.url, namespace, said) as worker:
+            _label_job(index, "Open the app and tap Activate.")
+            wait_until(lambda: _labels(server.url, index) == 1, timeout=20)
+            server.kill()  # a crash: connections reset, everything in memory gone
+            time.sleep(1.5)
+            server.start()
+            time.sleep(1.0)
+            assert worker.poll() is None, worker.communicate()[1][-2000:]
+            # Back, empty: a new label job (its index, entries and group rebuilt) is counted.
+            wait_until(lambda: index.lookup_verdict(NEAR, SCOPE).outcome == "miss", timeout=10)
+            _label_job(index, "Call us.")
+            wait_until(lambda: _labels(server.url, index) == 1, timeout=30)
+            assert worker.poll() is None
+        err = said[0]
+        assert "Traceback" not in err, err[-2000:]
+        assert "Redis unreachable" in err and "reachable again" in err, err
+    finally:
+        index.clear()
+        index.close()
+
+
+def test_a_worker_finds_its_group_gone_when_it_claims(
+    server: EmbeddedRedis, namespace: str
+) -> None:
+    """FLUSHALL (or a restart, or ``clear()``) takes the consumer group with it: a worker
+    whose periodic claim (``XAUTOCLAIM``) comes first makes the group again, as a read
+    does."""
+    from paracache.learning import LabelWorker, stream_key
+
+    client = redis.Redis.from_url(server.url)
+    worker = LabelWorker(client, namespace, claim_idle_ms=1)
+    assert worker.run_once(block_ms=1) == 0  # the group made
+    client.flushall()
+    worker._claim_at = 0.0  # the claim is due
+    assert worker.run_once(block_ms=1) == 0
+    client.xadd(stream_key(namespace), {"kind": "nonsense", "sk": "x"})
+    outcomes: list[str] = []
+    worker.on_label = lambda wrong, kind, explored: outcomes.append(kind)
+    wait_until(lambda: worker.run_once(block_ms=1) >= 0 and outcomes == ["learn_message"], 10)
