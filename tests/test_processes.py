@@ -14,6 +14,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -137,3 +138,46 @@ def test_a_worker_finds_its_group_gone_when_it_claims(
     outcomes: list[str] = []
     worker.on_label = lambda wrong, kind, explored: outcomes.append(kind)
     wait_until(lambda: worker.run_once(block_ms=1) >= 0 and outcomes == ["learn_message"], 10)
+
+
+@pytest.mark.parametrize("how", ["FT.DROPINDEX", "FLUSHALL"])
+def test_administration_after_the_index_went_away(
+    server: EmbeddedRedis, namespace: str, how: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Another process (or an operator) dropped the index, or flushed the server. Lookups
+    already created it again; ``count()``, ``entries()``, ``clear(tenant=...)`` and the
+    ``max_entries`` trim raised "no such index" (the trim logged it) on every call until a
+    semantic lookup of this process happened to rebuild it."""
+    index = SemanticIndex(server.url, namespace=namespace, timeout=2.0, max_entries=2)
+    client = redis.Redis.from_url(server.url)
+    acme = Scope(tenant="acme")
+
+    def lose_the_index() -> None:
+        if how == "FLUSHALL":
+            client.flushall()
+        else:
+            client.execute_command("FT.DROPINDEX", index.layout.index_name)
+
+    try:
+        index.store(STORED, "Open the app.", acme)
+        calls: list[Any] = [
+            index.count, index.entries, lambda: index.clear(tenant="globex"), index.trim,
+        ]  # fmt: skip
+        for call in calls:
+            lose_the_index()
+            index.store(STORED, "Open the app.", acme)  # a write alone does not notice
+            call()  # raised CacheError("... no such index") before
+        assert "was gone" in caplog.text
+        wait_until(lambda: index.count() == 1, timeout=10)  # the entry indexed again
+        assert [e.prompt for e in index.entries()] == [STORED]
+        assert index.clear(tenant="acme") == 1
+        # The trim after writes (every max_entries // 10 = 1 write here) works too.
+        lose_the_index()
+        caplog.clear()
+        for n in range(4):
+            index.store(f"{STORED} #{n}", "Open the app.", acme)
+        assert "trimming to max_entries failed" not in caplog.text
+        wait_until(lambda: index.count() <= 2, timeout=10)
+    finally:
+        index.clear()
+        index.close()

@@ -324,7 +324,7 @@ class Lookups(FlowBase):
             if exc.kind != "no_index":
                 raise
             # The index went away (FLUSHALL, a restarted server): build it and retry once.
-            self.index_ready = False
+            self._index_lost()
             yield from self._ensure_index()
             found = yield from self._search_once(req, vector, policy)
         self.tuner.record(req.scope_digest, policy, time.perf_counter() - started)
