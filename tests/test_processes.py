@@ -21,7 +21,7 @@ import redis
 from reliability_helpers import wait_until
 
 import paracache
-from paracache import Scope, SemanticIndex
+from paracache import RedisSearchUnavailable, Scope, SemanticIndex
 from paracache.embedded import EmbeddedRedis
 
 STORED = "How do I activate my new card?"
@@ -181,3 +181,78 @@ def test_administration_after_the_index_went_away(
     finally:
         index.clear()
         index.close()
+
+
+_TAGS = ("scope", "TAG", "tenant", "TAG", "model", "TAG", "corpus", "TAG",
+         "created_at", "NUMERIC", "SORTABLE")  # fmt: skip
+
+
+def _vector(dims: int = 384, dtype: str = "FLOAT16", metric: str = "COSINE") -> tuple[Any, ...]:
+    return ("embedding", "VECTOR", "HNSW", 6, "TYPE", dtype, "DIM", dims,
+            "DISTANCE_METRIC", metric)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("schema", "prefix", "said"),
+    [
+        (_TAGS[2:] + _vector(), None, "it has no 'scope' field"),
+        (("scope", "TEXT", *_TAGS[2:], *_vector()), None, "'scope' field is TEXT, not TAG"),
+        (_TAGS + _vector(dims=768), None, "vectors have dim 768, the cache's 384"),
+        (_TAGS + _vector(dtype="FLOAT32"), None, "data_type FLOAT32, the cache's FLOAT16"),
+        (_TAGS + _vector(metric="L2"), None, "distance_metric L2, the cache's COSINE"),
+        (_TAGS + _vector(), "app:faq:", "it indexes keys under ['app:faq:']"),
+        (_TAGS, None, "it has no 'embedding' field"),
+    ],
+)
+def test_an_index_of_the_same_name_made_otherwise_is_refused_at_construction(
+    server: EmbeddedRedis, namespace: str, schema: tuple[Any, ...], prefix: str | None, said: str
+) -> None:
+    """An index under the cache's name made by hand or another tool. The cache used it:
+    without a ``scope`` TAG, with another vector size or type or other prefixes, every
+    semantic lookup found nothing, with no error and no log line; with L2 distances it
+    served hits at a similarity that is not cosine; without the vector field every
+    lookup was counted as a Redis failure and opened the breaker."""
+    probe = SemanticIndex(server.url, namespace=namespace)  # its own index, to learn the name
+    layout = probe.layout
+    probe.close()
+    client = redis.Redis.from_url(server.url)
+    client.execute_command("FT.DROPINDEX", layout.index_name)
+    client.execute_command(
+        "FT.CREATE", layout.index_name, "ON", "HASH", "PREFIX", 1, prefix or layout.prefix,
+        "SCHEMA", *schema,
+    )  # fmt: skip
+    try:
+        with pytest.raises(RedisSearchUnavailable) as raised:
+            SemanticIndex(server.url, namespace=namespace)
+        message = str(raised.value)
+        assert said in message and layout.index_name in message
+        assert "FT.DROPINDEX" in message and "another namespace" in message
+    finally:
+        client.execute_command("FT.DROPINDEX", layout.index_name)
+    # Dropped (the entries stay), the cache makes its own again and works.
+    index = SemanticIndex(server.url, namespace=namespace)
+    try:
+        index.store(STORED, "Open the app and tap Activate.", SCOPE)
+        hit = index.lookup("How can I activate my new card?", SCOPE)
+        assert hit is not None and hit.layer == "semantic"
+    finally:
+        index.clear()
+        index.close()
+
+
+def test_an_index_made_with_other_hnsw_settings_is_used(
+    server: EmbeddedRedis, namespace: str
+) -> None:
+    """HNSW settings and extra fields change no answer: such an index is accepted."""
+    from paracache.schema import HNSW
+
+    first = SemanticIndex(server.url, namespace=namespace, hnsw=HNSW(m=8, ef_construction=50))
+    try:
+        first.store(STORED, "Open the app and tap Activate.", SCOPE)
+        second = SemanticIndex(server.url, namespace=namespace)  # the default HNSW
+        hit = second.lookup("How can I activate my new card?", SCOPE)
+        assert hit is not None and hit.layer == "semantic"
+        second.close()
+    finally:
+        first.clear()
+        first.close()

@@ -52,7 +52,7 @@ from .policy import MAX_TTL, CircuitBreaker, Normalizer, TTLPolicy
 from .protocol import Call, EnsureIndex, Flow
 from .reembed import ReembedReport
 from .repair import RepairReport, repair_flow
-from .schema import HNSW, Layout
+from .schema import HNSW, Layout, index_problem
 from .scope import Scope
 from .transport import (
     Embedder,
@@ -1243,12 +1243,36 @@ class SemanticIndex:
         except Exception as exc:  # e.g. redisvl's RedisSearchError on an ACL refusal
             logger.warning("paracache: could not create the index yet: %r", exc)
             return
+        self._check_index()
         if self._core.hit_place is None:  # where hits are counted (bookkeeping.py)
             try:
                 self._core.server_features = self._admin_run(detect_flow())
                 self._core.hit_place = self._core.server_features.hit_place
             except BackendError as exc:  # asked again on the first lookup
                 logger.warning("paracache: could not ask the server about indexing: %r", exc)
+
+
+    def _check_index(self) -> None:
+        """An index of this cache's name that another tool, a hand or another build
+        made otherwise (a missing field, another vector size or distance, other key
+        prefixes) would make the semantic layer find nothing, or measure similarity
+        another way, without a word: a configuration error, said now. A server that
+        does not answer is not (checked again on the next construction)."""
+        name = self._core.layout.index_name
+        try:
+            info = self._admin_io(Call(("FT.INFO", name)))
+        except Exception as exc:
+            logger.debug("paracache: could not read the index definition: %r", exc)
+            return
+        problem = index_problem(info, self._core.layout)
+        if problem is not None:
+            raise RedisSearchUnavailable(
+                f"the search index {name} on {safe_url(self.redis_url)} is not one this "
+                f"cache can use: {problem}. It was made by hand, by another tool or by "
+                "another version. Drop it (FT.DROPINDEX, without DD: the entries stay and "
+                "paracache indexes them again when it creates the index) or use another "
+                "namespace."
+            )
 
 
 def _flush_at_exit(ref: weakref.ReferenceType[SemanticIndex]) -> Callable[[], None]:
