@@ -33,8 +33,10 @@ expiring ``stats_ttl`` seconds after its last update (default: the entries' defa
 TTL). Per entry, the highest similarity at which it was judged wrong is a field of the
 entry itself (``lw``), so it expires and is deleted with the entry.
 
-Redis down or slow: the outbox keeps filling up to its cap and then drops (counted);
-lookups keep the thresholds last read (cold scopes: the static rules). A statistics
+Redis down or slow: what a send could not deliver is dropped and counted (``dropped``,
+the error ``learn_queue``; ``learn_queue_full`` when the outbox is full); nothing is
+kept for later, so an outage costs its labels, never a label counted twice. Lookups
+keep the thresholds last read (cold scopes: the static rules). A statistics
 record that cannot be read (corrupt, foreign, another version) gives its scope no
 semantic hits until the worker replaces it (counted as ``stats_corrupt``).
 
