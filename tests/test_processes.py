@@ -256,3 +256,34 @@ def test_an_index_made_with_other_hnsw_settings_is_used(
     finally:
         first.clear()
         first.close()
+
+
+def test_an_index_of_another_stored_layout_is_said_at_construction_and_in_stats(
+    server: EmbeddedRedis, namespace: str, caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """After an upgrade that changed the stored layout, the namespace keeps the old
+    version's index and entries: never served (a cold start), in memory until they
+    expire, counted by ``paracache stats`` as if they were the cache's. Nothing said so."""
+    from paracache.cli import main
+
+    probe = SemanticIndex(server.url, namespace=namespace)
+    old = probe.layout.index_name.replace(":v2:", ":v1:")
+    probe.close()
+    client = redis.Redis.from_url(server.url)
+    client.execute_command(
+        "FT.CREATE", old, "ON", "HASH", "PREFIX", 1, f"{old}:e:", "SCHEMA", *_TAGS, *_vector()
+    )
+    client.hset(f"{old}:e:{0:032x}", mapping={"v": "1", "prompt": STORED, "response": "a"})
+    try:
+        caplog.clear()
+        index = SemanticIndex(server.url, namespace=namespace)
+        index.close()
+        assert f"holds {old} of another stored layout" in caplog.text
+        assert f"paracache repair --namespace {namespace}" in caplog.text
+        assert main(["stats", "--redis-url", server.url, "--namespace", namespace]) == 0
+        out = capsys.readouterr().out
+        assert f"index {old}  (another stored layout" in out
+        assert f"index {probe.layout.index_name}\n" in out  # the current one: no note
+    finally:
+        client.execute_command("FT.DROPINDEX", old, "DD")

@@ -479,6 +479,7 @@ def _run_stats(args: argparse.Namespace) -> int:
 
     from . import admin
     from .learning import learning_summary
+    from .schema import other_layouts
 
     conn = _connect(args)
     names = admin.run(conn.client, admin.indexes_flow(args.namespace))
@@ -517,7 +518,10 @@ def _run_stats(args: argparse.Namespace) -> int:
         hits = sum(s.hits for s in group)
         print(f"\nnamespace {ns}: {entries:,} entries, {hits:,} hits served from them")
         for s in group:
-            print(f"  index {s.index}")
+            other = other_layouts(ns, [s.index])
+            print(f"  index {s.index}" + (
+                f"  (another stored layout: this version does not serve its entries; "
+                f"paracache repair --namespace {ns} deletes them)" if other else ""))
             print(f"    entries   {s.entries:,}")
             print(f"    hits      {s.hits:,} (sum of the entries' hit counts)")
             print(f"    tokens    {s.tokens:,} (LLM tokens the entries stand for)")

@@ -52,7 +52,7 @@ from .policy import MAX_TTL, CircuitBreaker, Normalizer, TTLPolicy
 from .protocol import Call, EnsureIndex, Flow
 from .reembed import ReembedReport
 from .repair import RepairReport, repair_flow
-from .schema import HNSW, Layout, index_problem
+from .schema import HNSW, Layout, index_problem, other_layouts
 from .scope import Scope
 from .transport import (
     Embedder,
@@ -1221,7 +1221,7 @@ class SemanticIndex:
         """Check the server once: a server without search is a configuration error;
         an unreachable one is not (the cache starts fail-open and retries later)."""
         try:
-            self._admin_io(Call(("FT._LIST",)))
+            names = self._admin_io(Call(("FT._LIST",)))
         except redis.ResponseError as exc:
             if getattr(translate(exc), "kind", None) == "unknown_command":
                 raise RedisSearchUnavailable(
@@ -1237,6 +1237,7 @@ class SemanticIndex:
                 exc,
             )
             return
+        self._note_other_layouts(names)
         try:
             self._admin_io(EnsureIndex())
             self._core.index_ready = True
@@ -1251,6 +1252,25 @@ class SemanticIndex:
             except BackendError as exc:  # asked again on the first lookup
                 logger.warning("paracache: could not ask the server about indexing: %r", exc)
 
+
+    def _note_other_layouts(self, names: Any) -> None:
+        """Say (once, at construction) that this namespace holds indexes of another
+        stored layout (an older or newer ``SCHEMA_VERSION``): their entries are never
+        served by this version (a cold start after an upgrade), take memory until they
+        expire, and ``paracache stats`` counts them; what removes them."""
+        namespace = self._core.layout.namespace
+        other = other_layouts(namespace, names)
+        if other:
+            logger.warning(
+                "paracache: namespace %r holds %s of another stored layout (another "
+                "paracache version), which this version does not read: its entries are "
+                "not served (a cold start). Once no process of that version runs, "
+                "`paracache repair --namespace %s` deletes those entries and FT.DROPINDEX "
+                "the index",
+                namespace,
+                ", ".join(other),
+                namespace,
+            )
 
     def _check_index(self) -> None:
         """An index of this cache's name that another tool, a hand or another build

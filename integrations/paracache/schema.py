@@ -42,6 +42,7 @@ __all__ = [
     "check_namespace",
     "entry_problem",
     "index_problem",
+    "other_layouts",
     "scopes_key",
 ]
 
@@ -271,6 +272,26 @@ def index_problem(info: Any, layout: Layout) -> str | None:
                 f"(embedding model {layout.vectorizer_id}, dtype {layout.dtype})"
             )
     return None
+
+
+_LAYOUT_INDEX = re.compile(r"^paracache:([A-Za-z0-9][A-Za-z0-9_.-]{0,63}):v(\d+):([0-9a-f]+)$")
+
+
+def other_layouts(namespace: str, index_names: Any) -> list[str]:
+    """The indexes of ``namespace`` among ``index_names`` (``FT._LIST``'s reply) whose
+    stored layout is not this version's (:data:`SCHEMA_VERSION`: older or newer), sorted.
+
+    Example:
+        >>> other_layouts("faq", [b"paracache:faq:v1:0a1b", b"paracache:faq:v2:0a1b", "x"])
+        ['paracache:faq:v1:0a1b']
+    """
+    out = []
+    for raw in index_names or ():
+        name = _text_of(raw)
+        m = _LAYOUT_INDEX.match(name)
+        if m and m.group(1) == namespace and m.group(2) != SCHEMA_VERSION:
+            out.append(name)
+    return sorted(out)
 
 
 # --------------------------------------------------------------------------- validation
