@@ -287,3 +287,38 @@ def test_an_index_of_another_stored_layout_is_said_at_construction_and_in_stats(
         assert f"index {probe.layout.index_name}\n" in out  # the current one: no note
     finally:
         client.execute_command("FT.DROPINDEX", old, "DD")
+
+
+def test_connections_the_server_closed_while_idle_are_replaced_not_failed(namespace: str) -> None:
+    """A server with an idle-client ``timeout`` (managed Redis often sets one), or one
+    restarted while the app was quiet, has closed each thread's connection. The next call
+    of every such thread failed ("Connection closed by server"): a miss, a warning that
+    Redis failed, a counted error, and from three in a row an open breaker (2 s of
+    misses and dropped writes) against a healthy server."""
+    import concurrent.futures
+
+    srv = EmbeddedRedis(config={"timeout": "1"}).start()
+    index = SemanticIndex(srv.url, namespace=namespace)  # the product's 0.1 s timeout
+    pool = concurrent.futures.ThreadPoolExecutor(4)
+    try:
+        index.store(STORED, "Open the app and tap Activate.", SCOPE)
+
+        def burst() -> list[str | None]:
+            def one(_: int) -> str | None:
+                hit = index.lookup(STORED, SCOPE)
+                return hit.layer if hit else None
+
+            return list(pool.map(one, range(8)))
+
+        assert burst() == ["exact"] * 8
+        time.sleep(2.5)  # the server closes every connection idle for 1 s
+        assert burst() == ["exact"] * 8
+        assert index.store_result(NEAR, "Open the app.", SCOPE).outcome == "written"
+        stats = index.stats()
+        assert stats.errors == 0, stats.errors_by_kind
+        assert stats.breaker_state == "closed"
+    finally:
+        pool.shutdown()
+        index.clear()
+        index.close()
+        srv.close()

@@ -100,6 +100,22 @@ _yield: Callable[[], None] = getattr(os, "sched_yield", lambda: None)
 _POOL_LOCK = threading.Lock()
 
 
+#: Seconds a thread's connection may stay unused before its next call first checks
+#: that the server has not closed it (one non-blocking read; busy connections never do).
+IDLE_CHECK = 0.25
+
+
+def _closed(conn: Any) -> bool:
+    """Whether the server closed ``conn`` (or sent what nobody asked for): readable, or
+    failing, while no reply is due. Never blocks; a connection not open is not closed."""
+    if conn._sock is None:
+        return False
+    try:
+        return bool(conn.can_read(timeout=0))
+    except (redis.ConnectionError, redis.TimeoutError, OSError):
+        return True
+
+
 class ThreadConnections:
     """One connection per thread to a client's server, used directly: a command is
     sent and its reply read, without redis-py's pool checkout, retry wrapper and
@@ -154,6 +170,7 @@ class ThreadConnections:
     def _connection(self) -> tuple[threading.local, Any]:
         local = self._local
         conn = getattr(local, "conn", None)
+        now = time.monotonic()
         if conn is None or local.pid != os.getpid():
             conn = local.conn = self._make()
             local.pid = os.getpid()
@@ -166,6 +183,11 @@ class ThreadConnections:
             sent, local.sent = local.sent, None
             if sent.sock is conn._sock and conn._sock is not None:
                 local.unread[:0] = [(sent.sock, None, None)] * (1 + len(sent.more))
+        elif now - local.used >= IDLE_CHECK and not local.unread and _closed(conn):
+            # The server closed it while it was idle (its `timeout`, a restart, a
+            # failover): a new one, instead of a failed call that opens the breaker.
+            conn.disconnect()
+        local.used = now
         return local, conn
 
     def _pack(self, conn: Any, args: Sequence[Any]) -> Any:
