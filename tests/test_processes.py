@@ -322,3 +322,31 @@ def test_connections_the_server_closed_while_idle_are_replaced_not_failed(namesp
         index.clear()
         index.close()
         srv.close()
+
+
+@pytest.mark.parametrize("how", ["FLUSHALL", "restart"])
+def test_writes_after_the_data_went_away_register_their_scope_again(
+    server: EmbeddedRedis, namespace: str, how: str
+) -> None:
+    """The namespace's scope registry went with the data (FLUSHALL, a restart without
+    persistence), but the cache trusted for 60 s that its scopes were registered: the
+    entries it wrote meanwhile listed with scope ``{}`` (``entries()``, ``inspect``) and
+    ``paracache stats`` showed their tenant as "?"."""
+    index = SemanticIndex(server.url, namespace=namespace, timeout=2.0)
+    acme = Scope(model="m", tenant="acme")
+    try:
+        index.store(STORED, "Open the app.", acme)
+        if how == "FLUSHALL":
+            redis.Redis.from_url(server.url).flushall()
+        else:
+            server.kill()
+            server.start()
+        # An app's next question: a miss (the lookup finds the index gone and makes it
+        # again), then the model's answer stored.
+        assert index.lookup(NEAR, acme) is None
+        index.store(NEAR, "Open the app.", acme)
+        wait_until(lambda: index.count() == 1, timeout=10)
+        assert [e.scope.get("tenant") for e in index.entries()] == ["acme"]
+    finally:
+        index.clear()
+        index.close()

@@ -499,8 +499,7 @@ class Administration(FlowBase):
             terms.append(f"@scope:{{{scope.digest()}}}")
         if not terms:
             deleted = yield from unlink_namespace(self.layout.namespace)
-            with self._trim_lock:
-                self._registered.clear()  # the registry went too: register anew
+            self._forget_registered()  # the registry went too: register anew
             return deleted
         names, query = [self.layout.index_name], " ".join(terms)
         return (yield from self._on_index(lambda: _delete_matching(names, query)))

@@ -154,12 +154,19 @@ class FlowBase:
         server restarted without it): say so, and have the next step create it again
         (its entries still in Redis are indexed again by the server)."""
         self.index_ready = False
+        self._forget_registered()  # the scope registry is likely gone too
         self._warn_throttled(
             "no_index",
             "paracache: the index %s was gone (dropped, flushed or a restarted server); "
             "creating it again",
             self.layout.index_name,
         )
+
+    def _forget_registered(self) -> None:
+        """Have the next write of every scope register it again (the namespace's scope
+        registry was cleared, or the server may have lost it)."""
+        with self._trim_lock:
+            self._registered.clear()
 
     def _on_index(self, make: Callable[[], Flow[T]]) -> Flow[T]:
         """Run the flow ``make()`` returns, which queries this instance's index; if the
@@ -288,8 +295,9 @@ class FlowBase:
         self.breaker.record_failure()
         self.recorder.error("redis")
         # Whatever failed, the server may have restarted without its index (and its
-        # scripts): check again.
+        # scripts, and the scope registry): check again.
         self.index_ready = False
+        self._forget_registered()
         self._count_loaded = False
         self._hits_loaded = False
         logger.warning("paracache: %s failed, continuing without the cache: %r", what, exc)
