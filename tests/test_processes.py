@@ -317,6 +317,17 @@ def test_connections_the_server_closed_while_idle_are_replaced_not_failed(namesp
         stats = index.stats()
         assert stats.errors == 0, stats.errors_by_kind
         assert stats.breaker_state == "closed"
+        # Each hit counted as it happens: a semantic hit posts its count (the reply read
+        # with the thread's next command), and the server closes the connection after it.
+        counting = SemanticIndex(srv.url, namespace=namespace, hit_flush_hits=1)
+        try:
+            for _ in range(2):
+                hit = counting.lookup("How can I activate my new card?", SCOPE)
+                assert hit is not None and hit.layer == "semantic"
+                time.sleep(1.6)
+            assert counting.stats().errors == 0, counting.stats().errors_by_kind
+        finally:
+            counting.close()
     finally:
         pool.shutdown()
         index.clear()

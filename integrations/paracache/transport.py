@@ -163,8 +163,7 @@ class ThreadConnections:
             6379
         """
         local, conn = self._connection()
-        while local.unread:
-            self._read_posted(local, conn)
+        self._drain(local, conn)
         return conn
 
     def _connection(self) -> tuple[threading.local, Any]:
@@ -179,16 +178,27 @@ class ThreadConnections:
             local.sent = None
             with self._lock:
                 self._all.add(conn)
-        elif local.sent is not None:  # a sent command's replies nobody received: skip them
-            sent, local.sent = local.sent, None
-            if sent.sock is conn._sock and conn._sock is not None:
-                local.unread[:0] = [(sent.sock, None, None)] * (1 + len(sent.more))
-        elif now - local.used >= IDLE_CHECK and not local.unread and _closed(conn):
-            # The server closed it while it was idle (its `timeout`, a restart, a
-            # failover): a new one, instead of a failed call that opens the breaker.
-            conn.disconnect()
+        else:
+            if local.sent is not None:  # a sent command's replies nobody received: skip them
+                sent, local.sent = local.sent, None
+                if sent.sock is conn._sock and conn._sock is not None:
+                    local.unread[:0] = [(sent.sock, None, None)] * (1 + len(sent.more))
+            # Unused for a while: the server may have closed it (its `timeout`, a
+            # restart, a failover); checked once the replies still due are read.
+            local.idle = now - local.used >= IDLE_CHECK
         local.used = now
         return local, conn
+
+    def _drain(self, local: threading.local, conn: Any) -> None:
+        """Read the replies of this thread's posted commands; then, if the connection
+        was idle, replace it if the server closed it meanwhile (a new one, instead of a
+        failed call that counts as Redis failing and opens the breaker)."""
+        while local.unread:
+            self._read_posted(local, conn)
+        if getattr(local, "idle", False):
+            local.idle = False
+            if _closed(conn):
+                conn.disconnect()
 
     def _pack(self, conn: Any, args: Sequence[Any]) -> Any:
         if self._hiredis and isinstance(args[0], str) and " " not in args[0]:
@@ -200,8 +210,7 @@ class ThreadConnections:
 
     def call(self, args: Sequence[Any]) -> Any:
         local, conn = self._connection()
-        while local.unread:
-            self._read_posted(local, conn)
+        self._drain(local, conn)
         with self._lock:
             self._in_flight += 1
             alone = self._in_flight == 1
@@ -315,8 +324,7 @@ class ThreadConnections:
         reading the replies of its posted commands) without reading the reply; a failed
         send drops the connection."""
         local, conn = self._connection()
-        while local.unread:
-            self._read_posted(local, conn)
+        self._drain(local, conn)
         try:
             packed = self._pack(conn, args)
             if more:  # one buffer: redis-py writes each item of a list with its own sendall
