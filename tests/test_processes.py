@@ -361,3 +361,32 @@ def test_writes_after_the_data_went_away_register_their_scope_again(
     finally:
         index.clear()
         index.close()
+
+
+def test_a_full_redis_costs_the_error_bound_one_warning_not_a_flood(
+    namespace: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``maxmemory`` with ``noeviction`` (Redis's default policy) and the server full:
+    lookups are still served, but every send of the labels' outbox (20 a second under
+    traffic) is refused, and each refusal was a warning: about 19 lines a second."""
+    srv = EmbeddedRedis(maxmemory="4mb", maxmemory_policy="noeviction").start()
+    index = SemanticIndex(srv.url, namespace=namespace, max_error_rate=0.05, timeout=2.0)
+    try:
+        index.store(STORED, "Open the app and tap Activate.", SCOPE)
+        client = redis.Redis.from_url(srv.url)
+        with contextlib.suppress(redis.exceptions.OutOfMemoryError):
+            for n in range(10_000):
+                client.set(f"filler:{n}", "x" * 10_000)
+        caplog.clear()
+        started = time.monotonic()
+        while time.monotonic() - started < 2.0:
+            index.lookup(NEAR, SCOPE)  # a candidate: its traffic count goes to the outbox
+            time.sleep(0.01)
+        refused = index.stats().errors_by_kind.get("learn_queue", 0)
+        warnings = [r for r in caplog.records
+                    if r.levelname == "WARNING" and "learn_queue" in r.getMessage()]  # fmt: skip
+        assert refused >= 10  # every refusal counted
+        assert len(warnings) == 1, len(warnings)
+    finally:
+        index.close()
+        srv.close()

@@ -104,6 +104,8 @@ TRAFFIC_WINDOW = 2_000
 MAX_ANSWER = 32_768
 #: Seconds the background threads wait between passes when idle.
 TICK = 0.05
+#: Seconds between two warnings of the same kind (the others are logged at debug level).
+WARN_EVERY = 10.0
 #: How far above 1 a label's similarity may be and still be counted (as 1): float16
 #: vectors put the same text a hair above 1 (1.00006 seen), and older applications
 #: sent it so.
@@ -364,6 +366,7 @@ class Learner:
         self._outbox: collections.deque[dict[str, Any]] = collections.deque()
         self._traffic: dict[str, collections.Counter[str]] = {}
         self._counts: collections.Counter[str] = collections.Counter()
+        self._warned: dict[str, float] = {}  # error kind -> when last logged as a warning
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._threads = [
@@ -706,10 +709,22 @@ class Learner:
         self._error(kind, exc)
 
     def _error(self, kind: str, exc: BaseException | None = None) -> None:
+        """Count an error of ``kind``; with ``exc``, log it: a warning at most every
+        :data:`WARN_EVERY` seconds per kind (a full or failing Redis refuses every send,
+        20 a second under traffic), the rest at debug level."""
         if self._recorder is not None:
             self._recorder.error(kind)
-        if exc is not None:
+        if exc is None:
+            return
+        now = time.monotonic()
+        with self._lock:
+            due = now - self._warned.get(kind, -WARN_EVERY) >= WARN_EVERY
+            if due:
+                self._warned[kind] = now
+        if due:
             logger.warning("paracache: learning: %s: %r", kind, exc)
+        else:
+            logger.debug("paracache: learning: %s: %r", kind, exc)
 
     # ------------------------------------------------------------------ control
 
