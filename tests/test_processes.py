@@ -390,3 +390,36 @@ def test_a_full_redis_costs_the_error_bound_one_warning_not_a_flood(
     finally:
         index.close()
         srv.close()
+
+
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_stopped_worker_says_what_it_counted(
+    server: EmbeddedRedis, namespace: str, sig: signal.Signals, code: int
+) -> None:
+    """Stopped with Ctrl-C the worker printed "interrupted" and not its counts; with
+    SIGTERM (``docker stop``, systemd, Kubernetes) it ended without a word."""
+    import json
+
+    index = SemanticIndex(
+        server.url, namespace=namespace, max_error_rate=0.02, min_similarity=0.99,
+        label_worker=False, timeout=2.0,
+    )  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "paracache", "worker", "--redis-url", server.url,
+         "--namespace", namespace, "--json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(),
+    )  # fmt: skip
+    try:
+        _label_job(index, "Call us.")
+        wait_until(lambda: _labels(server.url, index) == 1, timeout=30)
+        proc.send_signal(sig)
+        out, err = proc.communicate(timeout=20)
+        assert proc.returncode == code, err
+        assert json.loads(out)["labels"] == 1
+        assert f"stopped ({sig.name})" in err and "Traceback" not in err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+        index.clear()
+        index.close()

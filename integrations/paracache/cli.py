@@ -15,11 +15,12 @@ Example:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 __all__ = ["build_parser", "main"]
@@ -762,6 +763,26 @@ def _run_worker(args: argparse.Namespace) -> int:
     )
     print(f"paracache worker: namespace {args.namespace!r} on {conn.url}, judge {judge!r}"
           + (f", verifier {verifier!r}" if verifier is not None else ""), file=sys.stderr)
+    code = 0
+    try:
+        with _stop_on_signals():
+            _work(worker, conn.url, once=args.once)
+    except _Stopped as stop:  # SIGINT (Ctrl-C) or SIGTERM (docker stop, systemd): say
+        code = stop.code      # what was counted; a job begun stays pending, claimed later
+        print(f"paracache worker: stopped ({stop.name})", file=sys.stderr)
+    if args.json:
+        print(json.dumps(counted))
+    else:
+        print(f"counted {counted['labels']:,} labels ({counted['wrong']:,} wrong), "
+              f"dropped {counted['dropped']:,}"
+              + (f"; near misses promoted {counted['promoted']:,}, rejected "
+                 f"{counted['verify_rejected']:,}" if verifier is not None else ""))
+    return code
+
+
+def _work(worker: Any, url: str, *, once: bool) -> None:
+    """Run a :class:`~paracache.learning.LabelWorker` until stopped (``once``: until the
+    queue is empty), through Redis restarts and failovers (said once, retried)."""
     import time
 
     import redis
@@ -769,12 +790,12 @@ def _run_worker(args: argparse.Namespace) -> int:
     delay = 0.0  # > 0: Redis is unreachable, retrying after this many seconds
     while True:
         try:
-            handled = worker.run_once(block_ms=0 if args.once else 1000)
+            handled = worker.run_once(block_ms=0 if once else 1000)
         except (redis.ConnectionError, redis.TimeoutError) as exc:
-            if args.once:
-                raise CommandError(f"Redis unreachable at {conn.url}: {exc}", 1) from None
+            if once:
+                raise CommandError(f"Redis unreachable at {url}: {exc}", 1) from None
             if not delay:  # once per outage, not once per retry
-                print(f"paracache worker: Redis unreachable at {conn.url} ({exc}); "
+                print(f"paracache worker: Redis unreachable at {url} ({exc}); "
                       "retrying (nothing is lost: unacknowledged labels stay queued)",
                       file=sys.stderr)  # fmt: skip
             delay = min(max(delay * 2, 0.5), 5.0)
@@ -785,16 +806,38 @@ def _run_worker(args: argparse.Namespace) -> int:
         if delay:
             print("paracache worker: Redis reachable again", file=sys.stderr)
             delay = 0.0
-        if args.once and not handled:
-            break
-    if args.json:
-        print(json.dumps(counted))
-    else:
-        print(f"counted {counted['labels']:,} labels ({counted['wrong']:,} wrong), "
-              f"dropped {counted['dropped']:,}"
-              + (f"; near misses promoted {counted['promoted']:,}, rejected "
-                 f"{counted['verify_rejected']:,}" if verifier is not None else ""))
-    return 0
+        if once and not handled:
+            return
+
+
+class _Stopped(Exception):
+    """``paracache worker`` was asked to stop by a signal (exit ``128 + signal``)."""
+
+    def __init__(self, name: str, code: int) -> None:
+        super().__init__(name)
+        self.name, self.code = name, code
+
+
+@contextlib.contextmanager
+def _stop_on_signals() -> Iterator[None]:
+    """Within: SIGINT and SIGTERM raise :class:`_Stopped` in the main thread (where the
+    worker runs); elsewhere, or outside, signals behave as before."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, _frame: Any) -> None:
+        raise _Stopped(signal.Signals(signum).name, 128 + signum)
+
+    before = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
 
 
 # --------------------------------------------------------------------------- inspect
