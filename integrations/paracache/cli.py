@@ -586,7 +586,9 @@ def _add_worker(subparsers: Any) -> None:
         description=(
             "Consume a namespace's label stream in its consumer group: judge each label job "
             "and count it in Redis (acknowledged and counted in one step; jobs a dead worker "
-            "left pending are claimed after 30 s). Run any number of them; give the "
+            "left pending are claimed after 30 s). It keeps running while Redis restarts or "
+            "fails over, and prints what it counted when stopped (SIGINT, SIGTERM). Run any "
+            "number of them; give the "
             "applications label_worker=False. The judge: exact (equal after normalisation, "
             "the default), embedding (answers' cosine similarity, offline model) or your "
             "own callable as module:callable. With --verifier, near misses the "
