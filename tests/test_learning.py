@@ -269,6 +269,49 @@ def test_exploration_turns_some_hits_into_labelled_misses(make_index: Any) -> No
     assert record[b"xn"] == b"1" and b"xw" not in record
 
 
+def test_a_label_at_a_similarity_just_above_one_is_counted(make_index: Any) -> None:
+    """float16 vectors put a cosine distance a hair below 0, so a would-be hit on the same
+    embedded text can come back at 1.000005. Its label is the most telling one (a
+    different answer to the same question), and the worker dropped it as malformed."""
+    index = make_index(max_error_rate=0.02, min_similarity=0.8, explore_rate=0.5)
+    stored, asked = "How do I close my account?", "Hi, how do I close my account thanks"
+    index.store(stored, "Open Settings and tap Close account.", SCOPE)
+    for _ in range(40):
+        verdict = index.lookup_verdict(asked, SCOPE)
+        if verdict.reason.startswith("explored"):
+            break
+    assert verdict.reason.startswith("explored"), verdict.reason
+    assert verdict.similarity is not None and verdict.similarity > 1.0  # the case itself
+    index.store(asked, "Write to support.", SCOPE)  # another answer: a wrong label
+    assert index.learner is not None and index.learner.wait_idle(30)
+    record = _stats(index)
+    assert record.get(b"n99") == b"1" and record.get(b"w99") == b"1"
+    assert record.get(b"xn") == b"1" and record.get(b"xw") == b"1"
+    learning = index.stats().learning
+    assert learning["labels"] == 1 and learning["dropped"] == 0
+    assert "learn_message" not in index.stats().errors_by_kind
+    entry = _client(index).hgetall(index.core.prepare_lookup(stored, SCOPE).key)
+    assert float(entry[b"lw"]) == 1.0  # the veto's mark, at most 1
+
+
+def test_the_worker_counts_an_older_applications_label_above_one(make_index: Any) -> None:
+    """Applications before the clamp sent float16's 1.00006 as it was: counted (as 1),
+    not dropped as malformed; a similarity clearly out of range still is dropped."""
+    index = make_index(max_error_rate=0.02, label_worker=False)
+    client = _client(index)
+    stream = stream_key(index.namespace)
+    stats_key = index.learner.stats_key(SCOPE.digest())
+    for sim in ("1.000061", "1.5"):
+        client.xadd(stream, {"kind": "label", "sk": stats_key, "ek": "", "sim": sim,
+                             "x": "0", "cached": "a", "fresh": "a"})  # fmt: skip
+    outcomes: list[tuple[bool | None, str]] = []
+    worker = LabelWorker(client, index.namespace, on_label=lambda w, k, x: outcomes.append((w, k)))
+    while worker.run_once(block_ms=10):
+        pass
+    assert outcomes == [(False, "label"), (None, "learn_message")]
+    assert _stats(index)[b"n99"] == b"1"
+
+
 def test_sampled_scopes_are_not_labelled_by_the_exact_judge(make_index: Any) -> None:
     index = make_index(max_error_rate=0.02, min_similarity=0.99)
     hot = Scope(model="m", params={"temperature": 0.7})

@@ -73,6 +73,33 @@ def test_corrupt_entries_are_skipped_counted_never_raised(make_index: Any, redis
     assert hit is not None and hit.response == "In Settings."
 
 
+def test_a_key_of_another_type_at_an_entrys_key_is_a_corrupt_entry(
+    make_index: Any, redis_url: str
+) -> None:
+    """Another application SET a string at the key a prompt's lookup reads. Each lookup of
+    that prompt was counted as a Redis failure ("WRONGTYPE"); three opened the breaker, so
+    one bad key switched the whole cache off, again and again, and the write of the fresh
+    answer that would have replaced it was dropped while the breaker was open."""
+    for options in ({}, {"track_hits": False}):
+        _wrong_type_at_a_prompts_key(make_index(**options), redis_url)
+
+
+def _wrong_type_at_a_prompts_key(idx: SemanticIndex, redis_url: str) -> None:
+    idx.store("How do I change my address?", "In Settings.", SCOPE)
+    prompt = "How do I reset my password?"
+    raw(redis_url).set(idx.core.prepare_lookup(prompt, SCOPE).key, "someone else's value")
+    for _ in range(5):
+        verdict = idx.lookup_verdict(prompt, SCOPE)
+        assert verdict.outcome == "miss", verdict.reason
+    s = idx.stats()
+    assert s.errors_by_kind.get("corrupt_entry", 0) >= 5
+    assert s.errors_by_kind.get("redis", 0) == 0 and s.breaker_state == "closed"
+    assert idx.lookup("How do I change my address?", SCOPE) is not None  # the rest serves
+    assert idx.store_result(prompt, "Tap Forgot password.", SCOPE).outcome == "written"
+    hit = idx.lookup(prompt, SCOPE)
+    assert hit is not None and hit.response == "Tap Forgot password."
+
+
 def test_repair_reports_then_deletes(make_index: Any, redis_url: str) -> None:
     idx = make_index()
     good = [idx.store(f"How do I order card number {i}?", f"a{i}", SCOPE) for i in range(5)]

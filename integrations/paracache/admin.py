@@ -499,11 +499,10 @@ class Administration(FlowBase):
             terms.append(f"@scope:{{{scope.digest()}}}")
         if not terms:
             deleted = yield from unlink_namespace(self.layout.namespace)
-            with self._trim_lock:
-                self._registered.clear()  # the registry went too: register anew
+            self._forget_registered()  # the registry went too: register anew
             return deleted
-        yield from self._ensure_index()
-        return (yield from _delete_matching([self.layout.index_name], " ".join(terms)))
+        names, query = [self.layout.index_name], " ".join(terms)
+        return (yield from self._on_index(lambda: _delete_matching(names, query)))
 
     def delete_flow(self, entry_id: str) -> Flow[bool]:
         """Delete one entry by id."""
@@ -512,13 +511,11 @@ class Administration(FlowBase):
 
     def count_flow(self) -> Flow[int]:
         """How many entries this index holds."""
-        yield from self._ensure_index()
-        return (yield from _count([self.layout.index_name], "*"))
+        return (yield from self._on_index(lambda: _count([self.layout.index_name], "*")))
 
     def entries_flow(self, limit: int = 20) -> Flow[list[EntryInfo]]:
         """The ``limit`` newest entries of this index, for inspection."""
-        yield from self._ensure_index()
-        return (yield from entries_flow(self.layout.index_name, limit))
+        return (yield from self._on_index(lambda: entries_flow(self.layout.index_name, limit)))
 
 
 def run(client: redis.Redis, flow: Flow[T]) -> T:

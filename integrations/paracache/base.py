@@ -22,7 +22,7 @@ import math
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import numpy as np
 
@@ -45,6 +45,8 @@ from .values import Candidate, LookupRequest, Settings, Verdict, embed_input
 __all__ = ["CandidateListener", "FlowBase"]
 
 logger = logging.getLogger("paracache")
+
+T = TypeVar("T")
 
 #: Called with each semantic candidate a lookup puts before the guards, and their
 #: verdict (a rejection reason or ``None``): see :meth:`FlowBase.add_candidate_listener`.
@@ -146,6 +148,38 @@ class FlowBase:
         if not self.index_ready:
             yield EnsureIndex()
             self.index_ready = True
+
+    def _index_lost(self) -> None:
+        """The index went away under this instance (``FT.DROPINDEX``, ``FLUSHALL``, a
+        server restarted without it): say so, and have the next step create it again
+        (its entries still in Redis are indexed again by the server)."""
+        self.index_ready = False
+        self._forget_registered()  # the scope registry is likely gone too
+        self._warn_throttled(
+            "no_index",
+            "paracache: the index %s was gone (dropped, flushed or a restarted server); "
+            "creating it again",
+            self.layout.index_name,
+        )
+
+    def _forget_registered(self) -> None:
+        """Have the next write of every scope register it again (the namespace's scope
+        registry was cleared, or the server may have lost it)."""
+        with self._trim_lock:
+            self._registered.clear()
+
+    def _on_index(self, make: Callable[[], Flow[T]]) -> Flow[T]:
+        """Run the flow ``make()`` returns, which queries this instance's index; if the
+        index is gone, create it again and run a fresh one once more."""
+        yield from self._ensure_index()
+        try:
+            return (yield from make())
+        except BackendError as exc:
+            if exc.kind != "no_index":
+                raise
+        self._index_lost()
+        yield from self._ensure_index()
+        return (yield from make())
 
     def _ensure_hit_place(self) -> Flow[None]:
         """Ask the server, once, where hits are best counted (:mod:`.bookkeeping`)."""
@@ -261,8 +295,9 @@ class FlowBase:
         self.breaker.record_failure()
         self.recorder.error("redis")
         # Whatever failed, the server may have restarted without its index (and its
-        # scripts): check again.
+        # scripts, and the scope registry): check again.
         self.index_ready = False
+        self._forget_registered()
         self._count_loaded = False
         self._hits_loaded = False
         logger.warning("paracache: %s failed, continuing without the cache: %r", what, exc)

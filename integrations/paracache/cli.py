@@ -15,11 +15,12 @@ Example:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 __all__ = ["build_parser", "main"]
@@ -487,6 +488,7 @@ def _run_stats(args: argparse.Namespace) -> int:
 
     from . import admin
     from .learning import learning_summary
+    from .schema import other_layouts
 
     conn = _connect(args)
     names = admin.run(conn.client, admin.indexes_flow(args.namespace))
@@ -525,7 +527,10 @@ def _run_stats(args: argparse.Namespace) -> int:
         hits = sum(s.hits for s in group)
         print(f"\nnamespace {ns}: {entries:,} entries, {hits:,} hits served from them")
         for s in group:
-            print(f"  index {s.index}")
+            other = other_layouts(ns, [s.index])
+            print(f"  index {s.index}" + (
+                f"  (another stored layout: this version does not serve its entries; "
+                f"paracache repair --namespace {ns} deletes them)" if other else ""))
             print(f"    entries   {s.entries:,}")
             print(f"    hits      {s.hits:,} (sum of the entries' hit counts)")
             print(f"    tokens    {s.tokens:,} (LLM tokens the entries stand for)")
@@ -589,7 +594,9 @@ def _add_worker(subparsers: Any) -> None:
         description=(
             "Consume a namespace's label stream in its consumer group: judge each label job "
             "and count it in Redis (acknowledged and counted in one step; jobs a dead worker "
-            "left pending are claimed after 30 s). Run any number of them; give the "
+            "left pending are claimed after 30 s). It keeps running while Redis restarts or "
+            "fails over, and prints what it counted when stopped (SIGINT, SIGTERM). Run any "
+            "number of them; give the "
             "applications label_worker=False. The judge: exact (equal after normalisation, "
             "the default), embedding (answers' cosine similarity, offline model) or your "
             "own callable as module:callable. With --verifier, near misses the "
@@ -766,6 +773,26 @@ def _run_worker(args: argparse.Namespace) -> int:
     )
     print(f"paracache worker: namespace {args.namespace!r} on {conn.url}, judge {judge!r}"
           + (f", verifier {verifier!r}" if verifier is not None else ""), file=sys.stderr)
+    code = 0
+    try:
+        with _stop_on_signals():
+            _work(worker, conn.url, once=args.once)
+    except _Stopped as stop:  # SIGINT (Ctrl-C) or SIGTERM (docker stop, systemd): say
+        code = stop.code      # what was counted; a job begun stays pending, claimed later
+        print(f"paracache worker: stopped ({stop.name})", file=sys.stderr)
+    if args.json:
+        print(json.dumps(counted))
+    else:
+        print(f"counted {counted['labels']:,} labels ({counted['wrong']:,} wrong), "
+              f"dropped {counted['dropped']:,}"
+              + (f"; near misses promoted {counted['promoted']:,}, rejected "
+                 f"{counted['verify_rejected']:,}" if verifier is not None else ""))
+    return code
+
+
+def _work(worker: Any, url: str, *, once: bool) -> None:
+    """Run a :class:`~paracache.learning.LabelWorker` until stopped (``once``: until the
+    queue is empty), through Redis restarts and failovers (said once, retried)."""
     import time
 
     import redis
@@ -773,12 +800,12 @@ def _run_worker(args: argparse.Namespace) -> int:
     delay = 0.0  # > 0: Redis is unreachable, retrying after this many seconds
     while True:
         try:
-            handled = worker.run_once(block_ms=0 if args.once else 1000)
+            handled = worker.run_once(block_ms=0 if once else 1000)
         except (redis.ConnectionError, redis.TimeoutError) as exc:
-            if args.once:
-                raise CommandError(f"Redis unreachable at {conn.url}: {exc}", 1) from None
+            if once:
+                raise CommandError(f"Redis unreachable at {url}: {exc}", 1) from None
             if not delay:  # once per outage, not once per retry
-                print(f"paracache worker: Redis unreachable at {conn.url} ({exc}); "
+                print(f"paracache worker: Redis unreachable at {url} ({exc}); "
                       "retrying (nothing is lost: unacknowledged labels stay queued)",
                       file=sys.stderr)  # fmt: skip
             delay = min(max(delay * 2, 0.5), 5.0)
@@ -789,16 +816,38 @@ def _run_worker(args: argparse.Namespace) -> int:
         if delay:
             print("paracache worker: Redis reachable again", file=sys.stderr)
             delay = 0.0
-        if args.once and not handled:
-            break
-    if args.json:
-        print(json.dumps(counted))
-    else:
-        print(f"counted {counted['labels']:,} labels ({counted['wrong']:,} wrong), "
-              f"dropped {counted['dropped']:,}"
-              + (f"; near misses promoted {counted['promoted']:,}, rejected "
-                 f"{counted['verify_rejected']:,}" if verifier is not None else ""))
-    return 0
+        if once and not handled:
+            return
+
+
+class _Stopped(Exception):
+    """``paracache worker`` was asked to stop by a signal (exit ``128 + signal``)."""
+
+    def __init__(self, name: str, code: int) -> None:
+        super().__init__(name)
+        self.name, self.code = name, code
+
+
+@contextlib.contextmanager
+def _stop_on_signals() -> Iterator[None]:
+    """Within: SIGINT and SIGTERM raise :class:`_Stopped` in the main thread (where the
+    worker runs); elsewhere, or outside, signals behave as before."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, _frame: Any) -> None:
+        raise _Stopped(signal.Signals(signum).name, 128 + signum)
+
+    before = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
 
 
 # --------------------------------------------------------------------------- inspect

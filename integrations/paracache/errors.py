@@ -135,6 +135,9 @@ def strict() -> bool:
 
 
 class RedisSearchUnavailable(RuntimeError):
-    """The Redis server has no search module (``FT.*`` commands), or cannot index the
-    database the URL selects (RediSearch indexes database 0 only). Raised when a cache
-    is built: a configuration error, not a run-time failure."""
+    """The Redis server has no search module (``FT.*`` commands), cannot index the
+    database the URL selects (RediSearch indexes database 0 only), or holds an index of
+    the cache's name that it cannot use (made by hand or by another tool: a field
+    missing, another vector size or distance, other key prefixes; the message says
+    which, and what to do). Raised when a cache is built: a configuration error, not a
+    run-time failure."""

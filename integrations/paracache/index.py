@@ -52,7 +52,7 @@ from .policy import MAX_TTL, CircuitBreaker, Normalizer, TTLPolicy
 from .protocol import Call, EnsureIndex, Flow
 from .reembed import ReembedReport
 from .repair import RepairReport, repair_flow
-from .schema import HNSW, Layout
+from .schema import HNSW, Layout, index_problem, other_layouts
 from .scope import Scope
 from .transport import (
     Embedder,
@@ -1221,7 +1221,7 @@ class SemanticIndex:
         """Check the server once: a server without search is a configuration error;
         an unreachable one is not (the cache starts fail-open and retries later)."""
         try:
-            self._admin_io(Call(("FT._LIST",)))
+            names = self._admin_io(Call(("FT._LIST",)))
         except redis.ResponseError as exc:
             if getattr(translate(exc), "kind", None) == "unknown_command":
                 raise RedisSearchUnavailable(
@@ -1237,18 +1237,62 @@ class SemanticIndex:
                 exc,
             )
             return
+        self._note_other_layouts(names)
         try:
             self._admin_io(EnsureIndex())
             self._core.index_ready = True
         except Exception as exc:  # e.g. redisvl's RedisSearchError on an ACL refusal
             logger.warning("paracache: could not create the index yet: %r", exc)
             return
+        self._check_index()
         if self._core.hit_place is None:  # where hits are counted (bookkeeping.py)
             try:
                 self._core.server_features = self._admin_run(detect_flow())
                 self._core.hit_place = self._core.server_features.hit_place
             except BackendError as exc:  # asked again on the first lookup
                 logger.warning("paracache: could not ask the server about indexing: %r", exc)
+
+
+    def _note_other_layouts(self, names: Any) -> None:
+        """Say (once, at construction) that this namespace holds indexes of another
+        stored layout (an older or newer ``SCHEMA_VERSION``): their entries are never
+        served by this version (a cold start after an upgrade), take memory until they
+        expire, and ``paracache stats`` counts them; what removes them."""
+        namespace = self._core.layout.namespace
+        other = other_layouts(namespace, names)
+        if other:
+            logger.warning(
+                "paracache: namespace %r holds %s of another stored layout (another "
+                "paracache version), which this version does not read: its entries are "
+                "not served (a cold start). Once no process of that version runs, "
+                "`paracache repair --namespace %s` deletes those entries and FT.DROPINDEX "
+                "the index",
+                namespace,
+                ", ".join(other),
+                namespace,
+            )
+
+    def _check_index(self) -> None:
+        """An index of this cache's name that another tool, a hand or another build
+        made otherwise (a missing field, another vector size or distance, other key
+        prefixes) would make the semantic layer find nothing, or measure similarity
+        another way, without a word: a configuration error, said now. A server that
+        does not answer is not (checked again on the next construction)."""
+        name = self._core.layout.index_name
+        try:
+            info = self._admin_io(Call(("FT.INFO", name)))
+        except Exception as exc:
+            logger.debug("paracache: could not read the index definition: %r", exc)
+            return
+        problem = index_problem(info, self._core.layout)
+        if problem is not None:
+            raise RedisSearchUnavailable(
+                f"the search index {name} on {safe_url(self.redis_url)} is not one this "
+                f"cache can use: {problem}. It was made by hand, by another tool or by "
+                "another version. Drop it (FT.DROPINDEX, without DD: the entries stay and "
+                "paracache indexes them again when it creates the index) or use another "
+                "namespace."
+            )
 
 
 def _flush_at_exit(ref: weakref.ReferenceType[SemanticIndex]) -> Callable[[], None]:

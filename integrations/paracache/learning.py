@@ -33,8 +33,10 @@ expiring ``stats_ttl`` seconds after its last update (default: the entries' defa
 TTL). Per entry, the highest similarity at which it was judged wrong is a field of the
 entry itself (``lw``), so it expires and is deleted with the entry.
 
-Redis down or slow: the outbox keeps filling up to its cap and then drops (counted);
-lookups keep the thresholds last read (cold scopes: the static rules). A statistics
+Redis down or slow: what a send could not deliver is dropped and counted (``dropped``,
+the error ``learn_queue``; ``learn_queue_full`` when the outbox is full); nothing is
+kept for later, so an outage costs its labels, never a label counted twice. Lookups
+keep the thresholds last read (cold scopes: the static rules). A statistics
 record that cannot be read (corrupt, foreign, another version) gives its scope no
 semantic hits until the worker replaces it (counted as ``stats_corrupt``).
 
@@ -102,6 +104,12 @@ TRAFFIC_WINDOW = 2_000
 MAX_ANSWER = 32_768
 #: Seconds the background threads wait between passes when idle.
 TICK = 0.05
+#: Seconds between two warnings of the same kind (the others are logged at debug level).
+WARN_EVERY = 10.0
+#: How far above 1 a label's similarity may be and still be counted (as 1): float16
+#: vectors put the same text a hair above 1 (1.00006 seen), and older applications
+#: sent it so.
+SIMILARITY_SLACK = 0.001
 
 # Apply one label: acknowledge the message and count it in one step (a message counted
 # twice is impossible; one acknowledged but not counted only if the record was
@@ -358,6 +366,7 @@ class Learner:
         self._outbox: collections.deque[dict[str, Any]] = collections.deque()
         self._traffic: dict[str, collections.Counter[str]] = {}
         self._counts: collections.Counter[str] = collections.Counter()
+        self._warned: dict[str, float] = {}  # error kind -> when last logged as a warning
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._threads = [
@@ -480,7 +489,8 @@ class Learner:
             raw = candidate.fields.get(b"response", b"")
             self._pending[key] = _Pending(
                 candidate_key=candidate.key,
-                similarity=float(candidate.similarity),
+                # float16 vectors can put the same text at 1.00001: a label is in [0, 1].
+                similarity=min(1.0, max(0.0, float(candidate.similarity))),
                 cached=raw.decode("utf-8", "replace"),
                 stats_key=stats_key,
                 explored=explored,
@@ -699,10 +709,22 @@ class Learner:
         self._error(kind, exc)
 
     def _error(self, kind: str, exc: BaseException | None = None) -> None:
+        """Count an error of ``kind``; with ``exc``, log it: a warning at most every
+        :data:`WARN_EVERY` seconds per kind (a full or failing Redis refuses every send,
+        20 a second under traffic), the rest at debug level."""
         if self._recorder is not None:
             self._recorder.error(kind)
-        if exc is not None:
+        if exc is None:
+            return
+        now = time.monotonic()
+        with self._lock:
+            due = now - self._warned.get(kind, -WARN_EVERY) >= WARN_EVERY
+            if due:
+                self._warned[kind] = now
+        if due:
             logger.warning("paracache: learning: %s: %r", kind, exc)
+        else:
+            logger.debug("paracache: learning: %s: %r", kind, exc)
 
     # ------------------------------------------------------------------ control
 
@@ -930,8 +952,10 @@ class LabelWorker:
         entry_key = data.get("ek", "")
         try:
             similarity = float(data.get("sim", ""))
-            if not 0.0 <= similarity <= 1.0:
+            # Applications before the clamp in `observe` sent float16's 1.00001 as it was.
+            if not 0.0 <= similarity <= 1.0 + SIMILARITY_SLACK:
                 raise ValueError(similarity)
+            similarity = min(similarity, 1.0)
         except ValueError:
             self._ack(message_id)
             self._report(None, "learn_message")

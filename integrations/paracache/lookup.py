@@ -258,9 +258,14 @@ class Lookups(FlowBase):
         with its source on ``NOSCRIPT``; a plain read if the server refused the
         script's writes (out of memory, a read-only replica, an ACL), the companion's
         read (an ACL) or choked on a damaged entry; raised again if the server did not
-        answer."""
-        if not self.settings.track_hits or not exc.answered:
+        answer. A key that is not a hash is a damaged entry (a miss, counted as
+        ``corrupt_entry``), not a failing Redis."""
+        if not exc.answered:
             raise exc
+        if not self.settings.track_hits:  # the read was a plain HGETALL already
+            if "WRONGTYPE" not in str(exc):
+                raise exc
+            return self._not_a_hash(key)
         if exc.kind == "noscript" and not self.settings.batched_hits:
             args = self._entry_read(key, scope_digest)
             try:
@@ -270,7 +275,18 @@ class Lookups(FlowBase):
                     raise
                 exc = again
         logger.debug("paracache: reading an entry failed, reading it plainly: %r", exc)
-        return (yield Call(("HGETALL", key)))
+        try:
+            return (yield Call(("HGETALL", key)))
+        except BackendError as again:
+            if not (again.answered and "WRONGTYPE" in str(again)):
+                raise
+        return self._not_a_hash(key)
+
+    def _not_a_hash(self, key: str) -> dict[bytes, bytes]:
+        """Another application's key at this entry's: a damaged entry, not a failing
+        Redis (the breaker is left alone; the write of the next answer replaces it)."""
+        self._corrupt(key, "not a hash")
+        return {}
 
     #: What the KNN query returns per candidate: what choosing needs (the guards read
     #: ``prompt``, calibration ``response``). Each returned field costs RediSearch a
@@ -324,7 +340,7 @@ class Lookups(FlowBase):
             if exc.kind != "no_index":
                 raise
             # The index went away (FLUSHALL, a restarted server): build it and retry once.
-            self.index_ready = False
+            self._index_lost()
             yield from self._ensure_index()
             found = yield from self._search_once(req, vector, policy)
         self.tuner.record(req.scope_digest, policy, time.perf_counter() - started)

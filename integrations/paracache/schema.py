@@ -35,7 +35,16 @@ from typing import Any
 
 from .scope import digest
 
-__all__ = ["HNSW", "SCHEMA_VERSION", "Layout", "check_namespace", "entry_problem", "scopes_key"]
+__all__ = [
+    "HNSW",
+    "SCHEMA_VERSION",
+    "Layout",
+    "check_namespace",
+    "entry_problem",
+    "index_problem",
+    "other_layouts",
+    "scopes_key",
+]
 
 #: Version of the stored layout; entries of another version are foreign to the core
 #: (another index, another key prefix) and ``repair()`` deletes them.
@@ -182,6 +191,107 @@ class Layout:
                 },
             ],
         }
+
+
+def _text_of(value: Any) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+def _as_map(raw: Any) -> dict[str, Any]:
+    """A reply of name/value pairs (RESP2: a flat list; RESP3: a map) as a ``str``-keyed
+    dict; ``{}`` for anything else."""
+    if isinstance(raw, Mapping):
+        return {_text_of(k): v for k, v in raw.items()}
+    if isinstance(raw, (list, tuple)):
+        return {_text_of(raw[i]): raw[i + 1] for i in range(0, len(raw) - 1, 2)}
+    return {}
+
+
+def index_problem(info: Any, layout: Layout) -> str | None:
+    """Why an existing index named ``layout.index_name`` cannot serve ``layout`` (its
+    ``FT.INFO`` reply, RESP2 or RESP3), or ``None``.
+
+    Such an index was made by hand, by another tool or by a paracache that built it
+    otherwise: with it the semantic layer silently finds nothing (a field missing or of
+    another type, a vector of another size, other key prefixes) or measures similarity
+    another way. Extra fields, HNSW settings and the vector algorithm do not matter;
+    what the reply does not say is not held against it.
+
+    Example:
+        >>> lay = Layout.build("faq", "m", dims=2)
+        >>> index_problem(["index_definition", ["key_type", "HASH", "prefixes", ["x:"]]], lay)
+        ... # doctest: +ELLIPSIS
+        "it indexes keys under ['x:'], not the cache's entries (paracache:faq:v2:...:e:)"
+    """
+    reply = _as_map(info)
+    definition = _as_map(reply.get("index_definition"))
+    key_type = definition.get("key_type")
+    if key_type is not None and _text_of(key_type).upper() != "HASH":
+        return f"it indexes {_text_of(key_type)} documents, not hashes"
+    prefixes = definition.get("prefixes")
+    if isinstance(prefixes, (list, tuple)):
+        shown = [_text_of(p) for p in prefixes]
+        if shown != [layout.prefix]:
+            return f"it indexes keys under {shown}, not the cache's entries ({layout.prefix})"
+    attributes = reply.get("attributes")
+    if not isinstance(attributes, (list, tuple)):
+        return None
+    fields: dict[str, dict[str, str]] = {}
+    for raw in attributes:
+        if isinstance(raw, Mapping):
+            attrs = {k: _text_of(v) for k, v in _as_map(raw).items()}
+        elif isinstance(raw, (list, tuple)):
+            # name/value pairs, then bare flags (SORTABLE, UNF): pairs while keys are known
+            attrs = {}
+            for i in range(0, len(raw) - 1, 2):
+                attrs[_text_of(raw[i])] = _text_of(raw[i + 1])
+        else:
+            continue
+        name = attrs.get("attribute") or attrs.get("identifier")
+        if name is not None:
+            fields[name] = attrs
+    wanted = {f["name"]: f for f in layout.schema_dict()["fields"]}
+    for name, spec in wanted.items():
+        have = fields.get(name)
+        if have is None:
+            return f"it has no {name!r} field"
+        kind = have.get("type", "").upper()
+        if kind and kind != spec["type"].upper():
+            return f"its {name!r} field is {kind}, not {spec['type'].upper()}"
+    vector = fields["embedding"]
+    expected = {
+        "dim": str(layout.dims),
+        "data_type": layout.dtype.upper(),
+        "distance_metric": "COSINE",
+    }
+    for key, value in expected.items():
+        have_value = vector.get(key)
+        if have_value is not None and have_value.upper() != value:
+            return (
+                f"its vectors have {key} {have_value}, the cache's {value} "
+                f"(embedding model {layout.vectorizer_id}, dtype {layout.dtype})"
+            )
+    return None
+
+
+_LAYOUT_INDEX = re.compile(r"^paracache:([A-Za-z0-9][A-Za-z0-9_.-]{0,63}):v(\d+):([0-9a-f]+)$")
+
+
+def other_layouts(namespace: str, index_names: Any) -> list[str]:
+    """The indexes of ``namespace`` among ``index_names`` (``FT._LIST``'s reply) whose
+    stored layout is not this version's (:data:`SCHEMA_VERSION`: older or newer), sorted.
+
+    Example:
+        >>> other_layouts("faq", [b"paracache:faq:v1:0a1b", b"paracache:faq:v2:0a1b", "x"])
+        ['paracache:faq:v1:0a1b']
+    """
+    out = []
+    for raw in index_names or ():
+        name = _text_of(raw)
+        m = _LAYOUT_INDEX.match(name)
+        if m and m.group(1) == namespace and m.group(2) != SCHEMA_VERSION:
+            out.append(name)
+    return sorted(out)
 
 
 # --------------------------------------------------------------------------- validation

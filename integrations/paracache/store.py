@@ -300,7 +300,9 @@ class Stores(FlowBase):
         cap = self.settings.max_entries
         if cap is None:
             return 0
-        yield from self._ensure_index()
+        return (yield from self._on_index(lambda: self._trim_to(cap)))
+
+    def _trim_to(self, cap: int) -> Flow[int]:
         name = self.layout.index_name
         raw = yield Call(("FT.SEARCH", name, "*", "LIMIT", 0, 0, "DIALECT", 2))
         excess = search_rows(raw)[0] - cap

@@ -100,6 +100,22 @@ _yield: Callable[[], None] = getattr(os, "sched_yield", lambda: None)
 _POOL_LOCK = threading.Lock()
 
 
+#: Seconds a thread's connection may stay unused before its next call first checks
+#: that the server has not closed it (one non-blocking read; busy connections never do).
+IDLE_CHECK = 0.25
+
+
+def _closed(conn: Any) -> bool:
+    """Whether the server closed ``conn`` (or sent what nobody asked for): readable, or
+    failing, while no reply is due. Never blocks; a connection not open is not closed."""
+    if conn._sock is None:
+        return False
+    try:
+        return bool(conn.can_read(timeout=0))
+    except (redis.ConnectionError, redis.TimeoutError, OSError):
+        return True
+
+
 class ThreadConnections:
     """One connection per thread to a client's server, used directly: a command is
     sent and its reply read, without redis-py's pool checkout, retry wrapper and
@@ -147,13 +163,13 @@ class ThreadConnections:
             6379
         """
         local, conn = self._connection()
-        while local.unread:
-            self._read_posted(local, conn)
+        self._drain(local, conn)
         return conn
 
     def _connection(self) -> tuple[threading.local, Any]:
         local = self._local
         conn = getattr(local, "conn", None)
+        now = time.monotonic()
         if conn is None or local.pid != os.getpid():
             conn = local.conn = self._make()
             local.pid = os.getpid()
@@ -162,11 +178,27 @@ class ThreadConnections:
             local.sent = None
             with self._lock:
                 self._all.add(conn)
-        elif local.sent is not None:  # a sent command's replies nobody received: skip them
-            sent, local.sent = local.sent, None
-            if sent.sock is conn._sock and conn._sock is not None:
-                local.unread[:0] = [(sent.sock, None, None)] * (1 + len(sent.more))
+        else:
+            if local.sent is not None:  # a sent command's replies nobody received: skip them
+                sent, local.sent = local.sent, None
+                if sent.sock is conn._sock and conn._sock is not None:
+                    local.unread[:0] = [(sent.sock, None, None)] * (1 + len(sent.more))
+            # Unused for a while: the server may have closed it (its `timeout`, a
+            # restart, a failover); checked once the replies still due are read.
+            local.idle = now - local.used >= IDLE_CHECK
+        local.used = now
         return local, conn
+
+    def _drain(self, local: threading.local, conn: Any) -> None:
+        """Read the replies of this thread's posted commands; then, if the connection
+        was idle, replace it if the server closed it meanwhile (a new one, instead of a
+        failed call that counts as Redis failing and opens the breaker)."""
+        while local.unread:
+            self._read_posted(local, conn)
+        if getattr(local, "idle", False):
+            local.idle = False
+            if _closed(conn):
+                conn.disconnect()
 
     def _pack(self, conn: Any, args: Sequence[Any]) -> Any:
         if self._hiredis and isinstance(args[0], str) and " " not in args[0]:
@@ -178,8 +210,7 @@ class ThreadConnections:
 
     def call(self, args: Sequence[Any]) -> Any:
         local, conn = self._connection()
-        while local.unread:
-            self._read_posted(local, conn)
+        self._drain(local, conn)
         with self._lock:
             self._in_flight += 1
             alone = self._in_flight == 1
@@ -293,8 +324,7 @@ class ThreadConnections:
         reading the replies of its posted commands) without reading the reply; a failed
         send drops the connection."""
         local, conn = self._connection()
-        while local.unread:
-            self._read_posted(local, conn)
+        self._drain(local, conn)
         try:
             packed = self._pack(conn, args)
             if more:  # one buffer: redis-py writes each item of a list with its own sendall
