@@ -208,6 +208,30 @@ def test_async_llm_function_and_langchain_model(make_index: Any) -> None:
     assert sim.calls == 1
 
 
+def test_the_models_server_is_in_the_scope(make_index: Any) -> None:
+    """A service restarted against another OpenAI-compatible server (``OPENAI_BASE_URL``)
+    that serves other weights under the same model name must not serve the first
+    server's answers; the same server spelled otherwise is the same scope."""
+    from langchain_core.language_models.fake_chat_models import FakeListChatModel
+
+    class Served(FakeListChatModel):
+        base_url: str | None = None
+
+    index = make_index(namespace="t-svc-endpoint")
+    first = Served(responses=["from server A"], base_url="http://a.example:8000/v1")
+    with TestClient(create_app(index, first)) as c:
+        assert ask(c, CARD)["answer"] == "from server A"
+        assert ask(c, CARD)["cached"] is True
+    other = Served(responses=["from server B"], base_url="http://b.example:8000/v1")
+    with TestClient(create_app(index, other)) as c:
+        out = ask(c, CARD)
+        assert out["cached"] is False and out["answer"] == "from server B"
+    again = Served(responses=["never called"], base_url="HTTP://A.example:8000/v1/")
+    with TestClient(create_app(index, again)) as c:
+        out = ask(c, CARD)
+        assert out["cached"] is True and out["answer"] == "from server A"
+
+
 # --------------------------------------------------------------------------- operations
 
 

@@ -26,10 +26,11 @@ import dataclasses
 import hashlib
 import json
 import math
+import urllib.parse
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["Scope", "canonical_json", "digest"]
+__all__ = ["Scope", "canonical_json", "digest", "normalize_endpoint"]
 
 #: One encoder for every digest (``json.dumps`` with options builds a new one per call).
 _ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
@@ -188,3 +189,45 @@ class Scope:
         """Rebuild a scope from :meth:`as_dict` output."""
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
+
+
+def normalize_endpoint(value: Any) -> str | None:
+    """One spelling of a server's URL for a scope: scheme, lower-case host, port (a
+    scheme's default port left out) and path without a trailing slash. Never the query
+    string, the fragment or user-info (``user:password@``), which may hold credentials.
+    ``None`` for no endpoint (``None``, ``""``, a secret, not text, no host).
+
+    Example:
+        >>> normalize_endpoint("HTTPS://user:pw@API.Example.com:443/v1/?key=s3cret")
+        'https://api.example.com/v1'
+        >>> normalize_endpoint("localhost:8000/v1/")
+        '//localhost:8000/v1'
+    """
+    if type(value).__name__ in ("SecretStr", "SecretBytes"):
+        return None
+    if not isinstance(value, str):  # a URL type (pydantic's AnyUrl, httpx.URL) spells itself
+        if value is None or isinstance(value, (bytes, bool, int, float, Mapping, list, tuple)):
+            return None
+        value = str(value)
+    text = value.strip()
+    if not text:
+        return None
+    if "://" not in text:  # "localhost:8000/v1": a host without a scheme
+        text = "//" + text.lstrip("/")
+    try:
+        parts = urllib.parse.urlsplit(text)
+        host = parts.hostname or ""
+        port = parts.port
+    except ValueError:  # a malformed port or IPv6 address: no host to tell apart
+        return None
+    if not host:
+        return None
+    scheme = parts.scheme.lower()
+    netloc = f"[{host}]" if ":" in host else host  # hostname is lower-case already
+    if port is not None and port != _DEFAULT_PORTS.get(scheme):
+        netloc += f":{port}"
+    path = parts.path.rstrip("/")
+    return f"{scheme}:" * bool(scheme) + f"//{netloc}{path}"

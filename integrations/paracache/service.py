@@ -75,7 +75,7 @@ from ._version import __version__
 from .auth import ApiKeys, Principal
 from .index import SemanticIndex
 from .limiter import KeyedLimits, Limit
-from .scope import Scope, digest
+from .scope import Scope, digest, normalize_endpoint
 from .service_stream import Piece, answer_events
 from .singleflight import SingleFlight
 from .values import Verdict, check_similarity
@@ -534,6 +534,33 @@ async def _redis_reachable(url: str, timeout: float = 1.0) -> bool:
         await client.aclose()
 
 
+#: Where a LangChain chat model keeps its server's URL (ChatOpenAI's ``openai_api_base``,
+#: set by ``base_url=`` or ``OPENAI_BASE_URL``; other providers' ``base_url`` ...).
+MODEL_ENDPOINT_KEYS = ("openai_api_base", "base_url", "api_base", "azure_endpoint", "endpoint")
+
+
+def model_endpoint(model: Any) -> str | None:
+    """The server a chat model calls, normalised (:func:`paracache.scope.normalize_endpoint`),
+    or ``None`` when it names none (a function, the simulated model, OpenAI's own API
+    without ``base_url``).
+
+    Example:
+        >>> class Chat:
+        ...     openai_api_base = "http://LOCALHOST:8000/v1/"
+        >>> model_endpoint(Chat()), model_endpoint(len)
+        ('http://localhost:8000/v1', None)
+    """
+    for key in MODEL_ENDPOINT_KEYS:
+        try:
+            value = getattr(model, key, None)
+        except Exception:  # a property that fails names no server
+            continue
+        found = normalize_endpoint(value)
+        if found:
+            return found
+    return None
+
+
 def create_app(
     index: SemanticIndex | None = None,
     llm: Any = None,
@@ -604,10 +631,16 @@ def create_app(
         call = _langchain_llm(model, pass_settings)
         streamer = _langchain_stream(model, pass_settings)
     else:
-        call, described = _as_llm(llm), type(llm).__name__
+        model, described = llm, type(llm).__name__
+        call = _as_llm(llm)
         streamer = (
             _langchain_stream(llm, False) if hasattr(llm, "astream") else _call_stream(call)
         )
+    # The model's server, when it names one, is part of every answer's scope: a service
+    # restarted against another OpenAI-compatible server (OPENAI_BASE_URL) serving other
+    # weights under the same model name does not serve the old server's answers.
+    served_by = model_endpoint(model)
+    endpoint_field = {"endpoint": served_by} if served_by else {}
     flights = SingleFlight(index)
     owned_limits = rate_limits is not None and not isinstance(rate_limits, KeyedLimits)
     limits: KeyedLimits | None
@@ -705,6 +738,7 @@ def create_app(
             tenant=tenant,
             params={"temperature": body.temperature},
             context=digest("service/v1", body.system),
+            fields=endpoint_field,
         )
         per_request: float | None = threshold
         if min_similarity is None and cache.learner is not None:  # the learned threshold

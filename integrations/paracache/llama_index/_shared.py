@@ -6,7 +6,6 @@ import enum
 import json
 import logging
 import math
-import urllib.parse
 from collections.abc import AsyncGenerator, Generator, Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -30,7 +29,7 @@ from llama_index.core.schema import (
 
 from ..index import SemanticIndex
 from ..replay import replay_chunks
-from ..scope import canonical_json, digest
+from ..scope import canonical_json, digest, normalize_endpoint
 from ..values import Verdict
 
 logger = logging.getLogger("paracache")
@@ -175,48 +174,6 @@ def _is_secret(name: str) -> bool:
         or n == "token"
         or any(part in n for part in _SECRET_PARTS)
     )
-
-
-_DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
-
-
-def normalize_endpoint(value: Any) -> str | None:
-    """One spelling of a server's URL for a scope: scheme, lower-case host, port (a
-    scheme's default port left out) and path without a trailing slash. Never the query
-    string, the fragment or user-info (``user:password@``), which may hold credentials.
-    ``None`` for no endpoint (``None``, ``""``, a secret, not text, no host).
-
-    Example:
-        >>> normalize_endpoint("HTTPS://user:pw@API.Example.com:443/v1/?key=s3cret")
-        'https://api.example.com/v1'
-        >>> normalize_endpoint("localhost:8000/v1/")
-        '//localhost:8000/v1'
-    """
-    if type(value).__name__ in ("SecretStr", "SecretBytes"):
-        return None
-    if not isinstance(value, str):  # a URL type (pydantic's AnyUrl, httpx.URL) spells itself
-        if value is None or isinstance(value, (bytes, bool, int, float, Mapping, list, tuple)):
-            return None
-        value = str(value)
-    text = value.strip()
-    if not text:
-        return None
-    if "://" not in text:  # "localhost:8000/v1": a host without a scheme
-        text = "//" + text.lstrip("/")
-    try:
-        parts = urllib.parse.urlsplit(text)
-        host = parts.hostname or ""
-        port = parts.port
-    except ValueError:  # a malformed port or IPv6 address: no host to tell apart
-        return None
-    if not host:
-        return None
-    scheme = parts.scheme.lower()
-    netloc = f"[{host}]" if ":" in host else host  # hostname is lower-case already
-    if port is not None and port != _DEFAULT_PORTS.get(scheme):
-        netloc += f":{port}"
-    path = parts.path.rstrip("/")
-    return f"{scheme}:" * bool(scheme) + f"//{netloc}{path}"
 
 
 def _attr(obj: Any, name: str) -> Any:
