@@ -195,3 +195,19 @@ def test_repair_of_an_unreachable_redis_raises_cache_error() -> None:
         idx.repair()
     with pytest.raises(redis.RedisError):
         raw("redis://127.0.0.1:1/0", timeout=0.5).ping()
+
+
+def test_repair_leaves_a_newer_versions_entries_alone(make_index: Any, redis_url: str) -> None:
+    """A rolling upgrade: the new deployment writes entries of a newer schema version in
+    the same namespace while the old one still runs; a repair run from the old one must
+    not delete them (an older version's entries are still removed)."""
+    idx = make_index()
+    idx.store("How do I order a card?", "Tap Order.", SCOPE)
+    client = raw(redis_url)
+    newer = f"paracache:{idx.namespace}:v3:{idx.layout.slug}:e:{'2' * 32}"
+    client.hset(newer, mapping={"v": "3", "prompt": "new", "response": "new", "more": "x"})
+    older = f"paracache:{idx.namespace}:v1:{idx.layout.slug}:e:{'3' * 32}"
+    client.hset(older, mapping={"v": "1", "prompt": "old", "response": "old"})
+    report = idx.repair()
+    assert client.exists(newer) and not client.exists(older)
+    assert report.deleted == 1 and report.valid == 1 and report.other_keys == 1

@@ -10,7 +10,9 @@ It scans the namespace's keys (``SCAN``, never ``KEYS``), reads each entry atomi
 size its index expects, the current schema version) and, unless ``dry_run``, deletes it
 with a script that checks the entry is still the one it read, so an entry rewritten
 meanwhile by a store is never lost. Keys of the namespace that are not entries (not
-``paracache:{namespace}:v{N}:{model}:e:{id}``) are counted and left alone, except the
+``paracache:{namespace}:v{N}:{model}:e:{id}``) are counted and left alone, and so are the
+entries of a *newer* schema version (a newer paracache sharing the namespace during a
+rolling upgrade: a lookup here skips them, a repair here never deletes them), except the
 namespace's scope registry (``paracache:{namespace}:scopes``): it is not counted when it
 is a hash, and deleted as invalid when it is not (stores could not register scopes).
 
@@ -154,6 +156,8 @@ def _judge(
     match = _ENTRY_KEY.match(key)
     if match is None:
         return "other", None, ""
+    if _newer(match.group(1).encode()):  # a newer paracache's (a rolling upgrade): not ours
+        return "other", None, ""
     if match.group(1) != SCHEMA_VERSION:
         return "entry", f"schema version {match.group(1)} key", fingerprint
     if kind != "hash":
@@ -168,6 +172,19 @@ def _judge(
     prefix = key[: key.rindex(":e:") + 3]
     problem = entry_problem(fields, full=True, vector_bytes=vector_sizes.get(prefix))
     return "entry", problem, fingerprint
+
+
+def _newer(version: bytes | None) -> bool:
+    """Whether ``version`` (a schema version as stored) is newer than this paracache's:
+    during a rolling upgrade the old deployment must not delete the new one's entries.
+
+    Example:
+        >>> _newer(b"3"), _newer(b"2"), _newer(b"0"), _newer(b"x"), _newer(None)
+        (True, False, False, False, False)
+    """
+    if version is None or not version.isdigit() or len(version) > 9:
+        return False
+    return int(version) > int(SCHEMA_VERSION)
 
 
 def repair_flow(
