@@ -227,6 +227,23 @@ def test_a_failing_judge_drops_the_label_and_is_counted(make_index: Any, kind: s
         release.set()
 
 
+def test_a_judge_answering_with_numpys_bool_is_heard(make_index: Any) -> None:
+    """A judge comparing two scores with numpy (``np.float32(a) > b``) returns numpy's
+    bool: a yes or no like any other, not a failed judge whose label is dropped."""
+    import numpy as np
+
+    def judge(cached: str, fresh: str) -> bool:
+        return np.float32(0.4) > 0.9  # type: ignore[return-value]  # a numpy "no"
+
+    index = make_index(max_error_rate=0.02, min_similarity=0.99, judge=judge)
+    index.store(STORED, "Open the app and tap Activate.", SCOPE)
+    _near_miss(index, "Call us.")
+    assert index.learner is not None and index.learner.wait_idle(30)
+    learning = index.stats().learning
+    assert learning["judge_failures"] == 0
+    assert learning["labels"] == 1 and learning["wrong"] == 1
+
+
 def test_a_killed_worker_loses_no_label(make_index: Any) -> None:
     index = make_index(max_error_rate=0.02, min_similarity=0.99, label_worker=False)
     index.store(STORED, "Open the app and tap Activate.", SCOPE)

@@ -259,5 +259,8 @@ def call_judge(judge: Judge, cached: str, fresh: str, timeout: float) -> bool:
     except Exception as exc:
         raise JudgeFailed("judge_error", f"judge raised {exc!r}") from exc
     if not isinstance(verdict, bool):
-        raise JudgeFailed("judge_error", f"judge returned {verdict!r}, not a bool")
+        kind = type(verdict)
+        if kind.__module__ != "numpy" or kind.__name__ not in ("bool_", "bool"):
+            raise JudgeFailed("judge_error", f"judge returned {verdict!r}, not a bool")
+        verdict = bool(verdict)  # numpy's bool (e.g. a comparison of two scores) is one
     return verdict
