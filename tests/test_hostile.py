@@ -68,6 +68,17 @@ def test_odd_prompts_round_trip(index: SemanticIndex, text: str) -> None:
     assert hit is not None and hit.layer == "exact"
 
 
+def test_prompts_that_normalise_to_nothing_are_told_apart(index: SemanticIndex) -> None:
+    """"?", "!!!" and "..." all normalise to "": one entry served each other's answers."""
+    index.store("?", "answer to a question mark")
+    index.store("!!!", "answer to an exclamation")
+    assert index.lookup("...") is None
+    hit = index.lookup("!!!")
+    assert hit is not None and hit.layer == "exact" and hit.response == "answer to an exclamation"
+    hit = index.lookup("?")
+    assert hit is not None and hit.response == "answer to a question mark"
+
+
 @pytest.mark.parametrize("nasty", SYNTAX)
 def test_query_syntax_in_every_scope_field(index: SemanticIndex, nasty: str) -> None:
     mine = Scope(

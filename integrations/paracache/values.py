@@ -469,7 +469,9 @@ def prepare_lookup(
         if learned is not None:
             threshold, is_learned = learned(scope_digest, scope, threshold)
     text = settings.normalizer(prompt)
-    entry_id = digest("entry/v1", scope_digest, text)
+    # Nothing left once normalised ("?", "!!!", "\x00"): the prompt as typed is the key,
+    # so such prompts are told apart (each still hits its own exact repeat).
+    entry_id = digest("entry/v1", scope_digest, text if text else "\x00" + prompt)
     semantic = bool(semantic) and bool(text)
     problem = unreadable(text) if semantic and unreadable is not None else None
     return LookupRequest(
