@@ -469,9 +469,12 @@ def prepare_lookup(
         if learned is not None:
             threshold, is_learned = learned(scope_digest, scope, threshold)
     text = settings.normalizer(prompt)
-    # Nothing left once normalised ("?", "!!!", "\x00"): the prompt as typed is the key,
-    # so such prompts are told apart (each still hits its own exact repeat).
-    entry_id = digest("entry/v1", scope_digest, text if text else "\x00" + prompt)
+    # Nothing left once normalised ("?", "!!!", "\x00"): the prompt as typed (but for
+    # white space) is the key, so such prompts are told apart; each still hits its own
+    # exact repeat, and "" and "   " stay one.
+    entry_id = digest(
+        "entry/v1", scope_digest, text if text else "\x00" + "".join(prompt.split())
+    )
     semantic = bool(semantic) and bool(text)
     problem = unreadable(text) if semantic and unreadable is not None else None
     return LookupRequest(
