@@ -1,0 +1,100 @@
+"""A cache built in a parent process, then ``os.fork()`` (gunicorn ``--preload``,
+``multiprocessing`` with fork): the child's lookups, stores and error bound work.
+
+Real forks on the session's real Redis. A child ends with ``os._exit`` (as
+``multiprocessing`` children do): onnxruntime, once loaded in the parent, cannot run
+its own teardown in a forked child (see README, "Forking servers").
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from redisvl.utils.vectorize import BaseVectorizer
+
+from paracache import SemanticIndex
+from paracache.vectorizers import MiniLMVectorizer
+
+pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+
+_MODEL = MiniLMVectorizer()
+
+
+class _Remote(BaseVectorizer):  # type: ignore[misc]
+    """An embedder of the kind a user brings (an API client): not paracache's own
+    model, so a lookup runs it on paracache's embedding threads, under embed_timeout."""
+
+    @property
+    def type(self) -> str:
+        return "remote"
+
+    def _embed(self, content: Any, **kwargs: Any) -> list[float]:
+        vector: list[float] = _MODEL.embed(content)
+        return vector
+
+
+def _in_child(body: Callable[[], dict[str, Any]], timeout: float = 30.0) -> dict[str, Any]:
+    """``body()`` in a forked child; its JSON result (or the error it raised)."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child
+        code = 0
+        try:
+            os.close(read)
+            try:
+                result = body()
+            except BaseException as exc:
+                result = {"error": repr(exc)}
+            os.write(write, json.dumps(result).encode())
+        except BaseException:
+            code = 1
+        finally:
+            sys.stdout.flush()
+            os._exit(code)
+    os.close(write)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        time.sleep(0.02)
+    else:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+        pytest.fail("the forked child did not finish")
+    with os.fdopen(read, "rb") as fh:
+        data = fh.read()
+    assert data, f"the child wrote nothing (status {status})"
+    out: dict[str, Any] = json.loads(data)
+    return out
+
+
+def test_a_forked_child_embeds_with_a_user_embedder(make_index: Any) -> None:
+    """The embedding threads of the parent do not exist in the child: the child makes
+    its own, instead of waiting embed_timeout for a thread that never runs (every
+    lookup of every worker a 5 s miss)."""
+    cache: SemanticIndex = make_index(vectorizer=_Remote(model="remote-minilm"), embed_timeout=3.0)
+    cache.store("What is your refund policy?", "30 days.")
+    for prompt in ("Tell me your refund policy", "What is the refund policy?"):
+        assert cache.lookup(prompt) is not None  # on the embedding threads
+
+    def child() -> dict[str, Any]:
+        took = []
+        hits = []
+        for prompt in ("Please tell me your refund policy", "What's the policy on refunds?"):
+            started = time.monotonic()
+            hit = cache.lookup(prompt)
+            took.append(time.monotonic() - started)
+            hits.append(None if hit is None else hit.layer)
+        return {"took": took, "hits": hits, "errors": cache.stats().errors_by_kind}
+
+    out = _in_child(child)
+    assert out.get("errors") == {}, out
+    assert out["hits"] == ["semantic", "semantic"], out
+    assert max(out["took"]) < 2.0, out
