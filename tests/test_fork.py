@@ -16,9 +16,11 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+import redis
 from redisvl.utils.vectorize import BaseVectorizer
 
 from paracache import SemanticIndex
+from paracache.learning import stream_key
 from paracache.vectorizers import MiniLMVectorizer
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
@@ -98,3 +100,29 @@ def test_a_forked_child_embeds_with_a_user_embedder(make_index: Any) -> None:
     assert out.get("errors") == {}, out
     assert out["hits"] == ["semantic", "semantic"], out
     assert max(out["took"]) < 2.0, out
+
+
+def test_a_forked_child_runs_the_error_bound(make_index: Any, redis_url: str) -> None:
+    """The learner's threads (the outbox sender, the label worker) do not survive a
+    fork: the child starts its own, so its lookups are counted in the label stream
+    (the error bound learns from every worker, not only the parent)."""
+    cache: SemanticIndex = make_index(max_error_rate=0.05)
+    cache.store("What is your refund policy?", "30 days.")
+    cache.lookup("What's your refund policy?")
+    assert cache.learner is not None
+    cache.learner.wait_idle(timeout=10.0)
+    client = redis.Redis.from_url(redis_url)
+    stream = stream_key(cache.namespace)
+
+    def child() -> dict[str, Any]:
+        before = client.xlen(stream)
+        for n in range(3):
+            cache.lookup(f"Do you ship parcel number {n} to Mars?")
+        deadline = time.monotonic() + 5.0
+        while time.monotonic() < deadline and client.xlen(stream) == before:
+            time.sleep(0.05)
+        return {"before": before, "after": client.xlen(stream)}
+
+    out = _in_child(child)
+    assert "error" not in out, out
+    assert out["after"] > out["before"], out
