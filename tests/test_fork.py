@@ -21,6 +21,7 @@ from redisvl.utils.vectorize import BaseVectorizer
 
 from paracache import SemanticIndex
 from paracache.learning import stream_key
+from paracache.singleflight import SingleFlight
 from paracache.vectorizers import MiniLMVectorizer
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
@@ -126,3 +127,37 @@ def test_a_forked_child_runs_the_error_bound(make_index: Any, redis_url: str) ->
     out = _in_child(child)
     assert "error" not in out, out
     assert out["after"] > out["before"], out
+
+
+def test_a_forked_child_does_not_wait_on_the_parents_flight(make_index: Any) -> None:
+    """A miss the parent was leading at the fork: its answer reaches the child through
+    Redis (as another process's would), not after waiting out ``wait`` on the parent's
+    in-process flight, which nothing in the child can settle."""
+    cache: SemanticIndex = make_index()
+    flights = SingleFlight(cache, wait=6.0)
+    prompt = "Which warehouse ships orders to Iceland?"
+    claim = flights.claim(prompt)
+    assert claim.leader
+
+    def child() -> dict[str, Any]:
+        started = time.monotonic()
+        theirs = flights.claim(prompt)
+        return {"took": time.monotonic() - started, "payload": theirs.payload}
+
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(read)
+        try:
+            os.write(write, json.dumps(child()).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    time.sleep(0.5)  # the parent's model call
+    cache.store(prompt, "Reykjavik.")
+    claim.done("Reykjavik.")
+    os.waitpid(pid, 0)
+    with os.fdopen(read, "rb") as fh:
+        out = json.loads(fh.read())
+    assert out["payload"] == "Reykjavik.", out
+    assert out["took"] < 3.0, out

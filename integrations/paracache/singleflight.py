@@ -33,9 +33,11 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import os
 import secrets
 import threading
 import time
+import weakref
 from collections.abc import Generator
 from typing import Any
 
@@ -229,6 +231,14 @@ class SingleFlight:
         self.poll = float(poll)
         self._flights: dict[str, _Flight] = {}
         self._mutex = threading.Lock()
+        _ALL.add(self)
+
+    def _forked(self) -> None:
+        """In a forked child: the parent's flights are led by threads that do not exist
+        here (nothing would settle them); their answers come through Redis, as another
+        process's do. A fresh lock: the parent's may have been held at the fork."""
+        self._flights = {}
+        self._mutex = threading.Lock()
 
     def __copy__(self) -> SingleFlight:
         return self
@@ -394,3 +404,16 @@ class SingleFlight:
 
 def _one(args: tuple[Any, ...]) -> Flow[Any]:
     return (yield Call(args))
+
+
+#: Every SingleFlight of this process, told when it forks (see :meth:`SingleFlight._forked`).
+_ALL: weakref.WeakSet[SingleFlight] = weakref.WeakSet()
+
+
+def _after_fork() -> None:
+    for flights in list(_ALL):
+        flights._forked()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)
