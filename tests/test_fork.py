@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -161,3 +162,35 @@ def test_a_forked_child_does_not_wait_on_the_parents_flight(make_index: Any) -> 
         out = json.loads(fh.read())
     assert out["payload"] == "Reykjavik.", out
     assert out["took"] < 3.0, out
+
+
+_PRELOAD = """
+import os, sys
+from paracache import SemanticIndex
+cache = SemanticIndex(sys.argv[1], namespace=sys.argv[2], timeout=1.0)  # no embedding yet
+pid = os.fork()
+if pid == 0:  # a gunicorn worker: serves, then leaves through sys.exit
+    cache.store("What is your refund policy?", "30 days.")
+    hit = cache.lookup("Tell me your refund policy")
+    sys.exit(0 if hit is not None else 3)
+_, status = os.waitpid(pid, 0)
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
+def test_a_preloaded_cache_whose_model_loads_in_the_worker_exits_cleanly(
+    redis_url: str, namespace: str
+) -> None:
+    """The README's advice for forking servers: build the cache before the fork, embed
+    first in the worker; the worker then serves and exits through ``sys.exit`` (an
+    onnxruntime loaded before the fork would hang or abort there)."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    done = subprocess.run(
+        [sys.executable, "-c", _PRELOAD, redis_url, namespace],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "terminate called" not in done.stderr
