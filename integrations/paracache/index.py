@@ -1183,6 +1183,12 @@ class SemanticIndex:
             with self._alock:
                 ios = self._aclients.get(loop)
                 if ios is None:
+                    # A closed loop's clients can never run again, and they hold their
+                    # loop (so the weak key never dies): let them go, and their sockets
+                    # close as they are collected (``asyncio.run`` once per call would
+                    # otherwise keep a connection per call for ever).
+                    for dead in [old for old in self._aclients if old.is_closed()]:
+                        del self._aclients[dead]
                     if not self._own_clients:
                         user = self._user_clients[1] or derive_async(self._user_clients[0])
                         clients = (user, user)
