@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import pickle
 from typing import Any
 
+import pytest
 import redis
 
 from paracache import SemanticIndex
@@ -34,3 +36,13 @@ def test_asyncio_run_again_and_again_does_not_pile_up_connections(
         assert hit is not None and hit.response == "30 days."
     gc.collect()
     assert _connections(redis_url, namespace) <= 6
+
+
+def test_pickling_a_cache_says_what_to_do(make_index: Any) -> None:
+    """``multiprocessing`` spawn (and a fork pool's arguments) pickle what they hand a
+    worker; a cache cannot go (connections, threads, a model): the error says so and
+    what to do, not "cannot pickle 'InferenceSession' object"."""
+    cache: SemanticIndex = make_index()
+    cache.lookup("warm the model up")
+    with pytest.raises(TypeError, match="build one in each process"):
+        pickle.dumps(cache)

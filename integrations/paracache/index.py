@@ -1116,6 +1116,16 @@ class SemanticIndex:
         something that holds one, e.g. ``copy.deepcopy`` of a model, shares it."""
         return self
 
+    def __reduce__(self) -> Any:
+        """Refused: a cache holds connections, threads and a model, none of which can
+        cross to another process. Build one in each process from the same arguments
+        (or create it before ``os.fork()``: a forked child uses its parent's)."""
+        raise TypeError(
+            "a SemanticIndex cannot be pickled (it holds connections, threads and a model): "
+            "build one in each process from the same arguments, e.g. in a multiprocessing "
+            "pool's initializer, or create it before forking"
+        )
+
     def __repr__(self) -> str:
         return (
             f"SemanticIndex(namespace={self.namespace!r}, index={self.layout.index_name!r}, "
