@@ -602,6 +602,8 @@ class Learner:
         return True
 
     def _enqueue(self, item: dict[str, Any]) -> None:
+        if self._revive:
+            self._start_threads()
         with self._lock:
             if len(self._outbox) >= OUTBOX_MAX:
                 self._counts["dropped"] += 1
