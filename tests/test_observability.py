@@ -217,3 +217,29 @@ def test_hot_path_logs_nothing_at_info(make_index: Any, caplog: pytest.LogCaptur
             index.lookup(f"Question number {i}?", scope)
             index.lookup(f"an unrelated question about topic {i}", scope)
     assert [r for r in caplog.records if r.name.startswith("paracache")] == []
+
+
+def test_an_embedder_outage_logs_a_warning_now_and_then_not_per_call(
+    make_index: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An embedding API that is down fails every lookup and store over: each is a miss
+    and counted, but the log gets one warning per 10 s, as for Redis faults (one per
+    call flooded production logs for the whole outage)."""
+    from redisvl.utils.vectorize import BaseVectorizer
+
+    class Down(BaseVectorizer):  # type: ignore[misc]
+        @property
+        def type(self) -> str:
+            return "remote"
+
+        def _embed(self, content: Any, **kwargs: Any) -> list[float]:
+            raise ConnectionError("embedding API unavailable")
+
+    index: SemanticIndex = make_index(vectorizer=Down(model="down", dims=384))
+    with caplog.at_level(logging.INFO, logger="paracache"):
+        for i in range(20):
+            assert index.lookup(f"an unrelated question about topic {i}") is None
+            index.store(f"an unrelated question about topic {i}", "answer")
+    warned = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert index.stats().errors_by_kind.get("embedding", 0) >= 20
+    assert 1 <= len(warned) <= 2, [r.getMessage() for r in warned]

@@ -253,7 +253,9 @@ class FlowBase:
             return self.unreadable(model_text)
         except Exception as exc:
             self.recorder.error("embedding")
-            logger.warning("paracache: readability check failed, exact layer only: %r", exc)
+            self._warn_throttled(
+                "readability", "paracache: readability check failed, exact layer only: %r", exc
+            )
             return f"readability check failed: {type(exc).__name__}"
 
     def _embed(self, text: str, model_text: str | None = None) -> Flow[bytes | None]:
@@ -267,7 +269,9 @@ class FlowBase:
             if exc.kind != "embedding":
                 raise
             self.recorder.error("embedding")
-            logger.warning("paracache: embedding failed, treating as a miss: %r", exc)
+            self._warn_throttled(
+                "embedding", "paracache: embedding failed, treating as a miss: %r", exc
+            )
             return None
 
     def encode_vector(self, raw: Any) -> bytes:

@@ -1116,6 +1116,16 @@ class SemanticIndex:
         something that holds one, e.g. ``copy.deepcopy`` of a model, shares it."""
         return self
 
+    def __reduce__(self) -> Any:
+        """Refused: a cache holds connections, threads and a model, none of which can
+        cross to another process. Build one in each process from the same arguments
+        (or create it before ``os.fork()``: a forked child uses its parent's)."""
+        raise TypeError(
+            "a SemanticIndex cannot be pickled (it holds connections, threads and a model): "
+            "build one in each process from the same arguments, e.g. in a multiprocessing "
+            "pool's initializer, or create it before forking"
+        )
+
     def __repr__(self) -> str:
         return (
             f"SemanticIndex(namespace={self.namespace!r}, index={self.layout.index_name!r}, "
@@ -1183,6 +1193,12 @@ class SemanticIndex:
             with self._alock:
                 ios = self._aclients.get(loop)
                 if ios is None:
+                    # A closed loop's clients can never run again, and they hold their
+                    # loop (so the weak key never dies): let them go, and their sockets
+                    # close as they are collected (``asyncio.run`` once per call would
+                    # otherwise keep a connection per call for ever).
+                    for dead in [old for old in self._aclients if old.is_closed()]:
+                        del self._aclients[dead]
                     if not self._own_clients:
                         user = self._user_clients[1] or derive_async(self._user_clients[0])
                         clients = (user, user)

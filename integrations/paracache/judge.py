@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import math
+import os
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -234,6 +235,19 @@ def _pool() -> concurrent.futures.ThreadPoolExecutor:
         return _POOL
 
 
+def _forked() -> None:
+    """In a forked child: the parent's judge threads do not exist here (a judge call
+    queued on its pool would never run); start afresh."""
+    global _POOL, _POOL_LOCK, _SLOTS
+    _POOL = None
+    _POOL_LOCK = threading.Lock()
+    _SLOTS = threading.BoundedSemaphore(_WORKERS)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forked)
+
+
 def call_judge(judge: Judge, cached: str, fresh: str, timeout: float) -> bool:
     """``judge(cached, fresh)`` within ``timeout`` seconds, or :class:`JudgeFailed`.
 
@@ -244,14 +258,15 @@ def call_judge(judge: Judge, cached: str, fresh: str, timeout: float) -> bool:
         >>> call_judge(ExactJudge(), "a", "A", timeout=1.0)
         True
     """
-    if not _SLOTS.acquire(timeout=timeout):
+    slots = _SLOTS  # the one released (a fork replaces it)
+    if not slots.acquire(timeout=timeout):
         raise JudgeFailed("judge_timeout", f"no judge thread free within {timeout:g}s")
     try:
         future = _pool().submit(judge, cached, fresh)
     except BaseException:
-        _SLOTS.release()
+        slots.release()
         raise
-    future.add_done_callback(lambda _: _SLOTS.release())
+    future.add_done_callback(lambda _: slots.release())
     try:
         verdict = future.result(timeout=timeout)
     except concurrent.futures.TimeoutError:

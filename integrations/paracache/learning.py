@@ -52,10 +52,12 @@ from __future__ import annotations
 import collections
 import dataclasses
 import logging
+import os
 import random
 import re
 import threading
 import time
+import weakref
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -382,6 +384,45 @@ class Learner:
             self._threads.append(
                 threading.Thread(target=self._work_loop, name="paracache-label", daemon=True)
             )
+        #: Set in a forked child (:meth:`_forked`): start this process's threads on
+        #: its first lookup.
+        self._revive = False
+        for thread in self._threads:
+            thread.start()
+        _LEARNERS.add(self)
+
+    def _forked(self) -> None:
+        """In a forked child: the parent's threads do not exist here and its locks may
+        have been held at the fork. Fresh locks; what the parent queued is the parent's
+        to send; the child's own threads start on its first lookup (none if the
+        learner was closed)."""
+        self._lock = threading.Lock()
+        self._refresh_lock = threading.Lock()
+        self._outbox.clear()
+        self._traffic = {}
+        self._pending.clear()
+        self._offered.clear()
+        if self.worker is not None:
+            self.worker._forked()
+        self._revive = not self._stop.is_set()
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        if not self._revive:
+            self._stop.set()
+
+    def _start_threads(self) -> None:
+        """This process's background threads (in a forked child, on its first lookup)."""
+        with self._lock:
+            if not self._revive:
+                return
+            self._revive = False
+            self._threads = [
+                threading.Thread(target=self._io_loop, name="paracache-learn", daemon=True)
+            ]
+            if self.worker is not None:
+                self._threads.append(
+                    threading.Thread(target=self._work_loop, name="paracache-label", daemon=True)
+                )
         for thread in self._threads:
             thread.start()
 
@@ -417,6 +458,8 @@ class Learner:
     def threshold(self, scope_digest: str, scope: Any, static: float) -> tuple[float, bool]:
         """``(threshold, learned)`` for a lookup under ``scope`` whose static threshold
         is ``static``. Memory only; schedules the scope's statistics to be read."""
+        if self._revive:
+            self._start_threads()
         key = self.stats_key(scope_digest)
         if key not in self._seen:
             with self._lock:
@@ -569,6 +612,8 @@ class Learner:
         return True
 
     def _enqueue(self, item: dict[str, Any]) -> None:
+        if self._revive:
+            self._start_threads()
         with self._lock:
             if len(self._outbox) >= OUTBOX_MAX:
                 self._counts["dropped"] += 1
@@ -839,12 +884,21 @@ class LabelWorker:
         self.judge_timeout = check_judge_timeout(judge_timeout)
         self.stats_ttl = int(stats_ttl)
         self.consumer = consumer or f"{_host()}-{id(self):x}"
+        self._named_by_us = not consumer
         self.on_label = on_label
         self._prefix = f"paracache:{namespace}:"
         self._group_ready = False
         self._claim_at = 0.0
         self._handling = 0  # batches read and not yet all reported (see `busy`)
         self._handling_lock = threading.Lock()
+
+    def _forked(self) -> None:
+        """In a forked child (see :meth:`Learner._forked`): a fresh lock, and a consumer
+        name of this process's own (the parent's may still read the stream)."""
+        self._handling_lock = threading.Lock()
+        self._handling = 0
+        if self._named_by_us:
+            self.consumer = f"{_host()}-{id(self):x}"
 
     @property
     def busy(self) -> bool:
@@ -1121,6 +1175,19 @@ def _s(value: Any) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
+#: Every learner of this process, told when it forks (see :meth:`Learner._forked`).
+_LEARNERS: weakref.WeakSet[Learner] = weakref.WeakSet()
+
+
+def _after_fork() -> None:
+    for learner in list(_LEARNERS):
+        learner._forked()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)
+
+
 def _as_bytes_map(record: Any) -> dict[bytes, bytes]:
     if not isinstance(record, Mapping):
         raise ValueError(f"statistics record is a {type(record).__name__}")
@@ -1133,7 +1200,6 @@ def _as_bytes_map(record: Any) -> dict[bytes, bytes]:
 
 
 def _host() -> str:
-    import os
     import socket
 
     return f"{socket.gethostname()}-{os.getpid()}"

@@ -36,6 +36,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import os
 import secrets
 import threading
 import time
@@ -290,6 +291,15 @@ class SingleFlight:
         #: Redis locks of claims given up without I/O (:meth:`Claim._abandon`): lock key
         #: to token, released by the next claim of that key here.
         self._orphans: dict[str, str] = {}
+        _ALL.add(self)
+
+    def _forked(self) -> None:
+        """In a forked child: the parent's flights are led by threads that do not exist
+        here (nothing would settle them); their answers come through Redis, as another
+        process's do. A fresh lock: the parent's may have been held at the fork."""
+        self._flights = {}
+        self._mutex = threading.Lock()
+        self._orphans = {}
 
     def __copy__(self) -> SingleFlight:
         return self
@@ -528,3 +538,16 @@ def _abandon_later(claim: Claim) -> None:
 
 def _one(args: tuple[Any, ...]) -> Flow[Any]:
     return (yield Call(args))
+
+
+#: Every SingleFlight of this process, told when it forks (see :meth:`SingleFlight._forked`).
+_ALL: weakref.WeakSet[SingleFlight] = weakref.WeakSet()
+
+
+def _after_fork() -> None:
+    for flights in list(_ALL):
+        flights._forked()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)

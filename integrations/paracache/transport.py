@@ -540,16 +540,31 @@ _EMBED_WORKERS = 4
 _EMBED_SLOTS = threading.BoundedSemaphore(_EMBED_WORKERS)
 
 
+def _embed_pool_forked() -> None:
+    """In a forked child: the parent's embedding threads do not exist here (a job queued
+    on its pool would never run), and its locks may have been held at the fork. Start
+    afresh; the child makes its own threads on first use."""
+    global _POOL, _POOL_LOCK, _EMBED_SLOTS
+    _POOL = None
+    _POOL_LOCK = threading.Lock()
+    _EMBED_SLOTS = threading.BoundedSemaphore(_EMBED_WORKERS)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_embed_pool_forked)
+
+
 def _embed_bounded(embed: Callable[[str], Any], text: str, timeout: float) -> Any:
     started = time.monotonic()
-    if not _EMBED_SLOTS.acquire(timeout=timeout):
+    slots = _EMBED_SLOTS  # the one released (a fork replaces it)
+    if not slots.acquire(timeout=timeout):
         raise TimeoutError(f"no embedding slot free within {timeout:g}s (embedder stuck?)")
     try:
         future = _embed_pool().submit(embed, text)
     except BaseException:
-        _EMBED_SLOTS.release()
+        slots.release()
         raise
-    future.add_done_callback(lambda _: _EMBED_SLOTS.release())
+    future.add_done_callback(lambda _: slots.release())
     return future.result(timeout=max(0.0, timeout - (time.monotonic() - started)))
 
 
