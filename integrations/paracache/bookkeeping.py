@@ -42,13 +42,12 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 import threading
 import time
-import weakref
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
+from . import forking
 from .errors import BackendError
 from .protocol import Batch, Call, Flow
 
@@ -359,7 +358,7 @@ class HitCounter:
         self._hits = 0
         #: When the first unsent hit was counted (monotonic), ``None`` if none is.
         self._since: float | None = None
-        _COUNTERS.add(self)
+        forking.track(self)
 
     def add(self, key: str, scope: str, now: float) -> int:
         """Count one hit on the entry ``key`` under the scope digest ``scope`` at Unix
@@ -447,17 +446,6 @@ class HitCounter:
         self._take()
 
 
-#: Every counter of this process, told when it forks (see :meth:`HitCounter._forked`).
-_COUNTERS: weakref.WeakSet[HitCounter] = weakref.WeakSet()
-
-
-def _after_fork() -> None:
-    for counter in list(_COUNTERS):
-        counter._forked()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork)
 
 
 def flush_calls(

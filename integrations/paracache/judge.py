@@ -33,11 +33,11 @@ from __future__ import annotations
 
 import concurrent.futures
 import math
-import os
 import threading
 from collections.abc import Callable
 from typing import Any
 
+from . import forking
 from .policy import Normalizer
 
 __all__ = [
@@ -244,8 +244,7 @@ def _forked() -> None:
     _SLOTS = threading.BoundedSemaphore(_WORKERS)
 
 
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forked)
+forking.on_fork(_forked)
 
 
 def call_judge(judge: Judge, cached: str, fresh: str, timeout: float) -> bool:

@@ -57,13 +57,12 @@ import random
 import re
 import threading
 import time
-import weakref
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import redis
 
-from . import bound
+from . import bound, forking
 from .judge import (
     Judge,
     JudgeFailed,
@@ -389,7 +388,7 @@ class Learner:
         self._revive = False
         for thread in self._threads:
             thread.start()
-        _LEARNERS.add(self)
+        forking.track(self)
 
     def _forked(self) -> None:
         """In a forked child: the parent's threads do not exist here and its locks may
@@ -1175,17 +1174,6 @@ def _s(value: Any) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
-#: Every learner of this process, told when it forks (see :meth:`Learner._forked`).
-_LEARNERS: weakref.WeakSet[Learner] = weakref.WeakSet()
-
-
-def _after_fork() -> None:
-    for learner in list(_LEARNERS):
-        learner._forked()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork)
 
 
 def _as_bytes_map(record: Any) -> dict[bytes, bytes]:

@@ -36,7 +36,6 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-import os
 import secrets
 import threading
 import time
@@ -45,6 +44,7 @@ from collections.abc import AsyncIterator, Generator, Iterator
 from types import TracebackType
 from typing import Any
 
+from . import forking
 from .errors import BackendError
 from .index import SemanticIndex
 from .protocol import Call, Flow
@@ -291,7 +291,7 @@ class SingleFlight:
         #: Redis locks of claims given up without I/O (:meth:`Claim._abandon`): lock key
         #: to token, released by the next claim of that key here.
         self._orphans: dict[str, str] = {}
-        _ALL.add(self)
+        forking.track(self)
 
     def _forked(self) -> None:
         """In a forked child: the parent's flights are led by threads that do not exist
@@ -540,14 +540,3 @@ def _one(args: tuple[Any, ...]) -> Flow[Any]:
     return (yield Call(args))
 
 
-#: Every SingleFlight of this process, told when it forks (see :meth:`SingleFlight._forked`).
-_ALL: weakref.WeakSet[SingleFlight] = weakref.WeakSet()
-
-
-def _after_fork() -> None:
-    for flights in list(_ALL):
-        flights._forked()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork)

@@ -41,6 +41,7 @@ from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from . import forking
 from .errors import BackendError, Kind
 from .vectorizers import EmbeddingMemo, MiniLMVectorizer
 
@@ -550,8 +551,7 @@ def _embed_pool_forked() -> None:
     _EMBED_SLOTS = threading.BoundedSemaphore(_EMBED_WORKERS)
 
 
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_embed_pool_forked)
+forking.on_fork(_embed_pool_forked)
 
 
 def _embed_bounded(embed: Callable[[str], Any], text: str, timeout: float) -> Any:
