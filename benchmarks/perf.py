@@ -57,6 +57,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from banking77 import BANKING77
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -77,10 +78,8 @@ from paracache.vectorizers import MiniLMVectorizer
 
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "out"
-#: Banking77 in the shared data folder beside the checkout (or a worktree's parent's).
-DATA = next((d / "shared" / "data" / "banking77_train.jsonl" for d in HERE.parents
-             if (d / "shared" / "data" / "banking77_train.jsonl").exists()),
-            HERE.parent.parent / "shared" / "data" / "banking77_train.jsonl")
+#: Banking77 in the shared data folder beside the checkout (see banking77.py).
+DATA = BANKING77
 RESULTS = HERE / "RESULTS.md"
 PLOT = HERE / "latency_vs_size.png"
 SYSTEMS = ("paracache", "langchain-redis", "redisvl")
