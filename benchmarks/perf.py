@@ -1465,7 +1465,11 @@ def main() -> None:
 
         cluster_main([a for a in sys.argv[1:] if a != "--cluster"])
         return
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        epilog="--cluster [ARGS]: one server against a 3-shard Redis Cluster instead "
+        "(perf_cluster.py; --cluster --help lists its own flags).",
+    )
     ap.add_argument("--quick", action="store_true", help="small sizes, for development")
     ap.add_argument("--sizes", type=str, default=None, help="e.g. 10000,100000")
     ap.add_argument("--big", type=int, default=None, help="precomputed-vector tier (1000000)")
