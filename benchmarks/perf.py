@@ -57,7 +57,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from banking77 import BANKING77
+from banking77 import BANKING77, require
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -101,13 +101,13 @@ ASYNC_PREFIXES = ["Hiya, ", "Yo, ", "Dear support, ", "One more thing: ", "Hi te
 
 def load_intents() -> dict[str, str]:
     """Banking77's intent of each question (as :func:`load_questions` strips it)."""
-    with DATA.open(encoding="utf-8") as f:
+    with require(DATA).open(encoding="utf-8") as f:
         rows = [json.loads(line) for line in f if line.strip()]
     return {r["text"].strip(): r["intent"] for r in rows}
 
 
 def load_questions() -> list[str]:
-    with DATA.open(encoding="utf-8") as f:
+    with require(DATA).open(encoding="utf-8") as f:
         rows = [json.loads(line) for line in f if line.strip()]
     seen: set[str] = set()
     out = []
