@@ -6,7 +6,7 @@ The full split is not in the repository (the package ships a 288-question subset
 2020, PolyAI-LDN/task-specific-datasets, CC BY 4.0) with its columns ``text,category``
 renamed ``text,intent`` and the text stripped. They look for it, in this order, at
 ``$PARACACHE_BANKING77``, then at ``shared/data/banking77_train.jsonl`` in any folder above
-the checkout (so a worktree finds its main checkout's), and each script takes ``--data``.
+the checkout (so a worktree finds its main checkout's), and most scripts take ``--data``.
 """
 
 from __future__ import annotations
@@ -33,7 +33,8 @@ def require(path: Path) -> Path:
     """``path`` if it exists, else exit with what to put there and where it comes from."""
     if not path.exists():
         raise SystemExit(
-            f"Banking77 not found at {path}. Give --data or PARACACHE_BANKING77: JSON lines "
+            f"Banking77 not found at {path}. Set PARACACHE_BANKING77 (or --data, where a script "
+            "takes it) to JSON lines "
             '{"text": ..., "intent": ...} made from banking_data/train.csv of '
             "https://github.com/PolyAI-LDN/task-specific-datasets (CC BY 4.0; columns "
             "text,category -> text,intent). See benchmarks/banking77.py."
