@@ -34,7 +34,7 @@ def require(path: Path) -> Path:
     if not path.exists():
         raise SystemExit(
             f"Banking77 not found at {path}. Set PARACACHE_BANKING77 (or --data, where a script "
-            "takes it) to JSON lines "
+            "takes it) to a file of JSON lines "
             '{"text": ..., "intent": ...} made from banking_data/train.csv of '
             "https://github.com/PolyAI-LDN/task-specific-datasets (CC BY 4.0; columns "
             "text,category -> text,intent). See benchmarks/banking77.py."
