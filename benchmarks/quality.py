@@ -824,7 +824,7 @@ def main() -> None:
             "uses a tag filter per case, paracache a scope field per case.",
         ],
     }
-    command = "python benchmarks/quality.py" + (f" --write {args.write}" if args.write else "")
+    command = " ".join(["python benchmarks/quality.py", *sys.argv[1:]])  # as it ran (--limit...)
     text = render(res, command)
     print(text)
     print(report.format(), file=sys.stderr)
