@@ -29,12 +29,14 @@ import time
 import uuid
 from pathlib import Path
 
+from banking77 import BANKING77
+
 from paracache import Scope, SemanticIndex
 from paracache.embedded import EmbeddedRedis
 from paracache.vectorizers import EmbeddingMemo, MiniLMVectorizer
 
 HERE = Path(__file__).resolve().parent
-DEFAULT_DATA = HERE.parent.parent / "shared" / "data" / "banking77_train.jsonl"
+DEFAULT_DATA = BANKING77  # see banking77.py
 
 
 def pct(values: list[float], q: float) -> float:

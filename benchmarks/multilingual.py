@@ -170,7 +170,7 @@ def table(res: dict[str, Any], scripts: dict[str, str]) -> str:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     ap.add_argument("--vectorizer", choices=("default", "multilingual"), default="default")
     ap.add_argument("--no-readability", action="store_true",
                     help="similarity for every text (the behaviour before issue 19)")

@@ -33,6 +33,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from banking77 import BANKING77
+
 from paracache import Scope, SemanticIndex
 from paracache.calibrate import calibrate
 from paracache.embedded import EmbeddedRedis
@@ -43,7 +45,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import multilingual as pairs_bench  # noqa: E402  (benchmarks/multilingual.py)
 
-DEFAULT_DATA = HERE.parent.parent / "shared" / "data" / "banking77_train.jsonl"
+DEFAULT_DATA = BANKING77  # see banking77.py
 TRAPS = HERE / "data" / "traps.jsonl"
 HELDOUT_TRAPS = HERE / "data" / "traps_heldout.jsonl"
 SWEEP = tuple(round(0.80 + i / 200, 3) for i in range(40))  # 0.800 ... 0.995

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from banking77 import BANKING77
 
 from paracache.calibrate import wilson_interval as wilson
 from paracache.core import DEFAULT_CORROBORATION_MARGIN, Settings
@@ -35,7 +36,7 @@ from paracache.policy import Normalizer
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE / "data"
-BANKING = Path("/work/shared/data/banking77_train.jsonl")
+BANKING = BANKING77  # see banking77.py
 NORMALIZE = Normalizer()
 INTENT_SEED = 14  # Banking77's intents split into tuning and held-out halves
 FILL_SEED = 77

@@ -57,6 +57,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from banking77 import BANKING77, require
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -77,10 +78,8 @@ from paracache.vectorizers import MiniLMVectorizer
 
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "out"
-#: Banking77 in the shared data folder beside the checkout (or a worktree's parent's).
-DATA = next((d / "shared" / "data" / "banking77_train.jsonl" for d in HERE.parents
-             if (d / "shared" / "data" / "banking77_train.jsonl").exists()),
-            HERE.parent.parent / "shared" / "data" / "banking77_train.jsonl")
+#: Banking77 in the shared data folder beside the checkout (see banking77.py).
+DATA = BANKING77
 RESULTS = HERE / "RESULTS.md"
 PLOT = HERE / "latency_vs_size.png"
 SYSTEMS = ("paracache", "langchain-redis", "redisvl")
@@ -102,13 +101,13 @@ ASYNC_PREFIXES = ["Hiya, ", "Yo, ", "Dear support, ", "One more thing: ", "Hi te
 
 def load_intents() -> dict[str, str]:
     """Banking77's intent of each question (as :func:`load_questions` strips it)."""
-    with DATA.open(encoding="utf-8") as f:
+    with require(DATA).open(encoding="utf-8") as f:
         rows = [json.loads(line) for line in f if line.strip()]
     return {r["text"].strip(): r["intent"] for r in rows}
 
 
 def load_questions() -> list[str]:
-    with DATA.open(encoding="utf-8") as f:
+    with require(DATA).open(encoding="utf-8") as f:
         rows = [json.loads(line) for line in f if line.strip()]
     seen: set[str] = set()
     out = []
@@ -1466,7 +1465,11 @@ def main() -> None:
 
         cluster_main([a for a in sys.argv[1:] if a != "--cluster"])
         return
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        epilog="--cluster [ARGS]: one server against a 3-shard Redis Cluster instead "
+        "(perf_cluster.py; --cluster --help lists its own flags).",
+    )
     ap.add_argument("--quick", action="store_true", help="small sizes, for development")
     ap.add_argument("--sizes", type=str, default=None, help="e.g. 10000,100000")
     ap.add_argument("--big", type=int, default=None, help="precomputed-vector tier (1000000)")

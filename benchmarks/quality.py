@@ -24,7 +24,7 @@ paracache embeds it; the vectors are reused by all caches.
    ``rewordings.CAP`` per rule, seeded), each isolated: the same question, to be served.
    ``--generalise-only`` measures them per column too.
 
-    python benchmarks/quality.py [--data ../shared/data/banking77_train.jsonl]
+    python benchmarks/quality.py [--data banking77_train.jsonl]  # default: see banking77.py
                                  [--write benchmarks/RESULTS.md]
     python benchmarks/quality.py --generalise-only [--nearmiss F --duplicates F --label L]
 
@@ -49,6 +49,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from banking77 import BANKING77, require
 from langchain_core.embeddings import Embeddings
 from langchain_core.outputs import Generation
 from pairs_eval import INTENT_SEED, banking_split
@@ -67,7 +68,7 @@ from paracache.policy import Normalizer
 from paracache.vectorizers import MiniLMVectorizer
 
 HERE = Path(__file__).resolve().parent
-DEFAULT_DATA = HERE.parent.parent / "shared" / "data" / "banking77_train.jsonl"
+DEFAULT_DATA = BANKING77  # see banking77.py
 TRAPS = HERE / "data" / "traps.jsonl"
 HELDOUT = HERE / "data" / "traps_heldout.jsonl"
 SEED = 77
@@ -711,7 +712,7 @@ def main() -> None:
                                             strict=True)):
         NEARMISS[f"extra{i}"], DUPLICATES[f"extra{i}"], SPLITS[f"extra{i}"] = nm, dp, label
     t0 = time.perf_counter()
-    rows = load(args.data)
+    rows = load(require(args.data))
     if args.limit:
         rows = random.Random(SEED).sample(rows, args.limit)
     if args.generalise_only:
@@ -823,7 +824,7 @@ def main() -> None:
             "uses a tag filter per case, paracache a scope field per case.",
         ],
     }
-    command = "python benchmarks/quality.py" + (f" --write {args.write}" if args.write else "")
+    command = " ".join(["python benchmarks/quality.py", *sys.argv[1:]])  # as it ran (--limit...)
     text = render(res, command)
     print(text)
     print(report.format(), file=sys.stderr)

@@ -19,7 +19,7 @@ Quality: the 5,002 other questions asked of both new-model caches (hit rate, pre
 the hit's intent is the asker's), and every stored question asked again of the
 re-embedded cache (exact repeats).
 
-    python benchmarks/reembed.py [--data ../shared/data/banking77_train.jsonl]
+    python benchmarks/reembed.py [--data banking77_train.jsonl]  # default: see banking77.py
                                  [--rounds 3] [--limit N]
 
 Data: Banking77, Casanueva et al. 2020, PolyAI-LDN/task-specific-datasets, CC BY 4.0.
@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import redis
+from banking77 import BANKING77
 
 from paracache import Scope, SemanticIndex
 from paracache.calibrate import split_clusters
@@ -45,7 +46,7 @@ from paracache.embedded import EmbeddedRedis
 from paracache.vectorizers import default_vectorizer, vectorizer_id
 
 HERE = Path(__file__).resolve().parent
-DEFAULT_DATA = HERE.parent.parent / "shared" / "data" / "banking77_train.jsonl"
+DEFAULT_DATA = BANKING77  # see banking77.py
 SCOPE = Scope(model="gpt-4o-mini")
 #: One TTL for every entry: the policy's 300 s for "today"/"now" questions would expire
 #: some during a slow run and make the rounds differ.

@@ -6,7 +6,7 @@ query's nearest stored question (exact cosine KNN, the same similarity the seman
 layer computes) is a *correct* hit when both have the same intent. For each threshold
 it prints the hit rate, the precision of hits and correct answers per 100 queries.
 
-    python benchmarks/threshold_sweep.py [--data ../shared/data/banking77_train.jsonl]
+    python benchmarks/threshold_sweep.py [--data banking77_train.jsonl]  # default: see banking77.py
 
 Data: Banking77, Casanueva et al. 2020, PolyAI-LDN/task-specific-datasets, CC BY 4.0.
 """
@@ -20,11 +20,12 @@ import time
 from pathlib import Path
 
 import numpy as np
+from banking77 import BANKING77
 
 from paracache.vectorizers import MiniLMVectorizer
 
 HERE = Path(__file__).resolve().parent
-DEFAULT_DATA = HERE.parent.parent / "shared" / "data" / "banking77_train.jsonl"
+DEFAULT_DATA = BANKING77  # see banking77.py
 
 
 def load(path: Path) -> list[dict[str, str]]:
