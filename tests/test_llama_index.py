@@ -394,6 +394,19 @@ def test_wraps_an_engine_it_cannot_introspect(index: SemanticIndex) -> None:
     assert cache_info(other.query(REFUND)) is None
 
 
+def test_scope_fields_cannot_replace_what_the_engine_says_of_itself(
+    index: SemanticIndex, vindex: VectorStoreIndex
+) -> None:
+    """``scope_fields={"index_id": ...}`` replaced the vector index's own id in the scope:
+    two engines over different indexes given the same value shared answers."""
+    for name in ("index_id", "engine", "similarity_top_k"):
+        with pytest.raises(ValueError, match=name):
+            SemanticCacheQueryEngine.from_index(
+                vindex, index, llm=MockLLM(), scope_fields={name: "x"}
+            )
+    SemanticCacheQueryEngine.from_index(vindex, index, llm=MockLLM(), scope_fields={"app": "x"})
+
+
 def test_builds_its_own_index(redis_url: str, vindex: VectorStoreIndex, namespace: str) -> None:
     engine = SemanticCacheQueryEngine.wrap(
         vindex.as_query_engine(llm=MockLLM()), redis_url=redis_url, namespace=namespace, ttl=60

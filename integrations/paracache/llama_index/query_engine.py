@@ -81,6 +81,12 @@ RETRIEVER_ATTRS = (
 )
 
 
+#: The scope fields the query engine reads from the engine itself (:meth:`scope_for`).
+DETECTED_FIELDS = frozenset(
+    {"engine", "retriever", "similarity_top_k", "index_id", "synthesizer", "response_mode"}
+)
+
+
 class SemanticCacheQueryEngine(BaseQueryEngine):
     """A query engine answering paraphrased questions from Redis, else from ``query_engine``.
 
@@ -91,7 +97,7 @@ class SemanticCacheQueryEngine(BaseQueryEngine):
         tenant: Entries this instance reads and writes are this tenant's.
         corpus_version: Bump it (:meth:`bump_corpus_version`) after re-indexing.
         scope_fields: Further scope fields (JSON scalars), e.g. for engines this
-            adapter cannot introspect.
+            adapter cannot introspect; not one of :data:`DETECTED_FIELDS` (``ValueError``).
         min_similarity: Semantic threshold (cosine similarity; default: the index's,
             learned when the index has ``max_error_rate``: pass
             ``max_error_rate=0.02`` among the options, and each miss's fresh response
@@ -144,6 +150,12 @@ class SemanticCacheQueryEngine(BaseQueryEngine):
         # Checked here: a bad threshold would otherwise fail every lookup (logged, and
         # the engine answering), so the cache would silently never serve.
         self.min_similarity = None if min_similarity is None else check_similarity(min_similarity)
+        taken = sorted(set(scope_fields or {}) & DETECTED_FIELDS)
+        if taken:  # it would replace what the engine says of itself: another corpus's answers
+            raise ValueError(
+                f"scope_fields may not set {taken}: the engine's own value is in the scope "
+                f"(rename the field; for a rebuilt index, give it a fixed id: set_index_id)"
+            )
         self._engine = query_engine
         self._engine_kwargs = dict(engine_kwargs or {})
         self._base = Scope(
