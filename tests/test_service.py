@@ -506,6 +506,9 @@ def test_api_keys_are_checked_when_configured(monkeypatch: pytest.MonkeyPatch) -
     assert KEY_ACME not in str(caught.value)  # a key is never echoed
     with pytest.raises(ValueError, match="tenant"):
         ApiKeys.parse(f"{KEY_ACME}:")
+    with pytest.raises(ValueError, match="comment") as caught:  # not tenant "acme  # prod"
+        ApiKeys.parse(f"{KEY_ACME}:acme  # prod")
+    assert KEY_ACME not in str(caught.value)
     keys = ApiKeys.parse(f"# ops keys\n{KEY_ACME}:acme:eu\n\n{KEY_GLOBEX}:globex\n")
     assert keys.tenants == {"acme:eu", "globex"} and KEY_ACME not in repr(keys)
     monkeypatch.setenv("PARACACHE_API_KEYS", f"{KEY_ACME}:acme")

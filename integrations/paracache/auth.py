@@ -105,7 +105,13 @@ class ApiKeys:
                     raise ValueError(
                         f"API key {len(pairs) + 1}: expected key:tenant (the key is not shown)"
                     )
-                pairs.append((key.strip(), tenant.strip()))
+                tenant = tenant.strip()
+                if re.search(r"\s#", tenant):  # "key:acme  # prod": not a tenant's name
+                    raise ValueError(
+                        f"API key {len(pairs) + 1}: its tenant holds a comment ({tenant!r}); "
+                        "comments go on lines of their own, starting with #"
+                    )
+                pairs.append((key.strip(), tenant))
         return cls(pairs)
 
     @classmethod
