@@ -37,6 +37,7 @@ from .bookkeeping import (
     is_companion,
     merged_fields,
     unlink_entries_flow,
+    unlink_keys_flow,
 )
 from .cluster import ClusterTransport
 from .driver import SyncIO
@@ -397,7 +398,7 @@ def unlink_namespace(namespace: str) -> Flow[int]:
     while True:
         cursor, keys = yield Call(("SCAN", cursor, "MATCH", pattern, "COUNT", 1000))
         if keys:
-            yield Call(("UNLINK", *keys))
+            yield from unlink_keys_flow(keys)
             # Entries only: not the registry, not the entries' companion hit counts.
             deleted += sum(
                 1
