@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import redis
 
-from paracache import Scope, SemanticIndex, bookkeeping
+from paracache import Scope, SemanticIndex, admin, bookkeeping
 
 PAIRS = [(f"how do I close account number {i}?", f"answer {i}") for i in range(10)]
 
@@ -71,3 +71,24 @@ def test_deleting_many_entries_unlinks_a_few_keys_per_command(
     entry_keys = {a for args in unlinks for a in args[1:] if ":e:" in a}
     assert len(entry_keys) >= deleted
     assert idx.count() == len(PAIRS) - deleted
+
+
+def test_entries_are_read_a_page_at_a_time_newest_first(
+    make_index: Any,
+    redis_url: str,
+    namespace: str,
+    commands: Callable[[str, str], list[list[str]]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(admin, "ENTRIES_PAGE", 3, raising=False)
+    idx = _load(make_index)
+    client = redis.Redis.from_url(redis_url)
+    for i, key in enumerate(sorted(client.scan_iter(f"paracache:{namespace}:*:e:*"))):
+        client.hset(key, "created_at", 1_700_000_000 + i)  # distinct ages, a known order
+    newest = [e.key for e in idx.entries(limit=len(PAIRS))]
+    keys = [k.decode() for k in client.scan_iter(f"paracache:{namespace}:*:e:*")]
+    assert newest == sorted(keys, reverse=True)
+    assert [e.key for e in idx.entries(limit=4)] == newest[:4]
+    searches = [a for a in commands("FT.SEARCH", namespace) if "SORTBY" in a]
+    assert searches and max(int(a[a.index("LIMIT") + 2]) for a in searches) <= 3
+    client.close()

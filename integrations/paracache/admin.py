@@ -67,6 +67,8 @@ T = TypeVar("T")
 _INDEX = re.compile(r"^paracache:([A-Za-z0-9][A-Za-z0-9_.-]{0,63}):v(\d+):([0-9a-f]+)$")
 #: Entries sampled with ``MEMORY USAGE`` for the memory estimate.
 MEMORY_SAMPLE = 16
+#: Entries per search of :func:`entries_flow` (``inspect --limit``).
+ENTRIES_PAGE = 500
 
 
 @dataclasses.dataclass(frozen=True)
@@ -414,9 +416,28 @@ _ENTRY_FIELDS = ("prompt", "scope", "created_at", "last_hit_at", "hit_count", "t
 
 def entries_flow(index_name: str, limit: int = 20) -> Flow[list[EntryInfo]]:
     """The ``limit`` newest entries of the index ``index_name`` with their TTL left and
-    their scope (from the namespace's scope registry, read in the same round trip)."""
+    their scope (from the namespace's scope registry), read :data:`ENTRIES_PAGE` at a
+    time: a search returning thousands of entries at once holds the server meanwhile."""
     if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 10_000:
         raise ValueError(f"limit must be an int in [1, 10000], got {limit!r}")
+    out: list[EntryInfo] = []
+    seen: set[str] = set()
+    offset = 0
+    while offset < limit:
+        page = min(ENTRIES_PAGE, limit - offset)
+        rows, returned = yield from _entries_page(index_name, offset, page)
+        for entry in rows:
+            if entry.key not in seen:  # written in between: a row moves to the next page
+                seen.add(entry.key)
+                out.append(entry)
+        if returned < page:
+            break
+        offset += page
+    return out[:limit]
+
+
+def _entries_page(index_name: str, offset: int, page: int) -> Flow[tuple[list[EntryInfo], int]]:
+    """A page's live entries, and how many rows the search returned."""
     raw = yield Call(
         (
             "FT.SEARCH",
@@ -429,15 +450,16 @@ def entries_flow(index_name: str, limit: int = 20) -> Flow[list[EntryInfo]]:
             len(_ENTRY_FIELDS),
             *_ENTRY_FIELDS,
             "LIMIT",
-            0,
-            limit,
+            offset,
+            page,
             "DIALECT",
             2,
         )
     )
     rows = search_rows(raw)[1]
+    out: list[EntryInfo] = []
     if not rows:
-        return []
+        return out, 0
     digests = sorted({fields.get(b"scope", b"").decode("utf-8", "replace") for _, fields in rows})
     replies = yield Batch(
         (
@@ -452,7 +474,6 @@ def entries_flow(index_name: str, limit: int = 20) -> Flow[list[EntryInfo]]:
         (key, merged_fields(f, c)) for (key, f), c in zip(rows, replies[n : 2 * n], strict=True)
     ]
     scopes = scope_rows(digests, replies[2 * n])
-    out: list[EntryInfo] = []
     for (key, fields), pttl in zip(rows, pttls, strict=True):
         if int(pttl) == -2:
             continue  # expired in between
@@ -472,7 +493,7 @@ def entries_flow(index_name: str, limit: int = 20) -> Flow[list[EntryInfo]]:
                 ttl_left=None if int(pttl) < 0 else int(pttl) / 1000.0,
             )
         )
-    return out
+    return out, n
 
 
 class Administration(FlowBase):
