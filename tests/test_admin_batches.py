@@ -92,3 +92,31 @@ def test_entries_are_read_a_page_at_a_time_newest_first(
     searches = [a for a in commands("FT.SEARCH", namespace) if "SORTBY" in a]
     assert searches and max(int(a[a.index("LIMIT") + 2]) for a in searches) <= 3
     client.close()
+
+
+def test_stats_add_up_a_cursor_of_a_few_rows_a_read_as_the_module_does(
+    make_index: Any,
+    redis_url: str,
+    namespace: str,
+    commands: Callable[[str, str], list[list[str]]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(admin, "AGGREGATE_PAGE", 3, raising=False)
+    idx = _load(make_index)
+    more = [(f"where is branch number {i}?", f"branch {i}") for i in range(4)]
+    assert idx.warm(more, Scope(tenant="globex", model="m"), progress=False, tokens=7) == 4
+    assert idx.lookup(PAIRS[0][0], Scope(tenant="acme")) is not None
+    idx.flush_hits()
+    client = redis.Redis.from_url(redis_url)
+    name = idx.layout.index_name
+    grouped = admin.run(client, admin.index_summary_flow(name, paged=False))
+    client.slowlog_reset()
+    summed = admin.run(client, admin.index_summary_flow(name))
+    assert summed == grouped
+    assert summed.entries == 14 and summed.tokens == 28 and summed.hits >= 1
+    assert [t["entries"] for t in summed.by_tenant] == [10, 4]
+    aggregates = commands("FT.AGGREGATE", namespace)
+    assert aggregates and not any("GROUPBY" in a for a in aggregates)
+    reads = commands("FT.CURSOR", namespace)
+    assert len(reads) >= 4 and all(a[a.index("COUNT") + 1] == "3" for a in reads)
+    client.close()

@@ -176,8 +176,18 @@ def _group(
     return out
 
 
-def index_summary_flow(index_name: str, breakdown: int = 20) -> Flow[IndexSummary]:
-    """Entries, hits, age, memory and the largest tenants and models of one index."""
+def index_summary_flow(
+    index_name: str, breakdown: int = 20, *, paged: bool = True
+) -> Flow[IndexSummary]:
+    """Entries, hits, age, memory and the largest tenants and models of one index.
+
+    ``paged`` (default): the entries' fields are read with an ``FT.AGGREGATE`` cursor,
+    :data:`AGGREGATE_PAGE` rows per read, and added up here, so no one command goes over
+    the whole index (a grouped aggregate of 100 k entries holds the server for a tenth of
+    a second or more). ``paged=False``: the module groups and adds up (one command each
+    for the totals and the tenant and model breakdowns); for a cluster, where
+    :mod:`paracache.cluster` emulates those aggregates and has no cursors.
+    """
     info = _pairs((yield Call(("FT.INFO", index_name))))
     entries = int(_float(info.get("num_docs")) or 0)
     hits = tokens = 0
@@ -186,97 +196,19 @@ def index_summary_flow(index_name: str, breakdown: int = 20) -> Flow[IndexSummar
     by_model: list[dict[str, Any]] = []
     memory: int | None = None
     if entries:
-        total = yield Call(
-            (
-                "FT.AGGREGATE",
-                index_name,
-                "*",
-                "LOAD",
-                2,
-                "@hit_count",
-                "@tokens",
-                "GROUPBY",
-                0,
-                "REDUCE",
-                "SUM",
-                1,
-                "@hit_count",
-                "AS",
-                "hits",
-                "REDUCE",
-                "SUM",
-                1,
-                "@tokens",
-                "AS",
-                "tokens",
-                "REDUCE",
-                "MIN",
-                1,
-                "@created_at",
-                "AS",
-                "oldest",
-                "REDUCE",
-                "MAX",
-                1,
-                "@created_at",
-                "AS",
-                "newest",
-                "DIALECT",
-                2,
-            )
-        )
-        rows = _aggregate_rows(total)
+        if paged:
+            totals, groups = yield from _summed_flow(index_name, breakdown)
+        else:
+            totals, groups = yield from _aggregated_flow(index_name, breakdown)
         companion = yield from companion_hits_flow(index_name)
         hits = companion.total
-        if rows:
-            hits += int(_float(rows[0].get("hits")) or 0)
-            tokens = int(_float(rows[0].get("tokens")) or 0)
-            oldest = _float(rows[0].get("oldest"))
-            newest = _float(rows[0].get("newest"))
-        for field, tag, out in (
-            ("tenant", "@tenant", by_tenant),
-            ("model", "@model", by_model),
-        ):
-            grouped = yield Call(
-                (
-                    "FT.AGGREGATE",
-                    index_name,
-                    "*",
-                    "LOAD",
-                    2,
-                    "@hit_count",
-                    "@scope",
-                    "GROUPBY",
-                    1,
-                    tag,
-                    "REDUCE",
-                    "COUNT",
-                    0,
-                    "AS",
-                    "n",
-                    "REDUCE",
-                    "SUM",
-                    1,
-                    "@hit_count",
-                    "AS",
-                    "hits",
-                    "REDUCE",
-                    "FIRST_VALUE",
-                    1,
-                    "@scope",
-                    "AS",
-                    "sample",
-                    "SORTBY",
-                    2,
-                    "@n",
-                    "DESC",
-                    "MAX",
-                    breakdown,
-                    "DIALECT",
-                    2,
-                )
-            )
-            grouped_rows = _aggregate_rows(grouped)
+        if totals:
+            hits += int(_float(totals.get("hits")) or 0)
+            tokens = int(_float(totals.get("tokens")) or 0)
+            oldest = _float(totals.get("oldest"))
+            newest = _float(totals.get("newest"))
+        for field, out in (("tenant", by_tenant), ("model", by_model)):
+            grouped_rows = groups[field]
             extra = companion.by_tenant if field == "tenant" else companion.by_model
             for row in grouped_rows:  # hits counted beside the entries (bookkeeping.py)
                 more = extra.get(_s(row.get(field, b"")), 0)
@@ -323,6 +255,148 @@ def index_summary_flow(index_name: str, breakdown: int = 20) -> Flow[IndexSummar
         by_tenant=by_tenant,
         by_model=by_model,
     )
+
+
+#: Rows per read of :func:`index_summary_flow`'s cursor.
+AGGREGATE_PAGE = 500
+
+_SUMMED = ("@hit_count", "@tokens", "@created_at", "@tenant", "@model", "@scope")
+
+
+def _summed_flow(
+    index_name: str, breakdown: int
+) -> Flow[tuple[dict[str, Any], dict[str, list[dict[str, Any]]]]]:
+    """The totals and the ``breakdown`` largest tenant and model groups of an index,
+    its entries read with a cursor (:data:`AGGREGATE_PAGE` rows a read) and added up
+    here: the rows :func:`_aggregated_flow` has the module make."""
+    hits = tokens = 0.0
+    oldest: float | None = None
+    newest: float | None = None
+    seen = False
+    groups: dict[str, dict[str, list[Any]]] = {"tenant": {}, "model": {}}
+    reply = yield Call(
+        ("FT.AGGREGATE", index_name, "*", "LOAD", len(_SUMMED), *_SUMMED,
+         "WITHCURSOR", "COUNT", AGGREGATE_PAGE, "DIALECT", 2)
+    )  # fmt: skip
+    while True:
+        rows, cursor = reply[0], reply[1]
+        for row in _aggregate_rows(rows):
+            seen = True
+            n_hits = _float(row.get("hit_count")) or 0.0
+            hits += n_hits
+            tokens += _float(row.get("tokens")) or 0.0
+            created = _float(row.get("created_at"))
+            if created is not None:
+                oldest = created if oldest is None else min(oldest, created)
+                newest = created if newest is None else max(newest, created)
+            for field, by in groups.items():
+                group = by.setdefault(_s(row.get(field, b"")), [0, 0.0, row.get("scope")])
+                group[0] += 1
+                group[1] += n_hits
+        if not int(cursor):
+            break
+        reply = yield Call(("FT.CURSOR", "READ", index_name, cursor, "COUNT", AGGREGATE_PAGE))
+    totals: dict[str, Any] = {}
+    if seen:
+        totals = {"hits": hits, "tokens": tokens, "oldest": oldest, "newest": newest}
+    out: dict[str, list[dict[str, Any]]] = {}
+    for field, by in groups.items():
+        largest = sorted(by.items(), key=lambda kv: (-kv[1][0], kv[0]))[:breakdown]
+        out[field] = [
+            {field: value, "n": n, "hits": h, "sample": sample or b""}
+            for value, (n, h, sample) in largest
+        ]
+    return totals, out
+
+
+def _aggregated_flow(
+    index_name: str, breakdown: int
+) -> Flow[tuple[dict[str, Any], dict[str, list[dict[str, Any]]]]]:
+    """:func:`_summed_flow`'s rows, grouped and added up by the module (one aggregate
+    each over the whole index)."""
+    total = yield Call(
+        (
+            "FT.AGGREGATE",
+            index_name,
+            "*",
+            "LOAD",
+            2,
+            "@hit_count",
+            "@tokens",
+            "GROUPBY",
+            0,
+            "REDUCE",
+            "SUM",
+            1,
+            "@hit_count",
+            "AS",
+            "hits",
+            "REDUCE",
+            "SUM",
+            1,
+            "@tokens",
+            "AS",
+            "tokens",
+            "REDUCE",
+            "MIN",
+            1,
+            "@created_at",
+            "AS",
+            "oldest",
+            "REDUCE",
+            "MAX",
+            1,
+            "@created_at",
+            "AS",
+            "newest",
+            "DIALECT",
+            2,
+        )
+    )
+    rows = _aggregate_rows(total)
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for field, tag in (("tenant", "@tenant"), ("model", "@model")):
+        grouped = yield Call(
+            (
+                "FT.AGGREGATE",
+                index_name,
+                "*",
+                "LOAD",
+                2,
+                "@hit_count",
+                "@scope",
+                "GROUPBY",
+                1,
+                tag,
+                "REDUCE",
+                "COUNT",
+                0,
+                "AS",
+                "n",
+                "REDUCE",
+                "SUM",
+                1,
+                "@hit_count",
+                "AS",
+                "hits",
+                "REDUCE",
+                "FIRST_VALUE",
+                1,
+                "@scope",
+                "AS",
+                "sample",
+                "SORTBY",
+                2,
+                "@n",
+                "DESC",
+                "MAX",
+                breakdown,
+                "DIALECT",
+                2,
+            )
+        )
+        groups[field] = _aggregate_rows(grouped)
+    return (rows[0] if rows else {}), groups
 
 
 def _filter_query(tenant: str | None, model: str | None, corpus_version: str | None) -> str:
