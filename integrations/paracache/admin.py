@@ -48,6 +48,8 @@ from .scope import Scope
 from .values import EntryInfo, _num, _text, check_entry_id
 
 __all__ = [
+    "AGGREGATE_PAGE",
+    "ENTRIES_PAGE",
     "Administration",
     "IndexSummary",
     "clear_flow",
