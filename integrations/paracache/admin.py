@@ -37,6 +37,7 @@ from .bookkeeping import (
     is_companion,
     merged_fields,
     unlink_entries_flow,
+    unlink_keys_flow,
 )
 from .cluster import ClusterTransport
 from .driver import SyncIO
@@ -47,6 +48,8 @@ from .scope import Scope
 from .values import EntryInfo, _num, _text, check_entry_id
 
 __all__ = [
+    "AGGREGATE_PAGE",
+    "ENTRIES_PAGE",
     "Administration",
     "IndexSummary",
     "clear_flow",
@@ -66,6 +69,8 @@ T = TypeVar("T")
 _INDEX = re.compile(r"^paracache:([A-Za-z0-9][A-Za-z0-9_.-]{0,63}):v(\d+):([0-9a-f]+)$")
 #: Entries sampled with ``MEMORY USAGE`` for the memory estimate.
 MEMORY_SAMPLE = 16
+#: Entries per search of :func:`entries_flow` (``inspect --limit``).
+ENTRIES_PAGE = 500
 
 
 @dataclasses.dataclass(frozen=True)
@@ -173,8 +178,18 @@ def _group(
     return out
 
 
-def index_summary_flow(index_name: str, breakdown: int = 20) -> Flow[IndexSummary]:
-    """Entries, hits, age, memory and the largest tenants and models of one index."""
+def index_summary_flow(
+    index_name: str, breakdown: int = 20, *, paged: bool = True
+) -> Flow[IndexSummary]:
+    """Entries, hits, age, memory and the largest tenants and models of one index.
+
+    ``paged`` (default): the entries' fields are read with an ``FT.AGGREGATE`` cursor,
+    :data:`AGGREGATE_PAGE` rows per read, and added up here, so no one command goes over
+    the whole index (a grouped aggregate of 100 k entries holds the server for a tenth of
+    a second or more). ``paged=False``: the module groups and adds up (one command each
+    for the totals and the tenant and model breakdowns); for a cluster, where
+    :mod:`paracache.cluster` emulates those aggregates and has no cursors.
+    """
     info = _pairs((yield Call(("FT.INFO", index_name))))
     entries = int(_float(info.get("num_docs")) or 0)
     hits = tokens = 0
@@ -183,97 +198,19 @@ def index_summary_flow(index_name: str, breakdown: int = 20) -> Flow[IndexSummar
     by_model: list[dict[str, Any]] = []
     memory: int | None = None
     if entries:
-        total = yield Call(
-            (
-                "FT.AGGREGATE",
-                index_name,
-                "*",
-                "LOAD",
-                2,
-                "@hit_count",
-                "@tokens",
-                "GROUPBY",
-                0,
-                "REDUCE",
-                "SUM",
-                1,
-                "@hit_count",
-                "AS",
-                "hits",
-                "REDUCE",
-                "SUM",
-                1,
-                "@tokens",
-                "AS",
-                "tokens",
-                "REDUCE",
-                "MIN",
-                1,
-                "@created_at",
-                "AS",
-                "oldest",
-                "REDUCE",
-                "MAX",
-                1,
-                "@created_at",
-                "AS",
-                "newest",
-                "DIALECT",
-                2,
-            )
-        )
-        rows = _aggregate_rows(total)
+        if paged:
+            totals, groups = yield from _summed_flow(index_name, breakdown)
+        else:
+            totals, groups = yield from _aggregated_flow(index_name, breakdown)
         companion = yield from companion_hits_flow(index_name)
         hits = companion.total
-        if rows:
-            hits += int(_float(rows[0].get("hits")) or 0)
-            tokens = int(_float(rows[0].get("tokens")) or 0)
-            oldest = _float(rows[0].get("oldest"))
-            newest = _float(rows[0].get("newest"))
-        for field, tag, out in (
-            ("tenant", "@tenant", by_tenant),
-            ("model", "@model", by_model),
-        ):
-            grouped = yield Call(
-                (
-                    "FT.AGGREGATE",
-                    index_name,
-                    "*",
-                    "LOAD",
-                    2,
-                    "@hit_count",
-                    "@scope",
-                    "GROUPBY",
-                    1,
-                    tag,
-                    "REDUCE",
-                    "COUNT",
-                    0,
-                    "AS",
-                    "n",
-                    "REDUCE",
-                    "SUM",
-                    1,
-                    "@hit_count",
-                    "AS",
-                    "hits",
-                    "REDUCE",
-                    "FIRST_VALUE",
-                    1,
-                    "@scope",
-                    "AS",
-                    "sample",
-                    "SORTBY",
-                    2,
-                    "@n",
-                    "DESC",
-                    "MAX",
-                    breakdown,
-                    "DIALECT",
-                    2,
-                )
-            )
-            grouped_rows = _aggregate_rows(grouped)
+        if totals:
+            hits += int(_float(totals.get("hits")) or 0)
+            tokens = int(_float(totals.get("tokens")) or 0)
+            oldest = _float(totals.get("oldest"))
+            newest = _float(totals.get("newest"))
+        for field, out in (("tenant", by_tenant), ("model", by_model)):
+            grouped_rows = groups[field]
             extra = companion.by_tenant if field == "tenant" else companion.by_model
             for row in grouped_rows:  # hits counted beside the entries (bookkeeping.py)
                 more = extra.get(_s(row.get(field, b"")), 0)
@@ -320,6 +257,148 @@ def index_summary_flow(index_name: str, breakdown: int = 20) -> Flow[IndexSummar
         by_tenant=by_tenant,
         by_model=by_model,
     )
+
+
+#: Rows per read of :func:`index_summary_flow`'s cursor.
+AGGREGATE_PAGE = 500
+
+_SUMMED = ("@hit_count", "@tokens", "@created_at", "@tenant", "@model", "@scope")
+
+
+def _summed_flow(
+    index_name: str, breakdown: int
+) -> Flow[tuple[dict[str, Any], dict[str, list[dict[str, Any]]]]]:
+    """The totals and the ``breakdown`` largest tenant and model groups of an index,
+    its entries read with a cursor (:data:`AGGREGATE_PAGE` rows a read) and added up
+    here: the rows :func:`_aggregated_flow` has the module make."""
+    hits = tokens = 0.0
+    oldest: float | None = None
+    newest: float | None = None
+    seen = False
+    groups: dict[str, dict[str, list[Any]]] = {"tenant": {}, "model": {}}
+    reply = yield Call(
+        ("FT.AGGREGATE", index_name, "*", "LOAD", len(_SUMMED), *_SUMMED,
+         "WITHCURSOR", "COUNT", AGGREGATE_PAGE, "DIALECT", 2)
+    )  # fmt: skip
+    while True:
+        rows, cursor = reply[0], reply[1]
+        for row in _aggregate_rows(rows):
+            seen = True
+            n_hits = _float(row.get("hit_count")) or 0.0
+            hits += n_hits
+            tokens += _float(row.get("tokens")) or 0.0
+            created = _float(row.get("created_at"))
+            if created is not None:
+                oldest = created if oldest is None else min(oldest, created)
+                newest = created if newest is None else max(newest, created)
+            for field, by in groups.items():
+                group = by.setdefault(_s(row.get(field, b"")), [0, 0.0, row.get("scope")])
+                group[0] += 1
+                group[1] += n_hits
+        if not int(cursor):
+            break
+        reply = yield Call(("FT.CURSOR", "READ", index_name, cursor, "COUNT", AGGREGATE_PAGE))
+    totals: dict[str, Any] = {}
+    if seen:
+        totals = {"hits": hits, "tokens": tokens, "oldest": oldest, "newest": newest}
+    out: dict[str, list[dict[str, Any]]] = {}
+    for field, by in groups.items():
+        largest = sorted(by.items(), key=lambda kv: (-kv[1][0], kv[0]))[:breakdown]
+        out[field] = [
+            {field: value, "n": n, "hits": h, "sample": sample or b""}
+            for value, (n, h, sample) in largest
+        ]
+    return totals, out
+
+
+def _aggregated_flow(
+    index_name: str, breakdown: int
+) -> Flow[tuple[dict[str, Any], dict[str, list[dict[str, Any]]]]]:
+    """:func:`_summed_flow`'s rows, grouped and added up by the module (one aggregate
+    each over the whole index)."""
+    total = yield Call(
+        (
+            "FT.AGGREGATE",
+            index_name,
+            "*",
+            "LOAD",
+            2,
+            "@hit_count",
+            "@tokens",
+            "GROUPBY",
+            0,
+            "REDUCE",
+            "SUM",
+            1,
+            "@hit_count",
+            "AS",
+            "hits",
+            "REDUCE",
+            "SUM",
+            1,
+            "@tokens",
+            "AS",
+            "tokens",
+            "REDUCE",
+            "MIN",
+            1,
+            "@created_at",
+            "AS",
+            "oldest",
+            "REDUCE",
+            "MAX",
+            1,
+            "@created_at",
+            "AS",
+            "newest",
+            "DIALECT",
+            2,
+        )
+    )
+    rows = _aggregate_rows(total)
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for field, tag in (("tenant", "@tenant"), ("model", "@model")):
+        grouped = yield Call(
+            (
+                "FT.AGGREGATE",
+                index_name,
+                "*",
+                "LOAD",
+                2,
+                "@hit_count",
+                "@scope",
+                "GROUPBY",
+                1,
+                tag,
+                "REDUCE",
+                "COUNT",
+                0,
+                "AS",
+                "n",
+                "REDUCE",
+                "SUM",
+                1,
+                "@hit_count",
+                "AS",
+                "hits",
+                "REDUCE",
+                "FIRST_VALUE",
+                1,
+                "@scope",
+                "AS",
+                "sample",
+                "SORTBY",
+                2,
+                "@n",
+                "DESC",
+                "MAX",
+                breakdown,
+                "DIALECT",
+                2,
+            )
+        )
+        groups[field] = _aggregate_rows(grouped)
+    return (rows[0] if rows else {}), groups
 
 
 def _filter_query(tenant: str | None, model: str | None, corpus_version: str | None) -> str:
@@ -397,7 +476,7 @@ def unlink_namespace(namespace: str) -> Flow[int]:
     while True:
         cursor, keys = yield Call(("SCAN", cursor, "MATCH", pattern, "COUNT", 1000))
         if keys:
-            yield Call(("UNLINK", *keys))
+            yield from unlink_keys_flow(keys)
             # Entries only: not the registry, not the entries' companion hit counts.
             deleted += sum(
                 1
@@ -413,9 +492,28 @@ _ENTRY_FIELDS = ("prompt", "scope", "created_at", "last_hit_at", "hit_count", "t
 
 def entries_flow(index_name: str, limit: int = 20) -> Flow[list[EntryInfo]]:
     """The ``limit`` newest entries of the index ``index_name`` with their TTL left and
-    their scope (from the namespace's scope registry, read in the same round trip)."""
+    their scope (from the namespace's scope registry), read :data:`ENTRIES_PAGE` at a
+    time: a search returning thousands of entries at once holds the server meanwhile."""
     if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 10_000:
         raise ValueError(f"limit must be an int in [1, 10000], got {limit!r}")
+    out: list[EntryInfo] = []
+    seen: set[str] = set()
+    offset = 0
+    while offset < limit:
+        page = min(ENTRIES_PAGE, limit - offset)
+        rows, returned = yield from _entries_page(index_name, offset, page)
+        for entry in rows:
+            if entry.key not in seen:  # written in between: a row moves to the next page
+                seen.add(entry.key)
+                out.append(entry)
+        if returned < page:
+            break
+        offset += page
+    return out[:limit]
+
+
+def _entries_page(index_name: str, offset: int, page: int) -> Flow[tuple[list[EntryInfo], int]]:
+    """A page's live entries, and how many rows the search returned."""
     raw = yield Call(
         (
             "FT.SEARCH",
@@ -428,15 +526,16 @@ def entries_flow(index_name: str, limit: int = 20) -> Flow[list[EntryInfo]]:
             len(_ENTRY_FIELDS),
             *_ENTRY_FIELDS,
             "LIMIT",
-            0,
-            limit,
+            offset,
+            page,
             "DIALECT",
             2,
         )
     )
     rows = search_rows(raw)[1]
+    out: list[EntryInfo] = []
     if not rows:
-        return []
+        return out, 0
     digests = sorted({fields.get(b"scope", b"").decode("utf-8", "replace") for _, fields in rows})
     replies = yield Batch(
         (
@@ -451,7 +550,6 @@ def entries_flow(index_name: str, limit: int = 20) -> Flow[list[EntryInfo]]:
         (key, merged_fields(f, c)) for (key, f), c in zip(rows, replies[n : 2 * n], strict=True)
     ]
     scopes = scope_rows(digests, replies[2 * n])
-    out: list[EntryInfo] = []
     for (key, fields), pttl in zip(rows, pttls, strict=True):
         if int(pttl) == -2:
             continue  # expired in between
@@ -471,7 +569,7 @@ def entries_flow(index_name: str, limit: int = 20) -> Flow[list[EntryInfo]]:
                 ttl_left=None if int(pttl) < 0 else int(pttl) / 1000.0,
             )
         )
-    return out
+    return out, n
 
 
 class Administration(FlowBase):

@@ -54,6 +54,7 @@ from .protocol import Batch, Call, Flow
 __all__ = [
     "DEFAULT_FLUSH_HITS",
     "DEFAULT_FLUSH_SECONDS",
+    "UNLINK_BATCH",
     "CompanionHits",
     "HitCounter",
     "HitPlace",
@@ -67,6 +68,7 @@ __all__ = [
     "is_companion",
     "merged_fields",
     "unlink_entries_flow",
+    "unlink_keys_flow",
 ]
 
 logger = logging.getLogger("paracache")
@@ -198,15 +200,33 @@ def detect_flow() -> Flow[ServerFeatures]:
     return features
 
 
+#: Keys per ``UNLINK`` of administration (clear, trim, repair, re-embedding's drop).
+#: Deleting an indexed entry takes it out of the vector index there and then, in the
+#: server's one thread (``UNLINK`` frees only the memory later): a few tenths of a
+#: millisecond to a millisecond each on a big index, so a thousand at once would hold
+#: every client of the server for a second. This many keep each command short.
+UNLINK_BATCH = 32
+
+
+def unlink_keys_flow(keys: Sequence[Any]) -> Flow[int]:
+    """``UNLINK`` these keys, :data:`UNLINK_BATCH` per command (one command after
+    another, so other clients' commands run in between); returns how many existed."""
+    deleted = 0
+    for start in range(0, len(keys), UNLINK_BATCH):
+        deleted += int((yield Call(("UNLINK", *keys[start : start + UNLINK_BATCH]))))
+    return deleted
+
+
 def unlink_entries_flow(keys: Sequence[Any]) -> Flow[int]:
     """Delete entries, then their companion hashes (administration, not the request
-    path); returns how many entries were deleted (companions not counted)."""
+    path), :data:`UNLINK_BATCH` keys per command; returns how many entries were deleted
+    (companions not counted)."""
     if not keys:
         return 0
-    deleted = int((yield Call(("UNLINK", *keys))))
+    deleted = yield from unlink_keys_flow(keys)
     companions = [companion_key(k) for k in map(_text, keys) if ":e:" in k]
     if companions:
-        yield Call(("UNLINK", *companions))
+        yield from unlink_keys_flow(companions)
     return deleted
 
 

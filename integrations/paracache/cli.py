@@ -492,7 +492,10 @@ def _run_stats(args: argparse.Namespace) -> int:
 
     conn = _connect(args)
     names = admin.run(conn.client, admin.indexes_flow(args.namespace))
-    summaries = [admin.run(conn.client, admin.index_summary_flow(name)) for name in names]
+    paged = not hasattr(conn.client, "nodes_manager")  # a cluster: no cursors across shards
+    summaries = [
+        admin.run(conn.client, admin.index_summary_flow(name, paged=paged)) for name in names
+    ]
     namespaces: dict[str, list[Any]] = {}
     for s in summaries:
         namespaces.setdefault(s.namespace, []).append(s)

@@ -37,6 +37,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from .bookkeeping import unlink_keys_flow
 from .errors import BackendError, CacheError, EmbeddingError, Kind
 from .protocol import Batch, Call, EmbedMany, Flow, Join, Submit, _flatten, search_rows
 from .schema import Layout, entry_problem
@@ -384,7 +385,7 @@ def drop_index_flow(index_name: str) -> Flow[int]:
         cursor = _s(reply[0])
         keys = [_s(k) for k in reply[1]]
         if keys:
-            deleted += int((yield Call(("UNLINK", *keys))))
+            deleted += yield from unlink_keys_flow(keys)
         if cursor == "0":
             break
     try:
