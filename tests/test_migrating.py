@@ -10,6 +10,7 @@ import redis
 from langchain_core.embeddings import Embeddings
 
 from paracache import SemanticIndex
+from paracache.langchain import SemanticCache
 from paracache.vectorizers import default_vectorizer
 
 
@@ -25,6 +26,35 @@ class _LangChainEmbeddings(Embeddings):
     def embed_query(self, text: str) -> list[float]:
         vector: list[float] = self.model.embed(text)
         return vector
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "says"),
+    [
+        ("distance_threshold", 0.2, "min_similarity=0.8"),
+        ("similarity_threshold", 0.8, "min_similarity=0.8"),
+        ("name", "llmcache", "namespace="),
+        ("prefix", "llmcache", "namespace="),
+        ("filterable_fields", [{"name": "user", "type": "tag"}], "fields="),
+        ("embeddings", None, "CustomTextVectorizer"),
+    ],
+)
+def test_langchain_adapter_names_the_equivalent_of_a_peer_option(
+    redis_url: str, option: str, value: Any, says: str
+) -> None:
+    if option == "embeddings":
+        value = _LangChainEmbeddings()
+    with pytest.raises(TypeError) as err:
+        SemanticCache(redis_url=redis_url, **{option: value})
+    assert says in str(err.value)
+    assert option in str(err.value)
+
+
+def test_distance_threshold_out_of_range_is_not_converted(redis_url: str) -> None:
+    with pytest.raises(TypeError) as err:
+        SemanticCache(redis_url=redis_url, distance_threshold=1.5)
+    assert "1 - distance_threshold" not in str(err.value)  # -0.5 is no similarity
+    assert "below 0" in str(err.value)
 
 
 def test_langchain_embeddings_as_vectorizer_is_refused_clearly(redis_url: str) -> None:
@@ -69,8 +99,10 @@ def test_a_peers_keys_and_index_in_the_same_redis_are_left_alone(redis_url: str)
         cache.close()
         assert {k for k in client.scan_iter("llmcache:*")} == peer_keys
         assert client.get(other) == b"a langchain-redis RedisCache entry"
-        assert b"llmcache" in {bytes(n) if not isinstance(n, str) else n.encode()
-                               for n in client.execute_command("FT._LIST")}
+        assert b"llmcache" in {
+            bytes(n) if not isinstance(n, str) else n.encode()
+            for n in client.execute_command("FT._LIST")
+        }
         assert peer.check(prompt="What is your policy on refunds?")
     finally:
         peer.delete()
