@@ -36,7 +36,7 @@ class _LangChainEmbeddings(Embeddings):
         ("name", "llmcache", "namespace="),
         ("prefix", "llmcache", "namespace="),
         ("filterable_fields", [{"name": "user", "type": "tag"}], "fields="),
-        ("embeddings", None, "CustomTextVectorizer"),
+        ("embeddings", None, "CustomVectorizer"),
     ],
 )
 def test_langchain_adapter_names_the_equivalent_of_a_peer_option(
@@ -60,14 +60,14 @@ def test_distance_threshold_out_of_range_is_not_converted(redis_url: str) -> Non
 def test_langchain_embeddings_as_vectorizer_is_refused_clearly(redis_url: str) -> None:
     with pytest.raises(TypeError) as err:
         SemanticIndex(redis_url, namespace="mig-emb", vectorizer=_LangChainEmbeddings())
-    assert "CustomTextVectorizer" in str(err.value)
+    assert "CustomVectorizer" in str(err.value)
 
 
 def test_wrapped_langchain_embeddings_serve_a_paraphrase(redis_url: str) -> None:
-    from redisvl.utils.vectorize import CustomTextVectorizer
+    from redisvl.utils.vectorize import CustomVectorizer
 
     emb = _LangChainEmbeddings()
-    wrapped = CustomTextVectorizer(embed=emb.embed_query, embed_many=emb.embed_documents)
+    wrapped = CustomVectorizer(embed=emb.embed_query, embed_many=emb.embed_documents)
     cache = SemanticIndex(redis_url, namespace="mig-wrapped", vectorizer=wrapped)
     try:
         cache.store("What's your refund policy?", "Refunds within 30 days.")

@@ -349,7 +349,7 @@ def _peer_option_error(name: str, value: Any) -> TypeError | None:
     if name in ("embeddings", "embedding"):
         return TypeError(
             f"{name}= is called vectorizer= here and takes a RedisVL vectorizer: wrap a "
-            "LangChain Embeddings as redisvl.utils.vectorize.CustomTextVectorizer("
+            "LangChain Embeddings as redisvl.utils.vectorize.CustomVectorizer("
             "embed=emb.embed_query, embed_many=emb.embed_documents)"
         )
     return None

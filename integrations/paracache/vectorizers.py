@@ -632,13 +632,13 @@ def check_vectorizer(v: Any) -> None:
     if callable(getattr(v, "embed_query", None)):
         raise TypeError(
             f"vectorizer must be a RedisVL vectorizer, got {kind}, a LangChain Embeddings: wrap it "
-            "as redisvl.utils.vectorize.CustomTextVectorizer(embed=emb.embed_query, "
+            "as redisvl.utils.vectorize.CustomVectorizer(embed=emb.embed_query, "
             "embed_many=emb.embed_documents)"
         )
     if callable(getattr(v, "get_text_embedding", None)):
         raise TypeError(
             f"vectorizer must be a RedisVL vectorizer, got {kind}, a LlamaIndex embedding: wrap "
-            "it as redisvl.utils.vectorize.CustomTextVectorizer(embed=emb.get_text_embedding)"
+            "it as redisvl.utils.vectorize.CustomVectorizer(embed=emb.get_text_embedding)"
         )
     raise TypeError(f"vectorizer must be a RedisVL vectorizer (with embed() and dims), got {kind}")
 
