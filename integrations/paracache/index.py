@@ -79,7 +79,7 @@ from .values import (
     check_similarity,
     check_thresholds,
 )
-from .vectorizers import default_vectorizer, vectorizer_id
+from .vectorizers import check_vectorizer, default_vectorizer, vectorizer_id
 
 __all__ = ["RedisSearchUnavailable", "SemanticIndex", "resolve_redis_url"]
 
@@ -360,6 +360,8 @@ class SemanticIndex:
         ):
             raise ValueError("judge=, explore_rate= and verifier= need max_error_rate=")
 
+        if vectorizer is not None:
+            check_vectorizer(vectorizer)
         self.vectorizer = default_vectorizer() if vectorizer is None else vectorizer
         vid = vectorizer_id(self.vectorizer)
         dims = self.vectorizer.dims

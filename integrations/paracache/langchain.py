@@ -316,6 +316,45 @@ def _load_generations(payload: str) -> list[Generation]:
 _SCOPES_KEPT = 256
 
 
+def _peer_option_error(name: str, value: Any) -> TypeError | None:
+    """What a peer cache's constructor argument is called here (langchain-redis, RedisVL,
+    LiteLLM, GPTCache), as the error to raise, or ``None`` for any other name."""
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if name == "distance_threshold":
+        hint = "give min_similarity= instead"
+        if number and 0 <= value <= 1:
+            hint = f"give min_similarity={1 - value:g} (1 - distance_threshold) instead"
+        elif number and 1 < value <= 2:
+            hint = "a distance above 1 is a similarity below 0, which has no equivalent"
+        return TypeError(
+            "distance_threshold is a cosine distance (langchain-redis, RedisVL: lower is "
+            f"stricter); paracache takes a cosine similarity (higher is stricter): {hint}"
+        )
+    if name == "similarity_threshold":
+        hint = f"min_similarity={value:g}" if number else "min_similarity="
+        return TypeError(
+            f"similarity_threshold is called min_similarity here: give {hint} (LiteLLM's "
+            "means the same; GPTCache's does not, see docs/migrating.md)"
+        )
+    if name in ("name", "prefix", "index_name"):
+        return TypeError(
+            f"{name}= has no equivalent: paracache names its index and keys itself "
+            "(paracache:{namespace}:...); give namespace= to keep caches apart"
+        )
+    if name == "filterable_fields":
+        return TypeError(
+            "filterable_fields= has no equivalent: give fields={...} (scope fields, an exact "
+            "pre-filter on every lookup) or tenant="
+        )
+    if name in ("embeddings", "embedding"):
+        return TypeError(
+            f"{name}= is called vectorizer= here and takes a RedisVL vectorizer: wrap a "
+            "LangChain Embeddings as redisvl.utils.vectorize.CustomVectorizer("
+            "embed=emb.embed_query, embed_many=emb.embed_documents)"
+        )
+    return None
+
+
 class SemanticCache(BaseCache):
     """A LangChain LLM cache answering paraphrases from Redis, scoped and fail-open.
 
@@ -365,6 +404,10 @@ class SemanticCache(BaseCache):
         on_verdict: Callable[[Verdict], None] | None = None,
         **options: Any,
     ) -> None:
+        for option, value in options.items():
+            error = _peer_option_error(option, value)
+            if error is not None:
+                raise error
         if max_error_rate is not None:
             if index is not None:
                 raise ValueError("give max_error_rate= to the SemanticIndex passed as index=")

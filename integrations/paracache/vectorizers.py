@@ -613,6 +613,36 @@ def openai_vectorizer(
 # --------------------------------------------------------------------------- identity
 
 
+def check_vectorizer(v: Any) -> None:
+    """Refuse, with what to do instead, an object that is not a vectorizer.
+
+    paracache embeds through a RedisVL vectorizer (``embed``, ``dims``); a LangChain
+    ``Embeddings`` (``embed_query``) or a LlamaIndex embedding (``get_text_embedding``)
+    passed as one would otherwise fail later on a missing attribute.
+
+    Example:
+        >>> check_vectorizer(object())
+        Traceback (most recent call last):
+        ...
+        TypeError: vectorizer must be a RedisVL vectorizer (with embed() and dims), got object
+    """
+    if callable(getattr(v, "embed", None)) and hasattr(v, "dims"):
+        return
+    kind = type(v).__name__
+    if callable(getattr(v, "embed_query", None)):
+        raise TypeError(
+            f"vectorizer must be a RedisVL vectorizer, got {kind}, a LangChain Embeddings: wrap it "
+            "as redisvl.utils.vectorize.CustomVectorizer(embed=emb.embed_query, "
+            "embed_many=emb.embed_documents)"
+        )
+    if callable(getattr(v, "get_text_embedding", None)):
+        raise TypeError(
+            f"vectorizer must be a RedisVL vectorizer, got {kind}, a LlamaIndex embedding: wrap "
+            "it as redisvl.utils.vectorize.CustomVectorizer(embed=emb.get_text_embedding)"
+        )
+    raise TypeError(f"vectorizer must be a RedisVL vectorizer (with embed() and dims), got {kind}")
+
+
 def vectorizer_id(v: BaseVectorizer) -> str:
     """A stable identity string for any RedisVL vectorizer: ``"{type}:{model}:{dims}"``.
 
