@@ -108,3 +108,20 @@ def test_a_peers_keys_and_index_in_the_same_redis_are_left_alone(redis_url: str)
         peer.delete()
         client.delete(other)
         client.close()
+
+
+def test_a_threshold_that_reads_like_a_distance_is_warned_about(
+    redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``min_similarity=0.1`` (a peer's ``distance_threshold`` copied across) serves almost
+    anything in scope: accepted, with a warning saying what was probably meant."""
+    import logging
+
+    with caplog.at_level(logging.WARNING, logger="paracache"):
+        index = SemanticIndex(redis_url=redis_url, namespace="t-distance-like", min_similarity=0.1)
+        SemanticCache(index, min_similarity=0.2)
+        SemanticIndex(redis_url=redis_url, namespace="t-distance-like", min_similarity=0.85)
+    said = [r.getMessage() for r in caplog.records if "serves almost anything" in r.getMessage()]
+    assert len(said) == 2
+    assert "min_similarity=0.9" in said[0] and "min_similarity=0.8" in said[1]
+    index.clear()

@@ -78,6 +78,7 @@ from .values import (
     check_entry_id,
     check_similarity,
     check_thresholds,
+    distance_like,
 )
 from .vectorizers import check_vectorizer, default_vectorizer, vectorizer_id
 
@@ -366,6 +367,8 @@ class SemanticIndex:
         vid = vectorizer_id(self.vectorizer)
         dims = self.vectorizer.dims
         layout = Layout.build(namespace, vid, dims=dims, dtype=dtype, hnsw=hnsw)
+        if min_similarity is not None and (hint := distance_like(check_similarity(min_similarity))):
+            logger.warning("paracache: %s", hint)
         settings = Settings(
             min_similarity=check_similarity(
                 _default_threshold(self.vectorizer) if min_similarity is None else min_similarity

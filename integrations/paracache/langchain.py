@@ -34,7 +34,7 @@ from .index import SemanticIndex
 from .langchain_chat import CachedChatModel
 from .scope import Scope, digest
 from .singleflight import Claim, SingleFlight
-from .values import Verdict, check_similarity
+from .values import Verdict, check_similarity, distance_like
 
 __all__ = [
     "CachedChatModel",
@@ -433,6 +433,8 @@ class SemanticCache(BaseCache):
             index.learner.add_answer_text(generations_text)
         # Checked here: a bad threshold would otherwise raise out of every lookup.
         self.min_similarity = None if min_similarity is None else check_similarity(min_similarity)
+        if self.min_similarity is not None and (hint := distance_like(self.min_similarity)):
+            logger.warning("paracache: %s", hint)
         self.on_verdict = on_verdict
         # Validated once here, so a bad tenant fails at construction, not per call.
         self._base = Scope(

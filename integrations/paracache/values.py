@@ -313,6 +313,30 @@ def check_similarity(value: Any, name: str = "min_similarity") -> float:
     return float(value)
 
 
+#: Below this, a threshold is more likely a peer's cosine *distance* than a similarity: at
+#: it, MiniLM serves questions that share little but their topic.
+DISTANCE_LIKE = 0.5
+
+
+def distance_like(value: float, name: str = "min_similarity") -> str | None:
+    """A warning for a similarity threshold that reads like a cosine distance (a
+    langchain-redis or RedisVL ``distance_threshold`` copied across), or ``None``.
+
+    Example:
+        >>> distance_like(0.9) is None
+        True
+        >>> print(distance_like(0.1))  # doctest: +ELLIPSIS
+        min_similarity=0.1 serves almost anything in scope: ... give min_similarity=0.9
+    """
+    if value >= DISTANCE_LIKE:
+        return None
+    return (
+        f"{name}={value:g} serves almost anything in scope: it is a cosine similarity "
+        f"(higher is stricter); if it is a peer's distance_threshold, give "
+        f"{name}={1 - value:g}"
+    )
+
+
 #: Scope attributes a per-scope threshold can key on; any other name is a ``Scope.fields`` key.
 SCOPE_THRESHOLD_FIELDS = ("tenant", "model", "corpus_version", "context")
 

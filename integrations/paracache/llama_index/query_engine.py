@@ -26,7 +26,7 @@ from llama_index.core.schema import (
 from ..index import SemanticIndex
 from ..scope import Scope, digest
 from ..singleflight import Claim, SingleFlight
-from ..values import Verdict, check_similarity
+from ..values import Verdict, check_similarity, distance_like
 from ..vectorizers import vectorizer_id
 from ._shared import (
     _NOT_ANSWER_KWARGS,
@@ -150,6 +150,8 @@ class SemanticCacheQueryEngine(BaseQueryEngine):
         # Checked here: a bad threshold would otherwise fail every lookup (logged, and
         # the engine answering), so the cache would silently never serve.
         self.min_similarity = None if min_similarity is None else check_similarity(min_similarity)
+        if self.min_similarity is not None and (hint := distance_like(self.min_similarity)):
+            logger.warning("paracache: %s", hint)
         taken = sorted(set(scope_fields or {}) & DETECTED_FIELDS)
         if taken:  # it would replace what the engine says of itself: another corpus's answers
             raise ValueError(
