@@ -334,15 +334,8 @@ class Lookups(FlowBase):
         The guards' analysis of the query runs once, while the reply is on the wire."""
         policy = self._hybrid_policy(req.scope_digest)
         started = time.perf_counter()
-        try:
-            found = yield from self._search_once(req, vector, policy)
-        except BackendError as exc:
-            if exc.kind != "no_index":
-                raise
-            # The index went away (FLUSHALL, a restarted server): build it and retry once.
-            self._index_lost()
-            yield from self._ensure_index()
-            found = yield from self._search_once(req, vector, policy)
+        # The index gone (FLUSHALL, a restarted server): built again, searched once more.
+        found = yield from self._on_index(lambda: self._search_once(req, vector, policy))
         self.tuner.record(req.scope_digest, policy, time.perf_counter() - started)
         return found
 
