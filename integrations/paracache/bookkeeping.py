@@ -466,8 +466,6 @@ class HitCounter:
         self._take()
 
 
-
-
 def flush_calls(
     batch: Mapping[str, PendingHit], mode: str, schema_version: str, per_key: bool = False
 ) -> list[tuple[tuple[str, ...], tuple[Any, ...], int]]:
