@@ -37,8 +37,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from . import forking
 from .policy import Normalizer
+from .pools import BoundedPool
 
 __all__ = [
     "EmbeddingJudge",
@@ -219,32 +219,9 @@ def check_judge_timeout(value: Any, name: str = "judge_timeout") -> float:
     return float(value)
 
 
-_POOL: concurrent.futures.ThreadPoolExecutor | None = None
-_POOL_LOCK = threading.Lock()
-_WORKERS = 2
 #: A judge call is only started when a thread is free to run it: hung judges never
 #: pile up behind each other.
-_SLOTS = threading.BoundedSemaphore(_WORKERS)
-
-
-def _pool() -> concurrent.futures.ThreadPoolExecutor:
-    global _POOL
-    with _POOL_LOCK:
-        if _POOL is None:
-            _POOL = concurrent.futures.ThreadPoolExecutor(_WORKERS, "paracache-judge")
-        return _POOL
-
-
-def _forked() -> None:
-    """In a forked child: the parent's judge threads do not exist here (a judge call
-    queued on its pool would never run); start afresh."""
-    global _POOL, _POOL_LOCK, _SLOTS
-    _POOL = None
-    _POOL_LOCK = threading.Lock()
-    _SLOTS = threading.BoundedSemaphore(_WORKERS)
-
-
-forking.on_fork(_forked)
+_JUDGES = BoundedPool(2, "paracache-judge")
 
 
 def call_judge(judge: Judge, cached: str, fresh: str, timeout: float) -> bool:
@@ -257,15 +234,9 @@ def call_judge(judge: Judge, cached: str, fresh: str, timeout: float) -> bool:
         >>> call_judge(ExactJudge(), "a", "A", timeout=1.0)
         True
     """
-    slots = _SLOTS  # the one released (a fork replaces it)
-    if not slots.acquire(timeout=timeout):
+    future = _JUDGES.submit(judge, cached, fresh, timeout=timeout)
+    if future is None:
         raise JudgeFailed("judge_timeout", f"no judge thread free within {timeout:g}s")
-    try:
-        future = _pool().submit(judge, cached, fresh)
-    except BaseException:
-        slots.release()
-        raise
-    future.add_done_callback(lambda _: slots.release())
     try:
         verdict = future.result(timeout=timeout)
     except concurrent.futures.TimeoutError:

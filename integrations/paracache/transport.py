@@ -19,7 +19,6 @@ Example:
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import dataclasses
 import functools
 import logging
@@ -41,8 +40,8 @@ from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from . import forking
 from .errors import BackendError, Kind
+from .pools import BoundedPool
 from .vectorizers import EmbeddingMemo, MiniLMVectorizer
 
 __all__ = [
@@ -94,11 +93,8 @@ def resolve_redis_url(
 #: benchmarks/RESULTS.md).
 _EMBED_BATCH = 16
 
-_POOL: concurrent.futures.ThreadPoolExecutor | None = None
-
 #: Lets another ready thread run (``sched_yield``) where the platform has it.
 _yield: Callable[[], None] = getattr(os, "sched_yield", lambda: None)
-_POOL_LOCK = threading.Lock()
 
 
 #: Seconds a thread's connection may stay unused before its next call first checks
@@ -523,48 +519,17 @@ def backstop(timeout: float) -> float:
 _LAG_SLACK = 0.01
 
 
-def _embed_pool() -> concurrent.futures.ThreadPoolExecutor:
-    """Threads that run blocking embeddings under a time limit (shared, created lazily)."""
-    global _POOL
-    with _POOL_LOCK:
-        if _POOL is None:
-            _POOL = concurrent.futures.ThreadPoolExecutor(
-                max_workers=_EMBED_WORKERS, thread_name_prefix="paracache-embed"
-            )
-        return _POOL
-
-
-_EMBED_WORKERS = 4
-#: One slot per pool thread: a job is only queued when a thread is free to run it, so
-#: stuck embeddings never pile up behind each other (a caller waits for a slot within
-#: its own embed_timeout, then gives up: a miss).
-_EMBED_SLOTS = threading.BoundedSemaphore(_EMBED_WORKERS)
-
-
-def _embed_pool_forked() -> None:
-    """In a forked child: the parent's embedding threads do not exist here (a job queued
-    on its pool would never run), and its locks may have been held at the fork. Start
-    afresh; the child makes its own threads on first use."""
-    global _POOL, _POOL_LOCK, _EMBED_SLOTS
-    _POOL = None
-    _POOL_LOCK = threading.Lock()
-    _EMBED_SLOTS = threading.BoundedSemaphore(_EMBED_WORKERS)
-
-
-forking.on_fork(_embed_pool_forked)
+#: Threads that run blocking embeddings under a time limit: a job is only queued when a
+#: thread is free to run it, so stuck embeddings never pile up behind each other (a
+#: caller waits for a slot within its own embed_timeout, then gives up: a miss).
+_EMBEDDERS = BoundedPool(4, "paracache-embed")
 
 
 def _embed_bounded(embed: Callable[[str], Any], text: str, timeout: float) -> Any:
     started = time.monotonic()
-    slots = _EMBED_SLOTS  # the one released (a fork replaces it)
-    if not slots.acquire(timeout=timeout):
+    future = _EMBEDDERS.submit(embed, text, timeout=timeout)
+    if future is None:
         raise TimeoutError(f"no embedding slot free within {timeout:g}s (embedder stuck?)")
-    try:
-        future = _embed_pool().submit(embed, text)
-    except BaseException:
-        slots.release()
-        raise
-    future.add_done_callback(lambda _: slots.release())
     return future.result(timeout=max(0.0, timeout - (time.monotonic() - started)))
 
 
