@@ -20,7 +20,6 @@ import dataclasses
 import logging
 import math
 import threading
-import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar, cast
 
@@ -37,7 +36,7 @@ from .bookkeeping import (
 )
 from .errors import BackendError, EmbeddingError, strict
 from .metrics import Recorder
-from .policy import CircuitBreaker, HybridTuner
+from .policy import CircuitBreaker, HybridTuner, Throttle
 from .protocol import HITS, Embed, EnsureIndex, Flow, Post, post_script, run_script
 from .schema import SCHEMA_VERSION, Layout
 from .values import Candidate, LookupRequest, Settings, Verdict, embed_input
@@ -120,7 +119,7 @@ class FlowBase:
         self.flush_per_key = False
         #: Whether this instance sent the ``HITS`` script's source since the last failure.
         self._hits_loaded = False
-        self._warned: dict[str, float] = {}
+        self._warnings = Throttle()
         self._trim_lock = threading.Lock()
         self._writes_since_trim = 0
         #: Scope digest -> when this instance last registered it (``store_flow``).
@@ -325,9 +324,7 @@ class FlowBase:
 
     def _warn_throttled(self, kind: str, msg: str, *args: Any) -> None:
         """Log a warning at most once per 10 s per kind (faults can last a while)."""
-        now = time.monotonic()
-        if now - self._warned.get(kind, -1e9) >= 10.0:
-            self._warned[kind] = now
+        if self._warnings.due(kind):
             logger.warning(msg, *args)
         else:
             logger.debug(msg, *args)

@@ -42,6 +42,7 @@ from redis.cluster import RedisCluster
 from redis.crc import key_slot
 
 from .errors import BackendError
+from .policy import Throttle
 from .shards import (
     SHARD_SEARCH,
     SHARDED_COMMANDS,
@@ -132,7 +133,7 @@ class ClusterTransport:
         #: which costs a lookup more CPU than the three round trips (for clients
         #: paracache made itself: a caller's client keeps its pipeline's wrappers).
         self._direct: dict[str, ThreadConnections] | None = {} if direct else None
-        self._warned = 0.0
+        self._warnings = Throttle()
         #: The slot map must be read again (a node failed, a slot moved), and when it
         #: last was: redis-py refreshes it only when it retries, which paracache's
         #: clients do not (the breaker handles failures).
@@ -537,9 +538,7 @@ class ClusterTransport:
         ):
             raise failed[0]
         self._stale = True
-        now = time.monotonic()
-        if now - self._warned >= 10.0:
-            self._warned = now
+        if self._warnings.due("shards"):
             logger.warning(
                 "paracache: %d of %d shards did not answer (%r); using the others",
                 len(failed), len(replies), failed[0],

@@ -71,6 +71,7 @@ from .judge import (
     check_judge_timeout,
     check_not_a_class,
 )
+from .policy import Throttle
 from .protocol import Script
 
 __all__ = [
@@ -105,8 +106,6 @@ TRAFFIC_WINDOW = 2_000
 MAX_ANSWER = 32_768
 #: Seconds the background threads wait between passes when idle.
 TICK = 0.05
-#: Seconds between two warnings of the same kind (the others are logged at debug level).
-WARN_EVERY = 10.0
 #: How far above 1 a label's similarity may be and still be counted (as 1): float16
 #: vectors put the same text a hair above 1 (1.00006 seen), and older applications
 #: sent it so.
@@ -367,7 +366,7 @@ class Learner:
         self._outbox: collections.deque[dict[str, Any]] = collections.deque()
         self._traffic: dict[str, collections.Counter[str]] = {}
         self._counts: collections.Counter[str] = collections.Counter()
-        self._warned: dict[str, float] = {}  # error kind -> when last logged as a warning
+        self._warnings = Throttle()  # which errors are logged as warnings
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._threads = [
@@ -754,18 +753,13 @@ class Learner:
 
     def _error(self, kind: str, exc: BaseException | None = None) -> None:
         """Count an error of ``kind``; with ``exc``, log it: a warning at most every
-        :data:`WARN_EVERY` seconds per kind (a full or failing Redis refuses every send,
-        20 a second under traffic), the rest at debug level."""
+        10 s per kind (:class:`paracache.policy.Throttle`; a full or failing Redis
+        refuses every send, 20 a second under traffic), the rest at debug level."""
         if self._recorder is not None:
             self._recorder.error(kind)
         if exc is None:
             return
-        now = time.monotonic()
-        with self._lock:
-            due = now - self._warned.get(kind, -WARN_EVERY) >= WARN_EVERY
-            if due:
-                self._warned[kind] = now
-        if due:
+        if self._warnings.due(kind):
             logger.warning("paracache: learning: %s: %r", kind, exc)
         else:
             logger.debug("paracache: learning: %s: %r", kind, exc)

@@ -28,6 +28,7 @@ __all__ = [
     "Normalizer",
     "TTLDecision",
     "TTLPolicy",
+    "Throttle",
     "strip_pleasantries",
 ]
 
@@ -305,6 +306,33 @@ class TTLPolicy:
         if self.default_ttl is None:
             return TTLDecision(True, None, "default ttl: none")
         return TTLDecision(True, max(1, round(self.default_ttl)), "default ttl")
+
+
+class Throttle:
+    """At most one event of a kind every ``every`` seconds: which warnings of a lasting
+    fault are logged as warnings (the rest at debug level). No lock (nothing to hold
+    across a fork): two threads at the same moment may both be told "due", one more
+    warning at worst.
+
+    Example:
+        >>> throttle = Throttle(every=10.0)
+        >>> throttle.due("redis", now=0.0), throttle.due("redis", now=5.0)
+        (True, False)
+        >>> throttle.due("embedding", now=5.0), throttle.due("redis", now=10.0)
+        (True, True)
+    """
+
+    def __init__(self, every: float = 10.0) -> None:
+        self.every = every
+        self._last: dict[str, float] = {}
+
+    def due(self, kind: str, now: float | None = None) -> bool:
+        """Whether an event of ``kind`` is due now (and, if so, count it as the last)."""
+        now = time.monotonic() if now is None else now
+        if now - self._last.get(kind, -math.inf) < self.every:
+            return False
+        self._last[kind] = now
+        return True
 
 
 class CircuitBreaker:
