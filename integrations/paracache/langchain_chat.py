@@ -29,6 +29,7 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
@@ -439,9 +440,11 @@ class CachedChatModel(BaseChatModel):
         return super().with_structured_output(schema, include_raw=include_raw, **kwargs)
 
 
+@functools.lru_cache(maxsize=256)
 def _schema_of(cls: type) -> Any:
     """A class argument as data: its name and JSON schema (its repr, ``<class 'm.Answer'>``,
-    is the same for every schema of that name); the class itself if it has none."""
+    is the same for every schema of that name); the class itself if it has none. Made
+    once per class (building a JSON schema costs more than the rest of a cache key)."""
     try:
         schema = TypeAdapter(cls).json_schema()
     except Exception:
