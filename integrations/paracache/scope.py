@@ -30,7 +30,7 @@ import urllib.parse
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["Scope", "canonical_json", "digest", "normalize_endpoint"]
+__all__ = ["Scope", "canonical_json", "digest", "endpoints_of", "normalize_endpoint"]
 
 #: One encoder for every digest (``json.dumps`` with options builds a new one per call).
 _ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
@@ -231,3 +231,24 @@ def normalize_endpoint(value: Any) -> str | None:
         netloc += f":{port}"
     path = parts.path.rstrip("/")
     return f"{scheme}:" * bool(scheme) + f"//{netloc}{path}"
+
+
+def endpoints_of(obj: Any, names: tuple[str, ...]) -> dict[str, str]:
+    """The servers ``obj`` (a model client) names in its attributes ``names``, normalised
+    (:func:`normalize_endpoint`), by attribute; an attribute that fails to read names none.
+
+    Example:
+        >>> class Client:
+        ...     base_url = "http://LOCALHOST:8000/v1/"
+        >>> endpoints_of(Client(), ("api_base", "base_url"))
+        {'base_url': 'http://localhost:8000/v1'}
+    """
+    found: dict[str, str] = {}
+    for name in names:
+        try:
+            value = getattr(obj, name, None)
+        except Exception:  # a property that fails names no server
+            continue
+        if url := normalize_endpoint(value):
+            found[name] = url
+    return found

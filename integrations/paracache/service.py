@@ -75,7 +75,7 @@ from ._version import __version__
 from .auth import ApiKeys, Principal
 from .index import SemanticIndex
 from .limiter import KeyedLimits, Limit
-from .scope import Scope, digest, normalize_endpoint
+from .scope import Scope, digest, endpoints_of
 from .service_stream import Piece, answer_events
 from .singleflight import SingleFlight
 from .values import Verdict, check_similarity
@@ -550,15 +550,7 @@ def model_endpoint(model: Any) -> str | None:
         >>> model_endpoint(Chat()), model_endpoint(len)
         ('http://localhost:8000/v1', None)
     """
-    for key in MODEL_ENDPOINT_KEYS:
-        try:
-            value = getattr(model, key, None)
-        except Exception:  # a property that fails names no server
-            continue
-        found = normalize_endpoint(value)
-        if found:
-            return found
-    return None
+    return next(iter(endpoints_of(model, MODEL_ENDPOINT_KEYS).values()), None)
 
 
 def create_app(

@@ -29,7 +29,7 @@ from llama_index.core.schema import (
 
 from ..index import SemanticIndex
 from ..replay import replay_chunks
-from ..scope import canonical_json, digest, normalize_endpoint
+from ..scope import canonical_json, digest, endpoints_of
 from ..values import Verdict
 
 logger = logging.getLogger("paracache")
@@ -78,7 +78,7 @@ SETTINGS_KEYS = (
 #: LLM attributes naming the server the requests go to (OpenAI's and OpenAILike's
 #: ``api_base``, Ollama's and Anthropic's ``base_url``, Azure's ``azure_endpoint``...): two
 #: OpenAI-compatible servers may serve different models under one model name. Their
-#: :func:`normalize_endpoint` goes into the scope's digest.
+#: :func:`paracache.scope.normalize_endpoint` goes into the scope's digest.
 ENDPOINT_KEYS = ("api_base", "base_url", "azure_endpoint", "endpoint", "api_url", "model_url")
 #: :data:`SETTINGS_KEYS` whose :data:`PARAM_KEYS` also go into the scope's params (for
 #: ``max_temperature`` and display): LlamaIndex's LLMs send them last, so they win.
@@ -321,9 +321,7 @@ def llm_scope(llm: Any) -> tuple[str, dict[str, Any], str]:
     }
     if settings:  # only then: an LLM without any keeps the digest it had
         parts.append(settings)
-    endpoints = {
-        key: url for key in ENDPOINT_KEYS if (url := normalize_endpoint(_attr(llm, key)))
-    }
+    endpoints = endpoints_of(llm, ENDPOINT_KEYS)
     if endpoints:  # likewise: an LLM with no endpoint (MockLLM) keeps its digest
         parts.append(["endpoint", endpoints])
     context = digest("li-llm/v1", *parts)
