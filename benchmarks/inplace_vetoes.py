@@ -39,7 +39,9 @@ from pairs_eval import BANKING, Vectors, banking, banking_split, default_decide,
 from rewordings import rewording_pairs
 
 import paracache.guards as G
-from paracache.guards import _STOP, _kin, _stem, _typo_like, features
+from paracache.guards import features
+from paracache.guards.edits import _edited, _kin, _typo_like
+from paracache.guards.vocabulary import _STOP, _stem
 
 SETS = ("tune", "heldout", "heldout2", "heldout3", "heldout4", "heldout5", "heldout7",
         "heldout8", "heldout9", "heldout10")
@@ -141,7 +143,7 @@ def ablate(vec: Vectors) -> dict[str, Any]:
     reworded = [p for ps in rewording_pairs(texts + stored).values() for p in ps]
 
     def state() -> tuple[Any, ...]:
-        G._edited.cache_clear()
+        _edited.cache_clear()
         decide = default_decide()
         b77 = {h: banking([r for r in rows if r["intent"] in part], vec, decide)
                for h, part in (("held-out intents", held), ("tuning intents", tune))}

@@ -29,16 +29,14 @@ from paracache.guards import (
     LEARNED_MARGIN,
     TYPO_MARGIN,
     Guards,
-    _both_add,
-    _exclusive_sides,
-    _lexicon_opposed,
-    _maybe_typo,
-    _pair_model,
     corroborates,
     features,
     same_question,
     typo_repeat,
 )
+from paracache.guards.check import _both_add
+from paracache.guards.compare import _exclusive_sides, _lexicon_opposed, _maybe_typo
+from paracache.guards.pairs import _pair_model
 from paracache.policy import Normalizer
 
 N = Normalizer()

@@ -60,9 +60,10 @@ from pairs_eval import (
     nearmiss,
 )
 
-import paracache.guards as guards_module
-from paracache.guards import _STOP, _pair_words, _stem
+import paracache.guards.check as guards_module  # the module that calls them
 from paracache.guards import features as features_of
+from paracache.guards.pairs import _pair_words
+from paracache.guards.vocabulary import _STOP, _stem
 
 FOLDS = ("tune", "heldout", "heldout2", "heldout3", "heldout4", "heldout5", "heldout7",
          "heldout8")

@@ -495,7 +495,9 @@ def guard_overhead(fill: list[dict[str, Any]], ask: list[dict[str, Any]],
     import numpy as np
 
     from paracache.core import Candidate, Core
-    from paracache.guards import _asks, _both_add, _pair_model, _pair_words, same_question
+    from paracache.guards import same_question
+    from paracache.guards.check import _asks, _both_add
+    from paracache.guards.pairs import _pair_model, _pair_words
     from paracache.schema import Layout
 
     guards = Guards()

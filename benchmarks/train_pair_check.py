@@ -41,7 +41,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from pairs_eval import BANKING, DATA, Vectors, banking_split, load
 
-from paracache.guards import _PAIR_CHECK_PATH, LEARNED_MARGIN, PAIR_FEATURES, pair_features
+from paracache.guards import LEARNED_MARGIN, PAIR_FEATURES, pair_features
+from paracache.guards.pairs import _PAIR_CHECK_PATH
 
 SEED = 14
 #: The similarities of the training pairs: where the check vouches (down to 0.70) and

@@ -54,8 +54,9 @@ from pairs_eval import (
 )
 from rewordings import rewording_pairs
 
-import paracache.guards as guards_module
-from paracache.guards import Guards, _pair_probability, _pair_words
+import paracache.guards.check as guards_module  # the module that calls them
+from paracache.guards import Guards
+from paracache.guards.pairs import _pair_probability, _pair_words
 
 VARIANTS = ("S", "V", "V+", "E")
 SETS = ("tune", "heldout", "heldout2", "heldout3", "heldout4", "heldout5", "heldout7",

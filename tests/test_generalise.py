@@ -11,16 +11,16 @@ import pytest
 from paracache import Scope
 from paracache.core import Candidate, Core, Settings
 from paracache.guards import (
-    _PAIR_CHECK_PATH,
     PAIR_FEATURES,
     VOUCHED_GAP,
     Guards,
-    _antonym_lexicon,
     neighbours_disagree,
     pair_features,
     same_question,
     typo_repeat,
 )
+from paracache.guards.pairs import _PAIR_CHECK_PATH
+from paracache.guards.vocabulary import _antonym_lexicon
 from paracache.schema import Layout
 from paracache.spelling import correct_typos, known_words
 
