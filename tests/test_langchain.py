@@ -538,3 +538,48 @@ def test_an_infinite_setting_in_llm_string_is_no_error(make_index: Any) -> None:
     hit = cache.lookup("What are the fees?", hot)
     assert hit is not None and hit[0].text == "hot"
     assert cache.lookup("What are the fees?", cool) is None
+
+
+# ---------------------------------------------------------------- apps' own prompts
+
+#: A help centre's retrieved context, as a RAG prompt puts it before the question (about
+#: 1,000 characters: with the template, more than the 256 word pieces the model reads).
+RAG_CONTEXT = " ".join([
+    "Acme Bank help centre. Cards: you can freeze a card in the app under Cards > Freeze.",
+    "A frozen card can be unfrozen at any time. Lost cards should be reported at once; a",
+    "replacement arrives in 5 to 7 working days. Card payments abroad carry no fee in the EU.",
+    "Transfers: SEPA transfers arrive the next working day; instant transfers within seconds,",
+    "up to 15,000 EUR. International transfers take 2 to 4 days. Accounts: a current account",
+    "costs 4 EUR a month, waived with 1,000 EUR of monthly income. Savings accounts pay 2.1 %",
+    "a year. Statements are in the app under Accounts > Statements, as PDF, for the last 10",
+    "years. Interest is paid monthly. Support is open 8:00-20:00 on weekdays and 9:00-17:00",
+    "on Saturdays. Closed on Sundays and public holidays. Overdrafts: an arranged overdraft",
+    "costs 9.9 % a year; unarranged overdrafts are declined. Loans from 1,000 to 50,000 EUR.",
+    "Mortgages: fixed rates for 5, 10 or 20 years; an early repayment fee of 1 % applies in",
+    "the first 5 years.",
+])
+
+
+@pytest.mark.parametrize("wrapped", [False, True])
+def test_a_question_after_a_long_context_is_not_served_another_questions_answer(
+    make_index: Any, wrapped: bool
+) -> None:
+    """An LCEL RAG chain whose one human message holds the retrieved context, then the
+    question: the model reads 256 word pieces, so every question after the same context
+    embedded alike (similarity 1.0) and was served the first question's answer. Such a
+    text is served by the exact layer only."""
+    from langchain_core.prompts import ChatPromptTemplate
+
+    from paracache.langchain import CachedChatModel
+
+    cache = SemanticCache(make_index())
+    model = SupportModel(cache=None if wrapped else cache)
+    llm: Any = CachedChatModel(llm=model, cache=cache) if wrapped else model
+    chain = ChatPromptTemplate.from_messages(
+        [("human", "Use the context to answer.\nContext: {context}\n\nQuestion: {question}")]
+    ) | llm
+    card = chain.invoke({"context": RAG_CONTEXT, "question": "How long does a new card take?"})
+    hours = chain.invoke({"context": RAG_CONTEXT, "question": "When are you open on Saturday?"})
+    assert model.calls == 2 and hours.content != card.content
+    again = chain.invoke({"context": RAG_CONTEXT, "question": "When are you open on Saturday?"})
+    assert model.calls == 2 and again.content == hours.content  # the exact layer still serves
