@@ -583,3 +583,67 @@ def test_a_question_after_a_long_context_is_not_served_another_questions_answer(
     assert model.calls == 2 and hours.content != card.content
     again = chain.invoke({"context": RAG_CONTEXT, "question": "When are you open on Saturday?"})
     assert model.calls == 2 and again.content == hours.content  # the exact layer still serves
+
+
+def _local_openai(script: Any) -> Any:
+    """langchain-openai's ChatOpenAI (its own request building, result parsing and structured
+    output), answering locally: ``script(messages, kwargs)`` gives the message dict."""
+    pytest.importorskip("langchain_openai", reason="needs paracache[openai]")
+    from langchain_openai import ChatOpenAI
+    from pydantic import Field
+
+    class LocalOpenAI(ChatOpenAI):
+        sent: list[dict[str, Any]] = Field(default_factory=list)
+
+        def _generate(self, messages: Any, stop: Any = None, run_manager: Any = None,
+                      **kwargs: Any) -> ChatResult:
+            self.sent.append(kwargs)
+            message = script(messages, kwargs)
+            return self._create_chat_result({
+                "id": f"chatcmpl-{len(self.sent)}", "object": "chat.completion", "created": 1,
+                "model": self.model_name, "system_fingerprint": "fp_1",
+                "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18},
+            })
+
+    return LocalOpenAI(model="gpt-4o-mini", api_key="sk-test", temperature=0)
+
+
+@pytest.mark.parametrize("method", ["function_calling", "json_mode", "json_schema"])
+def test_structured_output_with_include_raw_keeps_the_models_method(
+    make_index: Any, method: str
+) -> None:
+    """``with_structured_output(schema, include_raw=True, method=...)`` on a CachedChatModel
+    fell back to LangChain's generic implementation, which drops ``method`` and ``strict``:
+    ``json_schema`` and ``json_mode`` silently became tool calling, and
+    ``function_calling`` lost the model's own arguments (``parallel_tool_calls``)."""
+    import json
+
+    from pydantic import BaseModel
+
+    from paracache.langchain import CachedChatModel
+
+    class Answer(BaseModel):
+        text: str
+
+    def script(messages: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+        if kwargs.get("tools"):
+            call = {"id": "call_1", "type": "function",
+                    "function": {"name": "Answer", "arguments": '{"text": "Settings"}'}}
+            return {"role": "assistant", "content": None, "tool_calls": [call]}
+        return {"role": "assistant", "content": json.dumps({"text": "Settings"})}
+
+    plain = _local_openai(script)
+    question = "How do I reset my password? Reply in JSON."
+    plain.with_structured_output(Answer, method=method, include_raw=True).invoke(question)
+    expected = sorted(plain.sent[-1])
+    chat = CachedChatModel(llm=_local_openai(script), cache=SemanticCache(make_index()))
+    structured = chat.with_structured_output(Answer, method=method, include_raw=True)
+    first = structured.invoke(question)
+    assert sorted(chat.llm.sent[-1]) == expected  # type: ignore[attr-defined]
+    again = structured.invoke(question)
+    assert len(chat.llm.sent) == 1  # type: ignore[attr-defined]  # a hit
+    assert set(first) == set(again) == {"raw", "parsed", "parsing_error"}
+    assert again["raw"].response_metadata["paracache"]["cached"] is True
+    if method != "json_schema":  # its parsed answer comes from the API's parse endpoint
+        assert first["parsed"] == again["parsed"] == Answer(text="Settings")
