@@ -647,3 +647,26 @@ def test_structured_output_with_include_raw_keeps_the_models_method(
     assert again["raw"].response_metadata["paracache"]["cached"] is True
     if method != "json_schema":  # its parsed answer comes from the API's parse endpoint
         assert first["parsed"] == again["parsed"] == Answer(text="Settings")
+
+
+def test_generate_reports_the_wrapped_models_llm_output(make_index: Any) -> None:
+    """``CachedChatModel.generate()`` returned ``llm_output == {}``: the wrapped model's
+    token usage, model name and fingerprint were lost (callbacks' ``on_llm_end`` saw
+    them, the caller did not)."""
+    from paracache.langchain import CachedChatModel
+
+    def script(messages: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+        return {"role": "assistant", "content": "Use 'Forgot password'."}
+
+    question = [[HumanMessage("How do I reset my password?")]]
+    plain = _local_openai(script)
+    expected = plain.generate(question).llm_output
+    assert expected["token_usage"]["total_tokens"] == 18 and expected["model_name"]
+    cache = SemanticCache(make_index())
+    chat = CachedChatModel(llm=_local_openai(script), cache=cache)
+    assert chat.generate(question).llm_output == expected  # a miss
+    # A hit: as the model's own cache= path reports one (no usage: nothing was spent).
+    own = _local_openai(script)
+    own.cache = cache
+    assert chat.generate(question).llm_output == own.generate(question).llm_output
+    assert chat.generate(question).llm_output == {"token_usage": {}, "model_name": "gpt-4o-mini"}

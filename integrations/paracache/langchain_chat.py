@@ -241,6 +241,11 @@ class CachedChatModel(BaseChatModel):
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> Any:
         return self.llm._get_ls_params(stop=stop, **kwargs)
 
+    def _combine_llm_outputs(self, llm_outputs: list[dict[str, Any] | None], /) -> dict[str, Any]:
+        """``generate()``'s ``llm_output`` as the wrapped model makes it (token usage, model
+        name...), not ``{}``."""
+        return self.llm._combine_llm_outputs(llm_outputs)
+
     @property
     def _inner(self) -> BaseChatModel:
         """The wrapped model, or a copy of it with its cache off when it has one (its
