@@ -172,6 +172,31 @@ def test_huge_prompt(index: SemanticIndex) -> None:
     assert hit is not None and hit.layer == "exact"
 
 
+def test_a_prompt_longer_than_the_model_reads_keeps_to_the_exact_layer(
+    index: SemanticIndex,
+) -> None:
+    """The embedder sees the first ``max_embed_chars`` (2,000) characters and 256 word
+    pieces: two prompts that differ only after that embedded alike, and one was served the
+    other's answer at similarity 1.0. Such prompts are served by the exact layer only."""
+    # Long words, one word piece each: cut at 2,000 characters, inside 256 pieces.
+    context = "international administration responsibilities " * 46
+    assert len(context) > index.settings.max_embed_chars
+    index.store(context + "How long does a new card take?", "5 to 7 working days")
+    verdict = index.lookup_verdict(context + "When are you open on Saturday?")
+    assert verdict.hit is None and "max_embed_chars" in verdict.reason
+    # Cut by the tokenizer (256 word pieces) before max_embed_chars:
+    context = "Our help centre covers cards, transfers, statements and support hours. " * 20
+    assert len(context) < index.settings.max_embed_chars
+    index.store(context + "How long does a new card take?", "5 to 7 working days")
+    verdict = index.lookup_verdict(context + "When are you open on Saturday?")
+    assert verdict.hit is None and "256 word pieces" in verdict.reason
+    hit = index.lookup(context + "How long does a new card take?")
+    assert hit is not None and hit.layer == "exact"  # a repeat is still served
+    index.store("How long does a new card take?", "5 to 7 working days")
+    hit = index.lookup("How long will a new card take?")  # short prompts as before
+    assert hit is not None and hit.layer == "semantic"
+
+
 # ---------------------------------------------------------------- TTL policy
 
 

@@ -538,3 +538,135 @@ def test_an_infinite_setting_in_llm_string_is_no_error(make_index: Any) -> None:
     hit = cache.lookup("What are the fees?", hot)
     assert hit is not None and hit[0].text == "hot"
     assert cache.lookup("What are the fees?", cool) is None
+
+
+# ---------------------------------------------------------------- apps' own prompts
+
+#: A help centre's retrieved context, as a RAG prompt puts it before the question (about
+#: 1,000 characters: with the template, more than the 256 word pieces the model reads).
+RAG_CONTEXT = " ".join([
+    "Acme Bank help centre. Cards: you can freeze a card in the app under Cards > Freeze.",
+    "A frozen card can be unfrozen at any time. Lost cards should be reported at once; a",
+    "replacement arrives in 5 to 7 working days. Card payments abroad carry no fee in the EU.",
+    "Transfers: SEPA transfers arrive the next working day; instant transfers within seconds,",
+    "up to 15,000 EUR. International transfers take 2 to 4 days. Accounts: a current account",
+    "costs 4 EUR a month, waived with 1,000 EUR of monthly income. Savings accounts pay 2.1 %",
+    "a year. Statements are in the app under Accounts > Statements, as PDF, for the last 10",
+    "years. Interest is paid monthly. Support is open 8:00-20:00 on weekdays and 9:00-17:00",
+    "on Saturdays. Closed on Sundays and public holidays. Overdrafts: an arranged overdraft",
+    "costs 9.9 % a year; unarranged overdrafts are declined. Loans from 1,000 to 50,000 EUR.",
+    "Mortgages: fixed rates for 5, 10 or 20 years; an early repayment fee of 1 % applies in",
+    "the first 5 years.",
+])
+
+
+@pytest.mark.parametrize("wrapped", [False, True])
+def test_a_question_after_a_long_context_is_not_served_another_questions_answer(
+    make_index: Any, wrapped: bool
+) -> None:
+    """An LCEL RAG chain whose one human message holds the retrieved context, then the
+    question: the model reads 256 word pieces, so every question after the same context
+    embedded alike (similarity 1.0) and was served the first question's answer. Such a
+    text is served by the exact layer only."""
+    from langchain_core.prompts import ChatPromptTemplate
+
+    from paracache.langchain import CachedChatModel
+
+    cache = SemanticCache(make_index())
+    model = SupportModel(cache=None if wrapped else cache)
+    llm: Any = CachedChatModel(llm=model, cache=cache) if wrapped else model
+    chain = ChatPromptTemplate.from_messages(
+        [("human", "Use the context to answer.\nContext: {context}\n\nQuestion: {question}")]
+    ) | llm
+    card = chain.invoke({"context": RAG_CONTEXT, "question": "How long does a new card take?"})
+    hours = chain.invoke({"context": RAG_CONTEXT, "question": "When are you open on Saturday?"})
+    assert model.calls == 2 and hours.content != card.content
+    again = chain.invoke({"context": RAG_CONTEXT, "question": "When are you open on Saturday?"})
+    assert model.calls == 2 and again.content == hours.content  # the exact layer still serves
+
+
+def _local_openai(script: Any) -> Any:
+    """langchain-openai's ChatOpenAI (its own request building, result parsing and structured
+    output), answering locally: ``script(messages, kwargs)`` gives the message dict."""
+    pytest.importorskip("langchain_openai", reason="needs paracache[openai]")
+    from langchain_openai import ChatOpenAI
+    from pydantic import Field
+
+    class LocalOpenAI(ChatOpenAI):
+        sent: list[dict[str, Any]] = Field(default_factory=list)
+
+        def _generate(self, messages: Any, stop: Any = None, run_manager: Any = None,
+                      **kwargs: Any) -> ChatResult:
+            self.sent.append(kwargs)
+            message = script(messages, kwargs)
+            return self._create_chat_result({
+                "id": f"chatcmpl-{len(self.sent)}", "object": "chat.completion", "created": 1,
+                "model": self.model_name, "system_fingerprint": "fp_1",
+                "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18},
+            })
+
+    return LocalOpenAI(model="gpt-4o-mini", api_key="sk-test", temperature=0)
+
+
+@pytest.mark.parametrize("method", ["function_calling", "json_mode", "json_schema"])
+def test_structured_output_with_include_raw_keeps_the_models_method(
+    make_index: Any, method: str
+) -> None:
+    """``with_structured_output(schema, include_raw=True, method=...)`` on a CachedChatModel
+    fell back to LangChain's generic implementation, which drops ``method`` and ``strict``:
+    ``json_schema`` and ``json_mode`` silently became tool calling, and
+    ``function_calling`` lost the model's own arguments (``parallel_tool_calls``)."""
+    import json
+
+    from pydantic import BaseModel
+
+    from paracache.langchain import CachedChatModel
+
+    class Answer(BaseModel):
+        text: str
+
+    def script(messages: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+        if kwargs.get("tools"):
+            call = {"id": "call_1", "type": "function",
+                    "function": {"name": "Answer", "arguments": '{"text": "Settings"}'}}
+            return {"role": "assistant", "content": None, "tool_calls": [call]}
+        return {"role": "assistant", "content": json.dumps({"text": "Settings"})}
+
+    plain = _local_openai(script)
+    question = "How do I reset my password? Reply in JSON."
+    plain.with_structured_output(Answer, method=method, include_raw=True).invoke(question)
+    expected = sorted(plain.sent[-1])
+    chat = CachedChatModel(llm=_local_openai(script), cache=SemanticCache(make_index()))
+    structured = chat.with_structured_output(Answer, method=method, include_raw=True)
+    first = structured.invoke(question)
+    assert sorted(chat.llm.sent[-1]) == expected  # type: ignore[attr-defined]
+    again = structured.invoke(question)
+    assert len(chat.llm.sent) == 1  # type: ignore[attr-defined]  # a hit
+    assert set(first) == set(again) == {"raw", "parsed", "parsing_error"}
+    assert again["raw"].response_metadata["paracache"]["cached"] is True
+    if method != "json_schema":  # its parsed answer comes from the API's parse endpoint
+        assert first["parsed"] == again["parsed"] == Answer(text="Settings")
+
+
+def test_generate_reports_the_wrapped_models_llm_output(make_index: Any) -> None:
+    """``CachedChatModel.generate()`` returned ``llm_output == {}``: the wrapped model's
+    token usage, model name and fingerprint were lost (callbacks' ``on_llm_end`` saw
+    them, the caller did not)."""
+    from paracache.langchain import CachedChatModel
+
+    def script(messages: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+        return {"role": "assistant", "content": "Use 'Forgot password'."}
+
+    question = [[HumanMessage("How do I reset my password?")]]
+    plain = _local_openai(script)
+    expected = plain.generate(question).llm_output
+    assert expected["token_usage"]["total_tokens"] == 18 and expected["model_name"]
+    cache = SemanticCache(make_index())
+    chat = CachedChatModel(llm=_local_openai(script), cache=cache)
+    assert chat.generate(question).llm_output == expected  # a miss
+    # A hit: as the model's own cache= path reports one (no usage: nothing was spent).
+    own = _local_openai(script)
+    own.cache = cache
+    assert chat.generate(question).llm_output == own.generate(question).llm_output
+    assert chat.generate(question).llm_output == {"token_usage": {}, "model_name": "gpt-4o-mini"}

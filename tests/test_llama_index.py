@@ -209,6 +209,53 @@ def test_response_and_source_nodes_round_trip(engine: SemanticCacheQueryEngine) 
     assert "Source (Doc id" in cached.get_formatted_sources()
 
 
+@pytest.mark.parametrize("streaming", [False, True])
+def test_source_nodes_keep_their_offsets_and_neighbours(
+    embed_model: LlamaIndexEmbedding, index: SemanticIndex, streaming: bool
+) -> None:
+    """A hit's source nodes lost their character offsets (``start_char_idx``,
+    ``end_char_idx``: what an app highlights in the source document) and their
+    previous/next/parent relationships; only the source document was kept."""
+    from llama_index.core.node_parser import SentenceSplitter
+
+    text = " ".join(f"Step {i}: open menu {i} and press button {i}." for i in range(40))
+    chunked = VectorStoreIndex.from_documents(
+        [Document(text=text, id_="guide")],
+        embed_model=embed_model,
+        transformations=[SentenceSplitter(chunk_size=48, chunk_overlap=0)],
+    )
+    engine = SemanticCacheQueryEngine.from_index(
+        chunked, index, llm=MockLLM(max_tokens=8), similarity_top_k=2, streaming=streaming
+    )
+
+    def described(response: Any) -> list[Any]:
+        if streaming:
+            "".join(response.response_gen)
+        return [
+            (n.node.node_id, n.node.start_char_idx, n.node.end_char_idx,
+             {r: i.node_id for r, i in n.node.relationships.items()})
+            for n in response.source_nodes
+        ]
+
+    fresh = described(engine.query("What does step 7 do?"))
+    hit = engine.query("What happens in step 7?")
+    assert cache_info(hit) is not None
+    assert described(hit) == fresh
+    assert all(start is not None for _, start, _, _ in fresh)
+    assert all(len(relations) >= 2 for *_, relations in fresh)  # source and a neighbour
+
+
+def test_entries_stored_before_offsets_still_load() -> None:
+    from paracache.llama_index._shared import _load_response
+
+    old = ('{"v": 1, "kind": "text", "response": "ok", "metadata": {}, "source_nodes": '
+           '[{"id": "n1", "text": "t", "metadata": {}, "score": 0.5, "ref_doc_id": "d1", '
+           '"excluded_embed": [], "excluded_llm": []}]}')
+    text, nodes, _, _ = _load_response(old)
+    assert text == "ok" and nodes[0].node.ref_doc_id == "d1"
+    assert nodes[0].node.start_char_idx is None
+
+
 @pytest.mark.parametrize(
     "variant",
     [

@@ -245,9 +245,13 @@ class FlowBase:
         return self._unreadable_input(self.embed_input(text))
 
     def _unreadable_input(self, model_text: str) -> str | None:
-        """:meth:`readable_problem` of what the model would embed (``embed_input``)."""
+        """:meth:`readable_problem` of what the model would embed (``embed_input``). Text
+        cut at ``max_embed_chars`` is one the model cannot read: its vector stands for its
+        beginning only."""
         if self.unreadable is None:
             return None
+        if len(model_text) >= self.settings.max_embed_chars:
+            return f"longer than max_embed_chars ({self.settings.max_embed_chars} characters)"
         try:
             return self.unreadable(model_text)
         except Exception as exc:

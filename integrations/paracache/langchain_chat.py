@@ -45,7 +45,12 @@ from langchain_core.load import dumps
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.messages.tool import tool_call_chunk
 from langchain_core.outputs import ChatGenerationChunk, ChatResult, Generation
-from langchain_core.runnables import Runnable, RunnableBinding, RunnableSequence
+from langchain_core.runnables import (
+    Runnable,
+    RunnableBinding,
+    RunnableParallel,
+    RunnableSequence,
+)
 from pydantic import Field, PrivateAttr, TypeAdapter, model_validator
 
 from .core import Verdict
@@ -236,6 +241,11 @@ class CachedChatModel(BaseChatModel):
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> Any:
         return self.llm._get_ls_params(stop=stop, **kwargs)
 
+    def _combine_llm_outputs(self, llm_outputs: list[dict[str, Any] | None], /) -> dict[str, Any]:
+        """``generate()``'s ``llm_output`` as the wrapped model makes it (token usage, model
+        name...), not ``{}``."""
+        return self.llm._combine_llm_outputs(llm_outputs)
+
     @property
     def _inner(self) -> BaseChatModel:
         """The wrapped model, or a copy of it with its cache off when it has one (its
@@ -417,27 +427,45 @@ class CachedChatModel(BaseChatModel):
     ) -> Any:
         """The wrapped model's structured output, its calls going through the cache.
 
-        The wrapped model's own implementation is used when it is a model call bound
-        to arguments followed by a parser (e.g. ``ChatOpenAI``'s JSON schema mode);
-        otherwise LangChain's tool-calling implementation over :meth:`bind_tools`.
+        The wrapped model's own implementation is used (its ``method``, ``strict``...,
+        ``include_raw`` too) when its model calls are bindings of the model, in sequence
+        or side by side, e.g. ``ChatOpenAI``'s ``json_schema``, ``json_mode`` and
+        ``function_calling``; otherwise LangChain's tool-calling implementation over
+        :meth:`bind_tools`.
 
         Example:
             >>> chat.with_structured_output(Answer).invoke("Refund policy?")  # doctest: +SKIP
         """
-        if not include_raw:
-            try:
-                inner = self.llm.with_structured_output(schema, **kwargs)
-            except NotImplementedError:
-                inner = None
-            if isinstance(inner, RunnableSequence) and len(inner.steps) >= 2:
-                first = inner.steps[0]
-                if isinstance(first, RunnableBinding) and first.bound is self.llm:
-                    head = self.bind(**first.kwargs).with_config(first.config)
-                    out: Any = head
-                    for step in inner.steps[1:]:
-                        out = out | step
-                    return out
+        try:
+            inner = self.llm.with_structured_output(schema, include_raw=include_raw, **kwargs)
+        except NotImplementedError:
+            inner = None
+        rebound = self._rebound(inner) if isinstance(inner, RunnableSequence) else None
+        if rebound is not None:
+            return rebound
         return super().with_structured_output(schema, include_raw=include_raw, **kwargs)
+
+    def _rebound(self, runnable: Any) -> Any:
+        """``runnable`` with the wrapped model (bound to arguments or not) replaced by the
+        wrapper, in a sequence's steps or a parallel's branches; ``None`` if it holds none."""
+        if runnable is self.llm:
+            return self
+        if isinstance(runnable, RunnableBinding) and runnable.bound is self.llm:
+            return self.bind(**runnable.kwargs).with_config(runnable.config)
+        if isinstance(runnable, RunnableSequence):
+            steps = [self._rebound(step) for step in runnable.steps]
+            if all(step is None for step in steps):
+                return None
+            parts = [new or old for new, old in zip(steps, runnable.steps, strict=True)]
+            return RunnableSequence(*parts, name=runnable.name)
+        if isinstance(runnable, RunnableParallel):
+            branches = {k: self._rebound(v) for k, v in runnable.steps__.items()}
+            if all(v is None for v in branches.values()):
+                return None
+            return RunnableParallel(
+                {k: branches[k] or v for k, v in runnable.steps__.items()}
+            )
+        return None
 
 
 @functools.lru_cache(maxsize=256)

@@ -436,14 +436,29 @@ class MiniLMVectorizer(LocalVectorizer):
         """Why this English model cannot read ``text`` (then similarity means nothing and
         paracache serves it from the exact layer only), or ``None`` if it can.
 
+        A text longer than the model reads (256 word pieces, or ``max_chars``) is one: its
+        vector stands for its beginning only, so two texts that differ after it (a
+        retrieved context followed by the question, a document to summarise) are 1.0
+        similar.
+
         Example:
             >>> v = MiniLMVectorizer()
             >>> v.unreadable("Are you open on Sunday?") is None
             True
             >>> v.unreadable("你们星期日营业吗")
             'script Han (100 % of letters) is outside the model vocabulary'
+            >>> v.unreadable("Is the card blocked? " * 60)
+            'longer than the model reads (256 word pieces): the rest would not count'
         """
-        return self.readability(text).problem(self.readability_limits)
+        prepared = self._prepare(text)
+        enc = self._encode_one(self._loaded(), prepared)
+        if enc.overflowing or len(text.lstrip()) > self.max_chars:
+            return (
+                f"longer than the model reads ({MINILM_MAX_TOKENS} word pieces): "
+                "the rest would not count"
+            )
+        pieces, word_ids = enc.tokens[1:-1], enc.word_ids[1:-1]
+        return measure(prepared, lambda _: (pieces, word_ids)).problem(self.readability_limits)
 
     def warmup(self) -> None:
         """Load the model now (and run it once) instead of on the first request.

@@ -369,6 +369,9 @@ def _dump_response(text: str, nodes: Sequence[NodeWithScore], metadata: Any, str
                 "ref_doc_id": node.ref_doc_id,
                 "excluded_embed": list(node.excluded_embed_metadata_keys),
                 "excluded_llm": list(node.excluded_llm_metadata_keys),
+                "start": _char_index(_attr(node, "start_char_idx")),
+                "end": _char_index(_attr(node, "end_char_idx")),
+                "relationships": _dump_relationships(node.relationships),
             }
         )
     payload = {
@@ -381,14 +384,53 @@ def _dump_response(text: str, nodes: Sequence[NodeWithScore], metadata: Any, str
     return json.dumps(payload, ensure_ascii=False, allow_nan=False)
 
 
+def _char_index(value: Any) -> int | None:
+    """A node's start or end character offset (``None`` if it has none)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _dump_relationships(relationships: Mapping[Any, Any]) -> dict[str, Any]:
+    """A node's relationships (source, previous, next, parent, children) as JSON; one
+    that will not dump is left out."""
+    out: dict[str, Any] = {}
+    for rel, info in relationships.items():
+        try:
+            key = str(NodeRelationship(rel).value)
+            if isinstance(info, list):
+                out[key] = [_json_dict(i.model_dump(mode="json")) for i in info]
+            else:
+                out[key] = _json_dict(info.model_dump(mode="json"))
+        except Exception:  # an odd relationship is left out, the answer kept
+            continue
+    return out
+
+
+def _load_relationships(data: Any) -> dict[NodeRelationship, Any]:
+    """:func:`_dump_relationships`'s output as node relationships (what cannot be read
+    is left out; entries written before they were stored have none)."""
+    out: dict[NodeRelationship, Any] = {}
+    if not isinstance(data, Mapping):
+        return out
+    for key, value in data.items():
+        try:
+            rel = NodeRelationship(key)
+            if isinstance(value, list):
+                out[rel] = [RelatedNodeInfo.model_validate(v) for v in value]
+            else:
+                out[rel] = RelatedNodeInfo.model_validate(value)
+        except Exception:
+            continue
+    return out
+
+
 def _load_response(payload: str) -> tuple[str, list[NodeWithScore], dict[str, Any], bool]:
     data = json.loads(payload)
     if not isinstance(data, dict) or data.get("v") != 1 or not isinstance(data["response"], str):
         raise ValueError("not a paracache LlamaIndex entry")
     nodes = []
     for item in data["source_nodes"]:
-        relationships = {}
-        if item.get("ref_doc_id"):
+        relationships = _load_relationships(item.get("relationships"))
+        if item.get("ref_doc_id") and NodeRelationship.SOURCE not in relationships:
             relationships[NodeRelationship.SOURCE] = RelatedNodeInfo(node_id=item["ref_doc_id"])
         node = TextNode(
             id_=item["id"],
@@ -397,6 +439,8 @@ def _load_response(payload: str) -> tuple[str, list[NodeWithScore], dict[str, An
             excluded_embed_metadata_keys=item["excluded_embed"],
             excluded_llm_metadata_keys=item["excluded_llm"],
             relationships=relationships,
+            start_char_idx=_char_index(item.get("start")),
+            end_char_idx=_char_index(item.get("end")),
         )
         nodes.append(NodeWithScore(node=node, score=item["score"]))
     return data["response"], nodes, dict(data["metadata"]), data["kind"] == "stream"

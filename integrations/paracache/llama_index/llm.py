@@ -53,7 +53,10 @@ class CachedLLM(LLM, WrapsLLM):
     as the non-streamed call (an answer stored by ``chat`` is a hit for ``stream_chat``).
     Identical concurrent misses make one call (:mod:`paracache.singleflight`). Calls
     with non-JSON arguments (e.g. ``tools``) are not cached. It does not claim
-    function calling: use the wrapped LLM directly for tool use.
+    function calling (``metadata.is_function_calling_model`` is ``False``), so LlamaIndex
+    treats it as a text model: ``FunctionAgent`` refuses it, ``AgentWorkflow`` builds a
+    ``ReActAgent`` over it and ``structured_predict`` parses JSON text. Use the wrapped
+    LLM directly for tool use and function-calling programs.
 
     **With** ``max_error_rate=δ`` the last message (or the prompt of ``complete``) is
     also matched by meaning, everything else of the call (earlier messages, the last
