@@ -663,3 +663,59 @@ def test_in_place_changes_hold_through_the_real_index(make_index: Any) -> None:
     assert index.lookup("How do I sort column B from largest to smallest?", scope) is None
     hit = index.lookup("How can I sort column B from smallest to largest?", scope)
     assert hit is not None and hit.response == "Sort A to Z."
+
+
+# --------------------------------------------------------------------------- templates
+
+_CONTEXT = (
+    "Acme Bank help centre. Cards: you can freeze a card in the app under Cards > Freeze. "
+    "A frozen card can be unfrozen at any time. Lost cards should be reported at once; a "
+    "replacement arrives in 5 to 7 working days. Card payments abroad carry no fee in the "
+    "EU. Transfers: SEPA transfers arrive the next working day; instant transfers within "
+    "seconds, up to 15,000 EUR. International transfers take 2 to 4 days. Accounts: a "
+    "current account costs 4 EUR a month, waived with 1,000 EUR of monthly income. Savings "
+    "accounts pay 2.1 % a year. Statements are in the app under Accounts > Statements, as "
+    "PDF, for the last 10 years. Interest is paid monthly."
+)
+_TEMPLATES = (
+    "Use the following context to answer the question.\nContext: {context}\n\n"
+    "Question: {question}\nAnswer:",
+    "Answer the question using the context.\nQuestion: {question}\nContext: {context}\nAnswer:",
+)
+
+
+@pytest.mark.parametrize("template", _TEMPLATES)
+def test_one_template_around_two_questions_is_two_questions(template: str) -> None:
+    def ask(question: str) -> str:
+        return template.format(context=_CONTEXT, question=question)
+
+    stored = ask("How long does a replacement card take to arrive?")
+    for other in ("What are your opening hours on Saturday?",
+                  "How much does the current account cost?", "Can I freeze my card?"):
+        assert Guards().check(ask(other), stored, 0.93) is not None, other
+    assert Guards().check(ask("How much does the current account cost?"), stored) == "edits"
+    for same in ("How long until a replacement card arrives?",
+                 "How long does it take to get a replacement card?",
+                 "How long does a replacment card take to arive?"):
+        assert Guards().check(ask(same), stored, 0.97) is None, same
+    # the rule needs a shared template: short questions are the other guards' business
+    assert Guards().check("When do branches open?", "What does a current account cost?") is None
+
+
+def test_a_retrieved_context_does_not_answer_another_question_through_the_real_index(
+    make_index: Any,
+) -> None:
+    # The shared context makes the embeddings alike (on main: 0.91-0.93, served) and
+    # every detail "shared" (0.82-0.87, vouched for): a template around two questions.
+    index = make_index()
+    scope = Scope(model="m")
+    ask = _TEMPLATES[0].format
+    index.store(ask(context=_CONTEXT, question="How long does a replacement card take to arrive?"),
+                "5 to 7 working days.", scope)
+    for other in ("What are your opening hours on Saturday?",
+                  "How much does the current account cost?"):
+        verdict = index.lookup_verdict(ask(context=_CONTEXT, question=other), scope)
+        assert verdict.hit is None, (other, verdict.similarity)
+    hit = index.lookup(ask(context=_CONTEXT, question="How long until a replacement card arrives?"),
+                       scope)
+    assert hit is not None and hit.response == "5 to 7 working days."

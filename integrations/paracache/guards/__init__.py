@@ -72,7 +72,9 @@ The guards (each on by default, each switchable):
     "configure") and words moved without swapping roles are no change; a rewording of more
     than a word here and there is not a minimal edit. English, with at most one borrowed
     accented word ("my *café*"). A backstop for the guards above: they name the detail
-    when they know it.
+    when they know it. Also one prompt template (an instruction, a retrieved context,
+    "Answer:") around two different questions: the shared words make the embeddings alike
+    and every detail "shared", so the clauses that differ are compared on their own.
 ``neighbours``
     Not a pair check: a candidate below the threshold that the other guards vouch for
     is not served when another candidate with a different answer (to another question)

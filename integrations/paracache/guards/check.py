@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .. import lexicon
-from .analysis import _LEAD_SKIP, Features, features
+from .analysis import _CLAUSE_BREAKS, _LEAD_SKIP, MAX_GUARD_CHARS, Features, features
 from .compare import (
     _aligned_opposed,
     _conflict,
@@ -34,7 +34,7 @@ from .edits import (
     _typo_like,
 )
 from .pairs import _latin_letters, _pair_model, same_question
-from .vocabulary import _stem
+from .vocabulary import _RE_TOKEN, _stem
 
 if TYPE_CHECKING:
     from ..core import Candidate, LookupRequest
@@ -206,7 +206,9 @@ class Guards:
                     and not typo_repeat(query, candidate)  # the model never saw typos
                 ):
                     return name
-            elif _differs(name, q, c):
+            elif _differs(name, q, c) or (
+                name == "edits" and _templated_apart(query, candidate, q, c)
+            ):
                 if (
                     name != "identifiers"  # "jane.doe@" / "jane.dole@": two addresses
                     and _maybe_typo(query, candidate)
@@ -397,6 +399,90 @@ def _another_question(a: str, b: str) -> bool:
     if not (wa <= wb or wb <= wa):
         return True
     return any(_differs(name, fa, fb) for name in _DETAIL_GUARDS)
+
+
+#: Two prompts whose common beginning and end hold at least this many words (and half of
+#: the shorter one) are one template around two questions (:func:`_templated_apart`).
+TEMPLATE_WORDS = 24
+#: ... and their questions are two questions when each has at least this share of its
+#: content words unmatched in the other (stems, WordNet kin, typos).
+TEMPLATE_APART = 0.5
+
+
+def _templated_apart(query: str, candidate: str, q: Features, c: Features) -> bool:
+    """Whether two prompts are one template (an instruction, a retrieved context,
+    "Answer:") around two different questions. Their common beginning and end hold at
+    least :data:`TEMPLATE_WORDS` words and half of the shorter prompt; the clauses that
+    differ (from the sentence break before the first difference to the one after the
+    last) have two content words or more each, and each at least :data:`TEMPLATE_APART`
+of its own (words the other neither says nor says in other words). The shared
+    words make the two embeddings alike and every detail "shared", and say nothing about
+    the questions. The same question reworded in a template, or a long question asked
+    again with a word or two changed, keeps most of its words and is no such pair.
+
+    Example:
+        >>> ctx = "Use the context. Context: cards arrive in 5 days, branches open 9 to 5, "
+        >>> ctx += "a current account costs 3 EUR a month, transfers take a day. Question: "
+        >>> a, b = ctx + "When do branches open?", ctx + "What does the current account cost?"
+        >>> _templated_apart(a, b, features(a), features(b))
+        True
+        >>> b = ctx + "When do the branches open?"
+        >>> _templated_apart(a, b, features(a), features(b))
+        False
+    """
+    if min(len(q.tokens), len(c.tokens)) < TEMPLATE_WORDS:
+        return False
+    n = min(len(q.tokens), len(c.tokens))
+    head = 0
+    while head < n and q.tokens[head] == c.tokens[head]:
+        head += 1
+    tail = 0
+    while tail < n - head and q.tokens[-1 - tail] == c.tokens[-1 - tail]:
+        tail += 1
+    if head + tail < TEMPLATE_WORDS or 2 * (head + tail) < n:
+        return False
+    a, b = _differing_clauses(query, candidate)
+    return (
+        min(len(a), len(b)) >= 2  # "what's going on" / "why did it happen": too little to tell
+        and _own_share(a, b) >= TEMPLATE_APART
+        and _own_share(b, a) >= TEMPLATE_APART
+    )
+
+
+def _differing_clauses(query: str, candidate: str) -> tuple[list[str], list[str]]:
+    """The content words of the clauses where two texts differ."""
+    a, b = _raw_tokens(query), _raw_tokens(candidate)
+    n = min(len(a), len(b))
+    head = 0
+    while head < n and a[head] == b[head]:
+        head += 1
+    tail = 0
+    while tail < n - head and a[-1 - tail] == b[-1 - tail]:
+        tail += 1
+    while head > 0 and a[head - 1] not in _CLAUSE_BREAKS:
+        head -= 1
+    while tail > 0 and a[len(a) - tail] not in _CLAUSE_BREAKS:
+        tail -= 1
+    return (_content_words(features(" ".join(a[head:len(a) - tail]))),
+            _content_words(features(" ".join(b[head:len(b) - tail]))))
+
+
+@functools.lru_cache(maxsize=1024)
+def _raw_tokens(text: str) -> tuple[str, ...]:
+    """A text's tokens, punctuation included (where its clauses break)."""
+    return tuple(_RE_TOKEN.findall(text[:MAX_GUARD_CHARS].lower()))
+
+
+def _own_share(words: list[str], other: list[str]) -> float:
+    """The share of ``words`` that ``other`` neither says nor says in other words."""
+    if not words:
+        return 0.0
+    stems = {_stem(w) for w in other}
+    own = sum(
+        _stem(w) not in stems and not any(_kin(w, o) or _typo_like(w, o) for o in other)
+        for w in words
+    )
+    return own / len(words)
 
 
 def _content_words(f: Features) -> list[str]:
