@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import pickle
+import time
 from typing import Any
 
 import pytest
@@ -46,3 +47,39 @@ def test_pickling_a_cache_says_what_to_do(make_index: Any) -> None:
     cache.lookup("warm the model up")
     with pytest.raises(TypeError, match="build one in each process"):
         pickle.dumps(cache)
+
+
+def test_close_with_redis_hung_is_bounded_and_counts_what_it_dropped(
+    make_index: Any, redis_url: str
+) -> None:
+    """A server that takes connections but never answers (``CLIENT PAUSE``, a stopped
+    process whose port is still open): ``close()`` waited ``admin_timeout`` (10 s) on
+    its last hit counts, then up to 2 s per background thread of the learner. It
+    returns within about 2 s now, and counts what it could not send."""
+    from paracache import Scope
+    from paracache.index import CLOSE_TIMEOUT
+
+    scope = Scope(model="m")
+    cache: SemanticIndex = make_index(
+        max_error_rate=0.02, hit_flush_seconds=3600, timeout=0.5, admin_timeout=10.0
+    )
+    cache.store("What is your refund policy?", "30 days.", scope)
+    assert cache.lookup("What is your refund policy?", scope) is not None  # an unsent hit
+    assert cache.learner is not None and cache.learner.wait_idle(30)
+    admin = redis.Redis.from_url(redis_url, socket_timeout=10)
+    admin.execute_command("CLIENT", "PAUSE", 4000, "ALL")  # longer than close() may take
+    try:
+        for digest in ("a" * 16, "b" * 16):  # two traffic counts, queued while Redis hangs
+            cache.learner.observe(f"k-{digest}", digest, scope, 0.95)
+        t0 = time.monotonic()
+        cache.close()
+        took = time.monotonic() - t0
+    finally:
+        admin.execute_command("CLIENT", "UNPAUSE")  # answered once the pause is over
+        admin.close()
+    assert took < CLOSE_TIMEOUT + 1.0, took  # was 12 s
+    assert cache.stats().errors_by_kind.get("hit_flush") == 1  # the hit count, dropped
+    deadline = time.monotonic() + 5
+    while cache.stats().learning["dropped"] < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert cache.stats().learning["dropped"] == 2  # both traffic counts, dropped

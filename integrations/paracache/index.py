@@ -26,6 +26,7 @@ import itertools
 import logging
 import os
 import threading
+import time
 import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence, Sized
 from typing import Any, TypeVar, cast
@@ -46,7 +47,7 @@ from .core import Core
 from .driver import AsyncIO, SyncIO, arun, run
 from .errors import BackendError, CacheError, RedisSearchUnavailable
 from .guards import Guards
-from .learning import Learner
+from .learning import CLOSE_TIMEOUT, Learner
 from .metrics import CacheStats, Recorder
 from .policy import MAX_TTL, CircuitBreaker, Normalizer, TTLPolicy
 from .protocol import Call, EnsureIndex, Flow
@@ -1073,16 +1074,46 @@ class SemanticIndex:
     def close(self) -> None:
         """Release connections, those of async calls made on any event loop too (the
         embedded server, if any, stops at exit). A client passed as ``redis_client=`` is
-        the caller's to close. This process's unsent hit counts are sent first."""
-        try:
-            self.flush_hits()
-        except Exception as exc:  # a bug of paracache's own: closing goes on regardless
-            self._core._internal("flush_hits", exc)
+        the caller's to close. This process's unsent hit counts (and, with
+        ``max_error_rate``, its queued label jobs) are sent first.
+
+        Bounded: with Redis hung (paused, a stopped process whose port still accepts
+        connections) it returns within about :data:`CLOSE_TIMEOUT` (2 s), not
+        ``admin_timeout``. What was not sent by then is dropped and counted: hit counts
+        as the error kind ``hit_flush``, label jobs and traffic counts as
+        ``stats().learning["dropped"]`` (and the error kind ``learn_queue``). With a
+        client of your own (``redis_client=``), which close leaves open, a send waiting
+        on it goes on in the background until its own timeout.
+        """
+        deadline = time.monotonic() + CLOSE_TIMEOUT
+        # The last sends on threads of their own: a hung Redis holds them, not the caller.
+        sender = threading.Thread(target=self._last_hits, name="paracache-close", daemon=True)
+        sender.start()
         if self._at_exit is not None:
             atexit.unregister(self._at_exit)
             self._at_exit = None
         if self.learner is not None:
-            self.learner.close()
+            self.learner.close(max(0.0, deadline - time.monotonic()))
+        sender.join(max(0.0, deadline - time.monotonic()))
+        if sender.is_alive():
+            logger.warning(
+                "paracache: closing %r: Redis did not take the last hit counts within "
+                "%g s; they are dropped",
+                self.namespace,
+                CLOSE_TIMEOUT,
+            )
+        self._close_clients()
+        # Closing the connections ends a send waiting on a hung server at once: its
+        # failure is counted (``hit_flush``) before close returns.
+        sender.join(0.5 if self._own_clients else 0.0)
+
+    def _last_hits(self) -> None:
+        try:
+            self.flush_hits()
+        except Exception as exc:  # a bug of paracache's own: closing goes on regardless
+            self._core._internal("flush_hits", exc)
+
+    def _close_clients(self) -> None:
         if self._own_clients:
             if self._direct is not None:
                 self._direct.close()

@@ -91,6 +91,9 @@ GROUP = "paracache-learners"
 STREAM_MAX = 100_000
 #: Items the in-process outbox holds before dropping new ones.
 OUTBOX_MAX = 10_000
+#: Seconds ``close()`` waits for the last sends and the background threads in all
+#: (a hung Redis: what is left is dropped and counted).
+CLOSE_TIMEOUT = 2.0
 #: Candidates remembered per process for a label when the fresh answer arrives.
 PENDING_MAX = 10_000
 #: Seconds a remembered candidate waits for its fresh answer.
@@ -369,6 +372,8 @@ class Learner:
         self._warnings = Throttle()  # which errors are logged as warnings
         self._stop = threading.Event()
         self._wake = threading.Event()
+        #: Set by :meth:`close` once it stopped waiting: nothing is sent any more.
+        self._closed = False
         self._threads = [
             threading.Thread(target=self._io_loop, name="paracache-learn", daemon=True)
         ]
@@ -651,11 +656,14 @@ class Learner:
     def flush(self) -> int:
         """Send the outbox and the traffic counts to the stream (one pipelined round
         trip); returns how many messages went. Items Redis did not take are dropped
-        and counted."""
+        and counted (so is what is queued once :meth:`close` gave up on Redis)."""
         with self._lock:
             items = list(self._outbox)
             self._outbox.clear()
             traffic, self._traffic = self._traffic, {}
+            if self._closed:  # after close(): nothing reconnects to send it
+                self._counts["dropped"] += len(items) + len(traffic)
+                return 0
         for stats_key, counter in traffic.items():
             bins = ",".join(f"{b}:{c}" for b, c in counter.items() if b != "N")
             items.append({"kind": "traffic", "sk": stats_key, "N": str(counter["N"]), "bins": bins})
@@ -828,16 +836,43 @@ class Learner:
             self._decisions.clear()
             self._seen = dict.fromkeys(self._seen, 0.0)
 
-    def close(self) -> None:
-        """Send what is queued and stop the background threads."""
+    def close(self, timeout: float = CLOSE_TIMEOUT) -> bool:
+        """Send what is queued and stop the background threads, waiting at most
+        ``timeout`` seconds in all (a hung Redis, a label being judged). What is still
+        queued then is dropped and counted (``stats().dropped``); a label being judged
+        stays pending in the stream, for a worker to claim. ``False`` if a thread was
+        still busy (it stops once its call returns: the cache closes its connections,
+        which ends a call waiting on Redis at once)."""
+        deadline = time.monotonic() + timeout
+        self._stop.set()
+        self._wake.set()
+        # The last send on a thread of its own: a hung Redis holds it, not the caller.
+        last = threading.Thread(target=self._last_flush, name="paracache-learn", daemon=True)
+        last.start()
+        for thread in [*self._threads, last]:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        with self._lock:
+            self._closed = True
+            left = len(self._outbox) + len(self._traffic)
+            self._outbox.clear()
+            self._traffic = {}
+            self._counts["dropped"] += left
+        busy = [t.name for t in (*self._threads, last) if t.is_alive()]
+        if left or busy:
+            self._error(
+                "learn_queue",
+                TimeoutError(
+                    f"closing after {timeout:g} s: {left} queued label job(s) or count(s) "
+                    f"dropped; still waiting on Redis or a judge: {', '.join(busy) or 'none'}"
+                ),
+            )
+        return not busy
+
+    def _last_flush(self) -> None:
         try:
             self.flush()
         except Exception as exc:
             logger.debug("paracache: final learner flush failed: %r", exc)
-        self._stop.set()
-        self._wake.set()
-        for thread in self._threads:
-            thread.join(timeout=2.0)
 
 
 class LabelWorker:
