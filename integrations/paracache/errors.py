@@ -24,6 +24,7 @@ from typing import Literal, get_args
 __all__ = [
     "ANSWERED",
     "BackendError",
+    "CacheClosedError",
     "CacheError",
     "EmbeddingError",
     "Kind",
@@ -121,6 +122,22 @@ class EmbeddingError(BackendError):
 
     def __init__(self, message: str = "") -> None:
         super().__init__("embedding", message)
+
+
+class CacheClosedError(RuntimeError):
+    """A call on a cache, conversation store or rate limiter after its ``close()``.
+
+    A programming error, not Redis being down, so raised (not a miss, not fail-open),
+    by lookups too; the message names the object. ``close()`` again is a no-op and
+    ``stats()`` still reads the counters. (It used to reconnect without a word.)
+
+    Example:
+        >>> str(CacheClosedError("SemanticIndex(namespace='faq')"))
+        "paracache: SemanticIndex(namespace='faq') is closed: make a new one to use it again"
+    """
+
+    def __init__(self, what: str) -> None:
+        super().__init__(f"paracache: {what} is closed: make a new one to use it again")
 
 
 def strict() -> bool:

@@ -45,7 +45,7 @@ from .cluster import ClusterTransport, is_cluster_url
 from .config import load_config
 from .core import Core
 from .driver import AsyncIO, SyncIO, arun, run
-from .errors import BackendError, CacheError, RedisSearchUnavailable
+from .errors import BackendError, CacheClosedError, CacheError, RedisSearchUnavailable
 from .guards import Guards
 from .learning import CLOSE_TIMEOUT, Learner
 from .metrics import CacheStats, Recorder
@@ -506,6 +506,8 @@ class SemanticIndex:
                 verifier=verifier,
                 verify_band=verify_band,
             )
+        #: Set by :meth:`close`: every further call raises :class:`CacheClosedError`.
+        self._closed = False
         self._check_database()
         self._probe()
         #: Sends this process's unsent hits at interpreter exit (see ``hit_flush_hits``).
@@ -823,6 +825,7 @@ class SemanticIndex:
             >>> cache.flush_hits()                          # doctest: +SKIP
             1
         """
+        self._check_open()
         batch = self._core.hits.take()
         if batch is None:
             return 0
@@ -830,6 +833,7 @@ class SemanticIndex:
 
     async def aflush_hits(self) -> int:
         """Async :meth:`flush_hits`."""
+        self._check_open()
         batch = self._core.hits.take()
         if batch is None:
             return 0
@@ -854,6 +858,7 @@ class SemanticIndex:
 
     def embed(self, text: str) -> list[float]:
         """The (normalised, memoised) embedding the semantic layer uses for ``text``."""
+        self._check_open()
         if not isinstance(text, str):
             raise TypeError(f"text must be a str, got {type(text).__name__}")
         return list(self._embedder.embed(self._embed_key(text)))
@@ -866,6 +871,7 @@ class SemanticIndex:
         Example:
             >>> vectors = cache.embed_many(["What's your refund policy?", "Hi"])  # doctest: +SKIP
         """
+        self._check_open()
         if isinstance(texts, str):
             raise TypeError("texts must be a sequence of str, got a str")
         for n, text in enumerate(texts):
@@ -1084,7 +1090,15 @@ class SemanticIndex:
         ``stats().learning["dropped"]`` (and the error kind ``learn_queue``). With a
         client of your own (``redis_client=``), which close leaves open, a send waiting
         on it goes on in the background until its own timeout.
+
+        Final: any later call (lookups and stores too) raises
+        :class:`~paracache.errors.CacheClosedError`, a programming error, instead of
+        reconnecting; ``close()`` again does nothing, ``stats()`` still reads the
+        counters. (:meth:`aclose` releases one event loop's connections only.)
         """
+        if self._closed:
+            return
+        self._closed = True
         deadline = time.monotonic() + CLOSE_TIMEOUT
         # The last sends on threads of their own: a hung Redis holds them, not the caller.
         sender = threading.Thread(target=self._last_hits, name="paracache-close", daemon=True)
@@ -1109,7 +1123,9 @@ class SemanticIndex:
 
     def _last_hits(self) -> None:
         try:
-            self.flush_hits()
+            batch = self._core.hits.take()
+            if batch is not None:
+                run(self._core.flush_hits_flow(batch, wait=True), self._admin_io)
         except Exception as exc:  # a bug of paracache's own: closing goes on regardless
             self._core._internal("flush_hits", exc)
 
@@ -1130,7 +1146,10 @@ class SemanticIndex:
 
     async def aclose(self) -> None:
         """Release this event loop's connections (this process's unsent hit counts
-        are sent first)."""
+        are sent first). The cache stays usable (on another loop, or blocking);
+        :meth:`close` ends it. After ``close()``, a no-op."""
+        if self._closed:
+            return
         await self.aflush_hits()
         loop = asyncio.get_running_loop()
         ios = self._aclients.pop(loop, None)
@@ -1170,20 +1189,27 @@ class SemanticIndex:
 
     # ------------------------------------------------------------------ drivers
 
+    def _check_open(self) -> None:
+        """Raise :class:`CacheClosedError` after :meth:`close`."""
+        if self._closed:
+            raise CacheClosedError(repr(self))
+
     def _run(self, flow: Flow[T]) -> T:
         """Run a lookup or store flow blocking, within the time budget (``2 * timeout``)."""
+        self._check_open()
         return run(flow, self._io, self._budget)
 
     async def _arun(self, flow: Flow[T]) -> T:
         """Run a lookup or store flow on the event loop, within the time budget; on
         paracache's own clients each request is bounded by :func:`transport.within`."""
-        io, _ = self._async_io()
+        io, _ = self._async_io()  # raises CacheClosedError after close()
         bound = self._timeout if self._own_clients else None
         return await arun(flow, io, self._budget, bound)
 
     def _admin_run(self, flow: Flow[T], writer: concurrent.futures.Executor | None = None) -> T:
         """Run an administrative flow blocking (``admin_timeout`` per command); a failure
         of Redis or the embedder raises :class:`CacheError` with its ``kind``."""
+        self._check_open()
         io = (
             self._admin_io if writer is None else dataclasses.replace(self._admin_io, writer=writer)
         )
@@ -1223,6 +1249,7 @@ class SemanticIndex:
     def _async_io(self) -> tuple[AsyncIO, AsyncIO]:
         """The async drivers' I/O of this event loop: hot path and administrative (one
         pair of clients per loop: connections cannot cross loops)."""
+        self._check_open()
         loop = asyncio.get_running_loop()
         ios = self._aclients.get(loop)
         if ios is None:

@@ -207,6 +207,7 @@ class SessionStore:
             timeout=timeout,
             name=f"paracache:{namespace}:chat",
         )
+        self._link.owner = repr(self)
         self._prefix = f"paracache:_chat:{namespace}:"
         self._registry = f"{self._prefix}{digest('tenant', tenant)}:sessions"
         self._lock = threading.Lock()

@@ -351,6 +351,7 @@ class SingleFlight:
         Raises ``TypeError``/``ValueError`` for bad arguments, as a lookup does. A caller
         interrupted while claiming (an exception in a step) gives up a lead it took.
         """
+        self.index._check_open()
         taken: list[Claim] = []
         steps = self._steps(prompt, scope, taken)
         reply: Any = None
@@ -377,6 +378,7 @@ class SingleFlight:
 
         A task cancelled while claiming gives up a lead it took (its waiters elect
         another leader at once; its Redis lock is released)."""
+        self.index._check_open()
         taken: list[Claim] = []
         steps = self._steps(prompt, scope, taken)
         reply: Any = None
