@@ -666,3 +666,51 @@ def test_embed_sees_what_lookups_embed(make_index: Any) -> None:
     idx.lookup(parcel)
     idx.lookup(card)
     assert len(counting.calls) == 2  # both lookups found their vectors in the memo
+
+
+# ---------------------------------------------------------------- HNSW settings
+
+
+def test_a_cache_asking_other_hnsw_settings_of_an_existing_index_says_so(
+    make_index: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The index is made by the first cache of its name; a second one (another process,
+    another deploy) with other ``hnsw=`` settings searched that graph without a word."""
+    from paracache import HNSW
+
+    first = make_index(hnsw=HNSW(m=16, ef_construction=200))
+    with caplog.at_level("WARNING", logger="paracache"):
+        make_index(hnsw=HNSW(m=16, ef_construction=200))  # the same: nothing to say
+    assert not [r for r in caplog.records if "HNSW" in r.getMessage()]
+    with caplog.at_level("WARNING", logger="paracache"):
+        make_index(hnsw=HNSW(m=32, ef_construction=100))
+    said = [r.getMessage() for r in caplog.records if "HNSW" in r.getMessage()]
+    assert len(said) == 1
+    assert "M=16, EF_CONSTRUCTION=200 (this cache asked for M=32, EF_CONSTRUCTION=100)" in said[0]
+    assert f"FT.DROPINDEX {first.layout.index_name} (without DD" in said[0]
+
+
+@pytest.mark.parametrize(
+    "vector",
+    [
+        # RESP2: name/value pairs, RediSearch 2.10's spelling
+        ["attribute", "embedding", "type", "VECTOR", "M", 16, "ef_construction", 200],
+        # upper-case keys, and EF_RUNTIME reported (other versions)
+        ["attribute", "embedding", "type", "VECTOR", "M", "16", "EF_CONSTRUCTION", "200",
+         "EF_RUNTIME", "20"],
+        # RESP3: a map, lower-case keys
+        {"attribute": "embedding", "type": "VECTOR", "m": 16, "ef_construction": 200},
+    ],
+)
+def test_hnsw_settings_are_read_in_either_spelling(vector: Any) -> None:
+    from paracache import HNSW
+    from paracache.schema import Layout, hnsw_difference
+
+    same = Layout.build("faq", "m", dims=2, hnsw=HNSW(m=16, ef_construction=200))
+    other = Layout.build("faq", "m", dims=2, hnsw=HNSW(m=32, ef_construction=200))
+    for info in (["attributes", [vector]], {"attributes": [vector]}):
+        assert hnsw_difference(info, same) is None
+        said = hnsw_difference(info, other)
+        assert said is not None and said.startswith("M=16, EF_CONSTRUCTION=200")
+        assert "asked for M=32, EF_CONSTRUCTION=200" in said
+    assert hnsw_difference(["attributes", []], other) is None  # not reported: no claim

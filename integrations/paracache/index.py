@@ -53,7 +53,7 @@ from .policy import MAX_TTL, CircuitBreaker, Normalizer, TTLPolicy
 from .protocol import Call, EnsureIndex, Flow
 from .reembed import ReembedReport
 from .repair import RepairReport, repair_flow
-from .schema import HNSW, Layout, index_problem, other_layouts
+from .schema import HNSW, Layout, hnsw_difference, index_problem, other_layouts
 from .scope import Scope
 from .transport import (
     Embedder,
@@ -162,7 +162,10 @@ class SemanticIndex:
             vectors' memory and moves cosine similarities by at most 0.0001 (Banking77:
             same nearest neighbours, same hit rate and precision); part of the index
             identity, so changing it starts an empty index.
-        hnsw: HNSW graph parameters.
+        hnsw: HNSW graph parameters of the index, applied when this cache creates it.
+            An index the namespace holds already keeps the settings it was made with
+            (not part of its identity): a cache asking for others logs a warning naming
+            both, and how to rebuild the index with the new ones.
         timeout: Seconds each Redis command of a lookup or store may take (default
             0.1). Once twice this has gone into one call's Redis commands, no further
             command is started (a miss or a dropped write), so a hot-path call waits on
@@ -1371,6 +1374,20 @@ class SemanticIndex:
                 "another version. Drop it (FT.DROPINDEX, without DD: the entries stay and "
                 "paracache indexes them again when it creates the index) or use another "
                 "namespace."
+            )
+        difference = hnsw_difference(info, self._core.layout)
+        if difference is not None:
+            logger.warning(
+                "paracache: the search index %s on %s was made with HNSW %s: the settings "
+                "of an index are those of the first cache that made it, so this cache "
+                "searches that graph. To rebuild it with this cache's settings, once no "
+                "process uses the old ones: FT.DROPINDEX %s (without DD: the entries stay), "
+                "then construct the cache again: it creates the index and Redis indexes "
+                "the entries again",
+                name,
+                safe_url(self.redis_url),
+                difference,
+                name,
             )
 
 
