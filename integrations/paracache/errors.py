@@ -43,6 +43,8 @@ __all__ = [
 #: - ``no_index``: the search index does not exist (a flushed or restarted server);
 #: - ``exists``: the search index exists already (another process created it first);
 #: - ``unknown_command``: the server lacks a command (no search module loaded);
+#: - ``wrongtype``: the key holds another type than the command works on
+#:   (``WRONGTYPE``: another application's key at one of paracache's, a damaged entry);
 #: - ``refused``: any other error reply (an ACL, a proxy, a damaged key);
 #: - ``bad_reply``: a reply that cannot be read;
 #: - ``embedding``: the vectorizer failed, timed out or returned no usable vector.
@@ -57,6 +59,7 @@ Kind = Literal[
     "no_index",
     "exists",
     "unknown_command",
+    "wrongtype",
     "refused",
     "bad_reply",
     "embedding",

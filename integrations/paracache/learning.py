@@ -73,6 +73,7 @@ from .judge import (
 )
 from .policy import Throttle
 from .protocol import Script
+from .transport import translate
 
 __all__ = [
     "GROUP",
@@ -711,7 +712,7 @@ class Learner:
     def _decide(self, stats_key: str, record: Any) -> None:
         try:
             if isinstance(record, Exception):
-                if isinstance(record, redis.ResponseError) and "WRONGTYPE" in str(record):
+                if _kind(record) == "wrongtype":
                     raise ValueError("statistics key is not a hash")
                 return  # a failure, not a bad record: keep what we have
             stats = bound.ScopeStats.from_record(_as_bytes_map(record))
@@ -1182,8 +1183,8 @@ def learning_summary(client: Any, namespace: str) -> dict[str, Any] | None:
             if _s(info.get("name", "")) == GROUP:
                 queue["pending"] = int(info.get("pending") or 0)
                 queue["lag"] = int(info.get("lag") or 0)
-    except redis.ResponseError as exc:  # no stream, or not a stream (WRONGTYPE)
-        if "WRONGTYPE" in str(exc):
+    except redis.ResponseError as exc:  # no stream, or not a stream
+        if _kind(exc) == "wrongtype":
             queue = {"length": 0, "unreadable": True}
     out["queue"] = queue
     if not (out["scopes"] or out["unreadable"] or queue["length"] or "unreadable" in queue):
@@ -1193,6 +1194,11 @@ def learning_summary(client: Any, namespace: str) -> dict[str, Any] | None:
         (wrong / n, *bound.clopper_pearson(wrong, n)) if n else None
     )
     return out
+
+
+def _kind(exc: BaseException) -> str | None:
+    """The failure kind of a Redis error (:func:`paracache.transport.translate`)."""
+    return getattr(translate(exc), "kind", None)
 
 
 def _identity(text: str) -> str:
