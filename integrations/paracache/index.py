@@ -51,6 +51,7 @@ from .learning import CLOSE_TIMEOUT, Learner
 from .metrics import CacheStats, Recorder
 from .policy import MAX_TTL, CircuitBreaker, Normalizer, TTLPolicy
 from .protocol import Call, EnsureIndex, Flow
+from .reals import is_int, is_real
 from .reembed import ReembedReport
 from .repair import RepairReport, repair_flow
 from .schema import HNSW, Layout, hnsw_difference, index_problem, other_layouts
@@ -317,7 +318,7 @@ class SemanticIndex:
     ) -> None:
         if redis_url is not None and not isinstance(redis_url, str):
             raise TypeError(f"redis_url must be a str, got {type(redis_url).__name__}")
-        if isinstance(spin, bool) or not isinstance(spin, (int, float)):
+        if not is_real(spin):
             raise TypeError(f"spin must be a number of seconds, got {spin!r}")
         if not 0 <= spin <= 0.1:
             raise ValueError(f"spin must be between 0 and 0.1 seconds, got {spin!r}")
@@ -337,26 +338,22 @@ class SemanticIndex:
             raise TypeError(f"strip_pleasantries must be a bool, got {strip_pleasantries!r}")
         if not isinstance(correct_typos, bool):
             raise TypeError(f"correct_typos must be a bool, got {correct_typos!r}")
-        if isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= 100:
+        if not is_int(top_k) or not 1 <= top_k <= 100:
             raise ValueError(f"top_k must be an int in [1, 100], got {top_k!r}")
+        top_k = int(top_k)
         for name, value in (("timeout", timeout), ("admin_timeout", admin_timeout)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+            if not is_real(value) or not value > 0:
                 raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
-        if embed_timeout is not None and (
-            isinstance(embed_timeout, bool)
-            or not isinstance(embed_timeout, (int, float))
-            or embed_timeout <= 0
-        ):
+        if embed_timeout is not None and (not is_real(embed_timeout) or not embed_timeout > 0):
             raise ValueError(
                 f"embed_timeout must be a positive number or None, got {embed_timeout!r}"
             )
         if on_verdict is not None and not callable(on_verdict):
             raise TypeError("on_verdict must be callable")
         self._embed_timeout = None if embed_timeout is None else float(embed_timeout)
-        if max_entries is not None and (
-            isinstance(max_entries, bool) or not isinstance(max_entries, int) or max_entries < 1
-        ):
+        if max_entries is not None and (not is_int(max_entries) or max_entries < 1):
             raise ValueError(f"max_entries must be a positive int or None, got {max_entries!r}")
+        max_entries = None if max_entries is None else int(max_entries)
         delta = check_delta(max_error_rate)
         label_worker = _flag(label_worker, "label_worker")  # "no" is not False
         hit_flush_hits, hit_flush_seconds = check_flush(hit_flush_hits, hit_flush_seconds)

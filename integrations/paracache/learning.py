@@ -73,6 +73,7 @@ from .judge import (
 )
 from .policy import Throttle
 from .protocol import Script
+from .reals import is_real
 from .transport import translate
 
 __all__ = [
@@ -325,7 +326,7 @@ class Learner:
             )
         if verifier is not None:
             check_not_a_class(verifier, "verifier")
-        if isinstance(verify_band, bool) or not isinstance(verify_band, (int, float)):
+        if not is_real(verify_band):
             raise TypeError(f"verify_band must be a number in (0, 0.3], got {verify_band!r}")
         if not 0.0 < verify_band <= 0.3:
             raise ValueError(f"verify_band must be in (0, 0.3], got {verify_band!r}")
@@ -337,7 +338,7 @@ class Learner:
         self.delta = checked
         if explore_rate is None:
             explore_rate = bound.explore_rate(checked)
-        if isinstance(explore_rate, bool) or not isinstance(explore_rate, (int, float)):
+        if not is_real(explore_rate):
             raise TypeError(f"explore_rate must be a number in [0, 0.5], got {explore_rate!r}")
         if not 0.0 <= explore_rate <= 0.5:
             raise ValueError(f"explore_rate must be in [0, 0.5], got {explore_rate!r}")

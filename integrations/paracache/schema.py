@@ -33,6 +33,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from .reals import is_int
 from .scope import digest
 
 __all__ = [
@@ -91,8 +92,9 @@ class HNSW:
     def __post_init__(self) -> None:
         for name in ("m", "ef_construction", "ef_runtime"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            if not is_int(value) or value < 1:
                 raise ValueError(f"HNSW.{name} must be a positive int, got {value!r}")
+            object.__setattr__(self, name, int(value))  # numpy's: a plain int
 
 
 @dataclasses.dataclass(frozen=True)

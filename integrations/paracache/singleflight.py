@@ -48,6 +48,7 @@ from . import forking
 from .errors import BackendError
 from .index import SemanticIndex
 from .protocol import Call, Flow
+from .reals import is_int, is_real
 from .scope import Scope
 
 __all__ = ["Claim", "SingleFlight"]
@@ -267,10 +268,11 @@ class SingleFlight:
         if not isinstance(index, SemanticIndex):
             raise TypeError(f"index must be a SemanticIndex, got {type(index).__name__}")
         for name, value in (("wait", wait), ("poll", poll)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+            if not is_real(value) or not value > 0:
                 raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
-        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+        if not is_int(retries) or retries < 0:
             raise ValueError(f"retries must be an int >= 0, got {retries!r}")
+        retries = int(retries)
         self.index = index
         self.wait = float(wait)
         if not isinstance(distributed, bool):  # "no" is not False
