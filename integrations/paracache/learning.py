@@ -830,6 +830,38 @@ class Learner:
             thresholds=thresholds,
         )
 
+    def observed_error(self) -> tuple[float, float, float] | None:
+        """The observed error of this index's explored would-be hits, from the statistics
+        every process shares in Redis: ``(estimate, low, high)`` (95 % Clopper-Pearson),
+        ``None`` before the first explored label. The same in every process (unlike
+        ``stats()``, this process's own counts). One read of the namespace's scope
+        registry and one pipelined read of its scopes' statistics (blocking; raises
+        ``redis.RedisError``). A record that cannot be read is left out.
+
+        Example:
+            >>> cache.learner.observed_error()  # doctest: +SKIP
+            (0.05, 0.0061, 0.169)
+        """
+        digests = self._client.hkeys(f"paracache:{self.namespace}:scopes")
+        if not digests:
+            return None
+        pipe = self._client.pipeline(transaction=False)
+        for raw in digests:
+            pipe.hgetall(self.stats_key(_s(raw)))
+        n = wrong = 0
+        for record in pipe.execute(raise_on_error=False):
+            if isinstance(record, Exception):
+                continue
+            try:
+                explored = bound.ScopeStats.from_record(_as_bytes_map(record)).explored
+            except (ValueError, ArithmeticError):
+                continue
+            n += explored[0]
+            wrong += explored[1]
+        if not n:
+            return None
+        return (wrong / n, *bound.clopper_pearson(wrong, n))
+
     def forget(self) -> None:
         """Drop remembered candidates and decisions (after the namespace was cleared)."""
         with self._lock:
