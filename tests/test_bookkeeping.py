@@ -205,8 +205,9 @@ def test_batched_counts_reach_redis_on_flush_and_close(stock_url: str, namespace
         idx.close()  # sends the semantic hit
         assert _companion_hits(stock_url, idx, entry) == 4
     finally:
-        idx.clear()
         idx.close()
+        with SemanticIndex(stock_url, namespace=namespace) as cleaner:  # idx is closed
+            cleaner.clear()
 
 
 def _commands(client: redis.Redis) -> dict[str, int]:

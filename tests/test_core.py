@@ -691,3 +691,102 @@ def test_embed_sees_what_lookups_embed(make_index: Any) -> None:
     idx.lookup(parcel)
     idx.lookup(card)
     assert len(counting.calls) == 2  # both lookups found their vectors in the memo
+
+
+# ---------------------------------------------------------------- HNSW settings
+
+
+def test_a_cache_asking_other_hnsw_settings_of_an_existing_index_says_so(
+    make_index: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The index is made by the first cache of its name; a second one (another process,
+    another deploy) with other ``hnsw=`` settings searched that graph without a word."""
+    from paracache import HNSW
+
+    first = make_index(hnsw=HNSW(m=16, ef_construction=200))
+    with caplog.at_level("WARNING", logger="paracache"):
+        make_index(hnsw=HNSW(m=16, ef_construction=200))  # the same: nothing to say
+    assert not [r for r in caplog.records if "HNSW" in r.getMessage()]
+    with caplog.at_level("WARNING", logger="paracache"):
+        make_index(hnsw=HNSW(m=32, ef_construction=100))
+    said = [r.getMessage() for r in caplog.records if "HNSW" in r.getMessage()]
+    assert len(said) == 1
+    assert "M=16, EF_CONSTRUCTION=200 (this cache asked for M=32, EF_CONSTRUCTION=100)" in said[0]
+    assert f"FT.DROPINDEX {first.layout.index_name} (without DD" in said[0]
+
+
+@pytest.mark.parametrize(
+    "vector",
+    [
+        # RESP2: name/value pairs, RediSearch 2.10's spelling
+        ["attribute", "embedding", "type", "VECTOR", "M", 16, "ef_construction", 200],
+        # upper-case keys, and EF_RUNTIME reported (other versions)
+        ["attribute", "embedding", "type", "VECTOR", "M", "16", "EF_CONSTRUCTION", "200",
+         "EF_RUNTIME", "20"],
+        # RESP3: a map, lower-case keys
+        {"attribute": "embedding", "type": "VECTOR", "m": 16, "ef_construction": 200},
+    ],
+)
+def test_hnsw_settings_are_read_in_either_spelling(vector: Any) -> None:
+    from paracache import HNSW
+    from paracache.schema import Layout, hnsw_difference
+
+    same = Layout.build("faq", "m", dims=2, hnsw=HNSW(m=16, ef_construction=200))
+    other = Layout.build("faq", "m", dims=2, hnsw=HNSW(m=32, ef_construction=200))
+    for info in (["attributes", [vector]], {"attributes": [vector]}):
+        assert hnsw_difference(info, same) is None
+        said = hnsw_difference(info, other)
+        assert said is not None and said.startswith("M=16, EF_CONSTRUCTION=200")
+        assert "asked for M=32, EF_CONSTRUCTION=200" in said
+    assert hnsw_difference(["attributes", []], other) is None  # not reported: no claim
+
+
+# ---------------------------------------------------------------- numpy numbers
+
+
+def test_numeric_arguments_accept_numpy_scalars(make_index: Any, redis_url: str) -> None:
+    """``max_error_rate=np.float32(0.02)`` (a number read from an array, a DataFrame, a
+    config parsed by numpy) was refused: ``np.float32`` is neither ``int`` nor ``float``.
+    Any real number that is not a bool is one now, and is stored as a plain number."""
+    import numpy as np
+
+    from paracache import HNSW
+    from paracache.singleflight import SingleFlight
+
+    index: SemanticIndex = make_index(
+        max_error_rate=np.float32(0.02),
+        min_similarity=np.float32(0.85),
+        corroboration_margin=np.float64(0.05),
+        thresholds={"tenant": {"acme": np.float32(0.95)}},
+        top_k=np.int64(4),
+        timeout=np.float32(5.0),
+        admin_timeout=np.int32(10),
+        embed_timeout=np.float16(5),
+        ttl=np.float32(3600),
+        max_entries=np.int64(1000),
+        hit_flush_hits=np.int64(1),
+        hit_flush_seconds=np.float32(1),
+        explore_rate=np.float32(0.0),
+        judge_timeout=np.float32(10),
+        hnsw=HNSW(m=np.int64(16), ef_construction=np.int32(200)),  # type: ignore[arg-type]
+    )
+    assert index.learner is not None and type(index.learner.delta) is float
+    assert index.learner.delta == pytest.approx(0.02)
+    assert type(index.settings.min_similarity) is float and type(index.settings.top_k) is int
+    assert type(index.settings.policy.default_ttl) is float
+    assert type(index.layout.hnsw.m) is int
+    scope = Scope(model="m", tenant="other")
+    entry = index.store("How do I close my account?", "Settings > Close.", scope,
+                        tokens=np.int64(12), ttl=np.float32(600))
+    assert entry is not None
+    ttl = redis.Redis.from_url(redis_url).ttl(index.layout.key(entry))
+    assert 0 < ttl <= 600
+    hit = index.lookup("How can I close my account?", scope, min_similarity=np.float32(0.8))
+    assert hit is not None and hit.tokens == 12
+    flights = SingleFlight(index, wait=np.float32(5), retries=np.int64(1), poll=np.float64(0.01))
+    assert type(flights.wait) is float and type(flights.retries) is int
+    for bad in (True, np.bool_(True), "0.02"):
+        with pytest.raises(TypeError):
+            index.lookup("x", scope, min_similarity=bad)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        make_index(max_error_rate=np.bool_(True))

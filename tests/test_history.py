@@ -187,8 +187,8 @@ def test_tenants_never_see_each_other(make_store: Any) -> None:
 
 HOSTILE = [
     "*", "chat:*", "[a-z]?", "{tenant}", "@tenant:{acme} | *", "]]..redis.call('FLUSHALL')--",
-    "\x00\r\n", "\udcff", "s" * (1 << 20), "",
-]
+    "\x00\r\n", "\udcff", "s" * (1 << 20),
+]  # "" is refused (test_an_empty_session_id_is_refused_everywhere)
 
 
 def test_hostile_session_ids_and_tenants_are_data(
@@ -505,3 +505,63 @@ def test_your_own_client_even_with_decoded_replies(redis_url: str, ns: str) -> N
         client.close()
     with pytest.raises(ValueError):
         SessionStore(redis_client=client, redis_url=redis_url)
+
+
+# --------------------------------------------------------------------------- empty ids
+
+
+def test_an_empty_session_id_is_refused_everywhere(
+    make_store: Any, redis_url: str, ns: str
+) -> None:
+    """``""`` (a missing header, an unset field) was a session like any other: one
+    conversation shared by every caller of the tenant that sent none. Refused at every
+    entry point, sync and async, before anything reaches Redis."""
+    import asyncio
+
+    from llama_index.core.llms import ChatMessage
+
+    store = make_store()
+    msg = [{"role": "user", "content": "my card number is 1234"}]
+    sync_calls = [
+        lambda: store.append("", msg, [5]),
+        lambda: store.read(""),
+        lambda: store.replace("", msg, [5]),
+        lambda: store.clear(""),
+        lambda: store.remove("", 0),
+        lambda: store.window("", 100),
+        lambda: RedisChatMessageHistory("", store=store),
+    ]
+    chat = RedisChatStore(redis_url, namespace=ns, tenant="acme", timeout=5.0)
+    li = ChatMessage(role="user", content="hi")
+    sync_calls += [
+        lambda: chat.set_messages("", [li]),
+        lambda: chat.get_messages(""),
+        lambda: chat.add_message("", li),
+        lambda: chat.delete_messages(""),
+        lambda: chat.delete_message("", 0),
+        lambda: chat.delete_last_message(""),
+    ]
+    for n, call in enumerate(sync_calls):
+        with pytest.raises(ValueError, match="session_id must not be empty"):
+            call()
+        assert n >= 0
+
+    async def async_calls() -> None:
+        for make in (
+            lambda: store.aappend("", msg, [5]),
+            lambda: store.aread(""),
+            lambda: store.areplace("", msg, [5]),
+            lambda: store.aclear(""),
+            lambda: store.aremove("", 0),
+            lambda: store.awindow("", 100),
+            lambda: chat.aset_messages("", [li]),
+            lambda: chat.aget_messages(""),
+            lambda: chat.async_add_message("", li),
+            lambda: chat.adelete_messages(""),
+        ):
+            with pytest.raises(ValueError, match="session_id must not be empty"):
+                await make()
+
+    asyncio.run(async_calls())
+    assert store.sessions() == [] and chat.get_keys() == []  # nothing was written
+    chat.store.close()

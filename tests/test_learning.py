@@ -434,6 +434,9 @@ def test_prometheus_shows_labels_explorations_and_observed_error(make_index: Any
 
     assert sample("paracache_learning_events_total", outcome="exploration") >= 1
     assert sample("paracache_learning_events_total", outcome="explored_wrong") == 1
+    from paracache.observability import refresh_entries
+
+    assert refresh_entries(index) == 2  # the gauges read from Redis (as on each scrape)
     assert sample("paracache_observed_error_rate", kind="estimate") == 1.0
     assert 0.0 < sample("paracache_observed_error_rate", kind="low") < 1.0
     observed = index.stats().learning["observed_error"]
@@ -1084,3 +1087,45 @@ def test_a_judge_or_verifier_class_instead_of_an_instance_fails_at_construction(
             make_index(max_error_rate=0.02, judge=judge)
     with pytest.raises(TypeError, match=r"did you mean QuestionVerifier\(\)"):
         make_index(max_error_rate=0.02, verifier=QuestionVerifier)
+
+
+def test_the_observed_error_gauge_is_the_namespaces_not_each_caches_share(
+    make_index: Any, redis_url: str
+) -> None:
+    """Two caches exporting one namespace (two processes, or two objects in one) each
+    set ``paracache_observed_error_rate`` from their own share of the explored labels,
+    so it flipped between them. It is read from the statistics they share in Redis."""
+    import asyncio
+
+    from prometheus_client import REGISTRY
+
+    from paracache.observability import arefresh_entries, refresh_entries
+
+    first = make_index(max_error_rate=0.02, explore_rate=0.0, metrics="prometheus")
+    second = make_index(max_error_rate=0.02, explore_rate=0.0, metrics="prometheus")
+    ns = first.namespace
+    first.store(STORED, "Open the app and tap Activate.", SCOPE)  # registers the scope
+    assert first.learner is not None and second.learner is not None
+    # What the label workers of every process have counted for the scope: 40 explored
+    # would-be hits, 2 wrong.
+    _client(first).hset(
+        first.learner.stats_key(SCOPE.digest()), mapping={"v": "1", "N": 100, "xn": 40, "xw": 2}
+    )
+
+    def gauge() -> tuple[float | None, ...]:
+        return tuple(
+            REGISTRY.get_sample_value(
+                "paracache_observed_error_rate", {"namespace": ns, "kind": kind}
+            )
+            for kind in ("estimate", "low", "high")
+        )
+
+    first.core.recorder.learning("explored_wrong")  # this object's own share: 1 of 1
+    second.core.recorder.learning("explored_right")  # the other's: 0 of 1
+    refresh_entries(first)
+    seen = gauge()
+    assert seen[0] == pytest.approx(0.05) and 0 < seen[1] < 0.05 < seen[2] < 0.2  # type: ignore[operator]
+    second.core.recorder.learning("explored_right")
+    asyncio.run(arefresh_entries(second))
+    assert gauge() == seen  # the same series, whichever cache refreshed it
+    assert first.learner.observed_error() == second.learner.observed_error() == seen

@@ -830,3 +830,13 @@ def test_unreadable_filters_are_never_cached(
     again = engine.query(REFUND)
     assert cache_info(again) is None and "Refunds" in str(again)  # answered, not cached
     assert index.count() == 0 and index.stats().lookups == 0
+
+
+def test_a_query_after_the_cache_was_closed_raises(engine: SemanticCacheQueryEngine) -> None:
+    """A closed cache is a programming error, not Redis down: the engine says so
+    instead of answering without it (its lookups were fail-open)."""
+    from paracache import CacheClosedError
+
+    engine.index.close()
+    with pytest.raises(CacheClosedError, match="is closed"):
+        engine.query(REFUND)

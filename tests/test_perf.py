@@ -325,7 +325,9 @@ def test_callers_redis_client(redis_url: str, namespace: str) -> None:
         idx.close()
         assert client.ping()  # the caller's client stays open
     finally:
-        idx.clear()
+        idx.close()
+        with SemanticIndex(redis_client=client, namespace=namespace) as cleaner:  # idx is closed
+            cleaner.clear()
         client.close()
 
 

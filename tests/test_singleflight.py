@@ -202,3 +202,44 @@ async def test_a_task_cancelled_after_taking_the_lock_releases_it(
     with pytest.raises(asyncio.CancelledError):
         await task
     assert flights.in_flight() == 0 and _lock_keys(index, redis_url) == []
+
+
+# ------------------------------------------------------------ a stream dropped unread
+
+
+def _settling_stream(claim: Claim) -> Any:
+    with claim:  # what the adapters' streams do: settled once read, closed or failed
+        yield "an answer"
+
+
+def test_a_dropped_unread_stream_releases_its_lock_for_other_processes(
+    make_index: Any, redis_url: str
+) -> None:
+    """A stream handed its claim (``hand_off``) and dropped before its first ``next``
+    never runs its ``with``: its finalizer settled the flight here but left the Redis
+    lock, so another process asking the same question waited ``wait`` seconds (30 by
+    default) for a stream nobody reads. Dropped, it releases the lock too."""
+    import gc
+
+    here, there = make_index(), make_index()  # two processes' view: nothing shared but Redis
+    flights = SingleFlight(here, wait=8.0)
+    claim = flights.claim(Q, SCOPE)
+    assert claim.leader and len(_lock_keys(here, redis_url)) == 1
+    moved = claim.hand_off()
+    stream = _settling_stream(moved)
+    SingleFlight.settle_when_dropped(stream, moved)
+    del moved
+    claim.done(None)  # settles nothing: handed off
+    assert len(_lock_keys(here, redis_url)) == 1
+    del stream
+    gc.collect()
+    for _ in range(500):  # released on a thread of its own
+        if not _lock_keys(here, redis_url):
+            break
+        time.sleep(0.01)
+    assert _lock_keys(here, redis_url) == [] and flights.in_flight() == 0
+    t0 = time.monotonic()
+    other = SingleFlight(there, wait=8.0).claim(Q, SCOPE)
+    assert other.leader and time.monotonic() - t0 < 4  # it waited 8 s on the lock
+    other.done(None)
+

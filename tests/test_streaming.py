@@ -469,3 +469,24 @@ def test_two_processes_one_model_call(redis_url: str, namespace: str, make_index
         p.join(60)
     assert answers == [ANSWER, ANSWER] and calls.value == 1
     make_index()  # cleans the namespace up afterwards
+
+
+def test_a_stream_dropped_or_closed_early_holds_no_flight_lock(lc_cache: SemanticCache) -> None:
+    """The single-flight claim of a streamed miss is taken on the first chunk (a stream
+    created and dropped unread claims nothing) and released when the stream is closed
+    after its first chunk: other processes asking the same never wait on it."""
+    import gc
+
+    chat = CachedChatModel(llm=CountingModel(), cache=lc_cache)
+    client = redis.Redis.from_url(lc_cache.index.redis_url)
+    pattern = lc_cache.index.layout.namespace_prefix + "flight:*"
+    unread = chat.stream("Can I change my delivery address?")
+    del unread
+    gc.collect()
+    assert list(client.scan_iter(pattern)) == []
+    stream = chat.stream("Can I change my delivery address?")
+    next(stream)
+    assert len(list(client.scan_iter(pattern))) == 1  # held while the model streams
+    stream.close()
+    assert list(client.scan_iter(pattern)) == []
+    client.close()

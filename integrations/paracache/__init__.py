@@ -12,7 +12,7 @@ Example:
 """
 
 from ._version import __version__
-from .errors import BackendError, CacheError, EmbeddingError
+from .errors import BackendError, CacheClosedError, CacheError, EmbeddingError
 from .guards import Guards
 from .index import RedisSearchUnavailable, SemanticIndex
 from .metrics import CacheStats
@@ -33,6 +33,7 @@ __all__ = [
     "DEFAULT_MIN_SIMILARITY",
     "HNSW",
     "BackendError",
+    "CacheClosedError",
     "CacheError",
     "CacheHit",
     "CacheStats",

@@ -50,6 +50,7 @@ from typing import Any, Literal
 from . import forking
 from .errors import BackendError
 from .protocol import Batch, Call, Flow
+from .reals import is_int, is_real
 
 __all__ = [
     "DEFAULT_FLUSH_HITS",
@@ -319,18 +320,14 @@ def check_flush(hits: Any, seconds: Any) -> tuple[int, float]:
         ...
         ValueError: hit_flush_hits must be an int from 1 to 100000, got 0
     """
-    if isinstance(hits, bool) or not isinstance(hits, int) or not 1 <= hits <= 100_000:
+    if not is_int(hits) or not 1 <= hits <= 100_000:
         raise ValueError(f"hit_flush_hits must be an int from 1 to 100000, got {hits!r}")
-    if (
-        isinstance(seconds, bool)
-        or not isinstance(seconds, (int, float))
-        or not 0 < seconds <= 3600
-    ):
+    if not is_real(seconds) or not 0 < seconds <= 3600:
         raise ValueError(
             f"hit_flush_seconds must be a number of seconds above 0 and at most 3600, "
             f"got {seconds!r}"
         )
-    return hits, float(seconds)
+    return int(hits), float(seconds)
 
 
 @dataclasses.dataclass

@@ -62,6 +62,8 @@ import dataclasses
 import math
 from collections.abc import Callable, Mapping
 
+from .reals import is_nan, is_real
+
 __all__ = [
     "BIN_WIDTH",
     "NO_SEMANTIC",
@@ -118,7 +120,7 @@ def check_delta(value: object, name: str = "max_error_rate") -> float | None:
     """
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+    if not is_real(value) or is_nan(value):  # any real number: numpy's too
         raise TypeError(f"{name} must be a number in (0, 1) or None, got {value!r}")
     if not 0.0 < value < 1.0:
         raise ValueError(f"{name} must be in (0, 1) (a share of lookups), got {value!r}")

@@ -24,6 +24,7 @@ from typing import Literal, get_args
 __all__ = [
     "ANSWERED",
     "BackendError",
+    "CacheClosedError",
     "CacheError",
     "EmbeddingError",
     "Kind",
@@ -42,6 +43,8 @@ __all__ = [
 #: - ``no_index``: the search index does not exist (a flushed or restarted server);
 #: - ``exists``: the search index exists already (another process created it first);
 #: - ``unknown_command``: the server lacks a command (no search module loaded);
+#: - ``wrongtype``: the key holds another type than the command works on
+#:   (``WRONGTYPE``: another application's key at one of paracache's, a damaged entry);
 #: - ``refused``: any other error reply (an ACL, a proxy, a damaged key);
 #: - ``bad_reply``: a reply that cannot be read;
 #: - ``embedding``: the vectorizer failed, timed out or returned no usable vector.
@@ -56,6 +59,7 @@ Kind = Literal[
     "no_index",
     "exists",
     "unknown_command",
+    "wrongtype",
     "refused",
     "bad_reply",
     "embedding",
@@ -121,6 +125,22 @@ class EmbeddingError(BackendError):
 
     def __init__(self, message: str = "") -> None:
         super().__init__("embedding", message)
+
+
+class CacheClosedError(RuntimeError):
+    """A call on a cache, conversation store or rate limiter after its ``close()``.
+
+    A programming error, not Redis being down, so raised (not a miss, not fail-open),
+    by lookups too; the message names the object. ``close()`` again is a no-op and
+    ``stats()`` still reads the counters. (It used to reconnect without a word.)
+
+    Example:
+        >>> str(CacheClosedError("SemanticIndex(namespace='faq')"))
+        "paracache: SemanticIndex(namespace='faq') is closed: make a new one to use it again"
+    """
+
+    def __init__(self, what: str) -> None:
+        super().__init__(f"paracache: {what} is closed: make a new one to use it again")
 
 
 def strict() -> bool:

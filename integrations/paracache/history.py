@@ -31,7 +31,7 @@ from langchain_core.messages import (
 )
 from langchain_core.messages.utils import count_tokens_approximately
 
-from .sessions import ContextWindow, SessionStore, StoredMessage
+from .sessions import ContextWindow, SessionStore, StoredMessage, _check_session
 
 __all__ = ["RedisChatMessageHistory"]
 
@@ -48,7 +48,7 @@ class RedisChatMessageHistory(BaseChatMessageHistory):
     """One conversation's messages in a Redis list.
 
     Args:
-        session_id: The conversation (any text; digested into the key).
+        session_id: The conversation (any non-empty text; digested into the key).
         redis_url: Where Redis is (default ``PARACACHE_REDIS_URL``, ``REDIS_URL``, else the
             embedded server); ``redis_client``: your own ``redis.Redis`` instead.
         ttl: Seconds an idle conversation lives; every read and write renews it.
@@ -82,8 +82,7 @@ class RedisChatMessageHistory(BaseChatMessageHistory):
         fail_open: bool = True,
         timeout: float = 1.0,
     ) -> None:
-        if not isinstance(session_id, str):
-            raise TypeError(f"session_id must be a str, got {type(session_id).__name__}")
+        _check_session(session_id)  # a non-empty str
         if token_counter is not None and not callable(token_counter):
             raise TypeError("token_counter must be callable")
         if store is not None and not isinstance(store, SessionStore):

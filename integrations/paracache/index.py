@@ -26,6 +26,7 @@ import itertools
 import logging
 import os
 import threading
+import time
 import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence, Sized
 from typing import Any, TypeVar, cast
@@ -44,15 +45,16 @@ from .cluster import ClusterTransport, is_cluster_url
 from .config import load_config
 from .core import Core
 from .driver import AsyncIO, SyncIO, arun, run
-from .errors import BackendError, CacheError, RedisSearchUnavailable
+from .errors import BackendError, CacheClosedError, CacheError, RedisSearchUnavailable
 from .guards import Guards
-from .learning import Learner
+from .learning import CLOSE_TIMEOUT, Learner
 from .metrics import CacheStats, Recorder
 from .policy import MAX_TTL, CircuitBreaker, Normalizer, TTLPolicy
 from .protocol import Call, EnsureIndex, Flow
+from .reals import is_int, is_real
 from .reembed import ReembedReport
 from .repair import RepairReport, repair_flow
-from .schema import HNSW, Layout, index_problem, other_layouts
+from .schema import HNSW, Layout, hnsw_difference, index_problem, other_layouts
 from .scope import Scope
 from .transport import (
     Embedder,
@@ -161,7 +163,10 @@ class SemanticIndex:
             vectors' memory and moves cosine similarities by at most 0.0001 (Banking77:
             same nearest neighbours, same hit rate and precision); part of the index
             identity, so changing it starts an empty index.
-        hnsw: HNSW graph parameters.
+        hnsw: HNSW graph parameters of the index, applied when this cache creates it.
+            An index the namespace holds already keeps the settings it was made with
+            (not part of its identity): a cache asking for others logs a warning naming
+            both, and how to rebuild the index with the new ones.
         timeout: Seconds each Redis command of a lookup or store may take (default
             0.1). Once twice this has gone into one call's Redis commands, no further
             command is started (a miss or a dropped write), so a hot-path call waits on
@@ -313,7 +318,7 @@ class SemanticIndex:
     ) -> None:
         if redis_url is not None and not isinstance(redis_url, str):
             raise TypeError(f"redis_url must be a str, got {type(redis_url).__name__}")
-        if isinstance(spin, bool) or not isinstance(spin, (int, float)):
+        if not is_real(spin):
             raise TypeError(f"spin must be a number of seconds, got {spin!r}")
         if not 0 <= spin <= 0.1:
             raise ValueError(f"spin must be between 0 and 0.1 seconds, got {spin!r}")
@@ -333,26 +338,22 @@ class SemanticIndex:
             raise TypeError(f"strip_pleasantries must be a bool, got {strip_pleasantries!r}")
         if not isinstance(correct_typos, bool):
             raise TypeError(f"correct_typos must be a bool, got {correct_typos!r}")
-        if isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= 100:
+        if not is_int(top_k) or not 1 <= top_k <= 100:
             raise ValueError(f"top_k must be an int in [1, 100], got {top_k!r}")
+        top_k = int(top_k)
         for name, value in (("timeout", timeout), ("admin_timeout", admin_timeout)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+            if not is_real(value) or not value > 0:
                 raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
-        if embed_timeout is not None and (
-            isinstance(embed_timeout, bool)
-            or not isinstance(embed_timeout, (int, float))
-            or embed_timeout <= 0
-        ):
+        if embed_timeout is not None and (not is_real(embed_timeout) or not embed_timeout > 0):
             raise ValueError(
                 f"embed_timeout must be a positive number or None, got {embed_timeout!r}"
             )
         if on_verdict is not None and not callable(on_verdict):
             raise TypeError("on_verdict must be callable")
         self._embed_timeout = None if embed_timeout is None else float(embed_timeout)
-        if max_entries is not None and (
-            isinstance(max_entries, bool) or not isinstance(max_entries, int) or max_entries < 1
-        ):
+        if max_entries is not None and (not is_int(max_entries) or max_entries < 1):
             raise ValueError(f"max_entries must be a positive int or None, got {max_entries!r}")
+        max_entries = None if max_entries is None else int(max_entries)
         delta = check_delta(max_error_rate)
         label_worker = _flag(label_worker, "label_worker")  # "no" is not False
         hit_flush_hits, hit_flush_seconds = check_flush(hit_flush_hits, hit_flush_seconds)
@@ -505,6 +506,8 @@ class SemanticIndex:
                 verifier=verifier,
                 verify_band=verify_band,
             )
+        #: Set by :meth:`close`: every further call raises :class:`CacheClosedError`.
+        self._closed = False
         self._check_database()
         self._probe()
         #: Sends this process's unsent hits at interpreter exit (see ``hit_flush_hits``).
@@ -822,6 +825,7 @@ class SemanticIndex:
             >>> cache.flush_hits()                          # doctest: +SKIP
             1
         """
+        self._check_open()
         batch = self._core.hits.take()
         if batch is None:
             return 0
@@ -829,6 +833,7 @@ class SemanticIndex:
 
     async def aflush_hits(self) -> int:
         """Async :meth:`flush_hits`."""
+        self._check_open()
         batch = self._core.hits.take()
         if batch is None:
             return 0
@@ -853,6 +858,7 @@ class SemanticIndex:
 
     def embed(self, text: str) -> list[float]:
         """The (normalised, memoised) embedding the semantic layer uses for ``text``."""
+        self._check_open()
         if not isinstance(text, str):
             raise TypeError(f"text must be a str, got {type(text).__name__}")
         return list(self._embedder.embed(self._embed_key(text)))
@@ -865,6 +871,7 @@ class SemanticIndex:
         Example:
             >>> vectors = cache.embed_many(["What's your refund policy?", "Hi"])  # doctest: +SKIP
         """
+        self._check_open()
         if isinstance(texts, str):
             raise TypeError("texts must be a sequence of str, got a str")
         for n, text in enumerate(texts):
@@ -1073,16 +1080,56 @@ class SemanticIndex:
     def close(self) -> None:
         """Release connections, those of async calls made on any event loop too (the
         embedded server, if any, stops at exit). A client passed as ``redis_client=`` is
-        the caller's to close. This process's unsent hit counts are sent first."""
-        try:
-            self.flush_hits()
-        except Exception as exc:  # a bug of paracache's own: closing goes on regardless
-            self._core._internal("flush_hits", exc)
+        the caller's to close. This process's unsent hit counts (and, with
+        ``max_error_rate``, its queued label jobs) are sent first.
+
+        Bounded: with Redis hung (paused, a stopped process whose port still accepts
+        connections) it returns within about :data:`CLOSE_TIMEOUT` (2 s), not
+        ``admin_timeout``. What was not sent by then is dropped and counted: hit counts
+        as the error kind ``hit_flush``, label jobs and traffic counts as
+        ``stats().learning["dropped"]`` (and the error kind ``learn_queue``). With a
+        client of your own (``redis_client=``), which close leaves open, a send waiting
+        on it goes on in the background until its own timeout.
+
+        Final: any later call (lookups and stores too) raises
+        :class:`~paracache.errors.CacheClosedError`, a programming error, instead of
+        reconnecting; ``close()`` again does nothing, ``stats()`` still reads the
+        counters. (:meth:`aclose` releases one event loop's connections only.)
+        """
+        if self._closed:
+            return
+        self._closed = True
+        deadline = time.monotonic() + CLOSE_TIMEOUT
+        # The last sends on threads of their own: a hung Redis holds them, not the caller.
+        sender = threading.Thread(target=self._last_hits, name="paracache-close", daemon=True)
+        sender.start()
         if self._at_exit is not None:
             atexit.unregister(self._at_exit)
             self._at_exit = None
         if self.learner is not None:
-            self.learner.close()
+            self.learner.close(max(0.0, deadline - time.monotonic()))
+        sender.join(max(0.0, deadline - time.monotonic()))
+        if sender.is_alive():
+            logger.warning(
+                "paracache: closing %r: Redis did not take the last hit counts within "
+                "%g s; they are dropped",
+                self.namespace,
+                CLOSE_TIMEOUT,
+            )
+        self._close_clients()
+        # Closing the connections ends a send waiting on a hung server at once: its
+        # failure is counted (``hit_flush``) before close returns.
+        sender.join(0.5 if self._own_clients else 0.0)
+
+    def _last_hits(self) -> None:
+        try:
+            batch = self._core.hits.take()
+            if batch is not None:
+                run(self._core.flush_hits_flow(batch, wait=True), self._admin_io)
+        except Exception as exc:  # a bug of paracache's own: closing goes on regardless
+            self._core._internal("flush_hits", exc)
+
+    def _close_clients(self) -> None:
         if self._own_clients:
             if self._direct is not None:
                 self._direct.close()
@@ -1099,7 +1146,10 @@ class SemanticIndex:
 
     async def aclose(self) -> None:
         """Release this event loop's connections (this process's unsent hit counts
-        are sent first)."""
+        are sent first). The cache stays usable (on another loop, or blocking);
+        :meth:`close` ends it. After ``close()``, a no-op."""
+        if self._closed:
+            return
         await self.aflush_hits()
         loop = asyncio.get_running_loop()
         ios = self._aclients.pop(loop, None)
@@ -1139,20 +1189,27 @@ class SemanticIndex:
 
     # ------------------------------------------------------------------ drivers
 
+    def _check_open(self) -> None:
+        """Raise :class:`CacheClosedError` after :meth:`close`."""
+        if self._closed:
+            raise CacheClosedError(repr(self))
+
     def _run(self, flow: Flow[T]) -> T:
         """Run a lookup or store flow blocking, within the time budget (``2 * timeout``)."""
+        self._check_open()
         return run(flow, self._io, self._budget)
 
     async def _arun(self, flow: Flow[T]) -> T:
         """Run a lookup or store flow on the event loop, within the time budget; on
         paracache's own clients each request is bounded by :func:`transport.within`."""
-        io, _ = self._async_io()
+        io, _ = self._async_io()  # raises CacheClosedError after close()
         bound = self._timeout if self._own_clients else None
         return await arun(flow, io, self._budget, bound)
 
     def _admin_run(self, flow: Flow[T], writer: concurrent.futures.Executor | None = None) -> T:
         """Run an administrative flow blocking (``admin_timeout`` per command); a failure
         of Redis or the embedder raises :class:`CacheError` with its ``kind``."""
+        self._check_open()
         io = (
             self._admin_io if writer is None else dataclasses.replace(self._admin_io, writer=writer)
         )
@@ -1192,6 +1249,7 @@ class SemanticIndex:
     def _async_io(self) -> tuple[AsyncIO, AsyncIO]:
         """The async drivers' I/O of this event loop: hot path and administrative (one
         pair of clients per loop: connections cannot cross loops)."""
+        self._check_open()
         loop = asyncio.get_running_loop()
         ios = self._aclients.get(loop)
         if ios is None:
@@ -1313,6 +1371,20 @@ class SemanticIndex:
                 "another version. Drop it (FT.DROPINDEX, without DD: the entries stay and "
                 "paracache indexes them again when it creates the index) or use another "
                 "namespace."
+            )
+        difference = hnsw_difference(info, self._core.layout)
+        if difference is not None:
+            logger.warning(
+                "paracache: the search index %s on %s was made with HNSW %s: the settings "
+                "of an index are those of the first cache that made it, so this cache "
+                "searches that graph. To rebuild it with this cache's settings, once no "
+                "process uses the old ones: FT.DROPINDEX %s (without DD: the entries stay), "
+                "then construct the cache again: it creates the index and Redis indexes "
+                "the entries again",
+                name,
+                safe_url(self.redis_url),
+                difference,
+                name,
             )
 
 

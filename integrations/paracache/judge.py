@@ -39,6 +39,7 @@ from typing import Any
 
 from .policy import Normalizer
 from .pools import BoundedPool
+from .reals import is_real
 
 __all__ = [
     "EmbeddingJudge",
@@ -104,7 +105,7 @@ class EmbeddingJudge:
     deterministic_only = False
 
     def __init__(self, vectorizer: Any = None, *, min_similarity: float = 0.9) -> None:
-        if isinstance(min_similarity, bool) or not isinstance(min_similarity, (int, float)):
+        if not is_real(min_similarity):
             raise TypeError(f"min_similarity must be a number in [0, 1], got {min_similarity!r}")
         if not 0.0 <= min_similarity <= 1.0:
             raise ValueError(f"min_similarity must be in [0, 1], got {min_similarity!r}")
@@ -209,7 +210,7 @@ def check_judge_timeout(value: Any, name: str = "judge_timeout") -> float:
         ...
         ValueError: judge_timeout must be a finite number of seconds > 0 (at most ...), got inf
     """
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if not is_real(value):
         raise TypeError(f"{name} must be a number of seconds > 0, got {value!r}")
     if not 0.0 < value <= threading.TIMEOUT_MAX:  # NaN fails this too
         raise ValueError(

@@ -73,6 +73,8 @@ from .judge import (
 )
 from .policy import Throttle
 from .protocol import Script
+from .reals import is_real
+from .transport import translate
 
 __all__ = [
     "GROUP",
@@ -91,6 +93,9 @@ GROUP = "paracache-learners"
 STREAM_MAX = 100_000
 #: Items the in-process outbox holds before dropping new ones.
 OUTBOX_MAX = 10_000
+#: Seconds ``close()`` waits for the last sends and the background threads in all
+#: (a hung Redis: what is left is dropped and counted).
+CLOSE_TIMEOUT = 2.0
 #: Candidates remembered per process for a label when the fresh answer arrives.
 PENDING_MAX = 10_000
 #: Seconds a remembered candidate waits for its fresh answer.
@@ -321,7 +326,7 @@ class Learner:
             )
         if verifier is not None:
             check_not_a_class(verifier, "verifier")
-        if isinstance(verify_band, bool) or not isinstance(verify_band, (int, float)):
+        if not is_real(verify_band):
             raise TypeError(f"verify_band must be a number in (0, 0.3], got {verify_band!r}")
         if not 0.0 < verify_band <= 0.3:
             raise ValueError(f"verify_band must be in (0, 0.3], got {verify_band!r}")
@@ -333,7 +338,7 @@ class Learner:
         self.delta = checked
         if explore_rate is None:
             explore_rate = bound.explore_rate(checked)
-        if isinstance(explore_rate, bool) or not isinstance(explore_rate, (int, float)):
+        if not is_real(explore_rate):
             raise TypeError(f"explore_rate must be a number in [0, 0.5], got {explore_rate!r}")
         if not 0.0 <= explore_rate <= 0.5:
             raise ValueError(f"explore_rate must be in [0, 0.5], got {explore_rate!r}")
@@ -369,6 +374,8 @@ class Learner:
         self._warnings = Throttle()  # which errors are logged as warnings
         self._stop = threading.Event()
         self._wake = threading.Event()
+        #: Set by :meth:`close` once it stopped waiting: nothing is sent any more.
+        self._closed = False
         self._threads = [
             threading.Thread(target=self._io_loop, name="paracache-learn", daemon=True)
         ]
@@ -651,11 +658,14 @@ class Learner:
     def flush(self) -> int:
         """Send the outbox and the traffic counts to the stream (one pipelined round
         trip); returns how many messages went. Items Redis did not take are dropped
-        and counted."""
+        and counted (so is what is queued once :meth:`close` gave up on Redis)."""
         with self._lock:
             items = list(self._outbox)
             self._outbox.clear()
             traffic, self._traffic = self._traffic, {}
+            if self._closed:  # after close(): nothing reconnects to send it
+                self._counts["dropped"] += len(items) + len(traffic)
+                return 0
         for stats_key, counter in traffic.items():
             bins = ",".join(f"{b}:{c}" for b, c in counter.items() if b != "N")
             items.append({"kind": "traffic", "sk": stats_key, "N": str(counter["N"]), "bins": bins})
@@ -703,7 +713,7 @@ class Learner:
     def _decide(self, stats_key: str, record: Any) -> None:
         try:
             if isinstance(record, Exception):
-                if isinstance(record, redis.ResponseError) and "WRONGTYPE" in str(record):
+                if _kind(record) == "wrongtype":
                     raise ValueError("statistics key is not a hash")
                 return  # a failure, not a bad record: keep what we have
             stats = bound.ScopeStats.from_record(_as_bytes_map(record))
@@ -820,6 +830,38 @@ class Learner:
             thresholds=thresholds,
         )
 
+    def observed_error(self) -> tuple[float, float, float] | None:
+        """The observed error of this index's explored would-be hits, from the statistics
+        every process shares in Redis: ``(estimate, low, high)`` (95 % Clopper-Pearson),
+        ``None`` before the first explored label. The same in every process (unlike
+        ``stats()``, this process's own counts). One read of the namespace's scope
+        registry and one pipelined read of its scopes' statistics (blocking; raises
+        ``redis.RedisError``). A record that cannot be read is left out.
+
+        Example:
+            >>> cache.learner.observed_error()  # doctest: +SKIP
+            (0.05, 0.0061, 0.169)
+        """
+        digests = self._client.hkeys(f"paracache:{self.namespace}:scopes")
+        if not digests:
+            return None
+        pipe = self._client.pipeline(transaction=False)
+        for raw in digests:
+            pipe.hgetall(self.stats_key(_s(raw)))
+        n = wrong = 0
+        for record in pipe.execute(raise_on_error=False):
+            if isinstance(record, Exception):
+                continue
+            try:
+                explored = bound.ScopeStats.from_record(_as_bytes_map(record)).explored
+            except (ValueError, ArithmeticError):
+                continue
+            n += explored[0]
+            wrong += explored[1]
+        if not n:
+            return None
+        return (wrong / n, *bound.clopper_pearson(wrong, n))
+
     def forget(self) -> None:
         """Drop remembered candidates and decisions (after the namespace was cleared)."""
         with self._lock:
@@ -828,16 +870,43 @@ class Learner:
             self._decisions.clear()
             self._seen = dict.fromkeys(self._seen, 0.0)
 
-    def close(self) -> None:
-        """Send what is queued and stop the background threads."""
+    def close(self, timeout: float = CLOSE_TIMEOUT) -> bool:
+        """Send what is queued and stop the background threads, waiting at most
+        ``timeout`` seconds in all (a hung Redis, a label being judged). What is still
+        queued then is dropped and counted (``stats().dropped``); a label being judged
+        stays pending in the stream, for a worker to claim. ``False`` if a thread was
+        still busy (it stops once its call returns: the cache closes its connections,
+        which ends a call waiting on Redis at once)."""
+        deadline = time.monotonic() + timeout
+        self._stop.set()
+        self._wake.set()
+        # The last send on a thread of its own: a hung Redis holds it, not the caller.
+        last = threading.Thread(target=self._last_flush, name="paracache-learn", daemon=True)
+        last.start()
+        for thread in [*self._threads, last]:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        with self._lock:
+            self._closed = True
+            left = len(self._outbox) + len(self._traffic)
+            self._outbox.clear()
+            self._traffic = {}
+            self._counts["dropped"] += left
+        busy = [t.name for t in (*self._threads, last) if t.is_alive()]
+        if left or busy:
+            self._error(
+                "learn_queue",
+                TimeoutError(
+                    f"closing after {timeout:g} s: {left} queued label job(s) or count(s) "
+                    f"dropped; still waiting on Redis or a judge: {', '.join(busy) or 'none'}"
+                ),
+            )
+        return not busy
+
+    def _last_flush(self) -> None:
         try:
             self.flush()
         except Exception as exc:
             logger.debug("paracache: final learner flush failed: %r", exc)
-        self._stop.set()
-        self._wake.set()
-        for thread in self._threads:
-            thread.join(timeout=2.0)
 
 
 class LabelWorker:
@@ -1147,8 +1216,8 @@ def learning_summary(client: Any, namespace: str) -> dict[str, Any] | None:
             if _s(info.get("name", "")) == GROUP:
                 queue["pending"] = int(info.get("pending") or 0)
                 queue["lag"] = int(info.get("lag") or 0)
-    except redis.ResponseError as exc:  # no stream, or not a stream (WRONGTYPE)
-        if "WRONGTYPE" in str(exc):
+    except redis.ResponseError as exc:  # no stream, or not a stream
+        if _kind(exc) == "wrongtype":
             queue = {"length": 0, "unreadable": True}
     out["queue"] = queue
     if not (out["scopes"] or out["unreadable"] or queue["length"] or "unreadable" in queue):
@@ -1158,6 +1227,11 @@ def learning_summary(client: Any, namespace: str) -> dict[str, Any] | None:
         (wrong / n, *bound.clopper_pearson(wrong, n)) if n else None
     )
     return out
+
+
+def _kind(exc: BaseException) -> str | None:
+    """The failure kind of a Redis error (:func:`paracache.transport.translate`)."""
+    return getattr(translate(exc), "kind", None)
 
 
 def _identity(text: str) -> str:

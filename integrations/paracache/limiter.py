@@ -348,6 +348,8 @@ class RateLimiter:
             breaker=breaker,
         )
         self._shared_link = link is not None
+        if not self._shared_link:
+            self._link.owner = repr(self)
         self._keys = tuple(k for limit in self.limits for k in self._tier_keys(limit))
         self._lock = threading.Lock()
         self._counts: dict[str, int] = {}

@@ -263,7 +263,7 @@ class Lookups(FlowBase):
         if not exc.answered:
             raise exc
         if not self.settings.track_hits:  # the read was a plain HGETALL already
-            if "WRONGTYPE" not in str(exc):
+            if exc.kind != "wrongtype":
                 raise exc
             return self._not_a_hash(key)
         if exc.kind == "noscript" and not self.settings.batched_hits:
@@ -278,7 +278,7 @@ class Lookups(FlowBase):
         try:
             return (yield Call(("HGETALL", key)))
         except BackendError as again:
-            if not (again.answered and "WRONGTYPE" in str(again)):
+            if again.kind != "wrongtype":
                 raise
         return self._not_a_hash(key)
 

@@ -23,7 +23,17 @@ Prometheus (``prometheus_client``, registered once per process in its default re
                                             by ``outcome``
 ``paracache_observed_error_rate``           share of explored would-be hits judged wrong,
                                             ``kind``: estimate, low, high (Clopper-Pearson)
+                                            (set by :func:`refresh_entries`)
 ==========================================  ============================================
+
+The two gauges are read from Redis when refreshed (:func:`refresh_entries`; the
+service refreshes them on each scrape of ``/metrics``), so every process and every
+cache object of a namespace exports the same values: ``paracache_entries`` counts the
+index, ``paracache_observed_error_rate`` is computed from the statistics all processes'
+labels are counted in (this cache's index, every scope; what ``paracache stats``
+reports), not from this process's share of the labels. (It was this process's share,
+and two caches exporting one namespace set it in turn.) This process's own explored
+labels are counted in ``paracache_learning_events_total``.
 
 Every metric is labelled by ``namespace`` and at most one of ``outcome``/``kind``, whose
 values come from paracache's code, never from requests: no tenant, prompt, model name
@@ -53,7 +63,6 @@ import time
 from collections.abc import Sequence
 from typing import Any, Protocol, cast
 
-from .bound import clopper_pearson
 from .core import Core
 from .metrics import MetricEvent, Recorder
 
@@ -253,7 +262,6 @@ class _PrometheusListener:
         self._errors: dict[str, Any] = {}
         self._rejections: dict[str, Any] = {}
         self._learning = {e: m.learning.labels(namespace, e) for e in LEARNING_EVENTS}
-        self._explored = [0, 0]  # labels, wrong
 
     def _kind(self, children: dict[str, Any], metric: Any, raw: str) -> Any:
         child = children.get(raw)
@@ -289,13 +297,6 @@ class _PrometheusListener:
             child = self._learning.get(event.outcome)
             if child is not None:
                 child.inc()
-            if event.outcome in ("explored_right", "explored_wrong"):
-                self._explored[0] += 1
-                self._explored[1] += event.outcome == "explored_wrong"
-                n, wrong = self._explored
-                low, high = clopper_pearson(wrong, n)
-                for stat, value in (("estimate", wrong / n), ("low", low), ("high", high)):
-                    self._m.observed_error.labels(self.namespace, stat).set(value)
 
 
 # --------------------------------------------------------------------------- OpenTelemetry
@@ -440,14 +441,36 @@ def instrument_option(index: _Index, metrics: str | Sequence[str]) -> Instrument
 
 
 def refresh_entries(cache: Any) -> int | None:
-    """Set ``paracache_entries`` from Redis (one count); ``None`` if Redis is unreachable."""
+    """Set ``paracache_entries`` from Redis (one count), and with ``max_error_rate``
+    ``paracache_observed_error_rate`` from the statistics all processes share
+    (:meth:`paracache.learning.Learner.observed_error`). Returns the count; ``None`` if
+    Redis is unreachable."""
     index = _as_index(cache)
     try:
         n = index.count()
     except Exception:  # CacheError, or the index could not be created: Redis is away
         return None
     prometheus_metrics().entries.labels(index.namespace).set(n)
+    _set_observed_error(index, _read_observed_error(index))
     return n
+
+
+def _read_observed_error(index: _Index) -> Any:
+    learner = getattr(index, "learner", None)
+    if learner is None:
+        return None
+    try:
+        return learner.observed_error()
+    except Exception as exc:  # Redis away: the gauge keeps its last value
+        return exc
+
+
+def _set_observed_error(index: _Index, observed: Any) -> None:
+    if observed is None or isinstance(observed, Exception):
+        return
+    gauge = prometheus_metrics().observed_error
+    for stat, value in zip(("estimate", "low", "high"), observed, strict=True):
+        gauge.labels(index.namespace, stat).set(value)
 
 
 async def arefresh_entries(cache: Any, timeout: float = 2.0) -> int | None:
@@ -459,9 +482,19 @@ async def arefresh_entries(cache: Any, timeout: float = 2.0) -> int | None:
     index = _as_index(cache)
     if index.core.breaker.state == "open":
         return None
+    deadline = time.monotonic() + timeout
     try:
         n = await asyncio.wait_for(index.acount(), timeout)
     except Exception:  # CacheError, a timeout, an index that could not be created
         return None
     prometheus_metrics().entries.labels(index.namespace).set(n)
+    if getattr(index, "learner", None) is not None:
+        try:  # a blocking read (the learner's client), off the loop, within the timeout
+            observed = await asyncio.wait_for(
+                asyncio.to_thread(_read_observed_error, index),
+                max(0.0, deadline - time.monotonic()),
+            )
+        except Exception:
+            observed = None
+        _set_observed_error(index, observed)
     return n

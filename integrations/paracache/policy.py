@@ -21,6 +21,8 @@ import time
 import unicodedata
 from collections.abc import Callable
 
+from .reals import as_number, is_finite, is_nan, is_real
+
 __all__ = [
     "MAX_TTL",
     "CircuitBreaker",
@@ -47,10 +49,10 @@ def ttl_problem(value: object, *, zero: bool = False) -> str | None:
         >>> ttl_problem(3600) is None, ttl_problem(float("nan")), ttl_problem(0)
         (True, 'not a finite number', 'not > 0')
     """
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if not is_real(value):  # any real number: numpy's too
         return "not a number"
-    if isinstance(value, float) and not math.isfinite(value):  # (an int is finite, and
-        return "not a finite number"  # one too large for a float overflows isfinite)
+    if not is_finite(value):
+        return "not a finite number"
     if value < 0 or (value == 0 and not zero):
         return ">= 0 needed" if zero else "not > 0"
     if value > MAX_TTL:
@@ -260,8 +262,7 @@ class TTLPolicy:
             if value is None:
                 continue
             if name == "max_temperature":  # inf: no bypass; nan: no comparison holds
-                bad = isinstance(value, bool) or not isinstance(value, (int, float))
-                bad = bad or (isinstance(value, float) and math.isnan(value)) or value < 0
+                bad = not is_real(value) or is_nan(value) or value < 0
             else:
                 bad = ttl_problem(value, zero=True) is not None
             if bad:
@@ -269,6 +270,7 @@ class TTLPolicy:
                 raise ValueError(
                     f"TTLPolicy.{name} must be a number >= 0{limit} or None, got {value!r}"
                 )
+            object.__setattr__(self, name, as_number(value))  # numpy's: a plain number
         object.__setattr__(self, "_volatile", re.compile(self.volatile_pattern, re.I))
 
     def bypass(self, temperature: float | None) -> str | None:

@@ -40,7 +40,7 @@ from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from .errors import BackendError
+from .errors import BackendError, CacheClosedError
 from .policy import CircuitBreaker
 from .transport import client_url, derive_async, resolve_redis_url, safe_url, translate
 
@@ -155,6 +155,13 @@ class Link:
         )
         self._lock = threading.Lock()
         self._shas: dict[str, str] = {}
+        #: What the closed error names (the store or limiter that owns this link).
+        self.owner = f"Link({self._safe!r})"
+        self._closed = False
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise CacheClosedError(self.owner)
 
     def _kwargs(self, asynchronous: bool = False) -> dict[str, Any]:
         return {
@@ -190,7 +197,9 @@ class Link:
     # ------------------------------------------------------------------ drivers
 
     def run(self, flow: Flow[T]) -> T:
-        """Run ``flow`` with blocking calls in this thread."""
+        """Run ``flow`` with blocking calls in this thread; after :meth:`close`, raise
+        :class:`~paracache.errors.CacheClosedError`."""
+        self._check_open()
         reply: Any = None
         try:
             while True:
@@ -212,6 +221,7 @@ class Link:
 
     async def arun(self, flow: Flow[T]) -> T:
         """Run ``flow`` on the running event loop (never blocks it)."""
+        self._check_open()
         reply: Any = None
         try:
             while True:
@@ -299,12 +309,15 @@ class Link:
     # ------------------------------------------------------------------ lifecycle
 
     def close(self) -> None:
-        """Release this link's own connections (a caller's client is left open)."""
+        """Release this link's own connections (a caller's client is left open). Final:
+        flows run later raise :class:`~paracache.errors.CacheClosedError`."""
+        self._closed = True
         if self._own:
             self._client.close()
 
     async def aclose(self) -> None:
         """Also close the async client of the running loop."""
+        self._closed = True
         client = self._aclients.pop(asyncio.get_running_loop(), None)
         if client is not None:
             await client.aclose()

@@ -33,6 +33,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from .reals import is_int
 from .scope import digest
 
 __all__ = [
@@ -41,6 +42,7 @@ __all__ = [
     "Layout",
     "check_namespace",
     "entry_problem",
+    "hnsw_difference",
     "index_problem",
     "other_layouts",
     "scopes_key",
@@ -90,8 +92,9 @@ class HNSW:
     def __post_init__(self) -> None:
         for name in ("m", "ef_construction", "ef_runtime"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            if not is_int(value) or value < 1:
                 raise ValueError(f"HNSW.{name} must be a positive int, got {value!r}")
+            object.__setattr__(self, name, int(value))  # numpy's: a plain int
 
 
 @dataclasses.dataclass(frozen=True)
@@ -233,23 +236,9 @@ def index_problem(info: Any, layout: Layout) -> str | None:
         shown = [_text_of(p) for p in prefixes]
         if shown != [layout.prefix]:
             return f"it indexes keys under {shown}, not the cache's entries ({layout.prefix})"
-    attributes = reply.get("attributes")
-    if not isinstance(attributes, (list, tuple)):
+    fields = _attributes(reply)
+    if fields is None:
         return None
-    fields: dict[str, dict[str, str]] = {}
-    for raw in attributes:
-        if isinstance(raw, Mapping):
-            attrs = {k: _text_of(v) for k, v in _as_map(raw).items()}
-        elif isinstance(raw, (list, tuple)):
-            # name/value pairs, then bare flags (SORTABLE, UNF): pairs while keys are known
-            attrs = {}
-            for i in range(0, len(raw) - 1, 2):
-                attrs[_text_of(raw[i])] = _text_of(raw[i + 1])
-        else:
-            continue
-        name = attrs.get("attribute") or attrs.get("identifier")
-        if name is not None:
-            fields[name] = attrs
     wanted = {f["name"]: f for f in layout.schema_dict()["fields"]}
     for name, spec in wanted.items():
         have = fields.get(name)
@@ -272,6 +261,64 @@ def index_problem(info: Any, layout: Layout) -> str | None:
                 f"(embedding model {layout.vectorizer_id}, dtype {layout.dtype})"
             )
     return None
+
+
+def _attributes(reply: dict[str, Any]) -> dict[str, dict[str, str]] | None:
+    """The fields of an ``FT.INFO`` reply (:func:`_as_map`'d), by name: each field's
+    attributes as text; ``None`` if the reply lists none."""
+    attributes = reply.get("attributes")
+    if not isinstance(attributes, (list, tuple)):
+        return None
+    fields: dict[str, dict[str, str]] = {}
+    for raw in attributes:
+        if isinstance(raw, Mapping):
+            attrs = {k: _text_of(v) for k, v in _as_map(raw).items()}
+        elif isinstance(raw, (list, tuple)):
+            # name/value pairs, then bare flags (SORTABLE, UNF): pairs while keys are known
+            attrs = {}
+            for i in range(0, len(raw) - 1, 2):
+                attrs[_text_of(raw[i])] = _text_of(raw[i + 1])
+        else:
+            continue
+        name = attrs.get("attribute") or attrs.get("identifier")
+        if name is not None:
+            fields[name] = attrs
+    return fields
+
+
+_HNSW_KEYS = (("m", "M"), ("ef_construction", "EF_CONSTRUCTION"), ("ef_runtime", "EF_RUNTIME"))
+
+
+def hnsw_difference(info: Any, layout: Layout) -> str | None:
+    """How the HNSW settings of an existing index (its ``FT.INFO`` reply, RESP2 or RESP3,
+    the keys in either case) differ from ``layout.hnsw``: ``"M=16, EF_CONSTRUCTION=200
+    (this cache asked for M=32, EF_CONSTRUCTION=200)"``, or ``None`` if they do not (or
+    the reply does not say). The index is made once, by the first cache of its name, so
+    a cache asking for other settings later searches the existing graph.
+
+    Example:
+        >>> lay = Layout.build("faq", "m", dims=2, hnsw=HNSW(m=32))
+        >>> vector = ["attribute", "embedding", "type", "VECTOR", "M", 16, "ef_construction", 200]
+        >>> hnsw_difference(["attributes", [vector]], lay)
+        'M=16, EF_CONSTRUCTION=200 (this cache asked for M=32, EF_CONSTRUCTION=200)'
+        >>> hnsw_difference(["attributes", [vector]], Layout.build("faq", "m", dims=2)) is None
+        True
+    """
+    fields = _attributes(_as_map(info)) or {}
+    vector = {k.lower(): v for k, v in fields.get("embedding", {}).items()}
+    have, asked = [], []
+    differs = False
+    for attr, label in _HNSW_KEYS:
+        value = vector.get(attr)
+        if value is None:
+            continue  # not reported (EF_RUNTIME by RediSearch 2.10): not held against it
+        wanted = getattr(layout.hnsw, attr)
+        have.append(f"{label}={value}")
+        asked.append(f"{label}={wanted}")
+        differs |= value.strip() != str(wanted)
+    if not differs:
+        return None
+    return f"{', '.join(have)} (this cache asked for {', '.join(asked)})"
 
 
 _LAYOUT_INDEX = re.compile(r"^paracache:([A-Za-z0-9][A-Za-z0-9_.-]{0,63}):v(\d+):([0-9a-f]+)$")

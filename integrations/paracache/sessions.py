@@ -136,8 +136,15 @@ def _stored(data: Any) -> StoredMessage | None:
 
 
 def _check_session(session_id: Any) -> str:
+    """A session id: a non-empty str. ``""`` is refused: every caller of a tenant that
+    sends no id (a missing header, an unset field) would share one conversation."""
     if not isinstance(session_id, str):
         raise TypeError(f"session_id must be a str, got {type(session_id).__name__}")
+    if not session_id:
+        raise ValueError(
+            "session_id must not be empty: an empty id would be one conversation shared "
+            "by every caller of the tenant; give the conversation's or the user's id"
+        )
     return session_id
 
 
@@ -207,6 +214,7 @@ class SessionStore:
             timeout=timeout,
             name=f"paracache:{namespace}:chat",
         )
+        self._link.owner = repr(self)
         self._prefix = f"paracache:_chat:{namespace}:"
         self._registry = f"{self._prefix}{digest('tenant', tenant)}:sessions"
         self._lock = threading.Lock()

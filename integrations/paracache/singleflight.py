@@ -48,6 +48,7 @@ from . import forking
 from .errors import BackendError
 from .index import SemanticIndex
 from .protocol import Call, Flow
+from .reals import is_int, is_real
 from .scope import Scope
 
 __all__ = ["Claim", "SingleFlight"]
@@ -212,14 +213,6 @@ class Claim:
         if not self._settled:  # shielded: a cancelled caller still releases its flight
             await asyncio.shield(self.adone(self._stored))
 
-    def _abandon(self) -> None:
-        """Settle as "no answer" without I/O (a stream dropped before it started, in a
-        finalizer: no I/O there). Its Redis lock is released by the next claim of the
-        same key in this process; other processes wait for it to expire (``wait``)."""
-        lock = self._settle(None)
-        if lock is not None and self._flights is not None:
-            self._flights._orphan(lock)
-
     def _settle(self, payload: str | None) -> tuple[str, str] | None:
         if self._settled:
             return None
@@ -275,10 +268,11 @@ class SingleFlight:
         if not isinstance(index, SemanticIndex):
             raise TypeError(f"index must be a SemanticIndex, got {type(index).__name__}")
         for name, value in (("wait", wait), ("poll", poll)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+            if not is_real(value) or not value > 0:
                 raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
-        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+        if not is_int(retries) or retries < 0:
             raise ValueError(f"retries must be an int >= 0, got {retries!r}")
+        retries = int(retries)
         self.index = index
         self.wait = float(wait)
         if not isinstance(distributed, bool):  # "no" is not False
@@ -288,8 +282,8 @@ class SingleFlight:
         self.poll = float(poll)
         self._flights: dict[str, _Flight] = {}
         self._mutex = threading.Lock()
-        #: Redis locks of claims given up without I/O (:meth:`Claim._abandon`): lock key
-        #: to token, released by the next claim of that key here.
+        #: Redis locks of dropped streams' claims that could not be released (Redis
+        #: down): lock key to token, released by the next claim of that key here.
         self._orphans: dict[str, str] = {}
         forking.track(self)
 
@@ -344,8 +338,11 @@ class SingleFlight:
         """Settle ``claim`` ("no answer") when ``stream`` (a generator that would settle
         it, see :meth:`Claim.hand_off`) is garbage-collected, in case it never started:
         a generator closed before its first step runs none of its code. Settled on a
-        thread of its own, without I/O: the next claim of the key in this process
-        releases the Redis lock (other processes wait for it to expire)."""
+        thread of its own (a finalizer runs wherever the garbage collector does), which
+        also releases the Redis lock, so other processes' identical requests go on at
+        once instead of waiting for it to expire (``wait``). Should that release fail
+        (Redis down, the cache closed), the next claim of the key in this process
+        releases it."""
         finalizer = weakref.finalize(stream, _abandon_later, claim)
         finalizer.atexit = False
 
@@ -356,6 +353,7 @@ class SingleFlight:
         Raises ``TypeError``/``ValueError`` for bad arguments, as a lookup does. A caller
         interrupted while claiming (an exception in a step) gives up a lead it took.
         """
+        self.index._check_open()
         taken: list[Claim] = []
         steps = self._steps(prompt, scope, taken)
         reply: Any = None
@@ -382,6 +380,7 @@ class SingleFlight:
 
         A task cancelled while claiming gives up a lead it took (its waiters elect
         another leader at once; its Redis lock is released)."""
+        self.index._check_open()
         taken: list[Claim] = []
         steps = self._steps(prompt, scope, taken)
         reply: Any = None
@@ -530,10 +529,29 @@ class SingleFlight:
 
 
 def _abandon_later(claim: Claim) -> None:
-    """:meth:`Claim._abandon` on a short-lived thread: a finalizer runs wherever the
-    garbage collector does, maybe while this thread holds the locks settling takes."""
+    """Settle a dropped stream's claim on a short-lived thread: a finalizer runs wherever
+    the garbage collector does, maybe while this thread holds the locks settling takes
+    (or inside an event loop, which a Redis call must not block)."""
     if not claim._settled:  # the stream ran and settled it: the usual case, nothing to do
-        threading.Thread(target=claim._abandon, name="paracache-flight", daemon=True).start()
+        thread = threading.Thread(target=_give_up, args=(claim,), name="paracache-flight")
+        thread.daemon = True
+        thread.start()
+
+
+def _give_up(claim: Claim) -> None:
+    """Settle ``claim`` as "no answer" and release its Redis lock (one call, within the
+    cache's ``timeout``); a lock not released (Redis down: counted as a single-flight
+    error; the cache closed) is left to the next claim of the key in this process."""
+    lock = claim._settle(None)
+    if lock is None or claim._flights is None:
+        return
+    flights = claim._flights
+    try:
+        if flights._redis(("EVAL", _RELEASE, 1, *lock)) is not _FAILED:
+            return
+    except Exception as exc:  # e.g. the cache was closed meanwhile
+        logger.debug("paracache: could not release a dropped stream's flight lock: %r", exc)
+    flights._orphan(lock)
 
 
 def _one(args: tuple[Any, ...]) -> Flow[Any]:

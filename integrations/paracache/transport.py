@@ -680,6 +680,8 @@ def translate(exc: BaseException, *, embedding: bool = False) -> BaseException:
 
 
 _BUSY = re.compile(r"\bBUSY\b")
+#: The error code at the start of a reply, or after a pipeline's or script's prefix.
+_WRONGTYPE = re.compile(r"(?:^|[\s:])WRONGTYPE\b")
 
 
 def _kind(exc: BaseException) -> Kind | None:
@@ -724,6 +726,8 @@ def _reply_kind(exc: redis.ResponseError) -> Kind:
         return "unknown_command"
     if _BUSY.search(text):
         return "busy"
+    if _WRONGTYPE.search(text):
+        return "wrongtype"
     return "refused"
 
 

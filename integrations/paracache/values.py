@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import contextvars
 import dataclasses
-import math
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
 from .bookkeeping import DEFAULT_FLUSH_HITS, DEFAULT_FLUSH_SECONDS
 from .policy import Normalizer, TTLPolicy, strip_pleasantries
+from .reals import is_int, is_nan, is_real
 from .schema import SCHEMA_VERSION, Layout, tag_digest
 from .scope import Scope, canonical_json, digest
 from .spelling import correct_typos
@@ -304,9 +304,7 @@ def check_entry_id(entry_id: Any) -> str:
 
 def check_similarity(value: Any, name: str = "min_similarity") -> float:
     """Validate a similarity threshold (a number in [0, 1])."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or (
-        isinstance(value, float) and math.isnan(value)  # (an int may be too large for one)
-    ):
+    if not is_real(value) or is_nan(value):  # any real number: numpy's too
         raise TypeError(f"{name} must be a number in [0, 1], got {value!r}")
     if not 0.0 <= value <= 1.0:
         raise ValueError(f"{name} must be in [0, 1] (cosine similarity), got {value!r:.40}")
@@ -543,10 +541,11 @@ def prepare_store(
         metadata = {}
     if not isinstance(metadata, Mapping):
         raise TypeError(f"metadata must be a mapping, got {type(metadata).__name__}")
-    if isinstance(tokens, bool) or not isinstance(tokens, int):
+    if not is_int(tokens):
         raise TypeError(f"tokens must be an int >= 0, got {tokens!r}")
     if tokens < 0:
         raise ValueError(f"tokens must be >= 0, got {tokens!r}")
+    tokens = int(tokens)
     req = prepare_lookup(layout, settings, prompt, scope, semantic=semantic, unreadable=unreadable)
     decision = settings.policy.decide(req.text, temperature=req.scope.temperature, ttl=ttl)
     s = req.scope

@@ -3,7 +3,8 @@
 It only translates: a ``ChatMessage`` is stored as its plain JSON (``model_dump(mode="json")``:
 content blocks, tool calls in ``additional_kwargs``) and rebuilt with
 ``ChatMessage.model_validate``; never pickle. Keys are the chat store's keys (a
-``ChatMemoryBuffer``'s ``chat_store_key``), scoped by ``tenant``.
+``ChatMemoryBuffer``'s ``chat_store_key``), scoped by ``tenant``; an empty key is
+refused (``ValueError``: it would be one conversation for every caller of the tenant).
 """
 
 from __future__ import annotations

@@ -21,6 +21,7 @@ from llama_index.core.bridge.pydantic import Field, PrivateAttr
 from llama_index.core.llms import LLM
 
 from ..bound import check_delta
+from ..errors import CacheClosedError
 from ..index import SemanticIndex
 from ..replay import replay_chunks
 from ..scope import Scope, canonical_json, digest
@@ -231,6 +232,8 @@ class CachedLLM(LLM, WrapsLLM):
         try:
             entry = self._entry(key, response, self._layers)
             self._cache.store(**entry)
+        except CacheClosedError:
+            raise  # a programming error, not a failed store
         except Exception as exc:
             logger.warning("paracache: could not store the LLM answer: %r", exc)
             return None
@@ -241,6 +244,8 @@ class CachedLLM(LLM, WrapsLLM):
         try:
             entry = self._entry(key, response, self._layers)
             await self._cache.astore(**entry)
+        except CacheClosedError:
+            raise  # a programming error, not a failed store
         except Exception as exc:
             logger.warning("paracache: could not store the LLM answer: %r", exc)
             return None

@@ -23,6 +23,7 @@ from llama_index.core.schema import (
     QueryBundle,
 )
 
+from ..errors import CacheClosedError
 from ..index import SemanticIndex
 from ..scope import Scope, digest
 from ..singleflight import Claim, SingleFlight
@@ -467,6 +468,8 @@ class SemanticCacheQueryEngine(BaseQueryEngine):
             claim.stored(entry["response"])
             try:
                 self.index.store(**entry)
+            except CacheClosedError:
+                raise  # a programming error, not Redis down: not fail-open
             except Exception as exc:
                 logger.warning("paracache: could not store the streamed answer: %r", exc)
 
@@ -486,6 +489,8 @@ class SemanticCacheQueryEngine(BaseQueryEngine):
             claim.stored(entry["response"])
             try:
                 await self.index.astore(**entry)
+            except CacheClosedError:
+                raise  # a programming error, not Redis down: not fail-open
             except Exception as exc:
                 logger.warning("paracache: could not store the streamed answer: %r", exc)
 
@@ -498,6 +503,8 @@ class SemanticCacheQueryEngine(BaseQueryEngine):
                 )
                 if (served := self._serve(plan, verdict, is_async=False)) is not None:
                     return served
+            except CacheClosedError:
+                raise  # a programming error, not Redis down: not fail-open
             except Exception as exc:
                 logger.warning("paracache: lookup failed, asking the engine: %r", exc)
         with self._flight(plan, verdict) as claim:
@@ -512,6 +519,8 @@ class SemanticCacheQueryEngine(BaseQueryEngine):
                 claim.stored(entry["response"])
                 try:
                     self.index.store(**entry)
+                except CacheClosedError:
+                    raise  # a programming error, not Redis down: not fail-open
                 except Exception as exc:
                     logger.warning("paracache: could not store the answer: %r", exc)
         return result
@@ -525,6 +534,8 @@ class SemanticCacheQueryEngine(BaseQueryEngine):
                 )
                 if (served := self._serve(plan, verdict, is_async=True)) is not None:
                     return served
+            except CacheClosedError:
+                raise  # a programming error, not Redis down: not fail-open
             except Exception as exc:
                 logger.warning("paracache: lookup failed, asking the engine: %r", exc)
         async with self._aflight(plan, verdict) as claim:
@@ -539,6 +550,8 @@ class SemanticCacheQueryEngine(BaseQueryEngine):
                 claim.stored(entry["response"])
                 try:
                     await self.index.astore(**entry)
+                except CacheClosedError:
+                    raise  # a programming error, not Redis down: not fail-open
                 except Exception as exc:
                     logger.warning("paracache: could not store the answer: %r", exc)
         return result
