@@ -17,9 +17,10 @@ owns it, as they are. Index commands do not fit that model:
   exists): one ``FT.CREATE`` and one ``FT.SEARCH`` on any primary; the coordinator fans
   out and merges.
 
-``SCAN`` walks every primary; an ``UNLINK`` of many keys is split by key. The topology
-(primaries, their index names) is read again when redis-py's view of the primaries
-changes (a failover, a slot move) or after a failed index command.
+``SCAN`` walks every primary; ``FT.DROPINDEX`` drops every primary's own index; an
+``UNLINK`` of many keys is split by key. The topology (primaries, their index names) is
+read again when redis-py's view of the primaries changes (a failover, a slot move) or
+after a failed index command.
 
 Example:
     >>> from redis.cluster import RedisCluster                        # doctest: +SKIP
@@ -355,6 +356,8 @@ class ClusterTransport:
             return [], lambda r: [n.encode() for n in bases]
         if self.coordinator:
             return [(self._primaries[0], args)], lambda r: r[0]
+        if command == "FT.DROPINDEX":
+            return self._drop_plan(args)
         if command not in SHARDED_COMMANDS:
             raise redis.RedisError(f"paracache: {command} is not supported on a cluster")
         names = self._shard_names(_s(args[1]))
@@ -362,6 +365,25 @@ class ClusterTransport:
         commands = shard_commands(args, [names[node] for node in nodes])
         calls: list[tuple[str | None, tuple[Any, ...]]] = list(zip(nodes, commands, strict=True))
         return calls, lambda replies: merge(args, replies)
+
+    def _drop_plan(self, args: tuple[Any, ...]) -> _Plan:
+        """``FT.DROPINDEX`` of every primary's own index of ``args[1]`` (each primary that
+        has one; ``DD`` and any other option passed on), forgotten once all answered OK.
+        No primary with one: the server's "no such index" error, as on one server."""
+        base = _s(args[1])
+        names = {node: own[base] for node, own in self._names.items() if base in own}
+        if not names:
+            raise redis.ResponseError(f"{base}: no such index")
+        calls: list[tuple[str | None, tuple[Any, ...]]] = [
+            (node, ("FT.DROPINDEX", name, *args[2:])) for node, name in names.items()
+        ]
+
+        def dropped(replies: list[Any]) -> Any:
+            for node in names:
+                self._names.get(node, {}).pop(base, None)
+            return replies[0]
+
+        return calls, dropped
 
     def _failed(self, exc: BaseException) -> None:
         """After a failed index command, read the topology again next time."""
