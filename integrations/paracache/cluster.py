@@ -322,6 +322,53 @@ class ClusterTransport:
             except Exception as exc:
                 logger.debug("paracache: reading the cluster's slot map failed: %r", exc)
 
+    def recover(self, exc: BaseException, idempotent: bool = False) -> bool:
+        """After ``exc`` failed an administrative command (``partial=False``): read the
+        slot map again now and say whether the command may be sent once more. Only when
+        the cluster changed under it and it cannot have run: no connection to its node
+        could be made (a failed primary whose replica took over), or the node refused
+        it (``MOVED``, ``CLUSTERDOWN``, ``TRYAGAIN``); for an ``idempotent`` command
+        (an index command, ``SCAN``, an ``UNLINK`` of keys) also when its connection
+        failed under it (a pooled connection to a node that died). Administration runs
+        rarely, so its client's slot map is as old as its last command: without this,
+        the first command after a failover failed (``CacheError``) however long ago it
+        was. Lookups and stores (``partial=True``) fail open instead, within their budget.
+
+        Example:
+            >>> transport.recover(redis.ConnectionError("Error 111 connecting"))  # doctest: +SKIP
+            True
+        """
+        if self._partial or not _may_resend(exc, idempotent):
+            return False
+        try:
+            self._client.nodes_manager.initialize()
+        except Exception as again:  # no node answers: the command fails as it did
+            logger.debug("paracache: reading the cluster's slot map failed: %r", again)
+            return False
+        self._slots_stale = False
+        self._slots_read = time.monotonic()
+        return True
+
+    async def arecover(self, exc: BaseException, client: Any, idempotent: bool = False) -> bool:
+        """:meth:`recover` for the asyncio cluster ``client`` (and the blocking one
+        behind the topology, in a worker thread).
+
+        Example:
+            >>> await transport.arecover(redis.ConnectionError("..."), aclient)  # doctest: +SKIP
+            False
+        """
+        if self._partial or not _may_resend(exc, idempotent):
+            return False
+        try:
+            await client.nodes_manager.initialize()
+            await asyncio.to_thread(self._client.nodes_manager.initialize)
+        except Exception as again:
+            logger.debug("paracache: reading the cluster's slot map failed: %r", again)
+            return False
+        self._slots_stale = False
+        self._slots_read = time.monotonic()
+        return True
+
     def _refresh_due(self) -> bool:
         if not self._slots_stale:
             return False
@@ -586,6 +633,19 @@ def _direct_call(call: tuple[str | None, tuple[Any, ...]]) -> bool:
     (addressed to a node; no reply callback to apply)."""
     node, command = call
     return node is not None and command[0] == "EVALSHA"
+
+
+def _may_resend(exc: BaseException, idempotent: bool) -> bool:
+    """Whether a command that failed with ``exc`` may be sent again on a new slot map:
+    it surely did not run (no connection to its node could be made, or the node refused
+    it for the cluster's state), or it is ``idempotent`` and its connection failed."""
+    if isinstance(exc, (redis.exceptions.MovedError, redis.exceptions.ClusterDownError,
+                        redis.exceptions.TryAgainError)):  # fmt: skip
+        return True
+    text = str(exc)
+    if isinstance(exc, redis.ConnectionError):
+        return idempotent or " connecting to " in text
+    return text.startswith(("MOVED ", "CLUSTERDOWN", "TRYAGAIN"))
 
 
 def _noscript(exc: BaseException) -> bool:
