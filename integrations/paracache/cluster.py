@@ -63,6 +63,10 @@ logger = logging.getLogger("paracache")
 #: trip to a node; a failover takes the node timeout, seconds).
 REFRESH_EVERY = 0.25
 
+#: A script's error for a key (here: a shard's index name) whose slot this node does not
+#: own: refused before the command ran.
+_NON_LOCAL = "non local key"
+
 #: A plan: the commands to send (a node's name, or ``None`` to route by key) and what
 #: makes one reply of theirs.
 _Plan = tuple[list[tuple[str | None, tuple[Any, ...]]], Callable[[list[Any]], Any]]
@@ -289,7 +293,9 @@ class ClusterTransport:
             exc,
             (redis.ConnectionError, redis.TimeoutError, redis.exceptions.RedisClusterException,
              redis.exceptions.ClusterError, redis.exceptions.AskError),
-        ) or "MOVED" in str(exc) or "ASK" in str(exc) or "CLUSTERDOWN" in str(exc):  # fmt: skip
+        ) or "MOVED" in str(exc) or "ASK" in str(exc) or "CLUSTERDOWN" in str(exc) or (
+            _NON_LOCAL in str(exc)  # a shard's index name: its slot moved to another primary
+        ):  # fmt: skip
             self._slots_stale = True
             self._stale = True
 
@@ -607,6 +613,8 @@ class ClusterTransport:
         ):
             raise failed[0]
         self._stale = True
+        for exc in failed:  # a shard gone, or its index name's slot moved: a new map too
+            self.failed(exc)
         if self._warnings.due("shards"):
             logger.warning(
                 "paracache: %d of %d shards did not answer (%r); using the others",
@@ -645,7 +653,7 @@ def _may_resend(exc: BaseException, idempotent: bool) -> bool:
     text = str(exc)
     if isinstance(exc, redis.ConnectionError):
         return idempotent or " connecting to " in text
-    return text.startswith(("MOVED ", "CLUSTERDOWN", "TRYAGAIN"))
+    return text.startswith(("MOVED ", "CLUSTERDOWN", "TRYAGAIN")) or _NON_LOCAL in text
 
 
 def _noscript(exc: BaseException) -> bool:
