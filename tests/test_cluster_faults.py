@@ -273,3 +273,68 @@ def test_the_slot_of_a_shards_index_name_moved(cluster: EmbeddedCluster) -> None
     plain.close()
     cache.close()
 
+
+
+def _add_primary(cluster: EmbeddedCluster) -> int:
+    """Start one more node, introduce it (``CLUSTER MEET``): a primary without slots."""
+    from paracache.embedded.server import _free_port
+
+    bus = _free_port()
+    node = cluster._new_node(bus).start()
+    cluster.nodes.append(node)
+    cluster._bus_ports.append(bus)
+    cluster._call(cluster.nodes[0].port, "CLUSTER", "MEET", "127.0.0.1", node.port, bus)
+    deadline = time.monotonic() + 30
+    needle = f"127.0.0.1:{node.port}@".encode()
+    while time.monotonic() < deadline:
+        if all(needle in cluster._call(n.port, "CLUSTER", "NODES") for n in cluster.nodes):
+            break
+        time.sleep(0.1)
+    cluster.wait_healthy(30)
+    return node.port
+
+
+def test_a_primary_added_and_given_slots(cluster: EmbeddedCluster) -> None:
+    # A node joins and resharding moves some slots (and their entries) to it, with no
+    # lookups meanwhile. Before: administration never learnt of the new primary (its
+    # client sends nothing by key that a MOVED reply would correct): count() stayed
+    # short by the moved entries for good, entries() and clear() left them out.
+    cache = SemanticIndex(cluster.url, namespace="grow", timeout=0.5)
+    _fill(cache)
+    assert cache.count() == 2 * len(QUESTIONS)
+    source = cluster.primary_ports()[0]
+    slots = sorted({_slot(cache, q, s) for q in QUESTIONS for s in (ACME, GLOBEX)
+                    if _owner_port(cache, q, s) == source})[:10]  # fmt: skip
+    added = _add_primary(cluster)
+    moved = cluster.move_slots(slots, source, added)
+    assert moved >= len(slots)
+    # Its index is made on first use and indexes the moved entries in the background.
+    deadline = time.monotonic() + 15
+    while cache.count() < 2 * len(QUESTIONS) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert cache.count() == 2 * len(QUESTIONS)
+    assert len(cache.entries(limit=500)) == 2 * len(QUESTIONS)
+    # Lookups (paraphrases: no key of theirs in a moved slot, no MOVED reply) read the
+    # slot map every SURVEY_EVERY seconds and then search the new primary too.
+    deadline = time.monotonic() + 15
+    while _semantic_served(cache) < 1.0 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _semantic_served(cache) == 1.0
+    assert cache.clear(tenant="globex") == len(QUESTIONS)
+    # And removed again: its slots moved back, forgotten by the others, stopped.
+    cluster.move_slots(slots, added, source)
+    node = cluster.node(added)
+    node_id = cluster._call(added, "CLUSTER", "MYID").decode()
+    cluster.nodes.remove(node)
+    for other in cluster.nodes:
+        cluster._call(other.port, "CLUSTER", "FORGET", node_id)
+    node.close()
+    assert cache.count() == len(QUESTIONS)
+    # Lookups on the old map: a miss (fail-open) for a key of the removed node's slots,
+    # then the map is read again.
+    deadline = time.monotonic() + 15
+    while _semantic_served(cache) < 0.5 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _semantic_served(cache) == _served(cache) == 0.5  # acme's; globex's cleared
+    assert cache.clear() == len(QUESTIONS)
+    cache.close()

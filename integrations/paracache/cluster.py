@@ -63,6 +63,10 @@ logger = logging.getLogger("paracache")
 #: trip to a node; a failover takes the node timeout, seconds).
 REFRESH_EVERY = 0.25
 
+#: Seconds between two readings of the slot map by lookups when nothing failed: how long
+#: a primary added to the cluster may go unsearched (one round trip to a node each).
+SURVEY_EVERY = 5.0
+
 #: A script's error for a key (here: a shard's index name) whose slot this node does not
 #: own: refused before the command ran.
 _NON_LOCAL = "non local key"
@@ -143,7 +147,7 @@ class ClusterTransport:
         #: last was: redis-py refreshes it only when it retries, which paracache's
         #: clients do not (the breaker handles failures).
         self._slots_stale = False
-        self._slots_read = 0.0
+        self._slots_read = time.monotonic()
         self._lock = threading.Lock()
         self._primaries: tuple[str, ...] = ()
         #: node name -> {index: that node's own index name}
@@ -376,11 +380,16 @@ class ClusterTransport:
         return True
 
     def _refresh_due(self) -> bool:
-        if not self._slots_stale:
-            return False
+        """Whether to read the slot map now: a failure asked for it (at most every
+        :data:`REFRESH_EVERY` seconds), or, for lookups, :data:`SURVEY_EVERY` seconds
+        went by (a primary added and given slots answers no lookup with ``MOVED`` unless
+        one asks for a key of its slots: until then its entries were semantic misses)."""
         now = time.monotonic()
+        every = REFRESH_EVERY if self._slots_stale else SURVEY_EVERY if self._partial else None
+        if every is None or now - self._slots_read < every:
+            return False
         with self._lock:
-            if now - self._slots_read < REFRESH_EVERY:
+            if now - self._slots_read < every:
                 return False
             self._slots_read = now
         return True
@@ -390,6 +399,8 @@ class ClusterTransport:
     def _plan(self, args: tuple[Any, ...]) -> _Plan:
         """What to send for ``args`` and how to make one reply of the answers."""
         command = _s(args[0]).upper()
+        if self._survey_due(command, args):
+            self._survey()
         self._refresh()
         if command in ("UNLINK", "DEL"):
             return [(None, (command, key)) for key in args[1:]], lambda r: sum(map(int, r))
@@ -437,6 +448,28 @@ class ClusterTransport:
             return replies[0]
 
         return calls, dropped
+
+    def _survey_due(self, command: str, args: Sequence[Any]) -> bool:
+        """Whether administration should read the slot map before ``command``: a command
+        that spans every primary (an index query, a ``SCAN`` from its start), at most
+        every :data:`REFRESH_EVERY` seconds. Its client sends nothing by key that a
+        ``MOVED`` reply could correct, so without this a primary added to the cluster
+        stayed unknown to it: its entries were left out of ``count()``, ``entries()``,
+        ``clear()`` and ``trim()``, without an error. Lookups learn of it from their
+        own keys' ``MOVED`` replies."""
+        if self._partial or command in ("UNLINK", "DEL"):
+            return False
+        if command == "SCAN" and str(_s(args[1])) != "0":
+            return False  # mid-walk: the cursor counts the primaries it started with
+        return time.monotonic() - self._slots_read >= REFRESH_EVERY
+
+    def _survey(self) -> None:
+        """Read the slot map now (administration; a failure leaves the old one)."""
+        self._slots_read = time.monotonic()
+        try:
+            self._client.nodes_manager.initialize()
+        except Exception as exc:
+            logger.debug("paracache: reading the cluster's slot map failed: %r", exc)
 
     def _failed(self, exc: BaseException) -> None:
         """After a failed index command, read the topology again next time."""
@@ -576,13 +609,20 @@ class ClusterTransport:
         Example:
             >>> await transport.aexecute(("FT.SEARCH", "idx", "*"), aclient)  # doctest: +SKIP
         """
-        plan = self._plan if not self._needs_refresh() else None
+        command = _s(args[0]).upper()
+        surveyed = self._survey_due(command, args)
+        plan = self._plan if not (surveyed or self._needs_refresh()) else None
         calls, finish = plan(tuple(args)) if plan else await asyncio.to_thread(
             self._plan, tuple(args)
         )
         if not calls:
             return finish([])
         await client.initialize()
+        if surveyed:  # the asyncio client sends: it must know the same primaries
+            try:
+                await client.nodes_manager.initialize()
+            except Exception as exc:
+                logger.debug("paracache: reading the cluster's slot map failed: %r", exc)
 
         def send(node: str | None, command: tuple[Any, ...]) -> Any:
             if node is None:
