@@ -9,6 +9,7 @@ moved entries again without a restart."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import threading
 import time
@@ -114,7 +115,9 @@ def _owner_port(cache: SemanticIndex, question: str, scope: Scope) -> int:
     return int(client.nodes_manager.slots_cache[key_slot(key.encode())][0].port)
 
 
-def test_a_primary_killed_while_serving(quick_cluster: EmbeddedCluster) -> None:
+def test_a_primary_killed_while_serving(
+    quick_cluster: EmbeddedCluster, caplog: pytest.LogCaptureFixture
+) -> None:
     cluster = quick_cluster
     url = cluster.node_url(cluster.primary_ports()[0])
     cache = SemanticIndex(url, namespace="failover", timeout=0.5)
@@ -123,6 +126,7 @@ def test_a_primary_killed_while_serving(quick_cluster: EmbeddedCluster) -> None:
     victim = cluster.primary_ports()[-1]
     on_victim = {q for q in QUESTIONS if _owner_port(cache, q, ACME) == victim}
     assert on_victim and len(on_victim) < len(QUESTIONS)
+    caplog.set_level(logging.WARNING, logger="paracache")
     with Traffic(cache) as traffic:
         time.sleep(0.5)
         killed_at = time.monotonic()
@@ -139,6 +143,11 @@ def test_a_primary_killed_while_serving(quick_cluster: EmbeddedCluster) -> None:
     assert during == {"exact", "semantic"}, "the healthy shards did not serve while one was down"
     assert traffic.errors == [] and traffic.wrong == []
     assert traffic.calls > 50
+    # Every failure counted, and logged once per kind (lookup, store) in 10 s: before,
+    # one warning per failed call (hundreds a second; the breaker stays closed).
+    failed = cache.stats().errors_by_kind.get("redis", 0)
+    warned = [r for r in caplog.records if "continuing without the cache" in r.getMessage()]
+    assert failed > 10 and 1 <= len(warned) <= 2, (failed, len(warned))
     # Once the replica is promoted, the failed shard's entries are served again.
     deadline = time.monotonic() + 60
     while _served(cache) < 0.9 and time.monotonic() < deadline:
