@@ -20,7 +20,10 @@ owns it, as they are. Index commands do not fit that model:
 ``SCAN`` walks every primary; ``FT.DROPINDEX`` drops every primary's own index; an
 ``UNLINK`` of many keys is split by key. The topology (primaries, their index names) is
 read again when redis-py's view of the primaries changes (a failover, a slot move) or
-after a failed index command.
+after a failed index command; the slot map after a failure, every few seconds for
+lookups, and before administration's commands that span every primary (a primary
+added to the cluster answers nothing with ``MOVED`` until a key of its slots is asked
+for).
 
 Example:
     >>> from redis.cluster import RedisCluster                        # doctest: +SKIP
@@ -455,8 +458,8 @@ class ClusterTransport:
         every :data:`REFRESH_EVERY` seconds. Its client sends nothing by key that a
         ``MOVED`` reply could correct, so without this a primary added to the cluster
         stayed unknown to it: its entries were left out of ``count()``, ``entries()``,
-        ``clear()`` and ``trim()``, without an error. Lookups learn of it from their
-        own keys' ``MOVED`` replies."""
+        ``clear()`` and ``trim()``, without an error. (Lookups read the slot map every
+        :data:`SURVEY_EVERY` seconds: :meth:`maintain`.)"""
         if self._partial or command in ("UNLINK", "DEL"):
             return False
         if command == "SCAN" and str(_s(args[1])) != "0":
