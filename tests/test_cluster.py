@@ -244,6 +244,24 @@ def test_administration_spans_every_shard(make_cluster_index: Any) -> None:
     assert [k for n in nodes for k in n.redis_connection.scan_iter(match=pattern)] == []
 
 
+def test_reembed_drop_old_drops_the_old_index_on_every_shard(make_cluster_index: Any) -> None:
+    # Before: every entry was copied and the old entries deleted, then ReembedError
+    # "FT.DROPINDEX is not supported on a cluster", on every run again: the old index
+    # (one per primary) could not be dropped through paracache at all.
+    old: SemanticIndex = make_cluster_index()
+    old.warm(FAQ, ACME, progress=False)
+    new: SemanticIndex = make_cluster_index(dtype="float32")  # another index, same namespace
+    report = new.reembed(from_model=old.layout.index_name, progress=False, drop_old=True)
+    assert report.copied == len(FAQ) and report.dropped == len(FAQ)
+    for node in new._client.get_primaries():
+        names = [n.decode() for n in node.redis_connection.execute_command("FT._LIST")]
+        ours = [index_base(n) for n in names if n.startswith(f"paracache:{new.namespace}:")]
+        assert ours == [new.layout.index_name], names
+    assert new.count() == len(FAQ)
+    hit = new.lookup(PARAPHRASES[FAQ[0][0]], ACME)
+    assert hit is not None and hit.response == FAQ[0][1]
+
+
 def test_max_entries_trims_across_shards(make_cluster_index: Any) -> None:
     idx: SemanticIndex = make_cluster_index(max_entries=5)
     assert idx.warm(FAQ, ACME, progress=False) == len(FAQ)  # warm trims at its end

@@ -307,7 +307,11 @@ class FlowBase:
         self._forget_registered()
         self._count_loaded = False
         self._hits_loaded = False
-        logger.warning("paracache: %s failed, continuing without the cache: %r", what, exc)
+        # One warning per kind every 10 s: on a cluster the breaker stays closed while one
+        # shard fails over (the others answer), and every failed call came here.
+        self._warn_throttled(
+            f"failed:{what}", "paracache: %s failed, continuing without the cache: %r", what, exc
+        )
 
     def _internal(self, what: str, exc: Exception) -> None:
         """A bug in paracache's own code: not a Redis failure (the breaker and the index

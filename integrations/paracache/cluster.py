@@ -17,9 +17,13 @@ owns it, as they are. Index commands do not fit that model:
   exists): one ``FT.CREATE`` and one ``FT.SEARCH`` on any primary; the coordinator fans
   out and merges.
 
-``SCAN`` walks every primary; an ``UNLINK`` of many keys is split by key. The topology
-(primaries, their index names) is read again when redis-py's view of the primaries
-changes (a failover, a slot move) or after a failed index command.
+``SCAN`` walks every primary; ``FT.DROPINDEX`` drops every primary's own index; an
+``UNLINK`` of many keys is split by key. The topology (primaries, their index names) is
+read again when redis-py's view of the primaries changes (a failover, a slot move) or
+after a failed index command; the slot map after a failure, every few seconds for
+lookups, and before administration's commands that span every primary (a primary
+added to the cluster answers nothing with ``MOVED`` until a key of its slots is asked
+for).
 
 Example:
     >>> from redis.cluster import RedisCluster                        # doctest: +SKIP
@@ -61,6 +65,14 @@ logger = logging.getLogger("paracache")
 #: Seconds between two readings of the slot map after failures (each costs a round
 #: trip to a node; a failover takes the node timeout, seconds).
 REFRESH_EVERY = 0.25
+
+#: Seconds between two readings of the slot map by lookups when nothing failed: how long
+#: a primary added to the cluster may go unsearched (one round trip to a node each).
+SURVEY_EVERY = 5.0
+
+#: A script's error for a key (here: a shard's index name) whose slot this node does not
+#: own: refused before the command ran.
+_NON_LOCAL = "non local key"
 
 #: A plan: the commands to send (a node's name, or ``None`` to route by key) and what
 #: makes one reply of theirs.
@@ -138,7 +150,7 @@ class ClusterTransport:
         #: last was: redis-py refreshes it only when it retries, which paracache's
         #: clients do not (the breaker handles failures).
         self._slots_stale = False
-        self._slots_read = 0.0
+        self._slots_read = time.monotonic()
         self._lock = threading.Lock()
         self._primaries: tuple[str, ...] = ()
         #: node name -> {index: that node's own index name}
@@ -288,7 +300,9 @@ class ClusterTransport:
             exc,
             (redis.ConnectionError, redis.TimeoutError, redis.exceptions.RedisClusterException,
              redis.exceptions.ClusterError, redis.exceptions.AskError),
-        ) or "MOVED" in str(exc) or "ASK" in str(exc) or "CLUSTERDOWN" in str(exc):  # fmt: skip
+        ) or "MOVED" in str(exc) or "ASK" in str(exc) or "CLUSTERDOWN" in str(exc) or (
+            _NON_LOCAL in str(exc)  # a shard's index name: its slot moved to another primary
+        ):  # fmt: skip
             self._slots_stale = True
             self._stale = True
 
@@ -321,12 +335,64 @@ class ClusterTransport:
             except Exception as exc:
                 logger.debug("paracache: reading the cluster's slot map failed: %r", exc)
 
-    def _refresh_due(self) -> bool:
-        if not self._slots_stale:
+    def recover(self, exc: BaseException, idempotent: bool = False) -> bool:
+        """After ``exc`` failed an administrative command (``partial=False``): read the
+        slot map again now and say whether the command may be sent once more. Only when
+        the cluster changed under it and it cannot have run: no connection to its node
+        could be made (a failed primary whose replica took over), or the node refused
+        it (``MOVED``, ``CLUSTERDOWN``, ``TRYAGAIN``); for an ``idempotent`` command
+        (an index command, ``SCAN``, an ``UNLINK`` of keys) also when its connection
+        failed under it (a pooled connection to a node that died). Administration runs
+        rarely, so its client's slot map is as old as its last command: without this,
+        the first command after a failover failed (``CacheError``) however long ago it
+        was. Lookups and stores (``partial=True``) fail open instead, within their budget.
+
+        Example:
+            >>> transport.recover(redis.ConnectionError("Error 111 connecting"))  # doctest: +SKIP
+            True
+        """
+        if self._partial or not _may_resend(exc, idempotent):
             return False
+        try:
+            self._client.nodes_manager.initialize()
+        except Exception as again:  # no node answers: the command fails as it did
+            logger.debug("paracache: reading the cluster's slot map failed: %r", again)
+            return False
+        self._slots_stale = False
+        self._slots_read = time.monotonic()
+        return True
+
+    async def arecover(self, exc: BaseException, client: Any, idempotent: bool = False) -> bool:
+        """:meth:`recover` for the asyncio cluster ``client`` (and the blocking one
+        behind the topology, in a worker thread).
+
+        Example:
+            >>> await transport.arecover(redis.ConnectionError("..."), aclient)  # doctest: +SKIP
+            False
+        """
+        if self._partial or not _may_resend(exc, idempotent):
+            return False
+        try:
+            await client.nodes_manager.initialize()
+            await asyncio.to_thread(self._client.nodes_manager.initialize)
+        except Exception as again:
+            logger.debug("paracache: reading the cluster's slot map failed: %r", again)
+            return False
+        self._slots_stale = False
+        self._slots_read = time.monotonic()
+        return True
+
+    def _refresh_due(self) -> bool:
+        """Whether to read the slot map now: a failure asked for it (at most every
+        :data:`REFRESH_EVERY` seconds), or, for lookups, :data:`SURVEY_EVERY` seconds
+        went by (a primary added and given slots answers no lookup with ``MOVED`` unless
+        one asks for a key of its slots: until then its entries were semantic misses)."""
         now = time.monotonic()
+        every = REFRESH_EVERY if self._slots_stale else SURVEY_EVERY if self._partial else None
+        if every is None or now - self._slots_read < every:
+            return False
         with self._lock:
-            if now - self._slots_read < REFRESH_EVERY:
+            if now - self._slots_read < every:
                 return False
             self._slots_read = now
         return True
@@ -336,6 +402,8 @@ class ClusterTransport:
     def _plan(self, args: tuple[Any, ...]) -> _Plan:
         """What to send for ``args`` and how to make one reply of the answers."""
         command = _s(args[0]).upper()
+        if self._survey_due(command, args):
+            self._survey()
         self._refresh()
         if command in ("UNLINK", "DEL"):
             return [(None, (command, key)) for key in args[1:]], lambda r: sum(map(int, r))
@@ -355,6 +423,8 @@ class ClusterTransport:
             return [], lambda r: [n.encode() for n in bases]
         if self.coordinator:
             return [(self._primaries[0], args)], lambda r: r[0]
+        if command == "FT.DROPINDEX":
+            return self._drop_plan(args)
         if command not in SHARDED_COMMANDS:
             raise redis.RedisError(f"paracache: {command} is not supported on a cluster")
         names = self._shard_names(_s(args[1]))
@@ -362,6 +432,47 @@ class ClusterTransport:
         commands = shard_commands(args, [names[node] for node in nodes])
         calls: list[tuple[str | None, tuple[Any, ...]]] = list(zip(nodes, commands, strict=True))
         return calls, lambda replies: merge(args, replies)
+
+    def _drop_plan(self, args: tuple[Any, ...]) -> _Plan:
+        """``FT.DROPINDEX`` of every primary's own index of ``args[1]`` (each primary that
+        has one; ``DD`` and any other option passed on), forgotten once all answered OK.
+        No primary with one: the server's "no such index" error, as on one server."""
+        base = _s(args[1])
+        names = {node: own[base] for node, own in self._names.items() if base in own}
+        if not names:
+            raise redis.ResponseError(f"{base}: no such index")
+        calls: list[tuple[str | None, tuple[Any, ...]]] = [
+            (node, ("FT.DROPINDEX", name, *args[2:])) for node, name in names.items()
+        ]
+
+        def dropped(replies: list[Any]) -> Any:
+            for node in names:
+                self._names.get(node, {}).pop(base, None)
+            return replies[0]
+
+        return calls, dropped
+
+    def _survey_due(self, command: str, args: Sequence[Any]) -> bool:
+        """Whether administration should read the slot map before ``command``: a command
+        that spans every primary (an index query, a ``SCAN`` from its start), at most
+        every :data:`REFRESH_EVERY` seconds. Its client sends nothing by key that a
+        ``MOVED`` reply could correct, so without this a primary added to the cluster
+        stayed unknown to it: its entries were left out of ``count()``, ``entries()``,
+        ``clear()`` and ``trim()``, without an error. (Lookups read the slot map every
+        :data:`SURVEY_EVERY` seconds: :meth:`maintain`.)"""
+        if self._partial or command in ("UNLINK", "DEL"):
+            return False
+        if command == "SCAN" and str(_s(args[1])) != "0":
+            return False  # mid-walk: the cursor counts the primaries it started with
+        return time.monotonic() - self._slots_read >= REFRESH_EVERY
+
+    def _survey(self) -> None:
+        """Read the slot map now (administration; a failure leaves the old one)."""
+        self._slots_read = time.monotonic()
+        try:
+            self._client.nodes_manager.initialize()
+        except Exception as exc:
+            logger.debug("paracache: reading the cluster's slot map failed: %r", exc)
 
     def _failed(self, exc: BaseException) -> None:
         """After a failed index command, read the topology again next time."""
@@ -501,13 +612,20 @@ class ClusterTransport:
         Example:
             >>> await transport.aexecute(("FT.SEARCH", "idx", "*"), aclient)  # doctest: +SKIP
         """
-        plan = self._plan if not self._needs_refresh() else None
+        command = _s(args[0]).upper()
+        surveyed = self._survey_due(command, args)
+        plan = self._plan if not (surveyed or self._needs_refresh()) else None
         calls, finish = plan(tuple(args)) if plan else await asyncio.to_thread(
             self._plan, tuple(args)
         )
         if not calls:
             return finish([])
         await client.initialize()
+        if surveyed:  # the asyncio client sends: it must know the same primaries
+            try:
+                await client.nodes_manager.initialize()
+            except Exception as exc:
+                logger.debug("paracache: reading the cluster's slot map failed: %r", exc)
 
         def send(node: str | None, command: tuple[Any, ...]) -> Any:
             if node is None:
@@ -538,6 +656,8 @@ class ClusterTransport:
         ):
             raise failed[0]
         self._stale = True
+        for exc in failed:  # a shard gone, or its index name's slot moved: a new map too
+            self.failed(exc)
         if self._warnings.due("shards"):
             logger.warning(
                 "paracache: %d of %d shards did not answer (%r); using the others",
@@ -564,6 +684,19 @@ def _direct_call(call: tuple[str | None, tuple[Any, ...]]) -> bool:
     (addressed to a node; no reply callback to apply)."""
     node, command = call
     return node is not None and command[0] == "EVALSHA"
+
+
+def _may_resend(exc: BaseException, idempotent: bool) -> bool:
+    """Whether a command that failed with ``exc`` may be sent again on a new slot map:
+    it surely did not run (no connection to its node could be made, or the node refused
+    it for the cluster's state), or it is ``idempotent`` and its connection failed."""
+    if isinstance(exc, (redis.exceptions.MovedError, redis.exceptions.ClusterDownError,
+                        redis.exceptions.TryAgainError)):  # fmt: skip
+        return True
+    text = str(exc)
+    if isinstance(exc, redis.ConnectionError):
+        return idempotent or " connecting to " in text
+    return text.startswith(("MOVED ", "CLUSTERDOWN", "TRYAGAIN")) or _NON_LOCAL in text
 
 
 def _noscript(exc: BaseException) -> bool:

@@ -123,6 +123,12 @@ async def arun(
         return cast(T, stop.value)
 
 
+def _idempotent(cluster: ClusterTransport, op: Any) -> bool:
+    """Whether ``op`` may run twice with the effect of once: creating the index, and the
+    commands the cluster transport performs (index commands, ``SCAN``, ``UNLINK``)."""
+    return isinstance(op, EnsureIndex) or (isinstance(op, Call) and cluster.handles(op.args))
+
+
 @dataclasses.dataclass(frozen=True)
 class SyncIO:
     """Performs requests with blocking calls on ``client`` (hot-path ``Call`` requests
@@ -144,14 +150,23 @@ class SyncIO:
             return self._perform(op)
         self.cluster.maintain()
         try:
-            if isinstance(op, EnsureIndex):
-                return self.cluster.ensure_index(_need(self.layout, op).schema_dict())
-            if isinstance(op, Call) and self.cluster.handles(op.args):
-                return self.cluster.execute(op.args)
-            return self._perform(op)
+            return self._on_cluster(op)
         except Exception as exc:
             self.cluster.failed(exc)  # a failover, a moved slot: read the slot map again
-            raise
+            if not (
+                isinstance(op, (Call, EnsureIndex))
+                and self.cluster.recover(exc, _idempotent(self.cluster, op))
+            ):
+                raise
+        return self._on_cluster(op)  # administration: once more, on the new slot map
+
+    def _on_cluster(self, op: Any) -> Any:
+        cluster = _need(self.cluster, op)
+        if isinstance(op, EnsureIndex):
+            return cluster.ensure_index(_need(self.layout, op).schema_dict())
+        if isinstance(op, Call) and cluster.handles(op.args):
+            return cluster.execute(op.args)
+        return self._perform(op)
 
     def _perform(self, op: Any) -> Any:
         if isinstance(op, Call):
@@ -231,14 +246,23 @@ class AsyncIO:
             return await self._perform(op)
         await self.cluster.amaintain(self.client)
         try:
-            if isinstance(op, EnsureIndex):
-                return await self.cluster.aensure_index(_need(self.layout, op).schema_dict())
-            if isinstance(op, Call) and self.cluster.handles(op.args):
-                return await self.cluster.aexecute(op.args, self.client)
-            return await self._perform(op)
+            return await self._on_cluster(op)
         except Exception as exc:
             self.cluster.failed(exc)
-            raise
+            if not (
+                isinstance(op, (Call, EnsureIndex))
+                and await self.cluster.arecover(exc, self.client, _idempotent(self.cluster, op))
+            ):
+                raise
+        return await self._on_cluster(op)
+
+    async def _on_cluster(self, op: Any) -> Any:
+        cluster = _need(self.cluster, op)
+        if isinstance(op, EnsureIndex):
+            return await cluster.aensure_index(_need(self.layout, op).schema_dict())
+        if isinstance(op, Call) and cluster.handles(op.args):
+            return await cluster.aexecute(op.args, self.client)
+        return await self._perform(op)
 
     async def _perform(self, op: Any) -> Any:
         if isinstance(op, Call):

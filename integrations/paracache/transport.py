@@ -565,6 +565,11 @@ def _connection_kwargs(client: Any) -> dict[str, Any]:
 def client_url(client: Any) -> str:
     """A password-free URL naming where ``client`` connects (for messages and logs)."""
     kwargs = _connection_kwargs(client)
+    sentinel = _sentinel_pool(client)
+    if sentinel is not None:  # its kwargs name no server: the sentinels and the service
+        first = sentinel.sentinel_manager.sentinels[0].connection_pool.connection_kwargs
+        host, port = first.get("host", "localhost"), first.get("port", 26379)
+        return f"redis+sentinel://{host}:{port}/{sentinel.service_name}"
     if "host" not in kwargs and hasattr(client, "get_default_node"):
         node = client.get_default_node()
         kwargs = {**kwargs, "host": node.host, "port": node.port}
@@ -587,6 +592,9 @@ def derive_async(client: Any) -> Any:
     kwargs = _connection_kwargs(client)
     for sync_only in ("retry", "redis_connect_func", "connection_pool"):
         kwargs.pop(sync_only, None)  # async clients take their own
+    sentinel = _sentinel_pool(client)
+    if sentinel is not None:
+        return _derive_sentinel(sentinel, kwargs)
     if hasattr(client, "get_default_node"):
         node = client.get_default_node()
         accepted = inspect.signature(AsyncCluster.__init__).parameters
@@ -603,6 +611,48 @@ def derive_async(client: Any) -> Any:
     options = {k: v for k, v in kwargs.items() if k in names}
     pool = aioredis.ConnectionPool(connection_class=async_class, **options)
     return aioredis.Redis(connection_pool=pool)
+
+
+def _sentinel_pool(client: Any) -> Any:
+    """The ``redis.sentinel.SentinelConnectionPool`` of a client made by
+    ``Sentinel.master_for``/``slave_for``, else ``None``."""
+    from redis.sentinel import SentinelConnectionPool
+
+    pool = getattr(client, "connection_pool", None)
+    return pool if isinstance(pool, SentinelConnectionPool) else None
+
+
+def _derive_sentinel(pool: Any, kwargs: dict[str, Any]) -> Any:
+    """The asyncio twin of a Sentinel-managed client: an asyncio ``Sentinel`` on the same
+    sentinels (with their options) asked for the same service, master or replica, with
+    the client's connection options. (Its connection kwargs name no server: a plain
+    asyncio client made from them connected to ``localhost:6379``.)"""
+    import inspect
+
+    from redis.asyncio.sentinel import Sentinel as AsyncSentinel
+
+    manager = pool.sentinel_manager
+    sentinels = [
+        (s.connection_pool.connection_kwargs.get("host", "localhost"),
+         s.connection_pool.connection_kwargs.get("port", 26379))
+        for s in manager.sentinels
+    ]  # fmt: skip
+    names: set[str] = set()
+    for base in cast(Any, aioredis.Connection).__mro__:
+        names |= set(inspect.signature(base.__init__).parameters)
+    names -= {"host", "port", "retry", "redis_connect_func"}
+    options = {k: v for k, v in kwargs.items() if k in names}
+    sentinel_options = {
+        k: v for k, v in dict(manager.sentinel_kwargs).items() if k in names
+    }  # its sync ``retry`` dropped: the asyncio Sentinel sets its own
+    twin = AsyncSentinel(
+        sentinels,
+        min_other_sentinels=manager.min_other_sentinels,
+        sentinel_kwargs=sentinel_options,
+        force_master_ip=getattr(manager, "_force_master_ip", None),
+    )
+    ask = twin.master_for if pool.is_master else twin.slave_for
+    return ask(pool.service_name, check_connection=pool.check_connection, **options)
 
 
 def safe_url(url: str) -> str:
