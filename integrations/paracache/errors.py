@@ -36,7 +36,9 @@ __all__ = [
 #: - ``timeout``: no reply in time (a command's ``timeout``, the call's time budget);
 #: - ``unavailable``: no connection (refused, reset, authentication, the server loading);
 #: - ``oom``, ``readonly``, ``misconf``: the server is up but refuses writes (out of
-#:   memory under ``noeviction``, a read-only replica, failing persistence);
+#:   memory under ``noeviction``, a read-only replica or a primary short of its
+#:   ``min-replicas-to-write`` (``NOREPLICAS``), failing persistence);
+#: - ``noperm``: the Redis user's ACL does not allow the command (``NOPERM``);
 #: - ``busy``: another client's script is running (``BUSY``);
 #: - ``noscript``: ``EVALSHA`` of a script the server does not know;
 #: - ``no_index``: the search index does not exist (a flushed or restarted server);
@@ -51,6 +53,7 @@ Kind = Literal[
     "oom",
     "readonly",
     "misconf",
+    "noperm",
     "busy",
     "noscript",
     "no_index",
@@ -106,9 +109,10 @@ class BackendError(CacheError):
 
     @property
     def write_refused(self) -> str | None:
-        """``"oom"``, ``"readonly"`` or ``"misconf"`` if the server is up but refuses
-        writes (not a breaker failure: lookups are still served), else ``None``."""
-        return self.kind if self.kind in ("oom", "readonly", "misconf") else None
+        """``"oom"``, ``"readonly"``, ``"misconf"`` or ``"noperm"`` if the server is up
+        but refuses writes (not a breaker failure: lookups are still served), else
+        ``None``."""
+        return self.kind if self.kind in ("oom", "readonly", "misconf", "noperm") else None
 
 
 class EmbeddingError(BackendError):

@@ -711,6 +711,10 @@ def _reply_kind(exc: redis.ResponseError) -> Kind:
         return "oom"
     if isinstance(exc, redis.exceptions.ReadOnlyError) or "read only replica" in text:
         return "readonly"
+    if "NOREPLICAS" in text:  # a primary short of its min-replicas-to-write
+        return "readonly"
+    if isinstance(exc, redis.exceptions.NoPermissionError) or "NOPERM" in text:
+        return "noperm"
     if "MISCONF" in text:
         return "misconf"
     if isinstance(exc, redis.exceptions.NoScriptError):

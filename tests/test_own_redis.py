@@ -1,0 +1,108 @@
+"""A user's own Redis, configured as users configure theirs (audit 12): ACL users with
+fewer rights, a primary that refuses writes without its replicas, clients made by the
+user. Real servers configured that way; nothing mocked."""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from paracache import Scope, SemanticIndex
+from paracache.embedded import EmbeddedRedis
+
+PROMPT = "How do I get a refund for my order?"
+REWORDED = "How can I get a refund for my order?"
+ANSWER = "Within 30 days."
+SCOPE = Scope(tenant="acme")
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[EmbeddedRedis]:
+    """A stock server (as users run theirs) with a few ACL users besides the admin."""
+    with EmbeddedRedis(tuned=False) as srv:
+        admin = redis.Redis.from_url(srv.url)
+        users = {
+            # Reads and searches only, as a read-only role of a managed service with
+            # the search commands granted.
+            "reader": ["+@read", "+@connection", "+ft.search", "+ft.info", "+ft._list",
+                       "+ft.aggregate", "+ft.cursor"],
+        }  # fmt: skip
+        for name, rules in users.items():
+            admin.execute_command("ACL", "SETUSER", name, "reset", "on", ">pw", "~*", "&*", *rules)
+        admin.close()
+        yield srv
+
+
+def _user_url(srv: EmbeddedRedis, user: str) -> str:
+    return f"redis://{user}:pw@127.0.0.1:{srv.port}/0"
+
+
+@pytest.fixture
+def namespace() -> str:
+    return "own-" + uuid.uuid4().hex[:10]
+
+
+@pytest.fixture
+def seeded(server: EmbeddedRedis, namespace: str) -> Iterator[SemanticIndex]:
+    """The namespace's index and one entry, made with the admin's rights."""
+    admin = SemanticIndex(server.url, namespace=namespace, timeout=5.0)
+    assert admin.store(PROMPT, ANSWER, SCOPE)
+    yield admin
+    with contextlib.suppress(Exception):
+        admin.clear()
+    admin.close()
+
+
+def _served(cache: SemanticIndex) -> tuple[str, str]:
+    exact = cache.lookup_verdict(PROMPT, SCOPE)
+    semantic = cache.lookup_verdict(REWORDED, SCOPE)
+    assert exact.hit is None or exact.hit.response == ANSWER
+    assert semantic.hit is None or semantic.hit.response == ANSWER
+    return exact.outcome, semantic.outcome
+
+
+def test_writes_an_acl_refuses_leave_cached_answers_served(
+    server: EmbeddedRedis, namespace: str, seeded: SemanticIndex
+) -> None:
+    """A user allowed to read and search but not to write: each store is dropped and
+    counted as ``noperm`` (the server is up), and the circuit breaker stays closed, so
+    the answers already cached keep being served. Each refused store used to count as
+    a Redis failure: three in a row opened the breaker and every lookup was a miss."""
+    cache = SemanticIndex(_user_url(server, "reader"), namespace=namespace, timeout=5.0,
+                          track_hits=False)  # fmt: skip
+    try:
+        for i in range(5):
+            result = cache.store_result(f"another question {i}", "x", SCOPE)
+            assert (result.outcome, result.reason) == ("dropped", "write refused: noperm")
+        assert _served(cache) == ("exact", "semantic")
+        errors = cache.stats().errors_by_kind
+        assert errors.get("noperm") == 5
+        assert "breaker_open" not in errors and "redis" not in errors
+    finally:
+        cache.close()
+
+
+def test_a_primary_short_of_its_replicas_refuses_writes_only(namespace: str) -> None:
+    """``min-replicas-to-write 1`` without a replica: Redis answers every write with
+    ``NOREPLICAS``. Stores are dropped and counted as ``readonly``; lookups keep being
+    served (it used to open the breaker after three stores)."""
+    with EmbeddedRedis(tuned=False) as srv:
+        admin = SemanticIndex(srv.url, namespace=namespace, timeout=5.0)
+        assert admin.store(PROMPT, ANSWER, SCOPE)
+        admin.close()
+        redis.Redis.from_url(srv.url).config_set("min-replicas-to-write", 1)
+        cache = SemanticIndex(srv.url, namespace=namespace, timeout=5.0)
+        try:
+            for i in range(5):
+                result = cache.store_result(f"another question {i}", "x", SCOPE)
+                assert (result.outcome, result.reason) == ("dropped", "write refused: readonly")
+            assert _served(cache) == ("exact", "semantic")
+            errors = cache.stats().errors_by_kind
+            assert errors.get("readonly") == 5
+            assert "breaker_open" not in errors and "redis" not in errors
+        finally:
+            cache.close()
