@@ -13,6 +13,7 @@ import redis
 
 from paracache import Scope, SemanticIndex
 from paracache.embedded import EmbeddedRedis
+from paracache.errors import RedisSearchUnavailable
 
 PROMPT = "How do I get a refund for my order?"
 REWORDED = "How can I get a refund for my order?"
@@ -30,6 +31,12 @@ def server() -> Iterator[EmbeddedRedis]:
             # the search commands granted.
             "reader": ["+@read", "+@connection", "+ft.search", "+ft.info", "+ft._list",
                        "+ft.aggregate", "+ft.cursor"],
+            # A read-only role as Redis' own categories define it: no FT.* command at all
+            # (RediSearch 2.10's commands belong to no ACL category).
+            "readonly": ["+@read", "+@connection"],
+            # Everything but what a managed service keeps for itself, and FT.CREATE: the
+            # index is made by an administrator.
+            "app": ["+@all", "-@dangerous", "-ft.create", "-ft.dropindex", "-ft.alter"],
         }  # fmt: skip
         for name, rules in users.items():
             admin.execute_command("ACL", "SETUSER", name, "reset", "on", ">pw", "~*", "&*", *rules)
@@ -106,3 +113,36 @@ def test_a_primary_short_of_its_replicas_refuses_writes_only(namespace: str) -> 
             assert "breaker_open" not in errors and "redis" not in errors
         finally:
             cache.close()
+
+
+def test_a_user_without_the_search_commands_is_told_at_construction(
+    server: EmbeddedRedis, namespace: str
+) -> None:
+    """It raised redis-py's bare ``NoPermissionError`` for ``FT._LIST``."""
+    with pytest.raises(RedisSearchUnavailable, match=r"may not run FT._LIST.*Your own Redis"):
+        SemanticIndex(_user_url(server, "readonly"), namespace=namespace)
+
+
+def test_a_user_without_ft_create_needs_the_index_made_by_an_administrator(
+    server: EmbeddedRedis, namespace: str
+) -> None:
+    """Without the index the cache cannot work (every lookup, exact ones included, failed
+    and opened the breaker, after a warning at construction): a configuration error at
+    construction, saying how to make the index. Once an administrator's cache of the same
+    namespace made it, the user's cache stores, serves, counts hits and administers."""
+    url = _user_url(server, "app")
+    with pytest.raises(RedisSearchUnavailable, match=r"may not create the search index"):
+        SemanticIndex(url, namespace=namespace)
+    made = SemanticIndex(server.url, namespace=namespace)  # what the message tells
+    made.close()
+    cache = SemanticIndex(url, namespace=namespace, timeout=5.0)
+    try:
+        assert cache.store(PROMPT, ANSWER, SCOPE)
+        assert _served(cache) == ("exact", "semantic")
+        assert cache.count() == 1
+        assert cache.flush_hits() == 2
+        assert [e.hit_count for e in cache.entries()] == [2]
+        assert cache.stats().errors_by_kind == {}
+        assert cache.clear() == 1
+    finally:
+        cache.close()

@@ -143,5 +143,6 @@ class RedisSearchUnavailable(RuntimeError):
     database the URL selects (RediSearch indexes database 0 only), or holds an index of
     the cache's name that it cannot use (made by hand or by another tool: a field
     missing, another vector size or distance, other key prefixes; the message says
-    which, and what to do). Raised when a cache is built: a configuration error, not a
-    run-time failure."""
+    which, and what to do), or is reached as a Redis user whose ACL forbids the search
+    commands, or creating the index when none exists yet. Raised when a cache is built: a
+    configuration error, not a run-time failure."""

