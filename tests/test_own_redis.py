@@ -5,6 +5,7 @@ user. Real servers configured that way; nothing mocked."""
 from __future__ import annotations
 
 import contextlib
+import logging
 import uuid
 from collections.abc import Iterator
 
@@ -14,6 +15,8 @@ import redis
 from paracache import Scope, SemanticIndex
 from paracache.embedded import EmbeddedRedis
 from paracache.errors import RedisSearchUnavailable
+from paracache.limiter import Limit, RateLimiter
+from paracache.sessions import SessionStore
 
 PROMPT = "How do I get a refund for my order?"
 REWORDED = "How can I get a refund for my order?"
@@ -37,6 +40,8 @@ def server() -> Iterator[EmbeddedRedis]:
             # Everything but what a managed service keeps for itself, and FT.CREATE: the
             # index is made by an administrator.
             "app": ["+@all", "-@dangerous", "-ft.create", "-ft.dropindex", "-ft.alter"],
+            # A provider that disables Lua scripting.
+            "noscript": ["+@all", "-@dangerous", "-@scripting"],
         }  # fmt: skip
         for name, rules in users.items():
             admin.execute_command("ACL", "SETUSER", name, "reset", "on", ">pw", "~*", "&*", *rules)
@@ -146,3 +151,29 @@ def test_a_user_without_ft_create_needs_the_index_made_by_an_administrator(
         assert cache.clear() == 1
     finally:
         cache.close()
+
+
+def test_a_lasting_refusal_is_logged_once_not_on_every_call(
+    server: EmbeddedRedis, namespace: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The rate limiter without scripting (its script refused: ``NOPERM``) admits every
+    request (fail-open) and counts each; the conversation store of a read-only user
+    drops every write and counts each. Redis is up, so the breaker stays closed and each
+    call used to log its own warnings: a warning per request for as long as it lasts."""
+    limiter = RateLimiter([Limit("global", 2)], redis_url=_user_url(server, "noscript"),
+                          namespace=namespace)  # fmt: skip
+    history = SessionStore(redis_url=_user_url(server, "reader"), namespace=namespace)
+    try:
+        with caplog.at_level(logging.WARNING, logger="paracache"):
+            assert all(limiter.acquire(blocking=False) for _ in range(20))
+            for _ in range(20):
+                assert history.append("chat", [{"type": "human", "data": {}}], [1]) is False
+        stats = limiter.stats()
+        assert (stats.failed_open, stats.errors_by_kind) == (20, {"noperm": 20})
+        assert history.stats().errors_by_kind == {"noperm": 20}
+        warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+        assert 1 <= len(warnings) <= 3, warnings  # the limiter's, the store's and its link's
+        assert all("noperm" in w for w in warnings), warnings
+    finally:
+        limiter.close()
+        history.close()

@@ -41,7 +41,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from .errors import BackendError
-from .policy import CircuitBreaker
+from .policy import CircuitBreaker, Throttle
 from .transport import client_url, derive_async, resolve_redis_url, safe_url, translate
 
 __all__ = ["Batch", "Call", "Failure", "Flow", "Link", "Script", "Sleep"]
@@ -155,6 +155,9 @@ class Link:
         )
         self._lock = threading.Lock()
         self._shas: dict[str, str] = {}
+        #: One warning per failure kind every 10 s: a refusal that lasts (an ACL, out of
+        #: memory) keeps the breaker closed and would otherwise log on every call.
+        self._warnings = Throttle()
 
     def _kwargs(self, asynchronous: bool = False) -> dict[str, Any]:
         return {
@@ -287,13 +290,15 @@ class Link:
             self.breaker.record_success()
         else:
             self.breaker.record_failure()
+        level = logging.WARNING if self._warnings.due(err.kind) else logging.DEBUG
         if isinstance(exc, redis.exceptions.AskError):  # MOVED/ASK: a cluster node
-            logger.warning(
+            logger.log(
+                level,
                 "paracache: Redis at %s failed (%s): %s: it is a Redis Cluster node%s",
                 self._safe, err.kind, exc, _CLUSTER,
             )  # fmt: skip
         else:
-            logger.warning("paracache: Redis at %s failed (%s): %s", self._safe, err.kind, exc)
+            logger.log(level, "paracache: Redis at %s failed (%s): %s", self._safe, err.kind, exc)
         return Failure(err.kind, str(exc))
 
     # ------------------------------------------------------------------ lifecycle
