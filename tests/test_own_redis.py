@@ -4,6 +4,7 @@ user. Real servers configured that way; nothing mocked."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import uuid
@@ -11,6 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 import redis
+import redis.asyncio as aioredis
 
 from paracache import Scope, SemanticIndex
 from paracache.embedded import EmbeddedRedis
@@ -177,3 +179,38 @@ def test_a_lasting_refusal_is_logged_once_not_on_every_call(
     finally:
         limiter.close()
         history.close()
+
+
+def test_a_callers_async_client_from_another_event_loop_fails_open_and_says_why(
+    server: EmbeddedRedis, namespace: str, seeded: SemanticIndex, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``async_redis_client=`` made (and used) in one ``asyncio.run``, then used in the
+    next: redis-py raises a bare ``RuntimeError`` from its connection. It was taken for
+    a bug in paracache (an ERROR with a traceback, ``internal``, raised in strict mode as
+    the suite runs); it is that client failing: a counted Redis failure whose log line
+    says what to change. redis-py then drops the connection, and the next call works."""
+    made: list[aioredis.Redis] = []
+
+    async def make() -> None:
+        made.append(aioredis.Redis.from_url(server.url))
+        await made[0].ping()
+
+    asyncio.run(make())
+    cache = SemanticIndex(redis_client=redis.Redis.from_url(server.url),
+                          async_redis_client=made[0], namespace=namespace)  # fmt: skip
+
+    async def use() -> tuple[str, str]:
+        first = await cache.alookup_verdict(PROMPT, SCOPE)  # on a connection of a dead loop
+        again = await cache.alookup_verdict(PROMPT, SCOPE)
+        assert first.hit is None or first.hit.response == ANSWER
+        return first.outcome, again.outcome
+
+    try:
+        with caplog.at_level(logging.WARNING, logger="paracache"):
+            assert asyncio.run(use()) == ("error", "exact")
+        errors = cache.stats().errors_by_kind
+        assert errors == {"redis": 1}, errors
+        logged = " ".join(r.getMessage() for r in caplog.records)
+        assert "event loop other than" in logged and "internal error" not in logged
+    finally:
+        cache.close()

@@ -671,6 +671,10 @@ def translate(exc: BaseException, *, embedding: bool = False) -> BaseException:
     """
     if isinstance(exc, BackendError):
         return exc
+    if not embedding and _other_loop(exc):
+        err = BackendError("unavailable", f"{exc} ({_OTHER_LOOP})")
+        err.__cause__ = exc
+        return err
     kind: Kind | None = "embedding" if embedding else _kind(exc)
     if kind is None:
         return exc
@@ -680,6 +684,31 @@ def translate(exc: BaseException, *, embedding: bool = False) -> BaseException:
 
 
 _BUSY = re.compile(r"\bBUSY\b")
+
+_OTHER_LOOP = (
+    "a redis.asyncio client used on an event loop other than the one its connection was "
+    "made on: give async_redis_client= a client made on the loop that uses it, or none "
+    "(paracache then makes one per event loop)"
+)
+
+
+def _other_loop(exc: BaseException) -> bool:
+    """A ``redis.asyncio`` connection used on another event loop than its own (a caller's
+    client made in one ``asyncio.run`` and used in the next): redis-py fails with a bare
+    ``RuntimeError`` from its own code, then drops the connection. A failure of that
+    client, not a bug in paracache."""
+    if not isinstance(exc, RuntimeError):
+        return False
+    texts = (str(exc), str(exc.__context__ or ""))
+    if not any("different loop" in t or "Event loop is closed" in t for t in texts):
+        return False
+    tb = exc.__traceback__
+    while tb is not None:
+        name = tb.tb_frame.f_code.co_filename.replace(os.sep, "/")
+        if "/redis/asyncio/" in name:
+            return True
+        tb = tb.tb_next
+    return False
 
 
 def _kind(exc: BaseException) -> Kind | None:
