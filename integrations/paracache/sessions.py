@@ -212,7 +212,7 @@ class SessionStore:
         self._lock = threading.Lock()
         self._counts: dict[str, int] = {}
         self._kinds: dict[str, int] = {}
-        self._warnings = Throttle()  # one warning per failure kind every 10 s
+        self._warnings = Throttle()  # one warning per operation and failure kind every 10 s
 
     # ------------------------------------------------------------------ keys
 
@@ -242,7 +242,7 @@ class SessionStore:
             kind = cast(Kind, failure.kind) if failure.kind in KINDS else "unavailable"
             raise SessionError(f"conversation {what} failed: Redis {failure.kind}", kind=kind)
         logger.log(
-            logging.WARNING if self._warnings.due(failure.kind) else logging.DEBUG,
+            logging.WARNING if self._warnings.due(f"{what}:{failure.kind}") else logging.DEBUG,
             "paracache: conversation %s failed (%s); going on without it",
             what,
             failure.kind,
