@@ -214,3 +214,26 @@ def test_a_callers_async_client_from_another_event_loop_fails_open_and_says_why(
         assert "event loop other than" in logged and "internal error" not in logged
     finally:
         cache.close()
+
+
+@pytest.mark.parametrize("make", ["cache", "limiter", "history"])
+def test_a_callers_client_without_a_socket_timeout_is_warned_about(
+    server: EmbeddedRedis, namespace: str, make: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """redis-py's default ``socket_timeout=None``: the caller's client waits as long as
+    Redis does, whatever paracache's ``timeout=`` (measured: a lookup took the whole 2 s
+    of a ``CLIENT PAUSE``). Said once when the object is built; a client with a
+    ``socket_timeout`` is not warned about."""
+    for socket_timeout, warned in ((None, True), (1.0, False)):
+        client = redis.Redis.from_url(server.url, socket_timeout=socket_timeout)
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="paracache"):
+            if make == "cache":
+                SemanticIndex(redis_client=client, namespace=namespace).close()
+            elif make == "limiter":
+                RateLimiter([Limit("global", 2)], redis_client=client).close()
+            else:
+                SessionStore(redis_client=client, namespace=namespace).close()
+        logged = [r.getMessage() for r in caplog.records if "socket_timeout" in r.getMessage()]
+        assert len(logged) == (1 if warned else 0), logged
+        client.close()

@@ -67,6 +67,7 @@ from .transport import (
     safe_url,
     selected_db,
     translate,
+    warn_unbounded,
 )
 from .values import (
     CacheHit,
@@ -414,6 +415,7 @@ class SemanticIndex:
                 raise ValueError("give either redis_client= or redis_url=/embedded_dir=")
             self._user_clients = check_user_clients(redis_client, async_redis_client)
             self.redis_url = client_url(redis_client)
+            warn_unbounded(redis_client, "SemanticIndex")
         else:
             if async_redis_client is not None:
                 raise ValueError("async_redis_client= needs redis_client= as well")

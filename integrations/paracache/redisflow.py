@@ -42,7 +42,14 @@ from redis.retry import Retry
 
 from .errors import BackendError
 from .policy import CircuitBreaker, Throttle
-from .transport import client_url, derive_async, resolve_redis_url, safe_url, translate
+from .transport import (
+    client_url,
+    derive_async,
+    resolve_redis_url,
+    safe_url,
+    translate,
+    warn_unbounded,
+)
 
 __all__ = ["Batch", "Call", "Failure", "Flow", "Link", "Script", "Sleep"]
 
@@ -146,6 +153,7 @@ class Link:
                 )
             self.url = client_url(redis_client)
             self._client: redis.Redis = redis_client
+            warn_unbounded(redis_client, name)
         else:
             self.url = resolve_redis_url(redis_url)
             self._client = redis.Redis.from_url(self.url, **self._kwargs())

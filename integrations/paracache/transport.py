@@ -554,6 +554,21 @@ def check_user_clients(sync: Any, async_: Any) -> tuple[Any, Any]:
     return sync, async_
 
 
+def warn_unbounded(client: Any, what: str) -> None:
+    """Log a warning if a caller's client has no ``socket_timeout``: its commands wait as
+    long as Redis does (redis-py's default), and paracache's own ``timeout`` bounds only
+    the clients it makes, so a hung server would hang the caller's requests (``what``
+    names the object, e.g. ``"SemanticIndex"``)."""
+    if _connection_kwargs(client).get("socket_timeout") is None:
+        logger.warning(
+            "paracache: the redis_client given to %s has no socket_timeout: each of its "
+            "commands waits as long as Redis takes, so a hung or paused Redis holds the "
+            "calling request (paracache's timeout= bounds only the clients it makes). Give "
+            "the client socket_timeout= (e.g. 0.5 s), or pass redis_url= instead",
+            what,
+        )
+
+
 def _connection_kwargs(client: Any) -> dict[str, Any]:
     pool = getattr(client, "connection_pool", None)
     if pool is not None:
