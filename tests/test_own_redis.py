@@ -16,7 +16,7 @@ import redis.asyncio as aioredis
 
 from paracache import Scope, SemanticIndex
 from paracache.embedded import EmbeddedRedis
-from paracache.errors import RedisSearchUnavailable
+from paracache.errors import CacheError, RedisSearchUnavailable
 from paracache.limiter import Limit, RateLimiter
 from paracache.sessions import SessionStore
 
@@ -237,3 +237,27 @@ def test_a_callers_client_without_a_socket_timeout_is_warned_about(
         logged = [r.getMessage() for r in caplog.records if "socket_timeout" in r.getMessage()]
         assert len(logged) == (1 if warned else 0), logged
         client.close()
+
+
+def test_another_apps_key_at_an_entrys_hit_counter_is_removed_by_repair(
+    server: EmbeddedRedis, namespace: str, seeded: SemanticIndex
+) -> None:
+    """A string at an entry's hit counter key (``...:h:{id}``, where a stock server's hits
+    are counted): lookups still serve the entry, but each batch of hit counts with it
+    fails and ``entries()`` / ``inspect`` / ``stats`` raise. ``repair`` left it alone as
+    another application's key; it now deletes it as damaged, and all works again."""
+    admin = redis.Redis.from_url(server.url)
+    entry = next(k.decode() for k in admin.scan_iter(f"paracache:{namespace}:*:e:*"))
+    counter = entry.replace(":e:", ":h:")
+    admin.set(counter, "another application's value")
+    assert seeded.lookup_verdict(PROMPT, SCOPE).outcome == "exact"
+    with pytest.raises(CacheError, match="WRONGTYPE"):
+        seeded.entries()
+    report = seeded.repair(dry_run=True)
+    assert report.problems == {"hit counter not a hash (string)": 1}, report
+    assert seeded.repair().deleted == 1
+    assert not admin.exists(counter)
+    assert seeded.lookup_verdict(PROMPT, SCOPE).outcome == "exact"
+    assert seeded.flush_hits() == 1
+    assert [e.hit_count for e in seeded.entries()] == [1]
+    admin.close()
