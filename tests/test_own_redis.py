@@ -6,9 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
+import ipaddress
 import logging
+import ssl
+import threading
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import redis
@@ -261,3 +266,125 @@ def test_another_apps_key_at_an_entrys_hit_counter_is_removed_by_repair(
     assert seeded.flush_hits() == 1
     assert [e.hit_count for e in seeded.entries()] == [1]
     admin.close()
+
+
+def _certificates(folder: Path) -> tuple[Path, Path, Path]:
+    """A throw-away CA and a certificate it signed for 127.0.0.1: (ca, cert, key)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    window = (now - datetime.timedelta(minutes=5), now + datetime.timedelta(hours=1))
+
+    def name(text: str) -> x509.Name:
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, text)])
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = (
+        x509.CertificateBuilder().subject_name(name("paracache test CA")).issuer_name(
+            name("paracache test CA")).public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number()).not_valid_before(window[0])
+        .not_valid_after(window[1])
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )  # fmt: skip
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder().subject_name(name("127.0.0.1")).issuer_name(ca.subject)
+        .public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(window[0]).not_valid_after(window[1])
+        .add_extension(x509.SubjectAlternativeName(
+            [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )  # fmt: skip
+    paths = (folder / "ca.pem", folder / "cert.pem", folder / "key.pem")
+    paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    paths[1].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    paths[2].write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return paths
+
+
+@pytest.fixture(scope="module")
+def tls_endpoint(server: EmbeddedRedis, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
+    tuple[int, Path]
+]:
+    """A TLS endpoint in front of the server, as managed services give (their proxy ends
+    TLS): ``(port, CA file)``. The redis-server wheel is built without TLS ("Failed
+    finding TLS support"), so the TLS is ended by this proxy, in a thread."""
+    ca, cert, key = _certificates(tmp_path_factory.mktemp("tls"))
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    loop = asyncio.new_event_loop()
+    ready: list[int] = []
+
+    async def pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(Exception):
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        with contextlib.suppress(Exception):
+            writer.close()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", server.port)
+        await asyncio.gather(pump(reader, up_writer), pump(up_reader, writer))
+
+    async def serve() -> asyncio.Server:
+        listener = await asyncio.start_server(handle, "127.0.0.1", 0, ssl=context)
+        ready.append(listener.sockets[0].getsockname()[1])
+        return listener
+
+    listener = loop.run_until_complete(serve())
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    yield ready[0], ca
+    loop.call_soon_threadsafe(listener.close)
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(5)
+
+
+def test_rediss_with_the_ca_of_the_endpoint(
+    server: EmbeddedRedis, tls_endpoint: tuple[int, Path], namespace: str
+) -> None:
+    """``rediss://user:password@host:port?ssl_ca_certs=CA``: both layers, hit counts and
+    administration through TLS."""
+    port, ca = tls_endpoint
+    url = f"rediss://app:pw@127.0.0.1:{port}/0?ssl_ca_certs={ca}"
+    SemanticIndex(server.url, namespace=namespace).close()  # "app" may not FT.CREATE
+    cache = SemanticIndex(url, namespace=namespace, timeout=5.0)
+    try:
+        assert cache.store(PROMPT, ANSWER, SCOPE)
+        assert _served(cache) == ("exact", "semantic")
+        assert [e.hit_count for e in cache.entries()] == [2]
+        assert cache.stats().errors_by_kind == {}
+        assert cache.clear() == 1
+    finally:
+        cache.close()
+
+
+def test_why_redis_is_unreachable_is_said_at_construction(
+    server: EmbeddedRedis, tls_endpoint: tuple[int, Path], namespace: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    """A certificate the client cannot verify, a wrong password: the cache starts
+    fail-open (as when Redis is down), and the warning says why. It said
+    "network:ConnectionError" and "auth:AuthenticationError" (redis-py's repr)."""
+    port, _ = tls_endpoint
+    cases = {
+        f"rediss://127.0.0.1:{port}/0": "CERTIFICATE_VERIFY_FAILED",
+        f"redis://app:wrong@127.0.0.1:{server.port}/0": "invalid username-password pair",
+    }
+    for url, reason in cases.items():
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="paracache"):
+            SemanticIndex(url, namespace=namespace, timeout=1.0).close()
+        first = caplog.records[0].getMessage()
+        assert "is unreachable" in first and reason in first, first

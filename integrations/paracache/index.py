@@ -1264,9 +1264,12 @@ class SemanticIndex:
                 ) from exc
             raise
         except redis.RedisError as exc:
+            # The reason in full: redis-py's repr of a connection error drops it (an
+            # unverifiable TLS certificate showed as "network:ConnectionError").
             logger.warning(
-                "paracache: Redis at %s is unreachable (%r); starting fail-open",
+                "paracache: Redis at %s is unreachable (%s: %s); starting fail-open",
                 safe_url(self.redis_url),
+                type(exc).__name__,
                 exc,
             )
             return
