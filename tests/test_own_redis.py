@@ -24,6 +24,7 @@ from paracache.embedded import EmbeddedRedis
 from paracache.errors import CacheError, RedisSearchUnavailable
 from paracache.limiter import Limit, RateLimiter
 from paracache.sessions import SessionStore
+from paracache.singleflight import SingleFlight
 
 PROMPT = "How do I get a refund for my order?"
 REWORDED = "How can I get a refund for my order?"
@@ -388,3 +389,23 @@ def test_why_redis_is_unreachable_is_said_at_construction(
             SemanticIndex(url, namespace=namespace, timeout=1.0).close()
         first = caplog.records[0].getMessage()
         assert "is unreachable" in first and reason in first, first
+
+
+def test_single_flight_refused_by_an_acl_is_logged_once(
+    server: EmbeddedRedis, namespace: str, seeded: SemanticIndex, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A read-only user may not take the single-flight lock (``SET NX``): each miss leads
+    without a lock, counted as ``singleflight``; one warning, not one per miss."""
+    cache = SemanticIndex(_user_url(server, "reader"), namespace=namespace, timeout=5.0,
+                          track_hits=False)  # fmt: skip
+    flights = SingleFlight(cache)
+    try:
+        with caplog.at_level(logging.WARNING, logger="paracache"):
+            for i in range(5):
+                with flights.flight(f"question {i}", SCOPE) as claim:
+                    assert claim.payload is None  # a leader: calls the model itself
+        assert cache.stats().errors_by_kind.get("singleflight", 0) >= 5
+        logged = [r.getMessage() for r in caplog.records if "single-flight" in r.getMessage()]
+        assert len(logged) == 1, logged
+    finally:
+        cache.close()

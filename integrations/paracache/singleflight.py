@@ -507,7 +507,11 @@ class SingleFlight:
 
     def _failed(self, exc: BackendError) -> Any:
         self.index.core.recorder.error("singleflight")
-        logger.warning("paracache: single-flight lock unavailable, not coordinating: %r", exc)
+        # At most one warning every 10 s: a refusal with Redis up (an ACL without SET or
+        # scripting, out of memory) leaves the breaker closed and lasts.
+        self.index.core._warn_throttled(
+            "singleflight", "paracache: single-flight lock unavailable, not coordinating: %r", exc
+        )
         return _FAILED
 
     def _redis(self, args: tuple[Any, ...]) -> Any:
