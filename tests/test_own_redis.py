@@ -11,6 +11,7 @@ import ipaddress
 import logging
 import ssl
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -407,5 +408,35 @@ def test_single_flight_refused_by_an_acl_is_logged_once(
         assert cache.stats().errors_by_kind.get("singleflight", 0) >= 5
         logged = [r.getMessage() for r in caplog.records if "single-flight" in r.getMessage()]
         assert len(logged) == 1, logged
+    finally:
+        cache.close()
+
+
+def test_a_label_worker_refused_by_redis_says_so(
+    server: EmbeddedRedis, namespace: str, seeded: SemanticIndex, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The error bound on a Redis without scripting: the label worker cannot count a
+    label (its counting script is refused), so the bound never learns while exploring
+    costs hits. Each pass failed at debug level only: nothing said it. A warning (one
+    per 10 s) and an error count ``label_worker`` now do."""
+    cache = SemanticIndex(_user_url(server, "noscript"), namespace=namespace, timeout=5.0,
+                          max_error_rate=0.05, explore_rate=0.5,
+                          judge=lambda a, b: True)  # fmt: skip
+    try:
+        with caplog.at_level(logging.WARNING, logger="paracache"):
+            deadline = time.monotonic() + 30
+            i = 0
+            while "label_worker" not in cache.stats().errors_by_kind:
+                assert time.monotonic() < deadline, cache.stats().errors_by_kind
+                question = f"How do I get a refund for my order number {i}?"
+                cache.store(question, ANSWER, SCOPE)
+                reworded = question.replace("How do I", "How can I")
+                if cache.lookup(reworded, SCOPE) is None:  # explored: its answer labels it
+                    cache.store(reworded, ANSWER, SCOPE)
+                i += 1
+                time.sleep(0.05)
+        assert cache.learner is not None and cache.learner.stats().labels == 0
+        logged = [r.getMessage() for r in caplog.records if "label_worker" in r.getMessage()]
+        assert logged and "no permissions" in logged[0], logged
     finally:
         cache.close()

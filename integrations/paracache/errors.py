@@ -28,6 +28,7 @@ __all__ = [
     "EmbeddingError",
     "Kind",
     "RedisSearchUnavailable",
+    "describe",
     "strict",
 ]
 
@@ -146,3 +147,16 @@ class RedisSearchUnavailable(RuntimeError):
     which, and what to do), or is reached as a Redis user whose ACL forbids the search
     commands, or creating the index when none exists yet. Raised when a cache is built: a
     configuration error, not a run-time failure."""
+
+
+def describe(exc: BaseException) -> str:
+    """An exception for a log line: its class and message. redis-py 8's ``repr`` of its
+    errors drops the message (``auth:NoPermissionError``, ``network:ConnectionError``),
+    which is what says what to change.
+
+    Example:
+        >>> describe(ValueError("bad"))
+        'ValueError: bad'
+    """
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
