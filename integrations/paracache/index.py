@@ -1279,15 +1279,18 @@ class SemanticIndex:
             self._core.index_ready = True
         except Exception as exc:  # e.g. redisvl's RedisSearchError
             if getattr(translate(exc), "kind", None) == "noperm":
-                # An ACL without FT.CREATE, and no index yet: every lookup would fail.
+                # An ACL without FT.CREATE and no index yet, or without this namespace's
+                # keys: every lookup would fail.
                 name = self._core.layout.index_name
                 raise RedisSearchUnavailable(
-                    f"the Redis user of {safe_url(self.redis_url)} may not create the "
-                    f"search index {name} ({exc}), and it does not exist yet. Have it "
-                    "made once with an administrator's rights: build this cache (the "
-                    "same namespace, vectorizer and dtype) on an administrator's URL, e.g. "
-                    f"SemanticIndex(ADMIN_URL, namespace={self.namespace!r}, ...), or "
-                    "grant this user +ft.create (docs/scaling.md, \"Your own Redis\")."
+                    f"the Redis user of {safe_url(self.redis_url)} may not create or read "
+                    f"the search index {name} ({exc}). Grant this user the keys "
+                    f"~paracache:{self.namespace}:* and the search commands, or, if it may "
+                    "not create indexes, have the index made once with an administrator's "
+                    "rights: build this cache (the same namespace, vectorizer and dtype) on "
+                    "an administrator's URL, e.g. "
+                    f"SemanticIndex(ADMIN_URL, namespace={self.namespace!r}, ...) "
+                    '(docs/scaling.md, "Your own Redis").'
                 ) from exc
             logger.warning("paracache: could not create the index yet: %r", exc)
             return
