@@ -440,3 +440,36 @@ def test_a_label_worker_refused_by_redis_says_so(
         assert logged and "no permissions" in logged[0], logged
     finally:
         cache.close()
+
+
+#: The ACL docs/scaling.md ("Your own Redis") gives a cache's user: its namespace's keys,
+#: no dangerous command, the search commands RediSearch 2.10 puts in no ACL category.
+DOCUMENTED_ACL = (
+    "resetkeys ~paracache:{ns}:* resetchannels -@all +@connection +@read +@write "
+    "+@scripting +@transaction -@dangerous +ft.search +ft.info +ft._list +ft.aggregate "
+    "+ft.cursor +ft.create"
+)
+
+
+def test_the_documented_acl_of_a_cache_user(server: EmbeddedRedis, namespace: str) -> None:
+    """Everything a cache does works with the documented least rights; another
+    namespace's index is refused at construction, naming the keys to grant."""
+    admin = redis.Redis.from_url(server.url)
+    admin.execute_command("ACL", "SETUSER", "cacheuser", "reset", "on", ">pw",
+                          *DOCUMENTED_ACL.format(ns=namespace).split())  # fmt: skip
+    url = _user_url(server, "cacheuser")
+    cache = SemanticIndex(url, namespace=namespace, timeout=5.0)
+    try:
+        assert cache.store(PROMPT, ANSWER, SCOPE)
+        assert _served(cache) == ("exact", "semantic")
+        assert cache.count() == 1
+        assert [e.hit_count for e in cache.entries()] == [2]
+        assert cache.repair(dry_run=True).invalid == 0
+        assert cache.stats().errors_by_kind == {}
+        assert cache.clear() == 1
+    finally:
+        cache.close()
+    with pytest.raises(RedisSearchUnavailable, match=rf"~paracache:{namespace}x:\*"):
+        SemanticIndex(url, namespace=namespace + "x")
+    admin.execute_command("ACL", "DELUSER", "cacheuser")
+    admin.close()
