@@ -63,6 +63,7 @@ from typing import Any
 import redis
 
 from . import bound, forking
+from .errors import describe
 from .judge import (
     Judge,
     JudgeFailed,
@@ -71,7 +72,6 @@ from .judge import (
     check_judge_timeout,
     check_not_a_class,
 )
-from .errors import describe
 from .policy import Throttle
 from .protocol import Script
 
