@@ -21,6 +21,7 @@ import redis
 import redis.asyncio as aioredis
 
 from paracache import Scope, SemanticIndex
+from paracache.cli import main
 from paracache.embedded import EmbeddedRedis
 from paracache.errors import CacheError, RedisSearchUnavailable
 from paracache.limiter import Limit, RateLimiter
@@ -473,3 +474,23 @@ def test_the_documented_acl_of_a_cache_user(server: EmbeddedRedis, namespace: st
         SemanticIndex(url, namespace=namespace + "x")
     admin.execute_command("ACL", "DELUSER", "cacheuser")
     admin.close()
+
+
+def test_listing_a_cache_without_scripting(
+    server: EmbeddedRedis, namespace: str, seeded: SemanticIndex, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without scripting, ``entries()``, ``paracache inspect`` and ``paracache stats``
+    read the scope registry with a plain ``HMGET``: they raised ``CacheError`` (``EVAL``
+    refused) although nothing else they read needs a script."""
+    url = _user_url(server, "noscript")
+    cache = SemanticIndex(url, namespace=namespace, timeout=5.0)
+    try:
+        [entry] = cache.entries()
+        assert (entry.prompt, entry.scope["tenant"]) == (PROMPT, "acme")
+    finally:
+        cache.close()
+    for command in ("stats", "inspect"):
+        code = main([command, "--namespace", namespace, "--redis-url", url, "--json"])
+        out, err = capsys.readouterr()
+        assert code == 0, err
+        assert "acme" in out
