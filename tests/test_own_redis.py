@@ -494,3 +494,46 @@ def test_listing_a_cache_without_scripting(
         out, err = capsys.readouterr()
         assert code == 0, err
         assert "acme" in out
+
+
+def test_single_flight_across_processes_without_scripting(
+    server: EmbeddedRedis, namespace: str, seeded: SemanticIndex
+) -> None:
+    """Two processes (two caches, two SingleFlights) miss the same question at once on a
+    Redis without scripting. The leader's lock release is a script: refused, the lock
+    stayed until its TTL (``wait``), and the other process waited that long for an answer
+    stored at once. The release falls back to GET and DEL."""
+    url = _user_url(server, "noscript")
+    caches = [SemanticIndex(url, namespace=namespace, timeout=5.0) for _ in range(2)]
+    flights = [SingleFlight(cache, wait=8.0) for cache in caches]
+    question, answer = "What are your opening hours?", "9 to 5."
+    led = threading.Event()
+    took: list[float] = []
+    got: list[str | None] = []
+
+    def lead() -> None:
+        with flights[0].flight(question, SCOPE) as claim:
+            assert claim.leader and claim.payload is None
+            led.set()
+            time.sleep(0.3)  # the model call
+            caches[0].store(question, answer, SCOPE)
+            claim.stored(answer)
+
+    def follow() -> None:
+        led.wait(5)
+        started = time.monotonic()
+        with flights[1].flight(question, SCOPE) as claim:
+            got.append(claim.payload)
+        took.append(time.monotonic() - started)
+
+    try:
+        threads = [threading.Thread(target=lead), threading.Thread(target=follow)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(20)
+        assert got == [answer]
+        assert took[0] < 3.0, took  # the leader's 0.3 s and polling, not the lock's 8 s
+    finally:
+        for cache in caches:
+            cache.close()
