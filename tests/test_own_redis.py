@@ -537,3 +537,30 @@ def test_single_flight_across_processes_without_scripting(
     finally:
         for cache in caches:
             cache.close()
+
+
+def test_a_replica_url_without_the_index_says_so_at_construction(
+    server: EmbeddedRedis, namespace: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A replica's URL given by mistake (``replica-read-only yes``, the default), for a
+    namespace whose index the primary does not have yet: the index cannot be made there.
+    The warning says it is a read-only replica and what to do (it said "could not create
+    the index yet" with RedisVL's error); lookups fail open, stores are refused."""
+    with EmbeddedRedis(tuned=False) as replica:
+        link = redis.Redis.from_url(replica.url)
+        link.config_set("masterauth", server.password)
+        link.execute_command("REPLICAOF", "127.0.0.1", server.port)
+        deadline = time.monotonic() + 20
+        while link.info("replication").get("master_link_status") != "up":
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        with caplog.at_level(logging.WARNING, logger="paracache"):
+            cache = SemanticIndex(replica.url, namespace=namespace, timeout=5.0)
+        try:
+            first = caplog.records[0].getMessage()
+            assert "read-only replica" in first and "primary" in first, first
+            assert cache.lookup(PROMPT, SCOPE) is None
+            assert cache.store_result(PROMPT, ANSWER, SCOPE).reason == "write refused: readonly"
+        finally:
+            cache.close()
+            link.close()

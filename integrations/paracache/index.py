@@ -44,7 +44,7 @@ from .cluster import ClusterTransport, is_cluster_url
 from .config import load_config
 from .core import Core
 from .driver import AsyncIO, SyncIO, arun, run
-from .errors import BackendError, CacheError, RedisSearchUnavailable
+from .errors import BackendError, CacheError, RedisSearchUnavailable, describe
 from .guards import Guards
 from .learning import Learner
 from .metrics import CacheStats, Recorder
@@ -1292,6 +1292,18 @@ class SemanticIndex:
                     f"SemanticIndex(ADMIN_URL, namespace={self.namespace!r}, ...) "
                     '(docs/scaling.md, "Your own Redis").'
                 ) from exc
+            if getattr(translate(exc), "kind", None) == "readonly":
+                logger.warning(
+                    "paracache: could not create the index %s: the Redis at %s is a read-only "
+                    "replica (%s). Until a cache on the primary creates it and it replicates, "
+                    "lookups here fail (misses) and stores are refused. For an instance "
+                    "that only looks up, use track_hits=False (docs/scaling.md, Read "
+                    "replicas); to store, give redis_url the primary's address",
+                    self._core.layout.index_name,
+                    safe_url(self.redis_url),
+                    describe(exc),
+                )
+                return
             logger.warning("paracache: could not create the index yet: %r", exc)
             return
         self._check_index()
