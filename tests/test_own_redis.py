@@ -354,25 +354,6 @@ def tls_endpoint(server: EmbeddedRedis, tmp_path_factory: pytest.TempPathFactory
     thread.join(5)
 
 
-def test_rediss_with_the_ca_of_the_endpoint(
-    server: EmbeddedRedis, tls_endpoint: tuple[int, Path], namespace: str
-) -> None:
-    """``rediss://user:password@host:port?ssl_ca_certs=CA``: both layers, hit counts and
-    administration through TLS."""
-    port, ca = tls_endpoint
-    url = f"rediss://app:pw@127.0.0.1:{port}/0?ssl_ca_certs={ca}"
-    SemanticIndex(server.url, namespace=namespace).close()  # "app" may not FT.CREATE
-    cache = SemanticIndex(url, namespace=namespace, timeout=5.0)
-    try:
-        assert cache.store(PROMPT, ANSWER, SCOPE)
-        assert _served(cache) == ("exact", "semantic")
-        assert [e.hit_count for e in cache.entries()] == [2]
-        assert cache.stats().errors_by_kind == {}
-        assert cache.clear() == 1
-    finally:
-        cache.close()
-
-
 def test_why_redis_is_unreachable_is_said_at_construction(
     server: EmbeddedRedis, tls_endpoint: tuple[int, Path], namespace: str,
     caplog: pytest.LogCaptureFixture,
