@@ -290,7 +290,7 @@ def test_redis_down_or_failing_is_a_reembed_error_and_bad_sources_a_type_error(
             with pytest.raises(ReembedError, match="dropping the old index failed") as failed:
                 limited.reembed(MODEL, progress=False, drop_old=True)
             assert failed.value.report.copied == 2
-            assert failed.value.kind == "refused"
+            assert failed.value.kind == "noperm"  # the ACL's refusal (NOPERM)
             assert limited.count() == 2
         finally:
             limited.close()

@@ -24,6 +24,7 @@ from reliability_helpers import (
 
 from paracache import CircuitBreaker, SemanticIndex
 from paracache.embedded import EmbeddedRedis
+from paracache.errors import RedisSearchUnavailable
 from paracache.langchain import SemanticCache
 
 #: Every command paracache sends (hot path, administration, repair): the ACL in the README.
@@ -101,19 +102,16 @@ def test_acl_user_limited_to_its_namespace(server: EmbeddedRedis) -> None:
             raw(acme_url).get("secret-key")  # nothing outside the namespace
         with pytest.raises(redis.exceptions.NoPermissionError):
             raw(acme_url).flushall()
-        # An app whose user belongs to another namespace gets nothing, and fails open.
+        # An app whose user belongs to another namespace gets nothing: a configuration
+        # error when its cache is built, naming the keys its user lacks.
         globex_url = f"redis://globex-app:{password}@127.0.0.1:{server.port}/0"
-        intruder = SemanticIndex(
-            globex_url, namespace="acme", vectorizer=HashVectorizer(),
-            breaker=CircuitBreaker(failures=100),
-        )
-        assert intruder.lookup("How do I reset my PIN?") is None
-        assert intruder.store("How do I reset my PIN?", "hijacked") is None
-        assert intruder.stats().errors >= 2
+        with pytest.raises(RedisSearchUnavailable, match=r"~paracache:acme:\*"):
+            SemanticIndex(globex_url, namespace="acme", vectorizer=HashVectorizer())
         with pytest.raises(redis.ResponseError, match=r"(?i)permission"):
             raw(globex_url).execute_command("FT.SEARCH", idx.layout.index_name, "*")
+        with pytest.raises(redis.ResponseError, match=r"(?i)permission"):
+            raw(globex_url).hset(idx.layout.key("x"), "response", "hijacked")
         assert idx.lookup("How do I reset my PIN?").response == "In the app."  # type: ignore[union-attr]
-        intruder.close()
         assert idx.clear() == 1
     finally:
         idx.close()

@@ -42,6 +42,7 @@ from .bookkeeping import (
 from .cluster import ClusterTransport
 from .driver import SyncIO
 from .driver import run as drive
+from .errors import BackendError
 from .protocol import Batch, Call, Flow, read_scopes_call, scope_rows, search_rows
 from .schema import filter_terms, namespace_of, scopes_key
 from .scope import Scope
@@ -220,7 +221,7 @@ def index_summary_flow(
             scopes: dict[str, Any] = {}
             if digests:
                 registry = scopes_key(_namespace(index_name))
-                scopes = scope_rows(digests, (yield Call(read_scopes_call(registry, digests))))
+                scopes = yield from _scopes_flow(registry, digests)
             out.extend(_group(grouped_rows, field, scopes))
         sample = yield Call(
             (
@@ -512,6 +513,25 @@ def entries_flow(index_name: str, limit: int = 20) -> Flow[list[EntryInfo]]:
     return out[:limit]
 
 
+def _scopes_flow(registry: str, digests: Sequence[str]) -> Flow[dict[str, dict[str, Any]]]:
+    """The scopes of ``digests`` from the registry (:func:`read_scopes_call`: a script, so
+    that a registry of another type reads as empty); where the server runs no scripts
+    (an ACL without ``@scripting``, a provider that disables Lua, ``EVAL`` renamed), a
+    plain ``HMGET``, and nothing if that is refused too (a registry that is not a hash)."""
+    try:
+        reply = yield Call(read_scopes_call(registry, digests))
+    except BackendError as exc:
+        if exc.kind not in ("noperm", "unknown_command"):
+            raise
+        try:
+            reply = yield Call(("HMGET", registry, *digests))
+        except BackendError as again:
+            if not again.answered:
+                raise
+            reply = []
+    return scope_rows(digests, reply)
+
+
 def _entries_page(index_name: str, offset: int, page: int) -> Flow[tuple[list[EntryInfo], int]]:
     """A page's live entries, and how many rows the search returned."""
     raw = yield Call(
@@ -541,7 +561,6 @@ def _entries_page(index_name: str, offset: int, page: int) -> Flow[tuple[list[En
         (
             *(("PTTL", key) for key, _ in rows),
             *(companion_read(key) for key, _ in rows),
-            read_scopes_call(scopes_key(namespace_of(index_name)), digests),
         )
     )
     n = len(rows)
@@ -549,7 +568,7 @@ def _entries_page(index_name: str, offset: int, page: int) -> Flow[tuple[list[En
     rows = [
         (key, merged_fields(f, c)) for (key, f), c in zip(rows, replies[n : 2 * n], strict=True)
     ]
-    scopes = scope_rows(digests, replies[2 * n])
+    scopes = yield from _scopes_flow(scopes_key(namespace_of(index_name)), digests)
     for (key, fields), pttl in zip(rows, pttls, strict=True):
         if int(pttl) == -2:
             continue  # expired in between

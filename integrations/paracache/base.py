@@ -34,7 +34,7 @@ from .bookkeeping import (
     detect_flow,
     flush_calls,
 )
-from .errors import BackendError, EmbeddingError, strict
+from .errors import BackendError, EmbeddingError, describe, strict
 from .metrics import Recorder
 from .policy import CircuitBreaker, HybridTuner, Throttle
 from .protocol import HITS, Embed, EnsureIndex, Flow, Post, post_script, run_script
@@ -229,7 +229,7 @@ class FlowBase:
         """A batch of hits was not counted (Redis down, refused): count it, log it."""
         self.recorder.error("hit_flush")
         self._warn_throttled(
-            "hit_flush", "paracache: sending hit counts failed, they are lost: %r", exc
+            "hit_flush", "paracache: sending hit counts failed, they are lost: %s", describe(exc)
         )
 
     def embed_input(self, text: str) -> str:

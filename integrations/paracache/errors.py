@@ -29,6 +29,7 @@ __all__ = [
     "EmbeddingError",
     "Kind",
     "RedisSearchUnavailable",
+    "describe",
     "strict",
 ]
 
@@ -37,7 +38,9 @@ __all__ = [
 #: - ``timeout``: no reply in time (a command's ``timeout``, the call's time budget);
 #: - ``unavailable``: no connection (refused, reset, authentication, the server loading);
 #: - ``oom``, ``readonly``, ``misconf``: the server is up but refuses writes (out of
-#:   memory under ``noeviction``, a read-only replica, failing persistence);
+#:   memory under ``noeviction``, a read-only replica or a primary short of its
+#:   ``min-replicas-to-write`` (``NOREPLICAS``), failing persistence);
+#: - ``noperm``: the Redis user's ACL does not allow the command (``NOPERM``);
 #: - ``busy``: another client's script is running (``BUSY``);
 #: - ``noscript``: ``EVALSHA`` of a script the server does not know;
 #: - ``no_index``: the search index does not exist (a flushed or restarted server);
@@ -54,6 +57,7 @@ Kind = Literal[
     "oom",
     "readonly",
     "misconf",
+    "noperm",
     "busy",
     "noscript",
     "no_index",
@@ -110,9 +114,10 @@ class BackendError(CacheError):
 
     @property
     def write_refused(self) -> str | None:
-        """``"oom"``, ``"readonly"`` or ``"misconf"`` if the server is up but refuses
-        writes (not a breaker failure: lookups are still served), else ``None``."""
-        return self.kind if self.kind in ("oom", "readonly", "misconf") else None
+        """``"oom"``, ``"readonly"``, ``"misconf"`` or ``"noperm"`` if the server is up
+        but refuses writes (not a breaker failure: lookups are still served), else
+        ``None``."""
+        return self.kind if self.kind in ("oom", "readonly", "misconf", "noperm") else None
 
 
 class EmbeddingError(BackendError):
@@ -159,5 +164,19 @@ class RedisSearchUnavailable(RuntimeError):
     database the URL selects (RediSearch indexes database 0 only), or holds an index of
     the cache's name that it cannot use (made by hand or by another tool: a field
     missing, another vector size or distance, other key prefixes; the message says
-    which, and what to do). Raised when a cache is built: a configuration error, not a
-    run-time failure."""
+    which, and what to do), or is reached as a Redis user whose ACL forbids the search
+    commands, or creating the index when none exists yet. Raised when a cache is built: a
+    configuration error, not a run-time failure."""
+
+
+def describe(exc: BaseException) -> str:
+    """An exception for a log line: its class and message. redis-py 8's ``repr`` of its
+    errors drops the message (``auth:NoPermissionError``, ``network:ConnectionError``),
+    which is what says what to change.
+
+    Example:
+        >>> describe(ValueError("bad"))
+        'ValueError: bad'
+    """
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

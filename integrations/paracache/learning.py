@@ -63,6 +63,7 @@ from typing import Any
 import redis
 
 from . import bound, forking
+from .errors import describe
 from .judge import (
     Judge,
     JudgeFailed,
@@ -648,6 +649,12 @@ class Learner:
             try:
                 if not self.worker.run_once(block_ms=int(TICK * 1000)):
                     self._stop.wait(TICK)
+            except redis.ResponseError as exc:
+                # Redis answered with a refusal (an ACL without scripting or streams, out
+                # of memory): it lasts, and no label is counted meanwhile. Said (a warning
+                # every 10 s) and counted as ``label_worker``, not only at debug level.
+                self._error("label_worker", exc)
+                self._stop.wait(0.5)
             except redis.RedisError as exc:
                 logger.debug("paracache: label worker pass failed: %r", exc)
                 self._stop.wait(0.5)
@@ -770,9 +777,9 @@ class Learner:
         if exc is None:
             return
         if self._warnings.due(kind):
-            logger.warning("paracache: learning: %s: %r", kind, exc)
+            logger.warning("paracache: learning: %s: %s", kind, describe(exc))
         else:
-            logger.debug("paracache: learning: %s: %r", kind, exc)
+            logger.debug("paracache: learning: %s: %s", kind, describe(exc))
 
     # ------------------------------------------------------------------ control
 

@@ -41,8 +41,15 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from .errors import BackendError, CacheClosedError
-from .policy import CircuitBreaker
-from .transport import client_url, derive_async, resolve_redis_url, safe_url, translate
+from .policy import CircuitBreaker, Throttle
+from .transport import (
+    client_url,
+    derive_async,
+    resolve_redis_url,
+    safe_url,
+    translate,
+    warn_unbounded,
+)
 
 __all__ = ["Batch", "Call", "Failure", "Flow", "Link", "Script", "Sleep"]
 
@@ -146,6 +153,7 @@ class Link:
                 )
             self.url = client_url(redis_client)
             self._client: redis.Redis = redis_client
+            warn_unbounded(redis_client, name)
         else:
             self.url = resolve_redis_url(redis_url)
             self._client = redis.Redis.from_url(self.url, **self._kwargs())
@@ -158,6 +166,9 @@ class Link:
         #: What the closed error names (the store or limiter that owns this link).
         self.owner = f"Link({self._safe!r})"
         self._closed = False
+        #: One warning per failure kind every 10 s: a refusal that lasts (an ACL, out of
+        #: memory) keeps the breaker closed and would otherwise log on every call.
+        self._warnings = Throttle()
 
     def _check_open(self) -> None:
         if self._closed:
@@ -297,13 +308,15 @@ class Link:
             self.breaker.record_success()
         else:
             self.breaker.record_failure()
+        level = logging.WARNING if self._warnings.due(err.kind) else logging.DEBUG
         if isinstance(exc, redis.exceptions.AskError):  # MOVED/ASK: a cluster node
-            logger.warning(
+            logger.log(
+                level,
                 "paracache: Redis at %s failed (%s): %s: it is a Redis Cluster node%s",
                 self._safe, err.kind, exc, _CLUSTER,
             )  # fmt: skip
         else:
-            logger.warning("paracache: Redis at %s failed (%s): %s", self._safe, err.kind, exc)
+            logger.log(level, "paracache: Redis at %s failed (%s): %s", self._safe, err.kind, exc)
         return Failure(err.kind, str(exc))
 
     # ------------------------------------------------------------------ lifecycle

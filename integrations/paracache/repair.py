@@ -14,7 +14,9 @@ meanwhile by a store is never lost. Keys of the namespace that are not entries (
 entries of a *newer* schema version (a newer paracache sharing the namespace during a
 rolling upgrade: a lookup here skips them, a repair here never deletes them), except the
 namespace's scope registry (``paracache:{namespace}:scopes``): it is not counted when it
-is a hash, and deleted as invalid when it is not (stores could not register scopes).
+is a hash, and deleted as invalid when it is not (stores could not register scopes); and
+an entry's hit counter (``...:h:{id}``) that is not a hash is deleted as invalid (hits
+could not be counted, nor the namespace listed).
 
 Example:
     >>> from paracache import SemanticIndex
@@ -43,6 +45,11 @@ SAMPLES = 20
 
 _ENTRY_KEY = re.compile(
     r"^paracache:[A-Za-z0-9][A-Za-z0-9_.-]{0,63}:v(\d+):([0-9a-f]+):e:[0-9a-z]+$"
+)
+
+# A hit counter beside an entry (bookkeeping.py: on a server without partial indexing).
+_COMPANION_KEY = re.compile(
+    r"^paracache:[A-Za-z0-9][A-Za-z0-9_.-]{0,63}:v(\d+):([0-9a-f]+):h:[0-9a-z]+$"
 )
 
 # A fingerprint of a hash's fields and values (SHA-1 of each length-prefixed name and
@@ -155,6 +162,11 @@ def _judge(
         return "entry", f"scope registry not a hash ({kind})", ""
     match = _ENTRY_KEY.match(key)
     if match is None:
+        counter = _COMPANION_KEY.match(key)
+        if counter is not None and counter.group(1) == SCHEMA_VERSION and kind != "hash":
+            # Not a hash at an entry's hit counter: every batch of hit counts that
+            # includes the entry fails, and so do entries(), inspect and stats.
+            return "entry", f"hit counter not a hash ({kind})", ""
         return "other", None, ""
     if _newer(match.group(1).encode()):  # a newer paracache's (a rolling upgrade): not ours
         return "other", None, ""

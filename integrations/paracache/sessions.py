@@ -47,7 +47,7 @@ from typing import Any, cast
 import redis
 
 from .errors import KINDS, CacheError, Kind
-from .policy import MAX_TTL, ttl_problem
+from .policy import MAX_TTL, Throttle, ttl_problem
 from .redisflow import Batch, Call, Failure, Flow, Link, Script
 from .schema import check_namespace
 from .scope import digest
@@ -220,6 +220,7 @@ class SessionStore:
         self._lock = threading.Lock()
         self._counts: dict[str, int] = {}
         self._kinds: dict[str, int] = {}
+        self._warnings = Throttle()  # one warning per operation and failure kind every 10 s
 
     # ------------------------------------------------------------------ keys
 
@@ -248,8 +249,11 @@ class SessionStore:
         if not self.fail_open:
             kind = cast(Kind, failure.kind) if failure.kind in KINDS else "unavailable"
             raise SessionError(f"conversation {what} failed: Redis {failure.kind}", kind=kind)
-        logger.warning(
-            "paracache: conversation %s failed (%s); going on without it", what, failure.kind
+        logger.log(
+            logging.WARNING if self._warnings.due(f"{what}:{failure.kind}") else logging.DEBUG,
+            "paracache: conversation %s failed (%s); going on without it",
+            what,
+            failure.kind,
         )
 
     def _parse(self, raw: Sequence[Any]) -> list[StoredMessage]:

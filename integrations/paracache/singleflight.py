@@ -506,7 +506,11 @@ class SingleFlight:
 
     def _failed(self, exc: BackendError) -> Any:
         self.index.core.recorder.error("singleflight")
-        logger.warning("paracache: single-flight lock unavailable, not coordinating: %r", exc)
+        # At most one warning every 10 s: a refusal with Redis up (an ACL without SET or
+        # scripting, out of memory) leaves the breaker closed and lasts.
+        self.index.core._warn_throttled(
+            "singleflight", "paracache: single-flight lock unavailable, not coordinating: %r", exc
+        )
         return _FAILED
 
     def _redis(self, args: tuple[Any, ...]) -> Any:
@@ -555,6 +559,26 @@ def _give_up(claim: Claim) -> None:
 
 
 def _one(args: tuple[Any, ...]) -> Flow[Any]:
+    if args[:2] == ("EVAL", _RELEASE):
+        return (yield from _release_flow(args[3], args[4]))
     return (yield Call(args))
+
+
+def _release_flow(lock_key: str, token: str) -> Flow[Any]:
+    """Delete the lock if it is still this claim's: one script; where the server runs no
+    scripts (an ACL without ``@scripting``, Lua disabled or ``EVAL`` renamed), ``GET``
+    then ``DEL``. Unreleased, the lock kept the other processes waiting its whole TTL
+    (``wait``, 30 s by default) for an answer stored long before. Without the script the
+    lock may expire and be taken by another process between the two commands, and be
+    deleted: at worst one more model call, never a wrong answer."""
+    try:
+        return (yield Call(("EVAL", _RELEASE, 1, lock_key, token)))
+    except BackendError as exc:
+        if exc.kind not in ("noperm", "unknown_command"):
+            raise
+    held = yield Call(("GET", lock_key))
+    if held is None or (held.decode() if isinstance(held, bytes) else str(held)) != token:
+        return 0
+    return (yield Call(("DEL", lock_key)))
 
 

@@ -554,6 +554,21 @@ def check_user_clients(sync: Any, async_: Any) -> tuple[Any, Any]:
     return sync, async_
 
 
+def warn_unbounded(client: Any, what: str) -> None:
+    """Log a warning if a caller's client has no ``socket_timeout``: its commands wait as
+    long as Redis does (redis-py's default), and paracache's own ``timeout`` bounds only
+    the clients it makes, so a hung server would hang the caller's requests (``what``
+    names the object, e.g. ``"SemanticIndex"``)."""
+    if _connection_kwargs(client).get("socket_timeout") is None:
+        logger.warning(
+            "paracache: the redis_client given to %s has no socket_timeout: each of its "
+            "commands waits as long as Redis takes, so a hung or paused Redis holds the "
+            "calling request (paracache's timeout= bounds only the clients it makes). Give "
+            "the client socket_timeout= (e.g. 0.5 s), or pass redis_url= instead",
+            what,
+        )
+
+
 def _connection_kwargs(client: Any) -> dict[str, Any]:
     pool = getattr(client, "connection_pool", None)
     if pool is not None:
@@ -721,6 +736,10 @@ def translate(exc: BaseException, *, embedding: bool = False) -> BaseException:
     """
     if isinstance(exc, BackendError):
         return exc
+    if not embedding and _other_loop(exc):
+        err = BackendError("unavailable", f"{exc} ({_OTHER_LOOP})")
+        err.__cause__ = exc
+        return err
     kind: Kind | None = "embedding" if embedding else _kind(exc)
     if kind is None:
         return exc
@@ -732,6 +751,31 @@ def translate(exc: BaseException, *, embedding: bool = False) -> BaseException:
 _BUSY = re.compile(r"\bBUSY\b")
 #: The error code at the start of a reply, or after a pipeline's or script's prefix.
 _WRONGTYPE = re.compile(r"(?:^|[\s:])WRONGTYPE\b")
+
+_OTHER_LOOP = (
+    "a redis.asyncio client used on an event loop other than the one its connection was "
+    "made on: give async_redis_client= a client made on the loop that uses it, or none "
+    "(paracache then makes one per event loop)"
+)
+
+
+def _other_loop(exc: BaseException) -> bool:
+    """A ``redis.asyncio`` connection used on another event loop than its own (a caller's
+    client made in one ``asyncio.run`` and used in the next): redis-py fails with a bare
+    ``RuntimeError`` from its own code, then drops the connection. A failure of that
+    client, not a bug in paracache."""
+    if not isinstance(exc, RuntimeError):
+        return False
+    texts = (str(exc), str(exc.__context__ or ""))
+    if not any("different loop" in t or "Event loop is closed" in t for t in texts):
+        return False
+    tb = exc.__traceback__
+    while tb is not None:
+        name = tb.tb_frame.f_code.co_filename.replace(os.sep, "/")
+        if "/redis/asyncio/" in name:
+            return True
+        tb = tb.tb_next
+    return False
 
 
 def _kind(exc: BaseException) -> Kind | None:
@@ -763,6 +807,10 @@ def _reply_kind(exc: redis.ResponseError) -> Kind:
         return "oom"
     if isinstance(exc, redis.exceptions.ReadOnlyError) or "read only replica" in text:
         return "readonly"
+    if "NOREPLICAS" in text:  # a primary short of its min-replicas-to-write
+        return "readonly"
+    if isinstance(exc, redis.exceptions.NoPermissionError) or "NOPERM" in text:
+        return "noperm"
     if "MISCONF" in text:
         return "misconf"
     if isinstance(exc, redis.exceptions.NoScriptError):
