@@ -137,6 +137,24 @@ def test_a_sigkilled_workers_job_is_redelivered_after_the_timeout(
     assert queue.stats().length == 0
 
 
+def test_an_expired_job_behind_many_live_ones_is_found(make: Any) -> None:
+    """Each get looks at a bounded part of the pending jobs, going on where the last
+    one stopped: an expired job behind 300 live ones is claimed within a few gets."""
+    queue = make(visibility_timeout=0.5)
+    queue.put_many([{"n": i} for i in range(300)])
+    doomed = queue.put("its worker died")
+    jobs = queue.get("busy", count=301, block=0)
+    assert len(jobs) == 301 and jobs[-1].id == doomed
+    time.sleep(0.6)
+    assert all(queue.touch(j) for j in jobs[:-1])  # alive, still working on these
+    found = []
+    for _ in range(4):
+        found += queue.get("other", block=0)
+        if found:
+            break
+    assert [j.id for j in found] == [doomed] and found[0].deliveries == 2
+
+
 def test_touch_keeps_a_long_job_from_being_claimed(make: Any) -> None:
     queue = make(visibility_timeout=0.6)
     queue.put("long job")
@@ -268,7 +286,7 @@ def test_tenants_and_hostile_names_never_meet(make: Any, redis_url: str, ns: str
     }
     put = {key: q.put({"owner": [key[0], key[1][:20]]}) for key, q in queues.items()}
     keys = {k for q in queues.values() for k in q.keys}
-    assert len(keys) == 2 * len(queues)  # every queue its own keys
+    assert len(keys) == 3 * len(queues)  # every queue its own keys
     stored = {k.decode() for k in raw(redis_url).scan_iter(f"paracache:_q:{ns}:*")}
     assert stored == {q.keys[0] for q in queues.values()}  # names never reach Redis
     for key, q in queues.items():

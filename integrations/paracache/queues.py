@@ -21,8 +21,9 @@ an ``a``-prefixed twin).
   lookup that cannot reach Redis is a miss, and the app calls the model), a queue
   cannot: a producer told nothing would believe its job queued. Only :meth:`~WorkQueue.run`,
   the worker loop, outlives an outage: it logs, backs off and goes on.
-* **Keys.** ``paracache:_q:<namespace>:{<digest of (tenant, name)>}:jobs`` (the stream)
-  and ``...:dead``. Tenants and queue names are digested: any text (glob, Lua or query
+* **Keys.** ``paracache:_q:<namespace>:{<digest of (tenant, name)>}:jobs`` (the stream),
+  ``...:dead`` (the dead letters) and ``...:claim`` (where the search for expired jobs
+  goes on). Tenants and queue names are digested: any text (glob, Lua or query
   syntax, a megabyte) is data, and one tenant's queue name can never name, read, claim,
   acknowledge or count another tenant's jobs. The braces are a Redis Cluster hash tag:
   a queue's keys share one slot (Redis Cluster itself is not supported yet, as for rate
@@ -107,21 +108,25 @@ end
 return out
 """
 
-#: KEYS: stream, dead letters. ARGV: group, consumer, count, visibility (ms),
-#: max_deliveries. Claims expired jobs (dead-lettering those past max_deliveries), then
-#: reads new ones (without blocking: a script cannot). Reply: {jobs, dead-lettered} with
-#: each job {entry id, fields, deliveries}.
+#: KEYS: stream, dead letters, claim cursor. ARGV: group, consumer, count, visibility
+#: (ms), max_deliveries. Claims expired jobs (dead-lettering those past max_deliveries),
+#: going on through the pending jobs where the last get stopped (each ``XAUTOCLAIM``
+#: looks at ten entries per job wanted: a fixed start would never reach an expired job
+#: behind many live ones), then reads new ones (without blocking: a script cannot).
+#: Reply: {jobs, dead-lettered} with each job {entry id, fields, deliveries}.
 GET_SCRIPT = _LUA_COMMON + """
 redis.pcall('XGROUP', 'CREATE', KEYS[1], ARGV[1], '0', 'MKSTREAM')
 local want = tonumber(ARGV[3])
 local max = tonumber(ARGV[5])
 local out = {}
 local dead = 0
-local cursor = '0-0'
+local cursor = redis.call('GET', KEYS[3]) or '0-0'
+local wraps = 0
 for _ = 1, 16 do
   local r = redis.call('XAUTOCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[4], cursor, 'COUNT',
     want - #out)
   cursor = r[1]
+  if cursor == '0-0' then wraps = wraps + 1 end
   for _, e in ipairs(r[2]) do
     if e and e[2] then
       local p = redis.call('XPENDING', KEYS[1], ARGV[1], e[1], e[1], 1)
@@ -138,8 +143,9 @@ for _ = 1, 16 do
       end
     end
   end
-  if cursor == '0-0' or #out >= want then break end
+  if wraps == 2 or #out >= want then break end
 end
+redis.call('SET', KEYS[3], cursor)
 if #out < want then
   local r = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', want - #out,
     'STREAMS', KEYS[1], '>')
@@ -449,7 +455,9 @@ class WorkQueue:
         self._slice = max(0.001, min(1.0, timeout / 2))  # one blocking read's wait
         self._tag = digest("queue/v1", tenant, name)
         prefix = f"paracache:_q:{namespace}:{{{self._tag}}}"
-        self.keys: tuple[str, str] = (prefix + ":jobs", prefix + ":dead")
+        #: The stream, the dead letters, the claim cursor.
+        self.keys: tuple[str, str, str] = (prefix + ":jobs", prefix + ":dead",
+                                           prefix + ":claim")
         self._throttle = Throttle(every=10.0)
 
     # ------------------------------------------------------------------ helpers
@@ -591,7 +599,7 @@ class WorkQueue:
             raise TypeError(f"error must be a str or None, got {type(error).__name__}")
         vis_ms = math.ceil(self.visibility_timeout * 1000)
         idle = max(0, vis_ms - math.ceil(delay * 1000))
-        reply = yield Script(FAIL_SCRIPT, self.keys, (
+        reply = yield Script(FAIL_SCRIPT, self.keys[:2], (
             GROUP, job.entry, job.id, job.consumer, str(job.deliveries), mode,
             self.max_deliveries, idle, (error or "")[:4096], GIVEN_BACK,
         ))  # fmt: skip
@@ -632,7 +640,7 @@ class WorkQueue:
             chunk = pairs[start:start + 2 * REQUEUE_PAGE]
             while True:
                 reply = yield Script(
-                    REQUEUE_SCRIPT, self.keys, (GROUP, self.max_length, REQUEUE_PAGE, *chunk)
+                    REQUEUE_SCRIPT, self.keys[:2], (GROUP, self.max_length, REQUEUE_PAGE, *chunk)
                 )
                 if isinstance(reply, Failure):
                     self._raise(reply, f"requeue (after {moved} requeued)")
@@ -656,7 +664,7 @@ class WorkQueue:
         return int(reply[0])
 
     def _stats_flow(self) -> Flow[QueueStats]:
-        reply = yield Script(STATS_SCRIPT, self.keys, (GROUP,))
+        reply = yield Script(STATS_SCRIPT, self.keys[:2], (GROUP,))
         if isinstance(reply, Failure):
             self._raise(reply, "stats")
         length, pending, dead, first, secs, micros = reply
