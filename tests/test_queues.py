@@ -24,10 +24,11 @@ import pytest
 import redis
 from redis.cluster import key_slot
 
-from paracache.embedded import EmbeddedRedis
+from paracache.embedded import EmbeddedCluster, EmbeddedRedis
 from paracache.policy import CircuitBreaker
 from paracache.queues import MAX_BATCH, Job, QueueError, QueueFull, WorkQueue
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 INTEGRATIONS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                             "integrations")
 
@@ -541,3 +542,108 @@ def test_entries_hold_only_the_id_and_the_payload(make: Any, redis_url: str) -> 
     job_id = queue.put({"a": 1})
     [(_, fields)] = raw(redis_url).xrange(queue.keys[0])
     assert fields == {b"id": job_id.encode(), b"p": json.dumps({"a": 1}).replace(" ", "").encode()}
+
+
+def _readme_section() -> str:
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
+        return f.read().split("## Work queues", 1)[1].split("\n## ", 1)[0]
+
+
+def test_the_readme_acl_is_enough(redis_url: str, ns: str) -> None:
+    """The ACL the README gives for work queues (with NAMESPACE filled in) runs every
+    method, the worker loop included."""
+    from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+    block = _readme_section().split("```text\n", 1)[1].split("```", 1)[0]
+    words = block.replace("NAMESPACE", ns).split()
+    assert words[:3] == ["ACL", "SETUSER", "worker"]
+    user, password = "u-" + uuid.uuid4().hex[:8], uuid.uuid4().hex
+    rules = [f">{password}" if w == ">PASSWORD" else w for w in words[3:]]
+    admin = raw(redis_url)
+    admin.execute_command("ACL", "SETUSER", user, *rules)
+    parts = urlsplit(redis_url)
+    query = {**dict(parse_qsl(parts.query)), "username": user, "password": password}
+    url = urlunsplit(parts._replace(query=urlencode(query), netloc=parts.netloc.split("@")[-1]))
+    queue = WorkQueue("acl", redis_url=url, namespace=ns, timeout=5.0, max_deliveries=2)
+    try:
+        queue.put_many([1, 2])
+        jobs = queue.get("w", count=2, block=0.1)
+        assert queue.touch(jobs[0]) and queue.ack(jobs[0])
+        assert queue.fail(jobs[1], retry=False, error="x") == "dead"
+        assert queue.requeue(queue.dead()) == 1
+        assert queue.run(lambda job: None, max_jobs=1) == 1
+        assert queue.get("w", block=0.1) == []  # a blocking read too
+        queue.put(3)
+        [job] = queue.get("w", block=0)
+        assert queue.fail(job) == "retried"
+        assert queue.stats().length == 1 and queue.purge_dead() == 0
+        # And nothing else: another namespace's keys are out of reach.
+        other = WorkQueue("acl", redis_url=url, namespace=ns + "x", timeout=5.0)
+        with pytest.raises(QueueError) as info:
+            other.put(1)
+        assert info.value.kind == "refused"
+        other.close()
+    finally:
+        queue.close()
+        admin.execute_command("ACL", "DELUSER", user)
+
+
+def test_the_readme_example_runs(redis_url: str, ns: str) -> None:
+    code = _readme_section().split("```python\n", 1)[1].split("```", 1)[0]
+    code = code.replace('redis_url="redis://localhost:6379"', "redis_url=URL, namespace=NS")
+    embedded: list[str] = []
+
+    class RateLimitError(Exception):
+        pass
+
+    def embed(text: str) -> None:
+        embedded.append(text)
+        if len(embedded) == 1:
+            raise RateLimitError("429")
+
+    shutdown = threading.Event()
+    shutdown.set()  # the worker loop is tested elsewhere: here it stops at once
+    scope = {"URL": redis_url, "NS": ns, "embed": embed, "RateLimitError": RateLimitError,
+             "shutdown": shutdown}
+    exec(compile(code, "README.md", "exec"), scope)
+    queue = scope["queue"]
+    assert embedded == ["Refunds within 30 days."]
+    stats = queue.stats()
+    assert (stats.length, stats.pending, stats.dead) == (1, 1, 0)  # failed: given back
+    queue.close()
+
+
+def test_on_a_cluster_one_queue_lives_in_one_slot(
+    redis_cluster: EmbeddedCluster, ns: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A queue's keys share a hash tag: on the node that owns their slot every script
+    runs (all its keys in one slot); a cluster client is refused with a clear error, and
+    another node's URL fails with an error that says it is a cluster node."""
+    client = redis_cluster.client()
+    try:
+        with pytest.raises(TypeError, match="work queues need one Redis server"):
+            WorkQueue("q", redis_client=client, namespace=ns)
+    finally:
+        client.close()
+    probe = WorkQueue("q", redis_url="redis://127.0.0.1:1", namespace=ns, tenant="t")
+    owner = redis_cluster.owner_port(key_slot(probe.keys[0].encode()))
+    probe.close()
+    other = next(p for p in redis_cluster.primary_ports() if p != owner)
+    queue = WorkQueue("q", redis_url=redis_cluster.node_url(owner), namespace=ns, tenant="t",
+                      timeout=10.0, max_deliveries=1)
+    try:
+        queue.put_many([{"n": 1}, {"n": 2}])
+        jobs = queue.get("w", count=2, block=0.2)
+        assert queue.ack(jobs[0]) and queue.fail(jobs[1]) == "dead"
+        assert queue.requeue() == 1 and queue.stats().length == 1
+    finally:
+        queue.close()
+    wrong = WorkQueue("q", redis_url=redis_cluster.node_url(other), namespace=ns, tenant="t",
+                      timeout=10.0)
+    try:
+        with caplog.at_level("WARNING", logger="paracache"), pytest.raises(QueueError) as info:
+            wrong.put(1)
+        assert info.value.kind == "refused"
+        assert any("Redis Cluster node" in r.getMessage() for r in caplog.records)
+    finally:
+        wrong.close()
