@@ -399,6 +399,14 @@ def test_run_acks_successes_and_dead_letters_a_failing_handler(make: Any) -> Non
             raise ValueError("cannot embed")
 
     assert queue.run(handler, max_jobs=4, consumer="w1") == 4
+    consumers = raw(queue._link.url).xinfo_consumers(queue.keys[0], "paracache")
+    assert b"w1" not in {c["name"] for c in consumers}  # a clean exit leaves the group
+    queue.put_many(["held", "handled"])
+    [held] = queue.get("w2", block=0)
+    assert queue.run(lambda job: None, max_jobs=1, consumer="w2") == 1
+    consumers = raw(queue._link.url).xinfo_consumers(queue.keys[0], "paracache")
+    assert b"w2" in {c["name"] for c in consumers}  # ... unless it still holds a job
+    assert queue.ack(held)
     assert seen == [(1, 1), ("bad", 1), ("bad", 2), (3, 1)]  # a retry comes back first
     stats = queue.stats()
     assert (stats.length, stats.dead) == (0, 1)
@@ -571,7 +579,9 @@ def test_the_readme_acl_is_enough(redis_url: str, ns: str) -> None:
         assert queue.touch(jobs[0]) and queue.ack(jobs[0])
         assert queue.fail(jobs[1], retry=False, error="x") == "dead"
         assert queue.requeue(queue.dead()) == 1
-        assert queue.run(lambda job: None, max_jobs=1) == 1
+        assert queue.run(lambda job: None, max_jobs=1, consumer="loop") == 1
+        consumers = admin.xinfo_consumers(queue.keys[0], "paracache")
+        assert b"loop" not in {c["name"] for c in consumers}
         assert queue.get("w", block=0.1) == []  # a blocking read too
         queue.put(3)
         [job] = queue.get("w", block=0)

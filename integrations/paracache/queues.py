@@ -228,6 +228,14 @@ end
 return {moved, full, redis.call('XLEN', KEYS[2])}
 """
 
+#: KEYS: stream. ARGV: group, consumer. Deletes the consumer if it holds no job.
+FORGET_SCRIPT = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local p = redis.pcall('XPENDING', KEYS[1], ARGV[1], '-', '+', 1, ARGV[2])
+if type(p) ~= 'table' or p.err or #p > 0 then return 0 end
+return redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2])
+"""
+
 #: KEYS: stream, dead letters. ARGV: group. Reply: {length, pending, dead, oldest entry
 #: id or false, server seconds, microseconds}.
 STATS_SCRIPT = """
@@ -311,8 +319,8 @@ class QueueStats:
 
     Attributes:
         length: Jobs not yet acknowledged: waiting plus delivered (at most ``max_length``).
-        pending: Of those, delivered to a worker and not acknowledged (in progress, or
-            whose worker died and will be re-delivered).
+        pending: Of those, delivered and not acknowledged: in progress, given back by
+            :meth:`WorkQueue.fail` for another delivery, or whose worker died.
         dead: Dead letters.
         oldest_age: Seconds since the oldest job not yet acknowledged was put (``None``
             when there is none).
@@ -724,6 +732,12 @@ class WorkQueue:
                     self._log_outage(exc, "ack" if not isinstance(outcome, _Raised) else "fail",
                                      0.0)
                 done += 1
+        # A clean exit: this worker's name leaves the group's list of consumers, unless
+        # it still holds jobs (they would lose their way back: kept to be claimed).
+        gone = yield Script(FORGET_SCRIPT, self.keys[:1], (GROUP, consumer))
+        if isinstance(gone, Failure):
+            logger.debug("paracache: queue %r: consumer %r not forgotten (%s)", self.name,
+                         consumer, gone.kind)
         return done
 
     def _log_outage(self, exc: QueueError, what: str, backoff: float) -> None:
@@ -944,6 +958,9 @@ class WorkQueue:
         (retried, or a dead letter after ``max_deliveries``) when it raises. Redis down:
         logs a warning and backs off (up to ``max_backoff`` seconds) instead of raising.
         Runs until ``max_jobs`` were handled or ``stop.is_set()``; returns how many were.
+        ``consumer``: the worker's name in the group (default: host, pid and a random
+        part); a stable name (a pod's) keeps the group's list of consumers short, which a
+        clean exit also does by leaving it.
 
         Example:
             >>> stop = threading.Event()                              # doctest: +SKIP
