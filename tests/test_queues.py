@@ -657,3 +657,24 @@ def test_on_a_cluster_one_queue_lives_in_one_slot(
         assert any("Redis Cluster node" in r.getMessage() for r in caplog.records)
     finally:
         wrong.close()
+
+
+def test_the_module_imports_no_framework() -> None:
+    """Framework-free: the queue's file imports the standard library, redis-py and
+    paracache's own framework-free modules, nothing else (LangChain, LlamaIndex, FastAPI
+    and the embedder stay out of a worker that only moves jobs)."""
+    import ast
+
+    import paracache.queues
+
+    with open(paracache.queues.__file__, encoding="utf-8") as f:
+        tree = ast.parse(f.read())
+    imported = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            imported |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            imported.add("." + (node.module or "") if node.level else
+                         (node.module or "").split(".")[0])
+    own = {".errors", ".policy", ".redisflow", ".schema", ".scope"}
+    assert imported - sys.stdlib_module_names - {"redis", "__future__"} == own
