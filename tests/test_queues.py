@@ -138,6 +138,22 @@ def test_a_sigkilled_workers_job_is_redelivered_after_the_timeout(
     assert queue.stats().length == 0
 
 
+def test_a_callers_client_blocks_within_its_own_timeout(redis_url: str, ns: str) -> None:
+    """With your own client, a waiting get blocks in slices within its socket timeout
+    (0.3 s here; the queue's own default would wait 0.5 s and time out)."""
+    client = redis.Redis.from_url(redis_url, socket_timeout=0.3)
+    queue = WorkQueue("mine", redis_client=client, namespace=ns)
+    try:
+        started = time.monotonic()
+        assert queue.get("w", block=1.0) == []
+        assert 0.95 <= time.monotonic() - started < 5.0
+        queue.put("x")
+        assert [j.payload for j in queue.get("w", block=1.0)] == ["x"]
+    finally:
+        queue.close()
+        client.close()
+
+
 def test_an_expired_job_behind_many_live_ones_is_found(make: Any) -> None:
     """Each get looks at a bounded part of the pending jobs, going on where the last
     one stopped: an expired job behind 300 live ones is claimed within a few gets."""

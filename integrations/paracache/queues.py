@@ -10,17 +10,18 @@ an ``a``-prefixed twin).
   is acknowledged. A job whose worker died (or outlived ``visibility_timeout`` without
   :meth:`~WorkQueue.touch`) is claimed (``XAUTOCLAIM``) by the next :meth:`~WorkQueue.get`
   of any worker, so a handler may run more than once: make it idempotent.
-* **Dead letters.** A job is delivered at most ``max_deliveries`` times; a job failed once
-  more, failed with ``retry=False``, or found expired after its last delivery moves (in the
-  same script, atomically) to the queue's dead-letter stream, with its last error.
+* **Dead letters.** A job is delivered at most ``max_deliveries`` times: a job failed on
+  its last delivery, failed with ``retry=False``, or found expired after its last delivery
+  moves (in the same script, atomically) to the queue's dead-letter stream, with its last
+  error.
   :meth:`~WorkQueue.dead` lists them, :meth:`~WorkQueue.requeue` puts them back.
 * **Never lost silently.** ``max_length`` bounds the jobs not yet acknowledged; a full
   queue refuses :meth:`~WorkQueue.put` with :class:`QueueFull` (checked and added in one
   Lua script): nothing is ever trimmed. Redis unreachable: every method raises
   :class:`QueueError` with the failure's ``kind``. Unlike the cache, which fails open (a
   lookup that cannot reach Redis is a miss, and the app calls the model), a queue
-  cannot: a producer told nothing would believe its job queued. Only :meth:`~WorkQueue.run`,
-  the worker loop, outlives an outage: it logs, backs off and goes on.
+  cannot: a producer told nothing would believe its job queued. Only the worker loop
+  (:meth:`~WorkQueue.run`) outlives an outage: it logs, backs off and goes on.
 * **Keys.** ``paracache:_q:<namespace>:{<digest of (tenant, name)>}:jobs`` (the stream),
   ``...:dead`` (the dead letters) and ``...:claim`` (where the search for expired jobs
   goes on). Tenants and queue names are digested: any text (glob, Lua or query
@@ -460,7 +461,12 @@ class WorkQueue:
             name=f"paracache:{namespace}:queue",
             breaker=breaker,
         )
-        self._slice = max(0.001, min(1.0, timeout / 2))  # one blocking read's wait
+        # One blocking read's wait: well within the command timeout (a caller's client:
+        # its own socket timeout), or the read would fail as a timeout on an idle queue.
+        limit: Any = timeout
+        if redis_client is not None:
+            limit = redis_client.connection_pool.connection_kwargs.get("socket_timeout")
+        self._slice = 1.0 if not limit else max(0.001, min(1.0, float(limit) / 2))
         self._tag = digest("queue/v1", tenant, name)
         prefix = f"paracache:_q:{namespace}:{{{self._tag}}}"
         #: The stream, the dead letters, the claim cursor.
