@@ -157,12 +157,12 @@ def test_a_callers_client_blocks_within_its_own_timeout(redis_url: str, ns: str)
 def test_an_expired_job_behind_many_live_ones_is_found(make: Any) -> None:
     """Each get looks at a bounded part of the pending jobs, going on where the last
     one stopped: an expired job behind 300 live ones is claimed within a few gets."""
-    queue = make(visibility_timeout=0.5)
+    queue = make(visibility_timeout=2.0)  # touching 300 jobs takes well under 2 s
     queue.put_many([{"n": i} for i in range(300)])
     doomed = queue.put("its worker died")
     jobs = queue.get("busy", count=301, block=0)
     assert len(jobs) == 301 and jobs[-1].id == doomed
-    time.sleep(0.6)
+    time.sleep(2.1)
     assert all(queue.touch(j) for j in jobs[:-1])  # alive, still working on these
     found = []
     for _ in range(4):
@@ -173,15 +173,15 @@ def test_an_expired_job_behind_many_live_ones_is_found(make: Any) -> None:
 
 
 def test_touch_keeps_a_long_job_from_being_claimed(make: Any) -> None:
-    queue = make(visibility_timeout=0.6)
+    queue = make(visibility_timeout=1.0)
     queue.put("long job")
     [job] = queue.get("slow", block=0)
-    for _ in range(4):  # 1.2 s of work, touched every 0.3 s
-        time.sleep(0.3)
+    for _ in range(6):  # 1.5 s of work, touched every 0.25 s
+        time.sleep(0.25)
         assert queue.touch(job)
         assert queue.get("eager", block=0) == []
     assert queue.ack(job)
-    time.sleep(0.7)
+    time.sleep(1.1)
     assert queue.get("eager", block=0) == []
 
 
@@ -234,7 +234,7 @@ def test_fail_with_a_delay_redelivers_later(make: Any) -> None:
     queue = make()
     queue.put("retry me")
     [job] = queue.get("w1", block=0)
-    assert queue.fail(job, delay=0.5) == "retried"
+    assert queue.fail(job, delay=1.0) == "retried"
     assert queue.get("w2", block=0) == []
     [again] = queue.get("w2", block=3.0)
     assert again.deliveries == 2
@@ -478,7 +478,7 @@ async def test_async_twins(make: Any) -> None:
     task = asyncio.create_task(ticker())
     assert await queue.aget("idle", block=0.5) == []
     task.cancel()
-    assert ticks >= 20
+    assert ticks >= 10  # about 50 when the loop is free; 0 or 1 if a wait blocked it
     await queue.aclose()
 
 
