@@ -541,7 +541,8 @@ class WorkQueue:
             args += [job_id, self._encode(payload)]
         reply = yield Script(PUT_SCRIPT, self.keys[:1], tuple(args))
         if isinstance(reply, Failure):
-            self._raise(reply, "put (the job was not queued)")
+            self._raise(reply, "put (it may have run before its reply was lost: the job may "
+                        "be queued)" if reply.kind == "timeout" else "put (the job was not queued)")
         if int(reply[0]) == 0:
             length = int(reply[1])
             raise QueueFull(
