@@ -58,8 +58,8 @@ logger = logging.getLogger("paracache")
 T = TypeVar("T")
 
 _CLUSTER = (
-    "; rate limits and conversations need one Redis server (Redis Cluster is not "
-    "supported for them yet)"
+    "; rate limits, conversations and work queues need one Redis server (Redis Cluster "
+    "is not supported for them yet)"
 )
 
 
