@@ -58,6 +58,7 @@ import redis
 
 from .errors import KINDS, CacheError, Kind
 from .policy import MAX_TTL, CircuitBreaker, Throttle
+from .reals import as_number, is_finite, is_int, is_real
 from .redisflow import Batch, Call, Failure, Flow, Link, Script, Sleep
 from .schema import check_namespace
 from .scope import digest
@@ -368,17 +369,15 @@ def _entry_ms(entry: str) -> int:
 
 
 def _positive(name: str, value: Any, *, integer: bool = False, zero: bool = False) -> Any:
-    kinds: tuple[type, ...] = (int,) if integer else (int, float)
-    if (
-        isinstance(value, bool) or not isinstance(value, kinds)
-        or (isinstance(value, float) and not math.isfinite(value))
-    ):
+    """``value`` as a plain number if it is a (finite) real number, not a bool, numpy's
+    scalars included (:mod:`paracache.reals`), and positive (or zero where allowed)."""
+    if not (is_int(value) if integer else is_real(value) and is_finite(value)):
         kind = "an int" if integer else "a finite number"
         raise TypeError(f"{name} must be {kind}, got {value!r:.60}")
-    number = cast(float, value)
+    number = as_number(value)
     if number < 0 or (number == 0 and not zero):
         raise ValueError(f"{name} must be {'>= 0' if zero else '> 0'}, got {value!r}")
-    return value
+    return number
 
 
 def _consumer(consumer: Any) -> str:
