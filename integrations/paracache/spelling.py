@@ -35,6 +35,8 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 
+from .lazy import once
+
 __all__ = ["correct_typos", "known_words"]
 
 _TOKENIZER = Path(__file__).resolve().parent / "assets" / "tokenizer.json"
@@ -51,7 +53,7 @@ _SUFFIXES = ("s", "es", "ed", "ing", "er", "ers", "ly", "ness", "ment", "ments",
              "ations", "able")
 
 
-@functools.cache
+@once  # not functools.cache: threads asking at once would each load it
 def _vocabulary() -> dict[str, int]:
     """Known words and their frequency rank (lower: more frequent)."""
     with _TOKENIZER.open(encoding="utf-8") as fh:

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .. import lexicon
+from ..lazy import once
 from .analysis import _DETERMINERS, Features, _number_value, features
 from .vocabulary import _DURATION_KEYS, _IRREGULAR, _NEGATORS, _NUMERIC_WORDS, _STOP, _stem
 
@@ -57,7 +58,7 @@ _LEMMA_SUFFIXES = (("s", ""), ("es", ""), ("ies", "y"), ("ing", ""), ("ing", "e"
                    ("iest", "y"), ("ly", ""))
 
 
-@functools.cache
+@once  # not functools.cache: threads asking at once would each load it
 def _kin_lexicon() -> tuple[dict[str, tuple[frozenset[int], frozenset[int]]], frozenset[str]]:
     """The kin lexicon (word -> its synsets, and those one step above them) and the
     person nouns; loaded on first use (about 13 k words)."""

@@ -9,6 +9,7 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
+from ..lazy import once
 from .analysis import features
 from .compare import corroborates
 from .vocabulary import _STOP, _stem
@@ -73,7 +74,7 @@ def _pair_words(query: str, candidate: str) -> tuple[float, ...]:
     )
 
 
-@functools.cache
+@once  # not functools.cache: threads asking at once would each load it
 def _pair_model() -> tuple[tuple[float, ...], float, float, float]:
     """(weights, bias, vouching threshold, veto threshold) of the learned pair check."""
     with _PAIR_CHECK_PATH.open(encoding="utf-8") as fh:

@@ -10,6 +10,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from ..lazy import once
+
 _UNITS = {
     "zero": 0,
     "one": 1,
@@ -909,7 +911,7 @@ _OPP_FIRST = frozenset(k.split()[0] for k in _OPP_INDEX if " " in k)
 _ANTONYMS_PATH = Path(__file__).resolve().parent.parent / "assets" / "antonyms.json"
 
 
-@functools.cache
+@once  # not functools.cache: threads asking at once would each load it
 def _antonym_lexicon() -> tuple[dict[str, frozenset[str]], frozenset[str]]:
     """The antonym lexicon as stems (stem -> opposite stems) and the first stems of its
     two-word phrases; loaded on first use (about 10 k words)."""
