@@ -3,14 +3,17 @@ Redis that stalls or drops connections (audit 15). Real Redis throughout."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Callable
 from typing import Any
 
 import pytest
+from reliability_helpers import raw
 
-from paracache import spelling
+from paracache import SemanticIndex, spelling
 from paracache.guards import edits, pairs, vocabulary
+from paracache.limiter import Limit, RateLimiter
 
 
 def _at_once(fn: Callable[[], Any], threads: int = 8) -> list[Any]:
@@ -51,3 +54,32 @@ def test_a_table_asked_for_by_many_threads_at_once_is_loaded_once(loader: Any) -
         assert len({id(t) for t in tables}) == 1
     finally:
         loader()  # loaded again for the other tests
+
+
+async def test_more_than_a_hundred_lookups_at_once_on_one_loop_all_hit(
+    make_index: Any, redis_url: str
+) -> None:
+    """A burst of async requests: redis-py's pool failed its 101st concurrent call at
+    once ("Too many connections"), a Redis failure to the cache: three opened the
+    breaker, and a healthy server answered a third of 150 simultaneous lookups as
+    misses. Calls now wait for a free connection; the pool stays at 100."""
+    idx: SemanticIndex = make_index(semantic=False)
+    idx.store("How do I freeze my card?", "Tap Freeze in the app.")
+    before = len(raw(redis_url).client_list())
+    for _ in range(3):
+        hits = await asyncio.gather(*(idx.alookup("How do I freeze my card?") for _ in range(150)))
+        assert all(hit is not None for hit in hits)
+    s = idx.stats()
+    assert s.errors == 0 and s.exact_hits == 450 and s.breaker_state == "closed", s
+    assert len(raw(redis_url).client_list()) - before <= 100
+
+
+async def test_more_than_a_hundred_rate_limit_checks_at_once_all_decide(redis_url: str) -> None:
+    """The rate limiter's connection pool likewise (a service under 200 clients)."""
+    limiter = RateLimiter([Limit("burst", 1000)], redis_url=redis_url, namespace="t-rl-burst")
+    try:
+        decisions = await asyncio.gather(*(limiter.adecide() for _ in range(150)))
+        assert all(d.admitted and d.failure is None for d in decisions)
+        assert limiter.stats().errors == 0
+    finally:
+        await limiter.aclose()

@@ -65,6 +65,7 @@ from .transport import (
     client_url,
     close_async_client,
     derive_async,
+    pooled_client,
     resolve_redis_url,
     safe_url,
     selected_db,
@@ -1237,7 +1238,7 @@ class SemanticIndex:
 
             cluster = RedisCluster.from_url(self.redis_url, require_full_coverage=False, **options)
             return cast(redis.Redis, cluster)
-        return redis.Redis.from_url(self.redis_url, **options)
+        return cast(redis.Redis, pooled_client(self.redis_url, options))
 
     def _async_client(self, timeout: float) -> aioredis.Redis:
         options = client_kwargs(self.namespace, timeout, asyncio=True)
@@ -1246,7 +1247,7 @@ class SemanticIndex:
 
             cluster = AsyncCluster.from_url(self.redis_url, require_full_coverage=False, **options)
             return cast(aioredis.Redis, cluster)
-        return aioredis.Redis.from_url(self.redis_url, **options)
+        return cast(aioredis.Redis, pooled_client(self.redis_url, options, asyncio=True))
 
     def _async_io(self) -> tuple[AsyncIO, AsyncIO]:
         """The async drivers' I/O of this event loop: hot path and administrative (one

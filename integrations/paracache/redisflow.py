@@ -45,6 +45,7 @@ from .policy import CircuitBreaker, Throttle
 from .transport import (
     client_url,
     derive_async,
+    pooled_client,
     resolve_redis_url,
     safe_url,
     translate,
@@ -156,7 +157,7 @@ class Link:
             warn_unbounded(redis_client, name)
         else:
             self.url = resolve_redis_url(redis_url)
-            self._client = redis.Redis.from_url(self.url, **self._kwargs())
+            self._client = pooled_client(self.url, self._kwargs())
         self._safe = safe_url(self.url)
         self._aclients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aioredis.Redis] = (
             weakref.WeakKeyDictionary()
@@ -191,7 +192,7 @@ class Link:
                 client = self._aclients.get(loop)
                 if client is None:
                     client = (
-                        aioredis.Redis.from_url(self.url, **self._kwargs(asynchronous=True))
+                        pooled_client(self.url, self._kwargs(asynchronous=True), asyncio=True)
                         if self._own
                         else cast(aioredis.Redis, derive_async(self._client))
                     )

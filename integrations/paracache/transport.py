@@ -53,6 +53,7 @@ __all__ = [
     "client_url",
     "close_async_client",
     "derive_async",
+    "pooled_client",
     "resolve_redis_url",
     "safe_url",
     "selected_db",
@@ -718,6 +719,33 @@ def client_kwargs(namespace: str, timeout: float, *, asyncio: bool = False) -> d
         "protocol": 2,
         "client_name": f"paracache:{namespace}",
     }
+
+
+#: Connections each client paracache makes may hold open (redis-py's own default). A call
+#: that finds them all busy waits for one to come free, within its own time limit.
+POOL_CONNECTIONS = 100
+
+
+def pooled_client(url: str, options: dict[str, Any], *, asyncio: bool = False) -> Any:
+    """A ``redis.Redis`` (``asyncio=True``: a ``redis.asyncio.Redis``) on ``url`` with
+    ``options`` (:func:`client_kwargs`), whose pool holds at most
+    :data:`POOL_CONNECTIONS` connections and makes a caller wait for a free one (up to
+    ``options["socket_timeout"]``) instead of failing at once.
+
+    redis-py's default pool raises "Too many connections" at its 101st concurrent call:
+    more than 100 asyncio tasks (or threads storing) at once on a healthy server were
+    failed calls, counted as Redis failures that opened the breaker.
+
+    Example:
+        >>> client = pooled_client("redis://localhost:6379", client_kwargs("faq", 0.1))
+        >>> client.connection_pool.max_connections
+        100
+    """
+    module = aioredis if asyncio else redis
+    pool = module.BlockingConnectionPool.from_url(
+        url, max_connections=POOL_CONNECTIONS, timeout=options["socket_timeout"], **options
+    )
+    return module.Redis.from_pool(pool)
 
 
 # --------------------------------------------------------------------------- failures
