@@ -9,11 +9,13 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from reliability_helpers import raw
+from reliability_helpers import HashVectorizer, raw
 
-from paracache import SemanticIndex, spelling
+from paracache import Scope, SemanticIndex, spelling
 from paracache.guards import edits, pairs, vocabulary
 from paracache.limiter import Limit, RateLimiter
+from paracache.schema import scopes_key
+from paracache.store import REGISTER_EVERY
 
 
 def _at_once(fn: Callable[[], Any], threads: int = 8) -> list[Any]:
@@ -83,3 +85,35 @@ async def test_more_than_a_hundred_rate_limit_checks_at_once_all_decide(redis_ur
         assert limiter.stats().errors == 0
     finally:
         await limiter.aclose()
+
+
+def _row_ttl(url: str, idx: SemanticIndex, scope: Scope) -> int:
+    reply = raw(url).execute_command(
+        "HTTL", scopes_key(idx.namespace), "FIELDS", 1, scope.digest()
+    )
+    return int(reply[0])
+
+
+def test_a_scope_registry_row_expires_with_the_entries_of_its_scope(
+    make_index: Any, redis_url: str
+) -> None:
+    """Every scope a cache ever wrote in (a chat model's: one per conversation turn,
+    earlier turns being part of the scope) kept its registry row for ever, after its
+    entries had expired. A row now lasts as long as its scope's longest-lived entry
+    (plus a margin): only lengthened, persistent for an entry without a TTL."""
+    idx: SemanticIndex = make_index(vectorizer=HashVectorizer())
+    margin = int(2 * REGISTER_EVERY)
+    short, forever = Scope(tenant="short"), Scope(tenant="forever")
+    idx.store("How do I freeze my card?", "Tap Freeze.", short, ttl=600)
+    assert 600 < _row_ttl(redis_url, idx, short) <= 600 + margin
+    idx.store("How do I unfreeze my card?", "Tap Unfreeze.", short, ttl=60)  # never shortens
+    assert 600 < _row_ttl(redis_url, idx, short) <= 600 + margin
+    idx.store("Where is my card?", "On its way.", short, ttl=7200)  # a longer-lived entry
+    assert 7200 < _row_ttl(redis_url, idx, short) <= 7200 + margin
+    idx.store("What is my PIN?", "In the app.", short, ttl=None)  # one that never expires
+    assert _row_ttl(redis_url, idx, short) == -1
+    idx.store("What is my limit?", "1,000.", forever, ttl=None)
+    assert _row_ttl(redis_url, idx, forever) == -1
+    idx.warm([("How do I close my account?", "In Settings.")], Scope(tenant="warm"), progress=False, semantic=False)
+    assert _row_ttl(redis_url, idx, Scope(tenant="warm")) > 0  # the default TTL's
+    assert {e.scope.get("tenant") for e in idx.entries(limit=10)} == {"short", "forever", "warm"}

@@ -122,8 +122,9 @@ class FlowBase:
         self._warnings = Throttle()
         self._trim_lock = threading.Lock()
         self._writes_since_trim = 0
-        #: Scope digest -> when this instance last registered it (``store_flow``).
-        self._registered: dict[str, float] = {}
+        #: Scope digest -> when this instance last registered it (``store_flow``), and
+        #: until when (monotonic time, ``inf``: for ever) that registry row lasts.
+        self._registered: dict[str, tuple[float, float]] = {}
         #: The error bound's in-process side (:class:`paracache.learning.Learner`), or
         #: ``None`` for the static rules.
         self.learner: Any = None

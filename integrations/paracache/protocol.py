@@ -348,13 +348,26 @@ return counted
 )
 
 # A scope's canonical JSON into the namespace's scope registry (KEYS[1]), once: ARGV is
-# the scope digest and the JSON. Best effort, never an error: a registry key that is not
-# a hash (someone else's data, a damaged key) must not fail the entry written with it in
-# the same round trip; the entry then lists with an unknown scope. Returns 1 if added,
-# 0 if known, -1 if the registry refused it.
+# the scope digest, the JSON and how long the row must last (seconds; 0: for ever). The
+# row expires (a hash field's TTL, Redis 7.4+) when the last entry written in its scope
+# can have: set when added, only ever lengthened after (GT), made persistent for an
+# entry without a TTL. Without it every scope ever written (one per conversation turn
+# for a chat model) stayed in the registry after its entries had expired. A server
+# without field TTLs keeps the row, as before. Best effort, never an error: a registry
+# key that is not a hash (someone else's data, a damaged key) must not fail the entry
+# written with it in the same round trip; the entry then lists with an unknown scope.
+# Returns 1 if added, 0 if known, -1 if the registry refused it.
 _REGISTER_SCOPE = """
 local added = redis.pcall('HSETNX', KEYS[1], ARGV[1], ARGV[2])
 if type(added) == 'table' then return -1 end
+local ttl = tonumber(ARGV[3]) or 0
+if ttl <= 0 then
+  if added == 0 then redis.pcall('HPERSIST', KEYS[1], 'FIELDS', 1, ARGV[1]) end
+elseif added == 1 then
+  redis.pcall('HEXPIRE', KEYS[1], ttl, 'FIELDS', 1, ARGV[1])
+else
+  redis.pcall('HEXPIRE', KEYS[1], ttl, 'GT', 'FIELDS', 1, ARGV[1])
+end
 return added
 """
 

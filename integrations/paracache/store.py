@@ -47,6 +47,16 @@ T = TypeVar("T")
 #: registry (another process may clear the namespace); single writes re-register after.
 REGISTER_EVERY = 60.0
 
+#: A scope registry row outlives the entries written in its scope by this much (seconds).
+_ROW_MARGIN = 2 * REGISTER_EVERY
+
+
+def _row_ttl(ttl: int | None) -> int:
+    """Seconds a scope's registry row must last for an entry of ``ttl`` seconds written
+    now or up to :data:`REGISTER_EVERY` seconds later (0: for ever)."""
+    return 0 if ttl is None or ttl <= 0 else int(ttl + _ROW_MARGIN)
+
+
 #: A warm-up batch whose writes are under way: (handle, batch, its live requests, start).
 _PendingWrite = tuple[Any, list["StoreRequest"], list["StoreRequest"], float]
 
@@ -112,7 +122,7 @@ class Stores(FlowBase):
             calls.append(("EXPIRE", key, req.ttl))
         try:
             yield from self._ensure_index()
-            if self._register_due(req.lookup.scope_digest):
+            if self._register_due(req.lookup.scope_digest, req.ttl):
                 try:
                     yield Call(self._register_call(req))
                 except BackendError as exc:
@@ -141,23 +151,30 @@ class Stores(FlowBase):
         self.recorder.write("written", time.perf_counter() - t0)
         return StoreResult("written", req.lookup.entry_id, "written")
 
-    def _register_due(self, scope_digest: str) -> bool:
-        """Should this write register its scope? Yes unless this instance did so in the
-        last :data:`REGISTER_EVERY` seconds (and has not cleared the namespace since)."""
+    def _register_due(self, scope_digest: str, ttl: int | None) -> bool:
+        """Should this write (its entry living ``ttl`` seconds, ``None``: for ever)
+        register its scope? Yes unless this instance did so in the last
+        :data:`REGISTER_EVERY` seconds (and has not cleared the namespace since) with a
+        row lasting at least as long as this entry."""
         now = time.monotonic()
+        ends = math.inf if ttl is None else now + ttl
         with self._trim_lock:
-            if now - self._registered.get(scope_digest, -math.inf) < REGISTER_EVERY:
+            at, lasts = self._registered.get(scope_digest, (-math.inf, -math.inf))
+            if now - at < REGISTER_EVERY and ends <= lasts:
                 return False
             if len(self._registered) >= 10_000:  # many scopes: forget, re-register
                 self._registered.clear()
-            self._registered[scope_digest] = now
+            row = _row_ttl(ttl)
+            self._registered[scope_digest] = (now, math.inf if row == 0 else now + row)
             return True
 
-    def _register_call(self, req: StoreRequest) -> tuple[Any, ...]:
-        """The command that records ``req``'s scope JSON in the scope registry."""
+    def _register_call(self, req: StoreRequest, ttl: int | None = None) -> tuple[Any, ...]:
+        """The command that records ``req``'s scope JSON in the scope registry, its row
+        lasting as long as an entry of ``ttl`` seconds (default: ``req``'s) written
+        within :data:`REGISTER_EVERY` seconds from now."""
         return (
             "EVAL", REGISTER_SCOPE.source, 1, self.layout.scopes_key,
-            req.lookup.scope_digest, req.scope_json,
+            req.lookup.scope_digest, req.scope_json, _row_ttl(req.ttl if ttl is None else ttl),
         )  # fmt: skip
 
     def _put_call(self, req: StoreRequest, mapping: Mapping[str, Any]) -> tuple[Any, ...]:
@@ -225,11 +242,14 @@ class Stores(FlowBase):
             for r, vec in zip(semantic, raw, strict=True):
                 vectors[id(r)] = self.encode_vector(vec)
         calls = []
-        registered: set[str] = set()
-        for r in live:  # each scope of the batch registered once, before its entries
-            if r.lookup.scope_digest not in registered:
-                registered.add(r.lookup.scope_digest)
-                calls.append(self._register_call(r))
+        lasts: dict[str, tuple[StoreRequest, float]] = {}
+        for r in live:  # each scope once, as long as its longest-lived entry of the batch
+            ttl = math.inf if r.ttl is None else r.ttl
+            first = lasts.get(r.lookup.scope_digest)
+            if first is None or ttl > first[1]:
+                lasts[r.lookup.scope_digest] = (first[0] if first else r, ttl)
+        for r, ttl in lasts.values():  # before their entries
+            calls.append(self._register_call(r, 0 if math.isinf(ttl) else int(ttl)))
         for r in live:
             mapping = dict(r.mapping)
             if id(r) in vectors:
