@@ -4,17 +4,21 @@ Redis that stalls or drops connections (audit 15). Real Redis throughout."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from reliability_helpers import HashVectorizer, raw
+from reliability_helpers import HashVectorizer, raw, wait_until
 
-from paracache import Scope, SemanticIndex, spelling
+from paracache import CircuitBreaker, Scope, SemanticIndex, spelling
+from paracache.embedded import EmbeddedRedis
 from paracache.guards import edits, pairs, vocabulary
 from paracache.limiter import Limit, RateLimiter
 from paracache.schema import scopes_key
+from paracache.singleflight import SingleFlight
 from paracache.store import REGISTER_EVERY
 
 
@@ -114,6 +118,46 @@ def test_a_scope_registry_row_expires_with_the_entries_of_its_scope(
     assert _row_ttl(redis_url, idx, short) == -1
     idx.store("What is my limit?", "1,000.", forever, ttl=None)
     assert _row_ttl(redis_url, idx, forever) == -1
-    idx.warm([("How do I close my account?", "In Settings.")], Scope(tenant="warm"), progress=False, semantic=False)
+    warm = [("How do I close my account?", "In Settings.")]
+    idx.warm(warm, Scope(tenant="warm"), progress=False, semantic=False)
     assert _row_ttl(redis_url, idx, Scope(tenant="warm")) > 0  # the default TTL's
     assert {e.scope.get("tenant") for e in idx.entries(limit=10)} == {"short", "forever", "warm"}
+
+
+def test_streams_dropped_while_redis_is_down_leave_nothing_behind() -> None:
+    """A streamed answer dropped before it started (a client gone before the first
+    chunk) releases its Redis lock; when that fails (Redis down), the token waits for
+    the next claim of the same prompt in this process. Prompts never asked again kept
+    theirs for ever, though each lock expires in Redis after ``wait``: those are
+    forgotten."""
+    server = EmbeddedRedis().start()
+    try:
+        idx = SemanticIndex(
+            server.url, namespace="t-orphans", vectorizer=HashVectorizer(), timeout=0.05,
+            breaker=CircuitBreaker(failures=1000),
+        )  # fmt: skip
+        flights = SingleFlight(idx, wait=0.5)
+
+        def drop_unstarted_while_paused(prompts: list[str]) -> None:
+            claims = [flights.claim(p) for p in prompts]
+            server.pause(0.4)  # the releases below fail
+            for claim in claims:
+
+                def stream() -> Iterator[str]:
+                    yield "never read"
+
+                gen = stream()
+                SingleFlight.settle_when_dropped(gen, claim)
+                del gen
+            gc.collect()
+            wait_until(lambda: flights.in_flight() == 0, timeout=10)
+            time.sleep(0.45)  # the pause is over
+
+        drop_unstarted_while_paused([f"a question asked once, number {i}" for i in range(10)])
+        assert len(flights._orphans) == 10
+        time.sleep(0.2)  # every lock above has expired in Redis
+        drop_unstarted_while_paused(["one more question"])
+        assert len(flights._orphans) == 1
+        idx.close()
+    finally:
+        server.close()

@@ -283,8 +283,9 @@ class SingleFlight:
         self._flights: dict[str, _Flight] = {}
         self._mutex = threading.Lock()
         #: Redis locks of dropped streams' claims that could not be released (Redis
-        #: down): lock key to token, released by the next claim of that key here.
-        self._orphans: dict[str, str] = {}
+        #: down): lock key to token and when the lock expires by itself, released by the
+        #: next claim of that key here; forgotten once expired (oldest first).
+        self._orphans: dict[str, tuple[str, float]] = {}
         forking.track(self)
 
     def _forked(self) -> None:
@@ -452,7 +453,7 @@ class SingleFlight:
         with self._mutex:
             orphan = self._orphans.pop(lock_key, None)
         if orphan is not None:  # this process's own, given up: not worth waiting for
-            yield _Redis(("EVAL", _RELEASE, 1, lock_key, orphan))
+            yield _Redis(("EVAL", _RELEASE, 1, lock_key, orphan[0]))
         token = secrets.token_hex(8)
         reply = yield _Redis(("SET", lock_key, token, "NX", "PX", int(self.wait * 1000)))
         if reply is _FAILED:
@@ -490,8 +491,18 @@ class SingleFlight:
         return lock
 
     def _orphan(self, lock: tuple[str, str]) -> None:
+        now = time.monotonic()
         with self._mutex:
-            self._orphans[lock[0]] = lock[1]
+            orphans = self._orphans
+            # Locks whose time is up have expired in Redis: nothing left to release. (Kept,
+            # one per lock not released while Redis was down, they piled up for ever.)
+            while orphans:
+                key = next(iter(orphans))
+                if orphans[key][1] > now:
+                    break
+                del orphans[key]
+            orphans.pop(lock[0], None)  # last in order: the latest expiry
+            orphans[lock[0]] = (lock[1], now + self.wait)
 
     def _finish(self, key: str, flight: _Flight, result: Any) -> None:
         with self._mutex:
