@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -158,6 +159,31 @@ def test_streams_dropped_while_redis_is_down_leave_nothing_behind() -> None:
         time.sleep(0.2)  # every lock above has expired in Redis
         drop_unstarted_while_paused(["one more question"])
         assert len(flights._orphans) == 1
+        idx.close()
+    finally:
+        server.close()
+
+
+def test_a_stalled_server_under_many_threads_logs_a_warning_not_one_per_call(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Every lookup in flight when Redis stalls fails at once: with 32 request threads,
+    32 warnings for one fault (64 threads: 62-78 lines per two-second fault), and as
+    many again at each failed retry of the breaker. One per 10 s, as for other faults;
+    each failure is still counted."""
+    server = EmbeddedRedis().start()
+    try:
+        idx = SemanticIndex(
+            server.url, namespace="t-stall", vectorizer=HashVectorizer(), timeout=0.05,
+            breaker=CircuitBreaker(failures=1000),
+        )  # fmt: skip
+        idx.store("How do I freeze my card?", "Tap Freeze.")
+        server.pause(1.0)
+        with caplog.at_level(logging.INFO, logger="paracache"):
+            _at_once(lambda: idx.lookup("How do I freeze my card?"), threads=32)
+        warned = [r for r in caplog.records if r.levelno >= logging.WARNING]
+        assert idx.stats().errors_by_kind.get("redis", 0) >= 16
+        assert 1 <= len(warned) <= 2, [r.getMessage() for r in warned]
         idx.close()
     finally:
         server.close()
