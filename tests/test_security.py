@@ -22,16 +22,17 @@ from reliability_helpers import (
     self_signed_cert,
 )
 
-from paracache import CircuitBreaker, SemanticIndex
+from paracache import CircuitBreaker, Scope, SemanticIndex
 from paracache.embedded import EmbeddedRedis
 from paracache.errors import RedisSearchUnavailable
 from paracache.langchain import SemanticCache
+from paracache.schema import scopes_key
 
 #: Every command paracache sends (hot path, administration, repair): the ACL in the README.
 ACL_COMMANDS = [
-    "+ping", "+client|setname", "+hgetall", "+hget", "+hset", "+hincrby", "+hdel", "+del",
-    "+unlink", "+hmget", "+expire", "+pexpire", "+pttl", "+type", "+scan", "+multi", "+exec",
-    "+eval", "+evalsha",
+    "+ping", "+client|setname", "+hgetall", "+hget", "+hset", "+hsetnx", "+hincrby", "+hdel",
+    "+del", "+unlink", "+hmget", "+hexpire", "+hpersist", "+expire", "+pexpire", "+pttl",
+    "+type", "+scan", "+multi", "+exec", "+eval", "+evalsha",
     "+FT.SEARCH", "+FT.CREATE", "+FT.INFO", "+FT._LIST",
 ]
 
@@ -98,6 +99,12 @@ def test_acl_user_limited_to_its_namespace(server: EmbeddedRedis) -> None:
         assert idx.lookup("Where is my parcel?") is None and idx.core.scripted_search
         assert idx.count() == 1 and idx.repair(dry_run=True).valid == 1
         assert idx.stats().errors == 0
+        # The scope registry is written (HSETNX) and its row expires (HEXPIRE) too.
+        assert idx.entries(limit=1)[0].scope != {}
+        row = admin.execute_command(
+            "HTTL", scopes_key("acme"), "FIELDS", 1, Scope().digest()
+        )  # fmt: skip
+        assert int(row[0]) > 0
         with pytest.raises(redis.exceptions.NoPermissionError):
             raw(acme_url).get("secret-key")  # nothing outside the namespace
         with pytest.raises(redis.exceptions.NoPermissionError):
