@@ -51,10 +51,9 @@ def _at_once(fn: Callable[[], Any], threads: int = 8) -> list[Any]:
 )
 def test_a_table_asked_for_by_many_threads_at_once_is_loaded_once(loader: Any) -> None:
     """The first lookups of an app's request threads, all at once: the typo corrector's
-    vocabulary (about a second to build) and the guards' lexicons are built by one
-    thread while the others wait for it, not once per thread (64 threads spent 20 s of
-    CPU building 64 vocabularies, and lookups meanwhile timed out and opened the
-    breaker)."""
+    vocabulary and the guards' lexicons are built by one thread while the others wait
+    for it, not once per thread (seconds of CPU per thread on a cold process, and
+    lookups meanwhile timed out and opened the breaker: benchmarks/RESULTS.md, audit 15)."""
     loader.cache_clear()
     try:
         tables = _at_once(loader)
@@ -66,10 +65,10 @@ def test_a_table_asked_for_by_many_threads_at_once_is_loaded_once(loader: Any) -
 async def test_more_than_a_hundred_lookups_at_once_on_one_loop_all_hit(
     make_index: Any, redis_url: str
 ) -> None:
-    """A burst of async requests: redis-py's pool failed its 101st concurrent call at
-    once ("Too many connections"), a Redis failure to the cache: three opened the
-    breaker, and a healthy server answered a third of 150 simultaneous lookups as
-    misses. Calls now wait for a free connection; the pool stays at 100."""
+    """A burst of async requests: redis-py's pool failed a call at once when all its
+    connections were taken ("Too many connections"), a Redis failure to the cache:
+    three opened the breaker, and a healthy server answered many of 150 simultaneous
+    lookups as misses. Calls now wait for a free connection; the pool keeps its size."""
     idx: SemanticIndex = make_index(semantic=False)
     idx.store("How do I freeze my card?", "Tap Freeze in the app.")
     before = len(raw(redis_url).client_list())
@@ -167,10 +166,9 @@ def test_streams_dropped_while_redis_is_down_leave_nothing_behind() -> None:
 def test_a_stalled_server_under_many_threads_logs_a_warning_not_one_per_call(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """Every lookup in flight when Redis stalls fails at once: with 32 request threads,
-    32 warnings for one fault (64 threads: 62-78 lines per two-second fault), and as
-    many again at each failed retry of the breaker. One per 10 s, as for other faults;
-    each failure is still counted."""
+    """Every lookup in flight when Redis stalls fails at once: one warning per request
+    thread for one fault, and as many again at each failed retry of the breaker. One
+    per 10 s, as for other faults; each failure is still counted."""
     server = EmbeddedRedis().start()
     try:
         idx = SemanticIndex(

@@ -2,10 +2,11 @@
 
 ``functools.cache`` on a loader does not stop two threads from running it together: each
 thread that asks before the first has finished loads its own copy. The typo corrector's
-vocabulary takes about a second to build, so an app whose 64 request threads made their
-first lookups together spent seconds of CPU building 64 copies, and lookups waiting on
-Redis meanwhile ran out of their time budget and opened the breaker. :func:`once` makes
-the first caller load and the others wait for its result. Nothing here does I/O itself.
+vocabulary is slow to build, so an app whose request threads made their first lookups
+together built one copy per thread, and lookups waiting on Redis meanwhile ran out of
+their time budget and opened the breaker (benchmarks/RESULTS.md, audit 15). :func:`once`
+makes the first caller load and the others wait for its result. Nothing here does I/O
+itself.
 
 Example:
     >>> calls = []

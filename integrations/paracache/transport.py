@@ -732,9 +732,9 @@ def pooled_client(url: str, options: dict[str, Any], *, asyncio: bool = False) -
     :data:`POOL_CONNECTIONS` connections and makes a caller wait for a free one (up to
     ``options["socket_timeout"]``) instead of failing at once.
 
-    redis-py's default pool raises "Too many connections" at its 101st concurrent call:
-    more than 100 asyncio tasks (or threads storing) at once on a healthy server were
-    failed calls, counted as Redis failures that opened the breaker.
+    redis-py's default pool refuses a call at once when all its connections are taken:
+    a burst of asyncio tasks (or threads storing) on a healthy server were failed calls,
+    counted as Redis failures that opened the breaker.
 
     Example:
         >>> client = pooled_client("redis://localhost:6379", client_kwargs("faq", 0.1))
