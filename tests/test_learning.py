@@ -1129,3 +1129,39 @@ def test_the_observed_error_gauge_is_the_namespaces_not_each_caches_share(
     asyncio.run(arefresh_entries(second))
     assert gauge() == seen  # the same series, whichever cache refreshed it
     assert first.learner.observed_error() == second.learner.observed_error() == seen
+
+
+def test_idle_scopes_are_not_read_every_second(make_index: Any, monkeypatch: Any) -> None:
+    """A scope looked up once was read every REFRESH_SECONDS for the life of the process
+    (3,000 scopes: 3,000 HGETALL a second): past IDLE_SECONDS it is no longer read, its
+    decision stays, and its next lookup reads it again; decisions are capped."""
+    from paracache import learning
+
+    monkeypatch.setattr(learning, "IDLE_SECONDS", 0.3, raising=False)
+    monkeypatch.setattr(learning, "MAX_SCOPES", 5, raising=False)
+    index = make_index(max_error_rate=0.02)
+    learner = index.learner
+    assert learner is not None
+    scopes = [Scope(model="m", tenant=f"t{i}") for i in range(8)]
+    for scope in scopes:
+        index.store(STORED, "Open the app and tap Activate.", scope)
+        index.lookup_verdict(NEAR, scope)
+    learner.refresh(force=True)
+    keys = {learner.stats_key(s.digest()) for s in scopes}
+    assert keys <= set(learner._seen) and keys <= set(learner._decisions)
+
+    def hgetalls() -> int:
+        info = _client(index).info("commandstats")
+        return int(info.get("cmdstat_hgetall", {}).get("calls", 0))
+
+    time.sleep(0.5)  # idle now
+    learner.refresh()
+    assert not keys & set(learner._seen)  # no longer read
+    assert len(learner._decisions) <= 5  # capped, the idle ones first
+    before = hgetalls()
+    time.sleep(1.5)  # the background thread's refreshes find nothing due
+    assert hgetalls() - before <= 1
+    index.lookup_verdict(NEAR, scopes[0])  # asked again: read again
+    assert learner.stats_key(scopes[0].digest()) in learner._seen
+    learner.refresh()
+    assert learner.stats_key(scopes[0].digest()) in learner._decisions

@@ -103,6 +103,12 @@ PENDING_MAX = 10_000
 PENDING_SECONDS = 600.0
 #: Seconds between reads of a scope's statistics (per process).
 REFRESH_SECONDS = 1.0
+#: A scope not looked up for this long is no longer read every :data:`REFRESH_SECONDS`
+#: (its decision stays, and its next lookup schedules a read again at once).
+IDLE_SECONDS = 300.0
+#: Decisions kept per process: past this, those of the scopes idle longest go (a scope
+#: whose decision went starts again from its statistics in Redis on its next lookup).
+MAX_SCOPES = 10_000
 #: A pending message idle this long (its worker died) is claimed by another worker.
 CLAIM_IDLE_MS = 30_000
 #: Lookups of a scope after which its traffic counts are halved (so the shares the
@@ -367,6 +373,7 @@ class Learner:
         self._refresh_lock = threading.Lock()
         self._decisions: dict[str, bound.Decision] = {}
         self._seen: dict[str, float] = {}  # stats key -> when its record was last read
+        self._used: dict[str, float] = {}  # stats key -> when a lookup last asked for it
         self._pending: collections.OrderedDict[str, _Pending] = collections.OrderedDict()
         self._offered: collections.OrderedDict[tuple[str, str], None] = collections.OrderedDict()
         self._outbox: collections.deque[dict[str, Any]] = collections.deque()
@@ -467,6 +474,7 @@ class Learner:
         if self._revive:
             self._start_threads()
         key = self.stats_key(scope_digest)
+        self._used[key] = time.monotonic()
         if key not in self._seen:
             with self._lock:
                 self._seen.setdefault(key, 0.0)
@@ -701,6 +709,7 @@ class Learner:
         with self._refresh_lock:
             now = time.monotonic()
             with self._lock:
+                self._forget_idle(now)
                 due = [k for k, at in self._seen.items() if force or now - at >= REFRESH_SECONDS]
                 for k in due:
                     self._seen[k] = now
@@ -716,6 +725,23 @@ class Learner:
                 return
             for k, record in zip(due, records, strict=True):
                 self._decide(k, record)
+
+    def _forget_idle(self, now: float) -> None:
+        """Stop reading the scopes no lookup asked for in :data:`IDLE_SECONDS` (each was
+        read every second for the life of the process: 3,000 scopes looked up once made
+        3,000 reads a second), and keep at most :data:`MAX_SCOPES` decisions. Under
+        ``_lock``."""
+        # A copy: lookups write ``_used`` without the lock. One marked used meanwhile and
+        # dropped here is read again at its next lookup.
+        for key, at in list(self._used.items()):
+            if now - at > IDLE_SECONDS:
+                self._seen.pop(key, None)
+                self._used.pop(key, None)
+        excess = len(self._decisions) - MAX_SCOPES
+        if excess > 0:
+            idle = [k for k in self._decisions if k not in self._seen][:excess]
+            for key in idle:
+                del self._decisions[key]
 
     def _decide(self, stats_key: str, record: Any) -> None:
         try:
